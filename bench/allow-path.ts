@@ -1,0 +1,66 @@
+// Benchmark: the allow path (RequestOperation -> credential) over mTLS, against a
+// bare grpc-js mTLS unary echo server using the same certificates, in the same
+// run. The callers run in a separate process (load-client.ts) for both, so each
+// server has its event loop to itself. Target: ratio >= 0.6 at 64 concurrent calls.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { startTestBroker } from '@countersign/broker/testing';
+import { echoService } from './echo.js';
+import { fmt, table, type LoadResult } from './harness.js';
+import type { LoadClientConfig } from './load-client.js';
+
+const run = promisify(execFile);
+const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
+
+async function load(config: LoadClientConfig): Promise<LoadResult> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
+}
+
+export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
+  const t = await startTestBroker();
+  const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
+  const brokerSvid = t.svid('countersign/broker');
+  const deployer = t.svid('ci/deployer');
+  const files = { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), caFile: join(dir, 'ca.pem') };
+  await Promise.all([writeFile(files.certFile, deployer.chainPem), writeFile(files.keyFile, deployer.keyPem), writeFile(files.caFile, t.ca.pem)]);
+
+  // Baseline: grpc-js terminating mTLS itself, echoing the request bytes back.
+  const echo = new Server();
+  echo.addService(echoService, { echo: (call: { request: Buffer }, cb: (e: null, r: Buffer) => void) => cb(null, call.request) });
+  const echoPort = await new Promise<number>((resolve, reject) =>
+    echo.bindAsync(
+      '127.0.0.1:0',
+      ServerCredentials.createSsl(Buffer.from(t.ca.pem), [{ private_key: Buffer.from(brokerSvid.keyPem), cert_chain: Buffer.from(brokerSvid.chainPem) }], true),
+      (e, port) => (e ? reject(e) : resolve(port)),
+    ),
+  );
+
+  const rows: Record<string, string>[] = [];
+  for (const concurrency of options.concurrencies) {
+    const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1 };
+    const base = await load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
+    const broker = await load({ ...common, target: 'broker', address: t.address });
+    rows.push({
+      concurrency: String(concurrency),
+      'echo calls/s': fmt(base.throughput, 0),
+      'broker calls/s': fmt(broker.throughput, 0),
+      'ratio broker/echo': fmt(broker.throughput / base.throughput, 2),
+      'echo p50/p99 ms': `${fmt(base.p50Ms, 2)}/${fmt(base.p99Ms, 2)}`,
+      'broker p50/p99 ms': `${fmt(broker.p50Ms, 2)}/${fmt(broker.p99Ms, 2)}`,
+      errors: String(base.errors + broker.errors),
+    });
+  }
+  process.stdout.write('\nAllow path: RequestOperation -> signed credential + 2 audit appends, vs bare grpc-js mTLS echo\n');
+  process.stdout.write('(callers in a separate process; target ratio >= 0.6 at 64 concurrent calls)\n');
+  process.stdout.write(`${table(rows)}\n`);
+
+  echo.forceShutdown();
+  await t.close();
+  await rm(dir, { recursive: true, force: true });
+}

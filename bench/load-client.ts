@@ -1,0 +1,62 @@
+// The load generator, run as its own process so that the server under test does
+// not share its event loop (or its CPU time slice) with the callers.
+// Usage: node --import tsx bench/load-client.ts '<json LoadClientConfig>'
+import { readFileSync } from 'node:fs';
+import { credentials, Metadata, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
+import { CountersignClient } from '@countersign/agent';
+import { echoService } from './echo.js';
+import { runLoad } from './harness.js';
+
+export interface LoadClientConfig {
+  target: 'echo' | 'broker';
+  address: string;
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  concurrency: number;
+  durationMs: number;
+  /** How many client channels (HTTP/2 connections) to spread calls over. */
+  channels: number;
+}
+
+const config = JSON.parse(process.argv[2] as string) as LoadClientConfig;
+const pem = { cert: readFileSync(config.certFile, 'utf8'), key: readFileSync(config.keyFile, 'utf8'), ca: readFileSync(config.caFile, 'utf8') };
+const parameters = { version: '1.4.2', replicas: 3 };
+let next = 0;
+let call: () => Promise<unknown>;
+const closers: (() => void)[] = [];
+
+if (config.target === 'echo') {
+  const EchoClient = makeGenericClientConstructor(echoService, 'Echo');
+  const clients = Array.from({ length: config.channels }, (_, i) => {
+    const c = new EchoClient(
+      config.address,
+      credentials.createSsl(Buffer.from(pem.ca), Buffer.from(pem.key), Buffer.from(pem.cert), { checkServerIdentity: () => undefined }),
+      { 'grpc.ssl_target_name_override': 'example.org', 'grpc-node.channel_id': i },
+    ) as unknown as Client & { echo(req: Buffer, md: Metadata, cb: (e: Error | null, r: Buffer) => void): void };
+    closers.push(() => c.close());
+    return c;
+  });
+  const payload = Buffer.from(JSON.stringify({ operation: 'deploy', resource: 'staging/web', parameters }));
+  call = () => {
+    const c = clients[next++ % clients.length] as (typeof clients)[number];
+    return new Promise<Buffer>((resolve, reject) => c.echo(payload, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
+  };
+} else {
+  const clients = Array.from({ length: config.channels }, () => {
+    const c = new CountersignClient({ address: config.address, certChainPem: pem.cert, keyPem: pem.key, caPem: pem.ca });
+    closers.push(() => c.close());
+    return c;
+  });
+  call = async () => {
+    const c = clients[next++ % clients.length] as CountersignClient;
+    const r = await c.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters });
+    if (r.state !== 'APPROVED') throw new Error(`unexpected ${r.state}`);
+  };
+}
+
+await call();
+const result = await runLoad(call, { concurrency: config.concurrency, durationMs: config.durationMs });
+for (const close of closers) close();
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(0);

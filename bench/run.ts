@@ -1,0 +1,22 @@
+// npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
+// each figure as a ratio to a baseline measured in the same run.
+import { benchAllowPath } from './allow-path.js';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? '3');
+const benches: Record<string, () => Promise<void>> = {
+  'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
+};
+
+const selected = process.argv.slice(2);
+for (const name of selected) {
+  if (!(name in benches)) {
+    process.stderr.write(`unknown benchmark ${name}; known: ${Object.keys(benches).join(', ')}\n`);
+    process.exit(2);
+  }
+}
+process.stdout.write(`node ${process.version}, ${seconds}s per measurement (BENCH_SECONDS to change)\n`);
+for (const [name, run] of Object.entries(benches)) {
+  if (selected.length > 0 && !selected.includes(name)) continue;
+  await run();
+}
+process.exit(0);

@@ -1,0 +1,93 @@
+// The Broker gRPC service: authenticates the caller, hands the request to the
+// domain, and translates the outcome. Errors are mapped in status.ts only.
+import type { ServerUnaryCall } from '@grpc/grpc-js';
+import { RequestState, type BrokerServer, type RequestOperationResponse } from '@countersign/proto';
+import type { Logger } from 'pino';
+import { CountersignError } from '../errors.js';
+import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import type { RequestService } from '../requests/request-service.js';
+import type { RequestStore } from '../requests/store.js';
+import { toCredential, toDuration, toRequest } from './convert.js';
+import { serverStream, unary, unimplemented } from './status.js';
+
+export interface BrokerServiceDeps {
+  peers: PeerAuthenticator;
+  requests: RequestService;
+  store: RequestStore;
+  logger: Logger;
+  pollIntervalMs: number;
+}
+
+export const MAX_REQUEST_ID_LENGTH = 64;
+
+export function requestIdField(value: string): string {
+  if (value === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'request_id: is required', { field: 'request_id' });
+  if (value.length > MAX_REQUEST_ID_LENGTH || !/^[A-Za-z0-9_-]+$/.test(value)) {
+    throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `request_id: ${JSON.stringify(value.slice(0, MAX_REQUEST_ID_LENGTH))} is not a request id`, {
+      field: 'request_id',
+    });
+  }
+  return value;
+}
+
+export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
+  const { logger } = deps;
+  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string }) => deps.peers.authenticate(call.getPeer());
+
+  return {
+    requestOperation: unary(logger, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
+      const identity = identityOf(call);
+      const outcome = await deps.requests.requestOperation(identity, call.request);
+      const base: RequestOperationResponse = {
+        requestId: outcome.requestId,
+        state: RequestState.REQUEST_STATE_UNSPECIFIED,
+        credential: undefined,
+        message: '',
+        rule: outcome.rule ?? '',
+        expiresAt: undefined,
+        pollInterval: undefined,
+        request: undefined,
+      };
+      switch (outcome.state) {
+        case 'APPROVED':
+          return { ...base, state: RequestState.REQUEST_STATE_APPROVED, credential: toCredential(outcome.credential) };
+        case 'DENIED':
+          return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
+        case 'PENDING_APPROVAL':
+          return {
+            ...base,
+            state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
+            message: `waiting for ${outcome.request.approvalsRequired} approval(s) from ${outcome.request.approvers.join(', ')}`,
+            expiresAt: new Date(outcome.request.expiresAt),
+            pollInterval: toDuration(outcome.pollIntervalMs),
+            request: toRequest(outcome.request),
+          };
+      }
+    }),
+
+    getRequest: unary(logger, 'GetRequest', async (call) => {
+      const identity = identityOf(call);
+      const id = requestIdField(call.request.requestId);
+      const request = await deps.store.get(id);
+      if (request === undefined || request.requester !== identity.spiffeId) {
+        throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist or belongs to another workload`);
+      }
+      return { request: toRequest(request), credential: undefined, pollInterval: toDuration(deps.pollIntervalMs) };
+    }),
+
+    watchRequest: serverStream(logger, 'WatchRequest', async (call) => {
+      identityOf(call);
+      throw unimplemented('WatchRequest');
+    }),
+
+    cancelRequest: unary(logger, 'CancelRequest', async (call) => {
+      identityOf(call);
+      throw unimplemented('CancelRequest');
+    }),
+
+    redeemCredential: unary(logger, 'RedeemCredential', async (call) => {
+      identityOf(call);
+      throw unimplemented('RedeemCredential');
+    }),
+  };
+}

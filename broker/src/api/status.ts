@@ -1,0 +1,60 @@
+// The one place where errors become gRPC statuses. A CountersignError keeps its
+// message and travels with its code in the "countersign-error-code" trailer;
+// anything else is masked as INTERNAL with an id that is logged.
+import { randomBytes } from 'node:crypto';
+import { Metadata, status as GrpcStatus, type ServiceError, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { CountersignError, type ErrorKind } from '../errors.js';
+
+export const ERROR_CODE_TRAILER = 'countersign-error-code';
+
+const STATUS_FOR_KIND: Record<ErrorKind, GrpcStatus> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  not_found: GrpcStatus.NOT_FOUND,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
+  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  unimplemented: GrpcStatus.UNIMPLEMENTED,
+  internal: GrpcStatus.INTERNAL,
+};
+
+export function toServiceError(error: unknown, logger: Logger, method: string): Partial<ServiceError> {
+  const metadata = new Metadata();
+  if (error instanceof CountersignError && error.kind !== 'internal') {
+    metadata.set(ERROR_CODE_TRAILER, error.code);
+    const level = error.kind === 'unavailable' ? 'warn' : 'info';
+    logger[level]({ method, code: error.code, err: error.kind === 'unavailable' ? error.cause : undefined }, error.message);
+    return { code: STATUS_FOR_KIND[error.kind], details: error.message, metadata };
+  }
+  const errorId = randomBytes(6).toString('hex');
+  metadata.set(ERROR_CODE_TRAILER, 'ERR_INTERNAL');
+  logger.error({ method, errorId, err: error }, 'internal error');
+  return { code: GrpcStatus.INTERNAL, details: `internal error (id ${errorId}); the broker log has the details`, metadata };
+}
+
+/** Wraps a promise-returning unary handler: its result or its error, mapped once. */
+export function unary<Req, Res>(logger: Logger, method: string, handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    handler(call).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(toServiceError(error, logger, method)),
+    );
+  };
+}
+
+/** Wraps a server-streaming handler: a thrown error ends the stream with its mapped status. */
+export function serverStream<Req, Res>(logger: Logger, method: string, handler: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    handler(call).then(
+      () => call.end(),
+      (error: unknown) => call.destroy(toServiceError(error, logger, method) as ServiceError),
+    );
+  };
+}
+
+export function unimplemented(what: string): CountersignError {
+  return new CountersignError('unimplemented', 'ERR_UNIMPLEMENTED', `${what} is not available in this version of the broker`);
+}

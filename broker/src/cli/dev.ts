@@ -1,0 +1,72 @@
+// `countersign-broker dev`: a working broker in one command, for trying it out.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { startBroker } from '../app.js';
+import { parseConfig } from '../config/config.js';
+import { findDevRedis } from '../dev/redis.js';
+import { devConfig, ensureDevTrustDomain } from '../dev/trust-domain.js';
+import { out } from './output.js';
+import { closeOnSignal } from './serve.js';
+
+export interface DevOptions {
+  dir: string;
+  trustDomain: string;
+  grpcPort: number;
+  httpPort: number;
+}
+
+const envFile = (vars: Record<string, string>): string =>
+  `${Object.entries(vars)
+    .map(([k, v]) => `export ${k}=${JSON.stringify(v)}`)
+    .join('\n')}\n`;
+
+export async function runDev(options: DevOptions): Promise<void> {
+  const td = await ensureDevTrustDomain({ dir: options.dir, trustDomain: options.trustDomain });
+  const redis = await findDevRedis({ env: process.env, dir: td.dir, log: (line) => out(line) });
+  const configFile = join(td.dir, 'config.yaml');
+  const configText = devConfig({ trustDomain: td.trustDomain, grpcPort: options.grpcPort, httpPort: options.httpPort, redisUrl: redis.url });
+  await writeFile(configFile, configText);
+  const config = parseConfig(configText, configFile);
+  const broker = await startBroker(config).catch(async (e: unknown) => {
+    await redis.stop();
+    throw e;
+  });
+  closeOnSignal(async () => {
+    await broker.close();
+    await redis.stop();
+  });
+
+  const addr = `127.0.0.1:${broker.grpcPort}`;
+  const envDir = join(td.dir, 'env');
+  await mkdir(envDir, { recursive: true });
+  for (const who of [td.workload, ...td.approvers]) {
+    await writeFile(
+      join(envDir, `${who.name}.env`),
+      envFile({ COUNTERSIGN_ADDR: addr, COUNTERSIGN_CA: td.caFile, COUNTERSIGN_CERT: who.certFile, COUNTERSIGN_KEY: who.keyFile }),
+    );
+  }
+  const shown = relative(process.cwd(), td.dir) || '.';
+  out('');
+  out(`Countersign dev broker is running (Ctrl-C stops it).`);
+  out(`  trust domain  ${td.trustDomain}  (files in ${shown}${td.created.length > 0 ? `, created ${td.created.length} now` : ', reused'})`);
+  out(`  gRPC (mTLS)   ${addr}  as ${broker.spiffeId}`);
+  out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
+  out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
+  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it, then restart)`);
+  out('');
+  out('Next, in another terminal in this directory:');
+  out('');
+  out(`  # act as the sample CI workload ${td.workload.spiffeId}`);
+  out(`  source ${relative(process.cwd(), join(envDir, 'deployer.env'))}`);
+  out('');
+  out('  # allowed by policy: prints a credential bound to this exact deploy');
+  out('  npx countersign request --operation deploy --resource staging/web --param version=1.4.2');
+  out('');
+  out('  # production needs a human: answers PENDING_APPROVAL with a request id');
+  out('  npx countersign request --operation deploy --resource prod/web --param version=1.4.2 --output json');
+  out('');
+  out('  # anything else is denied');
+  out('  npx countersign request --operation drop-table --resource prod/orders');
+  out('');
+  out(`Approvers alice and bob have their own SVIDs: source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
+}

@@ -1,0 +1,92 @@
+// Minting a credential: a short-lived JWT bound to one operation, its exact
+// parameters (RFC 8785 digest), and the caller's certificate (RFC 8705 cnf).
+import { SignJWT } from 'jose';
+import {
+  AUTHORIZATION_DETAILS_TYPE,
+  CREDENTIAL_TYPE,
+  type ApprovalEvidence,
+  type CredentialClaims,
+} from '@countersign/proto';
+import type { Clock } from '../clock.js';
+import { CountersignError } from '../errors.js';
+import { randomId } from '../ids.js';
+import type { Keyring } from './keys.js';
+
+export interface MintInput {
+  /** Caller SPIFFE ID ("sub" and "client_id"). */
+  subject: string;
+  /** x5t#S256 of the caller's certificate. */
+  certificateThumbprint: string;
+  /** When the caller's SVID stops being valid (ms); the credential never outlives it. */
+  svidNotAfter: number;
+  operation: string;
+  resource: string;
+  parametersDigest: string;
+  audience: string;
+  /** Upper bounds on the lifetime (ms): policy cap, requested TTL, ... undefined entries ignored. */
+  ttlCaps: (number | undefined)[];
+  onBehalfOf?: string;
+  approval?: ApprovalEvidence;
+  /** When the approval happened (ms), for auth_time; default now. */
+  authTime?: number;
+}
+
+export interface MintedCredential {
+  token: string;
+  jti: string;
+  claims: CredentialClaims;
+  expiresAt: number;
+}
+
+/** Below this, a credential would expire before anyone could use it. */
+export const MIN_CREDENTIAL_TTL_MS = 5_000;
+
+export class CredentialMinter {
+  constructor(
+    private readonly keyring: Keyring,
+    private readonly options: { issuer: string; maxTtlMs: number; clock: Clock },
+  ) {}
+
+  async mint(input: MintInput): Promise<MintedCredential> {
+    const now = this.options.clock.now();
+    const ttl = Math.min(this.options.maxTtlMs, input.svidNotAfter - now, ...input.ttlCaps.filter((c): c is number => c !== undefined));
+    if (ttl < MIN_CREDENTIAL_TTL_MS) {
+      throw new CountersignError(
+        'failed_precondition',
+        'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
+        `the caller's SVID expires in ${Math.max(0, Math.floor((input.svidNotAfter - now) / 1000))}s; renew it before asking for a credential`,
+      );
+    }
+    const iat = Math.floor(now / 1000);
+    const exp = Math.floor((now + ttl) / 1000);
+    const jti = randomId(16);
+    const claims: CredentialClaims = {
+      iss: this.options.issuer,
+      sub: input.subject,
+      aud: input.audience,
+      iat,
+      nbf: iat,
+      exp,
+      jti,
+      client_id: input.subject,
+      authorization_details: [
+        { type: AUTHORIZATION_DETAILS_TYPE, operation: input.operation, resource: input.resource, parameters_digest: input.parametersDigest },
+      ],
+      cnf: { 'x5t#S256': input.certificateThumbprint },
+    };
+    if (input.onBehalfOf) claims.act = { sub: input.onBehalfOf };
+    if (input.approval) {
+      claims.approval = input.approval;
+      claims.acr = 'urn:countersign:acr:human-approval';
+      claims.auth_time = Math.floor((input.authTime ?? now) / 1000);
+    } else {
+      claims.acr = 'urn:countersign:acr:workload';
+      claims.auth_time = iat;
+    }
+    const key = this.keyring.active;
+    const token = await new SignJWT(claims as unknown as Record<string, unknown>)
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE })
+      .sign(key.privateKey);
+    return { token, jti, claims, expiresAt: exp * 1000 };
+  }
+}

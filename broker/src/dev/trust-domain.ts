@@ -1,0 +1,147 @@
+// The dev trust domain: everything `countersign-broker dev` needs, created once
+// in a directory and reused: a CA, SVIDs for the broker, a sample workload and
+// two sample approvers, a signing key, an example policy and a config file.
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { CertificateAuthority } from './ca.js';
+
+export const DEV_SVID_LIFETIME_MS = 30 * 24 * 3600_000;
+/** Re-issue an SVID when less than this is left, so a dev session never hits expiry. */
+const RENEW_BEFORE_MS = 2 * 24 * 3600_000;
+
+export interface DevIdentity {
+  name: string;
+  spiffeId: string;
+  certFile: string;
+  keyFile: string;
+}
+
+export interface DevTrustDomain {
+  dir: string;
+  trustDomain: string;
+  caFile: string;
+  caKeyFile: string;
+  broker: DevIdentity;
+  workload: DevIdentity;
+  approvers: DevIdentity[];
+  signingKeyFile: string;
+  policyFile: string;
+  configFile: string;
+  /** Files created (not reused) by this call, relative to dir. */
+  created: string[];
+}
+
+export function devPolicy(trustDomain: string): string {
+  return `# Countersign policy for the dev trust domain ${trustDomain}.
+# Rules are checked against every request; deny wins over approve, approve over
+# allow, and a request no rule matches is denied. See docs/policy.md.
+version: 1
+rules:
+  - name: staging-deploys
+    description: CI may deploy to staging without asking anyone.
+    match:
+      workload: spiffe://${trustDomain}/ci/*
+      operation: deploy
+      resource: staging/*
+    decision: allow
+    ttl: 10m
+
+  - name: prod-deploys
+    description: Production deploys need one approval from alice or bob.
+    match:
+      workload: spiffe://${trustDomain}/ci/*
+      operation: deploy
+      resource: prod/*
+    decision: approve
+    approval:
+      approvers: [alice, bob]
+      required: 1
+      timeout: 15m
+    ttl: 5m
+`;
+}
+
+export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string }): string {
+  return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
+# --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
+trust_domain: ${t.trustDomain}
+grpc:
+  listen: 127.0.0.1:${t.grpcPort}
+http:
+  listen: 127.0.0.1:${t.httpPort}
+identity:
+  svid:
+    cert_file: svids/broker.pem
+    key_file: svids/broker-key.pem
+  bundles:
+    - trust_domain: ${t.trustDomain}
+      file: ca.pem
+redis:
+  url: ${t.redisUrl}
+  prefix: "countersign:dev:"
+policy:
+  file: policy.yaml
+credentials:
+  default_audience: https://deploy.${t.trustDomain}
+  default_ttl: 5m
+  max_ttl: 1h
+  signing_keys:
+    - file: signing-key.pem
+`;
+}
+
+async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {
+  await writeFile(path, content, { mode });
+  created.push(path.slice(dir.length + 1));
+}
+
+/** Creates what is missing in dir (and renews SVIDs close to expiry); reuses the rest. */
+export async function ensureDevTrustDomain(options: { dir: string; trustDomain: string; now?: () => number }): Promise<Omit<DevTrustDomain, 'configFile'>> {
+  const dir = resolve(options.dir);
+  const now = options.now ?? Date.now;
+  const created: string[] = [];
+  await mkdir(join(dir, 'svids'), { recursive: true, mode: 0o700 });
+
+  const caFile = join(dir, 'ca.pem');
+  const caKeyFile = join(dir, 'ca-key.pem');
+  let ca: CertificateAuthority;
+  if (existsSync(caFile) && existsSync(caKeyFile)) {
+    ca = CertificateAuthority.load(options.trustDomain, await readFile(caFile, 'utf8'), await readFile(caKeyFile, 'utf8'), now);
+    const caId = /URI:spiffe:\/\/([^,\s/]+)/.exec(new X509Certificate(ca.pem).subjectAltName ?? '')?.[1];
+    if (caId !== undefined && caId !== options.trustDomain) {
+      throw new Error(`${dir} holds a dev CA for trust domain ${caId}, not ${options.trustDomain}; use another --dir or --trust-domain ${caId}`);
+    }
+  } else {
+    ca = CertificateAuthority.createRoot(options.trustDomain, { now, notAfter: now() + 5 * 365 * 24 * 3600_000 });
+    await writeNew(caFile, ca.pem, created, dir);
+    await writeNew(caKeyFile, ca.certificate.keyPem, created, dir, 0o600);
+  }
+
+  const identity = async (name: string, path: string): Promise<DevIdentity> => {
+    const spiffeId = `spiffe://${options.trustDomain}/${path}`;
+    const certFile = join(dir, 'svids', `${name}.pem`);
+    const keyFile = join(dir, 'svids', `${name}-key.pem`);
+    const fresh = existsSync(certFile) && existsSync(keyFile) && Date.parse(new X509Certificate(await readFile(certFile, 'utf8')).validTo) - now() > RENEW_BEFORE_MS;
+    if (!fresh) {
+      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, dns: name === 'broker' ? ['localhost'] : [] });
+      await writeNew(certFile, svid.chainPem, created, dir);
+      await writeNew(keyFile, svid.keyPem, created, dir, 0o600);
+    }
+    return { name, spiffeId, certFile, keyFile };
+  };
+  const broker = await identity('broker', 'countersign/broker');
+  const workload = await identity('deployer', 'ci/deployer');
+  const approvers = [await identity('alice', 'human/alice'), await identity('bob', 'human/bob')];
+
+  const signingKeyFile = join(dir, 'signing-key.pem');
+  if (!existsSync(signingKeyFile)) {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeNew(signingKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), created, dir, 0o600);
+  }
+  const policyFile = join(dir, 'policy.yaml');
+  if (!existsSync(policyFile)) await writeNew(policyFile, devPolicy(options.trustDomain), created, dir);
+
+  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, created };
+}

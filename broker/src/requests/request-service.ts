@@ -1,0 +1,129 @@
+// The request's journey inside the broker: validate, decide by policy, then
+// allow (mint + audit), deny (audit) or create a pending approval (store + audit).
+// Nothing reaches the caller before its audit record is appended.
+import type { RequestOperationRequest } from '@countersign/proto';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Clock } from '../clock.js';
+import { newRequestId } from '../ids.js';
+import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
+import type { SvidIdentity } from '../identity/x509-svid.js';
+import type { Policy } from '../policy/policy.js';
+import type { RequestStore, StoredRequest } from './store.js';
+import { validateOperationRequest, type OperationRequest } from './validate.js';
+
+export interface RequestServiceOptions {
+  defaultAudience: string;
+  defaultTtlMs: number;
+  pollIntervalMs: number;
+}
+
+export type OperationOutcome =
+  | { state: 'APPROVED'; requestId: string; rule: string; credential: MintedCredential }
+  | { state: 'DENIED'; requestId: string; rule: string | null; message: string }
+  | { state: 'PENDING_APPROVAL'; requestId: string; rule: string; request: StoredRequest; pollIntervalMs: number };
+
+export class RequestService {
+  constructor(
+    private readonly deps: {
+      policy: () => Policy;
+      minter: CredentialMinter;
+      audit: AuditLog;
+      store: RequestStore;
+      clock: Clock;
+    },
+    private readonly options: RequestServiceOptions,
+  ) {}
+
+  private requestFacts(identity: SvidIdentity, op: OperationRequest) {
+    return {
+      requester: identity.spiffeId,
+      operation: op.operation,
+      resource: op.resource,
+      parameters_digest: op.parametersDigest,
+      audience: op.audience,
+      on_behalf_of: op.onBehalfOf || undefined,
+      reason: op.reason || undefined,
+      ticket: op.ticket || undefined,
+      certificate_thumbprint: identity.thumbprint,
+    };
+  }
+
+  async requestOperation(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
+    const parsed = validateOperationRequest(raw);
+    const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
+    const policy = this.deps.policy();
+    const decision = policy.evaluate({ workload: identity, operation: op.operation, resource: op.resource });
+    const facts = this.requestFacts(identity, op);
+
+    if (decision.effect === 'deny') {
+      const requestId = newRequestId();
+      await this.deps.audit.append({
+        type: 'decision',
+        request_id: requestId,
+        decision: 'deny',
+        rule: decision.rule,
+        policy_digest: policy.digest,
+        message: decision.message,
+        ...facts,
+      });
+      return { state: 'DENIED', requestId, rule: decision.rule, message: decision.message };
+    }
+
+    if (decision.effect === 'allow') {
+      const requestId = newRequestId();
+      const credential = await this.deps.minter.mint({
+        subject: identity.spiffeId,
+        certificateThumbprint: identity.thumbprint,
+        svidNotAfter: identity.notAfter,
+        operation: op.operation,
+        resource: op.resource,
+        parametersDigest: op.parametersDigest,
+        audience: op.audience,
+        ttlCaps: [decision.ttlMs ?? this.options.defaultTtlMs, op.requestedTtlMs],
+        ...(op.onBehalfOf ? { onBehalfOf: op.onBehalfOf } : {}),
+      });
+      // Fail closed: both records are durable before the credential leaves the broker.
+      await this.deps.audit.appendAll([
+        { type: 'decision', request_id: requestId, decision: 'allow', rule: decision.rule, policy_digest: policy.digest, ...facts },
+        {
+          type: 'credential_issued',
+          request_id: requestId,
+          jti: credential.jti,
+          subject: identity.spiffeId,
+          audience: op.audience,
+          expires_at: credential.expiresAt,
+          operation: op.operation,
+          resource: op.resource,
+          parameters_digest: op.parametersDigest,
+        },
+      ]);
+      return { state: 'APPROVED', requestId, rule: decision.rule, credential };
+    }
+
+    const { request, created } = await this.deps.store.create({
+      requester: identity,
+      operation: op,
+      rule: decision.rule,
+      policyDigest: policy.digest,
+      approvers: decision.approval.approvers,
+      approvalsRequired: decision.approval.required,
+      timeoutMs: decision.approval.timeout,
+      ttlCapMs: decision.ttlMs,
+    });
+    if (created) {
+      await this.deps.audit.append({
+        type: 'decision',
+        request_id: request.id,
+        decision: 'approve',
+        rule: decision.rule,
+        rules: decision.rules,
+        policy_digest: policy.digest,
+        approvers: decision.approval.approvers,
+        approvals_required: decision.approval.required,
+        expires_at: request.expiresAt,
+        ...facts,
+      });
+    }
+    return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
+  }
+}

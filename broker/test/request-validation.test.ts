@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parametersDigest, type RequestOperationRequest } from '@countersign/proto';
+import { CountersignError } from '../src/errors.js';
+import { LIMITS, validateOperationRequest } from '../src/requests/validate.js';
+
+const base: RequestOperationRequest = {
+  operation: 'deploy',
+  resource: 'prod/web',
+  parametersJson: '{"version":"1.2.3"}',
+  reason: '',
+  onBehalfOf: '',
+  clientRequestId: '',
+  requestedTtl: undefined,
+  audience: '',
+  ticket: '',
+};
+
+function refusal(patch: Partial<RequestOperationRequest>): CountersignError {
+  try {
+    validateOperationRequest({ ...base, ...patch });
+  } catch (e) {
+    assert.ok(e instanceof CountersignError);
+    return e;
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('RequestOperation validation', () => {
+  it('normalises parameters to RFC 8785 and digests them', () => {
+    const op = validateOperationRequest({ ...base, parametersJson: '{ "b": 2, "a": [1, "x"] }' });
+    assert.equal(op.parametersCanonical, '{"a":[1,"x"],"b":2}');
+    assert.equal(op.parametersDigest, parametersDigest({ a: [1, 'x'], b: 2 }));
+  });
+
+  it('treats empty parameters as {}', () => {
+    assert.deepEqual(validateOperationRequest({ ...base, parametersJson: '' }).parameters, {});
+  });
+
+  const cases: [string, Partial<RequestOperationRequest>, string, RegExp][] = [
+    ['missing operation', { operation: '' }, 'operation', /required/],
+    ['operation with spaces', { operation: 'rm -rf' }, 'operation', /not valid/],
+    ['over-long resource', { resource: 'a'.repeat(LIMITS.resourceLength + 1) }, 'resource', /at most 512/],
+    ['parameters that are an array', { parametersJson: '[1,2]' }, 'parameters_json', /must be a JSON object, got an array/],
+    ['parameters that are a string', { parametersJson: '"x"' }, 'parameters_json', /must be a JSON object, got a string/],
+    ['parameters that are not JSON', { parametersJson: '{version: 1}' }, 'parameters_json', /not valid JSON/],
+    ['1 MiB of parameters', { parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }, 'parameters_json', /bytes, at most 65536/],
+    ['duplicate keys', { parametersJson: '{"a":1,"b":{"c":1},"a":2}' }, 'parameters_json', /key "a" twice/],
+    ['unsafe integers', { parametersJson: '{"n":12345678901234567890}' }, 'parameters_json', /beyond what JSON numbers carry/],
+    ['deep nesting', { parametersJson: `${'{"a":'.repeat(40)}1${'}'.repeat(40)}` }, 'parameters_json', /nested deeper/],
+    ['control characters in the reason', { reason: 'ok\u0000' }, 'reason', /control characters/],
+    ['a bad idempotency key', { clientRequestId: 'a b' }, 'client_request_id', /not valid/],
+    ['a negative TTL', { requestedTtl: { seconds: -5, nanos: 0 } }, 'requested_ttl', /negative/],
+    ['a TTL over a day', { requestedTtl: { seconds: 90_000, nanos: 0 } }, 'requested_ttl', /at most 86400s/],
+  ];
+  for (const [name, patch, field, message] of cases) {
+    it(`refuses ${name}, naming ${field}`, () => {
+      const e = refusal(patch);
+      assert.equal(e.kind, 'invalid_argument');
+      assert.equal(e.code, 'ERR_INVALID_FIELD');
+      assert.equal(e.details.field, field);
+      assert.match(e.message, new RegExp(`^${field}: `));
+      assert.match(e.message, message);
+    });
+  }
+
+  it('does not mistake a nested key for a duplicate, nor ":" inside strings for keys', () => {
+    const op = validateOperationRequest({ ...base, parametersJson: '{"a":{"a":1},"s":"\\"a\\":2","l":[{"a":1},{"a":2}]}' });
+    assert.deepEqual(Object.keys(op.parameters), ['a', 's', 'l']);
+  });
+});

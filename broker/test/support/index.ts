@@ -1,0 +1,3 @@
+export * from './broker.js';
+export * from './redis.js';
+export { CertificateAuthority, KeyUsageFlags, type CertificateOptions, type IssuedSvid } from '../../src/dev/ca.js';

@@ -1,0 +1,58 @@
+// The standard services every gRPC operator expects: grpc.health.v1 and server
+// reflection (what grpcurl and Kubernetes probes use).
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
+
+const require = createRequire(import.meta.url);
+const reflectionProtoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto');
+const healthProto = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1/health.proto');
+
+function clientFor(t: TestBroker, protoFile: string, includeDir: string, service: string): Client {
+  const pkg = loadPackageDefinition(loadSync(protoFile, { includeDirs: [includeDir], keepCase: true, enums: String })) as GrpcObject;
+  const Ctor = service.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as ServiceClientConstructor;
+  const svid = t.svid('ops/prober');
+  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
+  return new Ctor(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
+}
+
+describe('health and reflection', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startTestBroker();
+  });
+  after(async () => t?.close());
+
+  it('reports SERVING for the server and for countersign.v1.Broker', async () => {
+    const health = clientFor(t, healthProto, dirname(healthProto), 'grpc.health.v1.Health') as Client & {
+      check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void;
+    };
+    for (const service of ['', 'countersign.v1.Broker']) {
+      const res = await new Promise<{ status: string }>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))));
+      assert.equal(res.status, 'SERVING', service);
+    }
+    health.close();
+  });
+
+  it('lists the Broker and Approvals services through server reflection', async () => {
+    const reflection = clientFor(t, 'grpc/reflection/v1/reflection.proto', reflectionProtoDir, 'grpc.reflection.v1.ServerReflection') as Client & {
+      ServerReflectionInfo(): ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: { name: string }[] } }>;
+    };
+    const stream = reflection.ServerReflectionInfo();
+    const names = await new Promise<string[]>((resolve, reject) => {
+      stream.on('data', (r) => {
+        resolve((r.list_services_response?.service ?? []).map((s: { name: string }) => s.name));
+        stream.end();
+      });
+      stream.on('error', reject);
+      stream.write({ list_services: '*' });
+    });
+    reflection.close();
+    assert.ok(names.includes('countersign.v1.Broker'), names.join(','));
+    assert.ok(names.includes('countersign.v1.Approvals'), names.join(','));
+  });
+});
