@@ -4,19 +4,23 @@ import { devPolicy } from '../src/dev/trust-domain.js';
 import { YamlValidationError } from '../src/config/yaml-file.js';
 import { Policy } from '../src/policy/policy.js';
 
-const workload = (spiffeId: string) => ({ spiffeId, trustDomain: spiffeId.slice(9).split('/')[0] as string });
+const workload = (spiffeId: string) => {
+  const [trustDomain, ...path] = spiffeId.slice('spiffe://'.length).split('/');
+  return { spiffeId, trustDomain: trustDomain as string, path: `/${path.join('/')}`, notBefore: 0, notAfter: Date.now() + 3600_000, serial: '01' };
+};
+const request = { parameters: {}, reason: '', ticket: '', onBehalfOf: '', now: Date.now() };
 
 describe('policy (minimal)', () => {
   const policy = Policy.parse(devPolicy('example.org'), 'policy.yaml');
 
   it('allows staging deploys from CI without approval', () => {
-    const d = policy.evaluate({ workload: workload('spiffe://example.org/ci/deployer'), operation: 'deploy', resource: 'staging/web' });
+    const d = policy.evaluate({ ...request, workload: workload('spiffe://example.org/ci/deployer'), operation: 'deploy', resource: 'staging/web' });
     assert.equal(d.effect, 'allow');
     assert.equal(d.rule, 'staging-deploys');
   });
 
   it('requires approval for prod deploys', () => {
-    const d = policy.evaluate({ workload: workload('spiffe://example.org/ci/deployer'), operation: 'deploy', resource: 'prod/web' });
+    const d = policy.evaluate({ ...request, workload: workload('spiffe://example.org/ci/deployer'), operation: 'deploy', resource: 'prod/web' });
     assert.equal(d.effect, 'approve');
     assert.ok(d.effect === 'approve' && d.approval.required === 1 && d.approval.approvers.includes('alice'));
   });
@@ -28,7 +32,7 @@ describe('policy (minimal)', () => {
       ['spiffe://other.org/ci/deployer', 'deploy', 'staging/web'],
       ['spiffe://example.org/ci/deployer', 'deploy', 'staging/eu/web'],
     ] as const) {
-      const d = policy.evaluate({ workload: workload(id), operation: op, resource: res });
+      const d = policy.evaluate({ ...request, workload: workload(id), operation: op, resource: res });
       assert.equal(d.effect, 'deny', `${id} ${op} ${res}`);
       assert.equal(d.rule, null);
     }
@@ -47,7 +51,7 @@ rules:
 `,
       'p.yaml',
     );
-    const d = p.evaluate({ workload: workload('spiffe://example.org/x'), operation: 'deploy', resource: 'prod/eu/web' });
+    const d = p.evaluate({ ...request, workload: workload('spiffe://example.org/x'), operation: 'deploy', resource: 'prod/eu/web' });
     assert.deepEqual(d, { effect: 'deny', rule: 'no-prod', message: 'prod is frozen' });
   });
 

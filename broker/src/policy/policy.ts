@@ -5,18 +5,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseYaml, validateYaml, YamlValidationError } from '../config/yaml-file.js';
 import { compileGlob, type GlobMatcher } from './glob.js';
-import { MAX_POLICY_BYTES, policySchema, type ApprovalRequirement, type PolicyDocument, type PolicyRule } from './schema.js';
+import type { ApprovalRequirement, Decision, PolicyInput } from './decision.js';
+import { MAX_POLICY_BYTES, policySchema, type PolicyDocument, type PolicyRule } from './schema.js';
 
-export interface PolicyInput {
-  workload: { spiffeId: string; trustDomain: string };
-  operation: string;
-  resource: string;
-}
-
-export type Decision =
-  | { effect: 'deny'; rule: string | null; message: string }
-  | { effect: 'allow'; rule: string; ttlMs: number | undefined }
-  | { effect: 'approve'; rule: string; rules: string[]; approval: ApprovalRequirement; ttlMs: number | undefined };
+export type { Decision, PolicyInput } from './decision.js';
 
 interface CompiledRule {
   rule: PolicyRule;
@@ -87,14 +79,21 @@ export class Policy {
     }
     const approves = matched.filter((r) => r.decision === 'approve');
     if (approves.length > 0) {
-      const requirements = approves.map((r) => r.approval as ApprovalRequirement);
+      const requirements = approves.map((r) => r.approval as NonNullable<PolicyRule['approval']>);
       // Strictest wins: the most approvals, the shortest timeout and TTL. Approvers
       // must satisfy every matching rule, so only people named by all of them count.
       const approvers = requirements.map((a) => new Set(a.approvers)).reduce((acc, set) => new Set([...acc].filter((p) => set.has(p))));
       const approval: ApprovalRequirement = {
         approvers: [...approvers],
+        groups: [],
         required: Math.max(...requirements.map((a) => a.required)),
-        timeout: Math.min(...requirements.map((a) => a.timeout)),
+        denyThreshold: 1,
+        timeoutMs: Math.min(...requirements.map((a) => a.timeout)),
+        allowSelfApproval: false,
+        stepUp: 'click',
+        reasonRequired: false,
+        ticketPattern: undefined,
+        notify: { slackChannels: [], directMessages: false },
       };
       const first = approves[0] as PolicyRule;
       if (approval.approvers.length < approval.required) {

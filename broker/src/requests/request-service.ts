@@ -52,7 +52,16 @@ export class RequestService {
     const parsed = validateOperationRequest(raw);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
-    const decision = policy.evaluate({ workload: identity, operation: op.operation, resource: op.resource });
+    const decision = policy.evaluate({
+      workload: identity,
+      operation: op.operation,
+      resource: op.resource,
+      parameters: op.parameters,
+      reason: op.reason,
+      ticket: op.ticket,
+      onBehalfOf: op.onBehalfOf,
+      now: this.deps.clock.now(),
+    });
     const facts = this.requestFacts(identity, op);
 
     if (decision.effect === 'deny') {
@@ -69,7 +78,8 @@ export class RequestService {
       return { state: 'DENIED', requestId, rule: decision.rule, message: decision.message };
     }
 
-    if (decision.effect === 'allow') {
+    if (decision.effect === 'allow' || decision.effect === 'break_glass') {
+      const breakGlass = decision.effect === 'break_glass';
       const requestId = newRequestId();
       const credential = await this.deps.minter.mint({
         subject: identity.spiffeId,
@@ -84,7 +94,15 @@ export class RequestService {
       });
       // Fail closed: both records are durable before the credential leaves the broker.
       await this.deps.audit.appendAll([
-        { type: 'decision', request_id: requestId, decision: 'allow', rule: decision.rule, policy_digest: policy.digest, ...facts },
+        {
+          type: 'decision',
+          request_id: requestId,
+          decision: decision.effect,
+          rule: decision.rule,
+          policy_digest: policy.digest,
+          ...(breakGlass ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } } : {}),
+          ...facts,
+        },
         {
           type: 'credential_issued',
           request_id: requestId,
@@ -107,7 +125,7 @@ export class RequestService {
       policyDigest: policy.digest,
       approvers: decision.approval.approvers,
       approvalsRequired: decision.approval.required,
-      timeoutMs: decision.approval.timeout,
+      timeoutMs: decision.approval.timeoutMs,
       ttlCapMs: decision.ttlMs,
     });
     if (created) {

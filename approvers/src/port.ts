@@ -1,0 +1,107 @@
+// The approver port: the contract between the broker core and the channels that
+// reach people (the CLI/gRPC approver, Slack). The broker implements
+// ApprovalWorkflow and PrincipalDirectory; channels implement ApproverChannel.
+// Nothing here imports a channel SDK, so the broker core never does either.
+
+export type RequestStateName = 'PENDING_APPROVAL' | 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED';
+export type StepUp = 'click' | 'confirm';
+export type VoteDecisionName = 'approve' | 'deny';
+
+/** One recorded vote. Times are milliseconds since the epoch. */
+export interface VoteView {
+  principal: string;
+  decision: VoteDecisionName;
+  /** Where it was cast: "cli", "slack". */
+  channel: string;
+  at: number;
+  /** The step-up the approver performed. */
+  stepUp: StepUp;
+  reason: string;
+}
+
+/** What a channel may show about a request. */
+export interface ApprovalRequestView {
+  id: string;
+  state: RequestStateName;
+  /** SPIFFE ID of the requesting workload. */
+  requester: string;
+  /** The human the workload acts for, "" when none. */
+  onBehalfOf: string;
+  operation: string;
+  resource: string;
+  /** RFC 8785 canonical JSON of the parameters: exactly what is being approved. */
+  parametersJson: string;
+  parametersDigest: string;
+  reason: string;
+  ticket: string;
+  /** The policy rule that asked for approval. */
+  rule: string;
+  approvers: string[];
+  groups: string[];
+  approvalsRequired: number;
+  stepUp: StepUp;
+  votes: VoteView[];
+  notify: { slackChannels: string[]; directMessages: boolean };
+  createdAt: number;
+  expiresAt: number;
+  resolvedAt: number | undefined;
+  /** Who or what ended it, and why. */
+  resolutionMessage: string;
+}
+
+/** A person who may approve, and their identities on each channel. */
+export interface Principal {
+  name: string;
+  displayName: string;
+  slackUserId: string | undefined;
+  email: string | undefined;
+  /** SPIFFE IDs this person authenticates with on the CLI/gRPC channel. */
+  spiffeIds: string[];
+}
+
+export interface PrincipalDirectory {
+  byName(name: string): Principal | undefined;
+  bySpiffeId(spiffeId: string): Principal | undefined;
+  bySlackUserId(userId: string): Principal | undefined;
+  byEmail(email: string): Principal | undefined;
+  /** Members (principal names) of a group; Slack user groups are resolved through the channel. */
+  groupMembers(group: string): Promise<string[]>;
+}
+
+export interface VoteInput {
+  requestId: string;
+  /** Principal name, already authenticated by the channel. */
+  principal: string;
+  channel: string;
+  decision: VoteDecisionName;
+  reason: string;
+  stepUp: StepUp;
+  /** For step-up "confirm": the resource as the approver typed it. */
+  confirmedResource?: string | undefined;
+  /** A channel's own id for this interaction, so a redelivery counts once. */
+  deliveryId?: string | undefined;
+}
+
+/** A vote either counted, or was refused with a stable code and a message for the person. */
+export type VoteOutcome =
+  | { counted: true; request: ApprovalRequestView }
+  | { counted: false; code: string; message: string; request: ApprovalRequestView | undefined };
+
+/** The broker's approval workflow, as channels see it. Votes go through it, never around it. */
+export interface ApprovalWorkflow {
+  get(requestId: string): Promise<ApprovalRequestView | undefined>;
+  /** Pending requests this principal may decide. */
+  listPendingFor(principal: string): Promise<ApprovalRequestView[]>;
+  vote(input: VoteInput): Promise<VoteOutcome>;
+}
+
+/**
+ * A channel that tells people about requests. The broker calls these from
+ * BullMQ jobs, so a failure is retried with backoff and never loses a request.
+ */
+export interface ApproverChannel {
+  readonly name: string;
+  requestCreated(request: ApprovalRequestView): Promise<void>;
+  voteRecorded(request: ApprovalRequestView, vote: VoteView): Promise<void>;
+  requestResolved(request: ApprovalRequestView): Promise<void>;
+}
