@@ -11,6 +11,7 @@ import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Policy } from './policy/policy.js';
+import { Principals } from './policy/principals.js';
 import { connectRedis, type Redis } from './redis/connection.js';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
@@ -37,6 +38,7 @@ export interface RunningBroker {
   http: RunningHttpServer;
   redis: Redis;
   logger: Logger;
+  principals: Principals;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
   );
   const policy = await Policy.load(path(config.policy.file));
+  const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
   const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
 
   const ownsRedis = overrides.redis === undefined;
@@ -109,6 +112,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     http,
     redis,
     logger,
+    principals,
     async close() {
       await Promise.all([grpc.close(2000), http.close()]);
       if (ownsRedis) redis.disconnect();

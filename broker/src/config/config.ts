@@ -57,6 +57,8 @@ export const configSchema = z
       .strict()
       .prefault({}),
     policy: z.object({ file: filePath }).strict(),
+    /** People who may approve, with their identities per channel, and groups. */
+    principals: z.object({ file: filePath }).strict().optional(),
     credentials: z
       .object({
         /** "iss" of every credential; default the broker's SPIFFE ID. */

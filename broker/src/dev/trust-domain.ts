@@ -28,6 +28,7 @@ export interface DevTrustDomain {
   approvers: DevIdentity[];
   signingKeyFile: string;
   policyFile: string;
+  principalsFile: string;
   configFile: string;
   /** Files created (not reused) by this call, relative to dir. */
   created: string[];
@@ -63,6 +64,27 @@ rules:
 `;
 }
 
+export function devPrincipals(trustDomain: string): string {
+  return `# People who may approve, and who they are on each channel. Policy rules name them.
+# With a real Slack workspace, put your own Slack user ids here (see docs/slack.md).
+version: 1
+principals:
+  - name: alice
+    display_name: Alice (dev approver)
+    slack_user_id: U0ALICE
+    email: alice@${trustDomain}
+    spiffe_ids: [spiffe://${trustDomain}/human/alice]
+  - name: bob
+    display_name: Bob (dev approver)
+    slack_user_id: U0BOB
+    email: bob@${trustDomain}
+    spiffe_ids: [spiffe://${trustDomain}/human/bob]
+groups:
+  - name: deployers
+    members: [alice, bob]
+`;
+}
+
 export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string }): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
@@ -83,6 +105,8 @@ redis:
   prefix: "countersign:dev:"
 policy:
   file: policy.yaml
+principals:
+  file: principals.yaml
 credentials:
   default_audience: https://deploy.${t.trustDomain}
   default_ttl: 5m
@@ -142,6 +166,8 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   }
   const policyFile = join(dir, 'policy.yaml');
   if (!existsSync(policyFile)) await writeNew(policyFile, devPolicy(options.trustDomain), created, dir);
+  const principalsFile = join(dir, 'principals.yaml');
+  if (!existsSync(principalsFile)) await writeNew(principalsFile, devPrincipals(options.trustDomain), created, dir);
 
-  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, created };
+  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, principalsFile, created };
 }

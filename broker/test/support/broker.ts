@@ -8,7 +8,7 @@ import { startBroker, type BrokerOverrides, type RunningBroker } from '../../src
 import type { Clock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/config.js';
 import { CertificateAuthority, type CertificateOptions, type IssuedSvid } from '../../src/dev/ca.js';
-import { devPolicy } from '../../src/dev/trust-domain.js';
+import { devPolicy, devPrincipals } from '../../src/dev/trust-domain.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { deleteByPrefix, testRedis } from './redis.js';
 
@@ -16,6 +16,8 @@ export interface TestBrokerOptions {
   trustDomain?: string;
   /** Policy YAML; default the dev example policy. */
   policy?: string;
+  /** Principals YAML; default the dev principals (alice, bob). */
+  principals?: string;
   /** Extra trust domains the broker trusts (federation). */
   federated?: CertificateAuthority[];
   clock?: Clock;
@@ -49,6 +51,7 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     writeFile(join(dir, 'broker-key.pem'), brokerSvid.keyPem),
     writeFile(join(dir, 'signing-key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' })),
     writeFile(join(dir, 'policy.yaml'), options.policy ?? devPolicy(trustDomain)),
+    writeFile(join(dir, 'principals.yaml'), options.principals ?? devPrincipals(trustDomain)),
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
   ]);
   const redis = await testRedis('broker');
@@ -70,6 +73,8 @@ ${federated}redis:
   prefix: "${redis.prefix}"
 policy:
   file: policy.yaml
+principals:
+  file: principals.yaml
 credentials:
   default_audience: https://deploy.${trustDomain}
   signing_keys:

@@ -1,0 +1,163 @@
+// The directory of people: each principal's identities on each channel, and
+// groups. Policy names principals and groups; channels map who clicked or who
+// connected back to a principal through this directory.
+import { readFile } from 'node:fs/promises';
+import type { Principal, PrincipalDirectory } from '@countersign/approvers';
+import { z } from 'zod';
+import { parseYaml, validateYaml, YamlValidationError } from '../config/yaml-file.js';
+import { parseSpiffeId } from '../identity/spiffe-id.js';
+
+export const MAX_PRINCIPALS_BYTES = 1024 * 1024;
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, 'expected 1-128 characters of [A-Za-z0-9._@+-]');
+const spiffeId = z.string().superRefine((id, ctx) => {
+  try {
+    if (parseSpiffeId(id).path === '') ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a person` });
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
+
+const principalSchema = z
+  .object({
+    name,
+    display_name: z.string().max(256).optional(),
+    slack_user_id: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'expected a Slack user id such as U0ALICE').optional(),
+    email: z.string().max(320).regex(/^[^\s@]+@[^\s@]+$/, 'expected an e-mail address').optional(),
+    spiffe_ids: z.array(spiffeId).max(16).default([]),
+  })
+  .strict();
+
+const groupSchema = z
+  .object({
+    name,
+    members: z.array(name).max(1024).optional(),
+    /** A Slack user group id (S...), resolved through the Slack channel. */
+    slack_usergroup: z.string().regex(/^S[A-Z0-9]{2,20}$/, 'expected a Slack user group id such as S0OPS').optional(),
+  })
+  .strict()
+  .refine((g) => (g.members === undefined) !== (g.slack_usergroup === undefined), {
+    message: 'a group has exactly one of members or slack_usergroup',
+  });
+
+export const principalsSchema = z
+  .object({
+    version: z.literal(1),
+    principals: z.array(principalSchema).max(10_000),
+    groups: z.array(groupSchema).max(1000).default([]),
+  })
+  .strict()
+  .superRefine((doc, ctx) => {
+    const unique = (values: (string | undefined)[], what: string, path: (i: number) => (string | number)[]) => {
+      const seen = new Map<string, number>();
+      values.forEach((v, i) => {
+        if (v === undefined) return;
+        const first = seen.get(v.toLowerCase());
+        if (first !== undefined) ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(v)} is already used by entry ${first}`, path: path(i) });
+        else seen.set(v.toLowerCase(), i);
+      });
+    };
+    unique(doc.principals.map((p) => p.name), 'principal name', (i) => ['principals', i, 'name']);
+    unique(doc.principals.map((p) => p.slack_user_id), 'slack_user_id', (i) => ['principals', i, 'slack_user_id']);
+    unique(doc.principals.map((p) => p.email), 'email', (i) => ['principals', i, 'email']);
+    unique(doc.groups.map((g) => g.name), 'group name', (i) => ['groups', i, 'name']);
+    const names = new Set(doc.principals.map((p) => p.name));
+    doc.groups.forEach((g, gi) =>
+      (g.members ?? []).forEach((m, mi) => {
+        if (!names.has(m)) ctx.addIssue({ code: 'custom', message: `unknown principal ${JSON.stringify(m)}`, path: ['groups', gi, 'members', mi] });
+      }),
+    );
+    const owners = new Map<string, string>();
+    doc.principals.forEach((p, pi) =>
+      p.spiffe_ids.forEach((id, ii) => {
+        const owner = owners.get(id);
+        if (owner !== undefined) ctx.addIssue({ code: 'custom', message: `${id} already belongs to ${owner}`, path: ['principals', pi, 'spiffe_ids', ii] });
+        else owners.set(id, p.name);
+      }),
+    );
+  });
+
+export type PrincipalsDocument = z.output<typeof principalsSchema>;
+
+/** Resolves a Slack user group to Slack user ids (provided by the Slack channel). */
+export type SlackUsergroupResolver = (usergroupId: string) => Promise<string[]>;
+
+export class Principals implements PrincipalDirectory {
+  private readonly byNameMap = new Map<string, Principal>();
+  private readonly bySpiffe = new Map<string, Principal>();
+  private readonly bySlack = new Map<string, Principal>();
+  private readonly byMail = new Map<string, Principal>();
+  private readonly groups = new Map<string, { members?: string[]; slackUsergroup?: string }>();
+
+  constructor(
+    readonly document: PrincipalsDocument,
+    private slackUsergroups: SlackUsergroupResolver | undefined = undefined,
+  ) {
+    for (const p of document.principals) {
+      const principal: Principal = {
+        name: p.name,
+        displayName: p.display_name ?? p.name,
+        slackUserId: p.slack_user_id,
+        email: p.email,
+        spiffeIds: p.spiffe_ids,
+      };
+      this.byNameMap.set(p.name, principal);
+      for (const id of p.spiffe_ids) this.bySpiffe.set(id, principal);
+      if (p.slack_user_id) this.bySlack.set(p.slack_user_id, principal);
+      if (p.email) this.byMail.set(p.email.toLowerCase(), principal);
+    }
+    for (const g of document.groups) {
+      this.groups.set(g.name, g.members ? { members: g.members } : { slackUsergroup: g.slack_usergroup as string });
+    }
+  }
+
+  static empty(): Principals {
+    return new Principals({ version: 1, principals: [], groups: [] });
+  }
+
+  static parse(text: string, source: string): Principals {
+    const parsed = parseYaml(text, source, { maxBytes: MAX_PRINCIPALS_BYTES, errorCode: 'ERR_PRINCIPALS_INVALID' });
+    return new Principals(validateYaml(parsed, principalsSchema, 'ERR_PRINCIPALS_INVALID'));
+  }
+
+  static async load(file: string): Promise<Principals> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new YamlValidationError('ERR_PRINCIPALS_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+    }
+    return Principals.parse(text, file);
+  }
+
+  /** Lets the Slack channel resolve slack_usergroup groups once it is running. */
+  setSlackUsergroupResolver(resolver: SlackUsergroupResolver): void {
+    this.slackUsergroups = resolver;
+  }
+
+  hasGroup(group: string): boolean {
+    return this.groups.has(group);
+  }
+
+  byName(name: string): Principal | undefined {
+    return this.byNameMap.get(name);
+  }
+  bySpiffeId(spiffeId: string): Principal | undefined {
+    return this.bySpiffe.get(spiffeId);
+  }
+  bySlackUserId(userId: string): Principal | undefined {
+    return this.bySlack.get(userId);
+  }
+  byEmail(email: string): Principal | undefined {
+    return this.byMail.get(email.toLowerCase());
+  }
+
+  async groupMembers(group: string): Promise<string[]> {
+    const g = this.groups.get(group);
+    if (g === undefined) return [];
+    if (g.members) return g.members;
+    if (this.slackUsergroups === undefined) return [];
+    const userIds = await this.slackUsergroups(g.slackUsergroup as string);
+    return userIds.map((id) => this.bySlack.get(id)?.name).filter((n): n is string => n !== undefined);
+  }
+}
