@@ -10,6 +10,7 @@ import { BundleStore } from './identity/bundle-store.js';
 import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
 import { Policy } from './policy/policy.js';
 import { Principals } from './policy/principals.js';
 import { connectRedis, type Redis } from './redis/connection.js';
@@ -27,6 +28,7 @@ export interface BrokerOverrides {
   logger?: Logger;
   /** An existing connection (tests); the broker will not close it. */
   redis?: Redis;
+  metrics?: Metrics;
 }
 
 export interface RunningBroker {
@@ -38,6 +40,7 @@ export interface RunningBroker {
   http: RunningHttpServer;
   redis: Redis;
   logger: Logger;
+  metrics: Metrics;
   principals: Principals;
   close(): Promise<void>;
 }
@@ -55,6 +58,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
   const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
 
+  const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
   const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker' }));
   const keys = new Keys(config.redis.prefix);
@@ -63,7 +67,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const store = new RequestStore(redis, keys, scripts, clock);
   const minter = new CredentialMinter(keyring, { issuer: config.credentials.issuer ?? svid.spiffeId, maxTtlMs: config.credentials.max_ttl, clock });
   const requests = new RequestService(
-    { policy: () => policy, minter, audit, store, clock },
+    { policy: () => policy, minter, audit, store, clock, metrics },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,
@@ -71,6 +75,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     },
   );
   const peers = new PeerAuthenticator(bundles, clock, (error, peer) => {
+    metrics.identityRefusals.inc({ code: error.code });
     logger.info({ peer, code: error.code }, `refused identity: ${error.message}`);
     audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message }).catch((err: unknown) => {
       logger.warn({ err }, 'could not audit a refused identity');
@@ -100,6 +105,13 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     logger,
     jwks: () => keyring.jwks(),
     readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
+    routes: {
+      '/metrics': async (_req, res) => {
+        const { contentType, body } = await metrics.render();
+        res.writeHead(200, { 'content-type': contentType });
+        res.end(body);
+      },
+    },
   });
   logger.info({ spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, policyDigest: policy.digest }, 'broker started');
 
@@ -112,6 +124,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     http,
     redis,
     logger,
+    metrics,
     principals,
     async close() {
       await Promise.all([grpc.close(2000), http.close()]);

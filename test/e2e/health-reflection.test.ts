@@ -56,3 +56,26 @@ describe('health and reflection', () => {
     assert.ok(names.includes('countersign.v1.Approvals'), names.join(','));
   });
 });
+
+describe('metrics', () => {
+  it('serves Prometheus metrics that count decisions by rule', async () => {
+    const t = await startTestBroker();
+    try {
+      const { CountersignClient } = await import('@countersign/agent');
+      const svid = t.svid('ci/deployer');
+      const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+      await client.requestOperation({ operation: 'deploy', resource: 'staging/web' });
+      await client.requestOperation({ operation: 'drop', resource: 'prod/db' });
+      client.close();
+      const res = await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+      const text = await res.text();
+      assert.match(text, /countersign_requests_total\{decision="allow",rule="staging-deploys"\} 1/);
+      assert.match(text, /countersign_requests_total\{decision="deny",rule="\(none\)"\} 1/);
+      assert.match(text, /countersign_credentials_issued_total 1/);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.js';
 import { newRequestId } from '../ids.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
 import type { RequestStore, StoredRequest } from './store.js';
 import { validateOperationRequest, type OperationRequest } from './validate.js';
@@ -30,6 +31,7 @@ export class RequestService {
       audit: AuditLog;
       store: RequestStore;
       clock: Clock;
+      metrics: Metrics;
     },
     private readonly options: RequestServiceOptions,
   ) {}
@@ -49,6 +51,16 @@ export class RequestService {
   }
 
   async requestOperation(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
+    const started = performance.now();
+    const outcome = await this.decide(identity, raw);
+    const decision = outcome.state === 'APPROVED' ? 'allow' : outcome.state === 'DENIED' ? 'deny' : 'approve';
+    this.deps.metrics.requests.inc({ decision, rule: outcome.rule ?? '(none)' });
+    this.deps.metrics.decisionSeconds.observe({ decision }, (performance.now() - started) / 1000);
+    if (outcome.state === 'APPROVED') this.deps.metrics.credentialsIssued.inc();
+    return outcome;
+  }
+
+  private async decide(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const parsed = validateOperationRequest(raw);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();

@@ -1,0 +1,57 @@
+// Prometheus metrics (prom-client), served at GET /metrics on the HTTP listener.
+// One registry per broker instance, so tests and several brokers in one process
+// never share counters. Add a metric here, then increment it where it happens.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'countersign_requests_total',
+    help: 'Operation requests by decision (allow, deny, approve, break_glass, invalid) and policy rule.',
+    labelNames: ['decision', 'rule'] as const,
+    registers: [this.registry],
+  });
+
+  readonly credentialsIssued = new Counter({
+    name: 'countersign_credentials_issued_total',
+    help: 'Credentials issued.',
+    registers: [this.registry],
+  });
+
+  readonly identityRefusals = new Counter({
+    name: 'countersign_identity_refusals_total',
+    help: 'Connections whose client certificate was refused, by error code.',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly reloadFailures = new Counter({
+    name: 'countersign_reload_failures_total',
+    help: 'Files (policy, bundle, SVID, principals) whose new version was invalid and kept the previous one.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisionSeconds = new Histogram({
+    name: 'countersign_request_operation_seconds',
+    help: 'Time to answer RequestOperation, by decision.',
+    labelNames: ['decision'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+
+  readonly pending = new Gauge({
+    name: 'countersign_pending_requests',
+    help: 'Requests waiting for approval (sampled from Redis).',
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_process_' });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
