@@ -13,7 +13,9 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Policy } from './policy/policy.js';
 import { Principals } from './policy/principals.js';
-import { connectRedis, type Redis } from './redis/connection.js';
+import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
+import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
+import { readFile } from 'node:fs/promises';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
 import { registerScripts } from './requests/scripts.js';
@@ -22,6 +24,15 @@ import { createApprovalsService } from './api/approvals-service.js';
 import { createBrokerService } from './api/broker-service.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
 import { startHttpServer, type RunningHttpServer } from './api/http-server.js';
+
+/** Password (from password_file) and Sentinel settings for the broker's Redis connections. */
+export async function redisAuth(config: BrokerConfig): Promise<Pick<RedisConnectOptions, 'password' | 'sentinel'>> {
+  const password = config.redis.password_file ? (await readFile(configPath(config, config.redis.password_file), 'utf8')).trim() : undefined;
+  const sentinel = config.redis.sentinel
+    ? { masterName: config.redis.sentinel.master_name, sentinels: config.redis.sentinel.sentinels.map((s) => splitHostPort(s)) }
+    : undefined;
+  return { password, sentinel };
+}
 
 export interface BrokerOverrides {
   clock?: Clock;
@@ -36,6 +47,8 @@ export interface RunningBroker {
   spiffeId: string;
   grpcPort: number;
   httpPort: number;
+  /** Plaintext health port, when health.grpc_listen is set. */
+  healthPort: number | undefined;
   grpc: RunningGrpcServer;
   http: RunningHttpServer;
   redis: Redis;
@@ -60,7 +73,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
 
   const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
-  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker' }));
+  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker', ...(await redisAuth(config)) }));
+  const evictionWarning = await checkEvictionPolicy(redis);
+  if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
   const scripts = registerScripts(redis);
   const audit = new RedisAuditLog(redis, keys, clock);
@@ -113,13 +128,35 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
       },
     },
   });
-  logger.info({ spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, policyDigest: policy.digest }, 'broker started');
+  // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
+  grpc.health.setStatus('liveness', 'SERVING');
+  const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals'];
+  let ready = true;
+  const readinessTimer = setInterval(() => {
+    redis.ping().then(
+      () => (ready = true),
+      () => (ready = false),
+    ).finally(() => {
+      for (const name of servingNames) grpc.health.setStatus(name, ready ? 'SERVING' : 'NOT_SERVING');
+    });
+  }, 5000);
+  readinessTimer.unref();
+  let healthServer: RunningHealthServer | undefined;
+  if (config.health.grpc_listen) {
+    const listen = splitHostPort(config.health.grpc_listen);
+    healthServer = await startHealthServer({ host: listen.host, port: listen.port, health: grpc.health });
+  }
+  logger.info(
+    { spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, healthPort: healthServer?.port, policyDigest: policy.digest },
+    'broker started',
+  );
 
   return {
     config,
     spiffeId: svid.spiffeId,
     grpcPort: grpc.port,
     httpPort: http.port,
+    healthPort: healthServer?.port,
     grpc,
     http,
     redis,
@@ -127,7 +164,10 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     metrics,
     principals,
     async close() {
-      await Promise.all([grpc.close(2000), http.close()]);
+      clearInterval(readinessTimer);
+      // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
+      for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
+      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
       if (ownsRedis) redis.disconnect();
     },
   };

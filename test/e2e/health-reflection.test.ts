@@ -57,6 +57,36 @@ describe('health and reflection', () => {
   });
 });
 
+describe('plaintext health port for kubelet gRPC probes', () => {
+  it('answers grpc.health.v1 without TLS for readiness ("") and liveness, and nothing else', async () => {
+    const t = await startTestBroker({ extraConfig: 'health:\n  grpc_listen: 127.0.0.1:0\n' });
+    try {
+      assert.ok(t.broker.healthPort);
+      const pkg = loadPackageDefinition(loadSync(healthProto, { includeDirs: [dirname(healthProto)], keepCase: true, enums: String })) as GrpcObject;
+      const Health = ((pkg.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject;
+      const client = new (Health.Health as ServiceClientConstructor)(`127.0.0.1:${t.broker.healthPort}`, credentials.createInsecure()) as unknown as Client & {
+        check(req: { service: string }, cb: (e: (Error & { code?: number }) | null, r: { status: string }) => void): void;
+      };
+      const check = (service: string) =>
+        new Promise<string>((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
+      assert.equal(await check(''), 'SERVING');
+      assert.equal(await check('liveness'), 'SERVING');
+      await assert.rejects(check('no.such.Service'), (e: Error & { code?: number }) => e.code === 5);
+      // The API itself is not reachable in plaintext on this port.
+      const { BrokerClient } = await import('@countersign/proto');
+      const api = new BrokerClient(`127.0.0.1:${t.broker.healthPort}`, credentials.createInsecure());
+      await assert.rejects(
+        new Promise((resolve, reject) => api.getRequest({ requestId: 'req_x' }, (e, r) => (e ? reject(e) : resolve(r)))),
+        (e: Error & { code?: number }) => e.code === 12,
+      );
+      api.close();
+      client.close();
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('metrics', () => {
   it('serves Prometheus metrics that count decisions by rule', async () => {
     const t = await startTestBroker();

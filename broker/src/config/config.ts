@@ -43,6 +43,10 @@ export const configSchema = z
       .strict()
       .prefault({}),
     http: z.object({ listen: listenAddress.default('0.0.0.0:8080') }).strict().prefault({}),
+    /** Plaintext grpc.health.v1 only, for the kubelet's gRPC probes; off unless set. */
+    health: z.object({ grpc_listen: listenAddress.optional() }).strict().prefault({}),
+    /** How long a stopping broker lets calls and jobs finish (SIGTERM). */
+    shutdown_grace: duration(0, 5 * MINUTE).default(20 * SECOND),
     identity: z
       .object({
         svid: z.object({ cert_file: filePath, key_file: filePath }).strict(),
@@ -53,6 +57,15 @@ export const configSchema = z
       .object({
         url: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').default('redis://127.0.0.1:6379'),
         prefix: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'expected 1-64 characters of [A-Za-z0-9:_.-]').default('countersign:'),
+        /** A file holding the Redis password (e.g. a mounted Secret); overrides one in the URL. */
+        password_file: filePath.optional(),
+        sentinel: z
+          .object({
+            master_name: z.string().min(1).max(128),
+            sentinels: z.array(listenAddress).min(1).max(16),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .prefault({}),

@@ -8,6 +8,10 @@ export type { Redis };
 export interface RedisConnectOptions {
   /** Name shown in CLIENT LIST. */
   connectionName?: string;
+  /** Overrides any password in the URL (e.g. read from a mounted Secret). */
+  password?: string | undefined;
+  /** Connect through Redis Sentinel: the URL's host is ignored, its db/TLS/user still apply. */
+  sentinel?: { masterName: string; sentinels: { host: string; port: number }[] } | undefined;
   /** How long to wait for the first connection (ms). */
   connectTimeoutMs?: number;
   /** BullMQ workers need blocking commands with no per-request retry limit. */
@@ -16,6 +20,8 @@ export interface RedisConnectOptions {
 
 export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
   return {
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.sentinel === undefined ? {} : { name: options.sentinel.masterName, sentinels: options.sentinel.sentinels }),
     connectionName: options.connectionName ?? 'countersign',
     lazyConnect: true,
     enableOfflineQueue: options.forBullmq ?? false,
@@ -29,6 +35,7 @@ export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
 /** Connects and waits until Redis answers, or throws UNAVAILABLE naming the URL (without password). */
 export async function connectRedis(url: string, options: RedisConnectOptions = {}): Promise<Redis> {
   const redis = new Redis(url, redisOptions(options));
+  const where = options.sentinel ? `sentinel master ${options.sentinel.masterName}` : redactRedisUrl(url);
   redis.on('error', () => {
     // Connection errors surface on the commands that fail; ioredis keeps reconnecting.
   });
@@ -37,7 +44,7 @@ export async function connectRedis(url: string, options: RedisConnectOptions = {
     await redis.ping();
   } catch (e) {
     redis.disconnect();
-    throw unavailable('ERR_REDIS_UNAVAILABLE', `cannot reach Redis at ${redactRedisUrl(url)}: ${(e as Error).message}`, e);
+    throw unavailable('ERR_REDIS_UNAVAILABLE', `cannot reach Redis at ${where}: ${(e as Error).message}`, e);
   }
   return redis;
 }
@@ -62,5 +69,19 @@ export async function redisCall<T>(what: string, op: () => Promise<T>): Promise<
     return await op();
   } catch (e) {
     throw fromRedisError(e, what);
+  }
+}
+
+/**
+ * BullMQ loses jobs when Redis evicts keys, so anything but noeviction is worth a
+ * warning at start-up. Managed Redis services may refuse CONFIG; that is reported too.
+ */
+export async function checkEvictionPolicy(redis: Redis): Promise<string | undefined> {
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = reply[1];
+    return policy === 'noeviction' ? undefined : `Redis maxmemory-policy is ${policy ?? 'unknown'}; set it to noeviction, or pending requests and queued jobs can be evicted under memory pressure`;
+  } catch (e) {
+    return `could not read Redis maxmemory-policy (${(e as Error).message}); make sure it is noeviction`;
   }
 }

@@ -57,6 +57,7 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
   const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
   const configText = `trust_domain: ${trustDomain}
+shutdown_grace: 1s
 grpc:
   listen: 127.0.0.1:0
 http:
