@@ -20,7 +20,13 @@ export class MessageRefs {
   constructor(
     private readonly redis: Redis,
     private readonly keys: SlackKeys,
+    private readonly clock: { now(): number },
   ) {}
+
+  /** Kept for the retention after the deadline, or after now if the deadline has passed (an old request announced late). */
+  private keepUntil(expiresAt: number): number {
+    return Math.max(expiresAt, this.clock.now()) + MESSAGE_REFS_RETENTION_MS;
+  }
 
   /** The targets chosen when the request was announced, so later updates reach the same places. */
   async setTargets(requestId: string, targets: Target[], expiresAt: number): Promise<Target[]> {
@@ -28,7 +34,7 @@ export class MessageRefs {
     const [[, set]] = (await this.redis
       .multi()
       .hsetnx(key, 'targets', JSON.stringify(targets))
-      .pexpireat(key, expiresAt + MESSAGE_REFS_RETENTION_MS)
+      .pexpireat(key, this.keepUntil(expiresAt))
       .exec()) as [[Error | null, number]];
     return set === 1 ? targets : ((await this.targets(requestId)) ?? targets);
   }
@@ -61,7 +67,7 @@ export class MessageRefs {
     await this.redis
       .multi()
       .hset(key, `card:${target}`, JSON.stringify(ref))
-      .pexpireat(key, expiresAt + MESSAGE_REFS_RETENTION_MS)
+      .pexpireat(key, this.keepUntil(expiresAt))
       .exec();
   }
 
@@ -75,7 +81,7 @@ export class MessageRefs {
     await this.redis
       .multi()
       .hset(key, `sent:${marker}`, ts)
-      .pexpireat(key, expiresAt + MESSAGE_REFS_RETENTION_MS)
+      .pexpireat(key, this.keepUntil(expiresAt))
       .exec();
   }
 }

@@ -54,7 +54,7 @@ export interface SlackApprover {
 export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   const { settings, logger } = deps;
   const client = createWebClient(settings, logger);
-  const refs = new MessageRefs(deps.redis, deps.keys);
+  const refs = new MessageRefs(deps.redis, deps.keys, deps.clock);
   const delivery = new SlackDelivery(
     { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger },
     { attempts: settings.attempts, backoffMs: settings.backoffMs },

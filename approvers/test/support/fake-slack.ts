@@ -192,10 +192,10 @@ export class FakeSlack {
   }
 
   /** Polls until `check` returns a value that is not undefined/false (generous default deadline). */
-  async waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  async waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const value = check();
+      const value = await check();
       if (value !== undefined && value !== false) return value;
       if (Date.now() > deadline) throw new Error(`fake Slack: timed out waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 25));
