@@ -7,6 +7,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { validateBlocks, validateModal } from './block-kit.js';
+import { WebSocketPeer } from './websocket.js';
 
 type Json = Record<string, unknown>;
 
@@ -22,6 +23,8 @@ export interface FakeSlackUser {
 
 export interface FakeSlackOptions {
   botToken?: string;
+  /** App-level token (xapp-) accepted by apps.connections.open for Socket Mode. */
+  appToken?: string;
   signingSecret?: string;
   teamId?: string;
   /** Channel names the workspace has, name -> id (ids starting with C or G are always accepted). */
@@ -107,8 +110,19 @@ export function slackSignatureOf(secret: string, timestampSeconds: number, body:
   return `v0=${createHmac('sha256', secret).update(`v0:${timestampSeconds}:${body}`).digest('hex')}`;
 }
 
+/** What a Socket Mode client answered to one envelope. */
+export interface SocketAck {
+  envelope_id: string;
+  payload?: unknown;
+}
+
 export class FakeSlack {
   readonly botToken: string;
+  readonly appToken: string;
+  /** Open Socket Mode connections, in the order they connected. */
+  readonly sockets: WebSocketPeer[] = [];
+  private readonly pendingAcks = new Map<string, (ack: SocketAck) => void>();
+  private socketTurn = 0;
   readonly signingSecret: string;
   readonly teamId: string;
   readonly calls: FakeCall[] = [];
@@ -131,6 +145,7 @@ export class FakeSlack {
     options: FakeSlackOptions,
   ) {
     this.botToken = options.botToken ?? `xoxb-fake-${randomBytes(6).toString('hex')}`;
+    this.appToken = options.appToken ?? `xapp-1-fake-${randomBytes(6).toString('hex')}`;
     this.signingSecret = options.signingSecret ?? randomBytes(16).toString('hex');
     this.teamId = options.teamId ?? 'T0FAKE';
     this.channels = new Map(Object.entries(options.channels ?? {}));
@@ -143,6 +158,7 @@ export class FakeSlack {
     const server = createServer((req, res) => {
       (fake as FakeSlack).handle(req, res).catch((e: unknown) => json(res, 500, { ok: false, error: 'fatal_error', detail: String(e) }));
     });
+    server.on('upgrade', (req, socket) => (fake as FakeSlack).upgrade(req, socket));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
     fake = new FakeSlack(server, typeof address === 'object' && address !== null ? address.port : 0, options);
@@ -155,6 +171,7 @@ export class FakeSlack {
   }
 
   async close(): Promise<void> {
+    for (const s of this.sockets) s.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -325,6 +342,58 @@ export class FakeSlack {
     return this.sendInteraction(url, this.submitPayload(view, values, options.user), options.signing ?? {});
   }
 
+  // ---- Socket Mode ----
+
+  private upgrade(req: IncomingMessage, socket: import('node:stream').Duplex): void {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    if (url.pathname !== '/link/' || !this.tickets.delete(url.searchParams.get('ticket') ?? '')) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\n\r\n');
+      return;
+    }
+    const peer = WebSocketPeer.accept(req, socket);
+    if (peer === undefined) return;
+    this.sockets.push(peer);
+    peer.onClose = () => this.sockets.splice(this.sockets.indexOf(peer), 1);
+    peer.onText = (text) => {
+      let ack: SocketAck;
+      try {
+        ack = JSON.parse(text) as SocketAck;
+      } catch {
+        return;
+      }
+      this.pendingAcks.get(ack.envelope_id)?.(ack);
+    };
+    peer.sendText(JSON.stringify({ type: 'hello', num_connections: this.sockets.length, debug_info: { host: 'fake' }, connection_info: { app_id: 'A0FAKEAPP' } }));
+  }
+
+  private readonly tickets = new Set<string>();
+
+  /**
+   * Delivers an interaction over Socket Mode as Slack does: to ONE open connection
+   * (taking turns), and resolves with that client's acknowledgement.
+   */
+  async sendOverSocket(payload: Json, timeoutMs = 10_000): Promise<SocketAck> {
+    const open = this.sockets.filter((s) => s.isOpen);
+    if (open.length === 0) throw new Error('fake Slack: no Socket Mode connection is open');
+    const peer = open[this.socketTurn++ % open.length] as WebSocketPeer;
+    const envelopeId = randomBytes(8).toString('hex');
+    const acked = new Promise<SocketAck>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingAcks.delete(envelopeId);
+        reject(new Error(`fake Slack: envelope ${envelopeId} was not acknowledged`));
+      }, timeoutMs);
+      this.pendingAcks.set(envelopeId, (ack) => {
+        clearTimeout(timer);
+        this.pendingAcks.delete(envelopeId);
+        resolve(ack);
+      });
+    });
+    peer.sendText(
+      JSON.stringify({ envelope_id: envelopeId, payload, type: 'interactive', accepts_response_payload: payload.type === 'view_submission', retry_attempt: 0, retry_reason: '' }),
+    );
+    return acked;
+  }
+
   // ---- the Web API ----
 
   private nextTs(): string {
@@ -374,6 +443,12 @@ export class FakeSlack {
     const auth = req.headers.authorization;
     const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : typeof args.token === 'string' ? args.token : undefined;
     if (token === undefined) return this.reply(res, method, args, { ok: false, error: 'not_authed' });
+    if (method === 'apps.connections.open') {
+      if (token !== this.appToken) return this.reply(res, method, args, { ok: false, error: token.startsWith('xoxb-') ? 'not_allowed_token_type' : 'invalid_auth' });
+      const ticket = randomBytes(12).toString('hex');
+      this.tickets.add(ticket);
+      return this.reply(res, method, args, { ok: true, url: `ws://127.0.0.1:${this.port}/link/?ticket=${ticket}` });
+    }
     if (token !== this.botToken) return this.reply(res, method, args, { ok: false, error: 'invalid_auth' });
     this.reply(res, method, args, this.call(method, args));
   }
