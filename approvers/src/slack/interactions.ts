@@ -107,6 +107,8 @@ export class SlackInteractions {
           await this.deps.client.views.open({ trigger_id: p.trigger_id, view });
         } catch (e) {
           const failure = classifySlackError(e);
+          // Another replica already opened the form for this same click (a duplicate delivery).
+          if (failure.kind === 'permanent' && failure.error === 'trigger_exchanged') return;
           this.deps.logger.warn({ requestId, err: failure.message }, 'views.open failed');
           await reply(`:warning: Slack did not open the form (${escapeMrkdwn(failure.message)}). Nothing was recorded; click again.`);
         }
