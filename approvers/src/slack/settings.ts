@@ -96,7 +96,7 @@ function apiUrl(raw: string, where: string): string {
 /**
  * Resolves the Slack settings from config and environment (SLACK_BOT_TOKEN,
  * SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, each also as *_FILE, SLACK_API_URL,
- * SLACK_CHANNEL). Returns undefined when Slack is off.
+ * SLACK_CHANNEL, SLACK_MODE). Returns undefined when Slack is off.
  */
 export async function resolveSlackSettings(input: SlackSettingsInput, env: Env): Promise<SlackSettings | undefined> {
   if (input.enabled === false) return undefined;
@@ -107,7 +107,11 @@ export async function resolveSlackSettings(input: SlackSettingsInput, env: Env):
   }
   const signingSecret = await secret(env, 'SLACK_SIGNING_SECRET', input.signingSecretFile, 'signing_secret_file', /^[A-Za-z0-9]{16,128}$/, 'a signing secret (16-128 letters and digits)');
   const appToken = await secret(env, 'SLACK_APP_TOKEN', input.appTokenFile, 'app_token_file', /^xapp-[A-Za-z0-9-]{1,250}$/, 'an app-level token (xapp-...)');
-  const mode: SlackMode = input.mode ?? (appToken !== undefined ? 'socket' : 'http');
+  const envMode = env.SLACK_MODE === '' ? undefined : env.SLACK_MODE;
+  if (envMode !== undefined && envMode !== 'http' && envMode !== 'socket') {
+    throw new SlackSettingsError(`slack: SLACK_MODE ${JSON.stringify(envMode)}: expected http or socket`);
+  }
+  const mode: SlackMode = envMode ?? input.mode ?? (appToken !== undefined ? 'socket' : 'http');
   if (mode === 'http' && signingSecret === undefined) {
     throw new SlackSettingsError('slack: HTTP mode needs the signing secret: set SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_FILE or slack.signing_secret_file (or SLACK_APP_TOKEN for Socket Mode)');
   }

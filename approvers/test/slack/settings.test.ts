@@ -35,6 +35,10 @@ describe('Slack settings', () => {
     const s = await resolveSlackSettings({}, { SLACK_BOT_TOKEN: BOT, SLACK_APP_TOKEN: 'xapp-1-A0-123-abc' });
     assert.equal(s?.mode, 'socket');
     assert.equal(s?.apiUrl, 'https://slack.com/api/');
+    // SLACK_MODE (what the Helm chart sets) wins over the config file.
+    const http = await resolveSlackSettings({ mode: 'socket' }, { SLACK_MODE: 'http', SLACK_BOT_TOKEN: BOT, SLACK_SIGNING_SECRET: SECRET, SLACK_APP_TOKEN: 'xapp-1-A0-123-abc' });
+    assert.equal(http?.mode, 'http');
+    await assert.rejects(resolveSlackSettings({}, { SLACK_MODE: 'websocket', SLACK_BOT_TOKEN: BOT }), /SLACK_MODE "websocket": expected http or socket/);
   });
 
   it('reads secrets from files, and refuses a secret given two ways', async () => {
