@@ -7,7 +7,7 @@ import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
-import { Keyring, loadSigningKey } from './credentials/keys.js';
+import { loadKeyring } from './credentials/load.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BundleStore } from './identity/bundle-store.js';
@@ -64,10 +64,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   );
   const policy = await Policy.load(path(config.policy.file));
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
-  const keyring = new Keyring(
-    await Promise.all(config.credentials.signing_keys.map(async (k) => ({ key: await loadSigningKey(path(k.file)), activateAt: k.activate_at }))),
-    { maxTtlMs: config.credentials.max_ttl },
-  );
+  const keyring = await loadKeyring(config);
   keyring.signingKey(clock.now()); // fails start-up when no key is active yet
   const issuer = config.credentials.issuer ?? svid.spiffeId;
 

@@ -42,7 +42,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   for (const who of [td.workload, ...td.approvers]) {
     await writeFile(
       join(envDir, `${who.name}.env`),
-      envFile({ COUNTERSIGN_ADDR: addr, COUNTERSIGN_CA: td.caFile, COUNTERSIGN_CERT: who.certFile, COUNTERSIGN_KEY: who.keyFile }),
+      envFile({
+        COUNTERSIGN_ADDR: addr,
+        COUNTERSIGN_CA: td.caFile,
+        COUNTERSIGN_CERT: who.certFile,
+        COUNTERSIGN_KEY: who.keyFile,
+        COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
+      }),
     );
   }
   const shown = relative(process.cwd(), td.dir) || '.';

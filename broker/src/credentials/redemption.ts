@@ -97,7 +97,7 @@ export class RedemptionService {
       first_redeemed_by: first.by,
       first_jti: first.jti,
     });
-    const what = requestId !== '' ? `the approval of request ${requestId}` : `credential ${claims.jti}`;
+    const what = requestId !== '' ? `the approval of request ${requestId}` : `this credential (${claims.jti})`;
     throw new CountersignError(
       'failed_precondition',
       'ERR_CREDENTIAL_ALREADY_REDEEMED',
