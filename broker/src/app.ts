@@ -94,7 +94,8 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
   for (const warning of await audit.preflight()) logger.warn(warning);
   const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
-  await rotation.check();
+  // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
+  await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
   checkpointer.start();
   const store = new RequestStore(redis, keys, scripts, clock);
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });

@@ -134,11 +134,12 @@ function algorithmsOf(options: VerifyOptions): string[] {
 export async function verifyCredential(token: string, options: VerifyOptions): Promise<VerifiedCredential> {
   if (typeof token !== 'string' || token.length === 0) fail('ERR_CREDENTIAL_MISSING', 'no token was presented');
   if (token.length > MAX_TOKEN_LENGTH) fail('ERR_CREDENTIAL_MALFORMED', `token is ${token.length} characters, at most ${MAX_TOKEN_LENGTH} are accepted`);
+  const algorithms = algorithmsOf(options); // a bad allowlist is the caller's bug: TypeError, not a refusal
   const tolerance = Math.max(0, Math.min(options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS));
   let result;
   try {
     result = await jwtVerify(token, keyGetter(options.jwks), {
-      algorithms: algorithmsOf(options),
+      algorithms,
       typ: CREDENTIAL_TYPE,
       audience: options.audience,
       ...(options.issuer === undefined ? {} : { issuer: options.issuer }),

@@ -17,18 +17,29 @@ export class KeyRotationRecorder {
   /** Records a key_rotation event when the signing key differs from the last one recorded. */
   async check(kid: string = this.deps.keyring.signingKey(this.deps.clock.now()).kid): Promise<void> {
     if (kid === this.lastKid) return;
-    const previous = await redisCall('key rotation', () => this.deps.redis.set(this.deps.keys.signingKid(), kid, 'GET'));
-    this.lastKid = kid;
-    if (previous === kid) return;
+    const key = this.deps.keys.signingKid();
+    const previous = await redisCall('key rotation', () => this.deps.redis.set(key, kid, 'GET'));
+    if (previous === kid) {
+      this.lastKid = kid;
+      return;
+    }
     const now = this.deps.clock.now();
     const status = this.deps.keyring.status(now);
-    await this.deps.audit.append({
+    const appended = this.deps.audit.append({
       type: 'key_rotation',
       signing_kid: kid,
       previous_kid: previous,
       published: status.filter((s) => s.state !== 'expired').map((s) => s.kid),
       keys: status.map((s) => ({ kid: s.kid, alg: s.alg, state: s.state, activate_at: s.activateAt, published_until: s.publishedUntil })),
     });
+    try {
+      await appended;
+    } catch (e) {
+      // Put the previous kid back so that this change is recorded on the next try.
+      await (previous === null ? this.deps.redis.del(key) : this.deps.redis.set(key, previous)).catch(() => undefined);
+      throw e;
+    }
+    this.lastKid = kid;
     this.deps.logger.info({ kid, previousKid: previous }, previous === null ? 'signing key recorded' : 'signing key rotated');
   }
 
@@ -36,7 +47,6 @@ export class KeyRotationRecorder {
   noteKeyUsed(kid: string): void {
     if (kid === this.lastKid) return;
     this.check(kid).catch((err: unknown) => {
-      this.lastKid = undefined;
       this.deps.logger.warn({ err, kid }, 'could not audit a signing key rotation; will retry on the next credential');
     });
   }
