@@ -63,9 +63,14 @@ describe('audit chain in Redis', () => {
     assert.equal(first?.hash, recordHash(first!));
     const stored = await recordAt(1);
     assert.deepEqual(stored, first);
+    // The stored bytes are exactly the RFC 8785 form of the record.
+    assert.equal(await r.redis.lindex(chain(), 0), serializeRecord(first!));
+    const [odd] = await log.appendAll([{ type: 'policy_reload', outcome: 'applied', policy_digest: 'sha256:bb', z: { b: [1.5, 'é€😀'], a: null }, skipped: undefined }]);
+    assert.equal(odd?.hash, recordHash(odd!));
+    assert.equal(await r.redis.lindex(chain(), 1), serializeRecord(odd!));
     const report = await verify();
     assert.deepEqual(report.problems, []);
-    assert.equal(report.lastSeq, 1);
+    assert.equal(report.lastSeq, 2);
   });
 
   it('keeps each caller’s events contiguous and in order when many append at once, and two logs share one chain', async () => {
@@ -143,8 +148,8 @@ describe('audit chain in Redis', () => {
     it('an inserted record that links correctly', async () => {
       await tenEvents();
       const before4 = await recordAt(3);
-      const [forged] = chainRecords({ seq: 3, hash: before4.hash }, [{ type: 'identity_refused', peer: 'forged', code: 'X' }], before4.at);
-      await r.redis.linsert(chain(), 'BEFORE', (await r.redis.lindex(chain(), 3)) as string, serializeRecord(forged!));
+      const forged = chainRecords({ seq: 3, hash: before4.hash }, [{ type: 'identity_refused', peer: 'forged', code: 'X' }], before4.at)[0]!.record;
+      await r.redis.linsert(chain(), 'BEFORE', (await r.redis.lindex(chain(), 3)) as string, serializeRecord(forged));
       const report = await verify();
       assert.equal(report.firstBreak, 4);
     });
@@ -209,7 +214,7 @@ describe('audit chain in Redis', () => {
       await tenEvents();
       const records = await Promise.all(Array.from({ length: 10 }, (_, i) => recordAt(i + 1)));
       records[2]!.event.peer = 'rewritten';
-      const rebuilt = chainRecords({ seq: 0, hash: GENESIS_HASH }, records.map((x) => x.event), records[0]!.at);
+      const rebuilt = chainRecords({ seq: 0, hash: GENESIS_HASH }, records.map((x) => x.event), records[0]!.at).map((c) => c.record);
       await r.redis.del(chain());
       await r.redis.rpush(chain(), ...rebuilt.map(serializeRecord));
       await r.redis.hset(keys.auditHead(), 'seq', 10, 'hash', rebuilt[9]!.hash);

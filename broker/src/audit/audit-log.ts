@@ -12,7 +12,7 @@ import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
-import { chainRecords, EMPTY_HEAD, serializeRecord, type AuditRecord, type ChainHead } from './chain.js';
+import { chainRecords, EMPTY_HEAD, type AuditRecord, type ChainHead } from './chain.js';
 import { normalizeEvent, type AuditEvent } from './events.js';
 import type { AuditSink } from './sinks.js';
 
@@ -165,19 +165,20 @@ export class RedisAuditLog implements AuditLog {
     try {
       let head = this.head ?? (await this.readHead());
       for (let attempt = 0; attempt <= MAX_CONTENTION_RETRIES; attempt++) {
-        const records = chainRecords(head, events, this.clock.now());
+        const chained = chainRecords(head, events, this.clock.now());
+        const records = chained.map((c) => c.record);
         const last = records[records.length - 1] as AuditRecord;
         const reply = (await redisCall('audit append', () =>
           this.scripts(
             'auditAppend',
             [this.keys.auditChain(), this.keys.auditHead()],
-            [head.seq, head.hash, last.seq, last.hash, last.at, ...records.map(serializeRecord)],
+            [head.seq, head.hash, last.seq, last.hash, last.at, ...chained.map((c) => c.line)],
           ),
         )) as [number, number, string?];
         if (reply[0] === 1) {
           this.head = { seq: last.seq, hash: last.hash };
           await this.waitDurable();
-          for (const r of records) this.options.sink?.write(serializeRecord(r));
+          for (const c of chained) this.options.sink?.write(c.line);
           this.options.onAppended?.(this.head);
           return records;
         }

@@ -40,18 +40,29 @@ export function recordHash(record: Pick<AuditRecord, 'seq' | 'at' | 'prev' | 'ev
   return createHash('sha256').update(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'utf8').digest('hex');
 }
 
-/** Chains already-normalized events after `head`, all stamped `at`. */
-export function chainRecords(head: ChainHead, events: AuditEvent[], at: number): AuditRecord[] {
-  const records: AuditRecord[] = [];
+/** A chained record and its stored text (the same bytes serializeRecord gives, built without a second JCS pass). */
+export interface ChainedRecord {
+  record: AuditRecord;
+  line: string;
+}
+
+const sha256hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** Chains already-normalized events after `head`, all stamped `at` (an integer, ms). */
+export function chainRecords(head: ChainHead, events: AuditEvent[], at: number): ChainedRecord[] {
+  if (!Number.isSafeInteger(at)) throw new TypeError('audit record time must be an integer (ms)');
+  const out: ChainedRecord[] = [];
   let prev = head.hash;
   let seq = head.seq;
   for (const event of events) {
     seq += 1;
-    const hash = recordHash({ seq, at, prev, event });
-    records.push({ seq, at, prev, hash, event });
+    // JCS sorts keys: at < event < hash < prev < seq; integers and hex strings serialize as in JSON.
+    const canonicalEvent = jcs(event);
+    const hash = sha256hex(`{"at":${at},"event":${canonicalEvent},"prev":"${prev}","seq":${seq}}`);
+    out.push({ record: { seq, at, prev, hash, event }, line: `{"at":${at},"event":${canonicalEvent},"hash":"${hash}","prev":"${prev}","seq":${seq}}` });
     prev = hash;
   }
-  return records;
+  return out;
 }
 
 /** The stored text of a record: canonical JSON, so the same record is always the same bytes. */
