@@ -74,5 +74,11 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  # anything else is denied');
   out('  npx countersign request --operation drop-table --resource prod/orders');
   out('');
+  out('  # check a credential as a resource server would; --redeem uses it once');
+  out('  npx countersign verify --token "$TOKEN" --audience https://deploy.' + td.trustDomain + ' --param version=1.4.2 --cert "$COUNTERSIGN_CERT" --redeem');
+  out('');
+  out(`  # the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}): intact?`);
+  out(`  npx countersign-broker audit verify --dir ${shown}`);
+  out('');
   out(`Approvers alice and bob have their own SVIDs: source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
 }
