@@ -90,6 +90,26 @@ describe('audit chain in Redis', () => {
     assert.deepEqual((await verify()).problems, []);
   });
 
+  it('reports nothing wrong when verified while the broker keeps appending and checkpointing', async () => {
+    let appending = true;
+    const writer = (async () => {
+      let i = 0;
+      while (appending) {
+        await log.append({ type: 'identity_refused', peer: `p${i++}`, code: 'X' });
+        if (i % 7 === 0) await checkpointer.checkpointNow();
+      }
+    })();
+    try {
+      for (let round = 0; round < 10; round++) {
+        const report = await verify();
+        assert.deepEqual(report.problems, [], `round ${round}`);
+      }
+    } finally {
+      appending = false;
+      await writer;
+    }
+  });
+
   it('refuses malformed events without appending anything', async () => {
     await assert.rejects(log.append({ type: 'made_up', x: 1 }), { code: 'ERR_AUDIT_EVENT_INVALID' });
     await assert.rejects(log.appendAll([{ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' }, { type: 'vote', request_id: 'r' }]), {

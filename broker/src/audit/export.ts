@@ -49,7 +49,12 @@ function checkpointSeq(jws: string): number | undefined {
  * `since` to the last at or before `until`.
  */
 export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRange = {}): Promise<AuditSnapshot> {
-  const length = await redisCall('audit read', () => redis.llen(keys.auditChain()));
+  // Read in this order while the broker keeps appending: checkpoints, then the head, then the
+  // records up to that head. Every checkpoint read then covers a position at or before the
+  // head, so one beyond the records means records were cut off, never a race.
+  const allCheckpoints = await redisCall('audit read', () => redis.lrange(keys.auditCheckpoints(), 0, -1));
+  const [seq, hash] = await redisCall('audit read', () => redis.hmget(keys.auditHead(), 'seq', 'hash'));
+  const length = seq != null ? Number(seq) : await redisCall('audit read', () => redis.llen(keys.auditChain()));
   let start = Math.max(0, (range.fromSeq ?? 1) - 1);
   let end = Math.min(length - 1, (range.toSeq ?? length) - 1);
   const lines: string[] = [];
@@ -67,8 +72,6 @@ export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRa
     end = start + records.length - 1;
   }
   const reachesEnd = end >= length - 1;
-  const [seq, hash] = await redisCall('audit read', () => redis.hmget(keys.auditHead(), 'seq', 'hash'));
-  const allCheckpoints = await redisCall('audit read', () => redis.lrange(keys.auditCheckpoints(), 0, -1));
   const first = records.length > 0 ? seqOf(records[0] as string) : undefined;
   const last = records.length > 0 ? seqOf(records[records.length - 1] as string) : undefined;
   const checkpoints = allCheckpoints.filter((jws) => {
