@@ -56,7 +56,7 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
       errors: String(base.errors + broker.errors),
     });
   }
-  process.stdout.write('\nAllow path: RequestOperation -> signed credential + 2 audit appends, vs bare grpc-js mTLS echo\n');
+  process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
   process.stdout.write('(callers in a separate process; target ratio >= 0.6 at 64 concurrent calls)\n');
   process.stdout.write(`${table(rows)}\n`);
 

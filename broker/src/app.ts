@@ -2,10 +2,14 @@
 // gRPC and HTTP listeners. Everything with state is created here and injected.
 import { ApprovalsService, BrokerService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
+import { Checkpointer } from './audit/checkpoints.js';
+import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.js';
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
-import { Keyring, loadSigningKey } from './credentials/keys.js';
+import { loadKeyring } from './credentials/load.js';
+import { RedemptionService } from './credentials/redemption.js';
+import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BundleStore } from './identity/bundle-store.js';
 import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
@@ -40,6 +44,8 @@ export interface BrokerOverrides {
   /** An existing connection (tests); the broker will not close it. */
   redis?: Redis;
   metrics?: Metrics;
+  /** Where audit JSON lines go when audit.stdout is on (default process.stdout); null drops them (tests). */
+  auditStdout?: NodeJS.WritableStream | null;
 }
 
 export interface RunningBroker {
@@ -55,6 +61,8 @@ export interface RunningBroker {
   logger: Logger;
   metrics: Metrics;
   principals: Principals;
+  /** Takes audit checkpoints (also on demand, for tests and operators). */
+  checkpointer: Checkpointer;
   close(): Promise<void>;
 }
 
@@ -69,7 +77,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   );
   const policy = await Policy.load(path(config.policy.file));
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
-  const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
+  const keyring = await loadKeyring(config);
+  keyring.signingKey(clock.now()); // fails start-up when no key is active yet
+  const issuer = config.credentials.issuer ?? svid.spiffeId;
 
   const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
@@ -78,9 +88,33 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
   const scripts = registerScripts(redis);
-  const audit = new RedisAuditLog(redis, keys, clock);
+
+  const sinks: AuditSink[] = [];
+  const auditStdout = overrides.auditStdout === undefined ? process.stdout : overrides.auditStdout;
+  if (config.audit.stdout && auditStdout !== null) sinks.push(new StreamSink(auditStdout));
+  if (config.audit.file !== undefined) sinks.push(await FileSink.open(path(config.audit.file), logger));
+  const auditSink = new FanoutSink(sinks);
+  const durability = {
+    waitReplicas: config.audit.durability.wait_replicas,
+    waitLocalFsync: config.audit.durability.wait_local_fsync,
+    timeoutMs: config.audit.durability.timeout,
+  };
+  // WAIT/WAITAOF block the connection they run on: give the audit its own then.
+  const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
+  const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const checkpointer = new Checkpointer(
+    { redis, keys, keyring, clock, logger, sink: auditSink },
+    { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
+  );
+  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
+  for (const warning of await audit.preflight()) logger.warn(warning);
+  const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
+  // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
+  await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
+  checkpointer.start();
   const store = new RequestStore(redis, keys, scripts, clock);
-  const minter = new CredentialMinter(keyring, { issuer: config.credentials.issuer ?? svid.spiffeId, maxTtlMs: config.credentials.max_ttl, clock });
+  const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer });
   const requests = new RequestService(
     { policy: () => policy, minter, audit, store, clock, metrics },
     {
@@ -108,7 +142,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     services: [
       {
         definition: BrokerService,
-        implementation: createBrokerService({ peers, requests, store, logger, pollIntervalMs: config.requests.poll_interval }),
+        implementation: createBrokerService({ peers, requests, store, redemptions, logger, pollIntervalMs: config.requests.poll_interval }),
       },
       { definition: ApprovalsService, implementation: createApprovalsService({ peers, logger }) },
     ],
@@ -118,7 +152,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     host: httpListen.host,
     port: httpListen.port,
     logger,
-    jwks: () => keyring.jwks(),
+    jwks: () => keyring.jwks(clock.now()),
     readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
     routes: {
       '/metrics': async (_req, res) => {
@@ -163,11 +197,15 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     logger,
     metrics,
     principals,
+    checkpointer,
     async close() {
       clearInterval(readinessTimer);
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      checkpointer.stop();
+      await auditSink.close();
+      if (auditRedis !== redis) auditRedis.disconnect();
       if (ownsRedis) redis.disconnect();
     },
   };

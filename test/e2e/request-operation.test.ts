@@ -99,11 +99,14 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     );
   });
 
-  it('records the decision and the issuance in the audit stream before answering', async () => {
+  it('records the request, the decision and the issuance in the audit chain before answering', async () => {
     const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/api' });
-    const entries = await t.broker.redis.xrange(`${t.prefix}audit`, '-', '+');
-    const events = entries.map(([, fields]) => JSON.parse(fields[1] as string) as Record<string, unknown>).filter((e) => e.request_id === result.requestId);
-    assert.deepEqual(events.map((e) => e.type).sort(), ['credential_issued', 'decision']);
+    const entries = await t.broker.redis.lrange(`${t.prefix}audit:chain`, 0, -1);
+    const events = entries.map((line) => (JSON.parse(line) as { event: Record<string, unknown> }).event).filter((e) => e.request_id === result.requestId);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['request_received', 'decision', 'credential_issued'],
+    );
     assert.equal(events.find((e) => e.type === 'credential_issued')?.jti, result.credentialId);
     assert.equal(events.find((e) => e.type === 'decision')?.decision, 'allow');
   });
@@ -177,15 +180,16 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     });
   });
 
-  it('answers RPCs not built yet with UNIMPLEMENTED and a message', async () => {
+  it('refuses to redeem something that is not one of its credentials, saying why', async () => {
     const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(deployer.keyPem), Buffer.from(deployer.chainPem), { checkServerIdentity: () => undefined });
     const raw = new BrokerClient(t.address, creds, { 'grpc.ssl_target_name_override': 'example.org' });
     const e = await rejection(
       new Promise((resolve, reject) => raw.redeemCredential({ token: 'x' }, (err, res) => (err ? reject(err) : resolve(res)))),
     );
     raw.close();
-    assert.equal(e.code, status.UNIMPLEMENTED);
-    assert.match(e.details, /RedeemCredential is not available/);
+    assert.equal(e.code, status.INVALID_ARGUMENT);
+    assert.equal(errorCode(e), 'ERR_CREDENTIAL_INVALID');
+    assert.match(e.details, /^token: not a valid credential from this broker/);
   });
 
   it('serves JWKS, health and readiness over HTTP', async () => {

@@ -3,12 +3,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { parseParams } from './params.js';
+import { verifyCommand } from './verify.js';
 
 /** Exit codes: stable, documented in --help, used by scripts and CI. */
 export const EXIT = { approved: 0, error: 1, usage: 2, denied: 3, expired: 4, cancelled: 5, pending: 6 } as const;
 
 const EXIT_HELP = `
-Exit codes:
+Exit codes (request; see verify --help for verify's):
   0  approved (the credential is printed)
   1  error talking to the broker (unreachable, refused identity, invalid request)
   2  usage error
@@ -151,6 +152,8 @@ withIdentityOptions(
     client.close();
   }
 });
+
+program.addCommand(verifyCommand());
 
 program.exitOverride((e) => {
   process.exit(e.exitCode === 0 ? 0 : EXIT.usage);

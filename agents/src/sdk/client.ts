@@ -8,6 +8,8 @@ import {
   RequestState,
   type GetRequestResponse,
   type JsonObject,
+  type RedeemCredentialRequest,
+  type RedeemCredentialResponse,
   type Request,
   type RequestOperationRequest,
   type RequestOperationResponse,
@@ -178,6 +180,15 @@ export class CountersignClient {
     if (res.pollInterval) result.pollIntervalMs = res.pollInterval.seconds * 1000 + Math.floor(res.pollInterval.nanos / 1e6);
     if (res.request) result.request = res.request;
     return result;
+  }
+
+  /**
+   * Marks a credential as used, once (for resource servers that want single use).
+   * A second redemption fails with code ERR_CREDENTIAL_ALREADY_REDEEMED, saying when and by whom.
+   */
+  async redeemCredential(token: string): Promise<{ credentialId: string; requestId: string; redeemedAt: Date | undefined }> {
+    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>(this.client.redeemCredential, { token });
+    return { credentialId: res.credentialId, requestId: res.requestId, redeemedAt: res.redeemedAt };
   }
 
   getRequest(requestId: string): Promise<GetRequestResponse> {

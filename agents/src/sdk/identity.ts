@@ -23,6 +23,8 @@ export const ENV = {
   key: 'COUNTERSIGN_KEY',
   ca: 'COUNTERSIGN_CA',
   serverId: 'COUNTERSIGN_SERVER_ID',
+  /** The broker's JWKS (countersign verify). */
+  jwksUrl: 'COUNTERSIGN_JWKS_URL',
 } as const;
 
 function readPem(file: string, what: string, flag: string): string {

@@ -4,6 +4,7 @@ import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { RequestState, type BrokerServer, type RequestOperationResponse } from '@countersign/proto';
 import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
+import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import type { RequestService } from '../requests/request-service.js';
 import type { RequestStore } from '../requests/store.js';
@@ -14,6 +15,7 @@ export interface BrokerServiceDeps {
   peers: PeerAuthenticator;
   requests: RequestService;
   store: RequestStore;
+  redemptions: RedemptionService;
   logger: Logger;
   pollIntervalMs: number;
 }
@@ -86,8 +88,9 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }),
 
     redeemCredential: unary(logger, 'RedeemCredential', async (call) => {
-      identityOf(call);
-      throw unimplemented('RedeemCredential');
+      const identity = identityOf(call);
+      const redemption = await deps.redemptions.redeem(call.request.token, identity);
+      return { credentialId: redemption.jti, requestId: redemption.requestId, redeemedAt: new Date(redemption.at) };
     }),
   };
 }

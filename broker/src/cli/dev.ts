@@ -42,7 +42,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   for (const who of [td.workload, ...td.approvers]) {
     await writeFile(
       join(envDir, `${who.name}.env`),
-      envFile({ COUNTERSIGN_ADDR: addr, COUNTERSIGN_CA: td.caFile, COUNTERSIGN_CERT: who.certFile, COUNTERSIGN_KEY: who.keyFile }),
+      envFile({
+        COUNTERSIGN_ADDR: addr,
+        COUNTERSIGN_CA: td.caFile,
+        COUNTERSIGN_CERT: who.certFile,
+        COUNTERSIGN_KEY: who.keyFile,
+        COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
+      }),
     );
   }
   const shown = relative(process.cwd(), td.dir) || '.';
@@ -67,6 +73,12 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('');
   out('  # anything else is denied');
   out('  npx countersign request --operation drop-table --resource prod/orders');
+  out('');
+  out('  # check a credential as a resource server would; --redeem uses it once');
+  out('  npx countersign verify --token "$TOKEN" --audience https://deploy.' + td.trustDomain + ' --param version=1.4.2 --cert "$COUNTERSIGN_CERT" --redeem');
+  out('');
+  out(`  # the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}): intact?`);
+  out(`  npx countersign-broker audit verify --dir ${shown}`);
   out('');
   out(`Approvers alice and bob have their own SVIDs: source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
 }

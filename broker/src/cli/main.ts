@@ -2,7 +2,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err } from './output.js';
+import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { runDev } from './dev.js';
+import { keysCommand } from './keys.js';
 import { runServe } from './serve.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, config: 3 } as const;
@@ -23,7 +25,8 @@ Exit codes:
   0  success
   1  runtime error (e.g. Redis unreachable at start-up)
   2  usage error
-  3  invalid configuration, policy or key file`,
+  3  invalid configuration, policy or key file
+${AUDIT_EXIT_HELP.trimEnd()}`,
   );
 
 program
@@ -41,6 +44,9 @@ program
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
   .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number }) => runDev(opts));
 
+program.addCommand(keysCommand());
+program.addCommand(auditCommand());
+
 program.exitOverride((e) => {
   process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
 });
@@ -48,6 +54,10 @@ program.exitOverride((e) => {
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  if (e instanceof InvalidArgumentError) {
+    err(`countersign-broker: ${e.message}`);
+    process.exit(EXIT.usage);
+  }
   if (e instanceof CountersignError) {
     err(`countersign-broker: ${e.message}`);
     process.exit(['invalid_argument', 'failed_precondition'].includes(e.kind) ? EXIT.config : EXIT.error);

@@ -23,6 +23,18 @@ const trustDomain = z.string().refine((td) => {
   }
 }, 'expected a trust domain name: lowercase letters, digits, ".", "-", "_"');
 const filePath = z.string().min(1).max(4096);
+/** An RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z; output ms since the epoch. */
+const instant = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/, 'expected an RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z')
+  .transform((text, ctx) => {
+    const ms = Date.parse(text);
+    if (Number.isNaN(ms)) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a valid time` });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 const bundleSchema = z
   .object({
@@ -79,9 +91,48 @@ export const configSchema = z
         default_audience: z.string().min(1).max(512),
         default_ttl: duration(10 * SECOND, 24 * HOUR).default(5 * MINUTE),
         max_ttl: duration(10 * SECOND, 24 * HOUR).default(HOUR),
-        signing_keys: z.array(z.object({ file: filePath }).strict()).min(1).max(16),
+        /** Keys from files (a Kubernetes Secret mounted as files works the same); see docs/credentials.md, "Keys and rotation". */
+        signing_keys: z
+          .array(
+            z
+              .object({
+                file: filePath,
+                /** When this key starts signing; before that it is only published. Omitted: active since forever. */
+                activate_at: instant.optional(),
+              })
+              .strict(),
+          )
+          .min(1)
+          .max(16),
       })
       .strict(),
+    /** The audit hash chain (docs/audit.md). */
+    audit: z
+      .object({
+        /** JSON lines on stdout, one per record and checkpoint (for log collectors). */
+        stdout: z.boolean().default(true),
+        /** Also append them to this file. */
+        file: filePath.optional(),
+        checkpoint: z
+          .object({
+            every_events: z.number().int().min(1).max(1_000_000).default(1000),
+            interval: duration(SECOND, 24 * HOUR).default(5 * MINUTE),
+          })
+          .strict()
+          .prefault({}),
+        durability: z
+          .object({
+            /** Replicas that must acknowledge each append (Redis WAIT / WAITAOF). */
+            wait_replicas: z.number().int().min(0).max(16).default(0),
+            /** Wait for the primary's AOF fsync (WAITAOF, Redis 7.2+). */
+            wait_local_fsync: z.boolean().default(false),
+            timeout: duration(10, MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     requests: z
       .object({
         poll_interval: duration(200, MINUTE).default(2 * SECOND),

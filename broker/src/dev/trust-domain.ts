@@ -113,6 +113,13 @@ credentials:
   max_ttl: 1h
   signing_keys:
     - file: signing-key.pem
+audit:
+  # The banner owns stdout in dev mode; the audit lines go to a file instead.
+  stdout: false
+  file: audit.jsonl
+  checkpoint:
+    every_events: 100
+    interval: 1m
 `;
 }
 

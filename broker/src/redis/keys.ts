@@ -20,9 +20,25 @@ export class Keys {
   pending(): string {
     return `${this.prefix}pending`;
   }
-  /** Stream of audit events. */
-  audit(): string {
-    return `${this.prefix}audit`;
+  /** List: the audit hash chain, one canonical JSON record per element (index = seq - 1). */
+  auditChain(): string {
+    return `${this.prefix}audit:chain`;
+  }
+  /** Hash: the chain's head (seq, hash, at) and the last checkpointed seq. */
+  auditHead(): string {
+    return `${this.prefix}audit:head`;
+  }
+  /** List: signed checkpoints (compact JWS) over chain positions. */
+  auditCheckpoints(): string {
+    return `${this.prefix}audit:checkpoints`;
+  }
+  /** String: kid of the key that signed the last credential, to audit each rotation once. */
+  signingKid(): string {
+    return `${this.prefix}keys:signing-kid`;
+  }
+  /** String: who redeemed an approval (request id) or credential (jti), and when. */
+  redemption(id: string): string {
+    return `${this.prefix}redeemed:${id}`;
   }
   /** Pub/sub channel announcing request state changes. */
   requestEvents(): string {

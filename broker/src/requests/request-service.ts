@@ -5,6 +5,7 @@ import type { RequestOperationRequest } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import { newRequestId } from '../ids.js';
+import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -78,15 +79,18 @@ export class RequestService {
 
     if (decision.effect === 'deny') {
       const requestId = newRequestId();
-      await this.deps.audit.append({
-        type: 'decision',
-        request_id: requestId,
-        decision: 'deny',
-        rule: decision.rule,
-        policy_digest: policy.digest,
-        message: decision.message,
-        ...facts,
-      });
+      await this.deps.audit.appendAll([
+        { type: 'request_received', request_id: requestId, ...facts },
+        {
+          type: 'decision',
+          request_id: requestId,
+          decision: 'deny',
+          rule: decision.rule,
+          policy_digest: policy.digest,
+          message: decision.message,
+          ...facts,
+        },
+      ]);
       return { state: 'DENIED', requestId, rule: decision.rule, message: decision.message };
     }
 
@@ -106,6 +110,7 @@ export class RequestService {
       });
       // Fail closed: both records are durable before the credential leaves the broker.
       await this.deps.audit.appendAll([
+        { type: 'request_received', request_id: requestId, ...facts },
         {
           type: 'decision',
           request_id: requestId,
@@ -115,17 +120,7 @@ export class RequestService {
           ...(breakGlass ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } } : {}),
           ...facts,
         },
-        {
-          type: 'credential_issued',
-          request_id: requestId,
-          jti: credential.jti,
-          subject: identity.spiffeId,
-          audience: op.audience,
-          expires_at: credential.expiresAt,
-          operation: op.operation,
-          resource: op.resource,
-          parameters_digest: op.parametersDigest,
-        },
+        credentialIssuedEvent(requestId, credential),
       ]);
       return { state: 'APPROVED', requestId, rule: decision.rule, credential };
     }
@@ -141,18 +136,21 @@ export class RequestService {
       ttlCapMs: decision.ttlMs,
     });
     if (created) {
-      await this.deps.audit.append({
-        type: 'decision',
-        request_id: request.id,
-        decision: 'approve',
-        rule: decision.rule,
-        rules: decision.rules,
-        policy_digest: policy.digest,
-        approvers: decision.approval.approvers,
-        approvals_required: decision.approval.required,
-        expires_at: request.expiresAt,
-        ...facts,
-      });
+      await this.deps.audit.appendAll([
+        { type: 'request_received', request_id: request.id, ...facts },
+        {
+          type: 'decision',
+          request_id: request.id,
+          decision: 'approve',
+          rule: decision.rule,
+          rules: decision.rules,
+          policy_digest: policy.digest,
+          approvers: decision.approval.approvers,
+          approvals_required: decision.approval.required,
+          expires_at: request.expiresAt,
+          ...facts,
+        },
+      ]);
     }
     return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
   }

@@ -87,6 +87,8 @@ ${options.extraConfig ?? ''}`;
   const broker = await startBroker(config, {
     logger: silentLogger(),
     redis: redis.redis,
+    // Audit lines on stdout would mix with the test runner's own output.
+    auditStdout: null,
     ...(options.clock ? { clock: options.clock } : {}),
     ...options.overrides,
   });
