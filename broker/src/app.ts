@@ -11,8 +11,9 @@ import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { Policy } from './policy/policy.js';
 import { Principals } from './policy/principals.js';
+import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
+import { RedisRequestRate } from './policy/request-rate.js';
 import { connectRedis, type Redis } from './redis/connection.js';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
@@ -42,6 +43,8 @@ export interface RunningBroker {
   logger: Logger;
   metrics: Metrics;
   principals: Principals;
+  /** The policy in force (`policies.current`) and its hot reload (`policies.reload('manual')`). */
+  policies: PolicyReloader;
   close(): Promise<void>;
 }
 
@@ -54,8 +57,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const bundles = new BundleStore(
     await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
   );
-  const policy = await Policy.load(path(config.policy.file));
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
+  const policyFile = path(config.policy.file);
+  const policy = await loadPolicyFile({ file: policyFile, principals, clock });
   const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
 
   const metrics = overrides.metrics ?? new Metrics();
@@ -66,8 +70,22 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const audit = new RedisAuditLog(redis, keys, clock);
   const store = new RequestStore(redis, keys, scripts, clock);
   const minter = new CredentialMinter(keyring, { issuer: config.credentials.issuer ?? svid.spiffeId, maxTtlMs: config.credentials.max_ttl, clock });
+  const policies = new PolicyReloader(
+    {
+      file: policyFile,
+      principals,
+      clock,
+      requestRate: new RedisRequestRate(redis, keys),
+      audit,
+      logger,
+      metrics,
+      pollIntervalMs: config.policy.reload_interval,
+      watch: config.policy.watch,
+    },
+    policy,
+  );
   const requests = new RequestService(
-    { policy: () => policy, minter, audit, store, clock, metrics },
+    { policy: () => policies.current, minter, audit, store, clock, metrics },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,
@@ -113,6 +131,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
       },
     },
   });
+  policies.start();
   logger.info({ spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, policyDigest: policy.digest }, 'broker started');
 
   return {
@@ -126,7 +145,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     logger,
     metrics,
     principals,
+    policies,
     async close() {
+      policies.close();
       await Promise.all([grpc.close(2000), http.close()]);
       if (ownsRedis) redis.disconnect();
     },
