@@ -330,28 +330,37 @@ freeze_windows:
   it('reaches the same decision through the index as explain does by reading every rule', () => {
     const rules: string[] = [];
     const ops = ['deploy', 'rollback', 'scale', 'read'];
-    const decisions = ['allow', 'deny', 'approve', 'break_glass'];
+    const decisions = ['allow', 'approve', 'allow', 'deny', 'break_glass', 'allow', 'approve'];
     for (let i = 0; i < 120; i++) {
       const match: string[] = [];
       if (i % 3 !== 0) match.push(`operation: ${i % 7 === 0 ? '"*"' : ops[i % ops.length]}`);
-      if (i % 4 === 1) match.push(`workload: "spiffe://${i % 8 === 1 ? 'example.org' : 'other.org'}/ci/*"`);
-      if (i % 5 === 2) match.push(`trust_domain: example.org`);
-      if (i % 2 === 0) match.push(`resource: "${i % 6 === 0 ? 'prod' : 'staging'}/*"`);
-      const decision = decisions[(i * 7) % 4] as string;
+      const workloads = ['"spiffe://example.org/ci/*"', '"spiffe://other.org/ci/*"', '"spiffe://*.org/ci/**"', 'spiffe://other.org/ci/x', '"spiffe://example.org/**"'];
+      if (i % 4 === 1) match.push(`workload: ${workloads[i % workloads.length]}`);
+      if (i % 5 === 2) match.push(`trust_domain: ${i % 10 === 2 ? 'example.org' : 'other.org'}`);
+      const resources = ['"prod/*"', '"staging/*"', '"*/b"', 'prod/a', '"**"', '"dev/?"', '[prod/a, "staging/**"]'];
+      const decision = decisions[(i * 3) % decisions.length] as string;
+      // Deny rules stay narrow, or one of them would decide everything.
+      if (i % 2 === 0 || decision === 'deny') match.push(`resource: ${resources[Math.floor(i / 2) % resources.length]}`);
+      if (decision === 'deny' && !match.some((m) => m.startsWith('operation'))) match.push('operation: read');
       const section =
         decision === 'approve' ? `, approval: { approvers: [alice, bob, carol], required: ${1 + (i % 3)} }` : decision === 'break_glass' ? ', break_glass: { approvers: [alice] }' : '';
-      const when = i % 9 === 0 ? ', when: "request.parameters.n > 2"' : i % 11 === 0 ? ', when: "has(request.parameters.n) && request.parameters.n < 4"' : '';
+      // Mostly guarded conditions; rule 50 (operation scale) fails without n, which denies.
+      const when =
+        i === 50 ? ', when: "request.parameters.n > 0"' : i % 9 === 0 ? ', when: "has(request.parameters.n) && request.parameters.n > 2"' : i % 11 === 0 ? ', when: "has(request.parameters.n) && request.parameters.n < 4"' : '';
       rules.push(`  - { name: r${i}, match: { ${match.join(', ')} }, decision: ${decision}${section}${when} }`);
     }
     const p = policy(`${rules.join('\n')}\n`);
     let checked = 0;
+    const effects = new Set<string>();
     for (const id of [ci, 'spiffe://other.org/ci/x', 'spiffe://example.org/web/y']) {
       for (const op of [...ops, 'other']) {
         for (const res of ['prod/a', 'staging/b', 'dev/c']) {
           for (const parameters of [{}, { n: 1 }, { n: 3 }, { n: 5 }] as JsonObject[]) {
             for (const reason of ['', 'why']) {
               const i = input(id, op, res, { parameters, reason });
-              assert.deepEqual(p.evaluate(i), p.explain(i).decision, `${id} ${op} ${res} ${JSON.stringify(parameters)} ${reason}`);
+              const decision = p.evaluate(i);
+              assert.deepEqual(decision, p.explain(i).decision, `${id} ${op} ${res} ${JSON.stringify(parameters)} ${reason}`);
+              effects.add(`${decision.effect}:${decision.rule}`);
               checked++;
             }
           }
@@ -359,6 +368,7 @@ freeze_windows:
       }
     }
     assert.equal(checked, 3 * 5 * 3 * 4 * 2);
+    assert.ok(effects.size > 20, `the inputs reach many different decisions (${[...effects].join(", ")})`);
   });
 
   it('explains every rule: why it did not match, or how it counted', () => {

@@ -15,15 +15,22 @@ import type { JsonValue } from '@countersign/proto';
 export const MAX_CEL_AST_NODES = 2000;
 export const MAX_CEL_DEPTH = 48;
 
+/** Parameters are converted (celMap) only if a condition reads them. */
 export class CelRequest {
+  private converted: Map<string, unknown> | undefined;
+
   constructor(
     readonly operation: string,
     readonly resource: string,
-    readonly parameters: Map<string, unknown>,
+    private readonly rawParameters: { [key: string]: JsonValue },
     readonly reason: string,
     readonly ticket: string,
     readonly on_behalf_of: string,
   ) {}
+
+  get parameters(): Map<string, unknown> {
+    return (this.converted ??= celMap(this.rawParameters));
+  }
 }
 
 export class CelCaller {
@@ -36,20 +43,61 @@ export class CelCaller {
   ) {}
 }
 
+/** Local wall-clock facts, as CelContext needs them. */
+export interface LocalTimeFacts {
+  hour: number;
+  minute: number;
+  weekday: string;
+  time: string;
+  date: string;
+}
+
+/** Each fact is worked out on first read: most conditions never look at the clock. */
 export class CelContext {
+  private local: LocalTimeFacts | undefined;
+  private activeFreezes: string[] | undefined;
+
   constructor(
-    readonly now: Date,
-    readonly time_zone: string,
-    readonly hour: bigint,
-    readonly minute: bigint,
-    readonly weekday: string,
-    readonly time: string,
-    readonly date: string,
-    readonly in_freeze: boolean,
-    readonly freezes: string[],
+    private readonly nowMs: number,
+    private readonly clock: { readonly timeZone: string; at(ms: number): LocalTimeFacts },
+    private readonly windows: readonly { name: string; start: number; end: number }[],
     private readonly requestRate: number | undefined,
   ) {}
 
+  private get wallClock(): LocalTimeFacts {
+    return (this.local ??= this.clock.at(this.nowMs));
+  }
+  get time_zone(): string {
+    return this.clock.timeZone;
+  }
+  get now(): Date {
+    return new Date(this.nowMs);
+  }
+  get hour(): bigint {
+    return BigInt(this.wallClock.hour);
+  }
+  get minute(): bigint {
+    return BigInt(this.wallClock.minute);
+  }
+  get weekday(): string {
+    return this.wallClock.weekday;
+  }
+  get time(): string {
+    return this.wallClock.time;
+  }
+  get date(): string {
+    return this.wallClock.date;
+  }
+  get freezes(): string[] {
+    if (this.activeFreezes === undefined) {
+      this.activeFreezes = [];
+      for (const w of this.windows) if (w.start <= this.nowMs && this.nowMs < w.end) this.activeFreezes.push(w.name);
+    }
+    return this.activeFreezes;
+  }
+  get in_freeze(): boolean {
+    return this.freezes.length > 0;
+  }
   /** Read only by conditions that use it; the broker counts in Redis only for policies that do. */
   get request_rate(): bigint {
     if (this.requestRate === undefined) throw new Error('context.request_rate is not known for this evaluation');

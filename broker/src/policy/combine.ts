@@ -45,6 +45,32 @@ export function allOf(patterns: string[]): string | undefined {
   return `^${distinct.map((p) => `(?=[\\s\\S]*?(?:${p}))`).join('')}`;
 }
 
+/** One rule's requirement never changes, so it is built once; frozen, as every decision shares it. */
+const singleRule = new WeakMap<CompiledRule, { requirement: ApprovalRequirement; pool: string[] | undefined }>();
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function requirementOf(rules: CompiledRule[], principals: Principals | undefined): { requirement: ApprovalRequirement; pool: string[] | undefined } {
+  if (rules.length > 1) {
+    const requirement = combineApprovals(rules, principals);
+    return { requirement, pool: approverPool(requirement.approvers, requirement.groups, principals) };
+  }
+  const rule = rules[0] as CompiledRule;
+  let known = singleRule.get(rule);
+  if (known === undefined) {
+    const requirement = deepFreeze(combineApprovals(rules, principals));
+    known = { requirement, pool: approverPool(requirement.approvers, requirement.groups, principals) };
+    singleRule.set(rule, known);
+  }
+  return known;
+}
+
 function combineApprovals(rules: CompiledRule[], principals: Principals | undefined): ApprovalRequirement {
   const sections = rules.map((r) => r.source.approval as ApprovalSection);
   const { approvers, groups } = combineApprovers(sections, principals);
@@ -106,7 +132,7 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
   if (approves.length > 0) {
     const first = approves[0] as CompiledRule;
     const names = approves.map((r) => r.name);
-    const approval = combineApprovals(approves, principals);
+    const { requirement: approval, pool: knownPool } = requirementOf(approves, principals);
     const needsReason = approves.find((r) => r.source.approval?.reason_required === true);
     if (needsReason !== undefined && !hasReason) {
       return { effect: 'deny', rule: needsReason.name, message: `policy rule ${needsReason.name} requires a reason for ${input.operation} on ${input.resource}` };
@@ -118,8 +144,8 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
       }
     }
     // Refuse at once what no vote could ever approve, rather than let it time out.
-    if (approval.groups.length === 0 || approverPool(approval.approvers, approval.groups, principals) !== undefined) {
-      const pool = approverPool(approval.approvers, approval.groups, principals) ?? approval.approvers;
+    if (knownPool !== undefined) {
+      const pool = knownPool;
       const excluded = approval.allowSelfApproval ? [] : selves(input, principals).filter((p) => pool.includes(p));
       const eligible = pool.filter((p) => !excluded.includes(p));
       if (eligible.length < approval.required) {

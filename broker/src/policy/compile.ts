@@ -5,8 +5,9 @@
 import { keyPath, locate, suggest, type ParsedYaml, type YamlProblem } from '../config/yaml-file.js';
 import { compileCondition, isCelProblem, type CompiledCondition } from './cel.js';
 import type { PolicyInput } from './decision.js';
-import { compileGlob, isLiteral, literalTrustDomain } from './glob.js';
+import { compileGlob, isLiteral } from './glob.js';
 import type { Principals } from './principals.js';
+import { literalKey } from './rule-index.js';
 import type { PolicyDocument, PolicyRule, RuleDecision } from './schema.js';
 
 export interface CompiledRule {
@@ -17,8 +18,12 @@ export interface CompiledRule {
   readonly source: PolicyRule;
   /** Literal operations, for the index; undefined when any operation matches or a glob is used. */
   readonly operations: readonly string[] | undefined;
-  /** Trust domains a matching caller must be in, for the index; undefined when not pinned. */
+  /** Index keys of the workload patterns (see rule-index.ts); undefined when any caller may match. */
+  readonly workloadKeys: readonly string[] | undefined;
+  /** The trust_domain key, for the index when there are no workload patterns. */
   readonly trustDomains: readonly string[] | undefined;
+  /** Index keys of the resource patterns; undefined when any resource may match. */
+  readonly resourceKeys: readonly string[] | undefined;
   /** Every match key (not the condition): cheap, no allocation. */
   matchesStatic(input: PolicyInput): boolean;
   /** Why the match keys do not match this input, or undefined when they do. */
@@ -49,7 +54,13 @@ function globCriterion(what: string, patterns: string[] | undefined, value: (inp
   return { test, why: (input) => `${what} ${JSON.stringify(value(input))} does not match ${shown(patterns)}` };
 }
 
-function compileMatch(rule: PolicyRule): { criteria: Criterion[]; operations: string[] | undefined; trustDomains: string[] | undefined } {
+function compileMatch(rule: PolicyRule): {
+  criteria: Criterion[];
+  operations: string[] | undefined;
+  workloads: string[] | undefined;
+  trustDomains: string[] | undefined;
+  resources: string[] | undefined;
+} {
   const workloads = toList(rule.match.workload);
   const trustDomainList = toList(rule.match.trust_domain);
   const operations = toList(rule.match.operation);
@@ -73,12 +84,7 @@ function compileMatch(rule: PolicyRule): { criteria: Criterion[]; operations: st
       why: (input) => (input.onBehalfOf === '' ? `the request acts for nobody (on_behalf_of must match ${shown(humans)})` : human.why(input)),
     });
   }
-  let trustDomains = trustDomainList;
-  if (trustDomains === undefined && workloads !== undefined) {
-    const pinned = workloads.map(literalTrustDomain);
-    if (pinned.every((td) => td !== undefined)) trustDomains = [...new Set(pinned as string[])];
-  }
-  return { criteria, operations: operations !== undefined && operations.every(isLiteral) ? operations : undefined, trustDomains };
+  return { criteria, operations: operations !== undefined && operations.every(isLiteral) ? operations : undefined, workloads, trustDomains: trustDomainList, resources };
 }
 
 /** Offset of character `offset` of a scalar's value in the file, when it can be worked out exactly. */
@@ -193,7 +199,9 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
       decision: rule.decision,
       source: rule,
       operations: match.operations,
+      workloadKeys: match.workloads?.map(literalKey),
       trustDomains: match.trustDomains,
+      resourceKeys: match.resources?.map(literalKey),
       matchesStatic: (input) => {
         for (const c of criteria) if (!c.test(input)) return false;
         return true;

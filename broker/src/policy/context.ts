@@ -1,21 +1,13 @@
 // What a CEL condition sees besides the request itself: the caller's SVID
 // freshness and the context (local time in the policy's zone, change-freeze
-// windows, the caller's request rate). Built once per evaluation, and only when
-// a rule that could match has a condition.
-import { CelCaller, CelContext, CelRequest, celMap, type CelActivation } from './cel.js';
+// windows, the caller's request rate). Built once per evaluation, only when a
+// rule that could match has a condition; each fact is worked out on first read.
+import { CelCaller, CelContext, CelRequest, type CelActivation, type LocalTimeFacts } from './cel.js';
 import type { PolicyInput } from './decision.js';
 import type { FreezeWindow } from './schema.js';
 
-export interface LocalTime {
-  hour: number;
-  minute: number;
-  /** "Mon" .. "Sun". */
-  weekday: string;
-  /** "HH:MM", 24-hour. */
-  time: string;
-  /** "YYYY-MM-DD". */
-  date: string;
-}
+/** weekday "Mon".."Sun", time "HH:MM" (24-hour), date "YYYY-MM-DD". */
+export type LocalTime = LocalTimeFacts;
 
 /** Local wall-clock facts in one IANA time zone. */
 export class ZonedClock {
@@ -34,7 +26,21 @@ export class ZonedClock {
     });
   }
 
+  /** Formatting a date in a zone costs microseconds; a minute's facts are reused (zone offsets are whole minutes). */
+  private readonly cache = new Map<number, LocalTime>();
+
   at(ms: number): LocalTime {
+    const minute = Math.floor(ms / 60_000);
+    let local = this.cache.get(minute);
+    if (local === undefined) {
+      if (this.cache.size >= 1024) this.cache.clear();
+      local = this.compute(ms);
+      this.cache.set(minute, local);
+    }
+    return local;
+  }
+
+  private compute(ms: number): LocalTime {
     const parts: Record<string, string> = {};
     for (const p of this.format.formatToParts(ms)) parts[p.type] = p.value;
     const hour = Number(parts.hour) % 24;
@@ -48,29 +54,16 @@ export const activeFreezes = (windows: readonly FreezeWindow[], now: number): st
   windows.filter((w) => w.start <= now && now < w.end).map((w) => w.name);
 
 export function buildActivation(input: PolicyInput, clock: ZonedClock, freezeWindows: readonly FreezeWindow[]): CelActivation {
-  const local = clock.at(input.now);
-  const freezes = activeFreezes(freezeWindows, input.now);
-  const seconds = (ms: number) => BigInt(Math.floor(ms / 1000));
+  // No closures here: this runs per request, and each named closure costs.
   return {
-    request: new CelRequest(input.operation, input.resource, celMap(input.parameters), input.reason, input.ticket, input.onBehalfOf),
+    request: new CelRequest(input.operation, input.resource, input.parameters, input.reason, input.ticket, input.onBehalfOf),
     caller: new CelCaller(
       input.workload.spiffeId,
       input.workload.trustDomain,
       input.workload.path,
-      seconds(Math.max(0, input.now - input.workload.notBefore)),
-      seconds(Math.max(0, input.workload.notAfter - input.now)),
+      BigInt(Math.floor(Math.max(0, input.now - input.workload.notBefore) / 1000)),
+      BigInt(Math.floor(Math.max(0, input.workload.notAfter - input.now) / 1000)),
     ),
-    context: new CelContext(
-      new Date(input.now),
-      clock.timeZone,
-      BigInt(local.hour),
-      BigInt(local.minute),
-      local.weekday,
-      local.time,
-      local.date,
-      freezes.length > 0,
-      freezes,
-      input.requestRate,
-    ),
+    context: new CelContext(input.now, clock, freezeWindows, input.requestRate),
   };
 }

@@ -114,7 +114,7 @@ export class Policy {
 
   /** The decision for a request whose facts are all in the input. Synchronous and allocation-light. */
   evaluate(input: PolicyInput): Decision {
-    const candidates = this.index.candidates(input.operation, input.workload.trustDomain);
+    const candidates = this.index.candidates(input.operation, input.workload.spiffeId, input.resource);
     const matched: CompiledRule[] = [];
     let failure: ConditionFailure | undefined;
     let activation: CelActivation | undefined;
