@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { YamlValidationError } from '../src/config/yaml-file.js';
 import { policyJsonSchemaText } from '../src/policy/json-schema.js';
 import { Policy } from '../src/policy/policy.js';
+import { runPolicyTests } from '../src/policy/policy-tests.js';
 import { Principals } from '../src/policy/principals.js';
 import { MAX_POLICY_BYTES, MAX_RULES } from '../src/policy/schema.js';
 
@@ -204,5 +205,38 @@ tests:
     const schema = JSON.parse(committed) as { properties: Record<string, unknown>; required: string[] };
     assert.deepEqual(Object.keys(schema.properties), ['version', 'settings', 'freeze_windows', 'rules', 'tests']);
     assert.deepEqual(schema.required, ['version', 'rules']);
+  });
+});
+
+describe('docs/policy.md', () => {
+  const doc = readFileSync(fileURLToPath(new URL('../../docs/policy.md', import.meta.url)), 'utf8');
+  const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+  const people = Principals.parse(
+    'version: 1\nprincipals: [{ name: alice }, { name: bob }, { name: carol }, { name: dave }]\ngroups: [{ name: sre, members: [carol, dave] }]\n',
+    'principals.yaml',
+  );
+
+  it('opens with an example policy that is valid and passes its own tests', () => {
+    const policy = Policy.parse(blocks[0] as string, 'docs/policy.md', { principals: people });
+    assert.equal(policy.ruleCount, 4);
+    assert.ok(runPolicyTests(policy, Date.parse('2026-03-02T10:00:00Z')).every((r) => r.passed));
+  });
+
+  it('combines the two approve rules of its example as it says', () => {
+    const rules = blocks.find((b) => b.includes('name: payments')) as string;
+    const policy = Policy.parse(`version: 1\nrules:\n${rules}`, 'docs/policy.md', { principals: people });
+    const spiffeId = 'spiffe://example.org/ci/deployer';
+    const d = policy.evaluate({
+      workload: { spiffeId, trustDomain: 'example.org', path: '/ci/deployer', notBefore: 0, notAfter: Date.parse('2030-01-01'), serial: '01' },
+      operation: 'deploy',
+      resource: 'prod/payments',
+      parameters: {},
+      reason: '',
+      ticket: '',
+      onBehalfOf: '',
+      now: Date.parse('2026-03-02T10:00:00Z'),
+    });
+    assert.ok(d.effect === 'approve');
+    assert.deepEqual([d.approval.required, d.approval.approvers, d.approval.timeoutMs, d.approval.stepUp, d.ttlMs], [2, ['bob', 'carol'], 1800_000, 'confirm', 300_000]);
   });
 });

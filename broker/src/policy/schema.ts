@@ -109,12 +109,12 @@ export const timeZone = z
 export const matchSchema = z
   .object({
     /** Caller SPIFFE ID: exact, or a glob ("/*" one segment, "/**" any depth). */
-    workload: oneOrMany(workloadPattern).optional(),
-    trust_domain: oneOrMany(trustDomain).optional(),
-    operation: oneOrMany(glob('operation')).optional(),
-    resource: oneOrMany(glob('resource')).optional(),
+    workload: oneOrMany(workloadPattern).optional().describe('Caller SPIFFE ID: exact, or a glob ("*" one path segment, "**" any depth, "?" one character). One or a list.'),
+    trust_domain: oneOrMany(trustDomain).optional().describe("The caller's trust domain. One or a list."),
+    operation: oneOrMany(glob('operation')).optional().describe('Operation name or glob, e.g. deploy. One or a list.'),
+    resource: oneOrMany(glob('resource')).optional().describe('Resource glob, e.g. prod/* or prod/**. One or a list.'),
     /** The human an agent acts for; never matches a request that acts for nobody. */
-    on_behalf_of: oneOrMany(glob('on_behalf_of')).optional(),
+    on_behalf_of: oneOrMany(glob('on_behalf_of')).optional().describe('The human an agent acts for (name or glob); never matches a request that acts for nobody.'),
   })
   .strict();
 
@@ -142,18 +142,18 @@ const ticketPattern = z
 
 export const approvalSchema = z
   .object({
-    approvers: z.array(principalName).max(MAX_APPROVERS).default([]),
-    groups: z.array(principalName).max(MAX_APPROVERS).default([]),
+    approvers: z.array(principalName).max(MAX_APPROVERS).default([]).describe('Principal names (from the principals file) who may approve.'),
+    groups: z.array(principalName).max(MAX_APPROVERS).default([]).describe('Group names whose members may approve.'),
     /** Distinct people whose approval is needed. */
-    required: z.number().int().min(1).max(MAX_REQUIRED).default(1),
+    required: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Distinct people whose approval is needed (N of M).'),
     /** Deny votes that end the request DENIED. */
-    deny_threshold: z.number().int().min(1).max(MAX_REQUIRED).default(1),
-    timeout: duration(10 * SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS),
+    deny_threshold: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Deny votes that end the request DENIED.'),
+    timeout: duration(10 * SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS).describe('How long approvers have, e.g. 15m (10s-168h).'),
     /** Whether the requester and the human it acts for may count as approvers. */
-    allow_self_approval: z.boolean().default(false),
-    step_up: choice(STEP_UPS).default('click'),
-    reason_required: z.boolean().default(false),
-    ticket_pattern: ticketPattern.optional(),
+    allow_self_approval: z.boolean().default(false).describe('Let the requester and the human it acts for count as approvers.'),
+    step_up: choice(STEP_UPS).default('click').describe('click: approve with a click; confirm: re-type the resource and give a reason.'),
+    reason_required: z.boolean().default(false).describe('The request must carry a reason.'),
+    ticket_pattern: ticketPattern.optional().describe("A regular expression the request's ticket must match."),
     notify: notifySchema.prefault({}),
   })
   .strict();
@@ -173,12 +173,12 @@ export const ruleSchema = z
     description: z.string().max(1024).optional(),
     match: matchSchema.prefault({}),
     /** A CEL condition over request, caller and context; the rule matches only when it is true. */
-    when: celCondition.optional(),
-    decision: choice(DECISIONS),
+    when: celCondition.optional().describe('A CEL condition over request, caller and context; the rule matches only when it is true.'),
+    decision: choice(DECISIONS).describe('deny overrides everything, then break_glass (with a reason), approve, allow; no match is deny.'),
     /** Credential lifetime cap for allow / approve / break_glass. */
-    ttl: duration(10 * SECOND, DAY).optional(),
+    ttl: duration(10 * SECOND, DAY).optional().describe('Credential lifetime cap, e.g. 5m (10s-24h).'),
     /** Shown to the caller when this rule denies. */
-    message: z.string().min(1).max(1024).optional(),
+    message: z.string().min(1).max(1024).optional().describe('Shown to the caller when this rule denies.'),
     approval: approvalSchema.optional(),
     break_glass: breakGlassSchema.optional(),
   })
@@ -205,9 +205,9 @@ export const ruleSchema = z
 export const settingsSchema = z
   .object({
     /** Zone of context.hour, context.weekday, context.time and context.date. */
-    time_zone: timeZone.default('UTC'),
+    time_zone: timeZone.default('UTC').describe('IANA zone of context.hour, weekday, time and date.'),
     /** Window over which context.request_rate counts the caller's requests. */
-    rate_window: duration(SECOND, DAY).default(DEFAULT_RATE_WINDOW_MS),
+    rate_window: duration(SECOND, DAY).default(DEFAULT_RATE_WINDOW_MS).describe('Window of context.request_rate, e.g. 1h.'),
   })
   .strict();
 
