@@ -2,12 +2,14 @@
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
 import { benchAuditAppend, benchVerify } from './verify.js';
+import { benchPolicy } from './policy.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
   verify: () => benchVerify({ durationMs: seconds * 1000 }),
   'audit-append': () => benchAuditAppend({ durationMs: seconds * 1000, concurrencies: [1, 64] }),
+  policy: () => benchPolicy({ durationMs: seconds * 1000 }),
 };
 
 const selected = process.argv.slice(2);

@@ -15,11 +15,12 @@ import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { Policy } from './policy/policy.js';
 import { Principals } from './policy/principals.js';
 import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
 import { readFile } from 'node:fs/promises';
+import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
+import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
 import { registerScripts } from './requests/scripts.js';
@@ -63,6 +64,8 @@ export interface RunningBroker {
   principals: Principals;
   /** Takes audit checkpoints (also on demand, for tests and operators). */
   checkpointer: Checkpointer;
+  /** The policy in force (`policies.current`) and its hot reload (`policies.reload('manual')`). */
+  policies: PolicyReloader;
   close(): Promise<void>;
 }
 
@@ -75,11 +78,12 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const bundles = new BundleStore(
     await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
   );
-  const policy = await Policy.load(path(config.policy.file));
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
   const keyring = await loadKeyring(config);
   keyring.signingKey(clock.now()); // fails start-up when no key is active yet
   const issuer = config.credentials.issuer ?? svid.spiffeId;
+  const policyFile = path(config.policy.file);
+  const policy = await loadPolicyFile({ file: policyFile, principals, clock });
 
   const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
@@ -115,8 +119,22 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const store = new RequestStore(redis, keys, scripts, clock);
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
   const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer });
+  const policies = new PolicyReloader(
+    {
+      file: policyFile,
+      principals,
+      clock,
+      requestRate: new RedisRequestRate(redis, keys),
+      audit,
+      logger,
+      metrics,
+      pollIntervalMs: config.policy.reload_interval,
+      watch: config.policy.watch,
+    },
+    policy,
+  );
   const requests = new RequestService(
-    { policy: () => policy, minter, audit, store, clock, metrics },
+    { policy: () => policies.current, minter, audit, store, clock, metrics },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,
@@ -180,6 +198,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     const listen = splitHostPort(config.health.grpc_listen);
     healthServer = await startHealthServer({ host: listen.host, port: listen.port, health: grpc.health });
   }
+  policies.start();
   logger.info(
     { spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, healthPort: healthServer?.port, policyDigest: policy.digest },
     'broker started',
@@ -198,7 +217,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     metrics,
     principals,
     checkpointer,
+    policies,
     async close() {
+      policies.close();
       clearInterval(readinessTimer);
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');

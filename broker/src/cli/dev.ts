@@ -6,7 +6,7 @@ import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
 import { devConfig, ensureDevTrustDomain } from '../dev/trust-domain.js';
 import { out } from './output.js';
-import { closeOnSignal } from './serve.js';
+import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
 export interface DevOptions {
   dir: string;
@@ -35,6 +35,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     await broker.close();
     await redis.stop();
   });
+  reloadPolicyOnHangup(broker);
 
   const addr = `127.0.0.1:${broker.grpcPort}`;
   const envDir = join(td.dir, 'env');
@@ -58,7 +59,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   out(`  gRPC (mTLS)   ${addr}  as ${broker.spiffeId}`);
   out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
   out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
-  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it, then restart)`);
+  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
   out('');
   out('Next, in another terminal in this directory:');
   out('');

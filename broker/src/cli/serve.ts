@@ -16,9 +16,15 @@ export function closeOnSignal(close: () => Promise<void>): void {
   process.on('SIGTERM', onSignal);
 }
 
+/** SIGHUP re-reads the policy file at once (it is also watched and polled). */
+export function reloadPolicyOnHangup(broker: RunningBroker): void {
+  process.on('SIGHUP', () => void broker.policies.reload('signal'));
+}
+
 export async function runServe(configFile: string): Promise<RunningBroker> {
   const config = await loadConfig(configFile);
   const broker = await startBroker(config);
   closeOnSignal(() => broker.close());
+  reloadPolicyOnHangup(broker);
   return broker;
 }

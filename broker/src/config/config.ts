@@ -81,7 +81,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    policy: z.object({ file: filePath }).strict(),
+    policy: z
+      .object({
+        file: filePath,
+        /** Re-read the file this often even without a change event; 0s turns polling off. */
+        reload_interval: duration(0, HOUR).default(5 * SECOND),
+        /** React to file system change events on the policy file's directory. */
+        watch: z.boolean().default(true),
+      })
+      .strict(),
     /** People who may approve, with their identities per channel, and groups. */
     principals: z.object({ file: filePath }).strict().optional(),
     credentials: z

@@ -35,9 +35,13 @@ export interface DevTrustDomain {
 }
 
 export function devPolicy(trustDomain: string): string {
-  return `# Countersign policy for the dev trust domain ${trustDomain}.
-# Rules are checked against every request; deny wins over approve, approve over
-# allow, and a request no rule matches is denied. See docs/policy.md.
+  return `# Countersign policy for the dev trust domain ${trustDomain}. See docs/policy.md.
+# Deny wins over everything, then break_glass, approve, allow; a request no rule
+# matches is denied. The broker reloads this file when it changes (if the new
+# version is valid and its tests below pass).
+#   countersign-broker policy check policy.yaml --principals principals.yaml
+#   countersign-broker policy explain --policy policy.yaml \\
+#     --workload spiffe://${trustDomain}/ci/deployer --operation deploy --resource prod/web
 version: 1
 rules:
   - name: staging-deploys
@@ -61,6 +65,20 @@ rules:
       required: 1
       timeout: 15m
     ttl: 5m
+
+tests:
+  - name: CI deploys to staging without approval
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: staging/web }
+    expect: { decision: allow, rule: staging-deploys, ttl: 10m }
+  - name: a prod deploy needs one approval from alice or bob
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: prod/web }
+    expect: { decision: approve, rule: prod-deploys, required: 1, approvers: [alice, bob] }
+  - name: anything else is denied
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: drop-table, resource: prod/orders }
+    expect: { decision: deny, rule: null }
+  - name: other workloads cannot deploy
+    input: { workload: "spiffe://${trustDomain}/web/frontend", operation: deploy, resource: staging/web }
+    expect: { decision: deny, rule: null }
 `;
 }
 

@@ -44,6 +44,10 @@ export class Keys {
   requestEvents(): string {
     return `${this.prefix}events`;
   }
+  /** Sorted set of one caller's recent requests scored by time (ms), for context.request_rate. */
+  requestRate(callerHash: string): string {
+    return `${this.prefix}rate:${callerHash}`;
+  }
   /** Prefix BullMQ puts before its own keys. */
   bullmqPrefix(): string {
     return `${this.prefix}bull`;

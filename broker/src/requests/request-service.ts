@@ -65,7 +65,7 @@ export class RequestService {
     const parsed = validateOperationRequest(raw);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
-    const decision = policy.evaluate({
+    const decision = await policy.decide({
       workload: identity,
       operation: op.operation,
       resource: op.resource,

@@ -10,6 +10,9 @@ import { parseConfig } from '../../src/config/config.js';
 import { CertificateAuthority, type CertificateOptions, type IssuedSvid } from '../../src/dev/ca.js';
 import { devPolicy, devPrincipals } from '../../src/dev/trust-domain.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { parseRecord, type AuditRecord } from '../../src/audit/chain.js';
+import type { AuditEvent } from '../../src/audit/events.js';
+import { Keys } from '../../src/redis/keys.js';
 import { deleteByPrefix, testRedis } from './redis.js';
 
 export interface TestBrokerOptions {
@@ -34,6 +37,8 @@ export interface TestBroker {
   address: string;
   jwksUrl: string;
   prefix: string;
+  /** Every event in the broker's audit chain, oldest first. */
+  auditEvents(): Promise<AuditEvent[]>;
   /** Mints an SVID in the broker's trust domain. */
   svid(path: string, options?: CertificateOptions): IssuedSvid;
   close(): Promise<void>;
@@ -100,6 +105,8 @@ ${options.extraConfig ?? ''}`;
     address: `127.0.0.1:${broker.grpcPort}`,
     jwksUrl: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
     prefix: redis.prefix,
+    auditEvents: async () =>
+      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();
