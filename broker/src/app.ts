@@ -6,8 +6,7 @@ import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
 import { Keyring, loadSigningKey } from './credentials/keys.js';
-import { BundleStore } from './identity/bundle-store.js';
-import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
+import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -29,6 +28,31 @@ export interface BrokerOverrides {
   /** An existing connection (tests); the broker will not close it. */
   redis?: Redis;
   metrics?: Metrics;
+  /** Environment for SPIFFE_ENDPOINT_SOCKET; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Workload API reconnect backoff (tests shorten it). */
+  workloadApiBackoff?: IdentitySettings['workloadApiBackoff'];
+}
+
+/** The identity section of the config, with paths resolved. */
+export function identitySettings(config: BrokerConfig, overrides: Pick<BrokerOverrides, 'env' | 'workloadApiBackoff'> = {}): IdentitySettings {
+  const path = (p: string) => configPath(config, p);
+  const { svid } = config.identity;
+  return {
+    svid: svid.workload_api
+      ? {
+          source: 'workload_api',
+          address: svid.workload_api.socket,
+          spiffeId: svid.workload_api.spiffe_id,
+          timeoutMs: svid.workload_api.timeout,
+          trustBundles: svid.workload_api.trust_bundles,
+        }
+      : { source: 'files', certFile: path(svid.cert_file as string), keyFile: path(svid.key_file as string) },
+    bundles: config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file), format: b.format })),
+    reloadIntervalMs: config.identity.reload_interval,
+    ...(overrides.workloadApiBackoff ? { workloadApiBackoff: overrides.workloadApiBackoff } : {}),
+    ...(overrides.env ? { env: overrides.env } : {}),
+  };
 }
 
 export interface RunningBroker {
@@ -42,23 +66,37 @@ export interface RunningBroker {
   logger: Logger;
   metrics: Metrics;
   principals: Principals;
+  /** The broker's SVID and trust bundles as they rotate. */
+  identity: BrokerIdentity;
   close(): Promise<void>;
 }
 
 export async function startBroker(config: BrokerConfig, overrides: BrokerOverrides = {}): Promise<RunningBroker> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createLogger({ level: config.log_level });
-  const path = (p: string) => configPath(config, p);
+  const metrics = overrides.metrics ?? new Metrics();
+  // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
+  const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
+  try {
+    return await startServices(config, overrides, { clock, logger, metrics, identity });
+  } catch (e) {
+    identity.close();
+    throw e;
+  }
+}
 
-  const svid = await loadSvidFiles(path(config.identity.svid.cert_file), path(config.identity.svid.key_file));
-  const bundles = new BundleStore(
-    await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
-  );
+async function startServices(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  { clock, logger, metrics, identity }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity },
+): Promise<RunningBroker> {
+  const path = (p: string) => configPath(config, p);
+  const svid = identity.svid;
+  const bundles = identity.bundles;
   const policy = await Policy.load(path(config.policy.file));
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
   const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
 
-  const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
   const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker' }));
   const keys = new Keys(config.redis.prefix);
@@ -74,13 +112,18 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
       pollIntervalMs: config.requests.poll_interval,
     },
   );
-  const peers = new PeerAuthenticator(bundles, clock, (error, peer) => {
-    metrics.identityRefusals.inc({ code: error.code });
-    logger.info({ peer, code: error.code }, `refused identity: ${error.message}`);
-    audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message }).catch((err: unknown) => {
-      logger.warn({ err }, 'could not audit a refused identity');
-    });
-  });
+  const peers = new PeerAuthenticator(
+    bundles,
+    clock,
+    (error, peer, context) => {
+      metrics.identityRefusals.inc({ code: error.code });
+      logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message}`);
+      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context }).catch((err: unknown) => {
+        logger.warn({ err }, 'could not audit a refused identity');
+      });
+    },
+    config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
+  );
 
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
@@ -89,7 +132,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     maxMessageBytes: config.grpc.max_message_bytes,
     peers,
     logger,
-    tls: { certChainPem: svid.certChainPem, keyPem: svid.keyPem, authoritiesPem: bundles.current.allAuthoritiesPem() },
+    tls: identity.tls(),
     services: [
       {
         definition: BrokerService,
@@ -113,6 +156,8 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
       },
     },
   });
+  // A rotated SVID or a reloaded bundle goes into the TLS context; open connections stay up.
+  identity.onChange(() => grpc.updateTls(identity.tls()));
   logger.info({ spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, policyDigest: policy.digest }, 'broker started');
 
   return {
@@ -126,7 +171,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     logger,
     metrics,
     principals,
+    identity,
     async close() {
+      identity.close();
       await Promise.all([grpc.close(2000), http.close()]);
       if (ownsRedis) redis.disconnect();
     },
