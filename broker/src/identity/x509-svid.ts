@@ -207,6 +207,14 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
         trustDomain: id.trustDomain,
       });
     }
+    // A root is never an intermediate: a self-signed certificate that is not an
+    // authority of this trust domain ends the path, untrusted. (The TLS layer
+    // appends a root it knows, possibly another trust domain's, to the peer chain.)
+    if (!isAuthority(next) && issuedBy(next, next.node)) {
+      throw refuse('ERR_SVID_UNTRUSTED', `${what} chains to ${next.node.subject.replace(/\n/g, ', ')}, which is not an authority of trust domain ${id.trustDomain}`, {
+        trustDomain: id.trustDomain,
+      });
+    }
     checkIntermediate(next, i + 1);
     if (!issuedBy(cert, next.node)) {
       throw refuse('ERR_SVID_CHAIN_ORDER', `${what} is not signed by the next certificate in the chain (chain must be leaf first, each followed by its issuer)`);

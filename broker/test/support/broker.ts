@@ -23,6 +23,11 @@ export interface TestBrokerOptions {
   clock?: Clock;
   /** Extra YAML appended to the generated config (top-level keys). */
   extraConfig?: string;
+  /**
+   * The whole `identity:` section, replacing the default (SVID and bundle files
+   * written in dir: broker.pem, broker-key.pem, ca.pem, bundle-<td>.pem).
+   */
+  identity?: string;
   overrides?: BrokerOverrides;
 }
 
@@ -34,6 +39,9 @@ export interface TestBroker {
   address: string;
   jwksUrl: string;
   prefix: string;
+  configFile: string;
+  /** The SVID the broker was started with (when it comes from files). */
+  brokerSvid: IssuedSvid;
   /** Mints an SVID in the broker's trust domain. */
   svid(path: string, options?: CertificateOptions): IssuedSvid;
   close(): Promise<void>;
@@ -56,19 +64,22 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
   ]);
   const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
-  const configText = `trust_domain: ${trustDomain}
-grpc:
-  listen: 127.0.0.1:0
-http:
-  listen: 127.0.0.1:0
-identity:
+  const identity =
+    options.identity ??
+    `identity:
   svid:
     cert_file: broker.pem
     key_file: broker-key.pem
   bundles:
     - trust_domain: ${trustDomain}
       file: ca.pem
-${federated}redis:
+${federated}`;
+  const configText = `trust_domain: ${trustDomain}
+grpc:
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
   url: ${redis.url}
   prefix: "${redis.prefix}"
 policy:
@@ -83,12 +94,20 @@ ${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
   const config = parseConfig(configText, configFile);
-  const broker = await startBroker(config, {
-    logger: silentLogger(),
-    redis: redis.redis,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...options.overrides,
-  });
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker(config, {
+      logger: silentLogger(),
+      redis: redis.redis,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.overrides,
+    });
+  } catch (e) {
+    await deleteByPrefix(redis.redis, redis.prefix);
+    redis.redis.disconnect();
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     broker,
     ca,
@@ -97,6 +116,8 @@ ${options.extraConfig ?? ''}`;
     address: `127.0.0.1:${broker.grpcPort}`,
     jwksUrl: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
     prefix: redis.prefix,
+    configFile,
+    brokerSvid,
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();

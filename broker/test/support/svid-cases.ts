@@ -39,8 +39,9 @@ export interface SvidCase {
   expect: string;
   /**
    * Whether the case survives the trip through a TLS handshake unchanged and uses
-   * the default bundles (Node reorders a peer's chain by issuer, and some cases
-   * need bundles of their own), so the broker must refuse it with the same code.
+   * the default bundles, so the broker must refuse it with the same code. (Node
+   * re-links a peer's chain by issuer, dropping what does not link, and some
+   * cases need bundles of their own.)
    */
   overTls: boolean;
   build(ctx: SvidCaseContext): SvidCaseInput;
@@ -296,6 +297,16 @@ export const svidCases: SvidCase[] = [
     build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://other.org/ci/deployer')),
   },
   {
+    name: 'chain ending at another trust domain\'s root',
+    rule: 'X.509-SVID 5.2: a root of another trust domain is no authority here',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: true,
+    build: ({ ca }) => {
+      const svid = ca.issueSvid('spiffe://other.org/ci/deployer');
+      return withChain(svid, [svid, ca.certificate]);
+    },
+  },
+  {
     name: 'trust domain without a bundle',
     rule: 'X.509-SVID 5.2: no bundle, no trust',
     expect: 'ERR_SVID_UNKNOWN_TRUST_DOMAIN',
@@ -320,7 +331,9 @@ export const svidCases: SvidCase[] = [
     name: 'intermediate without keyCertSign',
     rule: 'X.509-SVID 4.3: signing certificates have keyCertSign',
     expect: 'ERR_SVID_INTERMEDIATE_NO_KEY_CERT_SIGN',
-    overTls: true,
+    // Node links a peer's chain with OpenSSL's issuer check, which drops such an
+    // intermediate: over TLS this arrives as a lone leaf (ERR_SVID_UNTRUSTED).
+    overTls: false,
     build: ({ ca }) => fromSvid(ca.createIntermediate({ keyUsage: KeyUsageFlags.cRLSign }).issueSvid(ID)),
   },
   {
