@@ -28,6 +28,8 @@ export interface TestBrokerOptions {
    * written in dir: broker.pem, broker-key.pem, ca.pem, bundle-<td>.pem).
    */
   identity?: string;
+  /** More files to write in the broker's directory before it starts (name -> content). */
+  files?: Record<string, string>;
   overrides?: BrokerOverrides;
 }
 
@@ -61,6 +63,7 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     writeFile(join(dir, 'policy.yaml'), options.policy ?? devPolicy(trustDomain)),
     writeFile(join(dir, 'principals.yaml'), options.principals ?? devPrincipals(trustDomain)),
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
+    ...Object.entries(options.files ?? {}).map(([name, content]) => writeFile(join(dir, name), content)),
   ]);
   const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');

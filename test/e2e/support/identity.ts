@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect, type TLSSocket } from 'node:tls';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { BrokerClient, type RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
@@ -70,6 +71,18 @@ export function openTls(port: number, client: { chainPem: string; keyPem: string
     socket.once('secureConnect', () => resolve(socket));
     socket.once('error', reject);
   });
+}
+
+/** An HTTP/2 session (what gRPC runs on) over one TLS connection; ping() proves it is still up. */
+export async function openH2(port: number, client: { chainPem: string; keyPem: string }): Promise<{ session: ClientHttp2Session; socket: TLSSocket; ping(): Promise<void> }> {
+  const socket = await openTls(port, client);
+  const session = http2Connect('https://example.org', { createConnection: () => socket });
+  await new Promise<void>((resolve, reject) => {
+    session.once('connect', () => resolve());
+    session.once('error', reject);
+  });
+  const ping = () => new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+  return { session, socket, ping };
 }
 
 /** The serial of the certificate the broker serves on a new connection. */
