@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { verifyCredential } from '@countersign/agent';
+import { BundleSet, bundleFromSpiffeJson, verifySvid } from '@countersign/broker/identity';
 import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import type { JSONWebKeySet } from 'jose';
 import { Spire } from './support/spire.js';
@@ -132,6 +133,15 @@ rules:
     assert.equal(t.broker.spiffeId, BROKER_ID);
     assert.ok(t.broker.identity.svid.notAfter - t.broker.identity.svid.notBefore <= (SVID_TTL_SECONDS + 15) * 1000, 'a short-lived SPIRE SVID');
     assert.deepEqual(t.broker.identity.bundles.current.trustDomains, ['example.org']);
+  });
+
+  it('reads the SPIFFE bundle document SPIRE prints, and it validates SPIRE\'s SVIDs', async () => {
+    const notes = { ignored: [] as string[] };
+    const bundle = bundleFromSpiffeJson('example.org', await spire.server(['bundle', 'show', '-format', 'spiffe']), 'spire bundle', notes);
+    assert.ok(bundle.x509Authorities.length >= 1);
+    assert.ok(notes.ignored.some((n) => /use "jwt-svid"/.test(n)), 'the JWT-SVID key SPIRE publishes is skipped');
+    const svid = t.broker.identity.svid;
+    assert.equal(verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now(), role: 'server' }).spiffeId, BROKER_ID);
   });
 
   it('a workload with an SVID from the Workload API gets a credential', async () => {
