@@ -1,10 +1,12 @@
 // npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
+import { benchSvidVerify } from './svid-verify.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
+  'svid-verify': () => benchSvidVerify({ durationMs: seconds * 1000 }),
 };
 
 const selected = process.argv.slice(2);
