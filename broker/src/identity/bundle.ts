@@ -7,10 +7,13 @@ import { X509Certificate } from 'node:crypto';
 import { CountersignError } from '../errors.js';
 import { parseTrustDomain } from './spiffe-id.js';
 import { parseStrictJson, StrictJsonError } from './strict-json.js';
+import { readCertificateFields } from './x509-fields.js';
 
 export interface X509Authority {
   readonly der: Buffer;
   readonly certificate: X509Certificate;
+  /** Its pathLenConstraint, read once when the bundle is loaded. */
+  readonly pathLength?: number | undefined;
 }
 
 export interface TrustBundle {
@@ -54,7 +57,7 @@ function authority(der: Buffer, where: string): X509Authority {
   try {
     const certificate = new X509Certificate(der);
     if (!certificate.ca) throw bundleError('ERR_BUNDLE_AUTHORITY_NOT_CA', `${where}: certificate ${certificate.subject} is not a CA`);
-    return { der, certificate };
+    return { der, certificate, pathLength: readCertificateFields(der).basicConstraints?.pathLength };
   } catch (e) {
     if (e instanceof CountersignError) throw e;
     throw bundleError('ERR_BUNDLE_MALFORMED_CERTIFICATE', `${where}: not a parsable X.509 certificate`);

@@ -99,14 +99,6 @@ const issuedBy = (child: ParsedCertificate, issuer: X509Certificate): boolean =>
   }
 };
 
-function authorityPathLength(authority: X509Authority): number | undefined {
-  try {
-    return readCertificateFields(authority.der).basicConstraints?.pathLength;
-  } catch {
-    return undefined; // parsed once already when the bundle was loaded
-  }
-}
-
 /**
  * Validates an X.509-SVID chain (leaf first, then intermediates in order) against
  * the bundle of the leaf's trust domain. Returns the identity or throws a
@@ -192,7 +184,7 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
     const what = i === 0 ? 'leaf certificate' : `chain certificate #${i}`;
     anchoredBy = bundle.x509Authorities.find((a) => issuedBy(cert, a.certificate));
     if (anchoredBy !== undefined) {
-      const anchorPathLength = authorityPathLength(anchoredBy);
+      const anchorPathLength = anchoredBy.pathLength;
       if (anchorPathLength !== undefined && i > anchorPathLength) {
         throw refuse('ERR_SVID_PATH_LENGTH', `trust bundle authority ${anchoredBy.certificate.subject} allows ${anchorPathLength} intermediate(s), the chain has ${i}`);
       }

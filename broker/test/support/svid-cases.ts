@@ -383,6 +383,16 @@ export const svidCases: SvidCase[] = [
     build: ({ ca }) => fromSvid(ca.createIntermediate({ pathLength: 0 }).createIntermediate().issueSvid(ID)),
   },
   {
+    name: 'intermediate below a root that allows none',
+    rule: 'RFC 5280 4.2.1.9: the trust anchor\'s pathLenConstraint',
+    expect: 'ERR_SVID_PATH_LENGTH',
+    overTls: false,
+    build: ({ now }) => {
+      const strict = CertificateAuthority.createRoot('example.org', { pathLength: 0, notBefore: now - HOUR, notAfter: now + HOUR });
+      return fromSvid(strict.createIntermediate().issueSvid(ID), { bundles: new BundleSet([bundleFromPem('example.org', strict.pem)]) });
+    },
+  },
+  {
     name: 'chain longer than the limit',
     rule: 'resource limit: at most 8 certificates',
     expect: 'ERR_SVID_CHAIN_TOO_LONG',
