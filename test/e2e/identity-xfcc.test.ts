@@ -54,6 +54,15 @@ describe('x-forwarded-client-cert from a configured proxy', () => {
     assert.equal(verified.claims.cnf['x5t#S256'], certificateThumbprint(caller.der));
   });
 
+  it('takes a long forwarded chain (RSA, two intermediates, many DNS SANs: a header over 12 KiB)', async () => {
+    const dns = Array.from({ length: 120 }, (_, i) => `replica-${i}.deployer.example.org`);
+    const caller = t.ca.createIntermediate({ keyType: 'rsa' }).createIntermediate({ keyType: 'rsa' }).issueSvid('spiffe://example.org/ci/deployer', { keyType: 'rsa', dns });
+    const header = xfcc(caller);
+    assert.ok(header.length > 12 * 1024, `a header of ${header.length} bytes`);
+    const response = await call(proxy, { 'x-forwarded-client-cert': header });
+    assert.equal(response.state, RequestState.REQUEST_STATE_APPROVED);
+  });
+
   it('ignores the header from anyone who is not a configured proxy', async () => {
     const caller = t.svid('ci/deployer');
     const impostor = t.svid('ci/impostor');
