@@ -38,6 +38,7 @@ interface IdentityFlags {
   ca?: string;
   serverId?: string;
   workloadApi?: boolean | string;
+  spiffeId?: string;
 }
 
 const withIdentityOptions = (cmd: Command): Command =>
@@ -47,10 +48,11 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--key <file>', 'your SVID private key, PEM (default: COUNTERSIGN_KEY)')
     .option('--ca <file>', 'trust bundle to authenticate the broker (default: COUNTERSIGN_CA)')
     .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)')
-    .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)');
+    .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
+    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)');
 
 const clientFrom = (o: IdentityFlags) =>
-  CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi });
+  CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
 
 function exitCodeFor(result: OperationResult): number {
   switch (result.state) {
