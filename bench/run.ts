@@ -3,6 +3,7 @@
 import { benchAllowPath } from './allow-path.js';
 import { benchAuditAppend, benchVerify } from './verify.js';
 import { benchPolicy } from './policy.js';
+import { benchSvidVerify } from './svid-verify.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -10,6 +11,7 @@ const benches: Record<string, () => Promise<void>> = {
   verify: () => benchVerify({ durationMs: seconds * 1000 }),
   'audit-append': () => benchAuditAppend({ durationMs: seconds * 1000, concurrencies: [1, 64] }),
   policy: () => benchPolicy({ durationMs: seconds * 1000 }),
+  'svid-verify': () => benchSvidVerify({ durationMs: seconds * 1000 }),
 };
 
 const selected = process.argv.slice(2);

@@ -1,4 +1,5 @@
 export * from './sdk/client.js';
 export * from './sdk/errors.js';
 export * from './sdk/identity.js';
+export * from './sdk/workload-api.js';
 export * from './verify/index.js';

@@ -10,8 +10,7 @@ import { CredentialMinter } from './credentials/mint.js';
 import { loadKeyring } from './credentials/load.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
-import { BundleStore } from './identity/bundle-store.js';
-import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
+import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -47,6 +46,31 @@ export interface BrokerOverrides {
   metrics?: Metrics;
   /** Where audit JSON lines go when audit.stdout is on (default process.stdout); null drops them (tests). */
   auditStdout?: NodeJS.WritableStream | null;
+  /** Environment for SPIFFE_ENDPOINT_SOCKET; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Workload API reconnect backoff (tests shorten it). */
+  workloadApiBackoff?: IdentitySettings['workloadApiBackoff'];
+}
+
+/** The identity section of the config, with paths resolved. */
+export function identitySettings(config: BrokerConfig, overrides: Pick<BrokerOverrides, 'env' | 'workloadApiBackoff'> = {}): IdentitySettings {
+  const path = (p: string) => configPath(config, p);
+  const { svid } = config.identity;
+  return {
+    svid: svid.workload_api
+      ? {
+          source: 'workload_api',
+          address: svid.workload_api.socket,
+          spiffeId: svid.workload_api.spiffe_id,
+          timeoutMs: svid.workload_api.timeout,
+          trustBundles: svid.workload_api.trust_bundles,
+        }
+      : { source: 'files', certFile: path(svid.cert_file as string), keyFile: path(svid.key_file as string) },
+    bundles: config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file), format: b.format })),
+    reloadIntervalMs: config.identity.reload_interval,
+    ...(overrides.workloadApiBackoff ? { workloadApiBackoff: overrides.workloadApiBackoff } : {}),
+    ...(overrides.env ? { env: overrides.env } : {}),
+  };
 }
 
 export interface RunningBroker {
@@ -66,18 +90,33 @@ export interface RunningBroker {
   checkpointer: Checkpointer;
   /** The policy in force (`policies.current`) and its hot reload (`policies.reload('manual')`). */
   policies: PolicyReloader;
+  /** The broker's SVID and trust bundles as they rotate. */
+  identity: BrokerIdentity;
   close(): Promise<void>;
 }
 
 export async function startBroker(config: BrokerConfig, overrides: BrokerOverrides = {}): Promise<RunningBroker> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createLogger({ level: config.log_level });
-  const path = (p: string) => configPath(config, p);
+  const metrics = overrides.metrics ?? new Metrics();
+  // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
+  const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
+  try {
+    return await startServices(config, overrides, { clock, logger, metrics, identity });
+  } catch (e) {
+    identity.close();
+    throw e;
+  }
+}
 
-  const svid = await loadSvidFiles(path(config.identity.svid.cert_file), path(config.identity.svid.key_file));
-  const bundles = new BundleStore(
-    await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
-  );
+async function startServices(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  { clock, logger, metrics, identity }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity },
+): Promise<RunningBroker> {
+  const path = (p: string) => configPath(config, p);
+  const svid = identity.svid;
+  const bundles = identity.bundles;
   const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
   const keyring = await loadKeyring(config);
   keyring.signingKey(clock.now()); // fails start-up when no key is active yet
@@ -85,7 +124,6 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const policyFile = path(config.policy.file);
   const policy = await loadPolicyFile({ file: policyFile, principals, clock });
 
-  const metrics = overrides.metrics ?? new Metrics();
   const ownsRedis = overrides.redis === undefined;
   const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker', ...(await redisAuth(config)) }));
   const evictionWarning = await checkEvictionPolicy(redis);
@@ -141,13 +179,18 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
       pollIntervalMs: config.requests.poll_interval,
     },
   );
-  const peers = new PeerAuthenticator(bundles, clock, (error, peer) => {
-    metrics.identityRefusals.inc({ code: error.code });
-    logger.info({ peer, code: error.code }, `refused identity: ${error.message}`);
-    audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message }).catch((err: unknown) => {
-      logger.warn({ err }, 'could not audit a refused identity');
-    });
-  });
+  const peers = new PeerAuthenticator(
+    bundles,
+    clock,
+    (error, peer, context) => {
+      metrics.identityRefusals.inc({ code: error.code });
+      logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message}`);
+      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context }).catch((err: unknown) => {
+        logger.warn({ err }, 'could not audit a refused identity');
+      });
+    },
+    config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
+  );
 
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
@@ -156,7 +199,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     maxMessageBytes: config.grpc.max_message_bytes,
     peers,
     logger,
-    tls: { certChainPem: svid.certChainPem, keyPem: svid.keyPem, authoritiesPem: bundles.current.allAuthoritiesPem() },
+    tls: identity.tls(),
     services: [
       {
         definition: BrokerService,
@@ -198,6 +241,8 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     const listen = splitHostPort(config.health.grpc_listen);
     healthServer = await startHealthServer({ host: listen.host, port: listen.port, health: grpc.health });
   }
+  // A rotated SVID or a reloaded bundle goes into the TLS context; open connections stay up.
+  identity.onChange(() => grpc.updateTls(identity.tls()));
   policies.start();
   logger.info(
     { spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, healthPort: healthServer?.port, policyDigest: policy.digest },
@@ -218,8 +263,10 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     principals,
     checkpointer,
     policies,
+    identity,
     async close() {
       policies.close();
+      identity.close();
       clearInterval(readinessTimer);
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');

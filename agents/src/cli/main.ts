@@ -18,7 +18,9 @@ Exit codes (request; see verify --help for verify's):
   5  cancelled
   6  pending approval (the request id is printed)
 
-Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA.
+Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
+Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
+SPIFFE_ENDPOINT_SOCKET), which is also used when no files are named and SPIFFE_ENDPOINT_SOCKET is set.
 Broker address: --addr or COUNTERSIGN_ADDR (host:port).`;
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -36,6 +38,8 @@ interface IdentityFlags {
   key?: string;
   ca?: string;
   serverId?: string;
+  workloadApi?: boolean | string;
+  spiffeId?: string;
 }
 
 const withIdentityOptions = (cmd: Command): Command =>
@@ -44,10 +48,12 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--cert <file>', 'your SVID certificate chain, PEM (default: COUNTERSIGN_CERT)')
     .option('--key <file>', 'your SVID private key, PEM (default: COUNTERSIGN_KEY)')
     .option('--ca <file>', 'trust bundle to authenticate the broker (default: COUNTERSIGN_CA)')
-    .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)');
+    .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)')
+    .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
+    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)');
 
 const clientFrom = (o: IdentityFlags) =>
-  CountersignClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+  CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
 
 function exitCodeFor(result: OperationResult): number {
   switch (result.state) {
@@ -133,7 +139,7 @@ withIdentityOptions(
   output: 'token' | 'json';
 }) => {
   const parameters = parseParams(o.param, o.parametersJson);
-  const client = clientFrom(o);
+  const client = await clientFrom(o);
   try {
     const result = await client.requestOperation({
       operation: o.operation,

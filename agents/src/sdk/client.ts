@@ -15,11 +15,19 @@ import {
   type RequestOperationResponse,
 } from '@countersign/proto';
 import { CountersignClientError, fromServiceError } from './errors.js';
-import { ENV, loadIdentity, type ClientIdentity, type IdentityFiles } from './identity.js';
+import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
+import type { IdentitySource } from './workload-api.js';
 
-export interface ClientOptions extends ClientIdentity {
+export interface ClientOptions extends Partial<ClientIdentity> {
   /** host:port of the broker. */
   address: string;
+  /**
+   * A rotating identity, e.g. WorkloadApiIdentity (SPIFFE Workload API), used
+   * instead of certChainPem/keyPem/caPem: new connections use its newest SVID.
+   */
+  identitySource?: IdentitySource | undefined;
+  /** Close identitySource when the client is closed. Default false. */
+  ownsIdentitySource?: boolean | undefined;
   /**
    * Who the broker must be: an exact SPIFFE ID, or "spiffe://<trust domain>" for any
    * ID in that trust domain. Default: the trust domain of this client's own SVID.
@@ -111,33 +119,79 @@ function checkKeyMatches(certChainPem: string, keyPem: string): void {
   if (!matches) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the private key does not belong to the SVID certificate (check --cert and --key)');
 }
 
-export class CountersignClient {
-  private readonly client: BrokerClient;
-  private readonly timeoutMs: number;
+interface Channel {
+  client: BrokerClient;
+  /** The identity generation it was opened with. */
+  generation: number;
+  /** Calls in flight on it. */
+  active: number;
+  retired: boolean;
+}
 
-  constructor(options: ClientOptions) {
-    const ownId = (() => {
-      const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(options.certChainPem)?.[0];
-      try {
-        return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
-      } catch {
-        return undefined;
+export class CountersignClient {
+  private channel: Channel;
+  private readonly timeoutMs: number;
+  private readonly serverId: string;
+  private readonly source: IdentitySource | undefined;
+
+  constructor(private readonly options: ClientOptions) {
+    this.source = options.identitySource;
+    let ownId: string | undefined;
+    if (this.source !== undefined) {
+      ownId = this.source.spiffeId;
+    } else {
+      const { certChainPem, keyPem, caPem } = options;
+      if (certChainPem === undefined || keyPem === undefined || caPem === undefined) {
+        throw new CountersignClientError('ERR_IDENTITY_MISSING', 'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)');
       }
-    })();
-    if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the client certificate holds no SPIFFE ID; is it an X.509-SVID?');
-    checkKeyMatches(options.certChainPem, options.keyPem);
-    const serverId = options.serverId ?? `spiffe://${trustDomainOf(ownId)}`;
-    const creds = credentials.createSsl(Buffer.from(options.caPem), Buffer.from(options.keyPem), Buffer.from(options.certChainPem), {
-      checkServerIdentity: serverIdentityCheck(serverId),
+      ownId = (() => {
+        const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certChainPem)?.[0];
+        try {
+          return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the client certificate holds no SPIFFE ID; is it an X.509-SVID?');
+      checkKeyMatches(certChainPem, keyPem);
+    }
+    this.serverId = options.serverId ?? `spiffe://${trustDomainOf(ownId)}`;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.channel = this.open();
+  }
+
+  /** A connection presenting the current SVID. */
+  private open(): Channel {
+    const generation = this.source?.generation ?? 0;
+    const identity = this.source ? this.source.identityFor(trustDomainOf(this.serverId)) : (this.options as ClientIdentity);
+    const creds = credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certChainPem), {
+      checkServerIdentity: serverIdentityCheck(this.serverId),
     });
-    this.client = new BrokerClient(options.address, creds, {
+    const client = new BrokerClient(this.options.address, creds, {
       // SPIFFE authenticates by URI SAN, not host name; SNI gets the trust domain
       // rather than an IP address (which RFC 6066 forbids).
-      'grpc.ssl_target_name_override': trustDomainOf(serverId),
+      'grpc.ssl_target_name_override': trustDomainOf(this.serverId),
       'grpc.max_receive_message_length': 4 * 1024 * 1024,
       'grpc.keepalive_time_ms': 60_000,
     });
-    this.timeoutMs = options.timeoutMs ?? 30_000;
+    return { client, generation, active: 0, retired: false };
+  }
+
+  /** The channel for a new call: after a rotation, a new one; the old one closes when its calls end. */
+  private acquire(): Channel {
+    if (this.source !== undefined && this.source.generation !== this.channel.generation) {
+      const old = this.channel;
+      old.retired = true;
+      if (old.active === 0) old.client.close();
+      this.channel = this.open();
+    }
+    this.channel.active++;
+    return this.channel;
+  }
+
+  private release(channel: Channel): void {
+    channel.active--;
+    if (channel.retired && channel.active === 0) channel.client.close();
   }
 
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
@@ -147,13 +201,43 @@ export class CountersignClient {
     return new CountersignClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
   }
 
+  /**
+   * A client from files, or from the SPIFFE Workload API (--workload-api,
+   * COUNTERSIGN_WORKLOAD_API, or SPIFFE_ENDPOINT_SOCKET when no files are named).
+   */
+  static async connect(
+    overrides: IdentityChoice & { address?: string | undefined; serverId?: string | undefined } = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<CountersignClient> {
+    const address = overrides.address ?? env[ENV.addr];
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
+    const serverId = overrides.serverId ?? env[ENV.serverId];
+    const identity = await resolveIdentity(overrides, env);
+    try {
+      return 'source' in identity
+        ? new CountersignClient({ address, serverId, identitySource: identity.source, ownsIdentitySource: true })
+        : new CountersignClient({ ...identity, address, serverId });
+    } catch (e) {
+      if ('source' in identity) identity.source.close();
+      throw e;
+    }
+  }
+
   private deadline(): Date {
     return new Date(Date.now() + this.timeoutMs);
   }
 
-  private unary<Req, Res>(method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> {
+  private unary<Req, Res>(
+    pick: (c: BrokerClient) => (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+    req: Req,
+  ): Promise<Res> {
+    const channel = this.acquire();
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, new Metadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => (e ? reject(fromServiceError(e)) : resolve(r)));
+      pick(channel.client).call(channel.client, req, new Metadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
+        this.release(channel);
+        if (e) reject(fromServiceError(e));
+        else resolve(r);
+      });
     });
   }
 
@@ -169,7 +253,7 @@ export class CountersignClient {
       audience: input.audience ?? '',
       ticket: input.ticket ?? '',
     };
-    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>(this.client.requestOperation, req);
+    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation, req);
     const result: OperationResult = { state: stateName(res.state), requestId: res.requestId, rule: res.rule, message: res.message };
     if (res.credential) {
       result.token = res.credential.token;
@@ -187,15 +271,24 @@ export class CountersignClient {
    * A second redemption fails with code ERR_CREDENTIAL_ALREADY_REDEEMED, saying when and by whom.
    */
   async redeemCredential(token: string): Promise<{ credentialId: string; requestId: string; redeemedAt: Date | undefined }> {
-    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>(this.client.redeemCredential, { token });
+    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>((c) => c.redeemCredential, { token });
     return { credentialId: res.credentialId, requestId: res.requestId, redeemedAt: res.redeemedAt };
   }
 
   getRequest(requestId: string): Promise<GetRequestResponse> {
-    return this.unary(this.client.getRequest, { requestId });
+    return this.unary((c) => c.getRequest, { requestId });
+  }
+
+  /** The SPIFFE ID this client authenticates as (the current SVID's, with the Workload API). */
+  get spiffeId(): string | undefined {
+    if (this.source) return this.source.spiffeId;
+    const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(this.options.certChainPem ?? '')?.[0];
+    return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
   }
 
   close(): void {
-    this.client.close();
+    this.channel.retired = true;
+    this.channel.client.close();
+    if (this.options.ownsIdentitySource) this.source?.close();
   }
 }

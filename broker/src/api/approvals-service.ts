@@ -8,11 +8,11 @@ import { unary, unimplemented } from './status.js';
 export function createApprovalsService(deps: { peers: PeerAuthenticator; logger: Logger }): ApprovalsServer {
   return {
     listPending: unary(deps.logger, 'ListPending', async (call) => {
-      deps.peers.authenticate(call.getPeer());
+      deps.peers.authenticate(call.getPeer(), call.metadata);
       throw unimplemented('Approvals.ListPending');
     }),
     decide: unary(deps.logger, 'Decide', async (call) => {
-      deps.peers.authenticate(call.getPeer());
+      deps.peers.authenticate(call.getPeer(), call.metadata);
       throw unimplemented('Approvals.Decide');
     }),
   };

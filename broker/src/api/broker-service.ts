@@ -1,6 +1,6 @@
 // The Broker gRPC service: authenticates the caller, hands the request to the
 // domain, and translates the outcome. Errors are mapped in status.ts only.
-import type { ServerUnaryCall } from '@grpc/grpc-js';
+import type { Metadata, ServerUnaryCall } from '@grpc/grpc-js';
 import { RequestState, type BrokerServer, type RequestOperationResponse } from '@countersign/proto';
 import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
@@ -34,7 +34,7 @@ export function requestIdField(value: string): string {
 
 export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
   const { logger } = deps;
-  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string }) => deps.peers.authenticate(call.getPeer());
+  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) => deps.peers.authenticate(call.getPeer(), call.metadata);
 
   return {
     requestOperation: unary(logger, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {

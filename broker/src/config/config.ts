@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { parseTrustDomain } from '../identity/spiffe-id.js';
+import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.js';
 import { duration } from './duration.js';
 import { parseYaml, validateYaml, YamlValidationError } from './yaml-file.js';
 
@@ -40,9 +40,93 @@ const bundleSchema = z
   .object({
     trust_domain: trustDomain,
     file: filePath,
-    format: z.enum(['pem']).default('pem'),
+    /** pem: CA certificates; spiffe: a SPIFFE bundle document (JWK Set). */
+    format: z.enum(['pem', 'spiffe']).default('pem'),
   })
   .strict();
+
+const spiffeIdWithPath = z
+  .string()
+  .max(2048)
+  .refine((id) => {
+    try {
+      return parseSpiffeId(id).path !== '';
+    } catch {
+      return false;
+    }
+  }, 'expected a workload SPIFFE ID such as spiffe://example.org/ingress (lowercase trust domain, a path, no trailing "/")');
+
+/** The broker's own SVID: from two files, or from a SPIFFE Workload API. */
+const svidSchema = z
+  .object({
+    cert_file: filePath.optional(),
+    key_file: filePath.optional(),
+    workload_api: z
+      .object({
+        /** unix:///path or tcp://IP:port; default SPIFFE_ENDPOINT_SOCKET. */
+        socket: z.string().min(1).max(4096).optional(),
+        /** Which SVID to serve with when the Workload API hands out several; default the first. */
+        spiffe_id: spiffeIdWithPath.optional(),
+        /** How long start-up waits for the first SVID. */
+        timeout: duration(SECOND, 10 * MINUTE).default(30 * SECOND),
+        /** Also trust the bundles (own and federated) the Workload API sends. */
+        trust_bundles: z.boolean().default(true),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((svid, ctx) => {
+    const files = svid.cert_file !== undefined || svid.key_file !== undefined;
+    if (files && svid.workload_api !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'set either cert_file and key_file, or workload_api, not both' });
+    } else if (!files && svid.workload_api === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected cert_file and key_file, or workload_api: {} (the SPIFFE Workload API)' });
+    } else if (files && (svid.cert_file === undefined || svid.key_file === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together', path: [svid.cert_file === undefined ? 'cert_file' : 'key_file'] });
+    }
+  });
+
+/** Trusting a TLS-terminating proxy to forward the caller's certificate (x-forwarded-client-cert). */
+const xfccSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** SPIFFE IDs of the proxies whose forwarded certificates are believed. */
+    proxy_ids: z.array(spiffeIdWithPath).max(32).default([]),
+  })
+  .strict()
+  .refine((x) => !x.enabled || x.proxy_ids.length > 0, {
+    message: 'xfcc.enabled needs at least one proxy SPIFFE ID in proxy_ids; a forwarded certificate is only believed from a known proxy',
+    path: ['proxy_ids'],
+  });
+
+const identitySchema = z
+  .object({
+    svid: svidSchema,
+    bundles: z.array(bundleSchema).max(64).default([]),
+    /** How often SVID and bundle files are checked for changes (a bundle's spiffe_refresh_hint may shorten it). */
+    reload_interval: duration(100, HOUR).default(5 * SECOND),
+    xfcc: xfccSchema.prefault({}),
+  })
+  .strict()
+  .superRefine((identity, ctx) => {
+    const fromWorkloadApi = identity.svid.workload_api !== undefined && identity.svid.workload_api.trust_bundles;
+    if (identity.bundles.length === 0 && !fromWorkloadApi) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'at least one trust bundle is needed: list bundles, or take them from the Workload API (svid.workload_api.trust_bundles: true)',
+        path: ['bundles'],
+      });
+    }
+    const seen = new Map<string, number>();
+    identity.bundles.forEach((b, i) => {
+      const first = seen.get(b.trust_domain);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `trust domain ${b.trust_domain} already has a bundle (bundles[${first}]); one bundle file per trust domain`, path: ['bundles', i, 'trust_domain'] });
+      }
+      seen.set(b.trust_domain, i);
+    });
+  });
 
 export const configSchema = z
   .object({
@@ -59,12 +143,7 @@ export const configSchema = z
     health: z.object({ grpc_listen: listenAddress.optional() }).strict().prefault({}),
     /** How long a stopping broker lets calls and jobs finish (SIGTERM). */
     shutdown_grace: duration(0, 5 * MINUTE).default(20 * SECOND),
-    identity: z
-      .object({
-        svid: z.object({ cert_file: filePath, key_file: filePath }).strict(),
-        bundles: z.array(bundleSchema).min(1).max(64),
-      })
-      .strict(),
+    identity: identitySchema,
     redis: z
       .object({
         url: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').default('redis://127.0.0.1:6379'),

@@ -33,6 +33,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly identityUpdates = new Counter({
+    name: 'countersign_identity_updates_total',
+    help: "New broker SVIDs and trust bundles put in service (rotation, reload), by kind (svid, bundle).",
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly svidExpiry = new Gauge({
+    name: 'countersign_svid_expiry_timestamp_seconds',
+    help: "When the broker's own X.509-SVID in service expires (Unix seconds); alert when rotation stops moving it.",
+    registers: [this.registry],
+  });
+
   readonly decisionSeconds = new Histogram({
     name: 'countersign_request_operation_seconds',
     help: 'Time to answer RequestOperation, by decision.',

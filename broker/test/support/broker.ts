@@ -26,6 +26,13 @@ export interface TestBrokerOptions {
   clock?: Clock;
   /** Extra YAML appended to the generated config (top-level keys). */
   extraConfig?: string;
+  /**
+   * The whole `identity:` section, replacing the default (SVID and bundle files
+   * written in dir: broker.pem, broker-key.pem, ca.pem, bundle-<td>.pem).
+   */
+  identity?: string;
+  /** More files to write in the broker's directory before it starts (name -> content). */
+  files?: Record<string, string>;
   overrides?: BrokerOverrides;
 }
 
@@ -39,6 +46,9 @@ export interface TestBroker {
   prefix: string;
   /** Every event in the broker's audit chain, oldest first. */
   auditEvents(): Promise<AuditEvent[]>;
+  configFile: string;
+  /** The SVID the broker was started with (when it comes from files). */
+  brokerSvid: IssuedSvid;
   /** Mints an SVID in the broker's trust domain. */
   svid(path: string, options?: CertificateOptions): IssuedSvid;
   close(): Promise<void>;
@@ -58,23 +68,27 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     writeFile(join(dir, 'policy.yaml'), options.policy ?? devPolicy(trustDomain)),
     writeFile(join(dir, 'principals.yaml'), options.principals ?? devPrincipals(trustDomain)),
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
+    ...Object.entries(options.files ?? {}).map(([name, content]) => writeFile(join(dir, name), content)),
   ]);
   const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
-  const configText = `trust_domain: ${trustDomain}
-shutdown_grace: 1s
-grpc:
-  listen: 127.0.0.1:0
-http:
-  listen: 127.0.0.1:0
-identity:
+  const identity =
+    options.identity ??
+    `identity:
   svid:
     cert_file: broker.pem
     key_file: broker-key.pem
   bundles:
     - trust_domain: ${trustDomain}
       file: ca.pem
-${federated}redis:
+${federated}`;
+  const configText = `trust_domain: ${trustDomain}
+shutdown_grace: 1s
+grpc:
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
   url: ${redis.url}
   prefix: "${redis.prefix}"
 policy:
@@ -89,14 +103,22 @@ ${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
   const config = parseConfig(configText, configFile);
-  const broker = await startBroker(config, {
-    logger: silentLogger(),
-    redis: redis.redis,
-    // Audit lines on stdout would mix with the test runner's own output.
-    auditStdout: null,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...options.overrides,
-  });
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker(config, {
+      logger: silentLogger(),
+      redis: redis.redis,
+      // Audit lines on stdout would mix with the test runner's own output.
+      auditStdout: null,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.overrides,
+    });
+  } catch (e) {
+    await deleteByPrefix(redis.redis, redis.prefix);
+    redis.redis.disconnect();
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     broker,
     ca,
@@ -107,6 +129,8 @@ ${options.extraConfig ?? ''}`;
     prefix: redis.prefix,
     auditEvents: async () =>
       (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
+    configFile,
+    brokerSvid,
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();
