@@ -1,9 +1,9 @@
 // countersign-broker: run the broker (serve, dev) and the operator tools.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err } from './output.js';
 import { runDev } from './dev.js';
-import { runServe } from './serve.js';
+import { ROLES, runServe, type Role } from './serve.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, config: 3 } as const;
 
@@ -30,7 +30,12 @@ program
   .command('serve')
   .description('run the broker from a configuration file')
   .requiredOption('--config <file>', 'broker configuration (YAML)')
-  .action(async (opts: { config: string }) => void (await runServe(opts.config)));
+  .addOption(
+    new Option('--role <role>', 'all: API and queue workers; api: gRPC/HTTP only; worker: queue workers (notifications, expiry, sweeper) only')
+      .choices(ROLES)
+      .default('all'),
+  )
+  .action(async (opts: { config: string; role: Role }) => void (await runServe(opts.config, opts.role)));
 
 program
   .command('dev')

@@ -1,21 +1,48 @@
-// The request's journey inside the broker: validate, decide by policy, then
-// allow (mint + audit), deny (audit) or create a pending approval (store + audit).
+// The request's journey inside the broker: rate limit, validate, decide by policy,
+// then allow (mint + audit), deny (audit) or create a pending approval (store +
+// audit via the outbox, which also schedules its expiry and notifications).
 // Nothing reaches the caller before its audit record is appended.
 import type { RequestOperationRequest } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
+import { invalidField } from '../errors.js';
 import { newRequestId } from '../ids.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
+import type { ApprovalRequirement } from '../policy/decision.js';
+import type { RequestRateLimiter } from './limits.js';
+import type { Outbox } from './outbox.js';
 import type { RequestStore, StoredRequest } from './store.js';
-import { validateOperationRequest, type OperationRequest } from './validate.js';
+import { DEFAULT_SIZE_LIMITS, validateOperationRequest, type OperationRequest, type SizeLimits } from './validate.js';
 
 export interface RequestServiceOptions {
   defaultAudience: string;
   defaultTtlMs: number;
   pollIntervalMs: number;
+  sizeLimits?: SizeLimits;
+}
+
+/** What an approve rule asks of the request itself (reason, ticket), checked before anyone is bothered. */
+function checkRequestAgainstRule(op: OperationRequest, rule: string, approval: ApprovalRequirement): void {
+  if (approval.reasonRequired && op.reason.trim() === '') {
+    throw invalidField('reason', `is required by policy rule ${rule}: say why this ${op.operation} on ${op.resource} is needed`);
+  }
+  if (approval.ticketPattern !== undefined) {
+    let pattern: RegExp;
+    try {
+      pattern = new RegExp(approval.ticketPattern);
+    } catch {
+      pattern = /$^/;
+    }
+    if (!pattern.test(op.ticket)) {
+      throw invalidField(
+        'ticket',
+        `${op.ticket === '' ? 'is required' : `${JSON.stringify(op.ticket)} does not match`} by policy rule ${rule}: expected a ticket matching /${approval.ticketPattern}/`,
+      );
+    }
+  }
 }
 
 export type OperationOutcome =
@@ -30,6 +57,8 @@ export class RequestService {
       minter: CredentialMinter;
       audit: AuditLog;
       store: RequestStore;
+      outbox: Outbox;
+      limiter: RequestRateLimiter;
       clock: Clock;
       metrics: Metrics;
     },
@@ -52,6 +81,7 @@ export class RequestService {
 
   async requestOperation(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const started = performance.now();
+    await this.deps.limiter.take(identity.spiffeId);
     const outcome = await this.decide(identity, raw);
     const decision = outcome.state === 'APPROVED' ? 'allow' : outcome.state === 'DENIED' ? 'deny' : 'approve';
     this.deps.metrics.requests.inc({ decision, rule: outcome.rule ?? '(none)' });
@@ -61,7 +91,7 @@ export class RequestService {
   }
 
   private async decide(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
-    const parsed = validateOperationRequest(raw);
+    const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
     const decision = policy.evaluate({
@@ -130,30 +160,18 @@ export class RequestService {
       return { state: 'APPROVED', requestId, rule: decision.rule, credential };
     }
 
+    checkRequestAgainstRule(op, decision.rule, decision.approval);
     const { request, created } = await this.deps.store.create({
       requester: identity,
       operation: op,
       rule: decision.rule,
+      rules: decision.rules,
       policyDigest: policy.digest,
-      approvers: decision.approval.approvers,
-      approvalsRequired: decision.approval.required,
-      timeoutMs: decision.approval.timeoutMs,
+      approval: decision.approval,
       ttlCapMs: decision.ttlMs,
     });
-    if (created) {
-      await this.deps.audit.append({
-        type: 'decision',
-        request_id: request.id,
-        decision: 'approve',
-        rule: decision.rule,
-        rules: decision.rules,
-        policy_digest: policy.digest,
-        approvers: decision.approval.approvers,
-        approvals_required: decision.approval.required,
-        expires_at: request.expiresAt,
-        ...facts,
-      });
-    }
+    // The decision record, the expiry job and the notifications, before the caller hears "pending".
+    if (created) await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
     return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
   }
 }
