@@ -35,7 +35,7 @@ export const approvalSchema = z
   .object({
     approvers: z.array(principalName).min(1, 'an approve rule needs at least one approver').max(256),
     required: z.number().int().min(1).max(32).default(1),
-    timeout: duration(10 * SECOND, 7 * DAY).default(15 * MINUTE),
+    timeout: duration(SECOND, 7 * DAY).default(15 * MINUTE),
   })
   .strict()
   .refine((a) => a.required <= new Set(a.approvers).size, {

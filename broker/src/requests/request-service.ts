@@ -25,7 +25,7 @@ export interface RequestServiceOptions {
 }
 
 /** What an approve rule asks of the request itself (reason, ticket), checked before anyone is bothered. */
-function checkRequestAgainstRule(op: OperationRequest, rule: string, approval: ApprovalRequirement): void {
+export function checkRequestAgainstRule(op: OperationRequest, rule: string, approval: ApprovalRequirement): void {
   if (approval.reasonRequired && op.reason.trim() === '') {
     throw invalidField('reason', `is required by policy rule ${rule}: say why this ${op.operation} on ${op.resource} is needed`);
   }
@@ -39,7 +39,9 @@ function checkRequestAgainstRule(op: OperationRequest, rule: string, approval: A
     if (!pattern.test(op.ticket)) {
       throw invalidField(
         'ticket',
-        `${op.ticket === '' ? 'is required' : `${JSON.stringify(op.ticket)} does not match`} by policy rule ${rule}: expected a ticket matching /${approval.ticketPattern}/`,
+        op.ticket === ''
+          ? `is required by policy rule ${rule}: give a ticket matching /${approval.ticketPattern}/`
+          : `${JSON.stringify(op.ticket)} does not match /${approval.ticketPattern}/, which policy rule ${rule} requires`,
       );
     }
   }

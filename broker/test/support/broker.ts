@@ -24,6 +24,8 @@ export interface TestBrokerOptions {
   /** Extra YAML appended to the generated config (top-level keys). */
   extraConfig?: string;
   overrides?: BrokerOverrides;
+  /** Redis to use instead of REDIS_URL / 127.0.0.1:6379 (e.g. one a test started itself). */
+  redisUrl?: string;
 }
 
 export interface TestBroker {
@@ -39,10 +41,35 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
-export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+export interface BrokerFilesOptions {
+  trustDomain?: string;
+  /** Policy YAML; default the dev example policy. */
+  policy?: string;
+  /** Principals YAML; default the dev principals (alice, bob). */
+  principals?: string;
+  /** Extra trust domains the broker trusts (federation). */
+  federated?: CertificateAuthority[];
+  redisUrl: string;
+  prefix: string;
+  /** Extra YAML appended to the generated config (top-level keys). */
+  extraConfig?: string;
+  /** An existing CA (several brokers of one deployment share it); default a new one. */
+  ca?: CertificateAuthority;
+}
+
+export interface BrokerFiles {
+  dir: string;
+  configFile: string;
+  configText: string;
+  ca: CertificateAuthority;
+  trustDomain: string;
+}
+
+/** A complete broker configuration in a fresh temp dir: CA bundle, broker SVID, signing key, policy, principals. */
+export async function writeBrokerFiles(options: BrokerFilesOptions): Promise<BrokerFiles> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
-  const ca = CertificateAuthority.createRoot(trustDomain);
+  const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
   const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await Promise.all([
@@ -54,7 +81,6 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     writeFile(join(dir, 'principals.yaml'), options.principals ?? devPrincipals(trustDomain)),
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
   ]);
-  const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
   const configText = `trust_domain: ${trustDomain}
 grpc:
@@ -69,8 +95,8 @@ identity:
     - trust_domain: ${trustDomain}
       file: ca.pem
 ${federated}redis:
-  url: ${redis.url}
-  prefix: "${redis.prefix}"
+  url: ${options.redisUrl}
+  prefix: "${options.prefix}"
 policy:
   file: policy.yaml
 principals:
@@ -82,7 +108,14 @@ credentials:
 ${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
-  const config = parseConfig(configText, configFile);
+  return { dir, configFile, configText, ca, trustDomain };
+}
+
+export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+  const redis = await testRedis('broker', options.redisUrl);
+  const files = await writeBrokerFiles({ ...options, redisUrl: redis.url, prefix: redis.prefix });
+  const { dir, ca, trustDomain } = files;
+  const config = parseConfig(files.configText, files.configFile);
   const broker = await startBroker(config, {
     logger: silentLogger(),
     redis: redis.redis,
