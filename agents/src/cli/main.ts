@@ -220,15 +220,14 @@ withIdentityOptions(
 withIdentityOptions(
   program
     .command('cancel')
-    .description('withdraw a pending request (only the workload that made it can)')
+    .description('withdraw a pending request (only the workload that made it can); exits 0 once cancelled')
     .argument('<request-id>', 'the id printed by countersign request')
     .option('--reason <text>', 'why, recorded with the request'),
 ).action(async (requestId: string, o: IdentityFlags & { reason?: string }) => {
   const client = clientFrom(o);
   try {
     const result = await client.cancel(requestId, o.reason);
-    err(`cancelled request ${requestId}`);
-    process.exitCode = exitCodeFor(result);
+    err(`cancelled request ${requestId}: ${result.message}`);
   } finally {
     client.close();
   }
