@@ -1,10 +1,12 @@
 // npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
+import { benchApprovals } from './approvals.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
+  approvals: () => benchApprovals({ requests: Number(process.env.BENCH_APPROVALS_N ?? '10000') }),
 };
 
 const selected = process.argv.slice(2);

@@ -62,11 +62,15 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  # allowed by policy: prints a credential bound to this exact deploy');
   out('  npx countersign request --operation deploy --resource staging/web --param version=1.4.2');
   out('');
-  out('  # production needs a human: answers PENDING_APPROVAL with a request id');
-  out('  npx countersign request --operation deploy --resource prod/web --param version=1.4.2 --output json');
-  out('');
   out('  # anything else is denied');
   out('  npx countersign request --operation drop-table --resource prod/orders');
   out('');
-  out(`Approvers alice and bob have their own SVIDs: source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
+  out('  # production needs a human: waits, then prints the credential once approved');
+  out('  npx countersign request --operation deploy --resource prod/web --param version=1.4.2 --wait');
+  out('');
+  out('and in a third terminal, approve it as alice (bob is the other approver):');
+  out('');
+  out(`  source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
+  out('  npx countersign approvals list');
+  out('  npx countersign approvals approve <request id> --reason "release window"');
 }

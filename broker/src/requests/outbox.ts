@@ -75,7 +75,9 @@ export class Outbox {
         }
         case 'resolved':
           events.push(resolvedEvent(request, votes));
-          work.push(() => jobs.notify(request.id, 'resolved'), () => jobs.cancelExpiry(request.id));
+          work.push(() => jobs.notify(request.id, 'resolved'));
+          // An expired request's job is the one running (or already done).
+          if (request.state !== 'EXPIRED') work.push(() => jobs.cancelExpiry(request.id));
           break;
       }
     }

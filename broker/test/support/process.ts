@@ -102,8 +102,14 @@ export interface RedisServer {
   destroy(): Promise<void>;
 }
 
-/** A redis-server of the test's own on a free port, with AOF (fsync on every write) in a temp dir. */
-export async function startRedisServer(): Promise<RedisServer> {
+/**
+ * A redis-server of the test's own on a free port, in a temp dir: with AOF and an
+ * fsync on every write (the default, for durability tests) or without persistence
+ * (for benchmarks).
+ */
+export async function startRedisServer(options: { persistence?: 'aof-always' | 'none' } = {}): Promise<RedisServer> {
+  const persistence =
+    (options.persistence ?? 'aof-always') === 'aof-always' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
   const dir = await mkdtemp(join(tmpdir(), 'countersign-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
@@ -111,7 +117,7 @@ export async function startRedisServer(): Promise<RedisServer> {
   const launch = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'],
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, '--save', '', '--maxmemory-policy', 'noeviction'],
       { stdio: 'ignore' },
     );
     await eventually(`redis-server on port ${port}`, async () => {
