@@ -3,7 +3,9 @@
 // expiry, the outbox after a crash, and collection of the one credential.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { credentials } from '@grpc/grpc-js';
 import type { VoteInput } from '@countersign/approvers';
+import { BrokerClient, RequestState, type RequestOperationResponse } from '@countersign/proto';
 import { ManualClock } from '../src/clock.js';
 import type { SvidIdentity } from '../src/identity/x509-svid.js';
 import type { ApprovalRequirement } from '../src/policy/decision.js';
@@ -239,6 +241,36 @@ describe('approval workflow', () => {
     assert.equal((await approvals().sweeper.sweep()).outboxCompleted, 2);
     assert.deepEqual((await audit(r.id)).map((e) => e.type), ['decision', 'vote', 'request_resolved']);
     assert.deepEqual((await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)), []);
+  });
+
+  it('finishes the creation records on a retry when the first attempt died right after storing the request', async () => {
+    const { store } = approvals();
+    const operation = validateOperationRequest({ ...baseRequest, clientRequestId: 'crash-1', parametersJson: '{"version":"9"}' });
+    const { request } = await store.create({
+      requester: { spiffeId: `spiffe://${TD}/ci/deployer`, trustDomain: TD, thumbprint: 'first-attempt', notAfter: clock.now() + 3600_000 },
+      operation,
+      rule: 'prod-deploys',
+      rules: ['prod-deploys'],
+      policyDigest: 'sha256:test',
+      approval: requirement(),
+      ttlCapMs: undefined,
+    });
+    assert.deepEqual(await audit(request.id), [], 'the first attempt died before its audit record');
+
+    const svid = t.svid('ci/deployer');
+    const client = new BrokerClient(t.address, credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined }), {
+      'grpc.ssl_target_name_override': TD,
+    });
+    try {
+      const retry = await new Promise<RequestOperationResponse>((resolve, reject) =>
+        client.requestOperation({ ...baseRequest, parametersJson: '{"version":"9"}', clientRequestId: 'crash-1', audience: '' }, (e, r) => (e ? reject(e) : resolve(r))),
+      );
+      assert.equal(retry.requestId, request.id);
+      assert.equal(retry.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
+    } finally {
+      client.close();
+    }
+    assert.deepEqual((await audit(request.id)).map((e) => e.type), ['decision']);
   });
 
   it('mints one credential per approval, for the requester\'s certificate, within the collection window', async () => {

@@ -278,6 +278,25 @@ describe('approvals under faults (real broker processes)', () => {
     }
   });
 
+  it('runs the listeners and the queue workers in separate processes (--role api, --role worker)', async () => {
+    const f = await files(uniquePrefix('roles'));
+    const api = await spawnBroker(f.configFile, { role: 'api' });
+    brokers.push(api);
+    const worker = await spawnBroker(f.configFile, { role: 'worker' });
+    brokers.push(worker);
+    assert.equal((await fetch(`http://127.0.0.1:${worker.httpPort}/readyz`)).status, 200);
+
+    const deployer = ids.deployer(api.address);
+    const pending = await deployer.requestOperation({ operation: 'deploy', resource: 'quick/roles' });
+    let final: OperationResult | undefined;
+    for await (const u of deployer.watch(pending.requestId)) final = u;
+    assert.equal(final?.state, 'EXPIRED');
+    const expiredBy = (logs: string) => logs.split('\n').some((l) => l.includes('"msg":"request expired"') && l.includes(pending.requestId));
+    assert.ok(expiredBy(worker.logs()), 'the worker process expired it');
+    assert.ok(!expiredBy(api.logs()), 'the API process runs no workers');
+    assert.match(await (await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`)).text(), /countersign_requests_resolved_total\{state="EXPIRED"\} 1/);
+  });
+
   describe('one broker', () => {
     let broker: BrokerProcess;
     let jwks: JSONWebKeySet;

@@ -42,6 +42,11 @@ export class Outbox {
     },
   ) {}
 
+  /** Whether this effect of a transition is still to be done. */
+  async has(requestId: string, effect: Effect): Promise<boolean> {
+    return (await redisCall('outbox', () => this.deps.redis.hexists(this.deps.keys.outbox(), field(requestId, effect)))) === 1;
+  }
+
   /**
    * Appends the audit records of these effects, enqueues their jobs, then removes
    * them from the outbox. Throws (UNAVAILABLE) when Redis fails; the entries stay.

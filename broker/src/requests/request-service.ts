@@ -173,7 +173,10 @@ export class RequestService {
       ttlCapMs: decision.ttlMs,
     });
     // The decision record, the expiry job and the notifications, before the caller hears "pending".
-    if (created) await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
+    // A retry finishes them too when the first attempt died before it could.
+    if (created || (await this.deps.outbox.has(request.id, { kind: 'created' }))) {
+      await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
+    }
     return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
   }
 }
