@@ -292,7 +292,8 @@ describe('approvals under faults (real broker processes)', () => {
     for await (const u of deployer.watch(pending.requestId)) final = u;
     assert.equal(final?.state, 'EXPIRED');
     const expiredBy = (logs: string) => logs.split('\n').some((l) => l.includes('"msg":"request expired"') && l.includes(pending.requestId));
-    assert.ok(expiredBy(worker.logs()), 'the worker process expired it');
+    // The watcher hears of the expiry as it happens; the worker logs it (asynchronously) right after.
+    await eventually('the worker process to log that it expired it', () => expiredBy(worker.logs()));
     assert.ok(!expiredBy(api.logs()), 'the API process runs no workers');
     assert.match(await (await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`)).text(), /countersign_requests_resolved_total\{state="EXPIRED"\} 1/);
   });
