@@ -6,7 +6,7 @@
 import { CountersignError } from '../errors.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { CollectedCredential, CredentialCollector } from './collector.js';
-import { Signal, type RequestEvents } from './events.js';
+import { WakeSignal, type RequestEvents } from './events.js';
 import type { PollGate } from './limits.js';
 import { isEndState, type RequestStore, type StoredRequest, type StoredVote } from './store.js';
 
@@ -53,7 +53,7 @@ export class RequestDelivery {
    * sending an end state. Errors (unknown request, Redis down) end the stream.
    */
   async watch(identity: SvidIdentity, id: string, send: (snapshot: RequestSnapshot) => void, abort: AbortSignal): Promise<void> {
-    const signal = new Signal();
+    const signal = new WakeSignal();
     // Subscribe before the first read, so a change between the two is never missed.
     const unsubscribe = this.deps.events.subscribe(id, signal.wake);
     try {

@@ -64,7 +64,7 @@ export class RequestEvents {
 }
 
 /** A wake-up flag a loop can wait on: a wake while nobody waits is kept for the next wait. */
-export class Signal {
+export class WakeSignal {
   private pending = false;
   private resolve: (() => void) | undefined;
 
