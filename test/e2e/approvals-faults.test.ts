@@ -112,7 +112,10 @@ describe('approvals under faults (real broker processes)', () => {
   const brokers: BrokerProcess[] = [];
   const dirs: string[] = [];
 
+  // Prefixes on the shared Redis, deleted once every broker writing to them has stopped.
+  const prefixes: string[] = [];
   const files = async (prefix: string, redisUrl = redis.url): Promise<BrokerFiles> => {
+    if (redisUrl === redis.url) prefixes.push(prefix);
     const f = await writeBrokerFiles({ ca, policy: POLICY, redisUrl, prefix, extraConfig: LIMITS });
     dirs.push(f.dir);
     return f;
@@ -129,6 +132,7 @@ describe('approvals under faults (real broker processes)', () => {
   after(async () => {
     ids.close();
     await Promise.all(brokers.map((b) => b.kill('SIGKILL')));
+    for (const prefix of prefixes) await deleteByPrefix(redis.redis, prefix);
     await redis?.cleanup();
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
@@ -177,7 +181,6 @@ describe('approvals under faults (real broker processes)', () => {
       assert.equal(countBy(audit, 'request_resolved', id), 1);
       assert.equal(countBy(audit, 'credential_issued', id), 1);
     }
-    await deleteByPrefix(redis.redis, prefix);
   });
 
   it('resolves exactly once when two approvers vote at the same instant through two replicas', async () => {
@@ -207,7 +210,6 @@ describe('approvals under faults (real broker processes)', () => {
       assert.equal(countBy(audit, 'vote', pending.requestId), 1);
       assert.equal(countBy(audit, 'credential_issued', pending.requestId), 1);
     }
-    await deleteByPrefix(redis.redis, prefix);
   });
 
   it('answers UNAVAILABLE while Redis is down, loses nothing pending, and recovers without a restart', async () => {

@@ -13,6 +13,17 @@ import { connectRedis } from '../../src/redis/connection.js';
 
 const BROKER_BIN = fileURLToPath(new URL('../../bin/countersign-broker.js', import.meta.url));
 
+// Children must not outlive a test process that ends early (a failed or timed-out test).
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
 export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -45,10 +56,12 @@ export interface BrokerProcess {
 export async function spawnBroker(configFile: string, options: { role?: 'all' | 'api' | 'worker'; timeoutMs?: number } = {}): Promise<BrokerProcess> {
   const env = { ...process.env };
   delete env.REDIS_URL; // the config file says which Redis
-  const child = spawn(process.execPath, [BROKER_BIN, 'serve', '--config', configFile, '--role', options.role ?? 'all'], {
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = track(
+    spawn(process.execPath, [BROKER_BIN, 'serve', '--config', configFile, '--role', options.role ?? 'all'], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
   let logs = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
@@ -115,11 +128,8 @@ export async function startRedisServer(options: { persistence?: 'aof-always' | '
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const launch = async () => {
-    child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, '--save', '', '--maxmemory-policy', 'noeviction'],
-      { stdio: 'ignore' },
-    );
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, '--save', '', '--maxmemory-policy', 'noeviction'];
+    child = track(spawn('redis-server', args, { stdio: 'ignore' }));
     await eventually(`redis-server on port ${port}`, async () => {
       const redis = await connectRedis(url, { connectTimeoutMs: 500 });
       redis.disconnect();
