@@ -9,6 +9,7 @@ import { BrokerClient, RequestState, type WatchRequestResponse } from '@counters
 import type { JSONWebKeySet } from 'jose';
 import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
 import {
+  auditEvents,
   CertificateAuthority,
   deleteByPrefix,
   eventually,
@@ -82,10 +83,7 @@ class Identities {
   }
 }
 
-async function auditRecords(redis: TestRedis['redis'], prefix: string): Promise<Audit[]> {
-  const entries = await redis.xrange(`${prefix}audit`, '-', '+');
-  return entries.map(([, f]) => JSON.parse(f[1] as string) as Audit);
-}
+const auditRecords = (redis: TestRedis['redis'], prefix: string): Promise<Audit[]> => auditEvents(redis, prefix);
 
 const countBy = (records: Audit[], type: string, id: string) => records.filter((r) => r.type === type && r.request_id === id).length;
 

@@ -8,7 +8,7 @@ import type { ApprovalRequestView, ApproverChannel, VoteView } from '@countersig
 import { certificateThumbprint, parametersDigest, RequestState, VoteDecision } from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
 import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
-import { eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import { auditEvents, eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 
 const TD = 'example.org';
 const POLICY = `version: 1
@@ -53,15 +53,8 @@ class FlakyChannel implements ApproverChannel {
   }
 }
 
-interface AuditEntry {
-  type: string;
-  request_id?: string;
-  [key: string]: unknown;
-}
-
-async function auditOf(t: TestBroker, requestId: string): Promise<AuditEntry[]> {
-  const entries = await t.broker.redis.xrange(`${t.prefix}audit`, '-', '+');
-  return entries.map(([, fields]) => JSON.parse(fields[1] as string) as AuditEntry).filter((e) => e.request_id === requestId);
+async function auditOf(t: TestBroker, requestId: string) {
+  return (await auditEvents(t.broker.redis, t.prefix)).filter((e) => e.request_id === requestId);
 }
 
 async function refusal(p: Promise<unknown>): Promise<CountersignClientError> {
@@ -178,6 +171,7 @@ describe('approvals over gRPC', () => {
     assert.equal(audit[1]?.reason, 'release window');
     assert.equal(audit[2]?.state, 'APPROVED');
     assert.equal(audit[3]?.jti, claims.jti);
+    assert.deepEqual(audit[3]?.approval, claims.approval, 'the record carries the approval evidence');
 
     // Bob's vote comes too late: refused, and the request stays as it was.
     const late = await refusal(approvers.bob!.decide({ requestId: pending.requestId, decision: 'deny' }));

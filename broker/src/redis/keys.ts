@@ -32,9 +32,9 @@ export class Keys {
   pendingOfWorkload(workloadHash: string): string {
     return `${this.prefix}pending:wl:${workloadHash}`;
   }
-  /** Hash: a workload's token bucket (tokens, updated_at) for the request rate limit. */
+  /** Hash: a workload's token bucket (tokens, updated_at) for requests.limits.requests_per_second. */
   rateLimit(workloadHash: string): string {
-    return `${this.prefix}rate:${workloadHash}`;
+    return `${this.prefix}ratelimit:${workloadHash}`;
   }
   /**
    * Hash "<request id>|<effect>" -> time it was written: the transactional outbox.

@@ -1,7 +1,9 @@
 // The audit records of an approval request's life, built from what is stored.
 // Everything they are built from is immutable once written (request content,
 // votes, the end state), so a record rebuilt after a crash is the same record.
-import type { ApprovalEvidence } from '@countersign/proto';
+import { createHash } from 'node:crypto';
+import type { ApprovalEvidence, CredentialClaims } from '@countersign/proto';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { AuditEvent } from '../audit/audit-log.js';
 import type { StoredRequest, StoredVote } from './store.js';
 
@@ -79,20 +81,31 @@ export const approvalEvidence = (r: StoredRequest, votes: StoredVote[]): Approva
     .map((v) => ({ principal: v.principal, channel: v.channel, at: Math.floor(v.at / 1000), step_up: v.stepUp })),
 });
 
-export const credentialIssuedEvent = (
-  r: StoredRequest,
-  votes: StoredVote[],
-  credential: { jti: string; expiresAt: number },
-): AuditEvent => ({
-  type: 'credential_issued',
-  request_id: r.id,
-  jti: credential.jti,
-  subject: r.requester,
-  audience: r.audience,
-  expires_at: credential.expiresAt,
-  operation: r.operation,
-  resource: r.resource,
-  parameters_digest: r.parametersDigest,
-  certificate_thumbprint: r.certificateThumbprint,
-  approval: approvalEvidence(r, votes),
-});
+/**
+ * The record of a credential leaving the broker, built from the token itself (the
+ * broker signed it moments ago), so a collector that finds a credential stored by
+ * another one records exactly the same thing.
+ */
+export function credentialIssuedEvent(requestId: string, token: string): AuditEvent {
+  const claims = decodeJwt(token) as unknown as CredentialClaims;
+  const details = claims.authorization_details[0];
+  return {
+    type: 'credential_issued',
+    request_id: requestId,
+    jti: claims.jti,
+    kid: decodeProtectedHeader(token).kid,
+    subject: claims.sub,
+    audience: claims.aud,
+    issued_at: claims.iat * 1000,
+    expires_at: claims.exp * 1000,
+    operation: details?.operation,
+    resource: details?.resource,
+    parameters_digest: details?.parameters_digest,
+    certificate_thumbprint: claims.cnf['x5t#S256'],
+    on_behalf_of: claims.act?.sub,
+    acr: claims.acr,
+    approval: claims.approval,
+    // Lets whoever holds a token find its record without the token being stored.
+    token_sha256: createHash('sha256').update(token).digest('base64url'),
+  };
+}

@@ -87,7 +87,7 @@ export class CredentialCollector {
       switch (code) {
         case ScriptCode.Stored:
           // Ours won: it leaves the broker only after its record is durable.
-          await this.deps.audit.append(credentialIssuedEvent(request, votes, minted));
+          await this.deps.audit.append(credentialIssuedEvent(request.id, minted.token));
           await store.markCredentialAudited(request.id);
           this.deps.metrics.credentialsIssued.inc();
           this.deps.logger.info({ requestId: request.id, jti: minted.jti }, 'credential issued for an approved request');
@@ -105,11 +105,11 @@ export class CredentialCollector {
           throw new CountersignError('failed_precondition', 'ERR_NOT_APPROVED', `request ${request.id} is ${rest[0] ?? 'not approved'}, not APPROVED`);
       }
     }
-    return this.deliverStored(request, votes, stored);
+    return this.deliverStored(request, stored);
   }
 
   /** A credential someone stored: hand it out once its record is durable, waiting for (or finishing) the audit. */
-  private async deliverStored(request: StoredRequest, votes: StoredVote[], first: StoredCredential): Promise<CollectedCredential> {
+  private async deliverStored(request: StoredRequest, first: StoredCredential): Promise<CollectedCredential> {
     let stored: StoredCredential | undefined = first;
     const deadline = Date.now() + PEER_AUDIT_WAIT_MS;
     while (stored !== undefined && !stored.audited && Date.now() < deadline) {
@@ -123,7 +123,7 @@ export class CredentialCollector {
     if (!stored.audited) {
       // The collector that stored it died (or stalls) before its audit append: append it here.
       this.deps.logger.warn({ requestId: request.id, jti: stored.jti }, 'auditing a credential whose first collector did not');
-      await this.deps.audit.append(credentialIssuedEvent(request, votes, stored));
+      await this.deps.audit.append(credentialIssuedEvent(request.id, stored.token));
       await this.deps.store.markCredentialAudited(request.id);
     }
     return { token: stored.token, jti: stored.jti, expiresAt: stored.expiresAt };

@@ -5,13 +5,11 @@
 import type { RequestOperationRequest } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
-import { invalidField } from '../errors.js';
 import { newRequestId } from '../ids.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
-import type { ApprovalRequirement } from '../policy/decision.js';
 import type { RequestRateLimiter } from './limits.js';
 import type { Outbox } from './outbox.js';
 import type { RequestStore, StoredRequest } from './store.js';
@@ -22,29 +20,6 @@ export interface RequestServiceOptions {
   defaultTtlMs: number;
   pollIntervalMs: number;
   sizeLimits?: SizeLimits;
-}
-
-/** What an approve rule asks of the request itself (reason, ticket), checked before anyone is bothered. */
-export function checkRequestAgainstRule(op: OperationRequest, rule: string, approval: ApprovalRequirement): void {
-  if (approval.reasonRequired && op.reason.trim() === '') {
-    throw invalidField('reason', `is required by policy rule ${rule}: say why this ${op.operation} on ${op.resource} is needed`);
-  }
-  if (approval.ticketPattern !== undefined) {
-    let pattern: RegExp;
-    try {
-      pattern = new RegExp(approval.ticketPattern);
-    } catch {
-      pattern = /$^/;
-    }
-    if (!pattern.test(op.ticket)) {
-      throw invalidField(
-        'ticket',
-        op.ticket === ''
-          ? `is required by policy rule ${rule}: give a ticket matching /${approval.ticketPattern}/`
-          : `${JSON.stringify(op.ticket)} does not match /${approval.ticketPattern}/, which policy rule ${rule} requires`,
-      );
-    }
-  }
 }
 
 export type OperationOutcome =
@@ -162,7 +137,6 @@ export class RequestService {
       return { state: 'APPROVED', requestId, rule: decision.rule, credential };
     }
 
-    checkRequestAgainstRule(op, decision.rule, decision.approval);
     const { request, created } = await this.deps.store.create({
       requester: identity,
       operation: op,

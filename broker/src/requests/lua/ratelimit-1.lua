@@ -1,7 +1,7 @@
 --[[
   Token bucket per workload: `burst` requests at once, refilled at `rate` per second.
 
-  KEYS[1] bucket hash           ({prefix}rate:{requester hash}): tokens, updated_at
+  KEYS[1] bucket hash           ({prefix}ratelimit:{requester hash}): tokens, updated_at
 
   ARGV[1] now (ms since epoch)
   ARGV[2] refill rate (tokens per second)
