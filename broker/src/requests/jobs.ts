@@ -43,6 +43,7 @@ export class ApprovalJobs {
     private readonly channels: readonly string[],
     private readonly clock: Clock,
     settings: JobSettings,
+    onError: (queue: string, err: Error) => void = () => {},
   ) {
     // Completed jobs are kept for an hour so that a repeated enqueue of the same id is a no-op.
     const common = { connection, prefix, streams: { events: { maxLen: 1000 } } };
@@ -63,6 +64,8 @@ export class ApprovalJobs {
       ...common,
       defaultJobOptions: { removeOnComplete: true, removeOnFail: { age: 3600 } },
     });
+    // A queue reports connection trouble as 'error' events; unheard, one would end the process.
+    for (const queue of [this.notifyQueue, this.expiryQueue, this.maintenanceQueue]) queue.on('error', (err) => onError(queue.name, err));
   }
 
   get channelNames(): readonly string[] {

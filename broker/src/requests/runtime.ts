@@ -103,10 +103,14 @@ export async function startApprovals(
       // Connection errors surface on the commands (and BullMQ events) that fail; ioredis keeps reconnecting.
     });
   const queueConnection = quiet(redis.duplicate());
-  const jobs = new ApprovalJobs(queueConnection, keys.bullmqPrefix(), deps.channels.map((c) => c.name), clock, {
-    notifyAttempts: settings.notifyAttempts,
-    notifyBackoffMs: settings.notifyBackoffMs,
-  });
+  const jobs = new ApprovalJobs(
+    queueConnection,
+    keys.bullmqPrefix(),
+    deps.channels.map((c) => c.name),
+    clock,
+    { notifyAttempts: settings.notifyAttempts, notifyBackoffMs: settings.notifyBackoffMs },
+    (queue, err) => logger.warn({ queue, err: err.message }, 'queue connection error (enqueueing fails until Redis is back)'),
+  );
   const outbox = new Outbox({ redis, keys, store, audit, jobs, clock, logger });
   const workflow = new BrokerApprovalWorkflow(
     { store, outbox, directory: deps.directory, audit, clock, logger, metrics },
