@@ -23,7 +23,8 @@ async function load(config: LoadClientConfig): Promise<LoadResult> {
 }
 
 export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
-  const t = await startTestBroker();
+  // One workload calling flat out: lift the per-workload rate limit (requests.limits) for the measurement.
+  const t = await startTestBroker({ extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
   const brokerSvid = t.svid('countersign/broker');
   const deployer = t.svid('ci/deployer');

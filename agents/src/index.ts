@@ -3,3 +3,4 @@ export * from './sdk/errors.js';
 export * from './sdk/identity.js';
 export * from './sdk/workload-api.js';
 export * from './verify/index.js';
+export * from './sdk/approvals.js';

@@ -1,5 +1,6 @@
 // Composition root: reads what the config names, connects Redis, and starts the
 // gRPC and HTTP listeners. Everything with state is created here and injected.
+import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
 import { Checkpointer } from './audit/checkpoints.js';
@@ -7,6 +8,7 @@ import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
+import type { Keyring } from './credentials/keys.js';
 import { loadKeyring } from './credentials/load.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
@@ -22,12 +24,13 @@ import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
 import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
+import { approvalSettings, startApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
 import { registerScripts } from './requests/scripts.js';
-import { RequestStore } from './requests/store.js';
 import { createApprovalsService } from './api/approvals-service.js';
 import { createBrokerService } from './api/broker-service.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
-import { startHttpServer, type RunningHttpServer } from './api/http-server.js';
+import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
+import { HealthImplementation } from 'grpc-health-check';
 
 /** Password (from password_file) and Sentinel settings for the broker's Redis connections. */
 export async function redisAuth(config: BrokerConfig): Promise<Pick<RedisConnectOptions, 'password' | 'sentinel'>> {
@@ -50,6 +53,10 @@ export interface BrokerOverrides {
   env?: NodeJS.ProcessEnv;
   /** Workload API reconnect backoff (tests shorten it). */
   workloadApiBackoff?: IdentitySettings['workloadApiBackoff'];
+  /** "all" (default): API and queue workers; "api": no workers; see startWorker for "worker". */
+  role?: Exclude<BrokerRole, 'worker'>;
+  /** Approver channels the notification jobs call (Slack registers one). */
+  channels?: ApproverChannel[];
 }
 
 /** The identity section of the config, with paths resolved. */
@@ -92,8 +99,46 @@ export interface RunningBroker {
   policies: PolicyReloader;
   /** The broker's SVID and trust bundles as they rotate. */
   identity: BrokerIdentity;
+  approvals: Approvals;
   close(): Promise<void>;
 }
+
+/** The audit chain with its sinks, durability waits and checkpoints: the same in every role. */
+async function openAudit(
+  config: BrokerConfig,
+  deps: { redis: Redis; keys: Keys; keyring: Keyring; clock: Clock; logger: Logger; issuer: string; overrides: BrokerOverrides },
+): Promise<{ audit: RedisAuditLog; auditRedis: Redis; auditSink: FanoutSink; checkpointer: Checkpointer }> {
+  const { redis, keys, keyring, clock, logger, issuer, overrides } = deps;
+  const sinks: AuditSink[] = [];
+  const auditStdout = overrides.auditStdout === undefined ? process.stdout : overrides.auditStdout;
+  if (config.audit.stdout && auditStdout !== null) sinks.push(new StreamSink(auditStdout));
+  if (config.audit.file !== undefined) sinks.push(await FileSink.open(configPath(config, config.audit.file), logger));
+  const auditSink = new FanoutSink(sinks);
+  const durability = {
+    waitReplicas: config.audit.durability.wait_replicas,
+    waitLocalFsync: config.audit.durability.wait_local_fsync,
+    timeoutMs: config.audit.durability.timeout,
+  };
+  // WAIT/WAITAOF block the connection they run on: give the audit its own then.
+  const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
+  const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const checkpointer = new Checkpointer(
+    { redis, keys, keyring, clock, logger, sink: auditSink },
+    { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
+  );
+  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
+  for (const warning of await audit.preflight()) logger.warn(warning);
+  return { audit, auditRedis, auditSink, checkpointer };
+}
+
+/** GET /metrics, Prometheus text format. */
+const metricsRoute =
+  (metrics: Metrics): HttpHandler =>
+  async (_req, res) => {
+    const { contentType, body } = await metrics.render();
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(body);
+  };
 
 export async function startBroker(config: BrokerConfig, overrides: BrokerOverrides = {}): Promise<RunningBroker> {
   const clock = overrides.clock ?? systemClock;
@@ -131,30 +176,11 @@ async function startServices(
   const keys = new Keys(config.redis.prefix);
   const scripts = registerScripts(redis);
 
-  const sinks: AuditSink[] = [];
-  const auditStdout = overrides.auditStdout === undefined ? process.stdout : overrides.auditStdout;
-  if (config.audit.stdout && auditStdout !== null) sinks.push(new StreamSink(auditStdout));
-  if (config.audit.file !== undefined) sinks.push(await FileSink.open(path(config.audit.file), logger));
-  const auditSink = new FanoutSink(sinks);
-  const durability = {
-    waitReplicas: config.audit.durability.wait_replicas,
-    waitLocalFsync: config.audit.durability.wait_local_fsync,
-    timeoutMs: config.audit.durability.timeout,
-  };
-  // WAIT/WAITAOF block the connection they run on: give the audit its own then.
-  const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
-  const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
-  const checkpointer = new Checkpointer(
-    { redis, keys, keyring, clock, logger, sink: auditSink },
-    { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
-  );
-  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
-  for (const warning of await audit.preflight()) logger.warn(warning);
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
   const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
   // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
   await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
   checkpointer.start();
-  const store = new RequestStore(redis, keys, scripts, clock);
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
   const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer });
   const policies = new PolicyReloader(
@@ -171,12 +197,19 @@ async function startServices(
     },
     policy,
   );
+  const settings = approvalSettings(config);
+  const approvals = await startApprovals(
+    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    settings,
+    { role: overrides.role ?? 'all', minter },
+  );
   const requests = new RequestService(
-    { policy: () => policies.current, minter, audit, store, clock, metrics },
+    { policy: () => policies.current, minter, audit, store: approvals.store, outbox: approvals.outbox, limiter: approvals.limiter, clock, metrics },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,
       pollIntervalMs: config.requests.poll_interval,
+      sizeLimits: settings.sizeLimits,
     },
   );
   const peers = new PeerAuthenticator(
@@ -203,9 +236,21 @@ async function startServices(
     services: [
       {
         definition: BrokerService,
-        implementation: createBrokerService({ peers, requests, store, redemptions, logger, pollIntervalMs: config.requests.poll_interval }),
+        implementation: createBrokerService({
+          peers,
+          requests,
+          redemptions,
+          delivery: approvals.delivery as NonNullable<Approvals['delivery']>,
+          workflow: approvals.workflow,
+          logger,
+          metrics,
+          pollIntervalMs: config.requests.poll_interval,
+        }),
       },
-      { definition: ApprovalsService, implementation: createApprovalsService({ peers, logger }) },
+      {
+        definition: ApprovalsService,
+        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger }),
+      },
     ],
   });
   const httpListen = splitHostPort(config.http.listen);
@@ -215,13 +260,7 @@ async function startServices(
     logger,
     jwks: () => keyring.jwks(clock.now()),
     readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
-    routes: {
-      '/metrics': async (_req, res) => {
-        const { contentType, body } = await metrics.render();
-        res.writeHead(200, { 'content-type': contentType });
-        res.end(body);
-      },
-    },
+    routes: { '/metrics': metricsRoute(metrics) },
   });
   // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
   grpc.health.setStatus('liveness', 'SERVING');
@@ -264,6 +303,7 @@ async function startServices(
     checkpointer,
     policies,
     identity,
+    approvals,
     async close() {
       policies.close();
       identity.close();
@@ -271,6 +311,91 @@ async function startServices(
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      // Jobs in flight finish (or go back to the queue) before the connections go.
+      await approvals.close();
+      checkpointer.stop();
+      await auditSink.close();
+      if (auditRedis !== redis) auditRedis.disconnect();
+      if (ownsRedis) redis.disconnect();
+    },
+  };
+}
+
+export interface RunningWorker {
+  config: BrokerConfig;
+  httpPort: number;
+  healthPort: number | undefined;
+  http: RunningHttpServer;
+  redis: Redis;
+  logger: Logger;
+  metrics: Metrics;
+  approvals: Approvals;
+  close(): Promise<void>;
+}
+
+/**
+ * `countersign-broker serve --role worker`: only the queue workers (notifications,
+ * expiry, sweeper), plus the HTTP listener for health, readiness and metrics.
+ */
+export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOverrides, 'role'> = {}): Promise<RunningWorker> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = overrides.logger ?? createLogger({ level: config.log_level });
+  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  const metrics = overrides.metrics ?? new Metrics();
+  // Checkpoints are signed with the same keys as credentials.
+  const keyring = await loadKeyring(config);
+  const ownsRedis = overrides.redis === undefined;
+  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-worker', ...(await redisAuth(config)) }));
+  const evictionWarning = await checkEvictionPolicy(redis);
+  if (evictionWarning) logger.warn(evictionWarning);
+  const keys = new Keys(config.redis.prefix);
+  const scripts = registerScripts(redis);
+  const issuer = config.credentials.issuer ?? `spiffe://${config.trust_domain}`;
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
+  checkpointer.start();
+  const approvals = await startApprovals(
+    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    approvalSettings(config),
+    { role: 'worker' },
+  );
+  const httpListen = splitHostPort(config.http.listen);
+  const http = await startHttpServer({
+    host: httpListen.host,
+    port: httpListen.port,
+    logger,
+    jwks: () => ({ keys: [] }),
+    readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
+    routes: { '/metrics': metricsRoute(metrics) },
+  });
+  // The same probes as the API replicas: "" follows Redis, "liveness" the process.
+  const health = new HealthImplementation({ '': 'SERVING', liveness: 'SERVING' });
+  const readinessTimer = setInterval(() => {
+    redis.ping().then(
+      () => health.setStatus('', 'SERVING'),
+      () => health.setStatus('', 'NOT_SERVING'),
+    );
+  }, 5000);
+  readinessTimer.unref();
+  let healthServer: RunningHealthServer | undefined;
+  if (config.health.grpc_listen) {
+    const listen = splitHostPort(config.health.grpc_listen);
+    healthServer = await startHealthServer({ host: listen.host, port: listen.port, health });
+  }
+  logger.info({ httpPort: http.port, healthPort: healthServer?.port, role: 'worker' }, 'worker started');
+  return {
+    config,
+    httpPort: http.port,
+    healthPort: healthServer?.port,
+    http,
+    redis,
+    logger,
+    metrics,
+    approvals,
+    async close() {
+      clearInterval(readinessTimer);
+      health.setStatus('', 'NOT_SERVING');
+      await Promise.all([http.close(), healthServer?.close()]);
+      await approvals.close();
       checkpointer.stop();
       await auditSink.close();
       if (auditRedis !== redis) auditRedis.disconnect();

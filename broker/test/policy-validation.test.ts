@@ -99,8 +99,8 @@ describe('policy validation', () => {
         'policy.yaml:10:18: rules[0].match.operation: bad operation glob "deploy***": pattern has "***"; use "*" (one segment) or "**" (any depth)',
       ],
     );
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], timeout: 5s }\n')), [
-      'policy.yaml:5:46: rules[0].approval.timeout: duration 5s is out of range: expected between 10s and 168h',
+    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], timeout: 500ms }\n')), [
+      'policy.yaml:5:46: rules[0].approval.timeout: duration 500ms is out of range: expected between 1s and 168h',
     ]);
     assert.deepEqual(problems('version: 1\nsettings: { rate_window: soon, time_zone: Europe/Berln }\nrules: []\n'), [
       'policy.yaml:2:26: settings.rate_window: expected a duration such as "30s", "5m" or "1h", got "soon"',

@@ -19,6 +19,8 @@ import type { Policy } from '../src/policy/policy.js';
 import { Keys } from '../src/redis/keys.js';
 import { RequestService } from '../src/requests/request-service.js';
 import { registerScripts } from '../src/requests/scripts.js';
+import type { Outbox } from '../src/requests/outbox.js';
+import { RequestRateLimiter } from '../src/requests/limits.js';
 import { RequestStore } from '../src/requests/store.js';
 import { testRedis, type TestRedis } from './support/redis.js';
 
@@ -52,8 +54,19 @@ describe('SVID freshness facts', () => {
     const keys = new Keys(redis.prefix);
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const minter = new CredentialMinter(new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE }), { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
+    const scripts = registerScripts(redis.redis);
     service = new RequestService(
-      { policy: () => policy, minter, audit: new RedisAuditLog(redis.redis, keys, clock), store: new RequestStore(redis.redis, keys, registerScripts(redis.redis), clock), clock, metrics: new Metrics({ defaultMetrics: false }) },
+      {
+        policy: () => policy,
+        minter,
+        audit: new RedisAuditLog(redis.redis, keys, clock),
+        store: new RequestStore(redis.redis, keys, scripts, clock, { maxPendingPerWorkload: 10, retentionMs: MINUTE }),
+        // The allow path never creates a pending request, so it never reaches the outbox.
+        outbox: undefined as unknown as Outbox,
+        limiter: new RequestRateLimiter(keys, scripts, clock, { perSecond: 100, burst: 100 }),
+        clock,
+        metrics: new Metrics({ defaultMetrics: false }),
+      },
       { defaultAudience: 'https://deploy.example.org', defaultTtlMs: 5 * MINUTE, pollIntervalMs: 2000 },
     );
   });

@@ -2,10 +2,13 @@
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
   RequestState,
+  type CancelRequestResponse,
+  type Credential,
+  type Duration,
   type GetRequestResponse,
   type JsonObject,
   type RedeemCredentialRequest,
@@ -13,6 +16,7 @@ import {
   type Request,
   type RequestOperationRequest,
   type RequestOperationResponse,
+  type WatchRequestResponse,
 } from '@countersign/proto';
 import { CountersignClientError, fromServiceError } from './errors.js';
 import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
@@ -119,6 +123,104 @@ function checkKeyMatches(certChainPem: string, keyPem: string): void {
   if (!matches) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the private key does not belong to the SVID certificate (check --cert and --key)');
 }
 
+/** The SPIFFE ID in an SVID chain's leaf, or undefined when it holds none. */
+function ownSpiffeId(certChainPem: string): string | undefined {
+  const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certChainPem)?.[0];
+  try {
+    return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** mTLS credentials with this SVID, the broker checked by its SPIFFE ID, and the channel options that go with them. */
+function channelFor(identity: ClientIdentity, serverId: string): { creds: ChannelCredentials; channelOptions: ChannelOptions } {
+  const creds = credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certChainPem), {
+    checkServerIdentity: serverIdentityCheck(serverId),
+  });
+  return {
+    creds,
+    channelOptions: {
+      // SPIFFE authenticates by URI SAN, not host name; SNI gets the trust domain
+      // rather than an IP address (which RFC 6066 forbids).
+      'grpc.ssl_target_name_override': trustDomainOf(serverId),
+      'grpc.max_receive_message_length': 4 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 60_000,
+    },
+  };
+}
+
+/** Checks an SVID from files and returns the broker's expected SPIFFE ID (default: its own trust domain). */
+function checkFileIdentity(options: Partial<ClientIdentity> & { serverId?: string | undefined }): { identity: ClientIdentity; serverId: string } {
+  const { certChainPem, keyPem, caPem } = options;
+  if (certChainPem === undefined || keyPem === undefined || caPem === undefined) {
+    throw new CountersignClientError('ERR_IDENTITY_MISSING', 'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)');
+  }
+  const ownId = ownSpiffeId(certChainPem);
+  if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the client certificate holds no SPIFFE ID; is it an X.509-SVID?');
+  checkKeyMatches(certChainPem, keyPem);
+  return { identity: { certChainPem, keyPem, caPem }, serverId: options.serverId ?? `spiffe://${trustDomainOf(ownId)}` };
+}
+
+/** Credentials and channel options for any client of one broker (e.g. ApprovalsClient), from an SVID in files. */
+export function brokerChannel(options: ClientOptions): { creds: ChannelCredentials; channelOptions: ChannelOptions } {
+  const { identity, serverId } = checkFileIdentity(options);
+  return channelFor(identity, serverId);
+}
+
+const durationMs = (d: Duration | undefined): number | undefined => (d === undefined ? undefined : d.seconds * 1000 + Math.floor(d.nanos / 1e6));
+
+/** An OperationResult from a stored request (GetRequest, WatchRequest, CancelRequest). */
+export function resultOfRequest(request: Request | undefined, credential?: Credential, pollInterval?: Duration): OperationResult {
+  if (request === undefined) throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered without the request');
+  const result: OperationResult = {
+    state: stateName(request.state),
+    requestId: request.id,
+    rule: request.rule,
+    message: request.resolutionMessage,
+    request,
+  };
+  if (request.expiresAt) result.expiresAt = request.expiresAt;
+  if (credential) {
+    result.token = credential.token;
+    result.credentialId = credential.id;
+    if (credential.expiresAt) result.credentialExpiresAt = credential.expiresAt;
+  }
+  const poll = durationMs(pollInterval);
+  if (poll !== undefined) result.pollIntervalMs = poll;
+  return result;
+}
+
+export interface WatchOptions {
+  /** Stops watching (the request itself stays pending; cancel() withdraws it). */
+  signal?: AbortSignal | undefined;
+  /** Called before each reconnect after the stream dropped. */
+  onReconnect?: ((error: CountersignClientError, attempt: number) => void) | undefined;
+  /** Longest pause between reconnects (ms). Default 5000. */
+  maxBackoffMs?: number | undefined;
+}
+
+/** Whether a failed stream should be reopened: the network or Redis failed, not the request. */
+export function isTransient(e: CountersignClientError): boolean {
+  if (e.grpcStatus === GrpcStatus.UNAVAILABLE) return true;
+  const fromBroker = e.code.startsWith('ERR_') && !['ERR_BROKER', 'ERR_BROKER_UNAVAILABLE', 'ERR_BROKER_TIMEOUT'].includes(e.code);
+  return (
+    !fromBroker &&
+    (e.grpcStatus === GrpcStatus.UNKNOWN || e.grpcStatus === GrpcStatus.INTERNAL || e.grpcStatus === GrpcStatus.DEADLINE_EXCEEDED || e.grpcStatus === GrpcStatus.CANCELLED)
+  );
+}
+
+const pause = (ms: number, signal: AbortSignal | undefined) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
 interface Channel {
   client: BrokerClient;
   /** The identity generation it was opened with. */
@@ -136,26 +238,11 @@ export class CountersignClient {
 
   constructor(private readonly options: ClientOptions) {
     this.source = options.identitySource;
-    let ownId: string | undefined;
     if (this.source !== undefined) {
-      ownId = this.source.spiffeId;
+      this.serverId = options.serverId ?? `spiffe://${trustDomainOf(this.source.spiffeId)}`;
     } else {
-      const { certChainPem, keyPem, caPem } = options;
-      if (certChainPem === undefined || keyPem === undefined || caPem === undefined) {
-        throw new CountersignClientError('ERR_IDENTITY_MISSING', 'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)');
-      }
-      ownId = (() => {
-        const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certChainPem)?.[0];
-        try {
-          return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
-        } catch {
-          return undefined;
-        }
-      })();
-      if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the client certificate holds no SPIFFE ID; is it an X.509-SVID?');
-      checkKeyMatches(certChainPem, keyPem);
+      this.serverId = checkFileIdentity(options).serverId;
     }
-    this.serverId = options.serverId ?? `spiffe://${trustDomainOf(ownId)}`;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.channel = this.open();
   }
@@ -164,17 +251,8 @@ export class CountersignClient {
   private open(): Channel {
     const generation = this.source?.generation ?? 0;
     const identity = this.source ? this.source.identityFor(trustDomainOf(this.serverId)) : (this.options as ClientIdentity);
-    const creds = credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certChainPem), {
-      checkServerIdentity: serverIdentityCheck(this.serverId),
-    });
-    const client = new BrokerClient(this.options.address, creds, {
-      // SPIFFE authenticates by URI SAN, not host name; SNI gets the trust domain
-      // rather than an IP address (which RFC 6066 forbids).
-      'grpc.ssl_target_name_override': trustDomainOf(this.serverId),
-      'grpc.max_receive_message_length': 4 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 60_000,
-    });
-    return { client, generation, active: 0, retired: false };
+    const { creds, channelOptions } = channelFor(identity, this.serverId);
+    return { client: new BrokerClient(this.options.address, creds, channelOptions), generation, active: 0, retired: false };
   }
 
   /** The channel for a new call: after a rotation, a new one; the old one closes when its calls end. */
@@ -261,7 +339,8 @@ export class CountersignClient {
       if (res.credential.expiresAt) result.credentialExpiresAt = res.credential.expiresAt;
     }
     if (res.expiresAt) result.expiresAt = res.expiresAt;
-    if (res.pollInterval) result.pollIntervalMs = res.pollInterval.seconds * 1000 + Math.floor(res.pollInterval.nanos / 1e6);
+    const poll = durationMs(res.pollInterval);
+    if (poll !== undefined) result.pollIntervalMs = poll;
     if (res.request) result.request = res.request;
     return result;
   }
@@ -275,9 +354,82 @@ export class CountersignClient {
     return { credentialId: res.credentialId, requestId: res.requestId, redeemedAt: res.redeemedAt };
   }
 
+  /** The raw GetRequest answer. */
   getRequest(requestId: string): Promise<GetRequestResponse> {
     return this.unary((c) => c.getRequest, { requestId });
   }
+
+  /**
+   * Polls a request once: its state, and its credential once APPROVED. Polling
+   * faster than pollIntervalMs while it is pending fails with ERR_SLOW_DOWN.
+   */
+  async get(requestId: string): Promise<OperationResult> {
+    const res = await this.getRequest(requestId);
+    return resultOfRequest(res.request, res.credential, res.pollInterval);
+  }
+
+  /**
+   * The credential of an approved request. Every collection within the broker's
+   * collection window returns the same credential; only the certificate that made
+   * the request can collect it. Throws ERR_NOT_APPROVED when the request is not
+   * (yet) approved.
+   */
+  async collect(requestId: string): Promise<OperationResult & { token: string }> {
+    const result = await this.get(requestId);
+    if (result.state !== 'APPROVED' || result.token === undefined) {
+      throw new CountersignClientError('ERR_NOT_APPROVED', `request ${requestId} is ${result.state}${result.message ? ` (${result.message})` : ''}, not APPROVED`);
+    }
+    return result as OperationResult & { token: string };
+  }
+
+  /** Withdraws a pending request. */
+  async cancel(requestId: string, reason = ''): Promise<OperationResult> {
+    const res = await this.unary<{ requestId: string; reason: string }, CancelRequestResponse>((c) => c.cancelRequest, { requestId, reason });
+    return resultOfRequest(res.request);
+  }
+
+  /**
+   * Every state change of a request, starting with its current state, until it
+   * ends (the last result carries the credential when APPROVED). A dropped
+   * stream is reopened with backoff; the broker answers a reopened stream with
+   * the current state, so an outcome reached meanwhile is not missed.
+   */
+  async *watch(requestId: string, options: WatchOptions = {}): AsyncGenerator<OperationResult, void, undefined> {
+    const { signal } = options;
+    let attempt = 0;
+    let last = '';
+    while (!signal?.aborted) {
+      const channel = this.acquire();
+      const stream = channel.client.watchRequest({ requestId });
+      const onAbort = () => stream.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const message of stream as AsyncIterable<WatchRequestResponse>) {
+          attempt = 0;
+          const result = resultOfRequest(message.request, message.credential);
+          const seen = `${result.state}/${result.request?.votes.length ?? 0}/${result.token ?? ''}`;
+          if (seen !== last) {
+            last = seen;
+            yield result;
+          }
+          if (result.state !== 'PENDING_APPROVAL') return;
+        }
+        // The stream ended without an end state (the broker is shutting down): reopen it.
+      } catch (e) {
+        if (signal?.aborted) return;
+        const error = e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError);
+        if (!isTransient(error)) throw error;
+        attempt++;
+        options.onReconnect?.(error, attempt);
+        await pause(Math.min(options.maxBackoffMs ?? 5000, 250 * 2 ** Math.min(attempt - 1, 5)), signal);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        stream.cancel();
+        this.release(channel);
+      }
+    }
+  }
+
 
   /** The SPIFFE ID this client authenticates as (the current SVID's, with the Workload API). */
   get spiffeId(): string | undefined {

@@ -6,17 +6,21 @@ import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
 import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { RequestDelivery } from '../requests/delivery.js';
 import type { RequestService } from '../requests/request-service.js';
-import type { RequestStore } from '../requests/store.js';
+import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { toCredential, toDuration, toRequest } from './convert.js';
-import { serverStream, unary, unimplemented } from './status.js';
+import { serverStream, unary } from './status.js';
 
 export interface BrokerServiceDeps {
   peers: PeerAuthenticator;
   requests: RequestService;
-  store: RequestStore;
   redemptions: RedemptionService;
+  delivery: RequestDelivery;
+  workflow: BrokerApprovalWorkflow;
   logger: Logger;
+  metrics: Metrics;
   pollIntervalMs: number;
 }
 
@@ -55,36 +59,58 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           return { ...base, state: RequestState.REQUEST_STATE_APPROVED, credential: toCredential(outcome.credential) };
         case 'DENIED':
           return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
-        case 'PENDING_APPROVAL':
+        case 'PENDING_APPROVAL': {
+          const r = outcome.request;
+          const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
           return {
             ...base,
             state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
-            message: `waiting for ${outcome.request.approvalsRequired} approval(s) from ${outcome.request.approvers.join(', ')}`,
-            expiresAt: new Date(outcome.request.expiresAt),
+            message: `waiting for ${r.approvalsRequired} approval(s) from ${who}`,
+            expiresAt: new Date(r.expiresAt),
             pollInterval: toDuration(outcome.pollIntervalMs),
-            request: toRequest(outcome.request),
+            request: toRequest(r),
           };
+        }
       }
     }),
 
     getRequest: unary(logger, 'GetRequest', async (call) => {
       const identity = identityOf(call);
-      const id = requestIdField(call.request.requestId);
-      const request = await deps.store.get(id);
-      if (request === undefined || request.requester !== identity.spiffeId) {
-        throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist or belongs to another workload`);
-      }
-      return { request: toRequest(request), credential: undefined, pollInterval: toDuration(deps.pollIntervalMs) };
+      const snapshot = await deps.delivery.get(identity, requestIdField(call.request.requestId));
+      return {
+        request: toRequest(snapshot.request, snapshot.votes),
+        credential: snapshot.credential === undefined ? undefined : toCredential(snapshot.credential),
+        pollInterval: toDuration(deps.pollIntervalMs),
+      };
     }),
 
     watchRequest: serverStream(logger, 'WatchRequest', async (call) => {
-      identityOf(call);
-      throw unimplemented('WatchRequest');
+      const identity = identityOf(call);
+      const id = requestIdField(call.request.requestId);
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      call.on('close', () => abort.abort());
+      deps.metrics.watchStreams.inc();
+      try {
+        await deps.delivery.watch(
+          identity,
+          id,
+          (snapshot) =>
+            void call.write({
+              request: toRequest(snapshot.request, snapshot.votes),
+              credential: snapshot.credential === undefined ? undefined : toCredential(snapshot.credential),
+            }),
+          abort.signal,
+        );
+      } finally {
+        deps.metrics.watchStreams.dec();
+      }
     }),
 
     cancelRequest: unary(logger, 'CancelRequest', async (call) => {
-      identityOf(call);
-      throw unimplemented('CancelRequest');
+      const identity = identityOf(call);
+      const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
+      return { request: toRequest(request) };
     }),
 
     redeemCredential: unary(logger, 'RedeemCredential', async (call) => {

@@ -50,7 +50,8 @@ export function serverStream<Req, Res>(logger: Logger, method: string, handler: 
   return (call: ServerWritableStream<Req, Res>): void => {
     handler(call).then(
       () => call.end(),
-      (error: unknown) => call.destroy(toServiceError(error, logger, method) as ServiceError),
+      // grpc-js sends a stream's status from its 'error' handler; destroy() would drop it.
+      (error: unknown) => void call.emit('error', toServiceError(error, logger, method) as ServiceError),
     );
   };
 }

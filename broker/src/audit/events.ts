@@ -16,6 +16,8 @@ export const AUDIT_EVENT_FIELDS = {
   notification_sent: ['request_id', 'channel'],
   /** One approver's vote: principal, decision (approve | deny), channel, step_up. */
   vote: ['request_id', 'principal', 'decision', 'channel'],
+  /** A vote that did not count (not an approver, self-approval, second vote, too late ...): code says why. */
+  vote_refused: ['request_id', 'principal', 'channel', 'code'],
   /** A request reached an end state: APPROVED | DENIED | EXPIRED | CANCELLED. */
   resolution: ['request_id', 'state'],
   /** A credential left the broker: jti, kid, subject, audience, expires_at, and approval evidence when approved. */

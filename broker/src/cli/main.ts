@@ -1,12 +1,12 @@
 // countersign-broker: run the broker (serve, dev) and the operator tools.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { runDev } from './dev.js';
 import { keysCommand } from './keys.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
-import { runServe } from './serve.js';
+import { ROLES, runServe, type Role } from './serve.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, config: 3, testsFailed: POLICY_TESTS_FAILED } as const;
 const io = { out, err };
@@ -36,7 +36,12 @@ program
   .command('serve')
   .description('run the broker from a configuration file')
   .requiredOption('--config <file>', 'broker configuration (YAML)')
-  .action(async (opts: { config: string }) => void (await runServe(opts.config)));
+  .addOption(
+    new Option('--role <role>', 'all: API and queue workers; api: gRPC/HTTP only; worker: queue workers (notifications, expiry, sweeper) only')
+      .choices(ROLES)
+      .default('all'),
+  )
+  .action(async (opts: { config: string; role: Role }) => void (await runServe(opts.config, opts.role)));
 
 program
   .command('dev')

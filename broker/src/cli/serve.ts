@@ -1,4 +1,4 @@
-import { startBroker, type RunningBroker } from '../app.js';
+import { startBroker, startWorker, type RunningBroker, type RunningWorker } from '../app.js';
 import { loadConfig } from '../config/config.js';
 
 /** Closes the broker on SIGINT/SIGTERM; a second signal exits at once. */
@@ -21,10 +21,13 @@ export function reloadPolicyOnHangup(broker: RunningBroker): void {
   process.on('SIGHUP', () => void broker.policies.reload('signal'));
 }
 
-export async function runServe(configFile: string): Promise<RunningBroker> {
+export const ROLES = ['all', 'api', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+export async function runServe(configFile: string, role: Role = 'all'): Promise<RunningBroker | RunningWorker> {
   const config = await loadConfig(configFile);
-  const broker = await startBroker(config);
-  closeOnSignal(() => broker.close());
-  reloadPolicyOnHangup(broker);
-  return broker;
+  const running = role === 'worker' ? await startWorker(config) : await startBroker(config, { role });
+  closeOnSignal(() => running.close());
+  if (role !== 'worker') reloadPolicyOnHangup(running as RunningBroker);
+  return running;
 }

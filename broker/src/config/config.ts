@@ -12,6 +12,7 @@ export const MAX_CONFIG_BYTES = 256 * 1024;
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:8443');
 const trustDomain = z.string().refine((td) => {
@@ -223,6 +224,29 @@ export const configSchema = z
     requests: z
       .object({
         poll_interval: duration(200, MINUTE).default(2 * SECOND),
+        /** How long after approval the requester can collect its credential. */
+        collection_window: duration(10 * SECOND, 24 * HOUR).default(10 * MINUTE),
+        /** How long a request that ended stays readable (GetRequest, audit cross-checks). */
+        retention: duration(MINUTE, 90 * DAY).default(7 * DAY),
+        /** How often the sweeper ends overdue requests and finishes interrupted work. */
+        sweep_interval: duration(SECOND, 5 * MINUTE).default(5 * SECOND),
+        limits: z
+          .object({
+            max_pending_per_workload: z.number().int().min(1).max(1_000_000).default(100),
+            requests_per_second: z.number().min(0.01).max(100_000).default(20),
+            burst: z.number().int().min(1).max(1_000_000).default(200),
+            max_parameters_bytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+            max_reason_length: z.number().int().min(16).max(16 * 1024).default(2048),
+          })
+          .strict()
+          .prefault({}),
+        notifications: z
+          .object({
+            attempts: z.number().int().min(1).max(50).default(10),
+            backoff: duration(100, 5 * MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -232,6 +256,10 @@ export const configSchema = z
   .refine((c) => c.credentials.default_ttl <= c.credentials.max_ttl, {
     message: 'credentials.default_ttl must not exceed credentials.max_ttl',
     path: ['credentials', 'default_ttl'],
+  })
+  .refine((c) => c.requests.collection_window <= c.requests.retention, {
+    message: 'requests.collection_window must not exceed requests.retention',
+    path: ['requests', 'collection_window'],
   });
 
 export type BrokerConfig = z.output<typeof configSchema> & {

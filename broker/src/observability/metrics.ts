@@ -60,6 +60,47 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly votes = new Counter({
+    name: 'countersign_votes_total',
+    help: 'Votes counted, by decision (approve, deny) and channel.',
+    labelNames: ['decision', 'channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly votesRefused = new Counter({
+    name: 'countersign_votes_refused_total',
+    help: 'Votes refused, by error code (ERR_SELF_APPROVAL, ERR_REQUEST_RESOLVED, ...) and channel.',
+    labelNames: ['code', 'channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly resolutions = new Counter({
+    name: 'countersign_requests_resolved_total',
+    help: 'Approval requests that ended, by end state.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notificationFailures = new Counter({
+    name: 'countersign_notification_failures_total',
+    help: 'Failed attempts to notify an approver channel (each is retried with backoff).',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly expiryLatenessSeconds = new Histogram({
+    name: 'countersign_expiry_lateness_seconds',
+    help: 'How long after its deadline a request was ended EXPIRED.',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly watchStreams = new Gauge({
+    name: 'countersign_watch_streams',
+    help: 'WatchRequest streams open on this broker.',
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_process_' });
   }

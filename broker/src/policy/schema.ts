@@ -148,7 +148,7 @@ export const approvalSchema = z
     required: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Distinct people whose approval is needed (N of M).'),
     /** Deny votes that end the request DENIED. */
     deny_threshold: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Deny votes that end the request DENIED.'),
-    timeout: duration(10 * SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS).describe('How long approvers have, e.g. 15m (10s-168h).'),
+    timeout: duration(SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS).describe('How long approvers have, e.g. 15m (1s-168h).'),
     /** Whether the requester and the human it acts for may count as approvers. */
     allow_self_approval: z.boolean().default(false).describe('Let the requester and the human it acts for count as approvers.'),
     step_up: choice(STEP_UPS).default('click').describe('click: approve with a click; confirm: re-type the resource and give a reason.'),
@@ -266,7 +266,7 @@ export const testCaseSchema = z
         approvers: z.array(principalName).max(MAX_APPROVERS).optional(),
         groups: z.array(principalName).max(MAX_APPROVERS).optional(),
         step_up: choice(STEP_UPS).optional(),
-        timeout: duration(10 * SECOND, 7 * DAY).optional(),
+        timeout: duration(SECOND, 7 * DAY).optional(),
         ttl: duration(10 * SECOND, DAY).optional(),
       })
       .strict(),

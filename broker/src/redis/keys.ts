@@ -12,6 +12,14 @@ export class Keys {
   votes(id: string): string {
     return `${this.prefix}req:${id}:votes`;
   }
+  /** Hash holding the one credential minted for an approved request (token, jti, audited). */
+  requestCredential(id: string): string {
+    return `${this.prefix}req:${id}:credential`;
+  }
+  /** String with a TTL: present while the requester must not poll GetRequest again. */
+  pollGate(id: string): string {
+    return `${this.prefix}req:${id}:poll`;
+  }
   /** String: request id for (requester, client_request_id). */
   idempotency(requesterHash: string, clientRequestId: string): string {
     return `${this.prefix}idem:${requesterHash}:${clientRequestId}`;
@@ -40,7 +48,24 @@ export class Keys {
   redemption(id: string): string {
     return `${this.prefix}redeemed:${id}`;
   }
-  /** Pub/sub channel announcing request state changes. */
+  /** Sorted set of one workload's pending request ids scored by expiry (ms): the per-workload limit. */
+  pendingOfWorkload(workloadHash: string): string {
+    return `${this.prefix}pending:wl:${workloadHash}`;
+  }
+  /** Hash: a workload's token bucket (tokens, updated_at) for requests.limits.requests_per_second. */
+  rateLimit(workloadHash: string): string {
+    return `${this.prefix}ratelimit:${workloadHash}`;
+  }
+  /**
+   * Hash "<request id>|<effect>" -> time it was written: the transactional outbox.
+   * Each transition script records what must follow it (audit records, notification
+   * and expiry jobs) here, atomically with the transition; the entry is removed
+   * once that work is done, and the sweeper finishes entries a crash left behind.
+   */
+  outbox(): string {
+    return `${this.prefix}outbox`;
+  }
+  /** Pub/sub channel announcing request state changes (message: the request id). */
   requestEvents(): string {
     return `${this.prefix}events`;
   }

@@ -15,7 +15,7 @@ import type { AuditEvent } from '../../src/audit/events.js';
 import { Keys } from '../../src/redis/keys.js';
 import { deleteByPrefix, testRedis } from './redis.js';
 
-export interface TestBrokerOptions {
+export interface BrokerFilesOptions {
   trustDomain?: string;
   /** Policy YAML; default the dev example policy. */
   policy?: string;
@@ -23,7 +23,6 @@ export interface TestBrokerOptions {
   principals?: string;
   /** Extra trust domains the broker trusts (federation). */
   federated?: CertificateAuthority[];
-  clock?: Clock;
   /** Extra YAML appended to the generated config (top-level keys). */
   extraConfig?: string;
   /**
@@ -33,31 +32,25 @@ export interface TestBrokerOptions {
   identity?: string;
   /** More files to write in the broker's directory before it starts (name -> content). */
   files?: Record<string, string>;
-  overrides?: BrokerOverrides;
+  /** An existing CA (several brokers of one deployment share it); default a new one. */
+  ca?: CertificateAuthority;
 }
 
-export interface TestBroker {
-  broker: RunningBroker;
-  ca: CertificateAuthority;
+export interface BrokerFiles {
   dir: string;
-  trustDomain: string;
-  address: string;
-  jwksUrl: string;
-  prefix: string;
-  /** Every event in the broker's audit chain, oldest first. */
-  auditEvents(): Promise<AuditEvent[]>;
   configFile: string;
-  /** The SVID the broker was started with (when it comes from files). */
+  configText: string;
+  ca: CertificateAuthority;
+  trustDomain: string;
+  /** The SVID the broker's files hold. */
   brokerSvid: IssuedSvid;
-  /** Mints an SVID in the broker's trust domain. */
-  svid(path: string, options?: CertificateOptions): IssuedSvid;
-  close(): Promise<void>;
 }
 
-export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+/** A complete broker configuration in a fresh temp dir: CA bundle, broker SVID, signing key, policy, principals. */
+export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl: string; prefix: string }): Promise<BrokerFiles> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
-  const ca = CertificateAuthority.createRoot(trustDomain);
+  const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
   const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await Promise.all([
@@ -70,7 +63,6 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
     ...Object.entries(options.files ?? {}).map(([name, content]) => writeFile(join(dir, name), content)),
   ]);
-  const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
   const identity =
     options.identity ??
@@ -89,8 +81,8 @@ grpc:
 http:
   listen: 127.0.0.1:0
 ${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
-  url: ${redis.url}
-  prefix: "${redis.prefix}"
+  url: ${options.redisUrl}
+  prefix: "${options.prefix}"
 policy:
   file: policy.yaml
 principals:
@@ -102,10 +94,52 @@ credentials:
 ${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
-  const config = parseConfig(configText, configFile);
+  return { dir, configFile, configText, ca, trustDomain, brokerSvid };
+}
+
+export interface TestBrokerOptions extends BrokerFilesOptions {
+  clock?: Clock;
+  overrides?: BrokerOverrides;
+  /** Redis to use instead of REDIS_URL / 127.0.0.1:6379 (e.g. one a test started itself). */
+  redisUrl?: string;
+}
+
+export interface TestBroker {
+  broker: RunningBroker;
+  ca: CertificateAuthority;
+  dir: string;
+  trustDomain: string;
+  address: string;
+  jwksUrl: string;
+  prefix: string;
+  configFile: string;
+  /** The SVID the broker was started with (when it comes from files). */
+  brokerSvid: IssuedSvid;
+  /** Every event in the broker's audit chain, oldest first. */
+  auditEvents(): Promise<AuditEvent[]>;
+  /** Mints an SVID in the broker's trust domain. */
+  svid(path: string, options?: CertificateOptions): IssuedSvid;
+  close(): Promise<void>;
+}
+
+export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+  const redis = await testRedis('broker', options.redisUrl);
+  const cleanup = async (dir?: string) => {
+    await deleteByPrefix(redis.redis, redis.prefix);
+    redis.redis.disconnect();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  };
+  let files: BrokerFiles;
   let broker: RunningBroker;
   try {
-    broker = await startBroker(config, {
+    files = await writeBrokerFiles({ ...options, redisUrl: redis.url, prefix: redis.prefix });
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  const { dir, ca, trustDomain, configFile, brokerSvid } = files;
+  try {
+    broker = await startBroker(parseConfig(files.configText, configFile), {
       logger: silentLogger(),
       redis: redis.redis,
       // Audit lines on stdout would mix with the test runner's own output.
@@ -114,9 +148,7 @@ ${options.extraConfig ?? ''}`;
       ...options.overrides,
     });
   } catch (e) {
-    await deleteByPrefix(redis.redis, redis.prefix);
-    redis.redis.disconnect();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup(dir);
     throw e;
   }
   return {
@@ -127,16 +159,14 @@ ${options.extraConfig ?? ''}`;
     address: `127.0.0.1:${broker.grpcPort}`,
     jwksUrl: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
     prefix: redis.prefix,
-    auditEvents: async () =>
-      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
     configFile,
     brokerSvid,
+    auditEvents: async () =>
+      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();
-      await deleteByPrefix(redis.redis, redis.prefix);
-      redis.redis.disconnect();
-      await rm(dir, { recursive: true, force: true });
+      await cleanup(dir);
     },
   };
 }

@@ -4,3 +4,6 @@ export { CertificateAuthority, KeyUsageFlags, type CertificateOptions, type Issu
 export * from './svid-cases.js';
 export * from './workload-api.js';
 export { createLogger, silentLogger, type Logger } from '../../src/observability/logger.js';
+export * from './process.js';
+export { connectRedis } from '../../src/redis/connection.js';
+export * from './audit.js';
