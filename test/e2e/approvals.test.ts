@@ -160,7 +160,8 @@ describe('approvals over gRPC', () => {
     );
     assert.ok(claims.exp - claims.iat <= 300, 'the rule caps the TTL at 5m');
 
-    const audit = await auditOf(t, pending.requestId);
+    // Notifications (notification_sent) are recorded as their jobs run, in any order relative to these.
+    const audit = (await auditOf(t, pending.requestId)).filter((e) => e.type !== 'notification_sent');
     assert.deepEqual(
       audit.map((e) => e.type),
       ['request_received', 'decision', 'vote', 'resolution', 'credential_issued'],
@@ -354,6 +355,10 @@ describe('approvals over gRPC', () => {
     await eventually('every notification', () =>
       [`created ${id} after 3 attempts`, `vote ${id} bob approve`, `resolved ${id} APPROVED`].every((c) => channel.calls.includes(c)),
     );
+    // Each delivered notification is in the audit trail (failed attempts are not).
+    await eventually('notification_sent records', async () => (await auditOf(t, id)).filter((e) => e.type === 'notification_sent').length === 3);
+    const sent = (await auditOf(t, id)).filter((e) => e.type === 'notification_sent');
+    assert.deepEqual(sent.map((e) => [e.channel, e.event]).sort(), [['test', 'created'], ['test', 'resolved'], ['test', 'vote']]);
     const metrics = await (await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`)).text();
     assert.match(metrics, /countersign_notification_failures_total\{channel="test"\} [1-9]/);
     assert.match(metrics, /countersign_votes_total\{decision="approve",channel="cli"\} [1-9]/);

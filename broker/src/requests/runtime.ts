@@ -148,7 +148,7 @@ export async function startApprovals(
       const workers = await ApprovalWorkers.start(
         workerConnection,
         keys.bullmqPrefix(),
-        { jobs, workflow, sweeper, channels: deps.channels, clock, logger, metrics },
+        { jobs, workflow, sweeper, channels: deps.channels, audit: deps.audit, clock, logger, metrics },
         { sweepIntervalMs: settings.sweepIntervalMs },
       );
       closers.push(() => workers.close());

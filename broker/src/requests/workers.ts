@@ -4,6 +4,7 @@
 // in separate `countersign-broker serve --role worker` processes.
 import type { ApproverChannel } from '@countersign/approvers';
 import { DelayedError, Worker, type Job } from 'bullmq';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -46,13 +47,14 @@ export class ApprovalWorkers {
       workflow: BrokerApprovalWorkflow;
       sweeper: Sweeper;
       channels: readonly ApproverChannel[];
+      audit: AuditLog;
       clock: Clock;
       logger: Logger;
       metrics: Metrics;
     },
     settings: WorkerSettings,
   ): Promise<ApprovalWorkers> {
-    const { workflow, sweeper, clock, logger, metrics } = deps;
+    const { workflow, sweeper, audit, clock, logger, metrics } = deps;
     const channels = new Map(deps.channels.map((c) => [c.name, c]));
     const common = { connection, prefix };
 
@@ -80,6 +82,8 @@ export class ApprovalWorkers {
           await job.moveToDelayed(Date.now() + retryAfter, token);
           throw new DelayedError();
         }
+        // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
+        await audit.append({ type: 'notification_sent', request_id: requestId, channel: channelName, event, principal, job_id: job.id });
       },
       { ...common, concurrency: settings.notifyConcurrency ?? 8 },
     );
