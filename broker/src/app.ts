@@ -181,8 +181,10 @@ async function startServices(
   // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
   await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
   checkpointer.start();
+  metrics.sources.now = () => clock.now();
+  metrics.sources.signingKey = () => rotation.signingSince();
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
-  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer });
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, metrics });
   const policies = new PolicyReloader(
     {
       file: policyFile,
@@ -203,6 +205,7 @@ async function startServices(
     settings,
     { role: overrides.role ?? 'all', minter },
   );
+  metrics.sources.queueDepth = () => approvals.jobs.depth();
   const requests = new RequestService(
     { policy: () => policies.current, minter, audit, store: approvals.store, outbox: approvals.outbox, limiter: approvals.limiter, clock, metrics },
     {
@@ -249,7 +252,7 @@ async function startServices(
       },
       {
         definition: ApprovalsService,
-        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger }),
+        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger, metrics }),
       },
     ],
   });
@@ -358,6 +361,7 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
     approvalSettings(config),
     { role: 'worker' },
   );
+  metrics.sources.queueDepth = () => approvals.jobs.depth();
   const httpListen = splitHostPort(config.http.listen);
   const http = await startHttpServer({
     host: httpListen.host,

@@ -8,6 +8,7 @@ import type { PrincipalDirectory } from '@countersign/approvers';
 import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import type { Metrics } from '../observability/metrics.js';
 import { VOTE_REFUSALS, type BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { requestIdField } from './broker-service.js';
 import { toRequest } from './convert.js';
@@ -22,6 +23,7 @@ export function createApprovalsService(deps: {
   workflow: BrokerApprovalWorkflow;
   directory: PrincipalDirectory;
   logger: Logger;
+  metrics: Metrics;
 }): ApprovalsServer {
   const principalOf = (peer: string, metadata: Metadata): string => {
     const identity = deps.peers.authenticate(peer, metadata);
@@ -37,13 +39,13 @@ export function createApprovalsService(deps: {
   };
 
   return {
-    listPending: unary(deps.logger, 'ListPending', async (call) => {
+    listPending: unary(deps, 'ListPending', async (call) => {
       const principal = principalOf(call.getPeer(), call.metadata);
       const pending = await deps.workflow.pendingFor(principal);
       return { requests: pending.map(({ request, votes }) => toRequest(request, votes)) };
     }),
 
-    decide: unary(deps.logger, 'Decide', async (call) => {
+    decide: unary(deps, 'Decide', async (call) => {
       const principal = principalOf(call.getPeer(), call.metadata);
       const { request } = call;
       const requestId = requestIdField(request.requestId);

@@ -37,11 +37,11 @@ export function requestIdField(value: string): string {
 }
 
 export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
-  const { logger } = deps;
+  const ctx = { logger: deps.logger, metrics: deps.metrics };
   const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) => deps.peers.authenticate(call.getPeer(), call.metadata);
 
   return {
-    requestOperation: unary(logger, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
+    requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
       const identity = identityOf(call);
       const outcome = await deps.requests.requestOperation(identity, call.request);
       const base: RequestOperationResponse = {
@@ -74,7 +74,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
       }
     }),
 
-    getRequest: unary(logger, 'GetRequest', async (call) => {
+    getRequest: unary(ctx, 'GetRequest', async (call) => {
       const identity = identityOf(call);
       const snapshot = await deps.delivery.get(identity, requestIdField(call.request.requestId));
       return {
@@ -84,7 +84,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
       };
     }),
 
-    watchRequest: serverStream(logger, 'WatchRequest', async (call) => {
+    watchRequest: serverStream(ctx, 'WatchRequest', async (call) => {
       const identity = identityOf(call);
       const id = requestIdField(call.request.requestId);
       const abort = new AbortController();
@@ -107,13 +107,13 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
       }
     }),
 
-    cancelRequest: unary(logger, 'CancelRequest', async (call) => {
+    cancelRequest: unary(ctx, 'CancelRequest', async (call) => {
       const identity = identityOf(call);
       const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
       return { request: toRequest(request) };
     }),
 
-    redeemCredential: unary(logger, 'RedeemCredential', async (call) => {
+    redeemCredential: unary(ctx, 'RedeemCredential', async (call) => {
       const identity = identityOf(call);
       const redemption = await deps.redemptions.redeem(call.request.token, identity);
       return { credentialId: redemption.jti, requestId: redemption.requestId, redeemedAt: new Date(redemption.at) };

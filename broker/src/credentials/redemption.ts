@@ -7,6 +7,7 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import { CREDENTIAL_TYPE, type CredentialClaims } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
+import type { Metrics } from '../observability/metrics.js';
 import { CountersignError } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
@@ -35,7 +36,7 @@ export class RedemptionService {
   private readonly scripts: ScriptRunner;
 
   constructor(
-    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; audit: AuditLog; clock: Clock; issuer: string },
+    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; audit: AuditLog; clock: Clock; issuer: string; metrics?: Metrics },
   ) {
     this.scripts = registerScripts(deps.redis, loadScripts(CREDENTIALS_LUA_DIR));
   }
@@ -83,8 +84,10 @@ export class RedemptionService {
         await redisCall('redeem credential', () => this.scripts('releaseRedemption', [key], [record])).catch(() => undefined);
         throw e;
       }
+      this.deps.metrics?.redemptions.inc({ outcome: 'redeemed' });
       return { jti: claims.jti, requestId, by: caller.spiffeId, at: now };
     }
+    this.deps.metrics?.redemptions.inc({ outcome: 'refused' });
 
     const first = JSON.parse(stored) as { jti: string; request_id: string; by: string; at: number };
     await this.deps.audit.append({

@@ -17,6 +17,7 @@ export class KeyRotationRecorder {
   /** Records a key_rotation event when the signing key differs from the last one recorded. */
   async check(kid: string = this.deps.keyring.signingKey(this.deps.clock.now()).kid): Promise<void> {
     if (kid === this.lastKid) return;
+    await redisCall('key rotation', () => this.deps.redis.hsetnx(this.deps.keys.signingSince(), kid, String(this.deps.clock.now())));
     const key = this.deps.keys.signingKid();
     const previous = await redisCall('key rotation', () => this.deps.redis.set(key, kid, 'GET'));
     if (previous === kid) {
@@ -41,6 +42,16 @@ export class KeyRotationRecorder {
     }
     this.lastKid = kid;
     this.deps.logger.info({ kid, previousKid: previous }, previous === null ? 'signing key recorded' : 'signing key rotated');
+  }
+
+  /** The signing key and since when it signs: its schedule's activate_at, else when a broker first saw it sign. */
+  async signingSince(): Promise<{ kid: string; since: number } | undefined> {
+    const now = this.deps.clock.now();
+    const kid = this.deps.keyring.signingKey(now).kid;
+    const activateAt = this.deps.keyring.status(now).find((s) => s.kid === kid)?.activateAt;
+    if (activateAt !== undefined) return { kid, since: activateAt };
+    const since = await redisCall('signing key age', () => this.deps.redis.hget(this.deps.keys.signingSince(), kid));
+    return since === null ? undefined : { kid, since: Number(since) };
   }
 
   /** For the minting hot path: a cheap comparison, the rare change recorded in the background. */

@@ -3,8 +3,17 @@
 // never share counters. Add a metric here, then increment it where it happens.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Values read at scrape time from the parts that own them (set by the composition root). */
+export interface MetricSources {
+  queueDepth?: () => Promise<{ queue: string; state: string; count: number }[]>;
+  /** The key signing credentials now, and since when (ms). */
+  signingKey?: () => Promise<{ kid: string; since: number } | undefined>;
+  now?: () => number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
+  readonly sources: MetricSources = {};
 
   readonly requests = new Counter({
     name: 'countersign_requests_total',
@@ -95,6 +104,55 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rpcErrors = new Counter({
+    name: 'countersign_rpc_errors_total',
+    help: 'gRPC calls answered with an error, by method and error code (ERR_REDIS_UNAVAILABLE, ERR_SVID_EXPIRED, ...).',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly timeToDecisionSeconds = new Histogram({
+    name: 'countersign_time_to_decision_seconds',
+    help: 'From a request needing approval to its end, by end state (APPROVED, DENIED, EXPIRED, CANCELLED).',
+    labelNames: ['state'] as const,
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
+    registers: [this.registry],
+  });
+
+  readonly redemptions = new Counter({
+    name: 'countersign_credential_redemptions_total',
+    help: 'RedeemCredential calls, by outcome (redeemed, refused: already redeemed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly queueJobs = new Gauge({
+    name: 'countersign_queue_jobs',
+    help: 'BullMQ jobs (notifications, expiry, maintenance) by queue and state (waiting, active, delayed, failed).',
+    labelNames: ['queue', 'state'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const depth = await this.sources.queueDepth?.().catch(() => undefined);
+      if (depth === undefined) return;
+      this.queueJobs.reset();
+      for (const d of depth) this.queueJobs.set({ queue: d.queue, state: d.state }, d.count);
+    },
+  });
+
+  readonly signingKeyAge = new Gauge({
+    name: 'countersign_signing_key_age_seconds',
+    help: 'How long the key that signs credentials has been signing them, by kid.',
+    labelNames: ['kid'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const key = await this.sources.signingKey?.().catch(() => undefined);
+      if (key === undefined) return;
+      this.signingKeyAge.reset();
+      const now = this.sources.now?.() ?? Date.now();
+      this.signingKeyAge.set({ kid: key.kid }, Math.max(0, now - key.since) / 1000);
+    },
+  });
+
   readonly watchStreams = new Gauge({
     name: 'countersign_watch_streams',
     help: 'WatchRequest streams open on this broker.',
@@ -102,7 +160,7 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_process_' });
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -44,6 +44,10 @@ export class Keys {
   signingKid(): string {
     return `${this.prefix}keys:signing-kid`;
   }
+  /** Hash kid -> when it was first seen signing (ms): the signing key's age. */
+  signingSince(): string {
+    return `${this.prefix}keys:signing-since`;
+  }
   /** String: who redeemed an approval (request id) or credential (jti), and when. */
   redemption(id: string): string {
     return `${this.prefix}redeemed:${id}`;

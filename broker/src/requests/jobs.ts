@@ -95,6 +95,17 @@ export class ApprovalJobs {
     await job?.remove().catch(() => undefined);
   }
 
+  /** Jobs per queue and state, for the queue depth metric. */
+  async depth(): Promise<{ queue: string; state: string; count: number }[]> {
+    const states = ['waiting', 'active', 'delayed', 'failed'] as const;
+    const out: { queue: string; state: string; count: number }[] = [];
+    for (const queue of [this.notifyQueue, this.expiryQueue, this.maintenanceQueue]) {
+      const counts = await queue.getJobCounts(...states);
+      for (const state of states) out.push({ queue: queue.name, state, count: counts[state] ?? 0 });
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.notifyQueue.close(), this.expiryQueue.close(), this.maintenanceQueue.close()]);
   }

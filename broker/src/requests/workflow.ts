@@ -210,7 +210,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         const effects: Effect[] = [{ kind: 'vote', principal: vote.principal }];
         if (code !== ScriptCode.Counted) {
           effects.push({ kind: 'resolved' });
-          metrics.resolutions.inc({ state: code === ScriptCode.Approved ? 'APPROVED' : 'DENIED' });
+          this.countResolution(code === ScriptCode.Approved ? 'APPROVED' : 'DENIED', request);
         }
         await outbox.complete(request.id, effects);
         this.deps.logger.info({ requestId: request.id, principal: vote.principal, decision: vote.decision, channel: vote.channel }, 'vote counted');
@@ -252,6 +252,11 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     return this.refuse(input, ended.code, ended.message, now);
   }
 
+  private countResolution(state: 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED', request: StoredRequest): void {
+    this.deps.metrics.resolutions.inc({ state });
+    this.deps.metrics.timeToDecisionSeconds.observe({ state }, Math.max(0, this.deps.clock.now() - request.createdAt) / 1000);
+  }
+
   /**
    * Ends a request whose deadline passed. Returns what happened: Expired (by this
    * call), NotDue (with the deadline), Resolved (ended before) or NotFound.
@@ -264,7 +269,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     if (code !== ScriptCode.Expired || request === undefined) return { code };
     const lateness = Math.max(0, clock.now() - request.expiresAt);
     metrics.expiryLatenessSeconds.observe(lateness / 1000);
-    metrics.resolutions.inc({ state: 'EXPIRED' });
+    this.countResolution('EXPIRED', request);
     logger.info({ requestId, latenessMs: lateness }, 'request expired');
     await outbox.complete(requestId, [{ kind: 'resolved' }]);
     return { code };
@@ -272,7 +277,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
 
   /** The requester withdraws its pending request. */
   async cancel(requester: string, requestId: string, reason: string): Promise<StoredRequest> {
-    const { store, outbox, clock, metrics } = this.deps;
+    const { store, outbox, clock } = this.deps;
     const max = this.options.maxReasonLength;
     if (reason.length > max) {
       throw new CountersignError(
@@ -298,7 +303,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     }
     const [code] = await store.cancel(request, reason ? `cancelled by the requester: ${reason}` : 'cancelled by the requester');
     if (code === ScriptCode.Cancelled) {
-      metrics.resolutions.inc({ state: 'CANCELLED' });
+      this.countResolution('CANCELLED', request);
       await outbox.complete(requestId, [{ kind: 'resolved' }]);
       return (await store.get(requestId)) as StoredRequest;
     }
