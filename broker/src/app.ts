@@ -228,6 +228,7 @@ async function startServices(
     config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
   );
 
+  const stopping = new AbortController();
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
     host: grpcListen.host,
@@ -248,6 +249,7 @@ async function startServices(
           logger,
           metrics,
           pollIntervalMs: config.requests.poll_interval,
+          shutdown: stopping.signal,
         }),
       },
       {
@@ -311,8 +313,10 @@ async function startServices(
       policies.close();
       identity.close();
       clearInterval(readinessTimer);
-      // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
+      // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish;
+      // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
+      stopping.abort();
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();

@@ -22,6 +22,8 @@ export interface BrokerServiceDeps {
   logger: Logger;
   metrics: Metrics;
   pollIntervalMs: number;
+  /** Aborted when the broker stops: open watches end with UNAVAILABLE so clients reconnect to another replica. */
+  shutdown?: AbortSignal;
 }
 
 export const MAX_REQUEST_ID_LENGTH = 64;
@@ -90,20 +92,29 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.on('close', () => abort.abort());
+      const onShutdown = () => abort.abort();
+      deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
       deps.metrics.watchStreams.inc();
+      let ended = false;
       try {
         await deps.delivery.watch(
           identity,
           id,
-          (snapshot) =>
-            void call.write({
+          (snapshot) => {
+            ended = snapshot.request.state !== 'PENDING_APPROVAL';
+            call.write({
               request: toRequest(snapshot.request, snapshot.votes),
               credential: snapshot.credential === undefined ? undefined : toCredential(snapshot.credential),
-            }),
+            });
+          },
           abort.signal,
         );
       } finally {
         deps.metrics.watchStreams.dec();
+        deps.shutdown?.removeEventListener('abort', onShutdown);
+      }
+      if (!ended && deps.shutdown?.aborted && !call.cancelled) {
+        throw new CountersignError('unavailable', 'ERR_SHUTTING_DOWN', 'the broker is shutting down; watch again (another replica answers)');
       }
     }),
 

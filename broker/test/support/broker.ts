@@ -34,6 +34,8 @@ export interface BrokerFilesOptions {
   files?: Record<string, string>;
   /** An existing CA (several brokers of one deployment share it); default a new one. */
   ca?: CertificateAuthority;
+  /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
+  shutdownGrace?: string;
 }
 
 export interface BrokerFiles {
@@ -75,7 +77,7 @@ export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl:
       file: ca.pem
 ${federated}`;
   const configText = `trust_domain: ${trustDomain}
-shutdown_grace: 1s
+shutdown_grace: ${options.shutdownGrace ?? '1s'}
 grpc:
   listen: 127.0.0.1:0
 http:
