@@ -16,6 +16,7 @@ import { BrokerIdentity, type IdentitySettings } from './identity/broker-identit
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
 import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
@@ -229,6 +230,7 @@ async function startServices(
   );
 
   const stopping = new AbortController();
+  const tracing = startTracing(config, overrides.env ?? process.env, logger);
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
     host: grpcListen.host,
@@ -250,11 +252,12 @@ async function startServices(
           metrics,
           pollIntervalMs: config.requests.poll_interval,
           shutdown: stopping.signal,
+          tracing,
         }),
       },
       {
         definition: ApprovalsService,
-        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger, metrics }),
+        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger, metrics, tracing }),
       },
     ],
   });
@@ -322,10 +325,19 @@ async function startServices(
       await approvals.close();
       checkpointer.stop();
       await auditSink.close();
+      await tracing.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not flush traces'));
       if (auditRedis !== redis) auditRedis.disconnect();
       if (ownsRedis) redis.disconnect();
     },
   };
+}
+
+/** Tracing from the config, or from the standard OTEL_* environment variables; off when neither names an endpoint. */
+function startTracing(config: BrokerConfig, env: NodeJS.ProcessEnv, logger: Logger): Tracing {
+  const endpoint = config.tracing.otlp_endpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (!endpoint) return Tracing.disabled();
+  const serviceName = config.tracing.service_name ?? env.OTEL_SERVICE_NAME ?? 'countersign-broker';
+  return Tracing.start({ endpoint, serviceName, sampleRatio: config.tracing.sample_ratio }, logger);
 }
 
 export interface RunningWorker {

@@ -4,6 +4,7 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
+import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, type IdentityFiles } from './identity.js';
 
 export interface DecideInput {
@@ -33,7 +34,7 @@ export class ApprovalsClient {
 
   private unary<Req, Res>(method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, new Metadata(), { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
+      method.call(this.client, req, callMetadata(), { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
         e ? reject(fromServiceError(e)) : resolve(r),
       );
     });

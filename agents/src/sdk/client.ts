@@ -19,6 +19,7 @@ import {
   type WatchRequestResponse,
 } from '@countersign/proto';
 import { CountersignClientError, fromServiceError } from './errors.js';
+import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
 import type { IdentitySource } from './workload-api.js';
 
@@ -311,7 +312,7 @@ export class CountersignClient {
   ): Promise<Res> {
     const channel = this.acquire();
     return new Promise((resolve, reject) => {
-      pick(channel.client).call(channel.client, req, new Metadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
+      pick(channel.client).call(channel.client, req, callMetadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
         this.release(channel);
         if (e) reject(fromServiceError(e));
         else resolve(r);
@@ -400,7 +401,7 @@ export class CountersignClient {
     let last = '';
     while (!signal?.aborted) {
       const channel = this.acquire();
-      const stream = channel.client.watchRequest({ requestId });
+      const stream = channel.client.watchRequest({ requestId }, callMetadata());
       const onAbort = () => stream.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
 import { VOTE_REFUSALS, type BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { requestIdField } from './broker-service.js';
 import { toRequest } from './convert.js';
@@ -24,6 +25,7 @@ export function createApprovalsService(deps: {
   directory: PrincipalDirectory;
   logger: Logger;
   metrics: Metrics;
+  tracing?: Tracing;
 }): ApprovalsServer {
   const principalOf = (peer: string, metadata: Metadata): string => {
     const identity = deps.peers.authenticate(peer, metadata);

@@ -7,6 +7,7 @@ import { CountersignError } from '../errors.js';
 import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
 import type { RequestDelivery } from '../requests/delivery.js';
 import type { RequestService } from '../requests/request-service.js';
 import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
@@ -24,6 +25,7 @@ export interface BrokerServiceDeps {
   pollIntervalMs: number;
   /** Aborted when the broker stops: open watches end with UNAVAILABLE so clients reconnect to another replica. */
   shutdown?: AbortSignal;
+  tracing?: Tracing;
 }
 
 export const MAX_REQUEST_ID_LENGTH = 64;
@@ -39,7 +41,7 @@ export function requestIdField(value: string): string {
 }
 
 export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
-  const ctx = { logger: deps.logger, metrics: deps.metrics };
+  const ctx = { logger: deps.logger, metrics: deps.metrics, tracing: deps.tracing };
   const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) => deps.peers.authenticate(call.getPeer(), call.metadata);
 
   return {
@@ -74,7 +76,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           };
         }
       }
-    }),
+    }, (res) => ({ 'countersign.request_id': res.requestId, 'countersign.state': RequestState[res.state] ?? String(res.state), 'countersign.rule': res.rule })),
 
     getRequest: unary(ctx, 'GetRequest', async (call) => {
       const identity = identityOf(call);

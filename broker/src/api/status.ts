@@ -6,12 +6,20 @@ import { Metadata, status as GrpcStatus, type ServiceError, type sendUnaryData, 
 import type { Logger } from 'pino';
 import { CountersignError, type ErrorKind } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { endSpan, type Tracing } from '../observability/tracing.js';
+import type { Attributes } from '@opentelemetry/api';
 
-/** What every RPC wrapper needs: where to log, and where to count failures. */
+/** What every RPC wrapper needs: where to log, where to count failures, where to trace. */
 export interface RpcContext {
   logger: Logger;
   metrics: Metrics;
+  tracing?: Tracing | undefined;
 }
+
+/** Span attributes for a successful answer: what was decided, about which request. */
+export type Describe<Res> = (response: Res) => Attributes;
+
+const errorCodeOf = (error: unknown): string => (error instanceof CountersignError && error.kind !== 'internal' ? error.code : 'ERR_INTERNAL');
 
 export const ERROR_CODE_TRAILER = 'countersign-error-code';
 
@@ -45,11 +53,19 @@ export function toServiceError(error: unknown, { logger, metrics }: RpcContext, 
 }
 
 /** Wraps a promise-returning unary handler: its result or its error, mapped once. */
-export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>, describe?: Describe<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const span = ctx.tracing?.serverSpan(method, call.metadata);
     handler(call).then(
-      (response) => callback(null, response),
-      (error: unknown) => callback(toServiceError(error, ctx, method)),
+      (response) => {
+        endSpan(span, describe ? { attributes: describe(response) } : {});
+        callback(null, response);
+      },
+      (error: unknown) => {
+        const status = toServiceError(error, ctx, method);
+        endSpan(span, { errorCode: errorCodeOf(error), ...(status.details ? { message: status.details } : {}) });
+        callback(status);
+      },
     );
   };
 }
@@ -57,10 +73,18 @@ export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call:
 /** Wraps a server-streaming handler: a thrown error ends the stream with its mapped status. */
 export function serverStream<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>): void => {
+    const span = ctx.tracing?.serverSpan(method, call.metadata);
     handler(call).then(
-      () => call.end(),
-      // grpc-js sends a stream's status from its 'error' handler; destroy() would drop it.
-      (error: unknown) => void call.emit('error', toServiceError(error, ctx, method) as ServiceError),
+      () => {
+        endSpan(span, {});
+        call.end();
+      },
+      (error: unknown) => {
+        const status = toServiceError(error, ctx, method);
+        endSpan(span, { errorCode: errorCodeOf(error), ...(status.details ? { message: status.details } : {}) });
+        // grpc-js sends a stream's status from its 'error' handler; destroy() would drop it.
+        call.emit('error', status as ServiceError);
+      },
     );
   };
 }

@@ -142,6 +142,15 @@ export const configSchema = z
     http: z.object({ listen: listenAddress.default('0.0.0.0:8080') }).strict().prefault({}),
     /** Plaintext grpc.health.v1 only, for the kubelet's gRPC probes; off unless set. */
     health: z.object({ grpc_listen: listenAddress.optional() }).strict().prefault({}),
+    /** OpenTelemetry traces over OTLP/HTTP; OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME work too. */
+    tracing: z
+      .object({
+        otlp_endpoint: z.string().regex(/^https?:\/\/\S+$/, 'expected an http(s) URL such as http://otel-collector:4318').optional(),
+        service_name: z.string().min(1).max(128).optional(),
+        sample_ratio: z.number().min(0).max(1).default(1),
+      })
+      .strict()
+      .prefault({}),
     /** How long a stopping broker lets calls and jobs finish (SIGTERM). */
     shutdown_grace: duration(0, 5 * MINUTE).default(20 * SECOND),
     identity: identitySchema,
