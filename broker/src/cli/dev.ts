@@ -1,10 +1,10 @@
 // `countersign-broker dev`: a working broker in one command, for trying it out.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { startBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { devConfig, ensureDevTrustDomain } from '../dev/trust-domain.js';
+import { devConfig, devRedisPrefix, ensureDevTrustDomain } from '../dev/trust-domain.js';
 import { out } from './output.js';
 import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
@@ -24,7 +24,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   const td = await ensureDevTrustDomain({ dir: options.dir, trustDomain: options.trustDomain });
   const redis = await findDevRedis({ env: process.env, dir: td.dir, log: (line) => out(line) });
   const configFile = join(td.dir, 'config.yaml');
-  const configText = devConfig({ trustDomain: td.trustDomain, grpcPort: options.grpcPort, httpPort: options.httpPort, redisUrl: redis.url });
+  const configText = devConfig({
+    trustDomain: td.trustDomain,
+    grpcPort: options.grpcPort,
+    httpPort: options.httpPort,
+    redisUrl: redis.url,
+    redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
+  });
   await writeFile(configFile, configText);
   const config = parseConfig(configText, configFile);
   const broker = await startBroker(config).catch(async (e: unknown) => {

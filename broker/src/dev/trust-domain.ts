@@ -1,7 +1,7 @@
 // The dev trust domain: everything `countersign-broker dev` needs, created once
 // in a directory and reused: a CA, SVIDs for the broker, a sample workload and
 // two sample approvers, a signing key, an example policy and a config file.
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -103,7 +103,15 @@ groups:
 `;
 }
 
-export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string }): string {
+/**
+ * The Redis prefix of one dev directory: its CA's fingerprint, so dev trust domains that share
+ * a local Redis (or a directory recreated on the same Redis) never mix their requests and audit trails.
+ */
+export function devRedisPrefix(caPem: string): string {
+  return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
+}
+
+export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string; redisPrefix: string }): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
 trust_domain: ${t.trustDomain}
@@ -120,7 +128,7 @@ identity:
       file: ca.pem
 redis:
   url: ${t.redisUrl}
-  prefix: "countersign:dev:"
+  prefix: "${t.redisPrefix}"
 policy:
   file: policy.yaml
 principals:
