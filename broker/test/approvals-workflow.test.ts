@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
 import type { VoteInput } from '@countersign/approvers';
-import { BrokerClient, RequestState, type RequestOperationResponse } from '@countersign/proto';
+import { BrokerClient, RequestOperationRequest, RequestState, type RequestOperationResponse } from '@countersign/proto';
 import { ManualClock } from '../src/clock.js';
 import type { SvidIdentity } from '../src/identity/x509-svid.js';
 import type { ApprovalRequirement } from '../src/policy/decision.js';
@@ -39,17 +39,7 @@ const requirement = (patch: Partial<ApprovalRequirement> = {}): ApprovalRequirem
   ...patch,
 });
 
-const baseRequest = {
-  operation: 'deploy',
-  resource: 'prod/web',
-  parametersJson: '{"version":"1"}',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: 'https://deploy.example.org',
-  ticket: '',
-};
+const baseRequest = RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', parametersJson: '{"version":"1"}', audience: 'https://deploy.example.org' });
 
 describe('approval workflow', () => {
   const clock = new ManualClock(Date.now());

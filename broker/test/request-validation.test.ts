@@ -1,20 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parametersDigest, type RequestOperationRequest } from '@countersign/proto';
+import { parametersDigest, RequestOperationRequest } from '@countersign/proto';
 import { CountersignError } from '../src/errors.js';
 import { LIMITS, validateOperationRequest } from '../src/requests/validate.js';
 
-const base: RequestOperationRequest = {
-  operation: 'deploy',
-  resource: 'prod/web',
-  parametersJson: '{"version":"1.2.3"}',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: '',
-  ticket: '',
-};
+const base = RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', parametersJson: '{"version":"1.2.3"}' });
 
 function refusal(patch: Partial<RequestOperationRequest>): CountersignError {
   try {

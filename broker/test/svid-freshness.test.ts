@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
-import type { RequestOperationRequest } from '@countersign/proto';
+import { RequestOperationRequest } from '@countersign/proto';
 import { RedisAuditLog } from '../src/audit/audit-log.js';
 import { ManualClock } from '../src/clock.js';
 import { CredentialMinter } from '../src/credentials/mint.js';
@@ -25,17 +25,7 @@ import { RequestStore } from '../src/requests/store.js';
 import { testRedis, type TestRedis } from './support/redis.js';
 
 const MINUTE = 60_000;
-const request = (resource: string): RequestOperationRequest => ({
-  operation: 'deploy',
-  resource,
-  parametersJson: '{}',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: '',
-  ticket: '',
-});
+const request = (resource: string): RequestOperationRequest => RequestOperationRequest.create({ operation: 'deploy', resource, parametersJson: '{}' });
 
 describe('SVID freshness facts', () => {
   const now = Math.floor(Date.now() / 1000) * 1000;

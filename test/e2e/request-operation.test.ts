@@ -4,22 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { BrokerClient, RequestState, certificateThumbprint, parametersDigest, type RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
+import { BrokerClient, RequestState, certificateThumbprint, parametersDigest, RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
 import { CountersignClient, CountersignClientError, verifyCredential } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 
-const emptyRequest: RequestOperationRequest = {
-  operation: '',
-  resource: '',
-  parametersJson: '',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: '',
-  ticket: '',
-};
+const emptyRequest = RequestOperationRequest.create();
 
 /** A raw generated client, for what the SDK would refuse to send. */
 function rawCall(address: string, ca: string, svid: IssuedSvid | undefined, req: Partial<RequestOperationRequest>): Promise<RequestOperationResponse> {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { BrokerClient, type RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
+import { BrokerClient, RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
 import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 
 interface OtlpSpan {
@@ -73,7 +73,7 @@ describe('tracing over OTLP/HTTP', () => {
     const call = (req: Partial<RequestOperationRequest>) => {
       const metadata = new Metadata();
       metadata.set('traceparent', `00-${traceId}-${parentSpanId}-01`);
-      const full: RequestOperationRequest = { operation: '', resource: '', parametersJson: '', reason: '', onBehalfOf: '', clientRequestId: '', requestedTtl: undefined, audience: '', ticket: '', ...req };
+      const full = RequestOperationRequest.create(req);
       return new Promise<RequestOperationResponse>((resolve, reject) => client.requestOperation(full, metadata, (e, r) => (e ? reject(e) : resolve(r))));
     };
     const allowed = await call({ operation: 'deploy', resource: 'staging/web' });

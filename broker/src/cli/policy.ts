@@ -11,7 +11,7 @@ import { policyJsonSchemaText } from '../policy/json-schema.js';
 import { Policy } from '../policy/policy.js';
 import { runPolicyTests } from '../policy/policy-tests.js';
 import { Principals } from '../policy/principals.js';
-import { validateOperationRequest } from '../requests/validate.js';
+import { policyInputOf, validateOperationRequest } from '../requests/validate.js';
 
 /** Exit codes of the policy subcommands (beyond 0 ok, 2 usage, 3 invalid file). */
 export const POLICY_TESTS_FAILED = 4;
@@ -158,24 +158,15 @@ export function explainInput(options: ExplainOptions, now: number): PolicyInput 
     audience: '',
     requestedTtl: undefined,
   }));
-  return {
-    workload: {
-      spiffeId: id.id,
-      trustDomain: id.trustDomain,
-      path: id.path,
-      notBefore: at - durationOption('--svid-age', options.svidAge),
-      notAfter: at + durationOption('--svid-remaining', options.svidRemaining),
-      serial: '00',
-    },
-    operation: op.operation,
-    resource: op.resource,
-    parameters: op.parameters,
-    reason: op.reason,
-    ticket: op.ticket,
-    onBehalfOf: op.onBehalfOf,
-    now: at,
-    requestRate,
+  const workload = {
+    spiffeId: id.id,
+    trustDomain: id.trustDomain,
+    path: id.path,
+    notBefore: at - durationOption('--svid-age', options.svidAge),
+    notAfter: at + durationOption('--svid-remaining', options.svidRemaining),
+    serial: '00',
   };
+  return { ...policyInputOf(workload, op, at), requestRate };
 }
 
 /** Prints the decision, the rule that made it, and why each rule did or did not match. */

@@ -1,9 +1,7 @@
 // The audit records of an approval request's life, built from what is stored.
 // Everything they are built from is immutable once written (request content,
 // votes, the end state), so a record rebuilt after a crash is the same record.
-import { createHash } from 'node:crypto';
-import type { ApprovalEvidence, CredentialClaims } from '@countersign/proto';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import type { ApprovalEvidence } from '@countersign/proto';
 import type { AuditEvent } from '../audit/audit-log.js';
 import type { StoredRequest, StoredVote } from './store.js';
 
@@ -84,31 +82,3 @@ export const approvalEvidence = (r: StoredRequest, votes: StoredVote[]): Approva
     .map((v) => ({ principal: v.principal, channel: v.channel, at: Math.floor(v.at / 1000), step_up: v.stepUp })),
 });
 
-/**
- * The record of a credential leaving the broker, built from the token itself (the
- * broker signed it moments ago), so a collector that finds a credential stored by
- * another one records exactly the same thing.
- */
-export function credentialIssuedEvent(requestId: string, token: string): AuditEvent {
-  const claims = decodeJwt(token) as unknown as CredentialClaims;
-  const details = claims.authorization_details[0];
-  return {
-    type: 'credential_issued',
-    request_id: requestId,
-    jti: claims.jti,
-    kid: decodeProtectedHeader(token).kid,
-    subject: claims.sub,
-    audience: claims.aud,
-    issued_at: claims.iat * 1000,
-    expires_at: claims.exp * 1000,
-    operation: details?.operation,
-    resource: details?.resource,
-    parameters_digest: details?.parameters_digest,
-    certificate_thumbprint: claims.cnf['x5t#S256'],
-    on_behalf_of: claims.act?.sub,
-    acr: claims.acr,
-    approval: claims.approval,
-    // Lets whoever holds a token find its record without the token being stored.
-    token_sha256: createHash('sha256').update(token).digest('base64url'),
-  };
-}

@@ -12,7 +12,8 @@ import { CountersignError } from '../errors.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { approvalEvidence, credentialIssuedEvent } from './audit-events.js';
+import { credentialIssuedEvent } from '../credentials/issued-event.js';
+import { approvalEvidence } from './audit-events.js';
 import { ScriptCode } from './script-codes.js';
 import type { RequestStore, StoredCredential, StoredRequest, StoredVote } from './store.js';
 

@@ -14,7 +14,7 @@ import type { Policy } from '../policy/policy.js';
 import type { RequestRateLimiter } from './limits.js';
 import type { Outbox } from './outbox.js';
 import type { RequestStore, StoredRequest } from './store.js';
-import { DEFAULT_SIZE_LIMITS, validateOperationRequest, type OperationRequest, type SizeLimits } from './validate.js';
+import { DEFAULT_SIZE_LIMITS, policyInputOf, validateOperationRequest, type OperationRequest, type SizeLimits } from './validate.js';
 
 export interface RequestServiceOptions {
   defaultAudience: string;
@@ -72,16 +72,7 @@ export class RequestService {
     const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
-    const decision = await policy.decide({
-      workload: identity,
-      operation: op.operation,
-      resource: op.resource,
-      parameters: op.parameters,
-      reason: op.reason,
-      ticket: op.ticket,
-      onBehalfOf: op.onBehalfOf,
-      now: this.deps.clock.now(),
-    });
+    const decision = await policy.decide(policyInputOf(identity, op, this.deps.clock.now()));
     const facts = this.requestFacts(identity, op);
 
     if (decision.effect === 'deny') {
@@ -127,7 +118,7 @@ export class RequestService {
           ...(breakGlass ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } } : {}),
           ...facts,
         },
-        credentialIssuedEvent(requestId, credential),
+        credentialIssuedEvent(requestId, credential.token, credential),
       ]);
       return { state: 'APPROVED', requestId, rule: decision.rule, credential };
     }

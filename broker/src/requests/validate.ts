@@ -1,5 +1,6 @@
 // Validation of RequestOperation input. Every field has a limit, and every
 // refusal names the field, the value (or its size) and what was expected.
+import type { PolicyInput } from '../policy/decision.js';
 import { canonicalJson, digestOfCanonical, type Duration, type JsonObject, type RequestOperationRequest } from '@countersign/proto';
 import { CountersignError, invalidField } from '../errors.js';
 
@@ -173,5 +174,19 @@ export function validateOperationRequest(req: RequestOperationRequest, limits: S
     clientRequestId,
     audience,
     requestedTtlMs: durationMs('requested_ttl', req.requestedTtl),
+  };
+}
+
+/** What policy decides on: the caller's SVID facts and the validated request. */
+export function policyInputOf(workload: PolicyInput['workload'], op: OperationRequest, now: number): PolicyInput {
+  return {
+    workload,
+    operation: op.operation,
+    resource: op.resource,
+    parameters: op.parameters,
+    reason: op.reason,
+    ticket: op.ticket,
+    onBehalfOf: op.onBehalfOf,
+    now,
   };
 }

@@ -6,20 +6,10 @@ import { Writable } from 'node:stream';
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect, type TLSSocket } from 'node:tls';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { BrokerClient, type RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
+import { BrokerClient, RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
 import { createLogger, type Logger, type TestBroker } from '@countersign/broker/testing';
 
-export const emptyRequest: RequestOperationRequest = {
-  operation: '',
-  resource: '',
-  parametersJson: '',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: '',
-  ticket: '',
-};
+export const emptyRequest = RequestOperationRequest.create();
 
 /** One RequestOperation with exactly this chain and key (or none), and optional headers. */
 export function rawCall(
