@@ -1,10 +1,19 @@
 // npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
+import { benchAuditAppend, benchVerify } from './verify.js';
+import { benchPolicy } from './policy.js';
+import { benchSvidVerify } from './svid-verify.js';
+import { benchApprovals } from './approvals.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
+  verify: () => benchVerify({ durationMs: seconds * 1000 }),
+  'audit-append': () => benchAuditAppend({ durationMs: seconds * 1000, concurrencies: [1, 64] }),
+  policy: () => benchPolicy({ durationMs: seconds * 1000 }),
+  'svid-verify': () => benchSvidVerify({ durationMs: seconds * 1000 }),
+  approvals: () => benchApprovals({ requests: Number(process.env.BENCH_APPROVALS_N ?? '10000') }),
 };
 
 const selected = process.argv.slice(2);

@@ -1,4 +1,6 @@
 export * from './sdk/client.js';
 export * from './sdk/errors.js';
 export * from './sdk/identity.js';
-export * from './verify/verify.js';
+export * from './sdk/workload-api.js';
+export * from './verify/index.js';
+export * from './sdk/approvals.js';

@@ -98,6 +98,9 @@ export interface ApprovalWorkflow {
 /**
  * A channel that tells people about requests. The broker calls these from
  * BullMQ jobs, so a failure is retried with backoff and never loses a request.
+ * An error with a numeric `retryAfterMs` property (e.g. from a 429 Retry-After)
+ * is retried after exactly that long instead. Each view is read when the job
+ * runs, so it shows the request's current state.
  */
 export interface ApproverChannel {
   readonly name: string;

@@ -1,29 +1,37 @@
 // Composition root: reads what the config names, connects Redis, and starts the
 // gRPC and HTTP listeners. Everything with state is created here and injected.
+import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
+import { Checkpointer } from './audit/checkpoints.js';
+import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.js';
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
-import { Keyring, loadSigningKey } from './credentials/keys.js';
-import { BundleStore } from './identity/bundle-store.js';
-import { loadBundleFiles, loadSvidFiles } from './identity/files.js';
+import type { Keyring } from './credentials/keys.js';
+import { loadKeyring } from './credentials/load.js';
+import { RedemptionService } from './credentials/redemption.js';
+import { KeyRotationRecorder } from './credentials/rotation.js';
+import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { Policy } from './policy/policy.js';
+import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
 import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
 import { readFile } from 'node:fs/promises';
+import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
+import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
 import { RequestService } from './requests/request-service.js';
+import { approvalSettings, startApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
 import { registerScripts } from './requests/scripts.js';
-import { RequestStore } from './requests/store.js';
 import { createApprovalsService } from './api/approvals-service.js';
 import { createBrokerService } from './api/broker-service.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
-import { startHttpServer, type RunningHttpServer } from './api/http-server.js';
+import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
+import { HealthImplementation } from 'grpc-health-check';
 
 /** Password (from password_file) and Sentinel settings for the broker's Redis connections. */
 export async function redisAuth(config: BrokerConfig): Promise<Pick<RedisConnectOptions, 'password' | 'sentinel'>> {
@@ -40,6 +48,37 @@ export interface BrokerOverrides {
   /** An existing connection (tests); the broker will not close it. */
   redis?: Redis;
   metrics?: Metrics;
+  /** Where audit JSON lines go when audit.stdout is on (default process.stdout); null drops them (tests). */
+  auditStdout?: NodeJS.WritableStream | null;
+  /** Environment for SPIFFE_ENDPOINT_SOCKET; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Workload API reconnect backoff (tests shorten it). */
+  workloadApiBackoff?: IdentitySettings['workloadApiBackoff'];
+  /** "all" (default): API and queue workers; "api": no workers; see startWorker for "worker". */
+  role?: Exclude<BrokerRole, 'worker'>;
+  /** Approver channels the notification jobs call (Slack registers one). */
+  channels?: ApproverChannel[];
+}
+
+/** The identity section of the config, with paths resolved. */
+export function identitySettings(config: BrokerConfig, overrides: Pick<BrokerOverrides, 'env' | 'workloadApiBackoff'> = {}): IdentitySettings {
+  const path = (p: string) => configPath(config, p);
+  const { svid } = config.identity;
+  return {
+    svid: svid.workload_api
+      ? {
+          source: 'workload_api',
+          address: svid.workload_api.socket,
+          spiffeId: svid.workload_api.spiffe_id,
+          timeoutMs: svid.workload_api.timeout,
+          trustBundles: svid.workload_api.trust_bundles,
+        }
+      : { source: 'files', certFile: path(svid.cert_file as string), keyFile: path(svid.key_file as string) },
+    bundles: config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file), format: b.format })),
+    reloadIntervalMs: config.identity.reload_interval,
+    ...(overrides.workloadApiBackoff ? { workloadApiBackoff: overrides.workloadApiBackoff } : {}),
+    ...(overrides.env ? { env: overrides.env } : {}),
+  };
 }
 
 export interface RunningBroker {
@@ -55,48 +94,143 @@ export interface RunningBroker {
   logger: Logger;
   metrics: Metrics;
   principals: Principals;
+  /** Takes audit checkpoints (also on demand, for tests and operators). */
+  checkpointer: Checkpointer;
+  /** The policy in force (`policies.current`) and its hot reload (`policies.reload('manual')`). */
+  policies: PolicyReloader;
+  /** The broker's SVID and trust bundles as they rotate. */
+  identity: BrokerIdentity;
+  approvals: Approvals;
   close(): Promise<void>;
 }
+
+/** The audit chain with its sinks, durability waits and checkpoints: the same in every role. */
+async function openAudit(
+  config: BrokerConfig,
+  deps: { redis: Redis; keys: Keys; keyring: Keyring; clock: Clock; logger: Logger; issuer: string; overrides: BrokerOverrides },
+): Promise<{ audit: RedisAuditLog; auditRedis: Redis; auditSink: FanoutSink; checkpointer: Checkpointer }> {
+  const { redis, keys, keyring, clock, logger, issuer, overrides } = deps;
+  const sinks: AuditSink[] = [];
+  const auditStdout = overrides.auditStdout === undefined ? process.stdout : overrides.auditStdout;
+  if (config.audit.stdout && auditStdout !== null) sinks.push(new StreamSink(auditStdout));
+  if (config.audit.file !== undefined) sinks.push(await FileSink.open(configPath(config, config.audit.file), logger));
+  const auditSink = new FanoutSink(sinks);
+  const durability = {
+    waitReplicas: config.audit.durability.wait_replicas,
+    waitLocalFsync: config.audit.durability.wait_local_fsync,
+    timeoutMs: config.audit.durability.timeout,
+  };
+  // WAIT/WAITAOF block the connection they run on: give the audit its own then.
+  const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
+  const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const checkpointer = new Checkpointer(
+    { redis, keys, keyring, clock, logger, sink: auditSink },
+    { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
+  );
+  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
+  for (const warning of await audit.preflight()) logger.warn(warning);
+  return { audit, auditRedis, auditSink, checkpointer };
+}
+
+/** GET /metrics, Prometheus text format. */
+const metricsRoute =
+  (metrics: Metrics): HttpHandler =>
+  async (_req, res) => {
+    const { contentType, body } = await metrics.render();
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(body);
+  };
 
 export async function startBroker(config: BrokerConfig, overrides: BrokerOverrides = {}): Promise<RunningBroker> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createLogger({ level: config.log_level });
-  const path = (p: string) => configPath(config, p);
-
-  const svid = await loadSvidFiles(path(config.identity.svid.cert_file), path(config.identity.svid.key_file));
-  const bundles = new BundleStore(
-    await loadBundleFiles(config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file) }))),
-  );
-  const policy = await Policy.load(path(config.policy.file));
-  const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
-  const keyring = new Keyring(await Promise.all(config.credentials.signing_keys.map((k) => loadSigningKey(path(k.file)))));
-
   const metrics = overrides.metrics ?? new Metrics();
+  // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
+  const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
+  try {
+    return await startServices(config, overrides, { clock, logger, metrics, identity });
+  } catch (e) {
+    identity.close();
+    throw e;
+  }
+}
+
+async function startServices(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  { clock, logger, metrics, identity }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity },
+): Promise<RunningBroker> {
+  const path = (p: string) => configPath(config, p);
+  const svid = identity.svid;
+  const bundles = identity.bundles;
+  const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
+  const keyring = await loadKeyring(config);
+  keyring.signingKey(clock.now()); // fails start-up when no key is active yet
+  const issuer = config.credentials.issuer ?? svid.spiffeId;
+  const policyFile = path(config.policy.file);
+  const policy = await loadPolicyFile({ file: policyFile, principals, clock });
+
   const ownsRedis = overrides.redis === undefined;
   const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker', ...(await redisAuth(config)) }));
   const evictionWarning = await checkEvictionPolicy(redis);
   if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
   const scripts = registerScripts(redis);
-  const audit = new RedisAuditLog(redis, keys, clock);
-  const store = new RequestStore(redis, keys, scripts, clock);
-  const minter = new CredentialMinter(keyring, { issuer: config.credentials.issuer ?? svid.spiffeId, maxTtlMs: config.credentials.max_ttl, clock });
+
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
+  const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
+  // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
+  await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
+  checkpointer.start();
+  metrics.sources.now = () => clock.now();
+  metrics.sources.signingKey = () => rotation.signingSince();
+  const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, metrics });
+  const policies = new PolicyReloader(
+    {
+      file: policyFile,
+      principals,
+      clock,
+      requestRate: new RedisRequestRate(redis, keys),
+      audit,
+      logger,
+      metrics,
+      pollIntervalMs: config.policy.reload_interval,
+      watch: config.policy.watch,
+    },
+    policy,
+  );
+  const settings = approvalSettings(config);
+  const approvals = await startApprovals(
+    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    settings,
+    { role: overrides.role ?? 'all', minter },
+  );
+  metrics.sources.queueDepth = () => approvals.jobs.depth();
   const requests = new RequestService(
-    { policy: () => policy, minter, audit, store, clock, metrics },
+    { policy: () => policies.current, minter, audit, store: approvals.store, outbox: approvals.outbox, limiter: approvals.limiter, clock, metrics },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,
       pollIntervalMs: config.requests.poll_interval,
+      sizeLimits: settings.sizeLimits,
     },
   );
-  const peers = new PeerAuthenticator(bundles, clock, (error, peer) => {
-    metrics.identityRefusals.inc({ code: error.code });
-    logger.info({ peer, code: error.code }, `refused identity: ${error.message}`);
-    audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message }).catch((err: unknown) => {
-      logger.warn({ err }, 'could not audit a refused identity');
-    });
-  });
+  const peers = new PeerAuthenticator(
+    bundles,
+    clock,
+    (error, peer, context) => {
+      metrics.identityRefusals.inc({ code: error.code });
+      logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message}`);
+      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context }).catch((err: unknown) => {
+        logger.warn({ err }, 'could not audit a refused identity');
+      });
+    },
+    config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
+  );
 
+  const stopping = new AbortController();
+  const tracing = startTracing(config, overrides.env ?? process.env, logger);
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
     host: grpcListen.host,
@@ -104,13 +238,27 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     maxMessageBytes: config.grpc.max_message_bytes,
     peers,
     logger,
-    tls: { certChainPem: svid.certChainPem, keyPem: svid.keyPem, authoritiesPem: bundles.current.allAuthoritiesPem() },
+    tls: identity.tls(),
     services: [
       {
         definition: BrokerService,
-        implementation: createBrokerService({ peers, requests, store, logger, pollIntervalMs: config.requests.poll_interval }),
+        implementation: createBrokerService({
+          peers,
+          requests,
+          redemptions,
+          delivery: approvals.delivery as NonNullable<Approvals['delivery']>,
+          workflow: approvals.workflow,
+          logger,
+          metrics,
+          pollIntervalMs: config.requests.poll_interval,
+          shutdown: stopping.signal,
+          tracing,
+        }),
       },
-      { definition: ApprovalsService, implementation: createApprovalsService({ peers, logger }) },
+      {
+        definition: ApprovalsService,
+        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger, metrics, tracing }),
+      },
     ],
   });
   const httpListen = splitHostPort(config.http.listen);
@@ -118,15 +266,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     host: httpListen.host,
     port: httpListen.port,
     logger,
-    jwks: () => keyring.jwks(),
+    jwks: () => keyring.jwks(clock.now()),
     readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
-    routes: {
-      '/metrics': async (_req, res) => {
-        const { contentType, body } = await metrics.render();
-        res.writeHead(200, { 'content-type': contentType });
-        res.end(body);
-      },
-    },
+    routes: { '/metrics': metricsRoute(metrics) },
   });
   // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
   grpc.health.setStatus('liveness', 'SERVING');
@@ -146,6 +288,9 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     const listen = splitHostPort(config.health.grpc_listen);
     healthServer = await startHealthServer({ host: listen.host, port: listen.port, health: grpc.health });
   }
+  // A rotated SVID or a reloaded bundle goes into the TLS context; open connections stay up.
+  identity.onChange(() => grpc.updateTls(identity.tls()));
+  policies.start();
   logger.info(
     { spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, healthPort: healthServer?.port, policyDigest: policy.digest },
     'broker started',
@@ -163,11 +308,117 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
     logger,
     metrics,
     principals,
+    checkpointer,
+    policies,
+    identity,
+    approvals,
+    async close() {
+      policies.close();
+      identity.close();
+      clearInterval(readinessTimer);
+      // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish;
+      // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
+      for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
+      stopping.abort();
+      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      // Jobs in flight finish (or go back to the queue) before the connections go.
+      await approvals.close();
+      checkpointer.stop();
+      await auditSink.close();
+      await tracing.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not flush traces'));
+      if (auditRedis !== redis) auditRedis.disconnect();
+      if (ownsRedis) redis.disconnect();
+    },
+  };
+}
+
+/** Tracing from the config, or from the standard OTEL_* environment variables; off when neither names an endpoint. */
+function startTracing(config: BrokerConfig, env: NodeJS.ProcessEnv, logger: Logger): Tracing {
+  const endpoint = config.tracing.otlp_endpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (!endpoint) return Tracing.disabled();
+  const serviceName = config.tracing.service_name ?? env.OTEL_SERVICE_NAME ?? 'countersign-broker';
+  return Tracing.start({ endpoint, serviceName, sampleRatio: config.tracing.sample_ratio }, logger);
+}
+
+export interface RunningWorker {
+  config: BrokerConfig;
+  httpPort: number;
+  healthPort: number | undefined;
+  http: RunningHttpServer;
+  redis: Redis;
+  logger: Logger;
+  metrics: Metrics;
+  approvals: Approvals;
+  close(): Promise<void>;
+}
+
+/**
+ * `countersign-broker serve --role worker`: only the queue workers (notifications,
+ * expiry, sweeper), plus the HTTP listener for health, readiness and metrics.
+ */
+export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOverrides, 'role'> = {}): Promise<RunningWorker> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = overrides.logger ?? createLogger({ level: config.log_level });
+  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  const metrics = overrides.metrics ?? new Metrics();
+  // Checkpoints are signed with the same keys as credentials.
+  const keyring = await loadKeyring(config);
+  const ownsRedis = overrides.redis === undefined;
+  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-worker', ...(await redisAuth(config)) }));
+  const evictionWarning = await checkEvictionPolicy(redis);
+  if (evictionWarning) logger.warn(evictionWarning);
+  const keys = new Keys(config.redis.prefix);
+  const scripts = registerScripts(redis);
+  const issuer = config.credentials.issuer ?? `spiffe://${config.trust_domain}`;
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
+  checkpointer.start();
+  const approvals = await startApprovals(
+    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    approvalSettings(config),
+    { role: 'worker' },
+  );
+  metrics.sources.queueDepth = () => approvals.jobs.depth();
+  const httpListen = splitHostPort(config.http.listen);
+  const http = await startHttpServer({
+    host: httpListen.host,
+    port: httpListen.port,
+    logger,
+    jwks: () => ({ keys: [] }),
+    readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
+    routes: { '/metrics': metricsRoute(metrics) },
+  });
+  // The same probes as the API replicas: "" follows Redis, "liveness" the process.
+  const health = new HealthImplementation({ '': 'SERVING', liveness: 'SERVING' });
+  const readinessTimer = setInterval(() => {
+    redis.ping().then(
+      () => health.setStatus('', 'SERVING'),
+      () => health.setStatus('', 'NOT_SERVING'),
+    );
+  }, 5000);
+  readinessTimer.unref();
+  let healthServer: RunningHealthServer | undefined;
+  if (config.health.grpc_listen) {
+    const listen = splitHostPort(config.health.grpc_listen);
+    healthServer = await startHealthServer({ host: listen.host, port: listen.port, health });
+  }
+  logger.info({ httpPort: http.port, healthPort: healthServer?.port, role: 'worker' }, 'worker started');
+  return {
+    config,
+    httpPort: http.port,
+    healthPort: healthServer?.port,
+    http,
+    redis,
+    logger,
+    metrics,
+    approvals,
     async close() {
       clearInterval(readinessTimer);
-      // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish.
-      for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
-      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      health.setStatus('', 'NOT_SERVING');
+      await Promise.all([http.close(), healthServer?.close()]);
+      await approvals.close();
+      checkpointer.stop();
+      await auditSink.close();
+      if (auditRedis !== redis) auditRedis.disconnect();
       if (ownsRedis) redis.disconnect();
     },
   };

@@ -94,8 +94,11 @@ describe('metrics', () => {
       const { CountersignClient } = await import('@countersign/agent');
       const svid = t.svid('ci/deployer');
       const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
-      await client.requestOperation({ operation: 'deploy', resource: 'staging/web' });
+      const allowed = await client.requestOperation({ operation: 'deploy', resource: 'staging/web' });
       await client.requestOperation({ operation: 'drop', resource: 'prod/db' });
+      await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'a b' }));
+      await client.redeemCredential(allowed.token as string);
+      await assert.rejects(client.redeemCredential(allowed.token as string));
       client.close();
       const res = await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`);
       assert.equal(res.status, 200);
@@ -104,6 +107,12 @@ describe('metrics', () => {
       assert.match(text, /countersign_requests_total\{decision="allow",rule="staging-deploys"\} 1/);
       assert.match(text, /countersign_requests_total\{decision="deny",rule="\(none\)"\} 1/);
       assert.match(text, /countersign_credentials_issued_total 1/);
+      assert.match(text, /countersign_rpc_errors_total\{method="RequestOperation",code="ERR_INVALID_FIELD"\} 1/);
+      assert.match(text, /countersign_credential_redemptions_total\{outcome="redeemed"\} 1/);
+      assert.match(text, /countersign_credential_redemptions_total\{outcome="refused"\} 1/);
+      assert.match(text, /countersign_queue_jobs\{queue="expiry",state="waiting"\} \d+/);
+      assert.match(text, /countersign_signing_key_age_seconds\{kid="[^"]+"\} \d/);
+      assert.match(text, /countersign_process_resident_memory_bytes \d/);
     } finally {
       await t.close();
     }

@@ -4,22 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { BrokerClient, RequestState, certificateThumbprint, parametersDigest, type RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
+import { BrokerClient, RequestState, certificateThumbprint, parametersDigest, RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
 import { CountersignClient, CountersignClientError, verifyCredential } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 
-const emptyRequest: RequestOperationRequest = {
-  operation: '',
-  resource: '',
-  parametersJson: '',
-  reason: '',
-  onBehalfOf: '',
-  clientRequestId: '',
-  requestedTtl: undefined,
-  audience: '',
-  ticket: '',
-};
+const emptyRequest = RequestOperationRequest.create();
 
 /** A raw generated client, for what the SDK would refuse to send. */
 function rawCall(address: string, ca: string, svid: IssuedSvid | undefined, req: Partial<RequestOperationRequest>): Promise<RequestOperationResponse> {
@@ -99,11 +89,14 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     );
   });
 
-  it('records the decision and the issuance in the audit stream before answering', async () => {
+  it('records the request, the decision and the issuance in the audit chain before answering', async () => {
     const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/api' });
-    const entries = await t.broker.redis.xrange(`${t.prefix}audit`, '-', '+');
-    const events = entries.map(([, fields]) => JSON.parse(fields[1] as string) as Record<string, unknown>).filter((e) => e.request_id === result.requestId);
-    assert.deepEqual(events.map((e) => e.type).sort(), ['credential_issued', 'decision']);
+    const entries = await t.broker.redis.lrange(`${t.prefix}audit:chain`, 0, -1);
+    const events = entries.map((line) => (JSON.parse(line) as { event: Record<string, unknown> }).event).filter((e) => e.request_id === result.requestId);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['request_received', 'decision', 'credential_issued'],
+    );
     assert.equal(events.find((e) => e.type === 'credential_issued')?.jti, result.credentialId);
     assert.equal(events.find((e) => e.type === 'decision')?.decision, 'allow');
   });
@@ -157,7 +150,6 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     ['missing operation', { resource: 'staging/web' }, 'operation'],
     ['over-long resource', { operation: 'deploy', resource: `staging/${'x'.repeat(600)}` }, 'resource'],
     ['parameters that are not a JSON object', { operation: 'deploy', resource: 'staging/web', parametersJson: '["a"]' }, 'parameters_json'],
-    ['a 1 MiB message', { operation: 'deploy', resource: 'staging/web', parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }, 'parameters_json'],
   ];
   for (const [name, req, field] of malformed) {
     it(`answers ${name} with INVALID_ARGUMENT naming ${field}`, async () => {
@@ -168,6 +160,15 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     });
   }
 
+  it('answers a 1 MiB message with RESOURCE_EXHAUSTED naming parameters_json and the limit', async () => {
+    const e = await rejection(
+      rawCall(t.address, t.ca.pem, deployer, { operation: 'deploy', resource: 'staging/web', parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }),
+    );
+    assert.equal(e.code, status.RESOURCE_EXHAUSTED);
+    assert.equal(errorCode(e), 'ERR_LIMIT_EXCEEDED');
+    assert.match(e.details, /^parameters_json: is \d+ bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/);
+  });
+
   it('maps broker errors to typed SDK errors', async () => {
     await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'a b' }), (e: unknown) => {
       assert.ok(e instanceof CountersignClientError);
@@ -177,15 +178,16 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
     });
   });
 
-  it('answers RPCs not built yet with UNIMPLEMENTED and a message', async () => {
+  it('refuses to redeem something that is not one of its credentials, saying why', async () => {
     const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(deployer.keyPem), Buffer.from(deployer.chainPem), { checkServerIdentity: () => undefined });
     const raw = new BrokerClient(t.address, creds, { 'grpc.ssl_target_name_override': 'example.org' });
     const e = await rejection(
       new Promise((resolve, reject) => raw.redeemCredential({ token: 'x' }, (err, res) => (err ? reject(err) : resolve(res)))),
     );
     raw.close();
-    assert.equal(e.code, status.UNIMPLEMENTED);
-    assert.match(e.details, /RedeemCredential is not available/);
+    assert.equal(e.code, status.INVALID_ARGUMENT);
+    assert.equal(errorCode(e), 'ERR_CREDENTIAL_INVALID');
+    assert.match(e.details, /^token: not a valid credential from this broker/);
   });
 
   it('serves JWKS, health and readiness over HTTP', async () => {

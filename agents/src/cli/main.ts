@@ -1,23 +1,29 @@
-// countersign: ask the broker for permission to run one operation.
+// countersign: ask the broker for permission to run one operation, wait for the
+// people who must approve it, and (as one of those people) approve or deny.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { ApprovalsClient } from '../sdk/approvals.js';
 import { CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
+import { decisionSummary, printPending, printPendingList, promptLine, voteLine } from './approvals-output.js';
 import { parseParams } from './params.js';
+import { verifyCommand } from './verify.js';
 
 /** Exit codes: stable, documented in --help, used by scripts and CI. */
 export const EXIT = { approved: 0, error: 1, usage: 2, denied: 3, expired: 4, cancelled: 5, pending: 6 } as const;
 
 const EXIT_HELP = `
-Exit codes:
+Exit codes (request; see verify --help for verify's):
   0  approved (the credential is printed)
   1  error talking to the broker (unreachable, refused identity, invalid request)
   2  usage error
   3  denied by policy or by an approver
   4  expired before enough approvals
   5  cancelled
-  6  pending approval (the request id is printed)
+  6  pending approval (the request id is printed; --wait or \`countersign watch ID\` waits)
 
-Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA.
+Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
+Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
+SPIFFE_ENDPOINT_SOCKET), which is also used when no files are named and SPIFFE_ENDPOINT_SOCKET is set.
 Broker address: --addr or COUNTERSIGN_ADDR (host:port).`;
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -35,6 +41,8 @@ interface IdentityFlags {
   key?: string;
   ca?: string;
   serverId?: string;
+  workloadApi?: boolean | string;
+  spiffeId?: string;
 }
 
 const withIdentityOptions = (cmd: Command): Command =>
@@ -43,10 +51,46 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--cert <file>', 'your SVID certificate chain, PEM (default: COUNTERSIGN_CERT)')
     .option('--key <file>', 'your SVID private key, PEM (default: COUNTERSIGN_KEY)')
     .option('--ca <file>', 'trust bundle to authenticate the broker (default: COUNTERSIGN_CA)')
-    .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)');
+    .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)')
+    .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
+    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)');
 
 const clientFrom = (o: IdentityFlags) =>
-  CountersignClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+  CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
+const approvalsFrom = (o: IdentityFlags) =>
+  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+
+/**
+ * Follows a pending request until it ends, telling a person on stderr what
+ * happens (votes, reconnects); Ctrl-C stops waiting but leaves the request pending.
+ */
+async function waitForEnd(client: CountersignClient, requestId: string, start?: OperationResult): Promise<OperationResult> {
+  const abort = new AbortController();
+  const onSigint = () => {
+    err(`stopped waiting; request ${requestId} is still pending (countersign watch ${requestId} resumes, countersign cancel ${requestId} withdraws it)`);
+    abort.abort();
+    process.exit(EXIT.pending);
+  };
+  process.once('SIGINT', onSigint);
+  let votesSeen = start?.request?.votes.length ?? 0;
+  let final: OperationResult | undefined;
+  try {
+    for await (const update of client.watch(requestId, {
+      signal: abort.signal,
+      onReconnect: (e, attempt) => err(`connection to the broker lost (${e.message}); reconnecting (attempt ${attempt})`),
+    })) {
+      const votes = update.request?.votes ?? [];
+      if (final === undefined && start === undefined) printPending(update, err);
+      for (const vote of votes.slice(votesSeen)) err(voteLine(vote, update.request));
+      votesSeen = Math.max(votesSeen, votes.length);
+      final = update;
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  if (final === undefined) throw new CountersignClientError('ERR_WATCH_ENDED', `stopped watching request ${requestId} before it ended`);
+  return final;
+}
 
 function exitCodeFor(result: OperationResult): number {
   switch (result.state) {
@@ -89,8 +133,7 @@ function printResult(result: OperationResult, output: 'token' | 'json'): void {
       out(result.token ?? '');
       break;
     case 'PENDING_APPROVAL':
-      err(`pending approval: request ${result.requestId} (rule ${result.rule}); ${result.message}`);
-      if (result.expiresAt) err(`expires at ${result.expiresAt.toISOString()}`);
+      printPending(result, err);
       out(result.requestId);
       break;
     default:
@@ -117,8 +160,10 @@ withIdentityOptions(
     .option('--ticket <id>', 'change ticket reference')
     .option('--ttl <duration>', 'wished credential lifetime (e.g. 5m)', ttl)
     .option('--client-request-id <id>', 'idempotency key: retries with the same id return the same request')
+    .option('--wait', 'when approval is needed, wait for it and print the credential once approved')
     .addOption(new Option('--output <mode>', 'what to print').choices(['token', 'json']).default('token')),
 ).action(async (o: IdentityFlags & {
+  wait?: boolean;
   operation: string;
   resource: string;
   param: string[];
@@ -132,7 +177,7 @@ withIdentityOptions(
   output: 'token' | 'json';
 }) => {
   const parameters = parseParams(o.param, o.parametersJson);
-  const client = clientFrom(o);
+  const client = await clientFrom(o);
   try {
     const result = await client.requestOperation({
       operation: o.operation,
@@ -145,12 +190,113 @@ withIdentityOptions(
       ttlSeconds: o.ttl,
       clientRequestId: o.clientRequestId,
     });
-    printResult(result, o.output);
-    process.exitCode = exitCodeFor(result);
+    if (o.wait && result.state === 'PENDING_APPROVAL') {
+      if (o.output === 'token') {
+        printPending(result, err);
+        err('waiting for approval (Ctrl-C stops waiting; the request stays pending)');
+      }
+      const final = await waitForEnd(client, result.requestId, result);
+      printResult(final, o.output);
+      process.exitCode = exitCodeFor(final);
+    } else {
+      printResult(result, o.output);
+      process.exitCode = exitCodeFor(result);
+    }
   } finally {
     client.close();
   }
 });
+
+program.addCommand(verifyCommand());
+withIdentityOptions(
+  program
+    .command('watch')
+    .description('wait for a pending request to end; prints the credential once approved')
+    .argument('<request-id>', 'the id printed by countersign request')
+    .addOption(new Option('--output <mode>', 'what to print').choices(['token', 'json']).default('token')),
+).action(async (requestId: string, o: IdentityFlags & { output: 'token' | 'json' }) => {
+  const client = await clientFrom(o);
+  try {
+    const final = await waitForEnd(client, requestId);
+    printResult(final, o.output);
+    process.exitCode = exitCodeFor(final);
+  } finally {
+    client.close();
+  }
+});
+
+withIdentityOptions(
+  program
+    .command('cancel')
+    .description('withdraw a pending request (only the workload that made it can); exits 0 once cancelled')
+    .argument('<request-id>', 'the id printed by countersign request')
+    .option('--reason <text>', 'why, recorded with the request'),
+).action(async (requestId: string, o: IdentityFlags & { reason?: string }) => {
+  const client = await clientFrom(o);
+  try {
+    const result = await client.cancel(requestId, o.reason);
+    err(`cancelled request ${requestId}: ${result.message}`);
+  } finally {
+    client.close();
+  }
+});
+
+const approvals = program
+  .command('approvals')
+  .description('for approvers (authenticated by their own SVID): list pending requests, approve or deny them');
+
+withIdentityOptions(
+  approvals
+    .command('list')
+    .description('pending requests you may decide, soonest deadline first')
+    .addOption(new Option('--output <mode>', 'what to print').choices(['table', 'json']).default('table')),
+).action(async (o: IdentityFlags & { output: 'table' | 'json' }) => {
+  const client = approvalsFrom(o);
+  try {
+    printPendingList(await client.listPending(), o.output, out);
+  } finally {
+    client.close();
+  }
+});
+
+async function decide(requestId: string, decision: 'approve' | 'deny', o: IdentityFlags & { reason?: string; confirmResource?: string }): Promise<void> {
+  const client = approvalsFrom(o);
+  try {
+    let reason = o.reason;
+    let confirmResource = o.confirmResource;
+    let request;
+    try {
+      request = await client.decide({ requestId, decision, reason, confirmResource });
+    } catch (e) {
+      // Step-up "confirm" at a terminal: ask for the resource (and a reason), then try once more.
+      if (!(e instanceof CountersignClientError) || e.code !== 'ERR_STEP_UP_REQUIRED' || !process.stdin.isTTY) throw e;
+      err(e.message);
+      confirmResource = await promptLine('type the resource to confirm: ');
+      if (!reason) reason = await promptLine('reason: ');
+      request = await client.decide({ requestId, decision, reason, confirmResource });
+    }
+    out(decisionSummary(request, decision));
+  } finally {
+    client.close();
+  }
+}
+
+withIdentityOptions(
+  approvals
+    .command('approve')
+    .description('approve a pending request')
+    .argument('<request-id>', 'the request to approve (see countersign approvals list)')
+    .option('--reason <text>', 'why, recorded with your vote')
+    .option('--confirm-resource <resource>', "step-up 'confirm': the request's resource, typed again"),
+).action(async (requestId: string, o: IdentityFlags & { reason?: string; confirmResource?: string }) => decide(requestId, 'approve', o));
+
+withIdentityOptions(
+  approvals
+    .command('deny')
+    .description('deny a pending request')
+    .argument('<request-id>', 'the request to deny (see countersign approvals list)')
+    .option('--reason <text>', 'why, shown to the requester'),
+).action(async (requestId: string, o: IdentityFlags & { reason?: string }) => decide(requestId, 'deny', o));
 
 program.exitOverride((e) => {
   process.exit(e.exitCode === 0 ? 0 : EXIT.usage);

@@ -1,7 +1,9 @@
 // The requester's own SVID and the trust bundle it checks the broker against,
-// from explicit files or the environment.
+// from explicit files, the environment, or the SPIFFE Workload API.
 import { readFileSync } from 'node:fs';
+import { SPIFFE_ENDPOINT_SOCKET } from '@countersign/proto/workload-api';
 import { CountersignClientError } from './errors.js';
+import { WorkloadApiIdentity } from './workload-api.js';
 
 export interface IdentityFiles {
   certFile?: string | undefined;
@@ -23,7 +25,51 @@ export const ENV = {
   key: 'COUNTERSIGN_KEY',
   ca: 'COUNTERSIGN_CA',
   serverId: 'COUNTERSIGN_SERVER_ID',
+  /** The broker's JWKS (countersign verify). */
+  jwksUrl: 'COUNTERSIGN_JWKS_URL',
+  /** "1"/"true": use the Workload API at SPIFFE_ENDPOINT_SOCKET; or an endpoint address. */
+  workloadApi: 'COUNTERSIGN_WORKLOAD_API',
 } as const;
+
+export interface IdentityChoice extends IdentityFiles {
+  /** Use the Workload API: true for SPIFFE_ENDPOINT_SOCKET, or an endpoint (unix:///path, tcp://IP:port). */
+  workloadApi?: boolean | string | undefined;
+  /** Which of the Workload API's SVIDs to use; default the first. */
+  spiffeId?: string | undefined;
+  /** How long to wait for the first SVID from the Workload API. Default 30 s. */
+  workloadApiTimeoutMs?: number | undefined;
+}
+
+const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes)$/i.test(v);
+
+/**
+ * Files when any are named (flags or COUNTERSIGN_CERT/_KEY/_CA); the Workload API
+ * when asked for (--workload-api, COUNTERSIGN_WORKLOAD_API) or, with no files
+ * named, when SPIFFE_ENDPOINT_SOCKET is set.
+ */
+export async function resolveIdentity(choice: IdentityChoice, env: NodeJS.ProcessEnv = process.env): Promise<ClientIdentity | { source: WorkloadApiIdentity }> {
+  const filesNamed = [choice.certFile, choice.keyFile, choice.caFile, env[ENV.cert], env[ENV.key], env[ENV.ca]].some((f) => f !== undefined && f !== '');
+  const envChoice = env[ENV.workloadApi];
+  const wanted: boolean | string =
+    choice.workloadApi !== undefined && choice.workloadApi !== false
+      ? choice.workloadApi
+      : envChoice !== undefined && envChoice !== '' && !/^(0|false|no)$/i.test(envChoice)
+        ? truthy(envChoice) || envChoice
+        : false;
+  const explicitFiles = [choice.certFile, choice.keyFile, choice.caFile].some((f) => f !== undefined);
+  if (wanted !== false && explicitFiles) {
+    throw new CountersignClientError('ERR_USAGE', 'use either --cert/--key/--ca or the Workload API (--workload-api), not both');
+  }
+  const useWorkloadApi = wanted !== false || (!filesNamed && (env[SPIFFE_ENDPOINT_SOCKET] ?? '') !== '');
+  if (!useWorkloadApi) return loadIdentity(choice, env);
+  const source = await WorkloadApiIdentity.connect({
+    address: typeof wanted === 'string' ? wanted : undefined,
+    spiffeId: choice.spiffeId,
+    timeoutMs: choice.workloadApiTimeoutMs,
+    env,
+  });
+  return { source };
+}
 
 function readPem(file: string, what: string, flag: string): string {
   try {
@@ -44,7 +90,10 @@ export function loadIdentity(files: IdentityFiles, env: NodeJS.ProcessEnv = proc
     caFile ? undefined : `--ca or ${ENV.ca}`,
   ].filter((m) => m !== undefined);
   if (missing.length > 0) {
-    throw new CountersignClientError('ERR_IDENTITY_MISSING', `no SVID to authenticate with: set ${missing.join(', ')}`);
+    throw new CountersignClientError(
+      'ERR_IDENTITY_MISSING',
+      `no SVID to authenticate with: set ${missing.join(', ')}, or use the SPIFFE Workload API (--workload-api, or ${SPIFFE_ENDPOINT_SOCKET})`,
+    );
   }
   return {
     certChainPem: readPem(certFile as string, 'SVID certificate', `--cert/${ENV.cert}`),

@@ -1,19 +1,82 @@
 // The Approvals gRPC service: people, authenticated by their own SVID, list and
-// decide pending requests.
-import type { ApprovalsServer } from '@countersign/proto';
+// decide pending requests. The SVID's SPIFFE ID is mapped to a principal through
+// the principals directory; the vote itself goes through the approval workflow
+// like every other channel's.
+import type { Metadata } from '@grpc/grpc-js';
+import { VoteDecision, type ApprovalsServer } from '@countersign/proto';
+import type { PrincipalDirectory } from '@countersign/approvers';
 import type { Logger } from 'pino';
+import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
-import { unary, unimplemented } from './status.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
+import { VOTE_REFUSALS, type BrokerApprovalWorkflow } from '../requests/workflow.js';
+import { requestIdField } from './broker-service.js';
+import { toRequest } from './convert.js';
+import { unary } from './status.js';
 
-export function createApprovalsService(deps: { peers: PeerAuthenticator; logger: Logger }): ApprovalsServer {
+/** The channel name votes cast over this service carry. */
+export const CLI_CHANNEL = 'cli';
+const MAX_CONFIRM_RESOURCE_LENGTH = 512;
+
+export function createApprovalsService(deps: {
+  peers: PeerAuthenticator;
+  workflow: BrokerApprovalWorkflow;
+  directory: PrincipalDirectory;
+  logger: Logger;
+  metrics: Metrics;
+  tracing?: Tracing;
+}): ApprovalsServer {
+  const principalOf = (peer: string, metadata: Metadata): string => {
+    const identity = deps.peers.authenticate(peer, metadata);
+    const principal = deps.directory.bySpiffeId(identity.spiffeId);
+    if (principal === undefined) {
+      throw new CountersignError(
+        'permission_denied',
+        'ERR_NOT_AN_APPROVER',
+        `${identity.spiffeId} is not a principal: add it to a person's spiffe_ids in the principals file to let them approve`,
+      );
+    }
+    return principal.name;
+  };
+
   return {
-    listPending: unary(deps.logger, 'ListPending', async (call) => {
-      deps.peers.authenticate(call.getPeer());
-      throw unimplemented('Approvals.ListPending');
+    listPending: unary(deps, 'ListPending', async (call) => {
+      const principal = principalOf(call.getPeer(), call.metadata);
+      const pending = await deps.workflow.pendingFor(principal);
+      return { requests: pending.map(({ request, votes }) => toRequest(request, votes)) };
     }),
-    decide: unary(deps.logger, 'Decide', async (call) => {
-      deps.peers.authenticate(call.getPeer());
-      throw unimplemented('Approvals.Decide');
+
+    decide: unary(deps, 'Decide', async (call) => {
+      const principal = principalOf(call.getPeer(), call.metadata);
+      const { request } = call;
+      const requestId = requestIdField(request.requestId);
+      if (request.decision !== VoteDecision.VOTE_DECISION_APPROVE && request.decision !== VoteDecision.VOTE_DECISION_DENY) {
+        throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `decision: must be VOTE_DECISION_APPROVE or VOTE_DECISION_DENY, got ${request.decision}`, {
+          field: 'decision',
+        });
+      }
+      if (request.confirmResource.length > MAX_CONFIRM_RESOURCE_LENGTH) {
+        throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `confirm_resource: is ${request.confirmResource.length} characters long, at most ${MAX_CONFIRM_RESOURCE_LENGTH} are allowed`, {
+          field: 'confirm_resource',
+        });
+      }
+      const confirmed = request.confirmResource !== '';
+      const outcome = await deps.workflow.vote({
+        requestId,
+        principal,
+        channel: CLI_CHANNEL,
+        decision: request.decision === VoteDecision.VOTE_DECISION_APPROVE ? 'approve' : 'deny',
+        reason: request.reason,
+        stepUp: confirmed ? 'confirm' : 'click',
+        confirmedResource: confirmed ? request.confirmResource : undefined,
+      });
+      if (!outcome.counted) {
+        const kind = VOTE_REFUSALS[outcome.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition';
+        throw new CountersignError(kind, outcome.code, outcome.message, { requestId });
+      }
+      const loaded = await deps.workflow.load(requestId);
+      return { request: loaded === undefined ? undefined : toRequest(loaded.request, loaded.votes) };
     }),
   };
 }

@@ -1,21 +1,31 @@
 // The Broker gRPC service: authenticates the caller, hands the request to the
 // domain, and translates the outcome. Errors are mapped in status.ts only.
-import type { ServerUnaryCall } from '@grpc/grpc-js';
+import type { Metadata, ServerUnaryCall } from '@grpc/grpc-js';
 import { RequestState, type BrokerServer, type RequestOperationResponse } from '@countersign/proto';
 import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
+import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
+import type { RequestDelivery } from '../requests/delivery.js';
 import type { RequestService } from '../requests/request-service.js';
-import type { RequestStore } from '../requests/store.js';
+import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { toCredential, toDuration, toRequest } from './convert.js';
-import { serverStream, unary, unimplemented } from './status.js';
+import { serverStream, unary } from './status.js';
 
 export interface BrokerServiceDeps {
   peers: PeerAuthenticator;
   requests: RequestService;
-  store: RequestStore;
+  redemptions: RedemptionService;
+  delivery: RequestDelivery;
+  workflow: BrokerApprovalWorkflow;
   logger: Logger;
+  metrics: Metrics;
   pollIntervalMs: number;
+  /** Aborted when the broker stops: open watches end with UNAVAILABLE so clients reconnect to another replica. */
+  shutdown?: AbortSignal;
+  tracing?: Tracing;
 }
 
 export const MAX_REQUEST_ID_LENGTH = 64;
@@ -31,11 +41,11 @@ export function requestIdField(value: string): string {
 }
 
 export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
-  const { logger } = deps;
-  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string }) => deps.peers.authenticate(call.getPeer());
+  const ctx = { logger: deps.logger, metrics: deps.metrics, tracing: deps.tracing };
+  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) => deps.peers.authenticate(call.getPeer(), call.metadata);
 
   return {
-    requestOperation: unary(logger, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
+    requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
       const identity = identityOf(call);
       const outcome = await deps.requests.requestOperation(identity, call.request);
       const base: RequestOperationResponse = {
@@ -53,41 +63,73 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           return { ...base, state: RequestState.REQUEST_STATE_APPROVED, credential: toCredential(outcome.credential) };
         case 'DENIED':
           return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
-        case 'PENDING_APPROVAL':
+        case 'PENDING_APPROVAL': {
+          const r = outcome.request;
+          const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
           return {
             ...base,
             state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
-            message: `waiting for ${outcome.request.approvalsRequired} approval(s) from ${outcome.request.approvers.join(', ')}`,
-            expiresAt: new Date(outcome.request.expiresAt),
+            message: `waiting for ${r.approvalsRequired} approval(s) from ${who}`,
+            expiresAt: new Date(r.expiresAt),
             pollInterval: toDuration(outcome.pollIntervalMs),
-            request: toRequest(outcome.request),
+            request: toRequest(r),
           };
+        }
       }
+    }, (res) => ({ 'countersign.request_id': res.requestId, 'countersign.state': RequestState[res.state] ?? String(res.state), 'countersign.rule': res.rule })),
+
+    getRequest: unary(ctx, 'GetRequest', async (call) => {
+      const identity = identityOf(call);
+      const snapshot = await deps.delivery.get(identity, requestIdField(call.request.requestId));
+      return {
+        request: toRequest(snapshot.request, snapshot.votes),
+        credential: snapshot.credential === undefined ? undefined : toCredential(snapshot.credential),
+        pollInterval: toDuration(deps.pollIntervalMs),
+      };
     }),
 
-    getRequest: unary(logger, 'GetRequest', async (call) => {
+    watchRequest: serverStream(ctx, 'WatchRequest', async (call) => {
       const identity = identityOf(call);
       const id = requestIdField(call.request.requestId);
-      const request = await deps.store.get(id);
-      if (request === undefined || request.requester !== identity.spiffeId) {
-        throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist or belongs to another workload`);
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      call.on('close', () => abort.abort());
+      const onShutdown = () => abort.abort();
+      deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
+      deps.metrics.watchStreams.inc();
+      let ended = false;
+      try {
+        await deps.delivery.watch(
+          identity,
+          id,
+          (snapshot) => {
+            ended = snapshot.request.state !== 'PENDING_APPROVAL';
+            call.write({
+              request: toRequest(snapshot.request, snapshot.votes),
+              credential: snapshot.credential === undefined ? undefined : toCredential(snapshot.credential),
+            });
+          },
+          abort.signal,
+        );
+      } finally {
+        deps.metrics.watchStreams.dec();
+        deps.shutdown?.removeEventListener('abort', onShutdown);
       }
-      return { request: toRequest(request), credential: undefined, pollInterval: toDuration(deps.pollIntervalMs) };
+      if (!ended && deps.shutdown?.aborted && !call.cancelled) {
+        throw new CountersignError('unavailable', 'ERR_SHUTTING_DOWN', 'the broker is shutting down; watch again (another replica answers)');
+      }
     }),
 
-    watchRequest: serverStream(logger, 'WatchRequest', async (call) => {
-      identityOf(call);
-      throw unimplemented('WatchRequest');
+    cancelRequest: unary(ctx, 'CancelRequest', async (call) => {
+      const identity = identityOf(call);
+      const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
+      return { request: toRequest(request) };
     }),
 
-    cancelRequest: unary(logger, 'CancelRequest', async (call) => {
-      identityOf(call);
-      throw unimplemented('CancelRequest');
-    }),
-
-    redeemCredential: unary(logger, 'RedeemCredential', async (call) => {
-      identityOf(call);
-      throw unimplemented('RedeemCredential');
+    redeemCredential: unary(ctx, 'RedeemCredential', async (call) => {
+      const identity = identityOf(call);
+      const redemption = await deps.redemptions.redeem(call.request.token, identity);
+      return { credentialId: redemption.jti, requestId: redemption.requestId, redeemedAt: new Date(redemption.at) };
     }),
   };
 }

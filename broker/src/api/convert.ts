@@ -1,7 +1,8 @@
 // Domain values -> countersign.v1 messages.
-import { RequestState, type Credential, type Duration, type Request } from '@countersign/proto';
+import { RequestState, VoteDecision, type Credential, type Duration, type Request, type Vote } from '@countersign/proto';
 import type { MintedCredential } from '../credentials/mint.js';
-import type { RequestStatus, StoredRequest } from '../requests/store.js';
+import type { CollectedCredential } from '../requests/collector.js';
+import type { RequestStatus, StoredRequest, StoredVote } from '../requests/store.js';
 
 export const STATE: Record<RequestStatus, RequestState> = {
   PENDING_APPROVAL: RequestState.REQUEST_STATE_PENDING_APPROVAL,
@@ -13,9 +14,22 @@ export const STATE: Record<RequestStatus, RequestState> = {
 
 export const toDuration = (ms: number): Duration => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
 
-export const toCredential = (c: MintedCredential): Credential => ({ token: c.token, id: c.jti, expiresAt: new Date(c.expiresAt) });
+export const toCredential = (c: MintedCredential | CollectedCredential): Credential => ({
+  token: c.token,
+  id: c.jti,
+  expiresAt: new Date(c.expiresAt),
+});
 
-export function toRequest(r: StoredRequest): Request {
+export const toVote = (v: StoredVote): Vote => ({
+  principal: v.principal,
+  decision: v.decision === 'approve' ? VoteDecision.VOTE_DECISION_APPROVE : VoteDecision.VOTE_DECISION_DENY,
+  channel: v.channel,
+  at: new Date(v.at),
+  stepUp: v.stepUp,
+  reason: v.reason,
+});
+
+export function toRequest(r: StoredRequest, votes: StoredVote[] = []): Request {
   return {
     id: r.id,
     state: STATE[r.state],
@@ -30,13 +44,14 @@ export function toRequest(r: StoredRequest): Request {
     rule: r.rule,
     policyDigest: r.policyDigest,
     approvalsRequired: r.approvalsRequired,
-    votes: [],
+    votes: votes.map(toVote),
     createdAt: new Date(r.createdAt),
     expiresAt: new Date(r.expiresAt),
     resolvedAt: r.resolvedAt === undefined ? undefined : new Date(r.resolvedAt),
     resolutionMessage: r.resolutionMessage,
     audience: r.audience,
     approvers: r.approvers,
-    stepUp: 'click',
+    stepUp: r.stepUp,
+    groups: r.groups,
   };
 }

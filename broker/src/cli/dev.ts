@@ -1,12 +1,12 @@
 // `countersign-broker dev`: a working broker in one command, for trying it out.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { startBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { devConfig, ensureDevTrustDomain } from '../dev/trust-domain.js';
+import { devConfig, devRedisPrefix, ensureDevTrustDomain } from '../dev/trust-domain.js';
 import { out } from './output.js';
-import { closeOnSignal } from './serve.js';
+import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
 export interface DevOptions {
   dir: string;
@@ -24,7 +24,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   const td = await ensureDevTrustDomain({ dir: options.dir, trustDomain: options.trustDomain });
   const redis = await findDevRedis({ env: process.env, dir: td.dir, log: (line) => out(line) });
   const configFile = join(td.dir, 'config.yaml');
-  const configText = devConfig({ trustDomain: td.trustDomain, grpcPort: options.grpcPort, httpPort: options.httpPort, redisUrl: redis.url });
+  const configText = devConfig({
+    trustDomain: td.trustDomain,
+    grpcPort: options.grpcPort,
+    httpPort: options.httpPort,
+    redisUrl: redis.url,
+    redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
+  });
   await writeFile(configFile, configText);
   const config = parseConfig(configText, configFile);
   const broker = await startBroker(config).catch(async (e: unknown) => {
@@ -35,6 +41,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     await broker.close();
     await redis.stop();
   });
+  reloadPolicyOnHangup(broker);
 
   const addr = `127.0.0.1:${broker.grpcPort}`;
   const envDir = join(td.dir, 'env');
@@ -42,7 +49,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   for (const who of [td.workload, ...td.approvers]) {
     await writeFile(
       join(envDir, `${who.name}.env`),
-      envFile({ COUNTERSIGN_ADDR: addr, COUNTERSIGN_CA: td.caFile, COUNTERSIGN_CERT: who.certFile, COUNTERSIGN_KEY: who.keyFile }),
+      envFile({
+        COUNTERSIGN_ADDR: addr,
+        COUNTERSIGN_CA: td.caFile,
+        COUNTERSIGN_CERT: who.certFile,
+        COUNTERSIGN_KEY: who.keyFile,
+        COUNTERSIGN_JWKS_URL: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
+      }),
     );
   }
   const shown = relative(process.cwd(), td.dir) || '.';
@@ -52,21 +65,31 @@ export async function runDev(options: DevOptions): Promise<void> {
   out(`  gRPC (mTLS)   ${addr}  as ${broker.spiffeId}`);
   out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
   out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
-  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it, then restart)`);
+  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
   out('');
   out('Next, in another terminal in this directory:');
   out('');
   out(`  # act as the sample CI workload ${td.workload.spiffeId}`);
   out(`  source ${relative(process.cwd(), join(envDir, 'deployer.env'))}`);
   out('');
-  out('  # allowed by policy: prints a credential bound to this exact deploy');
-  out('  npx countersign request --operation deploy --resource staging/web --param version=1.4.2');
+  out('  # allowed by policy: a credential bound to this exact deploy');
+  out('  TOKEN=$(npx countersign request --operation deploy --resource staging/web --param version=1.4.2)');
   out('');
-  out('  # production needs a human: answers PENDING_APPROVAL with a request id');
-  out('  npx countersign request --operation deploy --resource prod/web --param version=1.4.2 --output json');
+  out('  # check it as a resource server would; --redeem uses it once');
+  out('  npx countersign verify --token "$TOKEN" --audience https://deploy.' + td.trustDomain + ' --param version=1.4.2 --cert "$COUNTERSIGN_CERT" --redeem');
   out('');
   out('  # anything else is denied');
   out('  npx countersign request --operation drop-table --resource prod/orders');
   out('');
-  out(`Approvers alice and bob have their own SVIDs: source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
+  out('  # production needs a human: waits, then prints the credential once approved');
+  out('  npx countersign request --operation deploy --resource prod/web --param version=1.4.2 --wait');
+  out('');
+  out('and in a third terminal, approve it as alice (bob is the other approver):');
+  out('');
+  out(`  source ${relative(process.cwd(), join(envDir, 'alice.env'))}`);
+  out('  npx countersign approvals list');
+  out('  npx countersign approvals approve <request id> --reason "release window"');
+  out('');
+  out(`Afterwards, is the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}) intact?`);
+  out(`  npx countersign-broker audit verify --dir ${shown}`);
 }

@@ -1,11 +1,15 @@
 // countersign-broker: run the broker (serve, dev) and the operator tools.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
-import { err } from './output.js';
+import { err, out } from './output.js';
+import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { runDev } from './dev.js';
-import { runServe } from './serve.js';
+import { keysCommand } from './keys.js';
+import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
+import { ROLES, runServe, type Role } from './serve.js';
 
-export const EXIT = { ok: 0, error: 1, usage: 2, config: 3 } as const;
+export const EXIT = { ok: 0, error: 1, usage: 2, config: 3, testsFailed: POLICY_TESTS_FAILED } as const;
+const io = { out, err };
 
 function port(value: string): number {
   const n = Number(value);
@@ -23,14 +27,21 @@ Exit codes:
   0  success
   1  runtime error (e.g. Redis unreachable at start-up)
   2  usage error
-  3  invalid configuration, policy or key file`,
+  3  invalid configuration, policy or key file
+  4  policy check: a test case in the policy file failed
+${AUDIT_EXIT_HELP.trimEnd()}`,
   );
 
 program
   .command('serve')
   .description('run the broker from a configuration file')
   .requiredOption('--config <file>', 'broker configuration (YAML)')
-  .action(async (opts: { config: string }) => void (await runServe(opts.config)));
+  .addOption(
+    new Option('--role <role>', 'all: API and queue workers; api: gRPC/HTTP only; worker: queue workers (notifications, expiry, sweeper) only')
+      .choices(ROLES)
+      .default('all'),
+  )
+  .action(async (opts: { config: string; role: Role }) => void (await runServe(opts.config, opts.role)));
 
 program
   .command('dev')
@@ -41,6 +52,50 @@ program
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
   .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number }) => runDev(opts));
 
+program.addCommand(keysCommand());
+program.addCommand(auditCommand());
+const collect = (value: string, previous: string[]) => [...previous, value];
+const policy = program.command('policy').description('check, test and explain a policy file without running a broker');
+
+policy
+  .command('check')
+  .description("validate a policy file and run its own tests: cases (exit 0 only if all pass)")
+  .argument('<file>', 'policy file (YAML)')
+  .option('--principals <file>', 'principals file: also check approver and group names')
+  .option('--output <format>', 'text or json', 'text')
+  .action(async (file: string, opts: { principals?: string; output: 'text' | 'json' }) => {
+    process.exitCode = await runPolicyCheck(file, opts, io);
+  });
+
+policy
+  .command('explain')
+  .description('print the decision for one request, the rule that made it, and why every other rule did or did not match')
+  .requiredOption('--policy <file>', 'policy file (YAML)')
+  .requiredOption('--workload <spiffe-id>', "the caller's SPIFFE ID")
+  .requiredOption('--operation <op>', 'operation, e.g. deploy')
+  .requiredOption('--resource <res>', 'resource, e.g. prod/web')
+  .option('--param <k=v>', 'a parameter: k=v (string) or k:=JSON; repeatable', collect, [])
+  .option('--parameters-json <json>', 'all parameters as one JSON object')
+  .option('--on-behalf-of <principal>', 'the human the caller acts for')
+  .option('--reason <text>', 'the reason given with the request')
+  .option('--ticket <id>', 'the change ticket given with the request')
+  .option('--at <time>', 'evaluate at this RFC 3339 time (default now)')
+  .option('--svid-age <duration>', "how long ago the caller's SVID was issued", '1m')
+  .option('--svid-remaining <duration>', "how long the caller's SVID is still valid", '1h')
+  .option('--request-rate <n>', "the caller's requests within settings.rate_window (context.request_rate)", '1')
+  .option('--principals <file>', 'principals file: check names, expand groups, apply separation of duties')
+  .option('--output <format>', 'text or json', 'text')
+  .action(async (opts: ExplainOptions) => {
+    process.exitCode = await runPolicyExplain(opts, io);
+  });
+
+policy
+  .command('schema')
+  .description('print the JSON Schema of the policy file (also in docs/policy.schema.json)')
+  .action(() => {
+    process.exitCode = runPolicySchema(io);
+  });
+
 program.exitOverride((e) => {
   process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
 });
@@ -48,9 +103,13 @@ program.exitOverride((e) => {
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  if (e instanceof InvalidArgumentError) {
+    err(`countersign-broker: ${e.message}`);
+    process.exit(EXIT.usage);
+  }
   if (e instanceof CountersignError) {
     err(`countersign-broker: ${e.message}`);
-    process.exit(['invalid_argument', 'failed_precondition'].includes(e.kind) ? EXIT.config : EXIT.error);
+    process.exit(e.code === 'ERR_USAGE' ? EXIT.usage : ['invalid_argument', 'failed_precondition'].includes(e.kind) ? EXIT.config : EXIT.error);
   }
   err(`countersign-broker: ${(e as Error).message}`);
   process.exit(EXIT.error);

@@ -1,4 +1,4 @@
-import { startBroker, type RunningBroker } from '../app.js';
+import { startBroker, startWorker, type RunningBroker, type RunningWorker } from '../app.js';
 import { loadConfig } from '../config/config.js';
 
 /** Closes the broker on SIGINT/SIGTERM; a second signal exits at once. */
@@ -16,9 +16,18 @@ export function closeOnSignal(close: () => Promise<void>): void {
   process.on('SIGTERM', onSignal);
 }
 
-export async function runServe(configFile: string): Promise<RunningBroker> {
+/** SIGHUP re-reads the policy file at once (it is also watched and polled). */
+export function reloadPolicyOnHangup(broker: RunningBroker): void {
+  process.on('SIGHUP', () => void broker.policies.reload('signal'));
+}
+
+export const ROLES = ['all', 'api', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+export async function runServe(configFile: string, role: Role = 'all'): Promise<RunningBroker | RunningWorker> {
   const config = await loadConfig(configFile);
-  const broker = await startBroker(config);
-  closeOnSignal(() => broker.close());
-  return broker;
+  const running = role === 'worker' ? await startWorker(config) : await startBroker(config, { role });
+  closeOnSignal(() => running.close());
+  if (role !== 'worker') reloadPolicyOnHangup(running as RunningBroker);
+  return running;
 }

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { parseTrustDomain } from '../identity/spiffe-id.js';
+import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.js';
 import { duration } from './duration.js';
 import { parseYaml, validateYaml, YamlValidationError } from './yaml-file.js';
 
@@ -12,6 +12,7 @@ export const MAX_CONFIG_BYTES = 256 * 1024;
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:8443');
 const trustDomain = z.string().refine((td) => {
@@ -23,14 +24,110 @@ const trustDomain = z.string().refine((td) => {
   }
 }, 'expected a trust domain name: lowercase letters, digits, ".", "-", "_"');
 const filePath = z.string().min(1).max(4096);
+/** An RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z; output ms since the epoch. */
+const instant = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/, 'expected an RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z')
+  .transform((text, ctx) => {
+    const ms = Date.parse(text);
+    if (Number.isNaN(ms)) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a valid time` });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 const bundleSchema = z
   .object({
     trust_domain: trustDomain,
     file: filePath,
-    format: z.enum(['pem']).default('pem'),
+    /** pem: CA certificates; spiffe: a SPIFFE bundle document (JWK Set). */
+    format: z.enum(['pem', 'spiffe']).default('pem'),
   })
   .strict();
+
+const spiffeIdWithPath = z
+  .string()
+  .max(2048)
+  .refine((id) => {
+    try {
+      return parseSpiffeId(id).path !== '';
+    } catch {
+      return false;
+    }
+  }, 'expected a workload SPIFFE ID such as spiffe://example.org/ingress (lowercase trust domain, a path, no trailing "/")');
+
+/** The broker's own SVID: from two files, or from a SPIFFE Workload API. */
+const svidSchema = z
+  .object({
+    cert_file: filePath.optional(),
+    key_file: filePath.optional(),
+    workload_api: z
+      .object({
+        /** unix:///path or tcp://IP:port; default SPIFFE_ENDPOINT_SOCKET. */
+        socket: z.string().min(1).max(4096).optional(),
+        /** Which SVID to serve with when the Workload API hands out several; default the first. */
+        spiffe_id: spiffeIdWithPath.optional(),
+        /** How long start-up waits for the first SVID. */
+        timeout: duration(SECOND, 10 * MINUTE).default(30 * SECOND),
+        /** Also trust the bundles (own and federated) the Workload API sends. */
+        trust_bundles: z.boolean().default(true),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((svid, ctx) => {
+    const files = svid.cert_file !== undefined || svid.key_file !== undefined;
+    if (files && svid.workload_api !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'set either cert_file and key_file, or workload_api, not both' });
+    } else if (!files && svid.workload_api === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected cert_file and key_file, or workload_api: {} (the SPIFFE Workload API)' });
+    } else if (files && (svid.cert_file === undefined || svid.key_file === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together', path: [svid.cert_file === undefined ? 'cert_file' : 'key_file'] });
+    }
+  });
+
+/** Trusting a TLS-terminating proxy to forward the caller's certificate (x-forwarded-client-cert). */
+const xfccSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** SPIFFE IDs of the proxies whose forwarded certificates are believed. */
+    proxy_ids: z.array(spiffeIdWithPath).max(32).default([]),
+  })
+  .strict()
+  .refine((x) => !x.enabled || x.proxy_ids.length > 0, {
+    message: 'xfcc.enabled needs at least one proxy SPIFFE ID in proxy_ids; a forwarded certificate is only believed from a known proxy',
+    path: ['proxy_ids'],
+  });
+
+const identitySchema = z
+  .object({
+    svid: svidSchema,
+    bundles: z.array(bundleSchema).max(64).default([]),
+    /** How often SVID and bundle files are checked for changes (a bundle's spiffe_refresh_hint may shorten it). */
+    reload_interval: duration(100, HOUR).default(5 * SECOND),
+    xfcc: xfccSchema.prefault({}),
+  })
+  .strict()
+  .superRefine((identity, ctx) => {
+    const fromWorkloadApi = identity.svid.workload_api !== undefined && identity.svid.workload_api.trust_bundles;
+    if (identity.bundles.length === 0 && !fromWorkloadApi) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'at least one trust bundle is needed: list bundles, or take them from the Workload API (svid.workload_api.trust_bundles: true)',
+        path: ['bundles'],
+      });
+    }
+    const seen = new Map<string, number>();
+    identity.bundles.forEach((b, i) => {
+      const first = seen.get(b.trust_domain);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `trust domain ${b.trust_domain} already has a bundle (bundles[${first}]); one bundle file per trust domain`, path: ['bundles', i, 'trust_domain'] });
+      }
+      seen.set(b.trust_domain, i);
+    });
+  });
 
 export const configSchema = z
   .object({
@@ -45,14 +142,18 @@ export const configSchema = z
     http: z.object({ listen: listenAddress.default('0.0.0.0:8080') }).strict().prefault({}),
     /** Plaintext grpc.health.v1 only, for the kubelet's gRPC probes; off unless set. */
     health: z.object({ grpc_listen: listenAddress.optional() }).strict().prefault({}),
+    /** OpenTelemetry traces over OTLP/HTTP; OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME work too. */
+    tracing: z
+      .object({
+        otlp_endpoint: z.string().regex(/^https?:\/\/\S+$/, 'expected an http(s) URL such as http://otel-collector:4318').optional(),
+        service_name: z.string().min(1).max(128).optional(),
+        sample_ratio: z.number().min(0).max(1).default(1),
+      })
+      .strict()
+      .prefault({}),
     /** How long a stopping broker lets calls and jobs finish (SIGTERM). */
     shutdown_grace: duration(0, 5 * MINUTE).default(20 * SECOND),
-    identity: z
-      .object({
-        svid: z.object({ cert_file: filePath, key_file: filePath }).strict(),
-        bundles: z.array(bundleSchema).min(1).max(64),
-      })
-      .strict(),
+    identity: identitySchema,
     redis: z
       .object({
         url: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').default('redis://127.0.0.1:6379'),
@@ -69,7 +170,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    policy: z.object({ file: filePath }).strict(),
+    policy: z
+      .object({
+        file: filePath,
+        /** Re-read the file this often even without a change event; 0s turns polling off. */
+        reload_interval: duration(0, HOUR).default(5 * SECOND),
+        /** React to file system change events on the policy file's directory. */
+        watch: z.boolean().default(true),
+      })
+      .strict(),
     /** People who may approve, with their identities per channel, and groups. */
     principals: z.object({ file: filePath }).strict().optional(),
     /** Slack approvals (docs/slack.md). Secrets come from SLACK_* variables or the *_file keys, never from this file. */
@@ -106,12 +215,74 @@ export const configSchema = z
         default_audience: z.string().min(1).max(512),
         default_ttl: duration(10 * SECOND, 24 * HOUR).default(5 * MINUTE),
         max_ttl: duration(10 * SECOND, 24 * HOUR).default(HOUR),
-        signing_keys: z.array(z.object({ file: filePath }).strict()).min(1).max(16),
+        /** Keys from files (a Kubernetes Secret mounted as files works the same); see docs/credentials.md, "Keys and rotation". */
+        signing_keys: z
+          .array(
+            z
+              .object({
+                file: filePath,
+                /** When this key starts signing; before that it is only published. Omitted: active since forever. */
+                activate_at: instant.optional(),
+              })
+              .strict(),
+          )
+          .min(1)
+          .max(16),
       })
       .strict(),
+    /** The audit hash chain (docs/audit.md). */
+    audit: z
+      .object({
+        /** JSON lines on stdout, one per record and checkpoint (for log collectors). */
+        stdout: z.boolean().default(true),
+        /** Also append them to this file. */
+        file: filePath.optional(),
+        checkpoint: z
+          .object({
+            every_events: z.number().int().min(1).max(1_000_000).default(1000),
+            interval: duration(SECOND, 24 * HOUR).default(5 * MINUTE),
+          })
+          .strict()
+          .prefault({}),
+        durability: z
+          .object({
+            /** Replicas that must acknowledge each append (Redis WAIT / WAITAOF). */
+            wait_replicas: z.number().int().min(0).max(16).default(0),
+            /** Wait for the primary's AOF fsync (WAITAOF, Redis 7.2+). */
+            wait_local_fsync: z.boolean().default(false),
+            timeout: duration(10, MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     requests: z
       .object({
         poll_interval: duration(200, MINUTE).default(2 * SECOND),
+        /** How long after approval the requester can collect its credential. */
+        collection_window: duration(10 * SECOND, 24 * HOUR).default(10 * MINUTE),
+        /** How long a request that ended stays readable (GetRequest, audit cross-checks). */
+        retention: duration(MINUTE, 90 * DAY).default(7 * DAY),
+        /** How often the sweeper ends overdue requests and finishes interrupted work. */
+        sweep_interval: duration(SECOND, 5 * MINUTE).default(5 * SECOND),
+        limits: z
+          .object({
+            max_pending_per_workload: z.number().int().min(1).max(1_000_000).default(100),
+            requests_per_second: z.number().min(0.01).max(100_000).default(20),
+            burst: z.number().int().min(1).max(1_000_000).default(200),
+            max_parameters_bytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+            max_reason_length: z.number().int().min(16).max(16 * 1024).default(2048),
+          })
+          .strict()
+          .prefault({}),
+        notifications: z
+          .object({
+            attempts: z.number().int().min(1).max(50).default(10),
+            backoff: duration(100, 5 * MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -121,6 +292,10 @@ export const configSchema = z
   .refine((c) => c.credentials.default_ttl <= c.credentials.max_ttl, {
     message: 'credentials.default_ttl must not exceed credentials.max_ttl',
     path: ['credentials', 'default_ttl'],
+  })
+  .refine((c) => c.requests.collection_window <= c.requests.retention, {
+    message: 'requests.collection_window must not exceed requests.retention',
+    path: ['requests', 'collection_window'],
   });
 
 export type BrokerConfig = z.output<typeof configSchema> & {

@@ -1,11 +1,26 @@
-// Signing keys for credentials. Each key has a kid (its RFC 7638 thumbprint);
-// the first key in the keyring signs, all are published in the JWKS.
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+// Signing keys for credentials and audit checkpoints. Each key has a kid (its
+// RFC 7638 thumbprint) and, optionally, the time it starts signing. Rotation
+// needs no downtime and no coordination between replicas:
+//
+//   upcoming  activate_at in the future: published in the JWKS, does not sign yet
+//   signing   the key with the latest activate_at that has passed (a key without
+//             activate_at counts as active since forever)
+//   retiring  replaced by a newer key less than max_ttl + 5 min ago: still
+//             published, because credentials it signed may still be valid
+//   expired   replaced longer ago than that: no longer published; remove its file
+//
+// Private keys are never logged: a SigningKey holds a non-extractable CryptoKey
+// and its JSON form shows only the public half.
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { calculateJwkThumbprint, importPKCS8, type CryptoKey, type JWK } from 'jose';
 import { CountersignError } from '../errors.js';
 
 export type SigningAlgorithm = 'ES256' | 'EdDSA';
+export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA'];
+
+/** The most clock skew a verifier may allow (agents/verify caps it at 300 s): retired keys stay that much longer. */
+export const VERIFIER_MAX_SKEW_MS = 300_000;
 
 export interface SigningKey {
   readonly kid: string;
@@ -13,6 +28,8 @@ export interface SigningKey {
   readonly privateKey: CryptoKey;
   /** Public JWK with kid, alg and use. */
   readonly publicJwk: JWK;
+  /** Where it came from (a file path), for messages. */
+  readonly source: string;
 }
 
 function keyError(source: string, message: string): CountersignError {
@@ -25,6 +42,7 @@ export async function parseSigningKey(pem: string, source: string): Promise<Sign
   try {
     keyObject = createPrivateKey({ key: pem, format: 'pem' });
   } catch {
+    // Never echo the content: it is (or is meant to be) a private key.
     throw keyError(source, 'not a PEM private key');
   }
   let alg: SigningAlgorithm;
@@ -35,7 +53,15 @@ export async function parseSigningKey(pem: string, source: string): Promise<Sign
   const privateKey = await importPKCS8(pkcs8, alg);
   const jwk = createPublicKey(keyObject).export({ format: 'jwk' }) as JWK;
   const kid = await calculateJwkThumbprint(jwk, 'sha256');
-  return { kid, alg, privateKey, publicJwk: { ...jwk, kid, alg, use: 'sig' } };
+  const publicJwk: JWK = { ...jwk, kid, alg, use: 'sig' };
+  return {
+    kid,
+    alg,
+    privateKey,
+    publicJwk,
+    source,
+    toJSON: () => ({ kid, alg, source, publicJwk }),
+  } as SigningKey;
 }
 
 export async function loadSigningKey(file: string): Promise<SigningKey> {
@@ -43,22 +69,131 @@ export async function loadSigningKey(file: string): Promise<SigningKey> {
   try {
     pem = await readFile(file, 'utf8');
   } catch (e) {
-    throw keyError(file, `cannot read: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw keyError(file, code === 'ENOENT' ? 'no such file (create one with: countersign-broker keys create --out FILE)' : `cannot read: ${code ?? 'error'}`);
   }
   return parseSigningKey(pem, file);
 }
 
+/** A new private key as PKCS#8 PEM. */
+export function generateSigningKeyPem(alg: SigningAlgorithm = 'ES256'): string {
+  const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+  return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+export interface ScheduledKey {
+  key: SigningKey;
+  /** When it starts signing (ms); undefined = active since forever. */
+  activateAt: number | undefined;
+}
+
+export type KeyState = 'upcoming' | 'signing' | 'retiring' | 'expired';
+
+export interface KeyStatus {
+  kid: string;
+  alg: SigningAlgorithm;
+  source: string;
+  state: KeyState;
+  activateAt: number | undefined;
+  /** When a newer key took over (ms), for retiring/expired keys. */
+  replacedAt: number | undefined;
+  /** Until when it stays in the JWKS (ms), for retiring keys. */
+  publishedUntil: number | undefined;
+}
+
 export class Keyring {
-  constructor(readonly keys: readonly SigningKey[]) {
-    if (keys.length === 0) throw new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', 'keyring: at least one signing key is needed');
+  /** Oldest first. */
+  private readonly schedule: ScheduledKey[];
+  /** How long a replaced key stays published: the longest credential lifetime plus verifier skew. */
+  readonly retainMs: number;
+
+  constructor(keys: readonly (ScheduledKey | SigningKey)[], options: { maxTtlMs: number }) {
+    const scheduled = keys.map((k): ScheduledKey => ('key' in k ? k : { key: k, activateAt: undefined }));
+    if (scheduled.length === 0) throw new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', 'keyring: at least one signing key is needed');
+    const byKid = new Map<string, string>();
+    for (const { key } of scheduled) {
+      const other = byKid.get(key.kid);
+      if (other !== undefined) throw keyError(key.source, `is the same key as ${other} (kid ${key.kid})`);
+      byKid.set(key.kid, key.source);
+    }
+    const always = scheduled.filter((k) => k.activateAt === undefined);
+    if (always.length > 1) {
+      throw keyError(
+        (always[1] as ScheduledKey).key.source,
+        `only one key may omit activate_at, but ${always[0]?.key.source} does too; give the older key any past time (e.g. the day it was created) so the broker knows which one signs`,
+      );
+    }
+    const times = new Map<number, string>();
+    for (const k of scheduled) {
+      if (k.activateAt === undefined) continue;
+      const other = times.get(k.activateAt);
+      if (other !== undefined) throw keyError(k.key.source, `activates at the same time as ${other}; activation times must differ`);
+      times.set(k.activateAt, k.key.source);
+    }
+    this.schedule = [...scheduled].sort((a, b) => (a.activateAt ?? -Infinity) - (b.activateAt ?? -Infinity));
+    this.retainMs = options.maxTtlMs + VERIFIER_MAX_SKEW_MS;
   }
 
-  /** The key that signs new credentials. */
-  get active(): SigningKey {
-    return this.keys[0] as SigningKey;
+  /** Every configured key, oldest first. */
+  get keys(): SigningKey[] {
+    return this.schedule.map((s) => s.key);
   }
 
-  jwks(): { keys: JWK[] } {
-    return { keys: this.keys.map((k) => k.publicJwk) };
+  private signingIndex(now: number): number {
+    let index = -1;
+    this.schedule.forEach((s, i) => {
+      if ((s.activateAt ?? -Infinity) <= now) index = i;
+    });
+    return index;
+  }
+
+  /** The key that signs at `now`; throws when none is active yet. */
+  signingKey(now: number): SigningKey {
+    const index = this.signingIndex(now);
+    if (index === -1) {
+      const first = this.schedule[0] as ScheduledKey;
+      throw new CountersignError(
+        'failed_precondition',
+        'ERR_NO_SIGNING_KEY',
+        `no signing key is active yet: the first one (${first.key.source}) activates at ${new Date(first.activateAt as number).toISOString()}`,
+      );
+    }
+    return (this.schedule[index] as ScheduledKey).key;
+  }
+
+  status(now: number): KeyStatus[] {
+    const signing = this.signingIndex(now);
+    return this.schedule.map((s, i) => {
+      const successor = this.schedule[i + 1];
+      const replacedAt = i < signing ? successor?.activateAt : undefined;
+      let state: KeyState;
+      if (i > signing) state = 'upcoming';
+      else if (i === signing) state = 'signing';
+      else state = now < (replacedAt as number) + this.retainMs ? 'retiring' : 'expired';
+      return {
+        kid: s.key.kid,
+        alg: s.key.alg,
+        source: s.key.source,
+        state,
+        activateAt: s.activateAt,
+        replacedAt,
+        publishedUntil: replacedAt === undefined ? undefined : replacedAt + this.retainMs,
+      };
+    });
+  }
+
+  /** The JWKS to publish at `now`: upcoming, signing and retiring keys. */
+  jwks(now: number): { keys: JWK[] } {
+    const states = this.status(now);
+    return { keys: this.schedule.filter((_, i) => states[i]?.state !== 'expired').map((s) => s.key.publicJwk) };
+  }
+
+  /** Every configured key's public half, expired ones included (for verifying old checkpoints). */
+  allPublicJwks(): { keys: JWK[] } {
+    return { keys: this.schedule.map((s) => s.key.publicJwk) };
+  }
+
+  toJSON(): unknown {
+    return { keys: this.schedule.map((s) => ({ kid: s.key.kid, alg: s.key.alg, source: s.key.source, activateAt: s.activateAt })) };
   }
 }

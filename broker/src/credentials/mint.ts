@@ -34,6 +34,8 @@ export interface MintInput {
 export interface MintedCredential {
   token: string;
   jti: string;
+  /** The key that signed it. */
+  kid: string;
   claims: CredentialClaims;
   expiresAt: number;
 }
@@ -44,7 +46,13 @@ export const MIN_CREDENTIAL_TTL_MS = 5_000;
 export class CredentialMinter {
   constructor(
     private readonly keyring: Keyring,
-    private readonly options: { issuer: string; maxTtlMs: number; clock: Clock },
+    private readonly options: {
+      issuer: string;
+      maxTtlMs: number;
+      clock: Clock;
+      /** Told which key signs each credential (key rotation is audited when it changes). */
+      onKeyUsed?: (kid: string) => void;
+    },
   ) {}
 
   async mint(input: MintInput): Promise<MintedCredential> {
@@ -83,10 +91,11 @@ export class CredentialMinter {
       claims.acr = 'urn:countersign:acr:workload';
       claims.auth_time = iat;
     }
-    const key = this.keyring.active;
+    const key = this.keyring.signingKey(now);
+    this.options.onKeyUsed?.(key.kid);
     const token = await new SignJWT(claims as unknown as Record<string, unknown>)
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE })
       .sign(key.privateKey);
-    return { token, jti, claims, expiresAt: exp * 1000 };
+    return { token, jti, kid: key.kid, claims, expiresAt: exp * 1000 };
   }
 }

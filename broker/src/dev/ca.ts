@@ -40,6 +40,8 @@ import { trustDomainId } from '../identity/spiffe-id.js';
 export { KeyUsageFlags };
 
 const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
+const SHA256_WITH_RSA = '1.2.840.113549.1.1.11';
+const DER_NULL = new Uint8Array([0x05, 0x00]).buffer;
 const OID_COMMON_NAME = '2.5.4.3';
 const OID_ORGANIZATION = '2.5.4.10';
 const MINUTE = 60_000;
@@ -62,6 +64,10 @@ export interface CertificateOptions {
   commonName?: string;
   /** Extra raw extensions (OID, critical, DER value), e.g. an unknown critical one. */
   extraExtensions?: { oid: string; critical: boolean; value: Uint8Array }[];
+  /** Key of the new certificate: EC P-256 (default) or RSA 2048. */
+  keyType?: 'ec' | 'rsa';
+  /** basicConstraints pathLenConstraint, for a CA. */
+  pathLength?: number;
 }
 
 export interface IssuedCertificate {
@@ -104,7 +110,9 @@ const keyIdOf = (publicKey: KeyObject): Buffer => createHash('sha1').update(publ
 function buildExtensions(options: CertificateOptions, defaults: Defaults, subjectKey: KeyObject, issuerKey: KeyObject): Extension[] {
   const out: Extension[] = [];
   const ca = options.ca === undefined ? defaults.ca : options.ca;
-  if (ca !== null) out.push(extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: ca })));
+  if (ca !== null) {
+    out.push(extension(id_ce_basicConstraints, true, new BasicConstraints(options.pathLength === undefined ? { cA: ca } : { cA: ca, pathLenConstraint: options.pathLength })));
+  }
   const keyUsage = options.keyUsage === undefined ? defaults.keyUsage : options.keyUsage;
   if (keyUsage !== null) out.push(extension(id_ce_keyUsage, true, new KeyUsage(keyUsage)));
   const eku = options.extKeyUsage === undefined ? defaults.eku : options.extKeyUsage;
@@ -122,12 +130,18 @@ function buildExtensions(options: CertificateOptions, defaults: Defaults, subjec
   return out;
 }
 
+/** The signature algorithm an issuer's key signs with. */
+const signatureAlgorithm = (issuerKey: KeyObject): AlgorithmIdentifier =>
+  issuerKey.asymmetricKeyType === 'rsa'
+    ? new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: DER_NULL })
+    : new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
+
 function signCertificate(tbs: TBSCertificate, issuerKey: KeyObject): Buffer {
   const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
   const signature = sign('sha256', tbsDer, { key: issuerKey, dsaEncoding: 'der' });
   const cert = new Certificate({
     tbsCertificate: tbs,
-    signatureAlgorithm: new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 }),
+    signatureAlgorithm: signatureAlgorithm(issuerKey),
     signatureValue: new Uint8Array(signature).buffer,
   });
   return Buffer.from(AsnConvert.serialize(cert));
@@ -149,7 +163,7 @@ function mint(subject: Subject, issuer: Subject, options: CertificateOptions, de
   const tbs = new TBSCertificate({
     version: Version.v3,
     serialNumber: serialNumber(),
-    signature: new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 }),
+    signature: signatureAlgorithm(issuer.keys.privateKey),
     issuer: issuer.name,
     validity: new Validity({ notBefore: new Date(options.notBefore ?? now - MINUTE), notAfter: new Date(options.notAfter ?? now + HOUR) }),
     subject: subject.name,
@@ -166,7 +180,8 @@ function mint(subject: Subject, issuer: Subject, options: CertificateOptions, de
   };
 }
 
-const newKeys = () => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const newKeys = (type: 'ec' | 'rsa' = 'ec') =>
+  type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
 /** A signing authority: the root of a trust domain, or an intermediate below it. */
 export class CertificateAuthority {
@@ -182,7 +197,7 @@ export class CertificateAuthority {
   /** A new self-signed root for a trust domain. */
   static createRoot(trustDomain: string, options: CertificateOptions & { now?: () => number } = {}): CertificateAuthority {
     const now = options.now ?? Date.now;
-    const subject = { name: name(options.commonName ?? 'Countersign CA', trustDomain), keys: newKeys() };
+    const subject = { name: name(options.commonName ?? 'Countersign CA', trustDomain), keys: newKeys(options.keyType) };
     const cert = mint(subject, subject, { uris: [trustDomainId(trustDomain)], notAfter: now() + 24 * 365 * HOUR, ...options }, CA_DEFAULTS, now());
     return new CertificateAuthority(trustDomain, cert, subject.name, [], now);
   }
@@ -206,7 +221,7 @@ export class CertificateAuthority {
 
   /** An intermediate CA below this one. */
   createIntermediate(options: CertificateOptions = {}): CertificateAuthority {
-    const subject = { name: name(options.commonName ?? 'Countersign intermediate CA', this.trustDomain), keys: newKeys() };
+    const subject = { name: name(options.commonName ?? 'Countersign intermediate CA', this.trustDomain), keys: newKeys(options.keyType) };
     const cert = mint(subject, this.asSubject, { uris: [trustDomainId(this.trustDomain)], ...options }, CA_DEFAULTS, this.now());
     return new CertificateAuthority(this.trustDomain, cert, subject.name, [this.certificate, ...this.parents], this.now);
   }
@@ -214,7 +229,7 @@ export class CertificateAuthority {
   /** An X.509-SVID for spiffeId, signed by this authority; options may break any rule on purpose. */
   issueSvid(spiffeId: string, options: CertificateOptions = {}): IssuedSvid {
     const commonName = options.commonName ?? (spiffeId.split('/').pop() || 'svid');
-    const subject = { name: name(commonName, this.trustDomain), keys: newKeys() };
+    const subject = { name: name(commonName, this.trustDomain), keys: newKeys(options.keyType) };
     const cert = mint(subject, this.asSubject, { uris: [spiffeId], ...options }, LEAF_DEFAULTS, this.now());
     // What a workload presents: its leaf, then every intermediate up to (not including) the root.
     const intermediates = this.parents.length === 0 ? [] : [this.certificate, ...this.parents.slice(0, -1)];

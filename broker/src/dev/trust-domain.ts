@@ -1,7 +1,7 @@
 // The dev trust domain: everything `countersign-broker dev` needs, created once
 // in a directory and reused: a CA, SVIDs for the broker, a sample workload and
 // two sample approvers, a signing key, an example policy and a config file.
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -35,9 +35,13 @@ export interface DevTrustDomain {
 }
 
 export function devPolicy(trustDomain: string): string {
-  return `# Countersign policy for the dev trust domain ${trustDomain}.
-# Rules are checked against every request; deny wins over approve, approve over
-# allow, and a request no rule matches is denied. See docs/policy.md.
+  return `# Countersign policy for the dev trust domain ${trustDomain}. See docs/policy.md.
+# Deny wins over everything, then break_glass, approve, allow; a request no rule
+# matches is denied. The broker reloads this file when it changes (if the new
+# version is valid and its tests below pass).
+#   countersign-broker policy check policy.yaml --principals principals.yaml
+#   countersign-broker policy explain --policy policy.yaml \\
+#     --workload spiffe://${trustDomain}/ci/deployer --operation deploy --resource prod/web
 version: 1
 rules:
   - name: staging-deploys
@@ -61,6 +65,20 @@ rules:
       required: 1
       timeout: 15m
     ttl: 5m
+
+tests:
+  - name: CI deploys to staging without approval
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: staging/web }
+    expect: { decision: allow, rule: staging-deploys, ttl: 10m }
+  - name: a prod deploy needs one approval from alice or bob
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: prod/web }
+    expect: { decision: approve, rule: prod-deploys, required: 1, approvers: [alice, bob] }
+  - name: anything else is denied
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: drop-table, resource: prod/orders }
+    expect: { decision: deny, rule: null }
+  - name: other workloads cannot deploy
+    input: { workload: "spiffe://${trustDomain}/web/frontend", operation: deploy, resource: staging/web }
+    expect: { decision: deny, rule: null }
 `;
 }
 
@@ -85,7 +103,15 @@ groups:
 `;
 }
 
-export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string }): string {
+/**
+ * The Redis prefix of one dev directory: its CA's fingerprint, so dev trust domains that share
+ * a local Redis (or a directory recreated on the same Redis) never mix their requests and audit trails.
+ */
+export function devRedisPrefix(caPem: string): string {
+  return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
+}
+
+export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string; redisPrefix: string }): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
 trust_domain: ${t.trustDomain}
@@ -102,7 +128,7 @@ identity:
       file: ca.pem
 redis:
   url: ${t.redisUrl}
-  prefix: "countersign:dev:"
+  prefix: "${t.redisPrefix}"
 policy:
   file: policy.yaml
 principals:
@@ -113,6 +139,13 @@ credentials:
   max_ttl: 1h
   signing_keys:
     - file: signing-key.pem
+audit:
+  # The banner owns stdout in dev mode; the audit lines go to a file instead.
+  stdout: false
+  file: audit.jsonl
+  checkpoint:
+    every_events: 100
+    interval: 1m
 `;
 }
 

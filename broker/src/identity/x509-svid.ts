@@ -150,28 +150,44 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
 
   // Path validation against the leaf's own trust domain, and nothing else.
   const bundle = bundles.getBundle(id.trustDomain);
-  if (bundle === undefined || bundle.x509Authorities.length === 0) {
+  if (bundle === undefined) {
     throw refuse('ERR_SVID_UNKNOWN_TRUST_DOMAIN', `no bundle for trust domain ${id.trustDomain}`, { trustDomain: id.trustDomain });
+  }
+  if (bundle.x509Authorities.length === 0) {
+    throw refuse('ERR_SVID_UNTRUSTED', `the bundle of trust domain ${id.trustDomain} holds no X.509 authorities`, { trustDomain: id.trustDomain });
   }
   const isAuthority = (cert: ParsedCertificate): boolean => bundle.x509Authorities.some((a) => a.der.equals(cert.der));
   let anchoredBy: X509Authority | undefined;
+  // A signing certificate's own constraints are judged before asking whether it
+  // signed the one below, so a bad intermediate gets its precise code (OpenSSL's
+  // issuer check alone would also fail on a missing keyCertSign).
+  const checkIntermediate = (cert: ParsedCertificate, i: number): void => {
+    const what = `chain certificate #${i}`;
+    if (!cert.fields.basicConstraints?.ca) throw refuse('ERR_SVID_INTERMEDIATE_NOT_CA', `${what} is not a CA`);
+    const intermediateUsage = cert.fields.keyUsage;
+    if (intermediateUsage === null || (intermediateUsage & KeyUsageFlags.keyCertSign) === 0) {
+      throw refuse('ERR_SVID_INTERMEDIATE_NO_KEY_CERT_SIGN', `${what} key usage lacks keyCertSign`);
+    }
+    const signingIds = cert.fields.uris;
+    if (signingIds.some((u) => u !== trustDomainId(id.trustDomain))) {
+      throw refuse('ERR_SVID_INTERMEDIATE_TRUST_DOMAIN', `${what} names ${signingIds.join(', ')}, not trust domain ${id.trustDomain}`);
+    }
+    // RFC 5280 4.2.1.9: at most pathLength intermediates may follow below this one.
+    const pathLength = cert.fields.basicConstraints.pathLength;
+    if (pathLength !== undefined && i - 1 > pathLength) {
+      throw refuse('ERR_SVID_PATH_LENGTH', `${what} allows ${pathLength} intermediate(s) below it, the chain has ${i - 1}`);
+    }
+    checkValidity(cert, options.now, what, false);
+  };
   for (let i = 0; i < parsed.length; i++) {
     const cert = parsed[i] as ParsedCertificate;
     const what = i === 0 ? 'leaf certificate' : `chain certificate #${i}`;
-    if (i > 0) {
-      if (!cert.fields.basicConstraints?.ca) throw refuse('ERR_SVID_INTERMEDIATE_NOT_CA', `${what} is not a CA`);
-      const intermediateUsage = cert.fields.keyUsage;
-      if (intermediateUsage === null || (intermediateUsage & KeyUsageFlags.keyCertSign) === 0) {
-        throw refuse('ERR_SVID_INTERMEDIATE_NO_KEY_CERT_SIGN', `${what} key usage lacks keyCertSign`);
-      }
-      const signingIds = cert.fields.uris;
-      if (signingIds.some((u) => u !== trustDomainId(id.trustDomain))) {
-        throw refuse('ERR_SVID_INTERMEDIATE_TRUST_DOMAIN', `${what} names ${signingIds.join(', ')}, not trust domain ${id.trustDomain}`);
-      }
-      checkValidity(cert, options.now, what, false);
-    }
     anchoredBy = bundle.x509Authorities.find((a) => issuedBy(cert, a.certificate));
     if (anchoredBy !== undefined) {
+      const anchorPathLength = anchoredBy.pathLength;
+      if (anchorPathLength !== undefined && i > anchorPathLength) {
+        throw refuse('ERR_SVID_PATH_LENGTH', `trust bundle authority ${anchoredBy.certificate.subject} allows ${anchorPathLength} intermediate(s), the chain has ${i}`);
+      }
       // The remaining certificates (if any) must be authorities of the bundle, sent redundantly.
       const rest = parsed.slice(i + 1);
       if (!rest.every(isAuthority)) throw refuse('ERR_SVID_CHAIN_ORDER', `certificates after ${what} are not part of its path`);
@@ -183,6 +199,15 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
         trustDomain: id.trustDomain,
       });
     }
+    // A root is never an intermediate: a self-signed certificate that is not an
+    // authority of this trust domain ends the path, untrusted. (The TLS layer
+    // appends a root it knows, possibly another trust domain's, to the peer chain.)
+    if (!isAuthority(next) && issuedBy(next, next.node)) {
+      throw refuse('ERR_SVID_UNTRUSTED', `${what} chains to ${next.node.subject.replace(/\n/g, ', ')}, which is not an authority of trust domain ${id.trustDomain}`, {
+        trustDomain: id.trustDomain,
+      });
+    }
+    checkIntermediate(next, i + 1);
     if (!issuedBy(cert, next.node)) {
       throw refuse('ERR_SVID_CHAIN_ORDER', `${what} is not signed by the next certificate in the chain (chain must be leaf first, each followed by its issuer)`);
     }

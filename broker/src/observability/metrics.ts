@@ -3,8 +3,17 @@
 // never share counters. Add a metric here, then increment it where it happens.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Values read at scrape time from the parts that own them (set by the composition root). */
+export interface MetricSources {
+  queueDepth?: () => Promise<{ queue: string; state: string; count: number }[]>;
+  /** The key signing credentials now, and since when (ms). */
+  signingKey?: () => Promise<{ kid: string; since: number } | undefined>;
+  now?: () => number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
+  readonly sources: MetricSources = {};
 
   readonly requests = new Counter({
     name: 'countersign_requests_total',
@@ -33,6 +42,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly identityUpdates = new Counter({
+    name: 'countersign_identity_updates_total',
+    help: "New broker SVIDs and trust bundles put in service (rotation, reload), by kind (svid, bundle).",
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly svidExpiry = new Gauge({
+    name: 'countersign_svid_expiry_timestamp_seconds',
+    help: "When the broker's own X.509-SVID in service expires (Unix seconds); alert when rotation stops moving it.",
+    registers: [this.registry],
+  });
+
   readonly decisionSeconds = new Histogram({
     name: 'countersign_request_operation_seconds',
     help: 'Time to answer RequestOperation, by decision.',
@@ -47,8 +69,98 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly votes = new Counter({
+    name: 'countersign_votes_total',
+    help: 'Votes counted, by decision (approve, deny) and channel.',
+    labelNames: ['decision', 'channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly votesRefused = new Counter({
+    name: 'countersign_votes_refused_total',
+    help: 'Votes refused, by error code (ERR_SELF_APPROVAL, ERR_REQUEST_RESOLVED, ...) and channel.',
+    labelNames: ['code', 'channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly resolutions = new Counter({
+    name: 'countersign_requests_resolved_total',
+    help: 'Approval requests that ended, by end state.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notificationFailures = new Counter({
+    name: 'countersign_notification_failures_total',
+    help: 'Failed attempts to notify an approver channel (each is retried with backoff).',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly expiryLatenessSeconds = new Histogram({
+    name: 'countersign_expiry_lateness_seconds',
+    help: 'How long after its deadline a request was ended EXPIRED.',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly rpcErrors = new Counter({
+    name: 'countersign_rpc_errors_total',
+    help: 'gRPC calls answered with an error, by method and error code (ERR_REDIS_UNAVAILABLE, ERR_SVID_EXPIRED, ...).',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly timeToDecisionSeconds = new Histogram({
+    name: 'countersign_time_to_decision_seconds',
+    help: 'From a request needing approval to its end, by end state (APPROVED, DENIED, EXPIRED, CANCELLED).',
+    labelNames: ['state'] as const,
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
+    registers: [this.registry],
+  });
+
+  readonly redemptions = new Counter({
+    name: 'countersign_credential_redemptions_total',
+    help: 'RedeemCredential calls, by outcome (redeemed, refused: already redeemed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly queueJobs = new Gauge({
+    name: 'countersign_queue_jobs',
+    help: 'BullMQ jobs (notifications, expiry, maintenance) by queue and state (waiting, active, delayed, failed).',
+    labelNames: ['queue', 'state'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const depth = await this.sources.queueDepth?.().catch(() => undefined);
+      if (depth === undefined) return;
+      this.queueJobs.reset();
+      for (const d of depth) this.queueJobs.set({ queue: d.queue, state: d.state }, d.count);
+    },
+  });
+
+  readonly signingKeyAge = new Gauge({
+    name: 'countersign_signing_key_age_seconds',
+    help: 'How long the key that signs credentials has been signing them, by kid.',
+    labelNames: ['kid'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      const key = await this.sources.signingKey?.().catch(() => undefined);
+      if (key === undefined) return;
+      this.signingKeyAge.reset();
+      const now = this.sources.now?.() ?? Date.now();
+      this.signingKeyAge.set({ kid: key.kid }, Math.max(0, now - key.since) / 1000);
+    },
+  });
+
+  readonly watchStreams = new Gauge({
+    name: 'countersign_watch_streams',
+    help: 'WatchRequest streams open on this broker.',
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_process_' });
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -28,7 +28,11 @@ export interface ApprovalRequirement {
   allowSelfApproval: boolean;
   stepUp: StepUp;
   reasonRequired: boolean;
-  /** A regular expression the request's ticket must match, when set. */
+  /**
+   * A regular expression the request's ticket must match, when set. Policy has
+   * already checked it (and reasonRequired) before answering approve; when several
+   * rules set patterns this one requires all of them.
+   */
   ticketPattern: string | undefined;
   notify: NotifyTargets;
 }
@@ -53,6 +57,12 @@ export interface PolicyInput {
   onBehalfOf: string;
   /** Evaluation time (from the injected clock). */
   now: number;
+  /**
+   * Requests this caller made within the policy's settings.rate_window, this one
+   * included (context.request_rate). Only needed when the policy uses it
+   * (Policy.usesRequestRate); Policy.decide fills it in from Redis.
+   */
+  requestRate?: number;
 }
 
 export type Decision =

@@ -139,6 +139,19 @@ export class Principals implements PrincipalDirectory {
     return this.groups.has(group);
   }
 
+  /** Members of a group listed in the file; undefined for unknown groups and Slack user groups (known only at vote time). */
+  staticMembers(group: string): readonly string[] | undefined {
+    return this.groups.get(group)?.members;
+  }
+
+  principalNames(): string[] {
+    return [...this.byNameMap.keys()];
+  }
+
+  groupNames(): string[] {
+    return [...this.groups.keys()];
+  }
+
   byName(name: string): Principal | undefined {
     return this.byNameMap.get(name);
   }

@@ -12,6 +12,14 @@ export class Keys {
   votes(id: string): string {
     return `${this.prefix}req:${id}:votes`;
   }
+  /** Hash holding the one credential minted for an approved request (token, jti, audited). */
+  requestCredential(id: string): string {
+    return `${this.prefix}req:${id}:credential`;
+  }
+  /** String with a TTL: present while the requester must not poll GetRequest again. */
+  pollGate(id: string): string {
+    return `${this.prefix}req:${id}:poll`;
+  }
   /** String: request id for (requester, client_request_id). */
   idempotency(requesterHash: string, clientRequestId: string): string {
     return `${this.prefix}idem:${requesterHash}:${clientRequestId}`;
@@ -20,13 +28,54 @@ export class Keys {
   pending(): string {
     return `${this.prefix}pending`;
   }
-  /** Stream of audit events. */
-  audit(): string {
-    return `${this.prefix}audit`;
+  /** List: the audit hash chain, one canonical JSON record per element (index = seq - 1). */
+  auditChain(): string {
+    return `${this.prefix}audit:chain`;
   }
-  /** Pub/sub channel announcing request state changes. */
+  /** Hash: the chain's head (seq, hash, at) and the last checkpointed seq. */
+  auditHead(): string {
+    return `${this.prefix}audit:head`;
+  }
+  /** List: signed checkpoints (compact JWS) over chain positions. */
+  auditCheckpoints(): string {
+    return `${this.prefix}audit:checkpoints`;
+  }
+  /** String: kid of the key that signed the last credential, to audit each rotation once. */
+  signingKid(): string {
+    return `${this.prefix}keys:signing-kid`;
+  }
+  /** Hash kid -> when it was first seen signing (ms): the signing key's age. */
+  signingSince(): string {
+    return `${this.prefix}keys:signing-since`;
+  }
+  /** String: who redeemed an approval (request id) or credential (jti), and when. */
+  redemption(id: string): string {
+    return `${this.prefix}redeemed:${id}`;
+  }
+  /** Sorted set of one workload's pending request ids scored by expiry (ms): the per-workload limit. */
+  pendingOfWorkload(workloadHash: string): string {
+    return `${this.prefix}pending:wl:${workloadHash}`;
+  }
+  /** Hash: a workload's token bucket (tokens, updated_at) for requests.limits.requests_per_second. */
+  rateLimit(workloadHash: string): string {
+    return `${this.prefix}ratelimit:${workloadHash}`;
+  }
+  /**
+   * Hash "<request id>|<effect>" -> time it was written: the transactional outbox.
+   * Each transition script records what must follow it (audit records, notification
+   * and expiry jobs) here, atomically with the transition; the entry is removed
+   * once that work is done, and the sweeper finishes entries a crash left behind.
+   */
+  outbox(): string {
+    return `${this.prefix}outbox`;
+  }
+  /** Pub/sub channel announcing request state changes (message: the request id). */
   requestEvents(): string {
     return `${this.prefix}events`;
+  }
+  /** Sorted set of one caller's recent requests scored by time (ms), for context.request_rate. */
+  requestRate(callerHash: string): string {
+    return `${this.prefix}rate:${callerHash}`;
   }
   /** Prefix BullMQ puts before its own keys. */
   bullmqPrefix(): string {

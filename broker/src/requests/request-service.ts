@@ -1,21 +1,26 @@
-// The request's journey inside the broker: validate, decide by policy, then
-// allow (mint + audit), deny (audit) or create a pending approval (store + audit).
+// The request's journey inside the broker: rate limit, validate, decide by policy,
+// then allow (mint + audit), deny (audit) or create a pending approval (store +
+// audit via the outbox, which also schedules its expiry and notifications).
 // Nothing reaches the caller before its audit record is appended.
 import type { RequestOperationRequest } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import { newRequestId } from '../ids.js';
+import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
+import type { RequestRateLimiter } from './limits.js';
+import type { Outbox } from './outbox.js';
 import type { RequestStore, StoredRequest } from './store.js';
-import { validateOperationRequest, type OperationRequest } from './validate.js';
+import { DEFAULT_SIZE_LIMITS, policyInputOf, validateOperationRequest, type OperationRequest, type SizeLimits } from './validate.js';
 
 export interface RequestServiceOptions {
   defaultAudience: string;
   defaultTtlMs: number;
   pollIntervalMs: number;
+  sizeLimits?: SizeLimits;
 }
 
 export type OperationOutcome =
@@ -30,6 +35,8 @@ export class RequestService {
       minter: CredentialMinter;
       audit: AuditLog;
       store: RequestStore;
+      outbox: Outbox;
+      limiter: RequestRateLimiter;
       clock: Clock;
       metrics: Metrics;
     },
@@ -52,6 +59,7 @@ export class RequestService {
 
   async requestOperation(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const started = performance.now();
+    await this.deps.limiter.take(identity.spiffeId);
     const outcome = await this.decide(identity, raw);
     const decision = outcome.state === 'APPROVED' ? 'allow' : outcome.state === 'DENIED' ? 'deny' : 'approve';
     this.deps.metrics.requests.inc({ decision, rule: outcome.rule ?? '(none)' });
@@ -61,32 +69,26 @@ export class RequestService {
   }
 
   private async decide(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
-    const parsed = validateOperationRequest(raw);
+    const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
     const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
-    const decision = policy.evaluate({
-      workload: identity,
-      operation: op.operation,
-      resource: op.resource,
-      parameters: op.parameters,
-      reason: op.reason,
-      ticket: op.ticket,
-      onBehalfOf: op.onBehalfOf,
-      now: this.deps.clock.now(),
-    });
+    const decision = await policy.decide(policyInputOf(identity, op, this.deps.clock.now()));
     const facts = this.requestFacts(identity, op);
 
     if (decision.effect === 'deny') {
       const requestId = newRequestId();
-      await this.deps.audit.append({
-        type: 'decision',
-        request_id: requestId,
-        decision: 'deny',
-        rule: decision.rule,
-        policy_digest: policy.digest,
-        message: decision.message,
-        ...facts,
-      });
+      await this.deps.audit.appendAll([
+        { type: 'request_received', request_id: requestId, ...facts },
+        {
+          type: 'decision',
+          request_id: requestId,
+          decision: 'deny',
+          rule: decision.rule,
+          policy_digest: policy.digest,
+          message: decision.message,
+          ...facts,
+        },
+      ]);
       return { state: 'DENIED', requestId, rule: decision.rule, message: decision.message };
     }
 
@@ -106,6 +108,7 @@ export class RequestService {
       });
       // Fail closed: both records are durable before the credential leaves the broker.
       await this.deps.audit.appendAll([
+        { type: 'request_received', request_id: requestId, ...facts },
         {
           type: 'decision',
           request_id: requestId,
@@ -115,17 +118,7 @@ export class RequestService {
           ...(breakGlass ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } } : {}),
           ...facts,
         },
-        {
-          type: 'credential_issued',
-          request_id: requestId,
-          jti: credential.jti,
-          subject: identity.spiffeId,
-          audience: op.audience,
-          expires_at: credential.expiresAt,
-          operation: op.operation,
-          resource: op.resource,
-          parameters_digest: op.parametersDigest,
-        },
+        credentialIssuedEvent(requestId, credential.token, credential),
       ]);
       return { state: 'APPROVED', requestId, rule: decision.rule, credential };
     }
@@ -134,25 +127,15 @@ export class RequestService {
       requester: identity,
       operation: op,
       rule: decision.rule,
+      rules: decision.rules,
       policyDigest: policy.digest,
-      approvers: decision.approval.approvers,
-      approvalsRequired: decision.approval.required,
-      timeoutMs: decision.approval.timeoutMs,
+      approval: decision.approval,
       ttlCapMs: decision.ttlMs,
     });
-    if (created) {
-      await this.deps.audit.append({
-        type: 'decision',
-        request_id: request.id,
-        decision: 'approve',
-        rule: decision.rule,
-        rules: decision.rules,
-        policy_digest: policy.digest,
-        approvers: decision.approval.approvers,
-        approvals_required: decision.approval.required,
-        expires_at: request.expiresAt,
-        ...facts,
-      });
+    // The decision record, the expiry job and the notifications, before the caller hears "pending".
+    // A retry finishes them too when the first attempt died before it could.
+    if (created || (await this.deps.outbox.has(request.id, { kind: 'created' }))) {
+      await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
     }
     return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
   }

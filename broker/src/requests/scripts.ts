@@ -1,6 +1,8 @@
 // Loads every Lua script in ./lua and registers it on a Redis connection. A file
 // is named <name>-<numKeys>.lua (the BullMQ convention), so the key count is
-// visible where the script is written and cannot drift from its caller.
+// visible where the script is written and cannot drift from its caller. A line
+// "-- @include NAME" is replaced by ./lua/include/NAME.lua, for code that several
+// transitions share.
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from '../redis/connection.js';
@@ -13,13 +15,23 @@ export interface LuaScript {
   lua: string;
 }
 
+function withIncludes(dir: string, file: string, lua: string): string {
+  return lua.replace(/^-- @include ([a-z-]+)$/gm, (_line, name: string) => {
+    try {
+      return readFileSync(`${dir}include/${name}.lua`, 'utf8');
+    } catch {
+      throw new Error(`lua script ${file}: cannot include ${name} (expected include/${name}.lua)`);
+    }
+  });
+}
+
 export function loadScripts(dir: string = LUA_DIR): LuaScript[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.lua'))
     .map((file) => {
       const m = /^([a-zA-Z]+)-(\d+)\.lua$/.exec(file);
       if (m === null) throw new Error(`lua script ${file}: name must be <name>-<numKeys>.lua`);
-      return { name: m[1] as string, numberOfKeys: Number(m[2]), lua: readFileSync(`${dir}${file}`, 'utf8') };
+      return { name: m[1] as string, numberOfKeys: Number(m[2]), lua: withIncludes(dir, file, readFileSync(`${dir}${file}`, 'utf8')) };
     });
 }
 

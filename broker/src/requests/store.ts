@@ -1,21 +1,28 @@
 // Approval requests in Redis. Redis is the source of truth; every state change
-// is one Lua script so that replicas can never both decide.
+// is one Lua script (./lua) so that replicas can never both decide. This module
+// only moves data: who may do what is decided in workflow.ts.
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { newRequestId } from '../ids.js';
 import { CountersignError } from '../errors.js';
+import { newRequestId } from '../ids.js';
+import type { ApprovalRequirement, NotifyTargets, StepUp } from '../policy/decision.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
+import { ScriptCode, scriptReply, type ScriptReply } from './script-codes.js';
 import type { ScriptRunner } from './scripts.js';
 import type { OperationRequest } from './validate.js';
 
 export type RequestStatus = 'PENDING_APPROVAL' | 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED';
+export const END_STATES: readonly RequestStatus[] = ['APPROVED', 'DENIED', 'EXPIRED', 'CANCELLED'];
+export const isEndState = (state: RequestStatus): boolean => state !== 'PENDING_APPROVAL';
 
 /** One approval request as stored. Times are ms since the epoch. */
 export interface StoredRequest {
   id: string;
   state: RequestStatus;
+  /** Increases with every change (creation, each vote, the end). */
+  version: number;
   requester: string;
   requesterTrustDomain: string;
   certificateThumbprint: string;
@@ -31,34 +38,67 @@ export interface StoredRequest {
   requestedTtlMs: number | undefined;
   ttlCapMs: number | undefined;
   rule: string;
+  /** Every approve rule that matched and was combined. */
+  rules: string[];
   policyDigest: string;
   approvers: string[];
+  groups: string[];
   approvalsRequired: number;
+  denyThreshold: number;
+  allowSelfApproval: boolean;
+  stepUp: StepUp;
+  notify: NotifyTargets;
+  approvals: number;
+  denials: number;
   createdAt: number;
   expiresAt: number;
   resolvedAt: number | undefined;
   resolutionMessage: string;
 }
 
+/** One recorded vote. */
+export interface StoredVote {
+  principal: string;
+  decision: 'approve' | 'deny';
+  channel: string;
+  at: number;
+  stepUp: StepUp;
+  reason: string;
+  /** The channel's id for the interaction, so a redelivery counts once; "" when none. */
+  deliveryId: string;
+}
+
 export interface NewRequest {
   requester: { spiffeId: string; trustDomain: string; thumbprint: string; notAfter: number };
   operation: OperationRequest;
   rule: string;
+  rules: string[];
   policyDigest: string;
-  approvers: string[];
-  approvalsRequired: number;
-  timeoutMs: number;
+  approval: ApprovalRequirement;
   ttlCapMs: number | undefined;
+}
+
+/** The credential minted for an approved request, as stored until its collection window closes. */
+export interface StoredCredential {
+  token: string;
+  jti: string;
+  expiresAt: number;
+  /** Its credential_issued audit record is durable. */
+  audited: boolean;
 }
 
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600_000;
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('base64url');
 
+/** The key under which one workload's limits and indexes live. */
+export const workloadHash = (spiffeId: string): string => sha256(spiffeId);
+
 function toFields(r: StoredRequest): Record<string, string> {
   return {
     id: r.id,
     state: r.state,
+    version: String(r.version),
     requester: r.requester,
     requester_trust_domain: r.requesterTrustDomain,
     certificate_thumbprint: r.certificateThumbprint,
@@ -74,9 +114,17 @@ function toFields(r: StoredRequest): Record<string, string> {
     requested_ttl_ms: r.requestedTtlMs === undefined ? '' : String(r.requestedTtlMs),
     ttl_cap_ms: r.ttlCapMs === undefined ? '' : String(r.ttlCapMs),
     rule: r.rule,
+    rules: JSON.stringify(r.rules),
     policy_digest: r.policyDigest,
     approvers: JSON.stringify(r.approvers),
+    groups: JSON.stringify(r.groups),
     approvals_required: String(r.approvalsRequired),
+    deny_threshold: String(r.denyThreshold),
+    allow_self_approval: r.allowSelfApproval ? '1' : '0',
+    step_up: r.stepUp,
+    notify: JSON.stringify(r.notify),
+    approvals: String(r.approvals),
+    denials: String(r.denials),
     created_at: String(r.createdAt),
     expires_at: String(r.expiresAt),
     resolved_at: r.resolvedAt === undefined ? '' : String(r.resolvedAt),
@@ -85,11 +133,13 @@ function toFields(r: StoredRequest): Record<string, string> {
 }
 
 const optionalNumber = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+const jsonList = (v: string | undefined): string[] => (v ? (JSON.parse(v) as string[]) : []);
 
 function fromFields(h: Record<string, string>): StoredRequest {
   return {
     id: h.id ?? '',
     state: (h.state ?? 'PENDING_APPROVAL') as RequestStatus,
+    version: Number(h.version ?? 1),
     requester: h.requester ?? '',
     requesterTrustDomain: h.requester_trust_domain ?? '',
     certificateThumbprint: h.certificate_thumbprint ?? '',
@@ -105,13 +155,46 @@ function fromFields(h: Record<string, string>): StoredRequest {
     requestedTtlMs: optionalNumber(h.requested_ttl_ms),
     ttlCapMs: optionalNumber(h.ttl_cap_ms),
     rule: h.rule ?? '',
+    rules: jsonList(h.rules),
     policyDigest: h.policy_digest ?? '',
-    approvers: JSON.parse(h.approvers ?? '[]') as string[],
+    approvers: jsonList(h.approvers),
+    groups: jsonList(h.groups),
     approvalsRequired: Number(h.approvals_required ?? 1),
+    denyThreshold: Number(h.deny_threshold ?? 1),
+    allowSelfApproval: h.allow_self_approval === '1',
+    stepUp: (h.step_up ?? 'click') as StepUp,
+    notify: h.notify ? (JSON.parse(h.notify) as NotifyTargets) : { slackChannels: [], directMessages: false },
+    approvals: Number(h.approvals ?? 0),
+    denials: Number(h.denials ?? 0),
     createdAt: Number(h.created_at ?? 0),
     expiresAt: Number(h.expires_at ?? 0),
     resolvedAt: optionalNumber(h.resolved_at),
     resolutionMessage: h.resolution_message ?? '',
+  };
+}
+
+export function voteToJson(v: StoredVote): string {
+  return JSON.stringify({
+    principal: v.principal,
+    decision: v.decision,
+    channel: v.channel,
+    at: v.at,
+    step_up: v.stepUp,
+    reason: v.reason,
+    delivery_id: v.deliveryId,
+  });
+}
+
+export function voteFromJson(text: string): StoredVote {
+  const v = JSON.parse(text) as Record<string, unknown>;
+  return {
+    principal: String(v.principal),
+    decision: v.decision === 'deny' ? 'deny' : 'approve',
+    channel: String(v.channel),
+    at: Number(v.at),
+    stepUp: (v.step_up === 'confirm' ? 'confirm' : 'click') as StepUp,
+    reason: String(v.reason ?? ''),
+    deliveryId: String(v.delivery_id ?? ''),
   };
 }
 
@@ -121,20 +204,38 @@ export interface CreateResult {
   created: boolean;
 }
 
+export interface StoreOptions {
+  /** Most pending requests one workload may have at once. */
+  maxPendingPerWorkload: number;
+  /** How long a resolved request (and its votes) stays readable. */
+  retentionMs: number;
+}
+
 export class RequestStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly scripts: ScriptRunner,
     private readonly clock: Clock,
+    private readonly options: StoreOptions,
   ) {}
+
+  private transitionKeys(id: string, requester: string): string[] {
+    return [this.keys.request(id), this.keys.votes(id), this.keys.pending(), this.keys.pendingOfWorkload(workloadHash(requester)), this.keys.outbox()];
+  }
+
+  private async run(what: string, name: string, keys: string[], args: (string | number)[]): Promise<ScriptReply> {
+    return scriptReply(await redisCall(what, () => this.scripts(name, keys, args)));
+  }
 
   async create(input: NewRequest): Promise<CreateResult> {
     const now = this.clock.now();
     const op = input.operation;
+    const a = input.approval;
     const request: StoredRequest = {
       id: newRequestId(),
       state: 'PENDING_APPROVAL',
+      version: 1,
       requester: input.requester.spiffeId,
       requesterTrustDomain: input.requester.trustDomain,
       certificateThumbprint: input.requester.thumbprint,
@@ -150,11 +251,19 @@ export class RequestStore {
       requestedTtlMs: op.requestedTtlMs,
       ttlCapMs: input.ttlCapMs,
       rule: input.rule,
+      rules: input.rules,
       policyDigest: input.policyDigest,
-      approvers: input.approvers,
-      approvalsRequired: input.approvalsRequired,
+      approvers: a.approvers,
+      groups: a.groups,
+      approvalsRequired: a.required,
+      denyThreshold: Math.max(1, a.denyThreshold),
+      allowSelfApproval: a.allowSelfApproval,
+      stepUp: a.stepUp,
+      notify: a.notify,
+      approvals: 0,
+      denials: 0,
       createdAt: now,
-      expiresAt: now + input.timeoutMs,
+      expiresAt: now + a.timeoutMs,
       resolvedAt: undefined,
       resolutionMessage: '',
     };
@@ -162,21 +271,38 @@ export class RequestStore {
     const contentHash = sha256(
       JSON.stringify([op.operation, op.resource, op.parametersDigest, op.reason, op.onBehalfOf, op.ticket, op.audience, op.requestedTtlMs ?? 0]),
     );
-    const idempotencyKey = op.clientRequestId === '' ? '' : this.keys.idempotency(sha256(request.requester), op.clientRequestId);
-    const [code, id] = (await redisCall('create request', () =>
-      this.scripts(
-        'create',
-        [this.keys.request(request.id), idempotencyKey, this.keys.pending()],
-        [request.id, JSON.stringify(toFields(request)), contentHash, request.expiresAt, IDEMPOTENCY_WINDOW_MS],
-      ),
-    )) as [number, string];
-    if (code === 1) return { request, created: true };
-    if (code === -1) {
+    const requesterHash = workloadHash(request.requester);
+    const idempotencyKey = op.clientRequestId === '' ? '' : this.keys.idempotency(requesterHash, op.clientRequestId);
+    const [code, id = '', count = '0'] = await this.run(
+      'create request',
+      'create',
+      [this.keys.request(request.id), idempotencyKey, this.keys.pending(), this.keys.pendingOfWorkload(requesterHash), this.keys.outbox()],
+      [
+        request.id,
+        JSON.stringify(toFields(request)),
+        contentHash,
+        request.expiresAt,
+        IDEMPOTENCY_WINDOW_MS,
+        now,
+        this.options.maxPendingPerWorkload,
+        this.keys.requestEvents(),
+      ],
+    );
+    if (code === ScriptCode.Created) return { request, created: true };
+    if (code === ScriptCode.IdempotencyConflict) {
       throw new CountersignError(
         'already_exists',
         'ERR_IDEMPOTENCY_KEY_REUSED',
         `client_request_id ${JSON.stringify(op.clientRequestId)} was already used for a different request (${id}); use a new id for new content`,
         { requestId: id },
+      );
+    }
+    if (code === ScriptCode.TooManyPending) {
+      throw new CountersignError(
+        'resource_exhausted',
+        'ERR_TOO_MANY_PENDING',
+        `${request.requester} already has ${count} requests waiting for approval, the most allowed (limit requests.limits.max_pending_per_workload = ${this.options.maxPendingPerWorkload}); wait for one to end or cancel one`,
+        { limit: 'requests.limits.max_pending_per_workload', value: this.options.maxPendingPerWorkload },
       );
     }
     const existing = await this.get(id);
@@ -187,5 +313,99 @@ export class RequestStore {
   async get(id: string): Promise<StoredRequest | undefined> {
     const hash = await redisCall('read request', () => this.redis.hgetall(this.keys.request(id)));
     return Object.keys(hash).length === 0 ? undefined : fromFields(hash);
+  }
+
+  /** The request and its votes (in the order they were cast), read together. */
+  async getWithVotes(id: string): Promise<{ request: StoredRequest; votes: StoredVote[] } | undefined> {
+    const replies = await redisCall('read request', () => this.redis.multi().hgetall(this.keys.request(id)).hvals(this.keys.votes(id)).exec());
+    const [hashError, hash] = replies?.[0] ?? [new Error('no reply'), {}];
+    const [votesError, votes] = replies?.[1] ?? [new Error('no reply'), []];
+    if (hashError || votesError) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read request: Redis is unavailable');
+    if (Object.keys(hash as Record<string, string>).length === 0) return undefined;
+    return {
+      request: fromFields(hash as Record<string, string>),
+      votes: (votes as string[]).map(voteFromJson).sort((a, b) => a.at - b.at || a.principal.localeCompare(b.principal)),
+    };
+  }
+
+  /** Several requests in one round trip; missing ones are left out. */
+  async getMany(ids: string[]): Promise<StoredRequest[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.request(id));
+    const replies = await redisCall('read requests', () => pipeline.exec());
+    const found: StoredRequest[] = [];
+    for (const [error, hash] of replies ?? []) {
+      if (error) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read requests: Redis is unavailable');
+      if (Object.keys(hash as Record<string, string>).length > 0) found.push(fromFields(hash as Record<string, string>));
+    }
+    return found;
+  }
+
+  /** Ids of pending requests, soonest deadline first. */
+  async pendingIds(options: { dueBy?: number; offset?: number; limit: number }): Promise<string[]> {
+    const max = options.dueBy === undefined ? '+inf' : String(options.dueBy);
+    return redisCall('list pending', () =>
+      this.redis.zrangebyscore(this.keys.pending(), '-inf', max, 'LIMIT', options.offset ?? 0, options.limit),
+    );
+  }
+
+  async pendingCount(): Promise<number> {
+    return redisCall('count pending', () => this.redis.zcard(this.keys.pending()));
+  }
+
+  vote(request: StoredRequest, vote: StoredVote): Promise<ScriptReply> {
+    return this.run('record vote', 'decide', this.transitionKeys(request.id, request.requester), [
+      request.id,
+      vote.principal,
+      voteToJson(vote),
+      vote.decision,
+      this.clock.now(),
+      this.keys.requestEvents(),
+      this.options.retentionMs,
+    ]);
+  }
+
+  expire(id: string, requester: string): Promise<ScriptReply> {
+    return this.run('expire request', 'expire', this.transitionKeys(id, requester), [id, this.clock.now(), this.keys.requestEvents(), this.options.retentionMs]);
+  }
+
+  cancel(request: StoredRequest, message: string): Promise<ScriptReply> {
+    return this.run('cancel request', 'cancel', this.transitionKeys(request.id, request.requester), [
+      request.id,
+      this.clock.now(),
+      message,
+      this.keys.requestEvents(),
+      this.options.retentionMs,
+    ]);
+  }
+
+  /** Stores a freshly minted credential unless one is stored already (see collect-2.lua). */
+  storeCredential(
+    id: string,
+    thumbprint: string,
+    windowMs: number,
+    credential: { token: string; jti: string; expiresAt: number },
+  ): Promise<ScriptReply> {
+    return this.run('store credential', 'collect', [this.keys.request(id), this.keys.requestCredential(id)], [
+      thumbprint,
+      this.clock.now(),
+      windowMs,
+      credential.token,
+      credential.jti,
+      credential.expiresAt,
+    ]);
+  }
+
+  async credential(id: string): Promise<StoredCredential | undefined> {
+    const [token, jti, expiresAt, audited] = await redisCall('read credential', () =>
+      this.redis.hmget(this.keys.requestCredential(id), 'token', 'jti', 'expires_at', 'audited'),
+    );
+    if (!token || !jti) return undefined;
+    return { token, jti, expiresAt: Number(expiresAt), audited: audited === '1' };
+  }
+
+  async markCredentialAudited(id: string): Promise<void> {
+    await this.run('mark credential audited', 'audited', [this.keys.requestCredential(id)], []);
   }
 }

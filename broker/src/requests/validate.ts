@@ -1,7 +1,8 @@
 // Validation of RequestOperation input. Every field has a limit, and every
 // refusal names the field, the value (or its size) and what was expected.
+import type { PolicyInput } from '../policy/decision.js';
 import { canonicalJson, digestOfCanonical, type Duration, type JsonObject, type RequestOperationRequest } from '@countersign/proto';
-import { invalidField } from '../errors.js';
+import { CountersignError, invalidField } from '../errors.js';
 
 export const LIMITS = {
   operationLength: 128,
@@ -16,6 +17,19 @@ export const LIMITS = {
   audienceLength: 512,
   requestedTtlMs: 24 * 3600_000,
 } as const;
+
+/** The size limits an operator can set (requests.limits); the rest are fixed. */
+export interface SizeLimits {
+  parametersBytes: number;
+  reasonLength: number;
+}
+
+export const DEFAULT_SIZE_LIMITS: SizeLimits = { parametersBytes: LIMITS.parametersBytes, reasonLength: LIMITS.reasonLength };
+
+/** A field is larger than a limit allows: RESOURCE_EXHAUSTED, naming the field and the limit. */
+export function limitExceeded(field: string, message: string, limit: string, details: Record<string, unknown> = {}): CountersignError {
+  return new CountersignError('resource_exhausted', 'ERR_LIMIT_EXCEEDED', `${field}: ${message} (limit ${limit})`, { field, limit, ...details });
+}
 
 /** A validated, normalised request for one operation. */
 export interface OperationRequest {
@@ -77,7 +91,7 @@ function checkJsonShape(field: string, source: string): void {
         const key = JSON.parse(source.slice(i, j + 1)) as string;
         if (top.keys.has(key)) throw invalidField(field, `has the key ${shown(key)} twice; each key may appear once`);
         top.keys.add(key);
-        if (++keys > LIMITS.parametersKeys) throw invalidField(field, `has more than ${LIMITS.parametersKeys} keys`);
+        if (++keys > LIMITS.parametersKeys) throw limitExceeded(field, `has more than ${LIMITS.parametersKeys} keys`, `of ${LIMITS.parametersKeys} keys`);
       }
       expectKey = false;
       i = j;
@@ -102,11 +116,11 @@ function checkJsonShape(field: string, source: string): void {
   }
 }
 
-export function parseParameters(field: string, source: string): JsonObject {
+export function parseParameters(field: string, source: string, maxBytes: number = LIMITS.parametersBytes): JsonObject {
   if (source.trim() === '') return {};
   const bytes = Buffer.byteLength(source, 'utf8');
-  if (bytes > LIMITS.parametersBytes) {
-    throw invalidField(field, `is ${bytes} bytes, at most ${LIMITS.parametersBytes} are allowed`, { bytes, limit: LIMITS.parametersBytes });
+  if (bytes > maxBytes) {
+    throw limitExceeded(field, `is ${bytes} bytes, at most ${maxBytes} are allowed`, 'requests.limits.max_parameters_bytes', { bytes, max: maxBytes });
   }
   let value: unknown;
   try {
@@ -131,10 +145,16 @@ function durationMs(field: string, d: Duration | undefined): number | undefined 
   return ms;
 }
 
-export function validateOperationRequest(req: RequestOperationRequest): OperationRequest {
+export function validateOperationRequest(req: RequestOperationRequest, limits: SizeLimits = DEFAULT_SIZE_LIMITS): OperationRequest {
   const operation = required('operation', req.operation, LIMITS.operationLength, OPERATION, 'letters, digits and ".", "_", ":", "-", e.g. "deploy"');
   const resource = required('resource', req.resource, LIMITS.resourceLength, RESOURCE, 'printable ASCII without spaces, e.g. "prod/payments"');
-  const parameters = parseParameters('parameters_json', req.parametersJson);
+  const parameters = parseParameters('parameters_json', req.parametersJson, limits.parametersBytes);
+  if (req.reason.length > limits.reasonLength) {
+    throw limitExceeded('reason', `is ${req.reason.length} characters long, at most ${limits.reasonLength} are allowed`, 'requests.limits.max_reason_length', {
+      length: req.reason.length,
+      max: limits.reasonLength,
+    });
+  }
   const clientRequestId =
     req.clientRequestId === ''
       ? ''
@@ -148,11 +168,25 @@ export function validateOperationRequest(req: RequestOperationRequest): Operatio
     parameters,
     parametersCanonical,
     parametersDigest: digestOfCanonical(parametersCanonical),
-    reason: text('reason', req.reason, LIMITS.reasonLength),
+    reason: text('reason', req.reason, limits.reasonLength),
     onBehalfOf: text('on_behalf_of', req.onBehalfOf, LIMITS.onBehalfOfLength),
     ticket: text('ticket', req.ticket, LIMITS.ticketLength),
     clientRequestId,
     audience,
     requestedTtlMs: durationMs('requested_ttl', req.requestedTtl),
+  };
+}
+
+/** What policy decides on: the caller's SVID facts and the validated request. */
+export function policyInputOf(workload: PolicyInput['workload'], op: OperationRequest, now: number): PolicyInput {
+  return {
+    workload,
+    operation: op.operation,
+    resource: op.resource,
+    parameters: op.parameters,
+    reason: op.reason,
+    ticket: op.ticket,
+    onBehalfOf: op.onBehalfOf,
+    now,
   };
 }

@@ -10,9 +10,12 @@ import { parseConfig } from '../../src/config/config.js';
 import { CertificateAuthority, type CertificateOptions, type IssuedSvid } from '../../src/dev/ca.js';
 import { devPolicy, devPrincipals } from '../../src/dev/trust-domain.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { parseRecord, type AuditRecord } from '../../src/audit/chain.js';
+import type { AuditEvent } from '../../src/audit/events.js';
+import { Keys } from '../../src/redis/keys.js';
 import { deleteByPrefix, testRedis } from './redis.js';
 
-export interface TestBrokerOptions {
+export interface BrokerFilesOptions {
   trustDomain?: string;
   /** Policy YAML; default the dev example policy. */
   policy?: string;
@@ -20,29 +23,36 @@ export interface TestBrokerOptions {
   principals?: string;
   /** Extra trust domains the broker trusts (federation). */
   federated?: CertificateAuthority[];
-  clock?: Clock;
   /** Extra YAML appended to the generated config (top-level keys). */
   extraConfig?: string;
-  overrides?: BrokerOverrides;
+  /**
+   * The whole `identity:` section, replacing the default (SVID and bundle files
+   * written in dir: broker.pem, broker-key.pem, ca.pem, bundle-<td>.pem).
+   */
+  identity?: string;
+  /** More files to write in the broker's directory before it starts (name -> content). */
+  files?: Record<string, string>;
+  /** An existing CA (several brokers of one deployment share it); default a new one. */
+  ca?: CertificateAuthority;
+  /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
+  shutdownGrace?: string;
 }
 
-export interface TestBroker {
-  broker: RunningBroker;
-  ca: CertificateAuthority;
+export interface BrokerFiles {
   dir: string;
+  configFile: string;
+  configText: string;
+  ca: CertificateAuthority;
   trustDomain: string;
-  address: string;
-  jwksUrl: string;
-  prefix: string;
-  /** Mints an SVID in the broker's trust domain. */
-  svid(path: string, options?: CertificateOptions): IssuedSvid;
-  close(): Promise<void>;
+  /** The SVID the broker's files hold. */
+  brokerSvid: IssuedSvid;
 }
 
-export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+/** A complete broker configuration in a fresh temp dir: CA bundle, broker SVID, signing key, policy, principals. */
+export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl: string; prefix: string }): Promise<BrokerFiles> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
-  const ca = CertificateAuthority.createRoot(trustDomain);
+  const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
   const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await Promise.all([
@@ -53,25 +63,28 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     writeFile(join(dir, 'policy.yaml'), options.policy ?? devPolicy(trustDomain)),
     writeFile(join(dir, 'principals.yaml'), options.principals ?? devPrincipals(trustDomain)),
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
+    ...Object.entries(options.files ?? {}).map(([name, content]) => writeFile(join(dir, name), content)),
   ]);
-  const redis = await testRedis('broker');
   const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
-  const configText = `trust_domain: ${trustDomain}
-shutdown_grace: 1s
-grpc:
-  listen: 127.0.0.1:0
-http:
-  listen: 127.0.0.1:0
-identity:
+  const identity =
+    options.identity ??
+    `identity:
   svid:
     cert_file: broker.pem
     key_file: broker-key.pem
   bundles:
     - trust_domain: ${trustDomain}
       file: ca.pem
-${federated}redis:
-  url: ${redis.url}
-  prefix: "${redis.prefix}"
+${federated}`;
+  const configText = `trust_domain: ${trustDomain}
+shutdown_grace: ${options.shutdownGrace ?? '1s'}
+grpc:
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
+  url: ${options.redisUrl}
+  prefix: "${options.prefix}"
 policy:
   file: policy.yaml
 principals:
@@ -83,13 +96,63 @@ credentials:
 ${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
-  const config = parseConfig(configText, configFile);
-  const broker = await startBroker(config, {
-    logger: silentLogger(),
-    redis: redis.redis,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...options.overrides,
-  });
+  return { dir, configFile, configText, ca, trustDomain, brokerSvid };
+}
+
+export interface TestBrokerOptions extends BrokerFilesOptions {
+  clock?: Clock;
+  overrides?: BrokerOverrides;
+  /** Redis to use instead of REDIS_URL / 127.0.0.1:6379 (e.g. one a test started itself). */
+  redisUrl?: string;
+}
+
+export interface TestBroker {
+  broker: RunningBroker;
+  ca: CertificateAuthority;
+  dir: string;
+  trustDomain: string;
+  address: string;
+  jwksUrl: string;
+  prefix: string;
+  configFile: string;
+  /** The SVID the broker was started with (when it comes from files). */
+  brokerSvid: IssuedSvid;
+  /** Every event in the broker's audit chain, oldest first. */
+  auditEvents(): Promise<AuditEvent[]>;
+  /** Mints an SVID in the broker's trust domain. */
+  svid(path: string, options?: CertificateOptions): IssuedSvid;
+  close(): Promise<void>;
+}
+
+export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+  const redis = await testRedis('broker', options.redisUrl);
+  const cleanup = async (dir?: string) => {
+    await deleteByPrefix(redis.redis, redis.prefix);
+    redis.redis.disconnect();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  };
+  let files: BrokerFiles;
+  let broker: RunningBroker;
+  try {
+    files = await writeBrokerFiles({ ...options, redisUrl: redis.url, prefix: redis.prefix });
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  const { dir, ca, trustDomain, configFile, brokerSvid } = files;
+  try {
+    broker = await startBroker(parseConfig(files.configText, configFile), {
+      logger: silentLogger(),
+      redis: redis.redis,
+      // Audit lines on stdout would mix with the test runner's own output.
+      auditStdout: null,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.overrides,
+    });
+  } catch (e) {
+    await cleanup(dir);
+    throw e;
+  }
   return {
     broker,
     ca,
@@ -98,12 +161,14 @@ ${options.extraConfig ?? ''}`;
     address: `127.0.0.1:${broker.grpcPort}`,
     jwksUrl: `http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`,
     prefix: redis.prefix,
+    configFile,
+    brokerSvid,
+    auditEvents: async () =>
+      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();
-      await deleteByPrefix(redis.redis, redis.prefix);
-      redis.redis.disconnect();
-      await rm(dir, { recursive: true, force: true });
+      await cleanup(dir);
     },
   };
 }

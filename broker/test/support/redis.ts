@@ -24,13 +24,13 @@ export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void
   } while (cursor !== '0');
 }
 
-export async function testRedis(label?: string): Promise<TestRedis> {
-  const redis = await connectRedis(TEST_REDIS_URL, { connectionName: 'countersign-test' });
+export async function testRedis(label?: string, url: string = TEST_REDIS_URL): Promise<TestRedis> {
+  const redis = await connectRedis(url, { connectionName: 'countersign-test' });
   const prefix = uniquePrefix(label);
   return {
     redis,
     prefix,
-    url: TEST_REDIS_URL,
+    url,
     async cleanup() {
       await deleteByPrefix(redis, prefix);
       redis.disconnect();

@@ -204,10 +204,12 @@ export interface Request {
   /** Who or what ended the request and why (e.g. the denier's reason). */
   resolutionMessage: string;
   audience: string;
-  /** Principals and groups that may decide. */
+  /** Principals that may decide. */
   approvers: string[];
   /** Step-up an approver must perform: "click" or "confirm". */
   stepUp: string;
+  /** Groups whose members may also decide. */
+  groups: string[];
 }
 
 export interface Vote {
@@ -850,6 +852,7 @@ function createBaseRequest(): Request {
     audience: "",
     approvers: [],
     stepUp: "",
+    groups: [],
   };
 }
 
@@ -917,6 +920,9 @@ export const Request: MessageFns<Request> = {
     }
     if (message.stepUp !== "") {
       writer.uint32(170).string(message.stepUp);
+    }
+    for (const v of message.groups) {
+      writer.uint32(178).string(v!);
     }
     return writer;
   },
@@ -1102,6 +1108,14 @@ export const Request: MessageFns<Request> = {
             message.stepUp = reader.string();
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1181,6 +1195,9 @@ export const Request: MessageFns<Request> = {
         : isSet(object.step_up)
         ? globalThis.String(object.step_up)
         : "",
+      groups: globalThis.Array.isArray(object?.groups)
+        ? object.groups.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1249,6 +1266,9 @@ export const Request: MessageFns<Request> = {
     if (message.stepUp !== "") {
       obj.stepUp = message.stepUp;
     }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
     return obj;
   },
 
@@ -1278,6 +1298,7 @@ export const Request: MessageFns<Request> = {
     message.audience = object.audience ?? "";
     message.approvers = object.approvers?.map((e) => e) || [];
     message.stepUp = object.stepUp ?? "";
+    message.groups = object.groups?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,109 @@
+// What the countersign CLI prints about pending requests and votes, for people.
+import { createInterface } from 'node:readline/promises';
+import { RequestState, VoteDecision, type Request, type Vote } from '@countersign/proto';
+import type { OperationResult } from '../sdk/client.js';
+
+type Print = (line: string) => void;
+
+/** "14m05s" until a deadline, or "expired". */
+export function timeLeft(until: Date | undefined, now = Date.now()): string {
+  if (until === undefined) return '?';
+  const s = Math.floor((until.getTime() - now) / 1000);
+  if (s <= 0) return 'expired';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
+const deciders = (r: Request | undefined): string => (r ? [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ') : '');
+
+export function printPending(result: OperationResult, print: Print): void {
+  const r = result.request;
+  const approvals = r ? r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length : 0;
+  const needs = r ? `${approvals} of ${r.approvalsRequired} approval(s) from ${deciders(r)}` : result.message;
+  print(`pending approval: request ${result.requestId} (rule ${result.rule}); ${needs}`);
+  if (result.expiresAt) print(`expires at ${result.expiresAt.toISOString()} (in ${timeLeft(result.expiresAt)})`);
+  print(`an approver runs: countersign approvals approve ${result.requestId}`);
+}
+
+export function voteLine(vote: Vote, request: Request | undefined): string {
+  const approvals = request ? request.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length : 0;
+  const what = vote.decision === VoteDecision.VOTE_DECISION_APPROVE ? 'approved' : 'denied';
+  const progress = request ? ` (${approvals} of ${request.approvalsRequired} approval(s))` : '';
+  return `${vote.principal} ${what} via ${vote.channel}${vote.reason ? `: ${vote.reason}` : ''}${progress}`;
+}
+
+const shorten = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 3)}...` : text);
+
+export function printPendingList(requests: Request[], output: 'table' | 'json', print: Print): void {
+  if (output === 'json') {
+    print(
+      JSON.stringify(
+        requests.map((r) => ({
+          id: r.id,
+          requester: r.requester,
+          on_behalf_of: r.onBehalfOf || undefined,
+          operation: r.operation,
+          resource: r.resource,
+          parameters: JSON.parse(r.parametersJson || '{}') as unknown,
+          parameters_digest: r.parametersDigest,
+          reason: r.reason || undefined,
+          ticket: r.ticket || undefined,
+          rule: r.rule,
+          approvals: r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length,
+          approvals_required: r.approvalsRequired,
+          step_up: r.stepUp,
+          expires_at: r.expiresAt?.toISOString(),
+        })),
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  if (requests.length === 0) {
+    print('no pending requests that you may decide');
+    return;
+  }
+  const rows = requests.map((r) => ({
+    ID: r.id,
+    REQUESTER: r.requester + (r.onBehalfOf ? ` (for ${r.onBehalfOf})` : ''),
+    OPERATION: r.operation,
+    RESOURCE: r.resource,
+    PARAMETERS: shorten(r.parametersJson, 48),
+    VOTES: `${r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length}/${r.approvalsRequired}`,
+    'STEP-UP': r.stepUp,
+    'EXPIRES IN': timeLeft(r.expiresAt),
+    REASON: shorten(r.reason, 40),
+  }));
+  const headers = Object.keys(rows[0] as object) as (keyof (typeof rows)[number])[];
+  const widths = headers.map((h) => Math.max(h.length, ...rows.map((row) => row[h].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
+  print(line(headers));
+  for (const row of rows) print(line(headers.map((h) => row[h])));
+}
+
+export function decisionSummary(request: Request, decision: 'approve' | 'deny'): string {
+  const vote = decision === 'approve' ? 'approval' : 'denial';
+  switch (request.state) {
+    case RequestState.REQUEST_STATE_APPROVED:
+      return `request ${request.id} is APPROVED (${request.resolutionMessage})`;
+    case RequestState.REQUEST_STATE_DENIED:
+      return `request ${request.id} is DENIED (${request.resolutionMessage})`;
+    default: {
+      const approvals = request.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length;
+      return `your ${vote} of request ${request.id} is recorded; ${approvals} of ${request.approvalsRequired} approval(s), still pending`;
+    }
+  }
+}
+
+/** One line from the terminal (for step-up confirm). */
+export async function promptLine(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(question)).trim();
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,67 @@
+// The approver's client: a person authenticated by their own SVID lists the
+// requests they may decide and votes on them (the Approvals gRPC service).
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
+import { brokerChannel, type ClientOptions } from './client.js';
+import { CountersignClientError, fromServiceError } from './errors.js';
+import { callMetadata } from './trace-context.js';
+import { ENV, loadIdentity, type IdentityFiles } from './identity.js';
+
+export interface DecideInput {
+  requestId: string;
+  decision: 'approve' | 'deny';
+  reason?: string | undefined;
+  /** For rules with step-up "confirm": the request's resource, typed again. */
+  confirmResource?: string | undefined;
+}
+
+export class ApprovalsClient {
+  private readonly client: GeneratedApprovalsClient;
+  private readonly timeoutMs: number;
+
+  constructor(options: ClientOptions) {
+    const { creds, channelOptions } = brokerChannel(options);
+    this.client = new GeneratedApprovalsClient(options.address, creds, channelOptions);
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
+  static fromEnv(overrides: IdentityFiles & { address?: string | undefined; serverId?: string | undefined } = {}, env: NodeJS.ProcessEnv = process.env): ApprovalsClient {
+    const address = overrides.address ?? env[ENV.addr];
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
+    return new ApprovalsClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
+  }
+
+  private unary<Req, Res>(method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, callMetadata(), { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
+        e ? reject(fromServiceError(e)) : resolve(r),
+      );
+    });
+  }
+
+  /** Pending requests the caller may still vote on, soonest deadline first. */
+  async listPending(): Promise<Request[]> {
+    const res = await this.unary<Record<string, never>, ListPendingResponse>(this.client.listPending, {});
+    return res.requests;
+  }
+
+  /** Casts the caller's vote; refusals (already resolved, self-approval, ...) throw with a stable code. */
+  async decide(input: DecideInput): Promise<Request> {
+    const res = await this.unary<
+      { requestId: string; decision: VoteDecision; reason: string; confirmResource: string },
+      DecideResponse
+    >(this.client.decide, {
+      requestId: input.requestId,
+      decision: input.decision === 'approve' ? VoteDecision.VOTE_DECISION_APPROVE : VoteDecision.VOTE_DECISION_DENY,
+      reason: input.reason ?? '',
+      confirmResource: input.confirmResource ?? '',
+    });
+    if (res.request === undefined) throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered Decide without the request');
+    return res.request;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

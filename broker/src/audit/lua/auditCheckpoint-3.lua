@@ -1,0 +1,34 @@
+--[[
+  Stores a signed checkpoint over a chain position, once: when several replicas
+  checkpoint, the first one wins and later ones for the same or an older
+  position are no-ops.
+
+  KEYS[1] checkpoints list      ({prefix}audit:checkpoints), one compact JWS per element
+  KEYS[2] chain head hash       ({prefix}audit:head), field checkpoint_seq is kept here
+  KEYS[3] chain list            ({prefix}audit:chain)
+
+  ARGV[1] seq the checkpoint covers
+  ARGV[2] hash of the record at that seq
+  ARGV[3] the checkpoint (compact JWS)
+
+  Returns:
+     1  stored
+     0  a checkpoint at this seq or later exists already
+    -1  the chain has no record with that seq and hash at that position
+]]
+local seq = tonumber(ARGV[1])
+local record = redis.call("LINDEX", KEYS[3], seq - 1)
+if not record then
+  return -1
+end
+local decoded = cjson.decode(record)
+if tonumber(decoded["seq"]) ~= seq or decoded["hash"] ~= ARGV[2] then
+  return -1
+end
+local last = tonumber(redis.call("HGET", KEYS[2], "checkpoint_seq") or "0")
+if last >= seq then
+  return 0
+end
+redis.call("RPUSH", KEYS[1], ARGV[3])
+redis.call("HSET", KEYS[2], "checkpoint_seq", ARGV[1])
+return 1

@@ -1,0 +1,201 @@
+// `countersign-broker audit export|verify`: the auditor's tools. Export writes the
+// chain (and its checkpoints) as JSON lines; verify checks the chain, the
+// checkpoint signatures and the approval evidence of every credential, from
+// Redis or from an exported file, and names where anything breaks.
+import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWK } from 'jose';
+import { readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
+import { checkpointLine } from '../audit/sinks.js';
+import { verifyAuditTrail, type AuditReport } from '../audit/verify.js';
+import { systemClock } from '../clock.js';
+import { parseDuration } from '../config/duration.js';
+import { CountersignError } from '../errors.js';
+import { connectRedis, type Redis } from '../redis/connection.js';
+import { Keys } from '../redis/keys.js';
+import { parseRecord } from '../audit/chain.js';
+import { configFileOf, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
+import { loadConfig, type BrokerConfig } from '../config/config.js';
+import { err, out } from './output.js';
+
+/** Exit codes of `audit verify` beyond the common 0-3. */
+export const AUDIT_EXIT = { chainBroken: 4, checkpoint: 5, evidence: 6 } as const;
+
+export const AUDIT_EXIT_HELP = `
+Exit codes of audit verify:
+  0  the chain is intact, every checkpoint verifies and matches, every credential has its evidence
+  1  runtime error (Redis unreachable, file unreadable)
+  2  usage error
+  3  invalid configuration or key file
+  4  the chain breaks (a record was changed, deleted, inserted or reordered); the sequence number is printed
+  5  a checkpoint is forged, signed by an unknown key, or disagrees with the chain
+  6  a credential was issued without its approval evidence
+When several apply, the lowest of 4-6 is used.`;
+
+function seqOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a sequence number >= 1, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** An RFC 3339 time, or a duration meaning "that long ago" (24h, 30m). */
+function timeOption(value: string): number {
+  const ago = parseDuration(value);
+  if (ago !== undefined) return systemClock.now() - ago;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value)) throw new InvalidArgumentError(`expected a time like 2026-03-01T00:00:00Z or a duration ago like 24h, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+async function withRedis<T>(config: BrokerConfig, use: (redis: Redis, keys: Keys) => Promise<T>): Promise<T> {
+  const redis = await connectRedis(config.redis.url, { connectionName: 'countersign-audit-cli' });
+  try {
+    return await use(redis, new Keys(config.redis.prefix));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+interface RangeFlags {
+  fromSeq?: number;
+  toSeq?: number;
+  since?: number;
+  until?: number;
+}
+
+const rangeOf = (o: RangeFlags): AuditRange => ({ fromSeq: o.fromSeq, toSeq: o.toSeq, since: o.since, until: o.until });
+
+/** Records and checkpoints as export lines: each checkpoint right after the record it covers. */
+export function exportLines(snapshot: AuditSnapshot): string[] {
+  const bySeq = new Map<number, string[]>();
+  const orphans: string[] = [];
+  for (const jws of snapshot.checkpoints) {
+    let seq: number | undefined;
+    try {
+      seq = decodeJwt(jws).seq as number;
+    } catch {
+      seq = undefined;
+    }
+    if (seq === undefined) orphans.push(jws);
+    else bySeq.set(seq, [...(bySeq.get(seq) ?? []), jws]);
+  }
+  const lines: string[] = [];
+  const placed = new Set<number>();
+  for (const record of snapshot.records) {
+    lines.push(record);
+    const seq = parseRecord(record)?.seq;
+    if (seq !== undefined && !placed.has(seq)) {
+      placed.add(seq);
+      for (const jws of bySeq.get(seq) ?? []) lines.push(checkpointLine(jws));
+    }
+  }
+  for (const [seq, list] of bySeq) if (!placed.has(seq)) for (const jws of list) lines.push(checkpointLine(jws));
+  for (const jws of orphans) lines.push(checkpointLine(jws));
+  return lines;
+}
+
+async function readJwks(source: string): Promise<JWK[]> {
+  let text: string;
+  if (/^https?:\/\//.test(source)) {
+    const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new CountersignError('unavailable', 'ERR_JWKS_UNAVAILABLE', `--jwks ${source}: HTTP ${res.status}`);
+    text = await res.text();
+  } else {
+    try {
+      text = await readFile(source, 'utf8');
+    } catch (e) {
+      throw new CountersignError('invalid_argument', 'ERR_JWKS_INVALID', `--jwks ${source}: cannot read: ${(e as Error).message}`);
+    }
+  }
+  try {
+    const doc = JSON.parse(text) as JSONWebKeySet;
+    if (!Array.isArray(doc.keys)) throw new Error('no "keys" array');
+    return doc.keys;
+  } catch (e) {
+    throw new CountersignError('invalid_argument', 'ERR_JWKS_INVALID', `--jwks ${source}: not a JWKS document (${(e as Error).message})`);
+  }
+}
+
+function printReport(report: AuditReport, source: string): void {
+  const range = report.firstSeq === undefined ? 'no records' : `seq ${report.firstSeq}-${report.lastSeq ?? '?'}`;
+  out(`audit verify: ${source}: ${report.records} records (${range}), ${report.checkpoints} checkpoints, ${report.credentials} credentials issued`);
+  const chain = report.problems.filter((p) => p.kind === 'chain');
+  const checkpoints = report.problems.filter((p) => p.kind === 'checkpoint');
+  const evidence = report.problems.filter((p) => p.kind === 'evidence');
+  out(chain.length === 0 ? '  OK    hash chain intact' : `  FAIL  the chain breaks at seq ${Math.min(...chain.map((p) => p.seq ?? Infinity))}`);
+  for (const p of chain.slice(0, 20)) out(`          ${p.message}`);
+  if (chain.length > 20) out(`          ... and ${chain.length - 20} more`);
+  out(
+    checkpoints.length === 0
+      ? `  OK    ${report.validCheckpoints} checkpoint(s) verified${report.latestCheckpointSeq === undefined ? '' : `, the latest covers seq ${report.latestCheckpointSeq}`}`
+      : `  FAIL  ${checkpoints.length} checkpoint problem(s)`,
+  );
+  for (const p of checkpoints.slice(0, 20)) out(`          ${p.message}`);
+  out(evidence.length === 0 ? `  OK    every issued credential has its approval evidence` : `  FAIL  ${evidence.length} credential(s) without approval evidence`);
+  for (const p of evidence.slice(0, 20)) out(`          ${p.message}`);
+  for (const w of report.warnings) out(`  note  ${w}`);
+}
+
+export function exitCodeOf(report: AuditReport): number {
+  if (report.problems.some((p) => p.kind === 'chain')) return AUDIT_EXIT.chainBroken;
+  if (report.problems.some((p) => p.kind === 'checkpoint')) return AUDIT_EXIT.checkpoint;
+  if (report.problems.some((p) => p.kind === 'evidence')) return AUDIT_EXIT.evidence;
+  return 0;
+}
+
+export function auditCommand(): Command {
+  const audit = new Command('audit').description('export and verify the tamper-evident audit trail').addHelpText('after', AUDIT_EXIT_HELP);
+
+  withConfigOptions(audit.command('export').description('write the audit chain and its checkpoints as JSON lines'))
+    .option('--from-seq <n>', 'first sequence number', seqOption)
+    .option('--to-seq <n>', 'last sequence number', seqOption)
+    .option('--since <time>', 'from the first record at or after this time (RFC 3339, or a duration ago: 24h)', timeOption)
+    .option('--until <time>', 'up to the last record at or before this time', timeOption)
+    .option('--out <file>', 'write here instead of stdout')
+    .action(async (o: ConfigFlags & RangeFlags & { out?: string }) => {
+      const config = await loadConfig(configFileOf(o) as string);
+      const snapshot = await withRedis(config, (redis, keys) => readAuditSnapshot(redis, keys, rangeOf(o)));
+      const lines = exportLines(snapshot);
+      if (o.out === undefined) {
+        for (const line of lines) out(line);
+      } else {
+        const stream = createWriteStream(o.out, { mode: 0o600 });
+        for (const line of lines) stream.write(`${line}\n`);
+        await new Promise<void>((resolve, reject) => stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+        err(`wrote ${snapshot.records.length} records and ${snapshot.checkpoints.length} checkpoints to ${o.out}`);
+      }
+    });
+
+  withConfigOptions(audit.command('verify').description('check the chain, the checkpoint signatures and the approval evidence (from Redis, or --file)'))
+    .addHelpText('after', AUDIT_EXIT_HELP)
+    .option('--file <export.jsonl>', 'verify an exported file instead of Redis')
+    .option('--jwks <file-or-url>', 'public keys for the checkpoints (repeatable); default: every key in the configuration', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--from-seq <n>', 'first sequence number (Redis only)', seqOption)
+    .option('--to-seq <n>', 'last sequence number (Redis only)', seqOption)
+    .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
+    .action(async (o: ConfigFlags & RangeFlags & { file?: string; jwks: string[]; output: 'text' | 'json' }) => {
+      const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
+      const config = configFile === undefined ? undefined : await loadConfig(configFile);
+      const keys: JWK[] = [];
+      for (const source of o.jwks) keys.push(...(await readJwks(source)));
+      if (config !== undefined) keys.push(...(await loadKeyring(config)).allPublicJwks().keys);
+      let snapshot: AuditSnapshot;
+      let source: string;
+      if (o.file !== undefined) {
+        snapshot = await readAuditExport(o.file);
+        source = o.file;
+      } else {
+        const c = config as BrokerConfig;
+        snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
+        source = `redis prefix ${c.redis.prefix}`;
+      }
+      const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
+      const report = await verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys: unique }) });
+      if (o.output === 'json') out(JSON.stringify({ source, ...report }, null, 2));
+      else printReport(report, source);
+      process.exitCode = exitCodeOf(report);
+    });
+
+  return audit;
+}

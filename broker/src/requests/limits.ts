@@ -1,0 +1,68 @@
+// Fairness between workloads: a request rate per workload (token bucket in Redis,
+// shared by every replica) and a minimum interval between polls of one request
+// (the OpenID CIBA "slow_down" answer). The per-workload pending limit lives in
+// create-5.lua, atomically with the creation it limits.
+import type { Clock } from '../clock.js';
+import { CountersignError } from '../errors.js';
+import type { Redis } from '../redis/connection.js';
+import { redisCall } from '../redis/connection.js';
+import type { Keys } from '../redis/keys.js';
+import { ScriptCode, scriptReply } from './script-codes.js';
+import type { ScriptRunner } from './scripts.js';
+import { workloadHash } from './store.js';
+
+export interface RateLimit {
+  /** Sustained requests per second per workload. */
+  perSecond: number;
+  /** Requests a workload may make at once after being idle. */
+  burst: number;
+}
+
+export class RequestRateLimiter {
+  constructor(
+    private readonly keys: Keys,
+    private readonly scripts: ScriptRunner,
+    private readonly clock: Clock,
+    private readonly limit: RateLimit,
+  ) {}
+
+  /** Takes one request from the workload's allowance, or refuses with RESOURCE_EXHAUSTED. */
+  async take(spiffeId: string): Promise<void> {
+    const [code, retryAfter = '0'] = scriptReply(
+      await redisCall('rate limit', () =>
+        this.scripts('ratelimit', [this.keys.rateLimit(workloadHash(spiffeId))], [this.clock.now(), this.limit.perSecond, this.limit.burst]),
+      ),
+    );
+    if (code === ScriptCode.Allowed) return;
+    const seconds = Math.max(1, Math.ceil(Number(retryAfter) / 1000));
+    throw new CountersignError(
+      'resource_exhausted',
+      'ERR_RATE_LIMITED',
+      `${spiffeId} is sending requests faster than allowed (limit requests.limits.requests_per_second = ${this.limit.perSecond}, burst ${this.limit.burst}); retry in ${seconds}s`,
+      { limit: 'requests.limits.requests_per_second', retryAfterMs: Number(retryAfter) },
+    );
+  }
+}
+
+/** At most one GetRequest per poll interval for a pending request. */
+export class PollGate {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly intervalMs: number,
+  ) {}
+
+  async pass(requestId: string): Promise<void> {
+    // A little slack, so a client that waits exactly poll_interval is never told to slow down.
+    const gateMs = Math.max(1, Math.floor(this.intervalMs * 0.8));
+    const ok = await redisCall('poll gate', () => this.redis.set(this.keys.pollGate(requestId), '1', 'PX', gateMs, 'NX'));
+    if (ok === null) {
+      throw new CountersignError(
+        'resource_exhausted',
+        'ERR_SLOW_DOWN',
+        `slow_down: request ${requestId} was polled less than ${this.intervalMs} ms ago; poll at most every ${this.intervalMs} ms (requests.poll_interval) or use WatchRequest`,
+        { limit: 'requests.poll_interval', pollIntervalMs: this.intervalMs },
+      );
+    }
+  }
+}

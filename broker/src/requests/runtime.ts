@@ -1,0 +1,172 @@
+// Wiring of the approval machinery, for the composition root (app.ts): the
+// store and its scripts, the outbox, BullMQ queues (every role enqueues) and
+// workers (roles "all" and "worker"), and, where requesters are served, the
+// pub/sub subscription and the credential collector.
+import type { ApproverChannel, PrincipalDirectory } from '@countersign/approvers';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Clock } from '../clock.js';
+import type { BrokerConfig } from '../config/config.js';
+import type { CredentialMinter } from '../credentials/mint.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Redis } from '../redis/connection.js';
+import type { Keys } from '../redis/keys.js';
+import { CredentialCollector } from './collector.js';
+import { RequestDelivery } from './delivery.js';
+import { RequestEvents } from './events.js';
+import { ApprovalJobs } from './jobs.js';
+import { PollGate, RequestRateLimiter, type RateLimit } from './limits.js';
+import { Outbox } from './outbox.js';
+import type { ScriptRunner } from './scripts.js';
+import { RequestStore } from './store.js';
+import { Sweeper } from './sweeper.js';
+import type { SizeLimits } from './validate.js';
+import { ApprovalWorkers } from './workers.js';
+import { BrokerApprovalWorkflow } from './workflow.js';
+
+/** Which parts of the broker a process runs. */
+export type BrokerRole = 'all' | 'api' | 'worker';
+
+export interface ApprovalSettings {
+  pollIntervalMs: number;
+  collectionWindowMs: number;
+  retentionMs: number;
+  sweepIntervalMs: number;
+  maxPendingPerWorkload: number;
+  rate: RateLimit;
+  sizeLimits: SizeLimits;
+  notifyAttempts: number;
+  notifyBackoffMs: number;
+  defaultTtlMs: number;
+  /** A watch re-reads its request this often even without an announcement. */
+  watchRecheckMs: number;
+  /** An outbox entry this old is finished by the sweeper. */
+  outboxGraceMs: number;
+}
+
+export function approvalSettings(config: BrokerConfig): ApprovalSettings {
+  const r = config.requests;
+  return {
+    pollIntervalMs: r.poll_interval,
+    collectionWindowMs: r.collection_window,
+    retentionMs: r.retention,
+    sweepIntervalMs: r.sweep_interval,
+    maxPendingPerWorkload: r.limits.max_pending_per_workload,
+    rate: { perSecond: r.limits.requests_per_second, burst: r.limits.burst },
+    sizeLimits: { parametersBytes: r.limits.max_parameters_bytes, reasonLength: r.limits.max_reason_length },
+    notifyAttempts: r.notifications.attempts,
+    notifyBackoffMs: r.notifications.backoff,
+    defaultTtlMs: config.credentials.default_ttl,
+    watchRecheckMs: 10_000,
+    outboxGraceMs: 30_000,
+  };
+}
+
+export interface ApprovalsDeps {
+  redis: Redis;
+  keys: Keys;
+  scripts: ScriptRunner;
+  audit: AuditLog;
+  directory: PrincipalDirectory;
+  channels: readonly ApproverChannel[];
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export interface Approvals {
+  store: RequestStore;
+  outbox: Outbox;
+  jobs: ApprovalJobs;
+  workflow: BrokerApprovalWorkflow;
+  sweeper: Sweeper;
+  limiter: RequestRateLimiter;
+  /** Present when this process serves requesters (roles "all" and "api"). */
+  delivery: RequestDelivery | undefined;
+  close(): Promise<void>;
+}
+
+export async function startApprovals(
+  deps: ApprovalsDeps,
+  settings: ApprovalSettings,
+  options: { role: BrokerRole; minter?: CredentialMinter },
+): Promise<Approvals> {
+  const { redis, keys, scripts, audit, clock, logger, metrics } = deps;
+  const store = new RequestStore(redis, keys, scripts, clock, {
+    maxPendingPerWorkload: settings.maxPendingPerWorkload,
+    retentionMs: settings.retentionMs,
+  });
+  // BullMQ gets connections of its own: a fail-fast one for enqueueing (a request
+  // never waits on a dead Redis) and a patient one for workers, which must block.
+  const quiet = (connection: Redis): Redis =>
+    connection.on('error', () => {
+      // Connection errors surface on the commands (and BullMQ events) that fail; ioredis keeps reconnecting.
+    });
+  const queueConnection = quiet(redis.duplicate());
+  const jobs = new ApprovalJobs(
+    queueConnection,
+    keys.bullmqPrefix(),
+    deps.channels.map((c) => c.name),
+    clock,
+    { notifyAttempts: settings.notifyAttempts, notifyBackoffMs: settings.notifyBackoffMs },
+    (queue, err) => logger.warn({ queue, err: err.message }, 'queue connection error (enqueueing fails until Redis is back)'),
+  );
+  const outbox = new Outbox({ redis, keys, store, audit, jobs, clock, logger });
+  const workflow = new BrokerApprovalWorkflow(
+    { store, outbox, directory: deps.directory, audit, clock, logger, metrics },
+    { maxReasonLength: settings.sizeLimits.reasonLength },
+  );
+  const sweeper = new Sweeper({ store, workflow, outbox, clock, metrics, logger }, { outboxGraceMs: settings.outboxGraceMs });
+  const limiter = new RequestRateLimiter(keys, scripts, clock, settings.rate);
+
+  // Closed in reverse order: workers first (they finish their jobs), queues last.
+  const closers: (() => Promise<void> | void)[] = [
+    async () => {
+      await jobs.close();
+      queueConnection.disconnect();
+    },
+  ];
+  try {
+    let delivery: RequestDelivery | undefined;
+    if (options.role !== 'worker') {
+      if (options.minter === undefined) throw new Error('serving requesters needs a credential minter');
+      const subscriber = quiet(redis.duplicate());
+      const events = await RequestEvents.start(subscriber, keys.requestEvents(), logger);
+      closers.push(() => events.close());
+      const collector = new CredentialCollector(
+        { store, minter: options.minter, audit, clock, metrics, logger },
+        { collectionWindowMs: settings.collectionWindowMs, defaultTtlMs: settings.defaultTtlMs },
+      );
+      delivery = new RequestDelivery(
+        { store, collector, events, pollGate: new PollGate(redis, keys, settings.pollIntervalMs) },
+        { watchRecheckMs: settings.watchRecheckMs },
+      );
+    }
+    if (options.role !== 'api') {
+      const workerConnection = quiet(redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false }));
+      closers.push(() => workerConnection.disconnect());
+      const workers = await ApprovalWorkers.start(
+        workerConnection,
+        keys.bullmqPrefix(),
+        { jobs, workflow, sweeper, channels: deps.channels, audit: deps.audit, clock, logger, metrics },
+        { sweepIntervalMs: settings.sweepIntervalMs },
+      );
+      closers.push(() => workers.close());
+    }
+    return {
+      store,
+      outbox,
+      jobs,
+      workflow,
+      sweeper,
+      limiter,
+      delivery,
+      async close() {
+        for (const close of [...closers].reverse()) await close();
+      },
+    };
+  } catch (e) {
+    for (const close of [...closers].reverse()) await Promise.resolve(close()).catch(() => undefined);
+    throw e;
+  }
+}

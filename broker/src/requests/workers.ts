@@ -1,0 +1,132 @@
+// BullMQ workers: they call approver channels (notifications and message updates,
+// retried with exponential backoff), end requests at their deadline (delayed
+// jobs), and run the sweeper. They run in every broker replica (role "all") or
+// in separate `countersign-broker serve --role worker` processes.
+import type { ApproverChannel } from '@countersign/approvers';
+import { DelayedError, Worker, type Job } from 'bullmq';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Redis } from '../redis/connection.js';
+import { QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
+import { ScriptCode } from './script-codes.js';
+import type { Sweeper } from './sweeper.js';
+import type { BrokerApprovalWorkflow } from './workflow.js';
+
+export interface WorkerSettings {
+  sweepIntervalMs: number;
+  notifyConcurrency?: number;
+  expiryConcurrency?: number;
+}
+
+/** A channel may throw an error carrying retryAfterMs (e.g. Slack's 429 Retry-After) to be retried after exactly that long. */
+const retryAfterOf = (e: unknown): number | undefined => {
+  const ms = (e as { retryAfterMs?: unknown } | null)?.retryAfterMs;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+};
+
+async function closeWithin(worker: Worker, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    worker.close().then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) await worker.close(true).catch(() => undefined);
+}
+
+export class ApprovalWorkers {
+  private constructor(private readonly workers: Worker[]) {}
+
+  static async start(
+    connection: Redis,
+    prefix: string,
+    deps: {
+      jobs: ApprovalJobs;
+      workflow: BrokerApprovalWorkflow;
+      sweeper: Sweeper;
+      channels: readonly ApproverChannel[];
+      audit: AuditLog;
+      clock: Clock;
+      logger: Logger;
+      metrics: Metrics;
+    },
+    settings: WorkerSettings,
+  ): Promise<ApprovalWorkers> {
+    const { workflow, sweeper, audit, clock, logger, metrics } = deps;
+    const channels = new Map(deps.channels.map((c) => [c.name, c]));
+    const common = { connection, prefix };
+
+    const notify = new Worker<NotifyJobData>(
+      QUEUE_NAMES.notify,
+      async (job: Job<NotifyJobData>, token?: string) => {
+        const { requestId, event, channel: channelName, principal } = job.data;
+        const channel = channels.get(channelName);
+        if (channel === undefined) {
+          logger.warn({ requestId, channel: channelName }, 'notification for a channel that is not configured; dropped');
+          return;
+        }
+        const view = await workflow.get(requestId);
+        if (view === undefined) return;
+        try {
+          if (event === 'created') await channel.requestCreated(view);
+          else if (event === 'resolved') await channel.requestResolved(view);
+          else {
+            const vote = view.votes.find((v) => v.principal === principal);
+            if (vote !== undefined) await channel.voteRecorded(view, vote);
+          }
+        } catch (e) {
+          const retryAfter = retryAfterOf(e);
+          if (retryAfter === undefined) throw e;
+          await job.moveToDelayed(Date.now() + retryAfter, token);
+          throw new DelayedError();
+        }
+        // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
+        await audit.append({ type: 'notification_sent', request_id: requestId, channel: channelName, event, principal, job_id: job.id });
+      },
+      { ...common, concurrency: settings.notifyConcurrency ?? 8 },
+    );
+    notify.on('failed', (job, err) => {
+      if (job === undefined) return;
+      metrics.notificationFailures.inc({ channel: job.data.channel });
+      const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+      logger[final ? 'error' : 'warn'](
+        { requestId: job.data.requestId, channel: job.data.channel, event: job.data.event, attempt: job.attemptsMade, err },
+        final ? 'notification failed for good' : 'notification failed; will retry',
+      );
+    });
+
+    const expiry = new Worker<ExpiryJobData>(
+      QUEUE_NAMES.expiry,
+      async (job: Job<ExpiryJobData>, token?: string) => {
+        const result = await workflow.expire(job.data.requestId);
+        if (result.code === ScriptCode.NotDue && result.expiresAt !== undefined) {
+          // Fired before the deadline by this broker's clock (clock skew between hosts): try again then.
+          await job.moveToDelayed(Date.now() + Math.max(20, result.expiresAt - clock.now()), token);
+          throw new DelayedError();
+        }
+      },
+      { ...common, concurrency: settings.expiryConcurrency ?? 16 },
+    );
+
+    const maintenance = new Worker(
+      QUEUE_NAMES.maintenance,
+      async () => {
+        await sweeper.sweep();
+      },
+      { ...common, concurrency: 1 },
+    );
+
+    const workers = [notify, expiry, maintenance];
+    for (const w of workers) {
+      w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'queue worker error (retrying)'));
+    }
+    await deps.jobs.maintenanceQueue.upsertJobScheduler('sweep', { every: settings.sweepIntervalMs }, { name: 'sweep' });
+    return new ApprovalWorkers(workers);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => closeWithin(w, 5000)));
+  }
+}

@@ -1,0 +1,420 @@
+// The X.509-SVID validation table: one row per rule of the X.509-SVID and SPIFFE
+// ID specs (and RFC 5280 path validation), each with the code it must produce.
+// Certificates are minted per run, so they never expire. Used by the pure
+// verifySvid test and, over real mTLS gRPC, by the end-to-end refusal test.
+import { randomBytes } from 'node:crypto';
+import { id_ce_keyUsage, id_kp_clientAuth, id_kp_serverAuth, KeyUsage } from '@peculiar/asn1-x509';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { BundleSet, bundleFromPem, type TrustBundle } from '../../src/identity/bundle.js';
+import type { SvidRole } from '../../src/identity/x509-svid.js';
+import { CertificateAuthority, KeyUsageFlags, type IssuedSvid } from '../../src/dev/ca.js';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+export interface SvidCaseContext {
+  /** Root of example.org, the broker's own trust domain. */
+  ca: CertificateAuthority;
+  /** Root of other.org, a federated trust domain. */
+  other: CertificateAuthority;
+  now: number;
+}
+
+export interface SvidCaseInput {
+  /** Leaf first, as presented. */
+  chain: Buffer[];
+  /** The same as PEM, with its key, for presenting over TLS. */
+  chainPem: string;
+  keyPem: string;
+  /** Bundles to validate against; default example.org + other.org. */
+  bundles?: BundleSet;
+  role?: SvidRole;
+}
+
+export interface SvidCase {
+  name: string;
+  /** The rule exercised. */
+  rule: string;
+  /** 'ok' or the ERR_SVID_* code verifySvid must throw. */
+  expect: string;
+  /**
+   * Whether the case survives the trip through a TLS handshake unchanged and uses
+   * the default bundles, so the broker must refuse it with the same code. (Node
+   * re-links a peer's chain by issuer, dropping what does not link, and some
+   * cases need bundles of their own.)
+   */
+  overTls: boolean;
+  build(ctx: SvidCaseContext): SvidCaseInput;
+}
+
+export const defaultBundles = (ctx: SvidCaseContext): BundleSet =>
+  new BundleSet([bundleFromPem('example.org', ctx.ca.pem), bundleFromPem('other.org', ctx.other.pem)]);
+
+const fromSvid = (svid: IssuedSvid, extra: Partial<SvidCaseInput> = {}): SvidCaseInput => ({
+  chain: svid.chainDer,
+  chainPem: svid.chainPem,
+  keyPem: svid.keyPem,
+  ...extra,
+});
+
+const withChain = (svid: IssuedSvid, chain: { der: Buffer; pem: string }[], extra: Partial<SvidCaseInput> = {}): SvidCaseInput => ({
+  chain: chain.map((c) => c.der),
+  chainPem: chain.map((c) => c.pem).join(''),
+  keyPem: svid.keyPem,
+  ...extra,
+});
+
+const ID = 'spiffe://example.org/ci/deployer';
+
+export const svidCases: SvidCase[] = [
+  // --- accepted ---
+  { name: 'valid EC leaf', rule: 'X.509-SVID 4: a leaf signed by the trust domain root', expect: 'ok', overTls: true, build: ({ ca }) => fromSvid(ca.issueSvid(ID)) },
+  { name: 'valid RSA leaf', rule: 'X.509-SVID 3: any key type the TLS stack supports', expect: 'ok', overTls: true, build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyType: 'rsa' })) },
+  {
+    name: 'valid leaf via an intermediate',
+    rule: 'X.509-SVID 4.1: intermediates are signing certificates',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate().issueSvid(ID)),
+  },
+  {
+    name: 'valid leaf via two intermediates',
+    rule: 'RFC 5280 6.1: path of several signing certificates',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate().createIntermediate().issueSvid(ID)),
+  },
+  {
+    name: 'valid leaf without extended key usage',
+    rule: 'X.509-SVID 4.4: EKU is optional',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { extKeyUsage: null })),
+  },
+  {
+    name: 'valid leaf of a federated trust domain',
+    rule: 'Trust Domain and Bundle 3: the bundle of the SVID\'s own trust domain',
+    expect: 'ok',
+    overTls: true,
+    build: ({ other }) => fromSvid(other.issueSvid('spiffe://other.org/ci/deployer')),
+  },
+  {
+    name: 'valid leaf followed by its root',
+    rule: 'RFC 5246 7.4.2: the root may be sent and is ignored',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => {
+      const svid = ca.issueSvid(ID);
+      return withChain(svid, [svid, ca.certificate]);
+    },
+  },
+  // --- refused: the SPIFFE ID ---
+  {
+    name: 'no certificate',
+    rule: 'X.509-SVID 3: an SVID must be presented',
+    expect: 'ERR_SVID_NO_CERTIFICATE',
+    overTls: false,
+    build: () => ({ chain: [], chainPem: '', keyPem: '' }),
+  },
+  {
+    name: 'no URI SAN',
+    rule: 'X.509-SVID 2: the SPIFFE ID is a URI SAN',
+    expect: 'ERR_SVID_NO_URI_SAN',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { uris: [], dns: ['deployer.example.org'] })),
+  },
+  {
+    name: 'two SPIFFE URI SANs',
+    rule: 'X.509-SVID 2: exactly one URI SAN',
+    expect: 'ERR_SVID_MULTIPLE_URI_SANS',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { uris: [ID, 'spiffe://example.org/ci/other'] })),
+  },
+  {
+    name: 'a SPIFFE and an https URI SAN',
+    rule: 'X.509-SVID 2: no URI SAN of any other scheme either',
+    expect: 'ERR_SVID_MULTIPLE_URI_SANS',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { uris: [ID, 'https://example.org/deployer'] })),
+  },
+  {
+    name: 'https URI SAN only',
+    rule: 'SPIFFE ID 2: scheme spiffe',
+    expect: 'ERR_SVID_NOT_SPIFFE',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { uris: ['https://example.org/ci/deployer'] })),
+  },
+  {
+    name: 'root-path ID',
+    rule: 'X.509-SVID 2: a leaf ID has a non-root path',
+    expect: 'ERR_SVID_ROOT_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org')),
+  },
+  {
+    name: 'uppercase trust domain',
+    rule: 'SPIFFE ID 2.1: trust domain is lowercase',
+    expect: 'ERR_SVID_INVALID_SPIFFE_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://Example.org/ci/deployer')),
+  },
+  {
+    name: 'dot segment in the path',
+    rule: 'SPIFFE ID 2.2: no . or .. segments',
+    expect: 'ERR_SVID_INVALID_SPIFFE_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org/ci/../admin')),
+  },
+  {
+    name: 'percent-encoded path',
+    rule: 'SPIFFE ID 2.2: no percent-encoding',
+    expect: 'ERR_SVID_INVALID_SPIFFE_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org/ci/%64eployer')),
+  },
+  {
+    name: 'port in the trust domain',
+    rule: 'SPIFFE ID 2.1: no port',
+    expect: 'ERR_SVID_INVALID_SPIFFE_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org:443/ci/deployer')),
+  },
+  {
+    name: 'trailing slash',
+    rule: 'SPIFFE ID 2.2: no trailing /',
+    expect: 'ERR_SVID_INVALID_SPIFFE_ID',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org/ci/deployer/')),
+  },
+  // --- refused: leaf constraints ---
+  { name: 'CA flag on the leaf', rule: 'X.509-SVID 4.1: leaf cA is false', expect: 'ERR_SVID_LEAF_IS_CA', overTls: true, build: ({ ca }) => fromSvid(ca.issueSvid(ID, { ca: true })) },
+  {
+    name: 'keyCertSign on the leaf',
+    rule: 'X.509-SVID 4.3: leaf must not sign certificates',
+    expect: 'ERR_SVID_LEAF_KEY_CERT_SIGN',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign })),
+  },
+  {
+    name: 'cRLSign on the leaf',
+    rule: 'X.509-SVID 4.3: leaf must not sign CRLs',
+    expect: 'ERR_SVID_LEAF_CRL_SIGN',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.cRLSign })),
+  },
+  {
+    name: 'no digitalSignature',
+    rule: 'X.509-SVID 4.3: leaf key usage has digitalSignature',
+    expect: 'ERR_SVID_NO_DIGITAL_SIGNATURE',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.keyAgreement })),
+  },
+  {
+    name: 'no key usage extension',
+    rule: 'X.509-SVID 4.3: key usage must be set',
+    expect: 'ERR_SVID_NO_KEY_USAGE',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: null })),
+  },
+  {
+    name: 'EKU without clientAuth',
+    rule: 'X.509-SVID 4.4: EKU, when present, allows the role',
+    expect: 'ERR_SVID_EKU',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { extKeyUsage: [id_kp_serverAuth] })),
+  },
+  {
+    name: 'EKU without serverAuth, checked as a server',
+    rule: 'X.509-SVID 4.4: a server SVID allows serverAuth',
+    expect: 'ERR_SVID_EKU',
+    overTls: false,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { extKeyUsage: [id_kp_clientAuth] }), { role: 'server' }),
+  },
+  {
+    name: 'unknown critical extension',
+    rule: 'RFC 5280 4.2: an unrecognised critical extension rejects the certificate',
+    expect: 'ERR_SVID_UNKNOWN_CRITICAL_EXTENSION',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { extraExtensions: [{ oid: '1.3.6.1.4.1.99999.1', critical: true, value: new Uint8Array([0x05, 0x00]) }] })),
+  },
+  {
+    name: 'key usage extension twice',
+    rule: 'RFC 5280 4.2: an extension appears at most once',
+    expect: 'ERR_SVID_DUPLICATE_EXTENSION',
+    overTls: true,
+    build: ({ ca }) =>
+      fromSvid(
+        ca.issueSvid(ID, {
+          extraExtensions: [{ oid: id_ce_keyUsage, critical: false, value: new Uint8Array(AsnConvert.serialize(new KeyUsage(KeyUsageFlags.digitalSignature))) }],
+        }),
+      ),
+  },
+  // --- refused: validity ---
+  {
+    name: 'expired',
+    rule: 'RFC 5280 4.1.2.5: validity period',
+    expect: 'ERR_SVID_EXPIRED',
+    overTls: true,
+    build: ({ ca, now }) => fromSvid(ca.issueSvid(ID, { notBefore: now - 2 * HOUR, notAfter: now - HOUR })),
+  },
+  {
+    name: 'not yet valid',
+    rule: 'RFC 5280 4.1.2.5: validity period',
+    expect: 'ERR_SVID_NOT_YET_VALID',
+    overTls: true,
+    build: ({ ca, now }) => fromSvid(ca.issueSvid(ID, { notBefore: now + HOUR, notAfter: now + 2 * HOUR })),
+  },
+  {
+    name: 'expired intermediate',
+    rule: 'RFC 5280 6.1.3: every certificate of the path is valid now',
+    expect: 'ERR_SVID_CHAIN_EXPIRED',
+    overTls: true,
+    build: ({ ca, now }) => fromSvid(ca.createIntermediate({ notBefore: now - 3 * HOUR, notAfter: now - HOUR }).issueSvid(ID)),
+  },
+  {
+    name: 'expired trust bundle authority',
+    rule: 'RFC 5280 6.1: the trust anchor is valid now',
+    expect: 'ERR_SVID_CHAIN_EXPIRED',
+    overTls: false,
+    build: ({ now }) => {
+      const old = CertificateAuthority.createRoot('example.org', { notBefore: now - 3 * HOUR, notAfter: now - HOUR });
+      return fromSvid(old.issueSvid(ID), { bundles: new BundleSet([bundleFromPem('example.org', old.pem)]) });
+    },
+  },
+  // --- refused: path validation ---
+  {
+    name: 'signed by an unknown CA',
+    rule: 'X.509-SVID 5: chains to the trust domain bundle',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: true,
+    build: () => fromSvid(CertificateAuthority.createRoot('example.org').issueSvid(ID)),
+  },
+  {
+    name: 'trust domain that differs from the signing CA\'s',
+    rule: 'X.509-SVID 5.2: validated against the bundle of the ID\'s own trust domain',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://other.org/ci/deployer')),
+  },
+  {
+    name: 'chain ending at another trust domain\'s root',
+    rule: 'X.509-SVID 5.2: a root of another trust domain is no authority here',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: true,
+    build: ({ ca }) => {
+      const svid = ca.issueSvid('spiffe://other.org/ci/deployer');
+      return withChain(svid, [svid, ca.certificate]);
+    },
+  },
+  {
+    name: 'trust domain without a bundle',
+    rule: 'X.509-SVID 5.2: no bundle, no trust',
+    expect: 'ERR_SVID_UNKNOWN_TRUST_DOMAIN',
+    overTls: true,
+    build: () => fromSvid(CertificateAuthority.createRoot('stranger.org').issueSvid('spiffe://stranger.org/ci/deployer')),
+  },
+  {
+    name: 'trust domain whose bundle is empty',
+    rule: 'Trust Domain and Bundle 4.1.3: keys: [] trusts nothing',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: false,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID), { bundles: new BundleSet([{ trustDomain: 'example.org', x509Authorities: [] } satisfies TrustBundle]) }),
+  },
+  {
+    name: 'intermediate without the CA flag',
+    rule: 'X.509-SVID 4.1: signing certificates have cA true',
+    expect: 'ERR_SVID_INTERMEDIATE_NOT_CA',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate({ ca: false }).issueSvid(ID)),
+  },
+  {
+    name: 'intermediate without keyCertSign',
+    rule: 'X.509-SVID 4.3: signing certificates have keyCertSign',
+    expect: 'ERR_SVID_INTERMEDIATE_NO_KEY_CERT_SIGN',
+    // Node links a peer's chain with OpenSSL's issuer check, which drops such an
+    // intermediate: over TLS this arrives as a lone leaf (ERR_SVID_UNTRUSTED).
+    overTls: false,
+    build: ({ ca }) => fromSvid(ca.createIntermediate({ keyUsage: KeyUsageFlags.cRLSign }).issueSvid(ID)),
+  },
+  {
+    name: 'intermediate naming another trust domain',
+    rule: 'X.509-SVID 4.1: a signing certificate\'s SPIFFE ID is its trust domain\'s',
+    expect: 'ERR_SVID_INTERMEDIATE_TRUST_DOMAIN',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate({ uris: ['spiffe://other.org'] }).issueSvid(ID)),
+  },
+  {
+    name: 'intermediate missing from the chain',
+    rule: 'RFC 5280 6.1: the path must reach the bundle',
+    expect: 'ERR_SVID_UNTRUSTED',
+    overTls: true,
+    build: ({ ca }) => {
+      const svid = ca.createIntermediate().issueSvid(ID);
+      return withChain(svid, [svid]);
+    },
+  },
+  {
+    name: 'chain sent in the wrong order',
+    rule: 'RFC 5246 7.4.2: each certificate certifies the one before it',
+    expect: 'ERR_SVID_CHAIN_ORDER',
+    overTls: false,
+    build: ({ ca }) => {
+      const upper = ca.createIntermediate();
+      const lower = upper.createIntermediate();
+      const svid = lower.issueSvid(ID);
+      return withChain(svid, [svid, upper.certificate, lower.certificate]);
+    },
+  },
+  {
+    name: 'unrelated certificate after the anchor',
+    rule: 'RFC 5246 7.4.2: nothing but the path is sent',
+    expect: 'ERR_SVID_CHAIN_ORDER',
+    overTls: false,
+    build: ({ ca, other }) => {
+      const svid = ca.issueSvid(ID);
+      return withChain(svid, [svid, other.certificate]);
+    },
+  },
+  {
+    name: 'path longer than a pathLenConstraint allows',
+    rule: 'RFC 5280 4.2.1.9: pathLenConstraint',
+    expect: 'ERR_SVID_PATH_LENGTH',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate({ pathLength: 0 }).createIntermediate().issueSvid(ID)),
+  },
+  {
+    name: 'intermediate below a root that allows none',
+    rule: 'RFC 5280 4.2.1.9: the trust anchor\'s pathLenConstraint',
+    expect: 'ERR_SVID_PATH_LENGTH',
+    overTls: false,
+    build: ({ now }) => {
+      const strict = CertificateAuthority.createRoot('example.org', { pathLength: 0, notBefore: now - HOUR, notAfter: now + HOUR });
+      return fromSvid(strict.createIntermediate().issueSvid(ID), { bundles: new BundleSet([bundleFromPem('example.org', strict.pem)]) });
+    },
+  },
+  {
+    name: 'chain longer than the limit',
+    rule: 'resource limit: at most 8 certificates',
+    expect: 'ERR_SVID_CHAIN_TOO_LONG',
+    overTls: true,
+    build: ({ ca }) => {
+      let issuer = ca;
+      for (let i = 0; i < 8; i++) issuer = issuer.createIntermediate();
+      return fromSvid(issuer.issueSvid(ID));
+    },
+  },
+  {
+    name: 'certificate larger than 16 KiB',
+    rule: 'resource limit: certificate size',
+    expect: 'ERR_SVID_CERTIFICATE_TOO_LARGE',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { dns: Array.from({ length: 400 }, (_, i) => `host-${i}-${'x'.repeat(30)}.example.org`) })),
+  },
+  {
+    name: 'not a certificate',
+    rule: 'RFC 5280 4.1: DER-encoded certificate',
+    expect: 'ERR_SVID_MALFORMED',
+    overTls: false,
+    build: () => ({ chain: [Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), randomBytes(256)])], chainPem: '', keyPem: '' }),
+  },
+];

@@ -1,0 +1,247 @@
+// The Helm chart, checked offline: `helm lint --strict`, `helm template` over
+// every value set in deploy/helm/countersign/ci/, strict decoding of every
+// rendered object into the Kubernetes API types (countersign-validate-manifests,
+// built from deploy/helm/tools/validate-manifests by .ci/run), and assertions on
+// what an operator relies on: hardened pods, gRPC probes, secrets by reference,
+// and a config.yaml the broker itself accepts.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { parseConfig } from '@countersign/broker';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const chart = join(root, 'deploy/helm/countersign');
+const KUBE_VERSION = '1.31.0';
+
+function tool(name: string): string {
+  const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
+  if (!found) {
+    assert.fail(`${name} is not on PATH: run .ci/run, or see docs/kubernetes.md ("Chart tests") to install it with go install`);
+  }
+  return found;
+}
+
+// Rendered objects are checked field by field below; `any` keeps those checks readable.
+type Manifest = { apiVersion: string; kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
+
+function render(valuesFile?: string, set: string[] = []): { text: string; docs: Manifest[] } {
+  const args = ['template', 'cs', chart, '--namespace', 'countersign', '--kube-version', KUBE_VERSION];
+  if (valuesFile) args.push('-f', valuesFile);
+  for (const s of set) args.push('--set', s);
+  const text = execFileSync(tool('helm'), args, { encoding: 'utf8' });
+  const docs = parseAllDocuments(text)
+    .map((d) => d.toJS() as Manifest | null)
+    .filter((d): d is Manifest => d !== null);
+  return { text, docs };
+}
+
+const valueSets = [undefined, ...readdirSync(join(chart, 'ci')).filter((f) => f.endsWith('.yaml')).map((f) => join(chart, 'ci', f))];
+const label = (f: string | undefined) => (f === undefined ? 'defaults' : f.slice(chart.length + 1));
+
+function podSpecs(docs: Manifest[]): { owner: string; spec: any }[] {
+  const out: { owner: string; spec: any }[] = [];
+  for (const d of docs) {
+    if (d.kind === 'Deployment' || d.kind === 'StatefulSet') out.push({ owner: `${d.kind}/${d.metadata.name}`, spec: d.spec.template.spec });
+    if (d.kind === 'Pod') out.push({ owner: `Pod/${d.metadata.name}`, spec: d.spec });
+  }
+  return out;
+}
+
+const find = (docs: Manifest[], kind: string, name: string) => {
+  const d = docs.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(d, `${kind}/${name} is rendered`);
+  return d;
+};
+
+describe('Helm chart', () => {
+  for (const valuesFile of valueSets) {
+    describe(label(valuesFile), () => {
+      it('passes helm lint --strict', () => {
+        const args = ['lint', '--strict', chart, '--kube-version', KUBE_VERSION];
+        if (valuesFile) args.push('-f', valuesFile);
+        const out = spawnSync(tool('helm'), args, { encoding: 'utf8' });
+        assert.equal(out.status, 0, out.stdout + out.stderr);
+      });
+
+      it('renders objects that decode strictly into the Kubernetes API types', () => {
+        const { text } = render(valuesFile);
+        const out = spawnSync(tool('countersign-validate-manifests'), [], { input: text, encoding: 'utf8' });
+        assert.equal(out.status, 0, out.stdout + out.stderr);
+      });
+
+      it('hardens every pod: non-root, read-only root, no capabilities, RuntimeDefault seccomp', () => {
+        const pods = podSpecs(render(valuesFile).docs);
+        assert.ok(pods.length >= 2);
+        for (const { owner, spec } of pods) {
+          assert.equal(spec.securityContext?.runAsNonRoot, true, `${owner} runAsNonRoot`);
+          assert.equal(spec.securityContext?.seccompProfile?.type, 'RuntimeDefault', `${owner} seccomp`);
+          assert.equal(spec.automountServiceAccountToken, false, `${owner} does not mount an API token`);
+          for (const c of spec.containers) {
+            assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${owner}/${c.name} readOnlyRootFilesystem`);
+            assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${owner}/${c.name} allowPrivilegeEscalation`);
+            assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${owner}/${c.name} drops ALL`);
+          }
+        }
+      });
+
+      it('passes secrets by reference only and renders no Secret', () => {
+        const { docs, text } = render(valuesFile);
+        assert.equal(docs.filter((d) => d.kind === 'Secret').length, 0);
+        for (const { spec } of podSpecs(docs)) {
+          for (const c of spec.containers) {
+            for (const e of c.env ?? []) {
+              if (/TOKEN|SECRET|PASSWORD/.test(e.name)) assert.ok(e.valueFrom?.secretKeyRef, `${e.name} comes from a Secret`);
+            }
+          }
+        }
+        assert.doesNotMatch(text, /xox[bap]-/);
+      });
+
+      it('writes a config.yaml the broker accepts', () => {
+        const { docs } = render(valuesFile);
+        const configMap = find(docs, 'ConfigMap', 'cs-countersign-config');
+        const config = parseConfig(configMap.data?.['config.yaml'] as string, 'config.yaml');
+        assert.equal(config.trust_domain, 'example.org');
+        assert.equal(config.health.grpc_listen, '0.0.0.0:8081');
+      });
+    });
+  }
+
+  describe('defaults', () => {
+    const { docs } = render();
+    const deployment = find(docs, 'Deployment', 'cs-countersign');
+    const pod = deployment.spec.template.spec;
+    const broker = pod.containers[0];
+
+    it('runs 2 replicas spread across nodes, with a PodDisruptionBudget', () => {
+      assert.equal(deployment.spec.replicas, 2);
+      assert.equal(pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey, 'kubernetes.io/hostname');
+      const pdb = find(docs, 'PodDisruptionBudget', 'cs-countersign');
+      assert.equal(pdb.spec.minAvailable, 1);
+      assert.deepEqual(pdb.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
+      assert.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0);
+    });
+
+    it('probes over native gRPC health on the plaintext health port', () => {
+      assert.deepEqual(broker.readinessProbe.grpc, { port: 8081 });
+      assert.deepEqual(broker.livenessProbe.grpc, { port: 8081, service: 'liveness' });
+      assert.ok(broker.startupProbe.grpc);
+      assert.deepEqual(
+        broker.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]),
+        [['grpc', 8443], ['http', 8080], ['health', 8081]],
+      );
+    });
+
+    it('gets its SVID from the Workload API socket of the SPIFFE CSI driver', () => {
+      const volume = pod.volumes.find((v: { name: string }) => v.name === 'spiffe-workload-api');
+      assert.equal(volume.csi.driver, 'csi.spiffe.io');
+      const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+      assert.equal(config.identity.svid.workload_api?.socket, 'unix:///spiffe-workload-api/spire-agent.sock');
+      assert.equal(config.identity.svid.workload_api?.trust_bundles, true, 'bundles come from the Workload API too');
+      assert.equal(config.identity.svid.cert_file, undefined);
+    });
+
+    it('exposes gRPC, HTTP and a headless Service for client-side balancing', () => {
+      assert.equal(find(docs, 'Service', 'cs-countersign-grpc').spec.ports[0].appProtocol, 'grpc');
+      assert.equal(find(docs, 'Service', 'cs-countersign-http').spec.ports[0].port, 8080);
+      assert.equal(find(docs, 'Service', 'cs-countersign-grpc-headless').spec.clusterIP, 'None');
+    });
+
+    it('restricts ingress with a NetworkPolicy', () => {
+      const np = find(docs, 'NetworkPolicy', 'cs-countersign');
+      assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+      assert.deepEqual(
+        np.spec.ingress.flatMap((r: { ports: { port: string }[] }) => r.ports.map((p) => p.port)),
+        ['grpc', 'http', 'health'],
+      );
+    });
+
+    it('has a helm test hook that checks readiness and the JWKS', () => {
+      const test = find(docs, 'Pod', 'cs-countersign-test-health');
+      assert.equal(test.metadata.annotations?.['helm.sh/hook'], 'test');
+      assert.match(test.spec.containers[0].command.join(' '), /\/readyz/);
+    });
+  });
+
+  it('builtin Redis: AOF on, noeviction, a persistent volume, reachable only from the broker', () => {
+    const { docs } = render(join(chart, 'ci/builtin-redis.yaml'));
+    const conf = find(docs, 'ConfigMap', 'cs-countersign-redis').data?.['redis.conf'] as string;
+    assert.match(conf, /^appendonly yes$/m);
+    assert.match(conf, /^maxmemory-policy noeviction$/m);
+    const sts = find(docs, 'StatefulSet', 'cs-countersign-redis');
+    assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '2Gi');
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(config.redis.url, 'redis://cs-countersign-redis:6379');
+    assert.ok(find(docs, 'NetworkPolicy', 'cs-countersign-redis'));
+  });
+
+  it('external Redis through Sentinel reads its password from a mounted Secret', () => {
+    const { docs } = render(join(chart, 'ci/external-redis-sentinel.yaml'));
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(config.redis.sentinel?.master_name, 'countersign');
+    assert.equal(config.redis.sentinel?.sentinels.length, 3);
+    assert.equal(config.redis.password_file, '/var/run/countersign/redis/password');
+    const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
+    assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'redis-password').secret.secretName, 'countersign-redis');
+  });
+
+  it('cert-manager csi-driver-spiffe mode reads SVID files and federated SPIFFE bundles', () => {
+    const { docs } = render(join(chart, 'ci/spiffe-cert-manager.yaml'));
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(config.identity.svid.cert_file, '/var/run/countersign/svid/tls.crt');
+    assert.deepEqual(
+      config.identity.bundles.map((b) => [b.trust_domain, b.format]),
+      [['example.org', 'pem'], ['partner.example', 'spiffe']],
+    );
+    const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
+    assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'svid').csi.driver, 'spiffe.csi.cert-manager.io');
+  });
+
+  it('Slack Socket Mode takes all three tokens from the Secret; HTTP mode adds an ingress for /slack/events', () => {
+    const socket = render(join(chart, 'ci/slack-socket.yaml')).docs;
+    const env = find(socket, 'Deployment', 'cs-countersign').spec.template.spec.containers[0].env;
+    assert.deepEqual(
+      env.filter((e: { name: string }) => e.name.startsWith('SLACK_')).map((e: { name: string }) => e.name),
+      ['SLACK_MODE', 'SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET', 'SLACK_APP_TOKEN'],
+    );
+    assert.equal(socket.filter((d) => d.kind === 'Ingress').length, 0);
+    const http = render(join(chart, 'ci/slack-http.yaml')).docs;
+    const ingress = find(http, 'Ingress', 'cs-countersign-slack');
+    assert.equal(ingress.spec.rules[0].http.paths[0].path, '/slack/events');
+  });
+
+  it('a separate worker Deployment runs the jobs; broker replicas then serve the API only', () => {
+    const { docs } = render(join(chart, 'ci/worker-and-monitoring.yaml'));
+    const broker = find(docs, 'Deployment', 'cs-countersign').spec.template.spec.containers[0];
+    const worker = find(docs, 'Deployment', 'cs-countersign-worker');
+    assert.deepEqual(broker.args.slice(-2), ['--role', 'api']);
+    assert.deepEqual(worker.spec.template.spec.containers[0].args.slice(-2), ['--role', 'worker']);
+    assert.equal(worker.spec.replicas, 2);
+    assert.ok(find(docs, 'ServiceMonitor', 'cs-countersign'));
+    const rule = find(docs, 'PrometheusRule', 'cs-countersign');
+    assert.ok(rule.spec.groups[0].rules.length >= 4);
+  });
+
+  describe('values.schema.json refuses bad values before anything is rendered', () => {
+    const cases: [string, string[], RegExp][] = [
+      ['an unknown key', ['brokr.replicaCount=3'], /brokr/],
+      ['a string replica count', ['broker.replicaCount=two'], /replicaCount.*want integer/],
+      ['secret mode without a Secret name', ['spiffe.mode=secret', 'spiffe.trustBundle.configMap=b'], /spiffe\/secret\/name/],
+      ['Slack without its Secret', ['slack.enabled=true'], /slack\/existingSecret/],
+      ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
+      ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],
+    ];
+    for (const [name, set, message] of cases) {
+      it(name, () => {
+        const args = ['template', 'cs', chart, '--kube-version', KUBE_VERSION, ...set.flatMap((s) => ['--set', s])];
+        const out = spawnSync(tool('helm'), args, { encoding: 'utf8' });
+        assert.notEqual(out.status, 0);
+        assert.match(out.stderr, message);
+      });
+    }
+  });
+});
