@@ -8,6 +8,7 @@ import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'b
 import type { Redis } from 'ioredis';
 import type { ApprovalRequestView, ApprovalWorkflow } from '../port.js';
 import { buildOutcomeNotice, buildRequestCard, buildVoteReply, type SlackMessage } from './card.js';
+import type { AuditSink } from './interactions.js';
 import type { SlackKeys } from './keys.js';
 import type { SlackLogger } from './logger.js';
 import type { MessageRef, MessageRefs } from './message-refs.js';
@@ -60,6 +61,8 @@ export class SlackDelivery {
       workflow: ApprovalWorkflow;
       refs: MessageRefs;
       logger: SlackLogger;
+      /** Records where each card was posted (notification_sent). */
+      audit?: AuditSink;
     },
     private readonly settings: DeliverySettings,
   ) {
@@ -204,6 +207,9 @@ export class SlackDelivery {
       ref = await this.post(targetChannel(target), buildRequestCard(view));
       await refs.setCard(requestId, key, ref, view.expiresAt);
       shown = view;
+      await this.deps.audit
+        ?.append({ type: 'notification_sent', request_id: requestId, channel: 'slack', event: 'card_posted', target: targetKey(target), slack_channel: ref.channel, message_ts: ref.ts })
+        .catch((e: unknown) => this.deps.logger.warn({ requestId, err: (e as Error).message }, 'could not audit a posted Slack card'));
     }
     await this.updateUntilCurrent(requestId, ref, shown);
   }

@@ -243,7 +243,8 @@ export class SlackInteractions {
 
   private async auditRefusal(requestId: string, slackUser: string, decision: VoteDecisionName, code: string, message: string): Promise<void> {
     try {
-      await this.deps.audit.append({ type: 'vote_refused', request_id: requestId, principal: '', slack_user: slackUser, channel: 'slack', decision, code, message });
+      // No principal is known for this person: the record names them by their Slack user id.
+      await this.deps.audit.append({ type: 'vote_refused', request_id: requestId, principal: `slack:${slackUser}`, slack_user: slackUser, channel: 'slack', decision, code, message });
     } catch (e) {
       this.deps.logger.warn({ requestId, err: (e as Error).message }, 'could not audit a refused Slack vote');
     }

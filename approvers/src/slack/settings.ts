@@ -51,6 +51,8 @@ export class SlackSettingsError extends Error {
 }
 
 export const SLACK_DEFAULT_API_URL = 'https://slack.com/api/';
+/** Where Slack's interactivity requests arrive on the broker's HTTP listener (the app's Request URL path). */
+export const SLACK_EVENTS_PATH = '/slack/events';
 
 type Env = Record<string, string | undefined>;
 

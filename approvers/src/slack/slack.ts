@@ -20,7 +20,7 @@ import { createWebClient } from './web-api.js';
 
 const { App, SocketModeReceiver } = bolt;
 
-export const SLACK_EVENTS_PATH = '/slack/events';
+export { SLACK_EVENTS_PATH } from './settings.js';
 
 export interface SlackApproverDeps {
   settings: SlackSettings;
@@ -38,6 +38,8 @@ export interface SlackApproverDeps {
   onRefusedRequest?: (code: string) => void;
   /** Process Slack jobs in this process (default true; false for an API-only replica). */
   runWorker?: boolean;
+  /** Take clicks in this process (default true; false for a worker-only process: no Socket Mode connection). */
+  receive?: boolean;
 }
 
 export interface SlackApprover {
@@ -56,7 +58,7 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   const client = createWebClient(settings, logger);
   const refs = new MessageRefs(deps.redis, deps.keys, deps.clock);
   const delivery = new SlackDelivery(
-    { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger },
+    { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger, audit: deps.audit },
     { attempts: settings.attempts, backoffMs: settings.backoffMs },
   );
   const channel = new SlackChannel({ delivery, refs, directory: deps.directory, logger }, { defaultChannel: settings.defaultChannel });
@@ -127,11 +129,11 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
       if (started) return;
       started = true;
       if (deps.runWorker !== false) delivery.start();
-      await app.start();
+      if (deps.receive !== false) await app.start();
       logger.info({ mode: settings.mode, apiUrl: settings.apiUrl }, 'Slack approvals on');
     },
     async close() {
-      if (started) await app.stop().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'stopping the Slack app failed'));
+      if (started && deps.receive !== false) await app.stop().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'stopping the Slack app failed'));
       await delivery.close();
     },
   };
