@@ -66,10 +66,10 @@ async function openSlack(
   config: BrokerConfig,
   overrides: BrokerOverrides,
   deps: Omit<Parameters<typeof createSlack>[1], 'workflow'>,
-): Promise<{ slack: BrokerSlack | undefined; workflow: LateWorkflow }> {
+): Promise<{ slack: BrokerSlack | undefined; workflow: LateWorkflow; mode: RunningBroker['slackMode'] }> {
   const workflow = new LateWorkflow();
   const settings = await loadSlackSettings(config, overrides.env ?? process.env);
-  return { slack: settings === undefined ? undefined : await createSlack(settings, { ...deps, workflow }), workflow };
+  return { slack: settings === undefined ? undefined : await createSlack(settings, { ...deps, workflow }), workflow, mode: settings?.mode };
 }
 
 /** The identity section of the config, with paths resolved. */
@@ -113,6 +113,8 @@ export interface RunningBroker {
   /** The broker's SVID and trust bundles as they rotate. */
   identity: BrokerIdentity;
   approvals: Approvals;
+  /** How Slack approvals reach this broker, or undefined when Slack is off. */
+  slackMode: 'http' | 'socket' | undefined;
   close(): Promise<void>;
 }
 
@@ -327,6 +329,7 @@ async function startServices(
     policies,
     identity,
     approvals,
+    slackMode: slack.mode,
     async close() {
       policies.close();
       identity.close();
