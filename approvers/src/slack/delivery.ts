@@ -63,6 +63,8 @@ export class SlackDelivery {
       logger: SlackLogger;
       /** Records where each card was posted (notification_sent). */
       audit?: AuditSink;
+      /** Called for each failed Slack call: rate_limited, transient (retried) or permanent (given up). */
+      onCallFailure?: (kind: 'rate_limited' | 'transient' | 'permanent') => void;
     },
     private readonly settings: DeliverySettings,
   ) {
@@ -157,6 +159,7 @@ export class SlackDelivery {
     } catch (e) {
       if (e instanceof CardNotPostedYet) throw e;
       const failure = classifySlackError(e);
+      this.deps.onCallFailure?.(failure.kind);
       if (failure.kind === 'rate_limited') {
         // Pauses this queue in every replica, and puts the job back without using up an attempt.
         this.deps.logger.info({ job: job.name, retryAfterMs: failure.retryAfterMs }, 'Slack rate limit: pausing Slack calls');

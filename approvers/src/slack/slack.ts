@@ -36,6 +36,8 @@ export interface SlackApproverDeps {
   logger: SlackLogger;
   /** Called with the code of each refused HTTP request (bad signature, stale timestamp...). */
   onRefusedRequest?: (code: string) => void;
+  /** Called for each failed Slack Web API call made by a job. */
+  onCallFailure?: (kind: 'rate_limited' | 'transient' | 'permanent') => void;
   /** Process Slack jobs in this process (default true; false for an API-only replica). */
   runWorker?: boolean;
   /** Take clicks in this process (default true; false for a worker-only process: no Socket Mode connection). */
@@ -58,7 +60,7 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   const client = createWebClient(settings, logger);
   const refs = new MessageRefs(deps.redis, deps.keys, deps.clock);
   const delivery = new SlackDelivery(
-    { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger, audit: deps.audit },
+    { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger, audit: deps.audit, ...(deps.onCallFailure ? { onCallFailure: deps.onCallFailure } : {}) },
     { attempts: settings.attempts, backoffMs: settings.backoffMs },
   );
   const channel = new SlackChannel({ delivery, refs, directory: deps.directory, logger }, { defaultChannel: settings.defaultChannel });

@@ -113,6 +113,7 @@ export async function createSlack(settings: SlackSettings, deps: SlackDeps): Pro
     clock: deps.clock,
     logger,
     onRefusedRequest: (code) => deps.metrics.slackRequestsRefused.inc({ code }),
+    onCallFailure: (kind) => deps.metrics.slackCallFailures.inc({ kind }),
     runWorker: deps.role !== 'api',
     receive: deps.role !== 'worker',
   });
