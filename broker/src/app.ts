@@ -18,6 +18,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
+import { createSlack, LateWorkflow, loadSlackSettings, SLACK_EVENTS_PATH, type BrokerSlack } from './channels/slack.js';
 import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
 import { readFile } from 'node:fs/promises';
@@ -58,6 +59,17 @@ export interface BrokerOverrides {
   role?: Exclude<BrokerRole, 'worker'>;
   /** Approver channels the notification jobs call (Slack registers one). */
   channels?: ApproverChannel[];
+}
+
+/** Slack, when SLACK_* or the config's slack section turn it on (docs/slack.md). */
+async function openSlack(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  deps: Omit<Parameters<typeof createSlack>[1], 'workflow'>,
+): Promise<{ slack: BrokerSlack | undefined; workflow: LateWorkflow; mode: RunningBroker['slackMode'] }> {
+  const workflow = new LateWorkflow();
+  const settings = await loadSlackSettings(config, overrides.env ?? process.env);
+  return { slack: settings === undefined ? undefined : await createSlack(settings, { ...deps, workflow }), workflow, mode: settings?.mode };
 }
 
 /** The identity section of the config, with paths resolved. */
@@ -101,6 +113,8 @@ export interface RunningBroker {
   /** The broker's SVID and trust bundles as they rotate. */
   identity: BrokerIdentity;
   approvals: Approvals;
+  /** How Slack approvals reach this broker, or undefined when Slack is off. */
+  slackMode: 'http' | 'socket' | undefined;
   close(): Promise<void>;
 }
 
@@ -201,11 +215,13 @@ async function startServices(
     policy,
   );
   const settings = approvalSettings(config);
+  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: overrides.role ?? 'all' });
   const approvals = await startApprovals(
-    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    { redis, keys, scripts, audit, directory: principals, channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])], clock, logger, metrics },
     settings,
     { role: overrides.role ?? 'all', minter },
   );
+  slack.workflow.bind(approvals.workflow);
   metrics.sources.queueDepth = () => approvals.jobs.depth();
   const requests = new RequestService(
     { policy: () => policies.current, minter, audit, store: approvals.store, outbox: approvals.outbox, limiter: approvals.limiter, clock, metrics },
@@ -268,8 +284,9 @@ async function startServices(
     logger,
     jwks: () => keyring.jwks(clock.now()),
     readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
-    routes: { '/metrics': metricsRoute(metrics) },
+    routes: { '/metrics': metricsRoute(metrics), ...(slack.slack?.httpHandler ? { [SLACK_EVENTS_PATH]: slack.slack.httpHandler } : {}) },
   });
+  await slack.slack?.start();
   // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
   grpc.health.setStatus('liveness', 'SERVING');
   const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals'];
@@ -312,6 +329,7 @@ async function startServices(
     policies,
     identity,
     approvals,
+    slackMode: slack.mode,
     async close() {
       policies.close();
       identity.close();
@@ -323,6 +341,8 @@ async function startServices(
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
+      // After the approval workers: a notification job in flight still enqueues its Slack jobs.
+      await slack.slack?.close();
       checkpointer.stop();
       await auditSink.close();
       await tracing.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not flush traces'));
@@ -372,11 +392,14 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   const issuer = config.credentials.issuer ?? `spiffe://${config.trust_domain}`;
   const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
   checkpointer.start();
+  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: 'worker' });
   const approvals = await startApprovals(
-    { redis, keys, scripts, audit, directory: principals, channels: overrides.channels ?? [], clock, logger, metrics },
+    { redis, keys, scripts, audit, directory: principals, channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])], clock, logger, metrics },
     approvalSettings(config),
     { role: 'worker' },
   );
+  slack.workflow.bind(approvals.workflow);
+  await slack.slack?.start();
   metrics.sources.queueDepth = () => approvals.jobs.depth();
   const httpListen = splitHostPort(config.http.listen);
   const http = await startHttpServer({
@@ -416,6 +439,8 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
       health.setStatus('', 'NOT_SERVING');
       await Promise.all([http.close(), healthServer?.close()]);
       await approvals.close();
+      // After the approval workers: a notification job in flight still enqueues its Slack jobs.
+      await slack.slack?.close();
       checkpointer.stop();
       await auditSink.close();
       if (auditRedis !== redis) auditRedis.disconnect();

@@ -66,6 +66,11 @@ export async function runDev(options: DevOptions): Promise<void> {
   out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
   out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
   out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
+  out(
+    broker.slackMode === undefined
+      ? '  Slack         off  (set SLACK_BOT_TOKEN and SLACK_APP_TOKEN or SLACK_SIGNING_SECRET to turn it on; see docs/slack.md)'
+      : `  Slack         on, ${broker.slackMode === 'socket' ? 'Socket Mode' : `HTTP at http://127.0.0.1:${broker.httpPort}/slack/events`}  (approvers' Slack ids: ${relative(process.cwd(), td.principalsFile)})`,
+  );
   out('');
   out('Next, in another terminal in this directory:');
   out('');

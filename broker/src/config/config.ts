@@ -181,6 +181,33 @@ export const configSchema = z
       .strict(),
     /** People who may approve, with their identities per channel, and groups. */
     principals: z.object({ file: filePath }).strict().optional(),
+    /** Slack approvals (docs/slack.md). Secrets come from SLACK_* variables or the *_file keys, never from this file. */
+    slack: z
+      .object({
+        /** Default: on when a bot token is given (SLACK_BOT_TOKEN, SLACK_BOT_TOKEN_FILE or bot_token_file). */
+        enabled: z.boolean().optional(),
+        mode: z.enum(['http', 'socket']).optional(),
+        bot_token_file: filePath.optional(),
+        signing_secret_file: filePath.optional(),
+        app_token_file: filePath.optional(),
+        api_url: z.string().regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL such as https://slack.com/api/').optional(),
+        default_channel: z
+          .string()
+          .regex(/^(#?[a-z0-9._-]{1,80}|[CG][A-Z0-9]{2,20})$/, 'expected a channel id (C0123ABC) or name (#approvals)')
+          .optional(),
+        match_by_email: z.boolean().default(false),
+        usergroup_cache_ttl: duration(SECOND, 24 * HOUR).default(5 * MINUTE),
+        team_id: z.string().regex(/^[TE][A-Z0-9]{2,20}$/, 'expected a Slack workspace id such as T0123ABC').optional(),
+        delivery: z
+          .object({
+            attempts: z.number().int().min(1).max(100).default(20),
+            backoff: duration(100, 5 * MINUTE).default(2 * SECOND),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     credentials: z
       .object({
         /** "iss" of every credential; default the broker's SPIFFE ID. */

@@ -97,6 +97,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly slackRequestsRefused = new Counter({
+    name: 'countersign_slack_requests_refused_total',
+    help: 'Requests to /slack/events refused before reaching anything, by code (ERR_SLACK_SIGNATURE_INVALID, ERR_SLACK_TIMESTAMP_STALE, ...).',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly slackCallFailures = new Counter({
+    name: 'countersign_slack_call_failures_total',
+    help: 'Failed Slack Web API calls made by Slack jobs: rate_limited (waits Retry-After), transient (retried), permanent (given up).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly expiryLatenessSeconds = new Histogram({
     name: 'countersign_expiry_lateness_seconds',
     help: 'How long after its deadline a request was ended EXPIRED.',

@@ -81,4 +81,12 @@ export class Keys {
   bullmqPrefix(): string {
     return `${this.prefix}bull`;
   }
+  /** Hash: where one request's Slack cards were posted (channel, ts) and which thread replies were sent. */
+  slackMessages(requestId: string): string {
+    return `${this.prefix}slack:msg:${requestId}`;
+  }
+  /** String with a TTL: members of one Slack user group, as Slack last reported them. */
+  slackUsergroup(usergroupId: string): string {
+    return `${this.prefix}slack:ug:${usergroupId}`;
+  }
 }

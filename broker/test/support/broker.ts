@@ -99,6 +99,11 @@ ${options.extraConfig ?? ''}`;
   return { dir, configFile, configText, ca, trustDomain, brokerSvid };
 }
 
+/** The environment minus SLACK_* variables. */
+export function withoutSlackEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('SLACK_')));
+}
+
 export interface TestBrokerOptions extends BrokerFilesOptions {
   clock?: Clock;
   overrides?: BrokerOverrides;
@@ -146,6 +151,8 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
       redis: redis.redis,
       // Audit lines on stdout would mix with the test runner's own output.
       auditStdout: null,
+      // A developer's own SLACK_* must not turn Slack on in every test; Slack tests pass theirs.
+      env: withoutSlackEnv(process.env),
       ...(options.clock ? { clock: options.clock } : {}),
       ...options.overrides,
     });

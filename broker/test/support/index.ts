@@ -7,3 +7,5 @@ export { createLogger, silentLogger, type Logger } from '../../src/observability
 export * from './process.js';
 export { connectRedis } from '../../src/redis/connection.js';
 export * from './audit.js';
+// The Slack Web API fake, for tests that run a broker with Slack on.
+export { FakeSlack, type FakeMessage, type FakeSlackOptions, type FakeView } from '@countersign/approvers/testing';

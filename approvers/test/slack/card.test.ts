@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { APPROVE_ACTION_ID, buildOutcomeNotice, buildRequestCard, buildVoteReply, DENY_ACTION_ID } from '../../src/slack/card.js';
+import { buildConfirmModal, buildDenyModal } from '../../src/slack/modals.js';
+import { validateBlocks, validateModal } from '../support/block-kit.js';
+import { sampleRequest } from '../support/sample-request.js';
+
+type Block = Record<string, unknown>;
+/** Every text a person can see in the blocks, in order; only mrkdwn ones when asked (plain_text is never parsed for markup). */
+function texts(value: unknown, onlyMrkdwn = false): string[] {
+  if (Array.isArray(value)) return value.flatMap((v) => texts(v, onlyMrkdwn));
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    const own = typeof o.text === 'string' && (!onlyMrkdwn || o.type === 'mrkdwn') ? [o.text] : [];
+    return [...own, ...Object.entries(o).filter(([k]) => k !== 'text' || typeof o.text !== 'string').flatMap(([, v]) => texts(v, onlyMrkdwn))];
+  }
+  return [];
+}
+const all = (blocks: unknown[]) => texts(blocks).join('\n');
+const markup = (blocks: unknown[]) => texts(blocks, true).join('\n');
+const buttons = (card: unknown[]) =>
+  (card as Block[]).filter((b) => b.type === 'actions').flatMap((b) => b.elements as { action_id: string; value: string }[]);
+
+describe('the Slack request card', () => {
+  it('shows who asks, for whom, what, on what, why, under which rule, how many approvals, until when', () => {
+    const r = sampleRequest({ onBehalfOf: 'carol@example.org' });
+    const card = buildRequestCard(r);
+    assert.deepEqual(validateBlocks(card.blocks, 'message'), []);
+    const text = all(card.blocks);
+    for (const expected of [
+      'spiffe://example.org/ci/deployer',
+      'carol@example.org',
+      '`deploy`',
+      '`prod/payments`',
+      'release 1.4.2',
+      'CHG-1234',
+      '`prod-deploys`',
+      '0 of 2 given',
+      `<!date^${r.expiresAt / 1000}^`,
+      r.parametersDigest,
+      r.id,
+      '"version": "1.4.2"',
+      '"replicas": 3',
+    ]) {
+      assert.ok(text.includes(expected), `card shows ${expected}`);
+    }
+    assert.deepEqual(
+      buttons(card.blocks).map((b) => [b.action_id, b.value]),
+      [
+        [APPROVE_ACTION_ID, r.id],
+        [DENY_ACTION_ID, r.id],
+      ],
+    );
+    assert.match(card.text, /Approval needed: deploy prod\/payments/);
+  });
+
+  it('escapes everything the requester controls: no mentions, no disguised links', () => {
+    const r = sampleRequest({
+      reason: 'urgent <!channel> see <https://evil.example|prod/payments> & more',
+      resource: 'prod/<!here>',
+      parametersJson: '{"note":"<@U0ALICE> ```` break out"}',
+      ticket: '<https://x|CHG-1>',
+    });
+    const card = buildRequestCard(r);
+    const text = markup(card.blocks);
+    assert.doesNotMatch(text, /<!channel>|<!here>|<https:\/\/evil|<@U0ALICE>|<https:\/\/x/);
+    assert.ok(text.includes('&lt;!channel&gt;'));
+    // Only the card's own <!date^...> is Slack markup.
+    assert.deepEqual((text.match(/<[^&]/g) ?? []).filter((m) => m !== '<!'), []);
+    const code = (card.blocks as unknown as Block[]).map((b) => (b.text as { text?: string } | undefined)?.text ?? '').find((t) => t.includes('*Parameters*')) ?? '';
+    assert.equal(code.split('```').length - 1, 2, 'a value cannot close the code block');
+    assert.doesNotMatch(card.text, /<!here>/);
+  });
+
+  it('stays inside Slack limits for the largest requests, always showing the digest and saying what is left out', () => {
+    const big: Record<string, string> = {};
+    for (let i = 0; i < 400; i += 1) big[`key_${String(i).padStart(3, '0')}`] = `value-${i}-${'x'.repeat(120)}`;
+    // Canonical JSON has its keys sorted: the long value comes first.
+    const parametersJson = JSON.stringify({ a_script: 'y'.repeat(20_000), ...big });
+    const r = sampleRequest({
+      parametersJson,
+      resource: `prod/${'r'.repeat(500)}`,
+      operation: 'o'.repeat(128),
+      reason: 'z'.repeat(4000),
+      requester: `spiffe://example.org/${'p'.repeat(1900)}`,
+      votes: Array.from({ length: 32 }, (_, i) => ({ principal: `approver-${i}`, decision: 'approve' as const, channel: 'slack', at: Date.UTC(2026, 0, 1, 12, 1), stepUp: 'confirm' as const, reason: 'w'.repeat(2000) })),
+      approvalsRequired: 32,
+    });
+    const card = buildRequestCard(r);
+    assert.deepEqual(validateBlocks(card.blocks, 'message'), []);
+    assert.ok(card.blocks.length <= 50);
+    const text = all(card.blocks);
+    assert.ok(text.includes(r.parametersDigest));
+    assert.match(text, /Parameters shortened for Slack\* \(1 long value\(s\) cut, \d+ line\(s\) left out; \d+ characters in full\)/);
+    assert.match(text, /\[\+19600 characters not shown\]/);
+    assert.ok(card.text.length <= 3000);
+  });
+
+  it('shows a short parameter set whole, with no warning', () => {
+    const text = all(buildRequestCard(sampleRequest()).blocks);
+    assert.doesNotMatch(text, /shortened/);
+  });
+
+  it('ends without buttons, saying how it ended and who decided', () => {
+    const base = sampleRequest();
+    const at = Date.UTC(2026, 0, 1, 12, 5);
+    const approve = (principal: string) => ({ principal, decision: 'approve' as const, channel: 'slack', at, stepUp: 'click' as const, reason: '' });
+    const cases: [Partial<typeof base>, RegExp][] = [
+      [{ state: 'APPROVED', votes: [approve('alice'), approve('bob')], resolvedAt: at }, /\*Approved\* by alice, bob/],
+      [
+        { state: 'DENIED', votes: [{ ...approve('bob'), decision: 'deny', reason: 'not during the freeze' }], resolvedAt: at, resolutionMessage: 'denied by bob: not during the freeze' },
+        /\*Denied\* by bob .*not during the freeze/,
+      ],
+      [{ state: 'EXPIRED', votes: [approve('alice')], resolvedAt: base.expiresAt }, /\*Expired\* .* with 1 of 2 approval\(s\)/],
+      [{ state: 'CANCELLED', resolvedAt: at, resolutionMessage: 'cancelled by the requester: wrong version' }, /\*Cancelled\* .*wrong version/],
+    ];
+    for (const [change, pattern] of cases) {
+      const card = buildRequestCard({ ...base, ...change });
+      assert.deepEqual(validateBlocks(card.blocks, 'message'), []);
+      assert.deepEqual(buttons(card.blocks), [], `${change.state} has no buttons`);
+      assert.match(all(card.blocks), pattern);
+      const header = (card.blocks[0] as unknown as { text: { text: string } }).text.text;
+      assert.match(header, new RegExp(`^${change.state === 'APPROVED' ? 'Approved' : change.state === 'DENIED' ? 'Denied' : change.state === 'EXPIRED' ? 'Expired' : 'Cancelled'}:`));
+    }
+  });
+
+  it('renders thread replies, outcome notices and both modals within limits', () => {
+    const r = sampleRequest({ stepUp: 'confirm', votes: [{ principal: 'alice', decision: 'approve', channel: 'slack', at: Date.UTC(2026, 0, 1, 12, 1), stepUp: 'confirm', reason: 'checked' }] });
+    assert.match(buildVoteReply(r, r.votes[0]!).text, /\*alice\* :heavy_check_mark: approved .*confirmed the resource.*: checked\n1 of 2 approval/);
+    assert.deepEqual(validateBlocks(buildOutcomeNotice({ ...r, state: 'APPROVED', resolvedAt: r.createdAt }).blocks, 'message'), []);
+    const ctx = { requestId: r.id, channel: 'C0APPROVALS' };
+    for (const modal of [buildConfirmModal(r, ctx), buildDenyModal(r, ctx)]) assert.deepEqual(validateModal(modal), []);
+    const huge = sampleRequest({ parametersJson: JSON.stringify({ s: 'q'.repeat(60_000) }), resource: `prod/${'r'.repeat(500)}` });
+    assert.deepEqual(validateModal(buildConfirmModal(huge, ctx)), []);
+    // With step-up confirm the Approve button opens the modal: no Slack confirm dialog on it.
+    const approveButton = buttons(buildRequestCard(r).blocks)[0] as Record<string, unknown>;
+    assert.equal(approveButton.confirm, undefined);
+    assert.ok((buttons(buildRequestCard(sampleRequest()).blocks)[0] as Record<string, unknown>).confirm);
+  });
+});
