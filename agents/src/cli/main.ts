@@ -274,9 +274,12 @@ withIdentityOptions(
     .option('--reason <text>', 'why, shown to the requester'),
 ).action(async (requestId: string, o: IdentityFlags & { reason?: string }) => decide(requestId, 'deny', o));
 
-program.exitOverride((e) => {
-  process.exit(e.exitCode === 0 ? 0 : EXIT.usage);
-});
+// Usage errors exit 2 in every subcommand (exitOverride is not inherited by commands added earlier).
+const usageExit = (cmd: Command): void => {
+  cmd.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : EXIT.usage));
+  for (const sub of cmd.commands) usageExit(sub);
+};
+usageExit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -15,6 +15,12 @@ const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT', '
 
 const say = (line: string) => void process.stderr.write(`countersign: ${line}\n`);
 
+/** CMD as one short line for messages: plain words as they are, others JSON-quoted, at most 100 characters. */
+export function describeCommand(command: string[]): string {
+  const text = command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+
 export interface RunContext {
   client: CountersignClient;
   input: OperationInput;
@@ -26,7 +32,7 @@ export interface RunContext {
 /** Returns the exit code (or ends the process by CMD's signal). */
 export async function runGated(ctx: RunContext): Promise<number> {
   const { client, command } = ctx;
-  const commandText = command.join(' ');
+  const commandText = describeCommand(command);
 
   // An interrupt while asking: let the call finish (so we learn the request id), then withdraw it.
   let interruptedEarly: InterruptSignal | undefined;
