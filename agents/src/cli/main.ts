@@ -8,6 +8,10 @@ import { decisionSummary, printPendingList, promptLine } from './approvals-outpu
 import { followRequest } from './follow.js';
 import { OUTPUT_MODES, printResult, type OutputMode } from './output.js';
 import { runGated } from './run.js';
+import { serveHttp, serveStdio } from '../mcp/serve.js';
+import { MAX_WAIT_SECONDS } from '../mcp/tools.js';
+import { loadProxyConfig } from '../mcp/proxy-config.js';
+import { McpGuardProxy } from '../mcp/proxy.js';
 import { parseParams } from './params.js';
 import { verifyCommand } from './verify.js';
 
@@ -36,6 +40,12 @@ Broker address: --addr or COUNTERSIGN_ADDR (host:port).`;
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
+  return n;
+}
 
 function ttl(value: string): number {
   const m = /^(\d+)(s|m|h)?$/.exec(value);
@@ -199,6 +209,62 @@ withIdentityOptions(
   } finally {
     client.close();
   }
+});
+
+const seconds = (max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`expected whole seconds 0-${max}`);
+  return n;
+};
+
+withIdentityOptions(
+  program
+    .command('mcp')
+    .description('serve the Countersign MCP tools (countersign_request, countersign_status, countersign_cancel) to an AI agent, over stdio or HTTP')
+    .option('--http <port>', 'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port)', port)
+    .option('--host <address>', 'with --http: the address to listen on', '127.0.0.1')
+    .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request (the model cannot change it)')
+    .option('--audience <aud>', 'default audience of the credentials')
+    .option('--wait-seconds <s>', `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`, seconds(MAX_WAIT_SECONDS), 50),
+).action(async (o: IdentityFlags & { http?: number; host: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
+  const client = await clientFrom(o);
+  const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
+  if (o.http === undefined) {
+    try {
+      await serveStdio(client, options);
+    } finally {
+      client.close();
+    }
+    return;
+  }
+  const serving = await serveHttp(client, { ...options, port: o.http, host: o.host });
+  err(`countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await serving.close();
+  client.close();
+});
+
+withIdentityOptions(
+  program
+    .command('mcp-proxy')
+    .description('guard any MCP server: tool calls named in --config need approval before they reach it; everything else passes through')
+    .requiredOption('--config <file>', 'which tools need approval, and as what operation and resource (YAML; see docs/agents.md)')
+    .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request')
+    .option('--upstream', 'the upstream MCP server command follows (or give it after --)')
+    .argument('<command...>', 'the upstream MCP server: a command and its arguments, started with stdio')
+    .passThroughOptions(),
+).action(async (command: string[], o: IdentityFlags & { config: string; onBehalfOf?: string }) => {
+  const config = loadProxyConfig(o.config);
+  const client = await clientFrom(o);
+  const [file, ...args] = command as [string, ...string[]];
+  const proxy = new McpGuardProxy(client, config, { upstream: { command: file, args }, onBehalfOf: o.onBehalfOf });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void proxy.stop(signal));
+  const code = await proxy.done;
+  client.close();
+  process.exit(code);
 });
 
 withIdentityOptions(
