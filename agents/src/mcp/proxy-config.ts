@@ -86,15 +86,24 @@ function globMatcher(pattern: string): (name: string) => boolean {
   return (name) => re.test(name);
 }
 
-/** Where a key path points in the YAML source, as "file:line:col". */
-function locate(doc: ReturnType<typeof parseDocument>, counter: LineCounter, file: string, path: readonly PropertyKey[]): string {
+/**
+ * Where a key path points in the YAML source, as "file:line:col": the key itself
+ * for an unknown key, the nearest enclosing node for a missing one.
+ */
+function locate(doc: ReturnType<typeof parseDocument>, counter: LineCounter, file: string, path: readonly PropertyKey[], atKey = false): string {
   let node: unknown = doc.contents;
-  for (const part of path) {
-    if (isMap(node)) node = node.get(part as string, true);
-    else if (isSeq(node)) node = node.get(part as number, true);
-    else break;
+  let found = node as Node | undefined;
+  for (const [i, part] of path.entries()) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === part);
+      if (pair === undefined) break;
+      node = atKey && i === path.length - 1 ? pair.key : pair.value;
+    } else if (isSeq(node)) {
+      node = node.get(part as number, true);
+    } else break;
+    if ((node as Node | undefined)?.range) found = node as Node;
   }
-  const range = (node as Node | undefined)?.range;
+  const range = found?.range;
   if (!range) return file;
   const { line, col } = counter.linePos(range[0]);
   return `${file}:${line}:${col}`;
@@ -114,9 +123,14 @@ export function parseProxyConfig(text: string, file: string): ProxyConfig {
   const parsed = configSchema.safeParse(doc.toJS());
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
-      const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] as string] : issue.path;
-      const what = issue.code === 'unrecognized_keys' ? `unknown key ${JSON.stringify(issue.keys[0])}` : issue.message;
-      return `${locate(doc, counter, file, path)}: ${keyPath(path) ? `${keyPath(path)}: ` : ''}${what}`;
+      const unknownKey = issue.code === 'unrecognized_keys';
+      const path = unknownKey ? [...issue.path, issue.keys[0] as string] : issue.path;
+      const what = unknownKey
+        ? `unknown key ${JSON.stringify(issue.keys[0])}`
+        : issue.code === 'invalid_type' && /received undefined/.test(issue.message)
+          ? 'is required'
+          : issue.message;
+      return `${locate(doc, counter, file, path, unknownKey)}: ${keyPath(path) ? `${keyPath(path)}: ` : ''}${what}`;
     });
     throw new CountersignClientError('ERR_PROXY_CONFIG', problems.join('\n'));
   }
