@@ -5,6 +5,7 @@ import { benchAuditAppend, benchVerify } from './verify.js';
 import { benchPolicy } from './policy.js';
 import { benchSvidVerify } from './svid-verify.js';
 import { benchApprovals } from './approvals.js';
+import { benchMcpProxy } from './mcp-proxy.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -14,6 +15,7 @@ const benches: Record<string, () => Promise<void>> = {
   policy: () => benchPolicy({ durationMs: seconds * 1000 }),
   'svid-verify': () => benchSvidVerify({ durationMs: seconds * 1000 }),
   approvals: () => benchApprovals({ requests: Number(process.env.BENCH_APPROVALS_N ?? '10000') }),
+  'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
 };
 
 const selected = process.argv.slice(2);
