@@ -6,6 +6,7 @@ import { benchPolicy } from './policy.js';
 import { benchSvidVerify } from './svid-verify.js';
 import { benchApprovals } from './approvals.js';
 import { benchSlack } from './slack.js';
+import { benchMcpProxy } from './mcp-proxy.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   'svid-verify': () => benchSvidVerify({ durationMs: seconds * 1000 }),
   approvals: () => benchApprovals({ requests: Number(process.env.BENCH_APPROVALS_N ?? '10000') }),
   slack: () => benchSlack({ votes: Number(process.env.BENCH_SLACK_N ?? '200') }),
+  'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
 };
 
 const selected = process.argv.slice(2);

@@ -2,67 +2,25 @@
 // process, `countersign approvals ...` as alice and bob in others, against a
 // real broker.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { JSONWebKeySet } from 'jose';
 import { verifyCredential } from '@countersign/agent';
 import { eventually, startTestBroker, type TestBroker } from '@countersign/broker/testing';
-
-const CLI = fileURLToPath(new URL('../../agents/bin/countersign.js', import.meta.url));
-
-interface Run {
-  code: Promise<number | null>;
-  stdout(): string;
-  stderr(): string;
-}
+import { cliIdentities, finishCli, requestIdIn, runCli, type CliIdentities } from './support/cli.js';
 
 describe('countersign CLI: request --wait, approvals list|approve|deny, watch, cancel', () => {
   let t: TestBroker;
-  let dir: string;
-  const env: Record<string, NodeJS.ProcessEnv> = {};
-
-  const run = (who: string, args: string[]): Run => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env[who] }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    return { code: new Promise((resolve) => child.once('exit', resolve)), stdout: () => stdout, stderr: () => stderr };
-  };
-  const finish = async (who: string, args: string[]) => {
-    const r = run(who, args);
-    const code = await r.code;
-    return { code, stdout: r.stdout(), stderr: r.stderr() };
-  };
-  const requestIdIn = (text: string) => /request (req_[A-Za-z0-9_-]+)/.exec(text)?.[1];
+  let ids: CliIdentities;
+  const run = (who: string, args: string[]) => runCli(ids.env[who] as NodeJS.ProcessEnv, args);
+  const finish = (who: string, args: string[]) => finishCli(ids.env[who] as NodeJS.ProcessEnv, args);
 
   before(async () => {
     t = await startTestBroker();
-    dir = await mkdtemp(join(tmpdir(), 'countersign-cli-'));
-    await writeFile(join(dir, 'ca.pem'), t.ca.pem);
-    for (const [name, path] of [
-      ['deployer', 'ci/deployer'],
-      ['alice', 'human/alice'],
-      ['bob', 'human/bob'],
-    ] as const) {
-      const svid = t.svid(path);
-      await writeFile(join(dir, `${name}.pem`), svid.chainPem);
-      await writeFile(join(dir, `${name}-key.pem`), svid.keyPem);
-      env[name] = {
-        COUNTERSIGN_ADDR: t.address,
-        COUNTERSIGN_CA: join(dir, 'ca.pem'),
-        COUNTERSIGN_CERT: join(dir, `${name}.pem`),
-        COUNTERSIGN_KEY: join(dir, `${name}-key.pem`),
-      };
-    }
+    ids = await cliIdentities(t, { deployer: 'ci/deployer', alice: 'human/alice', bob: 'human/bob' });
   });
   after(async () => {
     await t?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await ids?.cleanup();
   });
 
   it('waits for alice, prints the credential, and refuses bob afterwards', async () => {

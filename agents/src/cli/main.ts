@@ -2,9 +2,16 @@
 // people who must approve it, and (as one of those people) approve or deny.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApprovalsClient } from '../sdk/approvals.js';
-import { CountersignClient, type OperationResult } from '../sdk/client.js';
+import { CountersignClient, type OperationInput, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
-import { decisionSummary, printPending, printPendingList, promptLine, voteLine } from './approvals-output.js';
+import { decisionSummary, printPendingList, promptLine } from './approvals-output.js';
+import { followRequest } from './follow.js';
+import { OUTPUT_MODES, printResult, type OutputMode } from './output.js';
+import { runGated } from './run.js';
+import { serveHttp, serveStdio } from '../mcp/serve.js';
+import { MAX_WAIT_SECONDS } from '../mcp/tools.js';
+import { loadProxyConfig } from '../mcp/proxy-config.js';
+import { McpGuardProxy } from '../mcp/proxy.js';
 import { parseParams } from './params.js';
 import { verifyCommand } from './verify.js';
 
@@ -12,14 +19,19 @@ import { verifyCommand } from './verify.js';
 export const EXIT = { approved: 0, error: 1, usage: 2, denied: 3, expired: 4, cancelled: 5, pending: 6 } as const;
 
 const EXIT_HELP = `
-Exit codes (request; see verify --help for verify's):
-  0  approved (the credential is printed)
+Exit codes (request, watch, run; see verify --help for verify's):
+  0  approved (request/watch print the credential; run: CMD ran and exited 0)
   1  error talking to the broker (unreachable, refused identity, invalid request)
   2  usage error
   3  denied by policy or by an approver
   4  expired before enough approvals
   5  cancelled
   6  pending approval (the request id is printed; --wait or \`countersign watch ID\` waits)
+  run only:
+  N    CMD's own exit code once it ran (128+n when a signal n ended it)
+  126  CMD is not executable
+  127  CMD was not found
+  129, 130, 143  interrupted (SIGHUP, SIGINT/Ctrl-C, SIGTERM) while waiting; the request was cancelled
 
 Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
 Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
@@ -28,6 +40,12 @@ Broker address: --addr or COUNTERSIGN_ADDR (host:port).`;
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
+  return n;
+}
 
 function ttl(value: string): number {
   const m = /^(\d+)(s|m|h)?$/.exec(value);
@@ -60,36 +78,16 @@ const clientFrom = (o: IdentityFlags) =>
 const approvalsFrom = (o: IdentityFlags) =>
   ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
 
-/**
- * Follows a pending request until it ends, telling a person on stderr what
- * happens (votes, reconnects); Ctrl-C stops waiting but leaves the request pending.
- */
+const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
+
+/** Follows a pending request until it ends; Ctrl-C stops waiting but leaves the request pending (exit 6). */
 async function waitForEnd(client: CountersignClient, requestId: string, start?: OperationResult): Promise<OperationResult> {
-  const abort = new AbortController();
-  const onSigint = () => {
+  const followed = await followRequest(client, requestId, { onInterrupt: 'leave', start, hint: HINT_LEAVE });
+  if ('interrupted' in followed) {
     err(`stopped waiting; request ${requestId} is still pending (countersign watch ${requestId} resumes, countersign cancel ${requestId} withdraws it)`);
-    abort.abort();
     process.exit(EXIT.pending);
-  };
-  process.once('SIGINT', onSigint);
-  let votesSeen = start?.request?.votes.length ?? 0;
-  let final: OperationResult | undefined;
-  try {
-    for await (const update of client.watch(requestId, {
-      signal: abort.signal,
-      onReconnect: (e, attempt) => err(`connection to the broker lost (${e.message}); reconnecting (attempt ${attempt})`),
-    })) {
-      const votes = update.request?.votes ?? [];
-      if (final === undefined && start === undefined) printPending(update, err);
-      for (const vote of votes.slice(votesSeen)) err(voteLine(vote, update.request));
-      votesSeen = Math.max(votesSeen, votes.length);
-      final = update;
-    }
-  } finally {
-    process.off('SIGINT', onSigint);
   }
-  if (final === undefined) throw new CountersignClientError('ERR_WATCH_ENDED', `stopped watching request ${requestId} before it ended`);
-  return final;
+  return followed.ended;
 }
 
 function exitCodeFor(result: OperationResult): number {
@@ -107,63 +105,7 @@ function exitCodeFor(result: OperationResult): number {
   }
 }
 
-function printResult(result: OperationResult, output: 'token' | 'json'): void {
-  if (output === 'json') {
-    out(
-      JSON.stringify(
-        {
-          state: result.state,
-          request_id: result.requestId,
-          rule: result.rule || undefined,
-          message: result.message || undefined,
-          token: result.token,
-          credential_id: result.credentialId,
-          credential_expires_at: result.credentialExpiresAt?.toISOString(),
-          expires_at: result.expiresAt?.toISOString(),
-          poll_interval_ms: result.pollIntervalMs,
-        },
-        null,
-        2,
-      ),
-    );
-    return;
-  }
-  switch (result.state) {
-    case 'APPROVED':
-      out(result.token ?? '');
-      break;
-    case 'PENDING_APPROVAL':
-      printPending(result, err);
-      out(result.requestId);
-      break;
-    default:
-      err(`${result.state.toLowerCase()}: ${result.message || 'no reason given'}${result.rule ? ` (rule ${result.rule})` : ''}`);
-  }
-}
-
-const program = new Command('countersign')
-  .description('Ask the Countersign broker for approval-gated, operation-bound credentials.')
-  .showHelpAfterError()
-  .addHelpText('after', EXIT_HELP);
-
-withIdentityOptions(
-  program
-    .command('request')
-    .description('ask permission for one operation; prints the credential when approved')
-    .requiredOption('--operation <op>', 'what is to be done, e.g. deploy')
-    .requiredOption('--resource <res>', 'what it is done to, e.g. prod/payments')
-    .option('--param <k=v>', 'a parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--parameters-json <json>', 'all parameters as one JSON object')
-    .option('--reason <text>', 'why, shown to approvers')
-    .option('--audience <aud>', 'who will accept the credential')
-    .option('--on-behalf-of <principal>', 'the human this workload acts for')
-    .option('--ticket <id>', 'change ticket reference')
-    .option('--ttl <duration>', 'wished credential lifetime (e.g. 5m)', ttl)
-    .option('--client-request-id <id>', 'idempotency key: retries with the same id return the same request')
-    .option('--wait', 'when approval is needed, wait for it and print the credential once approved')
-    .addOption(new Option('--output <mode>', 'what to print').choices(['token', 'json']).default('token')),
-).action(async (o: IdentityFlags & {
-  wait?: boolean;
+interface OperationFlags {
   operation: string;
   resource: string;
   param: string[];
@@ -174,37 +116,81 @@ withIdentityOptions(
   ticket?: string;
   ttl?: number;
   clientRequestId?: string;
-  output: 'token' | 'json';
-}) => {
-  const parameters = parseParams(o.param, o.parametersJson);
+}
+
+const withOperationOptions = (cmd: Command): Command =>
+  cmd
+    .requiredOption('--operation <op>', 'what is to be done, e.g. deploy')
+    .requiredOption('--resource <res>', 'what it is done to, e.g. prod/payments')
+    .option('--param <k=v>', 'a parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--parameters-json <json>', 'all parameters as one JSON object')
+    .option('--reason <text>', 'why, shown to approvers')
+    .option('--audience <aud>', 'who will accept the credential')
+    .option('--on-behalf-of <principal>', 'the human this workload acts for')
+    .option('--ticket <id>', 'change ticket reference')
+    .option('--ttl <duration>', 'wished credential lifetime (e.g. 5m)', ttl)
+    .option('--client-request-id <id>', 'idempotency key: retries with the same id return the same request (default: a new one per run)');
+
+const operationInput = (o: OperationFlags): OperationInput => ({
+  operation: o.operation,
+  resource: o.resource,
+  parameters: parseParams(o.param, o.parametersJson),
+  reason: o.reason,
+  audience: o.audience,
+  onBehalfOf: o.onBehalfOf,
+  ticket: o.ticket,
+  ttlSeconds: o.ttl,
+  clientRequestId: o.clientRequestId,
+});
+
+const outputOption = () =>
+  new Option('--output <mode>', 'token: the credential (or pending request id); json: one object; env: export lines for eval').choices(OUTPUT_MODES).default('token');
+
+const program = new Command('countersign')
+  .description('Ask the Countersign broker for approval-gated, operation-bound credentials.')
+  .enablePositionalOptions()
+  .showHelpAfterError()
+  .addHelpText('after', EXIT_HELP);
+
+withIdentityOptions(
+  withOperationOptions(
+    program.command('request').description('ask permission for one operation; prints the credential when approved'),
+  )
+    .option('--wait', 'when approval is needed, wait for it and print the credential once approved')
+    .addOption(outputOption()),
+).action(async (o: IdentityFlags & OperationFlags & { wait?: boolean; output: OutputMode }) => {
+  const input = operationInput(o);
   const client = await clientFrom(o);
   try {
-    const result = await client.requestOperation({
-      operation: o.operation,
-      resource: o.resource,
-      parameters,
-      reason: o.reason,
-      audience: o.audience,
-      onBehalfOf: o.onBehalfOf,
-      ticket: o.ticket,
-      ttlSeconds: o.ttl,
-      clientRequestId: o.clientRequestId,
+    const result = await client.request(input, {
+      retry: { onRetry: (e, attempt, delay) => err(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
     });
-    if (o.wait && result.state === 'PENDING_APPROVAL') {
-      if (o.output === 'token') {
-        printPending(result, err);
-        err('waiting for approval (Ctrl-C stops waiting; the request stays pending)');
-      }
-      const final = await waitForEnd(client, result.requestId, result);
-      printResult(final, o.output);
-      process.exitCode = exitCodeFor(final);
-    } else {
-      printResult(result, o.output);
-      process.exitCode = exitCodeFor(result);
-    }
+    const final = o.wait && result.state === 'PENDING_APPROVAL' ? await waitForEnd(client, result.requestId, result) : result;
+    printResult(final, o.output, out, err);
+    process.exitCode = exitCodeFor(final);
   } finally {
     client.close();
   }
+});
+
+withIdentityOptions(
+  withOperationOptions(
+    program
+      .command('run')
+      .description('ask permission, wait for approval, then run CMD with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID)')
+      .argument('<command...>', 'the command to run once approved, after --')
+      .passThroughOptions(),
+  ),
+).action(async (command: string[], o: IdentityFlags & OperationFlags) => {
+  const input = operationInput(o);
+  const client = await clientFrom(o);
+  let code: number;
+  try {
+    code = await runGated({ client, input, command, exitCodeFor });
+  } finally {
+    client.close();
+  }
+  process.exitCode = code;
 });
 
 program.addCommand(verifyCommand());
@@ -213,16 +199,72 @@ withIdentityOptions(
     .command('watch')
     .description('wait for a pending request to end; prints the credential once approved')
     .argument('<request-id>', 'the id printed by countersign request')
-    .addOption(new Option('--output <mode>', 'what to print').choices(['token', 'json']).default('token')),
-).action(async (requestId: string, o: IdentityFlags & { output: 'token' | 'json' }) => {
+    .addOption(outputOption()),
+).action(async (requestId: string, o: IdentityFlags & { output: OutputMode }) => {
   const client = await clientFrom(o);
   try {
     const final = await waitForEnd(client, requestId);
-    printResult(final, o.output);
+    printResult(final, o.output, out, err);
     process.exitCode = exitCodeFor(final);
   } finally {
     client.close();
   }
+});
+
+const seconds = (max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`expected whole seconds 0-${max}`);
+  return n;
+};
+
+withIdentityOptions(
+  program
+    .command('mcp')
+    .description('serve the Countersign MCP tools (countersign_request, countersign_status, countersign_cancel) to an AI agent, over stdio or HTTP')
+    .option('--http <port>', 'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port)', port)
+    .option('--host <address>', 'with --http: the address to listen on', '127.0.0.1')
+    .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request (the model cannot change it)')
+    .option('--audience <aud>', 'default audience of the credentials')
+    .option('--wait-seconds <s>', `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`, seconds(MAX_WAIT_SECONDS), 50),
+).action(async (o: IdentityFlags & { http?: number; host: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
+  const client = await clientFrom(o);
+  const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
+  if (o.http === undefined) {
+    try {
+      await serveStdio(client, options);
+    } finally {
+      client.close();
+    }
+    return;
+  }
+  const serving = await serveHttp(client, { ...options, port: o.http, host: o.host });
+  err(`countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await serving.close();
+  client.close();
+});
+
+withIdentityOptions(
+  program
+    .command('mcp-proxy')
+    .description('guard any MCP server: tool calls named in --config need approval before they reach it; everything else passes through')
+    .requiredOption('--config <file>', 'which tools need approval, and as what operation and resource (YAML; see docs/agents.md)')
+    .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request')
+    .option('--upstream', 'the upstream MCP server command follows (or give it after --)')
+    .argument('<command...>', 'the upstream MCP server: a command and its arguments, started with stdio')
+    .passThroughOptions(),
+).action(async (command: string[], o: IdentityFlags & { config: string; onBehalfOf?: string }) => {
+  const config = loadProxyConfig(o.config);
+  const client = await clientFrom(o);
+  const [file, ...args] = command as [string, ...string[]];
+  const proxy = new McpGuardProxy(client, config, { upstream: { command: file, args }, onBehalfOf: o.onBehalfOf });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void proxy.stop(signal));
+  const code = await proxy.done;
+  client.close();
+  process.exit(code);
 });
 
 withIdentityOptions(
@@ -298,9 +340,12 @@ withIdentityOptions(
     .option('--reason <text>', 'why, shown to the requester'),
 ).action(async (requestId: string, o: IdentityFlags & { reason?: string }) => decide(requestId, 'deny', o));
 
-program.exitOverride((e) => {
-  process.exit(e.exitCode === 0 ? 0 : EXIT.usage);
-});
+// Usage errors exit 2 in every subcommand (exitOverride is not inherited by commands added earlier).
+const usageExit = (cmd: Command): void => {
+  cmd.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : EXIT.usage));
+  for (const sub of cmd.commands) usageExit(sub);
+};
+usageExit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,7 +2,7 @@
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
   RequestState,
@@ -18,9 +18,10 @@ import {
   type RequestOperationResponse,
   type WatchRequestResponse,
 } from '@countersign/proto';
-import { CountersignClientError, fromServiceError } from './errors.js';
+import { CountersignClientError, fromServiceError, RequestNotApprovedError } from './errors.js';
 import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
+import { abortError, backoffMs, isRetryable, newClientRequestId, pause, withRetry, type RetryOptions } from './retry.js';
 import type { IdentitySource } from './workload-api.js';
 
 export interface ClientOptions extends Partial<ClientIdentity> {
@@ -40,7 +41,60 @@ export interface ClientOptions extends Partial<ClientIdentity> {
   serverId?: string | undefined;
   /** Per-call deadline in ms. Default 30 s. */
   timeoutMs?: number | undefined;
+  /** How request(), collectCredential() and the polling of waitForApproval() retry UNAVAILABLE. */
+  retry?: RetryOptions | undefined;
+  /** grpc-js client interceptors (tracing, logging), run on every call. */
+  interceptors?: Interceptor[] | undefined;
 }
+
+/** What connect() and fromEnv() take besides the identity. */
+export interface ConnectOptions {
+  address?: string | undefined;
+  serverId?: string | undefined;
+  timeoutMs?: number | undefined;
+  retry?: RetryOptions | undefined;
+  interceptors?: Interceptor[] | undefined;
+}
+
+export interface RequestOptions {
+  /** Stops retrying (and the call in flight). */
+  signal?: AbortSignal | undefined;
+  /** Overrides the client's retry options for this call. */
+  retry?: RetryOptions | undefined;
+}
+
+export interface WaitForApprovalOptions {
+  /** Stops waiting; the wait then rejects with ERR_ABORTED. */
+  signal?: AbortSignal | undefined;
+  /** Withdraw the request in the broker when the signal aborts, with this reason (true: a generic one). */
+  cancelOnAbort?: boolean | string | undefined;
+  /** Every change seen: the current state first, then each vote, then the end. */
+  onUpdate?: ((result: OperationResult) => void) | undefined;
+  /**
+   * "auto" (default): stream with WatchRequest, reconnecting with backoff, and poll
+   * GetRequest instead when streams do not work (UNIMPLEMENTED, or three failed
+   * streams in a row that delivered nothing). "watch" or "poll" forces one way.
+   */
+  mode?: 'auto' | 'watch' | 'poll' | undefined;
+  /** Poll interval when the broker has not said one (it does). Default 2000 ms. */
+  pollIntervalMs?: number | undefined;
+  /** Told about each dropped stream or failed poll, and about the switch to polling. */
+  onReconnect?: ((error: CountersignClientError, attempt: number) => void) | undefined;
+  /** Longest pause between reconnects or retried polls (ms). Default 5000. */
+  maxBackoffMs?: number | undefined;
+}
+
+/** The credential of an approved request. */
+export interface IssuedCredential {
+  /** Compact JWS; send it as `authorization: Bearer ...` or wherever the resource server wants it. */
+  token: string;
+  /** Its jti. */
+  credentialId: string;
+  expiresAt: Date | undefined;
+  requestId: string;
+}
+
+export const END_STATES: readonly OperationState[] = ['APPROVED', 'DENIED', 'EXPIRED', 'CANCELLED'];
 
 export interface OperationInput {
   operation: string;
@@ -211,16 +265,11 @@ export function isTransient(e: CountersignClientError): boolean {
   );
 }
 
-const pause = (ms: number, signal: AbortSignal | undefined) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
+const callOptions = (o: ConnectOptions): Pick<ClientOptions, 'timeoutMs' | 'retry' | 'interceptors'> => ({
+  timeoutMs: o.timeoutMs,
+  retry: o.retry,
+  interceptors: o.interceptors,
+});
 
 interface Channel {
   client: BrokerClient;
@@ -253,7 +302,8 @@ export class CountersignClient {
     const generation = this.source?.generation ?? 0;
     const identity = this.source ? this.source.identityFor(trustDomainOf(this.serverId)) : (this.options as ClientIdentity);
     const { creds, channelOptions } = channelFor(identity, this.serverId);
-    return { client: new BrokerClient(this.options.address, creds, channelOptions), generation, active: 0, retired: false };
+    const clientOptions = this.options.interceptors ? { ...channelOptions, interceptors: this.options.interceptors } : channelOptions;
+    return { client: new BrokerClient(this.options.address, creds, clientOptions), generation, active: 0, retired: false };
   }
 
   /** The channel for a new call: after a rotation, a new one; the old one closes when its calls end. */
@@ -274,10 +324,10 @@ export class CountersignClient {
   }
 
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
-  static fromEnv(overrides: IdentityFiles & { address?: string | undefined; serverId?: string | undefined } = {}, env: NodeJS.ProcessEnv = process.env): CountersignClient {
+  static fromEnv(overrides: IdentityFiles & ConnectOptions = {}, env: NodeJS.ProcessEnv = process.env): CountersignClient {
     const address = overrides.address ?? env[ENV.addr];
     if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
-    return new CountersignClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
+    return new CountersignClient({ ...callOptions(overrides), ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
   }
 
   /**
@@ -285,7 +335,7 @@ export class CountersignClient {
    * COUNTERSIGN_WORKLOAD_API, or SPIFFE_ENDPOINT_SOCKET when no files are named).
    */
   static async connect(
-    overrides: IdentityChoice & { address?: string | undefined; serverId?: string | undefined } = {},
+    overrides: IdentityChoice & ConnectOptions = {},
     env: NodeJS.ProcessEnv = process.env,
   ): Promise<CountersignClient> {
     const address = overrides.address ?? env[ENV.addr];
@@ -294,8 +344,8 @@ export class CountersignClient {
     const identity = await resolveIdentity(overrides, env);
     try {
       return 'source' in identity
-        ? new CountersignClient({ address, serverId, identitySource: identity.source, ownsIdentitySource: true })
-        : new CountersignClient({ ...identity, address, serverId });
+        ? new CountersignClient({ ...callOptions(overrides), address, serverId, identitySource: identity.source, ownsIdentitySource: true })
+        : new CountersignClient({ ...callOptions(overrides), ...identity, address, serverId });
     } catch (e) {
       if ('source' in identity) identity.source.close();
       throw e;
@@ -307,20 +357,30 @@ export class CountersignClient {
   }
 
   private unary<Req, Res>(
-    pick: (c: BrokerClient) => (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+    pick: (c: BrokerClient) => (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => { cancel(): void },
     req: Req,
+    signal?: AbortSignal,
   ): Promise<Res> {
     const channel = this.acquire();
     return new Promise((resolve, reject) => {
-      pick(channel.client).call(channel.client, req, callMetadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
+      const call = pick(channel.client).call(channel.client, req, callMetadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
         this.release(channel);
+        signal?.removeEventListener('abort', onAbort);
         if (e) reject(fromServiceError(e));
         else resolve(r);
       });
+      function onAbort() {
+        call.cancel();
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  async requestOperation(input: OperationInput): Promise<OperationResult> {
+  /**
+   * Asks once, as given (no idempotency key is added, nothing is retried).
+   * request() is what most callers want.
+   */
+  async requestOperation(input: OperationInput, signal?: AbortSignal): Promise<OperationResult> {
     const req: RequestOperationRequest = {
       operation: input.operation,
       resource: input.resource,
@@ -332,7 +392,7 @@ export class CountersignClient {
       audience: input.audience ?? '',
       ticket: input.ticket ?? '',
     };
-    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation, req);
+    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation, req, signal);
     const result: OperationResult = { state: stateName(res.state), requestId: res.requestId, rule: res.rule, message: res.message };
     if (res.credential) {
       result.token = res.credential.token;
@@ -390,6 +450,162 @@ export class CountersignClient {
   }
 
   /**
+   * Asks for permission to run one operation. The idempotency key
+   * (input.clientRequestId, or a fresh one) is the same on every retry, so a
+   * retried request that the broker had already created comes back as that
+   * request, never a second one. Retries UNAVAILABLE with backoff.
+   * Resolves with any state: APPROVED (with the token), DENIED, or
+   * PENDING_APPROVAL (then waitForApproval()).
+   */
+  request(input: OperationInput, options: RequestOptions = {}): Promise<OperationResult> {
+    const keyed = { ...input, clientRequestId: input.clientRequestId ?? newClientRequestId() };
+    return withRetry('RequestOperation', () => this.requestOperation(keyed, options.signal), {
+      ...this.options.retry,
+      ...options.retry,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Waits until a request ends and resolves with its end state: APPROVED (with
+   * the token), DENIED, EXPIRED or CANCELLED. A denial is an answer, not an
+   * error; broker errors other than UNAVAILABLE reject, and so does an abort
+   * (ERR_ABORTED, after withdrawing the request when cancelOnAbort is set;
+   * ERR_CANCEL_FAILED when that was refused, e.g. because it was approved meanwhile).
+   */
+  async waitForApproval(request: string | OperationResult, options: WaitForApprovalOptions = {}): Promise<OperationResult> {
+    const requestId = typeof request === 'string' ? request : request.requestId;
+    const known = typeof request === 'string' ? undefined : request;
+    if (known !== undefined && END_STATES.includes(known.state)) return known;
+    const { signal } = options;
+    try {
+      const mode = options.mode ?? 'auto';
+      if (mode !== 'poll') {
+        const final = await this.waitByWatching(requestId, options, mode === 'auto');
+        if (final !== undefined) return final;
+      }
+      if (signal?.aborted) throw abortError(signal, `waiting for request ${requestId}`);
+      return await this.waitByPolling(requestId, options, known?.pollIntervalMs ?? options.pollIntervalMs ?? 2000);
+    } catch (e) {
+      if (signal?.aborted && options.cancelOnAbort) {
+        const reason = typeof options.cancelOnAbort === 'string' ? options.cancelOnAbort : 'the requester stopped waiting';
+        try {
+          await withRetry('CancelRequest', () => this.cancel(requestId, reason), { ...this.options.retry, attempts: 3 });
+        } catch (cancelError) {
+          throw new CountersignClientError(
+            'ERR_CANCEL_FAILED',
+            `stopped waiting for request ${requestId}, but could not cancel it: ${(cancelError as Error).message}`,
+            undefined,
+            { cause: cancelError },
+          );
+        }
+      }
+      if (signal?.aborted) throw abortError(signal, `waiting for request ${requestId}`);
+      throw e;
+    }
+  }
+
+  /** The end state by WatchRequest, or undefined when streams do not work here and polling should take over. */
+  private async waitByWatching(requestId: string, options: WaitForApprovalOptions, mayFallBack: boolean): Promise<OperationResult | undefined> {
+    const stop = new AbortController();
+    const outer = options.signal;
+    const onOuterAbort = () => stop.abort(outer?.reason);
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    let failuresWithoutMessage = 0;
+    let fellBack = false;
+    let last: OperationResult | undefined;
+    try {
+      const stream = this.watch(requestId, {
+        signal: stop.signal,
+        maxBackoffMs: options.maxBackoffMs,
+        onReconnect: (error, attempt) => {
+          options.onReconnect?.(error, attempt);
+          failuresWithoutMessage = last === undefined ? failuresWithoutMessage + 1 : 0;
+          if (mayFallBack && failuresWithoutMessage >= 3) {
+            fellBack = true;
+            stop.abort();
+          }
+        },
+      });
+      for await (const update of stream) {
+        last = update;
+        options.onUpdate?.(update);
+      }
+    } catch (e) {
+      if (!(mayFallBack && e instanceof CountersignClientError && e.grpcStatus === GrpcStatus.UNIMPLEMENTED)) throw e;
+      fellBack = true;
+    } finally {
+      outer?.removeEventListener('abort', onOuterAbort);
+    }
+    if (outer?.aborted) throw abortError(outer, `waiting for request ${requestId}`);
+    if (fellBack) {
+      options.onReconnect?.(new CountersignClientError('ERR_WATCH_UNAVAILABLE', 'watching does not work here; polling instead'), 0);
+      return undefined;
+    }
+    if (last === undefined || !END_STATES.includes(last.state)) {
+      throw new CountersignClientError('ERR_WATCH_ENDED', `stopped watching request ${requestId} before it ended`);
+    }
+    return last;
+  }
+
+  /**
+   * The end state by GetRequest, no faster than the broker's poll interval; a
+   * "slow down" answer (ERR_SLOW_DOWN) doubles the interval, up to 60 s.
+   */
+  private async waitByPolling(requestId: string, options: WaitForApprovalOptions, initialIntervalMs: number): Promise<OperationResult> {
+    const { signal } = options;
+    let intervalMs = Math.max(1, initialIntervalMs);
+    let failures = 0;
+    let seen = '';
+    for (;;) {
+      await pause(intervalMs, signal);
+      if (signal?.aborted) throw abortError(signal, `waiting for request ${requestId}`);
+      let result: OperationResult;
+      try {
+        result = await this.get(requestId);
+        failures = 0;
+      } catch (e) {
+        if (e instanceof CountersignClientError && e.code === 'ERR_SLOW_DOWN') {
+          intervalMs = Math.min(60_000, intervalMs * 2);
+          continue;
+        }
+        if (!isRetryable(e)) throw e;
+        failures++;
+        options.onReconnect?.(e, failures);
+        await pause(backoffMs(failures, 250, options.maxBackoffMs ?? 5000), signal);
+        continue;
+      }
+      if (result.pollIntervalMs !== undefined) intervalMs = Math.max(intervalMs, result.pollIntervalMs);
+      const key = `${result.state}/${result.request?.votes.length ?? 0}`;
+      if (key !== seen) {
+        seen = key;
+        options.onUpdate?.(result);
+      }
+      if (END_STATES.includes(result.state)) return result;
+    }
+  }
+
+  /**
+   * The credential of an approved request (from a result that carries it, or
+   * collected from the broker, retrying UNAVAILABLE). Any other state throws a
+   * RequestNotApprovedError: ERR_REQUEST_DENIED, ERR_REQUEST_EXPIRED,
+   * ERR_REQUEST_CANCELLED or ERR_REQUEST_PENDING.
+   */
+  async collectCredential(request: string | OperationResult, options: RequestOptions = {}): Promise<IssuedCredential> {
+    let result = typeof request === 'string' ? undefined : request;
+    if (result === undefined || (result.state === 'APPROVED' && result.token === undefined)) {
+      const requestId = typeof request === 'string' ? request : request.requestId;
+      result = await withRetry(`collecting request ${requestId}`, () => this.get(requestId), {
+        ...this.options.retry,
+        ...options.retry,
+        signal: options.signal,
+      });
+    }
+    if (result.state !== 'APPROVED' || result.token === undefined) throw new RequestNotApprovedError(result);
+    return { token: result.token, credentialId: result.credentialId ?? '', expiresAt: result.credentialExpiresAt, requestId: result.requestId };
+  }
+
+  /**
    * Every state change of a request, starting with its current state, until it
    * ends (the last result carries the credential when APPROVED). A dropped
    * stream is reopened with backoff; the broker answers a reopened stream with
@@ -415,14 +631,19 @@ export class CountersignClient {
           }
           if (result.state !== 'PENDING_APPROVAL') return;
         }
-        // The stream ended without an end state (the broker is shutting down): reopen it.
+        // The stream ended without an end state (the broker is shutting down): reopen it, after a pause
+        // so that something closing every stream at once cannot make this spin.
+        if (signal?.aborted) return;
+        attempt++;
+        options.onReconnect?.(new CountersignClientError('ERR_WATCH_ENDED', 'the broker ended the stream before the request ended'), attempt);
+        await pause(backoffMs(attempt, 250, options.maxBackoffMs ?? 5000), signal);
       } catch (e) {
         if (signal?.aborted) return;
         const error = e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError);
         if (!isTransient(error)) throw error;
         attempt++;
         options.onReconnect?.(error, attempt);
-        await pause(Math.min(options.maxBackoffMs ?? 5000, 250 * 2 ** Math.min(attempt - 1, 5)), signal);
+        await pause(backoffMs(attempt, 250, options.maxBackoffMs ?? 5000), signal);
       } finally {
         signal?.removeEventListener('abort', onAbort);
         stream.cancel();

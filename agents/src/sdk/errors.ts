@@ -33,3 +33,23 @@ export function fromServiceError(e: ServiceError): CountersignClientError {
   const code = metadata?.get(ERROR_CODE_TRAILER)[0]?.toString() ?? FALLBACK_CODE[e.code] ?? 'ERR_BROKER';
   return new CountersignClientError(code, e.details || e.message, e.code, { cause: e });
 }
+
+/** Why a request yielded no credential: its state, as a stable code, and the broker's message. */
+export class RequestNotApprovedError extends CountersignClientError {
+  constructor(
+    /** The request as last seen (state, message, request id). */
+    readonly result: { state: string; requestId: string; message: string; rule?: string },
+  ) {
+    super(
+      NOT_APPROVED_CODE[result.state] ?? 'ERR_NOT_APPROVED',
+      `request ${result.requestId} is ${result.state}${result.message ? `: ${result.message}` : ''}`,
+    );
+  }
+}
+
+const NOT_APPROVED_CODE: Record<string, string> = {
+  DENIED: 'ERR_REQUEST_DENIED',
+  EXPIRED: 'ERR_REQUEST_EXPIRED',
+  CANCELLED: 'ERR_REQUEST_CANCELLED',
+  PENDING_APPROVAL: 'ERR_REQUEST_PENDING',
+};

@@ -1,0 +1,127 @@
+// `countersign run ... -- CMD ARGS`: ask, wait, and only when approved run CMD
+// with the credential in COUNTERSIGN_TOKEN; CMD's exit code (or the signal that
+// ended it) becomes ours, and signals sent to us reach it.
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import type { CountersignClient, OperationInput, OperationResult } from '../sdk/client.js';
+import { CountersignClientError } from '../sdk/errors.js';
+import { followRequest, INTERRUPT_SIGNALS, SIGNAL_EXIT, type InterruptSignal } from './follow.js';
+import { outcomeLine } from './output.js';
+
+export const RUN_EXIT = { commandNotExecutable: 126, commandNotFound: 127 } as const;
+
+/** Signals passed on to CMD. SIGINT and SIGQUIT typed at a terminal reach CMD by themselves (same process group). */
+const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR2'];
+
+const say = (line: string) => void process.stderr.write(`countersign: ${line}\n`);
+
+/** CMD as one short line for messages: plain words as they are, others JSON-quoted, at most 100 characters. */
+export function describeCommand(command: string[]): string {
+  const text = command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+
+export interface RunContext {
+  client: CountersignClient;
+  input: OperationInput;
+  command: string[];
+  /** The exit code for an end state other than APPROVED. */
+  exitCodeFor(result: OperationResult): number;
+}
+
+/** Returns the exit code (or ends the process by CMD's signal). */
+export async function runGated(ctx: RunContext): Promise<number> {
+  const { client, command } = ctx;
+  const commandText = describeCommand(command);
+
+  // An interrupt while asking: let the call finish (so we learn the request id), then withdraw it.
+  let interruptedEarly: InterruptSignal | undefined;
+  const early = INTERRUPT_SIGNALS.map((signal) => {
+    const handler = () => {
+      if (interruptedEarly !== undefined) process.exit(SIGNAL_EXIT[signal]);
+      interruptedEarly = signal;
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  let result: OperationResult;
+  try {
+    result = await ctx.client.request(ctx.input, {
+      retry: { onRetry: (e, attempt, delay) => say(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
+    });
+  } finally {
+    for (const [signal, handler] of early) process.off(signal, handler);
+  }
+  if (interruptedEarly !== undefined) {
+    if (result.state === 'PENDING_APPROVAL') {
+      await client.cancel(result.requestId, 'interrupted while asking (countersign run was stopped)').then(
+        () => say(`interrupted: cancelled request ${result.requestId}; ${commandText} was not run`),
+        (e: unknown) => say(`interrupted, but could not cancel request ${result.requestId}: ${(e as Error).message}`),
+      );
+    } else {
+      say(`interrupted; ${commandText} was not run`);
+    }
+    return SIGNAL_EXIT[interruptedEarly];
+  }
+
+  if (result.state === 'PENDING_APPROVAL') {
+    const followed = await followRequest(client, result.requestId, {
+      onInterrupt: 'cancel',
+      start: result,
+      hint: `${commandText} runs once approved (Ctrl-C cancels the request)`,
+    });
+    if ('interrupted' in followed) {
+      if (followed.error) say(`interrupted; ${followed.error.message}; ${commandText} was not run`);
+      else say(`interrupted: cancelled request ${result.requestId}; ${commandText} was not run`);
+      return SIGNAL_EXIT[followed.interrupted];
+    }
+    result = followed.ended;
+  }
+
+  if (result.state !== 'APPROVED' || result.token === undefined) {
+    say(`${outcomeLine(result)}; ${commandText} was not run`);
+    return ctx.exitCodeFor(result);
+  }
+  say(
+    `approved (request ${result.requestId}${result.rule ? `, rule ${result.rule}` : ''}); running ${commandText}` +
+      (result.credentialExpiresAt ? ` (credential expires at ${result.credentialExpiresAt.toISOString()})` : ''),
+  );
+  return runChild(command, { COUNTERSIGN_TOKEN: result.token, COUNTERSIGN_REQUEST_ID: result.requestId });
+}
+
+async function runChild(command: string[], extraEnv: Record<string, string>): Promise<number> {
+  const [file, ...args] = command as [string, ...string[]];
+  const child = spawn(file, args, { stdio: 'inherit', env: { ...process.env, ...extraEnv } });
+  const fromTerminal = process.stdin.isTTY === true;
+  const forwarders = FORWARDED.map((signal) => {
+    const handler = () => {
+      // The terminal already delivered Ctrl-C / Ctrl-\ to CMD; passing it on would deliver it twice.
+      if (fromTerminal && (signal === 'SIGINT' || signal === 'SIGQUIT')) return;
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>((resolve) => {
+    child.once('error', (error: NodeJS.ErrnoException) => resolve({ error }));
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  for (const [signal, handler] of forwarders) process.off(signal, handler);
+  if ('error' in ended) {
+    if (ended.error.code === 'ENOENT') {
+      say(`${file}: command not found`);
+      return RUN_EXIT.commandNotFound;
+    }
+    if (ended.error.code === 'EACCES') {
+      say(`${file}: permission denied (not executable)`);
+      return RUN_EXIT.commandNotExecutable;
+    }
+    throw new CountersignClientError('ERR_COMMAND', `could not run ${file}: ${ended.error.message}`);
+  }
+  if (ended.signal !== null) {
+    // End the way CMD ended, so whoever runs us sees the same signal (not SIGUSR1: it starts Node's inspector).
+    if (ended.signal !== 'SIGUSR1') process.kill(process.pid, ended.signal);
+    return 128 + (constants.signals[ended.signal] ?? 0);
+  }
+  return ended.code ?? 1;
+}

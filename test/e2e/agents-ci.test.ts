@@ -1,0 +1,261 @@
+// The CI integrations run as a runner would run them, against a real broker:
+// the GitHub composite action (each step's script with its env, inputs filled
+// in like GitHub does) and the GitLab CI example job (before_script + script).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import type { JSONWebKeySet } from 'jose';
+import { ApprovalsClient, verifyCredential } from '@countersign/agent';
+import { eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import { cliIdentities, type CliIdentities } from './support/cli.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ACTION_DIR = join(ROOT, 'agents/github-action');
+const GITLAB_EXAMPLE = join(ROOT, 'agents/gitlab-ci/countersign.gitlab-ci.yml');
+
+const POLICY = `version: 1
+rules:
+  - name: ci-staging
+    match: { workload: "spiffe://example.org/ci/*", operation: deploy, resource: "staging/*" }
+    decision: allow
+  - name: ci-prod
+    match: { workload: "spiffe://example.org/ci/*", operation: deploy, resource: "prod/*" }
+    decision: approve
+    approval: { approvers: [alice, bob], required: 1, timeout: 15m }
+`;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function bash(scriptFile: string, env: NodeJS.ProcessEnv, cwd: string): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', scriptFile], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface ActionStep {
+  id?: string;
+  shell: string;
+  env?: Record<string, string>;
+  run: string;
+}
+interface Action {
+  inputs: Record<string, { default?: string; required?: boolean }>;
+  outputs: Record<string, { value: string }>;
+  runs: { using: string; steps: ActionStep[] };
+}
+
+/** Runs the composite action's steps like the runner: expressions in env filled in, CI=true, GITHUB_OUTPUT; returns its outputs. */
+async function runAction(action: Action, inputs: Record<string, string>, workDir: string, env: NodeJS.ProcessEnv) {
+  for (const name of Object.keys(inputs)) assert.ok(name in action.inputs, `the action has no input ${name}`);
+  const expression = (text: string) =>
+    text.replace(/\$\{\{\s*([^}]+?)\s*\}\}/g, (_all, expr: string) => {
+      if (expr === 'github.action_path') return ACTION_DIR;
+      const input = /^inputs\.([\w-]+)$/.exec(expr)?.[1];
+      if (input === undefined) throw new Error(`the test runner does not know the expression ${expr}`);
+      const spec = action.inputs[input];
+      assert.ok(spec, `unknown input ${input}`);
+      return inputs[input] ?? spec.default ?? '';
+    });
+  const outputsFile = join(workDir, 'github-output');
+  await writeFile(outputsFile, '');
+  const stepOutputs: Record<string, Record<string, string>> = {};
+  let last: Ran = { code: 0, stdout: '', stderr: '' };
+  for (const [i, step] of action.runs.steps.entries()) {
+    await writeFile(outputsFile, '');
+    const script = join(workDir, `step-${i}.sh`);
+    await writeFile(script, step.run);
+    const stepEnv = Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, expression(v)]));
+    last = await bash(script, { ...process.env, ...env, CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_OUTPUT: outputsFile, RUNNER_TEMP: workDir, ...stepEnv }, workDir);
+    if (step.id) {
+      stepOutputs[step.id] = Object.fromEntries(
+        (await readFile(outputsFile, 'utf8'))
+          .split('\n')
+          .filter((l) => l.includes('='))
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
+    }
+    if (last.code !== 0) break;
+  }
+  const outputs = Object.fromEntries(
+    Object.entries(action.outputs).map(([name, { value }]) => {
+      const m = /^\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}$/.exec(value);
+      assert.ok(m, `output ${name}: unexpected value ${value}`);
+      return [name, stepOutputs[m[1] as string]?.[m[2] as string] ?? ''];
+    }),
+  );
+  return { ...last, outputs };
+}
+
+describe('CI integrations', () => {
+  let t: TestBroker;
+  let ids: CliIdentities;
+  let ciSvid: IssuedSvid;
+  let alice: ApprovalsClient;
+  let bob: ApprovalsClient;
+  let jwks: JSONWebKeySet;
+  let work: string;
+
+  /** The pending request on this resource, or the job's output if it ended first. */
+  const pendingOn = (resource: string, job: Promise<Ran>, approver = alice) =>
+    Promise.race([
+      eventually(`a pending request on ${resource}`, async () => (await approver.listPending()).find((r) => r.resource === resource)),
+      job.then((r) => {
+        throw new Error(`the job ended (exit ${r.code}) before its request was pending:\n${r.stdout}\n${r.stderr}`);
+      }),
+    ]);
+
+  before(async () => {
+    t = await startTestBroker({ policy: POLICY });
+    ids = await cliIdentities(t, { runner: 'ci/gitlab-runner', alice: 'human/alice', bob: 'human/bob' });
+    ciSvid = t.svid('ci/github-actions');
+    alice = ApprovalsClient.fromEnv({}, ids.env.alice as NodeJS.ProcessEnv);
+    bob = ApprovalsClient.fromEnv({}, ids.env.bob as NodeJS.ProcessEnv);
+    jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
+    work = await mkdtemp(join(tmpdir(), 'countersign-ci-'));
+  });
+  after(async () => {
+    alice?.close();
+    bob?.close();
+    await t?.close();
+    await ids?.cleanup();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  describe('GitHub composite action', () => {
+    let action: Action;
+    const identityInputs = () => ({ 'broker-address': t.address, 'cert-pem': ciSvid.chainPem, 'key-pem': ciSvid.keyPem, 'ca-pem': t.ca.pem, install: 'false' });
+
+    before(async () => {
+      action = parse(await readFile(join(ACTION_DIR, 'action.yml'), 'utf8')) as Action;
+    });
+
+    it('is a composite action whose scripts take inputs only through env (no ${{ }} inside a script)', () => {
+      assert.equal(action.runs.using, 'composite');
+      for (const step of action.runs.steps) {
+        assert.equal(step.shell, 'bash');
+        assert.doesNotMatch(step.run, /\$\{\{/);
+      }
+      assert.deepEqual(
+        Object.entries(action.inputs)
+          .filter(([, spec]) => spec.required)
+          .map(([name]) => name),
+        ['operation', 'resource'],
+      );
+    });
+
+    it('runs the script with the credential once approved (run mode)', async () => {
+      const seen = join(work, 'gh-token');
+      const running = runAction(
+        action,
+        {
+          ...identityInputs(),
+          operation: 'deploy',
+          resource: 'prod/payments',
+          params: 'version=1.4.2\nreplicas:=3\n',
+          reason: 'release 1.4.2',
+          run: `printf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\necho "deployed $COUNTERSIGN_REQUEST_ID"`,
+        },
+        work,
+        {},
+      );
+      const pending = await pendingOn('prod/payments', running);
+      assert.deepEqual(JSON.parse(pending.parametersJson), { replicas: 3, version: '1.4.2' });
+      assert.equal(pending.requester, 'spiffe://example.org/ci/github-actions');
+      await alice.decide({ requestId: pending.id, decision: 'approve' });
+      const ran = await running;
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.match(ran.stdout, new RegExp(`deployed ${pending.id}`));
+      assert.match(ran.stderr, /^pending approval: request req_\S+ \(rule ci-prod\)/m);
+      await verifyCredential(await readFile(seen, 'utf8'), { jwks, audience: 'https://deploy.example.org', parameters: { version: '1.4.2', replicas: 3 }, clientCertificate: ciSvid.chainPem });
+      // The SVID files it wrote from the inputs are gone.
+      assert.ok(!(await import('node:fs')).readdirSync(work).some((f) => f.startsWith('countersign-svid.')));
+    });
+
+    it('hands a masked credential to later steps as outputs (request mode), and fails with exit 3 when denied', async () => {
+      const allowed = await runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'staging/payments', params: 'version=2' }, work, {});
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.equal(allowed.outputs.state, 'APPROVED');
+      assert.match(allowed.outputs['request-id'] as string, /^req_/);
+      assert.ok(allowed.stdout.includes(`::add-mask::${allowed.outputs.token}`));
+      await verifyCredential(allowed.outputs.token as string, { jwks, audience: 'https://deploy.example.org', parameters: { version: '2' } });
+
+      const running = runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'prod/ledger' }, work, {});
+      const pending = await pendingOn('prod/ledger', running);
+      await bob.decide({ requestId: pending.id, decision: 'deny', reason: 'ledger freeze' });
+      const denied = await running;
+      assert.equal(denied.code, 3);
+      assert.deepEqual([denied.outputs.state, denied.outputs.token], ['DENIED', '']);
+      assert.match(denied.stderr, /denied: denied by bob \(cli\): ledger freeze/);
+    });
+
+    it('refuses half an identity with a clear error', async () => {
+      const ran = await runAction(action, { ...identityInputs(), 'key-pem': '', operation: 'deploy', resource: 'staging/x' }, work, {});
+      assert.equal(ran.code, 2);
+      assert.match(ran.stdout, /::error::give all of cert-pem, key-pem and ca-pem, or none/);
+    });
+  });
+
+  it('GitLab CI example: deploy-prod runs deploy.sh once someone other than the pipeline user approves', async () => {
+    const config = parse(await readFile(GITLAB_EXAMPLE, 'utf8')) as Record<string, { extends?: string; variables?: Record<string, string>; before_script?: string[]; script: string[] }>;
+    const job = config['deploy-prod'];
+    assert.ok(job);
+    assert.equal(job.extends, '.countersign');
+    const template = config['.countersign'];
+    assert.ok(template);
+    const jobDir = await mkdtemp(join(work, 'gitlab-'));
+    const seen = join(jobDir, 'deployed');
+    await writeFile(join(jobDir, 'deploy.sh'), `#!/bin/sh\nprintf '%s %s' "$1" "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`);
+    await chmod(join(jobDir, 'deploy.sh'), 0o755);
+    const script = join(jobDir, 'job.sh');
+    await writeFile(script, [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'));
+    const sha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
+    const running = bash(
+      script,
+      {
+        ...process.env,
+        ...template.variables,
+        ...job.variables,
+        // The CLI is already here (the template installs it when it is missing).
+        COUNTERSIGN_CLI_DIR: ROOT,
+        ...ids.env.runner,
+        CI: 'true',
+        GITLAB_CI: 'true',
+        CI_PROJECT_NAME: 'payments',
+        CI_COMMIT_SHA: sha,
+        CI_COMMIT_TITLE: 'Fix rounding',
+        CI_PIPELINE_URL: 'https://gitlab.example.com/p/-/pipelines/7',
+        GITLAB_USER_EMAIL: 'alice@example.org',
+      },
+      jobDir,
+    );
+    // alice started the pipeline: the request is not even in her list.
+    const pending = await pendingOn('prod/payments', running, bob);
+    assert.equal(pending.onBehalfOf, 'alice@example.org');
+    assert.equal(pending.reason, 'Fix rounding (https://gitlab.example.com/p/-/pipelines/7)');
+    // alice started the pipeline, so she cannot approve it; bob can.
+    await assert.rejects(alice.decide({ requestId: pending.id, decision: 'approve' }), /ERR_SELF_APPROVAL|separation of duties/);
+    assert.ok(!existsSync(seen));
+    await bob.decide({ requestId: pending.id, decision: 'approve' });
+    const ran = await running;
+    assert.equal(ran.code, 0, ran.stderr);
+    const [arg, token] = (await readFile(seen, 'utf8')).split(' ');
+    assert.equal(arg, sha);
+    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', parameters: { version: sha }, clientCertificate: ids.certs.runner as string });
+    assert.equal(claims.act?.sub, 'alice@example.org');
+  });
+});
