@@ -96,6 +96,36 @@ export interface ApprovalWorkflow {
 }
 
 /**
+ * A break-glass use: policy let a workload act at once, with a reason, on the
+ * condition that every approver of the rule is told. Nothing is pending and no
+ * one can vote; the notice is what approvers review afterwards. Unlike a
+ * request view it is not stored: the notification job carries it.
+ */
+export interface BreakGlassNotice {
+  /** The request id in the audit log and in the credential. */
+  requestId: string;
+  requester: string;
+  onBehalfOf: string;
+  operation: string;
+  resource: string;
+  /** RFC 8785 canonical JSON of the parameters the credential is bound to. */
+  parametersJson: string;
+  parametersDigest: string;
+  reason: string;
+  ticket: string;
+  /** The break_glass rule that allowed it. */
+  rule: string;
+  /** Everyone to tell: the rule's approvers and groups. */
+  approvers: string[];
+  groups: string[];
+  notify: { slackChannels: string[]; directMessages: boolean };
+  /** When the credential was issued (ms since the epoch), its jti and expiry. */
+  issuedAt: number;
+  credentialId: string;
+  credentialExpiresAt: number;
+}
+
+/**
  * A channel that tells people about requests. The broker calls these from
  * BullMQ jobs, so a failure is retried with backoff and never loses a request.
  * An error with a numeric `retryAfterMs` property (e.g. from a 429 Retry-After)
@@ -107,4 +137,9 @@ export interface ApproverChannel {
   requestCreated(request: ApprovalRequestView): Promise<void>;
   voteRecorded(request: ApprovalRequestView, vote: VoteView): Promise<void>;
   requestResolved(request: ApprovalRequestView): Promise<void>;
+  /**
+   * A break-glass use, to be announced to every approver the rule names. A
+   * channel without it cannot announce one; the broker logs that at start-up.
+   */
+  breakGlassUsed?(notice: BreakGlassNotice): Promise<void>;
 }

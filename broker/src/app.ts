@@ -224,7 +224,23 @@ async function startServices(
   slack.workflow.bind(approvals.workflow);
   metrics.sources.queueDepth = () => approvals.jobs.depth();
   const requests = new RequestService(
-    { policy: () => policies.current, minter, audit, store: approvals.store, outbox: approvals.outbox, limiter: approvals.limiter, clock, metrics },
+    {
+      policy: () => policies.current,
+      minter,
+      audit,
+      store: approvals.store,
+      outbox: approvals.outbox,
+      limiter: approvals.limiter,
+      clock,
+      metrics,
+      announceBreakGlass: async (notice) => {
+        const queued = await approvals.jobs.notifyBreakGlass(notice);
+        logger[queued > 0 ? 'info' : 'warn'](
+          { requestId: notice.requestId, rule: notice.rule, requester: notice.requester, operation: notice.operation, resource: notice.resource },
+          queued > 0 ? 'break-glass used; announcing it to the approvers' : 'break-glass used, and no approver channel (Slack) is configured to announce it: only the audit log records it',
+        );
+      },
+    },
     {
       defaultAudience: config.credentials.default_audience,
       defaultTtlMs: config.credentials.default_ttl,

@@ -56,6 +56,7 @@ describe('SVID freshness facts', () => {
         limiter: new RequestRateLimiter(keys, scripts, clock, { perSecond: 100, burst: 100 }),
         clock,
         metrics: new Metrics({ defaultMetrics: false }),
+        announceBreakGlass: async () => assert.fail('the allow-all policy never decides break_glass'),
       },
       { defaultAudience: 'https://deploy.example.org', defaultTtlMs: 5 * MINUTE, pollIntervalMs: 2000 },
     );

@@ -45,6 +45,11 @@ rules:
     match: { workload: "spiffe://${TD}/ci/*", operation: page, resource: "prod/*" }
     decision: approve
     approval: { groups: [oncall], required: 1, timeout: 15m }
+  - name: incident-break-glass
+    match: { workload: "spiffe://${TD}/ci/*", operation: failover, resource: "prod/*" }
+    decision: break_glass
+    ttl: 5m
+    break_glass: { approvers: [alice, bob], groups: [oncall], slack_channels: ["#approvals"] }
 `;
 const PRINCIPALS = `version: 1
 principals:
@@ -265,6 +270,46 @@ requests:
     // A click on a stale copy of the card (Slack clients can lag) is refused, and the card is refreshed.
     const stale = { ...card, blocks: card.versions[0]?.blocks ?? [] };
     await clickAndHear(b, stale, 'countersign_approve', 'U0BOB', /Not recorded: request .* expired/);
+  });
+
+  it('break-glass: the credential comes at once, and the channel and every approver (groups included) are told, with the reason', async () => {
+    const result = await client.requestOperation({ operation: 'failover', resource: 'prod/db', parameters: { region: 'eu-west-1' }, reason: 'primary is down, INC-4711' });
+    assert.equal(result.state, 'APPROVED', result.message);
+    assert.ok(result.token, 'no waiting for anyone');
+    const jti = (JSON.parse(Buffer.from((result.token as string).split('.')[1] as string, 'base64url').toString()) as { jti: string }).jti;
+    // The rule's channel, and a DM to alice, bob and carol (a member of the oncall Slack user group).
+    for (const channel of ['C0APPROVALS', 'D0ALICE', 'D0BOB', 'D0CAROL']) {
+      const notice = await fake.waitFor(`the break-glass notice in ${channel}`, () => fake.posts(channel).find((m) => m.text.includes(result.requestId)));
+      const shown = JSON.stringify(notice.blocks);
+      assert.match(notice.text, /Break-glass used: failover prod\/db/);
+      assert.match(shown, /incident-break-glass/);
+      assert.match(shown, /primary is down, INC-4711/);
+      assert.match(shown, /eu-west-1/);
+      assert.ok(shown.includes(jti), 'the notice names the credential it announces');
+      assert.ok(!notice.blocks.some((blk) => blk.type === 'actions'), 'nothing to click: it is not pending');
+    }
+    assert.equal(fake.posts('D0DAVE').filter((m) => m.text.includes(result.requestId)).length, 0, 'dave is not named by the rule');
+    // The audit says it was break-glass, and where each notice went.
+    const trail = await fake.waitFor('four notices in the audit log', async () => {
+      const events = await audited(result.requestId);
+      return events.filter((e) => e.type === 'notification_sent' && e.event === 'break_glass_posted').length === 4 ? events : undefined;
+    });
+    const decision = trail.find((e) => e.type === 'decision');
+    assert.equal(decision?.decision, 'break_glass');
+    assert.equal(decision?.break_glass, true);
+    assert.ok(trail.some((e) => e.type === 'credential_issued' && e.jti === jti));
+    assert.ok(trail.some((e) => e.type === 'notification_sent' && e.channel === 'slack' && e.event === 'break_glass'), 'the broker recorded the announcement job as done');
+  });
+
+  it('break-glass without a reason is denied, and nobody is paged', async () => {
+    const posted = fake.posts().length;
+    const result = await client.requestOperation({ operation: 'failover', resource: 'prod/db', parameters: {}, reason: '' });
+    assert.equal(result.state, 'DENIED');
+    assert.match(result.message, /break-glass, which needs a reason/);
+    // The notify queue is empty of break-glass jobs for it (nothing was announced).
+    const jobs = await r.redis.keys(`${r.prefix}bull:notify:${result.requestId}.break_glass*`);
+    assert.deepEqual(jobs, []);
+    assert.equal(fake.posts().slice(posted).filter((m) => m.text.includes(result.requestId)).length, 0);
   });
 
   it('approver groups can be Slack user groups: a member approves, in a DM', async () => {

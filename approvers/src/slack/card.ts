@@ -2,7 +2,7 @@
 // are approving, and later how it ended. Pure: the same request renders the same
 // card, so any replica can (re)build it from Redis at any time.
 import type { types } from '@slack/bolt';
-import type { ApprovalRequestView, VoteView } from '../port.js';
+import type { ApprovalRequestView, BreakGlassNotice, VoteView } from '../port.js';
 import { SLACK_LIMITS } from './limits.js';
 import { codeBlockText, escapeMrkdwn, inlineCode, slackDate, truncate } from './text.js';
 
@@ -138,6 +138,70 @@ export function voteLine(v: VoteView): string {
   return `*${escapeMrkdwn(v.principal)}* ${verb} ${slackDate(v.at)} (${escapeMrkdwn(v.channel)}${stepUp})${reason}`;
 }
 
+/** The parameter blocks and the digest context shared by request cards and break-glass notices. */
+function parameterBlocks(parametersJson: string, parametersDigest: string, requestId: string, display: ParameterDisplayOptions, label: string, readInFull: string): KnownBlock[] {
+  const blocks: KnownBlock[] = [];
+  const params = formatParameters(parametersJson, display);
+  params.chunks.forEach((chunk, i) => {
+    const heading = i === 0 ? `*Parameters* (${label})\n` : '';
+    blocks.push({ type: 'section', text: mrkdwn(`${heading}\`\`\`${chunk}\`\`\``) });
+  });
+  const digest = `Parameters digest (SHA-256 of RFC 8785 JSON): ${inlineCode(parametersDigest)}  ·  Request ${inlineCode(requestId)}`;
+  const context = [mrkdwn(digest)];
+  if (params.shortened) {
+    const parts = [
+      params.shortenedValues > 0 ? `${params.shortenedValues} long value(s) cut` : '',
+      params.omittedLines > 0 ? `${params.omittedLines} line(s) left out` : '',
+    ].filter((p) => p !== '');
+    context.push(mrkdwn(`:warning: *Parameters shortened for Slack* (${parts.join(', ')}; ${params.totalChars} characters in full). ${readInFull}`));
+  }
+  blocks.push({ type: 'context', elements: context });
+  return blocks;
+}
+
+/**
+ * The announcement of a break-glass use: who acted, on what, why, and until when
+ * the credential is valid. No buttons: nothing is pending. Approvers review it
+ * afterwards (and find it in the audit log by its request id).
+ */
+export function buildBreakGlassNotice(n: BreakGlassNotice, display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): SlackMessage {
+  const blocks: KnownBlock[] = [];
+  blocks.push({ type: 'header', text: plain(`Break-glass used: ${n.operation} ${n.resource}`, SLACK_LIMITS.headerText) });
+  blocks.push({
+    type: 'section',
+    text: mrkdwn(
+      `:rotating_light: ${inlineCode(n.requester)} used break-glass rule ${inlineCode(n.rule)} ${slackDate(n.issuedAt)}: ` +
+        `it was given a credential without waiting for approval, valid until ${slackDate(n.credentialExpiresAt)}. ` +
+        `You are told because the rule names you; review it now.`,
+    ),
+  });
+  blocks.push({
+    type: 'section',
+    fields: [
+      field('Requested by', inlineCode(n.requester)),
+      field('On behalf of', n.onBehalfOf === '' ? '_nobody (the workload itself)_' : inlineCode(n.onBehalfOf)),
+      field('Operation', inlineCode(n.operation)),
+      field('Resource', inlineCode(n.resource)),
+      field('Rule', inlineCode(n.rule)),
+      field('Ticket', n.ticket === '' ? '_none_' : inlineCode(n.ticket)),
+      field('Credential', `${inlineCode(n.credentialId)}, expires ${slackDate(n.credentialExpiresAt)}`),
+    ],
+  });
+  blocks.push({ type: 'section', text: mrkdwn(`*Reason given*\n${escapeMrkdwn(n.reason)}`) });
+  blocks.push(
+    ...parameterBlocks(
+      n.parametersJson,
+      n.parametersDigest,
+      n.requestId,
+      display,
+      'exactly what the credential is bound to',
+      `The credential is bound to the full parameters with the digest above; the audit log (\`countersign-broker audit export\`) has the request.`,
+    ),
+  );
+  const fallback = `Break-glass used: ${n.operation} ${n.resource} by ${n.requester} (rule ${n.rule}, request ${n.requestId})`;
+  return { text: truncate(escapeMrkdwn(fallback), SLACK_LIMITS.text), blocks };
+}
+
 /** The card for a request in any state; pending cards carry the Approve / Deny buttons. */
 export function buildRequestCard(r: ApprovalRequestView, display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): SlackMessage {
   const pending = r.state === 'PENDING_APPROVAL';
@@ -162,26 +226,16 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
   });
   blocks.push({ type: 'section', text: mrkdwn(`*Reason*\n${r.reason === '' ? '_none given_' : escapeMrkdwn(r.reason)}`) });
 
-  const params = formatParameters(r.parametersJson, display);
-  params.chunks.forEach((chunk, i) => {
-    const label = i === 0 ? `*Parameters* (exactly what is approved)\n` : '';
-    blocks.push({ type: 'section', text: mrkdwn(`${label}\`\`\`${chunk}\`\`\``) });
-  });
-  const digest = `Parameters digest (SHA-256 of RFC 8785 JSON): ${inlineCode(r.parametersDigest)}  ·  Request ${inlineCode(r.id)}`;
-  const context = [mrkdwn(digest)];
-  if (params.shortened) {
-    const parts = [
-      params.shortenedValues > 0 ? `${params.shortenedValues} long value(s) cut` : '',
-      params.omittedLines > 0 ? `${params.omittedLines} line(s) left out` : '',
-    ].filter((p) => p !== '');
-    context.push(
-      mrkdwn(
-        `:warning: *Parameters shortened for Slack* (${parts.join(', ')}; ${params.totalChars} characters in full). ` +
-          `Approving approves the full parameters with the digest above; read them in full with \`countersign approvals list\` before approving.`,
-      ),
-    );
-  }
-  blocks.push({ type: 'context', elements: context });
+  blocks.push(
+    ...parameterBlocks(
+      r.parametersJson,
+      r.parametersDigest,
+      r.id,
+      display,
+      'exactly what is approved',
+      `Approving approves the full parameters with the digest above; read them in full with \`countersign approvals list\` before approving.`,
+    ),
+  );
 
   if (r.votes.length > 0) {
     blocks.push({ type: 'context', elements: [mrkdwn(r.votes.map(voteLine).join('\n'))] });

@@ -1,11 +1,11 @@
 // The Slack ApproverChannel: the broker calls it (from its own BullMQ jobs) when
 // a request is created, a vote is counted and a request ends. It only decides
 // where messages go and queues them; SlackDelivery makes the calls.
-import type { ApprovalRequestView, ApproverChannel, PrincipalDirectory, VoteView } from '../port.js';
+import type { ApprovalRequestView, ApproverChannel, BreakGlassNotice, PrincipalDirectory, VoteView } from '../port.js';
 import type { SlackDelivery } from './delivery.js';
 import type { SlackLogger } from './logger.js';
 import type { MessageRefs } from './message-refs.js';
-import { targetsFor, type Target } from './targets.js';
+import { breakGlassTargets, targetsFor, type Target } from './targets.js';
 
 export class SlackChannel implements ApproverChannel {
   readonly name = 'slack';
@@ -53,6 +53,17 @@ export class SlackChannel implements ApproverChannel {
       const human = this.deps.directory.byName(r.onBehalfOf) ?? this.deps.directory.byEmail(r.onBehalfOf);
       if (human?.slackUserId !== undefined) await this.deps.delivery.notice(r.id, human.slackUserId);
     }
+  }
+
+  async breakGlassUsed(n: BreakGlassNotice): Promise<void> {
+    const targets = await breakGlassTargets(n, this.deps.directory, this.options.defaultChannel);
+    if (targets.length === 0) {
+      this.deps.logger.warn(
+        { requestId: n.requestId, rule: n.rule },
+        'a break-glass use has no Slack destination: the rule names no Slack channel, no default channel is set, and no approver has a slack_user_id',
+      );
+    }
+    await this.deps.delivery.breakGlass(n, targets);
   }
 
   /** Re-renders every card of a request, e.g. after a click on a card that was out of date. */

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { ApprovalRequestView, ApprovalWorkflow } from '../port.js';
-import { buildOutcomeNotice, buildRequestCard, buildVoteReply, type SlackMessage } from './card.js';
+import type { ApprovalRequestView, ApprovalWorkflow, BreakGlassNotice } from '../port.js';
+import { buildBreakGlassNotice, buildOutcomeNotice, buildRequestCard, buildVoteReply, type SlackMessage } from './card.js';
 import type { AuditSink } from './interactions.js';
 import type { SlackKeys } from './keys.js';
 import type { SlackLogger } from './logger.js';
@@ -23,6 +23,8 @@ export type SlackJobData =
   | { kind: 'card'; requestId: string; target: Target }
   /** A reply in the card's thread: a vote ("vote.<principal>") or the end ("end"). */
   | { kind: 'reply'; requestId: string; target: Target; about: string }
+  /** The announcement of a break-glass use at one target; the notice travels in the job (nothing is stored). */
+  | { kind: 'break_glass'; notice: BreakGlassNotice; target: Target }
   /** A direct message telling someone (the human an agent acted for) the outcome. */
   | { kind: 'notice'; requestId: string; user: string }
   /** An answer only `user` sees, next to the card (`channel`), or in a DM when the channel is unknown. */
@@ -141,6 +143,17 @@ export class SlackDelivery {
     );
   }
 
+  async breakGlass(notice: BreakGlassNotice, targets: Target[]): Promise<void> {
+    if (targets.length === 0) return;
+    await this.queue.addBulk(
+      targets.map((target) => ({
+        name: 'break_glass',
+        data: { kind: 'break_glass' as const, notice, target },
+        opts: { jobId: jobId('bg', notice.requestId, hash(targetKey(target))) },
+      })),
+    );
+  }
+
   async notice(requestId: string, user: string): Promise<void> {
     await this.add('notice', { kind: 'notice', requestId, user }, { jobId: jobId('notice', requestId, hash(user)) });
   }
@@ -179,6 +192,8 @@ export class SlackDelivery {
         return this.reply(data.requestId, data.target, data.about);
       case 'notice':
         return this.sendNotice(data.requestId, data.user);
+      case 'break_glass':
+        return this.announceBreakGlass(data.notice, data.target);
       case 'ephemeral':
         if (data.channel === undefined) await this.deps.client.chat.postMessage({ channel: data.user, text: data.text });
         else await this.deps.client.chat.postEphemeral({ channel: data.channel, user: data.user, text: data.text });
@@ -252,6 +267,25 @@ export class SlackDelivery {
     }
     const posted = await this.post(ref.channel, message, ref.ts);
     await refs.markSent(requestId, marker, posted.ts, view.expiresAt);
+  }
+
+  private async announceBreakGlass(notice: BreakGlassNotice, target: Target): Promise<void> {
+    const { refs } = this.deps;
+    const marker = `break_glass:${targetKey(target)}`;
+    if (await refs.sent(notice.requestId, marker)) return;
+    const posted = await this.post(targetChannel(target), buildBreakGlassNotice(notice));
+    await refs.markSent(notice.requestId, marker, posted.ts, notice.credentialExpiresAt);
+    await this.deps.audit
+      ?.append({
+        type: 'notification_sent',
+        request_id: notice.requestId,
+        channel: 'slack',
+        event: 'break_glass_posted',
+        target: targetKey(target),
+        slack_channel: posted.channel,
+        message_ts: posted.ts,
+      })
+      .catch((e: unknown) => this.deps.logger.warn({ requestId: notice.requestId, err: (e as Error).message }, 'could not audit a posted break-glass notice'));
   }
 
   private async sendNotice(requestId: string, user: string): Promise<void> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { APPROVE_ACTION_ID, buildOutcomeNotice, buildRequestCard, buildVoteReply, DENY_ACTION_ID } from '../../src/slack/card.js';
+import { APPROVE_ACTION_ID, buildBreakGlassNotice, buildOutcomeNotice, buildRequestCard, buildVoteReply, DENY_ACTION_ID } from '../../src/slack/card.js';
+import type { BreakGlassNotice } from '../../src/port.js';
 import { buildConfirmModal, buildDenyModal } from '../../src/slack/modals.js';
 import { validateBlocks, validateModal } from '../support/block-kit.js';
 import { sampleRequest } from '../support/sample-request.js';
@@ -136,5 +137,66 @@ describe('the Slack request card', () => {
     const approveButton = buttons(buildRequestCard(r).blocks)[0] as Record<string, unknown>;
     assert.equal(approveButton.confirm, undefined);
     assert.ok((buttons(buildRequestCard(sampleRequest()).blocks)[0] as Record<string, unknown>).confirm);
+  });
+});
+
+describe('the Slack break-glass notice', () => {
+  const notice = (overrides: Partial<BreakGlassNotice> = {}): BreakGlassNotice => ({
+    requestId: 'req_BrEaKgLaSs000001',
+    requester: 'spiffe://example.org/ci/deployer',
+    onBehalfOf: 'carol@example.org',
+    operation: 'failover',
+    resource: 'prod/db',
+    parametersJson: '{"region":"eu-west-1"}',
+    parametersDigest: 'Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyMDA',
+    reason: 'primary is down',
+    ticket: 'INC-4711',
+    rule: 'incident-break-glass',
+    approvers: ['alice'],
+    groups: ['sre'],
+    notify: { slackChannels: ['C0INCIDENTS'], directMessages: true },
+    issuedAt: Date.UTC(2026, 0, 1, 3, 0, 0),
+    credentialId: 'jti-0123456789',
+    credentialExpiresAt: Date.UTC(2026, 0, 1, 3, 5, 0),
+    ...overrides,
+  });
+
+  it('says who broke the glass, on what, why, under which rule, and which credential until when; nothing to click', () => {
+    const n = notice();
+    const message = buildBreakGlassNotice(n);
+    assert.deepEqual(validateBlocks(message.blocks, 'message'), []);
+    const text = all(message.blocks);
+    for (const expected of [
+      'Break-glass used: failover prod/db',
+      'spiffe://example.org/ci/deployer',
+      'carol@example.org',
+      '`incident-break-glass`',
+      'primary is down',
+      'INC-4711',
+      '"region": "eu-west-1"',
+      n.parametersDigest,
+      n.requestId,
+      '`jti-0123456789`',
+      `<!date^${n.credentialExpiresAt / 1000}^`,
+    ]) {
+      assert.ok(text.includes(expected), `the notice shows ${expected}`);
+    }
+    assert.equal((message.blocks as unknown as Block[]).filter((b) => b.type === 'actions').length, 0);
+    assert.match(message.text, /^Break-glass used: failover prod\/db by spiffe:\/\/example.org\/ci\/deployer/);
+  });
+
+  it('stays inside Slack limits and escapes what the requester wrote, for the largest requests', () => {
+    const n = notice({
+      parametersJson: JSON.stringify({ script: 's'.repeat(30_000), note: '<!channel>' }),
+      reason: `<!here> ${'z'.repeat(5000)}`,
+      resource: `prod/${'r'.repeat(500)}`,
+    });
+    const message = buildBreakGlassNotice(n);
+    assert.deepEqual(validateBlocks(message.blocks, 'message'), []);
+    const text = markup(message.blocks);
+    assert.doesNotMatch(text, /<!channel>|<!here>/);
+    assert.ok(text.includes(n.parametersDigest), 'the digest is always shown');
+    assert.match(text, /Parameters shortened for Slack\* \(1 long value\(s\) cut/);
+    assert.ok(message.text.length <= 3000);
   });
 });

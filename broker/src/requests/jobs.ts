@@ -1,13 +1,16 @@
 // The BullMQ side of approvals: queues for work that must survive a crash and be
 // retried. Jobs carry only ids; the worker reads the current state from Redis, so
-// a late or repeated job acts on the truth, not on a stale copy.
+// a late or repeated job acts on the truth, not on a stale copy. The exception is
+// a break-glass notice: nothing about it is stored or can change, so it travels in
+// the job.
+import type { BreakGlassNotice } from '@countersign/approvers';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Clock } from '../clock.js';
 import type { Redis } from '../redis/connection.js';
 
 export const QUEUE_NAMES = { notify: 'notify', expiry: 'expiry', maintenance: 'maintenance' } as const;
 
-export type NotifyEvent = 'created' | 'vote' | 'resolved';
+export type NotifyEvent = 'created' | 'vote' | 'resolved' | 'break_glass';
 
 export interface NotifyJobData {
   requestId: string;
@@ -16,6 +19,8 @@ export interface NotifyJobData {
   channel: string;
   /** For "vote": whose vote. */
   principal?: string;
+  /** For "break_glass": what to announce. */
+  notice?: BreakGlassNotice;
 }
 
 export interface ExpiryJobData {
@@ -82,6 +87,19 @@ export class ApprovalJobs {
         return { name: event, data, opts };
       }),
     );
+  }
+
+  /** Announces a break-glass use on every channel; returns how many jobs were queued (0: no channel configured). */
+  async notifyBreakGlass(notice: BreakGlassNotice): Promise<number> {
+    if (this.channels.length === 0) return 0;
+    await this.notifyQueue.addBulk(
+      this.channels.map((channel) => ({
+        name: 'break_glass',
+        data: { requestId: notice.requestId, event: 'break_glass' as const, channel, notice },
+        opts: { jobId: jobId(notice.requestId, 'break_glass', channel) },
+      })),
+    );
+    return this.channels.length;
   }
 
   /** A delayed job at the deadline; the sweeper covers a job that is lost. */

@@ -2,6 +2,7 @@
 // then allow (mint + audit), deny (audit) or create a pending approval (store +
 // audit via the outbox, which also schedules its expiry and notifications).
 // Nothing reaches the caller before its audit record is appended.
+import type { BreakGlassNotice } from '@countersign/approvers';
 import type { RequestOperationRequest } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
@@ -24,7 +25,7 @@ export interface RequestServiceOptions {
 }
 
 export type OperationOutcome =
-  | { state: 'APPROVED'; requestId: string; rule: string; credential: MintedCredential }
+  | { state: 'APPROVED'; requestId: string; rule: string; credential: MintedCredential; breakGlass?: boolean }
   | { state: 'DENIED'; requestId: string; rule: string | null; message: string }
   | { state: 'PENDING_APPROVAL'; requestId: string; rule: string; request: StoredRequest; pollIntervalMs: number };
 
@@ -39,6 +40,8 @@ export class RequestService {
       limiter: RequestRateLimiter;
       clock: Clock;
       metrics: Metrics;
+      /** Queues the announcement of a break-glass use to every approver (durably, before the credential leaves). */
+      announceBreakGlass: (notice: BreakGlassNotice) => Promise<void>;
     },
     private readonly options: RequestServiceOptions,
   ) {}
@@ -61,7 +64,7 @@ export class RequestService {
     const started = performance.now();
     await this.deps.limiter.take(identity.spiffeId);
     const outcome = await this.decide(identity, raw);
-    const decision = outcome.state === 'APPROVED' ? 'allow' : outcome.state === 'DENIED' ? 'deny' : 'approve';
+    const decision = outcome.state === 'APPROVED' ? (outcome.breakGlass ? 'break_glass' : 'allow') : outcome.state === 'DENIED' ? 'deny' : 'approve';
     this.deps.metrics.requests.inc({ decision, rule: outcome.rule ?? '(none)' });
     this.deps.metrics.decisionSeconds.observe({ decision }, (performance.now() - started) / 1000);
     if (outcome.state === 'APPROVED') this.deps.metrics.credentialsIssued.inc();
@@ -120,7 +123,29 @@ export class RequestService {
         },
         credentialIssuedEvent(requestId, credential.token, credential),
       ]);
-      return { state: 'APPROVED', requestId, rule: decision.rule, credential };
+      if (breakGlass) {
+        // "Always notifying every approver": the announcement is queued (and will be
+        // retried) before the caller has its credential; if it cannot be, the call fails.
+        await this.deps.announceBreakGlass({
+          requestId,
+          requester: identity.spiffeId,
+          onBehalfOf: op.onBehalfOf,
+          operation: op.operation,
+          resource: op.resource,
+          parametersJson: op.parametersCanonical,
+          parametersDigest: op.parametersDigest,
+          reason: op.reason,
+          ticket: op.ticket,
+          rule: decision.rule,
+          approvers: decision.approvers,
+          groups: decision.groups,
+          notify: decision.notify,
+          issuedAt: this.deps.clock.now(),
+          credentialId: credential.jti,
+          credentialExpiresAt: credential.expiresAt,
+        });
+      }
+      return { state: 'APPROVED', requestId, rule: decision.rule, credential, breakGlass };
     }
 
     const { request, created } = await this.deps.store.create({

@@ -58,6 +58,29 @@ export class ApprovalWorkers {
     const channels = new Map(deps.channels.map((c) => [c.name, c]));
     const common = { connection, prefix };
 
+    /** Calls the channel for one notification job; false when there was nothing to tell. */
+    const deliver = async (channel: ApproverChannel, data: NotifyJobData): Promise<boolean> => {
+      if (data.event === 'break_glass') {
+        if (data.notice === undefined) return false;
+        if (channel.breakGlassUsed === undefined) {
+          logger.warn({ requestId: data.requestId, channel: channel.name }, 'this channel cannot announce break-glass uses; not announced there');
+          return false;
+        }
+        await channel.breakGlassUsed(data.notice);
+        return true;
+      }
+      const view = await workflow.get(data.requestId);
+      if (view === undefined) return false;
+      if (data.event === 'created') await channel.requestCreated(view);
+      else if (data.event === 'resolved') await channel.requestResolved(view);
+      else {
+        const vote = view.votes.find((v) => v.principal === data.principal);
+        if (vote === undefined) return false;
+        await channel.voteRecorded(view, vote);
+      }
+      return true;
+    };
+
     const notify = new Worker<NotifyJobData>(
       QUEUE_NAMES.notify,
       async (job: Job<NotifyJobData>, token?: string) => {
@@ -67,15 +90,8 @@ export class ApprovalWorkers {
           logger.warn({ requestId, channel: channelName }, 'notification for a channel that is not configured; dropped');
           return;
         }
-        const view = await workflow.get(requestId);
-        if (view === undefined) return;
         try {
-          if (event === 'created') await channel.requestCreated(view);
-          else if (event === 'resolved') await channel.requestResolved(view);
-          else {
-            const vote = view.votes.find((v) => v.principal === principal);
-            if (vote !== undefined) await channel.voteRecorded(view, vote);
-          }
+          if (!(await deliver(channel, job.data))) return;
         } catch (e) {
           const retryAfter = retryAfterOf(e);
           if (retryAfter === undefined) throw e;
