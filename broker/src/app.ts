@@ -222,7 +222,7 @@ async function startServices(
     { role: overrides.role ?? 'all', minter },
   );
   slack.workflow.bind(approvals.workflow);
-  metrics.sources.queueDepth = () => approvals.jobs.depth();
+  metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
   const requests = new RequestService(
     {
       policy: () => policies.current,
@@ -416,7 +416,7 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   );
   slack.workflow.bind(approvals.workflow);
   await slack.slack?.start();
-  metrics.sources.queueDepth = () => approvals.jobs.depth();
+  metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
   const httpListen = splitHostPort(config.http.listen);
   const http = await startHttpServer({
     host: httpListen.host,

@@ -312,6 +312,11 @@ requests:
     assert.equal(fake.posts().slice(posted).filter((m) => m.text.includes(result.requestId)).length, 0);
   });
 
+  it('/metrics counts the Slack queue with the others (Web API calls waiting, retrying, failed)', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text();
+    for (const queue of ['notify', 'expiry', 'slack']) assert.match(text, new RegExp(`countersign_queue_jobs\\{queue="${queue}",state="failed"\\} \\d+`));
+  });
+
   it('approver groups can be Slack user groups: a member approves, in a DM', async () => {
     const req = await ask('page', 'prod/db');
     // The rule names no channel and there is no default: the card goes to the group members' DMs.

@@ -109,6 +109,13 @@ export class SlackDelivery {
     this.worker.on('error', (err) => logger.warn({ err: err.message }, 'Slack queue worker error (retrying)'));
   }
 
+  /** Jobs in the Slack queue per state, for the queue depth metric. */
+  async depth(): Promise<{ queue: string; state: string; count: number }[]> {
+    const states = ['waiting', 'active', 'delayed', 'failed'] as const;
+    const counts = await this.queue.getJobCounts(...states);
+    return states.map((state) => ({ queue: SLACK_QUEUE, state, count: counts[state] ?? 0 }));
+  }
+
   async close(): Promise<void> {
     await this.worker?.close();
     await this.queue.close();

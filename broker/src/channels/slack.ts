@@ -88,6 +88,8 @@ export interface BrokerSlack {
   readonly channel: ApproverChannel;
   /** POST /slack/events, in HTTP mode on roles that take clicks. */
   readonly httpHandler: HttpHandler | undefined;
+  /** Jobs in the Slack queue per state (Web API calls waiting, retrying, failed). */
+  depth(): Promise<{ queue: string; state: string; count: number }[]>;
   /** Starts the job worker and, in Socket Mode, the connection to Slack. Call once the workflow is bound. */
   start(): Promise<void>;
   close(): Promise<void>;
@@ -121,6 +123,7 @@ export async function createSlack(settings: SlackSettings, deps: SlackDeps): Pro
   return {
     channel: slack.channel,
     httpHandler: deps.role === 'worker' ? undefined : slack.httpHandler,
+    depth: () => slack.delivery.depth(),
     start: () => slack.start(),
     async close() {
       await slack.close();
