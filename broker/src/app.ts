@@ -13,6 +13,7 @@ import { loadKeyring } from './credentials/load.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
+import { RefusalRecorder } from './identity/refusal-recorder.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -248,13 +249,17 @@ async function startServices(
       sizeLimits: settings.sizeLimits,
     },
   );
+  const refusals = new RefusalRecorder(clock);
   const peers = new PeerAuthenticator(
     bundles,
     clock,
     (error, peer, context) => {
       metrics.identityRefusals.inc({ code: error.code });
-      logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message}`);
-      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context }).catch((err: unknown) => {
+      const admitted = refusals.admit();
+      if (!admitted.record) return;
+      const suppressed = admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {};
+      logger.info({ peer, code: error.code, ...context, ...suppressed }, `refused identity: ${error.message}`);
+      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context, ...suppressed }).catch((err: unknown) => {
         logger.warn({ err }, 'could not audit a refused identity');
       });
     },
