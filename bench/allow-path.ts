@@ -17,9 +17,14 @@ import type { LoadClientConfig } from './load-client.js';
 const run = promisify(execFile);
 const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
 
-async function load(config: LoadClientConfig): Promise<LoadResult> {
+/** The callers' figures, and the CPU this process (which hosts both servers) spent per call meanwhile. */
+async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuUsPerCall: number }> {
+  const before = process.cpuUsage();
   const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
+  const cpu = process.cpuUsage(before);
+  const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
+  // Includes the caller's warm-up calls, which its own count leaves out: a slight overestimate, alike for both servers.
+  return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls) };
 }
 
 export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
@@ -54,11 +59,14 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
       'ratio broker/echo': fmt(broker.throughput / base.throughput, 2),
       'echo p50/p99 ms': `${fmt(base.p50Ms, 2)}/${fmt(base.p99Ms, 2)}`,
       'broker p50/p99 ms': `${fmt(broker.p50Ms, 2)}/${fmt(broker.p99Ms, 2)}`,
+      'server CPU µs/call echo/broker': `${fmt(base.serverCpuUsPerCall, 0)}/${fmt(broker.serverCpuUsPerCall, 0)}`,
+      'caller CPU µs/call echo/broker': `${fmt(base.cpuUsPerCall, 0)}/${fmt(broker.cpuUsPerCall, 0)}`,
       errors: String(base.errors + broker.errors),
     });
   }
   process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
-  process.stdout.write('(callers in a separate process; target ratio >= 0.6 at 64 concurrent calls)\n');
+  process.stdout.write('(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n');
+  process.stdout.write(' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n');
   process.stdout.write(`${table(rows)}\n`);
 
   echo.forceShutdown();

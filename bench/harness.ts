@@ -9,6 +9,8 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** CPU time (user + system) the calling process spent per completed call, in microseconds. */
+  cpuUsPerCall: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -21,6 +23,7 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
   while (performance.now() < warmupEnd) await Promise.all(Array.from({ length: Math.min(options.concurrency, 8) }, call));
   const latencies: number[] = [];
   let errors = 0;
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   const end = start + options.durationMs;
   const worker = async () => {
@@ -36,6 +39,7 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   latencies.sort((a, b) => a - b);
   return {
     calls: latencies.length,
@@ -44,6 +48,7 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     errors,
+    cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, latencies.length),
   };
 }
 
