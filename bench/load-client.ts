@@ -2,7 +2,7 @@
 // not share its event loop (or its CPU time slice) with the callers.
 // Usage: node --import tsx bench/load-client.ts '<json LoadClientConfig>'
 import { readFileSync } from 'node:fs';
-import { credentials, Metadata, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
+import { credentials, Metadata, makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import { BrokerService, RequestOperationRequest, RequestState, type RequestOperationResponse } from '@countersign/proto';
 import { echoService } from './echo.js';
 import { runLoad } from './harness.js';
@@ -26,17 +26,22 @@ let next = 0;
 let call: () => Promise<unknown>;
 const closers: (() => void)[] = [];
 
-if (config.target === 'echo') {
-  const EchoClient = makeGenericClientConstructor(echoService, 'Echo');
-  const clients = Array.from({ length: config.channels }, (_, i) => {
-    const c = new EchoClient(
+/** `config.channels` clients of one service, TLS set up alike for both targets (both servers present the broker's SVID). */
+function channelsOf<C>(definition: ServiceDefinition, name: string): C[] {
+  const Ctor = makeGenericClientConstructor(definition, name);
+  return Array.from({ length: config.channels }, (_, i) => {
+    const c = new Ctor(
       config.address,
       credentials.createSsl(Buffer.from(pem.ca), Buffer.from(pem.key), Buffer.from(pem.cert), { checkServerIdentity: () => undefined }),
       { 'grpc.ssl_target_name_override': 'example.org', 'grpc-node.channel_id': i },
-    ) as unknown as Client & { echo(req: Buffer, md: Metadata, cb: (e: Error | null, r: Buffer) => void): void };
+    );
     closers.push(() => c.close());
-    return c;
+    return c as unknown as C;
   });
+}
+
+if (config.target === 'echo') {
+  const clients = channelsOf<{ echo(req: Buffer, md: Metadata, cb: (e: Error | null, r: Buffer) => void): void }>(echoService, 'Echo');
   const payload = Buffer.from(JSON.stringify({ operation: 'deploy', resource: 'staging/web', parameters }));
   call = () => {
     const c = clients[next++ % clients.length] as (typeof clients)[number];
@@ -47,17 +52,10 @@ if (config.target === 'echo') {
   // answer is decoded (every call) only to check that a credential came back.
   // What a full SDK call costs on top is the caller's business, not the broker's.
   const definition = { requestOperation: { ...BrokerService.requestOperation, requestSerialize: (b: Buffer) => b } };
-  const RawBroker = makeGenericClientConstructor(definition, 'Broker');
-  const clients = Array.from({ length: config.channels }, (_, i) => {
-    const c = new RawBroker(
-      config.address,
-      // TLS set up exactly as for the echo caller (both servers present the broker's SVID).
-      credentials.createSsl(Buffer.from(pem.ca), Buffer.from(pem.key), Buffer.from(pem.cert), { checkServerIdentity: () => undefined }),
-      { 'grpc.ssl_target_name_override': 'example.org', 'grpc-node.channel_id': i },
-    ) as unknown as Client & { requestOperation(req: Buffer, md: Metadata, cb: (e: Error | null, r: RequestOperationResponse) => void): void };
-    closers.push(() => c.close());
-    return c;
-  });
+  const clients = channelsOf<{ requestOperation(req: Buffer, md: Metadata, cb: (e: Error | null, r: RequestOperationResponse) => void): void }>(
+    definition as ServiceDefinition,
+    'Broker',
+  );
   const payload = Buffer.from(
     RequestOperationRequest.encode(RequestOperationRequest.fromPartial({ operation: 'deploy', resource: 'staging/web', parametersJson: JSON.stringify(parameters) })).finish(),
   );
