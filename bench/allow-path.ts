@@ -23,8 +23,8 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
   const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], { maxBuffer: 1 << 20 });
   const cpu = process.cpuUsage(before);
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
-  // Includes the caller's warm-up calls, which its own count leaves out: a slight overestimate, alike for both servers.
-  return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls) };
+  // The server also served the caller's warm-up calls meanwhile.
+  return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
 }
 
 export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {

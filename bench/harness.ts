@@ -11,6 +11,8 @@ export interface LoadResult {
   errors: number;
   /** CPU time (user + system) the calling process spent per completed call, in microseconds. */
   cpuUsPerCall: number;
+  /** Calls made before the measurement began (the server saw them too). */
+  warmupCalls: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -20,7 +22,12 @@ function percentile(sorted: number[], p: number): number {
 
 export async function runLoad(call: () => Promise<unknown>, options: { concurrency: number; durationMs: number; warmupMs?: number }): Promise<LoadResult> {
   const warmupEnd = performance.now() + (options.warmupMs ?? 500);
-  while (performance.now() < warmupEnd) await Promise.all(Array.from({ length: Math.min(options.concurrency, 8) }, call));
+  let warmupCalls = 0;
+  while (performance.now() < warmupEnd) {
+    const batch = Math.min(options.concurrency, 8);
+    await Promise.all(Array.from({ length: batch }, call));
+    warmupCalls += batch;
+  }
   const latencies: number[] = [];
   let errors = 0;
   const cpuBefore = process.cpuUsage();
@@ -49,6 +56,7 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
     p99Ms: percentile(latencies, 99),
     errors,
     cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, latencies.length),
+    warmupCalls,
   };
 }
 
