@@ -66,6 +66,20 @@ rules:
       timeout: 15m
     ttl: 5m
 
+  - name: prod-migrations
+    description: Database migrations in production are irreversible; the approver proves it is them with a passkey, over this exact migration.
+    match:
+      workload: spiffe://${trustDomain}/ci/*
+      operation: db-migrate
+      resource: prod/*
+    decision: approve
+    approval:
+      approvers: [alice, bob]
+      required: 1
+      step_up: webauthn
+      timeout: 15m
+    ttl: 5m
+
 tests:
   - name: CI deploys to staging without approval
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: staging/web }
@@ -73,6 +87,9 @@ tests:
   - name: a prod deploy needs one approval from alice or bob
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: prod/web }
     expect: { decision: approve, rule: prod-deploys, required: 1, approvers: [alice, bob] }
+  - name: a prod migration needs a passkey approval
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: db-migrate, resource: prod/orders }
+    expect: { decision: approve, rule: prod-migrations, step_up: webauthn }
   - name: anything else is denied
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: drop-table, resource: prod/orders }
     expect: { decision: deny, rule: null }
@@ -111,7 +128,7 @@ export function devRedisPrefix(caPem: string): string {
   return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
 }
 
-export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string; redisPrefix: string }): string {
+export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; consolePort: number; redisUrl: string; redisPrefix: string }): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
 trust_domain: ${t.trustDomain}
@@ -139,7 +156,11 @@ credentials:
   max_ttl: 1h
   signing_keys:
     - file: signing-key.pem
-audit:
+console:
+  # The approver console: passkeys need a host name (localhost), never an IP address.
+  enabled: true
+  listen: 127.0.0.1:${t.consolePort}
+${t.consolePort === 0 ? '' : `  public_url: http://localhost:${t.consolePort}\n`}audit:
   # The banner owns stdout in dev mode; the audit lines go to a file instead.
   stdout: false
   file: audit.jsonl
