@@ -5,6 +5,7 @@
 import type { JWTVerifyGetKey } from 'jose';
 import { GENESIS_HASH, parseRecord, recordHash, type AuditRecord, type ChainHead } from './chain.js';
 import { verifyCheckpoint } from './checkpoints.js';
+import { PasskeyEvidenceCheck } from './passkey-evidence.js';
 
 export type ProblemKind = 'chain' | 'checkpoint' | 'evidence';
 
@@ -26,6 +27,8 @@ export interface AuditVerifyInput {
   fromGenesis: boolean;
   /** Public keys for the checkpoints. */
   getKey: JWTVerifyGetKey;
+  /** The approver console's origin, when known: passkeys registered for another origin are refused. */
+  consoleOrigin?: string | undefined;
 }
 
 export interface AuditReport {
@@ -37,6 +40,8 @@ export interface AuditReport {
   /** Latest checkpoint that verified and matches the chain. */
   latestCheckpointSeq: number | undefined;
   credentials: number;
+  /** Passkey votes whose assertion verified again from the trail. */
+  passkeyVotes: number;
   problems: AuditProblem[];
   warnings: string[];
   /** The earliest sequence number at which the chain breaks, if it does. */
@@ -78,6 +83,7 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
   };
   let credentials = 0;
   let lastRecord: AuditRecord | undefined;
+  const passkeys = new PasskeyEvidenceCheck({ complete: input.fromGenesis, expectedOrigin: input.consoleOrigin });
 
   for (let i = 0; i < parsed.length; i++) {
     const r = parsed[i];
@@ -121,6 +127,7 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
     hashBySeq.set(r.seq, r.hash);
     seenHashes.add(r.hash);
     lastRecord = r;
+    passkeys.observe(r);
 
     const e = r.event;
     const requestId = str(e.request_id);
@@ -143,6 +150,10 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
         break;
     }
   }
+
+  await passkeys.finish();
+  for (const p of passkeys.problems) problems.push({ kind: 'evidence', seq: p.seq, message: p.message });
+  warnings.push(...passkeys.warnings);
 
   if (input.head !== undefined) {
     const last = lastRecord?.seq ?? 0;
@@ -209,6 +220,7 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
     validCheckpoints,
     latestCheckpointSeq,
     credentials,
+    passkeyVotes: passkeys.verifiedVotes,
     problems,
     warnings,
     firstBreak: breaks.length === 0 ? undefined : Math.min(...breaks),
