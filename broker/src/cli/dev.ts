@@ -1,7 +1,7 @@
 // `countersign-broker dev`: a working broker in one command, for trying it out.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { startBroker } from '../app.js';
+import { startBroker, type RunningBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
 import { devConfig, devRedisPrefix, ensureDevTrustDomain } from '../dev/trust-domain.js';
@@ -13,7 +13,11 @@ export interface DevOptions {
   trustDomain: string;
   grpcPort: number;
   httpPort: number;
+  consolePort: number;
 }
+
+/** How long the dev banner's sign-in links work (they are single use; `principals link NAME` prints more). */
+export const DEV_LINK_TTL_MS = 12 * 3600_000;
 
 const envFile = (vars: Record<string, string>): string =>
   `${Object.entries(vars)
@@ -28,6 +32,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     trustDomain: td.trustDomain,
     grpcPort: options.grpcPort,
     httpPort: options.httpPort,
+    consolePort: options.consolePort,
     redisUrl: redis.url,
     redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
   });
@@ -95,6 +100,25 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  npx countersign approvals list');
   out('  npx countersign approvals approve <request id> --reason "release window"');
   out('');
+  await printConsoleTour(broker, td.approvers.map((a) => a.name), shown);
   out(`Afterwards, is the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}) intact?`);
   out(`  npx countersign-broker audit verify --dir ${shown}`);
+}
+
+/** The approver console's part of the banner: where it is, a sign-in link per approver, the passkey rule. */
+async function printConsoleTour(broker: RunningBroker, approvers: string[], dir: string): Promise<void> {
+  const approverConsole = broker.console;
+  if (approverConsole === undefined) return;
+  out('');
+  out(`Approver console: ${approverConsole.publicUrl}  (passkeys: open it as localhost, not 127.0.0.1)`);
+  for (const name of approvers) {
+    const link = await approverConsole.links.issue({ principal: name, by: 'dev', method: 'link', ttlMs: DEV_LINK_TTL_MS });
+    out(`  sign in as ${name.padEnd(6)} ${link.url}`);
+  }
+  out(`  (each link works once, for 12 hours; more: npx countersign-broker principals link alice --dir ${dir})`);
+  out('');
+  out('  # a production migration needs a passkey: sign in as alice, register a passkey under');
+  out('  # "My passkeys", then approve it on its page (the CLI and Slack send you there)');
+  out('  npx countersign request --operation db-migrate --resource prod/orders --param migration=0042_add_index --wait');
+  out('');
 }

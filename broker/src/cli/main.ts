@@ -5,6 +5,7 @@ import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { runDev } from './dev.js';
 import { keysCommand } from './keys.js';
+import { principalsCommand } from './principals.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
 import { ROLES, runServe, type Role } from './serve.js';
 
@@ -50,10 +51,12 @@ program
   .option('--trust-domain <name>', 'dev trust domain name', 'example.org')
   .option('--grpc-port <port>', 'gRPC (mTLS) port, 0 picks a free one', port, 7443)
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
-  .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number }) => runDev(opts));
+  .option('--console-port <port>', 'approver console port (http://localhost:PORT), 0 picks a free one', port, 7090)
+  .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number; consolePort: number }) => runDev(opts));
 
 program.addCommand(keysCommand());
 program.addCommand(auditCommand());
+program.addCommand(principalsCommand());
 const collect = (value: string, previous: string[]) => [...previous, value];
 const policy = program.command('policy').description('check, test and explain a policy file without running a broker');
 
