@@ -17,6 +17,7 @@ import { Keys } from '../redis/keys.js';
 import { parseRecord } from '../audit/chain.js';
 import { configFileOf, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
 import { loadConfig, type BrokerConfig } from '../config/config.js';
+import { configuredPublicUrl } from '../console/index.js';
 import { err, out } from './output.js';
 
 /** Exit codes of `audit verify` beyond the common 0-3. */
@@ -30,7 +31,7 @@ Exit codes of audit verify:
   3  invalid configuration or key file
   4  the chain breaks (a record was changed, deleted, inserted or reordered); the sequence number is printed
   5  a checkpoint is forged, signed by an unknown key, or disagrees with the chain
-  6  a credential was issued without its approval evidence
+  6  a credential was issued without its approval evidence, or a passkey vote does not verify
 When several apply, the lowest of 4-6 is used.`;
 
 function seqOption(value: string): number {
@@ -132,7 +133,10 @@ function printReport(report: AuditReport, source: string): void {
       : `  FAIL  ${checkpoints.length} checkpoint problem(s)`,
   );
   for (const p of checkpoints.slice(0, 20)) out(`          ${p.message}`);
-  out(evidence.length === 0 ? `  OK    every issued credential has its approval evidence` : `  FAIL  ${evidence.length} credential(s) without approval evidence`);
+  out(evidence.length === 0 ? `  OK    every issued credential has its approval evidence` : `  FAIL  ${evidence.length} approval evidence problem(s)`);
+  if (report.passkeyVotes > 0 || evidence.some((p) => /passkey|webauthn/.test(p.message))) {
+    out(`  ${evidence.some((p) => /passkey|webauthn/.test(p.message)) ? 'FAIL' : 'OK  '}  ${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`);
+  }
   for (const p of evidence.slice(0, 20)) out(`          ${p.message}`);
   for (const w of report.warnings) out(`  note  ${w}`);
 }
@@ -191,7 +195,8 @@ export function auditCommand(): Command {
         source = `redis prefix ${c.redis.prefix}`;
       }
       const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
-      const report = await verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys: unique }) });
+      const consoleUrl = config?.console.enabled ? configuredPublicUrl(config) : undefined;
+      const report = await verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys: unique }), consoleOrigin: consoleUrl && new URL(consoleUrl).origin });
       if (o.output === 'json') out(JSON.stringify({ source, ...report }, null, 2));
       else printReport(report, source);
       process.exitCode = exitCodeOf(report);

@@ -99,13 +99,15 @@ export class OidcSignIn {
       const tokens = await client.authorizationCodeGrant(config, currentUrl, { pkceCodeVerifier: tx.verifier, expectedState: tx.state, expectedNonce: tx.nonce, idTokenExpected: true });
       const claims = tokens.claims();
       if (claims === undefined) return { ok: false, code: 'ERR_OIDC_FAILED', message: 'the identity provider returned no ID token' };
-      return {
-        ok: true,
-        subject: claims.sub,
-        email: typeof claims.email === 'string' ? claims.email : undefined,
-        emailVerified: claims.email_verified === true,
-        next: tx.next,
-      };
+      let email: unknown = claims.email;
+      let verified: unknown = claims.email_verified;
+      if (this.settings.claim === 'email' && email === undefined) {
+        // Many providers keep scope claims out of the ID token: ask the UserInfo endpoint, for this same subject.
+        const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+        email = info.email;
+        verified = info.email_verified;
+      }
+      return { ok: true, subject: claims.sub, email: typeof email === 'string' ? email : undefined, emailVerified: verified === true, next: tx.next };
     } catch (e) {
       this.deps.logger.info({ err: (e as Error).message, code: (e as { code?: string }).code }, 'OIDC sign-in failed');
       return { ok: false, code: 'ERR_OIDC_FAILED', message: `the identity provider's answer was refused: ${(e as Error).message}` };
