@@ -110,8 +110,11 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
     assert.fail('the watch ended without an end state');
   }
 
-  async function shot(name: string, person: PersonBrowser): Promise<void> {
-    await person.page.screenshot({ path: join(shotsDir, name), fullPage: true });
+  /** A screenshot for docs/console.md: the whole page, the first screen only, or one element. */
+  async function shot(name: string, person: PersonBrowser, what: 'page' | 'screen' | string = 'page'): Promise<void> {
+    const path = join(shotsDir, name);
+    if (what === 'page' || what === 'screen') await person.page.screenshot({ path, fullPage: what === 'page' });
+    else await person.page.locator(what).screenshot({ path });
   }
 
   before(async () => {
@@ -398,7 +401,7 @@ requests:
       void d.dismiss();
     });
     await openRequest(alice, r.requestId);
-    await shot('hostile-parameters.png', alice);
+    await shot('hostile-parameters.png', alice, 'section[aria-labelledby="cs-params"]');
     assert.equal(await alice.page.evaluate('window.__pwned'), undefined);
     assert.equal(dialog, false);
     const json = alice.page.locator('pre.cs-json');
@@ -502,7 +505,7 @@ requests:
       await openRequest(phone, r.requestId);
       const overflow = (await phone.page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px)`);
-      await shot('request-phone.png', phone);
+      await shot('request-phone.png', phone, 'screen');
       assert.match((await phone.page.locator('time[data-countdown]').first().textContent()) ?? '', /^in \d+ min \d+ s$/);
     } finally {
       await phone.close();
