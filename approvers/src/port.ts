@@ -103,8 +103,8 @@ export type PasskeyProof =
  */
 export interface ApproverConsole {
   requestUrl(requestId: string): string;
-  /** A short-lived, single-use sign-in link for this principal that opens this request's page. */
-  signInLink(principal: string, requestId: string, issuedBy: string): Promise<string>;
+  /** A short-lived, single-use sign-in link for this principal that opens this request's page; undefined when links may not be sent this way. */
+  signInLink(principal: string, requestId: string, issuedBy: string): Promise<string | undefined>;
 }
 
 /** A vote either counted, or was refused with a stable code and a message for the person. */

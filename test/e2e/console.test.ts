@@ -492,9 +492,41 @@ requests:
       const res = await fetch(`${consoleUrl()}/passkeys/options`, { method: 'POST', headers: { cookie: s.cookie, 'content-type': 'application/json', 'x-csrf-token': s.csrf }, body: '{}' });
       assert.equal(res.status, 403);
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED');
+      // Nor take bob's passkey away.
+      assert.equal(await person.page.getByRole('button', { name: /^Remove passkey/ }).count(), 0);
+      const [bobs] = await t.broker.console?.passkeys.list('bob') ?? [];
+      assert.ok(bobs);
+      const remove = await fetch(`${consoleUrl()}/passkeys/remove`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', origin: consoleUrl() },
+        body: `csrf=${s.csrf}&credential_id=${bobs.credential_id}`,
+      });
+      assert.equal(remove.status, 403);
+      assert.equal((await t.broker.console?.passkeys.list('bob'))?.length, 1);
     } finally {
       await person.close();
     }
+  });
+
+  it('registers a second passkey (another device) and removes it; both are audited', async () => {
+    // One authenticator holds one passkey per site: the second one is alice's other device.
+    const device = await PersonBrowser.open(browser);
+    try {
+      await signIn(device, 'alice');
+      await registerPasskey(device, 'spare key');
+      await device.page.getByRole('button', { name: 'Remove passkey spare key' }).click();
+      await device.page.getByText('Passkey removed.').waitFor();
+    } finally {
+      await device.close();
+    }
+    const names = (await t.broker.console?.passkeys.list('alice'))?.map((p) => p.name);
+    assert.deepEqual(names, ['laptop']);
+    const events = await auditEvents(t.broker.redis, t.prefix);
+    const spare = events.find((e) => e.type === 'passkey_registered' && e.name === 'spare key');
+    assert.ok(spare, 'registration audited');
+    assert.match(String(spare.public_key), /^[A-Za-z0-9_-]+$/);
+    assert.ok(events.some((e) => e.type === 'passkey_removed' && e.credential_id === spare.credential_id && e.by === 'alice'));
   });
 
   it('is usable on a phone: the request page fits a narrow screen', async () => {

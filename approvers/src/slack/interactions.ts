@@ -116,6 +116,10 @@ export class SlackInteractions {
         return;
       }
       const link = await console.signInLink(who.principal.name, requestId, 'slack');
+      if (link === undefined) {
+        await reply(`:information_source: Sign-in links are not sent through Slack here: open ${request.consoleUrl ?? 'the approver console'} and sign in with your identity provider.`);
+        return;
+      }
       await reply(
         `:key: Your one-time sign-in link for ${describe(request)}: <${link}|sign in to approve>. It works once, for a few minutes; do not share it. You will confirm the approval with your passkey.`,
       );

@@ -115,8 +115,10 @@ export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, o
     requestUrl,
     port_: {
       requestUrl,
-      signInLink: async (principal, requestId, issuedBy) =>
-        (await links.issue({ principal, requestId, by: issuedBy, method: issuedBy === 'slack' ? 'slack_link' : 'link' })).url,
+      signInLink: async (principal, requestId, issuedBy) => {
+        if (issuedBy === 'slack' && !c.slack_sign_in_links) return undefined;
+        return (await links.issue({ principal, requestId, by: issuedBy, method: issuedBy === 'slack' ? 'slack_link' : 'link' })).url;
+      },
     },
     async serve({ workflow, store: requests, policy }) {
       if (listener === undefined) return;

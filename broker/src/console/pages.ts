@@ -316,11 +316,15 @@ export function passkeysPage(input: {
     (p) => html`<li class="cs-card">
   <p><strong>${visible(p.name)}</strong> ${p.backed_up ? html`<span class="cs-badge">synced</span>` : html`<span class="cs-badge">device-bound</span>`}</p>
   <p class="cs-meta">registered ${shortTime(p.created_at)} · ${p.last_used_at ? html`last used ${shortTime(p.last_used_at)}` : 'never used'} · id <code>${p.credential_id.slice(0, 16)}…</code></p>
-  <form method="post" action="/passkeys/remove" class="cs-inline">
+  ${
+    input.canRegister.ok
+      ? html`<form method="post" action="/passkeys/remove" class="cs-inline">
     <input type="hidden" name="csrf" value="${viewer.csrf}">
     <input type="hidden" name="credential_id" value="${p.credential_id}">
     <button type="submit" class="cs-button cs-danger" aria-label="Remove passkey ${p.name}">Remove</button>
-  </form>
+  </form>`
+      : ''
+  }
 </li>`,
   );
   return layout(

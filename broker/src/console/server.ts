@@ -496,6 +496,9 @@ export class ApproverConsole {
     if (!auth) return;
     const body = await this.formOrJson(req);
     this.checkCsrf(req, auth, body.get('csrf'));
+    // Removing is as sensitive as adding: a session that cannot enrol (a Slack link) cannot take an approver's passkeys away either.
+    const allowed = this.canRegister(auth.session);
+    if (!allowed.ok) throw new CountersignError('permission_denied', 'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED', allowed.why.replace('To register a passkey', 'To register or remove a passkey'));
     const id = body.get('credential_id') ?? '';
     if (!/^[A-Za-z0-9_-]{1,1366}$/.test(id) || !(await this.deps.passkeys.remove(auth.viewer.principal, id, auth.viewer.principal))) {
       throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', 'you have no such passkey');
@@ -544,7 +547,10 @@ export class ApproverConsole {
     );
   }
 
-  private async startSession(res: ServerResponse, principal: string, method: Session['method'], extraCookies: string[] = []): Promise<void> {
+  private async startSession(req: IncomingMessage, res: ServerResponse, principal: string, method: Session['method'], extraCookies: string[] = []): Promise<void> {
+    // A new id at every sign-in (no fixation), and the session this browser had before ends.
+    const previous = parseCookies(req.headers.cookie).get(this.sessionCookie);
+    if (previous !== undefined && /^[A-Za-z0-9_-]{43}$/.test(previous)) await this.deps.sessions.destroy(previous);
     const { id } = await this.deps.sessions.create(principal, method);
     await this.deps.audit.append({ type: 'console_sign_in', principal, method });
     res.setHeader('set-cookie', [cookie(this.sessionCookie, id, this.cookieOptions('Strict', Math.floor(this.settings.sessionMaxAgeMs / 1000))), ...extraCookies]);
@@ -573,7 +579,7 @@ export class ApproverConsole {
     if (this.deps.directory.byName(used.principal) === undefined) {
       throw new CountersignError('permission_denied', 'ERR_NOT_AN_APPROVER', `${used.principal} is no longer in the principals file`);
     }
-    await this.startSession(res, used.principal, used.method, [clearCookie(this.preCookie, this.cookieOptions())]);
+    await this.startSession(req, res, used.principal, used.method, [clearCookie(this.preCookie, this.cookieOptions())]);
     redirect(res, used.requestId ? `/requests/${used.requestId}` : '/');
   }
 
@@ -608,7 +614,7 @@ export class ApproverConsole {
       principal = this.deps.directory.byOidcSubject(result.subject);
       if (principal === undefined) return refuse('ERR_OIDC_NO_PRINCIPAL', `subject ${result.subject} is not the oidc_subject of any principal (principals file)`);
     }
-    await this.startSession(res, principal.name, 'oidc', [clear]);
+    await this.startSession(req, res, principal.name, 'oidc', [clear]);
     // A page, not a redirect: a redirect chain that began at the identity provider would not carry the SameSite=Strict cookie.
     sendHtml(res, 200, continuePage(this.nextPath(result.next)));
   }
