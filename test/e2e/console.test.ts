@@ -479,7 +479,7 @@ requests:
     }
   });
 
-  it('keeps link sign-ins from Slack from registering passkeys', async () => {
+  it('keeps link sign-ins from Slack from registering or removing passkeys; sign out ends the session', async () => {
     const person = await PersonBrowser.open(browser);
     try {
       await person.page.goto(await link('bob', { method: 'slack_link' }));
@@ -504,6 +504,13 @@ requests:
       });
       assert.equal(remove.status, 403);
       assert.equal((await t.broker.console?.passkeys.list('bob'))?.length, 1);
+
+      // Sign out ends the session on the server, not only in this browser.
+      await person.page.getByRole('button', { name: 'Sign out' }).click();
+      await person.page.getByRole('heading', { name: 'Sign in to approve' }).waitFor();
+      const after = await fetch(`${consoleUrl()}/`, { redirect: 'manual', headers: { cookie: s.cookie } });
+      assert.equal(after.status, 303);
+      assert.match(after.headers.get('location') ?? '', /^\/sign-in\?next=/);
     } finally {
       await person.close();
     }

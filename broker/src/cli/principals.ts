@@ -34,6 +34,7 @@ async function withConsole<T>(
   const config = await loadConfigFrom(flags);
   if (!config.console.enabled) throw new CountersignError('failed_precondition', 'ERR_CONSOLE_OFF', 'the approver console is off in this configuration (console.enabled)');
   const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  // 14.2: look the name up in its normalised form (normalizePrincipalName) once that lands; passkeys and links are keyed by the file's name.
   if (principals.byName(name) === undefined) {
     throw new CountersignError('invalid_argument', 'ERR_NOT_AN_APPROVER', `${name} is not a principal (names: ${principals.principalNames().join(', ') || 'none'})`);
   }

@@ -42,6 +42,8 @@ export class PasskeyStore {
     this.scripts = registerScripts(redis, loadScripts(PASSKEY_LUA_DIR));
   }
 
+  // Keyed by the principal's name exactly as the principals file spells it (callers pass Principal.name,
+  // never raw input); 14.2's normalizePrincipalName is where raw input must go first.
   async list(principal: string): Promise<StoredPasskey[]> {
     const all = await redisCall('read passkeys', () => this.redis.hvals(this.keys.passkeys(principal)));
     return all.map((text) => JSON.parse(text) as StoredPasskey).sort((a, b) => a.created_at - b.created_at);
