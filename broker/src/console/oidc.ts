@@ -91,7 +91,7 @@ export class OidcSignIn {
       return { ok: false, code: 'ERR_OIDC_TRANSACTION_UNKNOWN', message: 'no sign-in was started in this browser (or it took longer than 10 minutes): start again' };
     }
     const hash = sha256(transaction);
-    const taken = await this.deps.store.consumeOnce(this.deps.keys.consoleOidc(hash), this.deps.keys.consoleOidc(`${hash}:used`), OIDC_TRANSACTION_TTL_MS);
+    const taken = await this.deps.store.consumeOnce(this.deps.keys.consoleOidc(hash), this.deps.keys.consoleOidcUsed(hash), OIDC_TRANSACTION_TTL_MS);
     if (taken.status !== 'taken') return { ok: false, code: 'ERR_OIDC_TRANSACTION_UNKNOWN', message: 'this sign-in was already finished, or took too long: start again' };
     const tx = JSON.parse(taken.value) as Transaction;
     try {

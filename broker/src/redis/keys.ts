@@ -91,6 +91,8 @@ export class Keys {
   }
 
   // ---- approver console and passkeys (docs/console.md) ----
+  // A single-use item and its "used" marker share a hash tag ({id}), so consumeOnce-2.lua
+  // keeps both keys in one slot on Redis Cluster.
 
   /** String with a TTL: the parameters of the last approved request per operation and resource (hash of both), for the console's diff. */
   lastApproved(operationResourceHash: string): string {
@@ -106,11 +108,11 @@ export class Keys {
   }
   /** String with a TTL: one issued WebAuthn challenge (single use), by its id. */
   passkeyChallenge(id: string): string {
-    return `${this.prefix}passkey:challenge:${id}`;
+    return `${this.prefix}passkey:challenge:{${id}}`;
   }
   /** String with a TTL: marks a challenge as used, so a replay is told apart from an unknown challenge. */
   passkeyChallengeUsed(id: string): string {
-    return `${this.prefix}passkey:challenge-used:${id}`;
+    return `${this.prefix}passkey:challenge-used:{${id}}`;
   }
   /** String with a TTL: a verified passkey sign-in (its assertion), for rules with step_up_max_age. */
   passkeySignIn(id: string): string {
@@ -122,14 +124,18 @@ export class Keys {
   }
   /** String with a TTL: one sign-in link, by the SHA-256 of its token (the token itself is never stored). */
   consoleLink(tokenHash: string): string {
-    return `${this.prefix}console:link:${tokenHash}`;
+    return `${this.prefix}console:link:{${tokenHash}}`;
   }
   /** String with a TTL: marks a sign-in link as used, so reuse is told apart from an unknown link. */
   consoleLinkUsed(tokenHash: string): string {
-    return `${this.prefix}console:link-used:${tokenHash}`;
+    return `${this.prefix}console:link-used:{${tokenHash}}`;
   }
   /** String with a TTL: one OIDC sign-in in progress (PKCE verifier, state, nonce), by the SHA-256 of its cookie value. */
   consoleOidc(transactionHash: string): string {
-    return `${this.prefix}console:oidc:${transactionHash}`;
+    return `${this.prefix}console:oidc:{${transactionHash}}`;
+  }
+  /** String with a TTL: marks an OIDC sign-in as finished (a replayed callback is refused). */
+  consoleOidcUsed(transactionHash: string): string {
+    return `${this.prefix}console:oidc-used:{${transactionHash}}`;
   }
 }
