@@ -29,9 +29,10 @@ Exit codes (request, watch, run; see verify --help for verify's):
   6  pending approval (the request id is printed; --wait or \`countersign watch ID\` waits)
   run only:
   N    CMD's own exit code once it ran (128+n when a signal n ended it)
-  126  CMD is not executable
-  127  CMD was not found
-  129, 130, 143  interrupted (SIGHUP, SIGINT/Ctrl-C, SIGTERM) while waiting; the request was cancelled
+  126  CMD is not executable or readable (nothing was asked), or it changed while waiting (not run)
+  127  CMD was not found (nothing was asked)
+  129, 130, 131, 140, 143  interrupted (SIGHUP, SIGINT/Ctrl-C, SIGQUIT, SIGUSR2, SIGTERM) while waiting;
+       the request was cancelled (request --wait and watch leave it pending and exit 6)
 
 Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
 Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
@@ -177,16 +178,20 @@ withIdentityOptions(
   withOperationOptions(
     program
       .command('run')
-      .description('ask permission, wait for approval, then run CMD with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID)')
+      .description(
+        'ask permission for CMD (its absolute path, SHA-256 and arguments go into the parameters as "command"), wait for approval, ' +
+          'then run exactly that file with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID, COUNTERSIGN_PARAMETERS_JSON)',
+      )
       .argument('<command...>', 'the command to run once approved, after --')
+      .option('--pass-identity', 'let CMD inherit COUNTERSIGN_CERT and COUNTERSIGN_KEY (by default they are removed from its environment)')
       .passThroughOptions(),
   ),
-).action(async (command: string[], o: IdentityFlags & OperationFlags) => {
+).action(async (command: string[], o: IdentityFlags & OperationFlags & { passIdentity?: boolean }) => {
   const input = operationInput(o);
   const client = await clientFrom(o);
   let code: number;
   try {
-    code = await runGated({ client, input, command, exitCodeFor });
+    code = await runGated({ client, input, command, exitCodeFor, passIdentity: o.passIdentity });
   } finally {
     client.close();
   }
