@@ -37,11 +37,13 @@ const MIB = 1024 * 1024;
 /** Upstream answers (tool results, resources) may be larger than what the client sends; still not without end. */
 const UPSTREAM_MAX_MESSAGE_BYTES = 64 * MIB;
 
-/** The id of a message, for an error answer, read without trusting the message (null when there is none to read). */
+/** The id of a message, for an error answer (null when it has none to answer to). */
+const idIn = (message: unknown): JsonRpcId | null =>
+  isObject(message) && (typeof message.id === 'string' || typeof message.id === 'number') ? message.id : null;
+
 function idOf(line: string): JsonRpcId | null {
   try {
-    const parsed: unknown = JSON.parse(line);
-    return isObject(parsed) && (typeof parsed.id === 'string' || typeof parsed.id === 'number') ? parsed.id : null;
+    return idIn(JSON.parse(line));
   } catch {
     return null;
   }
@@ -147,7 +149,7 @@ export class McpGuardProxy {
       return;
     }
     if (nestedDeeperThan(parsed, MAX_MESSAGE_DEPTH)) {
-      const id = isObject(parsed) && (typeof parsed.id === 'string' || typeof parsed.id === 'number') ? parsed.id : null;
+      const id = idIn(parsed);
       this.log(`refused a message nested deeper than ${MAX_MESSAGE_DEPTH} levels${id === null ? '' : ` (id ${JSON.stringify(id)})`}`);
       this.toAgent({ jsonrpc: '2.0', id, error: { code: -32600, message: `Invalid Request: nested deeper than ${MAX_MESSAGE_DEPTH} levels; the Countersign proxy did not forward it` } });
       return;
