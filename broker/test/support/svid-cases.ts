@@ -3,7 +3,17 @@
 // Certificates are minted per run, so they never expire. Used by the pure
 // verifySvid test and, over real mTLS gRPC, by the end-to-end refusal test.
 import { randomBytes } from 'node:crypto';
-import { id_ce_keyUsage, id_kp_clientAuth, id_kp_serverAuth, KeyUsage } from '@peculiar/asn1-x509';
+import {
+  GeneralName,
+  GeneralSubtree,
+  GeneralSubtrees,
+  id_ce_keyUsage,
+  id_ce_nameConstraints,
+  id_kp_clientAuth,
+  id_kp_serverAuth,
+  KeyUsage,
+  NameConstraints,
+} from '@peculiar/asn1-x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { BundleSet, bundleFromPem, type TrustBundle } from '../../src/identity/bundle.js';
 import type { SvidRole } from '../../src/identity/x509-svid.js';
@@ -65,6 +75,21 @@ const withChain = (svid: IssuedSvid, chain: { der: Buffer; pem: string }[], extr
 });
 
 const ID = 'spiffe://example.org/ci/deployer';
+
+/** A name for a name constraint: a URI host (SPIFFE trust domain) or a DNS name. */
+export type ConstrainedName = { uri: string } | { dns: string };
+
+/** A nameConstraints extension (RFC 5280 4.2.1.10), critical as the RFC requires, for CertificateOptions.extraExtensions. */
+export function nameConstraints(constraints: { permitted?: ConstrainedName[]; excluded?: ConstrainedName[] }): { oid: string; critical: boolean; value: Uint8Array } {
+  const subtrees = (names: ConstrainedName[] | undefined) =>
+    names === undefined || names.length === 0
+      ? undefined
+      : new GeneralSubtrees(names.map((n) => new GeneralSubtree({ base: new GeneralName('uri' in n ? { uniformResourceIdentifier: n.uri } : { dNSName: n.dns }) })));
+  const permittedSubtrees = subtrees(constraints.permitted);
+  const excludedSubtrees = subtrees(constraints.excluded);
+  const value = new NameConstraints({ ...(permittedSubtrees ? { permittedSubtrees } : {}), ...(excludedSubtrees ? { excludedSubtrees } : {}) });
+  return { oid: id_ce_nameConstraints, critical: true, value: new Uint8Array(AsnConvert.serialize(value)) };
+}
 
 export const svidCases: SvidCase[] = [
   // --- accepted ---
@@ -282,6 +307,15 @@ export const svidCases: SvidCase[] = [
     },
   },
   // --- refused: path validation ---
+  {
+    // The attack of issue 14: an intermediate allowed to issue only for other.org
+    // signs an example.org SVID; openssl verify says "permitted subtree violation".
+    name: 'intermediate whose URI name constraints permit only another trust domain',
+    rule: 'RFC 5280 4.2.1.10: a name outside every permitted subtree is refused',
+    expect: 'ERR_SVID_NAME_NOT_PERMITTED',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] }).issueSvid(ID)),
+  },
   {
     name: 'signed by an unknown CA',
     rule: 'X.509-SVID 5: chains to the trust domain bundle',
