@@ -9,7 +9,7 @@
 //
 // Where the engine falls short of RFC 5280 this module is stricter instead of
 // trusting it; the differential test against `openssl verify`
-// (broker/test/svid-differential.test.ts) keeps both honest:
+// (test/e2e/identity-differential.test.ts) keeps both honest:
 // - the engine ignores a trust anchor's own name constraints: they become the
 //   initial permitted/excluded subtrees (RFC 5280 6.1.1 (b), (c)), which is what
 //   OpenSSL does with them;
