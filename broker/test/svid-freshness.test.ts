@@ -65,7 +65,7 @@ describe('SVID freshness facts', () => {
 
   it('hands policy the SVID serial, not-before and not-after', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - 3 * MINUTE, notAfter: now + 30 * MINUTE });
-    const identity = verifySvid(svid.chainDer, bundles, { now });
+    const identity = await verifySvid(svid.chainDer, bundles, { now });
     await service.requestOperation(identity, request('staging/web'));
     const input = seen.at(-1) as PolicyInput;
     assert.equal(input.workload.spiffeId, 'spiffe://example.org/ci/deployer');
@@ -79,7 +79,7 @@ describe('SVID freshness facts', () => {
 
   it('never issues a credential that outlives the SVID', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 2 * MINUTE });
-    const outcome = await service.requestOperation(verifySvid(svid.chainDer, bundles, { now }), request('staging/web'));
+    const outcome = await service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web'));
     assert.equal(outcome.state, 'APPROVED');
     const claims = decodeJwt(outcome.state === 'APPROVED' ? outcome.credential.token : '');
     assert.equal((claims.exp as number) * 1000, now + 2 * MINUTE, 'capped at the SVID\'s not-after, not the rule\'s 10 minutes');
@@ -87,7 +87,7 @@ describe('SVID freshness facts', () => {
 
   it('refuses to issue when the SVID is about to expire', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 3000 });
-    await assert.rejects(service.requestOperation(verifySvid(svid.chainDer, bundles, { now }), request('staging/web')), {
+    await assert.rejects(service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web')), {
       code: 'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
       kind: 'failed_precondition',
     });
