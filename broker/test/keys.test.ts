@@ -118,7 +118,8 @@ credentials:
     const ok = parseConfig(`${base}      activate_at: 2026-03-01T00:00:00Z\n`, '/etc/cs/config.yaml');
     assert.equal(ok.credentials.signing_keys[1]?.activate_at, T);
     assert.equal(ok.audit.stdout, true);
-    assert.equal(ok.audit.checkpoint.every_events, 1000);
+    assert.equal(ok.audit.checkpoint.every_events, 100);
+    assert.equal(ok.audit.checkpoint.interval, 60_000);
     assert.throws(() => parseConfig(`${base}      activate_at: 2026-03-01 00:00\n`, '/etc/cs/config.yaml'), {
       message: /config\.yaml:9:\d+: credentials\.signing_keys\[1\]\.activate_at: expected an RFC 3339 time with a zone/,
     });
