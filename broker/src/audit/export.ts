@@ -70,8 +70,9 @@ export const headLine = (jws: string): string => JSON.stringify({ head: jws });
 
 /**
  * Reads a contiguous part of the chain. Sequence ranges address list positions
- * (position = seq - 1 in an intact chain, so a damaged one is exported as is and
- * the verifier reports it); time ranges run from the first record at or after
+ * (position = seq - first_seq in an intact chain, first_seq being 1 unless the
+ * chain restarted on an empty Redis, so a damaged one is exported as is and the
+ * verifier reports it); time ranges run from the first record at or after
  * `since` to the last at or before `until`.
  */
 export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRange = {}): Promise<AuditSnapshot> {
