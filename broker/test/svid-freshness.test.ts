@@ -23,6 +23,7 @@ import type { Outbox } from '../src/requests/outbox.js';
 import { RequestRateLimiter } from '../src/requests/limits.js';
 import { RequestStore } from '../src/requests/store.js';
 import { testRedis, type TestRedis } from './support/redis.js';
+import { testHeadSigner } from './support/audit.js';
 
 const MINUTE = 60_000;
 const request = (resource: string): RequestOperationRequest => RequestOperationRequest.create({ operation: 'deploy', resource, parametersJson: '{}' });
@@ -43,13 +44,14 @@ describe('SVID freshness facts', () => {
     redis = await testRedis('freshness');
     const keys = new Keys(redis.prefix);
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    const minter = new CredentialMinter(new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE }), { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
+    const keyring = new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE });
+    const minter = new CredentialMinter(keyring, { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
     const scripts = registerScripts(redis.redis);
     service = new RequestService(
       {
         policy: () => policy,
         minter,
-        audit: new RedisAuditLog(redis.redis, keys, clock),
+        audit: new RedisAuditLog(redis.redis, keys, clock, { heads: testHeadSigner(keyring) }),
         store: new RequestStore(redis.redis, keys, scripts, clock, { maxPendingPerWorkload: 10, retentionMs: MINUTE }),
         // The allow path never creates a pending request, so it never reaches the outbox.
         outbox: undefined as unknown as Outbox,

@@ -3,6 +3,7 @@
 import type { PolicyInput } from '../policy/decision.js';
 import { canonicalJson, digestOfCanonical, type Duration, type JsonObject, type RequestOperationRequest } from '@countersign/proto';
 import { CountersignError, invalidField } from '../errors.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 
 export const LIMITS = {
   operationLength: 128,
@@ -11,7 +12,6 @@ export const LIMITS = {
   parametersDepth: 32,
   parametersKeys: 2048,
   reasonLength: 2048,
-  onBehalfOfLength: 256,
   ticketLength: 128,
   clientRequestIdLength: 128,
   audienceLength: 512,
@@ -169,7 +169,8 @@ export function validateOperationRequest(req: RequestOperationRequest, limits: S
     parametersCanonical,
     parametersDigest: digestOfCanonical(parametersCanonical),
     reason: text('reason', req.reason, limits.reasonLength),
-    onBehalfOf: text('on_behalf_of', req.onBehalfOf, LIMITS.onBehalfOfLength),
+    // One spelling per person, or separation of duties could be talked around ("Alice", "alice ", "аlice").
+    onBehalfOf: req.onBehalfOf === '' ? '' : normalizePrincipalName(req.onBehalfOf, 'on_behalf_of'),
     ticket: text('ticket', req.ticket, LIMITS.ticketLength),
     clientRequestId,
     audience,
