@@ -149,6 +149,28 @@ audit:
 `;
 }
 
+/**
+ * The names a client may dial the dev broker by: COUNTERSIGN_ADDR is 127.0.0.1:PORT, and
+ * grpcurl or a Go client checks the address against the certificate's IP SANs.
+ */
+const BROKER_SERVER_NAMES = { dns: ['localhost'], ips: ['127.0.0.1', '::1'] };
+
+/** An SVID dev mode wrote is kept while it is far from expiry and names what dev mode now puts in it. */
+function isCurrent(cert: X509Certificate, names: { dns: string[]; ips: string[] }, now: number): boolean {
+  if (Date.parse(cert.validTo) - now <= RENEW_BEFORE_MS) return false;
+  const sans = (cert.subjectAltName ?? '').split(', ');
+  return names.dns.every((d) => sans.includes(`DNS:${d}`)) && names.ips.every((ip) => sans.includes(`IP Address:${asNodeShowsIp(ip)}`));
+}
+
+/** An IP address as X509Certificate.subjectAltName prints it (IPv6 in eight unabbreviated groups). */
+function asNodeShowsIp(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const missing = 8 - groups(head).length - groups(tail).length;
+  return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)].map((g) => Number.parseInt(g, 16).toString(16)).join(':');
+}
+
 async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {
   await writeFile(path, content, { mode });
   created.push(path.slice(dir.length + 1));
@@ -180,9 +202,10 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
     const spiffeId = `spiffe://${options.trustDomain}/${path}`;
     const certFile = join(dir, 'svids', `${name}.pem`);
     const keyFile = join(dir, 'svids', `${name}-key.pem`);
-    const fresh = existsSync(certFile) && existsSync(keyFile) && Date.parse(new X509Certificate(await readFile(certFile, 'utf8')).validTo) - now() > RENEW_BEFORE_MS;
+    const names = name === 'broker' ? BROKER_SERVER_NAMES : { dns: [], ips: [] };
+    const fresh = existsSync(certFile) && existsSync(keyFile) && isCurrent(new X509Certificate(await readFile(certFile, 'utf8')), names, now());
     if (!fresh) {
-      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, dns: name === 'broker' ? ['localhost'] : [] });
+      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, ...names });
       await writeNew(certFile, svid.chainPem, created, dir);
       await writeNew(keyFile, svid.keyPem, created, dir, 0o600);
     }
