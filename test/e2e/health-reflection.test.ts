@@ -112,7 +112,7 @@ describe('metrics', () => {
       assert.match(text, /countersign_credential_redemptions_total\{outcome="refused"\} 1/);
       assert.match(text, /countersign_queue_jobs\{queue="expiry",state="waiting"\} \d+/);
       assert.match(text, /countersign_signing_key_age_seconds\{kid="[^"]+"\} \d/);
-      assert.match(text, /countersign_process_resident_memory_bytes \d/);
+      assert.match(text, /^process_resident_memory_bytes \d/m);
     } finally {
       await t.close();
     }
