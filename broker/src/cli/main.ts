@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
+import { configCommand } from './config.js';
 import { runDev } from './dev.js';
 import { keysCommand } from './keys.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
@@ -52,6 +53,7 @@ program
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
   .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number }) => runDev(opts));
 
+program.addCommand(configCommand());
 program.addCommand(keysCommand());
 program.addCommand(auditCommand());
 const collect = (value: string, previous: string[]) => [...previous, value];
