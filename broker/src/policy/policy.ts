@@ -194,7 +194,8 @@ function roleOf(rule: CompiledRule, decision: Decision): string {
   if (decision.effect === 'approve' && decision.rules.includes(rule.name)) {
     return decision.rules.length > 1 ? `matched; combined with ${decision.rules.filter((r) => r !== rule.name).join(', ')} into the approval requirement` : 'matched; decides';
   }
-  if (decision.rule === rule.name) return 'matched; decides';
+  // A rule can match and still refuse the request (a reason or ticket it requires is missing).
+  if (decision.rule === rule.name) return decision.effect === 'deny' && rule.decision !== 'deny' ? `matched, but refuses: ${decision.message}` : 'matched; decides';
   if (rule.decision === 'break_glass' && decision.effect !== 'break_glass' && decision.effect !== 'deny') {
     return 'matched, but break-glass needs a reason';
   }
