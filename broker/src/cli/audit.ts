@@ -137,6 +137,13 @@ function printReport(report: AuditReport, source: string): void {
   for (const w of report.warnings) out(`  note  ${w}`);
 }
 
+/** Verifies the whole chain in the configuration's Redis with its own keys (what `audit verify` does by default). */
+export async function verifyRedisTrail(config: BrokerConfig): Promise<AuditReport> {
+  const keys = (await loadKeyring(config)).allPublicJwks().keys;
+  const snapshot = await withRedis(config, (redis, k) => readAuditSnapshot(redis, k, {}));
+  return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }) });
+}
+
 export function exitCodeOf(report: AuditReport): number {
   if (report.problems.some((p) => p.kind === 'chain')) return AUDIT_EXIT.chainBroken;
   if (report.problems.some((p) => p.kind === 'checkpoint')) return AUDIT_EXIT.checkpoint;

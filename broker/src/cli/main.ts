@@ -4,7 +4,7 @@ import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { configCommand } from './config.js';
-import { runDev } from './dev.js';
+import { LOG_FORMATS, runDev, type DevOptions } from './dev.js';
 import { keysCommand } from './keys.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
 import { ROLES, runServe, type Role } from './serve.js';
@@ -51,7 +51,8 @@ program
   .option('--trust-domain <name>', 'dev trust domain name', 'example.org')
   .option('--grpc-port <port>', 'gRPC (mTLS) port, 0 picks a free one', port, 7443)
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
-  .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number }) => runDev(opts));
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(LOG_FORMATS).default('auto'))
+  .action(async (opts: DevOptions) => runDev(opts));
 
 program.addCommand(configCommand());
 program.addCommand(keysCommand());

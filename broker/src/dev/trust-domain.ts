@@ -5,6 +5,7 @@ import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { isMap, parseDocument } from 'yaml';
 import { CertificateAuthority } from './ca.js';
 
 export const DEV_SVID_LIFETIME_MS = 30 * 24 * 3600_000;
@@ -169,6 +170,36 @@ function asNodeShowsIp(ip: string): string {
   const groups = (part: string) => (part === '' ? [] : part.split(':'));
   const missing = 8 - groups(head).length - groups(tail).length;
   return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)].map((g) => Number.parseInt(g, 16).toString(16)).join(':');
+}
+
+/** What dev mode owns in config.yaml (from its flags and what it found); the rest is the user's. */
+export interface DevConfigOwned {
+  trustDomain: string;
+  grpcPort: number;
+  httpPort: number;
+  redisUrl: string;
+  redisPrefix: string;
+}
+
+/**
+ * An existing dev config.yaml with only what dev mode owns brought up to date (listen
+ * addresses, Redis URL and prefix); the user's edits and comments stay. Text that is not
+ * valid YAML is returned as it is, for the config parser to report where it is wrong.
+ */
+export function updateDevConfig(text: string, owned: DevConfigOwned): string {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0 || !isMap(doc.contents)) return text;
+  let changed = false;
+  const set = (path: string[], value: string) => {
+    if (doc.getIn(path) === value) return;
+    doc.setIn(path, value);
+    changed = true;
+  };
+  set(['grpc', 'listen'], `127.0.0.1:${owned.grpcPort}`);
+  set(['http', 'listen'], `127.0.0.1:${owned.httpPort}`);
+  set(['redis', 'url'], owned.redisUrl);
+  set(['redis', 'prefix'], owned.redisPrefix);
+  return changed ? doc.toString() : text;
 }
 
 async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {
