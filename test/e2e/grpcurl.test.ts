@@ -92,6 +92,26 @@ describe('grpcurl through server reflection', () => {
     assert.equal(textClaims.authorization_details[0]?.parameters_digest, claims.authorization_details[0]?.parameters_digest);
   });
 
+  it('records a vote cast over raw gRPC with channel grpc, not cli', async () => {
+    const pending = JSON.parse(await ok(['-d', '{"operation":"deploy","resource":"prod/web","parameters":{"version":"1.4.2"}}', t.address, 'countersign.v1.Broker/RequestOperation'])) as {
+      requestId: string;
+      state: string;
+    };
+    assert.equal(pending.state, 'REQUEST_STATE_PENDING_APPROVAL');
+    const alice = t.svid('human/alice');
+    await writeFile(join(dir, 'alice.pem'), alice.chainPem);
+    await writeFile(join(dir, 'alice-key.pem'), alice.keyPem);
+    const asAlice = ['-cacert', join(dir, 'ca.pem'), '-cert', join(dir, 'alice.pem'), '-key', join(dir, 'alice-key.pem')];
+    const decided = await new Promise<string>((resolve, reject) =>
+      execFile(tool('grpcurl'), [...asAlice, '-d', JSON.stringify({ request_id: pending.requestId, decision: 'VOTE_DECISION_APPROVE', reason: 'ok' }), t.address, 'countersign.v1.Approvals/Decide'], (e, stdout, stderr) =>
+        e ? reject(new Error(stderr)) : resolve(stdout),
+      ),
+    );
+    const request = (JSON.parse(decided) as { request: { state: string; votes: { principal: string; channel: string }[] } }).request;
+    assert.equal(request.state, 'REQUEST_STATE_APPROVED');
+    assert.deepEqual(request.votes.map((v) => [v.principal, v.channel]), [['alice', 'grpc']]);
+  });
+
   it('passes on a refusal of the Struct form with the field and the advice', async () => {
     const out = await grpcurl(['-d', '{"operation":"deploy","resource":"staging/web","parameters":{"n":12345678901234567890}}', t.address, 'countersign.v1.Broker/RequestOperation']);
     assert.notEqual(out.code, 0);

@@ -76,7 +76,7 @@ const withIdentityOptions = (cmd: Command): Command =>
 const clientFrom = (o: IdentityFlags) =>
   CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
 const approvalsFrom = (o: IdentityFlags) =>
-  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
 
 const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
 
