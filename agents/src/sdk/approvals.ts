@@ -4,6 +4,7 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
+import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, type IdentityFiles } from './identity.js';
 
@@ -24,8 +25,10 @@ export class ApprovalsClient {
   private readonly client: GeneratedApprovalsClient;
   private readonly timeoutMs: number;
   private readonly channel: 'cli' | undefined;
+  private readonly address: string;
 
   constructor(options: ApprovalsClientOptions) {
+    this.address = options.address;
     const { creds, channelOptions } = brokerChannel(options);
     this.client = new GeneratedApprovalsClient(options.address, creds, channelOptions);
     this.timeoutMs = options.timeoutMs ?? 30_000;
@@ -38,7 +41,7 @@ export class ApprovalsClient {
     env: NodeJS.ProcessEnv = process.env,
   ): ApprovalsClient {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
     return new ApprovalsClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId], channel: overrides.channel });
   }
 
@@ -47,7 +50,7 @@ export class ApprovalsClient {
     if (this.channel !== undefined) metadata.set('countersign-channel', this.channel);
     return new Promise((resolve, reject) => {
       method.call(this.client, req, metadata, { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
-        e ? reject(fromServiceError(e)) : resolve(r),
+        e ? reject(explainConnectionError(fromServiceError(e), this.address)) : resolve(r),
       );
     });
   }

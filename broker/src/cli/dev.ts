@@ -8,6 +8,7 @@ import { findDevRedis } from '../dev/redis.js';
 import { devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig } from '../dev/trust-domain.js';
 import { createLogger } from '../observability/logger.js';
 import { verifyRedisTrail } from './audit.js';
+import { explainListenError } from './listen-errors.js';
 import { out } from './output.js';
 import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
@@ -47,7 +48,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   const logger = createLogger({ level: config.log_level, pretty });
   const broker = await startBroker(config, { logger }).catch(async (e: unknown) => {
     await redis.stop();
-    throw e;
+    throw explainListenError(e, { [options.grpcPort]: '--grpc-port (0 picks a free one)', [options.httpPort]: '--http-port (0 picks a free one)' }, 'another broker (countersign-broker dev or npm start)');
   });
   const trail = await verifyRedisTrail(config).catch((e: unknown) => ({ error: (e as Error).message }));
   closeOnSignal(async () => {

@@ -1,4 +1,5 @@
 // countersign-broker: run the broker (serve, dev) and the operator tools.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
@@ -18,7 +19,10 @@ function port(value: string): number {
   return n;
 }
 
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command('countersign-broker')
+  .version(version, '-V, --version', 'print the version')
   .description('Countersign approval broker: workloads ask, policy and people decide, credentials prove it.')
   .showHelpAfterError()
   .addHelpText(
