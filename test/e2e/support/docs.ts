@@ -1,8 +1,8 @@
 // Running the documentation's shell examples as printed: the fenced `sh` blocks of a section,
-// typed into bash in a directory laid out like the repository after `npm start` (dev mode's
-// files in .countersign/dev, the workspace's node_modules for `npx countersign`).
+// typed into bash in a directory laid out like the repository after `npm start` (its files
+// linked in, dev mode's own in .countersign/dev).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,12 @@ export class DocsWorkspace {
   static async create(): Promise<DocsWorkspace> {
     const redis = await startRedisServer({ persistence: 'none' });
     const dir = await mkdtemp(join(tmpdir(), 'countersign-docs-'));
-    await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+    // The repository as a reader has it (scripts, examples, node_modules for npx), with a
+    // .countersign of its own for dev mode.
+    for (const entry of await readdir(ROOT)) {
+      if (entry === '.git' || entry === '.countersign') continue;
+      await symlink(join(ROOT, entry), join(dir, entry));
+    }
     await mkdir(join(dir, '.countersign'));
     return new DocsWorkspace(dir, redis);
   }
