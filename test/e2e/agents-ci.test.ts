@@ -232,7 +232,7 @@ describe('CI integrations', () => {
       const denied = await running;
       assert.equal(denied.code, 3);
       assert.deepEqual([denied.outputs.state, denied.outputs.token], ['DENIED', '']);
-      assert.match(denied.stderr, /denied: denied by bob \(cli\): ledger freeze/);
+      assert.match(denied.stderr, /denied: denied by bob \(grpc\): ledger freeze/);
     });
 
     it('refuses half an identity with a clear error', async () => {

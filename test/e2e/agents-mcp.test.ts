@@ -159,7 +159,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       await bob.decide({ requestId: pending.request_id, decision: 'deny', reason: 'not during the freeze' });
       const denied = await waiting;
       assert.equal((denied.structuredContent as { state: string }).state, 'DENIED');
-      assert.match(text(denied), /DENIED \(request req_\S+\): denied by bob \(cli\): not during the freeze\. This decision is final\. Do not perform the operation, and do not ask again with different wording/);
+      assert.match(text(denied), /DENIED \(request req_\S+\): denied by bob \(grpc\): not during the freeze\. This decision is final\. Do not perform the operation, and do not ask again with different wording/);
     });
 
     it('withdraws a request with countersign_cancel', async () => {
@@ -332,7 +332,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       await bob.decide({ requestId: pending.id, decision: 'deny', reason: 'users is live data' });
       const result = await call;
       assert.equal(result.isError, true);
-      assert.match(text(result), /Countersign refused this call to drop_table: DENIED \(request req_\S+\): denied by bob \(cli\): users is live data\. The tool was not called\. This decision is final/);
+      assert.match(text(result), /Countersign refused this call to drop_table: DENIED \(request req_\S+\): denied by bob \(grpc\): users is live data\. The tool was not called\. This decision is final/);
       assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'users'));
       assert.match(proxyStderr(), /drop_table: denied \(request req_\S+\)/);
     });

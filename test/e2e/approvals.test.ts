@@ -132,7 +132,7 @@ describe('approvals over gRPC', () => {
     })();
     const decided = await approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve', reason: 'release window' });
     assert.equal(decided.state, RequestState.REQUEST_STATE_APPROVED);
-    assert.equal(decided.resolutionMessage, 'approved by alice (cli)');
+    assert.equal(decided.resolutionMessage, 'approved by alice (grpc)');
 
     const updates = await watching;
     assert.deepEqual(
@@ -156,7 +156,7 @@ describe('approvals over gRPC', () => {
     assert.equal(claims.approval?.rule, 'prod-deploys');
     assert.deepEqual(
       claims.approval?.approvers.map((a) => [a.principal, a.channel, a.step_up]),
-      [['alice', 'cli', 'click']],
+      [['alice', 'grpc', 'click']],
     );
     assert.ok(claims.exp - claims.iat <= 300, 'the rule caps the TTL at 5m');
 
@@ -179,7 +179,7 @@ describe('approvals over gRPC', () => {
     const late = await refusal(approvers.bob!.decide({ requestId: pending.requestId, decision: 'deny' }));
     assert.equal(late.grpcStatus, status.FAILED_PRECONDITION);
     assert.equal(late.code, 'ERR_REQUEST_RESOLVED');
-    assert.match(late.message, /was already approved .*\(approved by alice \(cli\)\); it no longer accepts votes/);
+    assert.match(late.message, /was already approved .*\(approved by alice \(grpc\)\); it no longer accepts votes/);
     assert.equal((await deployer.collect(pending.requestId)).state, 'APPROVED');
   });
 
@@ -196,12 +196,12 @@ describe('approvals over gRPC', () => {
 
     const second = await approvers.carol!.decide({ requestId: pending.requestId, decision: 'approve' });
     assert.equal(second.state, RequestState.REQUEST_STATE_APPROVED);
-    assert.equal(second.resolutionMessage, 'approved by alice (cli), carol (cli)');
+    assert.equal(second.resolutionMessage, 'approved by alice (grpc), carol (grpc)');
     assert.deepEqual(
       second.votes.map((v) => [v.principal, v.decision, v.channel, v.stepUp, v.reason]),
       [
-        ['alice', VoteDecision.VOTE_DECISION_APPROVE, 'cli', 'click', 'looks fine'],
-        ['carol', VoteDecision.VOTE_DECISION_APPROVE, 'cli', 'click', ''],
+        ['alice', VoteDecision.VOTE_DECISION_APPROVE, 'grpc', 'click', 'looks fine'],
+        ['carol', VoteDecision.VOTE_DECISION_APPROVE, 'grpc', 'click', ''],
       ],
     );
     assert.ok(second.votes.every((v) => v.at instanceof Date && Math.abs(v.at.getTime() - Date.now()) < 60_000));
@@ -221,7 +221,7 @@ describe('approvals over gRPC', () => {
     const updates = await watching;
     const final = updates[updates.length - 1] as OperationResult;
     assert.equal(final.state, 'DENIED');
-    assert.equal(final.message, 'denied by bob (cli): not during the freeze');
+    assert.equal(final.message, 'denied by bob (grpc): not during the freeze');
     assert.equal(final.token, undefined);
     const e = await refusal(deployer.collect(pending.requestId));
     assert.equal(e.code, 'ERR_NOT_APPROVED');
@@ -403,7 +403,7 @@ describe('approvals over gRPC', () => {
     assert.deepEqual(sent.map((e) => [e.channel, e.event]).sort(), [['test', 'created'], ['test', 'resolved'], ['test', 'vote']]);
     const metrics = await (await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`)).text();
     assert.match(metrics, /countersign_notification_failures_total\{channel="test"\} [1-9]/);
-    assert.match(metrics, /countersign_votes_total\{decision="approve",channel="cli"\} [1-9]/);
+    assert.match(metrics, /countersign_votes_total\{decision="approve",channel="grpc"\} [1-9]/);
   });
 });
 

@@ -1,16 +1,16 @@
 // The standard services every gRPC operator expects: grpc.health.v1 and server
 // reflection (what grpcurl and Kubernetes probes use).
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { protoRoot } from '@countersign/proto';
 import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 
-const require = createRequire(import.meta.url);
-const reflectionProtoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto');
-const healthProto = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1/health.proto');
+// The standard protos as vendored in proto/grpc/ (what reflection serves).
+const reflectionProtoDir = protoRoot;
+const healthProto = join(protoRoot, 'grpc/health/v1/health.proto');
 
 function clientFor(t: TestBroker, protoFile: string, includeDir: string, service: string): Client {
   const pkg = loadPackageDefinition(loadSync(protoFile, { includeDirs: [includeDir], keepCase: true, enums: String })) as GrpcObject;
@@ -112,7 +112,7 @@ describe('metrics', () => {
       assert.match(text, /countersign_credential_redemptions_total\{outcome="refused"\} 1/);
       assert.match(text, /countersign_queue_jobs\{queue="expiry",state="waiting"\} \d+/);
       assert.match(text, /countersign_signing_key_age_seconds\{kid="[^"]+"\} \d/);
-      assert.match(text, /countersign_process_resident_memory_bytes \d/);
+      assert.match(text, /^process_resident_memory_bytes \d/m);
     } finally {
       await t.close();
     }

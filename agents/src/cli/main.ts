@@ -15,6 +15,7 @@ import { loadProxyConfig } from '../mcp/proxy-config.js';
 import { McpGuardProxy } from '../mcp/proxy.js';
 import { parseParams } from './params.js';
 import { verifyCommand } from './verify.js';
+import { packageVersion, retryReporter } from './retry-report.js';
 
 /** Exit codes: stable, documented in --help, used by scripts and CI. */
 export const EXIT = { approved: 0, error: 1, usage: 2, denied: 3, expired: 4, cancelled: 5, pending: 6 } as const;
@@ -78,7 +79,7 @@ const withIdentityOptions = (cmd: Command): Command =>
 const clientFrom = (o: IdentityFlags) =>
   CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
 const approvalsFrom = (o: IdentityFlags) =>
-  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
 
 const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
 
@@ -149,6 +150,7 @@ const outputOption = () =>
   new Option('--output <mode>', 'token: the credential (or pending request id); json: one object; env: export lines for eval').choices(OUTPUT_MODES).default('token');
 
 const program = new Command('countersign')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('Ask the Countersign broker for approval-gated, operation-bound credentials.')
   .enablePositionalOptions()
   .showHelpAfterError()
@@ -165,7 +167,7 @@ withIdentityOptions(
   const client = await clientFrom(o);
   try {
     const result = await client.request(input, {
-      retry: { onRetry: (e, attempt, delay) => err(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
+      retry: { onRetry: retryReporter(process.stderr.isTTY === true) },
     });
     const final = o.wait && result.state === 'PENDING_APPROVAL' ? await waitForEnd(client, result.requestId, result) : result;
     printResult(final, o.output, out, err);

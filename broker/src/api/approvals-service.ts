@@ -15,8 +15,16 @@ import { requestIdField } from './broker-service.js';
 import { toRequest } from './convert.js';
 import { unary } from './status.js';
 
-/** The channel name votes cast over this service carry. */
+/**
+ * The channel votes cast over this service carry: "cli" when the `countersign` CLI says it is
+ * the caller (metadata countersign-channel: cli), "grpc" for any other client (the SDK,
+ * grpcurl). The label only tells where a vote came from; who voted is the caller's SVID.
+ */
 export const CLI_CHANNEL = 'cli';
+export const GRPC_CHANNEL = 'grpc';
+export const CHANNEL_METADATA = 'countersign-channel';
+
+const channelOf = (metadata: Metadata): string => (metadata.get(CHANNEL_METADATA)[0] === CLI_CHANNEL ? CLI_CHANNEL : GRPC_CHANNEL);
 const MAX_CONFIRM_RESOURCE_LENGTH = 512;
 
 export function createApprovalsService(deps: {
@@ -65,7 +73,7 @@ export function createApprovalsService(deps: {
       const outcome = await deps.workflow.vote({
         requestId,
         principal,
-        channel: CLI_CHANNEL,
+        channel: channelOf(call.metadata),
         decision: request.decision === VoteDecision.VOTE_DECISION_APPROVE ? 'approve' : 'deny',
         reason: request.reason,
         stepUp: confirmed ? 'confirm' : 'click',

@@ -7,6 +7,7 @@ import { CountersignError } from '../errors.js';
 import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import type { Metrics } from '../observability/metrics.js';
+import { whoCanApprove } from '../policy/index.js';
 import type { Tracing } from '../observability/tracing.js';
 import type { RequestDelivery } from '../requests/delivery.js';
 import type { RequestService } from '../requests/request-service.js';
@@ -65,7 +66,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
         case 'PENDING_APPROVAL': {
           const r = outcome.request;
-          const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
+          const who = whoCanApprove(r.approvers, r.groups, outcome.excluded);
           return {
             ...base,
             state: RequestState.REQUEST_STATE_PENDING_APPROVAL,

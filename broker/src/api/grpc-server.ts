@@ -5,12 +5,10 @@
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { brokerProtoPath, protoRoot } from '@countersign/proto';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import { reflectionServices } from './reflection.js';
 
 export interface TlsIdentity {
   /** The broker's SVID chain (leaf first) and key, PEM. */
@@ -54,8 +52,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
 
   const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING' });
   health.addToServer(server);
-  const definitions = loadSync([brokerProtoPath, healthProtoPath], { includeDirs: [protoRoot], keepCase: true });
-  new ReflectionService(definitions).addToServer(server);
+  for (const s of reflectionServices(['countersign.v1.Broker', 'countersign.v1.Approvals', 'grpc.health.v1.Health'])) {
+    server.addService(s.definition, s.implementation);
+  }
 
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const tlsServer: TlsServer = createTlsServer({

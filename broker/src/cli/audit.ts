@@ -157,6 +157,13 @@ function printReport(report: AuditReport, source: string, against: string | unde
   for (const w of report.warnings) out(`  note  ${w}`);
 }
 
+/** Verifies the whole chain in the configuration's Redis with its own keys (what `audit verify` does by default). */
+export async function verifyRedisTrail(config: BrokerConfig): Promise<AuditReport> {
+  const keys = (await loadKeyring(config)).allPublicJwks().keys;
+  const snapshot = await withRedis(config, (redis, k) => readAuditSnapshot(redis, k, {}));
+  return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }) });
+}
+
 export function exitCodeOf(report: AuditReport): number {
   const codes = report.problems.map((p) => AUDIT_EXIT[p.kind]);
   return codes.length === 0 ? 0 : Math.min(...codes);

@@ -298,7 +298,29 @@ export const configSchema = z
   .refine((c) => c.requests.collection_window <= c.requests.retention, {
     message: 'requests.collection_window must not exceed requests.retention',
     path: ['requests', 'collection_window'],
+  })
+  .superRefine((c, ctx) => {
+    const listeners: [string[], string | undefined][] = [
+      [['grpc', 'listen'], c.grpc.listen],
+      [['http', 'listen'], c.http.listen],
+      [['health', 'grpc_listen'], c.health.grpc_listen],
+    ];
+    for (const [i, [path, listen]] of listeners.entries()) {
+      const clash = listeners.slice(0, i).find(([, other]) => listen !== undefined && other !== undefined && listenersClash(listen, other));
+      if (clash !== undefined) {
+        ctx.addIssue({ code: 'custom', path, message: `${listen} uses the same port as ${clash[0].join('.')} (${clash[1]}); each listener needs its own port` });
+      }
+    }
   });
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** Two listen addresses that cannot both be bound: the same port (not 0) on the same or a wildcard host. */
+function listenersClash(a: string, b: string): boolean {
+  const x = splitHostPort(a);
+  const y = splitHostPort(b);
+  return x.port !== 0 && x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host));
+}
 
 export type BrokerConfig = z.output<typeof configSchema> & {
   /** Directory the config file was read from; relative paths resolve against it. */

@@ -5,6 +5,7 @@ import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { isMap, parseDocument } from 'yaml';
 import { CertificateAuthority } from './ca.js';
 
 export const DEV_SVID_LIFETIME_MS = 30 * 24 * 3600_000;
@@ -149,6 +150,58 @@ audit:
 `;
 }
 
+/**
+ * The names a client may dial the dev broker by: COUNTERSIGN_ADDR is 127.0.0.1:PORT, and
+ * grpcurl or a Go client checks the address against the certificate's IP SANs.
+ */
+const BROKER_SERVER_NAMES = { dns: ['localhost'], ips: ['127.0.0.1', '::1'] };
+
+/** An SVID dev mode wrote is kept while it is far from expiry and names what dev mode now puts in it. */
+function isCurrent(cert: X509Certificate, names: { dns: string[]; ips: string[] }, now: number): boolean {
+  if (Date.parse(cert.validTo) - now <= RENEW_BEFORE_MS) return false;
+  const sans = (cert.subjectAltName ?? '').split(', ');
+  return names.dns.every((d) => sans.includes(`DNS:${d}`)) && names.ips.every((ip) => sans.includes(`IP Address:${asNodeShowsIp(ip)}`));
+}
+
+/** An IP address as X509Certificate.subjectAltName prints it (IPv6 in eight unabbreviated groups). */
+function asNodeShowsIp(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const missing = 8 - groups(head).length - groups(tail).length;
+  return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)].map((g) => Number.parseInt(g, 16).toString(16)).join(':');
+}
+
+/** What dev mode owns in config.yaml (from its flags and what it found); the rest is the user's. */
+export interface DevConfigOwned {
+  trustDomain: string;
+  grpcPort: number;
+  httpPort: number;
+  redisUrl: string;
+  redisPrefix: string;
+}
+
+/**
+ * An existing dev config.yaml with only what dev mode owns brought up to date (listen
+ * addresses, Redis URL and prefix); the user's edits and comments stay. Text that is not
+ * valid YAML is returned as it is, for the config parser to report where it is wrong.
+ */
+export function updateDevConfig(text: string, owned: DevConfigOwned): string {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0 || !isMap(doc.contents)) return text;
+  let changed = false;
+  const set = (path: string[], value: string) => {
+    if (doc.getIn(path) === value) return;
+    doc.setIn(path, value);
+    changed = true;
+  };
+  set(['grpc', 'listen'], `127.0.0.1:${owned.grpcPort}`);
+  set(['http', 'listen'], `127.0.0.1:${owned.httpPort}`);
+  set(['redis', 'url'], owned.redisUrl);
+  set(['redis', 'prefix'], owned.redisPrefix);
+  return changed ? doc.toString() : text;
+}
+
 async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {
   await writeFile(path, content, { mode });
   created.push(path.slice(dir.length + 1));
@@ -180,9 +233,10 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
     const spiffeId = `spiffe://${options.trustDomain}/${path}`;
     const certFile = join(dir, 'svids', `${name}.pem`);
     const keyFile = join(dir, 'svids', `${name}-key.pem`);
-    const fresh = existsSync(certFile) && existsSync(keyFile) && Date.parse(new X509Certificate(await readFile(certFile, 'utf8')).validTo) - now() > RENEW_BEFORE_MS;
+    const names = name === 'broker' ? BROKER_SERVER_NAMES : { dns: [], ips: [] };
+    const fresh = existsSync(certFile) && existsSync(keyFile) && isCurrent(new X509Certificate(await readFile(certFile, 'utf8')), names, now());
     if (!fresh) {
-      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, dns: name === 'broker' ? ['localhost'] : [] });
+      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, ...names });
       await writeNew(certFile, svid.chainPem, created, dir);
       await writeNew(keyFile, svid.keyPem, created, dir, 0o600);
     }

@@ -4,6 +4,7 @@ import type { PolicyInput } from '../policy/decision.js';
 import { canonicalJson, digestOfCanonical, type Duration, type JsonObject, type RequestOperationRequest } from '@countersign/proto';
 import { CountersignError, invalidField } from '../errors.js';
 import { normalizePrincipalName } from '../policy/principal-name.js';
+import { parametersFromStruct } from './struct-parameters.js';
 
 export const LIMITS = {
   operationLength: 128,
@@ -136,6 +137,14 @@ export function parseParameters(field: string, source: string, maxBytes: number 
   return value as JsonObject;
 }
 
+/** The parameters in whichever form they came: parameters_json (exact text) or the Struct. */
+function operationParameters(req: RequestOperationRequest, maxBytes: number): JsonObject {
+  if (req.parameters !== undefined && req.parametersJson !== undefined) {
+    throw invalidField('parameters', 'and parameters_json are both set; send the parameters once, in one form');
+  }
+  return req.parameters !== undefined ? parametersFromStruct(req.parameters, maxBytes) : parseParameters('parameters_json', req.parametersJson ?? '', maxBytes);
+}
+
 function durationMs(field: string, d: Duration | undefined): number | undefined {
   if (d === undefined) return undefined;
   const ms = d.seconds * 1000 + Math.floor(d.nanos / 1e6);
@@ -148,7 +157,7 @@ function durationMs(field: string, d: Duration | undefined): number | undefined 
 export function validateOperationRequest(req: RequestOperationRequest, limits: SizeLimits = DEFAULT_SIZE_LIMITS): OperationRequest {
   const operation = required('operation', req.operation, LIMITS.operationLength, OPERATION, 'letters, digits and ".", "_", ":", "-", e.g. "deploy"');
   const resource = required('resource', req.resource, LIMITS.resourceLength, RESOURCE, 'printable ASCII without spaces, e.g. "prod/payments"');
-  const parameters = parseParameters('parameters_json', req.parametersJson, limits.parametersBytes);
+  const parameters = operationParameters(req, limits.parametersBytes);
   if (req.reason.length > limits.reasonLength) {
     throw limitExceeded('reason', `is ${req.reason.length} characters long, at most ${limits.reasonLength} are allowed`, 'requests.limits.max_reason_length', {
       length: req.reason.length,

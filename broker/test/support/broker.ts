@@ -36,6 +36,8 @@ export interface BrokerFilesOptions {
   ca?: CertificateAuthority;
   /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
   shutdownGrace?: string;
+  /** Extra fields of the broker's own SVID, e.g. IP SANs for clients that check the address (grpcurl). */
+  brokerSvidOptions?: CertificateOptions;
 }
 
 export interface BrokerFiles {
@@ -53,7 +55,7 @@ export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl:
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
   const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
-  const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`);
+  const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`, options.brokerSvidOptions);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await Promise.all([
     writeFile(join(dir, 'ca.pem'), ca.pem),

@@ -99,5 +99,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "credentials" $credentials
   "requests" (dict "poll_interval" .Values.broker.requests.pollInterval)
 -}}
+{{- include "countersign.checkExtraConfig" (dict "config" $config "extra" .Values.broker.extraConfig) -}}
 {{- toYaml (mergeOverwrite $config .Values.broker.extraConfig) -}}
 {{- end -}}
