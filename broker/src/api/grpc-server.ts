@@ -4,13 +4,24 @@
 // call on it is served; the decrypted stream is then handed to grpc-js.
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  status as GrpcStatus,
+  type ServerDuplexStream,
+  type ServiceDefinition,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { brokerProtoPath, protoRoot } from '@countersign/proto';
 import type { Logger } from 'pino';
+import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import { ERROR_CODE_TRAILER } from './status.js';
 
 export interface TlsIdentity {
   /** The broker's SVID chain (leaf first) and key, PEM. */
@@ -43,6 +54,38 @@ function secureContextOptions(tls: TlsIdentity) {
   return { cert: tls.certChainPem, key: tls.keyPem, ca: tls.authoritiesPem };
 }
 
+/**
+ * The server as a service registers on it, with every call of those services
+ * refused (UNAUTHENTICATED) unless its connection carries an accepted SVID.
+ * The TLS layer lets certificate-less connections through (rejectUnauthorized:
+ * false, so refusals get a precise status), so a service that does not ask
+ * PeerAuthenticator itself answers anyone: this wrapper makes it ask.
+ */
+function requiringIdentity(server: Server, peers: PeerAuthenticator): Pick<Server, 'addService'> {
+  return {
+    addService(definition, implementation) {
+      const guarded: UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(implementation)) {
+        guarded[name] = (call: ServerDuplexStream<unknown, unknown>, ...rest: unknown[]) => {
+          try {
+            peers.authenticate(call.getPeer(), call.metadata);
+          } catch (e) {
+            const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
+            const metadata = new Metadata();
+            metadata.set(ERROR_CODE_TRAILER, error.code);
+            const status: Partial<ServiceError> = { code: GrpcStatus.UNAUTHENTICATED, details: error.message, metadata };
+            // Reflection is a bidi stream: its status goes out through 'error' (see status.ts).
+            call.emit('error', status);
+            return;
+          }
+          (handler as (...args: unknown[]) => void)(call, ...rest);
+        };
+      }
+      server.addService(definition, guarded);
+    },
+  };
+}
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
@@ -55,7 +98,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING' });
   health.addToServer(server);
   const definitions = loadSync([brokerProtoPath, healthProtoPath], { includeDirs: [protoRoot], keepCase: true });
-  new ReflectionService(definitions).addToServer(server);
+  // Reflection describes the whole API: only a caller whose SVID the broker accepts may ask (health stays open for probes).
+  new ReflectionService(definitions).addToServer(requiringIdentity(server, options.peers));
 
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const tlsServer: TlsServer = createTlsServer({
