@@ -21,6 +21,7 @@ import { brokerProtoPath, protoRoot } from '@countersign/proto';
 import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import { withTolerantDecoding } from './decode.js';
 import { ERROR_CODE_TRAILER } from './status.js';
 
 export interface TlsIdentity {
@@ -93,7 +94,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  for (const s of options.services) server.addService(s.definition, s.implementation);
+  for (const s of options.services) server.addService(withTolerantDecoding(s.definition), s.implementation);
 
   const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING' });
   health.addToServer(server);
