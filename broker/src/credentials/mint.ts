@@ -4,6 +4,7 @@ import { SignJWT } from 'jose';
 import {
   AUTHORIZATION_DETAILS_TYPE,
   CREDENTIAL_TYPE,
+  withLowS,
   type ApprovalEvidence,
   type CredentialClaims,
 } from '@countersign/proto';
@@ -103,9 +104,11 @@ export class CredentialMinter {
     }
     const key = this.keyring.signingKey(now);
     this.options.onKeyUsed?.(key.kid);
-    const token = await new SignJWT(claims as unknown as Record<string, unknown>)
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE })
-      .sign(key.privateKey);
+    // Low S: the one form verifiers accept, so no one can make a second valid string of this credential.
+    const token = withLowS(
+      await new SignJWT(claims as unknown as Record<string, unknown>).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE }).sign(key.privateKey),
+      key.alg,
+    );
     return { token, jti, kid: key.kid, claims, expiresAt: exp * 1000 };
   }
 }

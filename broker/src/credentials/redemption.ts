@@ -4,7 +4,7 @@
 // atomically; a second redemption is refused with who redeemed it and when.
 import { fileURLToPath } from 'node:url';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify } from 'jose';
-import { CREDENTIAL_TYPE, type CredentialClaims } from '@countersign/proto';
+import { CREDENTIAL_TYPE, nonCanonicalSignature, type CredentialClaims } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -47,7 +47,7 @@ export class RedemptionService {
       throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `token: ${token.length} characters, at most ${MAX_REDEEM_TOKEN_LENGTH}`, { field: 'token' });
     }
     try {
-      const { payload } = await jwtVerify(token, createLocalJWKSet(this.deps.keyring.jwks(now)), {
+      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(this.deps.keyring.jwks(now)), {
         algorithms: [...SIGNING_ALGORITHMS],
         typ: CREDENTIAL_TYPE,
         issuer: this.deps.issuer,
@@ -55,6 +55,8 @@ export class RedemptionService {
         currentDate: new Date(now),
         requiredClaims: ['jti', 'exp', 'sub'],
       });
+      const malleated = nonCanonicalSignature(token, protectedHeader.alg);
+      if (malleated !== undefined) throw new Error(malleated);
       if (typeof payload.jti !== 'string' || !ID.test(payload.jti)) throw new Error('jti is malformed');
       return payload as unknown as CredentialClaims;
     } catch (e) {
