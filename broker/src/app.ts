@@ -10,6 +10,7 @@ import { configPath, splitHostPort, type BrokerConfig } from './config/config.js
 import { CredentialMinter } from './credentials/mint.js';
 import type { Keyring } from './credentials/keys.js';
 import { loadKeyring } from './credentials/load.js';
+import { Redeemers } from './credentials/redeemers.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
@@ -200,7 +201,11 @@ async function startServices(
   metrics.sources.now = () => clock.now();
   metrics.sources.signingKey = () => rotation.signingSince();
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
-  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, metrics });
+  const redeemers = new Redeemers(config.credentials.redeemers);
+  if (!redeemers.configured) {
+    logger.warn('credentials.redeemers is not set: RedeemCredential refuses every caller (PERMISSION_DENIED) until it lists who may redeem, per audience; see docs/credentials.md');
+  }
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, redeemers, metrics });
   const policies = new PolicyReloader(
     {
       file: policyFile,

@@ -51,7 +51,8 @@ describe('credential malleability', () => {
   };
 
   before(async () => {
-    t = await startTestBroker();
+    // The requester redeems here only to show that a twin does not use the credential up.
+    t = await startTestBroker({ redeemers: [{ audience: AUD, workloads: ['spiffe://example.org/ci/deployer'] }] });
     const svid = t.svid('ci/deployer');
     client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
     jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;

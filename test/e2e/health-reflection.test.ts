@@ -125,7 +125,7 @@ describe('plaintext health port for kubelet gRPC probes', () => {
 
 describe('metrics', () => {
   it('serves Prometheus metrics that count decisions by rule', async () => {
-    const t = await startTestBroker();
+    const t = await startTestBroker({ redeemers: [{ audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/ci/deployer'] }] });
     try {
       const { CountersignClient } = await import('@countersign/agent');
       const svid = t.svid('ci/deployer');

@@ -14,6 +14,7 @@ import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
 import { SIGNING_ALGORITHMS, VERIFIER_MAX_SKEW_MS, type Keyring } from './keys.js';
+import type { Redeemers } from './redeemers.js';
 
 export const MAX_REDEEM_TOKEN_LENGTH = 16 * 1024;
 /** Clock skew allowed when checking the credential's lifetime. */
@@ -36,7 +37,17 @@ export class RedemptionService {
   private readonly scripts: ScriptRunner;
 
   constructor(
-    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; audit: AuditLog; clock: Clock; issuer: string; metrics?: Metrics },
+    private readonly deps: {
+      redis: Redis;
+      keys: Keys;
+      keyring: Keyring;
+      audit: AuditLog;
+      clock: Clock;
+      issuer: string;
+      /** Who may redeem, per audience (credentials.redeemers); nobody when not configured. */
+      redeemers: Redeemers;
+      metrics?: Metrics;
+    },
   ) {
     this.scripts = registerScripts(deps.redis, loadScripts(CREDENTIALS_LUA_DIR));
   }
@@ -71,6 +82,25 @@ export class RedemptionService {
     const now = this.deps.clock.now();
     const claims = await this.verify(token, now);
     const requestId = claims.approval?.request_id ?? '';
+    // Only a resource server of the credential's audience may use it up; anyone else holding a copy may not.
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    try {
+      this.deps.redeemers.check(caller.spiffeId, audiences);
+    } catch (e) {
+      if (!(e instanceof CountersignError)) throw e;
+      this.deps.metrics?.redemptions.inc({ outcome: 'forbidden' });
+      await this.deps.audit.append({
+        type: 'credential_redeemed',
+        outcome: 'forbidden',
+        code: e.code,
+        jti: claims.jti,
+        request_id: requestId || undefined,
+        by: caller.spiffeId,
+        audience: claims.aud,
+        subject: claims.sub,
+      });
+      throw e;
+    }
     // One approval, one use: every credential minted for the same approval shares its mark.
     const markId = requestId !== '' && ID.test(requestId) ? requestId : claims.jti;
     const key = this.deps.keys.redemption(markId);

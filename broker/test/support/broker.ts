@@ -36,6 +36,8 @@ export interface BrokerFilesOptions {
   ca?: CertificateAuthority;
   /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
   shutdownGrace?: string;
+  /** credentials.redeemers (who may redeem, per audience); default none: nobody may, as in a config that sets none. */
+  redeemers?: { audience: string; workloads: string[] }[];
 }
 
 export interface BrokerFiles {
@@ -93,7 +95,7 @@ credentials:
   default_audience: https://deploy.${trustDomain}
   signing_keys:
     - file: signing-key.pem
-${options.extraConfig ?? ''}`;
+${(options.redeemers ?? []).length > 0 ? `  redeemers:\n${(options.redeemers ?? []).map((r) => `    - audience: ${JSON.stringify(r.audience)}\n      workloads: ${JSON.stringify(r.workloads)}\n`).join('')}` : ''}${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
   return { dir, configFile, configText, ca, trustDomain, brokerSvid };
