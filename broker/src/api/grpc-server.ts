@@ -36,6 +36,8 @@ export interface GrpcServerOptions {
   host: string;
   port: number;
   maxMessageBytes: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams (calls) one connection may have open at once. */
+  maxConcurrentStreams: number;
   peers: PeerAuthenticator;
   logger: Logger;
   services: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
@@ -91,6 +93,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
+    'grpc.max_concurrent_streams': options.maxConcurrentStreams,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
   });

@@ -155,6 +155,14 @@ const identitySchema = z
     /** How often SVID and bundle files are checked for changes (a bundle's spiffe_refresh_hint may shorten it). */
     reload_interval: duration(100, HOUR).default(5 * SECOND),
     xfcc: xfccSchema.prefault({}),
+    /** Refused client certificates are audited as summaries: one per code and source per interval. */
+    refusals: z
+      .object({
+        interval: duration(SECOND, HOUR).default(MINUTE),
+        max_sources: z.number().int().min(1).max(1000).default(20),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((identity, ctx) => {
@@ -183,6 +191,8 @@ export const configSchema = z
       .object({
         listen: listenAddress.default('0.0.0.0:8443'),
         max_message_bytes: z.number().int().min(64 * 1024).max(16 * 1024 * 1024).default(2 * 1024 * 1024),
+        /** Streams (calls) one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+        max_concurrent_streams: z.number().int().min(1).max(10_000).default(100),
       })
       .strict()
       .prefault({}),
@@ -318,6 +328,8 @@ export const configSchema = z
         limits: z
           .object({
             max_pending_per_workload: z.number().int().min(1).max(1_000_000).default(100),
+            /** Open WatchRequest streams per workload on one replica. */
+            max_watch_streams_per_workload: z.number().int().min(1).max(100_000).default(128),
             requests_per_second: z.number().min(0.01).max(100_000).default(20),
             burst: z.number().int().min(1).max(1_000_000).default(200),
             max_parameters_bytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),

@@ -36,6 +36,8 @@ export interface BrokerFilesOptions {
   ca?: CertificateAuthority;
   /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
   shutdownGrace?: string;
+  /** More keys of the grpc section (YAML lines indented by two spaces), e.g. "  max_concurrent_streams: 4\n". */
+  grpcExtra?: string;
   /** credentials.redeemers (who may redeem, per audience); default none: nobody may, as in a config that sets none. */
   redeemers?: { audience: string; workloads: string[] }[];
 }
@@ -82,7 +84,7 @@ ${federated}`;
 shutdown_grace: ${options.shutdownGrace ?? '1s'}
 grpc:
   listen: 127.0.0.1:0
-http:
+${options.grpcExtra ?? ''}http:
   listen: 127.0.0.1:0
 ${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
   url: ${options.redisUrl}
