@@ -70,34 +70,36 @@ export interface ParametersOptions {
 }
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+/** What a JSON string may not hold unescaped (RFC 8259 section 7). */
+const CONTROL_CHARACTER = /[\u0000-\u001f]/;
+
+/** Whether a string has no lone surrogate (so it has a UTF-8 form). */
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 
 const memberPath = (path: string, name: string): string => (IDENTIFIER.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`);
+/** "$" followed by each step: .name, ["other name"], [index]. Built only when there is something to report. */
+const pathOf = (steps: readonly (string | number)[]): string =>
+  steps.reduce<string>((path, step) => (typeof step === 'number' ? `${path}[${step}]` : memberPath(path, step)), '$');
 const shown = (text: string, max = 40): string => JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 
-function checkString(value: string, path: string, what: 'member name' | 'string'): void {
-  if (LONE_SURROGATE.test(value)) {
-    throw new ParametersError('invalid_unicode', path, `${path}: a ${what} holds a lone UTF-16 surrogate (e.g. "\\ud800"), which has no UTF-8 form; send well-formed Unicode`);
-  }
-}
-
-function checkName(name: string, path: string): void {
-  checkString(name, path, 'member name');
-  if (name === '__proto__') {
-    throw new ParametersError('reserved_key', path, `${path}: the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it`);
-  }
-}
-
-function checkNumber(value: number, spelling: string, path: string): void {
-  if (!(Math.abs(value) <= MAX_EXACT_JSON_INTEGER)) {
-    throw new ParametersError(
-      'number_out_of_range',
-      path,
-      `${path}: the number ${spelling} is beyond ±9007199254740991 (2^53 - 1), the largest magnitude every JSON parser reads exactly; send it as a string`,
-    );
-  }
-}
+const invalidUnicode = (path: string, what: 'member name' | 'string') =>
+  new ParametersError('invalid_unicode', path, `${path}: a ${what} holds a lone UTF-16 surrogate (e.g. "\\ud800"), which has no UTF-8 form; send well-formed Unicode`);
+const reservedKey = (path: string) =>
+  new ParametersError('reserved_key', path, `${path}: the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it`);
+const outOfRange = (path: string, spelling: string) =>
+  new ParametersError(
+    'number_out_of_range',
+    path,
+    `${path}: the number ${spelling} is beyond ±9007199254740991 (2^53 - 1), the largest magnitude every JSON parser reads exactly; send it as a string`,
+  );
+const tooDeep = (path: string) => new ParametersError('too_deep', path, `${path}: is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
+const tooManyKeys = (path: string) => new ParametersError('too_many_keys', path, `has more than ${PARAMETERS_LIMITS.keys} member names`);
+/** A number within the range: its magnitude is at most 2^53 - 1 (NaN and the infinities are not). */
+const inRange = (n: number): boolean => Math.abs(n) <= MAX_EXACT_JSON_INTEGER;
 
 function checkSize(bytes: number, maxBytes: number): void {
   if (bytes > maxBytes) throw new ParametersError('too_large', '$', `is ${bytes} bytes, at most ${maxBytes} are allowed`);
@@ -115,6 +117,8 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
   checkSize(Buffer.byteLength(text, 'utf8'), options.maxBytes ?? PARAMETERS_LIMITS.bytes);
   let at = 0;
   let keys = 0;
+  // The way from the object to the value being read; a path string is made only for an error.
+  const steps: (string | number)[] = [];
   const syntax = (message: string): never => {
     throw new ParametersError('syntax', '$', `is not valid JSON: ${message} at offset ${at}`);
   };
@@ -127,85 +131,94 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
   };
   const string = (): string => {
     const start = ++at;
-    let escaped = false;
+    // The closing quote is the first one not escaped, i.e. not after an odd run of backslashes.
+    let end = at;
     for (;;) {
-      if (at >= text.length) syntax('unterminated string');
-      const c = text.charCodeAt(at);
-      if (c === 0x22) break;
-      if (c < 0x20) syntax('control character in a string (escape it)');
-      if (c === 0x5c) {
-        escaped = true;
-        at += 2;
-      } else {
-        at++;
+      end = text.indexOf('"', end);
+      if (end < 0) {
+        at = text.length;
+        return syntax('unterminated string');
       }
+      let backslashes = 0;
+      while (end - backslashes - 1 >= start && text.charCodeAt(end - backslashes - 1) === 0x5c) backslashes++;
+      if (backslashes % 2 === 0) break;
+      end++;
     }
-    const body = text.slice(start, at);
-    at++;
-    if (!escaped) return body;
+    const body = text.slice(start, end);
+    const control = body.search(CONTROL_CHARACTER);
+    if (control >= 0) {
+      at = start + control;
+      return syntax('control character in a string (escape it)');
+    }
+    at = end + 1;
+    if (!body.includes('\\')) return body;
     try {
       return JSON.parse(`"${body}"`) as string;
     } catch {
+      at = start;
       return syntax('invalid escape in a string');
     }
   };
-  const value = (path: string, depth: number): unknown => {
+  const value = (depth: number): unknown => {
     ws();
-    const c = text[at];
-    if (c === '{' || c === '[') {
-      if (depth >= PARAMETERS_LIMITS.depth) {
-        throw new ParametersError('too_deep', path, `${path}: is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
-      }
+    const c = text.charCodeAt(at);
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (depth >= PARAMETERS_LIMITS.depth) throw tooDeep(pathOf(steps));
       at++;
       ws();
-      if (c === '[') {
+      if (c === 0x5b) {
         const out: unknown[] = [];
-        if (text[at] === ']') {
+        if (text.charCodeAt(at) === 0x5d) {
           at++;
           return out;
         }
         for (;;) {
-          out.push(value(`${path}[${out.length}]`, depth + 1));
+          steps.push(out.length);
+          out.push(value(depth + 1));
+          steps.pop();
           ws();
-          if (text[at] === ',') at++;
-          else if (text[at] === ']') {
+          const next = text.charCodeAt(at);
+          if (next === 0x2c) at++;
+          else if (next === 0x5d) {
             at++;
             return out;
           } else syntax('expected "," or "]"');
         }
       }
       const out: Record<string, unknown> = {};
-      if (text[at] === '}') {
+      if (text.charCodeAt(at) === 0x7d) {
         at++;
         return out;
       }
       for (;;) {
         ws();
-        if (text[at] !== '"') syntax('expected a member name in double quotes');
+        if (text.charCodeAt(at) !== 0x22) syntax('expected a member name in double quotes');
         const name = string();
-        const namePath = memberPath(path, name);
-        checkName(name, namePath);
+        steps.push(name);
+        if (!wellFormed(name)) throw invalidUnicode(pathOf(steps), 'member name');
+        if (name === '__proto__') throw reservedKey(pathOf(steps));
         if (Object.hasOwn(out, name)) {
-          throw new ParametersError('duplicate_key', namePath, `${namePath}: the member name ${shown(name)} appears twice in one object; each name may appear once (readers disagree on which one counts)`);
+          const path = pathOf(steps);
+          throw new ParametersError('duplicate_key', path, `${path}: the member name ${shown(name)} appears twice in one object; each name may appear once (readers disagree on which one counts)`);
         }
-        if (++keys > PARAMETERS_LIMITS.keys) {
-          throw new ParametersError('too_many_keys', namePath, `has more than ${PARAMETERS_LIMITS.keys} member names`);
-        }
+        if (++keys > PARAMETERS_LIMITS.keys) throw tooManyKeys(pathOf(steps));
         ws();
-        if (text[at] !== ':') syntax('expected ":"');
+        if (text.charCodeAt(at) !== 0x3a) syntax('expected ":"');
         at++;
-        out[name] = value(namePath, depth + 1);
+        out[name] = value(depth + 1);
+        steps.pop();
         ws();
-        if (text[at] === ',') at++;
-        else if (text[at] === '}') {
+        const next = text.charCodeAt(at);
+        if (next === 0x2c) at++;
+        else if (next === 0x7d) {
           at++;
           return out;
         } else syntax('expected "," or "}"');
       }
     }
-    if (c === '"') {
+    if (c === 0x22) {
       const s = string();
-      checkString(s, path, 'string');
+      if (!wellFormed(s)) throw invalidUnicode(pathOf(steps), 'string');
       return s;
     }
     if (text.startsWith('true', at)) {
@@ -225,16 +238,17 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
     if (literal === undefined) return syntax(at >= text.length ? 'unexpected end' : `unexpected character ${shown(text[at] ?? '')}`);
     at += literal.length;
     const n = Number(literal);
-    checkNumber(n, literal.length > 40 ? `${literal.slice(0, 40)}...` : literal, path);
+    if (!inRange(n)) throw outOfRange(pathOf(steps), literal.length > 40 ? `${literal.slice(0, 40)}...` : literal);
     if (n === 0 && /[1-9]/.test(literal.replace(/[eE].*$/, ''))) {
-      throw new ParametersError('number_underflow', path, `${path}: the number ${shown(literal).slice(1, -1)} is too small for a JSON number (it reads as 0); send it as a string`);
+      const path = pathOf(steps);
+      throw new ParametersError('number_underflow', path, `${path}: the number ${literal.length > 40 ? `${literal.slice(0, 40)}...` : literal} is too small for a JSON number (it reads as 0); send it as a string`);
     }
     return n;
   };
 
   ws();
   if (at === text.length) return {};
-  const result = value('$', 0);
+  const result = value(0);
   ws();
   if (at !== text.length) syntax('unexpected text after the JSON value');
   if (!isPlainObject(result)) throw new ParametersError('not_object', '$', `must be a JSON object, got ${kindOf(result)}`);
@@ -256,11 +270,11 @@ export function checkParametersValue(value: unknown, options: ParametersOptions 
   const visit = (v: unknown, path: string, depth: number): void => {
     switch (typeof v) {
       case 'string':
-        checkString(v, path, 'string');
+        if (!wellFormed(v)) throw invalidUnicode(path, 'string');
         return;
       case 'number':
         if (Number.isNaN(v)) throw unsupported(path, 'NaN');
-        checkNumber(v, String(v), path);
+        if (!inRange(v)) throw outOfRange(path, String(v));
         return;
       case 'boolean':
         return;
@@ -270,7 +284,7 @@ export function checkParametersValue(value: unknown, options: ParametersOptions 
         throw unsupported(path, kindOf(v));
     }
     if (v === null) return;
-    if (depth >= PARAMETERS_LIMITS.depth) throw new ParametersError('too_deep', path, `${path}: is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
+    if (depth >= PARAMETERS_LIMITS.depth) throw tooDeep(path);
     if (Array.isArray(v)) {
       if (Object.keys(v).length !== v.length) throw unsupported(path, 'a sparse array, or one with named members');
       v.forEach((item, i) => visit(item, `${path}[${i}]`, depth + 1));
@@ -280,8 +294,9 @@ export function checkParametersValue(value: unknown, options: ParametersOptions 
     if (Object.getOwnPropertySymbols(v).length > 0) throw unsupported(path, 'an object with symbol keys');
     for (const name of Object.keys(v)) {
       const namePath = memberPath(path, name);
-      checkName(name, namePath);
-      if (++keys > PARAMETERS_LIMITS.keys) throw new ParametersError('too_many_keys', namePath, `has more than ${PARAMETERS_LIMITS.keys} member names`);
+      if (!wellFormed(name)) throw invalidUnicode(namePath, 'member name');
+      if (name === '__proto__') throw reservedKey(namePath);
+      if (++keys > PARAMETERS_LIMITS.keys) throw tooManyKeys(namePath);
       visit((v as Record<string, unknown>)[name], namePath, depth + 1);
     }
   };
