@@ -4,6 +4,9 @@ import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
 import { Checkpointer } from './audit/checkpoints.js';
+import { createLocalJWKSet } from 'jose';
+import { KeyringHeadSigner } from './audit/head.js';
+import { lastCheckpointedHead, lastHeadInFile } from './audit/last-known.js';
 import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.js';
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
@@ -142,12 +145,25 @@ async function openAudit(
   // WAIT/WAITAOF block the connection they run on: give the audit its own then.
   const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
   const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const getKey = createLocalJWKSet(keyring.allPublicJwks());
+  const heads = new KeyringHeadSigner(keyring, issuer, getKey);
   const checkpointer = new Checkpointer(
-    { redis, keys, keyring, clock, logger, sink: auditSink },
+    { redis, keys, keyring, heads, clock, logger, sink: auditSink },
     { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
   );
-  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
+  const audit = new RedisAuditLog(auditRedis, keys, clock, { heads, durability, sink: auditSink, logger, onAppended: (head) => checkpointer.noteAppended(head) });
   for (const warning of await audit.preflight()) logger.warn(warning);
+  // Before anything is appended: a Redis that lost the chain (or had it cut) gets a restart record, not a silent new chain.
+  const known = [await lastCheckpointedHead(redis, keys, getKey)];
+  if (config.audit.file !== undefined) {
+    known.push(
+      await lastHeadInFile(configPath(config, config.audit.file)).catch((err: unknown) => {
+        logger.warn({ err }, 'could not read the audit file sink back to compare it with the chain in Redis');
+        return undefined;
+      }),
+    );
+  }
+  await audit.recover(known.filter((k) => k !== undefined));
   return { audit, auditRedis, auditSink, checkpointer };
 }
 

@@ -99,6 +99,17 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
     assert.match(run.stderr(), /alice approved via cli: release window \(1 of 1 approval\(s\)\)/);
   });
 
+  it("runs the README's countersign run line as printed: the script it names exists, runs once alice approves, and checks its credential", async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const line = /^npx countersign run .*$/m.exec(readme)?.[0];
+    assert.ok(line, 'the README shows countersign run');
+    assert.doesNotMatch(line, /['"\\$]/, 'this test splits the line at spaces');
+    const run = inRepo(deployer, line.split(/\s+/));
+    const id = await approveAsAlice('prod/web', run);
+    assert.equal(await run.code, 0, run.stderr());
+    assert.match(run.stdout(), new RegExp(`^deployed web 1\\.4\\.2 \\(request ${id}, credential checked\\)$`, 'm'));
+  });
+
   it('gates an MCP tool call: the guard proxy holds deploy until alice approves; the server checks the credential', async () => {
     const call = inRepo(deployer, [
       'npx', 'tsx', 'agents/examples/mcp/call-tool.ts', 'deploy', '{"service":"web","version":"1.4.2"}', '--',

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import type { ApprovalRequestView, ApproverChannel, VoteView } from '@countersign/approvers';
 import { certificateThumbprint, parametersDigest, RequestState, VoteDecision } from '@countersign/proto';
-import type { JSONWebKeySet } from 'jose';
+import { decodeJwt, type JSONWebKeySet } from 'jose';
 import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
 import { auditEvents, eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 
@@ -240,6 +240,48 @@ describe('approvals over gRPC', () => {
       assert.equal((await deployer.getRequest(pending.requestId)).request?.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
       const byBob = await approvers.bob!.decide({ requestId: pending.requestId, decision: 'approve' });
       assert.equal(byBob.state, RequestState.REQUEST_STATE_APPROVED);
+    }
+  });
+
+  // Issue 14, finding 2: other spellings of alice let her approve her own request.
+  it('folds on_behalf_of to one spelling per person, so no spelling of alice lets her decide her own request', async () => {
+    const sameHuman: [string, string][] = [
+      ['Alice', 'alice'],
+      ['alice ', 'alice'],
+      [' alice', 'alice'],
+      ['ALICE', 'alice'],
+      ['\uff41\uff4c\uff49\uff43\uff45', 'alice'], // fullwidth: NFKC makes it alice
+      ['alice\u00a0', 'alice'], // trailing no-break space
+      [`Alice@${TD.toUpperCase()}`, `alice@${TD}`],
+    ];
+    for (const [spelling, canonical] of sameHuman) {
+      const pending = await pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-${canonical}-${spelling.length}-${spelling.codePointAt(0)}` } });
+      assert.equal(pending.state, 'PENDING_APPROVAL', JSON.stringify(spelling));
+      const e = await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }));
+      assert.equal(e.code, 'ERR_SELF_APPROVAL', JSON.stringify(spelling));
+      const request = (await deployer.getRequest(pending.requestId)).request;
+      assert.equal(request?.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
+      assert.equal(request?.onBehalfOf, canonical, JSON.stringify(spelling));
+      await deployer.cancel(pending.requestId);
+    }
+    // The credential names the person in the same form (act, RFC 8693).
+    const allowed = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: 'sod-act' }, onBehalfOf: ' Alice' });
+    assert.deepEqual(decodeJwt(allowed.token as string).act, { sub: 'alice' });
+    // Before the fix, the Cyrillic spelling was a different person to the broker and alice could approve it.
+    const refused = [
+      '\u0430lice', // Cyrillic а: looks like alice, is not
+      'alic\u0435@example.org', // Cyrillic е in an address
+      'alice\u200b', // zero-width space
+      'al ice',
+      'alice\u0000',
+      '   ',
+      'a'.repeat(400),
+    ];
+    for (const spelling of refused) {
+      const e = await refusal(pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-refused-${spelling.length}` } }));
+      assert.equal(e.grpcStatus, status.INVALID_ARGUMENT, JSON.stringify(spelling));
+      assert.equal(e.code, 'ERR_PRINCIPAL_NAME_INVALID', JSON.stringify(spelling));
+      assert.match(e.message, /^on_behalf_of: /);
     }
   });
 

@@ -27,8 +27,8 @@ export function createApprovalsService(deps: {
   metrics: Metrics;
   tracing?: Tracing;
 }): ApprovalsServer {
-  const principalOf = (peer: string, metadata: Metadata): string => {
-    const identity = deps.peers.authenticate(peer, metadata);
+  const principalOf = async (peer: string, metadata: Metadata): Promise<string> => {
+    const identity = await deps.peers.authenticate(peer, metadata);
     const principal = deps.directory.bySpiffeId(identity.spiffeId);
     if (principal === undefined) {
       throw new CountersignError(
@@ -42,13 +42,13 @@ export function createApprovalsService(deps: {
 
   return {
     listPending: unary(deps, 'ListPending', async (call) => {
-      const principal = principalOf(call.getPeer(), call.metadata);
+      const principal = await principalOf(call.getPeer(), call.metadata);
       const pending = await deps.workflow.pendingFor(principal);
       return { requests: pending.map(({ request, votes }) => toRequest(request, votes)) };
     }),
 
     decide: unary(deps, 'Decide', async (call) => {
-      const principal = principalOf(call.getPeer(), call.metadata);
+      const principal = await principalOf(call.getPeer(), call.metadata);
       const { request } = call;
       const requestId = requestIdField(request.requestId);
       if (request.decision !== VoteDecision.VOTE_DECISION_APPROVE && request.decision !== VoteDecision.VOTE_DECISION_DENY) {

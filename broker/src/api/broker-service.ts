@@ -49,7 +49,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
 
   return {
     requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const outcome = await deps.requests.requestOperation(identity, call.request);
       const base: RequestOperationResponse = {
         requestId: outcome.requestId,
@@ -82,7 +82,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }, (res) => ({ 'countersign.request_id': res.requestId, 'countersign.state': RequestState[res.state] ?? String(res.state), 'countersign.rule': res.rule })),
 
     getRequest: unary(ctx, 'GetRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const snapshot = await deps.delivery.get(identity, requestIdField(call.request.requestId));
       return {
         request: toRequest(snapshot.request, snapshot.votes),
@@ -92,12 +92,14 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }),
 
     watchRequest: serverStream(ctx, 'WatchRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const id = requestIdField(call.request.requestId);
       const release = deps.watchSlots.acquire(identity.spiffeId);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.on('close', () => abort.abort());
+      // The identity may have been awaited while the client gave up.
+      if (call.cancelled) abort.abort();
       const onShutdown = () => abort.abort();
       deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
       deps.metrics.watchStreams.inc();
@@ -126,13 +128,13 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }),
 
     cancelRequest: unary(ctx, 'CancelRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
       return { request: toRequest(request) };
     }),
 
     redeemCredential: unary(ctx, 'RedeemCredential', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const redemption = await deps.redemptions.redeem(call.request.token, identity);
       return { credentialId: redemption.jti, requestId: redemption.requestId, redeemedAt: new Date(redemption.at) };
     }),

@@ -110,8 +110,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     ...secureContextOptions(options.tls),
     ALPNProtocols: ['h2'],
     minVersion: 'TLSv1.2',
-    // The chain is requested here and judged by PeerAuthenticator, so a bad one
-    // gets a precise UNAUTHENTICATED status instead of an opaque handshake failure.
+    // OpenSSL validates the client chain here (RFC 5280, against `ca`: every trust
+    // domain's authorities) but does not end the handshake on a refusal:
+    // PeerAuthenticator takes its verdict along with its own SPIFFE validation, so a
+    // bad chain gets a precise UNAUTHENTICATED status and an audit record instead of
+    // an opaque handshake failure.
     requestCert: true,
     rejectUnauthorized: false,
   });
@@ -119,8 +122,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   tlsServer.on('connection', (socket: Socket) => socket.setNoDelay(true));
   tlsServer.on('secureConnection', (socket: TLSSocket) => {
     socket.on('error', (err) => options.logger.debug({ err }, 'tls connection error'));
-    options.peers.attach(socket);
-    injector.injectConnection(socket);
+    // grpc-js gets the connection once its identity is judged, so no call waits on it.
+    options.peers.attach(socket).then(
+      () => {
+        if (!socket.destroyed) injector.injectConnection(socket);
+      },
+      (err: unknown) => {
+        options.logger.error({ err }, 'client identity check failed; connection closed');
+        socket.destroy();
+      },
+    );
   });
   tlsServer.on('tlsClientError', (err) => options.logger.info({ reason: err.message }, 'tls handshake failed'));
 

@@ -30,6 +30,13 @@ export const AUDIT_EVENT_FIELDS = {
   policy_reload: ['policy_digest', 'outcome'],
   /** The key that signs credentials changed: signing_kid, previous_kid, published (kids). */
   key_rotation: ['signing_kid', 'published'],
+  /**
+   * The broker found the chain in Redis not where it last knew it (records lost or
+   * replaced, or a head it cannot verify) and continued from what Redis holds:
+   * reason, found_seq / found_hash (the head found), last_known_seq /
+   * last_known_hash and source (memory | file | checkpoint) of what it knew.
+   */
+  chain_restart: ['reason', 'found_seq'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type AuditEventType = keyof typeof AUDIT_EVENT_FIELDS;

@@ -8,3 +8,4 @@ export { loadPolicyFile, PolicyReloader, type ReloadOutcome, type ReloadTrigger 
 export { RedisRequestRate, type RequestRateCounter } from './request-rate.js';
 export { Principals, type SlackUsergroupResolver } from './principals.js';
 export { policyJsonSchema } from './json-schema.js';
+export { normalizePrincipalName, canonicalPrincipalName, PRINCIPAL_NAME_GRAMMAR } from './principal-name.js';

@@ -13,13 +13,13 @@ import {
 } from '@countersign/proto';
 import { MIN_CREDENTIAL_TTL_MS } from '../credentials/mint.js';
 import { CountersignError, invalidField } from '../errors.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 
 export const LIMITS = {
   operationLength: 128,
   resourceLength: 512,
   parametersBytes: PARAMETERS_LIMITS.bytes,
   reasonLength: 2048,
-  onBehalfOfLength: 256,
   ticketLength: 128,
   clientRequestIdLength: 128,
   audienceLength: 512,
@@ -147,7 +147,8 @@ export function validateOperationRequest(req: RequestOperationRequest, limits: S
     parametersCanonical,
     parametersDigest: digestOfCanonical(parametersCanonical),
     reason: text('reason', req.reason, limits.reasonLength),
-    onBehalfOf: text('on_behalf_of', req.onBehalfOf, LIMITS.onBehalfOfLength),
+    // One spelling per person, or separation of duties could be talked around ("Alice", "alice ", "аlice").
+    onBehalfOf: req.onBehalfOf === '' ? '' : normalizePrincipalName(req.onBehalfOf, 'on_behalf_of'),
     ticket: text('ticket', req.ticket, LIMITS.ticketLength),
     clientRequestId,
     audience,
