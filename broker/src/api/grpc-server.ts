@@ -70,18 +70,22 @@ function requiringIdentity(server: Server, peers: PeerAuthenticator): Pick<Serve
       const guarded: UntypedServiceImplementation = {};
       for (const [name, handler] of Object.entries(implementation)) {
         guarded[name] = (call: ServerDuplexStream<unknown, unknown>, ...rest: unknown[]) => {
-          try {
-            peers.authenticate(call.getPeer(), call.metadata);
-          } catch (e) {
-            const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
-            const metadata = new Metadata();
-            metadata.set(ERROR_CODE_TRAILER, error.code);
-            const status: Partial<ServiceError> = { code: GrpcStatus.UNAUTHENTICATED, details: error.message, metadata };
-            // Reflection is a bidi stream: its status goes out through 'error' (see status.ts).
-            call.emit('error', status);
-            return;
-          }
-          (handler as (...args: unknown[]) => void)(call, ...rest);
+          // Messages that arrive while the identity is checked wait for the handler (a paused stream buffers them).
+          call.pause();
+          peers.authenticate(call.getPeer(), call.metadata).then(
+            () => {
+              (handler as (...args: unknown[]) => void)(call, ...rest);
+              call.resume();
+            },
+            (e: unknown) => {
+              const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
+              const metadata = new Metadata();
+              metadata.set(ERROR_CODE_TRAILER, error.code);
+              const status: Partial<ServiceError> = { code: GrpcStatus.UNAUTHENTICATED, details: error.message, metadata };
+              // Reflection is a bidi stream: its status goes out through 'error' (see status.ts).
+              call.emit('error', status);
+            },
+          );
         };
       }
       server.addService(definition, guarded);
