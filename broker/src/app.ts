@@ -13,10 +13,11 @@ import { configPath, splitHostPort, type BrokerConfig } from './config/config.js
 import { CredentialMinter } from './credentials/mint.js';
 import type { Keyring } from './credentials/keys.js';
 import { loadKeyring } from './credentials/load.js';
+import { Redeemers } from './credentials/redeemers.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
-import { RefusalRecorder } from './identity/refusal-recorder.js';
+import { RefusalAggregator, sourceOf } from './identity/refusal-recorder.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -29,6 +30,7 @@ import { readFile } from 'node:fs/promises';
 import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
 import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
+import { WatchStreamSlots } from './requests/limits.js';
 import { RequestService } from './requests/request-service.js';
 import { approvalSettings, startApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
 import { registerScripts } from './requests/scripts.js';
@@ -119,6 +121,8 @@ export interface RunningBroker {
   approvals: Approvals;
   /** How Slack approvals reach this broker, or undefined when Slack is off. */
   slackMode: 'http' | 'socket' | undefined;
+  /** Writes the refused-identity summaries of the interval so far now (also done every identity.refusals.interval); returns how many. */
+  flushRefusals(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -216,7 +220,11 @@ async function startServices(
   metrics.sources.now = () => clock.now();
   metrics.sources.signingKey = () => rotation.signingSince();
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
-  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, metrics });
+  const redeemers = new Redeemers(config.credentials.redeemers);
+  if (!redeemers.configured) {
+    logger.warn('credentials.redeemers is not set: RedeemCredential refuses every caller (PERMISSION_DENIED) until it lists who may redeem, per audience; see docs/credentials.md');
+  }
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, redeemers, metrics });
   const policies = new PolicyReloader(
     {
       file: policyFile,
@@ -265,22 +273,40 @@ async function startServices(
       sizeLimits: settings.sizeLimits,
     },
   );
-  const refusals = new RefusalRecorder(clock);
+  const refusals = new RefusalAggregator(clock, { intervalMs: config.identity.refusals.interval, maxSources: config.identity.refusals.max_sources });
   const peers = new PeerAuthenticator(
     bundles,
     clock,
     (error, peer, context) => {
       metrics.identityRefusals.inc({ code: error.code });
-      const admitted = refusals.admit();
-      if (!admitted.record) return;
-      const suppressed = admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {};
-      logger.info({ peer, code: error.code, ...context, ...suppressed }, `refused identity: ${error.message}`);
-      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context, ...suppressed }).catch((err: unknown) => {
-        logger.warn({ err }, 'could not audit a refused identity');
-      });
+      if (refusals.note(error, peer, context)) {
+        logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);
+      }
     },
     config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
   );
+  /** One identity_refused record per (code, source) of the interval that ends now. */
+  const flushRefusals = async (): Promise<number> => {
+    const summaries = refusals.drain();
+    for (const r of summaries) {
+      await audit
+        .append({
+          type: 'identity_refused',
+          peer: r.source,
+          code: r.code,
+          message: r.message,
+          count: r.count,
+          first_at: r.firstAt,
+          last_at: r.lastAt,
+          ...(r.proxy ? { proxy: r.proxy } : {}),
+          ...(r.sources !== undefined ? { sources: r.sources } : {}),
+        })
+        .catch((err: unknown) => logger.warn({ err, code: r.code, source: r.source, count: r.count }, 'could not audit refused identities'));
+    }
+    return summaries.length;
+  };
+  const refusalTimer = setInterval(() => void flushRefusals(), refusals.intervalMs);
+  refusalTimer.unref();
 
   const stopping = new AbortController();
   const tracing = startTracing(config, overrides.env ?? process.env, logger);
@@ -289,6 +315,7 @@ async function startServices(
     host: grpcListen.host,
     port: grpcListen.port,
     maxMessageBytes: config.grpc.max_message_bytes,
+    maxConcurrentStreams: config.grpc.max_concurrent_streams,
     peers,
     logger,
     tls: identity.tls(),
@@ -304,6 +331,7 @@ async function startServices(
           logger,
           metrics,
           pollIntervalMs: config.requests.poll_interval,
+          watchSlots: new WatchStreamSlots(config.requests.limits.max_watch_streams_per_workload),
           shutdown: stopping.signal,
           tracing,
         }),
@@ -367,15 +395,18 @@ async function startServices(
     identity,
     approvals,
     slackMode: slack.mode,
+    flushRefusals,
     async close() {
       policies.close();
       identity.close();
       clearInterval(readinessTimer);
+      clearInterval(refusalTimer);
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish;
       // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       stopping.abort();
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      await flushRefusals();
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
       // After the approval workers: a notification job in flight still enqueues its Slack jobs.

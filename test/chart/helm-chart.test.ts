@@ -216,6 +216,15 @@ describe('Helm chart', () => {
     assert.ok(find(docs, 'NetworkPolicy', 'cs-countersign-redis'));
   });
 
+  it('lists who may redeem credentials (broker.credentials.redeemers); nobody by default', () => {
+    const configOf = (valuesFile?: string) =>
+      parseConfig(find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(configOf().credentials.redeemers, undefined);
+    assert.deepEqual(configOf(join(chart, 'ci/spiffe-secret.yaml')).credentials.redeemers, [
+      { audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/ns/deploy/sa/deploy-api', 'spiffe://example.org/ns/edge/sa/*'] },
+    ]);
+  });
+
   it('external Redis through Sentinel reads its password from a mounted Secret', () => {
     const { docs } = render(join(chart, 'ci/external-redis-sentinel.yaml'));
     const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');

@@ -354,6 +354,16 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       assert.ok(!calls.some((c) => c.arguments.table === 'salaries' || c.arguments.table === 'x/../reports'));
     });
 
+    // Issue 14, finding 6: what cannot be approved exactly is refused, not asked for in another form.
+    it('refuses a guarded call whose arguments the broker could not approve exactly, asking nobody', async () => {
+      const received = (await t.auditEvents()).filter((e) => e.type === 'request_received').length;
+      const result = await client.callTool({ name: 'drop_table', arguments: JSON.parse('{"table":"cache","__proto__":{"cascade":true}}') as Record<string, unknown> });
+      assert.equal(result.isError, true);
+      assert.match(text(result), /refuses this call to drop_table: its arguments cannot be approved exactly \(arguments \$\.__proto__: the member name "__proto__" is not accepted/);
+      assert.equal((await t.auditEvents()).filter((e) => e.type === 'request_received').length, received, 'no request was made');
+      assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'cache'), 'the upstream never saw it');
+    });
+
     it('withdraws the request when the client cancels a call that waits for approval', async () => {
       const abort = new AbortController();
       const call = client.callTool({ name: 'drop_table', arguments: { table: 'sessions' } }, undefined, { signal: abort.signal, timeout: 120_000 });

@@ -93,6 +93,8 @@ describe('x-forwarded-client-cert from a configured proxy', () => {
       const e = await rejection(call(proxy, headers()));
       assert.equal(e.code, status.UNAUTHENTICATED);
       assert.equal(errorCode(e), code, e.details);
+      // Refusals are audited as summaries per code, source and proxy; write this interval's now.
+      await t.broker.flushRefusals();
       const audited = (await auditEvents(t)).filter((ev) => ev.type === 'identity_refused' && ev.code === code && ev.proxy === PROXY_ID);
       assert.ok(audited.length > 0);
     });

@@ -13,7 +13,7 @@ import { serveHttp, serveStdio } from '../mcp/serve.js';
 import { MAX_WAIT_SECONDS } from '../mcp/tools.js';
 import { loadProxyConfig } from '../mcp/proxy-config.js';
 import { McpGuardProxy } from '../mcp/proxy.js';
-import { parseParams } from './params.js';
+import { parametersJsonFromFlags } from './params.js';
 import { verifyCommand } from './verify.js';
 import { packageVersion, retryReporter } from './retry-report.js';
 
@@ -126,7 +126,7 @@ const withOperationOptions = (cmd: Command): Command =>
     .requiredOption('--operation <op>', 'what is to be done, e.g. deploy')
     .requiredOption('--resource <res>', 'what it is done to, e.g. prod/payments')
     .option('--param <k=v>', 'a parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--parameters-json <json>', 'all parameters as one JSON object')
+    .option('--parameters-json <json>', 'all parameters as one JSON object, sent exactly as given (the broker\'s strict rules apply: no duplicate keys, numbers within 2^53, ...)')
     .option('--reason <text>', 'why, shown to approvers')
     .option('--audience <aud>', 'who will accept the credential')
     .option('--on-behalf-of <principal>', 'the human this workload acts for')
@@ -137,7 +137,7 @@ const withOperationOptions = (cmd: Command): Command =>
 const operationInput = (o: OperationFlags): OperationInput => ({
   operation: o.operation,
   resource: o.resource,
-  parameters: parseParams(o.param, o.parametersJson),
+  parametersJson: parametersJsonFromFlags(o.param, o.parametersJson),
   reason: o.reason,
   audience: o.audience,
   onBehalfOf: o.onBehalfOf,

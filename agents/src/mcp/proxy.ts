@@ -6,7 +6,7 @@
 // upstream never sees. Every other message passes through as it came.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { parametersDigest, VoteDecision, type JsonObject } from '@countersign/proto';
+import { checkParametersValue, ParametersError, parametersDigest, VoteDecision, type JsonObject } from '@countersign/proto';
 import { END_STATES, type CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, nestedDeeperThan, readLines } from './json-lines.js';
@@ -210,6 +210,15 @@ export class McpGuardProxy {
     const args = params.arguments === undefined ? {} : params.arguments;
     if (!isObject(args)) {
       this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments must be a JSON object.`);
+      return;
+    }
+    // The broker's strict rules, before anything: what cannot be approved exactly is not asked for (nor forwarded).
+    try {
+      checkParametersValue(args);
+    } catch (e) {
+      if (!(e instanceof ParametersError)) throw e;
+      this.log(`refused ${tool}: arguments ${e.message}`);
+      this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments cannot be approved exactly (arguments ${e.message}). The tool was not called.`);
       return;
     }
     let operation: string;

@@ -5,7 +5,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { VoteDecision, type JsonObject } from '@countersign/proto';
+import { checkParametersValue, ParametersError, VoteDecision, type JsonObject } from '@countersign/proto';
 import { z } from 'zod';
 import { END_STATES, type CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
@@ -80,6 +80,24 @@ const RESOURCE = z
   .min(1, 'resource must not be empty')
   .max(512, 'resource must be at most 512 characters')
   .regex(/^[\x21-\x7e]+$/, 'resource must be printable ASCII without spaces (e.g. "prod/payments", "db/orders")');
+/**
+ * The parameters exactly as the client sent them, under the broker's strict
+ * rules: checked before zod copies the object (a copy would drop a "__proto__"
+ * member silently), so nothing is approved that differs from what was asked.
+ */
+const PARAMETERS = z.preprocess(
+  (raw, ctx) => {
+    if (raw === undefined) return raw;
+    try {
+      checkParametersValue(raw);
+    } catch (e) {
+      if (!(e instanceof ParametersError)) throw e;
+      ctx.addIssue({ code: 'custom', message: `parameters: ${e.message}` });
+    }
+    return raw;
+  },
+  z.record(z.string(), z.unknown()),
+);
 const REQUEST_ID = z.string().regex(/^req_[A-Za-z0-9_-]{1,60}$/, 'request_id must be the id countersign_request returned, e.g. "req_CC91wDHreNIEOIVQ"');
 const WAIT = z
   .number()
@@ -233,9 +251,7 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
       inputSchema: exactly('countersign_request', {
         operation: OPERATION.describe('what is to be done, e.g. "deploy", "db.drop_table", "payments.refund"'),
         resource: RESOURCE.describe('what it is done to, e.g. "prod/payments", "db/orders"'),
-        parameters: z
-          .record(z.string(), z.unknown())
-          .optional()
+        parameters: PARAMETERS.optional()
           .describe('the exact arguments of the operation, as you will use them (a JSON object); default {}'),
         reason: z.string().min(1, 'reason must not be empty: say why, approvers read it').max(2048, 'reason must be at most 2048 characters').describe('why, in a sentence or two'),
         audience: z.string().max(512).optional().describe('who will accept the credential, when the operation says so'),

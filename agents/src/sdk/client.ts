@@ -5,6 +5,9 @@ import type { PeerCertificate } from 'node:tls';
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
+  ParametersError,
+  parametersJsonOf,
+  parseParametersJson,
   RequestState,
   type CancelRequestResponse,
   type Credential,
@@ -95,14 +98,37 @@ export interface IssuedCredential {
   requestId: string;
 }
 
+/**
+ * The parameters_json to send, checked with the broker's own rules
+ * (@countersign/proto) so that what is approved is exactly what was given:
+ * text goes as is, a value as its JSON.stringify, once it is known to be exact.
+ */
+function checkedParametersJson(input: Pick<OperationInput, 'parameters' | 'parametersJson'>): string {
+  try {
+    if (input.parametersJson !== undefined) {
+      parseParametersJson(input.parametersJson);
+      return input.parametersJson;
+    }
+    return parametersJsonOf(input.parameters ?? {});
+  } catch (e) {
+    if (!(e instanceof ParametersError)) throw e;
+    const field = input.parametersJson !== undefined ? 'parameters_json' : 'parameters';
+    throw new CountersignClientError('ERR_INVALID_FIELD', `${field}: ${e.message}`, undefined, { cause: e });
+  }
+}
+
 export const END_STATES: readonly OperationState[] = ['APPROVED', 'DENIED', 'EXPIRED', 'CANCELLED'];
 
 export interface OperationInput {
   operation: string;
   resource: string;
-  /** The exact arguments being authorized. */
+  /**
+   * The exact arguments being authorized: plain objects and arrays, strings,
+   * numbers within ±(2^53 - 1), booleans, null. Anything JSON.stringify would
+   * drop or change (undefined, NaN, Infinity, a Date, ...) is refused, not sent.
+   */
   parameters?: JsonObject | undefined;
-  /** Parameters as JSON text (sent as is); overrides `parameters`. */
+  /** Parameters as JSON text, sent exactly as given after the broker's strict checks; overrides `parameters`. */
   parametersJson?: string | undefined;
   reason?: string | undefined;
   audience?: string | undefined;
@@ -401,7 +427,7 @@ export class CountersignClient {
     const req: RequestOperationRequest = {
       operation: input.operation,
       resource: input.resource,
-      parametersJson: input.parametersJson ?? JSON.stringify(input.parameters ?? {}),
+      parametersJson: checkedParametersJson(input),
       reason: input.reason ?? '',
       onBehalfOf: input.onBehalfOf ?? '',
       clientRequestId: input.clientRequestId ?? '',

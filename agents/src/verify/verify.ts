@@ -8,6 +8,7 @@ import {
   AUTHORIZATION_DETAILS_TYPE,
   CREDENTIAL_TYPE,
   certificateThumbprint,
+  nonCanonicalSignature,
   parametersDigest,
   type CredentialClaims,
   type JsonObject,
@@ -159,6 +160,9 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
     }
     return mapJoseError(e);
   }
+  // A signature that verifies may still be a malleated twin (high S, or another base64url spelling): one credential, one string.
+  const malleated = nonCanonicalSignature(token, result.protectedHeader.alg);
+  if (malleated !== undefined) fail('ERR_CREDENTIAL_SIGNATURE', `signature does not verify: ${malleated}`);
   const claims = result.payload as unknown as CredentialClaims;
   const details = Array.isArray(claims.authorization_details)
     ? claims.authorization_details.find((d) => d?.type === AUTHORIZATION_DETAILS_TYPE)

@@ -10,6 +10,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { whoCanApprove } from '../policy/index.js';
 import type { Tracing } from '../observability/tracing.js';
 import type { RequestDelivery } from '../requests/delivery.js';
+import type { WatchStreamSlots } from '../requests/limits.js';
 import type { RequestService } from '../requests/request-service.js';
 import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { toCredential, toDuration, toRequest } from './convert.js';
@@ -24,6 +25,8 @@ export interface BrokerServiceDeps {
   logger: Logger;
   metrics: Metrics;
   pollIntervalMs: number;
+  /** Open WatchRequest streams per workload (requests.limits.max_watch_streams_per_workload). */
+  watchSlots: WatchStreamSlots;
   /** Aborted when the broker stops: open watches end with UNAVAILABLE so clients reconnect to another replica. */
   shutdown?: AbortSignal;
   tracing?: Tracing;
@@ -92,6 +95,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     watchRequest: serverStream(ctx, 'WatchRequest', async (call) => {
       const identity = await identityOf(call);
       const id = requestIdField(call.request.requestId);
+      const release = deps.watchSlots.acquire(identity.spiffeId);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.on('close', () => abort.abort());
@@ -115,6 +119,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           abort.signal,
         );
       } finally {
+        release();
         deps.metrics.watchStreams.dec();
         deps.shutdown?.removeEventListener('abort', onShutdown);
       }

@@ -4,11 +4,23 @@
 // call on it is served; the decrypted stream is then handed to grpc-js.
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  status as GrpcStatus,
+  type ServerDuplexStream,
+  type ServiceDefinition,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { CountersignError } from '../errors.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import { reflectionServices } from './reflection.js';
+import { withTolerantDecoding } from './decode.js';
+import { ERROR_CODE_TRAILER } from './status.js';
 
 export interface TlsIdentity {
   /** The broker's SVID chain (leaf first) and key, PEM. */
@@ -22,6 +34,8 @@ export interface GrpcServerOptions {
   host: string;
   port: number;
   maxMessageBytes: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams (calls) one connection may have open at once. */
+  maxConcurrentStreams: number;
   peers: PeerAuthenticator;
   logger: Logger;
   services: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
@@ -41,19 +55,58 @@ function secureContextOptions(tls: TlsIdentity) {
   return { cert: tls.certChainPem, key: tls.keyPem, ca: tls.authoritiesPem };
 }
 
+/**
+ * The server as a service registers on it, with every call of those services
+ * refused (UNAUTHENTICATED) unless its connection carries an accepted SVID.
+ * The TLS layer lets certificate-less connections through (rejectUnauthorized:
+ * false, so refusals get a precise status), so a service that does not ask
+ * PeerAuthenticator itself answers anyone: this wrapper makes it ask.
+ */
+function requiringIdentity(server: Server, peers: PeerAuthenticator): Pick<Server, 'addService'> {
+  return {
+    addService(definition, implementation) {
+      const guarded: UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(implementation)) {
+        guarded[name] = (call: ServerDuplexStream<unknown, unknown>, ...rest: unknown[]) => {
+          // Messages that arrive while the identity is checked wait for the handler (a paused stream buffers them).
+          call.pause();
+          peers.authenticate(call.getPeer(), call.metadata).then(
+            () => {
+              (handler as (...args: unknown[]) => void)(call, ...rest);
+              call.resume();
+            },
+            (e: unknown) => {
+              const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
+              const metadata = new Metadata();
+              metadata.set(ERROR_CODE_TRAILER, error.code);
+              const status: Partial<ServiceError> = { code: GrpcStatus.UNAUTHENTICATED, details: error.message, metadata };
+              // Reflection is a bidi stream: its status goes out through 'error' (see status.ts).
+              call.emit('error', status);
+            },
+          );
+        };
+      }
+      server.addService(definition, guarded);
+    },
+  };
+}
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new Server({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
+    'grpc.max_concurrent_streams': options.maxConcurrentStreams,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  for (const s of options.services) server.addService(s.definition, s.implementation);
+  for (const s of options.services) server.addService(withTolerantDecoding(s.definition), s.implementation);
 
   const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING' });
   health.addToServer(server);
+  // Reflection describes the whole API: only a caller whose SVID the broker accepts may ask (health stays open for probes).
+  const guarded = requiringIdentity(server, options.peers);
   for (const s of reflectionServices(['countersign.v1.Broker', 'countersign.v1.Approvals', 'grpc.health.v1.Health'])) {
-    server.addService(s.definition, s.implementation);
+    guarded.addService(s.definition, s.implementation);
   }
 
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());

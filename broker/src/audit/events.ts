@@ -22,7 +22,7 @@ export const AUDIT_EVENT_FIELDS = {
   resolution: ['request_id', 'state'],
   /** A credential left the broker: jti, kid, subject, audience, expires_at, and approval evidence when approved. */
   credential_issued: ['request_id', 'jti', 'subject', 'audience', 'expires_at'],
-  /** RedeemCredential: outcome redeemed | refused, by (the redeemer's SPIFFE ID). */
+  /** RedeemCredential: outcome redeemed | refused (already redeemed) | forbidden (not a redeemer for its audience), by (the redeemer's SPIFFE ID). */
   credential_redeemed: ['jti', 'outcome', 'by'],
   /** A client certificate was refused: peer, code. */
   identity_refused: ['peer', 'code'],

@@ -140,6 +140,11 @@ credentials:
   max_ttl: 1h
   signing_keys:
     - file: signing-key.pem
+  # Who may redeem (use up) credentials, per audience. In the tour the sample workload plays the
+  # resource server too; in production list the resource servers' own SPIFFE IDs here.
+  redeemers:
+    - audience: https://deploy.${t.trustDomain}
+      workloads: [spiffe://${t.trustDomain}/ci/deployer]
 audit:
   # The banner owns stdout in dev mode; the audit lines go to a file instead.
   stdout: false

@@ -3,7 +3,7 @@
 // `parameters_json` and turned into the JSON object whose RFC 8785 digest the credential
 // carries. Struct numbers are doubles, so an integer beyond 2^53 has already lost its exact
 // value on the wire: it is refused with the advice to send it as a string.
-import type { JsonObject, JsonValue } from '@countersign/proto';
+import { checkParametersValue, ParametersError, PARAMETERS_LIMITS, type JsonObject, type JsonValue } from '@countersign/proto';
 import { invalidField } from '../errors.js';
 import { LIMITS, limitExceeded } from './validate.js';
 
@@ -21,12 +21,12 @@ export function parametersFromStruct(struct: Record<string, unknown>, maxBytes: 
       }
       return value;
     }
-    if (depth >= LIMITS.parametersDepth) throw invalidField(FIELD, `is nested deeper than ${LIMITS.parametersDepth} levels`);
+    if (depth >= PARAMETERS_LIMITS.depth) throw invalidField(FIELD, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
     if (Array.isArray(value)) return value.map((item, i) => walk(item, `${path}[${i}]`, depth + 1));
     if (typeof value === 'object') {
       const out: JsonObject = {};
       for (const [key, item] of Object.entries(value)) {
-        if (++keys > LIMITS.parametersKeys) throw limitExceeded(FIELD, `has more than ${LIMITS.parametersKeys} keys`, `of ${LIMITS.parametersKeys} keys`);
+        if (++keys > PARAMETERS_LIMITS.keys) throw limitExceeded(FIELD, `has more than ${PARAMETERS_LIMITS.keys} keys`, `of ${PARAMETERS_LIMITS.keys} keys`);
         Object.defineProperty(out, key, { value: walk(item, `${path}.${key}`, depth + 1), enumerable: true, writable: true, configurable: true });
       }
       return out;
@@ -35,6 +35,13 @@ export function parametersFromStruct(struct: Record<string, unknown>, maxBytes: 
     throw invalidField(path, 'has no value (a google.protobuf.Value with no kind set)');
   };
   const parameters = walk(struct, FIELD, 0) as JsonObject;
+  // The same strict rules as parameters_json (lone surrogates, __proto__, ...), so both forms refuse alike.
+  try {
+    checkParametersValue(parameters);
+  } catch (e) {
+    if (!(e instanceof ParametersError)) throw e;
+    throw invalidField(FIELD, e.message, { problem: e.problem, path: e.path });
+  }
   const bytes = Buffer.byteLength(JSON.stringify(parameters), 'utf8');
   if (bytes > maxBytes) {
     throw limitExceeded(FIELD, `is ${bytes} bytes as JSON, at most ${maxBytes} are allowed`, 'requests.limits.max_parameters_bytes', { bytes, max: maxBytes });
