@@ -35,16 +35,16 @@ export function parametersFromStruct(struct: Record<string, unknown>, maxBytes: 
     throw invalidField(path, 'has no value (a google.protobuf.Value with no kind set)');
   };
   const parameters = walk(struct, FIELD, 0) as JsonObject;
-  // The same strict rules as parameters_json (lone surrogates, __proto__, ...), so both forms refuse alike.
-  try {
-    checkParametersValue(parameters);
-  } catch (e) {
-    if (!(e instanceof ParametersError)) throw e;
-    throw invalidField(FIELD, e.message, { problem: e.problem, path: e.path });
-  }
   const bytes = Buffer.byteLength(JSON.stringify(parameters), 'utf8');
   if (bytes > maxBytes) {
     throw limitExceeded(FIELD, `is ${bytes} bytes as JSON, at most ${maxBytes} are allowed`, 'requests.limits.max_parameters_bytes', { bytes, max: maxBytes });
+  }
+  // The same strict rules as parameters_json (lone surrogates, __proto__, ...), so both forms refuse alike.
+  try {
+    checkParametersValue(parameters, { maxBytes });
+  } catch (e) {
+    if (!(e instanceof ParametersError)) throw e;
+    throw invalidField(FIELD, e.message, { problem: e.problem, path: e.path });
   }
   return parameters;
 }
