@@ -179,7 +179,7 @@ tests:
   it('refuses an on_behalf_of pattern or test input that can match no canonical name, with file:line', () => {
     assert.throws(
       () => Policy.parse(`version: 1\nrules:\n  - { name: r, match: { on_behalf_of: "\u0430lice" }, decision: deny }\n`, 'policy.yaml', { principals }),
-      (e: Error) => /^policy\.yaml:3:\d+: rules\[0\]\.match\.on_behalf_of: bad on_behalf_of pattern "\u0430lice": can only match a principal name/.test(e.message),
+      (e: Error) => /^policy\.yaml:3:\d+: rule r: match\.on_behalf_of: bad on_behalf_of pattern "\u0430lice": can only match a principal name/.test(e.message),
     );
     assert.throws(
       () =>
