@@ -8,6 +8,7 @@ import { benchApprovals } from './approvals.js';
 import { benchSlack } from './slack.js';
 import { benchMcpProxy } from './mcp-proxy.js';
 import { benchPasskey } from './passkey.js';
+import { benchParameters } from './parameters.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<void>> = {
   slack: () => benchSlack({ votes: Number(process.env.BENCH_SLACK_N ?? '200') }),
   'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
   passkey: () => benchPasskey({ durationMs: seconds * 1000 }),
+  parameters: () => benchParameters({ durationMs: seconds * 1000 }),
 };
 
 const selected = process.argv.slice(2);

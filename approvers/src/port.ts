@@ -63,6 +63,13 @@ export interface Principal {
   spiffeIds: string[];
 }
 
+/**
+ * Who is who. Names and e-mail addresses are compared in one canonical form
+ * (NFKC, trimmed, lower case, ASCII; the broker's policy/principal-name.ts):
+ * lookups accept any spelling of a name, a name without a canonical form finds
+ * nobody, and every Principal.name handed out is canonical, so channels
+ * compare names as plain strings.
+ */
 export interface PrincipalDirectory {
   byName(name: string): Principal | undefined;
   bySpiffeId(spiffeId: string): Principal | undefined;

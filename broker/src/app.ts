@@ -4,16 +4,20 @@ import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
 import { Checkpointer } from './audit/checkpoints.js';
+import { createLocalJWKSet } from 'jose';
+import { KeyringHeadSigner } from './audit/head.js';
+import { lastCheckpointedHead, lastHeadInFile } from './audit/last-known.js';
 import { FanoutSink, FileSink, StreamSink, type AuditSink } from './audit/sinks.js';
 import { systemClock, type Clock } from './clock.js';
 import { configPath, splitHostPort, type BrokerConfig } from './config/config.js';
 import { CredentialMinter } from './credentials/mint.js';
 import type { Keyring } from './credentials/keys.js';
 import { loadKeyring } from './credentials/load.js';
+import { Redeemers } from './credentials/redeemers.js';
 import { RedemptionService } from './credentials/redemption.js';
 import { KeyRotationRecorder } from './credentials/rotation.js';
 import { BrokerIdentity, type IdentitySettings } from './identity/broker-identity.js';
-import { RefusalRecorder } from './identity/refusal-recorder.js';
+import { RefusalAggregator, sourceOf } from './identity/refusal-recorder.js';
 import { PeerAuthenticator } from './identity/peer-authenticator.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -26,6 +30,7 @@ import { readFile } from 'node:fs/promises';
 import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
 import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
+import { WatchStreamSlots } from './requests/limits.js';
 import { RequestService } from './requests/request-service.js';
 import { approvalSettings, startApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
 import { registerScripts } from './requests/scripts.js';
@@ -119,6 +124,8 @@ export interface RunningBroker {
   slackMode: 'http' | 'socket' | undefined;
   /** The approver console (sign-in links, its address), when console.enabled. */
   console: OpenConsole | undefined;
+  /** Writes the refused-identity summaries of the interval so far now (also done every identity.refusals.interval); returns how many. */
+  flushRefusals(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -141,12 +148,25 @@ async function openAudit(
   // WAIT/WAITAOF block the connection they run on: give the audit its own then.
   const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
   const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const getKey = createLocalJWKSet(keyring.allPublicJwks());
+  const heads = new KeyringHeadSigner(keyring, issuer, getKey);
   const checkpointer = new Checkpointer(
-    { redis, keys, keyring, clock, logger, sink: auditSink },
+    { redis, keys, keyring, heads, clock, logger, sink: auditSink },
     { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
   );
-  const audit = new RedisAuditLog(auditRedis, keys, clock, { durability, sink: auditSink, onAppended: (head) => checkpointer.noteAppended(head) });
+  const audit = new RedisAuditLog(auditRedis, keys, clock, { heads, durability, sink: auditSink, logger, onAppended: (head) => checkpointer.noteAppended(head) });
   for (const warning of await audit.preflight()) logger.warn(warning);
+  // Before anything is appended: a Redis that lost the chain (or had it cut) gets a restart record, not a silent new chain.
+  const known = [await lastCheckpointedHead(redis, keys, getKey)];
+  if (config.audit.file !== undefined) {
+    known.push(
+      await lastHeadInFile(configPath(config, config.audit.file)).catch((err: unknown) => {
+        logger.warn({ err }, 'could not read the audit file sink back to compare it with the chain in Redis');
+        return undefined;
+      }),
+    );
+  }
+  await audit.recover(known.filter((k) => k !== undefined));
   return { audit, auditRedis, auditSink, checkpointer };
 }
 
@@ -165,10 +185,13 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const metrics = overrides.metrics ?? new Metrics();
   // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
   const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
+  // Listeners bound before a later step fails are closed again (an open listener would keep the process alive).
+  const onFailure: (() => Promise<void>)[] = [];
   try {
-    return await startServices(config, overrides, { clock, logger, metrics, identity });
+    return await startServices(config, overrides, { clock, logger, metrics, identity, onFailure });
   } catch (e) {
     identity.close();
+    for (const undo of onFailure) await undo().catch(() => undefined);
     throw e;
   }
 }
@@ -176,7 +199,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
 async function startServices(
   config: BrokerConfig,
   overrides: BrokerOverrides,
-  { clock, logger, metrics, identity }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity },
+  { clock, logger, metrics, identity, onFailure }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity; onFailure: (() => Promise<void>)[] },
 ): Promise<RunningBroker> {
   const path = (p: string) => configPath(config, p);
   const svid = identity.svid;
@@ -203,7 +226,11 @@ async function startServices(
   metrics.sources.now = () => clock.now();
   metrics.sources.signingKey = () => rotation.signingSince();
   const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
-  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, metrics });
+  const redeemers = new Redeemers(config.credentials.redeemers);
+  if (!redeemers.configured) {
+    logger.warn('credentials.redeemers is not set: RedeemCredential refuses every caller (PERMISSION_DENIED) until it lists who may redeem, per audience; see docs/credentials.md');
+  }
+  const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, redeemers, metrics });
   const policies = new PolicyReloader(
     {
       file: policyFile,
@@ -220,6 +247,7 @@ async function startServices(
   );
   const settings = approvalSettings(config);
   const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env: overrides.env ?? process.env }, { listen: true });
+  if (approverConsole !== undefined) onFailure.push(() => approverConsole.close());
   warnWithoutConsole(config, policy, logger);
   const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: overrides.role ?? 'all', console: approverConsole?.port_ });
   const approvals = await startApprovals(
@@ -266,22 +294,40 @@ async function startServices(
       sizeLimits: settings.sizeLimits,
     },
   );
-  const refusals = new RefusalRecorder(clock);
+  const refusals = new RefusalAggregator(clock, { intervalMs: config.identity.refusals.interval, maxSources: config.identity.refusals.max_sources });
   const peers = new PeerAuthenticator(
     bundles,
     clock,
     (error, peer, context) => {
       metrics.identityRefusals.inc({ code: error.code });
-      const admitted = refusals.admit();
-      if (!admitted.record) return;
-      const suppressed = admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {};
-      logger.info({ peer, code: error.code, ...context, ...suppressed }, `refused identity: ${error.message}`);
-      audit.append({ type: 'identity_refused', peer, code: error.code, message: error.message, ...context, ...suppressed }).catch((err: unknown) => {
-        logger.warn({ err }, 'could not audit a refused identity');
-      });
+      if (refusals.note(error, peer, context)) {
+        logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);
+      }
     },
     config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
   );
+  /** One identity_refused record per (code, source) of the interval that ends now. */
+  const flushRefusals = async (): Promise<number> => {
+    const summaries = refusals.drain();
+    for (const r of summaries) {
+      await audit
+        .append({
+          type: 'identity_refused',
+          peer: r.source,
+          code: r.code,
+          message: r.message,
+          count: r.count,
+          first_at: r.firstAt,
+          last_at: r.lastAt,
+          ...(r.proxy ? { proxy: r.proxy } : {}),
+          ...(r.sources !== undefined ? { sources: r.sources } : {}),
+        })
+        .catch((err: unknown) => logger.warn({ err, code: r.code, source: r.source, count: r.count }, 'could not audit refused identities'));
+    }
+    return summaries.length;
+  };
+  const refusalTimer = setInterval(() => void flushRefusals(), refusals.intervalMs);
+  refusalTimer.unref();
 
   const stopping = new AbortController();
   const tracing = startTracing(config, overrides.env ?? process.env, logger);
@@ -290,6 +336,7 @@ async function startServices(
     host: grpcListen.host,
     port: grpcListen.port,
     maxMessageBytes: config.grpc.max_message_bytes,
+    maxConcurrentStreams: config.grpc.max_concurrent_streams,
     peers,
     logger,
     tls: identity.tls(),
@@ -305,6 +352,7 @@ async function startServices(
           logger,
           metrics,
           pollIntervalMs: config.requests.poll_interval,
+          watchSlots: new WatchStreamSlots(config.requests.limits.max_watch_streams_per_workload),
           shutdown: stopping.signal,
           tracing,
         }),
@@ -369,15 +417,18 @@ async function startServices(
     approvals,
     slackMode: slack.mode,
     console: approverConsole,
+    flushRefusals,
     async close() {
       policies.close();
       identity.close();
       clearInterval(readinessTimer);
+      clearInterval(refusalTimer);
       // Probes see NOT_SERVING first, so load balancers stop sending new calls while in-flight ones finish;
       // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       stopping.abort();
       await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close(), approverConsole?.close()]);
+      await flushRefusals();
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
       // After the approval workers: a notification job in flight still enqueues its Slack jobs.

@@ -7,12 +7,21 @@ import { createLocalJWKSet, SignJWT } from 'jose';
 import { RedisAuditLog } from '../src/audit/audit-log.js';
 import { chainRecords, GENESIS_HASH, parseRecord, recordHash, serializeRecord } from '../src/audit/chain.js';
 import { Checkpointer, CHECKPOINT_TYPE, signCheckpoint } from '../src/audit/checkpoints.js';
-import { readAuditSnapshot } from '../src/audit/export.js';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { readAuditExport, readAuditSnapshot } from '../src/audit/export.js';
+import { lastHeadInFile } from '../src/audit/last-known.js';
+import { checkpointLine } from '../src/audit/sinks.js';
 import { verifyAuditTrail, type AuditReport } from '../src/audit/verify.js';
+import { exportLines } from '../src/cli/audit.js';
 import { ManualClock } from '../src/clock.js';
 import { generateSigningKeyPem, Keyring, parseSigningKey } from '../src/credentials/keys.js';
-import { silentLogger } from '../src/observability/logger.js';
+import { createLogger, silentLogger } from '../src/observability/logger.js';
 import { Keys } from '../src/redis/keys.js';
+import type { HeadSigner } from '../src/audit/head.js';
+import { testHeadSigner } from './support/audit.js';
 import { testRedis, type TestRedis } from './support/redis.js';
 
 const ISSUER = 'spiffe://example.org/countersign/broker';
@@ -24,6 +33,7 @@ describe('audit chain in Redis', () => {
   let keyring: Keyring;
   let log: RedisAuditLog;
   let checkpointer: Checkpointer;
+  let heads: HeadSigner;
   let n = 0;
 
   before(async () => {
@@ -35,8 +45,9 @@ describe('audit chain in Redis', () => {
   beforeEach(async () => {
     keys = new Keys(`${r.prefix}${++n}:`); // under the test's prefix, so cleanup takes it
     clock = new ManualClock();
-    checkpointer = new Checkpointer({ redis: r.redis, keys, keyring, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1_000_000, intervalMs: 60_000 });
-    log = new RedisAuditLog(r.redis, keys, clock);
+    heads = testHeadSigner(keyring, ISSUER);
+    checkpointer = new Checkpointer({ redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1_000_000, intervalMs: 60_000 });
+    log = new RedisAuditLog(r.redis, keys, clock, { heads });
   });
 
   const verify = async (): Promise<AuditReport> => {
@@ -74,7 +85,7 @@ describe('audit chain in Redis', () => {
   });
 
   it('keeps each caller’s events contiguous and in order when many append at once, and two logs share one chain', async () => {
-    const other = new RedisAuditLog(r.redis, keys, clock); // a second replica
+    const other = new RedisAuditLog(r.redis, keys, clock, { heads }); // a second replica
     const groups = Array.from({ length: 40 }, (_, i) => [
       { type: 'request_received', request_id: `req_${i}`, requester: 'spiffe://example.org/ci/x', operation: 'deploy', resource: 'staging/web', parameters_digest: 'd' },
       { type: 'decision', request_id: `req_${i}`, decision: 'deny', rule: null, policy_digest: 'sha256:aa' },
@@ -122,13 +133,13 @@ describe('audit chain in Redis', () => {
   it('refuses to start a second chain when the head is gone but records remain', async () => {
     await log.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' });
     await r.redis.del(keys.auditHead());
-    const fresh = new RedisAuditLog(r.redis, keys, clock);
+    const fresh = new RedisAuditLog(r.redis, keys, clock, { heads });
     await assert.rejects(fresh.append({ type: 'policy_reload', policy_digest: 'y', outcome: 'applied' }), { code: 'ERR_AUDIT_HEAD_MISSING' });
     assert.equal(await r.redis.llen(chain()), 1);
   });
 
   it('fails closed when the configured durability cannot be reached (no replica acknowledges)', async () => {
-    const strict = new RedisAuditLog(r.redis, keys, clock, { durability: { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 50 } });
+    const strict = new RedisAuditLog(r.redis, keys, clock, { heads, durability: { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 50 } });
     await assert.rejects(strict.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' }), { code: 'ERR_AUDIT_NOT_DURABLE' });
   });
 
@@ -240,10 +251,194 @@ describe('audit chain in Redis', () => {
       await r.redis.hset(keys.auditHead(), 'seq', 10, 'hash', rebuilt[9]!.hash);
       const report = await verify();
       assert.deepEqual(
-        report.problems.map((p) => [p.kind, p.seq]),
-        [['checkpoint', 10]],
+        report.problems.map((p) => [p.kind, p.code, p.seq]),
+        [
+          ['checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', 10],
+          ['head', 'ERR_AUDIT_HEAD_MISMATCH', 1],
+        ],
       );
       assert.match(report.problems[0]?.message ?? '', /records 1-10 were rewritten/);
+    });
+  });
+
+  describe('the chain’s end: signed heads, restarts, missing checkpoints', () => {
+    const event = (i: number) => ({ type: 'identity_refused', peer: `127.0.0.1:${2000 + i}`, code: 'ERR_SVID_EXPIRED', n: i });
+    const appendN = async (target: RedisAuditLog, from: number, to: number) => {
+      for (let i = from; i <= to; i++) await target.append(event(i));
+    };
+    const headFields = async () => r.redis.hgetall(keys.auditHead());
+    const logged = () => {
+      const lines: { level: number; msg: string; reason?: string }[] = [];
+      const logger = createLogger({
+        level: 'info',
+        destination: new Writable({
+          write(chunk: Buffer, _enc, done) {
+            for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as { level: number; msg: string });
+            done();
+          },
+        }),
+      });
+      return { logger, lines };
+    };
+
+    it('every append signs the head; verify reports the head as verified', async () => {
+      await appendN(log, 1, 3);
+      const head = await headFields();
+      assert.equal(head.seq, '3');
+      assert.ok(head.sig, 'the head carries a signature');
+      const report = await verify();
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.headVerified, true);
+    });
+
+    it('a broker that finds the chain cut behind what it wrote records a restart (head_behind) and logs an error', async () => {
+      const { logger, lines } = logged();
+      const writer = new RedisAuditLog(r.redis, keys, clock, { heads, logger });
+      await appendN(writer, 1, 10);
+      const seen = await headFields(); // what someone reading Redis saw at seq 10
+      await appendN(writer, 11, 15);
+      // Cut back to seq 10 and put back the head (and signature) seen then: consistent in Redis.
+      await r.redis.ltrim(chain(), 0, 9);
+      await r.redis.hset(keys.auditHead(), seen);
+      assert.deepEqual((await verify()).problems, [], 'from Redis alone, a head seen earlier is indistinguishable');
+
+      const [record] = await writer.appendAll([event(16)]);
+      assert.equal(record?.seq, 12);
+      const restart = await recordAt(11);
+      assert.equal(restart.event.type, 'chain_restart');
+      assert.deepEqual(
+        [restart.event.reason, restart.event.found_seq, restart.event.last_known_seq, restart.event.source],
+        ['head_behind', 10, 15, 'memory'],
+      );
+      assert.ok(lines.some((l) => l.level === 50 && /restart \(head_behind\)/.test(l.msg)));
+      const report = await verify();
+      assert.deepEqual(
+        report.problems.map((p) => [p.kind, p.code, p.seq]),
+        [['restart', 'ERR_AUDIT_CHAIN_RESTARTED', 11]],
+      );
+      assert.match(report.problems[0]?.message ?? '', /seq 11-15 of the earlier chain are not in it/);
+    });
+
+    for (const [how, tamperSig, reason] of [
+      ['without a signature', 'delete', 'head_unsigned'],
+      ['with the old signature', 'keep', 'head_signature_invalid'],
+    ] as const) {
+      it(`does not sign over a rewritten tail whose head is ${how}: a fresh broker records a restart (${reason})`, async () => {
+        await appendN(log, 1, 10);
+        await checkpointer.checkpointNow();
+        await appendN(log, 11, 15);
+        const records = await Promise.all(Array.from({ length: 15 }, (_, i) => recordAt(i + 1)));
+        records[12]!.event.peer = 'rewritten';
+        let prev = records[11]!;
+        for (const rec of records.slice(12)) {
+          const again = chainRecords(prev, [rec.event], rec.at)[0]!.record;
+          await r.redis.lset(chain(), again.seq - 1, serializeRecord(again));
+          prev = again;
+        }
+        await r.redis.hset(keys.auditHead(), 'seq', prev.seq, 'hash', prev.hash);
+        if (tamperSig === 'delete') await r.redis.hdel(keys.auditHead(), 'sig');
+        assert.equal((await checkpointer.checkpointNow()).stored, false, 'the checkpointer does not sign it either');
+
+        const fresh = new RedisAuditLog(r.redis, keys, clock, { heads }); // a broker just started: no memory of seq 15
+        await fresh.append(event(16));
+        const restart = await recordAt(16);
+        assert.deepEqual([restart.event.type, restart.event.reason, restart.event.found_seq], ['chain_restart', reason, 15]);
+        assert.deepEqual(
+          (await verify()).problems.map((p) => [p.kind, p.seq]),
+          [['restart', 16]],
+        );
+      });
+    }
+
+    it('a replica notices that the record it appended after was replaced (head_diverged)', async () => {
+      const a = new RedisAuditLog(r.redis, keys, clock, { heads });
+      await appendN(a, 1, 10);
+      const seen = await headFields();
+      await appendN(a, 11, 12);
+      await r.redis.ltrim(chain(), 0, 9);
+      await r.redis.hset(keys.auditHead(), seen);
+      const b = new RedisAuditLog(r.redis, keys, clock, { heads }); // knows nothing: continues from seq 10
+      await appendN(b, 21, 23);
+      await a.append(event(24));
+      const restart = await recordAt(14);
+      assert.deepEqual([restart.event.type, restart.event.reason, restart.event.found_seq, restart.event.last_known_seq], ['chain_restart', 'head_diverged', 13, 12]);
+    });
+
+    it('recover: nothing is appended when the chain holds the last known head; a restart when it holds another record there', async () => {
+      await appendN(log, 1, 5);
+      const third = await recordAt(3);
+      const fresh = new RedisAuditLog(r.redis, keys, clock, { heads });
+      await fresh.recover([{ seq: 3, hash: third.hash, source: 'file' }]);
+      assert.equal(await r.redis.llen(chain()), 5);
+      const other = new RedisAuditLog(r.redis, keys, clock, { heads });
+      await other.recover([{ seq: 3, hash: 'f'.repeat(64), source: 'file' }]);
+      const restart = await recordAt(6);
+      assert.deepEqual([restart.event.type, restart.event.reason, restart.event.last_known_seq, restart.event.source], ['chain_restart', 'head_diverged', 3, 'file']);
+    });
+
+    it('recover on an empty Redis continues the numbering after the last known head', async () => {
+      const fresh = new RedisAuditLog(r.redis, keys, clock, { heads });
+      const known = { seq: 41, hash: 'a'.repeat(64), source: 'checkpoint' as const };
+      await fresh.recover([{ seq: 7, hash: 'b'.repeat(64), source: 'file' }, known]);
+      const [record] = await fresh.appendAll([event(1)]);
+      assert.equal(record?.seq, 43);
+      const first = parseRecord((await r.redis.lindex(chain(), 0)) as string)!;
+      assert.deepEqual([first.seq, first.prev, first.event.reason, first.event.source], [42, known.hash, 'redis_empty', 'checkpoint']);
+      assert.equal((await headFields()).first_seq, '42');
+      // Checkpoints address the list from first_seq on.
+      const cp = await checkpointer.checkpointNow();
+      assert.deepEqual(cp.stored && cp.seq, 43);
+      const report = await verify();
+      assert.deepEqual(
+        report.problems.map((p) => [p.kind, p.seq]),
+        [['restart', 42]],
+      );
+    });
+
+    it('a checkpoint deleted from the middle of the list is missing: each names the one before it', async () => {
+      for (const upTo of [5, 10, 15]) {
+        await appendN(log, upTo - 4, upTo);
+        assert.equal((await checkpointer.checkpointNow()).stored, true);
+      }
+      assert.deepEqual((await verify()).problems, []);
+      await r.redis.lrem(keys.auditCheckpoints(), 1, (await r.redis.lindex(keys.auditCheckpoints(), 1)) as string);
+      assert.deepEqual(
+        (await verify()).problems.map((p) => [p.kind, p.code, p.seq]),
+        [['checkpoint', 'ERR_AUDIT_CHECKPOINT_MISSING', 10]],
+      );
+    });
+
+    it('an export carries the signed head, so an offline verify sees a cut tail too', async () => {
+      await appendN(log, 1, 6);
+      await checkpointer.checkpointNow();
+      await appendN(log, 7, 9);
+      const lines = exportLines(await readAuditSnapshot(r.redis, keys));
+      assert.match(lines[lines.length - 1] ?? '', /^\{"head":"/);
+      const offline = async (text: string[]) => {
+        const file = join(await mkdtemp(join(tmpdir(), 'audit-export-')), 'audit.jsonl');
+        await writeFile(file, `${text.join('\n')}\n`);
+        return verifyAuditTrail({ ...(await readAuditExport(file)), getKey: createLocalJWKSet(keyring.allPublicJwks()) });
+      };
+      assert.deepEqual((await offline(lines)).problems, []);
+      const cut = lines.filter((l) => !/"seq":(8|9)\}$/.test(l));
+      assert.equal(cut.length, lines.length - 2);
+      assert.deepEqual(
+        (await offline(cut)).problems.map((p) => [p.kind, p.code, p.seq]),
+        [['head', 'ERR_AUDIT_HEAD_MISMATCH', 8]],
+      );
+    });
+
+    it('reads the last position back from the file sink, skipping a torn last line', async () => {
+      await appendN(log, 1, 4);
+      await checkpointer.checkpointNow();
+      const lines = await r.redis.lrange(chain(), 0, -1);
+      const cp = (await r.redis.lindex(keys.auditCheckpoints(), -1)) as string;
+      const dir = await mkdtemp(join(tmpdir(), 'audit-sink-'));
+      const file = join(dir, 'audit.jsonl');
+      assert.equal(await lastHeadInFile(file), undefined);
+      await writeFile(file, `${lines.join('\n')}\n${checkpointLine(cp)}\n{"at":1,"event":{"ty`);
+      const fourth = await recordAt(4);
+      assert.deepEqual(await lastHeadInFile(file), { seq: 4, hash: fourth.hash, source: 'file' });
     });
   });
 
@@ -299,7 +494,7 @@ describe('audit chain in Redis', () => {
 
   it('stores one checkpoint per position even when several replicas try', async () => {
     await log.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' });
-    const second = new Checkpointer({ redis: r.redis, keys, keyring, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1, intervalMs: 60_000 });
+    const second = new Checkpointer({ redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1, intervalMs: 60_000 });
     const outcomes = await Promise.all([checkpointer.checkpointNow(), second.checkpointNow()]);
     assert.equal(outcomes.filter((o) => o.stored).length, 1);
     assert.equal(await r.redis.llen(keys.auditCheckpoints()), 1);

@@ -100,7 +100,7 @@ describe('step-up webauthn in policy', () => {
     assert.equal(parse('step_up: webauthn, step_up_max_age: 5m').document.rules[0]?.approval?.step_up_max_age, 300_000);
     assert.throws(
       () => parse('step_up: confirm, step_up_max_age: 5m'),
-      (e: unknown) => e instanceof YamlValidationError && /rules\[0\]\.approval\.step_up_max_age: step_up_max_age applies to step_up webauthn, not confirm/.test(e.message),
+      (e: unknown) => e instanceof YamlValidationError && /rule r: approval\.step_up_max_age: step_up_max_age applies to step_up webauthn, not confirm/.test(e.message),
     );
     assert.throws(() => parse('step_up: passkey'), (e: unknown) => e instanceof YamlValidationError && /expected one of click, confirm, webauthn/.test(e.message));
   });

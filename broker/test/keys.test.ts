@@ -13,6 +13,7 @@ import { KeyRotationRecorder } from '../src/credentials/rotation.js';
 import { silentLogger } from '../src/observability/logger.js';
 import { Keys } from '../src/redis/keys.js';
 import { testRedis, type TestRedis } from './support/redis.js';
+import { testHeadSigner } from './support/audit.js';
 
 const HOUR = 3_600_000;
 const T = Date.UTC(2026, 2, 1); // k2 activates here
@@ -117,7 +118,8 @@ credentials:
     const ok = parseConfig(`${base}      activate_at: 2026-03-01T00:00:00Z\n`, '/etc/cs/config.yaml');
     assert.equal(ok.credentials.signing_keys[1]?.activate_at, T);
     assert.equal(ok.audit.stdout, true);
-    assert.equal(ok.audit.checkpoint.every_events, 1000);
+    assert.equal(ok.audit.checkpoint.every_events, 100);
+    assert.equal(ok.audit.checkpoint.interval, 60_000);
     assert.throws(() => parseConfig(`${base}      activate_at: 2026-03-01 00:00\n`, '/etc/cs/config.yaml'), {
       message: /config\.yaml:9:\d+: credentials\.signing_keys\[1\]\.activate_at: expected an RFC 3339 time with a zone/,
     });
@@ -137,7 +139,7 @@ describe('key rotation audit', () => {
     const keyring = new Keyring([{ key: k1, activateAt: T - HOUR }, { key: k2, activateAt: T }], { maxTtlMs: HOUR });
     const keys = new Keys(r.prefix);
     const clock = new ManualClock(T - 1000);
-    const audit = new RedisAuditLog(r.redis, keys, clock);
+    const audit = new RedisAuditLog(r.redis, keys, clock, { heads: testHeadSigner(keyring) });
     const replica = () => new KeyRotationRecorder({ redis: r.redis, keys, keyring, audit, clock, logger: silentLogger() });
     const [a, b] = [replica(), replica()];
     await Promise.all([a.check(), b.check(), a.check()]);

@@ -64,12 +64,12 @@ rules:
   it('check: a broken file exits 3 with every problem at file:line:col', async () => {
     const r = await run(['policy', 'check', file('broken.yaml')]);
     assert.equal(r.code, 3);
-    assert.match(r.stderr, /broken\.yaml:4:43: rules\[0\]\.match\.resource: bad resource glob "prod\/\[a\]"/);
-    assert.match(r.stderr, /broken\.yaml:8:7: rules\[0\]\.approval: unknown key "aprovers" \(did you mean "approvers"\?\)/);
+    assert.match(r.stderr, /broken\.yaml:4:43: rule prod: match\.resource: bad resource glob "prod\/\[a\]"/);
+    assert.match(r.stderr, /broken\.yaml:8:7: rule prod: approval: unknown key "aprovers" \(did you mean "approvers"\?\)/);
     const names = await run(['policy', 'check', file('unknown-approver.yaml'), '--principals', file('principals.yaml')]);
     assert.equal(names.code, 3);
-    assert.match(names.stderr, /unknown-approver\.yaml:4:19: rules\[0\]\.when: CEL condition does not type-check: No such key: reson/);
-    assert.match(names.stderr, /unknown-approver\.yaml:6:29: rules\[0\]\.approval\.approvers\[0\]: unknown principal "alcie" \(did you mean "alice"\?\)/);
+    assert.match(names.stderr, /unknown-approver\.yaml:4:19: rule prod: when: CEL condition does not type-check: No such key: reson/);
+    assert.match(names.stderr, /unknown-approver\.yaml:6:29: rule prod: approval\.approvers\[0\]: unknown principal "alcie" \(did you mean "alice"\?\)/);
   });
 
   it('check: a failing test case exits 4 and says what differed', async () => {

@@ -38,41 +38,41 @@ const rule = (body: string) => `version: 1\nrules:\n  - name: r\n${body}`;
 describe('policy validation', () => {
   it('names unknown keys with file:line:col and the key meant', () => {
     assert.deepEqual(problems(rule('    decision: approve\n    approval:\n      aprovers: [alice]\n')), [
-      'policy.yaml:6:7: rules[0].approval: unknown key "aprovers" (did you mean "approvers"?)',
+      'policy.yaml:6:7: rule r: approval: unknown key "aprovers" (did you mean "approvers"?)',
     ]);
     assert.deepEqual(problems('version: 1\nrule: []\n'), ['policy.yaml:1:1: rules: is required (expected array)', 'policy.yaml:2:1: unknown key "rule" (did you mean "rules"?)']);
-    assert.deepEqual(problems(rule('    decision: allow\n    match: { operations: deploy }\n')), ['policy.yaml:5:14: rules[0].match: unknown key "operations" (did you mean "operation"?)']);
+    assert.deepEqual(problems(rule('    decision: allow\n    match: { operations: deploy }\n')), ['policy.yaml:5:14: rule r: match: unknown key "operations" (did you mean "operation"?)']);
   });
 
   it('suggests the decision meant and rejects keys that do not apply to it', () => {
-    assert.deepEqual(problems(rule('    decision: aprove\n')), ['policy.yaml:4:15: rules[0].decision: expected one of allow, deny, approve, break_glass, got "aprove" (did you mean "approve"?)']);
-    assert.deepEqual(problems(rule('    decision: approve\n')), ['policy.yaml:3:5: rules[0].approval: decision approve needs an approval section']);
+    assert.deepEqual(problems(rule('    decision: aprove\n')), ['policy.yaml:4:15: rule r: decision: expected one of allow, deny, approve, break_glass, got "aprove" (did you mean "approve"?)']);
+    assert.deepEqual(problems(rule('    decision: approve\n')), ['policy.yaml:3:5: rule r: approval: decision approve needs an approval section']);
     assert.deepEqual(problems(rule('    decision: allow\n    message: no\n    approval: { approvers: [alice] }\n')), [
-      'policy.yaml:5:14: rules[0].message: message is shown when a rule denies; it does not apply to decision allow',
-      'policy.yaml:6:15: rules[0].approval: the approval section only applies to decision approve, not allow',
+      'policy.yaml:5:14: rule r: message: message is shown when a rule denies; it does not apply to decision allow',
+      'policy.yaml:6:15: rule r: approval: the approval section only applies to decision approve, not allow',
     ]);
-    assert.deepEqual(problems(rule('    decision: deny\n    ttl: 5m\n')), ['policy.yaml:5:10: rules[0].ttl: ttl does not apply to decision deny']);
-    assert.deepEqual(problems(rule('    decision: break_glass\n    break_glass: {}\n')), ['policy.yaml:5:18: rules[0].break_glass: names nobody: give at least one of approvers or groups']);
+    assert.deepEqual(problems(rule('    decision: deny\n    ttl: 5m\n')), ['policy.yaml:5:10: rule r: ttl: ttl does not apply to decision deny']);
+    assert.deepEqual(problems(rule('    decision: break_glass\n    break_glass: {}\n')), ['policy.yaml:5:18: rule r: break_glass: names nobody: give at least one of approvers or groups']);
   });
 
   it('refuses empty approver sets, unknown names, and required beyond the people who could approve', () => {
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [] }\n')), ['policy.yaml:5:15: rules[0].approval: names nobody: give at least one of approvers or groups']);
+    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [] }\n')), ['policy.yaml:5:15: rule r: approval: names nobody: give at least one of approvers or groups']);
     assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alcie, sre, alice, alice], groups: [sres, bob] }\n')), [
-      'policy.yaml:5:29: rules[0].approval.approvers[0]: unknown principal "alcie" (did you mean "alice"?)',
-      'policy.yaml:5:36: rules[0].approval.approvers[1]: "sre" is a group, not a principal; list it under groups',
-      'policy.yaml:5:48: rules[0].approval.approvers[3]: "alice" is listed twice',
-      'policy.yaml:5:65: rules[0].approval.groups[0]: unknown group "sres" (did you mean "sre"?)',
-      'policy.yaml:5:71: rules[0].approval.groups[1]: "bob" is a principal, not a group; list it under approvers',
+      'policy.yaml:5:29: rule r: approval.approvers[0]: unknown principal "alcie" (did you mean "alice"?)',
+      'policy.yaml:5:36: rule r: approval.approvers[1]: "sre" is a group, not a principal; list it under groups',
+      'policy.yaml:5:48: rule r: approval.approvers[3]: "alice" is listed twice',
+      'policy.yaml:5:65: rule r: approval.groups[0]: unknown group "sres" (did you mean "sre"?)',
+      'policy.yaml:5:71: rule r: approval.groups[1]: "bob" is a principal, not a group; list it under approvers',
     ]);
     assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice, bob], groups: [sre], required: 4 }\n')), [
-      'policy.yaml:5:67: rules[0].approval.required: required is 4 but only 3 distinct people can approve (alice, bob, carol)',
+      'policy.yaml:5:67: rule r: approval.required: required is 4 but only 3 distinct people can approve (alice, bob, carol)',
     ]);
     assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], deny_threshold: 2 }\n')), [
-      'policy.yaml:5:53: rules[0].approval.deny_threshold: deny_threshold is 2 but only 1 distinct person can approve (alice)',
+      'policy.yaml:5:53: rule r: approval.deny_threshold: deny_threshold is 2 but only 1 distinct person can approve (alice)',
     ]);
     // Without a principals file only what the file itself shows is checked; a Slack user group's size is unknown.
     assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], required: 2 }\n'), false), [
-      'policy.yaml:5:47: rules[0].approval.required: required is 2 but only 1 distinct person can approve (alice)',
+      'policy.yaml:5:47: rule r: approval.required: required is 2 but only 1 distinct person can approve (alice)',
     ]);
     Policy.parse(rule('    decision: approve\n    approval: { groups: [oncall], required: 5 }\n'), 'policy.yaml', { principals });
   });
@@ -90,17 +90,17 @@ describe('policy validation', () => {
 `),
       ),
       [
-        'policy.yaml:5:10: rules[0].ttl: duration 2d is out of range: expected between 10s and 24h',
-        'policy.yaml:7:18: rules[0].match.workload[0]: workload "spiffe://Example.org/ci/*" is not a SPIFFE ID or SPIFFE ID pattern: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
-        'policy.yaml:7:45: rules[0].match.workload[1]: workload "spiffe://example.org" names a trust domain, not a workload; use trust_domain: example.org, or spiffe://example.org/** for every workload in it',
-        'policy.yaml:7:69: rules[0].match.workload[2]: workload "example.org/ci" is not a SPIFFE ID or SPIFFE ID pattern: scheme is missing or invalid, expected "spiffe://"',
-        'policy.yaml:8:21: rules[0].match.trust_domain: "Example.org" is not a trust domain name: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
-        'policy.yaml:9:17: rules[0].match.resource: bad resource glob "prod/[ab]": character classes and braces are not supported; use "*", "**" or "?"',
-        'policy.yaml:10:18: rules[0].match.operation: bad operation glob "deploy***": pattern has "***"; use "*" (one segment) or "**" (any depth)',
+        'policy.yaml:5:10: rule r: ttl: duration 2d is out of range: expected between 10s and 24h',
+        'policy.yaml:7:18: rule r: match.workload[0]: workload "spiffe://Example.org/ci/*" is not a SPIFFE ID or SPIFFE ID pattern: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+        'policy.yaml:7:45: rule r: match.workload[1]: workload "spiffe://example.org" names a trust domain, not a workload; use trust_domain: example.org, or spiffe://example.org/** for every workload in it',
+        'policy.yaml:7:69: rule r: match.workload[2]: workload "example.org/ci" is not a SPIFFE ID or SPIFFE ID pattern: scheme is missing or invalid, expected "spiffe://"',
+        'policy.yaml:8:21: rule r: match.trust_domain: "Example.org" is not a trust domain name: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+        'policy.yaml:9:17: rule r: match.resource: bad resource glob "prod/[ab]": character classes and braces are not supported; use "*", "**" or "?"',
+        'policy.yaml:10:18: rule r: match.operation: bad operation glob "deploy***": pattern has "***"; use "*" (one segment) or "**" (any depth)',
       ],
     );
     assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], timeout: 500ms }\n')), [
-      'policy.yaml:5:46: rules[0].approval.timeout: duration 500ms is out of range: expected between 1s and 168h',
+      'policy.yaml:5:46: rule r: approval.timeout: duration 500ms is out of range: expected between 1s and 168h',
     ]);
     assert.deepEqual(problems('version: 1\nsettings: { rate_window: soon, time_zone: Europe/Berln }\nrules: []\n'), [
       'policy.yaml:2:26: settings.rate_window: expected a duration such as "30s", "5m" or "1h", got "soon"',
@@ -132,11 +132,11 @@ rules:
     const lines = text.split('\n');
     const found = problems(text);
     assert.deepEqual(found, [
-      'policy.yaml:5:47: rules[0].when: CEL condition does not type-check: No such key: reson',
-      'policy.yaml:10:9: rules[1].when: CEL condition does not type-check: no such overload: int < string',
-      'policy.yaml:13:32: rules[2].when: CEL condition does not parse: Unexpected token: EOF',
-      'policy.yaml:16:11: rules[3].when: a condition must be a bool, this one is dyn (a parameter? compare it, e.g. request.parameters.force == true)',
-      'policy.yaml:19:12: rules[4].when: CEL condition does not type-check: Unknown variable: user',
+      'policy.yaml:5:47: rule typo: when: CEL condition does not type-check: No such key: reson',
+      'policy.yaml:10:9: rule types: when: CEL condition does not type-check: no such overload: int < string',
+      'policy.yaml:13:32: rule syntax: when: CEL condition does not parse: Unexpected token: EOF',
+      'policy.yaml:16:11: rule not-bool: when: a condition must be a bool, this one is dyn (a parameter? compare it, e.g. request.parameters.force == true)',
+      'policy.yaml:19:12: rule unknown-variable: when: CEL condition does not type-check: Unknown variable: user',
     ]);
     // The columns point at the offending text.
     assert.equal(lines[4]?.slice(46, 51), 'reson');

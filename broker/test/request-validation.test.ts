@@ -34,8 +34,8 @@ describe('RequestOperation validation', () => {
     ['parameters that are an array', { parametersJson: '[1,2]' }, 'parameters_json', /must be a JSON object, got an array/],
     ['parameters that are a string', { parametersJson: '"x"' }, 'parameters_json', /must be a JSON object, got a string/],
     ['parameters that are not JSON', { parametersJson: '{version: 1}' }, 'parameters_json', /not valid JSON/],
-    ['duplicate keys', { parametersJson: '{"a":1,"b":{"c":1},"a":2}' }, 'parameters_json', /key "a" twice/],
-    ['unsafe integers', { parametersJson: '{"n":12345678901234567890}' }, 'parameters_json', /beyond what JSON numbers carry/],
+    ['duplicate keys', { parametersJson: '{"a":1,"b":{"c":1},"a":2}' }, 'parameters_json', /\$\.a: the member name "a" appears twice/],
+    ['unsafe integers', { parametersJson: '{"n":12345678901234567890}' }, 'parameters_json', /\$\.n: the number 12345678901234567890 is beyond ±9007199254740991 \(2\^53 - 1\)/],
     ['deep nesting', { parametersJson: `${'{"a":'.repeat(40)}1${'}'.repeat(40)}` }, 'parameters_json', /nested deeper/],
     ['control characters in the reason', { reason: 'ok\u0000' }, 'reason', /control characters/],
     ['a bad idempotency key', { clientRequestId: 'a b' }, 'client_request_id', /not valid/],
@@ -55,7 +55,7 @@ describe('RequestOperation validation', () => {
 
   const oversized: [string, Partial<RequestOperationRequest>, string, RegExp][] = [
     ['1 MiB of parameters', { parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }, 'parameters_json', /bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/],
-    ['parameters with 3000 keys', { parametersJson: JSON.stringify(Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]))) }, 'parameters_json', /more than 2048 keys/],
+    ['parameters with 3000 keys', { parametersJson: JSON.stringify(Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]))) }, 'parameters_json', /has more than 2048 member names \(limit of 2048 member names\)/],
     ['a reason of 3000 characters', { reason: 'x'.repeat(3000) }, 'reason', /at most 2048 are allowed \(limit requests.limits.max_reason_length\)/],
   ];
   for (const [name, patch, field, message] of oversized) {

@@ -23,6 +23,7 @@ import type { Outbox } from '../src/requests/outbox.js';
 import { RequestRateLimiter } from '../src/requests/limits.js';
 import { RequestStore } from '../src/requests/store.js';
 import { testRedis, type TestRedis } from './support/redis.js';
+import { testHeadSigner } from './support/audit.js';
 
 const MINUTE = 60_000;
 const request = (resource: string): RequestOperationRequest => RequestOperationRequest.create({ operation: 'deploy', resource, parametersJson: '{}' });
@@ -43,13 +44,14 @@ describe('SVID freshness facts', () => {
     redis = await testRedis('freshness');
     const keys = new Keys(redis.prefix);
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    const minter = new CredentialMinter(new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE }), { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
+    const keyring = new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE });
+    const minter = new CredentialMinter(keyring, { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
     const scripts = registerScripts(redis.redis);
     service = new RequestService(
       {
         policy: () => policy,
         minter,
-        audit: new RedisAuditLog(redis.redis, keys, clock),
+        audit: new RedisAuditLog(redis.redis, keys, clock, { heads: testHeadSigner(keyring) }),
         store: new RequestStore(redis.redis, keys, scripts, clock, { maxPendingPerWorkload: 10, retentionMs: MINUTE }),
         // The allow path never creates a pending request, so it never reaches the outbox.
         outbox: undefined as unknown as Outbox,
@@ -65,7 +67,7 @@ describe('SVID freshness facts', () => {
 
   it('hands policy the SVID serial, not-before and not-after', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - 3 * MINUTE, notAfter: now + 30 * MINUTE });
-    const identity = verifySvid(svid.chainDer, bundles, { now });
+    const identity = await verifySvid(svid.chainDer, bundles, { now });
     await service.requestOperation(identity, request('staging/web'));
     const input = seen.at(-1) as PolicyInput;
     assert.equal(input.workload.spiffeId, 'spiffe://example.org/ci/deployer');
@@ -79,7 +81,7 @@ describe('SVID freshness facts', () => {
 
   it('never issues a credential that outlives the SVID', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 2 * MINUTE });
-    const outcome = await service.requestOperation(verifySvid(svid.chainDer, bundles, { now }), request('staging/web'));
+    const outcome = await service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web'));
     assert.equal(outcome.state, 'APPROVED');
     const claims = decodeJwt(outcome.state === 'APPROVED' ? outcome.credential.token : '');
     assert.equal((claims.exp as number) * 1000, now + 2 * MINUTE, 'capped at the SVID\'s not-after, not the rule\'s 10 minutes');
@@ -87,7 +89,7 @@ describe('SVID freshness facts', () => {
 
   it('refuses to issue when the SVID is about to expire', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 3000 });
-    await assert.rejects(service.requestOperation(verifySvid(svid.chainDer, bundles, { now }), request('staging/web')), {
+    await assert.rejects(service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web')), {
       code: 'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
       kind: 'failed_precondition',
     });

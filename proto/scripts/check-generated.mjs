@@ -1,14 +1,10 @@
 #!/usr/bin/env node
-// Fails when `buf lint` complains or when the committed generated code differs
-// from what `buf generate` produces now (someone edited a .proto without `npm run proto`).
-import { execFileSync } from 'node:child_process';
+// Fails when `buf lint` complains or when the committed generated code or descriptor set
+// differs from what `npm run proto` produces now (someone edited a .proto without running it).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const buf = (args) => execFileSync('buf', args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+import { generate, root } from './generate.mjs';
 
 function files(dir) {
   const out = [];
@@ -20,10 +16,9 @@ function files(dir) {
   return out;
 }
 
-buf(['lint']);
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-proto-'));
 try {
-  buf(['generate', '--output', scratch]);
+  generate(scratch);
   const committedDir = join(root, 'src/gen');
   const freshDir = join(scratch, 'src/gen');
   const committed = new Set(files(committedDir).map((f) => relative(committedDir, f)));
@@ -40,7 +35,7 @@ try {
     process.stderr.write(`${problems.join('\n')}\nRun \`npm run proto\` and commit the result.\n`);
     process.exit(1);
   }
-  process.stdout.write('proto: buf lint clean, generated code up to date\n');
+  process.stdout.write('proto: buf lint clean, generated code and descriptor set up to date\n');
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }

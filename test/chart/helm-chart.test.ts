@@ -3,19 +3,23 @@
 // rendered object into the Kubernetes API types (countersign-validate-manifests,
 // built from deploy/helm/tools/validate-manifests by .ci/run), and assertions on
 // what an operator relies on: hardened pods, gRPC probes, secrets by reference,
-// and a config.yaml the broker itself accepts.
+// and a config.yaml the broker itself accepts: `countersign-broker config check` runs on
+// every rendered ConfigMap, and on the edges of every value the chart checks, the chart
+// refuses exactly what the broker refuses.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { parseConfig } from '@countersign/broker';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const chart = join(root, 'deploy/helm/countersign');
 const KUBE_VERSION = '1.31.0';
+const BROKER_BIN = join(root, 'broker/bin/countersign-broker.js');
 
 function tool(name: string): string {
   const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
@@ -38,6 +42,30 @@ function render(valuesFile?: string, set: string[] = []): { text: string; docs: 
     .filter((d): d is Manifest => d !== null);
   return { text, docs };
 }
+
+/**
+ * `countersign-broker config check` over several config.yaml texts in one run: the broker's
+ * own validation, as `serve` runs it at start-up. Returns each text's verdict (true: valid).
+ */
+function brokerConfigCheck(configs: string[]): { valid: boolean[]; output: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'countersign-chart-'));
+  try {
+    const files = configs.map((text, i) => {
+      const file = join(dir, `config-${i}.yaml`);
+      writeFileSync(file, text);
+      return file;
+    });
+    const out = spawnSync(process.execPath, [BROKER_BIN, 'config', 'check', ...files], { encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
+    const output = out.stdout + out.stderr;
+    const valid = files.map((f) => new RegExp(`^${f}: valid$`, 'm').test(out.stdout));
+    assert.equal(out.status === 0, valid.every(Boolean), output);
+    return { valid, output };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const configOf = (docs: Manifest[]) => find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string;
 
 const valueSets = [undefined, ...readdirSync(join(chart, 'ci')).filter((f) => f.endsWith('.yaml')).map((f) => join(chart, 'ci', f))];
 const label = (f: string | undefined) => (f === undefined ? 'defaults' : f.slice(chart.length + 1));
@@ -99,6 +127,15 @@ describe('Helm chart', () => {
           }
         }
         assert.doesNotMatch(text, /xox[bap]-/);
+      });
+
+      it('gives every container resource requests and a memory limit (ResourceQuota namespaces admit only those)', () => {
+        for (const { owner, spec } of podSpecs(render(valuesFile).docs)) {
+          for (const c of spec.containers) {
+            assert.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${owner}/${c.name} requests cpu and memory`);
+            assert.ok(c.resources?.limits?.memory, `${owner}/${c.name} has a memory limit`);
+          }
+        }
       });
 
       it('writes a config.yaml the broker accepts', () => {
@@ -179,6 +216,15 @@ describe('Helm chart', () => {
     assert.ok(find(docs, 'NetworkPolicy', 'cs-countersign-redis'));
   });
 
+  it('lists who may redeem credentials (broker.credentials.redeemers); nobody by default', () => {
+    const configOf = (valuesFile?: string) =>
+      parseConfig(find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(configOf().credentials.redeemers, undefined);
+    assert.deepEqual(configOf(join(chart, 'ci/spiffe-secret.yaml')).credentials.redeemers, [
+      { audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/ns/deploy/sa/deploy-api', 'spiffe://example.org/ns/edge/sa/*'] },
+    ]);
+  });
+
   it('external Redis through Sentinel reads its password from a mounted Secret', () => {
     const { docs } = render(join(chart, 'ci/external-redis-sentinel.yaml'));
     const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
@@ -254,11 +300,83 @@ describe('Helm chart', () => {
     assert.equal(defaults.filter((d) => d.metadata.name.endsWith('-console')).length, 0);
   });
 
-  describe('values.schema.json refuses bad values before anything is rendered', () => {
+  it("passes every value set's config.yaml through the broker's own config check", () => {
+    const configs = valueSets.map((f) => configOf(render(f).docs));
+    const { valid, output } = brokerConfigCheck(configs);
+    assert.deepEqual(valid, configs.map(() => true), output);
+  });
+
+  describe('bad values that pass the schema are refused at render time, with a message that says what to change', () => {
+    const badValues = join(root, 'test/chart/bad-values');
+    const expected: Record<string, RegExp> = {
+      'max-ttl-48h.yaml': /broker\.credentials\.maxTtl=48h is out of range: the broker accepts 10s to 24h/,
+      'default-ttl-above-max.yaml': /broker\.credentials\.defaultTtl=2h exceeds broker\.credentials\.maxTtl=1h/,
+      'default-ttl-1s.yaml': /broker\.credentials\.defaultTtl=1s is out of range: the broker accepts 10s to 24h/,
+      'poll-interval-0s.yaml': /broker\.requests\.pollInterval=0s is out of range: the broker accepts 200ms to 1m/,
+      'pdb-above-replicas.yaml': /podDisruptionBudget\.minAvailable=3 with broker\.replicaCount=2 would never let a node drain evict a broker pod; use at most 1/,
+      'grpc-port-is-http-port.yaml': /broker\.ports\.grpc and broker\.ports\.http are both 8080; each listener needs its own port/,
+      'secret-mode-without-bundle.yaml': /spiffe\.mode=secret needs spiffe\.trustBundle\.configMap: the ConfigMap holding the CA bundle of trustDomain example\.org/,
+      'extra-config-trust-domain.yaml': /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
+    };
+
+    it('has an expected message for every file in test/chart/bad-values', () => {
+      assert.deepEqual(readdirSync(badValues).sort(), Object.keys(expected).sort());
+    });
+
+    for (const [file, message] of Object.entries(expected)) {
+      it(file, () => {
+        const out = spawnSync(tool('helm'), ['template', 'cs', chart, '--kube-version', KUBE_VERSION, '-f', join(badValues, file)], { encoding: 'utf8' });
+        assert.notEqual(out.status, 0, `helm rendered ${file}`);
+        assert.match(out.stderr, message);
+      });
+    }
+
+    it('with one replica, leaves the PodDisruptionBudget out instead of blocking every node drain', () => {
+      const { docs } = render(undefined, ['broker.replicaCount=1']);
+      assert.equal(docs.filter((d) => d.kind === 'PodDisruptionBudget').length, 0);
+    });
+  });
+
+  describe("the chart refuses exactly what the broker's config check refuses", () => {
+    // Each sample is rendered by the chart (--set-string) and, independently, written into the
+    // default config.yaml at the key the chart maps it to and checked by the broker.
+    const base = configOf(render().docs);
+    const edges: { value: string; key: string[]; toConfig?: (v: string) => string; samples: string[] }[] = [
+      { value: 'broker.credentials.maxTtl', key: ['credentials', 'max_ttl'], samples: ['9s', '9999ms', '10s', '1h30m', '0.5h', '24h', '1d', '24h1ms', '25h', '48h', '2d'] },
+      { value: 'broker.credentials.defaultTtl', key: ['credentials', 'default_ttl'], samples: ['1s', '9.9s', '10s', '5m', '1h', '60m', '61m', '3600001ms'] },
+      { value: 'broker.requests.pollInterval', key: ['requests', 'poll_interval'], samples: ['0s', '0ms', '199ms', '200ms', '0.2s', '2s', '1m', '60s', '60001ms', '61s', '2m'] },
+      { value: 'broker.ports.http', key: ['http', 'listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8080', '8443', '8081', '9000'] },
+      { value: 'broker.ports.health', key: ['health', 'grpc_listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8081', '8443', '8080', '9001'] },
+    ];
+    for (const edge of edges) {
+      it(edge.value, () => {
+        const chartAccepts = edge.samples.map((sample) => {
+          const args = ['template', 'cs', chart, '--kube-version', KUBE_VERSION, '--show-only', 'templates/configmap.yaml'];
+          const out = spawnSync(tool('helm'), [...args, edge.value.startsWith('broker.ports') ? '--set' : '--set-string', `${edge.value}=${sample}`], { encoding: 'utf8' });
+          if (out.status !== 0) assert.match(out.stderr, new RegExp(edge.value.replace(/\./g, '\\.')), `the refusal names ${edge.value}`);
+          return out.status === 0;
+        });
+        const configs = edge.samples.map((sample) => {
+          const doc = parseDocument(base);
+          doc.setIn(edge.key, edge.toConfig ? edge.toConfig(sample) : sample);
+          return doc.toString();
+        });
+        const { valid, output } = brokerConfigCheck(configs);
+        assert.deepEqual(
+          Object.fromEntries(edge.samples.map((s, i) => [s, chartAccepts[i]])),
+          Object.fromEntries(edge.samples.map((s, i) => [s, valid[i]])),
+          `chart (actual) vs broker (expected)\n${output}`,
+        );
+        assert.ok(valid.includes(true) && valid.includes(false), 'the samples straddle the edge');
+      });
+    }
+  });
+
+  describe('values.schema.json (or the chart, where a schema cannot say why) refuses bad values before anything is rendered', () => {
     const cases: [string, string[], RegExp][] = [
       ['an unknown key', ['brokr.replicaCount=3'], /brokr/],
       ['a string replica count', ['broker.replicaCount=two'], /replicaCount.*want integer/],
-      ['secret mode without a Secret name', ['spiffe.mode=secret', 'spiffe.trustBundle.configMap=b'], /spiffe\/secret\/name/],
+      ['secret mode without a Secret name', ['spiffe.mode=secret', 'spiffe.trustBundle.configMap=b'], /spiffe\.mode=secret needs spiffe\.secret\.name/],
       ['Slack without its Secret', ['slack.enabled=true'], /slack\/existingSecret/],
       ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
       ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],

@@ -2,14 +2,14 @@
 // the GitHub composite action (each step's script with its env, inputs filled
 // in like GitHub does) and the GitLab CI example job (before_script + script).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import type { JSONWebKeySet } from 'jose';
 import { ApprovalsClient, verifyCredential } from '@countersign/agent';
 import { eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
@@ -18,6 +18,8 @@ import { cliIdentities, type CliIdentities } from './support/cli.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ACTION_DIR = join(ROOT, 'agents/github-action');
 const GITLAB_EXAMPLE = join(ROOT, 'agents/gitlab-ci/countersign.gitlab-ci.yml');
+const AGENTS_DOC = join(ROOT, 'docs/agents.md');
+const JWT = /ey[\w-]+\.[\w-]+\.[\w-]+/;
 
 const POLICY = `version: 1
 rules:
@@ -101,6 +103,39 @@ async function runAction(action: Action, inputs: Record<string, string>, workDir
   return { ...last, outputs };
 }
 
+interface GitlabJob {
+  extends?: string;
+  image?: string;
+  variables?: Record<string, string>;
+  before_script?: string[];
+  script: string[];
+}
+
+/**
+ * What GitLab does with `include: ... inputs:`: the header's spec.inputs checked
+ * (regex) and their values (or defaults) put into the text as it is read; pipeline
+ * variables come later, as the job's environment.
+ */
+async function includeGitlabTemplate(inputs: Record<string, string>): Promise<Record<string, GitlabJob>> {
+  const docs = parseAllDocuments(await readFile(GITLAB_EXAMPLE, 'utf8'));
+  assert.equal(docs.length, 2, 'a spec header, then the jobs');
+  const spec = (docs[0]?.toJS() as { spec: { inputs: Record<string, { default?: string; regex?: string }> } }).spec.inputs;
+  for (const name of Object.keys(inputs)) assert.ok(name in spec, `the template has no input ${name}`);
+  const values = Object.fromEntries(
+    Object.entries(spec).map(([name, input]) => {
+      const value = inputs[name] ?? input.default;
+      assert.ok(value !== undefined, `input ${name} is required`);
+      if (input.regex !== undefined) assert.match(value, new RegExp(input.regex), `input ${name}`);
+      return [name, value];
+    }),
+  );
+  const text = String(docs[1]).replace(/\$\[\[\s*inputs\.([\w-]+)\s*\]\]/g, (_all, name: string) => {
+    assert.ok(name in values, `unknown input ${name}`);
+    return values[name] as string;
+  });
+  return parse(text) as Record<string, GitlabJob>;
+}
+
 describe('CI integrations', () => {
   let t: TestBroker;
   let ids: CliIdentities;
@@ -160,28 +195,25 @@ describe('CI integrations', () => {
 
     it('runs the script with the credential once approved (run mode)', async () => {
       const seen = join(work, 'gh-token');
+      const run = `printf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\necho "deployed $COUNTERSIGN_REQUEST_ID"`;
       const running = runAction(
         action,
-        {
-          ...identityInputs(),
-          operation: 'deploy',
-          resource: 'prod/payments',
-          params: 'version=1.4.2\nreplicas:=3\n',
-          reason: 'release 1.4.2',
-          run: `printf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\necho "deployed $COUNTERSIGN_REQUEST_ID"`,
-        },
+        { ...identityInputs(), operation: 'deploy', resource: 'prod/payments', params: 'version=1.4.2\nreplicas:=3\n', reason: 'release 1.4.2', run },
         work,
         {},
       );
       const pending = await pendingOn('prod/payments', running);
-      assert.deepEqual(JSON.parse(pending.parametersJson), { replicas: 3, version: '1.4.2' });
+      const { command, ...given } = JSON.parse(pending.parametersJson) as { command: { path: string; args: string[] } };
+      assert.deepEqual(given, { replicas: 3, version: '1.4.2' });
+      // The script that will run is part of what alice approves.
+      assert.ok(command.args.includes(run), JSON.stringify(command));
       assert.equal(pending.requester, 'spiffe://example.org/ci/github-actions');
       await alice.decide({ requestId: pending.id, decision: 'approve' });
       const ran = await running;
       assert.equal(ran.code, 0, ran.stderr);
       assert.match(ran.stdout, new RegExp(`deployed ${pending.id}`));
       assert.match(ran.stderr, /^pending approval: request req_\S+ \(rule ci-prod\)/m);
-      await verifyCredential(await readFile(seen, 'utf8'), { jwks, audience: 'https://deploy.example.org', parameters: { version: '1.4.2', replicas: 3 }, clientCertificate: ciSvid.chainPem });
+      await verifyCredential(await readFile(seen, 'utf8'), { jwks, audience: 'https://deploy.example.org', parameters: JSON.parse(pending.parametersJson), clientCertificate: ciSvid.chainPem });
       // The SVID files it wrote from the inputs are gone.
       assert.ok(!(await import('node:fs')).readdirSync(work).some((f) => f.startsWith('countersign-svid.')));
     });
@@ -200,7 +232,7 @@ describe('CI integrations', () => {
       const denied = await running;
       assert.equal(denied.code, 3);
       assert.deepEqual([denied.outputs.state, denied.outputs.token], ['DENIED', '']);
-      assert.match(denied.stderr, /denied: denied by bob \(cli\): ledger freeze/);
+      assert.match(denied.stderr, /denied: denied by bob \(grpc\): ledger freeze/);
     });
 
     it('refuses half an identity with a clear error', async () => {
@@ -208,10 +240,73 @@ describe('CI integrations', () => {
       assert.equal(ran.code, 2);
       assert.match(ran.stdout, /::error::give all of cert-pem, key-pem and ca-pem, or none/);
     });
+
+    // Issue 14.14: what the action leaks, and what it hands on.
+    it('masks the credential in run mode before the script runs, so set -x cannot print it', async () => {
+      const ran = await runAction(
+        action,
+        { ...identityInputs(), operation: 'deploy', resource: 'staging/masked', run: 'set -x\ntest -n "$COUNTERSIGN_TOKEN"' },
+        work,
+        {},
+      );
+      assert.equal(ran.code, 0, ran.stderr);
+      const token = JWT.exec(ran.stderr)?.[0];
+      assert.ok(token, `set -x printed the credential:\n${ran.stderr}`);
+      assert.equal(ran.stdout.split('\n')[0], `::add-mask::${token}`);
+    });
+
+    it('never hands on a stale COUNTERSIGN_TOKEN from the job as outputs.token after a denial', async () => {
+      const stale = { COUNTERSIGN_TOKEN: 'stale-token-from-the-job', COUNTERSIGN_REQUEST_ID: 'req_stale', COUNTERSIGN_STATE: 'APPROVED' };
+      const denied = await runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'nowhere/x' }, work, stale);
+      assert.equal(denied.code, 3, denied.stderr);
+      assert.equal(denied.outputs.state, 'DENIED');
+      assert.equal(denied.outputs.token, '');
+      assert.match(denied.outputs['request-id'] as string, /^req_(?!stale)/);
+    });
+
+    it("the docs' workflow example gives the script the credential in its environment, not in argv (/proc/PID/cmdline)", async () => {
+      const doc = await readFile(AGENTS_DOC, 'utf8');
+      const yaml = /### GitHub workflow[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+      assert.ok(yaml, 'docs/agents.md has a GitHub workflow example');
+      const workflow = parse(yaml) as { jobs: Record<string, { steps: { uses?: string; with?: Record<string, string> }[] }> };
+      const step = Object.values(workflow.jobs)
+        .flatMap((job) => job.steps)
+        .find((st) => st.uses?.includes('agents/github-action') && st.with?.run !== undefined);
+      assert.ok(step?.with, 'the example has a step with run');
+      const jobDir = await mkdtemp(join(work, 'docs-example-'));
+      const seen = join(jobDir, 'deploy-saw.json');
+      await mkdir(join(jobDir, 'scripts'));
+      await writeFile(
+        join(jobDir, 'scripts/deploy.sh'),
+        `#!/bin/sh\nnode -e 'require("fs").writeFileSync(process.argv[1], JSON.stringify({ args: process.argv.slice(2), token: process.env.COUNTERSIGN_TOKEN }))' ${JSON.stringify(seen)} "$@"\n`,
+        { mode: 0o755 },
+      );
+      // As printed, but with this test's identity instead of a SPIRE agent, and github.* filled in.
+      const inputs = Object.fromEntries(
+        Object.entries(step.with)
+          .filter(([name]) => name !== 'workload-api')
+          .map(([name, value]) => [name, String(value).replace(/\$\{\{[^}]*\}\}/g, 'c0ffee')]),
+      );
+      const running = runAction(action, { ...inputs, ...identityInputs() }, jobDir, {});
+      const pending = await pendingOn(inputs.resource as string, running);
+      await alice.decide({ requestId: pending.id, decision: 'approve' });
+      const ran = await running;
+      assert.equal(ran.code, 0, ran.stderr);
+      const saw = JSON.parse(await readFile(seen, 'utf8')) as { args: string[]; token?: string };
+      assert.match(saw.token ?? '', JWT);
+      assert.ok(!saw.args.some((a) => JWT.test(a)), `the credential is in the script's argv: ${saw.args.join(' ')}`);
+    });
   });
 
+  /** A countersign CLI an attacker would rather run with the job's SVID: it records the key it was given. */
+  const evilCli = async (dir: string, stolen: string) => {
+    await mkdir(join(dir, 'agents/bin'), { recursive: true });
+    await writeFile(join(dir, 'agents/bin/countersign.js'), `require('node:fs').writeFileSync(${JSON.stringify(stolen)}, process.env.COUNTERSIGN_KEY ?? 'ran'); process.exit(0);\n`);
+  };
+
   it('GitLab CI example: deploy-prod runs deploy.sh once someone other than the pipeline user approves', async () => {
-    const config = parse(await readFile(GITLAB_EXAMPLE, 'utf8')) as Record<string, { extends?: string; variables?: Record<string, string>; before_script?: string[]; script: string[] }>;
+    // The CLI is already in the image at cli_dir (the template installs it there when it is missing).
+    const config = await includeGitlabTemplate({ cli_dir: ROOT });
     const job = config['deploy-prod'];
     assert.ok(job);
     assert.equal(job.extends, '.countersign');
@@ -223,6 +318,11 @@ describe('CI integrations', () => {
     await chmod(join(jobDir, 'deploy.sh'), 0o755);
     const script = join(jobDir, 'job.sh');
     await writeFile(script, [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'));
+    // Issue 14.14: pipeline variables (a manual run, a trigger) try to swap the CLI for one of theirs.
+    const evilDir = join(jobDir, 'evil-cli');
+    const stolen = join(jobDir, 'stolen-key');
+    await evilCli(evilDir, stolen);
+    const pipelineVariables = { COUNTERSIGN_CLI_DIR: evilDir, COUNTERSIGN_REPO: `file://${evilDir}`, COUNTERSIGN_REF: 'evil' };
     const sha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
     const running = bash(
       script,
@@ -230,8 +330,7 @@ describe('CI integrations', () => {
         ...process.env,
         ...template.variables,
         ...job.variables,
-        // The CLI is already here (the template installs it when it is missing).
-        COUNTERSIGN_CLI_DIR: ROOT,
+        ...pipelineVariables,
         ...ids.env.runner,
         CI: 'true',
         GITLAB_CI: 'true',
@@ -255,7 +354,25 @@ describe('CI integrations', () => {
     assert.equal(ran.code, 0, ran.stderr);
     const [arg, token] = (await readFile(seen, 'utf8')).split(' ');
     assert.equal(arg, sha);
-    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', parameters: { version: sha }, clientCertificate: ids.certs.runner as string });
+    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', clientCertificate: ids.certs.runner as string });
     assert.equal(claims.act?.sub, 'alice@example.org');
+    assert.equal(JSON.parse(pending.parametersJson).version, sha);
+    assert.equal(existsSync(stolen), false, 'a pipeline variable chose the CLI that ran with the SVID');
+  });
+
+  it('GitLab CI template: without git in the image and no CLI there, it says what to do instead of "git: command not found"', async () => {
+    const config = await includeGitlabTemplate({ cli_dir: join(work, 'no-cli-here') });
+    const template = config['.countersign'];
+    assert.ok(template);
+    assert.doesNotMatch(template.image ?? '', /-slim$/, 'slim node images have no git');
+    const noGit = await mkdtemp(join(work, 'path-without-git-'));
+    // An image with node and bash, and no git.
+    await symlink(process.execPath, join(noGit, 'node'));
+    await symlink(execFileSync('sh', ['-c', 'command -v bash'], { encoding: 'utf8' }).trim(), join(noGit, 'bash'));
+    const script = join(noGit, 'job.sh');
+    await writeFile(script, [...(template.before_script ?? []), 'countersign --help'].join('\n'));
+    const ran = await bash(script, { PATH: noGit, HOME: noGit }, noGit);
+    assert.notEqual(ran.code, 0);
+    assert.match(ran.stderr, /countersign: the CLI is not in .*no-cli-here and this image has no git to fetch it; use an image with git \(the default, node:\S+\) or one with the CLI in it/);
   });
 });

@@ -2,9 +2,11 @@
 // (stdio and streamable HTTP) and `countersign mcp-proxy` in front of a small
 // upstream MCP server, against a real broker; approvers act over gRPC.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -13,9 +15,9 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONWebKeySet } from 'jose';
-import { ApprovalsClient, verifyCredential } from '@countersign/agent';
+import { ApprovalsClient, CountersignClient, verifyCredential } from '@countersign/agent';
 import { eventually, startTestBroker, type TestBroker } from '@countersign/broker/testing';
-import { CLI, cliIdentities, runCli, type CliIdentities } from './support/cli.js';
+import { CLI, cliIdentities, finishCli, runCli, type CliIdentities } from './support/cli.js';
 
 const UPSTREAM = fileURLToPath(new URL('./fixtures/mcp-upstream.ts', import.meta.url));
 const AGENT = 'spiffe://example.org/agent/assistant';
@@ -157,7 +159,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       await bob.decide({ requestId: pending.request_id, decision: 'deny', reason: 'not during the freeze' });
       const denied = await waiting;
       assert.equal((denied.structuredContent as { state: string }).state, 'DENIED');
-      assert.match(text(denied), /DENIED \(request req_\S+\): denied by bob \(cli\): not during the freeze\. This decision is final\. Do not perform the operation, and do not ask again with different wording/);
+      assert.match(text(denied), /DENIED \(request req_\S+\): denied by bob \(grpc\): not during the freeze\. This decision is final\. Do not perform the operation, and do not ask again with different wording/);
     });
 
     it('withdraws a request with countersign_cancel', async () => {
@@ -180,27 +182,87 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       const denied = await client.callTool({ name: 'countersign_request', arguments: { operation: 'db.drop_table', resource: 'prod-db/orders', reason: 'cleanup' } });
       assert.equal((denied.structuredContent as { state: string }).state, 'DENIED');
     });
+
+    it('refuses unknown arguments instead of dropping them, and its schemas say so (additionalProperties: false)', async () => {
+      const { tools } = await client.listTools();
+      for (const tool of tools) assert.equal(tool.inputSchema.additionalProperties, false, tool.name);
+      // "paramters": a typo that would otherwise ask for (and get) a credential for {}.
+      const typo = await client.callTool({ name: 'countersign_request', arguments: { operation: 'deploy', resource: 'staging/web', reason: 'test', paramters: { version: '1' } } });
+      assert.equal(typo.isError, true);
+      assert.match(text(typo), /unknown argument "paramters"; countersign_request takes operation, resource, parameters, reason, audience, wait_seconds/);
+      const extra = await client.callTool({ name: 'countersign_status', arguments: { request_id: 'req_abc', wait: 10 } });
+      assert.equal(extra.isError, true);
+      assert.match(text(extra), /unknown argument "wait"; countersign_status takes request_id, wait_seconds/);
+    });
+
+    it('follows and cancels only requests this MCP server made, not others of the same workload (issue 14.11)', async () => {
+      // Another process with the same SVID (a script, another agent) asks; alice approves it.
+      const sameWorkload = CountersignClient.fromEnv({}, ids.env.agent as NodeJS.ProcessEnv);
+      closers.push(() => sameWorkload.close());
+      const other = await sameWorkload.request({ operation: 'deploy', resource: 'prod/not-the-agents', reason: 'a release by hand' });
+      await alice.decide({ requestId: other.requestId, decision: 'approve' });
+      const status = await client.callTool({ name: 'countersign_status', arguments: { request_id: other.requestId } });
+      assert.equal(status.isError, true);
+      assert.match(text(status), new RegExp(`request ${other.requestId} was not made through this MCP server; it follows and cancels only its own requests`));
+      assert.doesNotMatch(JSON.stringify(status), /ey[\w-]+\.[\w-]+\.[\w-]+/, 'no credential');
+
+      const pending = await sameWorkload.request({ operation: 'deploy', resource: 'prod/not-the-agents-either', reason: 'another release by hand' });
+      const cancel = await client.callTool({ name: 'countersign_cancel', arguments: { request_id: pending.requestId } });
+      assert.equal(cancel.isError, true);
+      assert.equal((await sameWorkload.get(pending.requestId)).state, 'PENDING_APPROVAL');
+    });
   });
 
-  it('countersign mcp --http serves streamable HTTP on 127.0.0.1 and refuses foreign Host headers', async () => {
-    const server = runCli(ids.env.agent as NodeJS.ProcessEnv, ['mcp', '--http', '0']);
+  /** POSTs a JSON-RPC message the way any local process could; the status and body. */
+  const post = (url: string, body: string, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
+      const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
+        let data = '';
+        res.on('data', (d: Buffer) => (data += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data, headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('countersign mcp --http takes only callers with its bearer secret, kept as privately as the SVID key (issue 14.11)', async () => {
+    const config = join(ids.dir, 'xdg-config');
+    const server = runCli({ ...(ids.env.agent as NodeJS.ProcessEnv), XDG_CONFIG_HOME: config }, ['mcp', '--http', '0']);
     closers.push(() => void server.child.kill('SIGTERM'));
     const url = await eventually('the listening line', () => /listening on (http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(server.stderr())?.[1]);
+
+    // What user nobody did: ask through the port, with no secret or a guessed one.
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'countersign_request', arguments: { operation: 'deploy', resource: 'staging/nobody', reason: 'x' } } });
+    for (const headers of [{}, { authorization: 'Bearer guessed' }, { authorization: 'Basic bm9ib2R5Og==' }] as Record<string, string>[]) {
+      const refused = await post(url, call, headers);
+      assert.equal(refused.status, 401, JSON.stringify(headers));
+      assert.match(String(refused.headers['www-authenticate']), /^Bearer realm="countersign-mcp"/);
+      assert.doesNotMatch(refused.body, /ey[\w-]+\.[\w-]+\.[\w-]+/);
+    }
+
+    // The secret was made for this user alone, and the server says where it is (not what it is).
+    const tokenFile = join(config, 'countersign', 'mcp-http.token');
+    assert.match(server.stderr(), new RegExp(`Authorization: Bearer <the secret in ${tokenFile.replaceAll('/', '\\/')}>`));
+    assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(config, 'countersign'))).mode & 0o777, 0o700);
+    const secret = (await readFile(tokenFile, 'utf8')).trim();
+    assert.ok(!server.stderr().includes(secret), 'the secret is never printed');
+
     const client = new Client({ name: 'countersign-test-http', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${secret}` } } }));
     closers.push(() => client.close());
     const result = await client.callTool({ name: 'countersign_request', arguments: { operation: 'deploy', resource: 'staging/http', reason: 'test' } });
     assert.equal((result.structuredContent as { state: string }).state, 'APPROVED');
+    // Host and Origin are still checked, secret or not (DNS rebinding).
+    assert.equal((await post(url, '{}', { host: 'attacker.example:80', authorization: `Bearer ${secret}` })).status, 403);
+  });
 
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(url, { method: 'POST', headers: { host: 'attacker.example:80', 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-      req.end('{}');
-    });
-    assert.equal(status, 403);
+  it('countersign mcp --http refuses a secret file others can read, and keeps the one it is given', async () => {
+    const loose = join(ids.dir, 'loose.token');
+    await writeFile(loose, 'a-secret-of-at-least-32-characters-0123456789\n', { mode: 0o644 });
+    const refused = await finishCli(ids.env.agent as NodeJS.ProcessEnv, ['mcp', '--http', '0', '--token-file', loose]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /loose\.token is readable by other users \(mode 0644\); chmod 600 it \[ERR_MCP_TOKEN_FILE\]/);
   });
 
   describe('countersign mcp-proxy', () => {
@@ -270,7 +332,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       await bob.decide({ requestId: pending.id, decision: 'deny', reason: 'users is live data' });
       const result = await call;
       assert.equal(result.isError, true);
-      assert.match(text(result), /Countersign refused this call to drop_table: DENIED \(request req_\S+\): denied by bob \(cli\): users is live data\. The tool was not called\. This decision is final/);
+      assert.match(text(result), /Countersign refused this call to drop_table: DENIED \(request req_\S+\): denied by bob \(grpc\): users is live data\. The tool was not called\. This decision is final/);
       assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'users'));
       assert.match(proxyStderr(), /drop_table: denied \(request req_\S+\)/);
     });
@@ -292,6 +354,16 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       assert.ok(!calls.some((c) => c.arguments.table === 'salaries' || c.arguments.table === 'x/../reports'));
     });
 
+    // Issue 14, finding 6: what cannot be approved exactly is refused, not asked for in another form.
+    it('refuses a guarded call whose arguments the broker could not approve exactly, asking nobody', async () => {
+      const received = (await t.auditEvents()).filter((e) => e.type === 'request_received').length;
+      const result = await client.callTool({ name: 'drop_table', arguments: JSON.parse('{"table":"cache","__proto__":{"cascade":true}}') as Record<string, unknown> });
+      assert.equal(result.isError, true);
+      assert.match(text(result), /refuses this call to drop_table: its arguments cannot be approved exactly \(arguments \$\.__proto__: the member name "__proto__" is not accepted/);
+      assert.equal((await t.auditEvents()).filter((e) => e.type === 'request_received').length, received, 'no request was made');
+      assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'cache'), 'the upstream never saw it');
+    });
+
     it('withdraws the request when the client cancels a call that waits for approval', async () => {
       const abort = new AbortController();
       const call = client.callTool({ name: 'drop_table', arguments: { table: 'sessions' } }, undefined, { signal: abort.signal, timeout: 120_000 });
@@ -303,6 +375,73 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'sessions'));
     });
   });
+
+  /** The guard proxy spoken to line by line, as an MCP client would (which cannot even serialize what an attacker sends). */
+  const rawProxy = async (name: string) => {
+    const config = join(ids.dir, `guard-${name}.yaml`);
+    await writeFile(config, PROXY_CONFIG);
+    const child = spawn(process.execPath, [CLI, 'mcp-proxy', '--config', config, '--', process.execPath, '--import', 'tsx', UPSTREAM], {
+      env: { ...process.env, ...(ids.env.agent as NodeJS.ProcessEnv), MCP_UPSTREAM_LOG: join(ids.dir, `upstream-${name}.jsonl`) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    closers.push(() => void child.kill('SIGKILL'));
+    const answers: { id?: unknown; result?: { isError?: boolean; content?: { text: string }[] }; error?: { code: number; message: string } }[] = [];
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    createInterface({ input: child.stdout }).on('line', (line) => answers.push(JSON.parse(line) as (typeof answers)[number]));
+    // 'close': after its stderr is read to the end.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+    const send = (line: string) => child.stdin.write(`${line}\n`);
+    const answerTo = (id: number) =>
+      eventually(`the answer to ${id}`, () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the proxy exited (${child.exitCode ?? child.signalCode}):\n${stderr}`);
+        return answers.find((a) => a.id === id);
+      });
+    send(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+    await answerTo(0);
+    send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    const callTool = (id: number, tool: string, args: Record<string, unknown>) => send(JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args } }));
+    return { child, send, answerTo, callTool, exited, stderr: () => stderr };
+  };
+
+  // Issue 14.12: the proxy's handlers are bounded and guarded; nothing it is sent ends it.
+  it('mcp-proxy answers an unguarded call nested 20,000 deep with an error, and keeps running and guarding', async () => {
+    const proxy = await rawProxy('deep');
+    proxy.callTool(1, 'drop_table', { table: 'deep_waiting' });
+    const waiting = await pendingOn('db/deep_waiting');
+
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    proxy.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":${deep}}}}`);
+    const answer = await proxy.answerTo(2);
+    assert.equal(answer.error?.code, -32600);
+    assert.match(answer.error?.message ?? '', /nested deeper than 64 levels; the Countersign proxy did not forward it/);
+
+    // A line too long to hold is refused too, and the next one is read as usual.
+    proxy.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"${'x'.repeat(17 * 1024 * 1024)}"}}}`);
+    proxy.callTool(4, 'echo', { text: 'still here' });
+    const echoed = await proxy.answerTo(4);
+    assert.equal(echoed.result?.isError, undefined);
+    assert.match(echoed.result?.content?.[0]?.text ?? '', /still here/);
+    assert.match(proxy.stderr(), /refused a message of more than 16 MiB/);
+    assert.equal((await alice.listPending()).find((r) => r.id === waiting.id)?.id, waiting.id, 'the waiting call is still pending');
+
+    // The client goes away: the waiting request is withdrawn.
+    proxy.child.stdin.end();
+    await proxy.exited;
+    await eventually('the waiting request withdrawn', async () => !(await alice.listPending()).some((r) => r.id === waiting.id));
+  });
+
+  for (const signal of ['SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const) {
+    it(`mcp-proxy withdraws the calls waiting for approval when ${signal} ends it`, async () => {
+      const proxy = await rawProxy(`signal-${signal}`);
+      proxy.callTool(1, 'drop_table', { table: `t_${signal.toLowerCase()}` });
+      const waiting = await pendingOn(`db/t_${signal.toLowerCase()}`);
+      proxy.child.kill(signal);
+      await proxy.exited;
+      await eventually('the request withdrawn', async () => !(await alice.listPending()).some((r) => r.id === waiting.id), 10_000);
+      assert.match(proxy.stderr(), new RegExp(`cancelled request ${waiting.id}: the proxy received ${signal}`));
+    });
+  }
 
   it('mcp-proxy with max_wait answers "still pending", and the same call made again joins that request', async () => {
     const config = join(ids.dir, 'guard-max-wait.yaml');

@@ -1,9 +1,10 @@
 // `countersign run -- CMD` as a user runs it: a spawned process against a real
 // broker and Redis; approvers act with `countersign approvals` in other processes.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JSONWebKeySet } from 'jose';
 import { CountersignClient, verifyCredential } from '@countersign/agent';
@@ -28,9 +29,15 @@ rules:
 /** A CMD that records what it saw (its environment's COUNTERSIGN_* and its arguments) in a file, then exits with a given code. */
 const RECORDER = `
 const [file, code, ...args] = process.argv.slice(1);
-require('node:fs').writeFileSync(file, JSON.stringify({ token: process.env.COUNTERSIGN_TOKEN, requestId: process.env.COUNTERSIGN_REQUEST_ID, args }));
+const env = process.env;
+require('node:fs').writeFileSync(file, JSON.stringify({
+  token: env.COUNTERSIGN_TOKEN, requestId: env.COUNTERSIGN_REQUEST_ID, parametersJson: env.COUNTERSIGN_PARAMETERS_JSON,
+  key: env.COUNTERSIGN_KEY, cert: env.COUNTERSIGN_CERT, args,
+}));
 process.exit(Number(code));
 `;
+
+const sha256 = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
 
 describe('countersign run', () => {
   let t: TestBroker;
@@ -68,7 +75,7 @@ describe('countersign run', () => {
     assert.equal(approve.code, 0, approve.stderr);
 
     assert.equal(await run.code, 7, run.stderr());
-    const child = JSON.parse(await readFile(seen, 'utf8')) as { token: string; requestId: string; args: string[] };
+    const child = JSON.parse(await readFile(seen, 'utf8')) as { token: string; requestId: string; parametersJson: string; args: string[] };
     assert.equal(child.requestId, id);
     assert.deepEqual(child.args, ['--flag', 'value with spaces']);
     const { claims } = await verifyCredential(child.token, {
@@ -76,7 +83,10 @@ describe('countersign run', () => {
       audience: 'https://deploy.example.org',
       operation: 'deploy',
       resource: 'prod/web',
-      parameters: { version: '1.4.2' },
+      parameters: {
+        version: '1.4.2',
+        command: { path: process.execPath, sha256: await sha256(process.execPath), args: ['-e', RECORDER, seen, '7', '--flag', 'value with spaces'] },
+      },
       clientCertificate: ids.certs.deployer as string,
     });
     assert.equal(claims.approval?.request_id, id);
@@ -160,6 +170,101 @@ describe('countersign run', () => {
     const r = await finishCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', 'staging/web', '--', 'countersign-no-such-command']);
     assert.equal(r.code, 127);
     assert.match(r.stderr, /countersign: countersign-no-such-command: command not found/);
+  });
+
+  // Issue 14.13: what runs is bound into the request, and only the approved file runs.
+  describe('binds what runs to the approval', () => {
+    /** A directory put first on PATH holding a `deploy-tool` script that records that it ran. */
+    const toolOnPath = async (name: string, says: string) => {
+      const bin = marker(`bin-${name}`);
+      await mkdir(bin, { recursive: true });
+      const tool = join(bin, 'deploy-tool');
+      await writeFile(tool, `#!/bin/sh\nprintf '%s %s' ${JSON.stringify(says)} "$1" > ${JSON.stringify(marker(`${name}.ran`))}\n`, { mode: 0o755 });
+      return { bin, tool, ran: marker(`${name}.ran`), env: { ...env('deployer'), PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` } };
+    };
+
+    it('shows approvers the command resolved to an absolute path with its SHA-256, and the credential covers it', async () => {
+      const { tool, ran, env: withTool } = await toolOnPath('bound', 'original');
+      const run = runCli(withTool, ['run', '--operation', 'deploy', '--resource', 'prod/bound', '--param', 'version=1.4.2', '--', 'deploy-tool', '1.4.2']);
+      const id = await pendingId(run);
+      const asked = await deployer.get(id);
+      const command = { path: tool, sha256: await sha256(tool), args: ['1.4.2'] };
+      assert.deepEqual(JSON.parse(asked.request?.parametersJson ?? '{}'), { version: '1.4.2', command });
+      assert.match(run.stderr(), new RegExp(`${tool.replaceAll('/', '\\/')} 1\\.4\\.2 \\(sha256 ${command.sha256}\\) runs once approved`));
+      assert.equal((await finishCli(env('alice'), ['approvals', 'approve', id])).code, 0);
+      assert.equal(await run.code, 0, run.stderr());
+      assert.equal(await readFile(ran, 'utf8'), 'original 1.4.2');
+    });
+
+    it('does not run a command swapped on PATH while it waited (exit 126)', async () => {
+      const { bin, tool, ran, env: withTool } = await toolOnPath('swapped', 'original');
+      const run = runCli(withTool, ['run', '--operation', 'deploy', '--resource', 'prod/swapped', '--param', 'version=1.4.2', '--', 'deploy-tool', '1.4.2']);
+      const id = await pendingId(run);
+      // Another file renamed over the approved one, as an attacker with write access to the directory would.
+      await writeFile(join(bin, 'evil'), `#!/bin/sh\nprintf 'swapped %s' "$1" > ${JSON.stringify(ran)}\n`, { mode: 0o755 });
+      await rename(join(bin, 'evil'), tool);
+      assert.equal((await finishCli(env('alice'), ['approvals', 'approve', id])).code, 0);
+      assert.equal(await run.code, 126, run.stderr());
+      assert.match(run.stderr(), new RegExp(`countersign: ${tool.replaceAll('/', '\\/')} changed while waiting for approval .*; not run`));
+      assert.equal(existsSync(ran), false, 'the swapped command must not run');
+    });
+
+    it('does not run a command changed in place while it waited (exit 126)', async () => {
+      const { tool, ran, env: withTool } = await toolOnPath('edited', 'original');
+      const run = runCli(withTool, ['run', '--operation', 'deploy', '--resource', 'prod/edited', '--', 'deploy-tool', '1.4.2']);
+      const id = await pendingId(run);
+      const handle = await open(tool, 'r+');
+      await handle.write(`#!/bin/sh\nprintf 'edited' > ${JSON.stringify(ran)}\n#`, 0);
+      await handle.close();
+      assert.equal((await finishCli(env('alice'), ['approvals', 'approve', id])).code, 0);
+      assert.equal(await run.code, 126, run.stderr());
+      assert.match(run.stderr(), /changed while waiting for approval \(its SHA-256 is no longer the approved one\); not run/);
+      assert.equal(existsSync(ran), false);
+    });
+
+    it('refuses at once, before asking anyone, a command that is not found (127) or not executable (126)', async () => {
+      // qa/* expires after 2 s: a CLI that asked first would end with 4 (expired) instead.
+      const missing = await finishCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', 'qa/web', '--', './no-such-deploy.sh', '1.4.2']);
+      assert.equal(missing.code, 127, missing.stderr);
+      assert.match(missing.stderr, /^countersign: \.\/no-such-deploy\.sh: command not found; nothing was asked$/m);
+      assert.doesNotMatch(missing.stderr, /pending approval/);
+
+      const notExecutable = marker('not-executable.sh');
+      await writeFile(notExecutable, '#!/bin/sh\nexit 0\n');
+      await chmod(notExecutable, 0o644);
+      const refused = await finishCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', 'qa/web', '--', notExecutable]);
+      assert.equal(refused.code, 126, refused.stderr);
+      assert.match(refused.stderr, /not executable; nothing was asked/);
+      assert.doesNotMatch(refused.stderr, /pending approval/);
+    });
+
+    it('gives CMD neither COUNTERSIGN_KEY nor COUNTERSIGN_CERT unless --pass-identity asks for them', async () => {
+      const seen = marker('identity-env.json');
+      const r = await finishCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', 'staging/web', '--', ...recorder(seen, 0)]);
+      assert.equal(r.code, 0, r.stderr);
+      const child = JSON.parse(await readFile(seen, 'utf8')) as { token?: string; key?: string; cert?: string };
+      assert.match(child.token ?? '', /^ey/);
+      assert.deepEqual([child.key, child.cert], [undefined, undefined]);
+
+      const passed = await finishCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', 'staging/web', '--pass-identity', '--', ...recorder(seen, 0)]);
+      assert.equal(passed.code, 0, passed.stderr);
+      const again = JSON.parse(await readFile(seen, 'utf8')) as { key?: string; cert?: string };
+      assert.deepEqual([again.key, again.cert], [env('deployer').COUNTERSIGN_KEY, env('deployer').COUNTERSIGN_CERT]);
+    });
+
+    for (const [signal, code] of [['SIGQUIT', 131], ['SIGUSR2', 140]] as const) {
+      it(`withdraws the pending request when ${signal} ends it (exit ${code})`, async () => {
+        const seen = marker(`${signal}.json`);
+        const run = runCli(env('deployer'), ['run', '--operation', 'deploy', '--resource', `prod/${signal.toLowerCase()}`, '--', ...recorder(seen, 0)]);
+        const id = await pendingId(run);
+        await eventually('the waiting line', () => run.stderr().includes('runs once approved'));
+        run.child.kill(signal);
+        assert.equal(await run.code, code, run.stderr());
+        const state = await deployer.get(id);
+        assert.equal(state.state, 'CANCELLED');
+        assert.equal(existsSync(seen), false);
+      });
+    }
   });
 
   it('is a usage error (exit 2) without a command', async () => {

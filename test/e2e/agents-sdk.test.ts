@@ -216,7 +216,7 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
     await alice.decide({ requestId: asked.requestId, decision: 'deny', reason: 'not today' });
     const final = await waiting;
     assert.equal(final.state, 'DENIED');
-    assert.equal(final.message, 'denied by alice (cli): not today');
+    assert.equal(final.message, 'denied by alice (grpc): not today');
     // Once the broker's interval is known, it is honoured: no slow_down after the first good answer.
     const firstGood = codes.indexOf('', 1);
     assert.ok(!codes.slice(firstGood).includes('ERR_SLOW_DOWN'), `slowed down again: ${codes.join(',')}`);
@@ -224,7 +224,7 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
     const e = await refusal(client.collectCredential(final));
     assert.ok(e instanceof RequestNotApprovedError);
     assert.equal(e.code, 'ERR_REQUEST_DENIED');
-    assert.match(e.message, /is DENIED: denied by alice \(cli\): not today/);
+    assert.match(e.message, /is DENIED: denied by alice \(grpc\): not today/);
   });
 
   it('stops waiting on abort and, with cancelOnAbort, withdraws the request', async () => {

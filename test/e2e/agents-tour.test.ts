@@ -76,6 +76,18 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('README tour: countersign verify --redeem uses a credential once (dev mode lists the sample workload as a redeemer)', async () => {
+    const request = await finishCli(deployer, ['request', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2']);
+    assert.equal(request.code, 0, request.stderr);
+    const token = request.stdout.trim();
+    const verify = ['verify', '--token', token, '--audience', 'https://deploy.example.org', '--redeem'];
+    const first = await finishCli(deployer, verify);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const second = await finishCli(deployer, verify);
+    assert.equal(second.code, 7, second.stdout + second.stderr);
+    assert.match(second.stdout + second.stderr, /already redeemed/);
+  });
+
   it('gates a shell command: countersign run waits for alice, then runs it with the credential', async () => {
     const run = inRepo(deployer, [
       'npx', 'countersign', 'run', '--operation', 'deploy', '--resource', 'prod/web', '--param', 'version=1.4.2', '--reason', 'release 1.4.2',
@@ -85,6 +97,17 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
     assert.equal(await run.code, 0, run.stderr());
     assert.match(run.stdout(), new RegExp(`^deploying with a \\d{3,}-character credential for ${id}$`, 'm'));
     assert.match(run.stderr(), /alice approved via cli: release window \(1 of 1 approval\(s\)\)/);
+  });
+
+  it("runs the README's countersign run line as printed: the script it names exists, runs once alice approves, and checks its credential", async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const line = /^npx countersign run .*$/m.exec(readme)?.[0];
+    assert.ok(line, 'the README shows countersign run');
+    assert.doesNotMatch(line, /['"\\$]/, 'this test splits the line at spaces');
+    const run = inRepo(deployer, line.split(/\s+/));
+    const id = await approveAsAlice('prod/web', run);
+    assert.equal(await run.code, 0, run.stderr());
+    assert.match(run.stdout(), new RegExp(`^deployed web 1\\.4\\.2 \\(request ${id}, credential checked\\)$`, 'm'));
   });
 
   it('gates an MCP tool call: the guard proxy holds deploy until alice approves; the server checks the credential', async () => {

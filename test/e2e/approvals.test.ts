@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import type { ApprovalRequestView, ApproverChannel, VoteView } from '@countersign/approvers';
 import { certificateThumbprint, parametersDigest, RequestState, VoteDecision } from '@countersign/proto';
-import type { JSONWebKeySet } from 'jose';
+import { decodeJwt, type JSONWebKeySet } from 'jose';
 import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
 import { auditEvents, eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 
@@ -132,7 +132,7 @@ describe('approvals over gRPC', () => {
     })();
     const decided = await approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve', reason: 'release window' });
     assert.equal(decided.state, RequestState.REQUEST_STATE_APPROVED);
-    assert.equal(decided.resolutionMessage, 'approved by alice (cli)');
+    assert.equal(decided.resolutionMessage, 'approved by alice (grpc)');
 
     const updates = await watching;
     assert.deepEqual(
@@ -156,7 +156,7 @@ describe('approvals over gRPC', () => {
     assert.equal(claims.approval?.rule, 'prod-deploys');
     assert.deepEqual(
       claims.approval?.approvers.map((a) => [a.principal, a.channel, a.step_up]),
-      [['alice', 'cli', 'click']],
+      [['alice', 'grpc', 'click']],
     );
     assert.ok(claims.exp - claims.iat <= 300, 'the rule caps the TTL at 5m');
 
@@ -179,7 +179,7 @@ describe('approvals over gRPC', () => {
     const late = await refusal(approvers.bob!.decide({ requestId: pending.requestId, decision: 'deny' }));
     assert.equal(late.grpcStatus, status.FAILED_PRECONDITION);
     assert.equal(late.code, 'ERR_REQUEST_RESOLVED');
-    assert.match(late.message, /was already approved .*\(approved by alice \(cli\)\); it no longer accepts votes/);
+    assert.match(late.message, /was already approved .*\(approved by alice \(grpc\)\); it no longer accepts votes/);
     assert.equal((await deployer.collect(pending.requestId)).state, 'APPROVED');
   });
 
@@ -196,12 +196,12 @@ describe('approvals over gRPC', () => {
 
     const second = await approvers.carol!.decide({ requestId: pending.requestId, decision: 'approve' });
     assert.equal(second.state, RequestState.REQUEST_STATE_APPROVED);
-    assert.equal(second.resolutionMessage, 'approved by alice (cli), carol (cli)');
+    assert.equal(second.resolutionMessage, 'approved by alice (grpc), carol (grpc)');
     assert.deepEqual(
       second.votes.map((v) => [v.principal, v.decision, v.channel, v.stepUp, v.reason]),
       [
-        ['alice', VoteDecision.VOTE_DECISION_APPROVE, 'cli', 'click', 'looks fine'],
-        ['carol', VoteDecision.VOTE_DECISION_APPROVE, 'cli', 'click', ''],
+        ['alice', VoteDecision.VOTE_DECISION_APPROVE, 'grpc', 'click', 'looks fine'],
+        ['carol', VoteDecision.VOTE_DECISION_APPROVE, 'grpc', 'click', ''],
       ],
     );
     assert.ok(second.votes.every((v) => v.at instanceof Date && Math.abs(v.at.getTime() - Date.now()) < 60_000));
@@ -221,7 +221,7 @@ describe('approvals over gRPC', () => {
     const updates = await watching;
     const final = updates[updates.length - 1] as OperationResult;
     assert.equal(final.state, 'DENIED');
-    assert.equal(final.message, 'denied by bob (cli): not during the freeze');
+    assert.equal(final.message, 'denied by bob (grpc): not during the freeze');
     assert.equal(final.token, undefined);
     const e = await refusal(deployer.collect(pending.requestId));
     assert.equal(e.code, 'ERR_NOT_APPROVED');
@@ -240,6 +240,48 @@ describe('approvals over gRPC', () => {
       assert.equal((await deployer.getRequest(pending.requestId)).request?.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
       const byBob = await approvers.bob!.decide({ requestId: pending.requestId, decision: 'approve' });
       assert.equal(byBob.state, RequestState.REQUEST_STATE_APPROVED);
+    }
+  });
+
+  // Issue 14, finding 2: other spellings of alice let her approve her own request.
+  it('folds on_behalf_of to one spelling per person, so no spelling of alice lets her decide her own request', async () => {
+    const sameHuman: [string, string][] = [
+      ['Alice', 'alice'],
+      ['alice ', 'alice'],
+      [' alice', 'alice'],
+      ['ALICE', 'alice'],
+      ['\uff41\uff4c\uff49\uff43\uff45', 'alice'], // fullwidth: NFKC makes it alice
+      ['alice\u00a0', 'alice'], // trailing no-break space
+      [`Alice@${TD.toUpperCase()}`, `alice@${TD}`],
+    ];
+    for (const [spelling, canonical] of sameHuman) {
+      const pending = await pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-${canonical}-${spelling.length}-${spelling.codePointAt(0)}` } });
+      assert.equal(pending.state, 'PENDING_APPROVAL', JSON.stringify(spelling));
+      const e = await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }));
+      assert.equal(e.code, 'ERR_SELF_APPROVAL', JSON.stringify(spelling));
+      const request = (await deployer.getRequest(pending.requestId)).request;
+      assert.equal(request?.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
+      assert.equal(request?.onBehalfOf, canonical, JSON.stringify(spelling));
+      await deployer.cancel(pending.requestId);
+    }
+    // The credential names the person in the same form (act, RFC 8693).
+    const allowed = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: 'sod-act' }, onBehalfOf: ' Alice' });
+    assert.deepEqual(decodeJwt(allowed.token as string).act, { sub: 'alice' });
+    // Before the fix, the Cyrillic spelling was a different person to the broker and alice could approve it.
+    const refused = [
+      '\u0430lice', // Cyrillic а: looks like alice, is not
+      'alic\u0435@example.org', // Cyrillic е in an address
+      'alice\u200b', // zero-width space
+      'al ice',
+      'alice\u0000',
+      '   ',
+      'a'.repeat(400),
+    ];
+    for (const spelling of refused) {
+      const e = await refusal(pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-refused-${spelling.length}` } }));
+      assert.equal(e.grpcStatus, status.INVALID_ARGUMENT, JSON.stringify(spelling));
+      assert.equal(e.code, 'ERR_PRINCIPAL_NAME_INVALID', JSON.stringify(spelling));
+      assert.match(e.message, /^on_behalf_of: /);
     }
   });
 
@@ -361,7 +403,7 @@ describe('approvals over gRPC', () => {
     assert.deepEqual(sent.map((e) => [e.channel, e.event]).sort(), [['test', 'created'], ['test', 'resolved'], ['test', 'vote']]);
     const metrics = await (await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`)).text();
     assert.match(metrics, /countersign_notification_failures_total\{channel="test"\} [1-9]/);
-    assert.match(metrics, /countersign_votes_total\{decision="approve",channel="cli"\} [1-9]/);
+    assert.match(metrics, /countersign_votes_total\{decision="approve",channel="grpc"\} [1-9]/);
   });
 });
 

@@ -5,7 +5,8 @@
 // credential names the passkey step-up, and `audit verify` proves it offline.
 // Then every way to cheat that the issue names, each refused with its code.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -202,9 +203,21 @@ requests:
     assert.deepEqual(report.problems.filter((p) => p.kind === 'chain'), [], 'the rewritten chain itself is consistent');
     const found = report.problems.find((p) => p.kind === 'evidence' && p.seq === seq);
     assert.ok(found, `the forged vote at seq ${seq} is named: ${JSON.stringify(report.problems)}`);
+    assert.equal(found.code, 'ERR_AUDIT_PASSKEY_INVALID');
     assert.match(found.message, /ERR_PASSKEY_BAD_SIGNATURE/);
     // The credential built on that vote is flagged too.
-    assert.ok(report.problems.some((p) => p.kind === 'evidence' && (p.seq ?? 0) > seq && /without a verified passkey vote/.test(p.message)));
+    assert.ok(report.problems.some((p) => p.kind === 'evidence' && p.code === 'ERR_AUDIT_EVIDENCE_MISSING' && (p.seq ?? 0) > seq && /without a verified passkey vote/.test(p.message)));
+    // The auditor's command: exit 6 (the approval evidence does not hold), the forged vote named by its code and seq.
+    const dir = await mkdtemp(join(tmpdir(), 'console-forged-'));
+    await writeFile(join(dir, 'forged.jsonl'), `${forged.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    await writeFile(join(dir, 'jwks.json'), JSON.stringify(jwks));
+    const cli = spawnSync(process.execPath, [join(ROOT, 'broker/bin/countersign-broker.js'), 'audit', 'verify', '--file', join(dir, 'forged.jsonl'), '--jwks', join(dir, 'jwks.json')], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(cli.status, 6, `${cli.stdout}\n${cli.stderr}`);
+    assert.match(cli.stdout, new RegExp(`FAIL +1 passkey vote\\(s\\) that do not verify from the trail\\n +ERR_AUDIT_PASSKEY_INVALID +seq ${seq}: `));
+    await rm(dir, { recursive: true, force: true });
 
     // Moving the vote's challenge to another request is caught as well.
     const moved = structuredClone(records);

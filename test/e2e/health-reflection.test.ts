@@ -1,23 +1,44 @@
 // The standard services every gRPC operator expects: grpc.health.v1 and server
 // reflection (what grpcurl and Kubernetes probes use).
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type Client, type ClientDuplexStream, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
+import { protoRoot } from '@countersign/proto';
+import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
 
-const require = createRequire(import.meta.url);
-const reflectionProtoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto');
-const healthProto = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1/health.proto');
+// The standard protos as vendored in proto/grpc/ (what reflection serves).
+const reflectionProtoDir = protoRoot;
+const healthProto = join(protoRoot, 'grpc/health/v1/health.proto');
 
-function clientFor(t: TestBroker, protoFile: string, includeDir: string, service: string): Client {
+/** A client of `service`; `as` picks the client certificate: the broker's own trust domain (default), none, or another CA's. */
+function clientFor(t: TestBroker, protoFile: string, includeDir: string, service: string, as: 'workload' | 'no certificate' | 'stranger' = 'workload'): Client {
   const pkg = loadPackageDefinition(loadSync(protoFile, { includeDirs: [includeDir], keepCase: true, enums: String })) as GrpcObject;
   const Ctor = service.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as ServiceClientConstructor;
-  const svid = t.svid('ops/prober');
-  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
+  const svid = as === 'stranger' ? CertificateAuthority.createRoot('evil.org').issueSvid('spiffe://evil.org/prober') : t.svid('ops/prober');
+  const creds =
+    as === 'no certificate'
+      ? credentials.createSsl(Buffer.from(t.ca.pem), null, null, { checkServerIdentity: () => undefined })
+      : credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
   return new Ctor(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
+}
+
+type ReflectionClient = Client & {
+  ServerReflectionInfo(): ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: { name: string }[] } }>;
+};
+
+/** The service names server reflection lists, or the error that ended the stream. */
+function listServices(reflection: ReflectionClient): Promise<string[]> {
+  const stream = reflection.ServerReflectionInfo();
+  return new Promise<string[]>((resolve, reject) => {
+    stream.on('data', (r) => {
+      resolve((r.list_services_response?.service ?? []).map((s: { name: string }) => s.name));
+      stream.end();
+    });
+    stream.on('error', reject);
+    stream.write({ list_services: '*' });
+  });
 }
 
 describe('health and reflection', () => {
@@ -39,21 +60,36 @@ describe('health and reflection', () => {
   });
 
   it('lists the Broker and Approvals services through server reflection', async () => {
-    const reflection = clientFor(t, 'grpc/reflection/v1/reflection.proto', reflectionProtoDir, 'grpc.reflection.v1.ServerReflection') as Client & {
-      ServerReflectionInfo(): ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: { name: string }[] } }>;
-    };
-    const stream = reflection.ServerReflectionInfo();
-    const names = await new Promise<string[]>((resolve, reject) => {
-      stream.on('data', (r) => {
-        resolve((r.list_services_response?.service ?? []).map((s: { name: string }) => s.name));
-        stream.end();
-      });
-      stream.on('error', reject);
-      stream.write({ list_services: '*' });
-    });
+    const reflection = clientFor(t, 'grpc/reflection/v1/reflection.proto', reflectionProtoDir, 'grpc.reflection.v1.ServerReflection') as ReflectionClient;
+    const names = await listServices(reflection);
     reflection.close();
     assert.ok(names.includes('countersign.v1.Broker'), names.join(','));
     assert.ok(names.includes('countersign.v1.Approvals'), names.join(','));
+  });
+
+  // Issue 14, finding 10: reflection listed every service to a caller without a client certificate.
+  for (const as of ['no certificate', 'stranger'] as const) {
+    for (const version of ['v1', 'v1alpha']) {
+      it(`refuses server reflection (${version}) to a caller with ${as === 'stranger' ? "another trust domain's certificate" : 'no client certificate'}`, async () => {
+        const reflection = clientFor(t, `grpc/reflection/${version}/reflection.proto`, reflectionProtoDir, `grpc.reflection.${version}.ServerReflection`, as) as ReflectionClient;
+        const e = (await listServices(reflection).then(
+          (names) => assert.fail(`reflection answered: ${names.join(',')}`),
+          (err: unknown) => err,
+        )) as ServiceError;
+        reflection.close();
+        assert.equal(e.code, status.UNAUTHENTICATED, e.details);
+        assert.match(String(e.metadata?.get('countersign-error-code')[0]), /^ERR_/);
+      });
+    }
+  }
+
+  it('answers health checks without a client certificate (Kubernetes probes)', async () => {
+    const health = clientFor(t, healthProto, dirname(healthProto), 'grpc.health.v1.Health', 'no certificate') as Client & {
+      check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void;
+    };
+    const res = await new Promise<{ status: string }>((resolve, reject) => health.check({ service: '' }, (e, r) => (e ? reject(e) : resolve(r))));
+    health.close();
+    assert.equal(res.status, 'SERVING');
   });
 });
 
@@ -89,7 +125,7 @@ describe('plaintext health port for kubelet gRPC probes', () => {
 
 describe('metrics', () => {
   it('serves Prometheus metrics that count decisions by rule', async () => {
-    const t = await startTestBroker();
+    const t = await startTestBroker({ redeemers: [{ audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/ci/deployer'] }] });
     try {
       const { CountersignClient } = await import('@countersign/agent');
       const svid = t.svid('ci/deployer');
@@ -112,7 +148,7 @@ describe('metrics', () => {
       assert.match(text, /countersign_credential_redemptions_total\{outcome="refused"\} 1/);
       assert.match(text, /countersign_queue_jobs\{queue="expiry",state="waiting"\} \d+/);
       assert.match(text, /countersign_signing_key_age_seconds\{kid="[^"]+"\} \d/);
-      assert.match(text, /countersign_process_resident_memory_bytes \d/);
+      assert.match(text, /^process_resident_memory_bytes \d/m);
     } finally {
       await t.close();
     }

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { RequestState, certificateThumbprint } from '@countersign/proto';
 import { verifyCredential } from '@countersign/agent';
-import { CertificateAuthority, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import { CertificateAuthority, nameConstraints, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 import type { JSONWebKeySet } from 'jose';
 import { auditEvents, errorCode, rawCall, rejection } from './support/identity.js';
 
@@ -81,6 +81,11 @@ describe('x-forwarded-client-cert from a configured proxy', () => {
     ['a URI that is not the certificate\'s', () => ({ 'x-forwarded-client-cert': xfcc(t.svid('ci/deployer')).replace(/URI=.*$/, 'URI=spiffe://example.org/admin') }), 'ERR_XFCC_INCONSISTENT'],
     ['no certificate', () => ({ 'x-forwarded-client-cert': `By=${PROXY_ID};URI=spiffe://example.org/ci/deployer` }), 'ERR_XFCC_NO_CERTIFICATE'],
     ['an unterminated quote', () => ({ 'x-forwarded-client-cert': 'Cert="abc' }), 'ERR_XFCC_MALFORMED'],
+    [
+      'a forwarded chain whose intermediate may only issue for other.org (name constraints)',
+      () => ({ 'x-forwarded-client-cert': xfcc(t.ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] }).issueSvid('spiffe://example.org/ci/deployer')) }),
+      'ERR_SVID_NAME_NOT_PERMITTED',
+    ],
     ['a forwarded certificate without a SPIFFE ID', () => ({ 'x-forwarded-client-cert': xfcc(t.svid('ci/deployer', { uris: [], dns: ['deployer'] })).replace(/;URI=.*$/, '') }), 'ERR_SVID_NO_URI_SAN'],
   ];
   for (const [name, headers, code] of refusals) {
@@ -88,6 +93,8 @@ describe('x-forwarded-client-cert from a configured proxy', () => {
       const e = await rejection(call(proxy, headers()));
       assert.equal(e.code, status.UNAUTHENTICATED);
       assert.equal(errorCode(e), code, e.details);
+      // Refusals are audited as summaries per code, source and proxy; write this interval's now.
+      await t.broker.flushRefusals();
       const audited = (await auditEvents(t)).filter((ev) => ev.type === 'identity_refused' && ev.code === code && ev.proxy === PROXY_ID);
       assert.ok(audited.length > 0);
     });

@@ -97,7 +97,7 @@ describe('policy hot reload', () => {
     assert.equal(await reloadFailures(), failuresBefore + 1);
     const logged = logLines.find((l) => l.msg !== undefined && String(l.msg).includes('policy reload rejected'));
     assert.ok(logged, 'the rejection is logged');
-    assert.match(String(logged.msg), /policy\.yaml:4:15: rules\[0\]\.decision: expected one of allow, deny, approve, break_glass, got "alow" \(did you mean "allow"\?\)/);
+    assert.match(String(logged.msg), /policy\.yaml:4:15: rule broken: decision: expected one of allow, deny, approve, break_glass, got "alow" \(did you mean "allow"\?\)/);
     assert.equal(logged.level, 50);
 
     // Polling the same bad file again neither recounts nor relogs it.

@@ -35,7 +35,7 @@ describe('redeem once, audit verify, tamper detection', () => {
   let jwks: JSONWebKeySet;
 
   before(async () => {
-    t = await startTestBroker();
+    t = await startTestBroker({ redeemers: [{ audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/svc/deploy-api'] }] });
     const deployer = t.svid('ci/deployer');
     const api = t.svid('svc/deploy-api');
     workload = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
@@ -60,10 +60,11 @@ describe('redeem once, audit verify, tamper detection', () => {
       assert.match(e.message, new RegExp(`already redeemed at ${first.redeemedAt!.toISOString().replace(/[.]/g, '\\.')} by spiffe://example\\.org/svc/deploy-api`));
       return true;
     });
+    // The requester is no redeemer of its own credential (credentials.redeemers): refused before anything else.
     await assert.rejects(workload.redeemCredential(token), (e: unknown) => {
       assert.ok(e instanceof CountersignClientError);
-      assert.equal(e.grpcStatus, status.FAILED_PRECONDITION);
-      assert.equal(e.code, 'ERR_CREDENTIAL_ALREADY_REDEEMED');
+      assert.equal(e.grpcStatus, status.PERMISSION_DENIED);
+      assert.equal(e.code, 'ERR_REDEEMER_NOT_ALLOWED');
       return true;
     });
 
@@ -75,7 +76,7 @@ describe('redeem once, audit verify, tamper detection', () => {
       [
         ['redeemed', 'spiffe://example.org/svc/deploy-api'],
         ['refused', 'spiffe://example.org/svc/deploy-api'],
-        ['refused', 'spiffe://example.org/ci/deployer'],
+        ['forbidden', 'spiffe://example.org/ci/deployer'],
       ],
     );
   });

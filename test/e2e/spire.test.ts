@@ -141,7 +141,7 @@ rules:
     assert.ok(bundle.x509Authorities.length >= 1);
     assert.ok(notes.ignored.some((n) => /use "jwt-svid"/.test(n)), 'the JWT-SVID key SPIRE publishes is skipped');
     const svid = t.broker.identity.svid;
-    assert.equal(verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now(), role: 'server' }).spiffeId, BROKER_ID);
+    assert.equal((await verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now(), role: 'server' })).spiffeId, BROKER_ID);
   });
 
   it('a workload with an SVID from the Workload API gets a credential', async () => {

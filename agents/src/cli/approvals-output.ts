@@ -18,10 +18,19 @@ export function timeLeft(until: Date | undefined, now = Date.now()): string {
 
 const deciders = (r: Request | undefined): string => (r ? [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ') : '');
 
+/**
+ * Who can approve, as the broker said when it answered "pending": it knows who the requester's
+ * own people are (never their approvers). A request only read back (watch) lists every approver.
+ */
+export function whoCanApprove(result: OperationResult): string {
+  const fromBroker = / approval\(s\) from (.+)$/.exec(result.message)?.[1];
+  return fromBroker ?? deciders(result.request);
+}
+
 export function printPending(result: OperationResult, print: Print): void {
   const r = result.request;
   const approvals = r ? r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length : 0;
-  const needs = r ? `${approvals} of ${r.approvalsRequired} approval(s) from ${deciders(r)}` : result.message;
+  const needs = r ? `${approvals} of ${r.approvalsRequired} approval(s) from ${whoCanApprove(result)}` : result.message;
   print(`pending approval: request ${result.requestId} (rule ${result.rule}); ${needs}`);
   if (result.expiresAt) print(`expires at ${result.expiresAt.toISOString()} (in ${timeLeft(result.expiresAt)})`);
   print(

@@ -1,15 +1,17 @@
 // Waiting for a pending request from the CLI (request --wait, watch, run), with
 // progress on stderr, and what Ctrl-C does: leave the request pending (request,
 // watch) or withdraw it (run).
+import { constants } from 'node:os';
 import type { CountersignClient, OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { liveProgress, WaitProgress } from './progress.js';
 
-export const INTERRUPT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** Every signal that would end the CLI (SIGUSR1 is left to Node: it starts the inspector). */
+export const INTERRUPT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const;
 export type InterruptSignal = (typeof INTERRUPT_SIGNALS)[number];
 
 /** 128 + the signal's number: what a shell reports for a process a signal ended. */
-export const SIGNAL_EXIT: Record<InterruptSignal, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+export const SIGNAL_EXIT = Object.fromEntries(INTERRUPT_SIGNALS.map((signal) => [signal, 128 + constants.signals[signal]])) as Record<InterruptSignal, number>;
 
 export type FollowOutcome = { ended: OperationResult } | { interrupted: InterruptSignal; cancelled: boolean; error?: CountersignClientError };
 

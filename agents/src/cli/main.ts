@@ -5,15 +5,17 @@ import { ApprovalsClient } from '../sdk/approvals.js';
 import { CountersignClient, type OperationInput, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { decisionSummary, printPendingList, promptLine } from './approvals-output.js';
-import { followRequest } from './follow.js';
+import { followRequest, INTERRUPT_SIGNALS } from './follow.js';
 import { OUTPUT_MODES, printResult, type OutputMode } from './output.js';
 import { runGated } from './run.js';
+import { defaultSecretFile, loadBearerSecret } from '../mcp/bearer-secret.js';
 import { serveHttp, serveStdio } from '../mcp/serve.js';
 import { MAX_WAIT_SECONDS } from '../mcp/tools.js';
 import { loadProxyConfig } from '../mcp/proxy-config.js';
 import { McpGuardProxy } from '../mcp/proxy.js';
-import { parseParams } from './params.js';
+import { parametersJsonFromFlags } from './params.js';
 import { verifyCommand } from './verify.js';
+import { packageVersion, retryReporter } from './retry-report.js';
 
 /** Exit codes: stable, documented in --help, used by scripts and CI. */
 export const EXIT = { approved: 0, error: 1, usage: 2, denied: 3, expired: 4, cancelled: 5, pending: 6 } as const;
@@ -29,9 +31,10 @@ Exit codes (request, watch, run; see verify --help for verify's):
   6  pending approval (the request id is printed; --wait or \`countersign watch ID\` waits)
   run only:
   N    CMD's own exit code once it ran (128+n when a signal n ended it)
-  126  CMD is not executable
-  127  CMD was not found
-  129, 130, 143  interrupted (SIGHUP, SIGINT/Ctrl-C, SIGTERM) while waiting; the request was cancelled
+  126  CMD is not executable or readable (nothing was asked), or it changed while waiting (not run)
+  127  CMD was not found (nothing was asked)
+  129, 130, 131, 140, 143  interrupted (SIGHUP, SIGINT/Ctrl-C, SIGQUIT, SIGUSR2, SIGTERM) while waiting;
+       the request was cancelled (request --wait and watch leave it pending and exit 6)
 
 Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
 Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
@@ -76,7 +79,7 @@ const withIdentityOptions = (cmd: Command): Command =>
 const clientFrom = (o: IdentityFlags) =>
   CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
 const approvalsFrom = (o: IdentityFlags) =>
-  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId });
+  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
 
 const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
 
@@ -123,7 +126,7 @@ const withOperationOptions = (cmd: Command): Command =>
     .requiredOption('--operation <op>', 'what is to be done, e.g. deploy')
     .requiredOption('--resource <res>', 'what it is done to, e.g. prod/payments')
     .option('--param <k=v>', 'a parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--parameters-json <json>', 'all parameters as one JSON object')
+    .option('--parameters-json <json>', 'all parameters as one JSON object, sent exactly as given (the broker\'s strict rules apply: no duplicate keys, numbers within 2^53, ...)')
     .option('--reason <text>', 'why, shown to approvers')
     .option('--audience <aud>', 'who will accept the credential')
     .option('--on-behalf-of <principal>', 'the human this workload acts for')
@@ -134,7 +137,7 @@ const withOperationOptions = (cmd: Command): Command =>
 const operationInput = (o: OperationFlags): OperationInput => ({
   operation: o.operation,
   resource: o.resource,
-  parameters: parseParams(o.param, o.parametersJson),
+  parametersJson: parametersJsonFromFlags(o.param, o.parametersJson),
   reason: o.reason,
   audience: o.audience,
   onBehalfOf: o.onBehalfOf,
@@ -147,6 +150,7 @@ const outputOption = () =>
   new Option('--output <mode>', 'token: the credential (or pending request id); json: one object; env: export lines for eval').choices(OUTPUT_MODES).default('token');
 
 const program = new Command('countersign')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('Ask the Countersign broker for approval-gated, operation-bound credentials.')
   .enablePositionalOptions()
   .showHelpAfterError()
@@ -163,7 +167,7 @@ withIdentityOptions(
   const client = await clientFrom(o);
   try {
     const result = await client.request(input, {
-      retry: { onRetry: (e, attempt, delay) => err(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
+      retry: { onRetry: retryReporter(process.stderr.isTTY === true) },
     });
     const final = o.wait && result.state === 'PENDING_APPROVAL' ? await waitForEnd(client, result.requestId, result) : result;
     printResult(final, o.output, out, err);
@@ -177,16 +181,20 @@ withIdentityOptions(
   withOperationOptions(
     program
       .command('run')
-      .description('ask permission, wait for approval, then run CMD with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID)')
+      .description(
+        'ask permission for CMD (its absolute path, SHA-256 and arguments go into the parameters as "command"), wait for approval, ' +
+          'then run exactly that file with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID, COUNTERSIGN_PARAMETERS_JSON)',
+      )
       .argument('<command...>', 'the command to run once approved, after --')
+      .option('--pass-identity', 'let CMD inherit COUNTERSIGN_CERT and COUNTERSIGN_KEY (by default they are removed from its environment)')
       .passThroughOptions(),
   ),
-).action(async (command: string[], o: IdentityFlags & OperationFlags) => {
+).action(async (command: string[], o: IdentityFlags & OperationFlags & { passIdentity?: boolean }) => {
   const input = operationInput(o);
   const client = await clientFrom(o);
   let code: number;
   try {
-    code = await runGated({ client, input, command, exitCodeFor });
+    code = await runGated({ client, input, command, exitCodeFor, passIdentity: o.passIdentity });
   } finally {
     client.close();
   }
@@ -221,15 +229,17 @@ withIdentityOptions(
   program
     .command('mcp')
     .description('serve the Countersign MCP tools (countersign_request, countersign_status, countersign_cancel) to an AI agent, over stdio or HTTP')
-    .option('--http <port>', 'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port)', port)
+    .option('--http <port>', 'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port); callers must send Authorization: Bearer <secret>', port)
     .option('--host <address>', 'with --http: the address to listen on', '127.0.0.1')
+    .option('--token-file <file>', 'with --http: the file holding the bearer secret, 0600; created with a random secret when missing (default: $XDG_CONFIG_HOME/countersign/mcp-http.token)')
     .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request (the model cannot change it)')
     .option('--audience <aud>', 'default audience of the credentials')
     .option('--wait-seconds <s>', `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`, seconds(MAX_WAIT_SECONDS), 50),
-).action(async (o: IdentityFlags & { http?: number; host: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
-  const client = await clientFrom(o);
+).action(async (o: IdentityFlags & { http?: number; host: string; tokenFile?: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
+  if (o.http === undefined && o.tokenFile !== undefined) throw new CountersignClientError('ERR_USAGE', '--token-file goes with --http (over stdio, the client that starts the server is the only caller)');
   const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
   if (o.http === undefined) {
+    const client = await clientFrom(o);
     try {
       await serveStdio(client, options);
     } finally {
@@ -237,8 +247,14 @@ withIdentityOptions(
     }
     return;
   }
-  const serving = await serveHttp(client, { ...options, port: o.http, host: o.host });
-  err(`countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it)`);
+  const secretFile = o.tokenFile ?? defaultSecretFile();
+  const secret = await loadBearerSecret(secretFile);
+  const client = await clientFrom(o);
+  const serving = await serveHttp(client, { ...options, port: o.http, host: o.host, bearerSecret: secret.secret });
+  err(
+    `countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it); ` +
+      `clients send Authorization: Bearer <the secret in ${secretFile}>${secret.created ? ' (a new random secret, made now)' : ''}`,
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -261,7 +277,14 @@ withIdentityOptions(
   const client = await clientFrom(o);
   const [file, ...args] = command as [string, ...string[]];
   const proxy = new McpGuardProxy(client, config, { upstream: { command: file, args }, onBehalfOf: o.onBehalfOf });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void proxy.stop(signal));
+  // Whatever ends the proxy withdraws the calls still waiting for approval first.
+  for (const signal of INTERRUPT_SIGNALS) process.once(signal, () => void proxy.stop(signal));
+  const crashed = (e: unknown) => {
+    err(`countersign mcp-proxy: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    void proxy.shutdown('the proxy failed').finally(() => process.exit(EXIT.error));
+  };
+  process.once('uncaughtException', crashed);
+  process.once('unhandledRejection', crashed);
   const code = await proxy.done;
   client.close();
   process.exit(code);

@@ -5,7 +5,7 @@
 import { VoteDecision } from '@countersign/proto';
 import type { OperationResult } from '../sdk/client.js';
 import type { CountersignClientError } from '../sdk/errors.js';
-import { printPending, timeLeft, voteLine } from './approvals-output.js';
+import { printPending, timeLeft, voteLine, whoCanApprove } from './approvals-output.js';
 
 export interface ProgressTarget {
   write(text: string): unknown;
@@ -30,6 +30,8 @@ const CLEAR_LINE = '\r\x1b[2K';
 export class WaitProgress {
   private timer: NodeJS.Timeout | undefined;
   private latest: OperationResult | undefined;
+  /** Who can approve, as the broker said at first (later reads of the request list every approver). */
+  private who: string | undefined;
   private votesSeen = 0;
   private lineShown = false;
   private readonly now: () => number;
@@ -57,7 +59,7 @@ export class WaitProgress {
     const r = result.request;
     if (r === undefined) return result.message;
     const approvals = r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length;
-    const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
+    const who = this.who ?? whoCanApprove(result);
     return `${approvals} of ${r.approvalsRequired} approval(s) from ${who}; ${timeLeft(result.expiresAt ?? r.expiresAt, this.now())} left`;
   }
 
@@ -70,6 +72,7 @@ export class WaitProgress {
   /** The request is pending: say so, what approvers run, and start the live line or the reminders. */
   start(result: OperationResult, hint: string): void {
     this.latest = result;
+    this.who = whoCanApprove(result);
     this.votesSeen = result.request?.votes.length ?? 0;
     printPending(result, (l) => this.line(l));
     this.line(hint);

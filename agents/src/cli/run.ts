@@ -1,14 +1,18 @@
-// `countersign run ... -- CMD ARGS`: ask, wait, and only when approved run CMD
-// with the credential in COUNTERSIGN_TOKEN; CMD's exit code (or the signal that
-// ended it) becomes ours, and signals sent to us reach it.
+// `countersign run ... -- CMD ARGS`: resolve CMD (refusing at once what cannot
+// run), ask with CMD bound into the request, wait, and only when approved, and
+// only when CMD is still the file that was approved, run it with the credential
+// in COUNTERSIGN_TOKEN; CMD's exit code (or the signal that ended it) becomes
+// ours, and signals sent to us reach it.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { CountersignClient, OperationInput, OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
+import { ENV } from '../sdk/identity.js';
+import { bindCommand, checkUnchanged, CommandError, COMMAND_EXIT, executable, parametersJsonOf, withCommandParameter, type BoundCommand } from './bound-command.js';
 import { followRequest, INTERRUPT_SIGNALS, SIGNAL_EXIT, type InterruptSignal } from './follow.js';
 import { outcomeLine } from './output.js';
 
-export const RUN_EXIT = { commandNotExecutable: 126, commandNotFound: 127 } as const;
+export const RUN_EXIT = COMMAND_EXIT;
 
 /** Signals passed on to CMD. SIGINT and SIGQUIT typed at a terminal reach CMD by themselves (same process group). */
 const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR2'];
@@ -27,12 +31,31 @@ export interface RunContext {
   command: string[];
   /** The exit code for an end state other than APPROVED. */
   exitCodeFor(result: OperationResult): number;
+  /** Let CMD inherit COUNTERSIGN_CERT and COUNTERSIGN_KEY (removed from its environment by default). */
+  passIdentity?: boolean | undefined;
 }
 
 /** Returns the exit code (or ends the process by CMD's signal). */
 export async function runGated(ctx: RunContext): Promise<number> {
-  const { client, command } = ctx;
-  const commandText = describeCommand(command);
+  let bound: BoundCommand;
+  try {
+    bound = await bindCommand(ctx.command);
+  } catch (e) {
+    if (!(e instanceof CommandError)) throw e;
+    say(`${e.message}; nothing was asked`);
+    return e.exitCode;
+  }
+  try {
+    return await askThenRun(ctx, bound);
+  } finally {
+    await bound.handle.close();
+  }
+}
+
+async function askThenRun(ctx: RunContext, bound: BoundCommand): Promise<number> {
+  const { client } = ctx;
+  const input = withCommandParameter(ctx.input, bound.binding);
+  const commandText = `${describeCommand([bound.binding.path, ...bound.binding.args])} (sha256 ${bound.binding.sha256})`;
 
   // An interrupt while asking: let the call finish (so we learn the request id), then withdraw it.
   let interruptedEarly: InterruptSignal | undefined;
@@ -46,7 +69,7 @@ export async function runGated(ctx: RunContext): Promise<number> {
   });
   let result: OperationResult;
   try {
-    result = await ctx.client.request(ctx.input, {
+    result = await client.request(input, {
       retry: { onRetry: (e, attempt, delay) => say(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
     });
   } finally {
@@ -82,16 +105,29 @@ export async function runGated(ctx: RunContext): Promise<number> {
     say(`${outcomeLine(result)}; ${commandText} was not run`);
     return ctx.exitCodeFor(result);
   }
+  try {
+    await checkUnchanged(bound);
+  } catch (e) {
+    if (!(e instanceof CommandError)) throw e;
+    say(e.message);
+    return e.exitCode;
+  }
   say(
     `approved (request ${result.requestId}${result.rule ? `, rule ${result.rule}` : ''}); running ${commandText}` +
       (result.credentialExpiresAt ? ` (credential expires at ${result.credentialExpiresAt.toISOString()})` : ''),
   );
-  return runChild(command, { COUNTERSIGN_TOKEN: result.token, COUNTERSIGN_REQUEST_ID: result.requestId });
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (ctx.passIdentity !== true) {
+    delete env[ENV.cert];
+    delete env[ENV.key];
+  }
+  Object.assign(env, { COUNTERSIGN_TOKEN: result.token, COUNTERSIGN_REQUEST_ID: result.requestId, COUNTERSIGN_PARAMETERS_JSON: parametersJsonOf(input) });
+  return runChild(bound, env);
 }
 
-async function runChild(command: string[], extraEnv: Record<string, string>): Promise<number> {
-  const [file, ...args] = command as [string, ...string[]];
-  const child = spawn(file, args, { stdio: 'inherit', env: { ...process.env, ...extraEnv } });
+async function runChild(bound: BoundCommand, env: NodeJS.ProcessEnv): Promise<number> {
+  const file = bound.binding.path;
+  const child = spawn(executable(bound), bound.binding.args, { stdio: 'inherit', env, argv0: bound.argv0 });
   const fromTerminal = process.stdin.isTTY === true;
   const forwarders = FORWARDED.map((signal) => {
     const handler = () => {
@@ -110,11 +146,11 @@ async function runChild(command: string[], extraEnv: Record<string, string>): Pr
   if ('error' in ended) {
     if (ended.error.code === 'ENOENT') {
       say(`${file}: command not found`);
-      return RUN_EXIT.commandNotFound;
+      return RUN_EXIT.notFound;
     }
     if (ended.error.code === 'EACCES') {
       say(`${file}: permission denied (not executable)`);
-      return RUN_EXIT.commandNotExecutable;
+      return RUN_EXIT.notExecutable;
     }
     throw new CountersignClientError('ERR_COMMAND', `could not run ${file}: ${ended.error.message}`);
   }

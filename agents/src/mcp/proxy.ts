@@ -5,11 +5,11 @@
 // credential; denied, expired or failed ones are answered with a refusal the
 // upstream never sees. Every other message passes through as it came.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { parametersDigest, VoteDecision, type JsonObject } from '@countersign/proto';
+import { checkParametersValue, ParametersError, parametersDigest, VoteDecision, type JsonObject } from '@countersign/proto';
 import { END_STATES, type CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
+import { MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, nestedDeeperThan, readLines } from './json-lines.js';
 import { REQUEST_ID_META_KEY, type GuardedTool, type ProxyConfig } from './proxy-config.js';
 import { TemplateError } from './template.js';
 
@@ -32,6 +32,22 @@ export interface ProxyOptions {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+const MIB = 1024 * 1024;
+/** Upstream answers (tool results, resources) may be larger than what the client sends; still not without end. */
+const UPSTREAM_MAX_MESSAGE_BYTES = 64 * MIB;
+
+/** The id of a message, for an error answer (null when it has none to answer to). */
+const idIn = (message: unknown): JsonRpcId | null =>
+  isObject(message) && (typeof message.id === 'string' || typeof message.id === 'number') ? message.id : null;
+
+function idOf(line: string): JsonRpcId | null {
+  try {
+    return idIn(JSON.parse(line));
+  } catch {
+    return null;
+  }
+}
 
 /** What the agent is told when a call does not reach the upstream. */
 function refusalText(tool: string, result: OperationResult): string {
@@ -61,6 +77,7 @@ export class McpGuardProxy {
   /** Calls answered "still pending" (max_wait): the same tool and arguments called again join that request. */
   private readonly joinable = new Map<string, string>();
   private closing = false;
+  private closed: Promise<void> | undefined;
   /** Resolves with the exit code the proxy should end with. */
   readonly done: Promise<number>;
 
@@ -86,10 +103,30 @@ export class McpGuardProxy {
       });
     });
     this.upstream.stdin?.on('error', () => undefined); // an upstream that exits early; 'exit' reports it
-    createInterface({ input: this.upstream.stdout as Readable, crlfDelay: Infinity }).on('line', (line) => this.agentOut.write(`${line}\n`));
-    const agent = createInterface({ input: options.agentIn ?? process.stdin, crlfDelay: Infinity });
-    agent.on('line', (line) => this.fromAgent(line));
-    agent.on('close', () => void this.shutdown('the MCP client closed the connection'));
+    this.agentOut.on('error', (e: Error) => void this.shutdown(`cannot write to the MCP client (${e.message})`));
+    readLines(this.upstream.stdout as Readable, UPSTREAM_MAX_MESSAGE_BYTES, {
+      line: (line) => this.agentOut.write(`${line}\n`),
+      tooLong: (bytes) => this.log(`dropped a message of ${bytes} bytes from the upstream (more than ${UPSTREAM_MAX_MESSAGE_BYTES / MIB} MiB)`),
+      end: () => undefined, // the upstream's 'exit' ends the proxy
+    });
+    readLines(options.agentIn ?? process.stdin, MAX_MESSAGE_BYTES, {
+      line: (line) => this.fromAgentGuarded(line),
+      tooLong: (bytes) => {
+        this.log(`refused a message of more than ${MAX_MESSAGE_BYTES / MIB} MiB (${bytes} bytes) from the MCP client`);
+        this.toAgent({ jsonrpc: '2.0', id: null, error: { code: -32600, message: `Invalid Request: a message of more than ${MAX_MESSAGE_BYTES / MIB} MiB; the Countersign proxy did not forward it` } });
+      },
+      end: () => void this.shutdown('the MCP client closed the connection'),
+    });
+  }
+
+  /** Whatever a message holds, handling it never ends the proxy: an unexpected error answers it (when it has an id) and forwards nothing. */
+  private fromAgentGuarded(line: string): void {
+    try {
+      this.fromAgent(line);
+    } catch (e) {
+      this.log(`could not handle a message from the MCP client: ${(e as Error).message}`);
+      this.toAgent({ jsonrpc: '2.0', id: idOf(line), error: { code: -32603, message: `Internal error: the Countersign proxy could not handle this message (${(e as Error).message}); it was not forwarded` } });
+    }
   }
 
   private toAgent(message: unknown): void {
@@ -109,6 +146,12 @@ export class McpGuardProxy {
     } catch {
       // What we cannot read we cannot check: the upstream never gets it.
       this.toAgent({ jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error: the Countersign proxy could not read this message as JSON' } });
+      return;
+    }
+    if (nestedDeeperThan(parsed, MAX_MESSAGE_DEPTH)) {
+      const id = idIn(parsed);
+      this.log(`refused a message nested deeper than ${MAX_MESSAGE_DEPTH} levels${id === null ? '' : ` (id ${JSON.stringify(id)})`}`);
+      this.toAgent({ jsonrpc: '2.0', id, error: { code: -32600, message: `Invalid Request: nested deeper than ${MAX_MESSAGE_DEPTH} levels; the Countersign proxy did not forward it` } });
       return;
     }
     const messages = Array.isArray(parsed) ? parsed : [parsed];
@@ -167,6 +210,15 @@ export class McpGuardProxy {
     const args = params.arguments === undefined ? {} : params.arguments;
     if (!isObject(args)) {
       this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments must be a JSON object.`);
+      return;
+    }
+    // The broker's strict rules, before anything: what cannot be approved exactly is not asked for (nor forwarded).
+    try {
+      checkParametersValue(args);
+    } catch (e) {
+      if (!(e instanceof ParametersError)) throw e;
+      this.log(`refused ${tool}: arguments ${e.message}`);
+      this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments cannot be approved exactly (arguments ${e.message}). The tool was not called.`);
       return;
     }
     let operation: string;
@@ -294,9 +346,18 @@ export class McpGuardProxy {
     };
   }
 
-  /** Withdraws what still waits, closes the upstream's stdin, and waits for it to exit (SIGTERM after 5 s). */
-  async shutdown(why: string): Promise<void> {
-    if (this.closing) return;
+  /**
+   * Withdraws what still waits, closes the upstream's stdin, and waits for it to
+   * exit (SIGTERM after 5 s). Every caller waits for the first shutdown to finish,
+   * so nothing (the upstream's exit included) ends the process before the
+   * withdrawals are done.
+   */
+  shutdown(why: string): Promise<void> {
+    this.closed ??= this.close(why);
+    return this.closed;
+  }
+
+  private async close(why: string): Promise<void> {
     this.closing = true;
     for (const abort of this.waiting.values()) abort.abort(new Error(why));
     await Promise.allSettled([...this.inFlight]);

@@ -1,11 +1,13 @@
 // Serving the Countersign MCP server: over stdio (the client starts
-// `countersign mcp`), or over streamable HTTP on a local port.
+// `countersign mcp`), or over streamable HTTP on a local port, to callers that
+// show its bearer secret.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { CountersignClient } from '../sdk/client.js';
-import { createCountersignMcpServer, type CountersignMcpOptions } from './tools.js';
+import { bearerMatches } from './bearer-secret.js';
+import { createCountersignMcpServer, OwnRequests, type CountersignMcpOptions } from './tools.js';
 
 /** Serves on this process's stdin/stdout until stdin closes. */
 export async function serveStdio(client: CountersignClient, options: CountersignMcpOptions): Promise<void> {
@@ -28,16 +30,27 @@ export interface HttpServing {
 
 const LOCAL_NAMES = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
-function refuse(res: ServerResponse, status: number, message: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+function refuse(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+}
+
+export interface HttpOptions extends CountersignMcpOptions {
+  port: number;
+  host: string;
+  /** What callers must send as `Authorization: Bearer <secret>` (see bearer-secret.ts). */
+  bearerSecret: string;
 }
 
 /**
  * Streamable HTTP at http://HOST:PORT/mcp, stateless: each POST gets its own
- * server instance. Host and Origin headers must name this machine (or --host),
- * so a web page cannot reach it through DNS rebinding.
+ * server instance (sharing which requests this server made). Host and Origin
+ * headers must name this machine (or --host), so a web page cannot reach it
+ * through DNS rebinding, and every call must carry the bearer secret, so
+ * another local user cannot act as this workload.
  */
-export async function serveHttp(client: CountersignClient, options: CountersignMcpOptions & { port: number; host: string }): Promise<HttpServing> {
+export async function serveHttp(client: CountersignClient, options: HttpOptions): Promise<HttpServing> {
+  if (options.bearerSecret.length === 0) throw new Error('serveHttp needs a bearer secret');
+  const shared: CountersignMcpOptions = { ...options, ownRequests: options.ownRequests ?? new OwnRequests() };
   const allowed = new Set([...LOCAL_NAMES, options.host]);
   const hostnameOf = (value: string) => {
     try {
@@ -53,8 +66,13 @@ export async function serveHttp(client: CountersignClient, options: CountersignM
     if (host === undefined || !allowed.has(host)) return refuse(res, 403, `Host ${JSON.stringify(req.headers.host ?? '')} is not allowed`);
     const origin = req.headers.origin;
     if (origin !== undefined && !allowed.has(hostnameOf(origin) ?? '')) return refuse(res, 403, `Origin ${JSON.stringify(origin)} is not allowed`);
+    if (!bearerMatches(req.headers.authorization, options.bearerSecret)) {
+      return refuse(res, 401, 'send this server\'s bearer secret: Authorization: Bearer <the secret in the file its start-up line names>', {
+        'www-authenticate': 'Bearer realm="countersign-mcp"',
+      });
+    }
     if (req.method !== 'POST') return refuse(res, 405, 'this server is stateless: POST JSON-RPC messages to /mcp');
-    const server = createCountersignMcpServer(client, options);
+    const server = createCountersignMcpServer(client, shared);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => {
       void transport.close();

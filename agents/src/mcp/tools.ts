@@ -5,7 +5,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { VoteDecision, type JsonObject } from '@countersign/proto';
+import { checkParametersValue, ParametersError, VoteDecision, type JsonObject } from '@countersign/proto';
 import { z } from 'zod';
 import { END_STATES, type CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
@@ -20,6 +20,45 @@ export interface CountersignMcpOptions {
   /** While waiting, a progress notification this often (ms), when the client asked for progress. Default 10 s. */
   progressIntervalMs?: number | undefined;
   version?: string | undefined;
+  /** The requests this server made, the only ones its tools follow and cancel (shared by the servers of one HTTP listener). */
+  ownRequests?: OwnRequests | undefined;
+}
+
+/**
+ * The ids of the requests this server made. The broker already limits a request
+ * to the workload that made it, but other programs may share this SVID (a CI
+ * job, another agent, a person with the CLI); the model must not follow, collect
+ * or cancel their requests by guessing or being told an id.
+ */
+export class OwnRequests {
+  private readonly ids = new Set<string>();
+  constructor(private readonly limit = 10_000) {}
+
+  add(id: string): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    // The oldest go first; a request lives minutes to hours, so 10,000 is far more than any agent follows.
+    for (const oldest of this.ids) {
+      if (this.ids.size <= this.limit) break;
+      this.ids.delete(oldest);
+    }
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+}
+
+/** A tool's arguments: these and no others (an unknown one is refused, not dropped). */
+function exactly<Shape extends z.ZodRawShape>(tool: string, shape: Shape) {
+  const names = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => {
+      if (issue.code !== 'unrecognized_keys') return undefined;
+      const unknown = issue.keys.map((k) => JSON.stringify(k)).join(', ');
+      return `unknown argument${issue.keys.length > 1 ? 's' : ''} ${unknown}; ${tool} takes ${names}`;
+    },
+  });
 }
 
 export const MAX_WAIT_SECONDS = 600;
@@ -41,6 +80,24 @@ const RESOURCE = z
   .min(1, 'resource must not be empty')
   .max(512, 'resource must be at most 512 characters')
   .regex(/^[\x21-\x7e]+$/, 'resource must be printable ASCII without spaces (e.g. "prod/payments", "db/orders")');
+/**
+ * The parameters exactly as the client sent them, under the broker's strict
+ * rules: checked before zod copies the object (a copy would drop a "__proto__"
+ * member silently), so nothing is approved that differs from what was asked.
+ */
+const PARAMETERS = z.preprocess(
+  (raw, ctx) => {
+    if (raw === undefined) return raw;
+    try {
+      checkParametersValue(raw);
+    } catch (e) {
+      if (!(e instanceof ParametersError)) throw e;
+      ctx.addIssue({ code: 'custom', message: `parameters: ${e.message}` });
+    }
+    return raw;
+  },
+  z.record(z.string(), z.unknown()),
+);
 const REQUEST_ID = z.string().regex(/^req_[A-Za-z0-9_-]{1,60}$/, 'request_id must be the id countersign_request returned, e.g. "req_CC91wDHreNIEOIVQ"');
 const WAIT = z
   .number()
@@ -169,8 +226,12 @@ async function waitUpTo(client: CountersignClient, start: OperationResult | stri
   }
 }
 
+const notOurs = (requestId: string): CallToolResult =>
+  failure(new CountersignClientError('ERR_REQUEST_NOT_FOUND', `request ${requestId} was not made through this MCP server; it follows and cancels only its own requests`));
+
 export function createCountersignMcpServer(client: CountersignClient, options: CountersignMcpOptions = {}): McpServer {
   const server = new McpServer({ name: 'countersign', version: options.version ?? '0.1.0' }, { instructions: INSTRUCTIONS });
+  const own = options.ownRequests ?? new OwnRequests();
   const defaultWait = options.defaultWaitSeconds ?? 50;
   const progressIntervalMs = options.progressIntervalMs ?? 10_000;
 
@@ -187,17 +248,15 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
         'PENDING_APPROVAL with a request_id (people have not decided yet: wait with countersign_status, do not ask again); ' +
         'DENIED (final: do NOT retry with different wording, a different reason or smaller steps; tell the user); ' +
         'EXPIRED (nobody decided in time). Never perform the operation unless the answer is APPROVED.',
-      inputSchema: {
+      inputSchema: exactly('countersign_request', {
         operation: OPERATION.describe('what is to be done, e.g. "deploy", "db.drop_table", "payments.refund"'),
         resource: RESOURCE.describe('what it is done to, e.g. "prod/payments", "db/orders"'),
-        parameters: z
-          .record(z.string(), z.unknown())
-          .optional()
+        parameters: PARAMETERS.optional()
           .describe('the exact arguments of the operation, as you will use them (a JSON object); default {}'),
         reason: z.string().min(1, 'reason must not be empty: say why, approvers read it').max(2048, 'reason must be at most 2048 characters').describe('why, in a sentence or two'),
         audience: z.string().max(512).optional().describe('who will accept the credential, when the operation says so'),
         wait_seconds: WAIT.optional().describe(`how long to wait for people to decide before answering PENDING_APPROVAL (0-${MAX_WAIT_SECONDS}; default ${defaultWait})`),
-      },
+      }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
@@ -214,6 +273,7 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
           },
           { signal: extra.signal },
         );
+        own.add(asked.requestId);
         if (END_STATES.includes(asked.state)) return answer(asked);
         return answer(await waitUpTo(client, asked, args.wait_seconds ?? defaultWait, extra, progressIntervalMs));
       } catch (e) {
@@ -230,14 +290,15 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
         'The state of a request made with countersign_request: PENDING_APPROVAL (still waiting for people), APPROVED (with the ' +
         'credential), DENIED (final: do not retry it in other words), EXPIRED or CANCELLED. With wait_seconds, waits up to that ' +
         'long for the decision. Use this, not a new countersign_request, to follow a pending request.',
-      inputSchema: {
+      inputSchema: exactly('countersign_status', {
         request_id: REQUEST_ID.describe('the request_id countersign_request returned'),
         wait_seconds: WAIT.optional().describe(`how long to wait for a decision (0-${MAX_WAIT_SECONDS}; default 0: answer at once)`),
-      },
+      }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: true, openWorldHint: true },
     },
     async (args, extra) => {
+      if (!own.has(args.request_id)) return notOurs(args.request_id);
       try {
         return answer(await waitUpTo(client, args.request_id, args.wait_seconds ?? 0, extra, progressIntervalMs));
       } catch (e) {
@@ -253,14 +314,15 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
       description:
         'Withdraw a pending request made with countersign_request, e.g. because the user changed their mind or the operation is ' +
         'no longer needed. Approvers are told; it can no longer be approved.',
-      inputSchema: {
+      inputSchema: exactly('countersign_cancel', {
         request_id: REQUEST_ID.describe('the request_id countersign_request returned'),
         reason: z.string().max(2048, 'reason must be at most 2048 characters').optional().describe('why it is withdrawn'),
-      },
+      }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
     },
     async (args) => {
+      if (!own.has(args.request_id)) return notOurs(args.request_id);
       try {
         return answer(await client.cancel(args.request_id, args.reason ?? 'withdrawn by the agent'));
       } catch (e) {

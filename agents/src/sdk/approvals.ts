@@ -4,6 +4,7 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
+import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, type IdentityFiles } from './identity.js';
 
@@ -15,27 +16,41 @@ export interface DecideInput {
   confirmResource?: string | undefined;
 }
 
+export interface ApprovalsClientOptions extends ClientOptions {
+  /** "cli": votes are recorded as cast through the `countersign` CLI (others are "grpc"). */
+  channel?: 'cli' | undefined;
+}
+
 export class ApprovalsClient {
   private readonly client: GeneratedApprovalsClient;
   private readonly timeoutMs: number;
+  private readonly channel: 'cli' | undefined;
+  private readonly address: string;
 
-  constructor(options: ClientOptions) {
+  constructor(options: ApprovalsClientOptions) {
+    this.address = options.address;
     const { creds, channelOptions } = brokerChannel(options);
     this.client = new GeneratedApprovalsClient(options.address, creds, channelOptions);
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.channel = options.channel;
   }
 
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
-  static fromEnv(overrides: IdentityFiles & { address?: string | undefined; serverId?: string | undefined } = {}, env: NodeJS.ProcessEnv = process.env): ApprovalsClient {
+  static fromEnv(
+    overrides: IdentityFiles & { address?: string | undefined; serverId?: string | undefined; channel?: 'cli' | undefined } = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ): ApprovalsClient {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
-    return new ApprovalsClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
+    return new ApprovalsClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId], channel: overrides.channel });
   }
 
   private unary<Req, Res>(method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> {
+    const metadata = callMetadata();
+    if (this.channel !== undefined) metadata.set('countersign-channel', this.channel);
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, callMetadata(), { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
-        e ? reject(fromServiceError(e)) : resolve(r),
+      method.call(this.client, req, metadata, { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
+        e ? reject(explainConnectionError(fromServiceError(e), this.address)) : resolve(r),
       );
     });
   }

@@ -5,6 +5,9 @@ import type { PeerCertificate } from 'node:tls';
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
+  ParametersError,
+  parametersJsonOf,
+  parseParametersJson,
   RequestState,
   type CancelRequestResponse,
   type Credential,
@@ -19,6 +22,7 @@ import {
   type WatchRequestResponse,
 } from '@countersign/proto';
 import { CountersignClientError, fromServiceError, RequestNotApprovedError } from './errors.js';
+import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
 import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
 import { abortError, backoffMs, isRetryable, newClientRequestId, pause, withRetry, type RetryOptions } from './retry.js';
@@ -94,14 +98,37 @@ export interface IssuedCredential {
   requestId: string;
 }
 
+/**
+ * The parameters_json to send, checked with the broker's own rules
+ * (@countersign/proto) so that what is approved is exactly what was given:
+ * text goes as is, a value as its JSON.stringify, once it is known to be exact.
+ */
+function checkedParametersJson(input: Pick<OperationInput, 'parameters' | 'parametersJson'>): string {
+  try {
+    if (input.parametersJson !== undefined) {
+      parseParametersJson(input.parametersJson);
+      return input.parametersJson;
+    }
+    return parametersJsonOf(input.parameters ?? {});
+  } catch (e) {
+    if (!(e instanceof ParametersError)) throw e;
+    const field = input.parametersJson !== undefined ? 'parameters_json' : 'parameters';
+    throw new CountersignClientError('ERR_INVALID_FIELD', `${field}: ${e.message}`, undefined, { cause: e });
+  }
+}
+
 export const END_STATES: readonly OperationState[] = ['APPROVED', 'DENIED', 'EXPIRED', 'CANCELLED'];
 
 export interface OperationInput {
   operation: string;
   resource: string;
-  /** The exact arguments being authorized. */
+  /**
+   * The exact arguments being authorized: plain objects and arrays, strings,
+   * numbers within ±(2^53 - 1), booleans, null. Anything JSON.stringify would
+   * drop or change (undefined, NaN, Infinity, a Date, ...) is refused, not sent.
+   */
   parameters?: JsonObject | undefined;
-  /** Parameters as JSON text (sent as is); overrides `parameters`. */
+  /** Parameters as JSON text, sent exactly as given after the broker's strict checks; overrides `parameters`. */
   parametersJson?: string | undefined;
   reason?: string | undefined;
   audience?: string | undefined;
@@ -179,6 +206,21 @@ function checkKeyMatches(certChainPem: string, keyPem: string): void {
 }
 
 /** The SPIFFE ID in an SVID chain's leaf, or undefined when it holds none. */
+/** Why a client certificate cannot serve as an SVID: not a certificate at all, or one without a SPIFFE ID. */
+function notAnSvid(certChainPem: string): string {
+  const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certChainPem)?.[0];
+  if (leaf === undefined) {
+    const kind = /-----BEGIN ([A-Z0-9 ]+)-----/.exec(certChainPem)?.[1];
+    return `the client certificate (--cert or COUNTERSIGN_CERT) is not a certificate: ${kind !== undefined ? `it holds a PEM ${kind}` : 'it holds no PEM CERTIFICATE block'}; give the SVID's certificate file${devEnvHint()}`;
+  }
+  try {
+    new X509Certificate(leaf);
+  } catch (e) {
+    return `the client certificate (--cert or COUNTERSIGN_CERT) cannot be parsed as X.509: ${(e as Error).message}`;
+  }
+  return 'the client certificate (--cert or COUNTERSIGN_CERT) is a certificate but holds no SPIFFE ID (no spiffe:// URI SAN): it is not an X.509-SVID';
+}
+
 function ownSpiffeId(certChainPem: string): string | undefined {
   const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certChainPem)?.[0];
   try {
@@ -212,7 +254,7 @@ function checkFileIdentity(options: Partial<ClientIdentity> & { serverId?: strin
     throw new CountersignClientError('ERR_IDENTITY_MISSING', 'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)');
   }
   const ownId = ownSpiffeId(certChainPem);
-  if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the client certificate holds no SPIFFE ID; is it an X.509-SVID?');
+  if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', notAnSvid(certChainPem));
   checkKeyMatches(certChainPem, keyPem);
   return { identity: { certChainPem, keyPem, caPem }, serverId: options.serverId ?? `spiffe://${trustDomainOf(ownId)}` };
 }
@@ -257,6 +299,7 @@ export interface WatchOptions {
 
 /** Whether a failed stream should be reopened: the network or Redis failed, not the request. */
 export function isTransient(e: CountersignClientError): boolean {
+  if (e.code === 'ERR_BROKER_UNTRUSTED') return false;
   if (e.grpcStatus === GrpcStatus.UNAVAILABLE) return true;
   const fromBroker = e.code.startsWith('ERR_') && !['ERR_BROKER', 'ERR_BROKER_UNAVAILABLE', 'ERR_BROKER_TIMEOUT'].includes(e.code);
   return (
@@ -326,7 +369,7 @@ export class CountersignClient {
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
   static fromEnv(overrides: IdentityFiles & ConnectOptions = {}, env: NodeJS.ProcessEnv = process.env): CountersignClient {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
     return new CountersignClient({ ...callOptions(overrides), ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
   }
 
@@ -339,7 +382,7 @@ export class CountersignClient {
     env: NodeJS.ProcessEnv = process.env,
   ): Promise<CountersignClient> {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)`);
+    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
     const serverId = overrides.serverId ?? env[ENV.serverId];
     const identity = await resolveIdentity(overrides, env);
     try {
@@ -366,7 +409,7 @@ export class CountersignClient {
       const call = pick(channel.client).call(channel.client, req, callMetadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
         this.release(channel);
         signal?.removeEventListener('abort', onAbort);
-        if (e) reject(fromServiceError(e));
+        if (e) reject(explainConnectionError(fromServiceError(e), this.options.address));
         else resolve(r);
       });
       function onAbort() {
@@ -384,7 +427,7 @@ export class CountersignClient {
     const req: RequestOperationRequest = {
       operation: input.operation,
       resource: input.resource,
-      parametersJson: input.parametersJson ?? JSON.stringify(input.parameters ?? {}),
+      parametersJson: checkedParametersJson(input),
       reason: input.reason ?? '',
       onBehalfOf: input.onBehalfOf ?? '',
       clientRequestId: input.clientRequestId ?? '',
@@ -639,7 +682,7 @@ export class CountersignClient {
         await pause(backoffMs(attempt, 250, options.maxBackoffMs ?? 5000), signal);
       } catch (e) {
         if (signal?.aborted) return;
-        const error = e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError);
+        const error = explainConnectionError(e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError), this.options.address);
         if (!isTransient(error)) throw error;
         attempt++;
         options.onReconnect?.(error, attempt);

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { SPIFFE_ENDPOINT_SOCKET } from '@countersign/proto/workload-api';
 import { CountersignClientError } from './errors.js';
+import { devEnvHint } from './hints.js';
 import { WorkloadApiIdentity } from './workload-api.js';
 
 export interface IdentityFiles {
@@ -92,7 +93,7 @@ export function loadIdentity(files: IdentityFiles, env: NodeJS.ProcessEnv = proc
   if (missing.length > 0) {
     throw new CountersignClientError(
       'ERR_IDENTITY_MISSING',
-      `no SVID to authenticate with: set ${missing.join(', ')}, or use the SPIFFE Workload API (--workload-api, or ${SPIFFE_ENDPOINT_SOCKET})`,
+      `no SVID to authenticate with: set ${missing.join(', ')}, or use the SPIFFE Workload API (--workload-api, or ${SPIFFE_ENDPOINT_SOCKET})${devEnvHint()}`,
     );
   }
   return {

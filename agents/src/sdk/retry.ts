@@ -23,7 +23,8 @@ export function newClientRequestId(): string {
 
 /** Only UNAVAILABLE is retried: the broker was unreachable, or Redis was (it answers nothing then). */
 export function isRetryable(e: unknown): e is CountersignClientError {
-  return e instanceof CountersignClientError && e.grpcStatus === GrpcStatus.UNAVAILABLE;
+  // A broker certificate the client cannot trust is reported as UNAVAILABLE too; waiting does not fix it.
+  return e instanceof CountersignClientError && e.grpcStatus === GrpcStatus.UNAVAILABLE && e.code !== 'ERR_BROKER_UNTRUSTED';
 }
 
 /** The error an aborted wait or retry ends with. */

@@ -8,6 +8,7 @@ import {
   AUTHORIZATION_DETAILS_TYPE,
   CREDENTIAL_TYPE,
   certificateThumbprint,
+  nonCanonicalSignature,
   parametersDigest,
   type CredentialClaims,
   type JsonObject,
@@ -84,10 +85,15 @@ export function keyGetter(jwks: JwksSource): JWTVerifyGetKey {
 }
 
 const pemThumbprints = new Map<string, string>();
+const PEM_PREFIX = [...Buffer.from('-----BEGIN')];
 
 /** x5t#S256 of a presented certificate; PEM results are memoized (a connection presents the same one many times). */
 export function thumbprintOf(certificate: string | Uint8Array): string {
-  if (typeof certificate !== 'string') return certificateThumbprint(certificate);
+  if (typeof certificate !== 'string') {
+    // readFileSync('client.pem') gives a Buffer of PEM text, not DER: read it as the text it is.
+    if (PEM_PREFIX.every((byte, i) => certificate[i] === byte)) return thumbprintOf(Buffer.from(certificate).toString('utf8'));
+    return certificateThumbprint(certificate);
+  }
   const known = pemThumbprints.get(certificate);
   if (known !== undefined) return known;
   let der: Buffer;
@@ -148,8 +154,15 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
       ...(options.currentDate === undefined ? {} : { currentDate: options.currentDate }),
     });
   } catch (e) {
+    if (e instanceof joseErrors.JWTClaimValidationFailed && e.claim === 'aud') {
+      const aud = (e.payload as { aud?: unknown }).aud;
+      return fail('ERR_CREDENTIAL_AUDIENCE', `audience does not match: the credential is for ${JSON.stringify(aud)}, this resource server is ${JSON.stringify(options.audience)}`, e);
+    }
     return mapJoseError(e);
   }
+  // A signature that verifies may still be a malleated twin (high S, or another base64url spelling): one credential, one string.
+  const malleated = nonCanonicalSignature(token, result.protectedHeader.alg);
+  if (malleated !== undefined) fail('ERR_CREDENTIAL_SIGNATURE', `signature does not verify: ${malleated}`);
   const claims = result.payload as unknown as CredentialClaims;
   const details = Array.isArray(claims.authorization_details)
     ? claims.authorization_details.find((d) => d?.type === AUTHORIZATION_DETAILS_TYPE)
@@ -159,8 +172,11 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
   }
   const boundThumbprint = claims.cnf?.['x5t#S256'];
   if (typeof boundThumbprint !== 'string') return fail('ERR_CREDENTIAL_CLAIMS', 'cnf.x5t#S256 is missing');
-  if (options.clientCertificate !== undefined && thumbprintOf(options.clientCertificate) !== boundThumbprint) {
-    fail('ERR_CREDENTIAL_CERTIFICATE_MISMATCH', 'bound to a different client certificate than the one presented');
+  if (options.clientCertificate !== undefined) {
+    const presented = thumbprintOf(options.clientCertificate);
+    if (presented !== boundThumbprint) {
+      fail('ERR_CREDENTIAL_CERTIFICATE_MISMATCH', `bound to a different client certificate than the one presented: the credential names x5t#S256 ${boundThumbprint}, the presented certificate's is ${presented}`);
+    }
   }
   if (options.operation !== undefined && details.operation !== options.operation) {
     fail('ERR_CREDENTIAL_OPERATION_MISMATCH', `authorizes operation ${JSON.stringify(details.operation)}, not ${JSON.stringify(options.operation)}`);
@@ -168,8 +184,11 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
   if (options.resource !== undefined && details.resource !== options.resource) {
     fail('ERR_CREDENTIAL_RESOURCE_MISMATCH', `authorizes resource ${JSON.stringify(details.resource)}, not ${JSON.stringify(options.resource)}`);
   }
-  if (options.parameters !== undefined && parametersDigest(options.parameters) !== details.parameters_digest) {
-    fail('ERR_CREDENTIAL_PARAMETERS_MISMATCH', 'the parameters differ from the ones that were authorized');
+  if (options.parameters !== undefined) {
+    const digest = parametersDigest(options.parameters);
+    if (digest !== details.parameters_digest) {
+      fail('ERR_CREDENTIAL_PARAMETERS_MISMATCH', `the parameters differ from the ones that were authorized: theirs digest to ${digest}, the credential carries ${details.parameters_digest}`);
+    }
   }
   const verified: VerifiedCredential = { claims, details, kid: result.protectedHeader.kid, alg: result.protectedHeader.alg };
   if (options.redeem !== undefined) verified.redeemedAt = await redeem(options.redeem, token);

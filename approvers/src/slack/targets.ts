@@ -32,7 +32,8 @@ export async function targetsFor(r: ApprovalRequestView, directory: PrincipalDir
   const channels = channelsOf(r.notify.slackChannels, defaultChannel);
   const targets: Target[] = channels.map((channel) => ({ kind: 'channel', channel }));
   if (r.notify.directMessages || channels.length === 0) {
-    const excluded = new Set([directory.bySpiffeId(r.requester)?.name, r.onBehalfOf, directory.byEmail(r.onBehalfOf)?.name]);
+    // on_behalf_of is canonical (a name or an address); the directory maps either to the person.
+    const excluded = new Set([directory.bySpiffeId(r.requester)?.name, r.onBehalfOf, directory.byName(r.onBehalfOf)?.name, directory.byEmail(r.onBehalfOf)?.name]);
     for (const user of await approverUsers(r.approvers, r.groups, directory, excluded)) targets.push({ kind: 'dm', user });
   }
   return targets;

@@ -15,8 +15,16 @@ import { requestIdField } from './broker-service.js';
 import { toRequest } from './convert.js';
 import { unary } from './status.js';
 
-/** The channel name votes cast over this service carry. */
+/**
+ * The channel votes cast over this service carry: "cli" when the `countersign` CLI says it is
+ * the caller (metadata countersign-channel: cli), "grpc" for any other client (the SDK,
+ * grpcurl). The label only tells where a vote came from; who voted is the caller's SVID.
+ */
 export const CLI_CHANNEL = 'cli';
+export const GRPC_CHANNEL = 'grpc';
+export const CHANNEL_METADATA = 'countersign-channel';
+
+const channelOf = (metadata: Metadata): string => (metadata.get(CHANNEL_METADATA)[0] === CLI_CHANNEL ? CLI_CHANNEL : GRPC_CHANNEL);
 const MAX_CONFIRM_RESOURCE_LENGTH = 512;
 
 export function createApprovalsService(deps: {
@@ -27,8 +35,8 @@ export function createApprovalsService(deps: {
   metrics: Metrics;
   tracing?: Tracing;
 }): ApprovalsServer {
-  const principalOf = (peer: string, metadata: Metadata): string => {
-    const identity = deps.peers.authenticate(peer, metadata);
+  const principalOf = async (peer: string, metadata: Metadata): Promise<string> => {
+    const identity = await deps.peers.authenticate(peer, metadata);
     const principal = deps.directory.bySpiffeId(identity.spiffeId);
     if (principal === undefined) {
       throw new CountersignError(
@@ -42,13 +50,13 @@ export function createApprovalsService(deps: {
 
   return {
     listPending: unary(deps, 'ListPending', async (call) => {
-      const principal = principalOf(call.getPeer(), call.metadata);
+      const principal = await principalOf(call.getPeer(), call.metadata);
       const pending = await deps.workflow.pendingFor(principal);
       return { requests: pending.map(({ request, votes }) => toRequest(request, votes)) };
     }),
 
     decide: unary(deps, 'Decide', async (call) => {
-      const principal = principalOf(call.getPeer(), call.metadata);
+      const principal = await principalOf(call.getPeer(), call.metadata);
       const { request } = call;
       const requestId = requestIdField(request.requestId);
       if (request.decision !== VoteDecision.VOTE_DECISION_APPROVE && request.decision !== VoteDecision.VOTE_DECISION_DENY) {
@@ -65,7 +73,7 @@ export function createApprovalsService(deps: {
       const outcome = await deps.workflow.vote({
         requestId,
         principal,
-        channel: CLI_CHANNEL,
+        channel: channelOf(call.metadata),
         decision: request.decision === VoteDecision.VOTE_DECISION_APPROVE ? 'approve' : 'deny',
         reason: request.reason,
         stepUp: confirmed ? 'confirm' : 'click',

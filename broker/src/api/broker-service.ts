@@ -7,8 +7,10 @@ import { CountersignError } from '../errors.js';
 import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
 import type { Metrics } from '../observability/metrics.js';
+import { whoCanApprove } from '../policy/index.js';
 import type { Tracing } from '../observability/tracing.js';
 import type { RequestDelivery } from '../requests/delivery.js';
+import type { WatchStreamSlots } from '../requests/limits.js';
 import type { RequestService } from '../requests/request-service.js';
 import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { toCredential, toDuration, toRequest } from './convert.js';
@@ -23,6 +25,8 @@ export interface BrokerServiceDeps {
   logger: Logger;
   metrics: Metrics;
   pollIntervalMs: number;
+  /** Open WatchRequest streams per workload (requests.limits.max_watch_streams_per_workload). */
+  watchSlots: WatchStreamSlots;
   /** Aborted when the broker stops: open watches end with UNAVAILABLE so clients reconnect to another replica. */
   shutdown?: AbortSignal;
   tracing?: Tracing;
@@ -46,7 +50,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
 
   return {
     requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const outcome = await deps.requests.requestOperation(identity, call.request);
       const base: RequestOperationResponse = {
         requestId: outcome.requestId,
@@ -65,7 +69,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
         case 'PENDING_APPROVAL': {
           const r = outcome.request;
-          const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
+          const who = whoCanApprove(r.approvers, r.groups, outcome.excluded);
           return {
             ...base,
             state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
@@ -79,7 +83,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }, (res) => ({ 'countersign.request_id': res.requestId, 'countersign.state': RequestState[res.state] ?? String(res.state), 'countersign.rule': res.rule })),
 
     getRequest: unary(ctx, 'GetRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const snapshot = await deps.delivery.get(identity, requestIdField(call.request.requestId));
       return {
         request: toRequest(snapshot.request, snapshot.votes),
@@ -89,11 +93,14 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }),
 
     watchRequest: serverStream(ctx, 'WatchRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const id = requestIdField(call.request.requestId);
+      const release = deps.watchSlots.acquire(identity.spiffeId);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.on('close', () => abort.abort());
+      // The identity may have been awaited while the client gave up.
+      if (call.cancelled) abort.abort();
       const onShutdown = () => abort.abort();
       deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
       deps.metrics.watchStreams.inc();
@@ -112,6 +119,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
           abort.signal,
         );
       } finally {
+        release();
         deps.metrics.watchStreams.dec();
         deps.shutdown?.removeEventListener('abort', onShutdown);
       }
@@ -121,13 +129,13 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
     }),
 
     cancelRequest: unary(ctx, 'CancelRequest', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
       return { request: toRequest(request) };
     }),
 
     redeemCredential: unary(ctx, 'RedeemCredential', async (call) => {
-      const identity = identityOf(call);
+      const identity = await identityOf(call);
       const redemption = await deps.redemptions.redeem(call.request.token, identity);
       return { credentialId: redemption.jti, requestId: redemption.requestId, redeemedAt: new Date(redemption.at) };
     }),

@@ -8,6 +8,7 @@ import { CountersignError, type ErrorKind } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { endSpan, type Tracing } from '../observability/tracing.js';
 import type { Attributes } from '@opentelemetry/api';
+import { UndecodableRequest } from './decode.js';
 
 /** What every RPC wrapper needs: where to log, where to count failures, where to trace. */
 export interface RpcContext {
@@ -52,11 +53,17 @@ export function toServiceError(error: unknown, { logger, metrics }: RpcContext, 
   return { code: GrpcStatus.INTERNAL, details: `internal error (id ${errorId}); the broker log has the details`, metadata };
 }
 
+/** The handler's promise, or the refusal of a request whose bytes could not be decoded (decode.ts). */
+function run<C extends { request: unknown }, R>(call: C, handler: (call: C) => Promise<R>): Promise<R> {
+  const request: unknown = call.request;
+  return request instanceof UndecodableRequest ? Promise.reject(request.error) : handler(call);
+}
+
 /** Wraps a promise-returning unary handler: its result or its error, mapped once. */
 export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>, describe?: Describe<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const span = ctx.tracing?.serverSpan(method, call.metadata);
-    handler(call).then(
+    run(call, handler).then(
       (response) => {
         endSpan(span, describe ? { attributes: describe(response) } : {});
         callback(null, response);
@@ -74,7 +81,7 @@ export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call:
 export function serverStream<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const span = ctx.tracing?.serverSpan(method, call.metadata);
-    handler(call).then(
+    run(call, handler).then(
       () => {
         endSpan(span, {});
         call.end();

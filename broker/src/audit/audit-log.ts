@@ -12,8 +12,10 @@ import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
-import { chainRecords, EMPTY_HEAD, type AuditRecord, type ChainHead } from './chain.js';
+import type { Logger } from '../observability/logger.js';
+import { chainRecords, EMPTY_HEAD, parseRecord, type AuditRecord, type ChainHead } from './chain.js';
 import { normalizeEvent, type AuditEvent } from './events.js';
+import type { HeadSigner, StoredHead } from './head.js';
 import type { AuditSink } from './sinks.js';
 
 export type { AuditEvent } from './events.js';
@@ -38,6 +40,8 @@ export interface AuditDurability {
 export const NO_DURABILITY_WAIT: AuditDurability = { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 };
 
 export interface RedisAuditLogOptions {
+  /** Signs every new head, and checks heads this process did not write before appending after them. */
+  heads: HeadSigner;
   durability?: AuditDurability;
   /** Copies of every appended record (stdout, file). */
   sink?: AuditSink;
@@ -45,6 +49,8 @@ export interface RedisAuditLogOptions {
   onAppended?: (head: ChainHead) => void;
   /** Most events in one write. */
   maxBatchEvents?: number;
+  /** Chain restarts are logged here (as errors). */
+  logger?: Logger;
 }
 
 export const AUDIT_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
@@ -52,11 +58,26 @@ export const AUDIT_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 /** How often an append is retried when another replica moved the head meanwhile. */
 const MAX_CONTENTION_RETRIES = 50;
 
+/** Where the broker last knew the chain to end, and how it knows. */
+export interface KnownHead extends ChainHead {
+  source: 'memory' | 'file' | 'checkpoint';
+}
+
+/** Why the chain did not continue where the broker knew it to end (the chain_restart event's reason). */
+export type ChainRestartReason = 'redis_empty' | 'head_behind' | 'head_diverged' | 'head_unsigned' | 'head_signature_invalid';
+
 interface Pending {
   events: AuditEvent[];
   resolve(records: AuditRecord[]): void;
   reject(error: unknown): void;
 }
+
+/** A head as read from Redis, with the hash of the record at the seq the reader expected (when asked). */
+interface FoundHead extends StoredHead {
+  hashAtExpected?: string | undefined;
+}
+
+const EMPTY_STORED: FoundHead = { ...EMPTY_HEAD, sig: undefined, checkpointSeq: 0, firstSeq: 1 };
 
 export class RedisAuditLog implements AuditLog {
   private readonly scripts: ScriptRunner;
@@ -64,14 +85,18 @@ export class RedisAuditLog implements AuditLog {
   private readonly maxBatch: number;
   private queue: Pending[] = [];
   private writing = false;
-  /** The head as last seen; undefined when unknown (start, or after a failed write). */
-  private head: ChainHead | undefined;
+  /** The head as last written or verified by this process; undefined when unknown (start, or after a failed write). */
+  private head: StoredHead | undefined;
+  /** The furthest head this process knows the chain reached; never forgotten, so a chain cut behind it is noticed. */
+  private lastKnown: KnownHead | undefined;
+  /** A restart decided at start-up (recover) for a chain that ends past the known head but no longer holds it. */
+  private divergedAtStart = false;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly clock: Clock,
-    private readonly options: RedisAuditLogOptions = {},
+    private readonly options: RedisAuditLogOptions,
   ) {
     this.scripts = registerScripts(redis, loadScripts(AUDIT_LUA_DIR));
     this.durability = options.durability ?? NO_DURABILITY_WAIT;
@@ -123,10 +148,44 @@ export class RedisAuditLog implements AuditLog {
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.enqueue(normalized);
+  }
+
+  private enqueue(events: AuditEvent[]): Promise<AuditRecord[]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ events: normalized, resolve, reject });
+      this.queue.push({ events, resolve, reject });
       if (!this.writing) void this.drain();
     });
+  }
+
+  /**
+   * At start-up, before anything is appended: compares the chain in Redis with
+   * the last heads known from outside it (the file sink's last line, the newest
+   * checkpoint) and, when Redis no longer holds the furthest of them, records a
+   * chain_restart linked to it (and logs an error) instead of carrying on as if
+   * nothing happened. On an empty Redis the numbering continues after it.
+   */
+  async recover(candidates: KnownHead[]): Promise<void> {
+    const known = candidates.reduce<KnownHead | undefined>((a, b) => (a === undefined || b.seq > a.seq ? b : a), undefined);
+    if (known === undefined || known.seq === 0) return;
+    if (this.lastKnown === undefined || known.seq > this.lastKnown.seq) this.lastKnown = known;
+    const head = await this.readHead();
+    const length = await redisCall('audit head', () => this.redis.llen(this.keys.auditChain()));
+    if (head.seq === 0 && length > 0) return; // appends refuse (ERR_AUDIT_HEAD_MISSING) until an operator looks
+    if (head.seq >= known.seq && !(await this.holds(known, head))) this.divergedAtStart = true;
+    await this.enqueue([]); // appends the restart when one is due, nothing otherwise
+  }
+
+  /** Whether the chain still holds the known record, or a restart already recorded its loss. */
+  private async holds(known: ChainHead, head: StoredHead): Promise<boolean> {
+    const chain = this.keys.auditChain();
+    if (known.seq >= head.firstSeq) {
+      const line = await redisCall('audit head', () => this.redis.lindex(chain, known.seq - head.firstSeq));
+      return line != null && parseRecord(line)?.hash === known.hash;
+    }
+    const first = await redisCall('audit head', () => this.redis.lindex(chain, 0));
+    const event = first == null ? undefined : parseRecord(first)?.event;
+    return event?.type === 'chain_restart' && typeof event.last_known_seq === 'number' && event.last_known_seq >= known.seq;
   }
 
   private async drain(): Promise<void> {
@@ -156,31 +215,88 @@ export class RedisAuditLog implements AuditLog {
     }
   }
 
-  private async readHead(): Promise<ChainHead> {
-    const [seq, hash] = await redisCall('audit head', () => this.redis.hmget(this.keys.auditHead(), 'seq', 'hash'));
-    return seq == null || hash == null ? EMPTY_HEAD : { seq: Number(seq), hash };
+  private async readHead(): Promise<FoundHead> {
+    const [seq, hash, sig, checkpointSeq, firstSeq] = await redisCall('audit head', () =>
+      this.redis.hmget(this.keys.auditHead(), 'seq', 'hash', 'sig', 'checkpoint_seq', 'first_seq'),
+    );
+    if (seq == null || hash == null) return EMPTY_STORED;
+    return { seq: Number(seq), hash, sig: sig ?? undefined, checkpointSeq: Number(checkpointSeq ?? 0), firstSeq: Number(firstSeq ?? 1) };
+  }
+
+  /**
+   * Whether a head this process did not write can be continued: it must not be
+   * behind (or beside) the furthest head known, and it must carry a valid
+   * signature. Anything else is recorded as a chain restart, never blessed by
+   * signing a new head over it in silence.
+   */
+  private async assess(head: FoundHead): Promise<ChainRestartReason | undefined> {
+    const known = this.lastKnown;
+    if (this.divergedAtStart) return 'head_diverged';
+    if (head.seq === 0) return known !== undefined && known.seq > 0 ? 'redis_empty' : undefined;
+    if (known !== undefined) {
+      if (head.seq < known.seq) return 'head_behind';
+      if (head.seq === known.seq && head.hash !== known.hash) return 'head_diverged';
+      if (head.hashAtExpected !== undefined && head.hashAtExpected !== known.hash) return 'head_diverged';
+    }
+    const verified = await this.options.heads.verify(head.sig, head);
+    if (!verified.ok) return verified.code === 'ERR_AUDIT_HEAD_UNSIGNED' ? 'head_unsigned' : 'head_signature_invalid';
+    return undefined;
+  }
+
+  private restartEvent(reason: ChainRestartReason, head: FoundHead): AuditEvent {
+    const known = this.lastKnown;
+    const event = normalizeEvent({
+      type: 'chain_restart',
+      reason,
+      found_seq: head.seq,
+      found_hash: head.seq === 0 ? null : head.hash,
+      last_known_seq: known?.seq ?? null,
+      last_known_hash: known?.hash ?? null,
+      source: known?.source ?? null,
+    });
+    this.options.logger?.error(
+      { reason, foundSeq: head.seq, lastKnownSeq: known?.seq, lastKnownSource: known?.source, chain: this.keys.auditChain() },
+      `audit chain restart (${reason}): the chain in Redis ends at seq ${head.seq}, not where this broker knew it to be` +
+        `${known === undefined ? '' : ` (seq ${known.seq}, from ${known.source})`}; recorded as chain_restart. Records may have been lost or altered: run countersign-broker audit verify --against the file sink`,
+    );
+    return event;
   }
 
   private async write(events: AuditEvent[]): Promise<AuditRecord[]> {
     try {
-      let head = this.head ?? (await this.readHead());
+      let head: FoundHead = this.head ?? (await this.readHead());
+      let trusted = this.head !== undefined;
       for (let attempt = 0; attempt <= MAX_CONTENTION_RETRIES; attempt++) {
-        const chained = chainRecords(head, events, this.clock.now());
+        const reason = trusted ? undefined : await this.assess(head);
+        if (reason === undefined && events.length === 0) {
+          this.head = head;
+          return [];
+        }
+        const restart = reason === undefined ? [] : [this.restartEvent(reason, head)];
+        // On an empty Redis the chain goes on after the last known head, so copies outside Redis stay one chain.
+        const continueAfterLoss = reason === 'redis_empty' && this.lastKnown !== undefined;
+        const base: ChainHead = continueAfterLoss ? (this.lastKnown as KnownHead) : head;
+        const now = this.clock.now();
+        const chained = chainRecords(base, [...restart, ...events], now);
         const records = chained.map((c) => c.record);
         const last = records[records.length - 1] as AuditRecord;
+        const sig = this.options.heads.sign(last, head.checkpointSeq, now);
         const reply = (await redisCall('audit append', () =>
           this.scripts(
             'auditAppend',
             [this.keys.auditChain(), this.keys.auditHead()],
-            [head.seq, head.hash, last.seq, last.hash, last.at, ...chained.map((c) => c.line)],
+            [base.seq, base.hash, last.seq, last.hash, last.at, sig, continueAfterLoss ? '1' : '0', ...chained.map((c) => c.line)],
           ),
-        )) as [number, number, string?];
+        )) as [number, number, ...(string | number)[]];
         if (reply[0] === 1) {
-          this.head = { seq: last.seq, hash: last.hash };
+          const firstSeq = continueAfterLoss ? base.seq + 1 : head.firstSeq;
+          this.head = { seq: last.seq, hash: last.hash, sig, checkpointSeq: Number(reply[2] ?? 0), firstSeq };
+          this.lastKnown = { seq: last.seq, hash: last.hash, source: 'memory' };
+          this.divergedAtStart = false;
           await this.waitDurable();
           for (const c of chained) this.options.sink?.write(c.line);
           this.options.onAppended?.(this.head);
-          return records;
+          return records.slice(restart.length);
         }
         if (reply[0] === -1) {
           throw new CountersignError(
@@ -189,7 +305,10 @@ export class RedisAuditLog implements AuditLog {
             `audit chain ${this.keys.auditChain()} holds ${reply[1]} records but its head ${this.keys.auditHead()} is gone; refusing to start a second chain (run countersign-broker audit verify)`,
           );
         }
-        head = { seq: reply[1], hash: reply[2] as string };
+        const [, seq, hash, foundSig, checkpointSeq, firstSeq, hashAtExpected] = reply as [number, number, string, string, number, number, string];
+        head = { seq, hash, sig: foundSig === '' ? undefined : foundSig, checkpointSeq: Number(checkpointSeq), firstSeq: Number(firstSeq) };
+        if (trusted && hashAtExpected !== '') head.hashAtExpected = hashAtExpected;
+        trusted = false;
       }
       throw unavailable('ERR_AUDIT_CONTENTION', `audit append: the chain head moved ${MAX_CONTENTION_RETRIES} times in a row; try again`);
     } catch (e) {

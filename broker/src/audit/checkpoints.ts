@@ -1,8 +1,11 @@
 // Signed checkpoints: every N events or T seconds the broker signs (seq, hash)
-// of a chain position with its credential signing key. Someone who can write to
-// Redis can rebuild a consistent chain, but not sign for it: a checkpoint that
-// disagrees with the chain proves a rewrite, and the copies shipped through the
-// sinks keep the signed heads outside Redis.
+// of a chain position with its credential signing key, and names the checkpoint
+// before it. They stay in Redis for good (the head's signature is replaced on
+// every append): anchors for verifying any range of the chain, and, linked one
+// to the next, a list from which none can be removed unnoticed. Someone who can
+// write to Redis can rebuild a consistent chain, but not sign for it: a
+// checkpoint that disagrees with the chain proves a rewrite, and the copies
+// shipped through the sinks keep them outside Redis too.
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
 import type { Keyring } from '../credentials/keys.js';
@@ -13,6 +16,7 @@ import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
 import { AUDIT_LUA_DIR } from './audit-log.js';
 import type { ChainHead } from './chain.js';
+import type { HeadSigner } from './head.js';
 import { checkpointLine, type AuditSink } from './sinks.js';
 
 /** JOSE "typ" of a checkpoint, so it can never be mistaken for a credential. */
@@ -25,13 +29,15 @@ export interface CheckpointClaims {
   seq: number;
   /** That record's hash. */
   hash: string;
+  /** The seq of the checkpoint stored before this one (0: none); absent in checkpoints of older brokers. */
+  prev_checkpoint?: number;
   /** Signing time, seconds. */
   iat: number;
 }
 
-export async function signCheckpoint(keyring: Keyring, head: ChainHead, options: { issuer: string; now: number }): Promise<string> {
+export async function signCheckpoint(keyring: Keyring, head: ChainHead, options: { issuer: string; now: number; previous?: number }): Promise<string> {
   const key = keyring.signingKey(options.now);
-  return new SignJWT({ seq: head.seq, hash: head.hash })
+  return new SignJWT({ seq: head.seq, hash: head.hash, ...(options.previous === undefined ? {} : { prev_checkpoint: options.previous }) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CHECKPOINT_TYPE })
     .setIssuer(options.issuer)
     .setIssuedAt(Math.floor(options.now / 1000))
@@ -58,6 +64,9 @@ export async function verifyCheckpoint(jws: string, getKey: JWTVerifyGetKey): Pr
     if (!Number.isSafeInteger(payload.seq) || typeof payload.hash !== 'string' || !/^[0-9a-f]{64}$/.test(payload.hash)) {
       return { ok: false, claimedSeq, reason: 'signed, but seq or hash is malformed' };
     }
+    if (payload.prev_checkpoint !== undefined && !(Number.isSafeInteger(payload.prev_checkpoint) && (payload.prev_checkpoint as number) < (payload.seq as number))) {
+      return { ok: false, claimedSeq, reason: 'signed, but prev_checkpoint is malformed' };
+    }
     return { ok: true, claims: payload as unknown as CheckpointClaims, kid };
   } catch (e) {
     if (e instanceof joseErrors.JWKSNoMatchingKey) return { ok: false, claimedSeq, reason: `signed by unknown key ${JSON.stringify(kid ?? null)} (give audit verify the JWKS that held it)` };
@@ -75,7 +84,9 @@ export interface CheckpointerOptions {
   intervalMs: number;
 }
 
-export type CheckpointOutcome = { stored: true; seq: number; jws: string } | { stored: false; reason: 'empty' | 'up-to-date' | 'raced' };
+export type CheckpointOutcome =
+  | { stored: true; seq: number; jws: string }
+  | { stored: false; reason: 'empty' | 'up-to-date' | 'raced' | 'head-unverified' };
 
 /** Takes checkpoints; one at a time per process, and once per position across replicas. */
 export class Checkpointer {
@@ -86,7 +97,7 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; clock: Clock; logger: Logger; sink?: AuditSink | undefined },
+    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; heads: HeadSigner; clock: Clock; logger: Logger; sink?: AuditSink | undefined },
     private readonly options: CheckpointerOptions,
   ) {
     this.scripts = registerScripts(deps.redis, loadScripts(AUDIT_LUA_DIR));
@@ -123,27 +134,38 @@ export class Checkpointer {
 
   private async take(): Promise<CheckpointOutcome> {
     const { redis, keys } = this.deps;
-    const [seqText, hash, lastText] = await redisCall('audit checkpoint', () => redis.hmget(keys.auditHead(), 'seq', 'hash', 'checkpoint_seq'));
-    const now = this.deps.clock.now();
-    this.lastAt = now;
-    if (seqText == null || hash == null) return { stored: false, reason: 'empty' };
-    const head: ChainHead = { seq: Number(seqText), hash };
-    if (Number(lastText ?? 0) >= head.seq) {
-      this.lastSeq = Number(lastText);
-      return { stored: false, reason: 'up-to-date' };
+    for (let attempt = 0; ; attempt++) {
+      const [seqText, hash, lastText, sig] = await redisCall('audit checkpoint', () => redis.hmget(keys.auditHead(), 'seq', 'hash', 'checkpoint_seq', 'sig'));
+      const now = this.deps.clock.now();
+      this.lastAt = now;
+      if (seqText == null || hash == null) return { stored: false, reason: 'empty' };
+      const head: ChainHead = { seq: Number(seqText), hash };
+      const previous = Number(lastText ?? 0);
+      if (previous >= head.seq) {
+        this.lastSeq = previous;
+        return { stored: false, reason: 'up-to-date' };
+      }
+      // Never sign for a head the broker did not sign itself: that would bless a chain rewritten in Redis.
+      const verified = await this.deps.heads.verify(sig ?? undefined, head);
+      if (!verified.ok) {
+        this.deps.logger.error({ seq: head.seq, code: verified.code }, `audit checkpoint: not signing the chain head (${verified.reason}); run countersign-broker audit verify`);
+        return { stored: false, reason: 'head-unverified' };
+      }
+      const jws = await signCheckpoint(this.deps.keyring, head, { issuer: this.options.issuer, now, previous });
+      const code = (await redisCall('audit checkpoint', () =>
+        this.scripts('auditCheckpoint', [keys.auditCheckpoints(), keys.auditHead(), keys.auditChain()], [head.seq, head.hash, jws, previous]),
+      )) as number;
+      if (code === -2 && attempt < 3) continue; // another replica checkpointed meanwhile: name it as the predecessor
+      if (code === -1) {
+        // The record at that position changed between reading the head and storing: someone is rewriting the chain.
+        this.deps.logger.error({ seq: head.seq }, 'audit checkpoint: the chain no longer holds the head just read; run countersign-broker audit verify');
+        return { stored: false, reason: 'raced' };
+      }
+      if (code === -2) return { stored: false, reason: 'raced' };
+      this.lastSeq = Math.max(this.lastSeq, head.seq);
+      if (code === 0) return { stored: false, reason: 'up-to-date' };
+      this.deps.sink?.write(checkpointLine(jws));
+      return { stored: true, seq: head.seq, jws };
     }
-    const jws = await signCheckpoint(this.deps.keyring, head, { issuer: this.options.issuer, now });
-    const code = (await redisCall('audit checkpoint', () =>
-      this.scripts('auditCheckpoint', [keys.auditCheckpoints(), keys.auditHead(), keys.auditChain()], [head.seq, head.hash, jws]),
-    )) as number;
-    if (code === -1) {
-      // The record at that position changed between reading the head and storing: someone is rewriting the chain.
-      this.deps.logger.error({ seq: head.seq }, 'audit checkpoint: the chain no longer holds the head just read; run countersign-broker audit verify');
-      return { stored: false, reason: 'raced' };
-    }
-    this.lastSeq = Math.max(this.lastSeq, head.seq);
-    if (code === 0) return { stored: false, reason: 'up-to-date' };
-    this.deps.sink?.write(checkpointLine(jws));
-    return { stored: true, seq: head.seq, jws };
   }
 }

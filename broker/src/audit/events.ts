@@ -22,7 +22,7 @@ export const AUDIT_EVENT_FIELDS = {
   resolution: ['request_id', 'state'],
   /** A credential left the broker: jti, kid, subject, audience, expires_at, and approval evidence when approved. */
   credential_issued: ['request_id', 'jti', 'subject', 'audience', 'expires_at'],
-  /** RedeemCredential: outcome redeemed | refused, by (the redeemer's SPIFFE ID). */
+  /** RedeemCredential: outcome redeemed | refused (already redeemed) | forbidden (not a redeemer for its audience), by (the redeemer's SPIFFE ID). */
   credential_redeemed: ['jti', 'outcome', 'by'],
   /** A client certificate was refused: peer, code. */
   identity_refused: ['peer', 'code'],
@@ -38,6 +38,13 @@ export const AUDIT_EVENT_FIELDS = {
   console_sign_in: ['principal', 'method'],
   /** A one-time sign-in link was issued: for (principal), by (who asked: cli, slack, dev), expires_at. */
   console_link_issued: ['principal', 'by', 'expires_at'],
+  /**
+   * The broker found the chain in Redis not where it last knew it (records lost or
+   * replaced, or a head it cannot verify) and continued from what Redis holds:
+   * reason, found_seq / found_hash (the head found), last_known_seq /
+   * last_known_hash and source (memory | file | checkpoint) of what it knew.
+   */
+  chain_restart: ['reason', 'found_seq'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type AuditEventType = keyof typeof AUDIT_EVENT_FIELDS;

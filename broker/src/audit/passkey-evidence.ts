@@ -2,11 +2,17 @@
 // from the trail alone. The registration record gives the public key, the vote
 // record the assertion and what its challenge was derived from, the decision
 // record the request's parameters digest and step-up; a forged or altered vote
-// is named by its sequence number. verify.ts feeds records in chain order.
+// is named by its sequence number. One of verify.ts's record checks: it sees
+// every record that links into the chain, in chain order. A bad vote is an
+// evidence problem (exit 6) with its own code, ERR_AUDIT_PASSKEY_INVALID; a
+// credential of a webauthn rule without verified passkey votes behind it is
+// ERR_AUDIT_EVIDENCE_MISSING, like any credential without its evidence.
 import type { AuditRecord } from './chain.js';
 import { checkPasskeyAssertion, describeChallenge, type PasskeyAssertion } from './passkey-assertion.js';
+import type { AuditProblemCode, RecordCheck, VerifyContext } from './verify.js';
 
-export interface PasskeyAuditProblem {
+interface PasskeyAuditProblem {
+  code: AuditProblemCode;
   seq: number;
   message: string;
 }
@@ -33,24 +39,22 @@ interface RequestFacts {
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-export class PasskeyEvidenceCheck {
+export class PasskeyEvidenceCheck implements RecordCheck {
   private readonly registrations = new Map<string, Registration>();
   private readonly requests = new Map<string, RequestFacts>();
   /** Last counter seen per credential, and the assertions already used (a per-vote assertion counts once). */
   private readonly counters = new Map<string, number>();
   private readonly usedAssertions = new Map<string, number>();
   private readonly pending: Promise<void>[] = [];
-  readonly problems: PasskeyAuditProblem[] = [];
-  readonly warnings: string[] = [];
+  /** Reported at finish(), in sequence order (signature checks end in any order). */
+  private readonly problems: PasskeyAuditProblem[] = [];
   verifiedVotes = 0;
 
   constructor(
     private readonly options: {
-      /** True when the records start at seq 1: a missing registration is then a problem, not a gap. */
-      complete: boolean;
       /** The console origin the auditor expects (from the configuration), when known. */
       expectedOrigin?: string | undefined;
-    },
+    } = {},
   ) {}
 
   private facts(requestId: string): RequestFacts {
@@ -59,8 +63,8 @@ export class PasskeyEvidenceCheck {
     return f;
   }
 
-  /** Feed every intact record, in chain order. */
-  observe(r: AuditRecord): void {
+  /** Every record that links into the chain, in chain order. */
+  record(r: AuditRecord, _previous: AuditRecord | undefined, ctx: VerifyContext): void {
     const e = r.event;
     switch (e.type) {
       case 'passkey_registered': {
@@ -68,7 +72,7 @@ export class PasskeyEvidenceCheck {
         const principal = str(e.principal);
         const publicKey = str(e.public_key);
         if (!id || !principal || !publicKey || !str(e.rp_id) || !str(e.origin)) {
-          this.problems.push({ seq: r.seq, message: `seq ${r.seq}: passkey registration lacks credential_id, principal, public_key, rp_id or origin` });
+          this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: passkey registration lacks credential_id, principal, public_key, rp_id or origin` });
           return;
         }
         this.registrations.set(id, { seq: r.seq, principal, publicKey, rpId: e.rp_id as string, origin: e.origin as string });
@@ -93,7 +97,7 @@ export class PasskeyEvidenceCheck {
         return;
       }
       case 'vote':
-        this.vote(r);
+        this.vote(r, ctx);
         return;
       case 'credential_issued':
         this.credential(r);
@@ -101,12 +105,13 @@ export class PasskeyEvidenceCheck {
     }
   }
 
-  private vote(r: AuditRecord): void {
+  private vote(r: AuditRecord, ctx: VerifyContext): void {
     const e = r.event;
     const requestId = str(e.request_id) ?? '';
     const principal = str(e.principal) ?? '';
     const f = this.requests.get(requestId);
-    const problem = (message: string) => this.problems.push({ seq: r.seq, message: `seq ${r.seq}: ${e.decision} vote by ${principal} on request ${requestId}: ${message}` });
+    const problem = (message: string) =>
+      this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: ${e.decision} vote by ${principal} on request ${requestId}: ${message}` });
     const evidence = e.webauthn;
     if (evidence === undefined) {
       if (e.step_up === 'webauthn') problem('claims step-up webauthn but carries no assertion');
@@ -117,9 +122,9 @@ export class PasskeyEvidenceCheck {
     const a = evidence as unknown as PasskeyAssertion;
     const reg = this.registrations.get(String(a.credential_id));
     if (reg === undefined) {
-      if (this.options.complete) problem(`credential ${String(a.credential_id)} has no passkey_registered record before it`);
+      if (ctx.fromGenesis) problem(`credential ${String(a.credential_id)} has no passkey_registered record before it`);
       else {
-        this.warnings.push(`seq ${r.seq}: the registration of passkey ${String(a.credential_id)} is not among the records given; its vote is not checked`);
+        ctx.warn(`seq ${r.seq}: the registration of passkey ${String(a.credential_id)} is not among the records given; its vote is not checked`);
         this.facts(requestId).uncheckedApprovers.add(principal);
       }
       return;
@@ -177,7 +182,11 @@ export class PasskeyEvidenceCheck {
     const approvers = Array.isArray(approval.approvers) ? approval.approvers.filter(isObject) : [];
     for (const a of approvers) {
       if (a.step_up !== 'webauthn') {
-        this.problems.push({ seq: r.seq, message: `seq ${r.seq}: credential ${String(e.jti)} names ${String(a.principal)}'s approval with step-up ${String(a.step_up)}; the rule requires webauthn` });
+        this.problems.push({
+          code: 'ERR_AUDIT_EVIDENCE_MISSING',
+          seq: r.seq,
+          message: `seq ${r.seq}: credential ${String(e.jti)} names ${String(a.principal)}'s approval with step-up ${String(a.step_up)}; the rule requires webauthn`,
+        });
       }
     }
     // Compared once every signature is checked: a vote whose assertion fails does not count.
@@ -186,19 +195,20 @@ export class PasskeyEvidenceCheck {
 
   private readonly credentialChecks: { seq: number; jti: string; requestId: string; approvers: string[] }[] = [];
 
-  /** Waits for every signature check; then problems and warnings are complete. */
-  async finish(): Promise<void> {
+  /** Waits for every signature check, then reports what failed, in sequence order. */
+  async finish(ctx: VerifyContext): Promise<void> {
     await Promise.all(this.pending);
     for (const c of this.credentialChecks) {
       const f = this.requests.get(c.requestId);
       const missing = c.approvers.filter((p) => !f?.passkeyApprovers.has(p) && !f?.uncheckedApprovers.has(p));
       if (missing.length > 0) {
         this.problems.push({
+          code: 'ERR_AUDIT_EVIDENCE_MISSING',
           seq: c.seq,
           message: `seq ${c.seq}: credential ${c.jti} for request ${c.requestId} (step-up webauthn) names approvers without a verified passkey vote: ${missing.join(', ')}`,
         });
       }
     }
-    this.problems.sort((a, b) => a.seq - b.seq);
+    for (const p of this.problems.sort((a, b) => a.seq - b.seq)) ctx.problem('evidence', p.code, p.seq, p.message);
   }
 }

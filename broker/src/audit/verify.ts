@@ -1,33 +1,69 @@
 // `audit verify`: walks the chain and names the first sequence number where it
-// breaks, checks every checkpoint's signature and that it matches the chain, and
-// that every credential issued had its approval evidence recorded before it.
+// breaks; checks the chain's end against its signed head, and every checkpoint's
+// signature, its match with the chain and that none is missing; runs the
+// per-record checks (approval evidence for every credential, chain restarts,
+// every passkey vote verified again from the trail: passkey-evidence.ts);
+// and, given a copy from outside Redis (the file sink), names what Redis lost.
 // Pure: it reads what it is given (from Redis or an exported file) and a key set.
 import type { JWTVerifyGetKey } from 'jose';
-import { GENESIS_HASH, parseRecord, recordHash, type AuditRecord, type ChainHead } from './chain.js';
-import { verifyCheckpoint } from './checkpoints.js';
+import { GENESIS_HASH, parseRecord, recordHash, type AuditRecord } from './chain.js';
+import { verifyCheckpoint, type CheckpointClaims } from './checkpoints.js';
+import type { AuditSnapshot, SnapshotHead } from './export.js';
+import { verifyHeadSignature } from './head.js';
 import { PasskeyEvidenceCheck } from './passkey-evidence.js';
 
-export type ProblemKind = 'chain' | 'checkpoint' | 'evidence';
+/** What failed; each kind has its own exit code (cli/audit.ts). */
+export type ProblemKind = 'chain' | 'head' | 'checkpoint' | 'evidence' | 'restart' | 'copy';
+
+/** Every problem code audit verify reports (docs/audit.md lists them with their exit codes). */
+export const AUDIT_PROBLEM_CODES = [
+  /** A record was changed, deleted, inserted or reordered. */
+  'ERR_AUDIT_CHAIN_BROKEN',
+  /** Redis holds records but no head. */
+  'ERR_AUDIT_HEAD_MISSING',
+  /** The head carries no signature. */
+  'ERR_AUDIT_HEAD_UNSIGNED',
+  /** The head's signature is forged, altered, by an unknown key, or not a head statement. */
+  'ERR_AUDIT_HEAD_SIGNATURE',
+  /** The chain does not end where the signed head (or the newest checkpoint) says. */
+  'ERR_AUDIT_HEAD_MISMATCH',
+  /** A checkpoint is forged, altered, malformed or signed by an unknown key. */
+  'ERR_AUDIT_CHECKPOINT_INVALID',
+  /** A checkpoint disagrees with the chain. */
+  'ERR_AUDIT_CHECKPOINT_MISMATCH',
+  /** A checkpoint named by the head or by a later checkpoint is gone. */
+  'ERR_AUDIT_CHECKPOINT_MISSING',
+  /** A credential was issued without its approval evidence before it (for a step-up webauthn rule: a verified passkey vote of each approver). */
+  'ERR_AUDIT_EVIDENCE_MISSING',
+  /** A passkey vote does not verify from the trail: forged or altered assertion, another request's or person's, replayed, counter regression, no registration. */
+  'ERR_AUDIT_PASSKEY_INVALID',
+  /** The broker found the chain not where it knew it to end, and recorded a restart. */
+  'ERR_AUDIT_CHAIN_RESTARTED',
+  /** A record or checkpoint of the copy (--against) is not in the chain verified. */
+  'ERR_AUDIT_MISSING_FROM_REDIS',
+] as const;
+export type AuditProblemCode = (typeof AUDIT_PROBLEM_CODES)[number];
 
 export interface AuditProblem {
   kind: ProblemKind;
+  code: AuditProblemCode;
   /** The sequence number the problem is at, when one can be named. */
   seq: number | undefined;
   message: string;
 }
 
-export interface AuditVerifyInput {
-  /** Stored/exported record lines, in chain order. */
-  records: string[];
-  /** Checkpoints (compact JWS). */
-  checkpoints: string[];
-  /** The head Redis holds, when verifying from Redis (catches a cut-off tail). */
-  head?: ChainHead | undefined;
-  /** True when the records start at seq 1 (the whole chain), so seq 1 must link to the genesis hash. */
-  fromGenesis: boolean;
-  /** Public keys for the checkpoints. */
+export interface AuditVerifyInput extends Omit<AuditSnapshot, 'head' | 'headMissing'> {
+  /** The head (from Redis, or an export's head line); checks that nothing was cut off or added at the end. */
+  head?: SnapshotHead | undefined;
+  /** Redis holds records but no head. */
+  headMissing?: boolean | undefined;
+  /** Public keys for the head and the checkpoints. */
   getKey: JWTVerifyGetKey;
-  /** The approver console's origin, when known: passkeys registered for another origin are refused. */
+  /** A copy of the trail from outside Redis (the file sink, an earlier export) and its name. */
+  against?: { name: string; snapshot: AuditSnapshot } | undefined;
+  /** Checks to run on every record besides the built-in ones. */
+  recordChecks?: RecordCheck[] | undefined;
+  /** The approver console's origin, when known: passkeys registered for another origin do not count. */
   consoleOrigin?: string | undefined;
 }
 
@@ -39,6 +75,8 @@ export interface AuditReport {
   validCheckpoints: number;
   /** Latest checkpoint that verified and matches the chain. */
   latestCheckpointSeq: number | undefined;
+  /** The head's signature verified and the chain ends exactly there. */
+  headVerified: boolean;
   credentials: number;
   /** Passkey votes whose assertion verified again from the trail. */
   passkeyVotes: number;
@@ -48,47 +86,96 @@ export interface AuditReport {
   firstBreak: number | undefined;
 }
 
-interface RequestEvidence {
-  decision?: { decision: string; seq: number; approvalsRequired: number | undefined };
-  approveVotes: Set<string>;
-  resolution?: string;
+/** Where a record check reports. */
+export interface VerifyContext {
+  /** True when the records start at seq 1 (the whole chain from its beginning). */
+  readonly fromGenesis: boolean;
+  problem(kind: ProblemKind, code: AuditProblemCode, seq: number | undefined, message: string): void;
+  warn(message: string): void;
+}
+
+/**
+ * A check run on every record that links into the chain, in chain order (after
+ * the hash checks). `previous` is the record before it in what is verified.
+ */
+export interface RecordCheck {
+  record(r: AuditRecord, previous: AuditRecord | undefined, ctx: VerifyContext): void | Promise<void>;
+  /** Called once after the last record. */
+  finish?(ctx: VerifyContext): void | Promise<void>;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+/** "seq 5", "seq 5-9". */
+const seqRange = (from: number, to: number): string => (to > from ? `seq ${from}-${to}` : `seq ${from}`);
+
 export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditReport> {
   const problems: AuditProblem[] = [];
   const warnings: string[] = [];
-  const chainProblem = (seq: number | undefined, message: string) => problems.push({ kind: 'chain', seq, message });
+  const ctx: VerifyContext = {
+    fromGenesis: input.fromGenesis,
+    problem: (kind, code, seq, message) => void problems.push({ kind, code, seq, message }),
+    warn: (message) => void warnings.push(message),
+  };
+  const evidence = new EvidenceCheck();
+  // Built in, not left to callers: no verify (the CLI, dev mode's start-up check, an export) may skip the passkey votes.
+  const passkeys = new PasskeyEvidenceCheck({ expectedOrigin: input.consoleOrigin });
+  const checks: RecordCheck[] = [evidence, new RestartCheck(), passkeys, ...(input.recordChecks ?? [])];
 
-  const parsed = input.records.map(parseRecord);
+  const walk = await walkChain(input.records, input.fromGenesis, checks, ctx);
+  for (const check of checks) await check.finish?.(ctx);
+  const checkpoints = await checkCheckpoints(input, walk, ctx);
+  const headVerified = await checkHead(input, walk, checkpoints, ctx);
+  checkCheckpointsPresent(input, walk, checkpoints, ctx);
+  if (input.against !== undefined) compareWithCopy(walk, input, input.against, ctx);
+
+  const breaks = problems.filter((p) => p.seq !== undefined && p.kind !== 'evidence' && p.kind !== 'copy').map((p) => p.seq as number);
+  return {
+    records: input.records.length,
+    firstSeq: walk.firstSeq,
+    lastSeq: walk.last?.seq,
+    checkpoints: input.checkpoints.length,
+    validCheckpoints: checkpoints.validCount,
+    latestCheckpointSeq: checkpoints.latestMatching,
+    headVerified,
+    credentials: evidence.credentials,
+    passkeyVotes: passkeys.verifiedVotes,
+    problems,
+    warnings,
+    firstBreak: breaks.length === 0 ? undefined : Math.min(...breaks),
+  };
+}
+
+interface Walk {
+  firstSeq: number | undefined;
+  last: AuditRecord | undefined;
+  /** Hash of every record that links into the chain, by seq. */
+  hashBySeq: Map<number, string>;
+}
+
+/** The hash chain: every record's content, link and sequence number. */
+async function walkChain(lines: string[], fromGenesis: boolean, checks: RecordCheck[], ctx: VerifyContext): Promise<Walk> {
+  const broken = (seq: number | undefined, message: string) => ctx.problem('chain', 'ERR_AUDIT_CHAIN_BROKEN', seq, message);
+  const parsed = lines.map(parseRecord);
   const firstParsed = parsed.find((r): r is AuditRecord => r !== undefined);
   const positionsBySeq = new Map<number, number[]>();
   parsed.forEach((r, i) => {
     if (r) positionsBySeq.set(r.seq, [...(positionsBySeq.get(r.seq) ?? []), i]);
   });
 
-  let expectedSeq = input.fromGenesis ? 1 : (firstParsed?.seq ?? 1);
-  let prevHash: string | undefined = input.fromGenesis ? GENESIS_HASH : firstParsed?.prev;
-  if (!input.fromGenesis && firstParsed !== undefined && firstParsed.seq > 1) {
-    warnings.push(`the records start at seq ${firstParsed.seq}: the link to seq ${firstParsed.seq - 1} is taken on trust`);
+  let expectedSeq = fromGenesis ? 1 : (firstParsed?.seq ?? 1);
+  let prevHash: string | undefined = fromGenesis ? GENESIS_HASH : firstParsed?.prev;
+  if (!fromGenesis && firstParsed !== undefined && firstParsed.seq > 1) {
+    ctx.warn(`the records start at seq ${firstParsed.seq}: the link to seq ${firstParsed.seq - 1} is taken on trust`);
   }
   const hashBySeq = new Map<number, string>();
   const seenHashes = new Set<string>();
-  const evidence = new Map<string, RequestEvidence>();
-  const evidenceFor = (id: string): RequestEvidence => {
-    let e = evidence.get(id);
-    if (e === undefined) evidence.set(id, (e = { approveVotes: new Set() }));
-    return e;
-  };
-  let credentials = 0;
-  let lastRecord: AuditRecord | undefined;
-  const passkeys = new PasskeyEvidenceCheck({ complete: input.fromGenesis, expectedOrigin: input.consoleOrigin });
+  let last: AuditRecord | undefined;
 
   for (let i = 0; i < parsed.length; i++) {
     const r = parsed[i];
     if (r === undefined) {
-      chainProblem(expectedSeq, `seq ${expectedSeq}: position ${i + 1} is not an audit record (altered or inserted)`);
+      broken(expectedSeq, `seq ${expectedSeq}: position ${i + 1} is not an audit record (altered or inserted)`);
       expectedSeq += 1;
       prevHash = undefined;
       continue;
@@ -97,143 +184,299 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
     let resync = true;
     if (r.seq > expectedSeq) {
       const later = (positionsBySeq.get(expectedSeq) ?? []).some((p) => p > i);
-      chainProblem(
+      broken(
         expectedSeq,
         later
           ? `seq ${expectedSeq}: out of order (seq ${r.seq} comes before it: records were reordered)`
-          : `seq ${expectedSeq}${r.seq - 1 > expectedSeq ? `-${r.seq - 1}` : ''}: missing (seq ${r.seq} follows seq ${expectedSeq - 1}: deleted)`,
+          : `${seqRange(expectedSeq, r.seq - 1)}: missing (seq ${r.seq} follows seq ${expectedSeq - 1}: deleted)`,
       );
     } else if (r.seq < expectedSeq) {
       if (seenHashes.has(r.hash)) {
-        chainProblem(expectedSeq, `seq ${expectedSeq}: a copy of record ${r.seq} was inserted before it`);
+        broken(expectedSeq, `seq ${expectedSeq}: a copy of record ${r.seq} was inserted before it`);
         resync = false;
       } else if (r.seq === expectedSeq - 1) {
-        chainProblem(r.seq, `seq ${r.seq}: appears twice (one of the two records was inserted)`);
+        broken(r.seq, `seq ${r.seq}: appears twice (one of the two records was inserted)`);
       } else {
-        chainProblem(expectedSeq, `seq ${expectedSeq}: a record claiming seq ${r.seq} was inserted or moved here`);
+        broken(expectedSeq, `seq ${expectedSeq}: a record claiming seq ${r.seq} was inserted or moved here`);
       }
     } else if (prevHash !== undefined && r.prev !== prevHash) {
-      if (contentMatches) {
-        chainProblem(r.seq - 1, `seq ${r.seq - 1}: altered (its hash is not the one seq ${r.seq} links to)`);
-      } else {
-        chainProblem(r.seq, `seq ${r.seq}: altered (its content does not match its hash, nor does it link to seq ${r.seq - 1})`);
-      }
+      if (contentMatches) broken(r.seq - 1, `seq ${r.seq - 1}: altered (its hash is not the one seq ${r.seq} links to)`);
+      else broken(r.seq, `seq ${r.seq}: altered (its content does not match its hash, nor does it link to seq ${r.seq - 1})`);
     } else if (!contentMatches) {
-      chainProblem(r.seq, `seq ${r.seq}: altered (its content does not match its hash)`);
+      broken(r.seq, `seq ${r.seq}: altered (its content does not match its hash)`);
     }
     if (!resync) continue;
+    const previous = last;
     expectedSeq = r.seq + 1;
     prevHash = r.hash;
     hashBySeq.set(r.seq, r.hash);
     seenHashes.add(r.hash);
-    lastRecord = r;
-    passkeys.observe(r);
+    last = r;
+    for (const check of checks) await check.record(r, previous, ctx);
+  }
+  return { firstSeq: firstParsed?.seq, last, hashBySeq };
+}
 
+interface CheckpointResult {
+  valid: CheckpointClaims[];
+  /** Seqs claimed by checkpoints that do not verify (already reported as invalid). */
+  invalidSeqs: number[];
+  validCount: number;
+  latestMatching: number | undefined;
+}
+
+/** Every checkpoint's signature, and that it matches the chain. */
+async function checkCheckpoints(input: AuditVerifyInput, walk: Walk, ctx: VerifyContext): Promise<CheckpointResult> {
+  const checked = await Promise.all(input.checkpoints.map((jws) => verifyCheckpoint(jws, input.getKey)));
+  for (const c of checked) {
+    if (!c.ok) ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_INVALID', c.claimedSeq, `checkpoint${c.claimedSeq === undefined ? '' : ` at seq ${c.claimedSeq}`}: ${c.reason}`);
+  }
+  const valid = checked.flatMap((c) => (c.ok ? [c.claims] : [])).sort((a, b) => a.seq - b.seq);
+  let validCount = 0;
+  let latestMatching: number | undefined;
+  let lastMatching = 0;
+  const { firstSeq, last } = walk;
+  for (const { seq, hash } of valid) {
+    const ours = walk.hashBySeq.get(seq);
+    if (ours === undefined) {
+      if (firstSeq !== undefined && seq < firstSeq) {
+        ctx.warn(`checkpoint at seq ${seq} is before the records given; not compared`);
+        validCount += 1;
+      } else if (last === undefined || seq > last.seq) {
+        const end = last?.seq ?? 0;
+        if (input.head !== undefined || input.headMissing === true) {
+          ctx.problem('head', 'ERR_AUDIT_HEAD_MISMATCH', end + 1, `${seqRange(end + 1, seq)}: missing at the end: a checkpoint covers seq ${seq}, the chain ends at seq ${end} (cut off after it)`);
+        } else if (input.fromGenesis) {
+          ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', end + 1, `checkpoint at seq ${seq}: the chain ends at seq ${end}; ${seqRange(end + 1, seq)} were deleted`);
+        } else {
+          ctx.warn(`checkpoint at seq ${seq} is after the records given; not compared`);
+          validCount += 1;
+        }
+      } else {
+        ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', seq, `checkpoint at seq ${seq}: the chain has no intact record with that seq`);
+      }
+      continue;
+    }
+    if (ours !== hash) {
+      ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', seq, `checkpoint at seq ${seq}: the chain differs from what the broker signed; records ${lastMatching + 1}-${seq} were rewritten`);
+      continue;
+    }
+    validCount += 1;
+    lastMatching = seq;
+    latestMatching = seq;
+  }
+  if (input.checkpoints.length === 0 && input.records.length > 0) ctx.warn('no checkpoints: the chain before its head is covered only by the head signature');
+  const invalidSeqs = checked.flatMap((c) => (!c.ok && c.claimedSeq !== undefined ? [c.claimedSeq] : []));
+  return { valid, invalidSeqs, validCount, latestMatching };
+}
+
+/**
+ * The end of the chain: a head must exist (when reading Redis), carry the
+ * broker's signature, and the chain must end exactly where that signature says.
+ */
+async function checkHead(input: AuditVerifyInput, walk: Walk, checkpoints: CheckpointResult, ctx: VerifyContext): Promise<boolean> {
+  const mismatch = (seq: number | undefined, message: string) => ctx.problem('head', 'ERR_AUDIT_HEAD_MISMATCH', seq, message);
+  if (input.headMissing === true) {
+    ctx.problem('head', 'ERR_AUDIT_HEAD_MISSING', undefined, `the chain holds ${input.records.length} records but its head is gone: nothing shows where the chain should end`);
+    return false;
+  }
+  const head = input.head;
+  if (head === undefined) return false;
+  const last = walk.last?.seq ?? 0;
+  let ok = true;
+  // The head's own fields against the records.
+  if (head.seq > last) {
+    mismatch(last + 1, `${seqRange(last + 1, head.seq)}: missing at the end (the chain head says seq ${head.seq})`);
+    ok = false;
+  } else if (head.seq < last) {
+    mismatch(head.seq + 1, `${seqRange(head.seq + 1, last)}: the chain runs past its head (seq ${head.seq}): records were appended around the broker`);
+    ok = false;
+  } else if (walk.last !== undefined && walk.last.hash !== head.hash) {
+    mismatch(last, `seq ${last}: differs from the chain head's hash`);
+    ok = false;
+  }
+  // The signature: the broker's word on where the chain ends.
+  const signed = await verifyHeadSignature(head.sig, input.getKey, undefined);
+  if (!signed.ok) {
+    ctx.problem('head', signed.code, undefined, `chain head: ${signed.reason}`);
+    return false;
+  }
+  const claims = signed.claims;
+  const rewrittenFrom = (checkpoints.latestMatching ?? (walk.firstSeq ?? 1) - 1) + 1;
+  if (ok) {
+    if (claims.seq > last) {
+      mismatch(last + 1, `${seqRange(last + 1, claims.seq)}: missing at the end: the broker signed the head at seq ${claims.seq}, the chain and its head end at seq ${last}`);
+      ok = false;
+    } else if (claims.seq < last) {
+      mismatch(claims.seq + 1, `${seqRange(claims.seq + 1, last)}: past the head the broker signed (seq ${claims.seq}): appended without its signature`);
+      ok = false;
+    } else if (walk.hashBySeq.get(claims.seq) !== claims.hash) {
+      mismatch(
+        rewrittenFrom,
+        `seq ${claims.seq}: the chain differs from the head the broker signed; records ${rewrittenFrom}-${claims.seq} (after the newest matching checkpoint) were rewritten`,
+      );
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+/** No checkpoint named by the head, or by a later checkpoint as its predecessor, may be gone. */
+function checkCheckpointsPresent(input: AuditVerifyInput, walk: Walk, checkpoints: CheckpointResult, ctx: VerifyContext): void {
+  // One that is there but does not verify is reported as invalid, not twice as missing.
+  const present = new Set([...checkpoints.valid.map((c) => c.seq), ...checkpoints.invalidSeqs]);
+  const required = new Map<number, string>();
+  const require = (seq: number | undefined, by: string) => {
+    if (seq === undefined || seq <= 0 || present.has(seq) || required.has(seq)) return;
+    // A range export holds only its own checkpoints: predecessors before its first record are not missing.
+    if (!input.fromGenesis && (walk.firstSeq === undefined || seq < walk.firstSeq)) return;
+    required.set(seq, by);
+  };
+  if (input.head !== undefined) {
+    require(input.head.checkpointSeq, 'the chain head');
+    const claimed = claimedCheckpointSeq(input.head.sig);
+    require(claimed, 'the signed chain head');
+  }
+  for (const c of checkpoints.valid) require(c.prev_checkpoint, `the checkpoint at seq ${c.seq}`);
+  for (const [seq, by] of [...required].sort((a, b) => a[0] - b[0])) {
+    ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISSING', seq, `checkpoint at seq ${seq}: missing (${by} names it): checkpoints were deleted`);
+  }
+}
+
+/** The checkpoint_seq a head signature claims (read without verifying: checkHead reports a bad signature). */
+function claimedCheckpointSeq(sig: string | undefined): number | undefined {
+  if (sig === undefined) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(sig.split('.')[1] ?? '', 'base64url').toString('utf8')) as { checkpoint_seq?: unknown };
+    return Number.isSafeInteger(payload.checkpoint_seq) ? (payload.checkpoint_seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every record and checkpoint of the copy must be in the chain verified, at its seq, unchanged. */
+function compareWithCopy(walk: Walk, input: AuditVerifyInput, against: { name: string; snapshot: AuditSnapshot }, ctx: VerifyContext): void {
+  // A partial read of the chain (a seq range) is only compared over that range.
+  const whole = input.fromGenesis || input.head !== undefined;
+  const low = whole ? -Infinity : (walk.firstSeq ?? Infinity);
+  const high = input.head !== undefined ? Infinity : (walk.last?.seq ?? -Infinity);
+  const missing: number[] = [];
+  for (const line of against.snapshot.records) {
+    const r = parseRecord(line);
+    if (r === undefined || r.seq < low || r.seq > high) continue;
+    if (walk.hashBySeq.get(r.seq) !== r.hash) missing.push(r.seq);
+  }
+  for (const [from, to] of runs(missing)) {
+    const replaced = Array.from({ length: to - from + 1 }, (_, i) => from + i).some((s) => walk.hashBySeq.has(s));
+    ctx.problem(
+      'copy',
+      'ERR_AUDIT_MISSING_FROM_REDIS',
+      from,
+      `${seqRange(from, to)}: in ${against.name} but not in the chain verified${replaced ? ' (the chain holds other records at these numbers)' : ''}`,
+    );
+  }
+  const ours = new Set(input.checkpoints);
+  for (const jws of against.snapshot.checkpoints) {
+    if (ours.has(jws)) continue;
+    const seq = claimedSeq(jws);
+    if (seq !== undefined && (seq < low || seq > high)) continue;
+    ctx.problem('copy', 'ERR_AUDIT_MISSING_FROM_REDIS', seq, `checkpoint${seq === undefined ? '' : ` at seq ${seq}`}: in ${against.name} but not among the checkpoints verified`);
+  }
+}
+
+function claimedSeq(jws: string): number | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8')) as { seq?: unknown };
+    return Number.isSafeInteger(payload.seq) ? (payload.seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sorted, de-duplicated numbers as [from, to] runs of consecutive values. */
+function runs(values: number[]): [number, number][] {
+  const sorted = [...new Set(values)].sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const v of sorted) {
+    const current = out[out.length - 1];
+    if (current !== undefined && v === current[1] + 1) current[1] = v;
+    else out.push([v, v]);
+  }
+  return out;
+}
+
+/**
+ * A chain_restart record is a failure unless the record right before it (in
+ * what is verified) is the head the broker last knew: then nothing it knew of
+ * is missing from this copy (e.g. the file sink, continuous across a Redis
+ * that lost its data), and it is only noted.
+ */
+class RestartCheck implements RecordCheck {
+  record(r: AuditRecord, previous: AuditRecord | undefined, ctx: VerifyContext): void {
+    const e = r.event;
+    if (e.type !== 'chain_restart') return;
+    const knownSeq = typeof e.last_known_seq === 'number' ? e.last_known_seq : undefined;
+    const knownHash = str(e.last_known_hash);
+    const what =
+      `seq ${r.seq}: the chain restarted (${String(e.reason)}): the broker found it ending at seq ${String(e.found_seq)}` +
+      (knownSeq === undefined ? '' : `, where it knew of seq ${knownSeq} (from ${String(e.source)})`);
+    if (previous !== undefined && knownSeq !== undefined && previous.seq === knownSeq && previous.hash === knownHash) {
+      ctx.warn(`${what}; this copy holds that record, so nothing is missing from it`);
+      return;
+    }
+    const lost = knownSeq !== undefined && knownSeq > Number(e.found_seq) ? `; ${seqRange(Number(e.found_seq) + 1, knownSeq)} of the earlier chain are not in it` : '';
+    ctx.problem('restart', 'ERR_AUDIT_CHAIN_RESTARTED', r.seq, `${what}${lost} (compare with the file sink: audit verify --against FILE)`);
+  }
+}
+
+interface RequestEvidence {
+  decision?: { decision: string; seq: number; approvalsRequired: number | undefined };
+  approveVotes: Set<string>;
+  resolution?: string;
+}
+
+/** Every issued credential had its decision, and for approvals its resolution and votes, recorded before it. */
+class EvidenceCheck implements RecordCheck {
+  credentials = 0;
+  private readonly evidence = new Map<string, RequestEvidence>();
+
+  private evidenceFor(id: string): RequestEvidence {
+    let e = this.evidence.get(id);
+    if (e === undefined) this.evidence.set(id, (e = { approveVotes: new Set() }));
+    return e;
+  }
+
+  record(r: AuditRecord, _previous: AuditRecord | undefined, ctx: VerifyContext): void {
     const e = r.event;
     const requestId = str(e.request_id);
     switch (e.type) {
       case 'decision':
         if (requestId) {
           const required = typeof e.approvals_required === 'number' ? e.approvals_required : undefined;
-          evidenceFor(requestId).decision = { decision: String(e.decision), seq: r.seq, approvalsRequired: required };
+          this.evidenceFor(requestId).decision = { decision: String(e.decision), seq: r.seq, approvalsRequired: required };
         }
         break;
       case 'vote':
-        if (requestId && e.decision === 'approve' && str(e.principal)) evidenceFor(requestId).approveVotes.add(e.principal as string);
+        if (requestId && e.decision === 'approve' && str(e.principal)) this.evidenceFor(requestId).approveVotes.add(e.principal as string);
         break;
       case 'resolution':
-        if (requestId) evidenceFor(requestId).resolution = String(e.state);
+        if (requestId) this.evidenceFor(requestId).resolution = String(e.state);
         break;
       case 'credential_issued':
-        credentials += 1;
-        checkEvidence(r, evidence.get(requestId ?? ''), input.fromGenesis, problems, warnings);
+        this.credentials += 1;
+        checkEvidence(r, this.evidence.get(requestId ?? ''), ctx);
         break;
     }
   }
-
-  await passkeys.finish();
-  for (const p of passkeys.problems) problems.push({ kind: 'evidence', seq: p.seq, message: p.message });
-  warnings.push(...passkeys.warnings);
-
-  if (input.head !== undefined) {
-    const last = lastRecord?.seq ?? 0;
-    if (input.head.seq > last) {
-      chainProblem(last + 1, `seq ${last + 1}${input.head.seq > last + 1 ? `-${input.head.seq}` : ''}: missing at the end (the chain head says seq ${input.head.seq})`);
-    } else if (input.head.seq < last) {
-      chainProblem(input.head.seq + 1, `seq ${input.head.seq + 1}: the chain runs past its head (seq ${input.head.seq}): records were appended around the broker`);
-    } else if (lastRecord !== undefined && lastRecord.hash !== input.head.hash) {
-      chainProblem(last, `seq ${last}: differs from the chain head's hash`);
-    }
-  }
-
-  // Checkpoints, in the order of the positions they cover.
-  let validCheckpoints = 0;
-  let latestCheckpointSeq: number | undefined;
-  const checked = await Promise.all(input.checkpoints.map((jws) => verifyCheckpoint(jws, input.getKey)));
-  const good = checked.flatMap((c) => (c.ok ? [c] : []));
-  for (const c of checked) {
-    if (!c.ok) problems.push({ kind: 'checkpoint', seq: c.claimedSeq, message: `checkpoint${c.claimedSeq === undefined ? '' : ` at seq ${c.claimedSeq}`}: ${c.reason}` });
-  }
-  good.sort((a, b) => a.claims.seq - b.claims.seq);
-  let lastMatching = 0;
-  const firstSeq = firstParsed?.seq;
-  for (const c of good) {
-    const { seq, hash } = c.claims;
-    const ours = hashBySeq.get(seq);
-    if (ours === undefined) {
-      if (firstSeq !== undefined && seq < firstSeq) {
-        warnings.push(`checkpoint at seq ${seq} is before the records given; not compared`);
-        validCheckpoints += 1;
-      } else if (lastRecord === undefined || seq > lastRecord.seq) {
-        if (input.fromGenesis || input.head !== undefined) {
-          const end = lastRecord?.seq ?? 0;
-          problems.push({ kind: 'checkpoint', seq: end + 1, message: `checkpoint at seq ${seq}: the chain ends at seq ${end}; seq ${end + 1}-${seq} were deleted` });
-        } else {
-          warnings.push(`checkpoint at seq ${seq} is after the records given; not compared`);
-          validCheckpoints += 1;
-        }
-      } else {
-        problems.push({ kind: 'checkpoint', seq, message: `checkpoint at seq ${seq}: the chain has no intact record with that seq` });
-      }
-      continue;
-    }
-    if (ours !== hash) {
-      problems.push({
-        kind: 'checkpoint',
-        seq,
-        message: `checkpoint at seq ${seq}: the chain differs from what the broker signed; records ${lastMatching + 1}-${seq} were rewritten`,
-      });
-      continue;
-    }
-    validCheckpoints += 1;
-    lastMatching = seq;
-    latestCheckpointSeq = seq;
-  }
-  if (input.checkpoints.length === 0 && parsed.length > 0) warnings.push('no checkpoints: only the chain itself was checked (a full rewrite would go unnoticed)');
-
-  const breaks = problems.filter((p) => p.seq !== undefined && p.kind !== 'evidence').map((p) => p.seq as number);
-  return {
-    records: parsed.length,
-    firstSeq,
-    lastSeq: lastRecord?.seq,
-    checkpoints: input.checkpoints.length,
-    validCheckpoints,
-    latestCheckpointSeq,
-    credentials,
-    passkeyVotes: passkeys.verifiedVotes,
-    problems,
-    warnings,
-    firstBreak: breaks.length === 0 ? undefined : Math.min(...breaks),
-  };
 }
 
-function checkEvidence(r: AuditRecord, ev: RequestEvidence | undefined, complete: boolean, problems: AuditProblem[], warnings: string[]): void {
+function checkEvidence(r: AuditRecord, ev: RequestEvidence | undefined, ctx: VerifyContext): void {
   const e = r.event;
   const what = `seq ${r.seq}: credential ${String(e.jti)} for request ${String(e.request_id)}`;
-  const fail = (message: string): void => void problems.push({ kind: 'evidence', seq: r.seq, message: `${what} ${message}` });
+  const fail = (message: string): void => ctx.problem('evidence', 'ERR_AUDIT_EVIDENCE_MISSING', r.seq, `${what} ${message}`);
   if (ev?.decision === undefined) {
-    if (complete) fail('has no policy decision recorded before it');
-    else warnings.push(`${what}: its decision is not among the records given; not checked`);
+    if (ctx.fromGenesis) fail('has no policy decision recorded before it');
+    else ctx.warn(`${what}: its decision is not among the records given; not checked`);
     return;
   }
   const { decision } = ev.decision;

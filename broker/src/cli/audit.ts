@@ -6,9 +6,9 @@ import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWK } from 'jose';
-import { readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
+import { headLine, readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
 import { checkpointLine } from '../audit/sinks.js';
-import { verifyAuditTrail, type AuditReport } from '../audit/verify.js';
+import { verifyAuditTrail, type AuditProblem, type AuditReport, type ProblemKind } from '../audit/verify.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { CountersignError } from '../errors.js';
@@ -20,19 +20,31 @@ import { loadConfig, type BrokerConfig } from '../config/config.js';
 import { configuredPublicUrl } from '../console/index.js';
 import { err, out } from './output.js';
 
-/** Exit codes of `audit verify` beyond the common 0-3. */
-export const AUDIT_EXIT = { chainBroken: 4, checkpoint: 5, evidence: 6 } as const;
+/** Exit codes of `audit verify` beyond the common 0-3, one per kind of problem. */
+export const AUDIT_EXIT: Record<ProblemKind, number> = { chain: 4, checkpoint: 5, evidence: 6, head: 7, restart: 8, copy: 9 };
 
 export const AUDIT_EXIT_HELP = `
-Exit codes of audit verify:
-  0  the chain is intact, every checkpoint verifies and matches, every credential has its evidence
+Exit codes of audit verify (the problem codes are in --output json and docs/audit.md):
+  0  the chain is intact and ends at its signed head, every checkpoint verifies, matches and is present,
+     every credential has its evidence (and, with --against, the copy holds nothing the chain lacks)
   1  runtime error (Redis unreachable, file unreadable)
   2  usage error
   3  invalid configuration or key file
   4  the chain breaks (a record was changed, deleted, inserted or reordered); the sequence number is printed
-  5  a checkpoint is forged, signed by an unknown key, or disagrees with the chain
-  6  a credential was issued without its approval evidence, or a passkey vote does not verify
-When several apply, the lowest of 4-6 is used.`;
+       ERR_AUDIT_CHAIN_BROKEN
+  5  a checkpoint is forged, signed by an unknown key, disagrees with the chain, or is missing
+       ERR_AUDIT_CHECKPOINT_INVALID, ERR_AUDIT_CHECKPOINT_MISMATCH, ERR_AUDIT_CHECKPOINT_MISSING
+  6  the approval evidence does not hold: a credential was issued without it, or a passkey vote does not
+     verify from the trail (forged or altered assertion, made for another vote or person, replayed)
+       ERR_AUDIT_EVIDENCE_MISSING, ERR_AUDIT_PASSKEY_INVALID
+  7  the end of the chain cannot be trusted: the head is missing, unsigned, forged, or the chain does not end
+     where the signed head (or the newest checkpoint) says
+       ERR_AUDIT_HEAD_MISSING, ERR_AUDIT_HEAD_UNSIGNED, ERR_AUDIT_HEAD_SIGNATURE, ERR_AUDIT_HEAD_MISMATCH
+  8  the broker recorded a chain restart: it found the chain cut, emptied or with a head it could not verify
+       ERR_AUDIT_CHAIN_RESTARTED
+  9  --against: the copy holds records or checkpoints the chain does not
+       ERR_AUDIT_MISSING_FROM_REDIS
+When several apply, the lowest of 4-9 is used.`;
 
 function seqOption(value: string): number {
   const n = Number(value);
@@ -93,6 +105,8 @@ export function exportLines(snapshot: AuditSnapshot): string[] {
   }
   for (const [seq, list] of bySeq) if (!placed.has(seq)) for (const jws of list) lines.push(checkpointLine(jws));
   for (const jws of orphans) lines.push(checkpointLine(jws));
+  // Last, the signed head, so an offline verify checks that nothing was cut off the end.
+  if (snapshot.head?.sig !== undefined) lines.push(headLine(snapshot.head.sig));
   return lines;
 }
 
@@ -118,34 +132,53 @@ async function readJwks(source: string): Promise<JWK[]> {
   }
 }
 
-function printReport(report: AuditReport, source: string): void {
+function printReport(report: AuditReport, source: string, against: string | undefined): void {
   const range = report.firstSeq === undefined ? 'no records' : `seq ${report.firstSeq}-${report.lastSeq ?? '?'}`;
   out(`audit verify: ${source}: ${report.records} records (${range}), ${report.checkpoints} checkpoints, ${report.credentials} credentials issued`);
+  const section = (kind: ProblemKind | ((p: AuditProblem) => boolean), ok: string | undefined, fail: (n: number) => string) => {
+    const found = report.problems.filter(typeof kind === 'function' ? kind : (p) => p.kind === kind);
+    if (found.length === 0) {
+      if (ok !== undefined) out(`  OK    ${ok}`);
+      return;
+    }
+    out(`  FAIL  ${fail(found.length)}`);
+    for (const p of found.slice(0, 20)) out(`          ${p.code}  ${p.message}`);
+    if (found.length > 20) out(`          ... and ${found.length - 20} more`);
+  };
   const chain = report.problems.filter((p) => p.kind === 'chain');
-  const checkpoints = report.problems.filter((p) => p.kind === 'checkpoint');
-  const evidence = report.problems.filter((p) => p.kind === 'evidence');
-  out(chain.length === 0 ? '  OK    hash chain intact' : `  FAIL  the chain breaks at seq ${Math.min(...chain.map((p) => p.seq ?? Infinity))}`);
-  for (const p of chain.slice(0, 20)) out(`          ${p.message}`);
-  if (chain.length > 20) out(`          ... and ${chain.length - 20} more`);
-  out(
-    checkpoints.length === 0
-      ? `  OK    ${report.validCheckpoints} checkpoint(s) verified${report.latestCheckpointSeq === undefined ? '' : `, the latest covers seq ${report.latestCheckpointSeq}`}`
-      : `  FAIL  ${checkpoints.length} checkpoint problem(s)`,
+  section('chain', 'hash chain intact', () => `the chain breaks at seq ${Math.min(...chain.map((p) => p.seq ?? Infinity))}`);
+  section('head', report.headVerified ? `the chain ends at its signed head (seq ${report.lastSeq ?? 0})` : undefined, (n) => `${n} problem(s) with the end of the chain`);
+  section(
+    'checkpoint',
+    `${report.validCheckpoints} checkpoint(s) verified${report.latestCheckpointSeq === undefined ? '' : `, the latest covers seq ${report.latestCheckpointSeq}`}`,
+    (n) => `${n} checkpoint problem(s)`,
   );
-  for (const p of checkpoints.slice(0, 20)) out(`          ${p.message}`);
-  out(evidence.length === 0 ? `  OK    every issued credential has its approval evidence` : `  FAIL  ${evidence.length} approval evidence problem(s)`);
-  if (report.passkeyVotes > 0 || evidence.some((p) => /passkey|webauthn/.test(p.message))) {
-    out(`  ${evidence.some((p) => /passkey|webauthn/.test(p.message)) ? 'FAIL' : 'OK  '}  ${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`);
+  const passkeyProblem = (p: AuditProblem) => p.code === 'ERR_AUDIT_PASSKEY_INVALID';
+  section((p) => p.kind === 'evidence' && !passkeyProblem(p), 'every issued credential has its approval evidence', (n) => `${n} credential(s) without approval evidence`);
+  if (report.passkeyVotes > 0 || report.problems.some(passkeyProblem)) {
+    section(passkeyProblem, `${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`, (n) => `${n} passkey vote(s) that do not verify from the trail`);
   }
-  for (const p of evidence.slice(0, 20)) out(`          ${p.message}`);
+  section('restart', undefined, (n) => `${n} chain restart(s): records were lost or the chain was altered in Redis`);
+  section('copy', against === undefined ? undefined : `nothing in ${against} is missing from the chain`, (n) => `${n} gap(s) compared with ${against ?? 'the copy'}`);
   for (const w of report.warnings) out(`  note  ${w}`);
 }
 
+/** Verifies the whole chain in the configuration's Redis with its own keys (what `audit verify` does by default). */
+export async function verifyRedisTrail(config: BrokerConfig): Promise<AuditReport> {
+  const keys = (await loadKeyring(config)).allPublicJwks().keys;
+  const snapshot = await withRedis(config, (redis, k) => readAuditSnapshot(redis, k, {}));
+  return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }), consoleOrigin: consoleOriginOf(config) });
+}
+
+/** The configured console's origin: passkeys registered for another origin do not count. */
+function consoleOriginOf(config: BrokerConfig | undefined): string | undefined {
+  const url = config?.console.enabled ? configuredPublicUrl(config) : undefined;
+  return url === undefined ? undefined : new URL(url).origin;
+}
+
 export function exitCodeOf(report: AuditReport): number {
-  if (report.problems.some((p) => p.kind === 'chain')) return AUDIT_EXIT.chainBroken;
-  if (report.problems.some((p) => p.kind === 'checkpoint')) return AUDIT_EXIT.checkpoint;
-  if (report.problems.some((p) => p.kind === 'evidence')) return AUDIT_EXIT.evidence;
-  return 0;
+  const codes = report.problems.map((p) => AUDIT_EXIT[p.kind]);
+  return codes.length === 0 ? 0 : Math.min(...codes);
 }
 
 export function auditCommand(): Command {
@@ -177,8 +210,9 @@ export function auditCommand(): Command {
     .option('--jwks <file-or-url>', 'public keys for the checkpoints (repeatable); default: every key in the configuration', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--from-seq <n>', 'first sequence number (Redis only)', seqOption)
     .option('--to-seq <n>', 'last sequence number (Redis only)', seqOption)
+    .option('--against <file>', 'also compare with a copy from outside Redis (the audit.file sink, an earlier export) and name what the chain lacks')
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
-    .action(async (o: ConfigFlags & RangeFlags & { file?: string; jwks: string[]; output: 'text' | 'json' }) => {
+    .action(async (o: ConfigFlags & RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' }) => {
       const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
       const config = configFile === undefined ? undefined : await loadConfig(configFile);
       const keys: JWK[] = [];
@@ -194,11 +228,11 @@ export function auditCommand(): Command {
         snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
         source = `redis prefix ${c.redis.prefix}`;
       }
+      const against = o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
       const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
-      const consoleUrl = config?.console.enabled ? configuredPublicUrl(config) : undefined;
-      const report = await verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys: unique }), consoleOrigin: consoleUrl && new URL(consoleUrl).origin });
-      if (o.output === 'json') out(JSON.stringify({ source, ...report }, null, 2));
-      else printReport(report, source);
+      const report = await verifyAuditTrail({ ...snapshot, against, getKey: createLocalJWKSet({ keys: unique }), consoleOrigin: consoleOriginOf(config) });
+      if (o.output === 'json') out(JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2));
+      else printReport(report, source, o.against);
       process.exitCode = exitCodeOf(report);
     });
 

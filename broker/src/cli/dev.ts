@@ -1,12 +1,18 @@
 // `countersign-broker dev`: a working broker in one command, for trying it out.
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { startBroker, type RunningBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { devConfig, devRedisPrefix, ensureDevTrustDomain } from '../dev/trust-domain.js';
+import { devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig, type DevConfigOwned } from '../dev/trust-domain.js';
+import { createLogger } from '../observability/logger.js';
+import { verifyRedisTrail } from './audit.js';
+import { explainListenError } from './listen-errors.js';
 import { out } from './output.js';
 import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
+
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 
 export interface DevOptions {
   dir: string;
@@ -14,6 +20,8 @@ export interface DevOptions {
   grpcPort: number;
   httpPort: number;
   consolePort: number;
+  /** auto: readable lines on a terminal, JSON otherwise. */
+  logFormat?: (typeof LOG_FORMATS)[number];
 }
 
 /** How long the dev banner's sign-in links work (they are single use; `principals link NAME` prints more). */
@@ -27,21 +35,31 @@ const envFile = (vars: Record<string, string>): string =>
 export async function runDev(options: DevOptions): Promise<void> {
   const td = await ensureDevTrustDomain({ dir: options.dir, trustDomain: options.trustDomain });
   const redis = await findDevRedis({ env: process.env, dir: td.dir, log: (line) => out(line) });
+  // config.yaml is the user's once written: later starts update only what dev mode owns.
   const configFile = join(td.dir, 'config.yaml');
-  const configText = devConfig({
+  const owned: DevConfigOwned = {
     trustDomain: td.trustDomain,
     grpcPort: options.grpcPort,
     httpPort: options.httpPort,
     consolePort: options.consolePort,
     redisUrl: redis.url,
     redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
-  });
-  await writeFile(configFile, configText);
+  };
+  const configExisted = existsSync(configFile);
+  const { text: configText, added } = configExisted ? updateDevConfig(await readFile(configFile, 'utf8'), owned) : { text: devConfig(owned), added: [] };
   const config = parseConfig(configText, configFile);
-  const broker = await startBroker(config).catch(async (e: unknown) => {
+  await writeFile(configFile, configText);
+  const pretty = options.logFormat === 'pretty' || ((options.logFormat ?? 'auto') === 'auto' && process.stderr.isTTY);
+  const logger = createLogger({ level: config.log_level, pretty });
+  const broker = await startBroker(config, { logger }).catch(async (e: unknown) => {
     await redis.stop();
-    throw e;
+    throw explainListenError(
+      e,
+      { [options.grpcPort]: '--grpc-port (0 picks a free one)', [options.httpPort]: '--http-port (0 picks a free one)', [options.consolePort]: '--console-port (0 picks a free one)' },
+      'another broker (countersign-broker dev or npm start)',
+    );
   });
+  const trail = await verifyRedisTrail(config).catch((e: unknown) => ({ error: (e as Error).message }));
   closeOnSignal(async () => {
     await broker.close();
     await redis.stop();
@@ -71,6 +89,10 @@ export async function runDev(options: DevOptions): Promise<void> {
   out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
   out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
   out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
+  out(
+    `  config        ${relative(process.cwd(), configFile)}  (${configExisted ? 'yours, kept: ' : 'written once, then yours: '}dev mode updates only the listen ports, the console's localhost URL, redis.url and redis.prefix${added.length > 0 ? `; added the ${added.join(', ')} section` : ''})`,
+  );
+  out(`  logs          ${pretty ? 'below, readable' : 'stderr, JSON lines'} (--log-format pretty|json)`);
   out(
     broker.slackMode === undefined
       ? '  Slack         off  (set SLACK_BOT_TOKEN and SLACK_APP_TOKEN or SLACK_SIGNING_SECRET to turn it on; see docs/slack.md)'
@@ -103,6 +125,16 @@ export async function runDev(options: DevOptions): Promise<void> {
   await printConsoleTour(broker, td.approvers.map((a) => a.name), shown);
   out(`Afterwards, is the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}) intact?`);
   out(`  npx countersign-broker audit verify --dir ${shown}`);
+  if ('error' in trail) {
+    out('');
+    out(`WARNING: could not check the audit trail at start-up: ${trail.error}`);
+  } else if (trail.firstBreak !== undefined) {
+    out('');
+    out(`WARNING: this dev broker's audit trail does not verify: the chain breaks at seq ${trail.firstBreak}.`);
+    out(`  npx countersign-broker audit verify --dir ${shown}     # details`);
+    out('  To start a fresh dev trail, see "Resetting the dev trail" in README.md.');
+  }
+  out('');
 }
 
 /** The approver console's part of the banner: where it is, a sign-in link per approver, the passkey rule. */

@@ -1,9 +1,11 @@
 // countersign-broker: run the broker (serve, dev) and the operator tools.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
-import { runDev } from './dev.js';
+import { configCommand } from './config.js';
+import { LOG_FORMATS, runDev, type DevOptions } from './dev.js';
 import { keysCommand } from './keys.js';
 import { principalsCommand } from './principals.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
@@ -18,7 +20,10 @@ function port(value: string): number {
   return n;
 }
 
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command('countersign-broker')
+  .version(version, '-V, --version', 'print the version')
   .description('Countersign approval broker: workloads ask, policy and people decide, credentials prove it.')
   .showHelpAfterError()
   .addHelpText(
@@ -52,8 +57,10 @@ program
   .option('--grpc-port <port>', 'gRPC (mTLS) port, 0 picks a free one', port, 7443)
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
   .option('--console-port <port>', 'approver console port (http://localhost:PORT), 0 picks a free one', port, 7090)
-  .action(async (opts: { dir: string; trustDomain: string; grpcPort: number; httpPort: number; consolePort: number }) => runDev(opts));
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(LOG_FORMATS).default('auto'))
+  .action(async (opts: DevOptions) => runDev(opts));
 
+program.addCommand(configCommand());
 program.addCommand(keysCommand());
 program.addCommand(auditCommand());
 program.addCommand(principalsCommand());

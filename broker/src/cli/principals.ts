@@ -3,7 +3,9 @@
 // identity provider, and the only way, besides the IdP, to enrol a passkey);
 // `passkeys NAME` lists a person's passkeys and removes a lost one. Both are audited.
 import { Command, InvalidArgumentError } from 'commander';
+import { createLocalJWKSet } from 'jose';
 import { RedisAuditLog } from '../audit/audit-log.js';
+import { KeyringHeadSigner } from '../audit/head.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import type { BrokerConfig } from '../config/config.js';
@@ -17,7 +19,7 @@ import { connectRedis } from '../redis/connection.js';
 import { Keys } from '../redis/keys.js';
 import { redisAuth } from '../app.js';
 import { configPath } from '../config/config.js';
-import { loadConfigFrom, withConfigOptions, type ConfigFlags } from './config-source.js';
+import { loadConfigFrom, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
 import { out } from './output.js';
 
 function ttlOption(value: string): number {
@@ -43,7 +45,15 @@ async function withConsole<T>(
   const redis = await connectRedis(config.redis.url, { connectionName: 'countersign-principals-cli', ...(await redisAuth(config)) });
   try {
     const keys = new Keys(config.redis.prefix);
-    const audit = new RedisAuditLog(redis, keys, systemClock);
+    // Appended like another replica would: the new head signed with the broker's key, the same durability waits.
+    const keyring = await loadKeyring(config);
+    const heads = new KeyringHeadSigner(keyring, config.credentials.issuer ?? `spiffe://${config.trust_domain}`, createLocalJWKSet(keyring.allPublicJwks()));
+    const durability = {
+      waitReplicas: config.audit.durability.wait_replicas,
+      waitLocalFsync: config.audit.durability.wait_local_fsync,
+      timeoutMs: config.audit.durability.timeout,
+    };
+    const audit = new RedisAuditLog(redis, keys, systemClock, { heads, durability });
     return await use({ config, store: new PasskeyStore(redis, keys), keys, audit, publicUrl });
   } finally {
     redis.disconnect();

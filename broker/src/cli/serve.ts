@@ -1,5 +1,6 @@
 import { startBroker, startWorker, type RunningBroker, type RunningWorker } from '../app.js';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, splitHostPort } from '../config/config.js';
+import { explainListenError } from './listen-errors.js';
 
 /** Closes the broker on SIGINT/SIGTERM; a second signal exits at once. */
 export function closeOnSignal(close: () => Promise<void>): void {
@@ -26,7 +27,15 @@ export type Role = (typeof ROLES)[number];
 
 export async function runServe(configFile: string, role: Role = 'all'): Promise<RunningBroker | RunningWorker> {
   const config = await loadConfig(configFile);
-  const running = role === 'worker' ? await startWorker(config) : await startBroker(config, { role });
+  const names = {
+    [splitHostPort(config.grpc.listen).port]: `grpc.listen in ${configFile}`,
+    [splitHostPort(config.http.listen).port]: `http.listen in ${configFile}`,
+    ...(config.health.grpc_listen ? { [splitHostPort(config.health.grpc_listen).port]: `health.grpc_listen in ${configFile}` } : {}),
+    ...(config.console.enabled ? { [splitHostPort(config.console.listen).port]: `console.listen in ${configFile}` } : {}),
+  };
+  const running = await (role === 'worker' ? startWorker(config) : startBroker(config, { role })).catch((e: unknown) => {
+    throw explainListenError(e, names, 'another broker');
+  });
   closeOnSignal(() => running.close());
   if (role !== 'worker') reloadPolicyOnHangup(running as RunningBroker);
   return running;

@@ -57,6 +57,53 @@ const spiffeIdWithPath = z
     }
   }, 'expected a workload SPIFFE ID such as spiffe://example.org/ingress (lowercase trust domain, a path, no trailing "/")');
 
+/**
+ * A SPIFFE ID or a glob over SPIFFE IDs ("*" one path segment, "**" any depth,
+ * "?" one character), as policy's match.workload takes them: with each wildcard
+ * replaced by one legal character it must be a workload SPIFFE ID.
+ */
+const workloadPattern = z
+  .string()
+  .max(512)
+  .superRefine((pattern, ctx) => {
+    const problem = /\*{3,}/.test(pattern) ? 'has "***"; use "*" (one segment) or "**" (any depth)' : /[[\]{}]/.test(pattern) ? 'character classes and braces are not supported; use "*", "**" or "?"' : undefined;
+    let id: ReturnType<typeof parseSpiffeId> | undefined;
+    try {
+      id = parseSpiffeId(pattern.replace(/\*\*|\*|\?/g, 'x'));
+    } catch {
+      id = undefined;
+    }
+    if (problem !== undefined || id === undefined || id.path === '') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(pattern)} is not a workload SPIFFE ID or pattern${problem ? `: ${problem}` : ''}; e.g. spiffe://example.org/svc/deploy-api or spiffe://example.org/svc/*`,
+      });
+    }
+  });
+
+/** Who may redeem credentials, per audience (docs/credentials.md, "Single use: redemption"). */
+const redeemersSchema = z
+  .array(
+    z
+      .object({
+        /** A credential "aud", exactly, or "*" for every audience. */
+        audience: z.string().min(1).max(512).regex(/^\S+$/, 'expected an audience without whitespace, or "*"'),
+        workloads: z.array(workloadPattern).min(1).max(64),
+      })
+      .strict(),
+  )
+  .max(256)
+  .superRefine((rules, ctx) => {
+    const seen = new Map<string, number>();
+    rules.forEach((r, i) => {
+      const first = seen.get(r.audience);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `audience ${r.audience} is already listed (redeemers[${first}]); list all its workloads there`, path: [i, 'audience'] });
+      }
+      seen.set(r.audience, i);
+    });
+  });
+
 /** The broker's own SVID: from two files, or from a SPIFFE Workload API. */
 const svidSchema = z
   .object({
@@ -108,6 +155,14 @@ const identitySchema = z
     /** How often SVID and bundle files are checked for changes (a bundle's spiffe_refresh_hint may shorten it). */
     reload_interval: duration(100, HOUR).default(5 * SECOND),
     xfcc: xfccSchema.prefault({}),
+    /** Refused client certificates are audited as summaries: one per code and source per interval. */
+    refusals: z
+      .object({
+        interval: duration(SECOND, HOUR).default(MINUTE),
+        max_sources: z.number().int().min(1).max(1000).default(20),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((identity, ctx) => {
@@ -218,6 +273,8 @@ export const configSchema = z
       .object({
         listen: listenAddress.default('0.0.0.0:8443'),
         max_message_bytes: z.number().int().min(64 * 1024).max(16 * 1024 * 1024).default(2 * 1024 * 1024),
+        /** Streams (calls) one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+        max_concurrent_streams: z.number().int().min(1).max(10_000).default(100),
       })
       .strict()
       .prefault({}),
@@ -310,6 +367,8 @@ export const configSchema = z
           )
           .min(1)
           .max(16),
+        /** Who may redeem credentials (Broker.RedeemCredential), per audience; unset: nobody. */
+        redeemers: redeemersSchema.optional(),
       })
       .strict(),
     /** The audit hash chain (docs/audit.md). */
@@ -321,8 +380,10 @@ export const configSchema = z
         file: filePath.optional(),
         checkpoint: z
           .object({
-            every_events: z.number().int().min(1).max(1_000_000).default(1000),
-            interval: duration(SECOND, 24 * HOUR).default(5 * MINUTE),
+            // Measured in the audit-append bench (docs/audit.md, "Choosing the cadence"): about 1% of
+            // the append cost and of the chain's size; the head is signed on every append anyway.
+            every_events: z.number().int().min(1).max(1_000_000).default(100),
+            interval: duration(SECOND, 24 * HOUR).default(MINUTE),
           })
           .strict()
           .prefault({}),
@@ -351,6 +412,8 @@ export const configSchema = z
         limits: z
           .object({
             max_pending_per_workload: z.number().int().min(1).max(1_000_000).default(100),
+            /** Open WatchRequest streams per workload on one replica. */
+            max_watch_streams_per_workload: z.number().int().min(1).max(100_000).default(128),
             requests_per_second: z.number().min(0.01).max(100_000).default(20),
             burst: z.number().int().min(1).max(1_000_000).default(200),
             max_parameters_bytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
@@ -379,7 +442,29 @@ export const configSchema = z
   .refine((c) => c.requests.collection_window <= c.requests.retention, {
     message: 'requests.collection_window must not exceed requests.retention',
     path: ['requests', 'collection_window'],
+  })
+  .superRefine((c, ctx) => {
+    const listeners: [string[], string | undefined][] = [
+      [['grpc', 'listen'], c.grpc.listen],
+      [['http', 'listen'], c.http.listen],
+      [['health', 'grpc_listen'], c.health.grpc_listen],
+    ];
+    for (const [i, [path, listen]] of listeners.entries()) {
+      const clash = listeners.slice(0, i).find(([, other]) => listen !== undefined && other !== undefined && listenersClash(listen, other));
+      if (clash !== undefined) {
+        ctx.addIssue({ code: 'custom', path, message: `${listen} uses the same port as ${clash[0].join('.')} (${clash[1]}); each listener needs its own port` });
+      }
+    }
   });
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** Two listen addresses that cannot both be bound: the same port (not 0) on the same or a wildcard host. */
+function listenersClash(a: string, b: string): boolean {
+  const x = splitHostPort(a);
+  const y = splitHostPort(b);
+  return x.port !== 0 && x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host));
+}
 
 export type BrokerConfig = z.output<typeof configSchema> & {
   /** Directory the config file was read from; relative paths resolve against it. */

@@ -6,6 +6,7 @@ import {
   AUTHORIZATION_DETAILS_TYPE,
   PASSKEY_AMR,
   CREDENTIAL_TYPE,
+  withLowS,
   type ApprovalEvidence,
   type CredentialClaims,
 } from '@countersign/proto';
@@ -59,12 +60,22 @@ export class CredentialMinter {
 
   async mint(input: MintInput): Promise<MintedCredential> {
     const now = this.options.clock.now();
-    const ttl = Math.min(this.options.maxTtlMs, input.svidNotAfter - now, ...input.ttlCaps.filter((c): c is number => c !== undefined));
+    const svidLeft = input.svidNotAfter - now;
+    const capped = Math.min(this.options.maxTtlMs, ...input.ttlCaps.filter((c): c is number => c !== undefined));
+    const ttl = Math.min(capped, svidLeft);
     if (ttl < MIN_CREDENTIAL_TTL_MS) {
+      // Say which bound is too short: the SVID (renew it) or the lifetime asked for (ask for more).
+      if (svidLeft < MIN_CREDENTIAL_TTL_MS) {
+        throw new CountersignError(
+          'failed_precondition',
+          'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
+          `the caller's SVID expires in ${Math.max(0, Math.floor(svidLeft / 1000))}s; renew it before asking for a credential`,
+        );
+      }
       throw new CountersignError(
         'failed_precondition',
-        'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
-        `the caller's SVID expires in ${Math.max(0, Math.floor((input.svidNotAfter - now) / 1000))}s; renew it before asking for a credential`,
+        'ERR_CREDENTIAL_TTL_TOO_SHORT',
+        `the credential would live ${Math.max(0, capped / 1000)}s (the shortest of credentials.max_ttl, the rule's ttl and requested_ttl), below the ${MIN_CREDENTIAL_TTL_MS / 1000}s minimum`,
       );
     }
     const iat = Math.floor(now / 1000);
@@ -99,9 +110,11 @@ export class CredentialMinter {
     }
     const key = this.keyring.signingKey(now);
     this.options.onKeyUsed?.(key.kid);
-    const token = await new SignJWT(claims as unknown as Record<string, unknown>)
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE })
-      .sign(key.privateKey);
+    // Low S: the one form verifiers accept, so no one can make a second valid string of this credential.
+    const token = withLowS(
+      await new SignJWT(claims as unknown as Record<string, unknown>).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CREDENTIAL_TYPE }).sign(key.privateKey),
+      key.alg,
+    );
     return { token, jti, kid: key.kid, claims, expiresAt: exp * 1000 };
   }
 }

@@ -4,7 +4,7 @@
 // atomically; a second redemption is refused with who redeemed it and when.
 import { fileURLToPath } from 'node:url';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify } from 'jose';
-import { CREDENTIAL_TYPE, type CredentialClaims } from '@countersign/proto';
+import { CREDENTIAL_TYPE, nonCanonicalSignature, type CredentialClaims } from '@countersign/proto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -14,6 +14,7 @@ import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
 import { SIGNING_ALGORITHMS, VERIFIER_MAX_SKEW_MS, type Keyring } from './keys.js';
+import type { Redeemers } from './redeemers.js';
 
 export const MAX_REDEEM_TOKEN_LENGTH = 16 * 1024;
 /** Clock skew allowed when checking the credential's lifetime. */
@@ -36,7 +37,17 @@ export class RedemptionService {
   private readonly scripts: ScriptRunner;
 
   constructor(
-    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; audit: AuditLog; clock: Clock; issuer: string; metrics?: Metrics },
+    private readonly deps: {
+      redis: Redis;
+      keys: Keys;
+      keyring: Keyring;
+      audit: AuditLog;
+      clock: Clock;
+      issuer: string;
+      /** Who may redeem, per audience (credentials.redeemers); nobody when not configured. */
+      redeemers: Redeemers;
+      metrics?: Metrics;
+    },
   ) {
     this.scripts = registerScripts(deps.redis, loadScripts(CREDENTIALS_LUA_DIR));
   }
@@ -47,7 +58,7 @@ export class RedemptionService {
       throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `token: ${token.length} characters, at most ${MAX_REDEEM_TOKEN_LENGTH}`, { field: 'token' });
     }
     try {
-      const { payload } = await jwtVerify(token, createLocalJWKSet(this.deps.keyring.jwks(now)), {
+      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(this.deps.keyring.jwks(now)), {
         algorithms: [...SIGNING_ALGORITHMS],
         typ: CREDENTIAL_TYPE,
         issuer: this.deps.issuer,
@@ -55,6 +66,8 @@ export class RedemptionService {
         currentDate: new Date(now),
         requiredClaims: ['jti', 'exp', 'sub'],
       });
+      const malleated = nonCanonicalSignature(token, protectedHeader.alg);
+      if (malleated !== undefined) throw new Error(malleated);
       if (typeof payload.jti !== 'string' || !ID.test(payload.jti)) throw new Error('jti is malformed');
       return payload as unknown as CredentialClaims;
     } catch (e) {
@@ -69,6 +82,25 @@ export class RedemptionService {
     const now = this.deps.clock.now();
     const claims = await this.verify(token, now);
     const requestId = claims.approval?.request_id ?? '';
+    // Only a resource server of the credential's audience may use it up; anyone else holding a copy may not.
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    try {
+      this.deps.redeemers.check(caller.spiffeId, audiences);
+    } catch (e) {
+      if (!(e instanceof CountersignError)) throw e;
+      this.deps.metrics?.redemptions.inc({ outcome: 'forbidden' });
+      await this.deps.audit.append({
+        type: 'credential_redeemed',
+        outcome: 'forbidden',
+        code: e.code,
+        jti: claims.jti,
+        request_id: requestId || undefined,
+        by: caller.spiffeId,
+        audience: claims.aud,
+        subject: claims.sub,
+      });
+      throw e;
+    }
     // One approval, one use: every credential minted for the same approval shares its mark.
     const markId = requestId !== '' && ID.test(requestId) ? requestId : claims.jti;
     const key = this.deps.keys.redemption(markId);

@@ -51,6 +51,8 @@ export interface CertificateOptions {
   /** URI SANs; default the SPIFFE ID given to issueSvid(). */
   uris?: string[];
   dns?: string[];
+  /** IP address SANs, e.g. 127.0.0.1 and ::1 (what a client connecting by address checks). */
+  ips?: string[];
   /** basicConstraints cA; null omits the extension. */
   ca?: boolean | null;
   /** KeyUsageFlags bits; null omits the extension. */
@@ -120,6 +122,7 @@ function buildExtensions(options: CertificateOptions, defaults: Defaults, subjec
   const names = [
     ...(options.uris ?? []).map((uri) => new GeneralName({ uniformResourceIdentifier: uri })),
     ...(options.dns ?? []).map((dns) => new GeneralName({ dNSName: dns })),
+    ...(options.ips ?? []).map((ip) => new GeneralName({ iPAddress: ip })),
   ];
   if (names.length > 0) out.push(extension(id_ce_subjectAltName, false, new SubjectAlternativeName(names)));
   out.push(extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(subjectKey))));

@@ -5,6 +5,7 @@ import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { isMap, isScalar, parseDocument, type YAMLMap } from 'yaml';
 import { CertificateAuthority } from './ca.js';
 
 export const DEV_SVID_LIFETIME_MS = 30 * 24 * 3600_000;
@@ -128,7 +129,19 @@ export function devRedisPrefix(caPem: string): string {
   return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
 }
 
-export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; consolePort: number; redisUrl: string; redisPrefix: string }): string {
+/** The console section dev mode writes: passkeys need a host name (localhost), never an IP address. */
+function devConsoleSection(consolePort: number): string {
+  return `console:
+  # The approver console: passkeys need a host name (localhost), never an IP address.
+  enabled: true
+  listen: 127.0.0.1:${consolePort}
+${consolePort === 0 ? '' : `  public_url: ${devConsoleUrl(consolePort)}\n`}`;
+}
+
+/** The console address dev mode writes for a fixed port (with port 0 the console derives it from the port it got). */
+const devConsoleUrl = (port: number): string => `http://localhost:${port}`;
+
+export function devConfig(t: DevConfigOwned): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
 trust_domain: ${t.trustDomain}
@@ -156,11 +169,12 @@ credentials:
   max_ttl: 1h
   signing_keys:
     - file: signing-key.pem
-console:
-  # The approver console: passkeys need a host name (localhost), never an IP address.
-  enabled: true
-  listen: 127.0.0.1:${t.consolePort}
-${t.consolePort === 0 ? '' : `  public_url: http://localhost:${t.consolePort}\n`}audit:
+  # Who may redeem (use up) credentials, per audience. In the tour the sample workload plays the
+  # resource server too; in production list the resource servers' own SPIFFE IDs here.
+  redeemers:
+    - audience: https://deploy.${t.trustDomain}
+      workloads: [spiffe://${t.trustDomain}/ci/deployer]
+${devConsoleSection(t.consolePort)}audit:
   # The banner owns stdout in dev mode; the audit lines go to a file instead.
   stdout: false
   file: audit.jsonl
@@ -168,6 +182,86 @@ ${t.consolePort === 0 ? '' : `  public_url: http://localhost:${t.consolePort}\n`
     every_events: 100
     interval: 1m
 `;
+}
+
+/**
+ * The names a client may dial the dev broker by: COUNTERSIGN_ADDR is 127.0.0.1:PORT, and
+ * grpcurl or a Go client checks the address against the certificate's IP SANs.
+ */
+const BROKER_SERVER_NAMES = { dns: ['localhost'], ips: ['127.0.0.1', '::1'] };
+
+/** An SVID dev mode wrote is kept while it is far from expiry and names what dev mode now puts in it. */
+function isCurrent(cert: X509Certificate, names: { dns: string[]; ips: string[] }, now: number): boolean {
+  if (Date.parse(cert.validTo) - now <= RENEW_BEFORE_MS) return false;
+  const sans = (cert.subjectAltName ?? '').split(', ');
+  return names.dns.every((d) => sans.includes(`DNS:${d}`)) && names.ips.every((ip) => sans.includes(`IP Address:${asNodeShowsIp(ip)}`));
+}
+
+/** An IP address as X509Certificate.subjectAltName prints it (IPv6 in eight unabbreviated groups). */
+function asNodeShowsIp(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const missing = 8 - groups(head).length - groups(tail).length;
+  return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)].map((g) => Number.parseInt(g, 16).toString(16)).join(':');
+}
+
+/** What dev mode owns in config.yaml (from its flags and what it found); the rest is the user's. */
+export interface DevConfigOwned {
+  trustDomain: string;
+  grpcPort: number;
+  httpPort: number;
+  /** The approver console's port (console.listen, and console.public_url while it is dev mode's http://localhost:PORT). */
+  consolePort: number;
+  redisUrl: string;
+  redisPrefix: string;
+}
+
+/** A console.public_url as dev mode writes it: the user's own address (a tunnel, https) is theirs. */
+const DEV_CONSOLE_URL = /^http:\/\/localhost:\d{1,5}\/?$/;
+
+/**
+ * An existing dev config.yaml with only what dev mode owns brought up to date (listen
+ * addresses, Redis URL and prefix, the console's localhost URL); the user's edits and
+ * comments stay. A config.yaml written before the approver console existed gets dev
+ * mode's console section (`added`). Text that is not valid YAML is returned as it is,
+ * for the config parser to report where it is wrong.
+ */
+export function updateDevConfig(text: string, owned: DevConfigOwned): { text: string; added: string[] } {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0 || !isMap(doc.contents)) return { text, added: [] };
+  let changed = false;
+  const added: string[] = [];
+  const set = (path: string[], value: string) => {
+    if (doc.getIn(path) === value) return;
+    doc.setIn(path, value);
+    changed = true;
+  };
+  set(['grpc', 'listen'], `127.0.0.1:${owned.grpcPort}`);
+  set(['http', 'listen'], `127.0.0.1:${owned.httpPort}`);
+  set(['redis', 'url'], owned.redisUrl);
+  set(['redis', 'prefix'], owned.redisPrefix);
+  if (!doc.has('console')) {
+    const section = parseDocument(devConsoleSection(owned.consolePort)).get('console', true);
+    doc.set(doc.createNode('console'), section);
+    const pair = (doc.contents as YAMLMap).items.at(-1);
+    if (pair !== undefined && isScalar(pair.key)) pair.key.commentBefore = ' Added by countersign-broker dev: the approver console (docs/console.md).';
+    added.push('console');
+    changed = true;
+  } else if (doc.getIn(['console', 'enabled']) !== false) {
+    // A console the user turned off stays off, untouched.
+    set(['console', 'listen'], `127.0.0.1:${owned.consolePort}`);
+    const url = doc.getIn(['console', 'public_url']);
+    if (typeof url === 'string' && DEV_CONSOLE_URL.test(url)) {
+      if (owned.consolePort !== 0) set(['console', 'public_url'], devConsoleUrl(owned.consolePort));
+      else {
+        // Port 0: the console names the port it gets; a stale fixed one would send browsers elsewhere.
+        doc.deleteIn(['console', 'public_url']);
+        changed = true;
+      }
+    }
+  }
+  return { text: changed ? doc.toString() : text, added };
 }
 
 async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {
@@ -201,9 +295,10 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
     const spiffeId = `spiffe://${options.trustDomain}/${path}`;
     const certFile = join(dir, 'svids', `${name}.pem`);
     const keyFile = join(dir, 'svids', `${name}-key.pem`);
-    const fresh = existsSync(certFile) && existsSync(keyFile) && Date.parse(new X509Certificate(await readFile(certFile, 'utf8')).validTo) - now() > RENEW_BEFORE_MS;
+    const names = name === 'broker' ? BROKER_SERVER_NAMES : { dns: [], ips: [] };
+    const fresh = existsSync(certFile) && existsSync(keyFile) && isCurrent(new X509Certificate(await readFile(certFile, 'utf8')), names, now());
     if (!fresh) {
-      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, dns: name === 'broker' ? ['localhost'] : [] });
+      const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, ...names });
       await writeNew(certFile, svid.chainPem, created, dir);
       await writeNew(keyFile, svid.keyPem, created, dir, 0o600);
     }

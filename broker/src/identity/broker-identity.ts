@@ -58,7 +58,7 @@ interface FileGroup {
   kind: 'svid' | 'bundle';
   label: string;
   paths: string[];
-  apply(contents: string[]): void;
+  apply(contents: string[]): void | Promise<void>;
   /** Hash of the contents in force. */
   applied?: string;
   /** Contents that failed once; reported if still there at the next check (writers are not atomic). */
@@ -88,6 +88,8 @@ export class BrokerIdentity {
   private timer: NodeJS.Timeout | undefined;
   private pollMs: number;
   private polling = false;
+  /** Workload API updates, applied one after another. */
+  private applyingContext: Promise<void> = Promise.resolve();
   private workloadApi: WorkloadApiClient | undefined;
   private stopWatching: (() => void) | undefined;
   private closed = false;
@@ -196,7 +198,7 @@ export class BrokerIdentity {
         if (key === group.reported) continue;
         try {
           if (failure) throw new CountersignError('invalid_argument', 'ERR_IDENTITY_FILE', failure.message, { file: failure.path });
-          group.apply(contents as string[]);
+          await group.apply(contents as string[]);
           group.applied = key;
           group.suspect = group.reported = undefined;
           if (group.kind === 'svid') svidChanged = true;
@@ -242,7 +244,7 @@ export class BrokerIdentity {
   // ----- the SVID -----
 
   /** Checks a new SVID against the one in force and against its own trust domain's bundle. */
-  private applySvid(svid: BrokerSvid): void {
+  private async applySvid(svid: BrokerSvid): Promise<void> {
     const bundles = this.mergedBundles();
     const previous = this.currentSvid;
     if (previous !== undefined) {
@@ -252,11 +254,11 @@ export class BrokerIdentity {
       if (svid.serial === previous.serial && svid.certChainPem === previous.certChainPem) return;
       // Only a working SVID replaces a working one: it must validate, now, against its trust domain.
       if (bundles.getBundle(svid.trustDomain) !== undefined) {
-        verifySvid(svid.chainDer, bundles, { now: this.deps.clock.now(), role: 'server' });
+        await verifySvid(svid.chainDer, bundles, { now: this.deps.clock.now(), role: 'server' });
       }
     } else if (bundles.getBundle(svid.trustDomain) !== undefined) {
       try {
-        verifySvid(svid.chainDer, bundles, { now: this.deps.clock.now(), role: 'server' });
+        await verifySvid(svid.chainDer, bundles, { now: this.deps.clock.now(), role: 'server' });
       } catch (e) {
         this.deps.logger.warn({ code: (e as CountersignError).code }, `the broker's own SVID does not validate against its trust bundle: ${(e as Error).message}`);
       }
@@ -291,20 +293,23 @@ export class BrokerIdentity {
     } catch (e) {
       throw new CountersignError('unavailable', 'ERR_IDENTITY_WORKLOAD_API', (e as Error).message);
     }
-    this.applyX509Context(first, true);
+    await this.applyX509Context(first, true);
     logger.info({ endpoint: client.endpoint.address, spiffeId: this.svid.spiffeId }, 'broker SVID from the Workload API');
     this.stopWatching = client.watchX509((context) => {
       if (context === first) return;
-      try {
-        if (this.applyX509Context(context, false)) this.changed('svid');
-      } catch (e) {
-        this.reportFailure('svid', (e as Error).message, e);
-      }
+      // One update at a time, in the order the agent sent them.
+      this.applyingContext = this.applyingContext.then(async () => {
+        try {
+          if (await this.applyX509Context(context, false)) this.changed('svid');
+        } catch (e) {
+          this.reportFailure('svid', (e as Error).message, e);
+        }
+      });
     });
   }
 
   /** Returns whether anything changed. Throws (start-up) or reports (later) what cannot be used. */
-  private applyX509Context(context: X509Context, strict: boolean): boolean {
+  private async applyX509Context(context: X509Context, strict: boolean): Promise<boolean> {
     const settings = this.settings.svid as Extract<SvidSourceSettings, { source: 'workload_api' }>;
     let bundlesChanged = false;
     if (settings.trustBundles) {
@@ -333,7 +338,7 @@ export class BrokerIdentity {
       );
     }
     const before = this.currentSvid;
-    this.applySvid(svidFromPem(chosen.certChainPem, chosen.keyPem, `Workload API SVID ${chosen.spiffeId}`));
+    await this.applySvid(svidFromPem(chosen.certChainPem, chosen.keyPem, `Workload API SVID ${chosen.spiffeId}`));
     return bundlesChanged || before?.serial !== this.svid.serial;
   }
 

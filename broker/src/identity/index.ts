@@ -2,3 +2,4 @@
 export * from './spiffe-id.js';
 export * from './bundle.js';
 export * from './x509-svid.js';
+export * from './svid-cache.js';

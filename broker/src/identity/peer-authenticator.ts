@@ -1,7 +1,9 @@
-// Who is on the other end of each mTLS connection. The TLS layer only proves
-// possession of the key; the chain is validated here, once per connection,
-// against the bundle of the trust domain the leaf claims, and re-validated when
-// the bundles change or the SVID's validity ends.
+// Who is on the other end of each mTLS connection. The TLS handshake proves
+// possession of the key and has OpenSSL validate the chain (RFC 5280, against
+// every trust domain's authorities, at the wall clock); the chain is then
+// validated here, once per connection, by verifySvid against the bundle of the
+// trust domain the leaf claims, at the broker's clock, and re-validated when the
+// bundles change or the SVID's validity ends. Both must accept.
 //
 // Behind a TLS-terminating proxy (off unless configured), a call arriving on a
 // connection whose own SVID is a configured proxy ID is attributed to the
@@ -11,13 +13,18 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import { CountersignError } from '../errors.js';
 import type { BundleStore } from './bundle-store.js';
+import { SvidCache } from './svid-cache.js';
 import { parseXfcc, XFCC_HEADER } from './xfcc.js';
 import { verifySvid, type SvidIdentity } from './x509-svid.js';
 
+type Verdict = SvidIdentity | CountersignError;
+
 interface ConnectionEntry {
   chain: Buffer[];
+  /** OpenSSL's refusal in the handshake, when it is one verifySvid does not judge again itself. */
+  handshakeError: string | undefined;
   generation: number;
-  result: SvidIdentity | CountersignError;
+  result: Promise<Verdict>;
 }
 
 /** Where a refused identity came from: the connection itself, or a proxy's forwarded header. */
@@ -56,11 +63,37 @@ export function peerChain(socket: TLSSocket): Buffer[] {
 
 export const peerAddress = (socket: TLSSocket): string => `${socket.remoteAddress}:${socket.remotePort}`;
 
+// OpenSSL's handshake verdicts that verifySvid judges again, better: time (the
+// broker's clock, not the wall clock, decides) and trust (verifySvid trusts only
+// the leaf's own trust domain, in the bundles in force now, not those of the
+// handshake). Any other refusal (name constraints, path length, purpose, a bad
+// signature, a critical extension, a weak key...) stands for the connection's life.
+const JUDGED_BY_VERIFY_SVID = new Set([
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+]);
+
+/** The refusal of the peer's chain by OpenSSL in the TLS handshake that still counts, if any. */
+export function handshakeRefusal(socket: Pick<TLSSocket, 'authorized' | 'authorizationError'>): string | undefined {
+  if (socket.authorized) return undefined;
+  // Node reports OpenSSL's X509_V_ERR_* as a string code (typed as an Error); UNSPECIFIED for the ones it has no name for.
+  const code = String((socket.authorizationError as unknown) ?? 'UNSPECIFIED');
+  return JUDGED_BY_VERIFY_SVID.has(code) ? undefined : code;
+}
+
 export class PeerAuthenticator {
   private readonly byPeer = new Map<string, ConnectionEntry>();
   private readonly proxyIds: ReadonlySet<string>;
   /** Forwarded chains already accepted, by header hash, with the bundle generation they were judged under. */
-  private readonly forwarded = new Map<string, { generation: number; result: SvidIdentity | CountersignError }>();
+  private readonly forwarded = new Map<string, { generation: number; result: Verdict }>();
+  /** Chains accepted on any connection or header, so a new connection with a known SVID skips path validation. */
+  private readonly accepted = new SvidCache();
 
   constructor(
     private readonly bundles: BundleStore,
@@ -71,26 +104,39 @@ export class PeerAuthenticator {
     this.proxyIds = new Set(xfcc?.proxyIds ?? []);
   }
 
-  private verify(chain: Buffer[]): SvidIdentity | CountersignError {
+  private async verify(chain: Buffer[], handshakeError?: string): Promise<Verdict> {
+    let identity: SvidIdentity;
     try {
-      return verifySvid(chain, this.bundles.current, { now: this.clock.now(), role: 'client' });
+      identity = await verifySvid(chain, this.bundles.current, { now: this.clock.now(), role: 'client', cache: this.accepted });
     } catch (e) {
       if (e instanceof CountersignError) return e;
       return new CountersignError('unauthenticated', 'ERR_SVID_MALFORMED', 'x509svid: certificate could not be validated');
     }
+    if (handshakeError !== undefined) {
+      return new CountersignError('unauthenticated', 'ERR_SVID_PATH_REJECTED', `x509svid: the TLS handshake's path validation (OpenSSL) refused the chain: ${handshakeError}`, {
+        openssl: handshakeError,
+      });
+    }
+    return identity;
   }
 
-  /** Validates a new connection's client chain and remembers the outcome until it closes. */
-  attach(socket: TLSSocket): void {
+  /**
+   * Starts validating a new connection's client chain and remembers the outcome
+   * until it closes. Resolves once it is judged (refusals are reported then), so
+   * the caller can hold the connection back until its identity is known.
+   */
+  attach(socket: TLSSocket): Promise<void> {
     const peer = peerAddress(socket);
     const chain = peerChain(socket);
-    const result = this.verify(chain);
-    const entry: ConnectionEntry = { chain, generation: this.bundles.generation, result };
+    const handshakeError = handshakeRefusal(socket);
+    const entry: ConnectionEntry = { chain, handshakeError, generation: this.bundles.generation, result: this.verify(chain, handshakeError) };
     this.byPeer.set(peer, entry);
     socket.once('close', () => {
       if (this.byPeer.get(peer) === entry) this.byPeer.delete(peer);
     });
-    if (result instanceof CountersignError) this.onRefused(result, peer, {});
+    return entry.result.then((result) => {
+      if (result instanceof CountersignError) this.onRefused(result, peer, {});
+    });
   }
 
   /**
@@ -98,11 +144,11 @@ export class PeerAuthenticator {
    * proxy's connection, the certificate the proxy forwarded. Throws a coded
    * UNAUTHENTICATED error otherwise.
    */
-  authenticate(peer: string, headers?: CallHeaders): SvidIdentity {
-    const connection = this.connectionIdentity(peer);
+  async authenticate(peer: string, headers?: CallHeaders): Promise<SvidIdentity> {
+    const connection = await this.connectionIdentity(peer);
     if (this.proxyIds.size === 0 || !this.proxyIds.has(connection.spiffeId)) return connection;
     try {
-      return this.forwardedIdentity(headers);
+      return await this.forwardedIdentity(headers);
     } catch (e) {
       const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_XFCC_MALFORMED', 'xfcc: the forwarded certificate could not be read');
       this.onRefused(error, peer, { proxy: connection.spiffeId });
@@ -110,7 +156,7 @@ export class PeerAuthenticator {
     }
   }
 
-  private forwardedIdentity(headers: CallHeaders | undefined): SvidIdentity {
+  private async forwardedIdentity(headers: CallHeaders | undefined): Promise<SvidIdentity> {
     const values = headers?.get(XFCC_HEADER) ?? [];
     if (values.length === 0) {
       throw new CountersignError('unauthenticated', 'ERR_XFCC_MISSING', `xfcc: the call came through a proxy without a ${XFCC_HEADER} header; a proxy does not call as itself`);
@@ -120,10 +166,12 @@ export class PeerAuthenticator {
     const key = createHash('sha256').update(header).digest('hex');
     let cached = this.forwarded.get(key);
     if (cached === undefined || cached.generation !== this.bundles.generation) {
-      let result: SvidIdentity | CountersignError;
+      // The generation the chain is judged under, read before any await.
+      const generation = this.bundles.generation;
+      let result: Verdict;
       try {
         const forwarded = parseXfcc(header);
-        result = this.verify(forwarded.chain);
+        result = await this.verify(forwarded.chain);
         if (!(result instanceof CountersignError) && forwarded.uri !== undefined && forwarded.uri !== result.spiffeId) {
           result = new CountersignError('unauthenticated', 'ERR_XFCC_INCONSISTENT', `xfcc: URI ${forwarded.uri.slice(0, 200)} is not the forwarded certificate's SPIFFE ID ${result.spiffeId}`);
         }
@@ -131,7 +179,7 @@ export class PeerAuthenticator {
         if (!(e instanceof CountersignError)) throw e;
         result = e;
       }
-      cached = { generation: this.bundles.generation, result };
+      cached = { generation, result };
       // Only successes are remembered: a refusal may be about time (not yet valid) and is cheap to redo.
       if (!(result instanceof CountersignError)) {
         if (this.forwarded.size >= MAX_CACHED_FORWARDED) this.forwarded.clear();
@@ -146,20 +194,21 @@ export class PeerAuthenticator {
     return result;
   }
 
-  private connectionIdentity(peer: string): SvidIdentity {
+  private async connectionIdentity(peer: string): Promise<SvidIdentity> {
     const entry = this.byPeer.get(peer);
     if (entry === undefined) {
       throw new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
     }
     if (entry.generation !== this.bundles.generation) {
-      entry.result = this.verify(entry.chain);
+      entry.result = this.verify(entry.chain, entry.handshakeError);
       entry.generation = this.bundles.generation;
     }
-    const result = entry.result;
+    const result = await entry.result;
     if (result instanceof CountersignError) throw result;
     if (this.clock.now() > result.notAfter) {
-      entry.result = new CountersignError('unauthenticated', 'ERR_SVID_EXPIRED', `x509svid: leaf certificate expired at ${new Date(result.notAfter).toISOString()}; reconnect with a fresh SVID`);
-      throw entry.result;
+      const expired = new CountersignError('unauthenticated', 'ERR_SVID_EXPIRED', `x509svid: leaf certificate expired at ${new Date(result.notAfter).toISOString()}; reconnect with a fresh SVID`);
+      entry.result = Promise.resolve(expired);
+      throw expired;
     }
     return result;
   }

@@ -1,13 +1,19 @@
 // X.509-SVID validation per the SPIFFE X.509-SVID specification, as a pure
-// function of (chain, bundle source, time). The TLS layer may have accepted the
-// chain against the union of all trust domains' roots; this check insists that
-// the leaf chains to the bundle of the trust domain its own SPIFFE ID names.
+// function of (chain, bundle source, time). The SPIFFE rules are ours: one SPIFFE
+// ID, leaf and signing certificate constraints, and a path that ends at an
+// authority of the bundle of the trust domain the leaf's own SPIFFE ID names (the
+// TLS layer may have accepted the chain against the union of all trust domains'
+// roots). RFC 5280 path validation of that path, name constraints included, is
+// done by a maintained implementation (x509-path.ts); this file only adds what
+// it lacks (pathLenConstraint, critical extensions) and gives precise codes.
 import { X509Certificate } from 'node:crypto';
 import { certificateThumbprint } from '@countersign/proto';
 import { CountersignError } from '../errors.js';
-import type { BundleSource, X509Authority } from './bundle.js';
+import type { BundleSource, TrustBundle, X509Authority } from './bundle.js';
+import { SvidCache } from './svid-cache.js';
 import { parseSpiffeId, trustDomainId } from './spiffe-id.js';
 import { KeyUsageFlags, readCertificateFields, type CertificateFields } from './x509-fields.js';
+import { validatePath, type PathFailureReason } from './x509-path.js';
 
 /** Who a validated certificate says the peer is, and the facts policy may use. */
 export interface SvidIdentity {
@@ -32,6 +38,8 @@ export interface VerifySvidOptions {
   role?: SvidRole;
   /** Longest chain accepted, leaf included. Default 8. */
   maxChainLength?: number;
+  /** Remembers accepted chains across calls (see svid-cache.ts); none by default. */
+  cache?: SvidCache;
 }
 
 export const DEFAULT_MAX_CHAIN_LENGTH = 8;
@@ -59,6 +67,16 @@ interface ParsedCertificate {
   notAfter: number;
 }
 
+function checkExtensions(fields: Pick<CertificateFields, 'duplicateExtensions' | 'criticalExtensions'>, what: string): void {
+  if (fields.duplicateExtensions.length > 0) {
+    throw refuse('ERR_SVID_DUPLICATE_EXTENSION', `${what} repeats extension ${fields.duplicateExtensions.join(', ')}`);
+  }
+  const unknownCritical = fields.criticalExtensions.filter((oid) => !UNDERSTOOD_CRITICAL.has(oid));
+  if (unknownCritical.length > 0) {
+    throw refuse('ERR_SVID_UNKNOWN_CRITICAL_EXTENSION', `${what} has an unsupported critical extension ${unknownCritical.join(', ')}`);
+  }
+}
+
 function parse(der: Uint8Array, what: string): ParsedCertificate {
   if (der.byteLength > MAX_CERTIFICATE_BYTES) {
     throw refuse('ERR_SVID_CERTIFICATE_TOO_LARGE', `${what} is larger than ${MAX_CERTIFICATE_BYTES} bytes`);
@@ -71,13 +89,7 @@ function parse(der: Uint8Array, what: string): ParsedCertificate {
   } catch {
     throw refuse('ERR_SVID_MALFORMED', `${what} is not a parsable X.509 certificate`);
   }
-  if (parsed.fields.duplicateExtensions.length > 0) {
-    throw refuse('ERR_SVID_DUPLICATE_EXTENSION', `${what} repeats extension ${parsed.fields.duplicateExtensions.join(', ')}`);
-  }
-  const unknownCritical = parsed.fields.criticalExtensions.filter((oid) => !UNDERSTOOD_CRITICAL.has(oid));
-  if (unknownCritical.length > 0) {
-    throw refuse('ERR_SVID_UNKNOWN_CRITICAL_EXTENSION', `${what} has an unsupported critical extension ${unknownCritical.join(', ')}`);
-  }
+  checkExtensions(parsed.fields, what);
   return parsed;
 }
 
@@ -99,14 +111,53 @@ const issuedBy = (child: ParsedCertificate, issuer: X509Certificate): boolean =>
   }
 };
 
+/** What the SPIFFE checks leave for RFC 5280 path validation. */
+interface CheckedSvid {
+  identity: SvidIdentity;
+  bundle: TrustBundle;
+  /** Leaf first, then the intermediates up to (not including) the anchor. */
+  path: ParsedCertificate[];
+  anchor: X509Authority;
+}
+
+const PATH_FAILURE_CODES: Record<PathFailureReason, string> = {
+  name_not_permitted: 'ERR_SVID_NAME_NOT_PERMITTED',
+  name_excluded: 'ERR_SVID_NAME_EXCLUDED',
+  nested_name_constraints: 'ERR_SVID_NAME_CONSTRAINTS_NESTED',
+  rejected: 'ERR_SVID_PATH_REJECTED',
+};
+
 /**
  * Validates an X.509-SVID chain (leaf first, then intermediates in order) against
- * the bundle of the leaf's trust domain. Returns the identity or throws a
- * CountersignError with kind 'unauthenticated' and a stable ERR_SVID_* code.
+ * the bundle of the leaf's trust domain, at options.now. Resolves to the identity
+ * or rejects with a CountersignError of kind 'unauthenticated' and a stable
+ * ERR_SVID_* code. Always await it: the path validator is asynchronous.
  */
-export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, options: VerifySvidOptions): SvidIdentity {
+export async function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, options: VerifySvidOptions): Promise<SvidIdentity> {
   const maxChainLength = options.maxChainLength ?? DEFAULT_MAX_CHAIN_LENGTH;
   const role = options.role ?? 'client';
+  const cacheKey = options.cache === undefined ? undefined : SvidCache.key(chain, role, maxChainLength);
+  if (cacheKey !== undefined) {
+    const cached = options.cache?.get(cacheKey, bundles, options.now);
+    if (cached !== undefined) return cached;
+  }
+  const checked = checkSpiffeRules(chain, bundles, options.now, role, maxChainLength);
+  const anchor = { der: checked.anchor.der, node: checked.anchor.certificate };
+  const failure = await validatePath([...checked.path, anchor], options.now);
+  if (failure !== undefined) throw refuse(PATH_FAILURE_CODES[failure.reason], failure.message, { trustDomain: checked.identity.trustDomain });
+  if (cacheKey !== undefined) {
+    const periods = [...checked.path, { notBefore: Date.parse(anchor.node.validFrom), notAfter: Date.parse(anchor.node.validTo) }];
+    options.cache?.set(cacheKey, {
+      identity: checked.identity,
+      bundle: checked.bundle,
+      validFrom: Math.max(...periods.map((p) => p.notBefore)),
+      validUntil: Math.min(...periods.map((p) => p.notAfter)),
+    });
+  }
+  return checked.identity;
+}
+
+function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, now: number, role: SvidRole, maxChainLength: number): CheckedSvid {
   if (chain.length === 0) throw refuse('ERR_SVID_NO_CERTIFICATE', 'no certificate was presented');
   if (chain.length > maxChainLength) {
     throw refuse('ERR_SVID_CHAIN_TOO_LONG', `chain has ${chain.length} certificates, at most ${maxChainLength} are accepted`);
@@ -146,7 +197,7 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
       throw refuse('ERR_SVID_EKU', `leaf certificate extended key usage does not allow ${role === 'client' ? 'clientAuth' : 'serverAuth'}`);
     }
   }
-  checkValidity(leaf, options.now, 'leaf certificate', true);
+  checkValidity(leaf, now, 'leaf certificate', true);
 
   // Path validation against the leaf's own trust domain, and nothing else.
   const bundle = bundles.getBundle(id.trustDomain);
@@ -158,6 +209,7 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
   }
   const isAuthority = (cert: ParsedCertificate): boolean => bundle.x509Authorities.some((a) => a.der.equals(cert.der));
   let anchoredBy: X509Authority | undefined;
+  let pathEnd = 0;
   // A signing certificate's own constraints are judged before asking whether it
   // signed the one below, so a bad intermediate gets its precise code (OpenSSL's
   // issuer check alone would also fail on a missing keyCertSign).
@@ -177,7 +229,7 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
     if (pathLength !== undefined && i - 1 > pathLength) {
       throw refuse('ERR_SVID_PATH_LENGTH', `${what} allows ${pathLength} intermediate(s) below it, the chain has ${i - 1}`);
     }
-    checkValidity(cert, options.now, what, false);
+    checkValidity(cert, now, what, false);
   };
   for (let i = 0; i < parsed.length; i++) {
     const cert = parsed[i] as ParsedCertificate;
@@ -188,6 +240,7 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
       if (anchorPathLength !== undefined && i > anchorPathLength) {
         throw refuse('ERR_SVID_PATH_LENGTH', `trust bundle authority ${anchoredBy.certificate.subject} allows ${anchorPathLength} intermediate(s), the chain has ${i}`);
       }
+      pathEnd = i + 1;
       // The remaining certificates (if any) must be authorities of the bundle, sent redundantly.
       const rest = parsed.slice(i + 1);
       if (!rest.every(isAuthority)) throw refuse('ERR_SVID_CHAIN_ORDER', `certificates after ${what} are not part of its path`);
@@ -215,16 +268,24 @@ export function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, 
   if (anchoredBy === undefined) {
     throw refuse('ERR_SVID_UNTRUSTED', `chain does not end at an authority of trust domain ${id.trustDomain}`, { trustDomain: id.trustDomain });
   }
+  const anchorName = `trust bundle authority ${anchoredBy.certificate.subject.replace(/\n/g, ', ')}`;
   const anchorValidity = { notBefore: Date.parse(anchoredBy.certificate.validFrom), notAfter: Date.parse(anchoredBy.certificate.validTo) };
-  checkValidity(anchorValidity, options.now, `trust bundle authority ${anchoredBy.certificate.subject}`, false);
+  checkValidity(anchorValidity, now, anchorName, false);
+  // The anchor is judged like the rest of the path, as OpenSSL does.
+  checkExtensions(readCertificateFields(anchoredBy.der), anchorName);
 
   return {
-    spiffeId: id.id,
-    trustDomain: id.trustDomain,
-    path: id.path,
-    thumbprint: certificateThumbprint(leaf.der),
-    serial: leaf.node.serialNumber.toLowerCase(),
-    notBefore: leaf.notBefore,
-    notAfter: leaf.notAfter,
+    identity: {
+      spiffeId: id.id,
+      trustDomain: id.trustDomain,
+      path: id.path,
+      thumbprint: certificateThumbprint(leaf.der),
+      serial: leaf.node.serialNumber.toLowerCase(),
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+    },
+    bundle,
+    path: parsed.slice(0, pathEnd),
+    anchor: anchoredBy,
   };
 }

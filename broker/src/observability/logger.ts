@@ -1,6 +1,7 @@
 // Structured JSON logs (pino). Secrets never reach a log line: known secret
 // fields are redacted wherever they appear.
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -21,7 +22,7 @@ export const REDACTED_PATHS = [
   'appToken',
 ];
 
-export function createLogger(options: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(options: { level?: string; name?: string; destination?: NodeJS.WritableStream; pretty?: boolean } = {}): Logger {
   const config: LoggerOptions = {
     name: options.name ?? 'countersign-broker',
     level: options.level ?? 'info',
@@ -29,6 +30,10 @@ export function createLogger(options: { level?: string; name?: string; destinati
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
+  if (options.pretty === true) {
+    // For a person at a terminal (dev mode): one readable block per line, multi-line messages kept.
+    return pino(config, PinoPretty({ destination: options.destination ?? 2, colorize: options.destination === undefined && process.stderr.isTTY, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
+  }
   return options.destination ? pino(config, options.destination) : pino(config, pino.destination({ fd: 2, sync: false }));
 }
 

@@ -3,6 +3,8 @@
 // never share counters. Add a metric here, then increment it where it happens.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+const SUMMED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** Values read at scrape time from the parts that own them (set by the composition root). */
 export interface MetricSources {
   queueDepth?: () => Promise<{ queue: string; state: string; count: number }[]>;
@@ -174,7 +176,13 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
+    if (options.defaultMetrics ?? true) {
+      // Unprefixed, as every exporter names them, so stock dashboards find process_* and nodejs_*.
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client also sums these by-type gauges into gauges named like counters (*_total),
+      // which promtool rejects; sum(nodejs_active_handles) gives the same number.
+      for (const name of SUMMED_GAUGES) this.registry.removeSingleMetric(name);
+    }
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -148,10 +148,10 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
         return { effect: 'deny', rule: rule.name, message: `policy rule ${rule.name} requires a ticket matching ${rule.ticketPattern.source} (${got})` };
       }
     }
+    const pool = knownPool ?? approval.approvers;
+    const excluded = approval.allowSelfApproval ? [] : selves(input, principals).filter((p) => pool.includes(p));
     // Refuse at once what no vote could ever approve, rather than let it time out.
     if (knownPool !== undefined) {
-      const pool = knownPool;
-      const excluded = approval.allowSelfApproval ? [] : selves(input, principals).filter((p) => pool.includes(p));
       const eligible = pool.filter((p) => !excluded.includes(p));
       if (eligible.length < approval.required) {
         const why = excluded.length > 0 ? ` once the requester's own people (${excluded.join(', ')}) are left out` : '';
@@ -162,7 +162,7 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
         };
       }
     }
-    return { effect: 'approve', rule: first.name, rules: names, approval, ttlMs: minDefined(approves.map((r) => r.source.ttl)) };
+    return { effect: 'approve', rule: first.name, rules: names, approval, ttlMs: minDefined(approves.map((r) => r.source.ttl)), excluded };
   }
 
   const allows = matched.filter((r) => r.decision === 'allow');
@@ -181,6 +181,15 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
   return { effect: 'deny', rule: null, message: `no policy rule allows ${target}` };
 }
 
+/**
+ * Who may decide, without the requester's own people: "bob, group deployers (not alice: the
+ * request is theirs, separation of duties)".
+ */
+export function whoCanApprove(approvers: readonly string[], groups: readonly string[], excluded: readonly string[]): string {
+  const who = [...approvers.filter((a) => !excluded.includes(a)), ...groups.map((g) => `group ${g}`)].join(', ') || 'nobody';
+  return excluded.length === 0 ? who : `${who} (not ${excluded.join(', ')}: the request is theirs, separation of duties)`;
+}
+
 /** One line summing up a decision, for people (explain, check). */
 export function describeDecision(decision: Decision): string {
   const ttl = (ms: number | undefined) => (ms === undefined ? 'default ttl' : `ttl ${formatDuration(ms)}`);
@@ -193,7 +202,7 @@ export function describeDecision(decision: Decision): string {
       return `break_glass (rule ${decision.rule}), ${ttl(decision.ttlMs)}; notifies ${[...decision.approvers, ...decision.groups.map((g) => `group ${g}`), ...decision.notify.slackChannels].join(', ') || 'nobody'}`;
     case 'approve': {
       const a = decision.approval;
-      const who = [...a.approvers, ...a.groups.map((g) => `group ${g}`)].join(', ');
+      const who = whoCanApprove(a.approvers, a.groups, decision.excluded);
       const extras = [
         `step-up ${a.stepUp}${a.stepUpMaxAgeMs === undefined ? '' : ` (a passkey sign-in within ${formatDuration(a.stepUpMaxAgeMs)})`}`,
         `timeout ${formatDuration(a.timeoutMs)}`,

@@ -81,6 +81,8 @@ export type Decision =
       rules: string[];
       approval: ApprovalRequirement;
       ttlMs: number | undefined;
+      /** Approvers who may not decide this request: the requester's own people (separation of duties). */
+      excluded: string[];
     }
   | {
       /** Allowed at once, but only with a reason, always announced to every approver, flagged in the audit. */

@@ -69,10 +69,10 @@ export class Policy {
     try {
       document = validateYaml(parsed, policySchema, 'ERR_POLICY_INVALID');
     } catch (e) {
-      throw e instanceof YamlValidationError ? inFileOrder(e) : e;
+      throw e instanceof YamlValidationError ? inFileOrder(e, parsed.value) : e;
     }
     const { rules, problems } = compileRules(document, { parsed, text, principals: options.principals });
-    if (problems.length > 0) throw inFileOrder(new YamlValidationError('ERR_POLICY_INVALID', source, problems));
+    if (problems.length > 0) throw inFileOrder(new YamlValidationError('ERR_POLICY_INVALID', source, problems), parsed.value);
     return new Policy(document, policyDigest(text), source, rules, options);
   }
 
@@ -175,8 +175,22 @@ export class Policy {
   }
 }
 
-/** The same error with its problems sorted by line and column, as an editor lists them. */
-function inFileOrder(error: YamlValidationError): YamlValidationError {
+/**
+ * "rules[3].approval" as people know the rule: "rule prod-deploys: approval". The index stays
+ * when the rule has no usable name or shares it with another rule.
+ */
+function byRuleName(path: string, raw: unknown): string {
+  const m = /^rules\[(\d+)\](?:\.(.*))?$/s.exec(path);
+  const rules = (raw as { rules?: unknown }).rules;
+  if (m === null || !Array.isArray(rules)) return path;
+  const nameOf = (r: unknown) => (r !== null && typeof r === 'object' ? (r as { name?: unknown }).name : undefined);
+  const name = nameOf(rules[Number(m[1])]);
+  if (typeof name !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(name) || rules.filter((r) => nameOf(r) === name).length > 1) return path;
+  return m[2] === undefined ? `rule ${name}` : `rule ${name}: ${m[2]}`;
+}
+
+/** The same error with its problems sorted by line and column, as an editor lists them, and rules named. */
+function inFileOrder(error: YamlValidationError, raw: unknown): YamlValidationError {
   const position = (where: string): [number, number] => {
     const m = /:(\d+):(\d+)$/.exec(where);
     return m === null ? [0, 0] : [Number(m[1]), Number(m[2])];
@@ -184,7 +198,7 @@ function inFileOrder(error: YamlValidationError): YamlValidationError {
   const sorted = error.problems
     .map((p, i) => ({ p, i, at: position(p.where) }))
     .sort((a, b) => a.at[0] - b.at[0] || a.at[1] - b.at[1] || a.i - b.i)
-    .map((x) => x.p);
+    .map((x) => ({ ...x.p, path: byRuleName(x.p.path, raw) }));
   return new YamlValidationError(error.code, error.file, sorted);
 }
 
@@ -194,7 +208,8 @@ function roleOf(rule: CompiledRule, decision: Decision): string {
   if (decision.effect === 'approve' && decision.rules.includes(rule.name)) {
     return decision.rules.length > 1 ? `matched; combined with ${decision.rules.filter((r) => r !== rule.name).join(', ')} into the approval requirement` : 'matched; decides';
   }
-  if (decision.rule === rule.name) return 'matched; decides';
+  // A rule can match and still refuse the request (a reason or ticket it requires is missing).
+  if (decision.rule === rule.name) return decision.effect === 'deny' && rule.decision !== 'deny' ? `matched, but refuses: ${decision.message}` : 'matched; decides';
   if (rule.decision === 'break_glass' && decision.effect !== 'break_glass' && decision.effect !== 'deny') {
     return 'matched, but break-glass needs a reason';
   }

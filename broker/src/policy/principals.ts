@@ -6,10 +6,26 @@ import type { Principal, PrincipalDirectory } from '@countersign/approvers';
 import { z } from 'zod';
 import { parseYaml, validateYaml, YamlValidationError } from '../config/yaml-file.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
+import { canonicalPrincipalName, normalizePrincipalName, PRINCIPAL_NAME_GRAMMAR, principalNameProblem } from './principal-name.js';
 
 export const MAX_PRINCIPALS_BYTES = 1024 * 1024;
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, 'expected 1-128 characters of [A-Za-z0-9._@+-]');
+/** A name or an address, in its canonical form (policy/principal-name.ts): what every comparison uses. */
+const canonical = (kind: 'name' | 'email') =>
+  z.string().transform((raw, ctx) => {
+    const problem = principalNameProblem(raw);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${kind === 'email' ? 'an e-mail address (ASCII; an international domain in its xn-- form)' : PRINCIPAL_NAME_GRAMMAR}` });
+      return z.NEVER;
+    }
+    const value = normalizePrincipalName(raw, kind);
+    if (kind === 'email' && !value.includes('@')) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} is not an e-mail address` });
+      return z.NEVER;
+    }
+    return value;
+  });
+const name = canonical('name');
 const spiffeId = z.string().superRefine((id, ctx) => {
   try {
     if (parseSpiffeId(id).path === '') ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a person` });
@@ -23,8 +39,8 @@ const principalSchema = z
     name,
     display_name: z.string().max(256).optional(),
     slack_user_id: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'expected a Slack user id such as U0ALICE').optional(),
-    email: z.string().max(320).regex(/^[^\s@]+@[^\s@]+$/, 'expected an e-mail address').optional(),
-    /** The "sub" the identity provider gives this person (console.oidc.claim: sub). */
+    email: canonical('email').optional(),
+    /** The "sub" the identity provider gives this person (console.oidc.claim: sub); exact, subjects are opaque. */
     oidc_subject: z.string().min(1).max(255).optional(),
     spiffe_ids: z.array(spiffeId).max(16).default([]),
   })
@@ -50,13 +66,14 @@ export const principalsSchema = z
   })
   .strict()
   .superRefine((doc, ctx) => {
+    // Names and addresses are canonical here (lower case), so "Alice" and "alice" are the same entry.
     const unique = (values: (string | undefined)[], what: string, path: (i: number) => (string | number)[]) => {
       const seen = new Map<string, number>();
       values.forEach((v, i) => {
         if (v === undefined) return;
-        const first = seen.get(v.toLowerCase());
+        const first = seen.get(v);
         if (first !== undefined) ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(v)} is already used by entry ${first}`, path: path(i) });
-        else seen.set(v.toLowerCase(), i);
+        else seen.set(v, i);
       });
     };
     unique(doc.principals.map((p) => p.name), 'principal name', (i) => ['principals', i, 'name']);
@@ -64,6 +81,14 @@ export const principalsSchema = z
     unique(doc.principals.map((p) => p.email), 'email', (i) => ['principals', i, 'email']);
     unique(doc.principals.map((p) => p.oidc_subject), 'oidc_subject', (i) => ['principals', i, 'oidc_subject']);
     unique(doc.groups.map((g) => g.name), 'group name', (i) => ['groups', i, 'name']);
+    // on_behalf_of may be a name or an address: one value must never mean two people.
+    const emailOwner = new Map(doc.principals.flatMap((p, i) => (p.email === undefined ? [] : [[p.email, i] as const])));
+    doc.principals.forEach((p, i) => {
+      const owner = emailOwner.get(p.name);
+      if (owner !== undefined && owner !== i) {
+        ctx.addIssue({ code: 'custom', message: `principal name ${JSON.stringify(p.name)} is the e-mail address of entry ${owner}: it would name two people`, path: ['principals', i, 'name'] });
+      }
+    });
     const names = new Set(doc.principals.map((p) => p.name));
     doc.groups.forEach((g, gi) =>
       (g.members ?? []).forEach((m, mi) => {
@@ -108,7 +133,7 @@ export class Principals implements PrincipalDirectory {
       this.byNameMap.set(p.name, principal);
       for (const id of p.spiffe_ids) this.bySpiffe.set(id, principal);
       if (p.slack_user_id) this.bySlack.set(p.slack_user_id, principal);
-      if (p.email) this.byMail.set(p.email.toLowerCase(), principal);
+      if (p.email) this.byMail.set(p.email, principal);
       if (p.oidc_subject) this.bySubject.set(p.oidc_subject, principal);
     }
     for (const g of document.groups) {
@@ -141,12 +166,18 @@ export class Principals implements PrincipalDirectory {
   }
 
   hasGroup(group: string): boolean {
-    return this.groups.has(group);
+    return this.group(group) !== undefined;
   }
 
   /** Members of a group listed in the file; undefined for unknown groups and Slack user groups (known only at vote time). */
   staticMembers(group: string): readonly string[] | undefined {
-    return this.groups.get(group)?.members;
+    return this.group(group)?.members;
+  }
+
+  // Lookups take any spelling and compare canonical forms; a name without one names nobody.
+  private group(group: string): { members?: string[]; slackUsergroup?: string } | undefined {
+    const key = canonicalPrincipalName(group);
+    return key === undefined ? undefined : this.groups.get(key);
   }
 
   principalNames(): string[] {
@@ -158,7 +189,8 @@ export class Principals implements PrincipalDirectory {
   }
 
   byName(name: string): Principal | undefined {
-    return this.byNameMap.get(name);
+    const key = canonicalPrincipalName(name);
+    return key === undefined ? undefined : this.byNameMap.get(key);
   }
   bySpiffeId(spiffeId: string): Principal | undefined {
     return this.bySpiffe.get(spiffeId);
@@ -167,7 +199,8 @@ export class Principals implements PrincipalDirectory {
     return this.bySlack.get(userId);
   }
   byEmail(email: string): Principal | undefined {
-    return this.byMail.get(email.toLowerCase());
+    const key = canonicalPrincipalName(email);
+    return key === undefined ? undefined : this.byMail.get(key);
   }
   /** The principal whose oidc_subject is this "sub" (exact: subjects are opaque). */
   byOidcSubject(sub: string): Principal | undefined {
@@ -175,7 +208,7 @@ export class Principals implements PrincipalDirectory {
   }
 
   async groupMembers(group: string): Promise<string[]> {
-    const g = this.groups.get(group);
+    const g = this.group(group);
     if (g === undefined) return [];
     if (g.members) return g.members;
     if (this.slackUsergroups === undefined) return [];

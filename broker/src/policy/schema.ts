@@ -3,6 +3,14 @@
 // is checked in compile.ts, still with file:line:col. docs/policy.md explains it;
 // docs/policy.schema.json is generated from this schema (policy-schema.test.ts).
 import { z } from 'zod';
+import {
+  canonicalPrincipalPattern,
+  MAX_PRINCIPAL_NAME_INPUT,
+  normalizePrincipalName,
+  PRINCIPAL_NAME_GRAMMAR,
+  principalNameProblem,
+  principalPatternProblem,
+} from './principal-name.js';
 import { duration } from '../config/duration.js';
 import { suggest } from '../config/yaml-file.js';
 import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.js';
@@ -78,7 +86,28 @@ const trustDomain = z.string().superRefine((name, ctx) => {
 const oneOrMany = <T extends z.ZodType>(item: T) => z.union([item, z.array(item).min(1).max(MAX_PATTERNS)]);
 export const ruleNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ruleName = z.string().regex(ruleNamePattern, 'expected 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit');
-const principalName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, 'expected a principal or group name: 1-128 characters of [A-Za-z0-9._@+-]');
+/** A principal or group name; lists of them are folded to the canonical form (policy/principal-name.ts): "Alice" is alice. */
+const principalName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,253}$/, 'expected a principal or group name: a-z 0-9 . _ + - (or an e-mail address), starting with a letter or digit')
+  .superRefine((raw, ctx) => {
+    const problem = principalNameProblem(raw);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}` });
+  });
+// Folded after the list is checked (a transform on each item would drop the list's default from the JSON Schema).
+const fold = (names: string[]): string[] => names.map((n) => normalizePrincipalName(n, 'name'));
+const principalNames = () => z.array(principalName).max(MAX_APPROVERS).default([]).transform(fold);
+const optionalPrincipalNames = () =>
+  z
+    .array(principalName)
+    .max(MAX_APPROVERS)
+    .optional()
+    .transform((names) => (names === undefined ? undefined : fold(names)));
+/** A glob over the human a request is made for, folded like the names it is matched against. */
+const onBehalfOfPattern = glob('on_behalf_of').superRefine((raw, ctx) => {
+  const problem = principalPatternProblem(raw);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `bad on_behalf_of pattern ${JSON.stringify(raw)}: ${problem}` });
+});
 const slackChannel = z
   .string()
   .regex(/^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$/, 'expected a Slack channel name such as #deploys or a channel id such as C0DEPLOYS');
@@ -114,7 +143,11 @@ export const matchSchema = z
     operation: oneOrMany(glob('operation')).optional().describe('Operation name or glob, e.g. deploy. One or a list.'),
     resource: oneOrMany(glob('resource')).optional().describe('Resource glob, e.g. prod/* or prod/**. One or a list.'),
     /** The human an agent acts for; never matches a request that acts for nobody. */
-    on_behalf_of: oneOrMany(glob('on_behalf_of')).optional().describe('The human an agent acts for (name or glob); never matches a request that acts for nobody.'),
+    // Folded outside the union: a failing transform inside one would hide the message behind "Invalid input".
+    on_behalf_of: oneOrMany(onBehalfOfPattern)
+      .transform((p) => (Array.isArray(p) ? p.map(canonicalPrincipalPattern) : canonicalPrincipalPattern(p)))
+      .optional()
+      .describe('The human an agent acts for (name, e-mail or glob; compared in lower case); never matches a request that acts for nobody.'),
   })
   .strict();
 
@@ -142,8 +175,8 @@ const ticketPattern = z
 
 export const approvalSchema = z
   .object({
-    approvers: z.array(principalName).max(MAX_APPROVERS).default([]).describe('Principal names (from the principals file) who may approve.'),
-    groups: z.array(principalName).max(MAX_APPROVERS).default([]).describe('Group names whose members may approve.'),
+    approvers: principalNames().describe('Principal names (from the principals file) who may approve.'),
+    groups: principalNames().describe('Group names whose members may approve.'),
     /** Distinct people whose approval is needed. */
     required: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Distinct people whose approval is needed (N of M).'),
     /** Deny votes that end the request DENIED. */
@@ -172,8 +205,8 @@ export const approvalSchema = z
 export const breakGlassSchema = z
   .object({
     /** Who is told at once; every one of them, always. */
-    approvers: z.array(principalName).max(MAX_APPROVERS).default([]),
-    groups: z.array(principalName).max(MAX_APPROVERS).default([]),
+    approvers: principalNames(),
+    groups: principalNames(),
     slack_channels: z.array(slackChannel).max(16).default([]),
   })
   .strict();
@@ -256,7 +289,17 @@ export const testCaseSchema = z
         parameters: jsonObject.default({}),
         reason: z.string().max(2048).default(''),
         ticket: z.string().max(128).default(''),
-        on_behalf_of: z.string().max(256).default(''),
+        on_behalf_of: z
+          .string()
+          .max(MAX_PRINCIPAL_NAME_INPUT)
+          .default('')
+          .transform((raw, ctx) => {
+            if (raw === '') return '';
+            const problem = principalNameProblem(raw);
+            if (problem === undefined) return normalizePrincipalName(raw, 'on_behalf_of');
+            ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}` });
+            return z.NEVER;
+          }),
         /** Evaluation time; default the time the tests run. */
         at: isoTime.optional(),
         /** How long ago the caller's SVID was issued, and how long it has left. */
@@ -274,8 +317,8 @@ export const testCaseSchema = z
         /** Text the deny message must contain. */
         message: z.string().min(1).max(1024).optional(),
         required: z.number().int().min(1).max(MAX_REQUIRED).optional(),
-        approvers: z.array(principalName).max(MAX_APPROVERS).optional(),
-        groups: z.array(principalName).max(MAX_APPROVERS).optional(),
+        approvers: optionalPrincipalNames(),
+        groups: optionalPrincipalNames(),
         step_up: choice(STEP_UPS).optional(),
         timeout: duration(SECOND, 7 * DAY).optional(),
         ttl: duration(10 * SECOND, DAY).optional(),

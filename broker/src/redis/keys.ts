@@ -77,6 +77,14 @@ export class Keys {
   requestRate(callerHash: string): string {
     return `${this.prefix}rate:${callerHash}`;
   }
+  /**
+   * Hash approver channel name -> when a replica that has it last said so (ms):
+   * the channels of the whole deployment, so that every replica enqueues their
+   * notifications, and only replicas that have a channel take them.
+   */
+  approverChannels(): string {
+    return `${this.prefix}channels`;
+  }
   /** Prefix BullMQ puts before its own keys. */
   bullmqPrefix(): string {
     return `${this.prefix}bull`;

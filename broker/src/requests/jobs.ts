@@ -2,13 +2,23 @@
 // retried. Jobs carry only ids; the worker reads the current state from Redis, so
 // a late or repeated job acts on the truth, not on a stale copy. The exception is
 // a break-glass notice: nothing about it is stored or can change, so it travels in
-// the job.
+// the job. Notifications go to one queue per approver channel ("notify.slack"),
+// consumed only by replicas that have that channel (channels.ts).
 import type { BreakGlassNotice } from '@countersign/approvers';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Clock } from '../clock.js';
 import type { Redis } from '../redis/connection.js';
+import type { ChannelRegistry } from './channels.js';
 
-export const QUEUE_NAMES = { notify: 'notify', expiry: 'expiry', maintenance: 'maintenance' } as const;
+export const QUEUE_NAMES = {
+  /** Before notifications had a queue per channel, they shared this one; its jobs are moved to theirs. */
+  legacyNotify: 'notify',
+  expiry: 'expiry',
+  maintenance: 'maintenance',
+} as const;
+
+/** The queue of one approver channel's notifications. */
+export const notifyQueueName = (channel: string): string => `notify.${channel}`;
 
 export type NotifyEvent = 'created' | 'vote' | 'resolved' | 'break_glass';
 
@@ -38,29 +48,31 @@ export interface JobSettings {
 const jobId = (...parts: string[]): string => parts.join('.');
 
 export class ApprovalJobs {
-  readonly notifyQueue: Queue<NotifyJobData>;
+  private readonly notifyQueues = new Map<string, Queue<NotifyJobData>>();
+  readonly legacyNotifyQueue: Queue<NotifyJobData>;
   readonly expiryQueue: Queue<ExpiryJobData>;
   readonly maintenanceQueue: Queue;
+  private readonly common: { connection: Redis; prefix: string; streams: { events: { maxLen: number } } };
+  private readonly notifyOptions: JobsOptions;
 
   constructor(
     connection: Redis,
     prefix: string,
-    private readonly channels: readonly string[],
+    private readonly channels: ChannelRegistry,
     private readonly clock: Clock,
     settings: JobSettings,
-    onError: (queue: string, err: Error) => void = () => {},
+    private readonly onError: (queue: string, err: Error) => void = () => {},
   ) {
     // Completed jobs are kept for an hour so that a repeated enqueue of the same id is a no-op.
-    const common = { connection, prefix, streams: { events: { maxLen: 1000 } } };
-    this.notifyQueue = new Queue<NotifyJobData>(QUEUE_NAMES.notify, {
-      ...common,
-      defaultJobOptions: {
-        attempts: settings.notifyAttempts,
-        backoff: { type: 'exponential', delay: settings.notifyBackoffMs },
-        removeOnComplete: { age: 3600 },
-        removeOnFail: { age: 7 * 24 * 3600 },
-      },
-    });
+    this.common = { connection, prefix, streams: { events: { maxLen: 1000 } } };
+    const common = this.common;
+    this.notifyOptions = {
+      attempts: settings.notifyAttempts,
+      backoff: { type: 'exponential', delay: settings.notifyBackoffMs },
+      removeOnComplete: { age: 3600 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    };
+    this.legacyNotifyQueue = new Queue<NotifyJobData>(QUEUE_NAMES.legacyNotify, { ...common, defaultJobOptions: this.notifyOptions });
     this.expiryQueue = new Queue<ExpiryJobData>(QUEUE_NAMES.expiry, {
       ...common,
       defaultJobOptions: { attempts: 10, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
@@ -70,36 +82,48 @@ export class ApprovalJobs {
       defaultJobOptions: { removeOnComplete: true, removeOnFail: { age: 3600 } },
     });
     // A queue reports connection trouble as 'error' events; unheard, one would end the process.
-    for (const queue of [this.notifyQueue, this.expiryQueue, this.maintenanceQueue]) queue.on('error', (err) => onError(queue.name, err));
+    for (const queue of [this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue]) queue.on('error', (err) => onError(queue.name, err));
   }
 
-  get channelNames(): readonly string[] {
-    return this.channels;
+  /** The notification queue of one channel. */
+  notifyQueue(channel: string): Queue<NotifyJobData> {
+    let queue = this.notifyQueues.get(channel);
+    if (queue === undefined) {
+      const name = notifyQueueName(channel);
+      queue = new Queue<NotifyJobData>(name, { ...this.common, defaultJobOptions: this.notifyOptions });
+      queue.on('error', (err) => this.onError(name, err));
+      this.notifyQueues.set(channel, queue);
+    }
+    return queue;
   }
 
-  /** One job per channel, so a failing channel is retried without repeating the others. */
+  /** Queues one job on its channel's queue (a job id already there is not added twice). */
+  async enqueue(job: NotifyJobData, id: string): Promise<void> {
+    await this.notifyQueue(job.channel).add(job.event, job, { jobId: id });
+  }
+
+  /**
+   * One job per channel of the deployment, on that channel's queue, so a failing
+   * channel is retried without repeating the others and a replica without the
+   * channel never sees its jobs.
+   */
   async notify(requestId: string, event: NotifyEvent, principal?: string): Promise<void> {
-    if (this.channels.length === 0) return;
-    await this.notifyQueue.addBulk(
-      this.channels.map((channel) => {
+    const channels = await this.channels.all();
+    await Promise.all(
+      channels.map((channel) => {
         const data: NotifyJobData = principal === undefined ? { requestId, event, channel } : { requestId, event, channel, principal };
-        const opts: JobsOptions = { jobId: jobId(requestId, event, ...(principal === undefined ? [] : [principal]), channel) };
-        return { name: event, data, opts };
+        return this.enqueue(data, jobId(requestId, event, ...(principal === undefined ? [] : [principal]), channel));
       }),
     );
   }
 
   /** Announces a break-glass use on every channel; returns how many jobs were queued (0: no channel configured). */
   async notifyBreakGlass(notice: BreakGlassNotice): Promise<number> {
-    if (this.channels.length === 0) return 0;
-    await this.notifyQueue.addBulk(
-      this.channels.map((channel) => ({
-        name: 'break_glass',
-        data: { requestId: notice.requestId, event: 'break_glass' as const, channel, notice },
-        opts: { jobId: jobId(notice.requestId, 'break_glass', channel) },
-      })),
+    const channels = await this.channels.all();
+    await Promise.all(
+      channels.map((channel) => this.enqueue({ requestId: notice.requestId, event: 'break_glass', channel, notice }, jobId(notice.requestId, 'break_glass', channel))),
     );
-    return this.channels.length;
+    return channels.length;
   }
 
   /** A delayed job at the deadline; the sweeper covers a job that is lost. */
@@ -113,11 +137,12 @@ export class ApprovalJobs {
     await job?.remove().catch(() => undefined);
   }
 
-  /** Jobs per queue and state, for the queue depth metric. */
+  /** Jobs per queue and state, for the queue depth metric (every channel's notifications, also those this replica cannot send). */
   async depth(): Promise<{ queue: string; state: string; count: number }[]> {
     const states = ['waiting', 'active', 'delayed', 'failed'] as const;
     const out: { queue: string; state: string; count: number }[] = [];
-    for (const queue of [this.notifyQueue, this.expiryQueue, this.maintenanceQueue]) {
+    const notify = (await this.channels.all()).map((channel) => this.notifyQueue(channel));
+    for (const queue of [...notify, this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue]) {
       const counts = await queue.getJobCounts(...states);
       for (const state of states) out.push({ queue: queue.name, state, count: counts[state] ?? 0 });
     }
@@ -125,6 +150,6 @@ export class ApprovalJobs {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.notifyQueue.close(), this.expiryQueue.close(), this.maintenanceQueue.close()]);
+    await Promise.all([...this.notifyQueues.values(), this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue].map((q) => q.close()));
   }
 }

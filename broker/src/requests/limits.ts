@@ -66,3 +66,42 @@ export class PollGate {
     }
   }
 }
+
+/**
+ * Open WatchRequest streams per workload on this replica. A stream holds a
+ * subscription and periodic re-reads for as long as the request is pending, so
+ * one workload opening thousands of them slows every other caller of the
+ * replica; past the limit a new watch is refused (the SDK then polls).
+ */
+export class WatchStreamSlots {
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly perWorkload: number) {}
+
+  /** Takes a slot for this workload, or refuses with RESOURCE_EXHAUSTED; the returned function gives it back (once). */
+  acquire(spiffeId: string): () => void {
+    const held = this.open.get(spiffeId) ?? 0;
+    if (held >= this.perWorkload) {
+      throw new CountersignError(
+        'resource_exhausted',
+        'ERR_TOO_MANY_WATCHES',
+        `${spiffeId} already has ${held} WatchRequest streams open on this replica (limit requests.limits.max_watch_streams_per_workload = ${this.perWorkload}); close one, or poll with GetRequest`,
+        { limit: 'requests.limits.max_watch_streams_per_workload', max: this.perWorkload },
+      );
+    }
+    this.open.set(spiffeId, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const now = (this.open.get(spiffeId) ?? 1) - 1;
+      if (now <= 0) this.open.delete(spiffeId);
+      else this.open.set(spiffeId, now);
+    };
+  }
+
+  /** Streams open for this workload (metrics, tests). */
+  held(spiffeId: string): number {
+    return this.open.get(spiffeId) ?? 0;
+  }
+}

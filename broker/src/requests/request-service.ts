@@ -27,7 +27,15 @@ export interface RequestServiceOptions {
 export type OperationOutcome =
   | { state: 'APPROVED'; requestId: string; rule: string; credential: MintedCredential; breakGlass?: boolean }
   | { state: 'DENIED'; requestId: string; rule: string | null; message: string }
-  | { state: 'PENDING_APPROVAL'; requestId: string; rule: string; request: StoredRequest; pollIntervalMs: number };
+  | {
+      state: 'PENDING_APPROVAL';
+      requestId: string;
+      rule: string;
+      request: StoredRequest;
+      pollIntervalMs: number;
+      /** Approvers who may not decide it: the requester's own people. */
+      excluded: string[];
+    };
 
 export class RequestService {
   constructor(
@@ -162,6 +170,6 @@ export class RequestService {
     if (created || (await this.deps.outbox.has(request.id, { kind: 'created' }))) {
       await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
     }
-    return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs };
+    return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs, excluded: decision.excluded };
   }
 }

@@ -15,6 +15,7 @@ import type { Keys } from '../redis/keys.js';
 import { CredentialCollector } from './collector.js';
 import { RequestDelivery } from './delivery.js';
 import { RequestEvents } from './events.js';
+import { CHANNEL_ANNOUNCE_INTERVAL_MS, ChannelRegistry } from './channels.js';
 import { ApprovalJobs } from './jobs.js';
 import { PollGate, RequestRateLimiter, type RateLimit } from './limits.js';
 import { Outbox } from './outbox.js';
@@ -106,10 +107,17 @@ export async function startApprovals(
       // Connection errors surface on the commands (and BullMQ events) that fail; ioredis keeps reconnecting.
     });
   const queueConnection = quiet(redis.duplicate());
+  const channels = new ChannelRegistry(redis, keys, clock, deps.channels.map((c) => c.name));
+  // Before anything is enqueued: replicas without these channels enqueue their notifications from now on.
+  await channels.announce();
+  const announcer = setInterval(() => {
+    channels.announce().catch((err: unknown) => logger.warn({ err }, 'could not announce this replica\'s approver channels; will retry'));
+  }, CHANNEL_ANNOUNCE_INTERVAL_MS);
+  announcer.unref();
   const jobs = new ApprovalJobs(
     queueConnection,
     keys.bullmqPrefix(),
-    deps.channels.map((c) => c.name),
+    channels,
     clock,
     { notifyAttempts: settings.notifyAttempts, notifyBackoffMs: settings.notifyBackoffMs },
     (queue, err) => logger.warn({ queue, err: err.message }, 'queue connection error (enqueueing fails until Redis is back)'),
@@ -125,6 +133,7 @@ export async function startApprovals(
   // Closed in reverse order: workers first (they finish their jobs), queues last.
   const closers: (() => Promise<void> | void)[] = [
     async () => {
+      clearInterval(announcer);
       await jobs.close();
       queueConnection.disconnect();
     },

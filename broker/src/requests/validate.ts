@@ -1,17 +1,26 @@
 // Validation of RequestOperation input. Every field has a limit, and every
 // refusal names the field, the value (or its size) and what was expected.
 import type { PolicyInput } from '../policy/decision.js';
-import { canonicalJson, digestOfCanonical, type Duration, type JsonObject, type RequestOperationRequest } from '@countersign/proto';
+import {
+  canonicalJson,
+  digestOfCanonical,
+  ParametersError,
+  PARAMETERS_LIMITS,
+  parseParametersJson,
+  type Duration,
+  type JsonObject,
+  type RequestOperationRequest,
+} from '@countersign/proto';
+import { MIN_CREDENTIAL_TTL_MS } from '../credentials/mint.js';
 import { CountersignError, invalidField } from '../errors.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
+import { parametersFromStruct } from './struct-parameters.js';
 
 export const LIMITS = {
   operationLength: 128,
   resourceLength: 512,
-  parametersBytes: 64 * 1024,
-  parametersDepth: 32,
-  parametersKeys: 2048,
+  parametersBytes: PARAMETERS_LIMITS.bytes,
   reasonLength: 2048,
-  onBehalfOfLength: 256,
   ticketLength: 128,
   clientRequestIdLength: 128,
   audienceLength: 512,
@@ -73,82 +82,60 @@ function required(field: string, value: string, max: number, pattern: RegExp, ex
 }
 
 /**
- * Checks JSON text for what JSON.parse accepts silently: duplicate keys (the
- * approver and the resource server could read different values), excessive
- * nesting, and integers that cannot survive a round trip through a double.
+ * Parameters under the strict rules of @countersign/proto (the ones every
+ * requester tool checks with too): the message names the field, and where in
+ * the parameters the problem is.
  */
-function checkJsonShape(field: string, source: string): void {
-  const stack: { keys: Set<string> | null }[] = [];
-  let keys = 0;
-  let expectKey = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i] as string;
-    if (c === '"') {
-      let j = i + 1;
-      while (j < source.length && source[j] !== '"') j += source[j] === '\\' ? 2 : 1;
-      const top = stack[stack.length - 1];
-      if (expectKey && top?.keys) {
-        const key = JSON.parse(source.slice(i, j + 1)) as string;
-        if (top.keys.has(key)) throw invalidField(field, `has the key ${shown(key)} twice; each key may appear once`);
-        top.keys.add(key);
-        if (++keys > LIMITS.parametersKeys) throw limitExceeded(field, `has more than ${LIMITS.parametersKeys} keys`, `of ${LIMITS.parametersKeys} keys`);
-      }
-      expectKey = false;
-      i = j;
-    } else if (c === '{' || c === '[') {
-      stack.push({ keys: c === '{' ? new Set() : null });
-      if (stack.length > LIMITS.parametersDepth) throw invalidField(field, `is nested deeper than ${LIMITS.parametersDepth} levels`);
-      expectKey = c === '{';
-    } else if (c === '}' || c === ']') {
-      stack.pop();
-      expectKey = false;
-    } else if (c === ',') {
-      expectKey = stack[stack.length - 1]?.keys != null;
-    } else if (c === '-' || (c >= '0' && c <= '9')) {
-      let j = i;
-      while (j < source.length && /[-+0-9.eE]/.test(source[j] as string)) j++;
-      const literal = source.slice(i, j);
-      if (/^-?\d+$/.test(literal) && !Number.isSafeInteger(Number(literal))) {
-        throw invalidField(field, `has the integer ${literal}, beyond what JSON numbers carry exactly (2^53); send it as a string`);
-      }
-      i = j - 1;
-    }
-  }
-}
-
 export function parseParameters(field: string, source: string, maxBytes: number = LIMITS.parametersBytes): JsonObject {
-  if (source.trim() === '') return {};
   const bytes = Buffer.byteLength(source, 'utf8');
   if (bytes > maxBytes) {
     throw limitExceeded(field, `is ${bytes} bytes, at most ${maxBytes} are allowed`, 'requests.limits.max_parameters_bytes', { bytes, max: maxBytes });
   }
-  let value: unknown;
   try {
-    value = JSON.parse(source);
+    return parseParametersJson(source, { maxBytes });
   } catch (e) {
-    throw invalidField(field, `is not valid JSON: ${(e as Error).message}`);
+    if (!(e instanceof ParametersError)) throw e;
+    if (e.problem === 'too_many_keys') throw limitExceeded(field, e.message, `of ${PARAMETERS_LIMITS.keys} member names`, { problem: e.problem, path: e.path });
+    throw invalidField(field, e.message, { problem: e.problem, path: e.path });
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-    throw invalidField(field, `must be a JSON object, got ${kind}`);
-  }
-  checkJsonShape(field, source);
-  return value as JsonObject;
 }
 
+/** The parameters in whichever form they came: parameters_json (exact text) or the Struct. */
+function operationParameters(req: RequestOperationRequest, maxBytes: number): JsonObject {
+  if (req.parameters !== undefined && req.parametersJson !== undefined) {
+    throw invalidField('parameters', 'and parameters_json are both set; send the parameters once, in one form');
+  }
+  return req.parameters !== undefined ? parametersFromStruct(req.parameters, maxBytes) : parseParameters('parameters_json', req.parametersJson ?? '', maxBytes);
+}
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))}s`;
+
+/**
+ * requested_ttl in ms (undefined when unset). A google.protobuf.Duration whose
+ * seconds do not fit a double never gets here: api/decode.ts refuses it.
+ */
 function durationMs(field: string, d: Duration | undefined): number | undefined {
-  if (d === undefined) return undefined;
-  const ms = d.seconds * 1000 + Math.floor(d.nanos / 1e6);
-  if (ms < 0 || d.nanos < 0) throw invalidField(field, 'must not be negative');
-  if (ms === 0) return undefined;
-  if (ms > LIMITS.requestedTtlMs) throw invalidField(field, `is ${d.seconds}s, at most ${LIMITS.requestedTtlMs / 1000}s are allowed`);
-  return ms;
+  if (d === undefined || (d.seconds === 0 && d.nanos === 0)) return undefined;
+  if (d.seconds < 0) throw invalidField(field, 'must not be negative');
+  if (!Number.isInteger(d.nanos) || d.nanos < 0 || d.nanos > 999_999_999) {
+    throw invalidField(`${field}.nanos`, `${d.nanos} is out of range (0 to 999999999)`);
+  }
+  const ms = d.seconds * 1000 + d.nanos / 1e6;
+  if (ms > LIMITS.requestedTtlMs) throw invalidField(field, `is ${seconds(ms)}, at most ${LIMITS.requestedTtlMs / 1000}s are allowed`);
+  if (ms < MIN_CREDENTIAL_TTL_MS) {
+    throw invalidField(
+      field,
+      `${seconds(ms)} is shorter than the shortest credential the broker issues (${MIN_CREDENTIAL_TTL_MS / 1000}s); ask for at least ${MIN_CREDENTIAL_TTL_MS / 1000}s, or leave it unset for the default`,
+      { minMs: MIN_CREDENTIAL_TTL_MS },
+    );
+  }
+  return Math.floor(ms);
 }
 
 export function validateOperationRequest(req: RequestOperationRequest, limits: SizeLimits = DEFAULT_SIZE_LIMITS): OperationRequest {
   const operation = required('operation', req.operation, LIMITS.operationLength, OPERATION, 'letters, digits and ".", "_", ":", "-", e.g. "deploy"');
   const resource = required('resource', req.resource, LIMITS.resourceLength, RESOURCE, 'printable ASCII without spaces, e.g. "prod/payments"');
-  const parameters = parseParameters('parameters_json', req.parametersJson, limits.parametersBytes);
+  const parameters = operationParameters(req, limits.parametersBytes);
   if (req.reason.length > limits.reasonLength) {
     throw limitExceeded('reason', `is ${req.reason.length} characters long, at most ${limits.reasonLength} are allowed`, 'requests.limits.max_reason_length', {
       length: req.reason.length,
@@ -169,7 +156,8 @@ export function validateOperationRequest(req: RequestOperationRequest, limits: S
     parametersCanonical,
     parametersDigest: digestOfCanonical(parametersCanonical),
     reason: text('reason', req.reason, limits.reasonLength),
-    onBehalfOf: text('on_behalf_of', req.onBehalfOf, LIMITS.onBehalfOfLength),
+    // One spelling per person, or separation of duties could be talked around ("Alice", "alice ", "аlice").
+    onBehalfOf: req.onBehalfOf === '' ? '' : normalizePrincipalName(req.onBehalfOf, 'on_behalf_of'),
     ticket: text('ticket', req.ticket, LIMITS.ticketLength),
     clientRequestId,
     audience,

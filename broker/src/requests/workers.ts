@@ -1,7 +1,9 @@
 // BullMQ workers: they call approver channels (notifications and message updates,
 // retried with exponential backoff), end requests at their deadline (delayed
 // jobs), and run the sweeper. They run in every broker replica (role "all") or
-// in separate `countersign-broker serve --role worker` processes.
+// in separate `countersign-broker serve --role worker` processes. A replica
+// takes only the notifications of channels it has: each channel has its own
+// queue, and a replica without Slack never opens Slack's.
 import type { ApproverChannel } from '@countersign/approvers';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -9,7 +11,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Redis } from '../redis/connection.js';
-import { QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
+import { notifyQueueName, QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
 import { ScriptCode } from './script-codes.js';
 import type { Sweeper } from './sweeper.js';
 import type { BrokerApprovalWorkflow } from './workflow.js';
@@ -81,37 +83,45 @@ export class ApprovalWorkers {
       return true;
     };
 
-    const notify = new Worker<NotifyJobData>(
-      QUEUE_NAMES.notify,
-      async (job: Job<NotifyJobData>, token?: string) => {
-        const { requestId, event, channel: channelName, principal } = job.data;
-        const channel = channels.get(channelName);
-        if (channel === undefined) {
-          logger.warn({ requestId, channel: channelName }, 'notification for a channel that is not configured; dropped');
-          return;
-        }
-        try {
-          if (!(await deliver(channel, job.data))) return;
-        } catch (e) {
-          const retryAfter = retryAfterOf(e);
-          if (retryAfter === undefined) throw e;
-          await job.moveToDelayed(Date.now() + retryAfter, token);
-          throw new DelayedError();
-        }
-        // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
-        await audit.append({ type: 'notification_sent', request_id: requestId, channel: channelName, event, principal, job_id: job.id });
-      },
-      { ...common, concurrency: settings.notifyConcurrency ?? 8 },
-    );
-    notify.on('failed', (job, err) => {
-      if (job === undefined) return;
-      metrics.notificationFailures.inc({ channel: job.data.channel });
-      const final = job.attemptsMade >= (job.opts.attempts ?? 1);
-      logger[final ? 'error' : 'warn'](
-        { requestId: job.data.requestId, channel: job.data.channel, event: job.data.event, attempt: job.attemptsMade, err },
-        final ? 'notification failed for good' : 'notification failed; will retry',
+    /** Notifications of one channel this replica has, from that channel's own queue. */
+    const notifyWorker = (channel: ApproverChannel) =>
+      new Worker<NotifyJobData>(
+        notifyQueueName(channel.name),
+        async (job: Job<NotifyJobData>, token?: string) => {
+          const { requestId, event, principal } = job.data;
+          try {
+            if (!(await deliver(channel, job.data))) return;
+          } catch (e) {
+            const retryAfter = retryAfterOf(e);
+            if (retryAfter === undefined) throw e;
+            await job.moveToDelayed(Date.now() + retryAfter, token);
+            throw new DelayedError();
+          }
+          // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
+          await audit.append({ type: 'notification_sent', request_id: requestId, channel: channel.name, event, principal, job_id: job.id });
+        },
+        { ...common, concurrency: settings.notifyConcurrency ?? 8 },
       );
-    });
+    const notifyWorkers = [...channels.values()].map(notifyWorker);
+    for (const notify of notifyWorkers) {
+      notify.on('failed', (job, err) => {
+        if (job === undefined) return;
+        metrics.notificationFailures.inc({ channel: job.data.channel });
+        const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+        logger[final ? 'error' : 'warn'](
+          { requestId: job.data.requestId, channel: job.data.channel, event: job.data.event, attempt: job.attemptsMade, err },
+          final ? 'notification failed for good' : 'notification failed; will retry',
+        );
+      });
+    }
+    // Jobs queued by a broker of an earlier version in the shared queue go to their channel's queue, whoever takes them.
+    const legacyNotify = new Worker<NotifyJobData>(
+      QUEUE_NAMES.legacyNotify,
+      async (job: Job<NotifyJobData>) => {
+        await deps.jobs.enqueue(job.data, job.id ?? `${job.data.requestId}.${job.data.event}.${job.data.channel}`);
+      },
+      { ...common, concurrency: 1 },
+    );
 
     const expiry = new Worker<ExpiryJobData>(
       QUEUE_NAMES.expiry,
@@ -134,7 +144,7 @@ export class ApprovalWorkers {
       { ...common, concurrency: 1 },
     );
 
-    const workers = [notify, expiry, maintenance];
+    const workers = [...notifyWorkers, legacyNotify, expiry, maintenance];
     for (const w of workers) {
       w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'queue worker error (retrying)'));
     }

@@ -12,6 +12,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
 import type { Passkeys } from '../passkeys/passkeys.js';
+import { canonicalPrincipalName } from '../policy/principal-name.js';
 import { voteRefusedEvent } from './audit-events.js';
 import type { Effect, Outbox } from './outbox.js';
 import { ScriptCode } from './script-codes.js';
@@ -117,9 +118,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   }
 
   /** Pending requests this principal may still vote on, with their votes so far. */
-  async pendingFor(principal: string, limit = LIST_PENDING_LIMIT): Promise<{ request: StoredRequest; votes: StoredVote[] }[]> {
+  async pendingFor(name: string, limit = LIST_PENDING_LIMIT): Promise<{ request: StoredRequest; votes: StoredVote[] }[]> {
     const { store, directory, clock } = this.deps;
-    if (directory.byName(principal) === undefined) return [];
+    const principal = canonicalPrincipalName(name);
+    if (principal === undefined || directory.byName(principal) === undefined) return [];
     const found: { request: StoredRequest; votes: StoredVote[] }[] = [];
     for (let offset = 0; found.length < limit; offset += LIST_PAGE) {
       const ids = await store.pendingIds({ offset, limit: LIST_PAGE });
@@ -129,7 +131,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         if (request.state !== 'PENDING_APPROVAL' || request.expiresAt <= now) continue;
         if ((await this.eligibility(request, principal)) !== undefined) continue;
         const loaded = await store.getWithVotes(request.id);
-        if (loaded === undefined || loaded.votes.some((v) => v.principal === principal)) continue;
+        if (loaded === undefined || loaded.votes.some((v) => canonicalPrincipalName(v.principal) === principal)) continue;
         found.push(loaded);
         if (found.length >= limit) break;
       }
@@ -139,25 +141,29 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   }
 
   /** Why this principal cannot vote on this request now (it ended, who may vote, an earlier vote), or undefined when they can. */
-  async whyNoVote(r: StoredRequest, votes: StoredVote[], principal: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
+  async whyNoVote(r: StoredRequest, votes: StoredVote[], name: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
     if (r.state !== 'PENDING_APPROVAL') return endedRefusal(r);
     if (this.deps.clock.now() >= r.expiresAt) return endedRefusal({ ...r, state: 'EXPIRED' });
+    const principal = canonicalPrincipalName(name) ?? name;
     const ineligible = await this.eligibility(r, principal);
     if (ineligible !== undefined) return ineligible;
-    const earlier = votes.find((v) => v.principal === principal);
+    const earlier = votes.find((v) => canonicalPrincipalName(v.principal) === principal);
     if (earlier !== undefined) return { code: 'ERR_ALREADY_VOTED', message: `${principal} voted ${earlier.decision} at ${iso(earlier.at)} (${earlier.channel}); each person votes once` };
     return undefined;
   }
 
   /** Whether the rule names this principal (alone or through a group), or they voted: who may see the request in the console. */
-  async maySee(r: StoredRequest, votes: StoredVote[], principal: string): Promise<boolean> {
-    return votes.some((v) => v.principal === principal) || (await this.eligibility(r, principal))?.code !== 'ERR_NOT_AN_APPROVER';
+  async maySee(r: StoredRequest, votes: StoredVote[], name: string): Promise<boolean> {
+    const principal = canonicalPrincipalName(name);
+    if (principal === undefined) return false;
+    return votes.some((v) => canonicalPrincipalName(v.principal) === principal) || (await this.eligibility(r, principal))?.code !== 'ERR_NOT_AN_APPROVER';
   }
 
   /** Why this principal may not vote on this request, or undefined when they may. */
   private async eligibility(r: StoredRequest, principal: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
     const { directory } = this.deps;
-    let named = r.approvers.includes(principal);
+    // Names stored with a request are canonical; folding them again covers requests stored before they were.
+    let named = r.approvers.some((a) => canonicalPrincipalName(a) === principal);
     for (const group of r.groups) {
       if (named) break;
       named = (await directory.groupMembers(group)).includes(principal);
@@ -173,7 +179,14 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
           message: `${principal} made request ${r.id} (as ${r.requester}) and cannot decide it; separation of duties requires someone else`,
         };
       }
-      const onBehalfOf = r.onBehalfOf === '' ? undefined : (directory.byName(r.onBehalfOf) ?? directory.byEmail(r.onBehalfOf))?.name ?? r.onBehalfOf;
+      if (r.onBehalfOf !== '' && canonicalPrincipalName(r.onBehalfOf) === undefined) {
+        return {
+          code: 'ERR_SELF_APPROVAL',
+          message: `request ${r.id} was made on behalf of ${JSON.stringify(r.onBehalfOf)}, which is not a principal name or e-mail address: no approver can be shown to be someone else, so separation of duties refuses every vote`,
+        };
+      }
+      const human = r.onBehalfOf === '' ? undefined : (canonicalPrincipalName(r.onBehalfOf) as string);
+      const onBehalfOf = human === undefined ? undefined : ((directory.byName(human) ?? directory.byEmail(human))?.name ?? human);
       if (onBehalfOf === principal) {
         return {
           code: 'ERR_SELF_APPROVAL',
@@ -222,8 +235,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     return { counted: false, code, message, request: view };
   }
 
-  async vote(input: VoteInput): Promise<VoteOutcome> {
+  async vote(given: VoteInput): Promise<VoteOutcome> {
     const { store, outbox, clock, metrics } = this.deps;
+    // Channels pass the directory's own (canonical) names; any other spelling is folded the same way, never trusted as is.
+    const input = { ...given, principal: canonicalPrincipalName(given.principal) ?? given.principal };
     const loaded = await store.getWithVotes(input.requestId);
     if (loaded === undefined) return this.refuse(input, 'ERR_REQUEST_NOT_FOUND', `request ${input.requestId} does not exist (or ended long ago)`, undefined);
     const { request, votes } = loaded;
@@ -242,7 +257,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       if (!proved.ok) return this.refuse(input, proved.code, proved.message, request);
       passkey = proved.assertion;
     }
-    const earlier = votes.find((v) => v.principal === input.principal);
+    const earlier = votes.find((v) => canonicalPrincipalName(v.principal) === input.principal);
     if (earlier !== undefined) return this.repeatedVote(input, request, earlier);
     const invalid = this.checkVoteInput(request, input);
     if (invalid !== undefined) return this.refuse(input, invalid.code, invalid.message, request);

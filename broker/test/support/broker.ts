@@ -36,6 +36,12 @@ export interface BrokerFilesOptions {
   ca?: CertificateAuthority;
   /** shutdown_grace; default 1s so tests do not wait on connections they forgot. */
   shutdownGrace?: string;
+  /** Extra fields of the broker's own SVID, e.g. IP SANs for clients that check the address (grpcurl). */
+  brokerSvidOptions?: CertificateOptions;
+  /** More keys of the grpc section (YAML lines indented by two spaces), e.g. "  max_concurrent_streams: 4\n". */
+  grpcExtra?: string;
+  /** credentials.redeemers (who may redeem, per audience); default none: nobody may, as in a config that sets none. */
+  redeemers?: { audience: string; workloads: string[] }[];
 }
 
 export interface BrokerFiles {
@@ -53,7 +59,7 @@ export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl:
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
   const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
-  const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`);
+  const brokerSvid = ca.issueSvid(`spiffe://${trustDomain}/countersign/broker`, options.brokerSvidOptions);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await Promise.all([
     writeFile(join(dir, 'ca.pem'), ca.pem),
@@ -80,7 +86,7 @@ ${federated}`;
 shutdown_grace: ${options.shutdownGrace ?? '1s'}
 grpc:
   listen: 127.0.0.1:0
-http:
+${options.grpcExtra ?? ''}http:
   listen: 127.0.0.1:0
 ${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
   url: ${options.redisUrl}
@@ -93,7 +99,7 @@ credentials:
   default_audience: https://deploy.${trustDomain}
   signing_keys:
     - file: signing-key.pem
-${options.extraConfig ?? ''}`;
+${(options.redeemers ?? []).length > 0 ? `  redeemers:\n${(options.redeemers ?? []).map((r) => `    - audience: ${JSON.stringify(r.audience)}\n      workloads: ${JSON.stringify(r.workloads)}\n`).join('')}` : ''}${options.extraConfig ?? ''}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configText);
   return { dir, configFile, configText, ca, trustDomain, brokerSvid };

@@ -86,6 +86,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.broker.credentials.issuer -}}
 {{- $_ := set $credentials "issuer" .Values.broker.credentials.issuer -}}
 {{- end -}}
+{{- if .Values.broker.credentials.redeemers -}}
+{{- $_ := set $credentials "redeemers" .Values.broker.credentials.redeemers -}}
+{{- end -}}
 {{- $config := dict
   "trust_domain" .Values.trustDomain
   "log_level" .Values.broker.logLevel
@@ -106,5 +109,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- $_ := set $config "console" $console -}}
 {{- end -}}
+{{- include "countersign.checkExtraConfig" (dict "config" $config "extra" .Values.broker.extraConfig) -}}
 {{- toYaml (mergeOverwrite $config .Values.broker.extraConfig) -}}
 {{- end -}}

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration.js";
+import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export enum RequestState {
@@ -125,10 +126,20 @@ export interface RequestOperationRequest {
   /** What it is done to, e.g. "prod/payments". 1-512 printable ASCII characters. */
   resource: string;
   /**
-   * The exact arguments being authorized, as the text of one JSON object
-   * (empty means {}). The credential carries its RFC 8785 SHA-256 digest.
+   * The text of one JSON object (empty means {}), read exactly as given: integers
+   * up to 2^53 and any string. The form the SDK and the CLI send.
    */
-  parametersJson: string;
+  parametersJson?:
+    | string
+    | undefined;
+  /**
+   * The same object as JSON, for clients that speak JSON (grpcurl, Postman):
+   * "parameters": {"version": "1.4.2"}. Struct numbers are doubles, so an integer
+   * beyond 2^53 (9007199254740992) must be sent as a string; it is refused otherwise.
+   */
+  parameters?:
+    | { [key: string]: any }
+    | undefined;
   /** Why, shown to approvers. */
   reason: string;
   /** The human this workload acts for, if any (a principal name or e-mail). */
@@ -295,7 +306,8 @@ function createBaseRequestOperationRequest(): RequestOperationRequest {
   return {
     operation: "",
     resource: "",
-    parametersJson: "",
+    parametersJson: undefined,
+    parameters: undefined,
     reason: "",
     onBehalfOf: "",
     clientRequestId: "",
@@ -313,8 +325,11 @@ export const RequestOperationRequest: MessageFns<RequestOperationRequest> = {
     if (message.resource !== "") {
       writer.uint32(18).string(message.resource);
     }
-    if (message.parametersJson !== "") {
+    if (message.parametersJson !== undefined) {
       writer.uint32(26).string(message.parametersJson);
+    }
+    if (message.parameters !== undefined) {
+      Struct.encode(Struct.wrap(message.parameters), writer.uint32(82).fork()).join();
     }
     if (message.reason !== "") {
       writer.uint32(34).string(message.reason);
@@ -372,6 +387,14 @@ export const RequestOperationRequest: MessageFns<RequestOperationRequest> = {
             }
 
             message.parametersJson = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.parameters = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
           case 4: {
@@ -442,7 +465,8 @@ export const RequestOperationRequest: MessageFns<RequestOperationRequest> = {
         ? globalThis.String(object.parametersJson)
         : isSet(object.parameters_json)
         ? globalThis.String(object.parameters_json)
-        : "",
+        : undefined,
+      parameters: isObject(object.parameters) ? object.parameters : undefined,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       onBehalfOf: isSet(object.onBehalfOf)
         ? globalThis.String(object.onBehalfOf)
@@ -472,8 +496,11 @@ export const RequestOperationRequest: MessageFns<RequestOperationRequest> = {
     if (message.resource !== "") {
       obj.resource = message.resource;
     }
-    if (message.parametersJson !== "") {
+    if (message.parametersJson !== undefined) {
       obj.parametersJson = message.parametersJson;
+    }
+    if (message.parameters !== undefined) {
+      obj.parameters = message.parameters;
     }
     if (message.reason !== "") {
       obj.reason = message.reason;
@@ -503,7 +530,8 @@ export const RequestOperationRequest: MessageFns<RequestOperationRequest> = {
     const message = createBaseRequestOperationRequest();
     message.operation = object.operation ?? "";
     message.resource = object.resource ?? "";
-    message.parametersJson = object.parametersJson ?? "";
+    message.parametersJson = object.parametersJson ?? undefined;
+    message.parameters = object.parameters ?? undefined;
     message.reason = object.reason ?? "";
     message.onBehalfOf = object.onBehalfOf ?? "";
     message.clientRequestId = object.clientRequestId ?? "";
@@ -2732,6 +2760,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

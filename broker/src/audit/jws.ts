@@ -1,0 +1,28 @@
+// Compact JWS (RFC 7515) signed synchronously. jose signs through WebCrypto,
+// which costs several times more per signature; the audit signs its chain head
+// on every append (on the allow path), so it signs with node:crypto through the
+// key's signJwsInput. Verification stays with jose, and a differential test
+// checks that jose accepts what is made here (broker/test/audit-head.test.ts).
+import type { JWK } from 'jose';
+
+/** What the audit needs of a signing key (credentials/keys.ts SigningKey has it). */
+export interface AuditSigningKey {
+  readonly kid: string;
+  readonly alg: 'ES256' | 'EdDSA';
+  signJwsInput(input: string): Buffer;
+}
+
+/** The keys the audit signs and verifies with (credentials/keys.ts Keyring has them). */
+export interface AuditKeyring {
+  signingKey(now: number): AuditSigningKey;
+  /** Every configured key's public half, retired ones included. */
+  allPublicJwks(): { keys: JWK[] };
+}
+
+const b64url = (value: string): string => Buffer.from(value, 'utf8').toString('base64url');
+
+/** A compact JWS over `payload` with the key's alg and kid and the given typ. */
+export function signCompactJws(key: AuditSigningKey, typ: string, payload: Record<string, unknown>): string {
+  const input = `${b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ }))}.${b64url(JSON.stringify(payload))}`;
+  return `${input}.${key.signJwsInput(input).toString('base64url')}`;
+}
