@@ -14,6 +14,7 @@ import { CountersignError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Passkeys } from '../passkeys/passkeys.js';
 import { PasskeyStore } from '../passkeys/store.js';
+import { principalNameProblem } from '../policy/principal-name.js';
 import { Principals } from '../policy/principals.js';
 import { connectRedis } from '../redis/connection.js';
 import { Keys } from '../redis/keys.js';
@@ -31,14 +32,20 @@ function ttlOption(value: string): number {
 async function withConsole<T>(
   flags: ConfigFlags,
   name: string,
-  use: (parts: { config: BrokerConfig; store: PasskeyStore; keys: Keys; audit: RedisAuditLog; publicUrl: string }) => Promise<T>,
+  use: (parts: { config: BrokerConfig; principal: string; store: PasskeyStore; keys: Keys; audit: RedisAuditLog; publicUrl: string }) => Promise<T>,
 ): Promise<T> {
   const config = await loadConfigFrom(flags);
   if (!config.console.enabled) throw new CountersignError('failed_precondition', 'ERR_CONSOLE_OFF', 'the approver console is off in this configuration (console.enabled)');
   const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
-  // 14.2: look the name up in its normalised form (normalizePrincipalName) once that lands; passkeys and links are keyed by the file's name.
-  if (principals.byName(name) === undefined) {
-    throw new CountersignError('invalid_argument', 'ERR_NOT_AN_APPROVER', `${name} is not a principal (names: ${principals.principalNames().join(', ') || 'none'})`);
+  // Any spelling of the name finds the principal; links and passkeys use its one canonical name.
+  const principal = principals.byName(name)?.name;
+  if (principal === undefined) {
+    const problem = principalNameProblem(name);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_NOT_AN_APPROVER',
+      `${JSON.stringify(name)} is not a principal${problem === undefined ? '' : ` (it ${problem})`} (names: ${principals.principalNames().join(', ') || 'none'})`,
+    );
   }
   const publicUrl = configuredPublicUrl(config);
   if (publicUrl === undefined) throw new CountersignError('failed_precondition', 'ERR_CONFIG_INVALID', 'console.public_url is not set (and console.listen has port 0)');
@@ -54,7 +61,7 @@ async function withConsole<T>(
       timeoutMs: config.audit.durability.timeout,
     };
     const audit = new RedisAuditLog(redis, keys, systemClock, { heads, durability });
-    return await use({ config, store: new PasskeyStore(redis, keys), keys, audit, publicUrl });
+    return await use({ config, principal, store: new PasskeyStore(redis, keys), keys, audit, publicUrl });
   } finally {
     redis.disconnect();
   }
@@ -69,11 +76,11 @@ export function principalsCommand(): Command {
     .option('--ttl <duration>', 'how long the link works (default console.sign_in_link_ttl)', ttlOption)
     .action(async (name: string, o: ConfigFlags & { request?: string; ttl?: number }) => {
       if (o.request !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(o.request)) throw new InvalidArgumentError(`--request: expected a request id, got ${JSON.stringify(o.request)}`);
-      await withConsole(o, name, async ({ config, store, keys, audit, publicUrl }) => {
+      await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
         const links = new SignInLinks({ store, keys, audit, clock: systemClock }, { publicUrl: () => publicUrl, ttlMs: config.console.sign_in_link_ttl });
-        const link = await links.issue({ principal: name, requestId: o.request, by: 'cli', method: 'link', ttlMs: o.ttl });
+        const link = await links.issue({ principal, requestId: o.request, by: 'cli', method: 'link', ttlMs: o.ttl });
         out(link.url);
-        process.stderr.write(`one-time sign-in link for ${name}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${name} only\n`);
+        process.stderr.write(`one-time sign-in link for ${principal}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${principal} only\n`);
       });
     });
 
@@ -81,19 +88,19 @@ export function principalsCommand(): Command {
     .argument('<name>', 'the principal (principals file)')
     .option('--remove <credential-id>', 'remove this passkey (audited)')
     .action(async (name: string, o: ConfigFlags & { remove?: string }) => {
-      await withConsole(o, name, async ({ config, store, keys, audit, publicUrl }) => {
+      await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
         const url = new URL(publicUrl);
         const passkeys = new Passkeys(
           { store, keys, audit, clock: systemClock, logger: createLogger({ level: 'warn' }) },
           { origin: url.origin, rpId: url.hostname, rpName: 'Countersign', challengeTtlMs: config.console.challenge_ttl, maxPerPrincipal: config.console.max_passkeys },
         );
         if (o.remove !== undefined) {
-          if (!(await passkeys.remove(name, o.remove, 'cli'))) throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${name} has no passkey ${o.remove}`);
-          out(`removed passkey ${o.remove} of ${name}`);
+          if (!(await passkeys.remove(principal, o.remove, 'cli'))) throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${principal} has no passkey ${o.remove}`);
+          out(`removed passkey ${o.remove} of ${principal}`);
           return;
         }
-        const list = await passkeys.list(name);
-        if (list.length === 0) out(`${name} has no passkeys`);
+        const list = await passkeys.list(principal);
+        if (list.length === 0) out(`${principal} has no passkeys`);
         for (const p of list) {
           out(`${p.credential_id}  ${JSON.stringify(p.name)}  registered ${new Date(p.created_at).toISOString()}  ${p.last_used_at ? `last used ${new Date(p.last_used_at).toISOString()}` : 'never used'}  ${p.backed_up ? 'synced' : 'device-bound'}`);
         }

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { PasskeyStore } from '../passkeys/store.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Keys } from '../redis/keys.js';
 import { sha256, type SignInMethod } from './sessions.js';
 
@@ -32,7 +33,9 @@ export class SignInLinks {
   ) {}
 
   /** A new link for this principal (its issue is audited first); the URL is only ever shown to whoever asked. */
-  async issue(input: { principal: string; requestId?: string | undefined; by: string; method: SignInMethod; ttlMs?: number | undefined }): Promise<{ url: string; expiresAt: number }> {
+  async issue(given: { principal: string; requestId?: string | undefined; by: string; method: SignInMethod; ttlMs?: number | undefined }): Promise<{ url: string; expiresAt: number }> {
+    // The one spelling of the name: the session the link opens, its passkeys and its votes all use it.
+    const input = { ...given, principal: normalizePrincipalName(given.principal, 'principal') };
     const ttl = input.ttlMs ?? this.options.ttlMs;
     const token = randomBytes(32).toString('base64url');
     const expiresAt = this.deps.clock.now() + ttl;

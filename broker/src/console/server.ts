@@ -576,10 +576,12 @@ export class ApproverConsole {
       sendHtml(res, used.code === 'ERR_SIGN_IN_LINK_UNKNOWN' ? 404 : 410, linkPage({ preCsrf: fresh, error: { code: used.code, message: used.message } }));
       return;
     }
-    if (this.deps.directory.byName(used.principal) === undefined) {
+    // The directory's entry (any spelling finds it): the session carries its one canonical name.
+    const principal = this.deps.directory.byName(used.principal);
+    if (principal === undefined) {
       throw new CountersignError('permission_denied', 'ERR_NOT_AN_APPROVER', `${used.principal} is no longer in the principals file`);
     }
-    await this.startSession(req, res, used.principal, used.method, [clearCookie(this.preCookie, this.cookieOptions())]);
+    await this.startSession(req, res, principal.name, used.method, [clearCookie(this.preCookie, this.cookieOptions())]);
     redirect(res, used.requestId ? `/requests/${used.requestId}` : '/');
   }
 
@@ -603,7 +605,8 @@ export class ApproverConsole {
       sendHtml(res, 403, signInPage({ oidc: { displayName: oidc.settings.displayName }, next: '/', error: { code, message } }));
     };
     if (!result.ok) return refuse(result.code, result.message);
-    // 14.2: once normalizePrincipalName lands, compare the normalised e-mail / subject here.
+    // byEmail compares canonical forms (policy/principal-name.ts), so Alice@Example.ORG finds alice@example.org;
+    // an address with no canonical form names nobody. Subjects are opaque and compared exactly.
     let principal;
     if (oidc.settings.claim === 'email') {
       if (result.email === undefined) return refuse('ERR_OIDC_NO_PRINCIPAL', 'the identity provider did not send an e-mail address (scope email)');

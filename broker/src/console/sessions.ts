@@ -4,6 +4,7 @@
 // after sign-in, judged by the injected clock (Redis expiry only cleans up).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
@@ -55,10 +56,11 @@ export class SessionStore {
     await redisCall('save session', () => this.redis.set(this.key(id), JSON.stringify(s), 'PX', left));
   }
 
-  async create(principal: string, method: SignInMethod): Promise<{ id: string; session: Session }> {
+  async create(name: string, method: SignInMethod): Promise<{ id: string; session: Session }> {
     const id = randomBytes(32).toString('base64url');
     const now = this.clock.now();
-    const session: Session = { principal, method, createdAt: now, lastSeen: now, csrf: randomBytes(32).toString('base64url') };
+    // A session is one person under their one spelling: votes, passkeys and separation of duties compare it.
+    const session: Session = { principal: normalizePrincipalName(name, 'principal'), method, createdAt: now, lastSeen: now, csrf: randomBytes(32).toString('base64url') };
     await this.save(id, session);
     return { id, session };
   }

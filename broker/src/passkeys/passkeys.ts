@@ -25,6 +25,7 @@ import {
 } from '../audit/passkey-assertion.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Keys } from '../redis/keys.js';
 import type { PasskeyStore, StoredPasskey } from './store.js';
 
@@ -122,6 +123,8 @@ export interface VoteTarget {
 export type VoteProof = { kind: 'assertion'; challengeId: string; response: unknown } | { kind: 'sign_in'; signInId: string };
 
 const newId = (): string => randomBytes(18).toString('base64url');
+/** Passkeys belong to a principal's one spelling (policy/principal-name.ts): every entry point folds the name it is given. */
+const canonical = (principal: string): string => normalizePrincipalName(principal, 'principal');
 const issue = (e: z.ZodError): string => e.issues.slice(0, 3).map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
 
 export class Passkeys {
@@ -131,7 +134,7 @@ export class Passkeys {
   ) {}
 
   list(principal: string): Promise<StoredPasskey[]> {
-    return this.deps.store.list(principal);
+    return this.deps.store.list(canonical(principal));
   }
 
   private async issueChallenge(record: Omit<ChallengeRecord, 'expires_at'>): Promise<string> {
@@ -158,7 +161,8 @@ export class Passkeys {
 
   // ---- registration ----
 
-  async registrationOptions(input: { principal: string; displayName: string; session: string }): Promise<{ challengeId: string; options: PublicKeyCredentialCreationOptionsJSON }> {
+  async registrationOptions(given: { principal: string; displayName: string; session: string }): Promise<{ challengeId: string; options: PublicKeyCredentialCreationOptionsJSON }> {
+    const input = { ...given, principal: canonical(given.principal) };
     const existing = await this.deps.store.list(input.principal);
     const userHandle = await this.deps.store.userHandle(input.principal, () => randomBytes(32).toString('base64url'));
     const options = await generateRegistrationOptions({
@@ -177,7 +181,7 @@ export class Passkeys {
   }
 
   /** Verifies a registration and keeps the passkey; its audit record (with the public key) is durable first. */
-  async register(input: {
+  async register(given: {
     principal: string;
     session: string;
     challengeId: unknown;
@@ -185,6 +189,7 @@ export class Passkeys {
     name: string;
     signInMethod: string;
   }): Promise<{ ok: true; passkey: StoredPasskey } | Refusal> {
+    const input = { ...given, principal: canonical(given.principal) };
     const parsed = registrationResponseSchema.safeParse(input.response);
     if (!parsed.success) return refuse('ERR_PASSKEY_MALFORMED', issue(parsed.error));
     const record = await this.takeChallenge(input.challengeId, 'register', input.principal, input.session);
@@ -252,7 +257,8 @@ export class Passkeys {
   }
 
   /** Removes one of the principal's passkeys (audited). */
-  async remove(principal: string, credentialId: string, by: string): Promise<boolean> {
+  async remove(name: string, credentialId: string, by: string): Promise<boolean> {
+    const principal = canonical(name);
     const removed = await this.deps.store.remove(principal, credentialId);
     if (removed === undefined) return false;
     await this.deps.audit.append({ type: 'passkey_removed', principal, credential_id: credentialId, by, name: removed.name });
@@ -275,7 +281,8 @@ export class Passkeys {
   }
 
   /** The challenge for one vote: derived from the request, the decision, its parameters digest and a fresh nonce. */
-  async voteOptions(target: Omit<VoteTarget, 'maxAgeMs'>): Promise<{ ok: true; challengeId: string; options: PublicKeyCredentialRequestOptionsJSON } | Refusal> {
+  async voteOptions(given: Omit<VoteTarget, 'maxAgeMs'>): Promise<{ ok: true; challengeId: string; options: PublicKeyCredentialRequestOptionsJSON } | Refusal> {
+    const target = { ...given, principal: canonical(given.principal) };
     const input: PasskeyChallengeInput = {
       v: 1,
       purpose: 'vote',
@@ -290,7 +297,8 @@ export class Passkeys {
     return { ok: true, challengeId, options };
   }
 
-  async signInOptions(principal: string, session: string): Promise<{ ok: true; challengeId: string; options: PublicKeyCredentialRequestOptionsJSON } | Refusal> {
+  async signInOptions(name: string, session: string): Promise<{ ok: true; challengeId: string; options: PublicKeyCredentialRequestOptionsJSON } | Refusal> {
+    const principal = canonical(name);
     const input: PasskeyChallengeInput = { v: 1, purpose: 'sign_in', principal, nonce: randomBytes(16).toString('base64url') };
     const options = await this.assertionOptions(principal, passkeyChallengeBytes(input));
     if ('ok' in options) return options;
@@ -335,7 +343,8 @@ export class Passkeys {
   }
 
   /** A passkey sign-in in the console (for rules with step_up_max_age): kept so votes can refer to it. */
-  async verifySignIn(input: { principal: string; session: string; challengeId: unknown; response: unknown }): Promise<{ ok: true; signInId: string; assertion: PasskeyAssertion } | Refusal> {
+  async verifySignIn(given: { principal: string; session: string; challengeId: unknown; response: unknown }): Promise<{ ok: true; signInId: string; assertion: PasskeyAssertion } | Refusal> {
+    const input = { ...given, principal: canonical(given.principal) };
     const record = await this.takeChallenge(input.challengeId, 'sign_in', input.principal, input.session);
     if ('ok' in record) return record;
     const verified = await this.verifyAssertion(input.principal, record, input.response);
@@ -347,7 +356,8 @@ export class Passkeys {
   }
 
   /** What makes a vote on a webauthn rule count: an assertion made for this vote, or (step_up_max_age) a recent passkey sign-in. */
-  async verifyVote(target: VoteTarget, proof: VoteProof): Promise<{ ok: true; assertion: PasskeyAssertion } | Refusal> {
+  async verifyVote(given: VoteTarget, proof: VoteProof): Promise<{ ok: true; assertion: PasskeyAssertion } | Refusal> {
+    const target = { ...given, principal: canonical(given.principal) };
     if (proof.kind === 'sign_in') return this.verifyRecentSignIn(target, proof.signInId);
     const record = await this.takeChallenge(proof.challengeId, 'vote', target.principal, '');
     if ('ok' in record) return record;

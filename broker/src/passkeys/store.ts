@@ -3,10 +3,13 @@
 // challenge is single use (consumeOnce). This module only moves data; what is
 // allowed is decided in passkeys.ts.
 import { fileURLToPath } from 'node:url';
+import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
+
+const canonical = (principal: string): string => normalizePrincipalName(principal, 'principal');
 
 export const PASSKEY_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 
@@ -42,41 +45,40 @@ export class PasskeyStore {
     this.scripts = registerScripts(redis, loadScripts(PASSKEY_LUA_DIR));
   }
 
-  // Keyed by the principal's name exactly as the principals file spells it (callers pass Principal.name,
-  // never raw input); 14.2's normalizePrincipalName is where raw input must go first.
+  // Keyed by the principal's canonical name (normalizePrincipalName): "Alice" and "alice" are one person with one set of passkeys.
   async list(principal: string): Promise<StoredPasskey[]> {
-    const all = await redisCall('read passkeys', () => this.redis.hvals(this.keys.passkeys(principal)));
+    const all = await redisCall('read passkeys', () => this.redis.hvals(this.keys.passkeys(canonical(principal))));
     return all.map((text) => JSON.parse(text) as StoredPasskey).sort((a, b) => a.created_at - b.created_at);
   }
 
   async get(principal: string, credentialId: string): Promise<StoredPasskey | undefined> {
-    const text = await redisCall('read passkey', () => this.redis.hget(this.keys.passkeys(principal), credentialId));
+    const text = await redisCall('read passkey', () => this.redis.hget(this.keys.passkeys(canonical(principal)), credentialId));
     return text === null ? undefined : (JSON.parse(text) as StoredPasskey);
   }
 
   /** The principal's WebAuthn user handle, created on first use. */
   async userHandle(principal: string, fresh: () => string): Promise<string> {
-    const key = this.keys.passkeyUser(principal);
+    const key = this.keys.passkeyUser(canonical(principal));
     await redisCall('passkey user', () => this.redis.set(key, fresh(), 'NX'));
     return (await redisCall('passkey user', () => this.redis.get(key))) as string;
   }
 
   async register(principal: string, passkey: StoredPasskey, maxPerPrincipal: number): Promise<'registered' | 'exists' | 'too_many'> {
     const [code] = (await redisCall('register passkey', () =>
-      this.scripts('passkeyRegister', [this.keys.passkeys(principal)], [passkey.credential_id, JSON.stringify(passkey), maxPerPrincipal]),
+      this.scripts('passkeyRegister', [this.keys.passkeys(canonical(principal))], [passkey.credential_id, JSON.stringify(passkey), maxPerPrincipal]),
     )) as [number];
     return code === 1 ? 'registered' : code === -1 ? 'exists' : 'too_many';
   }
 
   async remove(principal: string, credentialId: string): Promise<StoredPasskey | undefined> {
-    const [code, text] = (await redisCall('remove passkey', () => this.scripts('passkeyRemove', [this.keys.passkeys(principal)], [credentialId]))) as [number, string];
+    const [code, text] = (await redisCall('remove passkey', () => this.scripts('passkeyRemove', [this.keys.passkeys(canonical(principal))], [credentialId]))) as [number, string];
     return code === 1 ? (JSON.parse(text) as StoredPasskey) : undefined;
   }
 
   /** Records a verified assertion's counter; refuses one that did not go up. */
   async use(principal: string, credentialId: string, counter: number, now: number): Promise<{ status: 'recorded' } | { status: 'gone' } | { status: 'regressed'; stored: number }> {
     const [code, detail] = (await redisCall('record passkey use', () =>
-      this.scripts('passkeyUse', [this.keys.passkeys(principal)], [credentialId, counter, now]),
+      this.scripts('passkeyUse', [this.keys.passkeys(canonical(principal))], [credentialId, counter, now]),
     )) as [number, string];
     if (code === 1) return { status: 'recorded' };
     if (code === -1) return { status: 'gone' };
