@@ -317,6 +317,9 @@ describe('Helm chart', () => {
       'grpc-port-is-http-port.yaml': /broker\.ports\.grpc and broker\.ports\.http are both 8080; each listener needs its own port/,
       'secret-mode-without-bundle.yaml': /spiffe\.mode=secret needs spiffe\.trustBundle\.configMap: the ConfigMap holding the CA bundle of trustDomain example\.org/,
       'extra-config-trust-domain.yaml': /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
+      'console-port-is-http-port.yaml': /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
+      'console-link-ttl-2d.yaml': /console\.signInLinkTtl=2d is out of range: the broker accepts 1m to 24h/,
+      'extra-config-console-public-url.yaml': /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };
 
     it('has an expected message for every file in test/chart/bad-values', () => {
