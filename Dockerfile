@@ -29,7 +29,7 @@ COPY agents/ ./agents/
 RUN groupadd --system --gid 10001 countersign \
  && useradd --system --uid 10001 --gid countersign --no-create-home --shell /usr/sbin/nologin countersign
 USER 10001:10001
-EXPOSE 8443 8080 8081
+EXPOSE 8443 8080 8081 8090
 # Node runs as PID 1 and handles SIGTERM itself (countersign-broker closes its
 # listeners, lets calls finish within shutdown_grace, then exits); it starts no
 # child processes, so no init process is needed to reap zombies.

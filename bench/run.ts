@@ -7,6 +7,7 @@ import { benchSvidVerify } from './svid-verify.js';
 import { benchApprovals } from './approvals.js';
 import { benchSlack } from './slack.js';
 import { benchMcpProxy } from './mcp-proxy.js';
+import { benchPasskey } from './passkey.js';
 import { benchParameters } from './parameters.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
@@ -19,6 +20,7 @@ const benches: Record<string, () => Promise<void>> = {
   approvals: () => benchApprovals({ requests: Number(process.env.BENCH_APPROVALS_N ?? '10000') }),
   slack: () => benchSlack({ votes: Number(process.env.BENCH_SLACK_N ?? '200') }),
   'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
+  passkey: () => benchPasskey({ durationMs: seconds * 1000 }),
   parameters: () => benchParameters({ durationMs: seconds * 1000 }),
 };
 

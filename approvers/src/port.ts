@@ -4,7 +4,7 @@
 // Nothing here imports a channel SDK, so the broker core never does either.
 
 export type RequestStateName = 'PENDING_APPROVAL' | 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED';
-export type StepUp = 'click' | 'confirm';
+export type StepUp = 'click' | 'confirm' | 'webauthn';
 export type VoteDecisionName = 'approve' | 'deny';
 
 /** One recorded vote. Times are milliseconds since the epoch. */
@@ -40,6 +40,10 @@ export interface ApprovalRequestView {
   groups: string[];
   approvalsRequired: number;
   stepUp: StepUp;
+  /** Step-up webauthn: a passkey sign-in this recent (ms) counts instead of an assertion per vote; undefined: per vote. */
+  stepUpMaxAgeMs?: number | undefined;
+  /** This request's page in the approver console, when the console is on (where passkey approvals happen). */
+  consoleUrl?: string | undefined;
   votes: VoteView[];
   notify: { slackChannels: string[]; directMessages: boolean };
   createdAt: number;
@@ -87,6 +91,27 @@ export interface VoteInput {
   confirmedResource?: string | undefined;
   /** A channel's own id for this interaction, so a redelivery counts once. */
   deliveryId?: string | undefined;
+  /** Step-up webauthn: the proof the approver console collected; the broker verifies it, never trusts it. */
+  passkey?: PasskeyProof | undefined;
+}
+
+/**
+ * A passkey proof from the approver console: an assertion over the challenge the
+ * broker issued for this very vote, or (rules with step_up_max_age) a reference
+ * to the passkey sign-in the approver made recently.
+ */
+export type PasskeyProof =
+  | { kind: 'assertion'; challengeId: string; response: unknown }
+  | { kind: 'sign_in'; signInId: string };
+
+/**
+ * The approver console as channels see it: where a request's page is, and a
+ * one-time sign-in link for one person (sent to them only, e.g. ephemerally).
+ */
+export interface ApproverConsole {
+  requestUrl(requestId: string): string;
+  /** A short-lived, single-use sign-in link for this principal that opens this request's page; undefined when links may not be sent this way. */
+  signInLink(principal: string, requestId: string, issuedBy: string): Promise<string | undefined>;
 }
 
 /** A vote either counted, or was refused with a stable code and a message for the person. */

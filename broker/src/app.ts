@@ -39,6 +39,7 @@ import { createBrokerService } from './api/broker-service.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
 import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
 import { HealthImplementation } from 'grpc-health-check';
+import { openConsole, type OpenConsole } from './console/index.js';
 
 /** Password (from password_file) and Sentinel settings for the broker's Redis connections. */
 export async function redisAuth(config: BrokerConfig): Promise<Pick<RedisConnectOptions, 'password' | 'sentinel'>> {
@@ -121,6 +122,8 @@ export interface RunningBroker {
   approvals: Approvals;
   /** How Slack approvals reach this broker, or undefined when Slack is off. */
   slackMode: 'http' | 'socket' | undefined;
+  /** The approver console (sign-in links, its address), when console.enabled. */
+  console: OpenConsole | undefined;
   /** Writes the refused-identity summaries of the interval so far now (also done every identity.refusals.interval); returns how many. */
   flushRefusals(): Promise<number>;
   close(): Promise<void>;
@@ -182,10 +185,13 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
   const metrics = overrides.metrics ?? new Metrics();
   // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
   const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
+  // Listeners bound before a later step fails are closed again (an open listener would keep the process alive).
+  const onFailure: (() => Promise<void>)[] = [];
   try {
-    return await startServices(config, overrides, { clock, logger, metrics, identity });
+    return await startServices(config, overrides, { clock, logger, metrics, identity, onFailure });
   } catch (e) {
     identity.close();
+    for (const undo of onFailure) await undo().catch(() => undefined);
     throw e;
   }
 }
@@ -193,7 +199,7 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
 async function startServices(
   config: BrokerConfig,
   overrides: BrokerOverrides,
-  { clock, logger, metrics, identity }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity },
+  { clock, logger, metrics, identity, onFailure }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity; onFailure: (() => Promise<void>)[] },
 ): Promise<RunningBroker> {
   const path = (p: string) => configPath(config, p);
   const svid = identity.svid;
@@ -240,12 +246,27 @@ async function startServices(
     policy,
   );
   const settings = approvalSettings(config);
-  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: overrides.role ?? 'all' });
+  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env: overrides.env ?? process.env }, { listen: true });
+  if (approverConsole !== undefined) onFailure.push(() => approverConsole.close());
+  warnWithoutConsole(config, policy, logger);
+  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: overrides.role ?? 'all', console: approverConsole?.port_ });
   const approvals = await startApprovals(
-    { redis, keys, scripts, audit, directory: principals, channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])], clock, logger, metrics },
+    {
+      redis,
+      keys,
+      scripts,
+      audit,
+      directory: principals,
+      channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])],
+      clock,
+      logger,
+      metrics,
+      console: approverConsole && { passkeys: approverConsole.passkeys, requestUrl: approverConsole.requestUrl },
+    },
     settings,
     { role: overrides.role ?? 'all', minter },
   );
+  await approverConsole?.serve({ workflow: approvals.workflow, store: approvals.store, policy: () => policies.current });
   slack.workflow.bind(approvals.workflow);
   metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
   const requests = new RequestService(
@@ -395,6 +416,7 @@ async function startServices(
     identity,
     approvals,
     slackMode: slack.mode,
+    console: approverConsole,
     flushRefusals,
     async close() {
       policies.close();
@@ -405,7 +427,7 @@ async function startServices(
       // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       stopping.abort();
-      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close()]);
+      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close(), approverConsole?.close()]);
       await flushRefusals();
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
@@ -418,6 +440,15 @@ async function startServices(
       if (ownsRedis) redis.disconnect();
     },
   };
+}
+
+/** Rules that need passkeys cannot be approved without the console: say so at start-up (policy check says it too). */
+function warnWithoutConsole(config: BrokerConfig, policy: { document: { rules: { name: string; approval?: { step_up: string } | undefined }[] } }, logger: Logger): void {
+  if (config.console.enabled) return;
+  const rules = policy.document.rules.filter((r) => r.approval?.step_up === 'webauthn').map((r) => r.name);
+  if (rules.length > 0) {
+    logger.warn({ rules }, `rules ${rules.join(', ')} require step-up webauthn, but the approver console is off (console.enabled): their requests cannot be approved, only denied or left to expire`);
+  }
 }
 
 /** Tracing from the config, or from the standard OTEL_* environment variables; off when neither names an endpoint. */
@@ -460,9 +491,22 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   const issuer = config.credentials.issuer ?? `spiffe://${config.trust_domain}`;
   const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
   checkpointer.start();
-  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: 'worker' });
+  // No console listener here; Slack cards rendered by these workers still link to it.
+  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env: overrides.env ?? process.env }, { listen: false });
+  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: 'worker', console: approverConsole?.port_ });
   const approvals = await startApprovals(
-    { redis, keys, scripts, audit, directory: principals, channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])], clock, logger, metrics },
+    {
+      redis,
+      keys,
+      scripts,
+      audit,
+      directory: principals,
+      channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])],
+      clock,
+      logger,
+      metrics,
+      console: approverConsole && { passkeys: undefined, requestUrl: approverConsole.requestUrl },
+    },
     approvalSettings(config),
     { role: 'worker' },
   );

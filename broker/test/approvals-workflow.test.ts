@@ -33,6 +33,7 @@ const requirement = (patch: Partial<ApprovalRequirement> = {}): ApprovalRequirem
   timeoutMs: 60_000,
   allowSelfApproval: false,
   stepUp: 'click',
+  stepUpMaxAgeMs: undefined,
   reasonRequired: false,
   ticketPattern: undefined,
   notify: { slackChannels: [], directMessages: false },

@@ -1,6 +1,7 @@
 // The dev trust domain's broker certificate names 127.0.0.1 and ::1 (COUNTERSIGN_ADDR is
 // 127.0.0.1:7443; grpcurl and Go clients check the address against the IP SANs), and a dev
 // directory made before that gets a new broker certificate on its next start, nothing else.
+// Its config.yaml is the user's once written: dev mode updates only what it owns of the console.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '../src/dev/ca.js';
-import { ensureDevTrustDomain } from '../src/dev/trust-domain.js';
+import { parseConfig, type BrokerConfig } from '../src/config/config.js';
+import { devConfig, ensureDevTrustDomain, updateDevConfig } from '../src/dev/trust-domain.js';
 
 const sans = async (file: string) => (new X509Certificate(await readFile(file, 'utf8')).subjectAltName ?? '').split(', ');
 
@@ -39,5 +41,41 @@ describe('dev trust domain: the broker certificate', () => {
     assert.equal(await readFile(again.approvers[0]?.certFile as string, 'utf8'), alice, "alice's certificate is kept");
     const third = await ensureDevTrustDomain({ dir, trustDomain: 'example.org' });
     assert.deepEqual(third.created, [], 'a current certificate is reused');
+  });
+});
+
+describe('dev config.yaml: what dev mode owns of the console', () => {
+  const owned = { trustDomain: 'example.org', grpcPort: 7443, httpPort: 7080, consolePort: 7090, redisUrl: 'redis://127.0.0.1:6379', redisPrefix: 'countersign:dev:abc:' };
+  const fresh = devConfig(owned);
+  const consoleOf = (text: string) => (parseConfig(text, 'config.yaml') as BrokerConfig).console;
+
+  it('writes the console on localhost at --console-port, and leaves the text alone when nothing changed', () => {
+    assert.deepEqual([consoleOf(fresh).enabled, consoleOf(fresh).listen, consoleOf(fresh).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
+    assert.deepEqual(updateDevConfig(fresh, owned), { text: fresh, added: [] });
+  });
+
+  it('follows --console-port in listen and in its own localhost URL; port 0 leaves the URL to the port the console gets', () => {
+    const moved = updateDevConfig(fresh, { ...owned, consolePort: 7091 }).text;
+    assert.deepEqual([consoleOf(moved).listen, consoleOf(moved).public_url], ['127.0.0.1:7091', 'http://localhost:7091']);
+    const any = updateDevConfig(fresh, { ...owned, consolePort: 0 }).text;
+    assert.deepEqual([consoleOf(any).listen, consoleOf(any).public_url], ['127.0.0.1:0', undefined]);
+  });
+
+  it("keeps the user's console: an address of their own, or the console turned off", () => {
+    const tunnel = updateDevConfig(fresh.replace('http://localhost:7090', 'https://approve.example.com'), { ...owned, consolePort: 7091 }).text;
+    assert.deepEqual([consoleOf(tunnel).listen, consoleOf(tunnel).public_url], ['127.0.0.1:7091', 'https://approve.example.com']);
+    const off = fresh.replace('  enabled: true\n  listen: 127.0.0.1:7090\n', '  enabled: false\n  listen: 127.0.0.1:7090\n');
+    assert.notEqual(off, fresh);
+    assert.equal(updateDevConfig(off, { ...owned, consolePort: 7091 }).text, off);
+  });
+
+  it('adds the console section to a config.yaml written before the console, keeping the rest as it was', () => {
+    const before = fresh.replace(/^console:\n(?: .*\n)+/m, '').replace('  max_ttl: 1h\n', '  # ours\n  max_ttl: 3h\n');
+    assert.doesNotMatch(before, /^console:/m);
+    const { text, added } = updateDevConfig(before, owned);
+    assert.deepEqual(added, ['console']);
+    assert.deepEqual([consoleOf(text).enabled, consoleOf(text).listen, consoleOf(text).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
+    assert.match(text, /  # ours\n  max_ttl: 3h\n/);
+    assert.deepEqual(updateDevConfig(text, owned), { text, added: [] }, 'added once');
   });
 });

@@ -56,9 +56,9 @@ rules:
   it('check: validates the dev policy and runs its tests, exit 0', async () => {
     const r = await run(['policy', 'check', file('policy.yaml'), '--principals', file('principals.yaml')]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /policy\.yaml: valid, 2 rule\(s\), 4 test\(s\), sha256:[0-9a-f]{64}/);
+    assert.match(r.stdout, /policy\.yaml: valid, 3 rule\(s\), 5 test\(s\), sha256:[0-9a-f]{64}/);
     assert.match(r.stdout, /ok {4}a prod deploy needs one approval from alice or bob\n {8}approve \(rule prod-deploys\): 1 of alice, bob/);
-    assert.match(r.stdout, /^tests: 4 passed, 0 failed$/m);
+    assert.match(r.stdout, /^tests: 5 passed, 0 failed$/m);
   });
 
   it('check: a broken file exits 3 with every problem at file:line:col', async () => {
@@ -77,7 +77,7 @@ rules:
     assert.equal(r.code, 4);
     assert.match(r.stdout, /\(approver and group names not checked: pass --principals FILE\)/);
     assert.match(r.stdout, /FAIL {2}anything else is denied\n {8}decision: expected allow, got deny/);
-    assert.match(r.stdout, /^tests: 3 passed, 1 failed$/m);
+    assert.match(r.stdout, /^tests: 4 passed, 1 failed$/m);
     const json = await run(['policy', 'check', file('failing.yaml'), '--output', 'json']);
     assert.equal(json.code, 4);
     const report = JSON.parse(json.stdout) as { tests: { name: string; passed: boolean }[] };
@@ -100,7 +100,11 @@ rules:
     assert.equal(denied.code, 0, denied.stderr);
     const explained = JSON.parse(denied.stdout) as { decision: { effect: string; rule: null }; rules: { rule: string; matched: boolean; detail: string }[] };
     assert.deepEqual(explained.decision.effect, 'deny');
-    assert.deepEqual(explained.rules.map((x) => x.detail), ['operation "drop-table" does not match deploy', 'operation "drop-table" does not match deploy']);
+    assert.deepEqual(explained.rules.map((x) => x.detail), [
+      'operation "drop-table" does not match deploy',
+      'operation "drop-table" does not match deploy',
+      'operation "drop-table" does not match db-migrate',
+    ]);
   });
 
   it('explain: a malformed input is a usage error (exit 2)', async () => {

@@ -9,6 +9,20 @@ export const CREDENTIAL_TYPE = 'at+jwt';
 /** The RFC 9396 authorization_details type that carries the operation. */
 export const AUTHORIZATION_DETAILS_TYPE = 'countersign_operation';
 
+/**
+ * "acr" values: how the credential's operation was authorized (docs/credentials.md).
+ * PASSKEY: every approval that counted was a user-verified passkey (WebAuthn)
+ * assertion over a challenge derived from the request itself (phishing-resistant).
+ */
+export const ACR = {
+  WORKLOAD: 'urn:countersign:acr:workload',
+  HUMAN_APPROVAL: 'urn:countersign:acr:human-approval',
+  PASSKEY: 'urn:countersign:acr:human-approval:phishing-resistant',
+} as const;
+
+/** "amr" (RFC 8176) of a passkey approval: proof of possession of a key, user presence, and a second factor (user verification). */
+export const PASSKEY_AMR = ['pop', 'user', 'mfa'] as const;
+
 export interface OperationDetails {
   type: typeof AUTHORIZATION_DETAILS_TYPE;
   operation: string;
@@ -47,6 +61,8 @@ export interface CredentialClaims {
   act?: { sub: string };
   approval?: ApprovalEvidence;
   acr?: string;
+  /** RFC 8176 methods of the approval, when every approval was a passkey assertion. */
+  amr?: string[];
   auth_time?: number;
 }
 

@@ -272,6 +272,34 @@ describe('Helm chart', () => {
     assert.ok(rule.spec.groups[0].rules.length >= 4);
   });
 
+  it('serves the approver console on its own port, Service and Ingress, away from /metrics (ci/console.yaml)', () => {
+    const { docs } = render(join(chart, 'ci/console.yaml'));
+    const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
+    const broker = pod.containers[0];
+    assert.deepEqual(broker.ports.find((p: { name: string }) => p.name === 'console'), { name: 'console', containerPort: 8090, protocol: 'TCP' });
+    const secret = broker.env.find((e: { name: string }) => e.name === 'COUNTERSIGN_CONSOLE_OIDC_CLIENT_SECRET');
+    assert.deepEqual(secret.valueFrom.secretKeyRef, { name: 'countersign-console-oidc', key: 'client-secret' });
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(config.console.enabled, true);
+    assert.equal(config.console.listen, '0.0.0.0:8090');
+    assert.equal(config.console.public_url, 'https://approve.example.org');
+    assert.equal(config.console.oidc?.issuer, 'https://login.example.org');
+    assert.equal(config.console.oidc?.client_secret_file, undefined, 'the secret comes from the environment, by reference');
+    const service = find(docs, 'Service', 'cs-countersign-console');
+    assert.deepEqual(service.spec.ports, [{ name: 'console', port: 8090, targetPort: 'console', protocol: 'TCP' }]);
+    const ingress = find(docs, 'Ingress', 'cs-countersign-console');
+    assert.equal(ingress.spec.rules[0].host, 'approve.example.org');
+    const backends = ingress.spec.rules.flatMap((r: any) => r.http.paths.map((p: any) => p.backend.service));
+    assert.deepEqual(backends, [{ name: 'cs-countersign-console', port: { name: 'console' } }], 'only the console is behind its host');
+    assert.deepEqual(ingress.spec.tls, [{ hosts: ['approve.example.org'], secretName: 'countersign-console-tls' }]);
+    const policy = find(docs, 'NetworkPolicy', 'cs-countersign');
+    const rule = policy.spec.ingress.find((r: any) => r.ports.some((p: { port: string }) => p.port === 'console'));
+    assert.deepEqual(rule.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }]);
+    // Off by default: nothing of the console is rendered.
+    const defaults = render().docs;
+    assert.equal(defaults.filter((d) => d.metadata.name.endsWith('-console')).length, 0);
+  });
+
   it("passes every value set's config.yaml through the broker's own config check", () => {
     const configs = valueSets.map((f) => configOf(render(f).docs));
     const { valid, output } = brokerConfigCheck(configs);
@@ -289,6 +317,9 @@ describe('Helm chart', () => {
       'grpc-port-is-http-port.yaml': /broker\.ports\.grpc and broker\.ports\.http are both 8080; each listener needs its own port/,
       'secret-mode-without-bundle.yaml': /spiffe\.mode=secret needs spiffe\.trustBundle\.configMap: the ConfigMap holding the CA bundle of trustDomain example\.org/,
       'extra-config-trust-domain.yaml': /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
+      'console-port-is-http-port.yaml': /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
+      'console-link-ttl-2d.yaml': /console\.signInLinkTtl=2d is out of range: the broker accepts 1m to 24h/,
+      'extra-config-console-public-url.yaml': /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };
 
     it('has an expected message for every file in test/chart/bad-values', () => {
@@ -352,6 +383,9 @@ describe('Helm chart', () => {
       ['Slack without its Secret', ['slack.enabled=true'], /slack\/existingSecret/],
       ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
       ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],
+      ['the console without its public URL', ['console.enabled=true'], /console\/publicUrl/],
+      ['a console public URL that is not https', ['console.enabled=true', 'console.publicUrl=http://approve.example.org'], /console\/publicUrl/],
+      ['OIDC without an issuer', ['console.enabled=true', 'console.publicUrl=https://a.example.org', 'console.oidc.enabled=true', 'console.oidc.clientId=c'], /console\/oidc\/issuer/],
     ];
     for (const [name, set, message] of cases) {
       it(name, () => {

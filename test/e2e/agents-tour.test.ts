@@ -53,7 +53,7 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
   before(async () => {
     redis = await startRedisServer({ persistence: 'none' });
     dir = await mkdtemp(join(tmpdir(), 'countersign-dev-'));
-    dev = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0'], {
+    dev = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'], {
       env: { ...process.env, REDIS_URL: redis.url },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

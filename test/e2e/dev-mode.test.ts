@@ -23,7 +23,7 @@ interface Dev {
 const started = new Set<Dev>();
 
 async function startDev(dir: string, redisUrl: string, extra: string[] = []): Promise<Dev> {
-  const child = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', ...extra], {
+  const child = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0', ...extra], {
     env: { ...process.env, REDIS_URL: redisUrl },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -75,10 +75,34 @@ describe('dev mode across restarts', () => {
     assert.notEqual(edited, written, 'the edits apply to what dev mode wrote');
     await writeFile(file, edited);
     dev = await startDev(dir, redis.url);
-    assert.match(dev.output(), /config +\S+config\.yaml +\(yours, kept: dev mode updates only the listen ports, redis\.url and redis\.prefix\)/);
+    assert.match(dev.output(), /config +\S+config\.yaml +\(yours, kept: dev mode updates only the listen ports, the console's localhost URL, redis\.url and redis\.prefix\)/);
     const kept = await readFile(file, 'utf8');
     assert.match(kept, /  # longer, for our demo\n  max_ttl: 2h\n/);
     assert.match(kept, /grpc:\n  listen: 127\.0\.0\.1:0\n/, 'the listen address follows --grpc-port');
+    await dev.stop();
+  });
+
+  it('adds the approver console to a config.yaml written before it, keeping the edits', async () => {
+    const file = join(dir, 'config.yaml');
+    const written = await readFile(file, 'utf8');
+    // A dev directory from before the console: no console section; and an edit of the user's.
+    const before = written.replace(/^console:\n(?: .*\n)+/m, '').replace('  default_ttl: 5m\n', '  # ours\n  default_ttl: 10m\n');
+    assert.doesNotMatch(before, /^console:/m);
+    assert.match(before, /# ours/);
+    await writeFile(file, before);
+    dev = await startDev(dir, redis.url);
+    assert.match(dev.output(), /config +\S+config\.yaml +\(yours, kept: .*; added the console section\)/);
+    assert.match(dev.output(), /Approver console: http:\/\/localhost:\d+ /);
+    assert.match(dev.output(), /sign in as alice +http:\/\/localhost:\d+\/sign-in\/link#t=/);
+    const updated = await readFile(file, 'utf8');
+    assert.match(updated, /  # ours\n  default_ttl: 10m\n/, "the user's edit and comment are kept");
+    assert.match(updated, /^console:\n  # .*\n  enabled: true\n  listen: 127\.0\.0\.1:0\n/m);
+    assert.doesNotMatch(updated, /public_url/, 'with --console-port 0 the console names the port it got');
+    await dev.stop();
+    // The next start finds the section and adds nothing.
+    dev = await startDev(dir, redis.url);
+    assert.doesNotMatch(dev.output(), /added the console section/);
+    assert.equal(await readFile(file, 'utf8'), updated);
     await dev.stop();
   });
 

@@ -112,7 +112,7 @@ describe('first contact: errors that say what to do', () => {
     const redis = await startRedisServer({ persistence: 'none' });
     const { server, port } = await listening();
     try {
-      const out = await run(BROKER_BIN, ['dev', '--dir', join(scratch, 'dev'), '--grpc-port', String(port), '--http-port', '0'], { env: { REDIS_URL: redis.url } });
+      const out = await run(BROKER_BIN, ['dev', '--dir', join(scratch, 'dev'), '--grpc-port', String(port), '--http-port', '0', '--console-port', '0'], { env: { REDIS_URL: redis.url } });
       assert.equal(out.code, 1, out.stdout + out.stderr);
       assert.match(out.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: another broker \\(countersign-broker dev or npm start\\) may already be running there\\. Stop it, or choose another port with --grpc-port`));
     } finally {

@@ -72,7 +72,7 @@ describe('policy hot reload', () => {
     assert.equal(reloaded.length, 1);
     assert.equal(reloaded[0]?.policy_digest, digestOf(text));
     assert.equal(reloaded[0]?.previous_digest, before);
-    assert.equal(reloaded[0]?.rules, 3);
+    assert.equal(reloaded[0]?.rules, 4);
 
     const result = await client.requestOperation({ operation: 'read', resource: 'logs/web' });
     assert.equal(result.state, 'APPROVED');

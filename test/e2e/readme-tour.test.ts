@@ -4,13 +4,16 @@
 // of a line is its exit code (0 otherwise), and a comment line right below a command is its
 // output (`req_...` and `...` stand for what varies). `req_...` in a command is the request
 // the tour just made. A command that waits for an approval holds its terminal while the
-// next block, in another terminal, approves it, as the README's "third terminal" does.
+// next block, in another terminal, approves it, as the README's "third terminal" does. A
+// request the CLI cannot approve (a passkey rule: ERR_STEP_UP_REQUIRED and the console's page)
+// is approved in a browser, following the README's numbered steps with alice's banner link.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '@countersign/broker/testing';
+import { launchBrowser, PersonBrowser, type Browser } from './support/browser.js';
 import { DocsWorkspace, shellBlocks } from './support/docs.js';
 
 interface Command {
@@ -96,6 +99,7 @@ describe('README.md: the two-minute tour, typed as printed', () => {
   let ws: DocsWorkspace;
   let blocks: string[];
   const terminals: Terminal[] = [];
+  let browser: Browser | undefined;
 
   before(async () => {
     blocks = await shellBlocks('README.md', '## A two-minute tour');
@@ -113,6 +117,7 @@ describe('README.md: the two-minute tour, typed as printed', () => {
   });
   after(async () => {
     for (const t of terminals) t.close();
+    await browser?.close();
     await ws?.close();
   });
 
@@ -139,10 +144,38 @@ describe('README.md: the two-minute tour, typed as printed', () => {
       check(command, await done);
     };
 
+    /** "With a passkey, in the browser": the numbered steps, with alice's sign-in link from the npm start banner. */
+    const approveInBrowser = async (requestUrl: string) => {
+      const link = /sign in as alice\s+(\S+)/.exec(ws.devLog)?.[1];
+      assert.ok(link, `the banner prints alice's sign-in link:\n${ws.devLog}`);
+      browser ??= await launchBrowser();
+      const person = await PersonBrowser.open(browser);
+      try {
+        const { page } = person;
+        // 1. open alice's sign-in link and press Sign in
+        await page.goto(link);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        // 2. under My passkeys, press Register a passkey
+        await page.getByRole('link', { name: 'My passkeys' }).click();
+        await page.getByRole('button', { name: 'Register a passkey' }).click();
+        await page.getByText('Passkey registered.').waitFor();
+        // 3. open the request from Pending requests, give a reason and press Approve
+        await page.getByRole('link', { name: 'Pending requests' }).click();
+        await page.locator(`a[href="${new URL(requestUrl).pathname}"]`).click();
+        await page.getByLabel('Reason').fill('migration reviewed');
+        await page.getByRole('button', { name: 'Approve' }).click();
+        await page.getByText('Your vote is recorded.').waitFor();
+      } finally {
+        await person.close();
+      }
+    };
+
     /** The README says "approve it as alice, as above" for a wait that no block of its own approves. */
     const approveAsAlice = async () => {
       const approve = await ws.bash(`source .countersign/dev/env/alice.env && npx countersign approvals approve ${lastRequestId} --reason "as above"`);
-      assert.equal(approve.code, 0, approve.stdout + approve.stderr);
+      const console = /\[ERR_STEP_UP_REQUIRED\]/.test(approve.stderr) ? /(http:\/\/localhost:\d+\/requests\/\S+)/.exec(approve.stderr)?.[1] : undefined;
+      if (console !== undefined) await approveInBrowser(console);
+      else assert.equal(approve.code, 0, approve.stdout + approve.stderr);
       await finishWaiting();
     };
 

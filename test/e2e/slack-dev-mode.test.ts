@@ -31,7 +31,7 @@ describe('npm start with Slack (dev mode, Socket Mode, fake Slack)', () => {
   before(async () => {
     fake = await FakeSlack.start({ users: [{ id: 'U0ALICE', name: 'alice' }, { id: 'U0BOB', name: 'bob' }] });
     dir = await mkdtemp(join(tmpdir(), 'countersign-slack-dev-'));
-    dev = spawn(process.execPath, [BROKER, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0'], {
+    dev = spawn(process.execPath, [BROKER, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'], {
       env: { ...baseEnv(), REDIS_URL: TEST_REDIS_URL, SLACK_BOT_TOKEN: fake.botToken, SLACK_APP_TOKEN: fake.appToken, SLACK_API_URL: fake.apiUrl },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -33,7 +33,11 @@ export function printPending(result: OperationResult, print: Print): void {
   const needs = r ? `${approvals} of ${r.approvalsRequired} approval(s) from ${whoCanApprove(result)}` : result.message;
   print(`pending approval: request ${result.requestId} (rule ${result.rule}); ${needs}`);
   if (result.expiresAt) print(`expires at ${result.expiresAt.toISOString()} (in ${timeLeft(result.expiresAt)})`);
-  print(`an approver runs: countersign approvals approve ${result.requestId}`);
+  print(
+    r?.stepUp === 'webauthn'
+      ? `an approver approves it with a passkey in the approver console (the Slack card and countersign approvals approve ${result.requestId} name the page)`
+      : `an approver runs: countersign approvals approve ${result.requestId}`,
+  );
 }
 
 export function voteLine(vote: Vote, request: Request | undefined): string {

@@ -335,6 +335,8 @@ async function decide(requestId: string, decision: 'approve' | 'deny', o: Identi
     } catch (e) {
       // Step-up "confirm" at a terminal: ask for the resource (and a reason), then try once more.
       if (!(e instanceof CountersignClientError) || e.code !== 'ERR_STEP_UP_REQUIRED' || !process.stdin.isTTY) throw e;
+      // Step-up "webauthn" cannot be done here: the message names the console page (a passkey approves there).
+      if ((await client.listPending()).find((r) => r.id === requestId)?.stepUp === 'webauthn') throw e;
       err(e.message);
       confirmResource = await promptLine('type the resource to confirm: ');
       if (!reason) reason = await promptLine('reason: ');

@@ -10,6 +10,10 @@ type KnownBlock = types.KnownBlock;
 
 export const APPROVE_ACTION_ID = 'countersign_approve';
 export const DENY_ACTION_ID = 'countersign_deny';
+/** Step-up webauthn: Approve is a link to the request's page in the approver console (Slack still reports the click). */
+export const OPEN_CONSOLE_ACTION_ID = 'countersign_open_console';
+/** Step-up webauthn: sends the clicker (only) a one-time sign-in link to the console. */
+export const CONSOLE_SIGN_IN_ACTION_ID = 'countersign_console_sign_in';
 export const ACTIONS_BLOCK_ID = 'countersign_actions';
 
 export interface SlackMessage {
@@ -133,7 +137,7 @@ export function outcomeLine(r: ApprovalRequestView): string {
 
 export function voteLine(v: VoteView): string {
   const verb = v.decision === 'approve' ? ':heavy_check_mark: approved' : ':x: denied';
-  const stepUp = v.stepUp === 'confirm' ? ', confirmed the resource' : '';
+  const stepUp = v.stepUp === 'confirm' ? ', confirmed the resource' : v.stepUp === 'webauthn' ? ', with a passkey' : '';
   const reason = v.reason === '' ? '' : `: ${escapeMrkdwn(truncate(v.reason, 300))}`;
   return `*${escapeMrkdwn(v.principal)}* ${verb} ${slackDate(v.at)} (${escapeMrkdwn(v.channel)}${stepUp})${reason}`;
 }
@@ -210,7 +214,7 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
   blocks.push({ type: 'header', text: plain(`${title}: ${r.operation} ${r.resource}`, SLACK_LIMITS.headerText) });
   if (!pending) blocks.push({ type: 'section', text: mrkdwn(outcomeLine(r)) });
 
-  const stepUp = r.stepUp === 'confirm' ? ' (each approver re-types the resource)' : '';
+  const stepUp = r.stepUp === 'confirm' ? ' (each approver re-types the resource)' : r.stepUp === 'webauthn' ? ' (each approver confirms with a passkey in the console)' : '';
   blocks.push({
     type: 'section',
     fields: [
@@ -240,7 +244,18 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
   if (r.votes.length > 0) {
     blocks.push({ type: 'context', elements: [mrkdwn(r.votes.map(voteLine).join('\n'))] });
   }
-  if (pending) {
+  if (pending && r.stepUp === 'webauthn' && r.consoleUrl !== undefined) {
+    // Approving takes a passkey assertion over this request, which only the console can ask for; Deny stays here.
+    blocks.push({
+      type: 'actions',
+      block_id: ACTIONS_BLOCK_ID,
+      elements: [
+        { type: 'button', action_id: OPEN_CONSOLE_ACTION_ID, value: r.id, style: 'primary', url: r.consoleUrl, text: plain('Approve with passkey', SLACK_LIMITS.buttonText) },
+        { type: 'button', action_id: CONSOLE_SIGN_IN_ACTION_ID, value: r.id, text: plain('Sign in to approve', SLACK_LIMITS.buttonText) },
+        { type: 'button', action_id: DENY_ACTION_ID, value: r.id, style: 'danger', text: plain('Deny…', SLACK_LIMITS.buttonText) },
+      ],
+    });
+  } else if (pending) {
     const confirm = r.stepUp === 'confirm';
     blocks.push({
       type: 'actions',

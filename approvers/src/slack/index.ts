@@ -1,4 +1,4 @@
-export { ACTIONS_BLOCK_ID, APPROVE_ACTION_ID, DENY_ACTION_ID, buildOutcomeNotice, buildRequestCard, buildVoteReply, formatParameters, type SlackMessage } from './card.js';
+export { ACTIONS_BLOCK_ID, APPROVE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID, OPEN_CONSOLE_ACTION_ID, buildOutcomeNotice, buildRequestCard, buildVoteReply, formatParameters, type SlackMessage } from './card.js';
 export { SlackChannel } from './channel.js';
 export { SLACK_QUEUE, SlackDelivery, type SlackJobData } from './delivery.js';
 export { SLACK_CHANNEL_NAME, SLACK_EMAIL_CHANNEL_NAME } from './identity.js';

@@ -3,7 +3,7 @@
 // vote goes through ApprovalWorkflow.vote, which decides and audits. Answers go
 // back as ephemeral messages only the clicker sees.
 import { z } from 'zod';
-import type { ApprovalRequestView, ApprovalWorkflow, PrincipalDirectory, VoteDecisionName, VoteOutcome } from '../port.js';
+import type { ApprovalRequestView, ApprovalWorkflow, ApproverConsole, PrincipalDirectory, VoteDecisionName, VoteOutcome } from '../port.js';
 import type { SlackDelivery } from './delivery.js';
 import type { SlackIdentities } from './identity.js';
 import type { SlackLogger } from './logger.js';
@@ -76,8 +76,57 @@ export class SlackInteractions {
       logger: SlackLogger;
       /** Re-renders every card of a request (after a click on a request that already ended). */
       refreshCards: (requestId: string, why: string) => Promise<void>;
+      /** The approver console, when on (sign-in links for step-up webauthn). */
+      console?: ApproverConsole | undefined;
     },
   ) {}
+
+  /**
+   * "Sign in to approve" on a passkey rule's card: a one-time console link, sent
+   * as an ephemeral message only the clicker sees, and only to someone who may
+   * approve this request. Such a session can approve only with a passkey, and
+   * cannot register one (docs/console.md, "Threat model").
+   */
+  async onConsoleSignIn(body: unknown): Promise<void> {
+    const parsed = blockActionsSchema.safeParse(body);
+    if (!parsed.success) {
+      this.deps.logger.warn({ issues: parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignored a malformed Slack button payload');
+      return;
+    }
+    const p = parsed.data;
+    const requestId = p.actions[0]?.value;
+    const channel = p.container?.channel_id ?? p.channel?.id;
+    const deliveryId = `slack.action.${p.trigger_id}`;
+    const reply = (text: string) => this.reply(channel, p.user.id, text, deliveryId);
+    if (requestId === undefined) return;
+    try {
+      const who = await this.deps.identities.resolve(p.user.id, p.user.team_id ?? p.team?.id);
+      if (!who.ok) {
+        await reply(`:no_entry_sign: ${escapeMrkdwn(who.message)}`);
+        return;
+      }
+      const console = this.deps.console;
+      const request = await this.deps.workflow.get(requestId);
+      if (console === undefined || request === undefined) {
+        await reply(':warning: The approver console is not available for this request.');
+        return;
+      }
+      if (!(await this.needsModal(request, who.principal.name, 'deny'))) {
+        await reply(`:no_entry_sign: You cannot approve ${describe(request)} (it ended, you voted already, or the rule does not name you).`);
+        return;
+      }
+      const link = await console.signInLink(who.principal.name, requestId, 'slack');
+      if (link === undefined) {
+        await reply(`:information_source: Sign-in links are not sent through Slack here: open ${request.consoleUrl ?? 'the approver console'} and sign in with your identity provider.`);
+        return;
+      }
+      await reply(
+        `:key: Your one-time sign-in link for ${describe(request)}: <${link}|sign in to approve>. It works once, for a few minutes; do not share it. You will confirm the approval with your passkey.`,
+      );
+    } catch (e) {
+      await this.failed(e, requestId, reply);
+    }
+  }
 
   /** Approve / Deny button. Call after ack(). */
   async onButton(body: unknown, decision: VoteDecisionName): Promise<void> {

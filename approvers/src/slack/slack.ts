@@ -3,8 +3,8 @@
 // the ApproverChannel. The broker creates it only when Slack is configured.
 import type { Redis } from 'ioredis';
 import bolt from '@slack/bolt';
-import type { ApprovalWorkflow, PrincipalDirectory } from '../port.js';
-import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './card.js';
+import type { ApprovalWorkflow, ApproverConsole, PrincipalDirectory } from '../port.js';
+import { APPROVE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID, OPEN_CONSOLE_ACTION_ID } from './card.js';
 import { SlackChannel } from './channel.js';
 import { SlackDelivery } from './delivery.js';
 import { SlackIdentities } from './identity.js';
@@ -42,6 +42,8 @@ export interface SlackApproverDeps {
   runWorker?: boolean;
   /** Take clicks in this process (default true; false for a worker-only process: no Socket Mode connection). */
   receive?: boolean;
+  /** The approver console, when on: "Sign in to approve" sends a one-time link from it. */
+  console?: ApproverConsole | undefined;
 }
 
 export interface SlackApprover {
@@ -76,6 +78,7 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
     clock: deps.clock,
     logger,
     refreshCards: (requestId, why) => channel.refresh(requestId, why),
+    console: deps.console,
   });
 
   const boltLogger = sdkLogger(logger);
@@ -112,6 +115,14 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   app.action({ type: 'block_actions', action_id: DENY_ACTION_ID }, async ({ ack, body }) => {
     await ack();
     await interactions.onButton(body, 'deny');
+  });
+  // A link button: the browser opens the console; Slack reports the click too, and nothing is to be done.
+  app.action({ type: 'block_actions', action_id: OPEN_CONSOLE_ACTION_ID }, async ({ ack }) => {
+    await ack();
+  });
+  app.action({ type: 'block_actions', action_id: CONSOLE_SIGN_IN_ACTION_ID }, async ({ ack, body }) => {
+    await ack();
+    await interactions.onConsoleSignIn(body);
   });
   // Bolt types ack() for a view as a union of "no answer" and "errors"; a view_submission takes both.
   type ViewAck = (response?: unknown) => Promise<void>;

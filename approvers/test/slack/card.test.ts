@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { APPROVE_ACTION_ID, buildBreakGlassNotice, buildOutcomeNotice, buildRequestCard, buildVoteReply, DENY_ACTION_ID } from '../../src/slack/card.js';
+import {
+  APPROVE_ACTION_ID,
+  buildBreakGlassNotice,
+  buildOutcomeNotice,
+  buildRequestCard,
+  buildVoteReply,
+  CONSOLE_SIGN_IN_ACTION_ID,
+  DENY_ACTION_ID,
+  OPEN_CONSOLE_ACTION_ID,
+} from '../../src/slack/card.js';
 import type { BreakGlassNotice } from '../../src/port.js';
 import { buildConfirmModal, buildDenyModal } from '../../src/slack/modals.js';
 import { validateBlocks, validateModal } from '../support/block-kit.js';
@@ -95,6 +104,19 @@ describe('the Slack request card', () => {
     assert.match(text, /Parameters shortened for Slack\* \(1 long value\(s\) cut, \d+ line\(s\) left out; \d+ characters in full\)/);
     assert.match(text, /\[\+19600 characters not shown\]/);
     assert.ok(card.text.length <= 3000);
+  });
+
+  it('on a passkey rule, Approve is a link to the console page (with Sign in to approve); Deny stays', () => {
+    const url = 'https://approve.example.com/requests/req_AbCdEfGhIjKlMnOp';
+    const card = buildRequestCard(sampleRequest({ stepUp: 'webauthn', consoleUrl: url }));
+    assert.deepEqual(validateBlocks(card.blocks, 'message'), []);
+    const found = buttons(card.blocks) as { action_id: string; url?: string }[];
+    assert.deepEqual(found.map((b) => b.action_id), [OPEN_CONSOLE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID]);
+    assert.equal(found[0]?.url, url);
+    assert.ok(!found.some((b) => b.action_id === APPROVE_ACTION_ID), 'no approve-by-click');
+    assert.match(all(card.blocks), /each approver confirms with a passkey in the console/);
+    // Without a console to link to, the card cannot offer a way to approve that would count; the click is refused and says why.
+    assert.deepEqual(buttons(buildRequestCard(sampleRequest({ stepUp: 'webauthn' })).blocks).map((b) => b.action_id), [APPROVE_ACTION_ID, DENY_ACTION_ID]);
   });
 
   it('shows a short parameter set whole, with no warning', () => {

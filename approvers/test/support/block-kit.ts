@@ -40,6 +40,8 @@ function button(p: Problems, el: Json, pointer: string, actionIds: Set<string>):
     actionIds.add(el.action_id);
   }
   stringMax(p, el.value, `${pointer}/value`, 2000);
+  stringMax(p, el.url, `${pointer}/url`, 3000);
+  if (el.url !== undefined && !/^https?:\/\//.test(String(el.url))) p.add('must be an http(s) URL', `${pointer}/url`);
   if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger') p.add('must be one of primary, danger', `${pointer}/style`);
   if (el.confirm !== undefined) {
     const c = el.confirm;

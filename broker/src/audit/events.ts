@@ -14,7 +14,7 @@ export const AUDIT_EVENT_FIELDS = {
   decision: ['request_id', 'decision', 'rule', 'policy_digest'],
   /** An approver was told (channel: slack | cli ..., target: who or where). */
   notification_sent: ['request_id', 'channel'],
-  /** One approver's vote: principal, decision (approve | deny), channel, step_up. */
+  /** One approver's vote: principal, decision (approve | deny), channel, step_up; a passkey vote keeps its assertion (webauthn). */
   vote: ['request_id', 'principal', 'decision', 'channel'],
   /** A vote that did not count (not an approver, self-approval, second vote, too late ...): code says why. */
   vote_refused: ['request_id', 'principal', 'channel', 'code'],
@@ -30,6 +30,14 @@ export const AUDIT_EVENT_FIELDS = {
   policy_reload: ['policy_digest', 'outcome'],
   /** The key that signs credentials changed: signing_kid, previous_kid, published (kids). */
   key_rotation: ['signing_kid', 'published'],
+  /** An approver registered a passkey in the console: its public key (COSE), RP ID and origin, so votes verify offline. */
+  passkey_registered: ['principal', 'credential_id', 'public_key', 'rp_id', 'origin'],
+  /** An approver (or an operator) removed a passkey. */
+  passkey_removed: ['principal', 'credential_id', 'by'],
+  /** Someone signed in to the approver console: method (oidc | link | slack_link). */
+  console_sign_in: ['principal', 'method'],
+  /** A one-time sign-in link was issued: for (principal), by (who asked: cli, slack, dev), expires_at. */
+  console_link_issued: ['principal', 'by', 'expires_at'],
   /**
    * The broker found the chain in Redis not where it last knew it (records lost or
    * replaced, or a head it cannot verify) and continued from what Redis holds:

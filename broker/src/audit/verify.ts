@@ -1,7 +1,8 @@
 // `audit verify`: walks the chain and names the first sequence number where it
 // breaks; checks the chain's end against its signed head, and every checkpoint's
 // signature, its match with the chain and that none is missing; runs the
-// per-record checks (approval evidence for every credential, chain restarts);
+// per-record checks (approval evidence for every credential, chain restarts,
+// every passkey vote verified again from the trail: passkey-evidence.ts);
 // and, given a copy from outside Redis (the file sink), names what Redis lost.
 // Pure: it reads what it is given (from Redis or an exported file) and a key set.
 import type { JWTVerifyGetKey } from 'jose';
@@ -9,6 +10,7 @@ import { GENESIS_HASH, parseRecord, recordHash, type AuditRecord } from './chain
 import { verifyCheckpoint, type CheckpointClaims } from './checkpoints.js';
 import type { AuditSnapshot, SnapshotHead } from './export.js';
 import { verifyHeadSignature } from './head.js';
+import { PasskeyEvidenceCheck } from './passkey-evidence.js';
 
 /** What failed; each kind has its own exit code (cli/audit.ts). */
 export type ProblemKind = 'chain' | 'head' | 'checkpoint' | 'evidence' | 'restart' | 'copy';
@@ -31,8 +33,10 @@ export const AUDIT_PROBLEM_CODES = [
   'ERR_AUDIT_CHECKPOINT_MISMATCH',
   /** A checkpoint named by the head or by a later checkpoint is gone. */
   'ERR_AUDIT_CHECKPOINT_MISSING',
-  /** A credential was issued without its approval evidence before it. */
+  /** A credential was issued without its approval evidence before it (for a step-up webauthn rule: a verified passkey vote of each approver). */
   'ERR_AUDIT_EVIDENCE_MISSING',
+  /** A passkey vote does not verify from the trail: forged or altered assertion, another request's or person's, replayed, counter regression, no registration. */
+  'ERR_AUDIT_PASSKEY_INVALID',
   /** The broker found the chain not where it knew it to end, and recorded a restart. */
   'ERR_AUDIT_CHAIN_RESTARTED',
   /** A record or checkpoint of the copy (--against) is not in the chain verified. */
@@ -59,6 +63,8 @@ export interface AuditVerifyInput extends Omit<AuditSnapshot, 'head' | 'headMiss
   against?: { name: string; snapshot: AuditSnapshot } | undefined;
   /** Checks to run on every record besides the built-in ones. */
   recordChecks?: RecordCheck[] | undefined;
+  /** The approver console's origin, when known: passkeys registered for another origin do not count. */
+  consoleOrigin?: string | undefined;
 }
 
 export interface AuditReport {
@@ -72,6 +78,8 @@ export interface AuditReport {
   /** The head's signature verified and the chain ends exactly there. */
   headVerified: boolean;
   credentials: number;
+  /** Passkey votes whose assertion verified again from the trail. */
+  passkeyVotes: number;
   problems: AuditProblem[];
   warnings: string[];
   /** The earliest sequence number at which the chain breaks, if it does. */
@@ -110,7 +118,9 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
     warn: (message) => void warnings.push(message),
   };
   const evidence = new EvidenceCheck();
-  const checks: RecordCheck[] = [evidence, new RestartCheck(), ...(input.recordChecks ?? [])];
+  // Built in, not left to callers: no verify (the CLI, dev mode's start-up check, an export) may skip the passkey votes.
+  const passkeys = new PasskeyEvidenceCheck({ expectedOrigin: input.consoleOrigin });
+  const checks: RecordCheck[] = [evidence, new RestartCheck(), passkeys, ...(input.recordChecks ?? [])];
 
   const walk = await walkChain(input.records, input.fromGenesis, checks, ctx);
   for (const check of checks) await check.finish?.(ctx);
@@ -129,6 +139,7 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
     latestCheckpointSeq: checkpoints.latestMatching,
     headVerified,
     credentials: evidence.credentials,
+    passkeyVotes: passkeys.verifiedVotes,
     problems,
     warnings,
     firstBreak: breaks.length === 0 ? undefined : Math.min(...breaks),

@@ -1,7 +1,7 @@
 // Slack, as the broker runs it: settings from the config file's `slack:` section
 // and SLACK_* variables, and the Slack approver itself, loaded only when Slack is
 // on (so a broker without Slack never loads Bolt).
-import type { ApprovalWorkflow, ApproverChannel, PrincipalDirectory, VoteInput } from '@countersign/approvers';
+import type { ApprovalWorkflow, ApproverChannel, ApproverConsole, PrincipalDirectory, VoteInput } from '@countersign/approvers';
 import { resolveSlackSettings, SlackSettingsError, type SlackSettings } from '@countersign/approvers/slack/settings';
 
 export { SLACK_EVENTS_PATH } from '@countersign/approvers/slack/settings';
@@ -82,6 +82,8 @@ export interface SlackDeps {
   metrics: Metrics;
   /** "all": everything; "api": takes clicks, runs no Slack jobs; "worker": runs Slack jobs, takes no clicks. */
   role: 'all' | 'api' | 'worker';
+  /** The approver console, when on: cards link to it, and "Sign in to approve" sends a link from it. */
+  console?: ApproverConsole | undefined;
 }
 
 export interface BrokerSlack {
@@ -118,6 +120,7 @@ export async function createSlack(settings: SlackSettings, deps: SlackDeps): Pro
     onCallFailure: (kind) => deps.metrics.slackCallFailures.inc({ kind }),
     runWorker: deps.role !== 'api',
     receive: deps.role !== 'worker',
+    console: deps.console,
   });
   deps.directory.setSlackUsergroupResolver?.((id) => slack.usergroupMembers(id));
   return {

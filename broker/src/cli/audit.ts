@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWK } from 'jose';
 import { headLine, readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
 import { checkpointLine } from '../audit/sinks.js';
-import { verifyAuditTrail, type AuditReport, type ProblemKind } from '../audit/verify.js';
+import { verifyAuditTrail, type AuditProblem, type AuditReport, type ProblemKind } from '../audit/verify.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { CountersignError } from '../errors.js';
@@ -17,6 +17,7 @@ import { Keys } from '../redis/keys.js';
 import { parseRecord } from '../audit/chain.js';
 import { configFileOf, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
 import { loadConfig, type BrokerConfig } from '../config/config.js';
+import { configuredPublicUrl } from '../console/index.js';
 import { err, out } from './output.js';
 
 /** Exit codes of `audit verify` beyond the common 0-3, one per kind of problem. */
@@ -33,8 +34,9 @@ Exit codes of audit verify (the problem codes are in --output json and docs/audi
        ERR_AUDIT_CHAIN_BROKEN
   5  a checkpoint is forged, signed by an unknown key, disagrees with the chain, or is missing
        ERR_AUDIT_CHECKPOINT_INVALID, ERR_AUDIT_CHECKPOINT_MISMATCH, ERR_AUDIT_CHECKPOINT_MISSING
-  6  a credential was issued without its approval evidence
-       ERR_AUDIT_EVIDENCE_MISSING
+  6  the approval evidence does not hold: a credential was issued without it, or a passkey vote does not
+     verify from the trail (forged or altered assertion, made for another vote or person, replayed)
+       ERR_AUDIT_EVIDENCE_MISSING, ERR_AUDIT_PASSKEY_INVALID
   7  the end of the chain cannot be trusted: the head is missing, unsigned, forged, or the chain does not end
      where the signed head (or the newest checkpoint) says
        ERR_AUDIT_HEAD_MISSING, ERR_AUDIT_HEAD_UNSIGNED, ERR_AUDIT_HEAD_SIGNATURE, ERR_AUDIT_HEAD_MISMATCH
@@ -133,8 +135,8 @@ async function readJwks(source: string): Promise<JWK[]> {
 function printReport(report: AuditReport, source: string, against: string | undefined): void {
   const range = report.firstSeq === undefined ? 'no records' : `seq ${report.firstSeq}-${report.lastSeq ?? '?'}`;
   out(`audit verify: ${source}: ${report.records} records (${range}), ${report.checkpoints} checkpoints, ${report.credentials} credentials issued`);
-  const section = (kind: ProblemKind, ok: string | undefined, fail: (n: number) => string) => {
-    const found = report.problems.filter((p) => p.kind === kind);
+  const section = (kind: ProblemKind | ((p: AuditProblem) => boolean), ok: string | undefined, fail: (n: number) => string) => {
+    const found = report.problems.filter(typeof kind === 'function' ? kind : (p) => p.kind === kind);
     if (found.length === 0) {
       if (ok !== undefined) out(`  OK    ${ok}`);
       return;
@@ -151,7 +153,11 @@ function printReport(report: AuditReport, source: string, against: string | unde
     `${report.validCheckpoints} checkpoint(s) verified${report.latestCheckpointSeq === undefined ? '' : `, the latest covers seq ${report.latestCheckpointSeq}`}`,
     (n) => `${n} checkpoint problem(s)`,
   );
-  section('evidence', 'every issued credential has its approval evidence', (n) => `${n} credential(s) without approval evidence`);
+  const passkeyProblem = (p: AuditProblem) => p.code === 'ERR_AUDIT_PASSKEY_INVALID';
+  section((p) => p.kind === 'evidence' && !passkeyProblem(p), 'every issued credential has its approval evidence', (n) => `${n} credential(s) without approval evidence`);
+  if (report.passkeyVotes > 0 || report.problems.some(passkeyProblem)) {
+    section(passkeyProblem, `${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`, (n) => `${n} passkey vote(s) that do not verify from the trail`);
+  }
   section('restart', undefined, (n) => `${n} chain restart(s): records were lost or the chain was altered in Redis`);
   section('copy', against === undefined ? undefined : `nothing in ${against} is missing from the chain`, (n) => `${n} gap(s) compared with ${against ?? 'the copy'}`);
   for (const w of report.warnings) out(`  note  ${w}`);
@@ -161,7 +167,13 @@ function printReport(report: AuditReport, source: string, against: string | unde
 export async function verifyRedisTrail(config: BrokerConfig): Promise<AuditReport> {
   const keys = (await loadKeyring(config)).allPublicJwks().keys;
   const snapshot = await withRedis(config, (redis, k) => readAuditSnapshot(redis, k, {}));
-  return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }) });
+  return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }), consoleOrigin: consoleOriginOf(config) });
+}
+
+/** The configured console's origin: passkeys registered for another origin do not count. */
+function consoleOriginOf(config: BrokerConfig | undefined): string | undefined {
+  const url = config?.console.enabled ? configuredPublicUrl(config) : undefined;
+  return url === undefined ? undefined : new URL(url).origin;
 }
 
 export function exitCodeOf(report: AuditReport): number {
@@ -218,7 +230,7 @@ export function auditCommand(): Command {
       }
       const against = o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
       const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
-      const report = await verifyAuditTrail({ ...snapshot, against, getKey: createLocalJWKSet({ keys: unique }) });
+      const report = await verifyAuditTrail({ ...snapshot, against, getKey: createLocalJWKSet({ keys: unique }), consoleOrigin: consoleOriginOf(config) });
       if (o.output === 'json') out(JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2));
       else printReport(report, source, o.against);
       process.exitCode = exitCodeOf(report);

@@ -2,10 +2,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { startBroker } from '../app.js';
+import { startBroker, type RunningBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig } from '../dev/trust-domain.js';
+import { devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig, type DevConfigOwned } from '../dev/trust-domain.js';
 import { createLogger } from '../observability/logger.js';
 import { verifyRedisTrail } from './audit.js';
 import { explainListenError } from './listen-errors.js';
@@ -19,9 +19,13 @@ export interface DevOptions {
   trustDomain: string;
   grpcPort: number;
   httpPort: number;
+  consolePort: number;
   /** auto: readable lines on a terminal, JSON otherwise. */
   logFormat?: (typeof LOG_FORMATS)[number];
 }
+
+/** How long the dev banner's sign-in links work (they are single use; `principals link NAME` prints more). */
+export const DEV_LINK_TTL_MS = 12 * 3600_000;
 
 const envFile = (vars: Record<string, string>): string =>
   `${Object.entries(vars)
@@ -33,22 +37,27 @@ export async function runDev(options: DevOptions): Promise<void> {
   const redis = await findDevRedis({ env: process.env, dir: td.dir, log: (line) => out(line) });
   // config.yaml is the user's once written: later starts update only what dev mode owns.
   const configFile = join(td.dir, 'config.yaml');
-  const owned = {
+  const owned: DevConfigOwned = {
     trustDomain: td.trustDomain,
     grpcPort: options.grpcPort,
     httpPort: options.httpPort,
+    consolePort: options.consolePort,
     redisUrl: redis.url,
     redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
   };
   const configExisted = existsSync(configFile);
-  const configText = configExisted ? updateDevConfig(await readFile(configFile, 'utf8'), owned) : devConfig(owned);
+  const { text: configText, added } = configExisted ? updateDevConfig(await readFile(configFile, 'utf8'), owned) : { text: devConfig(owned), added: [] };
   const config = parseConfig(configText, configFile);
   await writeFile(configFile, configText);
   const pretty = options.logFormat === 'pretty' || ((options.logFormat ?? 'auto') === 'auto' && process.stderr.isTTY);
   const logger = createLogger({ level: config.log_level, pretty });
   const broker = await startBroker(config, { logger }).catch(async (e: unknown) => {
     await redis.stop();
-    throw explainListenError(e, { [options.grpcPort]: '--grpc-port (0 picks a free one)', [options.httpPort]: '--http-port (0 picks a free one)' }, 'another broker (countersign-broker dev or npm start)');
+    throw explainListenError(
+      e,
+      { [options.grpcPort]: '--grpc-port (0 picks a free one)', [options.httpPort]: '--http-port (0 picks a free one)', [options.consolePort]: '--console-port (0 picks a free one)' },
+      'another broker (countersign-broker dev or npm start)',
+    );
   });
   const trail = await verifyRedisTrail(config).catch((e: unknown) => ({ error: (e as Error).message }));
   closeOnSignal(async () => {
@@ -81,7 +90,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
   out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
   out(
-    `  config        ${relative(process.cwd(), configFile)}  (${configExisted ? 'yours, kept: ' : 'written once, then yours: '}dev mode updates only the listen ports, redis.url and redis.prefix)`,
+    `  config        ${relative(process.cwd(), configFile)}  (${configExisted ? 'yours, kept: ' : 'written once, then yours: '}dev mode updates only the listen ports, the console's localhost URL, redis.url and redis.prefix${added.length > 0 ? `; added the ${added.join(', ')} section` : ''})`,
   );
   out(`  logs          ${pretty ? 'below, readable' : 'stderr, JSON lines'} (--log-format pretty|json)`);
   out(
@@ -113,6 +122,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  npx countersign approvals list');
   out('  npx countersign approvals approve <request id> --reason "release window"');
   out('');
+  await printConsoleTour(broker, td.approvers.map((a) => a.name), shown);
   out(`Afterwards, is the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}) intact?`);
   out(`  npx countersign-broker audit verify --dir ${shown}`);
   if ('error' in trail) {
@@ -124,5 +134,23 @@ export async function runDev(options: DevOptions): Promise<void> {
     out(`  npx countersign-broker audit verify --dir ${shown}     # details`);
     out('  To start a fresh dev trail, see "Resetting the dev trail" in README.md.');
   }
+  out('');
+}
+
+/** The approver console's part of the banner: where it is, a sign-in link per approver, the passkey rule. */
+async function printConsoleTour(broker: RunningBroker, approvers: string[], dir: string): Promise<void> {
+  const approverConsole = broker.console;
+  if (approverConsole === undefined) return;
+  out('');
+  out(`Approver console: ${approverConsole.publicUrl}  (passkeys: open it as localhost, not 127.0.0.1)`);
+  for (const name of approvers) {
+    const link = await approverConsole.links.issue({ principal: name, by: 'dev', method: 'link', ttlMs: DEV_LINK_TTL_MS });
+    out(`  sign in as ${name.padEnd(6)} ${link.url}`);
+  }
+  out(`  (each link works once, for 12 hours; more: npx countersign-broker principals link alice --dir ${dir})`);
+  out('');
+  out('  # a production migration needs a passkey: sign in as alice, register a passkey under');
+  out('  # "My passkeys", then approve it on its page (the CLI and Slack send you there)');
+  out('  npx countersign request --operation db-migrate --resource prod/orders --param migration=0042_add_index --wait');
   out('');
 }

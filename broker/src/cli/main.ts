@@ -7,6 +7,7 @@ import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { configCommand } from './config.js';
 import { LOG_FORMATS, runDev, type DevOptions } from './dev.js';
 import { keysCommand } from './keys.js';
+import { principalsCommand } from './principals.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
 import { ROLES, runServe, type Role } from './serve.js';
 
@@ -55,12 +56,14 @@ program
   .option('--trust-domain <name>', 'dev trust domain name', 'example.org')
   .option('--grpc-port <port>', 'gRPC (mTLS) port, 0 picks a free one', port, 7443)
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
+  .option('--console-port <port>', 'approver console port (http://localhost:PORT), 0 picks a free one', port, 7090)
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(LOG_FORMATS).default('auto'))
   .action(async (opts: DevOptions) => runDev(opts));
 
 program.addCommand(configCommand());
 program.addCommand(keysCommand());
 program.addCommand(auditCommand());
+program.addCommand(principalsCommand());
 const collect = (value: string, previous: string[]) => [...previous, value];
 const policy = program.command('policy').description('check, test and explain a policy file without running a broker');
 

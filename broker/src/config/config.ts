@@ -184,6 +184,88 @@ const identitySchema = z
     });
   });
 
+/** Host names a browser treats as a secure context over plain HTTP (no Secure cookies needed there). */
+export const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+/** The approver console (docs/console.md): its own listener, its public address, sign-in and sessions. */
+const consoleSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** Its own listener, apart from the HTTP listener that serves /metrics (see docs/console.md, "Where it is served"). */
+    listen: listenAddress.default('0.0.0.0:8090'),
+    /** The address approvers' browsers use: origin of cookies, WebAuthn RP ID, sign-in links and URLs in Slack and the CLI. */
+    public_url: z
+      .string()
+      .max(2048)
+      .superRefine((text, ctx) => {
+        const problem = publicUrlProblem(text);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    /** Serve HTTPS directly (without an ingress terminating TLS). */
+    tls: z.object({ cert_file: filePath, key_file: filePath }).strict().optional(),
+    session: z
+      .object({
+        /** Signed out after this long without a request. */
+        idle_timeout: duration(MINUTE, 12 * HOUR).default(15 * MINUTE),
+        /** Signed out this long after signing in, however active. */
+        max_age: duration(5 * MINUTE, 7 * DAY).default(12 * HOUR),
+      })
+      .strict()
+      .prefault({}),
+    /** How long a one-time sign-in link works (countersign-broker principals link, Slack). */
+    sign_in_link_ttl: duration(MINUTE, DAY).default(15 * MINUTE),
+    /** How long a WebAuthn challenge can be answered. */
+    challenge_ttl: duration(30 * SECOND, 15 * MINUTE).default(5 * MINUTE),
+    /** A passkey can be registered only this soon after signing in with the identity provider or an operator's link. */
+    enrollment_window: duration(MINUTE, HOUR).default(10 * MINUTE),
+    max_passkeys: z.number().int().min(1).max(32).default(10),
+    /** With Slack on, cards offer "Sign in to approve": a one-time link sent to the clicker only. */
+    slack_sign_in_links: z.boolean().default(true),
+    /** Sign-in with the organisation's identity provider (authorization code + PKCE). */
+    oidc: z
+      .object({
+        issuer: z.string().regex(/^https?:\/\/\S{1,2040}$/, 'expected the issuer URL, e.g. https://login.example.com'),
+        client_id: z.string().min(1).max(512),
+        /** A file holding the client secret (or COUNTERSIGN_CONSOLE_OIDC_CLIENT_SECRET); none: a public client (PKCE only). */
+        client_secret_file: filePath.optional(),
+        /** Which claim names the principal: email (must be verified; the principal's email) or sub (the principal's oidc_subject). */
+        claim: z.enum(['email', 'sub']).default('email'),
+        scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'expected an OAuth scope')).min(1).max(16).default(['openid', 'email']),
+        /** Shown on the sign-in button. */
+        display_name: z.string().min(1).max(64).default('your identity provider'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.enabled || c.public_url !== undefined) return;
+    if (!LOOPBACK_HOSTS.has(splitHostPort(c.listen).host)) {
+      ctx.addIssue({ code: 'custom', message: 'console.public_url is required (the https:// address approvers open) unless console.listen is on loopback', path: ['public_url'] });
+    }
+  });
+
+/** Why a console public URL cannot work in a browser, or undefined. */
+export function publicUrlProblem(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `expected an absolute URL such as https://approve.example.com, got ${JSON.stringify(text)}`;
+  }
+  const host = url.hostname;
+  if (url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+    return `expected scheme, host and port only (the console is served at the root of its host), got ${JSON.stringify(text)}`;
+  }
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host) || host.startsWith('[')) {
+    return `${host} is an IP address: browsers refuse passkeys (WebAuthn) there; use a host name (http://localhost:PORT on this machine)`;
+  }
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(host)) return `${text}: plain http only works on localhost; use https:// (passkeys and secure cookies need it)`;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected http(s), got ${url.protocol}`;
+  return undefined;
+}
+
 export const configSchema = z
   .object({
     trust_domain: trustDomain,
@@ -349,6 +431,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    console: consoleSchema.prefault({}),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   })
   .strict()

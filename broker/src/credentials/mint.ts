@@ -2,7 +2,9 @@
 // parameters (RFC 8785 digest), and the caller's certificate (RFC 8705 cnf).
 import { SignJWT } from 'jose';
 import {
+  ACR,
   AUTHORIZATION_DETAILS_TYPE,
+  PASSKEY_AMR,
   CREDENTIAL_TYPE,
   withLowS,
   type ApprovalEvidence,
@@ -96,10 +98,14 @@ export class CredentialMinter {
     if (input.onBehalfOf) claims.act = { sub: input.onBehalfOf };
     if (input.approval) {
       claims.approval = input.approval;
-      claims.acr = 'urn:countersign:acr:human-approval';
+      // Phishing-resistant only when every approval that counted was a passkey assertion bound to the request.
+      const approvers = input.approval.approvers;
+      const passkeys = approvers.length > 0 && approvers.every((a) => a.step_up === 'webauthn');
+      claims.acr = passkeys ? ACR.PASSKEY : ACR.HUMAN_APPROVAL;
+      if (passkeys) claims.amr = [...PASSKEY_AMR];
       claims.auth_time = Math.floor((input.authTime ?? now) / 1000);
     } else {
-      claims.acr = 'urn:countersign:acr:workload';
+      claims.acr = ACR.WORKLOAD;
       claims.auth_time = iat;
     }
     const key = this.keyring.signingKey(now);

@@ -5,7 +5,7 @@ import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { isMap, parseDocument } from 'yaml';
+import { isMap, isScalar, parseDocument, type YAMLMap } from 'yaml';
 import { CertificateAuthority } from './ca.js';
 
 export const DEV_SVID_LIFETIME_MS = 30 * 24 * 3600_000;
@@ -67,6 +67,20 @@ rules:
       timeout: 15m
     ttl: 5m
 
+  - name: prod-migrations
+    description: Database migrations in production are irreversible; the approver proves it is them with a passkey, over this exact migration.
+    match:
+      workload: spiffe://${trustDomain}/ci/*
+      operation: db-migrate
+      resource: prod/*
+    decision: approve
+    approval:
+      approvers: [alice, bob]
+      required: 1
+      step_up: webauthn
+      timeout: 15m
+    ttl: 5m
+
 tests:
   - name: CI deploys to staging without approval
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: staging/web }
@@ -74,6 +88,9 @@ tests:
   - name: a prod deploy needs one approval from alice or bob
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: deploy, resource: prod/web }
     expect: { decision: approve, rule: prod-deploys, required: 1, approvers: [alice, bob] }
+  - name: a prod migration needs a passkey approval
+    input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: db-migrate, resource: prod/orders }
+    expect: { decision: approve, rule: prod-migrations, step_up: webauthn }
   - name: anything else is denied
     input: { workload: "spiffe://${trustDomain}/ci/deployer", operation: drop-table, resource: prod/orders }
     expect: { decision: deny, rule: null }
@@ -112,7 +129,19 @@ export function devRedisPrefix(caPem: string): string {
   return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
 }
 
-export function devConfig(t: { trustDomain: string; grpcPort: number; httpPort: number; redisUrl: string; redisPrefix: string }): string {
+/** The console section dev mode writes: passkeys need a host name (localhost), never an IP address. */
+function devConsoleSection(consolePort: number): string {
+  return `console:
+  # The approver console: passkeys need a host name (localhost), never an IP address.
+  enabled: true
+  listen: 127.0.0.1:${consolePort}
+${consolePort === 0 ? '' : `  public_url: ${devConsoleUrl(consolePort)}\n`}`;
+}
+
+/** The console address dev mode writes for a fixed port (with port 0 the console derives it from the port it got). */
+const devConsoleUrl = (port: number): string => `http://localhost:${port}`;
+
+export function devConfig(t: DevConfigOwned): string {
   return `# Broker configuration written by \`countersign-broker dev\`; \`countersign-broker serve
 # --config ${'<this file>'}\` runs the same broker. Paths are relative to this file.
 trust_domain: ${t.trustDomain}
@@ -145,7 +174,7 @@ credentials:
   redeemers:
     - audience: https://deploy.${t.trustDomain}
       workloads: [spiffe://${t.trustDomain}/ci/deployer]
-audit:
+${devConsoleSection(t.consolePort)}audit:
   # The banner owns stdout in dev mode; the audit lines go to a file instead.
   stdout: false
   file: audit.jsonl
@@ -182,19 +211,27 @@ export interface DevConfigOwned {
   trustDomain: string;
   grpcPort: number;
   httpPort: number;
+  /** The approver console's port (console.listen, and console.public_url while it is dev mode's http://localhost:PORT). */
+  consolePort: number;
   redisUrl: string;
   redisPrefix: string;
 }
 
+/** A console.public_url as dev mode writes it: the user's own address (a tunnel, https) is theirs. */
+const DEV_CONSOLE_URL = /^http:\/\/localhost:\d{1,5}\/?$/;
+
 /**
  * An existing dev config.yaml with only what dev mode owns brought up to date (listen
- * addresses, Redis URL and prefix); the user's edits and comments stay. Text that is not
- * valid YAML is returned as it is, for the config parser to report where it is wrong.
+ * addresses, Redis URL and prefix, the console's localhost URL); the user's edits and
+ * comments stay. A config.yaml written before the approver console existed gets dev
+ * mode's console section (`added`). Text that is not valid YAML is returned as it is,
+ * for the config parser to report where it is wrong.
  */
-export function updateDevConfig(text: string, owned: DevConfigOwned): string {
+export function updateDevConfig(text: string, owned: DevConfigOwned): { text: string; added: string[] } {
   const doc = parseDocument(text);
-  if (doc.errors.length > 0 || !isMap(doc.contents)) return text;
+  if (doc.errors.length > 0 || !isMap(doc.contents)) return { text, added: [] };
   let changed = false;
+  const added: string[] = [];
   const set = (path: string[], value: string) => {
     if (doc.getIn(path) === value) return;
     doc.setIn(path, value);
@@ -204,7 +241,27 @@ export function updateDevConfig(text: string, owned: DevConfigOwned): string {
   set(['http', 'listen'], `127.0.0.1:${owned.httpPort}`);
   set(['redis', 'url'], owned.redisUrl);
   set(['redis', 'prefix'], owned.redisPrefix);
-  return changed ? doc.toString() : text;
+  if (!doc.has('console')) {
+    const section = parseDocument(devConsoleSection(owned.consolePort)).get('console', true);
+    doc.set(doc.createNode('console'), section);
+    const pair = (doc.contents as YAMLMap).items.at(-1);
+    if (pair !== undefined && isScalar(pair.key)) pair.key.commentBefore = ' Added by countersign-broker dev: the approver console (docs/console.md).';
+    added.push('console');
+    changed = true;
+  } else if (doc.getIn(['console', 'enabled']) !== false) {
+    // A console the user turned off stays off, untouched.
+    set(['console', 'listen'], `127.0.0.1:${owned.consolePort}`);
+    const url = doc.getIn(['console', 'public_url']);
+    if (typeof url === 'string' && DEV_CONSOLE_URL.test(url)) {
+      if (owned.consolePort !== 0) set(['console', 'public_url'], devConsoleUrl(owned.consolePort));
+      else {
+        // Port 0: the console names the port it gets; a stale fixed one would send browsers elsewhere.
+        doc.deleteIn(['console', 'public_url']);
+        changed = true;
+      }
+    }
+  }
+  return { text: changed ? doc.toString() : text, added };
 }
 
 async function writeNew(path: string, content: string, created: string[], dir: string, mode = 0o644): Promise<void> {

@@ -74,7 +74,11 @@ function requirementOf(rules: CompiledRule[], principals: Principals | undefined
 function combineApprovals(rules: CompiledRule[], principals: Principals | undefined): ApprovalRequirement {
   const sections = rules.map((r) => r.source.approval as ApprovalSection);
   const { approvers, groups } = combineApprovers(sections, principals);
-  const stepUp: StepUp = sections.some((s) => s.step_up === 'confirm') ? 'confirm' : 'click';
+  // The strongest step-up wins: a passkey assertion bound to the request covers a re-typed resource.
+  const stepUp: StepUp = sections.some((s) => s.step_up === 'webauthn') ? 'webauthn' : sections.some((s) => s.step_up === 'confirm') ? 'confirm' : 'click';
+  // Per vote unless every webauthn rule accepts a recent sign-in; then the shortest age.
+  const webauthn = sections.filter((s) => s.step_up === 'webauthn');
+  const stepUpMaxAgeMs = webauthn.some((s) => s.step_up_max_age === undefined) ? undefined : minDefined(webauthn.map((s) => s.step_up_max_age));
   const notify: NotifyTargets = {
     slackChannels: unique(sections.flatMap((s) => s.notify.slack_channels)),
     directMessages: sections.some((s) => s.notify.direct_messages),
@@ -87,6 +91,7 @@ function combineApprovals(rules: CompiledRule[], principals: Principals | undefi
     timeoutMs: Math.min(...sections.map((s) => s.timeout)),
     allowSelfApproval: sections.every((s) => s.allow_self_approval),
     stepUp,
+    stepUpMaxAgeMs,
     reasonRequired: sections.some((s) => s.reason_required),
     ticketPattern: allOf(sections.flatMap((s) => (s.ticket_pattern === undefined ? [] : [s.ticket_pattern]))),
     notify,
@@ -199,7 +204,7 @@ export function describeDecision(decision: Decision): string {
       const a = decision.approval;
       const who = whoCanApprove(a.approvers, a.groups, decision.excluded);
       const extras = [
-        `step-up ${a.stepUp}`,
+        `step-up ${a.stepUp}${a.stepUpMaxAgeMs === undefined ? '' : ` (a passkey sign-in within ${formatDuration(a.stepUpMaxAgeMs)})`}`,
         `timeout ${formatDuration(a.timeoutMs)}`,
         ttl(decision.ttlMs),
         ...(a.reasonRequired ? ['reason required'] : []),

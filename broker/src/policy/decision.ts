@@ -4,7 +4,7 @@
 import type { JsonObject } from '@countersign/proto';
 
 /** What an approver must do to have their vote count. */
-export type StepUp = 'click' | 'confirm';
+export type StepUp = 'click' | 'confirm' | 'webauthn';
 
 /** Where a request that needs people is announced. */
 export interface NotifyTargets {
@@ -27,6 +27,11 @@ export interface ApprovalRequirement {
   /** When false (the default), the requester and the human it acts for never count. */
   allowSelfApproval: boolean;
   stepUp: StepUp;
+  /**
+   * For webauthn: a passkey sign-in to the console at most this old (ms) counts
+   * instead of an assertion made for the vote; undefined means one per vote.
+   */
+  stepUpMaxAgeMs: number | undefined;
   reasonRequired: boolean;
   /**
    * A regular expression the request's ticket must match, when set. Policy has

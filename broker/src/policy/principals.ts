@@ -40,6 +40,8 @@ const principalSchema = z
     display_name: z.string().max(256).optional(),
     slack_user_id: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'expected a Slack user id such as U0ALICE').optional(),
     email: canonical('email').optional(),
+    /** The "sub" the identity provider gives this person (console.oidc.claim: sub); exact, subjects are opaque. */
+    oidc_subject: z.string().min(1).max(255).optional(),
     spiffe_ids: z.array(spiffeId).max(16).default([]),
   })
   .strict();
@@ -77,6 +79,7 @@ export const principalsSchema = z
     unique(doc.principals.map((p) => p.name), 'principal name', (i) => ['principals', i, 'name']);
     unique(doc.principals.map((p) => p.slack_user_id), 'slack_user_id', (i) => ['principals', i, 'slack_user_id']);
     unique(doc.principals.map((p) => p.email), 'email', (i) => ['principals', i, 'email']);
+    unique(doc.principals.map((p) => p.oidc_subject), 'oidc_subject', (i) => ['principals', i, 'oidc_subject']);
     unique(doc.groups.map((g) => g.name), 'group name', (i) => ['groups', i, 'name']);
     // on_behalf_of may be a name or an address: one value must never mean two people.
     const emailOwner = new Map(doc.principals.flatMap((p, i) => (p.email === undefined ? [] : [[p.email, i] as const])));
@@ -112,6 +115,7 @@ export class Principals implements PrincipalDirectory {
   private readonly bySpiffe = new Map<string, Principal>();
   private readonly bySlack = new Map<string, Principal>();
   private readonly byMail = new Map<string, Principal>();
+  private readonly bySubject = new Map<string, Principal>();
   private readonly groups = new Map<string, { members?: string[]; slackUsergroup?: string }>();
 
   constructor(
@@ -130,6 +134,7 @@ export class Principals implements PrincipalDirectory {
       for (const id of p.spiffe_ids) this.bySpiffe.set(id, principal);
       if (p.slack_user_id) this.bySlack.set(p.slack_user_id, principal);
       if (p.email) this.byMail.set(p.email, principal);
+      if (p.oidc_subject) this.bySubject.set(p.oidc_subject, principal);
     }
     for (const g of document.groups) {
       this.groups.set(g.name, g.members ? { members: g.members } : { slackUsergroup: g.slack_usergroup as string });
@@ -196,6 +201,10 @@ export class Principals implements PrincipalDirectory {
   byEmail(email: string): Principal | undefined {
     const key = canonicalPrincipalName(email);
     return key === undefined ? undefined : this.byMail.get(key);
+  }
+  /** The principal whose oidc_subject is this "sub" (exact: subjects are opaque). */
+  byOidcSubject(sub: string): Principal | undefined {
+    return this.bySubject.get(sub);
   }
 
   async groupMembers(group: string): Promise<string[]> {

@@ -37,7 +37,7 @@ export const DEFAULT_RATE_WINDOW_MS = HOUR;
 
 export const DECISIONS = ['allow', 'deny', 'approve', 'break_glass'] as const;
 export type RuleDecision = (typeof DECISIONS)[number];
-export const STEP_UPS = ['click', 'confirm'] as const;
+export const STEP_UPS = ['click', 'confirm', 'webauthn'] as const;
 
 /** An enum whose error suggests the value meant ("did you mean approve?"). */
 function choice<const T extends readonly [string, ...string[]]>(values: T) {
@@ -184,12 +184,23 @@ export const approvalSchema = z
     timeout: duration(SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS).describe('How long approvers have, e.g. 15m (1s-168h).'),
     /** Whether the requester and the human it acts for may count as approvers. */
     allow_self_approval: z.boolean().default(false).describe('Let the requester and the human it acts for count as approvers.'),
-    step_up: choice(STEP_UPS).default('click').describe('click: approve with a click; confirm: re-type the resource and give a reason.'),
+    step_up: choice(STEP_UPS)
+      .default('click')
+      .describe('click: approve with a click; confirm: re-type the resource and give a reason; webauthn: a passkey assertion bound to the request, in the approver console.'),
+    /** For webauthn: accept a passkey sign-in this recent instead of an assertion per vote. */
+    step_up_max_age: duration(10 * SECOND, DAY)
+      .optional()
+      .describe('step_up webauthn only: accept a passkey sign-in to the console at most this old (e.g. 5m) instead of an assertion made for each vote.'),
     reason_required: z.boolean().default(false).describe('The request must carry a reason.'),
     ticket_pattern: ticketPattern.optional().describe("A regular expression the request's ticket must match."),
     notify: notifySchema.prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((approval, ctx) => {
+    if (approval.step_up_max_age !== undefined && approval.step_up !== 'webauthn') {
+      ctx.addIssue({ code: 'custom', message: `step_up_max_age applies to step_up webauthn, not ${approval.step_up}`, path: ['step_up_max_age'] });
+    }
+  });
 
 export const breakGlassSchema = z
   .object({

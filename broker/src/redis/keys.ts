@@ -97,4 +97,53 @@ export class Keys {
   slackUsergroup(usergroupId: string): string {
     return `${this.prefix}slack:ug:${usergroupId}`;
   }
+
+  // ---- approver console and passkeys (docs/console.md) ----
+  // A single-use item and its "used" marker share a hash tag ({id}), so consumeOnce-2.lua
+  // keeps both keys in one slot on Redis Cluster.
+
+  /** String with a TTL: the parameters of the last approved request per operation and resource (hash of both), for the console's diff. */
+  lastApproved(operationResourceHash: string): string {
+    return `${this.prefix}approved:last:${operationResourceHash}`;
+  }
+  /** Hash credential id -> passkey JSON (public key, counter, ...): one principal's registered passkeys. */
+  passkeys(principal: string): string {
+    return `${this.prefix}passkeys:${principal}`;
+  }
+  /** String: the WebAuthn user handle (random) of one principal. */
+  passkeyUser(principal: string): string {
+    return `${this.prefix}passkeys:${principal}:user`;
+  }
+  /** String with a TTL: one issued WebAuthn challenge (single use), by its id. */
+  passkeyChallenge(id: string): string {
+    return `${this.prefix}passkey:challenge:{${id}}`;
+  }
+  /** String with a TTL: marks a challenge as used, so a replay is told apart from an unknown challenge. */
+  passkeyChallengeUsed(id: string): string {
+    return `${this.prefix}passkey:challenge-used:{${id}}`;
+  }
+  /** String with a TTL: a verified passkey sign-in (its assertion), for rules with step_up_max_age. */
+  passkeySignIn(id: string): string {
+    return `${this.prefix}passkey:sign-in:${id}`;
+  }
+  /** String with a TTL: one console session, by the SHA-256 of its cookie value. */
+  consoleSession(sessionHash: string): string {
+    return `${this.prefix}console:session:${sessionHash}`;
+  }
+  /** String with a TTL: one sign-in link, by the SHA-256 of its token (the token itself is never stored). */
+  consoleLink(tokenHash: string): string {
+    return `${this.prefix}console:link:{${tokenHash}}`;
+  }
+  /** String with a TTL: marks a sign-in link as used, so reuse is told apart from an unknown link. */
+  consoleLinkUsed(tokenHash: string): string {
+    return `${this.prefix}console:link-used:{${tokenHash}}`;
+  }
+  /** String with a TTL: one OIDC sign-in in progress (PKCE verifier, state, nonce), by the SHA-256 of its cookie value. */
+  consoleOidc(transactionHash: string): string {
+    return `${this.prefix}console:oidc:{${transactionHash}}`;
+  }
+  /** String with a TTL: marks an OIDC sign-in as finished (a replayed callback is refused). */
+  consoleOidcUsed(transactionHash: string): string {
+    return `${this.prefix}console:oidc-used:{${transactionHash}}`;
+  }
 }

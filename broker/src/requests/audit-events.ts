@@ -35,6 +35,7 @@ export const approvalRequestedEvent = (r: StoredRequest): AuditEvent => ({
   approvals_required: r.approvalsRequired,
   deny_threshold: r.denyThreshold,
   step_up: r.stepUp,
+  step_up_max_age_ms: r.stepUpMaxAgeMs,
   expires_at: r.expiresAt,
   ...facts(r),
 });
@@ -48,6 +49,8 @@ export const voteEvent = (r: StoredRequest, v: StoredVote): AuditEvent => ({
   voted_at: v.at,
   step_up: v.stepUp,
   reason: v.reason || undefined,
+  // The assertion as signed, with what its challenge was derived from: `audit verify` checks it offline.
+  webauthn: v.passkey,
 });
 
 export const voteRefusedEvent = (requestId: string, principal: string, channel: string, decision: string, code: string, message: string): AuditEvent => ({

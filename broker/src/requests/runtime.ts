@@ -9,6 +9,7 @@ import type { BrokerConfig } from '../config/config.js';
 import type { CredentialMinter } from '../credentials/mint.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Passkeys } from '../passkeys/passkeys.js';
 import type { Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { CredentialCollector } from './collector.js';
@@ -73,6 +74,8 @@ export interface ApprovalsDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
+  /** The approver console, when on: passkey proofs for step-up webauthn, and each request's page. */
+  console?: { passkeys: Pick<Passkeys, 'verifyVote'> | undefined; requestUrl: (requestId: string) => string } | undefined;
 }
 
 export interface Approvals {
@@ -121,8 +124,8 @@ export async function startApprovals(
   );
   const outbox = new Outbox({ redis, keys, store, audit, jobs, clock, logger });
   const workflow = new BrokerApprovalWorkflow(
-    { store, outbox, directory: deps.directory, audit, clock, logger, metrics },
-    { maxReasonLength: settings.sizeLimits.reasonLength },
+    { store, outbox, directory: deps.directory, audit, clock, logger, metrics, passkeys: deps.console?.passkeys },
+    { maxReasonLength: settings.sizeLimits.reasonLength, consoleUrl: deps.console?.requestUrl },
   );
   const sweeper = new Sweeper({ store, workflow, outbox, clock, metrics, logger }, { outboxGraceMs: settings.outboxGraceMs });
   const limiter = new RequestRateLimiter(keys, scripts, clock, settings.rate);

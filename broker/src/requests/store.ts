@@ -2,6 +2,7 @@
 // is one Lua script (./lua) so that replicas can never both decide. This module
 // only moves data: who may do what is decided in workflow.ts.
 import { createHash } from 'node:crypto';
+import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
 import type { Clock } from '../clock.js';
 import { CountersignError } from '../errors.js';
 import { newRequestId } from '../ids.js';
@@ -47,6 +48,8 @@ export interface StoredRequest {
   denyThreshold: number;
   allowSelfApproval: boolean;
   stepUp: StepUp;
+  /** Step-up webauthn: a passkey sign-in this recent counts instead of an assertion per vote. */
+  stepUpMaxAgeMs: number | undefined;
   notify: NotifyTargets;
   approvals: number;
   denials: number;
@@ -66,6 +69,8 @@ export interface StoredVote {
   reason: string;
   /** The channel's id for the interaction, so a redelivery counts once; "" when none. */
   deliveryId: string;
+  /** Step-up webauthn: the assertion that made this vote count, kept for the audit trail. */
+  passkey?: PasskeyAssertion | undefined;
 }
 
 export interface NewRequest {
@@ -122,6 +127,7 @@ function toFields(r: StoredRequest): Record<string, string> {
     deny_threshold: String(r.denyThreshold),
     allow_self_approval: r.allowSelfApproval ? '1' : '0',
     step_up: r.stepUp,
+    step_up_max_age_ms: r.stepUpMaxAgeMs === undefined ? '' : String(r.stepUpMaxAgeMs),
     notify: JSON.stringify(r.notify),
     approvals: String(r.approvals),
     denials: String(r.denials),
@@ -163,6 +169,7 @@ function fromFields(h: Record<string, string>): StoredRequest {
     denyThreshold: Number(h.deny_threshold ?? 1),
     allowSelfApproval: h.allow_self_approval === '1',
     stepUp: (h.step_up ?? 'click') as StepUp,
+    stepUpMaxAgeMs: optionalNumber(h.step_up_max_age_ms),
     notify: h.notify ? (JSON.parse(h.notify) as NotifyTargets) : { slackChannels: [], directMessages: false },
     approvals: Number(h.approvals ?? 0),
     denials: Number(h.denials ?? 0),
@@ -182,8 +189,11 @@ export function voteToJson(v: StoredVote): string {
     step_up: v.stepUp,
     reason: v.reason,
     delivery_id: v.deliveryId,
+    ...(v.passkey === undefined ? {} : { webauthn: v.passkey }),
   });
 }
+
+const STEP_UPS: readonly StepUp[] = ['click', 'confirm', 'webauthn'];
 
 export function voteFromJson(text: string): StoredVote {
   const v = JSON.parse(text) as Record<string, unknown>;
@@ -192,9 +202,10 @@ export function voteFromJson(text: string): StoredVote {
     decision: v.decision === 'deny' ? 'deny' : 'approve',
     channel: String(v.channel),
     at: Number(v.at),
-    stepUp: (v.step_up === 'confirm' ? 'confirm' : 'click') as StepUp,
+    stepUp: STEP_UPS.includes(v.step_up as StepUp) ? (v.step_up as StepUp) : 'click',
     reason: String(v.reason ?? ''),
     deliveryId: String(v.delivery_id ?? ''),
+    ...(v.webauthn !== null && typeof v.webauthn === 'object' ? { passkey: v.webauthn as PasskeyAssertion } : {}),
   };
 }
 
@@ -259,6 +270,7 @@ export class RequestStore {
       denyThreshold: Math.max(1, a.denyThreshold),
       allowSelfApproval: a.allowSelfApproval,
       stepUp: a.stepUp,
+      stepUpMaxAgeMs: a.stepUpMaxAgeMs,
       notify: a.notify,
       approvals: 0,
       denials: 0,
@@ -403,6 +415,20 @@ export class RequestStore {
     );
     if (!token || !jti) return undefined;
     return { token, jti, expiresAt: Number(expiresAt), audited: audited === '1' };
+  }
+
+  /** Remembers an approved request's parameters as the last approved for its operation and resource. */
+  async noteApproved(r: StoredRequest): Promise<void> {
+    const value = JSON.stringify({ request_id: r.id, parameters_json: r.parametersJson, approved_at: this.clock.now() });
+    await redisCall('note approval', () => this.redis.set(this.keys.lastApproved(sha256(JSON.stringify([r.operation, r.resource]))), value, 'PX', this.options.retentionMs));
+  }
+
+  /** The last approved request for this operation and resource (within requests.retention), if any. */
+  async lastApproved(operation: string, resource: string): Promise<{ requestId: string; parametersJson: string; approvedAt: number } | undefined> {
+    const text = await redisCall('read last approval', () => this.redis.get(this.keys.lastApproved(sha256(JSON.stringify([operation, resource])))));
+    if (text === null) return undefined;
+    const v = JSON.parse(text) as { request_id: string; parameters_json: string; approved_at: number };
+    return { requestId: v.request_id, parametersJson: v.parameters_json, approvedAt: v.approved_at };
   }
 
   async markCredentialAudited(id: string): Promise<void> {

@@ -11,7 +11,7 @@ export const toVoteView = (v: StoredVote): VoteView => ({
   reason: v.reason,
 });
 
-export function toView(r: StoredRequest, votes: StoredVote[]): ApprovalRequestView {
+export function toView(r: StoredRequest, votes: StoredVote[], consoleUrl?: (requestId: string) => string): ApprovalRequestView {
   return {
     id: r.id,
     state: r.state,
@@ -28,6 +28,8 @@ export function toView(r: StoredRequest, votes: StoredVote[]): ApprovalRequestVi
     groups: r.groups,
     approvalsRequired: r.approvalsRequired,
     stepUp: r.stepUp,
+    stepUpMaxAgeMs: r.stepUpMaxAgeMs,
+    consoleUrl: consoleUrl?.(r.id),
     votes: votes.map(toVoteView),
     notify: r.notify,
     createdAt: r.createdAt,

@@ -10,6 +10,8 @@ import type { Clock } from '../clock.js';
 import { CountersignError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
+import type { Passkeys } from '../passkeys/passkeys.js';
 import { canonicalPrincipalName } from '../policy/principal-name.js';
 import { voteRefusedEvent } from './audit-events.js';
 import type { Effect, Outbox } from './outbox.js';
@@ -30,6 +32,25 @@ export const VOTE_REFUSALS = {
   ERR_STEP_UP_MISMATCH: 'invalid_argument',
   ERR_REASON_REQUIRED: 'invalid_argument',
   ERR_INVALID_FIELD: 'invalid_argument',
+  // Step-up webauthn (docs/console.md): the proof did not make the vote count.
+  ERR_STEP_UP_STALE: 'failed_precondition',
+  ERR_PASSKEY_NONE: 'failed_precondition',
+  ERR_PASSKEY_CHALLENGE_UNKNOWN: 'failed_precondition',
+  ERR_PASSKEY_CHALLENGE_USED: 'failed_precondition',
+  ERR_PASSKEY_CHALLENGE_EXPIRED: 'failed_precondition',
+  ERR_PASSKEY_CHALLENGE_MISMATCH: 'permission_denied',
+  ERR_PASSKEY_NOT_YOURS: 'permission_denied',
+  ERR_PASSKEY_COUNTER_REGRESSION: 'permission_denied',
+  ERR_PASSKEY_MALFORMED: 'invalid_argument',
+  ERR_PASSKEY_WRONG_TYPE: 'permission_denied',
+  ERR_PASSKEY_WRONG_ORIGIN: 'permission_denied',
+  ERR_PASSKEY_WRONG_RP_ID: 'permission_denied',
+  ERR_PASSKEY_USER_NOT_PRESENT: 'permission_denied',
+  ERR_PASSKEY_USER_NOT_VERIFIED: 'permission_denied',
+  ERR_PASSKEY_BAD_SIGNATURE: 'permission_denied',
+  ERR_PASSKEY_REGISTRATION_INVALID: 'invalid_argument',
+  ERR_PASSKEY_EXISTS: 'already_exists',
+  ERR_PASSKEY_LIMIT: 'resource_exhausted',
 } as const satisfies Record<string, ErrorKind>;
 export type VoteRefusalCode = keyof typeof VOTE_REFUSALS;
 
@@ -62,6 +83,8 @@ export function endedRefusal(r: StoredRequest): { code: VoteRefusalCode; message
 export interface WorkflowOptions {
   /** Longest reason an approver (or a cancelling requester) may give. */
   maxReasonLength: number;
+  /** A request's page in the approver console, when the console is on. */
+  consoleUrl?: ((requestId: string) => string) | undefined;
 }
 
 export class BrokerApprovalWorkflow implements ApprovalWorkflow {
@@ -74,13 +97,15 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       clock: Clock;
       logger: Logger;
       metrics: Metrics;
+      /** Verifies the passkey proof of votes on step-up webauthn rules; absent when the console is off. */
+      passkeys?: Pick<Passkeys, 'verifyVote'> | undefined;
     },
     private readonly options: WorkflowOptions,
   ) {}
 
   async get(requestId: string): Promise<ApprovalRequestView | undefined> {
     const loaded = await this.deps.store.getWithVotes(requestId);
-    return loaded === undefined ? undefined : toView(loaded.request, loaded.votes);
+    return loaded === undefined ? undefined : toView(loaded.request, loaded.votes, this.options.consoleUrl);
   }
 
   /** The request as stored, with its votes. */
@@ -89,7 +114,7 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   }
 
   async listPendingFor(principal: string): Promise<ApprovalRequestView[]> {
-    return (await this.pendingFor(principal)).map(({ request, votes }) => toView(request, votes));
+    return (await this.pendingFor(principal)).map(({ request, votes }) => toView(request, votes, this.options.consoleUrl));
   }
 
   /** Pending requests this principal may still vote on, with their votes so far. */
@@ -113,6 +138,25 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       if (ids.length < LIST_PAGE) break;
     }
     return found;
+  }
+
+  /** Why this principal cannot vote on this request now (it ended, who may vote, an earlier vote), or undefined when they can. */
+  async whyNoVote(r: StoredRequest, votes: StoredVote[], name: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
+    if (r.state !== 'PENDING_APPROVAL') return endedRefusal(r);
+    if (this.deps.clock.now() >= r.expiresAt) return endedRefusal({ ...r, state: 'EXPIRED' });
+    const principal = canonicalPrincipalName(name) ?? name;
+    const ineligible = await this.eligibility(r, principal);
+    if (ineligible !== undefined) return ineligible;
+    const earlier = votes.find((v) => canonicalPrincipalName(v.principal) === principal);
+    if (earlier !== undefined) return { code: 'ERR_ALREADY_VOTED', message: `${principal} voted ${earlier.decision} at ${iso(earlier.at)} (${earlier.channel}); each person votes once` };
+    return undefined;
+  }
+
+  /** Whether the rule names this principal (alone or through a group), or they voted: who may see the request in the console. */
+  async maySee(r: StoredRequest, votes: StoredVote[], name: string): Promise<boolean> {
+    const principal = canonicalPrincipalName(name);
+    if (principal === undefined) return false;
+    return votes.some((v) => canonicalPrincipalName(v.principal) === principal) || (await this.eligibility(r, principal))?.code !== 'ERR_NOT_AN_APPROVER';
   }
 
   /** Why this principal may not vote on this request, or undefined when they may. */
@@ -164,6 +208,13 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         message: `step-up confirm: the resource typed (${JSON.stringify(confirmed.slice(0, 80))}) is not the request's resource; type ${r.resource} exactly`,
       };
     }
+    if (input.decision === 'approve' && r.stepUp === 'webauthn' && input.passkey === undefined) {
+      const where = this.options.consoleUrl === undefined ? 'the approver console, which is not configured on this broker (console.enabled)' : this.options.consoleUrl(r.id);
+      return {
+        code: 'ERR_STEP_UP_REQUIRED',
+        message: `rule ${r.rule} requires step-up "webauthn": approve with your passkey in the approver console: ${where}`,
+      };
+    }
     if (input.decision === 'approve' && r.stepUp === 'confirm') {
       if (input.stepUp !== 'confirm') {
         return {
@@ -199,6 +250,13 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
 
     const ineligible = await this.eligibility(request, input.principal);
     if (ineligible !== undefined) return this.refuse(input, ineligible.code, ineligible.message, request);
+    // A passkey proof is checked (and spent) before anything else about the vote, so a replayed one is named as such.
+    let passkey: PasskeyAssertion | undefined;
+    if (request.stepUp === 'webauthn' && input.decision === 'approve' && input.passkey !== undefined) {
+      const proved = await this.verifyPasskey(request, input);
+      if (!proved.ok) return this.refuse(input, proved.code, proved.message, request);
+      passkey = proved.assertion;
+    }
     const earlier = votes.find((v) => canonicalPrincipalName(v.principal) === input.principal);
     if (earlier !== undefined) return this.repeatedVote(input, request, earlier);
     const invalid = this.checkVoteInput(request, input);
@@ -209,9 +267,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       decision: input.decision,
       channel: input.channel,
       at: clock.now(),
-      stepUp: input.stepUp === 'confirm' ? 'confirm' : 'click',
+      stepUp: passkey !== undefined ? 'webauthn' : input.stepUp === 'confirm' ? 'confirm' : 'click',
       reason: input.reason,
       deliveryId: input.deliveryId ?? '',
+      ...(passkey === undefined ? {} : { passkey }),
     };
     const [code, detail = ''] = await store.vote(request, vote);
     switch (code) {
@@ -225,6 +284,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
           this.countResolution(code === ScriptCode.Approved ? 'APPROVED' : 'DENIED', request);
         }
         await outbox.complete(request.id, effects);
+        if (code === ScriptCode.Approved) {
+          // What the console compares the next request for the same operation and resource with; display only.
+          await store.noteApproved(request).catch((err: unknown) => this.deps.logger.warn({ err, requestId: request.id }, 'could not note the approved parameters'));
+        }
         this.deps.logger.info({ requestId: request.id, principal: vote.principal, decision: vote.decision, channel: vote.channel }, 'vote counted');
         return { counted: true, request: (await this.get(request.id)) as ApprovalRequestView };
       }
@@ -242,6 +305,22 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       default:
         throw new CountersignError('internal', 'ERR_SCRIPT_REPLY', `decide returned ${code}`);
     }
+  }
+
+  private async verifyPasskey(
+    r: StoredRequest,
+    input: VoteInput,
+  ): Promise<{ ok: true; assertion: PasskeyAssertion } | { ok: false; code: VoteRefusalCode; message: string }> {
+    const passkeys = this.deps.passkeys;
+    const proof = input.passkey;
+    if (passkeys === undefined || proof === undefined) {
+      return { ok: false, code: 'ERR_STEP_UP_REQUIRED', message: `rule ${r.rule} requires step-up "webauthn", and the approver console is off on this broker` };
+    }
+    const proved = await passkeys.verifyVote(
+      { principal: input.principal, requestId: r.id, parametersDigest: r.parametersDigest, decision: input.decision, maxAgeMs: r.stepUpMaxAgeMs },
+      proof,
+    );
+    return proved.ok ? proved : { ok: false, code: proved.code, message: proved.message };
   }
 
   /** A second vote by the same person: a channel's redelivery of the same interaction counts once; anything else is refused. */

@@ -102,6 +102,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "credentials" $credentials
   "requests" (dict "poll_interval" .Values.broker.requests.pollInterval)
 -}}
+{{- if .Values.console.enabled -}}
+{{- $console := dict "enabled" true "listen" (printf "0.0.0.0:%d" (int .Values.broker.ports.console)) "public_url" .Values.console.publicUrl "sign_in_link_ttl" .Values.console.signInLinkTtl "slack_sign_in_links" .Values.console.slackSignInLinks "session" (dict "idle_timeout" .Values.console.sessionIdleTimeout) -}}
+{{- if .Values.console.oidc.enabled -}}
+{{- $_ := set $console "oidc" (dict "issuer" .Values.console.oidc.issuer "client_id" .Values.console.oidc.clientId "claim" .Values.console.oidc.claim "scopes" .Values.console.oidc.scopes "display_name" .Values.console.oidc.displayName) -}}
+{{- end -}}
+{{- $_ := set $config "console" $console -}}
+{{- end -}}
 {{- include "countersign.checkExtraConfig" (dict "config" $config "extra" .Values.broker.extraConfig) -}}
 {{- toYaml (mergeOverwrite $config .Values.broker.extraConfig) -}}
 {{- end -}}

@@ -31,6 +31,11 @@ containers:
       - name: health
         containerPort: {{ $v.broker.ports.health }}
         protocol: TCP
+      {{- if and $v.console.enabled (ne .component "worker") }}
+      - name: console
+        containerPort: {{ $v.broker.ports.console }}
+        protocol: TCP
+      {{- end }}
     env:
       - name: NODE_ENV
         value: production
@@ -51,6 +56,10 @@ containers:
       - name: SLACK_APP_TOKEN
         valueFrom: { secretKeyRef: { name: {{ $v.slack.existingSecret | quote }}, key: app-token } }
       {{- end }}
+      {{- end }}
+      {{- if and $v.console.enabled $v.console.oidc.enabled $v.console.oidc.existingSecret }}
+      - name: COUNTERSIGN_CONSOLE_OIDC_CLIENT_SECRET
+        valueFrom: { secretKeyRef: { name: {{ $v.console.oidc.existingSecret | quote }}, key: {{ $v.console.oidc.secretKey | quote }} } }
       {{- end }}
       {{- with $v.broker.extraEnv }}
       {{- toYaml . | nindent 6 }}

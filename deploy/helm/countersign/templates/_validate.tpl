@@ -54,6 +54,13 @@ credentials.max_ttl: broker.credentials.maxTtl
 credentials.issuer: broker.credentials.issuer
 credentials.signing_keys: signingKeys
 requests.poll_interval: broker.requests.pollInterval
+console.enabled: console.enabled
+console.listen: broker.ports.console
+console.public_url: console.publicUrl
+console.sign_in_link_ttl: console.signInLinkTtl
+console.slack_sign_in_links: console.slackSignInLinks
+console.session: console.sessionIdleTimeout
+console.oidc: console.oidc
 {{- end -}}
 
 {{/* broker.extraConfig may add keys, not replace the ones the chart writes from its values. */}}
@@ -87,12 +94,20 @@ requests.poll_interval: broker.requests.pollInterval
 {{- end -}}
 {{- include "countersign.checkDuration" (dict "value" $v.broker.requests.pollInterval "name" "broker.requests.pollInterval" "key" "requests.poll_interval" "min" 200 "max" 60000 "minText" "200ms" "maxText" "1m") -}}
 {{- $ports := $v.broker.ports -}}
-{{- range $pair := list (list "grpc" "http") (list "grpc" "health") (list "http" "health") -}}
+{{- $pairs := list (list "grpc" "http") (list "grpc" "health") (list "http" "health") -}}
+{{- if $v.console.enabled -}}
+{{- $pairs = concat $pairs (list (list "grpc" "console") (list "http" "console") (list "health" "console")) -}}
+{{- end -}}
+{{- range $pair := $pairs -}}
 {{- $a := index $pair 0 -}}
 {{- $b := index $pair 1 -}}
 {{- if eq (int (get $ports $a)) (int (get $ports $b)) -}}
 {{- fail (printf "broker.ports.%s and broker.ports.%s are both %d; each listener needs its own port" $a $b (int (get $ports $a))) -}}
 {{- end -}}
+{{- end -}}
+{{- if $v.console.enabled -}}
+{{- include "countersign.checkDuration" (dict "value" $v.console.signInLinkTtl "name" "console.signInLinkTtl" "key" "console.sign_in_link_ttl" "min" 60000 "max" 86400000 "minText" "1m" "maxText" "24h") -}}
+{{- include "countersign.checkDuration" (dict "value" $v.console.sessionIdleTimeout "name" "console.sessionIdleTimeout" "key" "console.session.idle_timeout" "min" 60000 "max" 43200000 "minText" "1m" "maxText" "12h") -}}
 {{- end -}}
 {{- if eq $v.spiffe.mode "secret" -}}
 {{- if not $v.spiffe.secret.name -}}
