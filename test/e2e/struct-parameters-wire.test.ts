@@ -8,10 +8,11 @@
 //   generic error; the refusal names `parameters` and the depth limit instead.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { PARAMETERS_LIMITS, RequestOperationRequest, RequestOperationResponse, RequestState } from '@countersign/proto';
+import { PARAMETERS_LIMITS, RequestOperationRequest, RequestState } from '@countersign/proto';
 import { startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import { callRequestOperation, errorCode, refusal } from './support/raw-grpc.js';
 
 // google.protobuf.Struct on the wire: Struct { repeated FieldsEntry fields = 1 },
 // FieldsEntry { string key = 1; Value value = 2 }, Value { null_value = 1;
@@ -57,37 +58,6 @@ function nestedLists(levels: number): Wire {
   return struct([['l', listValue(l)]]);
 }
 
-function call(t: TestBroker, svid: IssuedSvid, bytes: Buffer): Promise<RequestOperationResponse> {
-  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
-  const client = new Client(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      '/countersign.v1.Broker/RequestOperation',
-      (b: Buffer) => b,
-      (b: Buffer) => RequestOperationResponse.decode(b),
-      bytes,
-      new Metadata(),
-      { deadline: Date.now() + 20_000 },
-      (e, r) => {
-        client.close();
-        if (e) reject(e);
-        else resolve(r as RequestOperationResponse);
-      },
-    );
-  });
-}
-
-async function refusal(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
-
-const errorCode = (e: ServiceError) => e.metadata?.get('countersign-error-code')[0]?.toString();
-
 describe('parameters as a Struct on the wire: __proto__ and deep nesting', () => {
   let t: TestBroker;
   let deployer: IssuedSvid;
@@ -99,7 +69,7 @@ describe('parameters as a Struct on the wire: __proto__ and deep nesting', () =>
 
   async function refused(parameters: Wire): Promise<ServiceError> {
     const before = (await t.auditEvents()).length;
-    const e = await refusal(call(t, deployer, request(parameters)));
+    const e = await refusal(callRequestOperation(t, deployer, request(parameters)));
     assert.equal(e.code, status.INVALID_ARGUMENT, `${status[e.code]}: ${e.details}`);
     assert.equal(errorCode(e), 'ERR_INVALID_FIELD', e.details);
     assert.equal((await t.auditEvents()).length, before, 'nothing is audited for a refused request');
@@ -131,10 +101,10 @@ describe('parameters as a Struct on the wire: __proto__ and deep nesting', () =>
   }
 
   it(`accepts objects nested exactly ${PARAMETERS_LIMITS.depth} levels deep, and the broker still answers afterwards`, async () => {
-    const r = await call(t, deployer, request(nestedStructs(PARAMETERS_LIMITS.depth)));
+    const r = await callRequestOperation(t, deployer, request(nestedStructs(PARAMETERS_LIMITS.depth)));
     assert.equal(r.state, RequestState.REQUEST_STATE_APPROVED, r.message);
     // Keys that merely look special stay plain keys.
-    const ok = await call(t, deployer, request(struct([['constructor', str('x')], ['__proto__x', str('y')]])));
+    const ok = await callRequestOperation(t, deployer, request(struct([['constructor', str('x')], ['__proto__x', str('y')]])));
     assert.equal(ok.state, RequestState.REQUEST_STATE_APPROVED, ok.message);
   });
 });
