@@ -1,7 +1,6 @@
 // RequestOperation sent as bytes over real mTLS gRPC, so a test can send what no
 // client's encoder would produce; and the helpers that read a refusal.
-import assert from 'node:assert/strict';
-import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { RequestOperationResponse } from '@countersign/proto';
 import type { IssuedSvid, TestBroker } from '@countersign/broker/testing';
 
@@ -26,15 +25,5 @@ export function callRequestOperation(t: TestBroker, svid: IssuedSvid, bytes: Buf
   });
 }
 
-/** The error a call ended with; fails the test when it succeeded. */
-export async function refusal(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
-
-/** The stable ERR_* code the broker puts in the trailers. */
-export const errorCode = (e: ServiceError): string | undefined => e.metadata?.get('countersign-error-code')[0]?.toString();
+// The error a call ended with, and its ERR_* code: the identity tests' helpers.
+export { errorCode, rejection as refusal } from './identity.js';
