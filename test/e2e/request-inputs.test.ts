@@ -4,10 +4,11 @@
 // encoder cannot tidy them up first.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { RequestOperationRequest, RequestOperationResponse, RequestState } from '@countersign/proto';
+import { RequestOperationRequest, RequestState } from '@countersign/proto';
 import { startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import { callRequestOperation as call, errorCode, refusal } from './support/raw-grpc.js';
 
 const INT64_MAX = 9223372036854775807n;
 const INT64_MIN = -9223372036854775808n;
@@ -23,37 +24,6 @@ function encodeRequest(fields: Partial<RequestOperationRequest>, ttl?: { seconds
   }
   return Buffer.from(writer.finish());
 }
-
-function call(t: TestBroker, svid: IssuedSvid, bytes: Buffer): Promise<RequestOperationResponse> {
-  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
-  const client = new Client(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      '/countersign.v1.Broker/RequestOperation',
-      (b: Buffer) => b,
-      (b: Buffer) => RequestOperationResponse.decode(b),
-      bytes,
-      new Metadata(),
-      { deadline: Date.now() + 10_000 },
-      (e, r) => {
-        client.close();
-        if (e) reject(e);
-        else resolve(r as RequestOperationResponse);
-      },
-    );
-  });
-}
-
-async function refusal(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
-
-const errorCode = (e: ServiceError) => e.metadata?.get('countersign-error-code')[0]?.toString();
 
 describe('RequestOperation inputs that used to reach INTERNAL', () => {
   let t: TestBroker;

@@ -49,6 +49,24 @@ export function voteLine(vote: Vote, request: Request | undefined): string {
 
 const shorten = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 3)}...` : text);
 
+/**
+ * Text for a terminal: bidi overrides, zero-width and other invisible characters, and C0/C1
+ * controls (a terminal obeys ESC and CSI) are shown as \uXXXX, never passed through.
+ */
+export const visible = (text: string): string =>
+  text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]/gu, (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`);
+
+/** How many characters of the parameters the table shows before it says how many more there are. */
+export const LIST_PARAMETERS_CHARS = 48;
+
+/** The parameters as one table cell: whole, or cut with the count left and where to see them whole. */
+export function parametersCell(r: Pick<Request, 'id' | 'parametersJson'>, max = LIST_PARAMETERS_CHARS): string {
+  const text = r.parametersJson || '{}';
+  const chars = [...text];
+  if (chars.length <= max) return visible(text);
+  return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${r.id})`;
+}
+
 export function printPendingList(requests: Request[], output: 'table' | 'json', print: Print): void {
   if (output === 'json') {
     print(
@@ -84,17 +102,42 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
     REQUESTER: r.requester + (r.onBehalfOf ? ` (for ${r.onBehalfOf})` : ''),
     OPERATION: r.operation,
     RESOURCE: r.resource,
-    PARAMETERS: shorten(r.parametersJson, 48),
+    PARAMETERS: parametersCell(r),
     VOTES: `${r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length}/${r.approvalsRequired}`,
     'STEP-UP': r.stepUp,
     'EXPIRES IN': timeLeft(r.expiresAt),
-    REASON: shorten(r.reason, 40),
+    REASON: visible(shorten(r.reason, 40)),
   }));
   const headers = Object.keys(rows[0] as object) as (keyof (typeof rows)[number])[];
   const widths = headers.map((h) => Math.max(h.length, ...rows.map((row) => row[h].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
   print(line(headers));
   for (const row of rows) print(line(headers.map((h) => row[h])));
+}
+
+/** One pending request, everything an approver decides on, parameters whole and pretty-printed. */
+export function printRequest(r: Request, print: Print): void {
+  const approvals = r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length;
+  const rows: [string, string][] = [
+    ['request', r.id],
+    ['requester', r.requester],
+    ...(r.onBehalfOf ? ([['on behalf of', r.onBehalfOf]] as [string, string][]) : []),
+    ['operation', r.operation],
+    ['resource', r.resource],
+    ['rule', r.rule],
+    ['reason', r.reason || '-'],
+    ...(r.ticket ? ([['ticket', r.ticket]] as [string, string][]) : []),
+    ['votes', `${approvals} of ${r.approvalsRequired} approval(s) from ${deciders(r)}`],
+    ['step-up', r.stepUp],
+    ['expires', r.expiresAt ? `${r.expiresAt.toISOString()} (in ${timeLeft(r.expiresAt)})` : '?'],
+    ['parameters digest', r.parametersDigest],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) print(`${k.padEnd(width)}  ${visible(v)}`);
+  for (const v of r.votes) print(`${' '.repeat(width)}  ${visible(voteLine(v, undefined))}`);
+  print('parameters:');
+  const pretty = JSON.stringify(JSON.parse(r.parametersJson || '{}'), null, 2);
+  for (const line of pretty.split('\n')) print(`  ${visible(line)}`);
 }
 
 export function decisionSummary(request: Request, decision: 'approve' | 'deny'): string {

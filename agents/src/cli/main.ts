@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApprovalsClient } from '../sdk/approvals.js';
 import { CountersignClient, type OperationInput, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
-import { decisionSummary, printPendingList, promptLine } from './approvals-output.js';
+import { decisionSummary, printPendingList, printRequest, promptLine } from './approvals-output.js';
 import { followRequest, INTERRUPT_SIGNALS } from './follow.js';
 import { OUTPUT_MODES, printResult, type OutputMode } from './output.js';
 import { runGated } from './run.js';
@@ -319,6 +319,22 @@ withIdentityOptions(
   const client = approvalsFrom(o);
   try {
     printPendingList(await client.listPending(), o.output, out);
+  } finally {
+    client.close();
+  }
+});
+
+withIdentityOptions(
+  approvals
+    .command('show')
+    .description('one pending request in full: its parameters whole and pretty-printed, votes, rule, reason')
+    .argument('<request-id>', 'the request (see countersign approvals list)'),
+).action(async (requestId: string, o: IdentityFlags) => {
+  const client = approvalsFrom(o);
+  try {
+    const request = (await client.listPending()).find((r) => r.id === requestId);
+    if (request === undefined) throw new CountersignClientError('ERR_REQUEST_NOT_FOUND', `${requestId} is not among the pending requests you may decide (countersign approvals list shows them)`);
+    printRequest(request, out);
   } finally {
     client.close();
   }

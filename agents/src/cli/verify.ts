@@ -20,11 +20,13 @@ Exit codes of verify:
   4  expired
   7  already redeemed (--redeem): when and by whom is printed
 
-Token: --token, or COUNTERSIGN_TOKEN, or --token - to read it from stdin.
+Token: COUNTERSIGN_TOKEN, --token-file FILE, or --token - to read it from stdin (--token JWT
+works too, but puts the credential where ps and shell history see it).
 Keys: --jwks-url or ${ENV.jwksUrl} (countersign-broker dev writes it into its env files).`;
 
 interface VerifyFlags {
   token?: string;
+  tokenFile?: string;
   audience: string;
   issuer?: string;
   operation?: string;
@@ -45,9 +47,17 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
 const usage = (message: string) => new CountersignClientError('ERR_USAGE', message);
 
-function readToken(flag: string | undefined): string {
+function readToken(flag: string | undefined, file: string | undefined): string {
+  if (flag !== undefined && file !== undefined) throw usage('--token and --token-file: give the credential one way');
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw usage(`--token-file: cannot read ${file}: ${(e as Error).message}`);
+    }
+  }
   const value = flag ?? process.env.COUNTERSIGN_TOKEN;
-  if (value === undefined || value === '') throw usage('no token: give --token T (or - for stdin) or set COUNTERSIGN_TOKEN');
+  if (value === undefined || value === '') throw usage('no token: set COUNTERSIGN_TOKEN, or give --token-file FILE or --token - (stdin)');
   return (value === '-' ? readFileSync(0, 'utf8') : value).trim();
 }
 
@@ -73,7 +83,8 @@ function summary(v: VerifiedCredential): string[] {
 export function verifyCommand(): Command {
   return new Command('verify')
     .description('check a credential as a resource server would (signature, audience, expiry, operation, parameters, certificate)')
-    .option('--token <jwt>', 'the credential (default COUNTERSIGN_TOKEN; - reads stdin)')
+    .option('--token <jwt>', 'the credential (default COUNTERSIGN_TOKEN; - reads stdin; prefer --token-file or stdin: argv is visible in ps)')
+    .option('--token-file <file>', 'read the credential from this file')
     .requiredOption('--audience <aud>', 'who you are: the credential must be issued for this audience')
     .option('--issuer <iss>', 'expected issuer (the broker SPIFFE ID)')
     .option('--operation <op>', 'the operation you are about to perform')
@@ -90,7 +101,7 @@ export function verifyCommand(): Command {
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
     .addHelpText('after', VERIFY_EXIT_HELP)
     .action(async (o: VerifyFlags) => {
-      const token = readToken(o.token);
+      const token = readToken(o.token, o.tokenFile);
       const jwksUrl = o.jwksUrl ?? process.env[ENV.jwksUrl];
       if (!jwksUrl) throw usage(`no JWKS: give --jwks-url (e.g. http://127.0.0.1:7080/.well-known/jwks.json) or set ${ENV.jwksUrl}`);
       let jwks: RemoteJwks;

@@ -4,8 +4,17 @@
 // INTERNAL. Each method's decoder is wrapped here so that such a message
 // reaches the handler as an UndecodableRequest, which the RPC wrappers in
 // status.ts answer with INVALID_ARGUMENT naming the field.
+//
+// google.protobuf.Struct fields (RequestOperation's `parameters`) are checked on
+// the wire before the generated decoder sees them, for what it would lose or
+// choke on: a member named "__proto__" (its `fields[key] = value` drops it, or
+// makes it the object's prototype) is refused naming the member, as
+// parameters_json refuses it; nesting past PARAMETERS_LIMITS.depth is refused
+// naming the field and the limit, instead of the decoder's generic recursion
+// error. The walk stops at that depth, so no input makes it recurse further.
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { PARAMETERS_LIMITS } from '@countersign/proto';
 import { CountersignError, invalidField } from '../errors.js';
 
 /** What a handler receives instead of a request whose bytes could not be decoded. */
@@ -49,6 +58,75 @@ function durationProblem(bytes: Uint8Array, fields: { number: number; name: stri
   return undefined;
 }
 
+/** google.protobuf.Struct fields of request messages, by method path: field number and name. */
+const STRUCT_FIELDS: Record<string, { number: number; name: string }[]> = {
+  '/countersign.v1.Broker/RequestOperation': [{ number: 10, name: 'parameters' }],
+};
+
+/** Paths in messages stay readable whatever the keys: the start of a long one is enough to find it. */
+const MAX_PATH_CHARS = 256;
+const shortPath = (path: string): string => (path.length > MAX_PATH_CHARS ? `${path.slice(0, MAX_PATH_CHARS)}…` : path);
+
+class StructProblem extends Error {
+  constructor(readonly error: CountersignError) {
+    super(error.message);
+  }
+}
+
+/** Every length-delimited occurrence of field `number` in a message's bytes. */
+function* occurrences(bytes: Uint8Array, number: number): Generator<Uint8Array> {
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [n, wireType] = reader.tag();
+    if (n === number && wireType === WireType.LengthDelimited) yield reader.bytes();
+    else reader.skip(wireType, n);
+  }
+}
+
+/** Struct { repeated FieldsEntry fields = 1 }, FieldsEntry { string key = 1; Value value = 2 }. */
+function walkStruct(bytes: Uint8Array, field: string, path: string, depth: number): void {
+  if (depth >= PARAMETERS_LIMITS.depth) throw new StructProblem(invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }));
+  for (const entry of occurrences(bytes, 1)) {
+    let key = '';
+    const reader = new BinaryReader(entry);
+    const values: Uint8Array[] = [];
+    while (reader.pos < reader.len) {
+      const [n, wireType] = reader.tag();
+      if (n === 1 && wireType === WireType.LengthDelimited) key = reader.string();
+      else if (n === 2 && wireType === WireType.LengthDelimited) values.push(reader.bytes());
+      else reader.skip(wireType, n);
+    }
+    const at = `${path}.${key}`;
+    if (key === '__proto__') {
+      throw new StructProblem(
+        invalidField(shortPath(at), 'the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it', { problem: 'reserved_key' }),
+      );
+    }
+    for (const value of values) walkValue(value, field, at, depth + 1);
+  }
+}
+
+/** Value { ...; Struct struct_value = 5; ListValue list_value = 6 }, ListValue { repeated Value values = 1 }. */
+function walkValue(bytes: Uint8Array, field: string, path: string, depth: number): void {
+  for (const s of occurrences(bytes, 5)) walkStruct(s, field, path, depth);
+  for (const l of occurrences(bytes, 6)) {
+    if (depth >= PARAMETERS_LIMITS.depth) throw new StructProblem(invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }));
+    let i = 0;
+    for (const item of occurrences(l, 1)) walkValue(item, field, `${path}[${i++}]`, depth + 1);
+  }
+}
+
+/** The first Struct field holding what the generated decoder would drop or choke on, as an error naming it. */
+export function structProblem(bytes: Uint8Array, fields: { number: number; name: string }[]): CountersignError | undefined {
+  try {
+    for (const f of fields) for (const struct of occurrences(bytes, f.number)) walkStruct(struct, f.name, f.name, 0);
+  } catch (e) {
+    if (e instanceof StructProblem) return e.error;
+    // Not even the wire format holds: the generated decoder says so.
+  }
+  return undefined;
+}
+
 function explain(path: string, bytes: Uint8Array, error: unknown): CountersignError {
   const fields = DURATION_FIELDS[path];
   if (fields !== undefined) {
@@ -68,9 +146,12 @@ export function withTolerantDecoding(definition: ServiceDefinition): ServiceDefi
   const wrapped: Record<string, ServiceDefinition[string]> = {};
   for (const [name, method] of Object.entries(definition)) {
     const decode = method.requestDeserialize;
+    const structs = STRUCT_FIELDS[method.path];
     wrapped[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
+        const problem = structs === undefined ? undefined : structProblem(bytes, structs);
+        if (problem !== undefined) return new UndecodableRequest(problem);
         try {
           return decode(bytes);
         } catch (e) {

@@ -45,6 +45,8 @@ export class PasskeyEvidenceCheck implements RecordCheck {
   /** Last counter seen per credential, and the assertions already used (a per-vote assertion counts once). */
   private readonly counters = new Map<string, number>();
   private readonly usedAssertions = new Map<string, number>();
+  /** Passkeys of an earlier console origin already warned about. */
+  private readonly movedWarned = new Set<string>();
   private readonly pending: Promise<void>[] = [];
   /** Reported at finish(), in sequence order (signature checks end in any order). */
   private readonly problems: PasskeyAuditProblem[] = [];
@@ -52,7 +54,10 @@ export class PasskeyEvidenceCheck implements RecordCheck {
 
   constructor(
     private readonly options: {
-      /** The console origin the auditor expects (from the configuration), when known. */
+      /**
+       * The console's current origin (from the configuration), when known. Only for a
+       * warning: each vote is judged against the origin its registration binds.
+       */
       expectedOrigin?: string | undefined;
     } = {},
   ) {}
@@ -131,8 +136,17 @@ export class PasskeyEvidenceCheck implements RecordCheck {
     }
     if (reg.principal !== principal) return void problem(`credential ${a.credential_id} is ${reg.principal}'s passkey (registered at seq ${reg.seq}), not ${principal}'s`);
     if (reg.removedAt !== undefined) return void problem(`credential ${a.credential_id} was removed at seq ${reg.removedAt}, before this vote`);
-    if (this.options.expectedOrigin !== undefined && reg.origin !== this.options.expectedOrigin) {
-      return void problem(`credential ${a.credential_id} was registered for ${reg.origin}, not the console at ${this.options.expectedOrigin}`);
+    // The registration binds the origin and RP ID: the vote is judged against them, not
+    // against today's console address (public_url may have changed since; older votes stay valid).
+    if (a.origin !== reg.origin || a.rp_id !== reg.rpId) {
+      return void problem(
+        `records origin ${String(a.origin)} and RP ID ${String(a.rp_id)}, but its passkey was registered for ${reg.origin} (RP ID ${reg.rpId}) at seq ${reg.seq}`,
+      );
+    }
+    const configured = this.options.expectedOrigin;
+    if (configured !== undefined && reg.origin !== configured && !this.movedWarned.has(a.credential_id)) {
+      this.movedWarned.add(a.credential_id);
+      ctx.warn(`seq ${r.seq}: passkey ${a.credential_id} was registered for ${reg.origin} (seq ${reg.seq}), not the console's current ${configured}; its votes are checked against ${reg.origin}`);
     }
 
     // What the challenge must have been derived from.

@@ -63,7 +63,10 @@ export interface AuditVerifyInput extends Omit<AuditSnapshot, 'head' | 'headMiss
   against?: { name: string; snapshot: AuditSnapshot } | undefined;
   /** Checks to run on every record besides the built-in ones. */
   recordChecks?: RecordCheck[] | undefined;
-  /** The approver console's origin, when known: passkeys registered for another origin do not count. */
+  /**
+   * The approver console's current origin, when known. Only for a warning: each passkey vote is
+   * judged against the origin and RP ID its registration record binds (public_url may have changed).
+   */
   consoleOrigin?: string | undefined;
 }
 

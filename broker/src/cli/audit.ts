@@ -170,7 +170,7 @@ export async function verifyRedisTrail(config: BrokerConfig): Promise<AuditRepor
   return verifyAuditTrail({ ...snapshot, getKey: createLocalJWKSet({ keys }), consoleOrigin: consoleOriginOf(config) });
 }
 
-/** The configured console's origin: passkeys registered for another origin do not count. */
+/** The configured console's origin: votes of passkeys registered for an earlier origin are named in a warning (each is checked against its own registration). */
 function consoleOriginOf(config: BrokerConfig | undefined): string | undefined {
   const url = config?.console.enabled ? configuredPublicUrl(config) : undefined;
   return url === undefined ? undefined : new URL(url).origin;

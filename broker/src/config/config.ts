@@ -2,8 +2,10 @@
 // two stages: YAML parsed with positions, then validated into a typed config.
 // Unknown keys are errors; relative paths are relative to the config file.
 import { readFile } from 'node:fs/promises';
+import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { addProxy } from '../console/ip-range.js';
 import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.js';
 import { duration } from './duration.js';
 import { parseYaml, validateYaml, YamlValidationError } from './yaml-file.js';
@@ -187,6 +189,13 @@ const identitySchema = z
 /** Host names a browser treats as a secure context over plain HTTP (no Secure cookies needed there). */
 export const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
+/** A token bucket: per_minute sustained, burst at once. */
+const rateBucket = (perMinute: number, burst: number) =>
+  z
+    .object({ per_minute: z.number().int().min(1).max(100_000).default(perMinute), burst: z.number().int().min(1).max(100_000).default(burst) })
+    .strict()
+    .prefault({});
+
 /** The approver console (docs/console.md): its own listener, its public address, sign-in and sessions. */
 const consoleSchema = z
   .object({
@@ -220,6 +229,24 @@ const consoleSchema = z
     /** A passkey can be registered only this soon after signing in with the identity provider or an operator's link. */
     enrollment_window: duration(MINUTE, HOUR).default(10 * MINUTE),
     max_passkeys: z.number().int().min(1).max(32).default(10),
+    /**
+     * Token buckets (in Redis, shared by replicas) on what an attacker would hammer: sign-in link
+     * redemption, the OIDC callback, passkey options and verification, votes. Past them: 429 with Retry-After.
+     */
+    rate_limits: z
+      .object({
+        /** Per client address (behind an ingress, see trusted_proxies). */
+        per_ip: rateBucket(120, 60),
+        /** Per signed-in principal, whatever address they come from. */
+        per_principal: rateBucket(60, 30),
+        /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; others' is ignored. */
+        trusted_proxies: z
+          .array(z.string().max(64).refine((t) => addProxy(new BlockList(), t), 'expected an IP address or CIDR range, e.g. 10.0.0.0/8'))
+          .max(64)
+          .default([]),
+      })
+      .strict()
+      .prefault({}),
     /** With Slack on, cards offer "Sign in to approve": a one-time link sent to the clicker only. */
     slack_sign_in_links: z.boolean().default(true),
     /** Sign-in with the organisation's identity provider (authorization code + PKCE). */

@@ -20,6 +20,7 @@ import type { RequestStore } from '../requests/store.js';
 import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { SignInLinks } from './links.js';
 import { OIDC_CALLBACK_PATH, OidcSignIn } from './oidc.js';
+import { ConsoleRateLimiter } from './rate-limit.js';
 import { ApproverConsole, listenConsole, type ConsoleListener } from './server.js';
 import { SessionStore } from './sessions.js';
 
@@ -123,8 +124,14 @@ export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, o
     async serve({ workflow, store: requests, policy }) {
       if (listener === undefined) return;
       const sessions = new SessionStore(deps.redis, deps.keys, deps.clock, { idleTimeoutMs: c.session.idle_timeout, maxAgeMs: c.session.max_age });
+      const r = c.rate_limits;
+      const limiter = new ConsoleRateLimiter(deps.redis, deps.keys, deps.clock, {
+        perIp: { perMinute: r.per_ip.per_minute, burst: r.per_ip.burst },
+        perPrincipal: { perMinute: r.per_principal.per_minute, burst: r.per_principal.burst },
+        trustedProxies: r.trusted_proxies,
+      });
       const pages = new ApproverConsole(
-        { workflow, store: requests, directory: deps.directory, passkeys, links, sessions, oidc, audit: deps.audit, policy, clock: deps.clock, logger: deps.logger },
+        { workflow, store: requests, directory: deps.directory, passkeys, links, sessions, oidc, limiter, audit: deps.audit, policy, clock: deps.clock, logger: deps.logger },
         { publicUrl, enrollmentWindowMs: c.enrollment_window, sessionMaxAgeMs: c.session.max_age },
       );
       listener.serve(await pages.prepare());

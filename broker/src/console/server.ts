@@ -22,6 +22,7 @@ import { LINK_PATH, type SignInLinks } from './links.js';
 import { OIDC_CALLBACK_PATH, OIDC_START_PATH, OIDC_TRANSACTION_TTL_MS, type OidcSignIn } from './oidc.js';
 import { continuePage, errorPage, linkPage, listPage, passkeysPage, requestPage, signInPage, type RuleFacts, type Viewer } from './pages.js';
 import { diffParameters } from './parameters.js';
+import type { ConsoleRateLimiter } from './rate-limit.js';
 import { ENROLLING_METHODS, sameSecret, type Session, type SessionStore } from './sessions.js';
 
 /** The channel name of votes cast in the console. */
@@ -38,6 +39,8 @@ export interface ConsoleDeps {
   links: SignInLinks;
   sessions: SessionStore;
   oidc: OidcSignIn | undefined;
+  /** Per-address and per-principal token buckets on the routes marked `limited`. */
+  limiter: ConsoleRateLimiter;
   audit: AuditLog;
   policy: () => Policy;
   clock: Clock;
@@ -120,7 +123,9 @@ export class ApproverConsole {
   private readonly preCookie = 'countersign_pre';
   private readonly oidcCookie = 'countersign_oidc';
   private readonly staticFiles = new Map<string, { body: Buffer; type: string }>();
-  private readonly routes: { method: string; pattern: RegExp; handler: Handler }[] = [];
+  private readonly routes: { method: string; pattern: RegExp; handler: Handler; limited: boolean }[] = [];
+  /** Requests on a limited route: their principal's bucket is taken once they are authenticated. */
+  private readonly limitedRequests = new WeakSet<IncomingMessage>();
 
   constructor(
     private readonly deps: ConsoleDeps,
@@ -130,22 +135,24 @@ export class ApproverConsole {
     // Browsers keep Secure cookies off plain http; on localhost they are not needed (a secure context already).
     this.secure = new URL(settings.publicUrl).protocol === 'https:';
     this.sessionCookie = this.secure ? '__Host-countersign' : 'countersign_session';
-    const route = (method: string, pattern: RegExp, handler: Handler) => this.routes.push({ method, pattern, handler });
+    const route = (method: string, pattern: RegExp, handler: Handler, limited = false) => this.routes.push({ method, pattern, handler, limited });
+    // Rate limited (per address, and per principal once signed in): what guessing, replaying or flooding would hit.
+    const LIMITED = true;
     route('GET', /^\/$/, (req, res) => this.list(req, res));
     route('GET', /^\/requests\/([^/]+)$/, (req, res, _u, p) => this.requestView(req, res, p[0] as string));
-    route('POST', /^\/requests\/([^/]+)\/challenge$/, (req, res, _u, p) => this.voteChallenge(req, res, p[0] as string));
-    route('POST', /^\/requests\/([^/]+)\/vote$/, (req, res, _u, p) => this.vote(req, res, p[0] as string));
+    route('POST', /^\/requests\/([^/]+)\/challenge$/, (req, res, _u, p) => this.voteChallenge(req, res, p[0] as string), LIMITED);
+    route('POST', /^\/requests\/([^/]+)\/vote$/, (req, res, _u, p) => this.vote(req, res, p[0] as string), LIMITED);
     route('GET', /^\/passkeys$/, (req, res) => this.passkeysView(req, res));
-    route('POST', /^\/passkeys\/options$/, (req, res) => this.registrationOptions(req, res));
-    route('POST', /^\/passkeys$/, (req, res) => this.register(req, res));
+    route('POST', /^\/passkeys\/options$/, (req, res) => this.registrationOptions(req, res), LIMITED);
+    route('POST', /^\/passkeys$/, (req, res) => this.register(req, res), LIMITED);
     route('POST', /^\/passkeys\/remove$/, (req, res) => this.removePasskey(req, res));
     route('GET', /^\/sign-in$/, (req, res, url) => this.signInView(req, res, url));
     route('GET', new RegExp(`^${LINK_PATH}$`), (req, res) => this.linkView(req, res));
-    route('POST', new RegExp(`^${LINK_PATH}$`), (req, res) => this.linkSignIn(req, res));
+    route('POST', new RegExp(`^${LINK_PATH}$`), (req, res) => this.linkSignIn(req, res), LIMITED);
     route('GET', new RegExp(`^${OIDC_START_PATH}$`), (req, res, url) => this.oidcStart(req, res, url));
-    route('GET', new RegExp(`^${OIDC_CALLBACK_PATH}$`), (req, res, url) => this.oidcCallback(req, res, url));
-    route('POST', /^\/sign-in\/passkey\/options$/, (req, res) => this.passkeySignInOptions(req, res));
-    route('POST', /^\/sign-in\/passkey$/, (req, res) => this.passkeySignIn(req, res));
+    route('GET', new RegExp(`^${OIDC_CALLBACK_PATH}$`), (req, res, url) => this.oidcCallback(req, res, url), LIMITED);
+    route('POST', /^\/sign-in\/passkey\/options$/, (req, res) => this.passkeySignInOptions(req, res), LIMITED);
+    route('POST', /^\/sign-in\/passkey$/, (req, res) => this.passkeySignIn(req, res), LIMITED);
     route('POST', /^\/sign-out$/, (req, res) => this.signOut(req, res));
     route('GET', /^\/static\/([a-z.-]+)$/, (req, res, _u, p) => this.staticFile(req, res, p[0] as string));
     route('GET', /^\/healthz$/, async (_req, res) => sendJson(res, 200, { status: 'ok' }));
@@ -202,6 +209,10 @@ export class ApproverConsole {
         return;
       }
       const params = (route.pattern.exec(path) as RegExpExecArray).slice(1).map((p) => decodeURIComponent(p));
+      if (route.limited) {
+        await this.deps.limiter.takeForAddress(req);
+        this.limitedRequests.add(req);
+      }
       await route.handler(req, res, url, params);
     } catch (e) {
       this.fail(req, res, e);
@@ -224,6 +235,8 @@ export class ApproverConsole {
       status = STATUS_OF_KIND[e.kind];
       code = e.code;
       message = e.message;
+      const retryAfterMs = e.details.retryAfterMs;
+      if (status === 429 && typeof retryAfterMs === 'number') res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
     } else {
       const errorId = randomBytes(6).toString('hex');
       this.deps.logger.error({ err: e, errorId, path: req.url?.split('?')[0] }, 'console request failed');
@@ -244,6 +257,7 @@ export class ApproverConsole {
     if (loaded.ok) {
       const principal = this.deps.directory.byName(loaded.session.principal);
       if (principal !== undefined) {
+        if (this.limitedRequests.has(req)) await this.deps.limiter.takeForPrincipal(principal.name);
         return { id: loaded.id, session: loaded.session, viewer: { principal: principal.name, displayName: principal.displayName, csrf: loaded.session.csrf } };
       }
       // Removed from the principals file since signing in.

@@ -268,9 +268,28 @@ export class Passkeys {
 
   // ---- assertions ----
 
+  /** The passkey was registered for this console's origin and RP ID. */
+  private boundHere(p: StoredPasskey): boolean {
+    return p.origin === this.settings.origin && p.rp_id === this.settings.rpId;
+  }
+
+  private boundElsewhere(p: StoredPasskey): Refusal {
+    return refuse(
+      'ERR_PASSKEY_WRONG_ORIGIN',
+      `passkey ${p.credential_id} is registered for ${p.origin} (RP ID ${p.rp_id}); the console is now at ${this.settings.origin}: register a passkey again`,
+    );
+  }
+
   private async assertionOptions(principal: string, challenge: Uint8Array<ArrayBuffer>): Promise<PublicKeyCredentialRequestOptionsJSON | Refusal> {
-    const passkeys = await this.deps.store.list(principal);
-    if (passkeys.length === 0) return refuse('ERR_PASSKEY_NONE', `${principal} has no passkey yet: register one under "My passkeys" first`);
+    const all = await this.deps.store.list(principal);
+    if (all.length === 0) return refuse('ERR_PASSKEY_NONE', `${principal} has no passkey yet: register one under "My passkeys" first`);
+    // A registration binds its origin and RP ID (audit verify checks each vote against them):
+    // passkeys of the console's former address do not count here.
+    const passkeys = all.filter((p) => this.boundHere(p));
+    if (passkeys.length === 0) {
+      const former = [...new Set(all.map((p) => p.origin))].join(', ');
+      return refuse('ERR_PASSKEY_NONE', `${principal}'s passkeys are registered for ${former}; the console is now at ${this.settings.origin}: register a passkey again under "My passkeys"`);
+    }
     return generateAuthenticationOptions({
       rpID: this.settings.rpId,
       allowCredentials: passkeys.map((p) => ({ id: p.credential_id, transports: transportsOf(p) })),
@@ -315,6 +334,7 @@ export class Passkeys {
     const { store, clock } = this.deps;
     const passkey = await store.get(principal, r.id);
     if (passkey === undefined) return refuse('ERR_PASSKEY_NOT_YOURS', `credential ${r.id} is not one of ${principal}'s passkeys`);
+    if (!this.boundHere(passkey)) return this.boundElsewhere(passkey);
     const assertion: PasskeyAssertion = {
       credential_id: r.id,
       authenticator_data: r.response.authenticatorData,
@@ -382,6 +402,7 @@ export class Passkeys {
     // Checked again: the passkey must still be registered, and the record must be what was verified.
     const passkey = await this.deps.store.get(target.principal, kept.assertion.credential_id);
     if (passkey === undefined) return refuse('ERR_PASSKEY_NOT_YOURS', `credential ${kept.assertion.credential_id} is no longer one of ${target.principal}'s passkeys`);
+    if (!this.boundHere(passkey)) return this.boundElsewhere(passkey);
     const check = await checkPasskeyAssertion(kept.assertion, { credentialId: passkey.credential_id, publicKey: passkey.public_key }, this.settings);
     if (!check.ok) return refuse(check.code, check.message);
     return { ok: true, assertion: kept.assertion };

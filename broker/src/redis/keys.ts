@@ -60,6 +60,11 @@ export class Keys {
   rateLimit(workloadHash: string): string {
     return `${this.prefix}ratelimit:${workloadHash}`;
   }
+
+  /** Token bucket of the approver console, per client address (ip) or per signed-in principal. */
+  consoleRateLimit(kind: 'ip' | 'principal', hash: string): string {
+    return `${this.prefix}console:ratelimit:${kind}:${hash}`;
+  }
   /**
    * Hash "<request id>|<effect>" -> time it was written: the transactional outbox.
    * Each transition script records what must follow it (audit records, notification

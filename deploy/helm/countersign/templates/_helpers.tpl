@@ -103,7 +103,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "requests" (dict "poll_interval" .Values.broker.requests.pollInterval)
 -}}
 {{- if .Values.console.enabled -}}
-{{- $console := dict "enabled" true "listen" (printf "0.0.0.0:%d" (int .Values.broker.ports.console)) "public_url" .Values.console.publicUrl "sign_in_link_ttl" .Values.console.signInLinkTtl "slack_sign_in_links" .Values.console.slackSignInLinks "session" (dict "idle_timeout" .Values.console.sessionIdleTimeout) -}}
+{{- $console := dict "enabled" true "listen" (printf "0.0.0.0:%d" (int .Values.broker.ports.console)) "public_url" .Values.console.publicUrl "sign_in_link_ttl" .Values.console.signInLinkTtl "slack_sign_in_links" .Values.console.slackSignInLinks "session" (dict "idle_timeout" .Values.console.sessionIdleTimeout) "rate_limits" (dict "per_ip" (dict "per_minute" (int .Values.console.rateLimits.perIp.perMinute) "burst" (int .Values.console.rateLimits.perIp.burst)) "per_principal" (dict "per_minute" (int .Values.console.rateLimits.perPrincipal.perMinute) "burst" (int .Values.console.rateLimits.perPrincipal.burst)) "trusted_proxies" .Values.console.rateLimits.trustedProxies) -}}
 {{- if .Values.console.oidc.enabled -}}
 {{- $_ := set $console "oidc" (dict "issuer" .Values.console.oidc.issuer "client_id" .Values.console.oidc.clientId "claim" .Values.console.oidc.claim "scopes" .Values.console.oidc.scopes "display_name" .Values.console.oidc.displayName) -}}
 {{- end -}}

@@ -59,6 +59,7 @@ console.listen: broker.ports.console
 console.public_url: console.publicUrl
 console.sign_in_link_ttl: console.signInLinkTtl
 console.slack_sign_in_links: console.slackSignInLinks
+console.rate_limits: console.rateLimits
 console.session: console.sessionIdleTimeout
 console.oidc: console.oidc
 {{- end -}}
