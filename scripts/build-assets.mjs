@@ -8,7 +8,8 @@ import { extname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const packages = ['proto', 'approvers', 'broker', 'agents'];
+const named = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const packages = named.length > 0 ? named : ['proto', 'approvers', 'broker', 'agents'];
 const assets = new Set(['.lua', '.js', '.css', '.html', '.binpb', '.json', '.svg']);
 
 function walk(dir) {
