@@ -93,6 +93,7 @@ describe('packed packages installed in a fresh project', () => {
       const manifest = JSON.parse(await readFile(join(ROOT, dir, 'package.json'), 'utf8')) as Record<string, unknown>;
       for (const field of ['license', 'repository', 'engines', 'files']) assert.ok(manifest[field], `${p.name}: no ${field}`);
       assert.equal(manifest.private, undefined, `${p.name} is private`);
+      assert.deepEqual(Object.keys(manifest.exports as object).filter((k) => k.includes('testing')), [], `${p.name} exports test support`);
       for (const f of ['LICENSE', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map']) assert.ok(files.has(f), `${p.name}: ${f} is not in the tarball`);
       const leaked = [...files].filter((f) => /^(src|test)\//.test(f) || f.endsWith('.tsbuildinfo') || f === 'bin/from-source.js');
       assert.deepEqual(leaked, [], `${p.name} ships repository-only files`);
