@@ -2,7 +2,8 @@
 // The part of `npm run build` that tsc does not do: copies the files that modules load
 // at run time next to themselves (Lua scripts, the console's static files, the descriptor
 // set) from each package's src/ to the same place under dist/, so one
-// `new URL('./lua/', import.meta.url)` works from both. `--clean` removes them again.
+// `new URL('./lua/', import.meta.url)` works from both. `--clean` removes them again; package
+// folder names narrow it (`node scripts/build-assets.mjs proto agents`, as build:cli does).
 import { cpSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { extname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
