@@ -9,6 +9,7 @@ import { benchSlack } from './slack.js';
 import { benchMcpProxy } from './mcp-proxy.js';
 import { benchPasskey } from './passkey.js';
 import { benchParameters } from './parameters.js';
+import { benchCli } from './cli.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<void>> = {
   'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
   passkey: () => benchPasskey({ durationMs: seconds * 1000 }),
   parameters: () => benchParameters({ durationMs: seconds * 1000 }),
+  cli: () => benchCli({ runs: Number(process.env.BENCH_CLI_RUNS ?? '15') }),
 };
 
 const selected = process.argv.slice(2);

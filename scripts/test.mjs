@@ -51,6 +51,12 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // The usual report on stdout, and TAP in a file for the closing line.
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
+// The workspace packages from their TypeScript sources, never a stale dist/ (the
+// "countersign-source" export condition; .npmrc sets it for npm and npx too), for the
+// test files and every node process they start.
+const SOURCE = '--conditions=countersign-source';
+const nodeOptions = process.env.NODE_OPTIONS ?? '';
+const env = { ...process.env, NODE_OPTIONS: nodeOptions.includes(SOURCE) ? nodeOptions : `${nodeOptions} ${SOURCE}`.trim() };
 const result = spawnSync(
   process.execPath,
   [
@@ -59,7 +65,7 @@ const result = spawnSync(
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
     ...files,
   ],
-  { cwd: root, stdio: 'inherit' },
+  { cwd: root, env, stdio: 'inherit' },
 );
 let tap = '';
 try {

@@ -2,6 +2,7 @@
 // reach people (the CLI/gRPC approver, Slack). The broker implements
 // ApprovalWorkflow and PrincipalDirectory; channels implement ApproverChannel.
 // Nothing here imports a channel SDK, so the broker core never does either.
+import type { ErrorCode } from '@countersign/proto';
 
 export type RequestStateName = 'PENDING_APPROVAL' | 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED';
 export type StepUp = 'click' | 'confirm' | 'webauthn';
@@ -117,7 +118,7 @@ export interface ApproverConsole {
 /** A vote either counted, or was refused with a stable code and a message for the person. */
 export type VoteOutcome =
   | { counted: true; request: ApprovalRequestView }
-  | { counted: false; code: string; message: string; request: ApprovalRequestView | undefined };
+  | { counted: false; code: ErrorCode; message: string; request: ApprovalRequestView | undefined };
 
 /** The broker's approval workflow, as channels see it. Votes go through it, never around it. */
 export interface ApprovalWorkflow {

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx: no build step between a
-// checkout and a running broker.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('../src/cli/main.ts');
+// Runs the compiled CLI (dist/, built by `npm run build`; `npm install` builds).
+// Inside the repository, .npmrc sets the "countersign-source" condition for npm
+// and npx, so `#cli` resolves to ./from-source.js: the TypeScript sources run
+// through tsx and tests never see a stale build.
+await import('#cli');

@@ -1,6 +1,9 @@
 // Every failure the broker reports carries a stable code. Tests and clients match
 // on the code; the message is for people. api/status.ts turns the kind into a gRPC
-// status, in one place.
+// status, in one place. The codes are a closed list in @countersign/proto (errors.ts).
+import type { ErrorCode } from '@countersign/proto';
+
+export type { ErrorCode };
 
 /** How a failure surfaces to a caller; api/status.ts maps each to one gRPC status. */
 export type ErrorKind =
@@ -17,12 +20,12 @@ export type ErrorKind =
 
 export class CountersignError extends Error {
   override readonly name = 'CountersignError';
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly kind: ErrorKind;
   /** Extra, non-secret facts for logs and audit (field names, limits). */
   readonly details: Record<string, unknown>;
 
-  constructor(kind: ErrorKind, code: string, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+  constructor(kind: ErrorKind, code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
     super(message, options);
     this.kind = kind;
     this.code = code;
@@ -37,6 +40,6 @@ export function invalidField(field: string, message: string, details: Record<str
   return new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `${field}: ${message}`, { field, ...details });
 }
 
-export function unavailable(code: string, message: string, cause?: unknown): CountersignError {
+export function unavailable(code: ErrorCode, message: string, cause?: unknown): CountersignError {
   return new CountersignError('unavailable', code, message, {}, cause === undefined ? undefined : { cause });
 }

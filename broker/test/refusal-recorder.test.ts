@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../src/clock.js';
-import { CountersignError } from '../src/errors.js';
+import { CountersignError, type ErrorCode } from '../src/errors.js';
 import { OTHER_SOURCES, RefusalAggregator, sourceOf } from '../src/identity/refusal-recorder.js';
 
-const refusal = (code: string) => new CountersignError('unauthenticated', code, `x509svid: ${code}`);
+const refusal = (code: ErrorCode) => new CountersignError('unauthenticated', code, `x509svid: ${code}`);
 
 describe('RefusalAggregator', () => {
   it('sums refusals per code and source (the port does not count), one summary each per interval', () => {

@@ -3,15 +3,15 @@
 // the generated code. Each file keeps the exact bytes buf wrote, so what grpcurl or any other
 // client decodes is what protoc would have produced.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fromBinary } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
-import { protoRoot } from './paths.js';
 
 export type { DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 
-export const descriptorSetPath = join(protoRoot, 'src/gen/descriptors.binpb');
+// Next to this module: src/gen in the repository, dist/gen in the package (the build copies it).
+export const descriptorSetPath = fileURLToPath(new URL('./gen/descriptors.binpb', import.meta.url));
 
 export interface DescribedFile {
   proto: FileDescriptorProto;

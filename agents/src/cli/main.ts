@@ -1,19 +1,13 @@
 // countersign: ask the broker for permission to run one operation, wait for the
 // people who must approve it, and (as one of those people) approve or deny.
+//
+// Only commander and the command definitions load up front: each subcommand imports what
+// it uses when it runs (the gRPC client, the MCP SDK, YAML, jose), so `countersign --help`
+// starts about as fast as node itself (`npm run bench -- cli`).
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ApprovalsClient } from '../sdk/approvals.js';
-import { CountersignClient, type OperationInput, type OperationResult } from '../sdk/client.js';
-import { CountersignClientError } from '../sdk/errors.js';
-import { decisionSummary, printPendingList, printRequest, promptLine } from './approvals-output.js';
-import { followRequest, INTERRUPT_SIGNALS } from './follow.js';
-import { OUTPUT_MODES, printResult, type OutputMode } from './output.js';
-import { runGated } from './run.js';
-import { defaultSecretFile, loadBearerSecret } from '../mcp/bearer-secret.js';
-import { serveHttp, serveStdio } from '../mcp/serve.js';
-import { MAX_WAIT_SECONDS } from '../mcp/tools.js';
-import { loadProxyConfig } from '../mcp/proxy-config.js';
-import { McpGuardProxy } from '../mcp/proxy.js';
-import { parametersJsonFromFlags } from './params.js';
+import type { CountersignClient, OperationInput, OperationResult } from '../sdk/client.js';
+import { MAX_WAIT_SECONDS } from '../mcp/limits.js';
+import { OUTPUT_MODES, type OutputMode } from './output-modes.js';
 import { verifyCommand } from './verify.js';
 import { packageVersion, retryReporter } from './retry-report.js';
 
@@ -76,15 +70,16 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
     .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)');
 
-const clientFrom = (o: IdentityFlags) =>
-  CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
-const approvalsFrom = (o: IdentityFlags) =>
-  ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
+const clientFrom = async (o: IdentityFlags) =>
+  (await import('../sdk/client.js')).CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
+const approvalsFrom = async (o: IdentityFlags) =>
+  (await import('../sdk/approvals.js')).ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
 
 const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
 
 /** Follows a pending request until it ends; Ctrl-C stops waiting but leaves the request pending (exit 6). */
 async function waitForEnd(client: CountersignClient, requestId: string, start?: OperationResult): Promise<OperationResult> {
+  const { followRequest } = await import('./follow.js');
   const followed = await followRequest(client, requestId, { onInterrupt: 'leave', start, hint: HINT_LEAVE });
   if ('interrupted' in followed) {
     err(`stopped waiting; request ${requestId} is still pending (countersign watch ${requestId} resumes, countersign cancel ${requestId} withdraws it)`);
@@ -134,10 +129,10 @@ const withOperationOptions = (cmd: Command): Command =>
     .option('--ttl <duration>', 'wished credential lifetime (e.g. 5m)', ttl)
     .option('--client-request-id <id>', 'idempotency key: retries with the same id return the same request (default: a new one per run)');
 
-const operationInput = (o: OperationFlags): OperationInput => ({
+const operationInput = async (o: OperationFlags): Promise<OperationInput> => ({
   operation: o.operation,
   resource: o.resource,
-  parametersJson: parametersJsonFromFlags(o.param, o.parametersJson),
+  parametersJson: (await import('./params.js')).parametersJsonFromFlags(o.param, o.parametersJson),
   reason: o.reason,
   audience: o.audience,
   onBehalfOf: o.onBehalfOf,
@@ -163,7 +158,8 @@ withIdentityOptions(
     .option('--wait', 'when approval is needed, wait for it and print the credential once approved')
     .addOption(outputOption()),
 ).action(async (o: IdentityFlags & OperationFlags & { wait?: boolean; output: OutputMode }) => {
-  const input = operationInput(o);
+  const input = await operationInput(o);
+  const { printResult } = await import('./output.js');
   const client = await clientFrom(o);
   try {
     const result = await client.request(input, {
@@ -190,7 +186,8 @@ withIdentityOptions(
       .passThroughOptions(),
   ),
 ).action(async (command: string[], o: IdentityFlags & OperationFlags & { passIdentity?: boolean }) => {
-  const input = operationInput(o);
+  const input = await operationInput(o);
+  const { runGated } = await import('./run.js');
   const client = await clientFrom(o);
   let code: number;
   try {
@@ -209,6 +206,7 @@ withIdentityOptions(
     .argument('<request-id>', 'the id printed by countersign request')
     .addOption(outputOption()),
 ).action(async (requestId: string, o: IdentityFlags & { output: OutputMode }) => {
+  const { printResult } = await import('./output.js');
   const client = await clientFrom(o);
   try {
     const final = await waitForEnd(client, requestId);
@@ -236,6 +234,11 @@ withIdentityOptions(
     .option('--audience <aud>', 'default audience of the credentials')
     .option('--wait-seconds <s>', `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`, seconds(MAX_WAIT_SECONDS), 50),
 ).action(async (o: IdentityFlags & { http?: number; host: string; tokenFile?: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
+  const [{ CountersignClientError }, { defaultSecretFile, loadBearerSecret }, { serveHttp, serveStdio }] = await Promise.all([
+    import('../sdk/errors.js'),
+    import('../mcp/bearer-secret.js'),
+    import('../mcp/serve.js'),
+  ]);
   if (o.http === undefined && o.tokenFile !== undefined) throw new CountersignClientError('ERR_USAGE', '--token-file goes with --http (over stdio, the client that starts the server is the only caller)');
   const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
   if (o.http === undefined) {
@@ -273,6 +276,11 @@ withIdentityOptions(
     .argument('<command...>', 'the upstream MCP server: a command and its arguments, started with stdio')
     .passThroughOptions(),
 ).action(async (command: string[], o: IdentityFlags & { config: string; onBehalfOf?: string }) => {
+  const [{ loadProxyConfig }, { McpGuardProxy }, { INTERRUPT_SIGNALS }] = await Promise.all([
+    import('../mcp/proxy-config.js'),
+    import('../mcp/proxy.js'),
+    import('./follow.js'),
+  ]);
   const config = loadProxyConfig(o.config);
   const client = await clientFrom(o);
   const [file, ...args] = command as [string, ...string[]];
@@ -316,7 +324,8 @@ withIdentityOptions(
     .description('pending requests you may decide, soonest deadline first')
     .addOption(new Option('--output <mode>', 'what to print').choices(['table', 'json']).default('table')),
 ).action(async (o: IdentityFlags & { output: 'table' | 'json' }) => {
-  const client = approvalsFrom(o);
+  const { printPendingList } = await import('./approvals-output.js');
+  const client = await approvalsFrom(o);
   try {
     printPendingList(await client.listPending(), o.output, out);
   } finally {
@@ -330,7 +339,8 @@ withIdentityOptions(
     .description('one pending request in full: its parameters whole and pretty-printed, votes, rule, reason')
     .argument('<request-id>', 'the request (see countersign approvals list)'),
 ).action(async (requestId: string, o: IdentityFlags) => {
-  const client = approvalsFrom(o);
+  const [{ CountersignClientError }, { printRequest }] = await Promise.all([import('../sdk/errors.js'), import('./approvals-output.js')]);
+  const client = await approvalsFrom(o);
   try {
     const request = (await client.listPending()).find((r) => r.id === requestId);
     if (request === undefined) throw new CountersignClientError('ERR_REQUEST_NOT_FOUND', `${requestId} is not among the pending requests you may decide (countersign approvals list shows them)`);
@@ -341,7 +351,8 @@ withIdentityOptions(
 });
 
 async function decide(requestId: string, decision: 'approve' | 'deny', o: IdentityFlags & { reason?: string; confirmResource?: string }): Promise<void> {
-  const client = approvalsFrom(o);
+  const [{ CountersignClientError }, { decisionSummary, promptLine }] = await Promise.all([import('../sdk/errors.js'), import('./approvals-output.js')]);
+  const client = await approvalsFrom(o);
   try {
     let reason = o.reason;
     let confirmResource = o.confirmResource;
@@ -391,6 +402,7 @@ usageExit(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  const { CountersignClientError } = await import('../sdk/errors.js');
   if (e instanceof CountersignClientError) {
     err(`countersign: ${e.message}${e.code.startsWith('ERR_') ? ` [${e.code}]` : ''}`);
     process.exit(e.code === 'ERR_USAGE' ? EXIT.usage : EXIT.error);

@@ -3,8 +3,9 @@
 import type { OperationResult } from '../sdk/client.js';
 import { printPending } from './approvals-output.js';
 
-export const OUTPUT_MODES = ['token', 'json', 'env'] as const;
-export type OutputMode = (typeof OUTPUT_MODES)[number];
+import { OUTPUT_MODES, type OutputMode } from './output-modes.js';
+
+export { OUTPUT_MODES, type OutputMode };
 
 type Print = (line: string) => void;
 

@@ -2,12 +2,9 @@
 // optionally redeem it once. Exit 0 only when it is valid for what was asked.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { CountersignClient } from '../sdk/client.js';
-import { CountersignClientError } from '../sdk/errors.js';
-import { ENV } from '../sdk/identity.js';
-import { RemoteJwks } from '../verify/jwks.js';
-import { CredentialVerificationError, verifyCredential, type VerifiedCredential } from '../verify/verify.js';
-import { parseParams } from './params.js';
+import { ENV } from '../sdk/env.js';
+import type { RemoteJwks } from '../verify/jwks.js';
+import type { VerifiedCredential } from '../verify/verify.js';
 
 export const VERIFY_EXIT = { valid: 0, error: 1, usage: 2, invalid: 3, expired: 4, alreadyRedeemed: 7 } as const;
 
@@ -45,9 +42,19 @@ interface VerifyFlags {
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
-const usage = (message: string) => new CountersignClientError('ERR_USAGE', message);
+/** What verify needs once it runs, loaded then (the client, jose): `countersign --help` does not pay for it. */
+async function load() {
+  const [client, errors, jwks, verify, params] = await Promise.all([
+    import('../sdk/client.js'),
+    import('../sdk/errors.js'),
+    import('../verify/jwks.js'),
+    import('../verify/verify.js'),
+    import('./params.js'),
+  ]);
+  return { ...client, ...errors, ...jwks, ...verify, ...params };
+}
 
-function readToken(flag: string | undefined, file: string | undefined): string {
+function readToken(flag: string | undefined, file: string | undefined, usage: (message: string) => Error): string {
   if (flag !== undefined && file !== undefined) throw usage('--token and --token-file: give the credential one way');
   if (file !== undefined) {
     try {
@@ -101,7 +108,9 @@ export function verifyCommand(): Command {
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
     .addHelpText('after', VERIFY_EXIT_HELP)
     .action(async (o: VerifyFlags) => {
-      const token = readToken(o.token, o.tokenFile);
+      const { CountersignClient, CountersignClientError, CredentialVerificationError, parseParams, RemoteJwks, verifyCredential } = await load();
+      const usage = (message: string) => new CountersignClientError('ERR_USAGE', message);
+      const token = readToken(o.token, o.tokenFile, usage);
       const jwksUrl = o.jwksUrl ?? process.env[ENV.jwksUrl];
       if (!jwksUrl) throw usage(`no JWKS: give --jwks-url (e.g. http://127.0.0.1:7080/.well-known/jwks.json) or set ${ENV.jwksUrl}`);
       let jwks: RemoteJwks;

@@ -61,7 +61,9 @@ function exactly<Shape extends z.ZodRawShape>(tool: string, shape: Shape) {
   });
 }
 
-export const MAX_WAIT_SECONDS = 600;
+import { MAX_WAIT_SECONDS } from './limits.js';
+
+export { MAX_WAIT_SECONDS };
 
 const INSTRUCTIONS = `Countersign gates high-impact operations behind policy and human approval.
 Before you run an operation the user's organisation protects (deploys, data exports, deleting or

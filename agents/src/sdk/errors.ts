@@ -2,13 +2,15 @@
 // the broker's message.
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 
-export const ERROR_CODE_TRAILER = 'countersign-error-code';
+import { ERROR_CODE_TRAILER, isErrorCode, type ErrorCode } from '@countersign/proto';
+
+export { ERROR_CODE_TRAILER, type ErrorCode };
 
 export class CountersignClientError extends Error {
   override readonly name = 'CountersignClientError';
   constructor(
     /** Stable code, e.g. ERR_INVALID_FIELD, ERR_SVID_UNTRUSTED, ERR_BROKER_UNAVAILABLE. */
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     /** The gRPC status, when the error came from the broker. */
     readonly grpcStatus?: GrpcStatus,
@@ -18,7 +20,7 @@ export class CountersignClientError extends Error {
   }
 }
 
-const FALLBACK_CODE: Partial<Record<GrpcStatus, string>> = {
+const FALLBACK_CODE: Partial<Record<GrpcStatus, ErrorCode>> = {
   [GrpcStatus.UNAVAILABLE]: 'ERR_BROKER_UNAVAILABLE',
   [GrpcStatus.DEADLINE_EXCEEDED]: 'ERR_BROKER_TIMEOUT',
   [GrpcStatus.UNAUTHENTICATED]: 'ERR_UNAUTHENTICATED',
@@ -30,8 +32,11 @@ const FALLBACK_CODE: Partial<Record<GrpcStatus, string>> = {
 
 export function fromServiceError(e: ServiceError): CountersignClientError {
   const metadata = e.metadata instanceof Metadata ? e.metadata : undefined;
-  const code = metadata?.get(ERROR_CODE_TRAILER)[0]?.toString() ?? FALLBACK_CODE[e.code] ?? 'ERR_BROKER';
-  return new CountersignClientError(code, e.details || e.message, e.code, { cause: e });
+  const sent = metadata?.get(ERROR_CODE_TRAILER)[0]?.toString();
+  const fallback = FALLBACK_CODE[e.code] ?? 'ERR_BROKER';
+  // A code this SDK does not know (a newer broker's) keeps its status's code; the message names it.
+  if (sent !== undefined && !isErrorCode(sent)) return new CountersignClientError(fallback, `${e.details || e.message} [${sent}]`, e.code, { cause: e });
+  return new CountersignClientError(sent ?? fallback, e.details || e.message, e.code, { cause: e });
 }
 
 /** Why a request yielded no credential: its state, as a stable code, and the broker's message. */
@@ -47,7 +52,7 @@ export class RequestNotApprovedError extends CountersignClientError {
   }
 }
 
-const NOT_APPROVED_CODE: Record<string, string> = {
+const NOT_APPROVED_CODE: Record<string, ErrorCode> = {
   DENIED: 'ERR_REQUEST_DENIED',
   EXPIRED: 'ERR_REQUEST_EXPIRED',
   CANCELLED: 'ERR_REQUEST_CANCELLED',

@@ -20,17 +20,9 @@ export interface ClientIdentity {
   caPem: string;
 }
 
-export const ENV = {
-  addr: 'COUNTERSIGN_ADDR',
-  cert: 'COUNTERSIGN_CERT',
-  key: 'COUNTERSIGN_KEY',
-  ca: 'COUNTERSIGN_CA',
-  serverId: 'COUNTERSIGN_SERVER_ID',
-  /** The broker's JWKS (countersign verify). */
-  jwksUrl: 'COUNTERSIGN_JWKS_URL',
-  /** "1"/"true": use the Workload API at SPIFFE_ENDPOINT_SOCKET; or an endpoint address. */
-  workloadApi: 'COUNTERSIGN_WORKLOAD_API',
-} as const;
+import { ENV } from './env.js';
+
+export { ENV };
 
 export interface IdentityChoice extends IdentityFiles {
   /** Use the Workload API: true for SPIFFE_ENDPOINT_SOCKET, or an endpoint (unix:///path, tcp://IP:port). */

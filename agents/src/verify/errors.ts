@@ -1,6 +1,9 @@
 // Why a credential was refused: a stable code to branch on, a message for people.
+import type { ErrorCode } from '@countersign/proto';
 
-export type VerifyErrorCode =
+/** The verify library's codes, from the closed list in @countersign/proto. */
+export type VerifyErrorCode = Extract<
+  ErrorCode,
   | 'ERR_CREDENTIAL_MISSING'
   | 'ERR_CREDENTIAL_MALFORMED'
   | 'ERR_CREDENTIAL_SIGNATURE'
@@ -18,7 +21,8 @@ export type VerifyErrorCode =
   | 'ERR_CREDENTIAL_PARAMETERS_MISMATCH'
   | 'ERR_CREDENTIAL_ALREADY_REDEEMED'
   | 'ERR_CREDENTIAL_REDEMPTION_FAILED'
-  | 'ERR_JWKS_UNAVAILABLE';
+  | 'ERR_JWKS_UNAVAILABLE'
+>;
 
 export class CredentialVerificationError extends Error {
   override readonly name = 'CredentialVerificationError';

@@ -16,7 +16,9 @@ import type { JsonObject } from '@countersign/proto';
 import { CredentialVerificationError, refusalClass } from './errors.js';
 import { verifyCredential, type VerifiedCredential, type VerifyOptions } from './verify.js';
 
-export const ERROR_CODE_TRAILER = 'countersign-error-code';
+import { ERROR_CODE_TRAILER } from '@countersign/proto';
+
+export { ERROR_CODE_TRAILER };
 
 /** What a guarded method does, from its request message. */
 // any: a request message is whatever the service's codec produces; each binding narrows it.

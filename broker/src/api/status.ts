@@ -22,7 +22,9 @@ export type Describe<Res> = (response: Res) => Attributes;
 
 const errorCodeOf = (error: unknown): string => (error instanceof CountersignError && error.kind !== 'internal' ? error.code : 'ERR_INTERNAL');
 
-export const ERROR_CODE_TRAILER = 'countersign-error-code';
+import { ERROR_CODE_TRAILER } from '@countersign/proto';
+
+export { ERROR_CODE_TRAILER };
 
 const STATUS_FOR_KIND: Record<ErrorKind, GrpcStatus> = {
   invalid_argument: GrpcStatus.INVALID_ARGUMENT,

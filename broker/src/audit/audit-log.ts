@@ -11,7 +11,7 @@ import { CountersignError, unavailable } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
-import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
+import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 import type { Logger } from '../observability/logger.js';
 import { chainRecords, EMPTY_HEAD, parseRecord, type AuditRecord, type ChainHead } from './chain.js';
 import { normalizeEvent, type AuditEvent } from './events.js';

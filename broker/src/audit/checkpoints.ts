@@ -6,14 +6,13 @@
 // write to Redis can rebuild a consistent chain, but not sign for it: a
 // checkpoint that disagrees with the chain proves a rewrite, and the copies
 // shipped through the sinks keep them outside Redis too.
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type CryptoKey, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
-import type { Keyring } from '../credentials/keys.js';
 import type { Logger } from '../observability/logger.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
-import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
+import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 import { AUDIT_LUA_DIR } from './audit-log.js';
 import type { ChainHead } from './chain.js';
 import type { HeadSigner } from './head.js';
@@ -33,6 +32,14 @@ export interface CheckpointClaims {
   prev_checkpoint?: number;
   /** Signing time, seconds. */
   iat: number;
+}
+
+/**
+ * What a checkpoint needs of the broker's keyring (credentials/keys.ts, Keyring): audit sits
+ * below credentials in the broker's layers and does not import it.
+ */
+export interface Keyring {
+  signingKey(now: number): { readonly kid: string; readonly alg: string; readonly privateKey: CryptoKey };
 }
 
 export async function signCheckpoint(keyring: Keyring, head: ChainHead, options: { issuer: string; now: number; previous?: number }): Promise<string> {

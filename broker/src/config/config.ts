@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { addProxy } from '../console/ip-range.js';
+import { addProxy } from './ip-range.js';
 import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.js';
 import { duration } from './duration.js';
 import { parseYaml, validateYaml, YamlValidationError } from './yaml-file.js';

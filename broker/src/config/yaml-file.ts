@@ -3,7 +3,7 @@
 // mean "approvers"?)". Shared by the broker config and the policy file.
 import { isMap, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
-import { CountersignError } from '../errors.js';
+import { CountersignError, type ErrorCode } from '../errors.js';
 
 export interface YamlProblem {
   /** "file:line:col" or "file" when the position is unknown. */
@@ -15,7 +15,7 @@ export interface YamlProblem {
 
 export class YamlValidationError extends CountersignError {
   constructor(
-    code: string,
+    code: ErrorCode,
     readonly file: string,
     readonly problems: YamlProblem[],
   ) {
@@ -98,7 +98,7 @@ export interface ParsedYaml {
   file: string;
 }
 
-export function parseYaml(text: string, file: string, options: { maxBytes: number; errorCode: string }): ParsedYaml {
+export function parseYaml(text: string, file: string, options: { maxBytes: number; errorCode: ErrorCode }): ParsedYaml {
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > options.maxBytes) {
     throw new YamlValidationError(options.errorCode, file, [{ where: file, path: '', message: `file is ${bytes} bytes, at most ${options.maxBytes} are accepted` }]);
@@ -147,7 +147,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'object' ? 'mapping' : `${typeof v} ${JSON.stringify(v)}`);
 
 /** Validates parsed YAML against a schema, throwing YamlValidationError listing every problem. */
-export function validateYaml<S extends z.ZodType>(parsed: ParsedYaml, schema: S, errorCode: string): z.output<S> {
+export function validateYaml<S extends z.ZodType>(parsed: ParsedYaml, schema: S, errorCode: ErrorCode): z.output<S> {
   const result = schema.safeParse(parsed.value);
   if (result.success) return result.data;
   const problems: YamlProblem[] = [];

@@ -6,7 +6,7 @@
 // A refusal is 429 with Retry-After (docs/console.md, "Threat model").
 import { createHash } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
-import { addProxy } from './ip-range.js';
+import { addProxy } from '../config/ip-range.js';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
 import { CountersignError } from '../errors.js';

@@ -12,7 +12,7 @@ import { CountersignError } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
-import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
+import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 import { SIGNING_ALGORITHMS, VERIFIER_MAX_SKEW_MS, type Keyring } from './keys.js';
 import type { Redeemers } from './redeemers.js';
 

@@ -4,7 +4,7 @@
 // Set, SPIFFE Trust Domain and Bundle spec section 4, X.509-SVID spec section 6)
 // or as the concatenated DER the Workload API sends.
 import { X509Certificate } from 'node:crypto';
-import { CountersignError } from '../errors.js';
+import { CountersignError, type ErrorCode } from '../errors.js';
 import { parseTrustDomain } from './spiffe-id.js';
 import { parseStrictJson, StrictJsonError } from './strict-json.js';
 import { readCertificateFields } from './x509-fields.js';
@@ -35,7 +35,7 @@ export const MAX_AUTHORITIES_PER_BUNDLE = 64;
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;
 
-function bundleError(code: string, message: string, details: Record<string, unknown> = {}): CountersignError {
+function bundleError(code: ErrorCode, message: string, details: Record<string, unknown> = {}): CountersignError {
   return new CountersignError('invalid_argument', code, `bundle: ${message}`, details);
 }
 

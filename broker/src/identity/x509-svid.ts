@@ -8,7 +8,7 @@
 // it lacks (pathLenConstraint, critical extensions) and gives precise codes.
 import { X509Certificate } from 'node:crypto';
 import { certificateThumbprint } from '@countersign/proto';
-import { CountersignError } from '../errors.js';
+import { CountersignError, type ErrorCode } from '../errors.js';
 import type { BundleSource, TrustBundle, X509Authority } from './bundle.js';
 import { SvidCache } from './svid-cache.js';
 import { parseSpiffeId, trustDomainId } from './spiffe-id.js';
@@ -55,7 +55,7 @@ const EKU_FOR_ROLE: Record<SvidRole, string> = { client: '1.3.6.1.5.5.7.3.2', se
 /** Critical extensions this validator understands; any other critical one is refused (RFC 5280 4.2). */
 const UNDERSTOOD_CRITICAL = new Set([OID_BASIC_CONSTRAINTS, OID_KEY_USAGE, OID_EXT_KEY_USAGE, OID_SUBJECT_ALT_NAME, OID_NAME_CONSTRAINTS]);
 
-function refuse(code: string, message: string, details: Record<string, unknown> = {}): CountersignError {
+function refuse(code: ErrorCode, message: string, details: Record<string, unknown> = {}): CountersignError {
   return new CountersignError('unauthenticated', code, `x509svid: ${message}`, details);
 }
 
@@ -120,7 +120,7 @@ interface CheckedSvid {
   anchor: X509Authority;
 }
 
-const PATH_FAILURE_CODES: Record<PathFailureReason, string> = {
+const PATH_FAILURE_CODES: Record<PathFailureReason, ErrorCode> = {
   name_not_permitted: 'ERR_SVID_NAME_NOT_PERMITTED',
   name_excluded: 'ERR_SVID_NAME_EXCLUDED',
   nested_name_constraints: 'ERR_SVID_NAME_CONSTRAINTS_NESTED',

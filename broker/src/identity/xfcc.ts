@@ -7,7 +7,7 @@
 // on connections whose own SVID is a configured proxy ID (peer-authenticator.ts),
 // and then validates the forwarded chain exactly like a direct one.
 import { createHash } from 'node:crypto';
-import { CountersignError } from '../errors.js';
+import { CountersignError, type ErrorCode } from '../errors.js';
 import { pemToDer } from './bundle.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
@@ -22,7 +22,7 @@ export interface ForwardedCertificate {
   by: string | undefined;
 }
 
-function refuse(code: string, message: string): CountersignError {
+function refuse(code: ErrorCode, message: string): CountersignError {
   return new CountersignError('unauthenticated', code, `xfcc: ${message}`);
 }
 

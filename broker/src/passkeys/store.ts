@@ -7,7 +7,7 @@ import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
-import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
+import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 
 const canonical = (principal: string): string => normalizePrincipalName(principal, 'principal');
 

@@ -1,53 +1,18 @@
-// Loads every Lua script in ./lua and registers it on a Redis connection. A file
-// is named <name>-<numKeys>.lua (the BullMQ convention), so the key count is
-// visible where the script is written and cannot drift from its caller. A line
-// "-- @include NAME" is replaced by ./lua/include/NAME.lua, for code that several
-// transitions share.
-import { readdirSync, readFileSync } from 'node:fs';
+// The request state machine's Lua scripts (./lua, one per transition), registered
+// through the loader in redis/scripts.ts.
 import { fileURLToPath } from 'node:url';
 import type { Redis } from '../redis/connection.js';
+import { loadScripts as loadScriptsIn, registerScripts as registerScriptsOn, type LuaScript, type ScriptRunner } from '../redis/scripts.js';
 
-const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
+export type { LuaScript, ScriptRunner };
 
-export interface LuaScript {
-  name: string;
-  numberOfKeys: number;
-  lua: string;
+export const REQUESTS_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
+
+export function loadScripts(dir: string = REQUESTS_LUA_DIR): LuaScript[] {
+  return loadScriptsIn(dir);
 }
-
-function withIncludes(dir: string, file: string, lua: string): string {
-  return lua.replace(/^-- @include ([a-z-]+)$/gm, (_line, name: string) => {
-    try {
-      return readFileSync(`${dir}include/${name}.lua`, 'utf8');
-    } catch {
-      throw new Error(`lua script ${file}: cannot include ${name} (expected include/${name}.lua)`);
-    }
-  });
-}
-
-export function loadScripts(dir: string = LUA_DIR): LuaScript[] {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.lua'))
-    .map((file) => {
-      const m = /^([a-zA-Z]+)-(\d+)\.lua$/.exec(file);
-      if (m === null) throw new Error(`lua script ${file}: name must be <name>-<numKeys>.lua`);
-      return { name: m[1] as string, numberOfKeys: Number(m[2]), lua: withIncludes(dir, file, readFileSync(`${dir}${file}`, 'utf8')) };
-    });
-}
-
-export type ScriptRunner = (name: string, keys: string[], args: (string | number)[]) => Promise<unknown>;
 
 /** Defines each script as an ioredis command (EVALSHA with EVAL fallback) and returns a runner. */
 export function registerScripts(redis: Redis, scripts: LuaScript[] = loadScripts()): ScriptRunner {
-  const byName = new Map(scripts.map((s) => [s.name, s]));
-  for (const s of scripts) {
-    redis.defineCommand(`cs_${s.name}`, { numberOfKeys: s.numberOfKeys, lua: s.lua });
-  }
-  return (name, keys, args) => {
-    const script = byName.get(name);
-    if (script === undefined) throw new Error(`no lua script named ${name}`);
-    if (keys.length !== script.numberOfKeys) throw new Error(`lua script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
-    const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[`cs_${name}`] as (...a: (string | number)[]) => Promise<unknown>;
-    return command.call(redis, ...keys, ...args);
-  };
+  return registerScriptsOn(redis, scripts);
 }
