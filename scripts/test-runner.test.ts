@@ -6,7 +6,9 @@ import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 // @ts-expect-error: a plain .mjs script without type declarations
-import { summaryLines, tapCounts } from './test-summary.mjs';
+import { slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
+// @ts-expect-error: a plain .mjs reporter without type declarations
+import durations from './test-durations.mjs';
 
 const SCRIPT = fileURLToPath(new URL('./test.mjs', import.meta.url));
 
@@ -38,5 +40,24 @@ describe('npm test (scripts/test.mjs)', () => {
     const [line] = summaryLines(counts);
     assert.match(line, /^tests: 0 passed, 19 failed \(0 failed, 19 cancelled/);
     assert.equal(summaryLines(tapCounts('# pass 7\n# fail 1\n# cancelled 0\n'))[0], 'tests: 7 passed, 1 failed');
+  });
+
+  it('prints the slowest test files, each the sum of its top-level tests', async () => {
+    const events = [
+      { type: 'test:pass', data: { nesting: 0, file: '/r/a.test.ts', details: { duration_ms: 1500 } } },
+      { type: 'test:pass', data: { nesting: 1, file: '/r/a.test.ts', details: { duration_ms: 900 } } },
+      { type: 'test:fail', data: { nesting: 0, file: '/r/a.test.ts', details: { duration_ms: 500 } } },
+      { type: 'test:pass', data: { nesting: 0, file: '/r/b.test.ts', details: { duration_ms: 4000 } } },
+      { type: 'test:diagnostic', data: { nesting: 0, message: 'tests 3' } },
+    ];
+    async function* source() {
+      yield* events;
+    }
+    let json = '';
+    for await (const chunk of durations(source())) json += chunk;
+    const byFile = JSON.parse(json) as Record<string, number>;
+    assert.deepEqual(byFile, { '/r/a.test.ts': 2000, '/r/b.test.ts': 4000 });
+    assert.deepEqual(slowestLines(byFile, '/r', 1), ['slowest 1 test files:', '     4.0 s  b.test.ts']);
+    assert.deepEqual(slowestLines({}, '/r'), []);
   });
 });

@@ -34,3 +34,13 @@ export function redisAnswers(url, timeoutMs = 2000) {
     socket.once('data', (d) => done(/^(\+PONG|-NOAUTH|-ERR)/.test(d.toString())));
   });
 }
+
+/** "slowest test files:" and up to `n` lines "  12.3 s  path", slowest first, from { file: ms }. */
+export function slowestLines(durations, root, n = 10) {
+  const rows = Object.entries(durations)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n);
+  if (rows.length === 0) return [];
+  const rel = (file) => (file.startsWith(root) ? file.slice(root.length).replace(/^\//, '') : file);
+  return [`slowest ${rows.length} test files:`, ...rows.map(([file, ms]) => `  ${(ms / 1000).toFixed(1).padStart(6)} s  ${rel(file)}`)];
+}

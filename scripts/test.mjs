@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { redisAnswers, summaryLines, tapCounts } from './test-summary.mjs';
+import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const skip = new Set(['node_modules', '.git', '.countersign', 'dist']);
@@ -51,6 +51,7 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // The usual report on stdout, and TAP in a file for the closing line.
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
+const durationsFile = join(scratch, 'durations.json');
 // The workspace packages from their TypeScript sources, never a stale dist/ (the
 // "countersign-source" export condition; .npmrc sets it for npm and npx too), for the
 // test files and every node process they start.
@@ -63,17 +64,20 @@ const result = spawnSync(
     '--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000',
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
+    `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${durationsFile}`,
     ...files,
   ],
   { cwd: root, env, stdio: 'inherit' },
 );
 let tap = '';
+let durations = {};
 try {
   tap = readFileSync(tapFile, 'utf8');
+  durations = JSON.parse(readFileSync(durationsFile, 'utf8'));
 } catch {
-  // The runner did not start; its exit status says why.
+  // The runner did not start (or ended before its reporters did); its exit status says why.
 }
 rmSync(scratch, { recursive: true, force: true });
 const counts = tapCounts(tap);
-process.stdout.write(`\n${summaryLines(counts).join('\n')}\n`);
+process.stdout.write(`\n${[...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
 process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 ? 0 : (result.status || 1));
