@@ -303,11 +303,47 @@ export const configSchema = z
           .object({
             master_name: z.string().min(1).max(128),
             sentinels: z.array(listenAddress).min(1).max(16),
+            /** A file holding the password of the sentinels themselves (requirepass on the sentinels), when they have one. */
+            password_file: filePath.optional(),
+            /** Talk TLS to the sentinels too (the primary and replicas use TLS when redis.url is rediss://). */
+            tls: z.boolean().default(false),
           })
           .strict()
           .optional(),
+        /** TLS to Redis (rediss:// URLs, or Sentinel with tls): a private CA, and a client certificate when Redis asks for one. */
+        tls: z
+          .object({
+            ca_file: filePath.optional(),
+            cert_file: filePath.optional(),
+            key_file: filePath.optional(),
+            /** The name the server certificate must carry, when it is not the host connected to (e.g. Sentinel announces IPs). */
+            servername: z.string().min(1).max(253).optional(),
+          })
+          .strict()
+          .superRefine((tls, ctx) => {
+            if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+              ctx.addIssue({ code: 'custom', path: [tls.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together (a client certificate and its key)' });
+            }
+          })
+          .optional(),
+        /**
+         * Durable acknowledgements: before the broker answers anything that must survive
+         * a failover, this many replicas have the write (Redis WAIT); see docs/operations.md.
+         */
+        durability: z
+          .object({
+            replicas: z.number().int().min(0).max(16).default(0),
+            timeout: duration(10, MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
+      .superRefine((redis, ctx) => {
+        if (redis.tls !== undefined && !redis.url.startsWith('rediss://') && !(redis.sentinel?.tls ?? false)) {
+          ctx.addIssue({ code: 'custom', path: ['tls'], message: `redis.tls is set but redis.url (${redis.url.replace(/\/\/([^@/]*)@/, '//***@')}) is not rediss:// and sentinel.tls is off: nothing would use TLS` });
+        }
+      })
       .prefault({}),
     policy: z
       .object({

@@ -1,5 +1,6 @@
 // Redis connections. Commands fail fast while Redis is unreachable (no offline
 // queue), so a request never waits on a dead Redis: it gets UNAVAILABLE.
+import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import { CountersignError, unavailable } from '../errors.js';
 
@@ -11,7 +12,18 @@ export interface RedisConnectOptions {
   /** Overrides any password in the URL (e.g. read from a mounted Secret). */
   password?: string | undefined;
   /** Connect through Redis Sentinel: the URL's host is ignored, its db/TLS/user still apply. */
-  sentinel?: { masterName: string; sentinels: { host: string; port: number }[] } | undefined;
+  sentinel?:
+    | {
+        masterName: string;
+        sentinels: { host: string; port: number }[];
+        /** The sentinels' own password (requirepass on the sentinels). */
+        password?: string | undefined;
+        /** TLS to the sentinels (these options), when set. */
+        tls?: ConnectionOptions | undefined;
+      }
+    | undefined;
+  /** TLS options for the primary (rediss:// URLs, or the master Sentinel names); overrides the URL's plain "use TLS". */
+  tls?: ConnectionOptions | undefined;
   /** How long to wait for the first connection (ms). */
   connectTimeoutMs?: number;
   /** BullMQ workers need blocking commands with no per-request retry limit. */
@@ -21,14 +33,26 @@ export interface RedisConnectOptions {
 export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
   return {
     ...(options.password === undefined ? {} : { password: options.password }),
-    ...(options.sentinel === undefined ? {} : { name: options.sentinel.masterName, sentinels: options.sentinel.sentinels }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.sentinel === undefined
+      ? {}
+      : {
+          name: options.sentinel.masterName,
+          sentinels: options.sentinel.sentinels,
+          ...(options.sentinel.password === undefined ? {} : { sentinelPassword: options.sentinel.password }),
+          ...(options.sentinel.tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: options.sentinel.tls }),
+          // Hear +switch-master at once instead of waiting for the dead primary's connection to time out.
+          failoverDetector: true,
+          sentinelRetryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 4), 1000),
+        }),
     connectionName: options.connectionName ?? 'countersign',
     lazyConnect: true,
     enableOfflineQueue: options.forBullmq ?? false,
     maxRetriesPerRequest: options.forBullmq ? null : 1,
     connectTimeout: options.connectTimeoutMs ?? 5000,
     enableAutoPipelining: !options.forBullmq,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5000),
+    // Behind Sentinel the new primary is there within seconds: look again often, not every 5 s.
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), options.sentinel === undefined ? 5000 : 500),
   };
 }
 
