@@ -146,7 +146,7 @@ export async function startApprovals(
       const events = await RequestEvents.start(subscriber, keys.requestEvents(), logger);
       closers.push(() => events.close());
       const collector = new CredentialCollector(
-        { store, minter: options.minter, audit, clock, metrics, logger },
+        { store, outbox, minter: options.minter, audit, clock, metrics, logger },
         { collectionWindowMs: settings.collectionWindowMs, defaultTtlMs: settings.defaultTtlMs },
       );
       delivery = new RequestDelivery(
