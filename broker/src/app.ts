@@ -141,7 +141,14 @@ async function openAudit(
     { redis, keys, keyring, heads, clock, logger, sink: auditSink },
     { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
   );
-  const audit = new RedisAuditLog(auditRedis, keys, clock, { heads, durability, sink: auditSink, logger, onAppended: (head) => checkpointer.noteAppended(head) });
+  const audit = new RedisAuditLog(auditRedis, keys, clock, {
+    heads,
+    durability,
+    sink: auditSink,
+    logger,
+    onAppended: (head) => checkpointer.noteAppended(head),
+    refuseFork: durability.waitReplicas > 0,
+  });
   for (const warning of await audit.preflight()) logger.warn(warning);
   // Before anything is appended: a Redis that lost the chain (or had it cut) gets a restart record, not a silent new chain.
   const known = [await lastCheckpointedHead(redis, keys, getKey)];

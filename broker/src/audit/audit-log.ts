@@ -51,6 +51,14 @@ export interface RedisAuditLogOptions {
   maxBatchEvents?: number;
   /** Chain restarts are logged here (as errors). */
   logger?: Logger;
+  /**
+   * Refuse to append (UNAVAILABLE, ERR_AUDIT_CHAIN_FORK) rather than record a
+   * chain_restart when records this process acknowledged are no longer in Redis.
+   * Set when writes are confirmed by replicas (redis.durability): then their loss
+   * means a failover promoted a replica without them, and carrying on would fork
+   * the chain; an operator looks, and a restarted broker records the restart.
+   */
+  refuseFork?: boolean;
 }
 
 export const AUDIT_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
@@ -268,6 +276,17 @@ export class RedisAuditLog implements AuditLog {
       let trusted = this.head !== undefined;
       for (let attempt = 0; attempt <= MAX_CONTENTION_RETRIES; attempt++) {
         const reason = trusted ? undefined : await this.assess(head);
+        if (this.options.refuseFork && reason !== undefined && this.lastKnown?.source === 'memory' && reason !== 'head_unsigned' && reason !== 'head_signature_invalid') {
+          const known = this.lastKnown;
+          this.options.logger?.error(
+            { reason, foundSeq: head.seq, lastAcknowledgedSeq: known.seq, chain: this.keys.auditChain() },
+            `audit chain fork refused (${reason}): Redis ends at seq ${head.seq}, but this broker acknowledged seq ${known.seq}; writes stop until an operator checks the failover (restarting the broker records a chain_restart)`,
+          );
+          throw unavailable(
+            'ERR_AUDIT_CHAIN_FORK',
+            `audit append refused: the chain in Redis ends at seq ${head.seq}${head.seq === 0 ? '' : ` (${head.hash.slice(0, 16)}…)`}, not at seq ${known.seq} that this broker acknowledged (${reason}); a failover lost acknowledged records`,
+          );
+        }
         if (reason === undefined && events.length === 0) {
           this.head = head;
           return [];
@@ -291,9 +310,10 @@ export class RedisAuditLog implements AuditLog {
         if (reply[0] === 1) {
           const firstSeq = continueAfterLoss ? base.seq + 1 : head.firstSeq;
           this.head = { seq: last.seq, hash: last.hash, sig, checkpointSeq: Number(reply[2] ?? 0), firstSeq };
-          this.lastKnown = { seq: last.seq, hash: last.hash, source: 'memory' };
           this.divergedAtStart = false;
           await this.waitDurable();
+          // Known (acknowledged) only once durable: a record a failover took before its WAIT is not missed later.
+          this.lastKnown = { seq: last.seq, hash: last.hash, source: 'memory' };
           for (const c of chained) this.options.sink?.write(c.line);
           this.options.onAppended?.(this.head);
           return records.slice(restart.length);
