@@ -366,7 +366,7 @@ async function startServices(
     jwks: () => keyring.jwks(clock.now()),
     readiness: [
       { name: 'redis', check: async () => void (await redis.ping()) },
-      { name: 'redis_durability', check: () => checkDurability(redis, durability) },
+      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
     ],
     routes: { '/metrics': metricsRoute(metrics), ...(slack.slack?.httpHandler ? { [SLACK_EVENTS_PATH]: slack.slack.httpHandler } : {}) },
   });
@@ -376,7 +376,7 @@ async function startServices(
   const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals'];
   let ready = true;
   const readinessTimer = setInterval(() => {
-    Promise.all([redis.ping(), checkDurability(redis, durability)]).then(
+    Promise.all([redis.ping(), checkDurability(redis, durability, keys.auditChain())]).then(
       () => (ready = true),
       () => (ready = false),
     ).finally(() => {
@@ -520,7 +520,7 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
     jwks: () => ({ keys: [] }),
     readiness: [
       { name: 'redis', check: async () => void (await redis.ping()) },
-      { name: 'redis_durability', check: () => checkDurability(redis, durability) },
+      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
     ],
     routes: { '/metrics': metricsRoute(metrics) },
   });

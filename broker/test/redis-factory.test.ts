@@ -51,7 +51,7 @@ describe('redis config', () => {
     assert.deepEqual(durabilityOf(config('  durability: { replicas: 2, timeout: 250ms }\n')), { waitReplicas: 2, waitLocalFsync: false, timeoutMs: 250 });
     const older = config('  prefix: "t:"\n', '/etc/countersign', 'audit:\n  durability: { wait_replicas: 1, timeout: 3s }\n');
     assert.deepEqual(durabilityOf(older), { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 3000 });
-    assert.deepEqual(durabilityOf(config('  prefix: "t:"\n')), { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 });
+    assert.deepEqual(durabilityOf(config('  prefix: "t:"\n')), { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key');
   });
 });
 
@@ -106,8 +106,8 @@ describe('redis connection factory', () => {
     const redis = await connectConfiguredRedis(config(`  url: ${TEST_REDIS_URL}\n`), 'countersign-test');
     try {
       const online = await onlineReplicas(redis, 10);
-      await checkDurability(redis, { waitReplicas: online, waitLocalFsync: false, timeoutMs: 1000 });
-      await assert.rejects(checkDurability(redis, { waitReplicas: online + 1, waitLocalFsync: false, timeoutMs: 1000 }), (e: Error & { code?: string }) => {
+      await checkDurability(redis, { waitReplicas: online, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key');
+      await assert.rejects(checkDurability(redis, { waitReplicas: online + 1, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key'), (e: Error & { code?: string }) => {
         assert.equal(e.code, 'ERR_REDIS_NOT_DURABLE');
         assert.match(e.message, new RegExp(`replicas is ${online + 1} but the Redis primary has ${online} replica`));
         return true;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Clock } from '../clock.js';
 import { CountersignError, unavailable } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
-import { redisCall } from '../redis/connection.js';
+import { nodeServing, redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../requests/scripts.js';
 import type { Logger } from '../observability/logger.js';
@@ -120,7 +120,7 @@ export class RedisAuditLog implements AuditLog {
     const { waitReplicas, waitLocalFsync } = this.durability;
     if (waitLocalFsync) {
       try {
-        await this.redis.call('WAITAOF', 1, waitReplicas, 1);
+        await (await nodeServing(this.redis, this.keys.auditChain())).call('WAITAOF', 1, waitReplicas, 1);
       } catch (e) {
         if ((e as Error).name !== 'ReplyError') throw e;
         throw new CountersignError(
@@ -341,9 +341,12 @@ export class RedisAuditLog implements AuditLog {
   /** Blocks until the configured replicas / AOF fsync have the write, or fails closed. */
   private async waitDurable(): Promise<void> {
     const { waitReplicas, waitLocalFsync, timeoutMs } = this.durability;
+    if (!waitLocalFsync && waitReplicas === 0) return;
+    // On a Cluster: the node that took the write, on the connection it went over.
+    const node = await redisCall('audit WAIT', () => nodeServing(this.redis, this.keys.auditChain()));
     if (waitLocalFsync) {
       const [local, replicas] = (await redisCall('audit WAITAOF', () =>
-        this.redis.call('WAITAOF', waitLocalFsync ? 1 : 0, waitReplicas, timeoutMs),
+        node.call('WAITAOF', waitLocalFsync ? 1 : 0, waitReplicas, timeoutMs),
       )) as [number, number];
       if (local < 1 || replicas < waitReplicas) {
         throw unavailable(
@@ -352,7 +355,7 @@ export class RedisAuditLog implements AuditLog {
         );
       }
     } else if (waitReplicas > 0) {
-      const acked = (await redisCall('audit WAIT', () => this.redis.call('WAIT', waitReplicas, timeoutMs))) as number;
+      const acked = (await redisCall('audit WAIT', () => node.call('WAIT', waitReplicas, timeoutMs))) as number;
       if (acked < waitReplicas) {
         throw unavailable('ERR_AUDIT_NOT_DURABLE', `audit append: ${acked}/${waitReplicas} replicas acknowledged within ${timeoutMs} ms`);
       }

@@ -7,7 +7,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { AuditDurability } from '../audit/audit-log.js';
 import { configPath, splitHostPort, type BrokerConfig } from '../config/config.js';
 import { CountersignError } from '../errors.js';
-import { connectRedis, type Redis, type RedisConnectOptions } from './connection.js';
+import { connectRedis, nodeServing, type Redis, type RedisConnectOptions } from './connection.js';
 
 /** Everything needed to open a connection like the broker's own: what connectRedis takes. */
 export interface RedisTarget {
@@ -45,7 +45,8 @@ export async function redisTarget(config: BrokerConfig): Promise<RedisTarget> {
     ...(redis.sentinel.password_file === undefined ? {} : { password: await readSecret(config, 'redis.sentinel.password_file', redis.sentinel.password_file) }),
     ...(redis.sentinel.tls ? { tls: tls ?? {} } : {}),
   };
-  return { url: redis.url, options: { password, sentinel, tls } };
+  const cluster = redis.cluster && { nodes: redis.cluster.nodes.map((n) => splitHostPort(n)) };
+  return { url: redis.url, options: { password, sentinel, cluster, tls } };
 }
 
 /** Connects to the configured Redis and waits until it answers, or throws UNAVAILABLE. */
@@ -83,11 +84,12 @@ export async function onlineReplicas(redis: Redis, maxLagSeconds: number): Promi
 
 /**
  * The readiness check for redis.durability: fails (throws) while fewer replicas are
- * online than each write must reach, because every such write would fail anyway.
+ * online than each write must reach, because every such write would fail anyway. On a
+ * Cluster, the replicas of the node that serves `key` (all keys share its slot).
  */
-export async function checkDurability(redis: Redis, durability: AuditDurability): Promise<void> {
+export async function checkDurability(redis: Redis, durability: AuditDurability, key: string): Promise<void> {
   if (durability.waitReplicas === 0) return;
-  const online = await onlineReplicas(redis, Math.max(1, Math.ceil(durability.timeoutMs / 1000)));
+  const online = await onlineReplicas(await nodeServing(redis, key), Math.max(1, Math.ceil(durability.timeoutMs / 1000)));
   if (online < durability.waitReplicas) {
     throw new CountersignError(
       'unavailable',

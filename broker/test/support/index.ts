@@ -10,3 +10,4 @@ export * from './audit.js';
 // The Slack Web API fake, for tests that run a broker with Slack on.
 export { FakeSlack, type FakeMessage, type FakeSlackOptions, type FakeView } from '@countersign/approvers/testing';
 export * from './sentinel.js';
+export * from './cluster.js';

@@ -120,19 +120,20 @@ export interface RedisServer {
  * fsync on every write (the default, for durability tests) or without persistence
  * (for benchmarks).
  */
-export async function startRedisServer(options: { persistence?: 'aof-always' | 'aof-everysec' | 'none'; replicaOf?: number } = {}): Promise<RedisServer> {
+export async function startRedisServer(options: { persistence?: 'aof-always' | 'aof-everysec' | 'none'; replicaOf?: number; cluster?: boolean } = {}): Promise<RedisServer> {
   const persistence = {
     'aof-always': ['--appendonly', 'yes', '--appendfsync', 'always'],
     'aof-everysec': ['--appendonly', 'yes', '--appendfsync', 'everysec'],
     none: ['--appendonly', 'no'],
   }[options.persistence ?? 'aof-always'];
+  const clustered = options.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] : [];
   const replication = options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
   const dir = await mkdtemp(join(tmpdir(), 'countersign-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const launch = async () => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, ...replication, '--save', '', '--maxmemory-policy', 'noeviction'];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, ...replication, ...clustered, '--save', '', '--maxmemory-policy', 'noeviction'];
     child = trackChild(spawn('redis-server', args, { stdio: 'ignore' }));
     await eventually(`redis-server on port ${port}`, async () => {
       const redis = await connectRedis(url, { connectTimeoutMs: 500 });
