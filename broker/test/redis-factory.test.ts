@@ -47,6 +47,18 @@ describe('redis config', () => {
     assert.match(problem('  durability: { replica: 1 }\n'), /redis\.durability.*replica/s);
   });
 
+  it('on Redis Cluster, requires a prefix with a hash tag (one slot for every key) and refuses Sentinel besides', () => {
+    assert.match(problem('  prefix: "countersign:"\n  cluster: { nodes: [r0:6379] }\n'), /redis\.prefix.*must start with a hash tag, e\.g\. "\{countersign\}:" \(got "countersign:"\)/s);
+    assert.match(
+      problem('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379] }\n  sentinel: { master_name: m, sentinels: [s0:26379] }\n'),
+      /redis\.cluster.*exclude each other/s,
+    );
+    assert.match(problem('  prefix: "{cs:"\n'), /redis\.prefix/);
+    assert.match(problem('  cluster: { nodes: [] }\n  prefix: "{cs}:"\n'), /redis\.cluster\.nodes/);
+    const c = config('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379, "r1.example:7000"] }\n');
+    assert.equal(c.redis.prefix, '{cs}:');
+  });
+
   it('takes the larger of redis.durability and the older audit.durability.wait_replicas', () => {
     assert.deepEqual(durabilityOf(config('  durability: { replicas: 2, timeout: 250ms }\n')), { waitReplicas: 2, waitLocalFsync: false, timeoutMs: 250 });
     const older = config('  prefix: "t:"\n', '/etc/countersign', 'audit:\n  durability: { wait_replicas: 1, timeout: 3s }\n');
@@ -91,6 +103,12 @@ describe('redis connection factory', () => {
       password: 'sentinel-s3cret',
       tls: { ca: 'CA PEM', servername: 'redis.internal' },
     });
+  });
+
+  it('reads the cluster seed nodes', async () => {
+    const target = await redisTarget(config('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379, "r1.example:7000"] }\n', dir));
+    assert.deepEqual(target.options.cluster, { nodes: [{ host: 'r0', port: 6379 }, { host: 'r1.example', port: 7000 }] });
+    assert.equal(target.options.sentinel, undefined);
   });
 
   it('names the field and the file when a secret cannot be read', async () => {
