@@ -247,6 +247,17 @@ describe('Helm chart', () => {
     assert.deepEqual(external.redis.durability, { replicas: 0, timeout: 1000 });
   });
 
+  it('external Redis Cluster: the seed nodes, a hash-tagged prefix, TLS and the password from a Secret', () => {
+    const { docs } = render(join(chart, 'ci/external-redis-cluster.yaml'));
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.deepEqual(config.redis.cluster?.nodes, ['redis-0.redis:6379', 'redis-1.redis:6379', 'redis-2.redis:6379']);
+    assert.equal(config.redis.prefix, '{countersign}:');
+    assert.equal(config.redis.url, 'rediss://unused:6379');
+    assert.equal(config.redis.sentinel, undefined);
+    assert.equal(config.redis.password_file, '/var/run/countersign/redis/password');
+    assert.equal(docs.filter((d) => d.kind === 'StatefulSet').length, 0, 'no Redis of the chart\'s own');
+  });
+
   it('lists who may redeem credentials (broker.credentials.redeemers); nobody by default', () => {
     const configOf = (valuesFile?: string) =>
       parseConfig(find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
@@ -351,6 +362,7 @@ describe('Helm chart', () => {
       'console-port-is-http-port.yaml': /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
       'console-link-ttl-2d.yaml': /console\.signInLinkTtl=2d is out of range: the broker accepts 1m to 24h/,
       'sentinel-too-few-replicas.yaml': /redis\.sentinel\.replicas=2 with redis\.durability\.replicas=1: after a failover the new primary has 0 replica\(s\) and every write would fail .*use redis\.sentinel\.replicas of at least 3/,
+      'cluster-prefix-without-hash-tag.yaml': /redis\.prefix="countersign:": on Redis Cluster \(redis\.external\.cluster\.enabled\) the prefix must start with a hash tag, e\.g\. \{countersign\}:/,
       'extra-config-console-public-url.yaml': /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };
 
@@ -417,6 +429,8 @@ describe('Helm chart', () => {
       ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
       ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],
       ['an unknown Redis mode', ['redis.mode=cluster'], /redis\/mode/],
+      ['a Redis Cluster without nodes', ['redis.external.cluster.enabled=true'], /redis\/external\/cluster\/nodes/],
+      ['both Cluster and Sentinel', ['redis.external.cluster.enabled=true', 'redis.external.cluster.nodes={r0:6379}', 'redis.external.sentinel.enabled=true', 'redis.external.sentinel.sentinels={s0:26379}'], /exclude each other/],
       ['an even number of sentinels', ['redis.mode=sentinel', 'redis.sentinel.sentinels=4'], /redis\/sentinel\/sentinels/],
       ['the console without its public URL', ['console.enabled=true'], /console\/publicUrl/],
       ['a console public URL that is not https', ['console.enabled=true', 'console.publicUrl=http://approve.example.org'], /console\/publicUrl/],

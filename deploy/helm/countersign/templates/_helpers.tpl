@@ -78,6 +78,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (eq .Values.redis.mode "external") .Values.redis.external.sentinel.enabled -}}
 {{- $_ := set $redis "sentinel" (dict "master_name" .Values.redis.external.sentinel.masterName "sentinels" .Values.redis.external.sentinel.sentinels) -}}
 {{- end -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.cluster.enabled -}}
+{{- $_ := set $redis "cluster" (dict "nodes" .Values.redis.external.cluster.nodes) -}}
+{{- end -}}
 {{- if eq .Values.redis.mode "sentinel" -}}
 {{- $sentinels := list -}}
 {{- range $i := until (int .Values.redis.sentinel.sentinels) -}}
