@@ -20,6 +20,8 @@ export interface SentinelSet {
   sentinelAddresses: string[];
   /** The port of the primary Sentinel names now. */
   primaryPort(): Promise<number>;
+  /** What each sentinel says (tilt, the master's address and flags), for a failing test's message. */
+  describe(): Promise<string>;
   /** A connection to the current primary, through the sentinels. */
   connectPrimary(): Promise<Redis>;
   destroy(): Promise<void>;
@@ -101,8 +103,20 @@ export async function startSentinelSet(options: { replicas?: number; downAfterMs
     );
     const primaryPort = async () =>
       ask(ports[0] as number, async (r) => Number(((await r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]));
+    const describe = async () =>
+      (
+        await Promise.all(
+          ports.map((port) =>
+            ask(port, async (r) => {
+              const info = await r.info('sentinel');
+              return `sentinel :${port}: ${info.split(/\r?\n/).filter((l) => /^(sentinel_tilt|master0)/.test(l)).join('; ')}`;
+            }).catch((e: unknown) => `sentinel :${port}: ${(e as Error).message}`),
+          ),
+        )
+      ).join('\n');
     return {
       servers,
+      describe,
       sentinelPorts: ports,
       sentinelAddresses: ports.map((p) => `127.0.0.1:${p}`),
       primaryPort,
