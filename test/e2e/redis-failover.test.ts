@@ -38,6 +38,10 @@ rules:
     match: { workload: "spiffe://${TD}/ci/*", operation: deploy, resource: "prod/*" }
     decision: approve
     approval: { approvers: [alice, bob], required: 1, timeout: 15m }
+  - name: quick-deploys
+    match: { workload: "spiffe://${TD}/ci/*", operation: deploy, resource: "quick/*" }
+    decision: approve
+    approval: { approvers: [alice, bob], required: 1, timeout: 3s }
 `;
 const LIMITS = `requests:
   limits: { max_pending_per_workload: 1000, requests_per_second: 1000, burst: 1000 }
@@ -176,9 +180,12 @@ describe('Redis primary lost (Sentinel failover)', () => {
     ]);
     const oldPrimary = set.servers[0] as { port: number; stop(signal?: NodeJS.Signals): Promise<void> };
     let before: { issued: number; votes: number };
+    const expiring: OperationResult[] = [];
     try {
       await eventually('some traffic before the kill', () => issued.size >= 40 && votesAcked.size >= 5, 30_000, 20).catch(why);
       before = { issued: issued.size, votes: votesAcked.size };
+      // Requests whose expiry jobs (BullMQ, delayed) come due around the switch.
+      for (const n of [1, 2]) expiring.push(await deployer(a.address).request({ operation: 'deploy', resource: 'quick/web', parameters: { n } }));
       killedAt = performance.now();
       await oldPrimary.stop('SIGKILL');
       await eventually('a call to succeed after the kill', () => firstSuccessMs !== undefined, 30_000, 20).catch(why);
@@ -194,6 +201,7 @@ describe('Redis primary lost (Sentinel failover)', () => {
     }
     stop = true; // the loops end with the call each has in flight
     await loops;
+    for (const r of expiring) assert.equal((await deployer(b.address).waitForApproval(r)).state, 'EXPIRED', `request ${r.requestId} expired (its job fired after the failover)`);
 
     const newPrimaryPort = await set.primaryPort();
     assert.notEqual(newPrimaryPort, oldPrimary.port, 'Sentinel promoted a replica');
@@ -218,6 +226,7 @@ describe('Redis primary lost (Sentinel failover)', () => {
       assert.ok(new Set(of('credential_issued', id).map((r) => r.jti)).size <= 1, `request ${id}: one credential`);
       repeated += decisions - 1 + Math.max(0, of('resolution', id).length - 1);
     }
+    for (const r of expiring) assert.deepEqual(new Set(of('resolution', r.requestId).map((x) => (x as { state?: string }).state)), new Set(['EXPIRED']), `request ${r.requestId} expired once`);
     for (const id of votesAcked) assert.deepEqual(new Set(of('resolution', id).map((r) => (r as { state?: string }).state)), new Set(['APPROVED']), `request ${id} (vote acknowledged) resolved APPROVED`);
 
     // The audit CLI follows Sentinel too (it used to connect to redis.url: the dead primary).
