@@ -43,8 +43,9 @@ export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
           sentinels: options.sentinel.sentinels,
           ...(options.sentinel.password === undefined ? {} : { sentinelPassword: options.sentinel.password }),
           ...(options.sentinel.tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: options.sentinel.tls }),
-          // Hear +switch-master at once instead of waiting for the dead primary's connection to time out.
-          failoverDetector: true,
+          // Not failoverDetector: its +switch-master handler can close a connection that is already
+          // reconnecting, and ioredis then ends it for good ("Connection is closed"), seen in the failover test.
+          // A lost primary closes its connections; a reconnect asks the sentinels again.
           sentinelRetryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 4), 1000),
         }),
     connectionName: options.connectionName ?? 'countersign',
