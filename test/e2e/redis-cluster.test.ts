@@ -160,4 +160,39 @@ describe('Redis Cluster', () => {
     assert.equal(verify.code, 0, verify.out);
     process.stderr.write(`cluster: slot ${migration.slot} (${migration.keys} keys) moved from :${migration.from} to :${migration.to} under load; ${issued.size} credentials, all audited\n`);
   });
+  it('waits for the replica of the node that serves the slot (redis.durability), and fails closed without it', async () => {
+    const { port } = await cluster.ownerOf(prefix);
+    const replica = await cluster.addReplica(port);
+    // Another deployment's keys under the same hash tag: the same slot, the same node.
+    const durable = await writeBrokerFiles({
+      ca,
+      policy: POLICY,
+      redisUrl: 'redis://127.0.0.1:6379',
+      prefix: `${prefix}durable:`,
+      extraConfig: LIMITS,
+      redisExtra: `  cluster:\n    nodes: [${cluster.nodes.join(', ')}]\n  durability: { replicas: 1, timeout: 500ms }\n`,
+    });
+    const second = await spawnBroker(durable.configFile);
+    try {
+      const client = new CountersignClient({ ...options(second.address, deployerSvid), retry: { attempts: 1 } });
+      closers.push(client);
+      // WAIT on any other primary (none has a replica) would count 0: this one counts the slot's replica.
+      const allowed = await client.requestOperation({ operation: 'deploy', resource: 'staging/web' });
+      assert.equal(allowed.state, 'APPROVED');
+      assert.equal((await fetch(`http://127.0.0.1:${second.httpPort}/readyz`)).status, 200);
+
+      await replica.stop('SIGKILL');
+      await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { n: 1 } }), (e: CountersignClientError) => {
+        assert.equal(e.grpcStatus, 14);
+        assert.equal(e.code, 'ERR_AUDIT_NOT_DURABLE');
+        return true;
+      });
+      const notReady = await fetch(`http://127.0.0.1:${second.httpPort}/readyz`);
+      assert.equal(notReady.status, 503);
+      assert.match(JSON.stringify(await notReady.json()), /redis_durability.*replicas is 1 but the Redis primary has 0 replica/);
+    } finally {
+      await second.kill('SIGKILL');
+      await rm(durable.dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -16,6 +16,8 @@ export interface RedisCluster {
   ownerOf(key: string): Promise<{ port: number; slot: number }>;
   /** Moves the slot of `key` to another primary, MIGRATE by MIGRATE, as `redis-cli --cluster reshard` does; returns where it went. */
   migrateSlotOf(key: string, options?: { batch?: number; pauseMs?: number }): Promise<{ slot: number; from: number; to: number; keys: number }>;
+  /** Adds a replica of the primary on `port` (CLUSTER MEET, CLUSTER REPLICATE) and waits until it is in sync. */
+  addReplica(port: number): Promise<RedisServer>;
   /** A cluster client (ioredis Cluster, typed as Redis) for checks. */
   connect(): Promise<Redis>;
   destroy(): Promise<void>;
@@ -76,6 +78,16 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         }
         for (const p of [to, from, ...ports.filter((x) => x !== to && x !== from)]) await at(p, (r) => r.call('CLUSTER', 'SETSLOT', slot, 'NODE', toId));
         return { slot, from, to, keys: moved };
+      },
+      async addReplica(port) {
+        const replica = await startRedisServer({ persistence: 'none', cluster: true });
+        servers.push(replica);
+        const primaryId = String(await at(port, (r) => r.call('CLUSTER', 'MYID')));
+        await at(replica.port, (r) => r.call('CLUSTER', 'MEET', '127.0.0.1', port));
+        await eventually('the new node to know the primary', () => at(replica.port, async (r) => String(await r.call('CLUSTER', 'NODES')).includes(primaryId)), 20_000, 100);
+        await at(replica.port, (r) => r.call('CLUSTER', 'REPLICATE', primaryId));
+        await eventually('the replica to be in sync', () => at(port, async (r) => /^slave0:.*state=online/m.test(await r.info('replication'))), 20_000, 100);
+        return replica;
       },
       connect: () => connectRedis('redis://127.0.0.1', { connectionName: 'countersign-test', cluster: { nodes: ports.map((port) => ({ host: '127.0.0.1', port })) } }),
       destroy,
