@@ -1,6 +1,7 @@
 // npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
+import { benchDurability } from './durability.js';
 import { benchAuditAppend, benchVerify } from './verify.js';
 import { benchPolicy } from './policy.js';
 import { benchSvidVerify } from './svid-verify.js';
@@ -14,6 +15,7 @@ import { benchCli } from './cli.js';
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () => benchAllowPath({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
+  durability: () => benchDurability({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
   verify: () => benchVerify({ durationMs: seconds * 1000 }),
   'audit-append': () => benchAuditAppend({ durationMs: seconds * 1000, concurrencies: [1, 64] }),
   policy: () => benchPolicy({ durationMs: seconds * 1000 }),

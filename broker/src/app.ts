@@ -24,9 +24,9 @@ import { Metrics } from './observability/metrics.js';
 import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
 import { createSlack, LateWorkflow, loadSlackSettings, SLACK_EVENTS_PATH, type BrokerSlack } from './channels/slack.js';
-import { checkEvictionPolicy, connectRedis, type RedisConnectOptions, type Redis } from './redis/connection.js';
+import { checkEvictionPolicy, type Redis } from './redis/connection.js';
+import { checkDurability, connectConfiguredRedis, durabilityOf } from './config/redis.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
-import { readFile } from 'node:fs/promises';
 import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
 import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
@@ -40,15 +40,6 @@ import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
 import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
 import { HealthImplementation } from 'grpc-health-check';
 import { openConsole, type OpenConsole } from './console/index.js';
-
-/** Password (from password_file) and Sentinel settings for the broker's Redis connections. */
-export async function redisAuth(config: BrokerConfig): Promise<Pick<RedisConnectOptions, 'password' | 'sentinel'>> {
-  const password = config.redis.password_file ? (await readFile(configPath(config, config.redis.password_file), 'utf8')).trim() : undefined;
-  const sentinel = config.redis.sentinel
-    ? { masterName: config.redis.sentinel.master_name, sentinels: config.redis.sentinel.sentinels.map((s) => splitHostPort(s)) }
-    : undefined;
-  return { password, sentinel };
-}
 
 export interface BrokerOverrides {
   clock?: Clock;
@@ -140,21 +131,24 @@ async function openAudit(
   if (config.audit.stdout && auditStdout !== null) sinks.push(new StreamSink(auditStdout));
   if (config.audit.file !== undefined) sinks.push(await FileSink.open(configPath(config, config.audit.file), logger));
   const auditSink = new FanoutSink(sinks);
-  const durability = {
-    waitReplicas: config.audit.durability.wait_replicas,
-    waitLocalFsync: config.audit.durability.wait_local_fsync,
-    timeoutMs: config.audit.durability.timeout,
-  };
+  const durability = durabilityOf(config);
   // WAIT/WAITAOF block the connection they run on: give the audit its own then.
   const waits = durability.waitReplicas > 0 || durability.waitLocalFsync;
-  const auditRedis = waits ? await connectRedis(config.redis.url, { connectionName: 'countersign-audit', ...(await redisAuth(config)) }) : redis;
+  const auditRedis = waits ? await connectConfiguredRedis(config, 'countersign-audit') : redis;
   const getKey = createLocalJWKSet(keyring.allPublicJwks());
   const heads = new KeyringHeadSigner(keyring, issuer, getKey);
   const checkpointer = new Checkpointer(
     { redis, keys, keyring, heads, clock, logger, sink: auditSink },
     { issuer, everyEvents: config.audit.checkpoint.every_events, intervalMs: config.audit.checkpoint.interval },
   );
-  const audit = new RedisAuditLog(auditRedis, keys, clock, { heads, durability, sink: auditSink, logger, onAppended: (head) => checkpointer.noteAppended(head) });
+  const audit = new RedisAuditLog(auditRedis, keys, clock, {
+    heads,
+    durability,
+    sink: auditSink,
+    logger,
+    onAppended: (head) => checkpointer.noteAppended(head),
+    refuseFork: durability.waitReplicas > 0,
+  });
   for (const warning of await audit.preflight()) logger.warn(warning);
   // Before anything is appended: a Redis that lost the chain (or had it cut) gets a restart record, not a silent new chain.
   const known = [await lastCheckpointedHead(redis, keys, getKey)];
@@ -212,7 +206,7 @@ async function startServices(
   const policy = await loadPolicyFile({ file: policyFile, principals, clock });
 
   const ownsRedis = overrides.redis === undefined;
-  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-broker', ...(await redisAuth(config)) }));
+  const redis = overrides.redis ?? (await connectConfiguredRedis(config, 'countersign-broker'));
   const evictionWarning = await checkEvictionPolicy(redis);
   if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
@@ -364,12 +358,16 @@ async function startServices(
     ],
   });
   const httpListen = splitHostPort(config.http.listen);
+  const durability = durabilityOf(config);
   const http = await startHttpServer({
     host: httpListen.host,
     port: httpListen.port,
     logger,
     jwks: () => keyring.jwks(clock.now()),
-    readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
+    readiness: [
+      { name: 'redis', check: async () => void (await redis.ping()) },
+      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
+    ],
     routes: { '/metrics': metricsRoute(metrics), ...(slack.slack?.httpHandler ? { [SLACK_EVENTS_PATH]: slack.slack.httpHandler } : {}) },
   });
   await slack.slack?.start();
@@ -378,7 +376,7 @@ async function startServices(
   const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals'];
   let ready = true;
   const readinessTimer = setInterval(() => {
-    redis.ping().then(
+    Promise.all([redis.ping(), checkDurability(redis, durability, keys.auditChain())]).then(
       () => (ready = true),
       () => (ready = false),
     ).finally(() => {
@@ -483,7 +481,7 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   // Checkpoints are signed with the same keys as credentials.
   const keyring = await loadKeyring(config);
   const ownsRedis = overrides.redis === undefined;
-  const redis = overrides.redis ?? (await connectRedis(config.redis.url, { connectionName: 'countersign-worker', ...(await redisAuth(config)) }));
+  const redis = overrides.redis ?? (await connectConfiguredRedis(config, 'countersign-worker'));
   const evictionWarning = await checkEvictionPolicy(redis);
   if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
@@ -514,12 +512,16 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   await slack.slack?.start();
   metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
   const httpListen = splitHostPort(config.http.listen);
+  const durability = durabilityOf(config);
   const http = await startHttpServer({
     host: httpListen.host,
     port: httpListen.port,
     logger,
     jwks: () => ({ keys: [] }),
-    readiness: [{ name: 'redis', check: async () => void (await redis.ping()) }],
+    readiness: [
+      { name: 'redis', check: async () => void (await redis.ping()) },
+      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
+    ],
     routes: { '/metrics': metricsRoute(metrics) },
   });
   // The same probes as the API replicas: "" follows Redis, "liveness" the process.

@@ -230,6 +230,17 @@ describe('approval workflow', () => {
     assert.deepEqual((await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)), []);
   });
 
+  it('records the votes and the resolution before the credential, when the requester collects before the voter wrote them', async () => {
+    const r = await create({ required: 1 });
+    // The vote counted (Lua) on another replica that has not appended its records yet, or lost Redis before it could.
+    const [code] = await approvals().store.vote(r, { principal: 'alice', decision: 'approve', channel: 'test', at: clock.now(), stepUp: 'click', reason: '', deliveryId: '' });
+    assert.equal(code, ScriptCode.Approved);
+    const collected = await approvals().delivery!.get(identityOf(r), r.id);
+    assert.ok(collected.credential?.jti);
+    assert.deepEqual((await audit(r.id)).map((e) => e.type), ['request_received', 'decision', 'vote', 'resolution', 'credential_issued']);
+    assert.deepEqual((await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)), []);
+  });
+
   it('finishes the creation records on a retry when the first attempt died right after storing the request', async () => {
     const { store } = approvals();
     const operation = validateOperationRequest({ ...baseRequest, clientRequestId: 'crash-1', parametersJson: '{"version":"9"}' });

@@ -319,6 +319,30 @@ describe('audit chain in Redis', () => {
       assert.match(report.problems[0]?.message ?? '', /seq 11-15 of the earlier chain are not in it/);
     });
 
+    it('with durable acknowledgements, refuses to fork a chain that lost records it acknowledged (a failover without them), and keeps refusing', async () => {
+      const { logger, lines } = logged();
+      const writer = new RedisAuditLog(r.redis, keys, clock, { heads, logger, refuseFork: true });
+      await appendN(writer, 1, 10);
+      const seen = await headFields();
+      await appendN(writer, 11, 15);
+      // The promoted replica had seq 1-10 only.
+      await r.redis.ltrim(chain(), 0, 9);
+      await r.redis.hset(keys.auditHead(), seen);
+      for (const i of [16, 17]) {
+        await assert.rejects(writer.append(event(i)), (e: Error & { code?: string; grpcCode?: string }) => {
+          assert.equal(e.code, 'ERR_AUDIT_CHAIN_FORK');
+          assert.match(e.message, /ends at seq 10 .*not at seq 15 that this broker acknowledged \(head_behind\)/);
+          return true;
+        });
+      }
+      assert.equal(await r.redis.llen(chain()), 10, 'nothing appended after the loss');
+      assert.deepEqual((await verify()).problems, []);
+      assert.ok(lines.some((l) => l.level === 50 && /fork refused \(head_behind\)/.test(l.msg)));
+      // Another broker that never acknowledged seq 11-15 carries on (it cannot know); a restarted one records the restart.
+      const other = new RedisAuditLog(r.redis, keys, clock, { heads, refuseFork: true });
+      assert.equal((await other.append(event(18))).seq, 11);
+    });
+
     for (const [how, tamperSig, reason] of [
       ['without a signature', 'delete', 'head_unsigned'],
       ['with the old signature', 'keep', 'head_signature_invalid'],

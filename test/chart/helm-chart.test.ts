@@ -216,6 +216,48 @@ describe('Helm chart', () => {
     assert.ok(find(docs, 'NetworkPolicy', 'cs-countersign-redis'));
   });
 
+  it('builtin Sentinel: a primary, replicas and three sentinels, spread over nodes, a PDB each, the broker following them with WAIT', () => {
+    const { docs } = render(join(chart, 'ci/builtin-sentinel.yaml'));
+    const conf = find(docs, 'ConfigMap', 'cs-countersign-redis').data as Record<string, string>;
+    assert.match(conf['redis.conf'] as string, /^appendonly yes$/m);
+    assert.match(conf['redis.conf'] as string, /^maxmemory-policy noeviction$/m);
+    assert.match(conf['redis.conf'] as string, /^min-replicas-to-write 1$/m);
+    // The start scripts are valid sh (they run in the redis image, not here).
+    for (const script of ['start-redis.sh', 'start-sentinel.sh']) {
+      const out = spawnSync('sh', ['-n'], { input: conf[script], encoding: 'utf8' });
+      assert.equal(out.status, 0, `${script}: ${out.stderr}`);
+    }
+    assert.match(conf['start-sentinel.sh'] as string, /sentinel monitor countersign \$primary 6379 2$/m);
+    for (const [name, replicas] of [['cs-countersign-redis', 3], ['cs-countersign-sentinel', 3]] as const) {
+      const sts = find(docs, 'StatefulSet', name);
+      assert.equal(sts.spec.replicas, replicas);
+      const anti = sts.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm;
+      assert.equal(anti.topologyKey, 'kubernetes.io/hostname');
+      assert.equal(anti.labelSelector.matchLabels['app.kubernetes.io/component'], name.endsWith('redis') ? 'redis' : 'sentinel');
+      assert.equal(find(docs, 'PodDisruptionBudget', name).spec.maxUnavailable, 1);
+      assert.equal(find(docs, 'Service', name).spec.clusterIP, 'None');
+      assert.ok(find(docs, 'NetworkPolicy', name));
+    }
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.equal(config.redis.sentinel?.master_name, 'countersign');
+    assert.deepEqual(config.redis.sentinel?.sentinels, [0, 1, 2].map((i) => `cs-countersign-sentinel-${i}.cs-countersign-sentinel.countersign.svc.cluster.local:26379`));
+    assert.deepEqual(config.redis.durability, { replicas: 1, timeout: 1000 });
+    // Without durability the broker does not WAIT: nothing in the config.
+    const external = parseConfig(find(render(join(chart, 'ci/external-redis-sentinel.yaml')).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.deepEqual(external.redis.durability, { replicas: 0, timeout: 1000 });
+  });
+
+  it('external Redis Cluster: the seed nodes, a hash-tagged prefix, TLS and the password from a Secret', () => {
+    const { docs } = render(join(chart, 'ci/external-redis-cluster.yaml'));
+    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    assert.deepEqual(config.redis.cluster?.nodes, ['redis-0.redis:6379', 'redis-1.redis:6379', 'redis-2.redis:6379']);
+    assert.equal(config.redis.prefix, '{countersign}:');
+    assert.equal(config.redis.url, 'rediss://unused:6379');
+    assert.equal(config.redis.sentinel, undefined);
+    assert.equal(config.redis.password_file, '/var/run/countersign/redis/password');
+    assert.equal(docs.filter((d) => d.kind === 'StatefulSet').length, 0, 'no Redis of the chart\'s own');
+  });
+
   it('lists who may redeem credentials (broker.credentials.redeemers); nobody by default', () => {
     const configOf = (valuesFile?: string) =>
       parseConfig(find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
@@ -319,6 +361,8 @@ describe('Helm chart', () => {
       'extra-config-trust-domain.yaml': /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
       'console-port-is-http-port.yaml': /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
       'console-link-ttl-2d.yaml': /console\.signInLinkTtl=2d is out of range: the broker accepts 1m to 24h/,
+      'sentinel-too-few-replicas.yaml': /redis\.sentinel\.replicas=2 with redis\.durability\.replicas=1: after a failover the new primary has 0 replica\(s\) and every write would fail .*use redis\.sentinel\.replicas of at least 3/,
+      'cluster-prefix-without-hash-tag.yaml': /redis\.prefix="countersign:": on Redis Cluster \(redis\.external\.cluster\.enabled\) the prefix must start with a hash tag, e\.g\. \{countersign\}:/,
       'extra-config-console-public-url.yaml': /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };
 
@@ -348,6 +392,7 @@ describe('Helm chart', () => {
       { value: 'broker.credentials.maxTtl', key: ['credentials', 'max_ttl'], samples: ['9s', '9999ms', '10s', '1h30m', '0.5h', '24h', '1d', '24h1ms', '25h', '48h', '2d'] },
       { value: 'broker.credentials.defaultTtl', key: ['credentials', 'default_ttl'], samples: ['1s', '9.9s', '10s', '5m', '1h', '60m', '61m', '3600001ms'] },
       { value: 'broker.requests.pollInterval', key: ['requests', 'poll_interval'], samples: ['0s', '0ms', '199ms', '200ms', '0.2s', '2s', '1m', '60s', '60001ms', '61s', '2m'] },
+      { value: 'redis.durability.timeout', key: ['redis', 'durability', 'timeout'], samples: ['9ms', '10ms', '1s', '1m', '60001ms', '2m'] },
       { value: 'broker.ports.http', key: ['http', 'listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8080', '8443', '8081', '9000'] },
       { value: 'broker.ports.health', key: ['health', 'grpc_listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8081', '8443', '8080', '9001'] },
     ];
@@ -383,6 +428,10 @@ describe('Helm chart', () => {
       ['Slack without its Secret', ['slack.enabled=true'], /slack\/existingSecret/],
       ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
       ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],
+      ['an unknown Redis mode', ['redis.mode=cluster'], /redis\/mode/],
+      ['a Redis Cluster without nodes', ['redis.external.cluster.enabled=true'], /redis\/external\/cluster\/nodes/],
+      ['both Cluster and Sentinel', ['redis.external.cluster.enabled=true', 'redis.external.cluster.nodes={r0:6379}', 'redis.external.sentinel.enabled=true', 'redis.external.sentinel.sentinels={s0:26379}'], /exclude each other/],
+      ['an even number of sentinels', ['redis.mode=sentinel', 'redis.sentinel.sentinels=4'], /redis\/sentinel\/sentinels/],
       ['the console without its public URL', ['console.enabled=true'], /console\/publicUrl/],
       ['a console public URL that is not https', ['console.enabled=true', 'console.publicUrl=http://approve.example.org'], /console\/publicUrl/],
       ['OIDC without an issuer', ['console.enabled=true', 'console.publicUrl=https://a.example.org', 'console.oidc.enabled=true', 'console.oidc.clientId=c'], /console\/oidc\/issuer/],

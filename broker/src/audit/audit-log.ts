@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Clock } from '../clock.js';
 import { CountersignError, unavailable } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
-import { redisCall } from '../redis/connection.js';
+import { nodeServing, redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 import type { Logger } from '../observability/logger.js';
@@ -29,13 +29,8 @@ export interface AuditLog {
 }
 
 /** What must be true before an append counts as done (see docs/audit.md, "Durability"). */
-export interface AuditDurability {
-  /** Replicas that must have the write (Redis WAIT / WAITAOF); 0 = do not wait. */
-  waitReplicas: number;
-  /** Wait until the primary has fsynced its AOF (WAITAOF, Redis 7.2+). */
-  waitLocalFsync: boolean;
-  timeoutMs: number;
-}
+export type { AuditDurability } from '../redis/connection.js';
+import type { AuditDurability } from '../redis/connection.js';
 
 export const NO_DURABILITY_WAIT: AuditDurability = { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 };
 
@@ -51,6 +46,14 @@ export interface RedisAuditLogOptions {
   maxBatchEvents?: number;
   /** Chain restarts are logged here (as errors). */
   logger?: Logger;
+  /**
+   * Refuse to append (UNAVAILABLE, ERR_AUDIT_CHAIN_FORK) rather than record a
+   * chain_restart when records this process acknowledged are no longer in Redis.
+   * Set when writes are confirmed by replicas (redis.durability): then their loss
+   * means a failover promoted a replica without them, and carrying on would fork
+   * the chain; an operator looks, and a restarted broker records the restart.
+   */
+  refuseFork?: boolean;
 }
 
 export const AUDIT_LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
@@ -112,7 +115,7 @@ export class RedisAuditLog implements AuditLog {
     const { waitReplicas, waitLocalFsync } = this.durability;
     if (waitLocalFsync) {
       try {
-        await this.redis.call('WAITAOF', 1, waitReplicas, 1);
+        await (await nodeServing(this.redis, this.keys.auditChain())).call('WAITAOF', 1, waitReplicas, 1);
       } catch (e) {
         if ((e as Error).name !== 'ReplyError') throw e;
         throw new CountersignError(
@@ -268,6 +271,17 @@ export class RedisAuditLog implements AuditLog {
       let trusted = this.head !== undefined;
       for (let attempt = 0; attempt <= MAX_CONTENTION_RETRIES; attempt++) {
         const reason = trusted ? undefined : await this.assess(head);
+        if (this.options.refuseFork && reason !== undefined && this.lastKnown?.source === 'memory' && reason !== 'head_unsigned' && reason !== 'head_signature_invalid') {
+          const known = this.lastKnown;
+          this.options.logger?.error(
+            { reason, foundSeq: head.seq, lastAcknowledgedSeq: known.seq, chain: this.keys.auditChain() },
+            `audit chain fork refused (${reason}): Redis ends at seq ${head.seq}, but this broker acknowledged seq ${known.seq}; writes stop until an operator checks the failover (restarting the broker records a chain_restart)`,
+          );
+          throw unavailable(
+            'ERR_AUDIT_CHAIN_FORK',
+            `audit append refused: the chain in Redis ends at seq ${head.seq}${head.seq === 0 ? '' : ` (${head.hash.slice(0, 16)}…)`}, not at seq ${known.seq} that this broker acknowledged (${reason}); a failover lost acknowledged records`,
+          );
+        }
         if (reason === undefined && events.length === 0) {
           this.head = head;
           return [];
@@ -291,9 +305,10 @@ export class RedisAuditLog implements AuditLog {
         if (reply[0] === 1) {
           const firstSeq = continueAfterLoss ? base.seq + 1 : head.firstSeq;
           this.head = { seq: last.seq, hash: last.hash, sig, checkpointSeq: Number(reply[2] ?? 0), firstSeq };
-          this.lastKnown = { seq: last.seq, hash: last.hash, source: 'memory' };
           this.divergedAtStart = false;
           await this.waitDurable();
+          // Known (acknowledged) only once durable: a record a failover took before its WAIT is not missed later.
+          this.lastKnown = { seq: last.seq, hash: last.hash, source: 'memory' };
           for (const c of chained) this.options.sink?.write(c.line);
           this.options.onAppended?.(this.head);
           return records.slice(restart.length);
@@ -321,9 +336,12 @@ export class RedisAuditLog implements AuditLog {
   /** Blocks until the configured replicas / AOF fsync have the write, or fails closed. */
   private async waitDurable(): Promise<void> {
     const { waitReplicas, waitLocalFsync, timeoutMs } = this.durability;
+    if (!waitLocalFsync && waitReplicas === 0) return;
+    // On a Cluster: the node that took the write, on the connection it went over.
+    const node = await redisCall('audit WAIT', () => nodeServing(this.redis, this.keys.auditChain()));
     if (waitLocalFsync) {
       const [local, replicas] = (await redisCall('audit WAITAOF', () =>
-        this.redis.call('WAITAOF', waitLocalFsync ? 1 : 0, waitReplicas, timeoutMs),
+        node.call('WAITAOF', waitLocalFsync ? 1 : 0, waitReplicas, timeoutMs),
       )) as [number, number];
       if (local < 1 || replicas < waitReplicas) {
         throw unavailable(
@@ -332,7 +350,7 @@ export class RedisAuditLog implements AuditLog {
         );
       }
     } else if (waitReplicas > 0) {
-      const acked = (await redisCall('audit WAIT', () => this.redis.call('WAIT', waitReplicas, timeoutMs))) as number;
+      const acked = (await redisCall('audit WAIT', () => node.call('WAIT', waitReplicas, timeoutMs))) as number;
       if (acked < waitReplicas) {
         throw unavailable('ERR_AUDIT_NOT_DURABLE', `audit append: ${acked}/${waitReplicas} replicas acknowledged within ${timeoutMs} ms`);
       }

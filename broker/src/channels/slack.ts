@@ -12,7 +12,7 @@ import { CountersignError } from '../errors.js';
 import type { HttpHandler } from '../api/http-server.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Redis } from '../redis/connection.js';
+import { duplicateConnection, type Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 
 /** The Slack settings, or undefined when Slack is off; a bad combination is a configuration error. */
@@ -101,7 +101,7 @@ export interface BrokerSlack {
 export async function createSlack(settings: SlackSettings, deps: SlackDeps): Promise<BrokerSlack> {
   const { createSlackApprover } = await import('@countersign/approvers/slack');
   // BullMQ workers block on their connection: give them one of their own.
-  const bullmq = deps.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false });
+  const bullmq = duplicateConnection(deps.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false });
   bullmq.on('error', () => {
     // Connection errors surface on the jobs that fail; ioredis keeps reconnecting.
   });

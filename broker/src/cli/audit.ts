@@ -12,7 +12,8 @@ import { verifyAuditTrail, type AuditProblem, type AuditReport, type ProblemKind
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { CountersignError } from '../errors.js';
-import { connectRedis, type Redis } from '../redis/connection.js';
+import type { Redis } from '../redis/connection.js';
+import { connectConfiguredRedis } from '../config/redis.js';
 import { Keys } from '../redis/keys.js';
 import { parseRecord } from '../audit/chain.js';
 import { configFileOf, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
@@ -62,7 +63,7 @@ function timeOption(value: string): number {
 }
 
 async function withRedis<T>(config: BrokerConfig, use: (redis: Redis, keys: Keys) => Promise<T>): Promise<T> {
-  const redis = await connectRedis(config.redis.url, { connectionName: 'countersign-audit-cli' });
+  const redis = await connectConfiguredRedis(config, 'countersign-audit-cli');
   try {
     return await use(redis, new Keys(config.redis.prefix));
   } finally {

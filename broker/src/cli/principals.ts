@@ -16,9 +16,8 @@ import { Passkeys } from '../passkeys/passkeys.js';
 import { PasskeyStore } from '../passkeys/store.js';
 import { principalNameProblem } from '../policy/principal-name.js';
 import { Principals } from '../policy/principals.js';
-import { connectRedis } from '../redis/connection.js';
+import { connectConfiguredRedis, durabilityOf } from '../config/redis.js';
 import { Keys } from '../redis/keys.js';
-import { redisAuth } from '../app.js';
 import { configPath } from '../config/config.js';
 import { loadConfigFrom, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
 import { out } from './output.js';
@@ -49,17 +48,13 @@ async function withConsole<T>(
   }
   const publicUrl = configuredPublicUrl(config);
   if (publicUrl === undefined) throw new CountersignError('failed_precondition', 'ERR_CONFIG_INVALID', 'console.public_url is not set (and console.listen has port 0)');
-  const redis = await connectRedis(config.redis.url, { connectionName: 'countersign-principals-cli', ...(await redisAuth(config)) });
+  const redis = await connectConfiguredRedis(config, 'countersign-principals-cli');
   try {
     const keys = new Keys(config.redis.prefix);
     // Appended like another replica would: the new head signed with the broker's key, the same durability waits.
     const keyring = await loadKeyring(config);
     const heads = new KeyringHeadSigner(keyring, config.credentials.issuer ?? `spiffe://${config.trust_domain}`, createLocalJWKSet(keyring.allPublicJwks()));
-    const durability = {
-      waitReplicas: config.audit.durability.wait_replicas,
-      waitLocalFsync: config.audit.durability.wait_local_fsync,
-      timeoutMs: config.audit.durability.timeout,
-    };
+    const durability = durabilityOf(config);
     const audit = new RedisAuditLog(redis, keys, systemClock, { heads, durability });
     return await use({ config, principal, store: new PasskeyStore(redis, keys), keys, audit, publicUrl });
   } finally {

@@ -323,18 +323,79 @@ export const configSchema = z
     redis: z
       .object({
         url: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').default('redis://127.0.0.1:6379'),
-        prefix: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'expected 1-64 characters of [A-Za-z0-9:_.-]').default('countersign:'),
+        prefix: z
+          .string()
+          .regex(/^(\{[A-Za-z0-9:_.-]{1,62}\})?[A-Za-z0-9:_.-]{0,64}$/, 'expected 1-64 characters of [A-Za-z0-9:_.-], optionally starting with a hash tag such as {countersign}')
+          .max(64)
+          .refine((p) => p.length > 0, 'expected 1-64 characters of [A-Za-z0-9:_.-]')
+          .default('countersign:'),
         /** A file holding the Redis password (e.g. a mounted Secret); overrides one in the URL. */
         password_file: filePath.optional(),
         sentinel: z
           .object({
             master_name: z.string().min(1).max(128),
             sentinels: z.array(listenAddress).min(1).max(16),
+            /** A file holding the password of the sentinels themselves (requirepass on the sentinels), when they have one. */
+            password_file: filePath.optional(),
+            /** Talk TLS to the sentinels too (the primary and replicas use TLS when redis.url is rediss://). */
+            tls: z.boolean().default(false),
           })
           .strict()
           .optional(),
+        /**
+         * Redis Cluster: the seed nodes (host:port); the client learns the rest and follows
+         * MOVED/ASK. Every key then shares the prefix's hash tag, so it lives in one slot.
+         */
+        cluster: z
+          .object({
+            nodes: z.array(listenAddress).min(1).max(64),
+          })
+          .strict()
+          .optional(),
+        /** TLS to Redis (rediss:// URLs, or Sentinel with tls): a private CA, and a client certificate when Redis asks for one. */
+        tls: z
+          .object({
+            ca_file: filePath.optional(),
+            cert_file: filePath.optional(),
+            key_file: filePath.optional(),
+            /** The name the server certificate must carry, when it is not the host connected to (e.g. Sentinel announces IPs). */
+            servername: z.string().min(1).max(253).optional(),
+          })
+          .strict()
+          .superRefine((tls, ctx) => {
+            if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+              ctx.addIssue({ code: 'custom', path: [tls.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together (a client certificate and its key)' });
+            }
+          })
+          .optional(),
+        /**
+         * Durable acknowledgements: before the broker answers anything that must survive
+         * a failover, this many replicas have the write (Redis WAIT); see docs/operations.md.
+         */
+        durability: z
+          .object({
+            replicas: z.number().int().min(0).max(16).default(0),
+            timeout: duration(10, MINUTE).default(SECOND),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
+      .superRefine((redis, ctx) => {
+        if (redis.cluster !== undefined && redis.sentinel !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'redis.cluster and redis.sentinel exclude each other: a Redis Cluster fails over by itself' });
+        }
+        if (redis.cluster !== undefined && !/^\{[^{}]+\}/.test(redis.prefix)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['prefix'],
+            message: `on Redis Cluster the prefix must start with a hash tag, e.g. "{countersign}:" (got ${JSON.stringify(redis.prefix)}): the broker's scripts update several keys at once, and Redis Cluster runs a script only when all its keys share a slot`,
+          });
+        }
+        if (redis.tls !== undefined && !redis.url.startsWith('rediss://') && !(redis.sentinel?.tls ?? false)) {
+          ctx.addIssue({ code: 'custom', path: ['tls'], message: `redis.tls is set but redis.url (${redis.url.replace(/\/\/([^@/]*)@/, '//***@')}) is not rediss:// and sentinel.tls is off: nothing would use TLS (with redis.cluster, make the url rediss:// to use TLS to the nodes)` });
+        }
+      })
       .prefault({}),
     policy: z
       .object({

@@ -1,6 +1,7 @@
 // Redis connections. Commands fail fast while Redis is unreachable (no offline
 // queue), so a request never waits on a dead Redis: it gets UNAVAILABLE.
-import { Redis, type RedisOptions } from 'ioredis';
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { CountersignError, unavailable } from '../errors.js';
 
 export type { Redis };
@@ -11,7 +12,20 @@ export interface RedisConnectOptions {
   /** Overrides any password in the URL (e.g. read from a mounted Secret). */
   password?: string | undefined;
   /** Connect through Redis Sentinel: the URL's host is ignored, its db/TLS/user still apply. */
-  sentinel?: { masterName: string; sentinels: { host: string; port: number }[] } | undefined;
+  sentinel?:
+    | {
+        masterName: string;
+        sentinels: { host: string; port: number }[];
+        /** The sentinels' own password (requirepass on the sentinels). */
+        password?: string | undefined;
+        /** TLS to the sentinels (these options), when set. */
+        tls?: ConnectionOptions | undefined;
+      }
+    | undefined;
+  /** Connect to a Redis Cluster through these seed nodes (the URL's host is ignored; its password and TLS apply). */
+  cluster?: { nodes: { host: string; port: number }[] } | undefined;
+  /** TLS options for the primary (rediss:// URLs, or the master Sentinel names); overrides the URL's plain "use TLS". */
+  tls?: ConnectionOptions | undefined;
   /** How long to wait for the first connection (ms). */
   connectTimeoutMs?: number;
   /** BullMQ workers need blocking commands with no per-request retry limit. */
@@ -21,21 +35,110 @@ export interface RedisConnectOptions {
 export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
   return {
     ...(options.password === undefined ? {} : { password: options.password }),
-    ...(options.sentinel === undefined ? {} : { name: options.sentinel.masterName, sentinels: options.sentinel.sentinels }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.sentinel === undefined
+      ? {}
+      : {
+          name: options.sentinel.masterName,
+          sentinels: options.sentinel.sentinels,
+          ...(options.sentinel.password === undefined ? {} : { sentinelPassword: options.sentinel.password }),
+          ...(options.sentinel.tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: options.sentinel.tls }),
+          // Not failoverDetector: its +switch-master handler can close a connection that is already
+          // reconnecting, and ioredis then ends it for good ("Connection is closed"), seen in the failover test.
+          // A lost primary closes its connections; a reconnect asks the sentinels again.
+          sentinelRetryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 4), 1000),
+        }),
     connectionName: options.connectionName ?? 'countersign',
     lazyConnect: true,
     enableOfflineQueue: options.forBullmq ?? false,
     maxRetriesPerRequest: options.forBullmq ? null : 1,
     connectTimeout: options.connectTimeoutMs ?? 5000,
     enableAutoPipelining: !options.forBullmq,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5000),
+    // Behind Sentinel the new primary is there within seconds: look again often, not every 5 s.
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), options.sentinel === undefined ? 5000 : 500),
   };
+}
+
+/**
+ * A Redis Cluster client. It is typed as Redis: the commands the broker sends are the
+ * same, and every key shares the prefix's hash tag, so each script (and each WAIT after
+ * it, see nodeServing) goes to the one node that serves that slot.
+ */
+function clusterClient(url: string, options: RedisConnectOptions, nodes: { host: string; port: number }[]): Redis {
+  const { password, username, tls } = new Redis(url, { lazyConnect: true }).options;
+  const base = redisOptions(options);
+  const clusterOptions: ClusterOptions = {
+    redisOptions: {
+      ...(password === undefined || password === null ? {} : { password }),
+      ...(username === undefined || username === null ? {} : { username }),
+      ...(tls === undefined ? {} : { tls }),
+      ...(options.password === undefined ? {} : { password: options.password }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      connectionName: base.connectionName as string,
+      connectTimeout: base.connectTimeout as number,
+      maxRetriesPerRequest: base.maxRetriesPerRequest ?? null,
+    },
+    lazyConnect: true,
+    enableOfflineQueue: base.enableOfflineQueue as boolean,
+    enableAutoPipelining: base.enableAutoPipelining as boolean,
+    scaleReads: 'master',
+    // A moved slot or a failed-over node: look again soon, as the Sentinel client does.
+    clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 4), 1000),
+    retryDelayOnFailover: 100,
+    retryDelayOnTryAgain: 50,
+    maxRedirections: 32,
+    retryDelayOnClusterDown: 100,
+  };
+  return new Cluster(nodes, clusterOptions) as unknown as Redis;
+}
+
+export function isCluster(redis: Redis): boolean {
+  return (redis as unknown) instanceof Cluster;
+}
+
+/** A connection like this one (same topology, auth and TLS), with these options changed. */
+export function duplicateConnection(redis: Redis, overrides: Partial<RedisOptions> = {}): Redis {
+  if (!isCluster(redis)) return redis.duplicate(overrides);
+  const cluster = redis as unknown as Cluster;
+  const { enableOfflineQueue, enableAutoPipelining, ...rest } = overrides;
+  return cluster.duplicate([], {
+    ...cluster.options,
+    redisOptions: { ...cluster.options.redisOptions, ...rest },
+    ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+    ...(enableAutoPipelining === undefined ? {} : { enableAutoPipelining }),
+  }) as unknown as Redis;
+}
+
+const keySlots = new Map<string, number>();
+
+/**
+ * The connection that serves this key: the Redis itself, or on a Cluster the connection
+ * to the node that holds the key's slot, which is the one the cluster client sent the
+ * key's last write on. WAIT counts the replicas that have the writes of the connection it
+ * runs on, so after a write it must run there.
+ */
+export async function nodeServing(redis: Redis, key: string): Promise<Redis> {
+  if (!isCluster(redis)) return redis;
+  const cluster = redis as unknown as Cluster;
+  let slot = keySlots.get(key);
+  if (slot === undefined) {
+    slot = Number(await cluster.call('CLUSTER', 'KEYSLOT', key));
+    keySlots.set(key, slot);
+  }
+  const nodeKey = cluster.slots[slot]?.[0];
+  const node = cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey);
+  if (node === undefined) throw unavailable('ERR_REDIS_UNAVAILABLE', `no Redis Cluster node serves slot ${slot} (of ${key}) yet`);
+  return node;
 }
 
 /** Connects and waits until Redis answers, or throws UNAVAILABLE naming the URL (without password). */
 export async function connectRedis(url: string, options: RedisConnectOptions = {}): Promise<Redis> {
-  const redis = new Redis(url, redisOptions(options));
-  const where = options.sentinel ? `sentinel master ${options.sentinel.masterName}` : redactRedisUrl(url);
+  const redis = options.cluster === undefined ? new Redis(url, redisOptions(options)) : clusterClient(url, options, options.cluster.nodes);
+  const where = options.cluster
+    ? `cluster nodes ${options.cluster.nodes.map((n) => `${n.host}:${n.port}`).join(', ')}`
+    : options.sentinel
+      ? `sentinel master ${options.sentinel.masterName}`
+      : redactRedisUrl(url);
   redis.on('error', () => {
     // Connection errors surface on the commands that fail; ioredis keeps reconnecting.
   });
@@ -57,6 +160,10 @@ export function redactRedisUrl(url: string): string {
 export function fromRedisError(e: unknown, what: string): CountersignError {
   if (e instanceof CountersignError) return e;
   const err = e as Error;
+  // A cluster slot being resharded or failing over: transient, the caller retries (UNAVAILABLE).
+  if (err?.name === 'ReplyError' && /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK|LOADING|MASTERDOWN|READONLY|NOREPLICAS)\b/.test(err.message)) {
+    return unavailable('ERR_REDIS_UNAVAILABLE', `${what}: Redis is unavailable (${err.message.split(' ')[0]})`, e);
+  }
   if (err?.name === 'ReplyError') {
     return new CountersignError('internal', 'ERR_REDIS_REPLY', `${what}: Redis replied with an error`, { reply: err.message }, { cause: e });
   }
@@ -84,4 +191,13 @@ export async function checkEvictionPolicy(redis: Redis): Promise<string | undefi
   } catch (e) {
     return `could not read Redis maxmemory-policy (${(e as Error).message}); make sure it is noeviction`;
   }
+}
+
+/** What a write must reach before it is acknowledged (redis.durability; the audit log waits for it). */
+export interface AuditDurability {
+  /** Replicas that must have the write (Redis WAIT / WAITAOF); 0 = do not wait. */
+  waitReplicas: number;
+  /** Wait until the primary has fsynced its AOF (WAITAOF, Redis 7.2+). */
+  waitLocalFsync: boolean;
+  timeoutMs: number;
 }

@@ -15,6 +15,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import { approvalEvidence } from './audit-events.js';
 import { ScriptCode } from './script-codes.js';
+import type { Effect, Outbox } from './outbox.js';
 import type { RequestStore, StoredCredential, StoredRequest, StoredVote } from './store.js';
 
 export interface CollectedCredential {
@@ -37,7 +38,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class CredentialCollector {
   constructor(
-    private readonly deps: { store: RequestStore; minter: CredentialMinter; audit: AuditLog; clock: Clock; metrics: Metrics; logger: Logger },
+    private readonly deps: { store: RequestStore; outbox: Outbox; minter: CredentialMinter; audit: AuditLog; clock: Clock; metrics: Metrics; logger: Logger },
     private readonly options: CollectorOptions,
   ) {}
 
@@ -71,6 +72,7 @@ export class CredentialCollector {
     if (stored === undefined) {
       const closesAt = (request.resolvedAt ?? 0) + this.options.collectionWindowMs;
       if (clock.now() >= closesAt) throw this.windowClosed(request, closesAt);
+      await this.approvalAudited(request, votes);
       const minted = await this.deps.minter.mint({
         subject: request.requester,
         certificateThumbprint: request.certificateThumbprint,
@@ -107,6 +109,28 @@ export class CredentialCollector {
       }
     }
     return this.deliverStored(request, stored);
+  }
+
+  /**
+   * The votes and the resolution a credential rests on are in the audit chain before
+   * its credential_issued record, so `audit verify` finds the evidence in order: the
+   * process that ran the vote appends them (a requester watching on another replica
+   * can get here first); after PEER_AUDIT_WAIT_MS, or when that process died or lost
+   * Redis mid-way, they are appended here (the outbox's "at worst twice").
+   */
+  private async approvalAudited(request: StoredRequest, votes: StoredVote[]): Promise<void> {
+    const { outbox } = this.deps;
+    const effects: Effect[] = [{ kind: 'resolved' }, ...votes.map((v) => ({ kind: 'vote' as const, principal: v.principal }))];
+    const deadline = Date.now() + PEER_AUDIT_WAIT_MS;
+    let left = await outbox.pending(request.id, effects);
+    while (left.length > 0 && Date.now() < deadline) {
+      await sleep(20);
+      left = await outbox.pending(request.id, left);
+    }
+    if (left.length > 0) {
+      this.deps.logger.warn({ requestId: request.id, effects: left.map((e) => e.kind) }, 'auditing an approval whose voter did not finish its records');
+      await outbox.complete(request.id, left, { request, votes });
+    }
   }
 
   /** A credential someone stored: hand it out once its record is durable, waiting for (or finishing) the audit. */

@@ -47,6 +47,14 @@ export class Outbox {
     return (await redisCall('outbox', () => this.deps.redis.hexists(this.deps.keys.outbox(), field(requestId, effect)))) === 1;
   }
 
+  /** Which of these effects are still to be done (one HMGET). */
+  async pending(requestId: string, effects: Effect[]): Promise<Effect[]> {
+    if (effects.length === 0) return [];
+    const fields = effects.map((e) => field(requestId, e));
+    const present = await redisCall('outbox', () => this.deps.redis.hmget(this.deps.keys.outbox(), ...fields));
+    return effects.filter((_, i) => present[i] != null);
+  }
+
   /**
    * Appends the audit records of these effects, enqueues their jobs, then removes
    * them from the outbox. Throws (UNAVAILABLE) when Redis fails; the entries stay.

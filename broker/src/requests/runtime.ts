@@ -10,7 +10,7 @@ import type { CredentialMinter } from '../credentials/mint.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Passkeys } from '../passkeys/passkeys.js';
-import type { Redis } from '../redis/connection.js';
+import { duplicateConnection, type Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { CredentialCollector } from './collector.js';
 import { RequestDelivery } from './delivery.js';
@@ -106,7 +106,7 @@ export async function startApprovals(
     connection.on('error', () => {
       // Connection errors surface on the commands (and BullMQ events) that fail; ioredis keeps reconnecting.
     });
-  const queueConnection = quiet(redis.duplicate());
+  const queueConnection = quiet(duplicateConnection(redis));
   const channels = new ChannelRegistry(redis, keys, clock, deps.channels.map((c) => c.name));
   // Before anything is enqueued: replicas without these channels enqueue their notifications from now on.
   await channels.announce();
@@ -142,11 +142,11 @@ export async function startApprovals(
     let delivery: RequestDelivery | undefined;
     if (options.role !== 'worker') {
       if (options.minter === undefined) throw new Error('serving requesters needs a credential minter');
-      const subscriber = quiet(redis.duplicate());
+      const subscriber = quiet(duplicateConnection(redis));
       const events = await RequestEvents.start(subscriber, keys.requestEvents(), logger);
       closers.push(() => events.close());
       const collector = new CredentialCollector(
-        { store, minter: options.minter, audit, clock, metrics, logger },
+        { store, outbox, minter: options.minter, audit, clock, metrics, logger },
         { collectionWindowMs: settings.collectionWindowMs, defaultTtlMs: settings.defaultTtlMs },
       );
       delivery = new RequestDelivery(
@@ -155,7 +155,7 @@ export async function startApprovals(
       );
     }
     if (options.role !== 'api') {
-      const workerConnection = quiet(redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false }));
+      const workerConnection = quiet(duplicateConnection(redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false }));
       closers.push(() => workerConnection.disconnect());
       const workers = await ApprovalWorkers.start(
         workerConnection,

@@ -38,6 +38,8 @@ export interface BrokerFilesOptions {
   shutdownGrace?: string;
   /** Extra fields of the broker's own SVID, e.g. IP SANs for clients that check the address (grpcurl). */
   brokerSvidOptions?: CertificateOptions;
+  /** More keys of the redis section (YAML lines indented by two spaces), e.g. "  durability: { replicas: 1 }\n". */
+  redisExtra?: string;
   /** More keys of the grpc section (YAML lines indented by two spaces), e.g. "  max_concurrent_streams: 4\n". */
   grpcExtra?: string;
   /** credentials.redeemers (who may redeem, per audience); default none: nobody may, as in a config that sets none. */
@@ -91,7 +93,7 @@ ${options.grpcExtra ?? ''}http:
 ${identity.endsWith('\n') ? identity : `${identity}\n`}redis:
   url: ${options.redisUrl}
   prefix: "${options.prefix}"
-policy:
+${options.redisExtra ?? ''}policy:
   file: policy.yaml
 principals:
   file: principals.yaml

@@ -9,3 +9,5 @@ export { connectRedis } from '../../src/redis/connection.js';
 export * from './audit.js';
 // The Slack Web API fake, for tests that run a broker with Slack on.
 export { FakeSlack, type FakeMessage, type FakeSlackOptions, type FakeView } from '@countersign/approvers/testing';
+export * from './sentinel.js';
+export * from './cluster.js';

@@ -18,7 +18,7 @@ const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
-function track(child: ChildProcess): ChildProcess {
+export function trackChild(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -56,7 +56,7 @@ export interface BrokerProcess {
 export async function spawnBroker(configFile: string, options: { role?: 'all' | 'api' | 'worker'; timeoutMs?: number } = {}): Promise<BrokerProcess> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLACK_'))); // Slack only when a test asks
   delete env.REDIS_URL; // the config file says which Redis
-  const child = track(
+  const child = trackChild(
     spawn(process.execPath, [BROKER_BIN, 'serve', '--config', configFile, '--role', options.role ?? 'all'], {
       env,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -120,16 +120,21 @@ export interface RedisServer {
  * fsync on every write (the default, for durability tests) or without persistence
  * (for benchmarks).
  */
-export async function startRedisServer(options: { persistence?: 'aof-always' | 'none' } = {}): Promise<RedisServer> {
-  const persistence =
-    (options.persistence ?? 'aof-always') === 'aof-always' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+export async function startRedisServer(options: { persistence?: 'aof-always' | 'aof-everysec' | 'none'; replicaOf?: number; cluster?: boolean } = {}): Promise<RedisServer> {
+  const persistence = {
+    'aof-always': ['--appendonly', 'yes', '--appendfsync', 'always'],
+    'aof-everysec': ['--appendonly', 'yes', '--appendfsync', 'everysec'],
+    none: ['--appendonly', 'no'],
+  }[options.persistence ?? 'aof-always'];
+  const clustered = options.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] : [];
+  const replication = options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
   const dir = await mkdtemp(join(tmpdir(), 'countersign-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const launch = async () => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, '--save', '', '--maxmemory-policy', 'noeviction'];
-    child = track(spawn('redis-server', args, { stdio: 'ignore' }));
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, ...replication, ...clustered, '--save', '', '--maxmemory-policy', 'noeviction'];
+    child = trackChild(spawn('redis-server', args, { stdio: 'ignore' }));
     await eventually(`redis-server on port ${port}`, async () => {
       const redis = await connectRedis(url, { connectTimeoutMs: 500 });
       redis.disconnect();

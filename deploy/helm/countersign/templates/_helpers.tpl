@@ -44,7 +44,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The Redis URL the broker uses. */}}
 {{- define "countersign.redisUrl" -}}
-{{- if eq .Values.redis.mode "builtin" -}}
+{{- if or (eq .Values.redis.mode "builtin") (eq .Values.redis.mode "sentinel") -}}
 {{- printf "redis://%s-redis:6379" (include "countersign.fullname" .) -}}
 {{- else -}}
 {{- .Values.redis.external.url -}}
@@ -77,6 +77,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and (eq .Values.redis.mode "external") .Values.redis.external.sentinel.enabled -}}
 {{- $_ := set $redis "sentinel" (dict "master_name" .Values.redis.external.sentinel.masterName "sentinels" .Values.redis.external.sentinel.sentinels) -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.cluster.enabled -}}
+{{- $_ := set $redis "cluster" (dict "nodes" .Values.redis.external.cluster.nodes) -}}
+{{- end -}}
+{{- if eq .Values.redis.mode "sentinel" -}}
+{{- $sentinels := list -}}
+{{- range $i := until (int .Values.redis.sentinel.sentinels) -}}
+{{- $sentinels = append $sentinels (printf "%s:26379" (include "countersign.sentinelHost" (dict "root" $ "i" $i))) -}}
+{{- end -}}
+{{- $_ := set $redis "sentinel" (dict "master_name" .Values.redis.sentinel.masterName "sentinels" $sentinels) -}}
+{{- end -}}
+{{- if gt (int .Values.redis.durability.replicas) 0 -}}
+{{- $_ := set $redis "durability" (dict "replicas" (int .Values.redis.durability.replicas) "timeout" .Values.redis.durability.timeout) -}}
 {{- end -}}
 {{- $keys := list -}}
 {{- range .Values.signingKeys.keys -}}
@@ -111,4 +124,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- include "countersign.checkExtraConfig" (dict "config" $config "extra" .Values.broker.extraConfig) -}}
 {{- toYaml (mergeOverwrite $config .Values.broker.extraConfig) -}}
+{{- end -}}
+
+{{/* DNS name of Redis pod i (mode sentinel), through its headless Service. */}}
+{{- define "countersign.redisHost" -}}
+{{- $f := include "countersign.fullname" .root -}}
+{{- printf "%s-redis-%d.%s-redis.%s.svc.cluster.local" $f (int .i) $f .root.Release.Namespace -}}
+{{- end -}}
+
+{{/* DNS name of sentinel i (mode sentinel), through its headless Service. */}}
+{{- define "countersign.sentinelHost" -}}
+{{- $f := include "countersign.fullname" .root -}}
+{{- printf "%s-sentinel-%d.%s-sentinel.%s.svc.cluster.local" $f (int .i) $f .root.Release.Namespace -}}
 {{- end -}}

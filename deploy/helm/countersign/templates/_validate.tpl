@@ -45,7 +45,9 @@ identity.bundles: spiffe.trustBundle and spiffe.federation
 redis.url: redis.mode and redis.external.url
 redis.prefix: redis.prefix
 redis.password_file: redis.external.existingSecret
-redis.sentinel: redis.external.sentinel
+redis.sentinel: redis.external.sentinel or redis.mode sentinel
+redis.cluster: redis.external.cluster
+redis.durability: redis.durability
 policy.file: policy.key
 principals.file: principals.key
 credentials.default_audience: broker.credentials.defaultAudience
@@ -92,6 +94,18 @@ console.oidc: console.oidc
 {{- include "countersign.checkDuration" (dict "value" $c.maxTtl "name" "broker.credentials.maxTtl" "key" "credentials.max_ttl" "min" 10000 "max" 86400000 "minText" "10s" "maxText" "24h") -}}
 {{- if gt (include "countersign.durationMs" $c.defaultTtl | int64) (include "countersign.durationMs" $c.maxTtl | int64) -}}
 {{- fail (printf "broker.credentials.defaultTtl=%s exceeds broker.credentials.maxTtl=%s: the default lifetime must not exceed the maximum" $c.defaultTtl $c.maxTtl) -}}
+{{- end -}}
+{{- if and (eq $v.redis.mode "external") $v.redis.external.cluster.enabled -}}
+{{- if $v.redis.external.sentinel.enabled -}}
+{{- fail "redis.external.cluster.enabled and redis.external.sentinel.enabled exclude each other: a Redis Cluster fails over by itself" -}}
+{{- end -}}
+{{- if not (regexMatch "^\\{[^{}]+\\}" $v.redis.prefix) -}}
+{{- fail (printf "redis.prefix=%q: on Redis Cluster (redis.external.cluster.enabled) the prefix must start with a hash tag, e.g. {countersign}:, so that every key shares one slot" $v.redis.prefix) -}}
+{{- end -}}
+{{- end -}}
+{{- include "countersign.checkDuration" (dict "value" $v.redis.durability.timeout "name" "redis.durability.timeout" "key" "redis.durability.timeout" "min" 10 "max" 60000 "minText" "10ms" "maxText" "1m") -}}
+{{- if and (eq $v.redis.mode "sentinel") (lt (sub (int $v.redis.sentinel.replicas) 2) (int $v.redis.durability.replicas)) -}}
+{{- fail (printf "redis.sentinel.replicas=%d with redis.durability.replicas=%d: after a failover the new primary has %d replica(s) and every write would fail until the lost pod is back; use redis.sentinel.replicas of at least %d" (int $v.redis.sentinel.replicas) (int $v.redis.durability.replicas) (sub (int $v.redis.sentinel.replicas) 2) (add (int $v.redis.durability.replicas) 2)) -}}
 {{- end -}}
 {{- include "countersign.checkDuration" (dict "value" $v.broker.requests.pollInterval "name" "broker.requests.pollInterval" "key" "requests.poll_interval" "min" 200 "max" 60000 "minText" "200ms" "maxText" "1m") -}}
 {{- $ports := $v.broker.ports -}}
