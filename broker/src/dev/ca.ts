@@ -229,6 +229,25 @@ export class CertificateAuthority {
     return new CertificateAuthority(this.trustDomain, cert, subject.name, [this.certificate, ...this.parents], this.now);
   }
 
+  /**
+   * An X.509-SVID for a key held elsewhere (the public key of a CSR): the leaf
+   * certificate only, DER. The caller adds the chain.
+   */
+  issueLeafForKey(spiffeId: string, publicKey: KeyObject, options: Pick<CertificateOptions, 'notBefore' | 'notAfter' | 'commonName'> = {}): Buffer {
+    const now = this.now();
+    const tbs = new TBSCertificate({
+      version: Version.v3,
+      serialNumber: serialNumber(),
+      signature: signatureAlgorithm(this.certificate.privateKey),
+      issuer: this.subjectName,
+      validity: new Validity({ notBefore: new Date(options.notBefore ?? now - MINUTE), notAfter: new Date(options.notAfter ?? now + HOUR) }),
+      subject: name(options.commonName ?? 'svid', this.trustDomain),
+      subjectPublicKeyInfo: AsnConvert.parse(publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
+      extensions: new Extensions(buildExtensions({ uris: [spiffeId] }, LEAF_DEFAULTS, publicKey, this.certificate.publicKey)),
+    });
+    return signCertificate(tbs, this.certificate.privateKey);
+  }
+
   /** An X.509-SVID for spiffeId, signed by this authority; options may break any rule on purpose. */
   issueSvid(spiffeId: string, options: CertificateOptions = {}): IssuedSvid {
     const commonName = options.commonName ?? (spiffeId.split('/').pop() || 'svid');
