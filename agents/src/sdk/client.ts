@@ -180,12 +180,12 @@ export function spiffeIdOfCertificate(der: Buffer): string | undefined {
   return uris.length === 1 && uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
 }
 
-function trustDomainOf(id: string): string {
+export function trustDomainOf(id: string): string {
   return id.slice('spiffe://'.length).split('/')[0] ?? '';
 }
 
 /** grpc-js server check: the broker's certificate must carry the expected SPIFFE ID. */
-function serverIdentityCheck(expected: string) {
+export function serverIdentityCheck(expected: string) {
   return (_host: string, cert: PeerCertificate): Error | undefined => {
     const id = cert.raw ? spiffeIdOfCertificate(cert.raw) : undefined;
     if (id === undefined) return new Error('broker certificate has no SPIFFE ID');

@@ -150,6 +150,7 @@ export function requireProblem(required: OidcIssuerConfig['require'], claims: Re
 /** jose's refusal as our stable code. */
 function tokenRefusal(e: unknown, issuer: OidcIssuerConfig): CountersignError {
   if (e instanceof CountersignError) return e;
+  if (e instanceof joseErrors.JWTExpired && e.claim === 'iat') return refuse('ERR_OIDC_TOKEN_AGE', `the token is older than max_token_age (${issuer.max_token_age / 1000} s): ${e.message}`);
   if (e instanceof joseErrors.JWTExpired) return refuse('ERR_OIDC_TOKEN_EXPIRED', `the token expired (${e.message})`);
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     const claim = e.claim;
