@@ -30,6 +30,12 @@ export const ENV = {
   jwksUrl: 'COUNTERSIGN_JWKS_URL',
   /** "1"/"true": use the Workload API at SPIFFE_ENDPOINT_SOCKET; or an endpoint address. */
   workloadApi: 'COUNTERSIGN_WORKLOAD_API',
+  /** github | gitlab | k8s | file:PATH: exchange that platform's OIDC token for an SVID (no SPIRE needed). */
+  oidc: 'COUNTERSIGN_OIDC',
+  /** The audience to ask the platform for (GitHub); default countersign. */
+  oidcAudience: 'COUNTERSIGN_OIDC_AUDIENCE',
+  /** The broker's name for the issuer (identity.oidc[].name); default: found by the token's iss. */
+  oidcIssuer: 'COUNTERSIGN_OIDC_ISSUER',
 } as const;
 
 export interface IdentityChoice extends IdentityFiles {
@@ -39,6 +45,10 @@ export interface IdentityChoice extends IdentityFiles {
   spiffeId?: string | undefined;
   /** How long to wait for the first SVID from the Workload API. Default 30 s. */
   workloadApiTimeoutMs?: number | undefined;
+  /** Exchange an OIDC token for an SVID: github, gitlab, k8s or file:PATH (needs caFile: the broker's bundle). */
+  oidc?: string | undefined;
+  oidcAudience?: string | undefined;
+  oidcIssuer?: string | undefined;
 }
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes)$/i.test(v);
