@@ -56,6 +56,8 @@ export interface ExchangedClaims {
   actor?: { claim: string; value: string; field: string };
   /** That person as a principal name (or their login, normalised, when no principal has it): the request's on_behalf_of. */
   onBehalfOf?: string;
+  /** Every on_behalf_of that names that same person (principal name, e-mail), canonical. */
+  actorNames?: string[];
 }
 
 export interface ExchangeResult {
@@ -455,12 +457,18 @@ export class OidcExchange {
     if (text === null) return undefined;
     const stored = JSON.parse(text) as ExchangedClaims & { spiffeId: string };
     if (stored.spiffeId !== identity.spiffeId) return undefined;
-    const onBehalfOf = stored.actor ? this.actorPrincipal(stored.actor) : undefined;
-    return { issuer: stored.issuer, subject: stored.subject, claims: stored.claims, ...(stored.actor ? { actor: stored.actor } : {}), ...(onBehalfOf ? { onBehalfOf } : {}) };
+    const names = stored.actor ? this.actorPrincipal(stored.actor) : undefined;
+    return {
+      issuer: stored.issuer,
+      subject: stored.subject,
+      claims: stored.claims,
+      ...(stored.actor ? { actor: stored.actor } : {}),
+      ...(names ? { onBehalfOf: names[0], actorNames: names } : {}),
+    };
   }
 
-  /** The principal an actor claim names, read at request time (the principals file is the one in force). */
-  private actorPrincipal(actor: NonNullable<ExchangedClaims['actor']>): string | undefined {
+  /** The names of the principal an actor claim names, read at request time (the principals file is the one in force); its name first. */
+  private actorPrincipal(actor: NonNullable<ExchangedClaims['actor']>): string[] | undefined {
     const directory = this.deps.directory;
     const field = actor.field;
     const principal =
@@ -469,9 +477,9 @@ export class OidcExchange {
         : field === 'email'
           ? directory?.byEmail(actor.value)
           : directory?.byName(actor.value);
-    if (principal !== undefined) return principal.name;
+    if (principal !== undefined) return [principal.name, ...(principal.email ? [principal.email] : [])];
     try {
-      return normalizePrincipalName(actor.value, `claim ${actor.claim}`);
+      return [normalizePrincipalName(actor.value, `claim ${actor.claim}`)];
     } catch {
       return undefined;
     }

@@ -88,7 +88,7 @@ export class RequestService {
     const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
     // The person who started a CI run is who the request is for: they never count as its approver.
     const actor = identity.oidc?.onBehalfOf;
-    if (actor !== undefined && parsed.onBehalfOf !== '' && parsed.onBehalfOf !== actor) {
+    if (actor !== undefined && parsed.onBehalfOf !== '' && !(identity.oidc?.actorNames ?? [actor]).includes(parsed.onBehalfOf)) {
       throw new CountersignError(
         'permission_denied',
         'ERR_ON_BEHALF_OF_CONFLICT',
