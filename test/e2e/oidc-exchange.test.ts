@@ -10,6 +10,9 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { IdentityClient, RequestState, type ExchangeTokenResponse } from '@countersign/proto';
 import { ApprovalsClient, CountersignClient, CountersignClientError, exchangeToken, githubToken, newKeyAndCsr, type ExchangedSvid } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
+import type { ApprovalRequestView } from '@countersign/approvers';
+import { buildRequestCard } from '@countersign/approvers/slack';
+import { requestPage } from '../../broker/src/console/pages.js';
 import { auditEvents, errorCode, metricValue, rawCall, rejection, until } from './support/identity.js';
 import { githubClaims, gitlabClaims, k8sClaims, LocalIssuer, newIssuerKey } from './support/oidc-issuer.js';
 
@@ -129,7 +132,7 @@ describe('exchanging an OIDC token for an SVID', () => {
   };
 
   it('gives a GitHub job an SVID that policy, approvers and the audit trail know by its claims', async () => {
-    const token = await github.sign(githubClaims());
+    const token = await github.sign(githubClaims({ workflow: 'Deploy <https://evil.example|click here> *now*' }));
     const svid = await exchange(token);
     assert.equal(svid.spiffeId, `spiffe://${TD}/github/my-org_2Fapp/prod`);
     assert.equal(svid.issuer, 'github');
@@ -147,6 +150,26 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.equal(pending.state, 'PENDING_APPROVAL', pending.message);
     assert.equal(pending.rule, 'github-prod');
     assert.equal(pending.request?.onBehalfOf, 'alice', 'the actor is who the request is for');
+
+    // Approvers see where the job comes from, inert: a claim cannot become a link or markup on the card.
+    const view = await t.broker.approvals.workflow.get(pending.requestId);
+    assert.equal(view?.workload?.issuer, 'github');
+    assert.deepEqual(
+      { repository: view?.workload?.claims.repository, ref: view?.workload?.claims.ref, run_id: view?.workload?.claims.run_id, actor: view?.workload?.claims.actor },
+      { repository: 'my-org/app', ref: 'refs/heads/main', run_id: '5912345678', actor: 'alice' },
+    );
+    const card = JSON.stringify(buildRequestCard(view as ApprovalRequestView).blocks);
+    assert.match(card, /Identity from an OIDC token/);
+    assert.match(card, /repository: `my-org\/app`/);
+    assert.ok(!card.includes('<https://evil.example'), 'the workflow claim is escaped, not a link');
+    assert.match(card, /workflow: `Deploy &lt;https:\/\/evil.example\|click here&gt; \*now\*`/);
+
+    const stored = await t.broker.approvals.store.get(pending.requestId);
+    assert.ok(stored);
+    const page = requestPage({ viewer: { principal: 'bob', displayName: 'Bob', csrf: 'x' }, request: stored, votes: [], now: Date.now(), whyNoVote: undefined, lastApproved: undefined, rule: undefined, passkeys: 0, recentPasskey: false }).toString();
+    assert.match(page, /Identity from an OIDC token/);
+    assert.match(page, /actor: <code>alice<\/code>/);
+    assert.ok(!page.includes('<https://evil'), 'escaped in the console too');
 
     // Alice pushed the commit: she cannot approve its prod deploy.
     const selfVote = await rejection(approver('alice').decide({ requestId: pending.requestId, decision: 'approve', reason: 'mine' }));

@@ -45,6 +45,41 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 
 export type OidcIssuerConfig = BrokerConfig['identity']['oidc'][number];
 
+/** Claims worth an approver's eye, in this order, when the token has them (GitHub, GitLab, Kubernetes). */
+const DISPLAYED_CLAIMS = [
+  'repository',
+  'project_path',
+  'workflow',
+  'job_workflow_ref',
+  'ref',
+  'environment',
+  'event_name',
+  'pipeline_source',
+  'run_id',
+  'run_attempt',
+  'pipeline_id',
+  'job_id',
+  'sha',
+  'actor',
+  'triggering_actor',
+  'user_login',
+  'user_email',
+  'kubernetes.io.namespace',
+  'kubernetes.io.serviceaccount.name',
+  'kubernetes.io.pod.name',
+  'sub',
+];
+
+/** The claims approvers see, as short strings (what a Slack card or the console shows, inert). */
+export function displayedClaims(oidc: { issuer: string; claims: JsonObject }): { issuer: string; claims: Record<string, string> } {
+  const claims: Record<string, string> = {};
+  for (const name of DISPLAYED_CLAIMS) {
+    const value = claimAt(oidc.claims, name);
+    if (typeof value === 'string' ? value !== '' : typeof value === 'number' || typeof value === 'boolean') claims[name] = String(value).slice(0, 256);
+  }
+  return { issuer: oidc.issuer, claims };
+}
+
 /** What the token of an exchanged SVID said, as policy and approvers see it. */
 export interface ExchangedClaims {
   /** The issuer's name (identity.oidc[].name). */
