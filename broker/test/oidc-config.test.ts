@@ -1,0 +1,94 @@
+// identity.oidc (issue 18): the issuers whose tokens are exchanged for SVIDs.
+// Mistakes name the key, the value and what was expected; the SPIFFE ID template
+// and the claim escaping refuse anything that could reach outside its segment.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseConfig } from '../src/config/config.js';
+import { escapeSegmentValue, renderSpiffeId, requireProblem } from '../src/identity/oidc-exchange.js';
+
+const head = `trust_domain: example.org
+identity:
+  svid: { cert_file: a.pem, key_file: b.pem }
+  bundles: [{ trust_domain: example.org, file: a.pem }]
+`;
+const rest = `redis:
+  prefix: "t:"
+policy:
+  file: policy.yaml
+credentials:
+  default_audience: https://deploy.example.org
+  signing_keys:
+    - file: signing-key.pem
+`;
+const CA = '  oidc_ca: { cert_file: oidc-ca.pem, key_file: oidc-ca-key.pem }\n';
+const issuer = (extra = '', spiffeId = '"spiffe://{trust_domain}/github/{repository}/{environment}"') =>
+  `  oidc:\n    - name: github\n      issuer: https://token.actions.githubusercontent.com\n      audience: countersign\n      spiffe_id: ${spiffeId}\n${extra}`;
+const config = (identity: string) => parseConfig(`${head}${identity}${rest}`, '/etc/countersign/config.yaml');
+const problem = (identity: string): string => {
+  try {
+    config(identity);
+  } catch (e) {
+    assert.equal((e as { code?: string }).code, 'ERR_CONFIG_INVALID');
+    return (e as Error).message;
+  }
+  return assert.fail('expected the config to be refused');
+};
+
+describe('identity.oidc config', () => {
+  it('reads the keys of the issue with their defaults', () => {
+    const c = config(`${CA}${issuer('      require: { repository_owner: my-org }\n      svid_ttl: 5m\n      actor: { claim: actor, principal_field: github_login }\n')}`);
+    const [github] = c.identity.oidc;
+    assert.ok(github);
+    assert.equal(github.svid_ttl, 300_000);
+    assert.deepEqual(github.require, { repository_owner: 'my-org' });
+    assert.deepEqual(github.algorithms, ['RS256', 'ES256']);
+    assert.equal(github.max_token_age, 3_600_000);
+    assert.equal(github.clock_skew, 30_000);
+    assert.equal(github.single_use, true);
+    assert.deepEqual(github.actor, { claim: 'actor', principal_field: 'github_login' });
+  });
+
+  const refused: [string, string, RegExp][] = [
+    ['issuers without the CA that signs their SVIDs', issuer(), /identity\.oidc_ca: identity\.oidc needs identity\.oidc_ca \(cert_file, key_file\)/],
+    ['a template in another trust domain', `${CA}${issuer('', '"spiffe://evil.org/{sub}"')}`, /identity\.oidc\[0\]\.spiffe_id: "spiffe:\/\/evil\.org\/\{sub\}" must start with spiffe:\/\/\{trust_domain\}\//],
+    ['a template naming no claim', `${CA}${issuer('', '"spiffe://{trust_domain}/ci/all"')}`, /spiffe_id: .* names no claim/],
+    ['a template with an unbalanced brace', `${CA}${issuer('', '"spiffe://{trust_domain}/ci/{sub"')}`, /unbalanced "\{"/],
+    ['a template that is no SPIFFE ID', `${CA}${issuer('', '"spiffe://{trust_domain}/ci//{sub}"')}`, /does not give a SPIFFE ID/],
+    ['plain http off loopback', `${CA}  oidc:\n    - { name: x, issuer: "http://issuer.example.com", audience: a, spiffe_id: "spiffe://{trust_domain}/x/{sub}" }\n`, /identity\.oidc\[0\]\.issuer: http:\/\/issuer\.example\.com: plain http is only accepted on loopback/],
+    ['alg none', `${CA}${issuer('      algorithms: [none]\n')}`, /identity\.oidc\[0\]\.algorithms\[0\]/],
+    ['HS256', `${CA}${issuer('      algorithms: [HS256]\n')}`, /identity\.oidc\[0\]\.algorithms\[0\]/],
+    ['a name used twice', `${CA}${issuer()}    - { name: github, issuer: "https://gitlab.com", audience: a, spiffe_id: "spiffe://{trust_domain}/x/{sub}" }\n`, /identity\.oidc\[1\]\.name: issuer name github is already used \(oidc\[0\]\)/],
+    ['jwks_file and jwks_uri together', `${CA}${issuer('      jwks_file: k.json\n      jwks_uri: https://x.example/jwks\n')}`, /identity\.oidc\[0\]\.jwks_uri: set jwks_file or jwks_uri, not both/],
+    ['an unknown principal field', `${CA}${issuer('      actor: { claim: actor, principal_field: slack }\n')}`, /identity\.oidc\[0\]\.actor\.principal_field/],
+    ['an SVID TTL over a day', `${CA}${issuer('      svid_ttl: 48h\n')}`, /identity\.oidc\[0\]\.svid_ttl: duration 48h is out of range/],
+  ];
+  for (const [name, identity, message] of refused) {
+    it(`refuses ${name}`, () => assert.match(problem(identity), message));
+  }
+});
+
+describe('SPIFFE IDs from claims', () => {
+  const template = 'spiffe://{trust_domain}/github/{repository}/{environment}';
+  it('escapes every value into its own segment, injectively', () => {
+    assert.equal(renderSpiffeId(template, 'example.org', { repository: 'my-org/app', environment: 'prod' }), 'spiffe://example.org/github/my-org_2Fapp/prod');
+    assert.notEqual(escapeSegmentValue('x', 'a/b'), escapeSegmentValue('x', 'a_2Fb'));
+    assert.equal(escapeSegmentValue('x', 'a_2Fb'), 'a_5F2Fb');
+    assert.equal(renderSpiffeId('spiffe://{trust_domain}/k8s/{kubernetes.io.namespace}', 'example.org', { 'kubernetes.io': { namespace: 'pay' } }), 'spiffe://example.org/k8s/pay');
+  });
+  for (const value of ['..', '.', '', '../../human/alice', 'a/../b', 'x/spiffe://evil.org/y', 'a//b', 'a\nb', '%2e%2e', 'a\\b']) {
+    it(`refuses the claim value ${JSON.stringify(value)}`, () => {
+      assert.throws(() => renderSpiffeId(template, 'example.org', { repository: 'my-org/app', environment: value }), (e: Error & { code?: string }) => e.code === 'ERR_OIDC_CLAIM_UNSAFE');
+    });
+  }
+  it('refuses a missing or non-string claim', () => {
+    for (const environment of [undefined, ['a'], { a: 1 }, true]) {
+      assert.throws(() => renderSpiffeId(template, 'example.org', { repository: 'r', environment }), (e: Error & { code?: string }) => e.code === 'ERR_OIDC_CLAIM_UNSAFE');
+    }
+  });
+  it('checks require by equality, one of a list', () => {
+    assert.equal(requireProblem({ repository_owner: 'my-org' }, { repository_owner: 'my-org' }), undefined);
+    assert.match(requireProblem({ repository_owner: 'my-org' }, { repository_owner: 'evil' }) ?? '', /claim repository_owner is "evil"; the issuer requires "my-org"/);
+    assert.equal(requireProblem({ ref: ['refs/heads/main', 'refs/heads/release'] }, { ref: 'refs/heads/release' }), undefined);
+    assert.match(requireProblem({ ref_protected: 'true' }, {}) ?? '', /claim ref_protected is missing/);
+  });
+});
