@@ -192,7 +192,7 @@ export async function devToken(options: DevTokenOptions, now = Date.now()): Prom
     sub: 'repo:example/app:ref:refs/heads/main',
     repository: 'example/app',
     repository_owner: 'example',
-    workflow: 'deployer',
+    workflow: 'hosted-runner',
     ref: 'refs/heads/main',
     event_name: 'push',
     run_id: String(Math.floor(now / 1000)),
