@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { generateKeyPair, SignJWT } from 'jose';
 import { IdentityClient, RequestState, type ExchangeTokenResponse } from '@countersign/proto';
-import { ApprovalsClient, CountersignClient, CountersignClientError, exchangeToken, githubToken, newKeyAndCsr, type ExchangedSvid } from '@countersign/agent';
+import { ApprovalsClient, CountersignClient, CountersignClientError, exchangeToken, githubToken, newKeyAndCsr, oidc, type ExchangedSvid } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import type { ApprovalRequestView } from '@countersign/approvers';
 import { buildRequestCard } from '@countersign/approvers/slack';
@@ -357,6 +357,26 @@ describe('exchanging an OIDC token for an SVID', () => {
         return false;
       }
     });
+  });
+
+  it('SDK: oidc() is an identity source that exchanges a fresh token to renew, and clients use the new SVID', async () => {
+    let n = 0;
+    const source = await oidc({ address: t.address, caPem: t.ca.pem, serverId, token: async () => github.sign(githubClaims({ environment: `sdk-${++n}` })) });
+    closers.push(source);
+    const client = new CountersignClient({ address: t.address, identitySource: source });
+    closers.push(client);
+    assert.equal(source.spiffeId, `spiffe://${TD}/github/my-org_2Fapp/sdk-1`);
+    assert.equal((await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} })).state, 'APPROVED');
+    const first = source.expiresAt.getTime();
+    await source.renew();
+    assert.equal(source.generation, 1);
+    assert.equal(source.spiffeId, `spiffe://${TD}/github/my-org_2Fapp/sdk-2`);
+    assert.ok(source.expiresAt.getTime() >= first);
+    const after = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} });
+    assert.equal(after.state, 'APPROVED');
+    const events = await auditEvents(t);
+    const received = events.filter((e) => e.type === 'request_received' && e.request_id === after.requestId);
+    assert.equal(received[0]?.requester, `spiffe://${TD}/github/my-org_2Fapp/sdk-2`, 'the renewed SVID made the call');
   });
 
   it('gets the GitHub token the way a runner does (ACTIONS_ID_TOKEN_REQUEST_URL + bearer + audience)', async () => {
