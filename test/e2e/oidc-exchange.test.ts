@@ -278,6 +278,13 @@ describe('exchanging an OIDC token for an SVID', () => {
     });
   }
 
+  it('refuses a token whose iss is not the issuer it is presented to (ERR_OIDC_ISSUER_MISMATCH), and an unknown issuer name', async () => {
+    // Signed with GitHub's key, but claiming to come from GitLab's issuer.
+    const token = await github.sign(githubClaims({ iss: gitlab.url, environment: 'iss' }));
+    await assert.rejects(exchange(token, 'github'), (e: CountersignClientError) => e.code === 'ERR_OIDC_ISSUER_MISMATCH' && e.grpcStatus === status.UNAUTHENTICATED);
+    await assert.rejects(exchange(token, 'nope'), (e: CountersignClientError) => e.code === 'ERR_INVALID_FIELD' && /issuer: no configured issuer is named "nope"/.test(e.message));
+  });
+
   it('exchanges each token once: a replay is refused', async () => {
     const token = await github.sign(githubClaims({ environment: 'replay' }));
     await exchange(token);
