@@ -338,6 +338,7 @@ async function startServices(
     logger,
     bundles,
     directory: principals,
+    limiter: approvals.limiter,
     onRefused: (error, peer) => {
       metrics.identityRefusals.inc({ code: error.code });
       if (refusals.note(error, peer, {})) logger.info({ peer, code: error.code }, `refused token exchange: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);

@@ -397,3 +397,37 @@ describe('exchanging an OIDC token for an SVID', () => {
     await assert.rejects(githubToken({ env: {} })(), (e: CountersignClientError) => e.code === 'ERR_OIDC_TOKEN_UNAVAILABLE' && /id-token: write/.test(e.message));
   });
 });
+
+// ExchangeToken answers callers without any identity: its only key for fairness is the source
+// address, under the same limit as requests (requests.limits).
+describe('exchanging tokens: the rate limit per source address', () => {
+  let issuer: LocalIssuer;
+  let t: TestBroker;
+  before(async () => {
+    issuer = await LocalIssuer.start();
+    const ca = CertificateAuthority.createRoot(TD);
+    const oidcCa = ca.createIntermediate();
+    t = await startTestBroker({
+      ca,
+      files: { 'oidc-ca.pem': oidcCa.pem, 'oidc-ca-key.pem': oidcCa.certificate.keyPem },
+      identity: `identity:
+  svid: { cert_file: broker.pem, key_file: broker-key.pem }
+  bundles: [{ trust_domain: ${TD}, file: ca.pem }]
+  oidc_ca: { cert_file: oidc-ca.pem, key_file: oidc-ca-key.pem }
+  oidc:
+    - { name: ci, issuer: "${issuer.url}", audience: countersign, spiffe_id: "spiffe://{trust_domain}/ci/{sub}" }
+`,
+      extraConfig: 'requests:\n  limits: { requests_per_second: 0.01, burst: 3 }\n',
+    });
+  });
+  after(async () => {
+    await t?.close();
+    await issuer?.close();
+  });
+
+  it('answers RESOURCE_EXHAUSTED past the burst, before looking at the token', async () => {
+    const exchange = async (sub: string) => exchangeToken(await issuer.sign({ aud: 'countersign', sub }), { address: t.address, caPem: t.ca.pem, serverId: `spiffe://${TD}` });
+    for (const sub of ['a', 'b', 'c']) assert.equal((await exchange(sub)).spiffeId, `spiffe://${TD}/ci/${sub}`);
+    await assert.rejects(exchange('d'), (e: CountersignClientError) => e.code === 'ERR_RATE_LIMITED' && e.grpcStatus === status.RESOURCE_EXHAUSTED && /token exchanges from 127\.0\.0\.1/.test(e.message));
+  });
+});

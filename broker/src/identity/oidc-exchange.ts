@@ -34,6 +34,8 @@ import { CertificateAuthority } from '../dev/ca.js';
 import { CountersignError } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
+import type { RequestRateLimiter } from '../requests/limits.js';
+import { sourceOf } from './refusal-recorder.js';
 import { normalizePrincipalName } from '../policy/principal-name.js';
 import type { Principals } from '../policy/principals.js';
 import type { BundleStore } from './bundle-store.js';
@@ -257,6 +259,8 @@ export interface OidcExchangeDeps {
   bundles: BundleStore;
   /** Maps an actor claim to a principal (github_login, gitlab_login, email, name). */
   directory?: Principals;
+  /** The request rate limit (requests.limits), applied per source address: the call needs no identity, so it is the only key there is. */
+  limiter?: Pick<RequestRateLimiter, 'take'>;
   onRefused?: ExchangeRefusalListener;
 }
 
@@ -405,6 +409,7 @@ export class OidcExchange {
 
   /** The exchange itself. Refusals are reported (aggregated in the audit trail) and thrown. */
   async exchange(request: { token: string; csr: string; issuer: string }, peer: string): Promise<ExchangeResult> {
+    await this.deps.limiter?.take(`token exchanges from ${sourceOf(peer)}`);
     try {
       return await this.exchangeOnce(request);
     } catch (e) {
