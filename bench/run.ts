@@ -9,6 +9,7 @@ import { benchSlack } from './slack.js';
 import { benchMcpProxy } from './mcp-proxy.js';
 import { benchPasskey } from './passkey.js';
 import { benchParameters } from './parameters.js';
+import { benchOidcExchange } from './oidc-exchange.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<void>> = {
   'mcp-proxy': () => benchMcpProxy({ durationMs: seconds * 1000, concurrencies: [1, 16] }),
   passkey: () => benchPasskey({ durationMs: seconds * 1000 }),
   parameters: () => benchParameters({ durationMs: seconds * 1000 }),
+  'oidc-exchange': () => benchOidcExchange({ durationMs: seconds * 1000, concurrency: 8 }),
 };
 
 const selected = process.argv.slice(2);
