@@ -3,7 +3,8 @@
 // Real parts: a local OIDC issuer over HTTP (discovery + JWKS), the broker over
 // TLS (server authentication only for the exchange, mTLS afterwards), Redis.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { webcrypto, X509Certificate } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { generateKeyPair, SignJWT } from 'jose';
@@ -322,6 +323,11 @@ describe('exchanging an OIDC token for an SVID', () => {
     der[der.length - 5] = (der[der.length - 5] as number) ^ 1; // inside the signature
     const tampered = await rejection(call(`-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`));
     assert.equal(errorCode(tampered), 'ERR_INVALID_FIELD');
+    const weakAlg = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+    const weakKeys = await webcrypto.subtle.generateKey(weakAlg, false, ['sign', 'verify']);
+    const weak = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=weak', keys: weakKeys as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'], signingAlgorithm: weakAlg });
+    const weakRefusal = await rejection(call(weak.toString('pem')));
+    assert.match(weakRefusal.details, /^csr: key rsa 1024 bits is not accepted; use EC P-256 or P-384, or RSA 2048-4096/);
     // The token was not spent on the refusals.
     assert.match((await exchange(token)).spiffeId, /\/csr$/);
   });

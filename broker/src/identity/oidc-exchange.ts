@@ -376,21 +376,18 @@ export class OidcExchange {
     }
   }
 
-  private parseCsr(pem: string): KeyObject {
+  /** The CSR's public key, once its signature proves the caller holds the private key. */
+  private async checkCsr(pem: string): Promise<KeyObject> {
     if (pem === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'csr: is required (a PKCS#10 request, PEM, signed by the key the SVID is for)', { field: 'csr' });
     if (pem.length > MAX_CSR_BYTES) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `csr: ${pem.length} bytes, at most ${MAX_CSR_BYTES}`, { field: 'csr' });
     let csr: x509.Pkcs10CertificateRequest;
+    let key: KeyObject;
     try {
       csr = new x509.Pkcs10CertificateRequest(pem);
+      key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
     } catch (e) {
       throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `csr: not a PKCS#10 certificate request in PEM: ${(e as Error).message}`, { field: 'csr' });
     }
-    return createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
-  }
-
-  private async checkCsr(pem: string): Promise<KeyObject> {
-    const key = this.parseCsr(pem);
-    const csr = new x509.Pkcs10CertificateRequest(pem);
     let ok = false;
     try {
       ok = await csr.verify();
