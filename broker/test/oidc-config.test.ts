@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config/config.js';
-import { escapeSegmentValue, renderSpiffeId, requireProblem } from '../src/identity/oidc-exchange.js';
+import { escapeSegmentValue, renderSpiffeId, requireProblem, runUrl } from '../src/identity/oidc-exchange.js';
 
 const head = `trust_domain: example.org
 identity:
@@ -90,5 +90,12 @@ describe('SPIFFE IDs from claims', () => {
     assert.match(requireProblem({ repository_owner: 'my-org' }, { repository_owner: 'evil' }) ?? '', /claim repository_owner is "evil"; the issuer requires "my-org"/);
     assert.equal(requireProblem({ ref: ['refs/heads/main', 'refs/heads/release'] }, { ref: 'refs/heads/release' }), undefined);
     assert.match(requireProblem({ ref_protected: 'true' }, {}) ?? '', /claim ref_protected is missing/);
+  });
+  it('names the run page for approvers: github.com, GitHub Enterprise Server, GitLab; nothing for other issuers', () => {
+    assert.equal(runUrl({ iss: 'https://token.actions.githubusercontent.com', repository: 'o/r', run_id: '7' }), 'https://github.com/o/r/actions/runs/7');
+    assert.equal(runUrl({ iss: 'https://ghe.example.com/_services/token', repository: 'o/r', run_id: '7' }), 'https://ghe.example.com/o/r/actions/runs/7');
+    assert.equal(runUrl({ iss: 'https://gitlab.com', project_path: 'g/p', pipeline_id: '9' }), 'https://gitlab.com/g/p/-/pipelines/9');
+    assert.equal(runUrl({ iss: 'https://evil.example', repository: 'o/r', run_id: '7' }), undefined);
+    assert.equal(runUrl({ iss: 'https://kubernetes.default.svc', sub: 'system:serviceaccount:a:b' }), undefined);
   });
 });

@@ -207,6 +207,9 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.equal(gl.spiffeId, `spiffe://${TD}/gitlab/my-group_2Fapp`);
     const pending = await clientWith(gl).requestOperation({ operation: 'deploy', resource: 'prod/api', parameters: {} });
     assert.equal(pending.request?.onBehalfOf, 'bob');
+    const glView = await t.broker.approvals.workflow.get(pending.requestId);
+    assert.equal(glView?.workload?.claims.run, `${gitlab.url}/my-group/app/-/pipelines/574`, 'approvers see the pipeline');
+    assert.equal(glView?.workload?.claims.user_login, 'bob');
     const bobVote = await rejection(approver('bob').decide({ requestId: pending.requestId, decision: 'approve' }));
     assert.equal((bobVote as unknown as CountersignClientError).code, 'ERR_SELF_APPROVAL');
 
