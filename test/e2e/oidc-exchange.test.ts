@@ -395,6 +395,21 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.equal(received[0]?.requester, `spiffe://${TD}/github/my-org_2Fapp/sdk-2`, 'the renewed SVID made the call');
   });
 
+  it('renews with the same token only for the key it was first exchanged for (a GitLab job, a pod: one token for the whole run)', async () => {
+    const token = await gitlab.sign(gitlabClaims({ project_path: 'my-group/long-wait' }));
+    const source = await oidc({ address: t.address, caPem: t.ca.pem, serverId, token: async () => token });
+    closers.push(source);
+    const firstSvid = source.identityFor().certChainPem;
+    await source.renew();
+    assert.equal(source.generation, 1, 'renewed with the same token');
+    assert.notEqual(source.identityFor().certChainPem, firstSvid, 'a new SVID');
+    const renewed = (await auditEvents(t)).filter((e) => e.type === 'svid_exchanged' && e.spiffe_id === `spiffe://${TD}/gitlab/my-group_2Flong-wait`);
+    assert.deepEqual(renewed.map((e) => e.renewal ?? false), [false, true]);
+    // Someone else holding the token, with their own key, is still a replay.
+    const e = await refusedExchange(token);
+    assert.equal(e.code, 'ERR_OIDC_TOKEN_REPLAYED');
+  });
+
   it('gets the GitHub token the way a runner does (ACTIONS_ID_TOKEN_REQUEST_URL + bearer + audience)', async () => {
     github.githubClaims = githubClaims({ environment: 'runner' });
     const env = { ACTIONS_ID_TOKEN_REQUEST_URL: `${github.url}/github-token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.githubRequestToken };

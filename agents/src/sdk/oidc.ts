@@ -117,9 +117,12 @@ export interface ExchangedSvid extends ClientIdentity {
   issuer: string;
 }
 
-/** One exchange: a new key, a CSR, the token; returns the SVID with its key. */
-export async function exchangeToken(token: string, options: ExchangeOptions): Promise<ExchangedSvid> {
-  const { csrPem, keyPem } = await newKeyAndCsr();
+/**
+ * One exchange: the token and a CSR for a new key (or for `key`, one from a previous exchange
+ * of the same token: the broker then renews the SVID); returns the SVID with its key.
+ */
+export async function exchangeToken(token: string, options: ExchangeOptions & { key?: { csrPem: string; keyPem: string } | undefined }): Promise<ExchangedSvid> {
+  const { csrPem, keyPem } = options.key ?? (await newKeyAndCsr());
   const client = new IdentityClient(options.address, credentials.createSsl(Buffer.from(options.caPem), null, null, { checkServerIdentity: serverIdentityCheck(options.serverId) }), {
     'grpc.ssl_target_name_override': trustDomainOf(options.serverId),
   });
@@ -165,8 +168,14 @@ export class OidcIdentity implements IdentitySource {
     this.schedule();
   }
 
+  /** The key of this identity, kept for its life: a token the platform hands out again (GitLab, a pod's token file) renews with it. */
+  private key!: { csrPem: string; keyPem: string };
+
   static async start(options: OidcIdentityOptions): Promise<OidcIdentity> {
-    return new OidcIdentity(options, await exchangeToken(await options.token(), options));
+    const key = await newKeyAndCsr();
+    const identity = new OidcIdentity(options, await exchangeToken(await options.token(), { ...options, key }));
+    identity.key = key;
+    return identity;
   }
 
   private schedule(delayMs?: number): void {
@@ -180,7 +189,7 @@ export class OidcIdentity implements IdentitySource {
   /** Exchanges a fresh token now. */
   async renew(): Promise<void> {
     try {
-      this.current = await exchangeToken(await this.options.token(), this.options);
+      this.current = await exchangeToken(await this.options.token(), { ...this.options, key: this.key });
       this.gen++;
       this.schedule();
     } catch (e) {

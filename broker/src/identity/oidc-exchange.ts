@@ -451,13 +451,22 @@ export class OidcExchange {
     const jtiHash = createHash('sha256')
       .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${token}`}`)
       .digest('base64url');
+    // Single use: the token is bound to the first key it is exchanged for. Only that key (a CSR it
+    // signed) may exchange it again, to renew its SVID during a long wait; anyone else is a replay.
+    const keyHash = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url');
+    let renewal = false;
     if (issuer.single_use) {
-      const first = await this.deps.redis
-        .set(this.deps.keys.oidcTokenUsed(jtiHash), String(now), 'PXAT', Math.max(exp + issuer.clock_skew, now + 1000), 'NX')
-        .catch((e: unknown) => {
-          throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', `oidc: cannot record the token's single use: ${(e as Error).message}`);
-        });
-      if (first === null) throw refuse('ERR_OIDC_TOKEN_REPLAYED', `this token (issuer ${issuer.name}, jti hash ${jtiHash}) was already exchanged; each token is exchanged once`);
+      const usedKey = this.deps.keys.oidcTokenUsed(jtiHash);
+      const redisDown = (e: unknown) => {
+        throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', `oidc: cannot record the token's single use: ${(e as Error).message}`);
+      };
+      const first = await this.deps.redis.set(usedKey, keyHash, 'PXAT', Math.max(exp + issuer.clock_skew, now + 1000), 'NX').catch(redisDown);
+      if (first === null) {
+        renewal = (await this.deps.redis.get(usedKey).catch(redisDown)) === keyHash;
+        if (!renewal) {
+          throw refuse('ERR_OIDC_TOKEN_REPLAYED', `this token (issuer ${issuer.name}, jti hash ${jtiHash}) was already exchanged for another key; a token is exchanged once (again only with the same key, to renew)`);
+        }
+      }
     }
 
     const leaf = this.ca.issueLeafForKey(spiffeId, publicKey, { notBefore: now - 30_000, notAfter, commonName: `oidc:${issuer.name}` });
@@ -487,6 +496,7 @@ export class OidcExchange {
       thumbprint,
       expires_at: notAfter,
       ...(record.actor ? { actor: record.actor.value } : {}),
+      ...(renewal ? { renewal: true } : {}),
     });
     const bundle = this.deps.bundles.current.getBundle(this.deps.config.trust_domain);
     return {
