@@ -4,6 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config/config.js';
+import { Policy } from '../src/policy/policy.js';
+import { runPolicyTests } from '../src/policy/policy-tests.js';
+import { Principals } from '../src/policy/principals.js';
 import { escapeSegmentValue, renderSpiffeId, requireProblem, runUrl } from '../src/identity/oidc-exchange.js';
 
 const head = `trust_domain: example.org
@@ -97,5 +100,36 @@ describe('SPIFFE IDs from claims', () => {
     assert.equal(runUrl({ iss: 'https://gitlab.com', project_path: 'g/p', pipeline_id: '9' }), 'https://gitlab.com/g/p/-/pipelines/9');
     assert.equal(runUrl({ iss: 'https://evil.example', repository: 'o/r', run_id: '7' }), undefined);
     assert.equal(runUrl({ iss: 'https://kubernetes.default.svc', sub: 'system:serviceaccount:a:b' }), undefined);
+  });
+  it("lets a policy's own tests give the caller an exchanged token's claims (workload.issuer, workload.claims)", () => {
+    const p = Policy.parse(
+      `version: 1
+rules:
+  - name: prod-from-main
+    match: { workload: "spiffe://example.org/github/**", operation: deploy, resource: "prod/*" }
+    when: workload.issuer == "github" && workload.claims.ref == "refs/heads/main" && workload.claims.event_name != "pull_request"
+    decision: allow
+tests:
+  - name: main
+    input: { workload: "spiffe://example.org/github/o_2Fr/prod", operation: deploy, resource: prod/web, oidc_issuer: github, claims: { ref: refs/heads/main, event_name: push } }
+    expect: { decision: allow, rule: prod-from-main }
+  - name: a pull request
+    input: { workload: "spiffe://example.org/github/o_2Fr/prod", operation: deploy, resource: prod/web, oidc_issuer: github, claims: { ref: refs/heads/main, event_name: pull_request } }
+    expect: { decision: deny }
+  - name: an SVID from SPIRE has no claims
+    input: { workload: "spiffe://example.org/github/o_2Fr/prod", operation: deploy, resource: prod/web }
+    expect: { decision: deny }
+`,
+      'p.yaml',
+      { principals: Principals.empty() },
+    );
+    assert.deepEqual(
+      runPolicyTests(p, Date.now()).map((r) => [r.name, r.passed, r.failures]),
+      [
+        ['main', true, []],
+        ['a pull request', true, []],
+        ['an SVID from SPIRE has no claims', true, []],
+      ],
+    );
   });
 });
