@@ -5,6 +5,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config/config.js';
 import { Policy } from '../src/policy/policy.js';
+import { runPolicyExplain } from '../src/cli/policy.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runPolicyTests } from '../src/policy/policy-tests.js';
 import { Principals } from '../src/policy/principals.js';
 import { escapeSegmentValue, renderSpiffeId, requireProblem, runUrl } from '../src/identity/oidc-exchange.js';
@@ -131,5 +135,23 @@ tests:
         ['an SVID from SPIRE has no claims', true, []],
       ],
     );
+  });
+  it('policy explain takes the token issuer and claims (--oidc-issuer, --claim)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'countersign-explain-'));
+    try {
+      const file = join(dir, 'policy.yaml');
+      await writeFile(file, 'version: 1\nrules:\n  - name: main\n    match: { workload: "spiffe://example.org/github/**", operation: deploy, resource: "prod/*" }\n    when: workload.issuer == "github" && workload.claims.ref == "refs/heads/main" && workload.claims.run_attempt == 1\n    decision: allow\n');
+      const explain = async (claims: string[]) => {
+        const lines: string[] = [];
+        const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
+        const base = { policy: file, workload: 'spiffe://example.org/github/o/prod', operation: 'deploy', resource: 'prod/web', param: [], svidAge: '1m', svidRemaining: '1h', requestRate: '1' };
+        await runPolicyExplain({ ...base, oidcIssuer: 'github', claim: claims }, io as never);
+        return lines.join('\n');
+      };
+      assert.match(await explain(['ref=refs/heads/main', 'run_attempt:=1']), /^decision {2}allow \(rule main\)/);
+      assert.match(await explain(['ref=refs/heads/dev', 'run_attempt:=1']), /^decision {2}deny/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

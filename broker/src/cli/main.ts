@@ -103,6 +103,8 @@ policy
   .option('--svid-age <duration>', "how long ago the caller's SVID was issued", '1m')
   .option('--svid-remaining <duration>', "how long the caller's SVID is still valid", '1h')
   .option('--request-rate <n>', "the caller's requests within settings.rate_window (context.request_rate)", '1')
+  .option('--oidc-issuer <name>', "the caller's SVID was exchanged for an OIDC token of this issuer (workload.issuer)")
+  .option('--claim <k=v>', "a claim of that token: k=v (string) or k:=JSON (workload.claims); repeatable", collect, [])
   .option('--principals <file>', 'principals file: check names, expand groups, apply separation of duties')
   .option('--output <format>', 'text or json', 'text')
   .action(async (opts: ExplainOptions) => {
