@@ -99,7 +99,7 @@ describe('exchanging an OIDC token for an SVID', () => {
       audience: countersign
       spiffe_id: "spiffe://{trust_domain}/rot/{sub}"
       algorithms: [RS256, ES256]
-      jwks_cache: 2s
+      jwks_cache: 5s
 `,
     });
   });
@@ -351,7 +351,7 @@ describe('exchanging an OIDC token for an SVID', () => {
     });
     rotating.setDown(true);
     const fetches = rotating.jwksFetches;
-    // Keys fetched less than jwks_cache (2 s) ago are still used...
+    // Keys fetched less than jwks_cache (5 s) ago are still used...
     const cached = await exchange(await rotating.sign({ aud: 'countersign', sub: 'three' }, { key: next }));
     assert.equal(cached.spiffeId, `spiffe://${TD}/rot/three`);
     // ...and once they expire, tokens are refused (UNAVAILABLE: the issuer is down, not the token bad).
