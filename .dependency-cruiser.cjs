@@ -11,6 +11,7 @@ const BROKER_TIERS = [
   ['app\\.ts$', 'dev/'], // wiring, dev mode
   ['channels/'], // approver channels (Slack) on top of the HTTP surface
   ['api/', 'console/'], // gRPC + HTTP surface, approver console
+  ['exchange/'], // OIDC token -> SVID exchange (identity.oidc): rate limits, principals, audit
   ['requests/'], // the request state machine
   ['credentials/', 'passkeys/'], // issuing and redeeming credentials; passkey store
   ['policy/'],

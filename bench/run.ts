@@ -11,6 +11,7 @@ import { benchMcpProxy } from './mcp-proxy.js';
 import { benchPasskey } from './passkey.js';
 import { benchParameters } from './parameters.js';
 import { benchCli } from './cli.js';
+import { benchOidcExchange } from './oidc-exchange.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
@@ -26,6 +27,7 @@ const benches: Record<string, () => Promise<void>> = {
   passkey: () => benchPasskey({ durationMs: seconds * 1000 }),
   parameters: () => benchParameters({ durationMs: seconds * 1000 }),
   cli: () => benchCli({ runs: Number(process.env.BENCH_CLI_RUNS ?? '15') }),
+  'oidc-exchange': () => benchOidcExchange({ durationMs: seconds * 1000, concurrency: 8 }),
 };
 
 const selected = process.argv.slice(2);

@@ -5,3 +5,4 @@ export * from './sdk/workload-api.js';
 export * from './verify/index.js';
 export * from './sdk/approvals.js';
 export { newClientRequestId, type RetryOptions } from './sdk/retry.js';
+export * from './sdk/oidc.js';

@@ -52,6 +52,12 @@ export interface ApprovalRequestView {
   resolvedAt: number | undefined;
   /** Who or what ended it, and why. */
   resolutionMessage: string;
+  /**
+   * When the requester's SVID was exchanged for a CI or Kubernetes OIDC token: the
+   * issuer's name and the claims approvers should see (repository, workflow, ref,
+   * run, actor...), as text. Shown inert: never as links or markup.
+   */
+  workload?: { issuer: string; claims: Record<string, string> } | undefined;
 }
 
 /** A person who may approve, and their identities on each channel. */

@@ -1,7 +1,7 @@
 // Composition root: reads what the config names, connects Redis, and starts the
 // gRPC and HTTP listeners. Everything with state is created here and injected.
 import type { ApproverChannel } from '@countersign/approvers';
-import { ApprovalsService, BrokerService } from '@countersign/proto';
+import { ApprovalsService, BrokerService, IdentityService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
 import { Checkpointer } from './audit/checkpoints.js';
 import { createLocalJWKSet } from 'jose';
@@ -36,6 +36,8 @@ import { approvalSettings, startApprovals, type Approvals, type BrokerRole } fro
 import { registerScripts } from './requests/scripts.js';
 import { createApprovalsService } from './api/approvals-service.js';
 import { createBrokerService } from './api/broker-service.js';
+import { createIdentityService } from './api/identity-service.js';
+import { OidcExchange } from './exchange/oidc-exchange.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
 import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -320,6 +322,22 @@ async function startServices(
     }
     return summaries.length;
   };
+  // Refused exchanges are summed with refused certificates: one identity_refused record per code and source per interval.
+  const exchange = await OidcExchange.open({
+    config,
+    redis,
+    keys,
+    audit,
+    clock,
+    logger,
+    bundles,
+    directory: principals,
+    limiter: approvals.limiter,
+    onRefused: (error, peer) => {
+      metrics.identityRefusals.inc({ code: error.code });
+      if (refusals.note(error, peer, {})) logger.info({ peer, code: error.code }, `refused token exchange: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);
+    },
+  });
   const refusalTimer = setInterval(() => void flushRefusals(), refusals.intervalMs);
   refusalTimer.unref();
 
@@ -339,6 +357,7 @@ async function startServices(
         definition: BrokerService,
         implementation: createBrokerService({
           peers,
+          exchange,
           requests,
           redemptions,
           delivery: approvals.delivery as NonNullable<Approvals['delivery']>,
@@ -350,6 +369,10 @@ async function startServices(
           shutdown: stopping.signal,
           tracing,
         }),
+      },
+      {
+        definition: IdentityService,
+        implementation: createIdentityService({ exchange, logger, metrics, tracing }),
       },
       {
         definition: ApprovalsService,
@@ -373,7 +396,7 @@ async function startServices(
   await slack.slack?.start();
   // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
   grpc.health.setStatus('liveness', 'SERVING');
-  const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals'];
+  const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals', 'countersign.v1.Identity'];
   let ready = true;
   const readinessTimer = setInterval(() => {
     Promise.all([redis.ping(), checkDurability(redis, durability, keys.auditChain())]).then(

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '../src/dev/ca.js';
 import { parseConfig, type BrokerConfig } from '../src/config/config.js';
-import { devConfig, ensureDevTrustDomain, updateDevConfig } from '../src/dev/trust-domain.js';
+import { DEV_OIDC_ISSUER, devConfig, ensureDevTrustDomain, updateDevConfig } from '../src/dev/trust-domain.js';
+import { devToken } from '../src/cli/dev.js';
+import { renderSpiffeId } from '../src/exchange/oidc-exchange.js';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 
 const sans = async (file: string) => (new X509Certificate(await readFile(file, 'utf8')).subjectAltName ?? '').split(', ');
 
@@ -76,6 +79,39 @@ describe('dev config.yaml: what dev mode owns of the console', () => {
     assert.deepEqual(added, ['console']);
     assert.deepEqual([consoleOf(text).enabled, consoleOf(text).listen, consoleOf(text).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
     assert.match(text, /  # ours\n  max_ttl: 3h\n/);
+    assert.deepEqual(updateDevConfig(text, owned), { text, added: [] }, 'added once');
+  });
+});
+
+describe('dev mode: the local CI issuer (issue 18)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'countersign-dev-oidc-'));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+  const owned = { trustDomain: 'example.org', grpcPort: 7443, httpPort: 7080, consolePort: 7090, redisUrl: 'redis://127.0.0.1:6379', redisPrefix: 'countersign:dev:abc:' };
+
+  it('writes an OIDC intermediate below the dev CA and an issuer key whose tokens verify against the JWKS the config names', async () => {
+    const td = await ensureDevTrustDomain({ dir, trustDomain: 'example.org' });
+    const root = new X509Certificate(await readFile(td.caFile, 'utf8'));
+    const intermediate = new X509Certificate(await readFile(td.oidc.caFile, 'utf8'));
+    assert.ok(intermediate.ca && intermediate.checkIssued(root) && intermediate.verify(root.publicKey), 'the OIDC CA is signed by the dev CA');
+    const config = parseConfig(devConfig(owned), join(dir, 'config.yaml'));
+    const [devCi] = config.identity.oidc;
+    assert.equal(devCi?.issuer, DEV_OIDC_ISSUER);
+    const token = await devToken({ dir, claim: ['ref=refs/heads/feature'], audience: 'countersign', lifetime: 60 });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(JSON.parse(await readFile(td.oidc.jwksFile, 'utf8')) as JSONWebKeySet), { issuer: DEV_OIDC_ISSUER, audience: 'countersign' });
+    assert.equal(payload.ref, 'refs/heads/feature');
+    assert.equal(payload.actor, 'bob');
+    assert.equal(renderSpiffeId(devCi?.spiffe_id as string, 'example.org', payload), 'spiffe://example.org/ci/hosted-runner');
+  });
+
+  it('adds identity.oidc to a dev config.yaml written before it, once, keeping the rest', () => {
+    const before = devConfig(owned).replace(/^  # A local CI issuer[\s\S]*?(?=^redis:)/m, '');
+    assert.doesNotMatch(before, /oidc/);
+    const { text, added } = updateDevConfig(before, owned);
+    assert.deepEqual(added, ['identity.oidc']);
+    assert.equal(parseConfig(text, join(dir, 'config.yaml')).identity.oidc[0]?.name, 'dev-ci');
     assert.deepEqual(updateDevConfig(text, owned), { text, added: [] }, 'added once');
   });
 });

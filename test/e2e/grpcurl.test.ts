@@ -51,6 +51,7 @@ describe('grpcurl through server reflection', () => {
     assert.deepEqual(services, [
       'countersign.v1.Approvals',
       'countersign.v1.Broker',
+      'countersign.v1.Identity',
       'grpc.health.v1.Health',
       'grpc.reflection.v1.ServerReflection',
       'grpc.reflection.v1alpha.ServerReflection',

@@ -32,7 +32,9 @@ Exit codes (request, watch, run; see verify --help for verify's):
 
 Identity: --cert/--key/--ca or COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA; or the SPIFFE
 Workload API: --workload-api [endpoint] or COUNTERSIGN_WORKLOAD_API=1 (endpoint from
-SPIFFE_ENDPOINT_SOCKET), which is also used when no files are named and SPIFFE_ENDPOINT_SOCKET is set.
+SPIFFE_ENDPOINT_SOCKET), which is also used when no files are named and SPIFFE_ENDPOINT_SOCKET is set;
+or, without SPIRE, --oidc github|gitlab|k8s|file:PATH (COUNTERSIGN_OIDC) with --ca: the platform's
+OIDC token is exchanged for a short-lived SVID, its key kept in memory.
 Broker address: --addr or COUNTERSIGN_ADDR (host:port).`;
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -58,6 +60,9 @@ interface IdentityFlags {
   serverId?: string;
   workloadApi?: boolean | string;
   spiffeId?: string;
+  oidc?: string;
+  oidcAudience?: string;
+  oidcIssuer?: string;
 }
 
 const withIdentityOptions = (cmd: Command): Command =>
@@ -68,10 +73,24 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--ca <file>', 'trust bundle to authenticate the broker (default: COUNTERSIGN_CA)')
     .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)')
     .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
-    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)');
+    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)')
+    .option('--oidc <source>', 'no SVID? exchange your platform\'s OIDC token for one: github, gitlab, k8s or file:PATH (default: COUNTERSIGN_OIDC; needs --ca)')
+    .option('--oidc-audience <aud>', 'with --oidc github: the audience to ask for (default: COUNTERSIGN_OIDC_AUDIENCE or countersign)')
+    .option('--oidc-issuer <name>', 'with --oidc: the broker\'s name for the issuer (default: the one matching the token\'s iss)');
 
 const clientFrom = async (o: IdentityFlags) =>
-  (await import('../sdk/client.js')).CountersignClient.connect({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, workloadApi: o.workloadApi, spiffeId: o.spiffeId });
+  (await import('../sdk/client.js')).CountersignClient.connect({
+    address: o.addr,
+    certFile: o.cert,
+    keyFile: o.key,
+    caFile: o.ca,
+    serverId: o.serverId,
+    workloadApi: o.workloadApi,
+    spiffeId: o.spiffeId,
+    oidc: o.oidc,
+    oidcAudience: o.oidcAudience,
+    oidcIssuer: o.oidcIssuer,
+  });
 const approvalsFrom = async (o: IdentityFlags) =>
   (await import('../sdk/approvals.js')).ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
 

@@ -24,6 +24,8 @@ import {
 import { CountersignClientError, fromServiceError, RequestNotApprovedError } from './errors.js';
 import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
+import { OidcIdentity, tokenSourceFor } from './oidc.js';
+import { readFileSync } from 'node:fs';
 import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
 import { abortError, backoffMs, isRetryable, newClientRequestId, pause, withRetry, type RetryOptions } from './retry.js';
 import type { IdentitySource } from './workload-api.js';
@@ -180,12 +182,12 @@ export function spiffeIdOfCertificate(der: Buffer): string | undefined {
   return uris.length === 1 && uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
 }
 
-function trustDomainOf(id: string): string {
+export function trustDomainOf(id: string): string {
   return id.slice('spiffe://'.length).split('/')[0] ?? '';
 }
 
 /** grpc-js server check: the broker's certificate must carry the expected SPIFFE ID. */
-function serverIdentityCheck(expected: string) {
+export function serverIdentityCheck(expected: string) {
   return (_host: string, cert: PeerCertificate): Error | undefined => {
     const id = cert.raw ? spiffeIdOfCertificate(cert.raw) : undefined;
     if (id === undefined) return new Error('broker certificate has no SPIFFE ID');
@@ -228,6 +230,19 @@ function ownSpiffeId(certChainPem: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** spiffe://<trust domain> of the first certificate in a bundle that carries a SPIFFE ID (a SPIFFE root does). */
+function bundleTrustDomainId(caPem: string): string | undefined {
+  for (const block of caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      const id = spiffeIdOfCertificate(Buffer.from(new X509Certificate(block).raw));
+      if (id !== undefined) return `spiffe://${trustDomainOf(id)}`;
+    } catch {
+      // not a certificate we can read: try the next
+    }
+  }
+  return undefined;
 }
 
 /** mTLS credentials with this SVID, the broker checked by its SPIFFE ID, and the channel options that go with them. */
@@ -384,6 +399,8 @@ export class CountersignClient {
     const address = overrides.address ?? env[ENV.addr];
     if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
     const serverId = overrides.serverId ?? env[ENV.serverId];
+    const oidcSpec = overrides.oidc ?? (env[ENV.oidc] || undefined);
+    if (oidcSpec !== undefined) return CountersignClient.connectWithOidc(oidcSpec, { ...overrides, address, serverId }, env);
     const identity = await resolveIdentity(overrides, env);
     try {
       return 'source' in identity
@@ -393,6 +410,36 @@ export class CountersignClient {
       if ('source' in identity) identity.source.close();
       throw e;
     }
+  }
+
+  /** --oidc: an SVID from the platform's OIDC token, renewed before it expires. */
+  private static async connectWithOidc(spec: string, o: IdentityChoice & ConnectOptions & { address: string }, env: NodeJS.ProcessEnv): Promise<CountersignClient> {
+    if (o.certFile !== undefined || o.keyFile !== undefined || o.workloadApi) {
+      throw new CountersignClientError('ERR_USAGE', 'use either --oidc or an SVID (--cert/--key, --workload-api), not both');
+    }
+    const caFile = o.caFile ?? env[ENV.ca];
+    if (!caFile) {
+      throw new CountersignClientError('ERR_IDENTITY_MISSING', `--oidc needs the broker's trust bundle to authenticate it before there is an SVID: set --ca or ${ENV.ca} (the bundle is public; commit it or keep it in a variable)`);
+    }
+    let caPem: string;
+    try {
+      caPem = readFileSync(caFile, 'utf8');
+    } catch (e) {
+      throw new CountersignClientError('ERR_IDENTITY_FILE', `trust bundle ${caFile} (--ca/${ENV.ca}): ${(e as Error).message}`);
+    }
+    const serverId = o.serverId ?? bundleTrustDomainId(caPem);
+    if (serverId === undefined) {
+      throw new CountersignClientError('ERR_USAGE', `--oidc: the bundle names no trust domain; set --server-id or ${ENV.serverId} (e.g. spiffe://example.org)`);
+    }
+    const source = await OidcIdentity.start({
+      address: o.address,
+      caPem,
+      serverId,
+      issuer: o.oidcIssuer ?? (env[ENV.oidcIssuer] || undefined),
+      token: tokenSourceFor(spec, { audience: o.oidcAudience ?? (env[ENV.oidcAudience] || undefined), env }),
+      timeoutMs: o.timeoutMs,
+    });
+    return new CountersignClient({ ...callOptions(o), address: o.address, serverId, identitySource: source, ownsIdentitySource: true });
   }
 
   private deadline(): Date {

@@ -31,6 +31,10 @@ export interface IdentityChoice extends IdentityFiles {
   spiffeId?: string | undefined;
   /** How long to wait for the first SVID from the Workload API. Default 30 s. */
   workloadApiTimeoutMs?: number | undefined;
+  /** Exchange an OIDC token for an SVID: github, gitlab, k8s or file:PATH (needs caFile: the broker's bundle). */
+  oidc?: string | undefined;
+  oidcAudience?: string | undefined;
+  oidcIssuer?: string | undefined;
 }
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes)$/i.test(v);

@@ -206,6 +206,18 @@ export function buildBreakGlassNotice(n: BreakGlassNotice, display: ParameterDis
   return { text: truncate(escapeMrkdwn(fallback), SLACK_LIMITS.text), blocks };
 }
 
+/**
+ * What the requester's OIDC token said (repository, workflow, ref, run, actor...),
+ * each value in inline code: inert text, never a link or markup.
+ */
+function workloadClaimsBlock(w: NonNullable<ApprovalRequestView['workload']>): KnownBlock {
+  const lines = Object.entries(w.claims).map(([name, value]) => `${escapeMrkdwn(name)}: ${inlineCode(value)}`);
+  return {
+    type: 'section',
+    text: mrkdwn(`*Identity from an OIDC token* (issuer ${inlineCode(w.issuer)})\n${lines.join('\n') || '_no claims to show_'}`),
+  };
+}
+
 /** The card for a request in any state; pending cards carry the Approve / Deny buttons. */
 export function buildRequestCard(r: ApprovalRequestView, display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): SlackMessage {
   const pending = r.state === 'PENDING_APPROVAL';
@@ -229,6 +241,7 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
     ],
   });
   blocks.push({ type: 'section', text: mrkdwn(`*Reason*\n${r.reason === '' ? '_none given_' : escapeMrkdwn(r.reason)}`) });
+  if (r.workload !== undefined) blocks.push(workloadClaimsBlock(r.workload));
 
   blocks.push(
     ...parameterBlocks(

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { CountersignError } from '../errors.js';
 import type { RedemptionService } from '../credentials/redemption.js';
 import type { PeerAuthenticator } from '../identity/peer-authenticator.js';
+import type { OidcExchange } from '../exchange/oidc-exchange.js';
 import type { Metrics } from '../observability/metrics.js';
 import { whoCanApprove } from '../policy/index.js';
 import type { Tracing } from '../observability/tracing.js';
@@ -18,6 +19,8 @@ import { serverStream, unary } from './status.js';
 
 export interface BrokerServiceDeps {
   peers: PeerAuthenticator;
+  /** Finds the token claims behind SVIDs issued by Identity.ExchangeToken (absent: none are). */
+  exchange?: OidcExchange | undefined;
   requests: RequestService;
   redemptions: RedemptionService;
   delivery: RequestDelivery;
@@ -51,7 +54,8 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
   return {
     requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
       const identity = await identityOf(call);
-      const outcome = await deps.requests.requestOperation(identity, call.request);
+      const oidc = await deps.exchange?.claimsOf(identity);
+      const outcome = await deps.requests.requestOperation(oidc === undefined ? identity : { ...identity, oidc }, call.request);
       const base: RequestOperationResponse = {
         requestId: outcome.requestId,
         state: RequestState.REQUEST_STATE_UNSPECIFIED,

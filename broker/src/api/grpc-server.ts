@@ -101,11 +101,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   });
   for (const s of options.services) server.addService(withTolerantDecoding(s.definition), s.implementation);
 
-  const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING' });
+  const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING', 'countersign.v1.Identity': 'SERVING' });
   health.addToServer(server);
   // Reflection describes the whole API: only a caller whose SVID the broker accepts may ask (health stays open for probes).
   const guarded = requiringIdentity(server, options.peers);
-  for (const s of reflectionServices(['countersign.v1.Broker', 'countersign.v1.Approvals', 'grpc.health.v1.Health'])) {
+  for (const s of reflectionServices(['countersign.v1.Broker', 'countersign.v1.Approvals', 'countersign.v1.Identity', 'grpc.health.v1.Health'])) {
     guarded.addService(s.definition, s.implementation);
   }
 

@@ -24,6 +24,8 @@ export const AUDIT_EVENT_FIELDS = {
   credential_issued: ['request_id', 'jti', 'subject', 'audience', 'expires_at'],
   /** RedeemCredential: outcome redeemed | refused (already redeemed) | forbidden (not a redeemer for its audience), by (the redeemer's SPIFFE ID). */
   credential_redeemed: ['jti', 'outcome', 'by'],
+  /** An OIDC token was exchanged for an SVID (Identity.ExchangeToken): issuer (its name), subject, spiffe_id, jti_hash, serial, expires_at. */
+  svid_exchanged: ['issuer', 'subject', 'spiffe_id', 'jti_hash', 'serial', 'expires_at'],
   /** A client certificate was refused: peer, code. */
   identity_refused: ['peer', 'code'],
   /** The policy file was (re)loaded: policy_digest, outcome (applied | rejected). */

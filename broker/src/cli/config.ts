@@ -32,13 +32,16 @@ export async function runConfigCheck(files: string[]): Promise<boolean> {
       out(`${name}: valid`);
       out(`  trust domain ${config.trust_domain}; gRPC ${config.grpc.listen}, HTTP ${config.http.listen}${config.health.grpc_listen ? `, health ${config.health.grpc_listen}` : ''}`);
       out(`  credentials: default TTL ${formatDuration(config.credentials.default_ttl)}, at most ${formatDuration(config.credentials.max_ttl)}`);
+      for (const o of config.identity.oidc) {
+        out(`  OIDC exchange: ${o.name} (${o.issuer}, aud ${o.audience}) -> ${o.spiffe_id}, SVIDs up to ${formatDuration(o.svid_ttl)}${Object.keys(o.require).length === 0 ? '; WARNING: no require, every token of this issuer for this audience gets an SVID' : ''}`);
+      }
     } catch (e) {
       if (!(e instanceof CountersignError)) throw e;
       allValid = false;
       err(e.message);
     }
   }
-  out('(the files a configuration names - SVID, bundles, policy, principals, signing keys - are read when the broker starts)');
+  out('(the files a configuration names - SVID, bundles, policy, principals, signing keys, the OIDC CA - are read when the broker starts)');
   return allValid;
 }
 

@@ -1,11 +1,13 @@
 // `countersign-broker dev`: a working broker in one command, for trying it out.
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { importJWK, SignJWT, type JWK } from 'jose';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { startBroker, type RunningBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig, type DevConfigOwned } from '../dev/trust-domain.js';
+import { DEV_OIDC_ISSUER, devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig, type DevConfigOwned } from '../dev/trust-domain.js';
 import { createLogger } from '../observability/logger.js';
 import { verifyRedisTrail } from './audit.js';
 import { explainListenError } from './listen-errors.js';
@@ -123,6 +125,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  npx countersign approvals approve <request id> --reason "release window"');
   out('');
   await printConsoleTour(broker, td.approvers.map((a) => a.name), shown);
+  out('From CI without SPIRE: a job trades its OIDC token for a short-lived SVID. The dev CI issuer');
+  out('mints a token like a GitHub Actions job\'s (bob started the run, so alice approves):');
+  out('');
+  out(`  npx countersign-broker dev token --dir ${shown} > ci-token.jwt`);
+  out(`  npx countersign run --oidc file:ci-token.jwt --ca ${relative(process.cwd(), td.caFile)} --addr ${addr} \\`);
+  out('    --operation deploy --resource prod/web --param version=1.4.2 -- echo deployed');
+  out('');
   out(`Afterwards, is the audit trail (also in ${relative(process.cwd(), join(td.dir, 'audit.jsonl'))}) intact?`);
   out(`  npx countersign-broker audit verify --dir ${shown}`);
   if ('error' in trail) {
@@ -153,4 +162,50 @@ async function printConsoleTour(broker: RunningBroker, approvers: string[], dir:
   out('  # "My passkeys", then approve it on its page (the CLI and Slack send you there)');
   out('  npx countersign request --operation db-migrate --resource prod/orders --param migration=0042_add_index --wait');
   out('');
+}
+
+export interface DevTokenOptions {
+  dir: string;
+  /** k=v claims that replace or add to the defaults. */
+  claim: string[];
+  audience: string;
+  /** Seconds. */
+  lifetime: number;
+}
+
+/**
+ * `countersign-broker dev token`: a token from the dev CI issuer, shaped like a
+ * GitHub Actions job's (repository, ref, workflow, actor...), for trying the
+ * OIDC exchange without a CI platform: `countersign ... --oidc file:PATH`.
+ */
+export async function devToken(options: DevTokenOptions, now = Date.now()): Promise<string> {
+  const keyFile = join(options.dir, 'oidc-issuer-key.json');
+  let jwk: JWK;
+  try {
+    jwk = JSON.parse(await readFile(keyFile, 'utf8')) as JWK;
+  } catch (e) {
+    throw new Error(`no dev CI issuer key in ${keyFile} (${(e as Error).message}); run countersign-broker dev --dir ${options.dir} once first`);
+  }
+  const claims: Record<string, unknown> = {
+    iss: DEV_OIDC_ISSUER,
+    aud: options.audience,
+    sub: 'repo:example/app:ref:refs/heads/main',
+    repository: 'example/app',
+    repository_owner: 'example',
+    workflow: 'hosted-runner',
+    ref: 'refs/heads/main',
+    event_name: 'push',
+    run_id: String(Math.floor(now / 1000)),
+    actor: 'bob',
+    jti: randomUUID(),
+    iat: Math.floor(now / 1000),
+    nbf: Math.floor(now / 1000),
+    exp: Math.floor(now / 1000) + options.lifetime,
+  };
+  for (const c of options.claim) {
+    const i = c.indexOf('=');
+    if (i <= 0) throw new Error(`--claim ${JSON.stringify(c)}: expected name=value, e.g. ref=refs/heads/feature`);
+    claims[c.slice(0, i)] = c.slice(i + 1);
+  }
+  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'JWT' }).sign(await importJWK(jwk, 'ES256'));
 }

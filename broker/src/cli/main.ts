@@ -5,7 +5,7 @@ import { CountersignError } from '../errors.js';
 import { err, out } from './output.js';
 import { AUDIT_EXIT_HELP, auditCommand } from './audit.js';
 import { configCommand } from './config.js';
-import { LOG_FORMATS, runDev, type DevOptions } from './dev.js';
+import { devToken, LOG_FORMATS, runDev, type DevOptions, type DevTokenOptions } from './dev.js';
 import { keysCommand } from './keys.js';
 import { principalsCommand } from './principals.js';
 import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
@@ -60,6 +60,16 @@ program
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(LOG_FORMATS).default('auto'))
   .action(async (opts: DevOptions) => runDev(opts));
 
+program
+  .commands.find((c) => c.name() === 'dev')
+  ?.command('token')
+  .description("print a token from dev mode's local CI issuer (shaped like a GitHub Actions job's), for `countersign --oidc file:PATH`")
+  .option('--claim <name=value>', 'set or replace a claim, e.g. ref=refs/heads/feature; repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--audience <aud>', 'the token\'s aud', 'countersign')
+  .option('--lifetime <seconds>', 'seconds until it expires', (v: string) => Number(v), 300)
+  // --dir is the dev command's own option (countersign-broker dev token --dir D): read it there.
+  .action(async (opts: Omit<DevTokenOptions, 'dir'>, cmd: Command) => out(await devToken({ ...opts, dir: (cmd.parent?.opts() as { dir: string }).dir })));
+
 program.addCommand(configCommand());
 program.addCommand(keysCommand());
 program.addCommand(auditCommand());
@@ -93,6 +103,8 @@ policy
   .option('--svid-age <duration>', "how long ago the caller's SVID was issued", '1m')
   .option('--svid-remaining <duration>', "how long the caller's SVID is still valid", '1h')
   .option('--request-rate <n>', "the caller's requests within settings.rate_window (context.request_rate)", '1')
+  .option('--oidc-issuer <name>', "the caller's SVID was exchanged for an OIDC token of this issuer (workload.issuer)")
+  .option('--claim <k=v>', "a claim of that token: k=v (string) or k:=JSON (workload.claims); repeatable", collect, [])
   .option('--principals <file>', 'principals file: check names, expand groups, apply separation of duties')
   .option('--output <format>', 'text or json', 'text')
   .action(async (opts: ExplainOptions) => {

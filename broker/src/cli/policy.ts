@@ -78,6 +78,10 @@ export interface ExplainOptions {
   svidAge: string;
   svidRemaining: string;
   requestRate: string;
+  /** The caller's SVID was exchanged for a token of this issuer (workload.issuer)... */
+  oidcIssuer?: string;
+  /** ...with these claims: k=v or k:=JSON, like --param (workload.claims). */
+  claim?: string[];
   principals?: string;
   output?: 'text' | 'json';
 }
@@ -165,6 +169,9 @@ export function explainInput(options: ExplainOptions, now: number): PolicyInput 
     notBefore: at - durationOption('--svid-age', options.svidAge),
     notAfter: at + durationOption('--svid-remaining', options.svidRemaining),
     serial: '00',
+    ...(options.oidcIssuer !== undefined || (options.claim ?? []).length > 0
+      ? { oidc: { issuer: options.oidcIssuer ?? '', claims: parseParams(options.claim ?? [], undefined) } }
+      : {}),
   };
   return { ...policyInputOf(workload, op, at), requestRate };
 }

@@ -150,6 +150,101 @@ const xfccSchema = z
     path: ['proxy_ids'],
   });
 
+/** Signature algorithms an OIDC issuer may use; never "none" nor an HMAC (a public key is not a secret). */
+export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+/** A placeholder of a spiffe_id template: {trust_domain} or a claim name (dots reach into objects). */
+export const TEMPLATE_PLACEHOLDER = /\{([A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})\}/g;
+
+/** Why a spiffe_id template cannot work, or undefined. Every value is replaced by "x" for the check. */
+export function spiffeTemplateProblem(template: string): string | undefined {
+  if (!template.startsWith('spiffe://{trust_domain}/')) {
+    return `${JSON.stringify(template)} must start with spiffe://{trust_domain}/ (exchanged SVIDs are issued in the broker's own trust domain)`;
+  }
+  const rest = template.slice('spiffe://{trust_domain}'.length);
+  if (/[{}]/.test(rest.replace(TEMPLATE_PLACEHOLDER, ''))) return `${JSON.stringify(template)} has an unbalanced "{" or "}"; placeholders look like {repository}`;
+  if (!TEMPLATE_PLACEHOLDER.test(rest)) return `${JSON.stringify(template)} names no claim; every job of the issuer would get the same SPIFFE ID`;
+  TEMPLATE_PLACEHOLDER.lastIndex = 0;
+  try {
+    parseSpiffeId(`spiffe://example.org${rest.replace(TEMPLATE_PLACEHOLDER, 'x')}`);
+  } catch (e) {
+    return `${JSON.stringify(template)} does not give a SPIFFE ID: ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+const claimName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/, 'expected a claim name such as repository_owner or kubernetes.io.namespace');
+const claimValue = z.union([z.string().max(1024), z.number(), z.boolean()]);
+
+/** One OIDC issuer whose tokens the broker exchanges for SVIDs (docs/identity.md, "Exchanging an OIDC token"). */
+const oidcIssuerSchema = z
+  .object({
+    /** Names the issuer in SVIDs, audit records and --oidc; 1-63 of [a-z0-9-]. */
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected 1-63 characters of [a-z0-9-], e.g. github'),
+    /** The tokens' "iss", exactly; discovery is at {issuer}/.well-known/openid-configuration. */
+    issuer: z
+      .string()
+      .max(2048)
+      .superRefine((text, ctx) => {
+        let url: URL | undefined;
+        try {
+          url = new URL(text);
+        } catch {
+          url = undefined;
+        }
+        if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash) {
+          ctx.addIssue({ code: 'custom', message: `expected the issuer URL exactly as its tokens' "iss" says, e.g. https://token.actions.githubusercontent.com; got ${JSON.stringify(text)}` });
+        } else if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+          ctx.addIssue({ code: 'custom', message: `${text}: plain http is only accepted on loopback (dev mode, tests); an issuer's keys must come over https` });
+        }
+      }),
+    /** The tokens' "aud" must be exactly this (one of them, when "aud" is a list). */
+    audience: z.string().min(1).max(512),
+    /** The SVID's SPIFFE ID: spiffe://{trust_domain}/... with {claim} placeholders, each value escaped into one path segment. */
+    spiffe_id: z
+      .string()
+      .max(1024)
+      .superRefine((t, ctx) => {
+        const problem = spiffeTemplateProblem(t);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    /** Claim equality: a value, or a list of accepted values. Tokens without them are refused. */
+    require: z.record(claimName, z.union([claimValue, z.array(claimValue).min(1).max(64)])).default({}),
+    /** Longest SVID lifetime; never past the token's exp plus exp_margin either. */
+    svid_ttl: duration(30 * SECOND, 24 * HOUR).default(10 * MINUTE),
+    /** How far past the token's exp an SVID may live. */
+    exp_margin: duration(0, HOUR).default(5 * MINUTE),
+    /** Tokens issued (iat) longer ago than this are refused. */
+    max_token_age: duration(MINUTE, 24 * HOUR).default(HOUR),
+    /** Tolerance for exp, nbf and iat against the broker's clock. */
+    clock_skew: duration(0, 5 * MINUTE).default(30 * SECOND),
+    /** Keys from a JWKS file instead of the issuer's discovery (clusters whose issuer the broker cannot reach). */
+    jwks_file: filePath.optional(),
+    /** The issuer's JWKS URL, skipping discovery. */
+    jwks_uri: z.string().regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL').optional(),
+    /** How long fetched keys are used without asking the issuer again (a token with an unknown kid asks at once). */
+    jwks_cache: duration(SECOND, DAY).default(10 * MINUTE),
+    algorithms: z.array(z.enum(OIDC_ALGORITHMS)).min(1).max(OIDC_ALGORITHMS.length).default(['RS256', 'ES256']),
+    /** Each token is exchanged once (by its jti, or its hash when it has none). */
+    single_use: z.boolean().default(true),
+    /** The person who started the run becomes the request's on_behalf_of (separation of duties). */
+    actor: z
+      .object({
+        /** The claim naming them, e.g. actor (GitHub) or user_login (GitLab). */
+        claim: claimName,
+        /** The principal field it is matched against. */
+        principal_field: z.enum(['github_login', 'gitlab_login', 'email', 'name']),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((issuer, ctx) => {
+    if (issuer.jwks_file !== undefined && issuer.jwks_uri !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'set jwks_file or jwks_uri, not both', path: ['jwks_uri'] });
+    }
+  });
+
 const identitySchema = z
   .object({
     svid: svidSchema,
@@ -165,6 +260,10 @@ const identitySchema = z
       })
       .strict()
       .prefault({}),
+    /** OIDC issuers whose tokens are exchanged for short-lived SVIDs (Identity.ExchangeToken). */
+    oidc: z.array(oidcIssuerSchema).max(32).default([]),
+    /** The intermediate CA that signs exchanged SVIDs: its certificate chain (up to a root in this trust domain's bundle) and key. */
+    oidc_ca: z.object({ cert_file: filePath, key_file: filePath }).strict().optional(),
   })
   .strict()
   .superRefine((identity, ctx) => {
@@ -184,6 +283,19 @@ const identitySchema = z
       }
       seen.set(b.trust_domain, i);
     });
+    const names = new Map<string, number>();
+    identity.oidc.forEach((o, i) => {
+      const first = names.get(o.name);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', message: `issuer name ${o.name} is already used (oidc[${first}])`, path: ['oidc', i, 'name'] });
+      names.set(o.name, i);
+    });
+    if (identity.oidc.length > 0 && identity.oidc_ca === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'identity.oidc needs identity.oidc_ca (cert_file, key_file): the intermediate CA that signs exchanged SVIDs',
+        path: ['oidc_ca'],
+      });
+    }
   });
 
 /** Host names a browser treats as a secure context over plain HTTP (no Secure cookies needed there). */

@@ -276,6 +276,7 @@ ${input.error ? messageBlock('error', input.error.message, input.error.code) : '
   <dt>Requested by</dt><dd><code>${visible(r.requester)}</code></dd>
   <dt>Its SVID</dt><dd>trust domain <code>${r.requesterTrustDomain}</code>, valid until ${shortTime(r.svidNotAfter)}, certificate <code title="x5t#S256">${r.certificateThumbprint}</code></dd>
   <dt>On behalf of</dt><dd>${r.onBehalfOf ? html`<strong>${visible(r.onBehalfOf)}</strong>` : html`<em>nobody (the workload itself)</em>`}</dd>
+  ${r.workloadClaims ? html`<dt>Identity from an OIDC token</dt><dd>issuer <code>${visible(r.workloadClaims.issuer)}</code><ul class="cs-claims">${Object.entries(r.workloadClaims.claims).map(([name, value]) => html`<li>${visible(name)}: <code>${visible(value)}</code></li>`)}</ul></dd>` : ''}
   <dt>Reason</dt><dd class="cs-text">${r.reason ? visible(r.reason) : html`<em>none given</em>`}</dd>
   <dt>Ticket</dt><dd>${r.ticket ? html`<code>${visible(r.ticket)}</code>` : html`<em>none</em>`}</dd>
   <dt>Audience</dt><dd><code>${visible(r.audience)}</code></dd>

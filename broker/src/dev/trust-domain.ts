@@ -30,6 +30,8 @@ export interface DevTrustDomain {
   signingKeyFile: string;
   policyFile: string;
   principalsFile: string;
+  /** The dev CI issuer: the intermediate CA that signs exchanged SVIDs, and the issuer's signing key (JWK) and public JWKS. */
+  oidc: { caFile: string; caKeyFile: string; issuerKeyFile: string; jwksFile: string };
   configFile: string;
   /** Files created (not reused) by this call, relative to dir. */
   created: string[];
@@ -129,6 +131,30 @@ export function devRedisPrefix(caPem: string): string {
   return `countersign:dev:${createHash('sha256').update(caPem).digest('hex').slice(0, 8)}:`;
 }
 
+/** The issuer URL of the dev CI issuer (`countersign-broker dev token` mints its tokens; no server behind it). */
+export const DEV_OIDC_ISSUER = 'https://ci.dev.countersign.invalid';
+export const DEV_OIDC_AUDIENCE = 'countersign';
+
+/** The identity.oidc part dev mode writes: a local CI issuer whose keys are in a file. */
+function devOidcSection(indent: string): string {
+  return `${indent}# A local CI issuer, standing in for GitHub Actions: \`countersign-broker dev token\` mints its
+${indent}# tokens, \`countersign ... --oidc file:PATH\` trades one for an SVID (docs/identity.md).
+${indent}oidc_ca:
+${indent}  cert_file: oidc-ca.pem
+${indent}  key_file: oidc-ca-key.pem
+${indent}oidc:
+${indent}  - name: dev-ci
+${indent}    issuer: ${DEV_OIDC_ISSUER}
+${indent}    audience: ${DEV_OIDC_AUDIENCE}
+${indent}    jwks_file: oidc-jwks.json
+${indent}    algorithms: [ES256]
+${indent}    spiffe_id: "spiffe://{trust_domain}/ci/{workflow}"
+${indent}    require: { repository_owner: example }
+${indent}    svid_ttl: 10m
+${indent}    actor: { claim: actor, principal_field: github_login }
+`;
+}
+
 /** The console section dev mode writes: passkeys need a host name (localhost), never an IP address. */
 function devConsoleSection(consolePort: number): string {
   return `console:
@@ -156,7 +182,7 @@ identity:
   bundles:
     - trust_domain: ${t.trustDomain}
       file: ca.pem
-redis:
+${devOidcSection('  ')}redis:
   url: ${t.redisUrl}
   prefix: "${t.redisPrefix}"
 policy:
@@ -241,6 +267,12 @@ export function updateDevConfig(text: string, owned: DevConfigOwned): { text: st
   set(['http', 'listen'], `127.0.0.1:${owned.httpPort}`);
   set(['redis', 'url'], owned.redisUrl);
   set(['redis', 'prefix'], owned.redisPrefix);
+  if (isMap(doc.get('identity')) && !doc.hasIn(['identity', 'oidc']) && !doc.hasIn(['identity', 'oidc_ca'])) {
+    const section = parseDocument(devOidcSection('')).contents as YAMLMap;
+    for (const item of section.items) (doc.get('identity') as YAMLMap).items.push(item);
+    added.push('identity.oidc');
+    changed = true;
+  }
   if (!doc.has('console')) {
     const section = parseDocument(devConsoleSection(owned.consolePort)).get('console', true);
     doc.set(doc.createNode('console'), section);
@@ -308,6 +340,20 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   const workload = await identity('deployer', 'ci/deployer');
   const approvers = [await identity('alice', 'human/alice'), await identity('bob', 'human/bob')];
 
+  // The dev CI issuer: an intermediate below the dev CA signs exchanged SVIDs; an ES256 key signs the tokens.
+  const oidc = { caFile: join(dir, 'oidc-ca.pem'), caKeyFile: join(dir, 'oidc-ca-key.pem'), issuerKeyFile: join(dir, 'oidc-issuer-key.json'), jwksFile: join(dir, 'oidc-jwks.json') };
+  if (!existsSync(oidc.caFile) || !existsSync(oidc.caKeyFile)) {
+    const intermediate = ca.createIntermediate({ commonName: 'Countersign dev OIDC CA', notAfter: now() + 5 * 365 * 24 * 3600_000 });
+    await writeNew(oidc.caFile, intermediate.pem, created, dir);
+    await writeNew(oidc.caKeyFile, intermediate.certificate.keyPem, created, dir, 0o600);
+  }
+  if (!existsSync(oidc.issuerKeyFile) || !existsSync(oidc.jwksFile)) {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const kid = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 16);
+    await writeNew(oidc.issuerKeyFile, `${JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES256' }, null, 2)}\n`, created, dir, 0o600);
+    await writeNew(oidc.jwksFile, `${JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' }] }, null, 2)}\n`, created, dir);
+  }
+
   const signingKeyFile = join(dir, 'signing-key.pem');
   if (!existsSync(signingKeyFile)) {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -318,5 +364,5 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   const principalsFile = join(dir, 'principals.yaml');
   if (!existsSync(principalsFile)) await writeNew(principalsFile, devPrincipals(options.trustDomain), created, dir);
 
-  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, principalsFile, created };
+  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, principalsFile, oidc, created };
 }

@@ -135,7 +135,9 @@ export class PeerAuthenticator {
       if (this.byPeer.get(peer) === entry) this.byPeer.delete(peer);
     });
     return entry.result.then((result) => {
-      if (result instanceof CountersignError) this.onRefused(result, peer, {});
+      // A connection without any certificate may be a workload about to exchange an OIDC token for its SVID
+      // (Identity.ExchangeToken, the one call that needs none): it is refused, and reported, when it calls anything else.
+      if (result instanceof CountersignError && chain.length > 0) this.onRefused(result, peer, {});
     });
   }
 
@@ -145,7 +147,13 @@ export class PeerAuthenticator {
    * UNAUTHENTICATED error otherwise.
    */
   async authenticate(peer: string, headers?: CallHeaders): Promise<SvidIdentity> {
-    const connection = await this.connectionIdentity(peer);
+    let connection: SvidIdentity;
+    try {
+      connection = await this.connectionIdentity(peer);
+    } catch (e) {
+      if (e instanceof CountersignError && this.byPeer.get(peer)?.chain.length === 0) this.onRefused(e, peer, {});
+      throw e;
+    }
     if (this.proxyIds.size === 0 || !this.proxyIds.has(connection.spiffeId)) return connection;
     try {
       return await this.forwardedIdentity(headers);

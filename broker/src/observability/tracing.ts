@@ -60,7 +60,7 @@ export class Tracing {
     const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
     return this.tracer.startSpan(
       `countersign.v1/${method}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': method === 'ListPending' || method === 'Decide' ? 'countersign.v1.Approvals' : 'countersign.v1.Broker', 'rpc.method': method } },
+      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': method === 'ListPending' || method === 'Decide' ? 'countersign.v1.Approvals' : method === 'ExchangeToken' ? 'countersign.v1.Identity' : 'countersign.v1.Broker', 'rpc.method': method } },
       parent,
     );
   }

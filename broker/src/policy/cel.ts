@@ -6,6 +6,8 @@
 // Variables:
 //   request  operation, resource, parameters (map), reason, ticket, on_behalf_of
 //   caller   spiffe_id, trust_domain, path, svid_age_seconds, svid_remaining_seconds
+//   workload issuer (the OIDC issuer's name when the SVID was exchanged for a token, else ""),
+//            claims (that token's claims, a map; empty for any other SVID)
 //   context  now (timestamp), time_zone, hour, minute, weekday ("Mon".."Sun"),
 //            time ("HH:MM"), date ("YYYY-MM-DD"), in_freeze, freezes (names),
 //            request_rate (the caller's requests within settings.rate_window)
@@ -41,6 +43,20 @@ export class CelCaller {
     readonly svid_age_seconds: bigint,
     readonly svid_remaining_seconds: bigint,
   ) {}
+}
+
+/** The caller as an exchanged OIDC token described it (Identity.ExchangeToken); empty for any other SVID. */
+export class CelWorkload {
+  private converted: Map<string, unknown> | undefined;
+
+  constructor(
+    readonly issuer: string,
+    private readonly rawClaims: { [key: string]: JsonValue },
+  ) {}
+
+  get claims(): Map<string, unknown> {
+    return (this.converted ??= celMap(this.rawClaims));
+  }
 }
 
 /** Local wall-clock facts, as CelContext needs them. */
@@ -108,6 +124,7 @@ export class CelContext {
 export interface CelActivation {
   request: CelRequest;
   caller: CelCaller;
+  workload: CelWorkload;
   context: CelContext;
 }
 
@@ -120,6 +137,7 @@ const environment = new Environment({ limits: { maxAstNodes: MAX_CEL_AST_NODES, 
     ctor: CelCaller,
     fields: { spiffe_id: 'string', trust_domain: 'string', path: 'string', svid_age_seconds: 'int', svid_remaining_seconds: 'int' },
   })
+  .registerType('countersign.Workload', { ctor: CelWorkload, fields: { issuer: 'string', claims: 'map<string, dyn>' } })
   .registerType('countersign.Context', {
     ctor: CelContext,
     fields: {
@@ -137,6 +155,7 @@ const environment = new Environment({ limits: { maxAstNodes: MAX_CEL_AST_NODES, 
   })
   .registerVariable('request', 'countersign.Request')
   .registerVariable('caller', 'countersign.Caller')
+  .registerVariable('workload', 'countersign.Workload')
   .registerVariable('context', 'countersign.Context');
 
 export interface CompiledCondition {

@@ -2,7 +2,8 @@
 // freshness and the context (local time in the policy's zone, change-freeze
 // windows, the caller's request rate). Built once per evaluation, only when a
 // rule that could match has a condition; each fact is worked out on first read.
-import { CelCaller, CelContext, CelRequest, type CelActivation, type LocalTimeFacts } from './cel.js';
+import { CelCaller, CelContext, CelRequest, CelWorkload, type CelActivation, type LocalTimeFacts } from './cel.js';
+import type { JsonValue } from '@countersign/proto';
 import type { PolicyInput } from './decision.js';
 import type { FreezeWindow } from './schema.js';
 
@@ -53,6 +54,8 @@ export class ZonedClock {
 export const activeFreezes = (windows: readonly FreezeWindow[], now: number): string[] =>
   windows.filter((w) => w.start <= now && now < w.end).map((w) => w.name);
 
+const NO_CLAIMS: { [key: string]: JsonValue } = {};
+
 export function buildActivation(input: PolicyInput, clock: ZonedClock, freezeWindows: readonly FreezeWindow[]): CelActivation {
   // No closures here: this runs per request, and each named closure costs.
   return {
@@ -64,6 +67,7 @@ export function buildActivation(input: PolicyInput, clock: ZonedClock, freezeWin
       BigInt(Math.floor(Math.max(0, input.now - input.workload.notBefore) / 1000)),
       BigInt(Math.floor(Math.max(0, input.workload.notAfter - input.now) / 1000)),
     ),
+    workload: new CelWorkload(input.workload.oidc?.issuer ?? '', input.workload.oidc?.claims ?? NO_CLAIMS),
     context: new CelContext(input.now, clock, freezeWindows, input.requestRate),
   };
 }

@@ -52,6 +52,8 @@ export interface PolicyInput {
     notBefore: number;
     notAfter: number;
     serial: string;
+    /** When the SVID was exchanged for an OIDC token: the issuer's name and the token's claims (CEL workload.claims). */
+    oidc?: { issuer: string; claims: JsonObject };
   };
   operation: string;
   resource: string;

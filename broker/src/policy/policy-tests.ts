@@ -21,7 +21,17 @@ export function testInput(test: PolicyTestCase, now: number): PolicyInput {
   const at = test.input.at ?? now;
   const id = parseSpiffeId(test.input.workload);
   return {
-    workload: { spiffeId: id.id, trustDomain: id.trustDomain, path: id.path, notBefore: at - test.input.svid_age, notAfter: at + test.input.svid_remaining, serial: '00' },
+    workload: {
+      spiffeId: id.id,
+      trustDomain: id.trustDomain,
+      path: id.path,
+      notBefore: at - test.input.svid_age,
+      notAfter: at + test.input.svid_remaining,
+      serial: '00',
+      ...(test.input.oidc_issuer !== undefined || test.input.claims !== undefined
+        ? { oidc: { issuer: test.input.oidc_issuer ?? '', claims: (test.input.claims ?? {}) as PolicyInput['parameters'] } }
+        : {}),
+    },
     operation: test.input.operation,
     resource: test.input.resource,
     parameters: test.input.parameters as PolicyInput['parameters'],

@@ -42,6 +42,9 @@ const principalSchema = z
     email: canonical('email').optional(),
     /** The "sub" the identity provider gives this person (console.oidc.claim: sub); exact, subjects are opaque. */
     oidc_subject: z.string().min(1).max(255).optional(),
+    /** Their GitHub / GitLab login: a CI token's actor claim maps to them (identity.oidc[].actor). Compared case-insensitively. */
+    github_login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, 'expected a GitHub login such as octocat').transform((v) => v.toLowerCase()).optional(),
+    gitlab_login: z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$/, 'expected a GitLab username such as jdoe').transform((v) => v.toLowerCase()).optional(),
     spiffe_ids: z.array(spiffeId).max(16).default([]),
   })
   .strict();
@@ -80,6 +83,8 @@ export const principalsSchema = z
     unique(doc.principals.map((p) => p.slack_user_id), 'slack_user_id', (i) => ['principals', i, 'slack_user_id']);
     unique(doc.principals.map((p) => p.email), 'email', (i) => ['principals', i, 'email']);
     unique(doc.principals.map((p) => p.oidc_subject), 'oidc_subject', (i) => ['principals', i, 'oidc_subject']);
+    unique(doc.principals.map((p) => p.github_login), 'github_login', (i) => ['principals', i, 'github_login']);
+    unique(doc.principals.map((p) => p.gitlab_login), 'gitlab_login', (i) => ['principals', i, 'gitlab_login']);
     unique(doc.groups.map((g) => g.name), 'group name', (i) => ['groups', i, 'name']);
     // on_behalf_of may be a name or an address: one value must never mean two people.
     const emailOwner = new Map(doc.principals.flatMap((p, i) => (p.email === undefined ? [] : [[p.email, i] as const])));
@@ -116,6 +121,7 @@ export class Principals implements PrincipalDirectory {
   private readonly bySlack = new Map<string, Principal>();
   private readonly byMail = new Map<string, Principal>();
   private readonly bySubject = new Map<string, Principal>();
+  private readonly byLoginMap = new Map<string, Principal>();
   private readonly groups = new Map<string, { members?: string[]; slackUsergroup?: string }>();
 
   constructor(
@@ -135,6 +141,8 @@ export class Principals implements PrincipalDirectory {
       if (p.slack_user_id) this.bySlack.set(p.slack_user_id, principal);
       if (p.email) this.byMail.set(p.email, principal);
       if (p.oidc_subject) this.bySubject.set(p.oidc_subject, principal);
+      if (p.github_login) this.byLoginMap.set(`github_login:${p.github_login}`, principal);
+      if (p.gitlab_login) this.byLoginMap.set(`gitlab_login:${p.gitlab_login}`, principal);
     }
     for (const g of document.groups) {
       this.groups.set(g.name, g.members ? { members: g.members } : { slackUsergroup: g.slack_usergroup as string });
@@ -205,6 +213,11 @@ export class Principals implements PrincipalDirectory {
   /** The principal whose oidc_subject is this "sub" (exact: subjects are opaque). */
   byOidcSubject(sub: string): Principal | undefined {
     return this.bySubject.get(sub);
+  }
+
+  /** The principal with this GitHub or GitLab login (case-insensitive). */
+  byLogin(field: 'github_login' | 'gitlab_login', login: string): Principal | undefined {
+    return this.byLoginMap.get(`${field}:${login.toLowerCase()}`);
   }
 
   async groupMembers(group: string): Promise<string[]> {

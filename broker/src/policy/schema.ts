@@ -307,6 +307,10 @@ export const testCaseSchema = z
         svid_remaining: duration(0, 366 * DAY).default(HOUR),
         /** context.request_rate for this case. */
         request_rate: z.number().int().min(0).max(1_000_000_000).default(1),
+        /** The caller's SVID was exchanged for an OIDC token from this issuer (CEL workload.issuer)... */
+        oidc_issuer: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected an issuer name from identity.oidc, e.g. github').optional(),
+        /** ...with these claims (CEL workload.claims). */
+        claims: jsonObject.optional(),
       })
       .strict(),
     expect: z

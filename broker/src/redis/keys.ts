@@ -4,6 +4,14 @@
 export class Keys {
   constructor(readonly prefix: string) {}
 
+  /** String with a TTL to the token's exp: an exchanged OIDC token (by hash of issuer and jti), so it is used once. */
+  oidcTokenUsed(hash: string): string {
+    return `${this.prefix}oidc:used:${hash}`;
+  }
+  /** String (JSON) with a TTL to the SVID's end: what the token of an exchanged SVID said, by the SVID's x5t#S256. */
+  oidcSvid(thumbprint: string): string {
+    return `${this.prefix}oidc:svid:${thumbprint}`;
+  }
   /** Hash holding one approval request. */
   request(id: string): string {
     return `${this.prefix}req:${id}`;

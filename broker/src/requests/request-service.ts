@@ -10,6 +10,8 @@ import { newRequestId } from '../ids.js';
 import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
+import type { ExchangedClaims } from '../identity/workload-claims.js';
+import { CountersignError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
 import type { RequestRateLimiter } from './limits.js';
@@ -36,6 +38,9 @@ export type OperationOutcome =
       /** Approvers who may not decide it: the requester's own people. */
       excluded: string[];
     };
+
+/** The caller: its SVID and, when that SVID was exchanged for an OIDC token, what the token said. */
+export type Requester = SvidIdentity & { oidc?: ExchangedClaims };
 
 export class RequestService {
   constructor(
@@ -68,7 +73,7 @@ export class RequestService {
     };
   }
 
-  async requestOperation(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
+  async requestOperation(identity: Requester, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const started = performance.now();
     await this.deps.limiter.take(identity.spiffeId);
     const outcome = await this.decide(identity, raw);
@@ -79,9 +84,19 @@ export class RequestService {
     return outcome;
   }
 
-  private async decide(identity: SvidIdentity, raw: RequestOperationRequest): Promise<OperationOutcome> {
+  private async decide(identity: Requester, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
-    const op: OperationRequest = { ...parsed, audience: parsed.audience || this.options.defaultAudience };
+    // The person who started a CI run is who the request is for: they never count as its approver.
+    const actor = identity.oidc?.onBehalfOf;
+    if (actor !== undefined && parsed.onBehalfOf !== '' && !(identity.oidc?.actorNames ?? [actor]).includes(parsed.onBehalfOf)) {
+      throw new CountersignError(
+        'permission_denied',
+        'ERR_ON_BEHALF_OF_CONFLICT',
+        `on_behalf_of: ${parsed.onBehalfOf} is not ${actor}, who started this run (claim ${identity.oidc?.actor?.claim} of the token this SVID was exchanged for)`,
+        { field: 'on_behalf_of' },
+      );
+    }
+    const op: OperationRequest = { ...parsed, onBehalfOf: actor ?? parsed.onBehalfOf, audience: parsed.audience || this.options.defaultAudience };
     const policy = this.deps.policy();
     const decision = await policy.decide(policyInputOf(identity, op, this.deps.clock.now()));
     const facts = this.requestFacts(identity, op);

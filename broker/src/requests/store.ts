@@ -1,6 +1,8 @@
 // Approval requests in Redis. Redis is the source of truth; every state change
 // is one Lua script (./lua) so that replicas can never both decide. This module
 // only moves data: who may do what is decided in workflow.ts.
+import { displayedClaims } from '../identity/workload-claims.js';
+import type { JsonObject } from '@countersign/proto';
 import { createHash } from 'node:crypto';
 import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
 import type { Clock } from '../clock.js';
@@ -57,6 +59,8 @@ export interface StoredRequest {
   expiresAt: number;
   resolvedAt: number | undefined;
   resolutionMessage: string;
+  /** The requester's exchanged OIDC token, as approvers see it (issuer name, displayed claims); undefined for other SVIDs. */
+  workloadClaims?: { issuer: string; claims: Record<string, string> } | undefined;
 }
 
 /** One recorded vote. */
@@ -74,7 +78,7 @@ export interface StoredVote {
 }
 
 export interface NewRequest {
-  requester: { spiffeId: string; trustDomain: string; thumbprint: string; notAfter: number };
+  requester: { spiffeId: string; trustDomain: string; thumbprint: string; notAfter: number; oidc?: { issuer: string; claims: JsonObject } | undefined };
   operation: OperationRequest;
   rule: string;
   rules: string[];
@@ -135,6 +139,7 @@ function toFields(r: StoredRequest): Record<string, string> {
     expires_at: String(r.expiresAt),
     resolved_at: r.resolvedAt === undefined ? '' : String(r.resolvedAt),
     resolution_message: r.resolutionMessage,
+    workload_claims: r.workloadClaims === undefined ? '' : JSON.stringify(r.workloadClaims),
   };
 }
 
@@ -177,6 +182,7 @@ function fromFields(h: Record<string, string>): StoredRequest {
     expiresAt: Number(h.expires_at ?? 0),
     resolvedAt: optionalNumber(h.resolved_at),
     resolutionMessage: h.resolution_message ?? '',
+    workloadClaims: h.workload_claims ? (JSON.parse(h.workload_claims) as StoredRequest['workloadClaims']) : undefined,
   };
 }
 
@@ -257,6 +263,7 @@ export class RequestStore {
       parametersDigest: op.parametersDigest,
       reason: op.reason,
       onBehalfOf: op.onBehalfOf,
+      ...(input.requester.oidc ? { workloadClaims: displayedClaims(input.requester.oidc) } : {}),
       ticket: op.ticket,
       audience: op.audience,
       requestedTtlMs: op.requestedTtlMs,

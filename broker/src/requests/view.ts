@@ -36,5 +36,6 @@ export function toView(r: StoredRequest, votes: StoredVote[], consoleUrl?: (requ
     expiresAt: r.expiresAt,
     resolvedAt: r.resolvedAt,
     resolutionMessage: r.resolutionMessage,
+    ...(r.workloadClaims ? { workload: r.workloadClaims } : {}),
   };
 }

@@ -71,6 +71,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if $bundles -}}
 {{- $_ := set $identity "bundles" $bundles -}}
 {{- end -}}
+{{- if .Values.oidcExchange.issuers -}}
+{{- $_ := set $identity "oidc" .Values.oidcExchange.issuers -}}
+{{- $_ := set $identity "oidc_ca" (dict "cert_file" "/var/run/countersign/oidc-ca/tls.crt" "key_file" "/var/run/countersign/oidc-ca/tls.key") -}}
+{{- end -}}
 {{- $redis := dict "url" (include "countersign.redisUrl" .) "prefix" .Values.redis.prefix -}}
 {{- if and (eq .Values.redis.mode "external") .Values.redis.external.existingSecret -}}
 {{- $_ := set $redis "password_file" "/var/run/countersign/redis/password" -}}

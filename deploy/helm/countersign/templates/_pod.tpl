@@ -100,6 +100,9 @@ containers:
       {{- if and (eq $v.redis.mode "external") $v.redis.external.existingSecret }}
       - { name: redis-password, mountPath: /var/run/countersign/redis, readOnly: true }
       {{- end }}
+      {{- if $v.oidcExchange.issuers }}
+      - { name: oidc-ca, mountPath: /var/run/countersign/oidc-ca, readOnly: true }
+      {{- end }}
 volumes:
   - name: config
     configMap: { name: {{ include "countersign.fullname" $root }}-config }
@@ -150,6 +153,15 @@ volumes:
       defaultMode: 0400
       items:
         - { key: {{ $v.redis.external.passwordKey }}, path: password }
+  {{- end }}
+  {{- if $v.oidcExchange.issuers }}
+  - name: oidc-ca
+    secret:
+      secretName: {{ $v.oidcExchange.ca.existingSecret | quote }}
+      defaultMode: 0400
+      items:
+        - { key: {{ $v.oidcExchange.ca.certKey }}, path: tls.crt }
+        - { key: {{ $v.oidcExchange.ca.keyKey }}, path: tls.key }
   {{- end }}
 {{- with $v.broker.nodeSelector }}
 nodeSelector:

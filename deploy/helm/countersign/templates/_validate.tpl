@@ -89,6 +89,9 @@ console.oidc: console.oidc
 
 {{- define "countersign.validate" -}}
 {{- $v := .Values -}}
+{{- if and $v.oidcExchange.issuers (not $v.oidcExchange.ca.existingSecret) -}}
+{{- fail "oidcExchange.issuers needs oidcExchange.ca.existingSecret: a kubernetes.io/tls Secret holding the intermediate CA that signs exchanged SVIDs (identity.oidc_ca)" -}}
+{{- end -}}
 {{- $c := $v.broker.credentials -}}
 {{- include "countersign.checkDuration" (dict "value" $c.defaultTtl "name" "broker.credentials.defaultTtl" "key" "credentials.default_ttl" "min" 10000 "max" 86400000 "minText" "10s" "maxText" "24h") -}}
 {{- include "countersign.checkDuration" (dict "value" $c.maxTtl "name" "broker.credentials.maxTtl" "key" "credentials.max_ttl" "min" 10000 "max" 86400000 "minText" "10s" "maxText" "24h") -}}

@@ -302,6 +302,35 @@ export interface DecideResponse {
   request: Request | undefined;
 }
 
+export interface ExchangeTokenRequest {
+  /** The OIDC token (compact JWS) the platform issued to the job or pod. */
+  token: string;
+  /**
+   * A PKCS#10 certificate request, PEM, signed by the key the SVID is for. The
+   * subject is ignored; the key never leaves the caller.
+   */
+  csr: string;
+  /**
+   * The configured issuer's name (identity.oidc[].name); empty: the one whose
+   * issuer URL is the token's "iss".
+   */
+  issuer: string;
+}
+
+export interface ExchangeTokenResponse {
+  /** The SVID's SPIFFE ID, from the issuer's template. */
+  spiffeId: string;
+  /** The X.509-SVID, PEM: the leaf, then the intermediate CA(s) that signed it. */
+  svidChain: string;
+  /** The trust domain's authorities, PEM: what the broker is validated against. */
+  trustBundle: string;
+  expiresAt:
+    | Date
+    | undefined;
+  /** The issuer's name (identity.oidc[].name). */
+  issuer: string;
+}
+
 function createBaseRequestOperationRequest(): RequestOperationRequest {
   return {
     operation: "",
@@ -2483,6 +2512,256 @@ export const DecideResponse: MessageFns<DecideResponse> = {
   },
 };
 
+function createBaseExchangeTokenRequest(): ExchangeTokenRequest {
+  return { token: "", csr: "", issuer: "" };
+}
+
+export const ExchangeTokenRequest: MessageFns<ExchangeTokenRequest> = {
+  encode(message: ExchangeTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.csr !== "") {
+      writer.uint32(18).string(message.csr);
+    }
+    if (message.issuer !== "") {
+      writer.uint32(26).string(message.issuer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.csr = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeTokenRequest {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      csr: isSet(object.csr) ? globalThis.String(object.csr) : "",
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+    };
+  },
+
+  toJSON(message: ExchangeTokenRequest): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.csr !== "") {
+      obj.csr = message.csr;
+    }
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeTokenRequest>, I>>(base?: I): ExchangeTokenRequest {
+    return ExchangeTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeTokenRequest>, I>>(object: I): ExchangeTokenRequest {
+    const message = createBaseExchangeTokenRequest();
+    message.token = object.token ?? "";
+    message.csr = object.csr ?? "";
+    message.issuer = object.issuer ?? "";
+    return message;
+  },
+};
+
+function createBaseExchangeTokenResponse(): ExchangeTokenResponse {
+  return { spiffeId: "", svidChain: "", trustBundle: "", expiresAt: undefined, issuer: "" };
+}
+
+export const ExchangeTokenResponse: MessageFns<ExchangeTokenResponse> = {
+  encode(message: ExchangeTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spiffeId !== "") {
+      writer.uint32(10).string(message.spiffeId);
+    }
+    if (message.svidChain !== "") {
+      writer.uint32(18).string(message.svidChain);
+    }
+    if (message.trustBundle !== "") {
+      writer.uint32(26).string(message.trustBundle);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(34).fork()).join();
+    }
+    if (message.issuer !== "") {
+      writer.uint32(42).string(message.issuer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spiffeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.svidChain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.trustBundle = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeTokenResponse {
+    return {
+      spiffeId: isSet(object.spiffeId)
+        ? globalThis.String(object.spiffeId)
+        : isSet(object.spiffe_id)
+        ? globalThis.String(object.spiffe_id)
+        : "",
+      svidChain: isSet(object.svidChain)
+        ? globalThis.String(object.svidChain)
+        : isSet(object.svid_chain)
+        ? globalThis.String(object.svid_chain)
+        : "",
+      trustBundle: isSet(object.trustBundle)
+        ? globalThis.String(object.trustBundle)
+        : isSet(object.trust_bundle)
+        ? globalThis.String(object.trust_bundle)
+        : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+    };
+  },
+
+  toJSON(message: ExchangeTokenResponse): unknown {
+    const obj: any = {};
+    if (message.spiffeId !== "") {
+      obj.spiffeId = message.spiffeId;
+    }
+    if (message.svidChain !== "") {
+      obj.svidChain = message.svidChain;
+    }
+    if (message.trustBundle !== "") {
+      obj.trustBundle = message.trustBundle;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeTokenResponse>, I>>(base?: I): ExchangeTokenResponse {
+    return ExchangeTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeTokenResponse>, I>>(object: I): ExchangeTokenResponse {
+    const message = createBaseExchangeTokenResponse();
+    message.spiffeId = object.spiffeId ?? "";
+    message.svidChain = object.svidChain ?? "";
+    message.trustBundle = object.trustBundle ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.issuer = object.issuer ?? "";
+    return message;
+  },
+};
+
 /**
  * Broker is the requester's API. Every call must be made over mTLS with an
  * X.509-SVID; the caller's SPIFFE ID is the requester.
@@ -2725,6 +3004,70 @@ export const ApprovalsClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ApprovalsClient;
   service: typeof ApprovalsService;
+  serviceName: string;
+};
+
+/**
+ * Identity gives a workload without an SVID (a hosted CI job, a pod outside
+ * SPIRE) a short-lived one, in exchange for an OIDC token its platform signed.
+ * It is the only service callable without a client certificate (TLS with server
+ * authentication only): the caller has no SVID yet. Every other service keeps
+ * requiring one.
+ */
+export type IdentityService = typeof IdentityService;
+export const IdentityService = {
+  /**
+   * Verifies the token against a configured issuer (signature, iss, exact aud,
+   * exp/nbf/iat, maximum age, required claims, single use) and signs the CSR's
+   * key into an X.509-SVID named by the issuer's spiffe_id template.
+   */
+  exchangeToken: {
+    path: "/countersign.v1.Identity/ExchangeToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExchangeTokenRequest): Buffer => Buffer.from(ExchangeTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExchangeTokenRequest => ExchangeTokenRequest.decode(value),
+    responseSerialize: (value: ExchangeTokenResponse): Buffer =>
+      Buffer.from(ExchangeTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExchangeTokenResponse => ExchangeTokenResponse.decode(value),
+  },
+} as const;
+
+export interface IdentityServer extends UntypedServiceImplementation {
+  /**
+   * Verifies the token against a configured issuer (signature, iss, exact aud,
+   * exp/nbf/iat, maximum age, required claims, single use) and signs the CSR's
+   * key into an X.509-SVID named by the issuer's spiffe_id template.
+   */
+  exchangeToken: handleUnaryCall<ExchangeTokenRequest, ExchangeTokenResponse>;
+}
+
+export interface IdentityClient extends Client {
+  /**
+   * Verifies the token against a configured issuer (signature, iss, exact aud,
+   * exp/nbf/iat, maximum age, required claims, single use) and signs the CSR's
+   * key into an X.509-SVID named by the issuer's spiffe_id template.
+   */
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const IdentityClient = makeGenericClientConstructor(IdentityService, "countersign.v1.Identity") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): IdentityClient;
+  service: typeof IdentityService;
   serviceName: string;
 };
 
