@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { startTestBroker } from '@countersign/broker/testing';
 import { echoService } from './echo.js';
-import { fmt, table, type LoadResult } from './harness.js';
+import { fmt, median, table, type LoadResult } from './harness.js';
 import type { LoadClientConfig } from './load-client.js';
 
 const run = promisify(execFile);
@@ -27,7 +27,7 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
 }
 
-export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
+export async function benchAllowPath(options: { durationMs: number; concurrencies: number[]; rounds: number }): Promise<void> {
   // One workload calling flat out: lift the per-workload rate limit (requests.limits) for the measurement.
   const t = await startTestBroker({ extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
@@ -47,27 +47,48 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
     ),
   );
 
+  // Interleaved rounds: echo and broker alternate (which goes first alternates too), so a
+  // machine that gets busier or quieter during the run affects both alike; each round gives
+  // a ratio, and the median of the rounds is reported with its spread (min-max).
   const rows: Record<string, string>[] = [];
   for (const concurrency of options.concurrencies) {
     const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1 };
-    const base = await load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
-    const broker = await load({ ...common, target: 'broker', address: t.address });
+    const echoRuns: Awaited<ReturnType<typeof load>>[] = [];
+    const brokerRuns: Awaited<ReturnType<typeof load>>[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
+      const runBroker = () => load({ ...common, target: 'broker', address: t.address });
+      let base: Awaited<ReturnType<typeof load>>;
+      let broker: Awaited<ReturnType<typeof load>>;
+      if (round % 2 === 0) {
+        base = await runEcho();
+        broker = await runBroker();
+      } else {
+        broker = await runBroker();
+        base = await runEcho();
+      }
+      echoRuns.push(base);
+      brokerRuns.push(broker);
+      ratios.push(broker.throughput / base.throughput);
+    }
+    const m = (runs: Awaited<ReturnType<typeof load>>[], f: (r: Awaited<ReturnType<typeof load>>) => number) => median(runs.map(f));
     rows.push({
       concurrency: String(concurrency),
-      'echo calls/s': fmt(base.throughput, 0),
-      'broker calls/s': fmt(broker.throughput, 0),
-      'ratio broker/echo': fmt(broker.throughput / base.throughput, 2),
-      'echo p50/p99 ms': `${fmt(base.p50Ms, 2)}/${fmt(base.p99Ms, 2)}`,
-      'broker p50/p99 ms': `${fmt(broker.p50Ms, 2)}/${fmt(broker.p99Ms, 2)}`,
-      'server CPU µs/call echo/broker': `${fmt(base.serverCpuUsPerCall, 0)}/${fmt(broker.serverCpuUsPerCall, 0)}`,
-      'caller CPU µs/call echo/broker': `${fmt(base.cpuUsPerCall, 0)}/${fmt(broker.cpuUsPerCall, 0)}`,
-      errors: String(base.errors + broker.errors),
+      'echo calls/s': fmt(m(echoRuns, (r) => r.throughput), 0),
+      'broker calls/s': fmt(m(brokerRuns, (r) => r.throughput), 0),
+      'ratio median (min-max)': `${fmt(median(ratios), 2)} (${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
+      'echo p50/p99 ms': `${fmt(m(echoRuns, (r) => r.p50Ms), 2)}/${fmt(m(echoRuns, (r) => r.p99Ms), 2)}`,
+      'broker p50/p99 ms': `${fmt(m(brokerRuns, (r) => r.p50Ms), 2)}/${fmt(m(brokerRuns, (r) => r.p99Ms), 2)}`,
+      'server CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.serverCpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.serverCpuUsPerCall), 0)}`,
+      'caller CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.cpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.cpuUsPerCall), 0)}`,
+      errors: String([...echoRuns, ...brokerRuns].reduce((n, r) => n + r.errors, 0)),
     });
   }
   process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
   process.stdout.write('(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n');
   process.stdout.write(' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n');
-  process.stdout.write(`${table(rows)}\n`);
+  process.stdout.write(`${options.rounds} interleaved rounds per concurrency; figures are medians of the rounds\n${table(rows)}\n`);
 
   echo.forceShutdown();
   await t.close();
