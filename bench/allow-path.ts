@@ -3,7 +3,8 @@
 // run. The callers run in a separate process (load-client.ts) for both, so each
 // server has its event loop to itself. Target: ratio >= 0.6 at 64 concurrent calls.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,30 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
   // The server also served the caller's warm-up calls meanwhile.
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
+}
+
+/**
+ * BENCH_CPU_PROFILE=dir: a V8 CPU profile of this process (the broker) while the broker
+ * is under load, one .cpuprofile per run (open in Chrome DevTools or speedscope).
+ */
+async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
+  const dir = process.env.BENCH_CPU_PROFILE;
+  if (!dir) return run();
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 200 });
+  await post('Profiler.start');
+  try {
+    return await run();
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
 }
 
 export async function benchAllowPath(options: { durationMs: number; concurrencies: number[]; rounds: number }): Promise<void> {
@@ -58,7 +83,7 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
     const ratios: number[] = [];
     for (let round = 0; round < options.rounds; round++) {
       const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
-      const runBroker = () => load({ ...common, target: 'broker', address: t.address });
+      const runBroker = () => profiled(`allow-path-c${concurrency}-r${round}`, () => load({ ...common, target: 'broker', address: t.address }));
       let base: Awaited<ReturnType<typeof load>>;
       let broker: Awaited<ReturnType<typeof load>>;
       if (round % 2 === 0) {
