@@ -32,9 +32,10 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
  * BENCH_CPU_PROFILE=dir: a V8 CPU profile of this process (the broker) while the broker
  * is under load, one .cpuprofile per run (open in Chrome DevTools or speedscope).
  */
-async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
+async function profiled<T extends LoadResult>(name: string, run: () => Promise<T>): Promise<T> {
   const dir = process.env.BENCH_CPU_PROFILE;
   if (!dir) return run();
+  let calls = 0;
   const session = new Session();
   session.connect();
   const post = (method: string, params?: object) =>
@@ -43,11 +44,15 @@ async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
   await post('Profiler.setSamplingInterval', { interval: 200 });
   await post('Profiler.start');
   try {
-    return await run();
+    const result = await run();
+    calls = result.calls + result.warmupCalls;
+    return result;
   } finally {
     const { profile } = (await post('Profiler.stop')) as { profile: unknown };
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    // The calls the server answered meanwhile (measured and warm-up), for a per-call budget.
+    await writeFile(join(dir, `${name}.calls`), String(calls));
     session.disconnect();
   }
 }
