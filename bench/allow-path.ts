@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { startTestBroker } from '@countersign/broker/testing';
+import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { echoService } from './echo.js';
 import { fmt, median, table, type LoadResult } from './harness.js';
 import type { LoadClientConfig } from './load-client.js';
@@ -26,6 +26,30 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
   // The server also served the caller's warm-up calls meanwhile.
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
+}
+
+type CommandStats = Map<string, { calls: number; usec: number }>;
+
+/** Redis INFO commandstats: calls and server-side µs per command. */
+async function commandStats(redis: TestBroker['broker']['redis']): Promise<CommandStats> {
+  const out: CommandStats = new Map();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    out.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return out;
+}
+
+/** What Redis did per broker call during a run: commands (by name) and server µs. */
+function perCall(before: CommandStats, after: CommandStats, calls: number): { commands: string; usec: number } {
+  const parts: string[] = [];
+  let usec = 0;
+  for (const [name, a] of after) {
+    const b = before.get(name) ?? { calls: 0, usec: 0 };
+    const n = (a.calls - b.calls) / calls;
+    usec += (a.usec - b.usec) / calls;
+    if (n >= 0.01 && name !== 'info') parts.push(`${name} ${n.toFixed(2)}`);
+  }
+  return { commands: parts.join(', '), usec };
 }
 
 /**
@@ -81,14 +105,21 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
   // machine that gets busier or quieter during the run affects both alike; each round gives
   // a ratio, and the median of the rounds is reported with its spread (min-max).
   const rows: Record<string, string>[] = [];
+  const redisRows: Record<string, string>[] = [];
   for (const concurrency of options.concurrencies) {
     const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1 };
     const echoRuns: Awaited<ReturnType<typeof load>>[] = [];
     const brokerRuns: Awaited<ReturnType<typeof load>>[] = [];
     const ratios: number[] = [];
+    const redisRuns: { commands: string; usec: number }[] = [];
     for (let round = 0; round < options.rounds; round++) {
       const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
-      const runBroker = () => profiled(`allow-path-c${concurrency}-r${round}`, () => load({ ...common, target: 'broker', address: t.address }));
+      const runBroker = async () => {
+        const before = await commandStats(t.broker.redis);
+        const result = await profiled(`allow-path-c${concurrency}-r${round}`, () => load({ ...common, target: 'broker', address: t.address }));
+        redisRuns.push(perCall(before, await commandStats(t.broker.redis), result.calls + result.warmupCalls));
+        return result;
+      };
       let base: Awaited<ReturnType<typeof load>>;
       let broker: Awaited<ReturnType<typeof load>>;
       if (round % 2 === 0) {
@@ -114,11 +145,15 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
       'caller CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.cpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.cpuUsPerCall), 0)}`,
       errors: String([...echoRuns, ...brokerRuns].reduce((n, r) => n + r.errors, 0)),
     });
+    // Redis's own figures (INFO commandstats) for the median round: what one allowed request costs it.
+    const redis = [...redisRuns].sort((a, b) => a.usec - b.usec)[Math.floor(redisRuns.length / 2)];
+    if (redis !== undefined) redisRows.push({ concurrency: String(concurrency), 'Redis µs/call (server)': fmt(redis.usec, 1), 'Redis commands per call': redis.commands });
   }
   process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
   process.stdout.write('(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n');
   process.stdout.write(' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n');
   process.stdout.write(`${options.rounds} interleaved rounds per concurrency; figures are medians of the rounds\n${table(rows)}\n`);
+  process.stdout.write(`\nRedis per broker call (INFO commandstats, the whole Redis: other users of it count too)\n${table(redisRows)}\n`);
 
   echo.forceShutdown();
   await t.close();
