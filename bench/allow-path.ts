@@ -3,15 +3,16 @@
 // run. The callers run in a separate process (load-client.ts) for both, so each
 // server has its event loop to itself. Target: ratio >= 0.6 at 64 concurrent calls.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { startTestBroker } from '@countersign/broker/testing';
+import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { echoService } from './echo.js';
-import { fmt, table, type LoadResult } from './harness.js';
+import { fmt, median, table, type LoadResult } from './harness.js';
 import type { LoadClientConfig } from './load-client.js';
 
 const run = promisify(execFile);
@@ -27,7 +28,60 @@ async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuU
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
 }
 
-export async function benchAllowPath(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
+type CommandStats = Map<string, { calls: number; usec: number }>;
+
+/** Redis INFO commandstats: calls and server-side µs per command. */
+async function commandStats(redis: TestBroker['broker']['redis']): Promise<CommandStats> {
+  const out: CommandStats = new Map();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    out.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return out;
+}
+
+/** What Redis did per broker call during a run: commands (by name) and server µs. */
+function perCall(before: CommandStats, after: CommandStats, calls: number): { commands: string; usec: number } {
+  const parts: string[] = [];
+  let usec = 0;
+  for (const [name, a] of after) {
+    const b = before.get(name) ?? { calls: 0, usec: 0 };
+    const n = (a.calls - b.calls) / calls;
+    usec += (a.usec - b.usec) / calls;
+    if (n >= 0.01 && name !== 'info') parts.push(`${name} ${n.toFixed(2)}`);
+  }
+  return { commands: parts.join(', '), usec };
+}
+
+/**
+ * BENCH_CPU_PROFILE=dir: a V8 CPU profile of this process (the broker) while the broker
+ * is under load, one .cpuprofile per run (open in Chrome DevTools or speedscope).
+ */
+async function profiled<T extends LoadResult>(name: string, run: () => Promise<T>): Promise<T> {
+  const dir = process.env.BENCH_CPU_PROFILE;
+  if (!dir) return run();
+  let calls = 0;
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 200 });
+  await post('Profiler.start');
+  try {
+    const result = await run();
+    calls = result.calls + result.warmupCalls;
+    return result;
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    // The calls the server answered meanwhile (measured and warm-up), for a per-call budget.
+    await writeFile(join(dir, `${name}.calls`), String(calls));
+    session.disconnect();
+  }
+}
+
+export async function benchAllowPath(options: { durationMs: number; concurrencies: number[]; rounds: number }): Promise<void> {
   // One workload calling flat out: lift the per-workload rate limit (requests.limits) for the measurement.
   const t = await startTestBroker({ extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
@@ -47,27 +101,59 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
     ),
   );
 
+  // Interleaved rounds: echo and broker alternate (which goes first alternates too), so a
+  // machine that gets busier or quieter during the run affects both alike; each round gives
+  // a ratio, and the median of the rounds is reported with its spread (min-max).
   const rows: Record<string, string>[] = [];
+  const redisRows: Record<string, string>[] = [];
   for (const concurrency of options.concurrencies) {
     const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1 };
-    const base = await load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
-    const broker = await load({ ...common, target: 'broker', address: t.address });
+    const echoRuns: Awaited<ReturnType<typeof load>>[] = [];
+    const brokerRuns: Awaited<ReturnType<typeof load>>[] = [];
+    const ratios: number[] = [];
+    const redisRuns: { commands: string; usec: number }[] = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
+      const runBroker = async () => {
+        const before = await commandStats(t.broker.redis);
+        const result = await profiled(`allow-path-c${concurrency}-r${round}`, () => load({ ...common, target: 'broker', address: t.address }));
+        redisRuns.push(perCall(before, await commandStats(t.broker.redis), result.calls + result.warmupCalls));
+        return result;
+      };
+      let base: Awaited<ReturnType<typeof load>>;
+      let broker: Awaited<ReturnType<typeof load>>;
+      if (round % 2 === 0) {
+        base = await runEcho();
+        broker = await runBroker();
+      } else {
+        broker = await runBroker();
+        base = await runEcho();
+      }
+      echoRuns.push(base);
+      brokerRuns.push(broker);
+      ratios.push(broker.throughput / base.throughput);
+    }
+    const m = (runs: Awaited<ReturnType<typeof load>>[], f: (r: Awaited<ReturnType<typeof load>>) => number) => median(runs.map(f));
     rows.push({
       concurrency: String(concurrency),
-      'echo calls/s': fmt(base.throughput, 0),
-      'broker calls/s': fmt(broker.throughput, 0),
-      'ratio broker/echo': fmt(broker.throughput / base.throughput, 2),
-      'echo p50/p99 ms': `${fmt(base.p50Ms, 2)}/${fmt(base.p99Ms, 2)}`,
-      'broker p50/p99 ms': `${fmt(broker.p50Ms, 2)}/${fmt(broker.p99Ms, 2)}`,
-      'server CPU µs/call echo/broker': `${fmt(base.serverCpuUsPerCall, 0)}/${fmt(broker.serverCpuUsPerCall, 0)}`,
-      'caller CPU µs/call echo/broker': `${fmt(base.cpuUsPerCall, 0)}/${fmt(broker.cpuUsPerCall, 0)}`,
-      errors: String(base.errors + broker.errors),
+      'echo calls/s': fmt(m(echoRuns, (r) => r.throughput), 0),
+      'broker calls/s': fmt(m(brokerRuns, (r) => r.throughput), 0),
+      'ratio median (min-max)': `${fmt(median(ratios), 2)} (${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
+      'echo p50/p99 ms': `${fmt(m(echoRuns, (r) => r.p50Ms), 2)}/${fmt(m(echoRuns, (r) => r.p99Ms), 2)}`,
+      'broker p50/p99 ms': `${fmt(m(brokerRuns, (r) => r.p50Ms), 2)}/${fmt(m(brokerRuns, (r) => r.p99Ms), 2)}`,
+      'server CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.serverCpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.serverCpuUsPerCall), 0)}`,
+      'caller CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.cpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.cpuUsPerCall), 0)}`,
+      errors: String([...echoRuns, ...brokerRuns].reduce((n, r) => n + r.errors, 0)),
     });
+    // Redis's own figures (INFO commandstats) for the median round: what one allowed request costs it.
+    const redis = [...redisRuns].sort((a, b) => a.usec - b.usec)[Math.floor(redisRuns.length / 2)];
+    if (redis !== undefined) redisRows.push({ concurrency: String(concurrency), 'Redis µs/call (server)': fmt(redis.usec, 1), 'Redis commands per call': redis.commands });
   }
   process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
   process.stdout.write('(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n');
   process.stdout.write(' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n');
-  process.stdout.write(`${table(rows)}\n`);
+  process.stdout.write(`${options.rounds} interleaved rounds per concurrency; figures are medians of the rounds\n${table(rows)}\n`);
+  process.stdout.write(`\nRedis per broker call (INFO commandstats, the whole Redis: other users of it count too)\n${table(redisRows)}\n`);
 
   echo.forceShutdown();
   await t.close();

@@ -60,6 +60,12 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
   };
 }
 
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length === 0 ? NaN : sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 export const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 
 export function table(rows: Record<string, string | number>[]): string {

@@ -35,6 +35,20 @@ function jcs(value: unknown): string {
   return text;
 }
 
+/**
+ * The canonical text of events that normalizeEvent already canonicalised (it builds the
+ * plain event from that text), so that chaining does not canonicalise them a second time.
+ */
+const canonicalTexts = new WeakMap<AuditEvent, string>();
+
+/** Canonicalises an event once: the plain event (JSON, undefined fields dropped) and its RFC 8785 text. */
+export function canonicalEvent(event: AuditEvent): { event: AuditEvent; text: string } {
+  const text = jcs(event);
+  const plain = JSON.parse(text) as AuditEvent;
+  canonicalTexts.set(plain, text);
+  return { event: plain, text };
+}
+
 /** The hash a record must carry, computed from its other fields. */
 export function recordHash(record: Pick<AuditRecord, 'seq' | 'at' | 'prev' | 'event'>): string {
   return createHash('sha256').update(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'utf8').digest('hex');
@@ -57,7 +71,7 @@ export function chainRecords(head: ChainHead, events: AuditEvent[], at: number):
   for (const event of events) {
     seq += 1;
     // JCS sorts keys: at < event < hash < prev < seq; integers and hex strings serialize as in JSON.
-    const canonicalEvent = jcs(event);
+    const canonicalEvent = canonicalTexts.get(event) ?? jcs(event);
     const hash = sha256hex(`{"at":${at},"event":${canonicalEvent},"prev":"${prev}","seq":${seq}}`);
     out.push({ record: { seq, at, prev, hash, event }, line: `{"at":${at},"event":${canonicalEvent},"hash":"${hash}","prev":"${prev}","seq":${seq}}` });
     prev = hash;

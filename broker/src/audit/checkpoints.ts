@@ -6,7 +6,7 @@
 // write to Redis can rebuild a consistent chain, but not sign for it: a
 // checkpoint that disagrees with the chain proves a rewrite, and the copies
 // shipped through the sinks keep them outside Redis too.
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type CryptoKey, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Redis } from '../redis/connection.js';
@@ -16,6 +16,9 @@ import { loadScripts, registerScripts, type ScriptRunner } from '../redis/script
 import { AUDIT_LUA_DIR } from './audit-log.js';
 import type { ChainHead } from './chain.js';
 import type { HeadSigner } from './head.js';
+import { signCompactJws, type AuditKeyring } from './jws.js';
+/** What a checkpoint needs of the broker's keyring (audit sits below credentials and does not import it). */
+export type Keyring = AuditKeyring;
 import { checkpointLine, type AuditSink } from './sinks.js';
 
 /** JOSE "typ" of a checkpoint, so it can never be mistaken for a credential. */
@@ -34,21 +37,16 @@ export interface CheckpointClaims {
   iat: number;
 }
 
-/**
- * What a checkpoint needs of the broker's keyring (credentials/keys.ts, Keyring): audit sits
- * below credentials in the broker's layers and does not import it.
- */
-export interface Keyring {
-  signingKey(now: number): { readonly kid: string; readonly alg: string; readonly privateKey: CryptoKey };
-}
-
+/** Signs synchronously (node:crypto through the key's signJwsInput, as heads and credentials are); async for its callers. */
 export async function signCheckpoint(keyring: Keyring, head: ChainHead, options: { issuer: string; now: number; previous?: number }): Promise<string> {
   const key = keyring.signingKey(options.now);
-  return new SignJWT({ seq: head.seq, hash: head.hash, ...(options.previous === undefined ? {} : { prev_checkpoint: options.previous }) })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: CHECKPOINT_TYPE })
-    .setIssuer(options.issuer)
-    .setIssuedAt(Math.floor(options.now / 1000))
-    .sign(key.privateKey);
+  return signCompactJws(key, CHECKPOINT_TYPE, {
+    seq: head.seq,
+    hash: head.hash,
+    ...(options.previous === undefined ? {} : { prev_checkpoint: options.previous }),
+    iss: options.issuer,
+    iat: Math.floor(options.now / 1000),
+  });
 }
 
 export type CheckpointVerification =

@@ -2,6 +2,7 @@
 // AuditLog using these event types; `audit verify` relies on the fields named
 // here to prove that every issued credential had its approval.
 import { CountersignError } from '../errors.js';
+import { canonicalEvent } from './chain.js';
 
 /**
  * Every event type, with the fields an event of that type must carry (more are
@@ -74,13 +75,14 @@ export function normalizeEvent(event: AuditEvent): AuditEvent {
   const fields = AUDIT_EVENT_FIELDS[event.type as AuditEventType] as readonly string[] | undefined;
   if (fields === undefined) throw invalid(`unknown type ${JSON.stringify(event.type)}; known: ${AUDIT_EVENT_TYPES.join(', ')}`);
   let text: string;
+  let plain: AuditEvent;
   try {
-    text = JSON.stringify(event);
+    // Canonical (RFC 8785) once, here: the chain hashes and stores this text as it is.
+    ({ event: plain, text } = canonicalEvent(event));
   } catch (e) {
     throw invalid(`${event.type} is not JSON: ${(e as Error).message}`);
   }
   if (text.length > MAX_AUDIT_EVENT_BYTES) throw invalid(`${event.type} is ${text.length} bytes, at most ${MAX_AUDIT_EVENT_BYTES}`);
-  const plain = JSON.parse(text) as AuditEvent;
   // null is an explicit "none" (a deny that no rule matched has rule: null); absent is a bug.
   const missing = fields.filter((f) => plain[f] === undefined || plain[f] === '');
   if (missing.length > 0) throw invalid(`${event.type} lacks ${missing.join(', ')}`);

@@ -89,6 +89,8 @@ export class KeyringHeadSigner implements HeadSigner {
   private readonly getKey: JWTVerifyGetKey;
   /** Heads already verified (seq:hash:sig), so a replica re-reading the same head does not verify it twice. */
   private readonly verified = new Map<string, HeadClaims>();
+  /** The last head this process signed (seq:hash:sig) and its claims. */
+  private signed: { key: string; claims: HeadClaims } | undefined;
 
   constructor(
     private readonly keyring: AuditKeyring,
@@ -99,17 +101,17 @@ export class KeyringHeadSigner implements HeadSigner {
   }
 
   sign(head: ChainHead, checkpointSeq: number, now: number): string {
-    return signCompactJws(this.keyring.signingKey(now), HEAD_TYPE, {
-      iss: this.issuer,
-      seq: head.seq,
-      hash: head.hash,
-      checkpoint_seq: checkpointSeq,
-      iat: Math.floor(now / 1000),
-    });
+    const claims: HeadClaims = { iss: this.issuer, seq: head.seq, hash: head.hash, checkpoint_seq: checkpointSeq, iat: Math.floor(now / 1000) };
+    const sig = signCompactJws(this.keyring.signingKey(now), HEAD_TYPE, claims as unknown as Record<string, unknown>);
+    // A head this process signed needs no verifying when it reads it back (the checkpointer
+    // does, every N events): only the latest is remembered, so anything else is checked.
+    this.signed = { key: `${head.seq}:${head.hash}:${sig}`, claims };
+    return sig;
   }
 
   async verify(sig: string | undefined, head: ChainHead): Promise<HeadVerification> {
     const cacheKey = `${head.seq}:${head.hash}:${sig ?? ''}`;
+    if (this.signed?.key === cacheKey) return { ok: true, claims: this.signed.claims };
     const known = this.verified.get(cacheKey);
     if (known !== undefined) return { ok: true, claims: known };
     const result = await verifyHeadSignature(sig, this.getKey, head);

@@ -1,7 +1,7 @@
 // Compact JWS (RFC 7515) signed synchronously. jose signs through WebCrypto,
 // which costs several times more per signature; the audit signs its chain head
-// on every append (on the allow path), so it signs with node:crypto through the
-// key's signJwsInput. Verification stays with jose, and a differential test
+// on every append and the minter signs every credential (both on the allow path),
+// so they sign with node:crypto through the key's signJwsInput. Verification stays with jose, and a differential test
 // checks that jose accepts what is made here (broker/test/audit-head.test.ts).
 import type { JWK } from 'jose';
 

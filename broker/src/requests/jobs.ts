@@ -10,6 +10,9 @@ import type { Clock } from '../clock.js';
 import type { Redis } from '../redis/connection.js';
 import type { ChannelRegistry } from './channels.js';
 
+/** What the expiry worker keeps of the jobs it ran (the jobs themselves carry no such option). */
+export const EXPIRY_WORKER_KEEP = { removeOnComplete: { count: 0 }, removeOnFail: { age: 7 * 24 * 3600 } } as const;
+
 export const QUEUE_NAMES = {
   /** Before notifications had a queue per channel, they shared this one; its jobs are moved to theirs. */
   legacyNotify: 'notify',
@@ -73,10 +76,12 @@ export class ApprovalJobs {
       removeOnFail: { age: 7 * 24 * 3600 },
     };
     this.legacyNotifyQueue = new Queue<NotifyJobData>(QUEUE_NAMES.legacyNotify, { ...common, defaultJobOptions: this.notifyOptions });
-    this.expiryQueue = new Queue<ExpiryJobData>(QUEUE_NAMES.expiry, {
-      ...common,
-      defaultJobOptions: { attempts: 10, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
-    });
+    // One expiry job per pending request: its options are stored with it (BullMQ's job hash
+    // field "opts"), so they are kept to what fits a compact (listpack) hash, at most 64 bytes:
+    // the delay and the job id. What to keep once it ran is the worker's (EXPIRY_WORKER_KEEP),
+    // and a failed expiry is not retried by BullMQ: the sweeper ends the request within
+    // requests.sweep_interval, as it does for a job that was lost (docs/approvals.md, "Expiry").
+    this.expiryQueue = new Queue<ExpiryJobData>(QUEUE_NAMES.expiry, common);
     this.maintenanceQueue = new Queue(QUEUE_NAMES.maintenance, {
       ...common,
       defaultJobOptions: { removeOnComplete: true, removeOnFail: { age: 3600 } },
@@ -128,13 +133,17 @@ export class ApprovalJobs {
 
   /** A delayed job at the deadline; the sweeper covers a job that is lost. */
   async scheduleExpiry(requestId: string, expiresAt: number): Promise<void> {
-    await this.expiryQueue.add('expire', { requestId }, { jobId: jobId(requestId, 'expire'), delay: Math.max(0, expiresAt - this.clock.now()) });
+    // The job id is the request id (the queue says what it is for), so its options fit 64 bytes.
+    await this.expiryQueue.add('expire', { requestId }, { jobId: requestId, delay: Math.max(0, expiresAt - this.clock.now()) });
   }
 
   /** Drops the expiry job of a request that ended; a job already running finds it ended and does nothing. */
   async cancelExpiry(requestId: string): Promise<void> {
-    const job = await this.expiryQueue.getJob(jobId(requestId, 'expire'));
-    await job?.remove().catch(() => undefined);
+    // Jobs scheduled before the compact format were named <request id>.expire.
+    for (const id of [requestId, jobId(requestId, 'expire')]) {
+      const job = await this.expiryQueue.getJob(id);
+      await job?.remove().catch(() => undefined);
+    }
   }
 
   /** Jobs per queue and state, for the queue depth metric (every channel's notifications, also those this replica cannot send). */

@@ -103,86 +103,155 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 /** The key under which one workload's limits and indexes live. */
 export const workloadHash = (spiffeId: string): string => sha256(spiffeId);
 
-function toFields(r: StoredRequest): Record<string, string> {
-  return {
-    id: r.id,
+// The stored form of a request (docs/approvals.md, "Storage"): one Redis hash that
+// stays in Redis's compact listpack encoding, which holds only while every value is
+// at most hash-max-listpack-value (64) bytes and there are at most 128 fields. So:
+// - fields the Lua scripts read keep their names (state, version, approvals, denials,
+//   approvals_required, deny_threshold, expires_at, resolved_at, resolution_message,
+//   certificate_thumbprint, collected_at); the others have short internal names;
+// - what can be derived is not stored: the id (the key), the trust domain (the
+//   requester's SPIFFE ID), rules when it is just [rule];
+// - empty and default values are left out (read back as their defaults);
+// - the policy digest is stored as base64url (43 bytes, not 71), and the canonical
+//   parameters, stored once, are cut into pieces of at most 64 bytes (p, p1, p2 ...).
+// Hashes written before this format (long field names) are still read.
+const LISTPACK_VALUE_BYTES = 64;
+
+/** Cuts text into pieces of at most 64 UTF-8 bytes, never inside a character. */
+export function listpackPieces(text: string): string[] {
+  if (Buffer.byteLength(text, 'utf8') === text.length) {
+    const out: string[] = [];
+    for (let i = 0; i < text.length; i += LISTPACK_VALUE_BYTES) out.push(text.slice(i, i + LISTPACK_VALUE_BYTES));
+    return out.length === 0 ? [''] : out;
+  }
+  const out: string[] = [];
+  let current = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const size = Buffer.byteLength(ch, 'utf8');
+    if (bytes + size > LISTPACK_VALUE_BYTES) {
+      out.push(current);
+      current = '';
+      bytes = 0;
+    }
+    current += ch;
+    bytes += size;
+  }
+  out.push(current);
+  return out;
+}
+
+const SHA256_HEX_DIGEST = /^sha256:([0-9a-f]{64})$/;
+const compactDigest = (digest: string): string => {
+  const m = SHA256_HEX_DIGEST.exec(digest);
+  return m === null ? digest : Buffer.from(m[1] as string, 'hex').toString('base64url');
+};
+const fullDigest = (stored: string): string => (/^[A-Za-z0-9_-]{43}$/.test(stored) ? `sha256:${Buffer.from(stored, 'base64url').toString('hex')}` : stored);
+const trustDomainOf = (spiffeId: string): string => /^spiffe:\/\/([^/]+)/.exec(spiffeId)?.[1] ?? '';
+
+export function toFields(r: StoredRequest): Record<string, string> {
+  const f: Record<string, string> = {
     state: r.state,
     version: String(r.version),
-    requester: r.requester,
-    requester_trust_domain: r.requesterTrustDomain,
+    rq: r.requester,
     certificate_thumbprint: r.certificateThumbprint,
-    svid_not_after: String(r.svidNotAfter),
-    operation: r.operation,
-    resource: r.resource,
-    parameters_json: r.parametersJson,
-    parameters_digest: r.parametersDigest,
-    reason: r.reason,
-    on_behalf_of: r.onBehalfOf,
-    ticket: r.ticket,
-    audience: r.audience,
-    requested_ttl_ms: r.requestedTtlMs === undefined ? '' : String(r.requestedTtlMs),
-    ttl_cap_ms: r.ttlCapMs === undefined ? '' : String(r.ttlCapMs),
-    rule: r.rule,
-    rules: JSON.stringify(r.rules),
-    policy_digest: r.policyDigest,
-    approvers: JSON.stringify(r.approvers),
-    groups: JSON.stringify(r.groups),
+    sn: String(r.svidNotAfter),
+    op: r.operation,
+    rs: r.resource,
+    pd: r.parametersDigest,
+    au: r.audience,
+    ru: r.rule,
+    po: compactDigest(r.policyDigest),
+    ap: JSON.stringify(r.approvers),
     approvals_required: String(r.approvalsRequired),
-    deny_threshold: String(r.denyThreshold),
-    allow_self_approval: r.allowSelfApproval ? '1' : '0',
-    step_up: r.stepUp,
-    step_up_max_age_ms: r.stepUpMaxAgeMs === undefined ? '' : String(r.stepUpMaxAgeMs),
-    notify: JSON.stringify(r.notify),
-    approvals: String(r.approvals),
-    denials: String(r.denials),
-    created_at: String(r.createdAt),
+    ca: String(r.createdAt),
     expires_at: String(r.expiresAt),
-    resolved_at: r.resolvedAt === undefined ? '' : String(r.resolvedAt),
-    resolution_message: r.resolutionMessage,
-    workload_claims: r.workloadClaims === undefined ? '' : JSON.stringify(r.workloadClaims),
   };
+  listpackPieces(r.parametersJson).forEach((piece, i) => (f[i === 0 ? 'p' : `p${i}`] = piece));
+  // An exchanged SVID's claims as approvers see them (issue 18), in pieces too: wc, wc1 ...
+  if (r.workloadClaims !== undefined) listpackPieces(JSON.stringify(r.workloadClaims)).forEach((piece, i) => (f[i === 0 ? 'wc' : `wc${i}`] = piece));
+  if (r.requesterTrustDomain !== trustDomainOf(r.requester)) f.td = r.requesterTrustDomain;
+  if (r.reason !== '') f.rn = r.reason;
+  if (r.onBehalfOf !== '') f.ob = r.onBehalfOf;
+  if (r.ticket !== '') f.tk = r.ticket;
+  if (r.requestedTtlMs !== undefined) f.rt = String(r.requestedTtlMs);
+  if (r.ttlCapMs !== undefined) f.tc = String(r.ttlCapMs);
+  if (!(r.rules.length === 1 && r.rules[0] === r.rule)) f.rl = JSON.stringify(r.rules);
+  if (r.groups.length > 0) f.gr = JSON.stringify(r.groups);
+  if (r.denyThreshold !== 1) f.deny_threshold = String(r.denyThreshold);
+  if (r.allowSelfApproval) f.sa = '1';
+  if (r.stepUp !== 'click') f.su = r.stepUp;
+  if (r.stepUpMaxAgeMs !== undefined) f.sm = String(r.stepUpMaxAgeMs);
+  if (r.notify.slackChannels.length > 0 || r.notify.directMessages) f.nt = JSON.stringify(r.notify);
+  if (r.approvals !== 0) f.approvals = String(r.approvals);
+  if (r.denials !== 0) f.denials = String(r.denials);
+  if (r.resolvedAt !== undefined) f.resolved_at = String(r.resolvedAt);
+  if (r.resolutionMessage !== '') f.resolution_message = r.resolutionMessage;
+  return f;
 }
 
 const optionalNumber = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
 const jsonList = (v: string | undefined): string[] => (v ? (JSON.parse(v) as string[]) : []);
 
-function fromFields(h: Record<string, string>): StoredRequest {
+/** A value stored in pieces (name, name1, name2 ...), joined; undefined when there is none. */
+function joinedPieces(h: Record<string, string>, name: string): string | undefined {
+  if (h[name] === undefined) return undefined;
+  let text = h[name];
+  for (let i = 1; h[`${name}${i}`] !== undefined; i++) text += h[`${name}${i}`];
+  return text;
+}
+
+function workloadClaimsOf(h: Record<string, string>): Pick<StoredRequest, 'workloadClaims'> {
+  const text = joinedPieces(h, 'wc');
+  return text === undefined ? {} : { workloadClaims: JSON.parse(text) as StoredRequest['workloadClaims'] };
+}
+
+function parametersOf(h: Record<string, string>): string {
+  return joinedPieces(h, 'p') ?? h.parameters_json ?? '{}';
+}
+
+/** A stored request from its hash (this format, or the long field names written before it). */
+export function fromFields(id: string, h: Record<string, string>): StoredRequest {
+  const requester = h.rq ?? h.requester ?? '';
+  const rule = h.ru ?? h.rule ?? '';
+  const rules = h.rl ?? h.rules;
+  const notify = h.nt ?? h.notify;
   return {
-    id: h.id ?? '',
+    id,
     state: (h.state ?? 'PENDING_APPROVAL') as RequestStatus,
     version: Number(h.version ?? 1),
-    requester: h.requester ?? '',
-    requesterTrustDomain: h.requester_trust_domain ?? '',
+    requester,
+    requesterTrustDomain: h.td ?? h.requester_trust_domain ?? trustDomainOf(requester),
     certificateThumbprint: h.certificate_thumbprint ?? '',
-    svidNotAfter: Number(h.svid_not_after ?? 0),
-    operation: h.operation ?? '',
-    resource: h.resource ?? '',
-    parametersJson: h.parameters_json ?? '{}',
-    parametersDigest: h.parameters_digest ?? '',
-    reason: h.reason ?? '',
-    onBehalfOf: h.on_behalf_of ?? '',
-    ticket: h.ticket ?? '',
-    audience: h.audience ?? '',
-    requestedTtlMs: optionalNumber(h.requested_ttl_ms),
-    ttlCapMs: optionalNumber(h.ttl_cap_ms),
-    rule: h.rule ?? '',
-    rules: jsonList(h.rules),
-    policyDigest: h.policy_digest ?? '',
-    approvers: jsonList(h.approvers),
-    groups: jsonList(h.groups),
+    svidNotAfter: Number(h.sn ?? h.svid_not_after ?? 0),
+    operation: h.op ?? h.operation ?? '',
+    resource: h.rs ?? h.resource ?? '',
+    parametersJson: parametersOf(h),
+    parametersDigest: h.pd ?? h.parameters_digest ?? '',
+    reason: h.rn ?? h.reason ?? '',
+    onBehalfOf: h.ob ?? h.on_behalf_of ?? '',
+    ticket: h.tk ?? h.ticket ?? '',
+    audience: h.au ?? h.audience ?? '',
+    requestedTtlMs: optionalNumber(h.rt ?? h.requested_ttl_ms),
+    ttlCapMs: optionalNumber(h.tc ?? h.ttl_cap_ms),
+    rule,
+    rules: rules === undefined ? (h.ru !== undefined ? [rule] : []) : jsonList(rules),
+    policyDigest: h.po !== undefined ? fullDigest(h.po) : (h.policy_digest ?? ''),
+    approvers: jsonList(h.ap ?? h.approvers),
+    groups: jsonList(h.gr ?? h.groups),
     approvalsRequired: Number(h.approvals_required ?? 1),
     denyThreshold: Number(h.deny_threshold ?? 1),
-    allowSelfApproval: h.allow_self_approval === '1',
-    stepUp: (h.step_up ?? 'click') as StepUp,
-    stepUpMaxAgeMs: optionalNumber(h.step_up_max_age_ms),
-    notify: h.notify ? (JSON.parse(h.notify) as NotifyTargets) : { slackChannels: [], directMessages: false },
+    allowSelfApproval: (h.sa ?? h.allow_self_approval) === '1',
+    stepUp: (h.su ?? h.step_up ?? 'click') as StepUp,
+    stepUpMaxAgeMs: optionalNumber(h.sm ?? h.step_up_max_age_ms),
+    notify: notify ? (JSON.parse(notify) as NotifyTargets) : { slackChannels: [], directMessages: false },
     approvals: Number(h.approvals ?? 0),
     denials: Number(h.denials ?? 0),
-    createdAt: Number(h.created_at ?? 0),
+    createdAt: Number(h.ca ?? h.created_at ?? 0),
     expiresAt: Number(h.expires_at ?? 0),
     resolvedAt: optionalNumber(h.resolved_at),
     resolutionMessage: h.resolution_message ?? '',
-    workloadClaims: h.workload_claims ? (JSON.parse(h.workload_claims) as StoredRequest['workloadClaims']) : undefined,
+    ...workloadClaimsOf(h),
   };
 }
 
@@ -331,7 +400,7 @@ export class RequestStore {
 
   async get(id: string): Promise<StoredRequest | undefined> {
     const hash = await redisCall('read request', () => this.redis.hgetall(this.keys.request(id)));
-    return Object.keys(hash).length === 0 ? undefined : fromFields(hash);
+    return Object.keys(hash).length === 0 ? undefined : fromFields(id, hash);
   }
 
   /** The request and its votes (in the order they were cast), read together. */
@@ -342,7 +411,7 @@ export class RequestStore {
     if (hashError || votesError) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read request: Redis is unavailable');
     if (Object.keys(hash as Record<string, string>).length === 0) return undefined;
     return {
-      request: fromFields(hash as Record<string, string>),
+      request: fromFields(id, hash as Record<string, string>),
       votes: (votes as string[]).map(voteFromJson).sort((a, b) => a.at - b.at || a.principal.localeCompare(b.principal)),
     };
   }
@@ -354,9 +423,9 @@ export class RequestStore {
     for (const id of ids) pipeline.hgetall(this.keys.request(id));
     const replies = await redisCall('read requests', () => pipeline.exec());
     const found: StoredRequest[] = [];
-    for (const [error, hash] of replies ?? []) {
+    for (const [i, [error, hash]] of (replies ?? []).entries()) {
       if (error) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read requests: Redis is unavailable');
-      if (Object.keys(hash as Record<string, string>).length > 0) found.push(fromFields(hash as Record<string, string>));
+      if (Object.keys(hash as Record<string, string>).length > 0) found.push(fromFields(ids[i] as string, hash as Record<string, string>));
     }
     return found;
   }

@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Redis } from '../redis/connection.js';
-import { notifyQueueName, QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
+import { EXPIRY_WORKER_KEEP, notifyQueueName, QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
 import { ScriptCode } from './script-codes.js';
 import type { Sweeper } from './sweeper.js';
 import type { BrokerApprovalWorkflow } from './workflow.js';
@@ -133,7 +133,7 @@ export class ApprovalWorkers {
           throw new DelayedError();
         }
       },
-      { ...common, concurrency: settings.expiryConcurrency ?? 16 },
+      { ...common, ...EXPIRY_WORKER_KEEP, concurrency: settings.expiryConcurrency ?? 16 },
     );
 
     const maintenance = new Worker(

@@ -6,9 +6,12 @@
   ARGV[1] now (ms since epoch)
   ARGV[2] refill rate (tokens per second)
   ARGV[3] bucket size (burst)
+  ARGV[4] tokens wanted (absent: 1): the broker asks once for all the requests of a
+          workload that arrived while its previous call was in flight
 
-  Returns {code, retry after (ms)}:
-    10  ALLOWED         one token taken
+  Returns {code, retry after (ms), granted}:
+    10  ALLOWED         `granted` tokens taken (1 .. wanted); when fewer than wanted, the
+                        next one is back after the given time
    -11  RATE_LIMITED    no token left; one is back after the given time
 ]]
 local now = tonumber(ARGV[1])
@@ -23,6 +26,13 @@ end
 if tokens < 1 then
   return {-11, math.ceil((1 - tokens) * 1000 / rate)}
 end
-redis.call("HSET", KEYS[1], "tokens", tostring(tokens - 1), "updated_at", tostring(math.max(now, updatedAt)))
+local wanted = tonumber(ARGV[4]) or 1
+local granted = math.min(wanted, math.floor(tokens))
+tokens = tokens - granted
+redis.call("HSET", KEYS[1], "tokens", tostring(tokens), "updated_at", tostring(math.max(now, updatedAt)))
 redis.call("PEXPIRE", KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return {10, 0}
+local retry = 0
+if granted < wanted then
+  retry = math.ceil((1 - tokens) * 1000 / rate)
+end
+return {10, retry, granted}
