@@ -1,5 +1,10 @@
 // Composition root: reads what the config names, connects Redis, and starts the
 // gRPC and HTTP listeners. Everything with state is created here and injected.
+// startBroker (roles all, api) and startWorker (role worker) build their common
+// parts with the same functions, in this order: readFiles (principals, keyring),
+// connectCore (Redis, keys, scripts, the audit chain and its checkpoints),
+// openApprovers (console, approval machinery, Slack, queue workers),
+// startStatusHttp/startHealthListener; what differs between them is a RoleWiring.
 import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService, IdentityService } from '@countersign/proto';
 import { RedisAuditLog } from './audit/audit-log.js';
@@ -23,7 +28,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
-import { createSlack, LateWorkflow, loadSlackSettings, SLACK_EVENTS_PATH, type BrokerSlack } from './channels/slack.js';
+import { createSlack, loadSlackSettings, SLACK_CHANNEL_NAME, SLACK_EVENTS_PATH, type BrokerSlack } from './channels/slack.js';
 import { checkEvictionPolicy, type Redis } from './redis/connection.js';
 import { checkDurability, connectConfiguredRedis, durabilityOf } from './config/redis.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
@@ -32,8 +37,8 @@ import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
 import { WatchStreamSlots } from './requests/limits.js';
 import { RequestService } from './requests/request-service.js';
-import { approvalSettings, startApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
-import { registerScripts } from './requests/scripts.js';
+import { approvalSettings, openApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
+import { registerScripts, type ScriptRunner } from './requests/scripts.js';
 import { createApprovalsService } from './api/approvals-service.js';
 import { createBrokerService } from './api/broker-service.js';
 import { createIdentityService } from './api/identity-service.js';
@@ -59,17 +64,6 @@ export interface BrokerOverrides {
   role?: Exclude<BrokerRole, 'worker'>;
   /** Approver channels the notification jobs call (Slack registers one). */
   channels?: ApproverChannel[];
-}
-
-/** Slack, when SLACK_* or the config's slack section turn it on (docs/slack.md). */
-async function openSlack(
-  config: BrokerConfig,
-  overrides: BrokerOverrides,
-  deps: Omit<Parameters<typeof createSlack>[1], 'workflow'>,
-): Promise<{ slack: BrokerSlack | undefined; workflow: LateWorkflow; mode: RunningBroker['slackMode'] }> {
-  const workflow = new LateWorkflow();
-  const settings = await loadSlackSettings(config, overrides.env ?? process.env);
-  return { slack: settings === undefined ? undefined : await createSlack(settings, { ...deps, workflow }), workflow, mode: settings?.mode };
 }
 
 /** The identity section of the config, with paths resolved. */
@@ -175,19 +169,186 @@ const metricsRoute =
     res.end(body);
   };
 
+/** What differs between the processes one config starts; every other part is built the same way for both. */
+interface RoleWiring {
+  role: BrokerRole;
+  /** The client name of the main Redis connection, so CLIENT LIST tells API replicas from workers. */
+  connectionName: 'countersign-broker' | 'countersign-worker';
+  /**
+   * The `iss` of the signed chain heads and checkpoints. Deliberately not the same in both roles:
+   * the broker names itself as it names itself on credentials (credentials.issuer, else its own
+   * SPIFFE ID); a worker has no SVID (it takes no mTLS calls), so it uses credentials.issuer, else
+   * the trust domain's ID, spiffe://<trust_domain>. Verification (`countersign-broker audit verify`,
+   * recovery at start-up) checks a head's signature against the keyring, never its `iss`, so one
+   * chain written by brokers and workers verifies as one; the `iss` says which kind of process signed.
+   */
+  issuer: string;
+}
+
+/** Injected or default clock, logger and metrics. */
+interface Base {
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+function baseOf(config: BrokerConfig, overrides: BrokerOverrides): Base {
+  return {
+    clock: overrides.clock ?? systemClock,
+    logger: overrides.logger ?? createLogger({ level: config.log_level }),
+    metrics: overrides.metrics ?? new Metrics(),
+  };
+}
+
+/** The files the config names that every role needs, read before any connection is made. */
+interface Files {
+  principals: Principals;
+  /** Signs credentials (broker) and the chain's heads and checkpoints (both roles). */
+  keyring: Keyring;
+}
+
+async function readFiles(config: BrokerConfig): Promise<Files> {
+  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  const keyring = await loadKeyring(config);
+  return { principals, keyring };
+}
+
+/** Redis and the audit chain: the state every role shares. */
+interface Core extends Base, Files {
+  redis: Redis;
+  keys: Keys;
+  scripts: ScriptRunner;
+  audit: RedisAuditLog;
+  auditSink: FanoutSink;
+  checkpointer: Checkpointer;
+  /** Stops the checkpoints, flushes the sinks and drops the connections this process opened. */
+  close(): Promise<void>;
+}
+
+async function connectCore(config: BrokerConfig, overrides: BrokerOverrides, base: Base & Files, wiring: RoleWiring): Promise<Core> {
+  const { logger } = base;
+  const ownsRedis = overrides.redis === undefined;
+  const redis = overrides.redis ?? (await connectConfiguredRedis(config, wiring.connectionName));
+  const evictionWarning = await checkEvictionPolicy(redis);
+  if (evictionWarning) logger.warn(evictionWarning);
+  const keys = new Keys(config.redis.prefix);
+  const scripts = registerScripts(redis);
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { ...base, redis, keys, issuer: wiring.issuer, overrides });
+  return {
+    ...base,
+    redis,
+    keys,
+    scripts,
+    audit,
+    auditSink,
+    checkpointer,
+    async close() {
+      checkpointer.stop();
+      await auditSink.close();
+      if (auditRedis !== redis) auditRedis.disconnect();
+      if (ownsRedis) redis.disconnect();
+    },
+  };
+}
+
+/** The approver side: the console, the approval machinery, Slack, and the queue workers (where the role runs them). */
+interface Approvers {
+  approvals: Approvals;
+  console: OpenConsole | undefined;
+  slack: BrokerSlack | undefined;
+  slackMode: 'http' | 'socket' | undefined;
+}
+
+/**
+ * Built in dependency order, with no late binding: the console's parts first (the workflow
+ * checks passkeys with them and links to its pages), then the approval machinery (announcing
+ * the channel names), then Slack (it takes clicks through the workflow), then the queue workers
+ * with the channels their notification jobs call.
+ */
+async function openApprovers(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  core: Core,
+  wiring: RoleWiring,
+  options: { minter?: CredentialMinter; onFailure: (() => Promise<void>)[] },
+): Promise<Approvers> {
+  const { redis, keys, scripts, audit, clock, logger, metrics, principals } = core;
+  const { role } = wiring;
+  const env = overrides.env ?? process.env;
+  // Workers bind no console listener; Slack cards they render still link to it.
+  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env }, { listen: role !== 'worker' });
+  if (approverConsole !== undefined) options.onFailure.push(() => approverConsole.close());
+  // Slack's settings before anything is built: a bad one stops start-up first (docs/slack.md).
+  const slackSettings = await loadSlackSettings(config, env);
+  const extraChannels = overrides.channels ?? [];
+  const approvals = await openApprovals(
+    {
+      redis,
+      keys,
+      scripts,
+      audit,
+      directory: principals,
+      channelNames: [...extraChannels.map((c) => c.name), ...(slackSettings !== undefined ? [SLACK_CHANNEL_NAME] : [])],
+      clock,
+      logger,
+      metrics,
+      // Votes (and so passkey proofs) reach only the roles that serve; a worker's workflow expires and sweeps.
+      console: approverConsole && { passkeys: role === 'worker' ? undefined : approverConsole.passkeys, requestUrl: approverConsole.requestUrl },
+    },
+    approvalSettings(config),
+    { role, ...(options.minter !== undefined ? { minter: options.minter } : {}) },
+  );
+  options.onFailure.push(() => approvals.close());
+  const slack =
+    slackSettings === undefined
+      ? undefined
+      : await createSlack(slackSettings, { workflow: approvals.workflow, directory: principals, redis, keys, audit, clock, logger, metrics, role, console: approverConsole?.port_ });
+  if (slack !== undefined) options.onFailure.push(() => slack.close());
+  await approvals.startWorkers([...extraChannels, ...(slack !== undefined ? [slack.channel] : [])]);
+  metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack?.depth()) ?? [])];
+  return { approvals, console: approverConsole, slack, slackMode: slackSettings?.mode };
+}
+
+/** The HTTP listener every role has: readiness (Redis and its durability), metrics, the JWKS, and what the role adds. */
+async function startStatusHttp(
+  config: BrokerConfig,
+  core: Core,
+  options: { jwks: () => unknown; routes?: Record<string, HttpHandler> },
+): Promise<RunningHttpServer> {
+  const { redis, keys, metrics, logger } = core;
+  const listen = splitHostPort(config.http.listen);
+  const durability = durabilityOf(config);
+  return startHttpServer({
+    host: listen.host,
+    port: listen.port,
+    logger,
+    jwks: options.jwks,
+    readiness: [
+      { name: 'redis', check: async () => void (await redis.ping()) },
+      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
+    ],
+    routes: { '/metrics': metricsRoute(metrics), ...options.routes },
+  });
+}
+
+/** The plaintext gRPC health listener, when health.grpc_listen is set. */
+async function startHealthListener(config: BrokerConfig, health: HealthImplementation): Promise<RunningHealthServer | undefined> {
+  if (!config.health.grpc_listen) return undefined;
+  const listen = splitHostPort(config.health.grpc_listen);
+  return startHealthServer({ host: listen.host, port: listen.port, health });
+}
+
 export async function startBroker(config: BrokerConfig, overrides: BrokerOverrides = {}): Promise<RunningBroker> {
-  const clock = overrides.clock ?? systemClock;
-  const logger = overrides.logger ?? createLogger({ level: config.log_level });
-  const metrics = overrides.metrics ?? new Metrics();
+  const base = baseOf(config, overrides);
   // The identity watches files and may hold a Workload API stream: stop it if anything after it fails.
-  const identity = await BrokerIdentity.start(identitySettings(config, overrides), { clock, logger, metrics });
-  // Listeners bound before a later step fails are closed again (an open listener would keep the process alive).
+  const identity = await BrokerIdentity.start(identitySettings(config, overrides), base);
+  // What was opened before a later step fails is closed again (an open listener or connection would keep the process alive).
   const onFailure: (() => Promise<void>)[] = [];
   try {
-    return await startServices(config, overrides, { clock, logger, metrics, identity, onFailure });
+    return await startServices(config, overrides, { ...base, identity, onFailure });
   } catch (e) {
     identity.close();
-    for (const undo of onFailure) await undo().catch(() => undefined);
+    for (const undo of onFailure.reverse()) await undo().catch(() => undefined);
     throw e;
   }
 }
@@ -195,26 +356,22 @@ export async function startBroker(config: BrokerConfig, overrides: BrokerOverrid
 async function startServices(
   config: BrokerConfig,
   overrides: BrokerOverrides,
-  { clock, logger, metrics, identity, onFailure }: { clock: Clock; logger: Logger; metrics: Metrics; identity: BrokerIdentity; onFailure: (() => Promise<void>)[] },
+  { identity, onFailure, ...base }: Base & { identity: BrokerIdentity; onFailure: (() => Promise<void>)[] },
 ): Promise<RunningBroker> {
-  const path = (p: string) => configPath(config, p);
+  const { clock, logger, metrics } = base;
   const svid = identity.svid;
   const bundles = identity.bundles;
-  const principals = config.principals ? await Principals.load(path(config.principals.file)) : Principals.empty();
-  const keyring = await loadKeyring(config);
+  const files = await readFiles(config);
+  const { principals, keyring } = files;
   keyring.signingKey(clock.now()); // fails start-up when no key is active yet
   const issuer = config.credentials.issuer ?? svid.spiffeId;
-  const policyFile = path(config.policy.file);
+  const policyFile = configPath(config, config.policy.file);
   const policy = await loadPolicyFile({ file: policyFile, principals, clock });
 
-  const ownsRedis = overrides.redis === undefined;
-  const redis = overrides.redis ?? (await connectConfiguredRedis(config, 'countersign-broker'));
-  const evictionWarning = await checkEvictionPolicy(redis);
-  if (evictionWarning) logger.warn(evictionWarning);
-  const keys = new Keys(config.redis.prefix);
-  const scripts = registerScripts(redis);
-
-  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
+  const wiring: RoleWiring = { role: overrides.role ?? 'all', connectionName: 'countersign-broker', issuer };
+  const core = await connectCore(config, overrides, { ...base, ...files }, wiring);
+  onFailure.push(() => core.close());
+  const { redis, keys, audit, checkpointer } = core;
   const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
   // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
   await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
@@ -241,30 +398,10 @@ async function startServices(
     },
     policy,
   );
-  const settings = approvalSettings(config);
-  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env: overrides.env ?? process.env }, { listen: true });
-  if (approverConsole !== undefined) onFailure.push(() => approverConsole.close());
   warnWithoutConsole(config, policy, logger);
-  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: overrides.role ?? 'all', console: approverConsole?.port_ });
-  const approvals = await startApprovals(
-    {
-      redis,
-      keys,
-      scripts,
-      audit,
-      directory: principals,
-      channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])],
-      clock,
-      logger,
-      metrics,
-      console: approverConsole && { passkeys: approverConsole.passkeys, requestUrl: approverConsole.requestUrl },
-    },
-    settings,
-    { role: overrides.role ?? 'all', minter },
-  );
+  const { approvals, console: approverConsole, slack, slackMode } = await openApprovers(config, overrides, core, wiring, { minter, onFailure });
   await approverConsole?.serve({ workflow: approvals.workflow, store: approvals.store, policy: () => policies.current });
-  slack.workflow.bind(approvals.workflow);
-  metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
+  const settings = approvalSettings(config);
   const requests = new RequestService(
     {
       policy: () => policies.current,
@@ -380,20 +517,12 @@ async function startServices(
       },
     ],
   });
-  const httpListen = splitHostPort(config.http.listen);
-  const durability = durabilityOf(config);
-  const http = await startHttpServer({
-    host: httpListen.host,
-    port: httpListen.port,
-    logger,
+  const http = await startStatusHttp(config, core, {
     jwks: () => keyring.jwks(clock.now()),
-    readiness: [
-      { name: 'redis', check: async () => void (await redis.ping()) },
-      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
-    ],
-    routes: { '/metrics': metricsRoute(metrics), ...(slack.slack?.httpHandler ? { [SLACK_EVENTS_PATH]: slack.slack.httpHandler } : {}) },
+    routes: slack?.httpHandler ? { [SLACK_EVENTS_PATH]: slack.httpHandler } : {},
   });
-  await slack.slack?.start();
+  const durability = durabilityOf(config);
+  await slack?.start();
   // Readiness follows Redis: without it the broker can only answer UNAVAILABLE.
   grpc.health.setStatus('liveness', 'SERVING');
   const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals', 'countersign.v1.Identity'];
@@ -407,11 +536,7 @@ async function startServices(
     });
   }, 5000);
   readinessTimer.unref();
-  let healthServer: RunningHealthServer | undefined;
-  if (config.health.grpc_listen) {
-    const listen = splitHostPort(config.health.grpc_listen);
-    healthServer = await startHealthServer({ host: listen.host, port: listen.port, health: grpc.health });
-  }
+  const healthServer = await startHealthListener(config, grpc.health);
   // A rotated SVID or a reloaded bundle goes into the TLS context; open connections stay up.
   identity.onChange(() => grpc.updateTls(identity.tls()));
   policies.start();
@@ -436,7 +561,7 @@ async function startServices(
     policies,
     identity,
     approvals,
-    slackMode: slack.mode,
+    slackMode,
     console: approverConsole,
     flushRefusals,
     async close() {
@@ -453,12 +578,9 @@ async function startServices(
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
       // After the approval workers: a notification job in flight still enqueues its Slack jobs.
-      await slack.slack?.close();
-      checkpointer.stop();
-      await auditSink.close();
+      await slack?.close();
       await tracing.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not flush traces'));
-      if (auditRedis !== redis) auditRedis.disconnect();
-      if (ownsRedis) redis.disconnect();
+      await core.close();
     },
   };
 }
@@ -489,6 +611,8 @@ export interface RunningWorker {
   logger: Logger;
   metrics: Metrics;
   approvals: Approvals;
+  /** Takes audit checkpoints (also on demand, for tests and operators), signed as RoleWiring.issuer says. */
+  checkpointer: Checkpointer;
   close(): Promise<void>;
 }
 
@@ -497,56 +621,29 @@ export interface RunningWorker {
  * expiry, sweeper), plus the HTTP listener for health, readiness and metrics.
  */
 export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOverrides, 'role'> = {}): Promise<RunningWorker> {
-  const clock = overrides.clock ?? systemClock;
-  const logger = overrides.logger ?? createLogger({ level: config.log_level });
-  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
-  const metrics = overrides.metrics ?? new Metrics();
-  // Checkpoints are signed with the same keys as credentials.
-  const keyring = await loadKeyring(config);
-  const ownsRedis = overrides.redis === undefined;
-  const redis = overrides.redis ?? (await connectConfiguredRedis(config, 'countersign-worker'));
-  const evictionWarning = await checkEvictionPolicy(redis);
-  if (evictionWarning) logger.warn(evictionWarning);
-  const keys = new Keys(config.redis.prefix);
-  const scripts = registerScripts(redis);
-  const issuer = config.credentials.issuer ?? `spiffe://${config.trust_domain}`;
-  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { redis, keys, keyring, clock, logger, issuer, overrides });
-  checkpointer.start();
-  // No console listener here; Slack cards rendered by these workers still link to it.
-  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env: overrides.env ?? process.env }, { listen: false });
-  const slack = await openSlack(config, overrides, { directory: principals, redis, keys, audit, clock, logger, metrics, role: 'worker', console: approverConsole?.port_ });
-  const approvals = await startApprovals(
-    {
-      redis,
-      keys,
-      scripts,
-      audit,
-      directory: principals,
-      channels: [...(overrides.channels ?? []), ...(slack.slack ? [slack.slack.channel] : [])],
-      clock,
-      logger,
-      metrics,
-      console: approverConsole && { passkeys: undefined, requestUrl: approverConsole.requestUrl },
-    },
-    approvalSettings(config),
-    { role: 'worker' },
-  );
-  slack.workflow.bind(approvals.workflow);
-  await slack.slack?.start();
-  metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack.slack?.depth()) ?? [])];
-  const httpListen = splitHostPort(config.http.listen);
-  const durability = durabilityOf(config);
-  const http = await startHttpServer({
-    host: httpListen.host,
-    port: httpListen.port,
-    logger,
-    jwks: () => ({ keys: [] }),
-    readiness: [
-      { name: 'redis', check: async () => void (await redis.ping()) },
-      { name: 'redis_durability', check: () => checkDurability(redis, durability, keys.auditChain()) },
-    ],
-    routes: { '/metrics': metricsRoute(metrics) },
-  });
+  const base = baseOf(config, overrides);
+  const files = await readFiles(config);
+  // No SVID here to name the signer by: see RoleWiring.issuer.
+  const wiring: RoleWiring = { role: 'worker', connectionName: 'countersign-worker', issuer: config.credentials.issuer ?? `spiffe://${config.trust_domain}` };
+  const onFailure: (() => Promise<void>)[] = [];
+  try {
+    const core = await connectCore(config, overrides, { ...base, ...files }, wiring);
+    onFailure.push(() => core.close());
+    core.checkpointer.start();
+    const { approvals, slack } = await openApprovers(config, overrides, core, wiring, { onFailure });
+    await slack?.start();
+    // No JWKS: workers issue no credentials.
+    const http = await startStatusHttp(config, core, { jwks: () => ({ keys: [] }) });
+    onFailure.push(() => http.close());
+    return await runWorker(config, core, { approvals, slack, http });
+  } catch (e) {
+    for (const undo of onFailure.reverse()) await undo().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function runWorker(config: BrokerConfig, core: Core, { approvals, slack, http }: { approvals: Approvals; slack: BrokerSlack | undefined; http: RunningHttpServer }): Promise<RunningWorker> {
+  const { redis, logger, metrics } = core;
   // The same probes as the API replicas: "" follows Redis, "liveness" the process.
   const health = new HealthImplementation({ '': 'SERVING', liveness: 'SERVING' });
   const readinessTimer = setInterval(() => {
@@ -556,11 +653,10 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
     );
   }, 5000);
   readinessTimer.unref();
-  let healthServer: RunningHealthServer | undefined;
-  if (config.health.grpc_listen) {
-    const listen = splitHostPort(config.health.grpc_listen);
-    healthServer = await startHealthServer({ host: listen.host, port: listen.port, health });
-  }
+  const healthServer = await startHealthListener(config, health).catch((e: unknown) => {
+    clearInterval(readinessTimer);
+    throw e;
+  });
   logger.info({ httpPort: http.port, healthPort: healthServer?.port, role: 'worker' }, 'worker started');
   return {
     config,
@@ -571,17 +667,15 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
     logger,
     metrics,
     approvals,
+    checkpointer: core.checkpointer,
     async close() {
       clearInterval(readinessTimer);
       health.setStatus('', 'NOT_SERVING');
       await Promise.all([http.close(), healthServer?.close()]);
       await approvals.close();
       // After the approval workers: a notification job in flight still enqueues its Slack jobs.
-      await slack.slack?.close();
-      checkpointer.stop();
-      await auditSink.close();
-      if (auditRedis !== redis) auditRedis.disconnect();
-      if (ownsRedis) redis.disconnect();
+      await slack?.close();
+      await core.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 // Slack, as the broker runs it: settings from the config file's `slack:` section
 // and SLACK_* variables, and the Slack approver itself, loaded only when Slack is
 // on (so a broker without Slack never loads Bolt).
-import type { ApprovalWorkflow, ApproverChannel, ApproverConsole, PrincipalDirectory, VoteInput } from '@countersign/approvers';
+import type { ApprovalWorkflow, ApproverChannel, ApproverConsole, PrincipalDirectory } from '@countersign/approvers';
 import { resolveSlackSettings, SlackSettingsError, type SlackSettings } from '@countersign/approvers/slack/settings';
 
 export { SLACK_EVENTS_PATH } from '@countersign/approvers/slack/settings';
@@ -47,29 +47,11 @@ export async function loadSlackSettings(config: BrokerConfig, env: NodeJS.Proces
 export const SLACK_ENV_PREFIX = 'SLACK_';
 
 /**
- * Forwards to the broker's workflow once it exists: the Slack channel must be
- * handed to the approval machinery before that machinery (and its workflow) is
- * built, and the workflow is what the channel reads requests from.
+ * The name the Slack approver channel goes by (SlackChannel.name). The approval
+ * machinery announces its channels' names before the channels are built (Slack
+ * needs the workflow that machinery builds); startWorkers checks the names match.
  */
-export class LateWorkflow implements ApprovalWorkflow {
-  private target: ApprovalWorkflow | undefined;
-  bind(workflow: ApprovalWorkflow): void {
-    this.target = workflow;
-  }
-  private get workflow(): ApprovalWorkflow {
-    if (this.target === undefined) throw new Error('the approval workflow is not started yet');
-    return this.target;
-  }
-  get(requestId: string) {
-    return this.workflow.get(requestId);
-  }
-  listPendingFor(principal: string) {
-    return this.workflow.listPendingFor(principal);
-  }
-  vote(input: VoteInput) {
-    return this.workflow.vote(input);
-  }
-}
+export const SLACK_CHANNEL_NAME = 'slack';
 
 export interface SlackDeps {
   workflow: ApprovalWorkflow;

@@ -1,7 +1,9 @@
 // Wiring of the approval machinery, for the composition root (app.ts): the
 // store and its scripts, the outbox, BullMQ queues (every role enqueues) and
 // workers (roles "all" and "worker"), and, where requesters are served, the
-// pub/sub subscription and the credential collector.
+// pub/sub subscription and the credential collector. Two steps, in construction
+// order: openApprovals builds the workflow (approver channels such as Slack need
+// it), startWorkers then runs the queue workers with those channels.
 import type { ApproverChannel, PrincipalDirectory } from '@countersign/approvers';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
@@ -70,7 +72,8 @@ export interface ApprovalsDeps {
   scripts: ScriptRunner;
   audit: AuditLog;
   directory: PrincipalDirectory;
-  channels: readonly ApproverChannel[];
+  /** The names of the approver channels this process will run (announced before anything is enqueued). */
+  channelNames: readonly string[];
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -87,10 +90,18 @@ export interface Approvals {
   limiter: RequestRateLimiter;
   /** Present when this process serves requesters (roles "all" and "api"). */
   delivery: RequestDelivery | undefined;
+  /**
+   * Starts the queue workers (roles "all" and "worker") with the approver channels the
+   * notification jobs call. The channels are built after the workflow (Slack takes clicks
+   * through it), so they come here rather than to openApprovals; their names must be the
+   * channelNames announced there.
+   */
+  startWorkers(channels: readonly ApproverChannel[]): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startApprovals(
+/** Builds the approval machinery; the queue workers start with startWorkers once the channels exist. */
+export async function openApprovals(
   deps: ApprovalsDeps,
   settings: ApprovalSettings,
   options: { role: BrokerRole; minter?: CredentialMinter },
@@ -107,7 +118,7 @@ export async function startApprovals(
       // Connection errors surface on the commands (and BullMQ events) that fail; ioredis keeps reconnecting.
     });
   const queueConnection = quiet(duplicateConnection(redis));
-  const channels = new ChannelRegistry(redis, keys, clock, deps.channels.map((c) => c.name));
+  const channels = new ChannelRegistry(redis, keys, clock, deps.channelNames);
   // Before anything is enqueued: replicas without these channels enqueue their notifications from now on.
   await channels.announce();
   const announcer = setInterval(() => {
@@ -154,17 +165,25 @@ export async function startApprovals(
         { watchRecheckMs: settings.watchRecheckMs },
       );
     }
-    if (options.role !== 'api') {
+    let workersStarted = false;
+    const startWorkers = async (approverChannels: readonly ApproverChannel[]): Promise<void> => {
+      if (workersStarted) throw new Error('the approval workers are already started');
+      workersStarted = true;
+      const names = approverChannels.map((c) => c.name);
+      if (names.length !== channels.local.length || names.some((name, i) => name !== channels.local[i])) {
+        throw new Error(`approver channels [${names.join(', ')}] are not the ones announced [${channels.local.join(', ')}]`);
+      }
+      if (options.role === 'api') return;
       const workerConnection = quiet(duplicateConnection(redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false }));
       closers.push(() => workerConnection.disconnect());
       const workers = await ApprovalWorkers.start(
         workerConnection,
         keys.bullmqPrefix(),
-        { jobs, workflow, sweeper, channels: deps.channels, audit: deps.audit, clock, logger, metrics },
+        { jobs, workflow, sweeper, channels: approverChannels, audit: deps.audit, clock, logger, metrics },
         { sweepIntervalMs: settings.sweepIntervalMs },
       );
       closers.push(() => workers.close());
-    }
+    };
     return {
       store,
       outbox,
@@ -173,6 +192,7 @@ export async function startApprovals(
       sweeper,
       limiter,
       delivery,
+      startWorkers,
       async close() {
         for (const close of [...closers].reverse()) await close();
       },
