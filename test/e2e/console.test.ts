@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import { ApprovalsClient, CountersignClient, CountersignClientError, type OperationResult } from '@countersign/agent';
+import { ApprovalsClient, CountersignClient, type CountersignClientError, type OperationResult } from '@countersign/agent';
 import { ACR, PASSKEY_AMR } from '@countersign/proto';
 import { auditEvents, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 import { Keys } from '../../broker/src/redis/keys.js';
@@ -407,7 +407,7 @@ requests:
       note: 'zero\u200Bwidth',
       '"><b>key</b>': 'x',
     };
-    const r = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: hostile as Record<string, string> });
+    const r = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: hostile });
     let dialog = false;
     alice.page.on('dialog', (d) => {
       dialog = true;
@@ -555,7 +555,7 @@ requests:
       await signIn(phone, 'bob');
       const r = await migration({ migration: '0051_phone' });
       await openRequest(phone, r.requestId);
-      const overflow = (await phone.page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
+      const overflow = await phone.page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px)`);
       await shot('request-phone.png', phone, 'screen');
       assert.match((await phone.page.locator('time[data-countdown]').first().textContent()) ?? '', /^in \d+ min \d+ s$/);

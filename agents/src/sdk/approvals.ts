@@ -1,6 +1,6 @@
 // The approver's client: a person authenticated by their own SVID lists the
 // requests they may decide and votes on them (the Approvals gRPC service).
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';

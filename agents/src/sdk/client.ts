@@ -2,7 +2,7 @@
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
   ParametersError,

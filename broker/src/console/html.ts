@@ -29,7 +29,7 @@ function render(value: Value): string {
 /** A template whose values are escaped (Html values and arrays of them are kept). */
 export function html(strings: TemplateStringsArray, ...values: Value[]): Html {
   let out = strings[0] as string;
-  for (let i = 0; i < values.length; i++) out += render(values[i] as Value) + (strings[i + 1] as string);
+  for (let i = 0; i < values.length; i++) out += render(values[i]) + (strings[i + 1] as string);
   return new Html(out);
 }
 
