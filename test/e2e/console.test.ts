@@ -111,8 +111,8 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
     assert.fail('the watch ended without an end state');
   }
 
-  /** A screenshot for docs/console.md: the whole page, the first screen only, or one element. */
-  async function shot(name: string, person: PersonBrowser, what: 'page' | 'screen' | string = 'page'): Promise<void> {
+  /** A screenshot for docs/console.md: the whole page ('page'), the first screen only ('screen'), or one element (its selector). */
+  async function shot(name: string, person: PersonBrowser, what: string = 'page'): Promise<void> {
     const path = join(shotsDir, name);
     if (what === 'page' || what === 'screen') await person.page.screenshot({ path, fullPage: what === 'page' });
     else await person.page.locator(what).screenshot({ path });

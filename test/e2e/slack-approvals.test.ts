@@ -160,7 +160,7 @@ requests:
     const last = updates.at(-1);
     assert.equal(last?.state, 'APPROVED');
     assert.ok(last?.token, 'the watching requester gets the credential');
-    const claims = JSON.parse(Buffer.from((last?.token).split('.')[1] as string, 'base64url').toString()) as { approval: { approvers: { principal: string; channel: string }[] } };
+    const claims = JSON.parse(Buffer.from(last.token.split('.')[1] as string, 'base64url').toString()) as { approval: { approvers: { principal: string; channel: string }[] } };
     assert.deepEqual(
       claims.approval.approvers.map((x) => [x.principal, x.channel]),
       [['alice', 'slack']],
