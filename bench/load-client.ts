@@ -53,7 +53,7 @@ if (config.target === 'echo') {
   // What a full SDK call costs on top is the caller's business, not the broker's.
   const definition = { requestOperation: { ...BrokerService.requestOperation, requestSerialize: (b: Buffer) => b } };
   const clients = channelsOf<{ requestOperation(req: Buffer, md: Metadata, cb: (e: Error | null, r: RequestOperationResponse) => void): void }>(
-    definition as ServiceDefinition,
+    definition,
     'Broker',
   );
   const payload = Buffer.from(

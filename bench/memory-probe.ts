@@ -25,7 +25,7 @@ const scan = async () => {
     keys.push(...found);
   } while (cursor !== '0');
   const out = new Map<string, string>();
-  for (const k of keys) out.set(k, `${await admin.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')} ${await admin.type(k)} ${await admin.object('ENCODING', k)}`);
+  for (const k of keys) out.set(k, `${String(await admin.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'))} ${await admin.type(k)} ${String(await admin.object('ENCODING', k))}`);
   return out;
 };
 await deployer.requestOperation({ operation: 'deploy', resource: 'prod/service-0', parameters: { version: '1.0.0', replicas: 3, image: `registry.example.org/service-0@sha256:${'ab'.repeat(32)}` }, reason: 'warm' });

@@ -9,7 +9,7 @@ import { CertificateAuthority } from '@countersign/broker/testing';
 import { checkPasskeyAssertion, passkeyChallenge, type PasskeyAssertion } from '../broker/src/audit/passkey-assertion.js';
 import { fmt, table } from './harness.js';
 
-async function rate(fn: () => Promise<unknown> | unknown, durationMs: number): Promise<number> {
+async function rate(fn: () => unknown, durationMs: number): Promise<number> {
   let n = 0;
   const start = performance.now();
   const end = start + durationMs;

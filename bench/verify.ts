@@ -154,7 +154,7 @@ export async function benchAuditAppend(options: { durationMs: number; concurrenc
     parameters_digest: 'D3mnxUzgoFmb09alZGCZb9h5NoUFKvb7prMwCRq4DGs',
     certificate_thumbprint: 'wJxG2NrVekmnRgg4iQX4HWcOJdiCCq8i8hSbIhvIyzo',
   };
-  const sample = JSON.stringify((await newChain(heads).log.append(event)) as unknown);
+  const sample = JSON.stringify((await newChain(heads).log.append(event)));
   let n = 0;
   const xadd = () => r.redis.xadd(`${r.prefix}baseline:stream`, '*', 'event', sample);
   const set = () => r.redis.set(`${r.prefix}baseline:k:${n++ % 1000}`, sample);

@@ -71,14 +71,14 @@ describe('audit chain in Redis', () => {
     const [first] = await log.appendAll([{ type: 'policy_reload', policy_digest: 'sha256:aa', outcome: 'applied' }]);
     assert.equal(first?.seq, 1);
     assert.equal(first?.prev, GENESIS_HASH);
-    assert.equal(first?.hash, recordHash(first!));
+    assert.equal(first?.hash, recordHash(first));
     const stored = await recordAt(1);
     assert.deepEqual(stored, first);
     // The stored bytes are exactly the RFC 8785 form of the record.
-    assert.equal(await r.redis.lindex(chain(), 0), serializeRecord(first!));
+    assert.equal(await r.redis.lindex(chain(), 0), serializeRecord(first));
     const [odd] = await log.appendAll([{ type: 'policy_reload', outcome: 'applied', policy_digest: 'sha256:bb', z: { b: [1.5, 'é€😀'], a: null }, skipped: undefined }]);
     assert.equal(odd?.hash, recordHash(odd!));
-    assert.equal(await r.redis.lindex(chain(), 1), serializeRecord(odd!));
+    assert.equal(await r.redis.lindex(chain(), 1), serializeRecord(odd));
     const report = await verify();
     assert.deepEqual(report.problems, []);
     assert.equal(report.lastSeq, 2);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '../src/dev/ca.js';
-import { parseConfig, type BrokerConfig } from '../src/config/config.js';
+import { parseConfig } from '../src/config/config.js';
 import { DEV_OIDC_ISSUER, devConfig, ensureDevTrustDomain, updateDevConfig } from '../src/dev/trust-domain.js';
 import { devToken } from '../src/cli/dev.js';
 import { renderSpiffeId } from '../src/exchange/oidc-exchange.js';
@@ -50,7 +50,7 @@ describe('dev trust domain: the broker certificate', () => {
 describe('dev config.yaml: what dev mode owns of the console', () => {
   const owned = { trustDomain: 'example.org', grpcPort: 7443, httpPort: 7080, consolePort: 7090, redisUrl: 'redis://127.0.0.1:6379', redisPrefix: 'countersign:dev:abc:' };
   const fresh = devConfig(owned);
-  const consoleOf = (text: string) => (parseConfig(text, 'config.yaml') as BrokerConfig).console;
+  const consoleOf = (text: string) => (parseConfig(text, 'config.yaml')).console;
 
   it('writes the console on localhost at --console-port, and leaves the text alone when nothing changed', () => {
     assert.deepEqual([consoleOf(fresh).enabled, consoleOf(fresh).listen, consoleOf(fresh).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
@@ -78,7 +78,7 @@ describe('dev config.yaml: what dev mode owns of the console', () => {
     const { text, added } = updateDevConfig(before, owned);
     assert.deepEqual(added, ['console']);
     assert.deepEqual([consoleOf(text).enabled, consoleOf(text).listen, consoleOf(text).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
-    assert.match(text, /  # ours\n  max_ttl: 3h\n/);
+    assert.match(text, / {2}# ours\n {2}max_ttl: 3h\n/);
     assert.deepEqual(updateDevConfig(text, owned), { text, added: [] }, 'added once');
   });
 });
@@ -103,11 +103,11 @@ describe('dev mode: the local CI issuer (issue 18)', () => {
     const { payload } = await jwtVerify(token, createLocalJWKSet(JSON.parse(await readFile(td.oidc.jwksFile, 'utf8')) as JSONWebKeySet), { issuer: DEV_OIDC_ISSUER, audience: 'countersign' });
     assert.equal(payload.ref, 'refs/heads/feature');
     assert.equal(payload.actor, 'bob');
-    assert.equal(renderSpiffeId(devCi?.spiffe_id as string, 'example.org', payload), 'spiffe://example.org/ci/hosted-runner');
+    assert.equal(renderSpiffeId(devCi?.spiffe_id, 'example.org', payload), 'spiffe://example.org/ci/hosted-runner');
   });
 
   it('adds identity.oidc to a dev config.yaml written before it, once, keeping the rest', () => {
-    const before = devConfig(owned).replace(/^  # A local CI issuer[\s\S]*?(?=^redis:)/m, '');
+    const before = devConfig(owned).replace(/^ {2}# A local CI issuer[\s\S]*?(?=^redis:)/m, '');
     assert.doesNotMatch(before, /oidc/);
     const { text, added } = updateDevConfig(before, owned);
     assert.deepEqual(added, ['identity.oidc']);

@@ -145,7 +145,7 @@ tests:
         const lines: string[] = [];
         const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
         const base = { policy: file, workload: 'spiffe://example.org/github/o/prod', operation: 'deploy', resource: 'prod/web', param: [], svidAge: '1m', svidRemaining: '1h', requestRate: '1' };
-        await runPolicyExplain({ ...base, oidcIssuer: 'github', claim: claims }, io as never);
+        await runPolicyExplain({ ...base, oidcIssuer: 'github', claim: claims }, io);
         return lines.join('\n');
       };
       assert.match(await explain(['ref=refs/heads/main', 'run_attempt:=1']), /^decision {2}allow \(rule main\)/);

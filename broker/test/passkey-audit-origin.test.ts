@@ -159,7 +159,7 @@ describe('the broker at vote time: a passkey counts only at the origin its regis
 
   it('refuses a passkey registered for the console at its former address (same RP ID, other origin), naming both', async () => {
     const t = await testRedis('passkey-origin');
-    cleanups.push(t.cleanup);
+    cleanups.push(() => t.cleanup());
     const keys = new Keys(t.prefix);
     const store = new PasskeyStore(t.redis, keys);
     const before = new URL('http://localhost:8090');

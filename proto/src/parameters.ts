@@ -297,7 +297,7 @@ export function checkParametersValue(value: unknown, options: ParametersOptions 
       if (!wellFormed(name)) throw invalidUnicode(namePath, 'member name');
       if (name === '__proto__') throw reservedKey(namePath);
       if (++keys > PARAMETERS_LIMITS.keys) throw tooManyKeys(namePath);
-      visit((v as Record<string, unknown>)[name], namePath, depth + 1);
+      visit((v)[name], namePath, depth + 1);
     }
   };
   visit(value, '$', 0);

@@ -51,8 +51,8 @@ describe('CI integrations', () => {
     t = await startTestBroker({ policy: POLICY });
     ids = await cliIdentities(t, { runner: 'ci/gitlab-runner', alice: 'human/alice', bob: 'human/bob' });
     ciSvid = t.svid('ci/github-actions');
-    alice = ApprovalsClient.fromEnv({}, ids.env.alice as NodeJS.ProcessEnv);
-    bob = ApprovalsClient.fromEnv({}, ids.env.bob as NodeJS.ProcessEnv);
+    alice = ApprovalsClient.fromEnv({}, ids.env.alice);
+    bob = ApprovalsClient.fromEnv({}, ids.env.bob);
     jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
     work = await mkdtemp(join(tmpdir(), 'countersign-ci-'));
   });
@@ -247,7 +247,7 @@ describe('CI integrations', () => {
     assert.equal(ran.code, 0, ran.stderr);
     const [arg, token] = (await readFile(seen, 'utf8')).split(' ');
     assert.equal(arg, sha);
-    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', clientCertificate: ids.certs.runner as string });
+    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', clientCertificate: ids.certs.runner });
     assert.equal(claims.act?.sub, 'alice@example.org');
     assert.equal(JSON.parse(pending.parametersJson).version, sha);
     assert.equal(existsSync(stolen), false, 'a pipeline variable chose the CLI that ran with the SVID');

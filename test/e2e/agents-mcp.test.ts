@@ -125,7 +125,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
       const outcome = result.structuredContent as { state: string; token: string };
       assert.equal(outcome.state, 'APPROVED');
       assert.match(text(result), /^APPROVED \(request req_/);
-      const { claims } = await verifyCredential(outcome.token, { jwks, audience: 'https://deploy.example.org', parameters: { version: '1.2.3' }, clientCertificate: ids.certs.agent as string });
+      const { claims } = await verifyCredential(outcome.token, { jwks, audience: 'https://deploy.example.org', parameters: { version: '1.2.3' }, clientCertificate: ids.certs.agent });
       assert.equal(claims.sub, AGENT);
     });
 
@@ -197,7 +197,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
 
     it('follows and cancels only requests this MCP server made, not others of the same workload (issue 14.11)', async () => {
       // Another process with the same SVID (a script, another agent) asks; alice approves it.
-      const sameWorkload = CountersignClient.fromEnv({}, ids.env.agent as NodeJS.ProcessEnv);
+      const sameWorkload = CountersignClient.fromEnv({}, ids.env.agent);
       closers.push(() => sameWorkload.close());
       const other = await sameWorkload.request({ operation: 'deploy', resource: 'prod/not-the-agents', reason: 'a release by hand' });
       await alice.decide({ requestId: other.requestId, decision: 'approve' });
@@ -321,7 +321,7 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
         operation: 'db.drop_table',
         resource: 'db/orders',
         parameters: { table: 'orders', cascade: true },
-        clientCertificate: ids.certs.agent as string,
+        clientCertificate: ids.certs.agent,
       });
       assert.equal(claims.approval?.approvers[0]?.principal, 'alice');
     });

@@ -75,7 +75,7 @@ describe('requester tools send parameters exactly, or refuse', () => {
 
   describe('the SDK', () => {
     const cases: [string, { parameters?: JsonObject; parametersJson?: string }, RegExp][] = [
-      ['Infinity (JSON.stringify would send null)', { parameters: { x: Infinity } as JsonObject }, /^parameters: \$\.x: the number Infinity is beyond/],
+      ['Infinity (JSON.stringify would send null)', { parameters: { x: Infinity } }, /^parameters: \$\.x: the number Infinity is beyond/],
       ['undefined (JSON.stringify would drop it)', { parameters: { v: 1, u: undefined } as unknown as JsonObject }, /^parameters: \$\.u: undefined has no exact JSON form/],
       ['a Date (JSON.stringify would send a string)', { parameters: { at: new Date(0) } as unknown as JsonObject }, /^parameters: \$\.at: a Date has no exact JSON form/],
       ['an own "__proto__" member', { parameters: JSON.parse('{"__proto__":{"a":1}}') as JsonObject }, /^parameters: \$\.__proto__: the member name "__proto__" is not accepted/],

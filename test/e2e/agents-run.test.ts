@@ -87,7 +87,7 @@ describe('countersign run', () => {
         version: '1.4.2',
         command: { path: process.execPath, sha256: await sha256(process.execPath), args: ['-e', RECORDER, seen, '7', '--flag', 'value with spaces'] },
       },
-      clientCertificate: ids.certs.deployer as string,
+      clientCertificate: ids.certs.deployer,
     });
     assert.equal(claims.approval?.request_id, id);
     assert.equal(claims.approval?.approvers[0]?.principal, 'alice');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import { ApprovalsClient, CountersignClient, CountersignClientError, type OperationResult } from '@countersign/agent';
+import { ApprovalsClient, CountersignClient, type CountersignClientError, type OperationResult } from '@countersign/agent';
 import { ACR, PASSKEY_AMR } from '@countersign/proto';
 import { auditEvents, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 import { Keys } from '../../broker/src/redis/keys.js';
@@ -111,8 +111,8 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
     assert.fail('the watch ended without an end state');
   }
 
-  /** A screenshot for docs/console.md: the whole page, the first screen only, or one element. */
-  async function shot(name: string, person: PersonBrowser, what: 'page' | 'screen' | string = 'page'): Promise<void> {
+  /** A screenshot for docs/console.md: the whole page ('page'), the first screen only ('screen'), or one element (its selector). */
+  async function shot(name: string, person: PersonBrowser, what: string = 'page'): Promise<void> {
     const path = join(shotsDir, name);
     if (what === 'page' || what === 'screen') await person.page.screenshot({ path, fullPage: what === 'page' });
     else await person.page.locator(what).screenshot({ path });
@@ -407,7 +407,7 @@ requests:
       note: 'zero\u200Bwidth',
       '"><b>key</b>': 'x',
     };
-    const r = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: hostile as Record<string, string> });
+    const r = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: hostile });
     let dialog = false;
     alice.page.on('dialog', (d) => {
       dialog = true;
@@ -555,7 +555,7 @@ requests:
       await signIn(phone, 'bob');
       const r = await migration({ migration: '0051_phone' });
       await openRequest(phone, r.requestId);
-      const overflow = (await phone.page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
+      const overflow = await phone.page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px)`);
       await shot('request-phone.png', phone, 'screen');
       assert.match((await phone.page.locator('time[data-countdown]').first().textContent()) ?? '', /^in \d+ min \d+ s$/);

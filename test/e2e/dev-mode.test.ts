@@ -77,8 +77,8 @@ describe('dev mode across restarts', () => {
     dev = await startDev(dir, redis.url);
     assert.match(dev.output(), /config +\S+config\.yaml +\(yours, kept: dev mode updates only the listen ports, the console's localhost URL, redis\.url and redis\.prefix\)/);
     const kept = await readFile(file, 'utf8');
-    assert.match(kept, /  # longer, for our demo\n  max_ttl: 2h\n/);
-    assert.match(kept, /grpc:\n  listen: 127\.0\.0\.1:0\n/, 'the listen address follows --grpc-port');
+    assert.match(kept, / {2}# longer, for our demo\n {2}max_ttl: 2h\n/);
+    assert.match(kept, /grpc:\n {2}listen: 127\.0\.0\.1:0\n/, 'the listen address follows --grpc-port');
     await dev.stop();
   });
 
@@ -95,8 +95,8 @@ describe('dev mode across restarts', () => {
     assert.match(dev.output(), /Approver console: http:\/\/localhost:\d+ /);
     assert.match(dev.output(), /sign in as alice +http:\/\/localhost:\d+\/sign-in\/link#t=/);
     const updated = await readFile(file, 'utf8');
-    assert.match(updated, /  # ours\n  default_ttl: 10m\n/, "the user's edit and comment are kept");
-    assert.match(updated, /^console:\n  # .*\n  enabled: true\n  listen: 127\.0\.0\.1:0\n/m);
+    assert.match(updated, / {2}# ours\n {2}default_ttl: 10m\n/, "the user's edit and comment are kept");
+    assert.match(updated, /^console:\n {2}# .*\n {2}enabled: true\n {2}listen: 127\.0\.0\.1:0\n/m);
     assert.doesNotMatch(updated, /public_url/, 'with --console-port 0 the console names the port it got');
     await dev.stop();
     // The next start finds the section and adds nothing.
@@ -122,7 +122,7 @@ describe('dev mode across restarts', () => {
     dev = await startDev(dir, redis.url);
     assert.doesNotMatch(dev.output(), /WARNING/);
     await dev.stop();
-    const prefix = /^  prefix: "(.*)"$/m.exec(await readFile(join(dir, 'config.yaml'), 'utf8'))?.[1];
+    const prefix = /^ {2}prefix: "(.*)"$/m.exec(await readFile(join(dir, 'config.yaml'), 'utf8'))?.[1];
     assert.ok(prefix);
     const r = await connectRedis(redis.url);
     try {

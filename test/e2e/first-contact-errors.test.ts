@@ -136,13 +136,13 @@ describe('first contact: errors that say what to do', () => {
     });
 
     it('accepts the client certificate as a Buffer of PEM text (readFileSync of a .pem file)', async () => {
-      const verified = await verifyCredential(token, { jwks: jwks as never, audience: 'https://deploy.example.org', clientCertificate: Buffer.from(certPem) });
+      const verified = await verifyCredential(token, { jwks: jwks, audience: 'https://deploy.example.org', clientCertificate: Buffer.from(certPem) });
       assert.equal(verified.details.operation, 'deploy');
     });
 
     const refusal = async (options: object) => {
       try {
-        await verifyCredential(token, { jwks: jwks as never, audience: 'https://deploy.example.org', ...options });
+        await verifyCredential(token, { jwks: jwks, audience: 'https://deploy.example.org', ...options });
       } catch (e) {
         assert.ok(e instanceof CredentialVerificationError);
         return e;

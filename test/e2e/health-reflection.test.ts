@@ -14,7 +14,7 @@ const healthProto = join(protoRoot, 'grpc/health/v1/health.proto');
 
 /** A client of `service`; `as` picks the client certificate: the broker's own trust domain (default), none, or another CA's. */
 function clientFor(t: TestBroker, protoFile: string, includeDir: string, service: string, as: 'workload' | 'no certificate' | 'stranger' = 'workload'): Client {
-  const pkg = loadPackageDefinition(loadSync(protoFile, { includeDirs: [includeDir], keepCase: true, enums: String })) as GrpcObject;
+  const pkg = loadPackageDefinition(loadSync(protoFile, { includeDirs: [includeDir], keepCase: true, enums: String }));
   const Ctor = service.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as ServiceClientConstructor;
   const svid = as === 'stranger' ? CertificateAuthority.createRoot('evil.org').issueSvid('spiffe://evil.org/prober') : t.svid('ops/prober');
   const creds =
@@ -98,7 +98,7 @@ describe('plaintext health port for kubelet gRPC probes', () => {
     const t = await startTestBroker({ extraConfig: 'health:\n  grpc_listen: 127.0.0.1:0\n' });
     try {
       assert.ok(t.broker.healthPort);
-      const pkg = loadPackageDefinition(loadSync(healthProto, { includeDirs: [dirname(healthProto)], keepCase: true, enums: String })) as GrpcObject;
+      const pkg = loadPackageDefinition(loadSync(healthProto, { includeDirs: [dirname(healthProto)], keepCase: true, enums: String }));
       const Health = ((pkg.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject;
       const client = new (Health.Health as ServiceClientConstructor)(`127.0.0.1:${t.broker.healthPort}`, credentials.createInsecure()) as unknown as Client & {
         check(req: { service: string }, cb: (e: (Error & { code?: number }) | null, r: { status: string }) => void): void;

@@ -11,7 +11,6 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { IdentityClient, RequestState, type ExchangeTokenResponse } from '@countersign/proto';
 import { ApprovalsClient, CountersignClient, CountersignClientError, exchangeToken, githubToken, newKeyAndCsr, oidc, type ExchangedSvid } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
-import type { ApprovalRequestView } from '@countersign/approvers';
 import { buildRequestCard } from '@countersign/approvers/slack';
 import { requestPage } from '../../broker/src/console/pages.js';
 import { auditEvents, errorCode, metricValue, rawCall, rejection, until } from './support/identity.js';
@@ -159,7 +158,7 @@ describe('exchanging an OIDC token for an SVID', () => {
       { repository: view?.workload?.claims.repository, ref: view?.workload?.claims.ref, run_id: view?.workload?.claims.run_id, actor: view?.workload?.claims.actor },
       { repository: 'my-org/app', ref: 'refs/heads/main', run_id: '5912345678', actor: 'alice' },
     );
-    const card = JSON.stringify(buildRequestCard(view as ApprovalRequestView).blocks);
+    const card = JSON.stringify(buildRequestCard(view).blocks);
     assert.match(card, /Identity from an OIDC token/);
     assert.match(card, /repository: `my-org\/app`/);
     assert.ok(!card.includes('<https://evil.example'), 'the workflow claim is escaped, not a link');

@@ -95,7 +95,7 @@ describe('policy hot reload', () => {
     assert.equal(outcome.status === 'rejected' && (outcome.error as { code?: string }).code, 'ERR_POLICY_INVALID');
     assert.equal(t.broker.policies.current.digest, inForce);
     assert.equal(await reloadFailures(), failuresBefore + 1);
-    const logged = logLines.find((l) => l.msg !== undefined && String(l.msg).includes('policy reload rejected'));
+    const logged = logLines.find((l) => typeof l.msg === 'string' && l.msg.includes('policy reload rejected'));
     assert.ok(logged, 'the rejection is logged');
     assert.match(String(logged.msg), /policy\.yaml:4:15: rule broken: decision: expected one of allow, deny, approve, break_glass, got "alow" \(did you mean "allow"\?\)/);
     assert.equal(logged.level, 50);

@@ -12,6 +12,7 @@ import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { ApprovalsClient, CountersignClient, CountersignClientError, type OperationResult } from '@countersign/agent';
+import { status } from '@grpc/grpc-js';
 import {
   auditEvents,
   CertificateAuthority,
@@ -94,7 +95,7 @@ describe('Redis Cluster', () => {
         break;
       } catch (e) {
         if (e instanceof CountersignClientError && e.code === 'ERR_REQUEST_RESOLVED') break;
-        if (!(e instanceof CountersignClientError && e.grpcStatus === 14)) throw e;
+        if (!(e instanceof CountersignClientError && e.grpcStatus === status.UNAVAILABLE)) throw e;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }

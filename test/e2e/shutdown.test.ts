@@ -3,7 +3,7 @@
 // until the grace period runs out.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CountersignClient, CountersignClientError } from '@countersign/agent';
+import { CountersignClient, type CountersignClientError } from '@countersign/agent';
 import { startTestBroker } from '@countersign/broker/testing';
 
 describe('graceful shutdown', () => {

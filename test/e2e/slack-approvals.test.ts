@@ -160,7 +160,7 @@ requests:
     const last = updates.at(-1);
     assert.equal(last?.state, 'APPROVED');
     assert.ok(last?.token, 'the watching requester gets the credential');
-    const claims = JSON.parse(Buffer.from((last?.token as string).split('.')[1] as string, 'base64url').toString()) as { approval: { approvers: { principal: string; channel: string }[] } };
+    const claims = JSON.parse(Buffer.from(last.token.split('.')[1] as string, 'base64url').toString()) as { approval: { approvers: { principal: string; channel: string }[] } };
     assert.deepEqual(
       claims.approval.approvers.map((x) => [x.principal, x.channel]),
       [['alice', 'slack']],
@@ -276,7 +276,7 @@ requests:
     const result = await client.requestOperation({ operation: 'failover', resource: 'prod/db', parameters: { region: 'eu-west-1' }, reason: 'primary is down, INC-4711' });
     assert.equal(result.state, 'APPROVED', result.message);
     assert.ok(result.token, 'no waiting for anyone');
-    const jti = (JSON.parse(Buffer.from((result.token as string).split('.')[1] as string, 'base64url').toString()) as { jti: string }).jti;
+    const jti = (JSON.parse(Buffer.from((result.token).split('.')[1] as string, 'base64url').toString()) as { jti: string }).jti;
     // The rule's channel, and a DM to alice, bob and carol (a member of the oncall Slack user group).
     for (const channel of ['C0APPROVALS', 'D0ALICE', 'D0BOB', 'D0CAROL']) {
       const notice = await fake.waitFor(`the break-glass notice in ${channel}`, () => fake.posts(channel).find((m) => m.text.includes(result.requestId)));

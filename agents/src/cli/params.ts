@@ -35,7 +35,7 @@ export function parametersJsonFromFlags(params: string[], parametersJson: string
       valueText = typed[2] as string;
     } else if (plain) {
       name = plain[1] as string;
-      valueText = JSON.stringify(plain[2] as string);
+      valueText = JSON.stringify(plain[2]);
     } else {
       throw usage(`--param ${JSON.stringify(p)}: expected key=value (a string) or key:=json`);
     }

@@ -99,7 +99,7 @@ function locate(doc: ReturnType<typeof parseDocument>, counter: LineCounter, fil
       if (pair === undefined) break;
       node = atKey && i === path.length - 1 ? pair.key : pair.value;
     } else if (isSeq(node)) {
-      node = node.get(part as number, true);
+      node = node.get(part, true);
     } else break;
     if ((node as Node | undefined)?.range) found = node as Node;
   }

@@ -6,7 +6,7 @@
 // upstream never sees. Every other message passes through as it came.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { checkParametersValue, ParametersError, parametersDigest, VoteDecision, type JsonObject } from '@countersign/proto';
+import { checkParametersValue, ParametersError, parametersDigest, VoteDecision } from '@countersign/proto';
 import { END_STATES, type CountersignClient, type OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, nestedDeeperThan, readLines } from './json-lines.js';
@@ -245,7 +245,7 @@ export class McpGuardProxy {
     const abort = new AbortController();
     this.waiting.set(idKey, abort);
     const progress = this.progressReporter(params);
-    const joinKey = `${tool}\u0000${parametersDigest(args as JsonObject)}`;
+    const joinKey = `${tool}\u0000${parametersDigest(args)}`;
     let result: OperationResult | undefined;
     try {
       const joined = this.joinable.get(joinKey);
@@ -253,10 +253,10 @@ export class McpGuardProxy {
         this.joinable.delete(joinKey);
         this.log(`${tool}: called again with the same arguments; waiting on request ${joined}`);
         result = await this.client.get(joined).catch(() => undefined);
-        if (result === undefined || result.state === 'PENDING_APPROVAL') result = { state: 'PENDING_APPROVAL', requestId: joined, rule: '', message: '' } as OperationResult;
+        if (result === undefined || result.state === 'PENDING_APPROVAL') result = { state: 'PENDING_APPROVAL', requestId: joined, rule: '', message: '' };
       } else {
         result = await this.client.request(
-          { operation, resource, parameters: args as JsonObject, reason, audience: rule.audience, onBehalfOf: this.options.onBehalfOf },
+          { operation, resource, parameters: args, reason, audience: rule.audience, onBehalfOf: this.options.onBehalfOf },
           { signal: abort.signal },
         );
       }

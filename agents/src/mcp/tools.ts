@@ -120,6 +120,11 @@ const OUTCOME_SHAPE = {
   approvals_required: z.number().optional(),
 };
 
+/** A scalar field of outcomeOf's record as text, or the fallback when it is absent. */
+function shown(value: unknown, fallback: string): string {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : fallback;
+}
+
 function outcomeOf(result: OperationResult): Record<string, unknown> {
   const r = result.request;
   return {
@@ -142,16 +147,16 @@ export function outcomeText(result: OperationResult): string {
   switch (result.state) {
     case 'APPROVED':
       return (
-        `APPROVED (request ${result.requestId}). Credential, valid until ${String(outcome.credential_expires_at ?? 'soon')}:\n${result.token ?? ''}\n` +
+        `APPROVED (request ${result.requestId}). Credential, valid until ${shown(outcome.credential_expires_at, 'soon')}:\n${result.token ?? ''}\n` +
         'It authorizes exactly this operation on this resource with exactly these parameters, once approved; ' +
         'pass it to whatever performs the operation (e.g. as COUNTERSIGN_TOKEN or an "Authorization: Bearer" header). ' +
         'It is useless for anything else: a different operation or different parameters need a new request.'
       );
     case 'PENDING_APPROVAL':
       return (
-        `PENDING_APPROVAL: request ${result.requestId} waits for ${String(outcome.approvals_required ?? '?')} approval(s) from ` +
-        `${((outcome.approvers as string[] | undefined) ?? []).join(', ') || 'the approvers'} (${String(outcome.approvals ?? 0)} so far), ` +
-        `until ${String(outcome.expires_at ?? 'its deadline')}. Call countersign_status with request_id "${result.requestId}" ` +
+        `PENDING_APPROVAL: request ${result.requestId} waits for ${shown(outcome.approvals_required, '?')} approval(s) from ` +
+        `${((outcome.approvers as string[] | undefined) ?? []).join(', ') || 'the approvers'} (${shown(outcome.approvals, '0')} so far), ` +
+        `until ${shown(outcome.expires_at, 'its deadline')}. Call countersign_status with request_id "${result.requestId}" ` +
         '(and wait_seconds) to wait for the decision. Do not make a new request for the same operation meanwhile, ' +
         'and do not perform the operation before it is approved.'
       );
@@ -217,7 +222,7 @@ async function waitUpTo(client: CountersignClient, start: OperationResult | stri
       onUpdate: (update) => {
         latest = update;
         const o = outcomeOf(update);
-        progress(`${update.state}: ${String(o.approvals ?? 0)} of ${String(o.approvals_required ?? '?')} approval(s)`);
+        progress(`${update.state}: ${shown(o.approvals, '0')} of ${shown(o.approvals_required, '?')} approval(s)`);
       },
     });
   } catch (e) {

@@ -1,6 +1,6 @@
 // The approver's client: a person authenticated by their own SVID lists the
 // requests they may decide and votes on them (the Approvals gRPC service).
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
@@ -57,7 +57,7 @@ export class ApprovalsClient {
 
   /** Pending requests the caller may still vote on, soonest deadline first. */
   async listPending(): Promise<Request[]> {
-    const res = await this.unary<Record<string, never>, ListPendingResponse>(this.client.listPending, {});
+    const res = await this.unary<Record<string, never>, ListPendingResponse>(this.client.listPending.bind(this.client), {});
     return res.requests;
   }
 
@@ -66,7 +66,7 @@ export class ApprovalsClient {
     const res = await this.unary<
       { requestId: string; decision: VoteDecision; reason: string; confirmResource: string },
       DecideResponse
-    >(this.client.decide, {
+    >(this.client.decide.bind(this.client), {
       requestId: input.requestId,
       decision: input.decision === 'approve' ? VoteDecision.VOTE_DECISION_APPROVE : VoteDecision.VOTE_DECISION_DENY,
       reason: input.reason ?? '',

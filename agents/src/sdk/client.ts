@@ -2,7 +2,7 @@
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   BrokerClient,
   ParametersError,
@@ -482,7 +482,7 @@ export class CountersignClient {
       audience: input.audience ?? '',
       ticket: input.ticket ?? '',
     };
-    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation, req, signal);
+    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation.bind(c), req, signal);
     const result: OperationResult = { state: stateName(res.state), requestId: res.requestId, rule: res.rule, message: res.message };
     if (res.credential) {
       result.token = res.credential.token;
@@ -501,13 +501,13 @@ export class CountersignClient {
    * A second redemption fails with code ERR_CREDENTIAL_ALREADY_REDEEMED, saying when and by whom.
    */
   async redeemCredential(token: string): Promise<{ credentialId: string; requestId: string; redeemedAt: Date | undefined }> {
-    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>((c) => c.redeemCredential, { token });
+    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>((c) => c.redeemCredential.bind(c), { token });
     return { credentialId: res.credentialId, requestId: res.requestId, redeemedAt: res.redeemedAt };
   }
 
   /** The raw GetRequest answer. */
   getRequest(requestId: string): Promise<GetRequestResponse> {
-    return this.unary((c) => c.getRequest, { requestId });
+    return this.unary((c) => c.getRequest.bind(c), { requestId });
   }
 
   /**
@@ -535,7 +535,7 @@ export class CountersignClient {
 
   /** Withdraws a pending request. */
   async cancel(requestId: string, reason = ''): Promise<OperationResult> {
-    const res = await this.unary<{ requestId: string; reason: string }, CancelRequestResponse>((c) => c.cancelRequest, { requestId, reason });
+    const res = await this.unary<{ requestId: string; reason: string }, CancelRequestResponse>((c) => c.cancelRequest.bind(c), { requestId, reason });
     return resultOfRequest(res.request);
   }
 

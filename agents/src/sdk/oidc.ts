@@ -93,7 +93,7 @@ export function tokenSourceFor(spec: string, options: { audience?: string | unde
 export async function newKeyAndCsr(): Promise<{ csrPem: string; keyPem: string }> {
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=countersign-oidc', keys: keys as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'], signingAlgorithm: algorithm });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=countersign-oidc', keys, signingAlgorithm: algorithm });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }).toString();
   return { csrPem: csr.toString('pem'), keyPem };

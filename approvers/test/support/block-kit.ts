@@ -41,7 +41,7 @@ function button(p: Problems, el: Json, pointer: string, actionIds: Set<string>):
   }
   stringMax(p, el.value, `${pointer}/value`, 2000);
   stringMax(p, el.url, `${pointer}/url`, 3000);
-  if (el.url !== undefined && !/^https?:\/\//.test(String(el.url))) p.add('must be an http(s) URL', `${pointer}/url`);
+  if (el.url !== undefined && (typeof el.url !== 'string' || !/^https?:\/\//.test(el.url))) p.add('must be an http(s) URL', `${pointer}/url`);
   if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger') p.add('must be one of primary, danger', `${pointer}/style`);
   if (el.confirm !== undefined) {
     const c = el.confirm;

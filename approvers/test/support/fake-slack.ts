@@ -6,6 +6,7 @@
 // clicks, modal submissions) signed exactly as Slack signs them.
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { validateBlocks, validateModal } from './block-kit.js';
 import { WebSocketPeer } from './websocket.js';
 
@@ -344,7 +345,7 @@ export class FakeSlack {
 
   // ---- Socket Mode ----
 
-  private upgrade(req: IncomingMessage, socket: import('node:stream').Duplex): void {
+  private upgrade(req: IncomingMessage, socket: Duplex): void {
     const url = new URL(req.url ?? '/', 'http://fake');
     if (url.pathname !== '/link/' || !this.tickets.delete(url.searchParams.get('ticket') ?? '')) {
       socket.end('HTTP/1.1 401 Unauthorized\r\n\r\n');

@@ -153,7 +153,8 @@ export function withTolerantDecoding(definition: ServiceDefinition): ServiceDefi
         const problem = structs === undefined ? undefined : structProblem(bytes, structs);
         if (problem !== undefined) return new UndecodableRequest(problem);
         try {
-          return decode(bytes);
+          // grpc-js types a deserializer's result as any; the handlers decide what it is.
+          return decode(bytes) as unknown;
         } catch (e) {
           return new UndecodableRequest(explain(method.path, bytes, e));
         }

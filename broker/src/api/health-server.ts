@@ -4,7 +4,7 @@
 //   "liveness"    SERVING while the process is alive and its event loop turns
 // It exposes nothing else: no API, no reflection.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
+import { type HealthImplementation } from 'grpc-health-check';
 
 export interface RunningHealthServer {
   port: number;

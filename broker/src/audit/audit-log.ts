@@ -149,7 +149,7 @@ export class RedisAuditLog implements AuditLog {
     try {
       normalized = events.map(normalizeEvent);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     return this.enqueue(normalized);
   }

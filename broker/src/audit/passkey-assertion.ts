@@ -89,7 +89,7 @@ export async function checkPasskeyAssertion(a: PasskeyAssertion, key: PasskeyKey
   let client: { type?: unknown; challenge?: unknown; origin?: unknown };
   let auth: ReturnType<typeof parseAuthenticatorData>;
   try {
-    client = decodeClientDataJSON(a.client_data_json) as typeof client;
+    client = decodeClientDataJSON(a.client_data_json);
     auth = parseAuthenticatorData(isoBase64URL.toBuffer(a.authenticator_data));
   } catch (e) {
     return fail('ERR_PASSKEY_MALFORMED', `cannot parse the assertion: ${(e as Error).message}`);

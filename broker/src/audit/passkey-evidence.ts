@@ -116,7 +116,7 @@ export class PasskeyEvidenceCheck implements RecordCheck {
     const principal = str(e.principal) ?? '';
     const f = this.requests.get(requestId);
     const problem = (message: string) =>
-      this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: ${e.decision} vote by ${principal} on request ${requestId}: ${message}` });
+      this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: ${String(e.decision)} vote by ${principal} on request ${requestId}: ${message}` });
     const evidence = e.webauthn;
     if (evidence === undefined) {
       if (e.step_up === 'webauthn') problem('claims step-up webauthn but carries no assertion');
@@ -204,7 +204,7 @@ export class PasskeyEvidenceCheck implements RecordCheck {
       }
     }
     // Compared once every signature is checked: a vote whose assertion fails does not count.
-    this.credentialChecks.push({ seq: r.seq, jti: String(e.jti), requestId, approvers: approvers.map((a) => String(a.principal ?? '')) });
+    this.credentialChecks.push({ seq: r.seq, jti: String(e.jti), requestId, approvers: approvers.map((a) => (typeof a.principal === 'string' ? a.principal : '')) });
   }
 
   private readonly credentialChecks: { seq: number; jti: string; requestId: string; approvers: string[] }[] = [];

@@ -487,7 +487,7 @@ function checkEvidence(r: AuditRecord, ev: RequestEvidence | undefined, ctx: Ver
   if (decision !== 'approve') return fail(`was issued although the decision (seq ${ev.decision.seq}) was ${decision}`);
   if (ev.resolution !== 'APPROVED') return fail(`was issued but the request was never resolved APPROVED (${ev.resolution ?? 'no resolution recorded'})`);
   const approval = e.approval as { approvers?: { principal?: unknown }[] } | undefined;
-  const approvers = Array.isArray(approval?.approvers) ? approval.approvers.map((a) => String(a?.principal ?? '')) : [];
+  const approvers = Array.isArray(approval?.approvers) ? approval.approvers.map((a) => (typeof a?.principal === 'string' ? a.principal : '')) : [];
   if (approvers.length === 0) return fail('carries no approval evidence (approvers)');
   const unrecorded = approvers.filter((p) => !ev.approveVotes.has(p));
   if (unrecorded.length > 0) return fail(`names approvers with no recorded approve vote: ${unrecorded.join(', ')}`);

@@ -682,7 +682,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   const raw = parsed.value as Record<string, unknown>;
   if (env.REDIS_URL !== undefined && env.REDIS_URL !== '') {
-    raw.redis = { ...((raw.redis as Record<string, unknown> | undefined) ?? {}), url: env.REDIS_URL };
+    raw.redis = { ...((raw.redis) ?? {}), url: env.REDIS_URL };
   }
   const config = validateYaml(parsed, configSchema, 'ERR_CONFIG_INVALID');
   return { ...config, baseDir: dirname(resolve(file)) };

@@ -35,7 +35,7 @@ export interface OpenConsole {
   port: number | undefined;
   passkeys: Passkeys;
   links: SignInLinks;
-  requestUrl(requestId: string): string;
+  requestUrl: (requestId: string) => string;
   /** What Slack and other channels may use. */
   port_: ApproverConsolePort;
   /** Starts the pages (roles that serve: all, api). */

@@ -292,7 +292,7 @@ export class ApproverConsole {
     const body = await readBody(req);
     if (body.kind === 'form') return { get: (name) => body.form.get(name) ?? undefined, json: undefined };
     const json = body.json !== null && typeof body.json === 'object' && !Array.isArray(body.json) ? (body.json as Record<string, unknown>) : {};
-    return { get: (name) => (typeof json[name] === 'string' ? (json[name] as string) : undefined), json };
+    return { get: (name) => (typeof json[name] === 'string' ? (json[name]) : undefined), json };
   }
 
   private loadRequestId(id: string): string {

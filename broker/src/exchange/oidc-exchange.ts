@@ -144,7 +144,7 @@ function tokenRefusal(e: unknown, issuer: OidcIssuerConfig): CountersignError {
   }
   if (e instanceof joseErrors.JWSSignatureVerificationFailed) return refuse('ERR_OIDC_SIGNATURE', `the token's signature does not verify with issuer ${issuer.name}'s key`);
   if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError || (e instanceof joseErrors.JOSEError && e.constructor === joseErrors.JOSEError) /* jose's generic error: a fetch that failed */) {
-    return new CountersignError('unavailable', 'ERR_OIDC_ISSUER_UNREACHABLE', `oidc: issuer ${issuer.name}'s keys could not be fetched (${(e as Error).message}); cached keys are used until jwks_cache ends`);
+    return new CountersignError('unavailable', 'ERR_OIDC_ISSUER_UNREACHABLE', `oidc: issuer ${issuer.name}'s keys could not be fetched (${(e).message}); cached keys are used until jwks_cache ends`);
   }
   if (e instanceof joseErrors.JOSEError) return refuse('ERR_OIDC_TOKEN_MALFORMED', `the token could not be verified: ${e.message}`);
   return refuse('ERR_OIDC_TOKEN_MALFORMED', `the token could not be verified: ${(e as Error).message}`);

@@ -83,7 +83,7 @@ const JUDGED_BY_VERIFY_SVID = new Set([
 export function handshakeRefusal(socket: Pick<TLSSocket, 'authorized' | 'authorizationError'>): string | undefined {
   if (socket.authorized) return undefined;
   // Node reports OpenSSL's X509_V_ERR_* as a string code (typed as an Error); UNSPECIFIED for the ones it has no name for.
-  const code = String((socket.authorizationError as unknown) ?? 'UNSPECIFIED');
+  const code = String(socket.authorizationError ?? 'UNSPECIFIED');
   return JUDGED_BY_VERIFY_SVID.has(code) ? undefined : code;
 }
 

@@ -29,12 +29,12 @@ export function testInput(test: PolicyTestCase, now: number): PolicyInput {
       notAfter: at + test.input.svid_remaining,
       serial: '00',
       ...(test.input.oidc_issuer !== undefined || test.input.claims !== undefined
-        ? { oidc: { issuer: test.input.oidc_issuer ?? '', claims: (test.input.claims ?? {}) as PolicyInput['parameters'] } }
+        ? { oidc: { issuer: test.input.oidc_issuer ?? '', claims: (test.input.claims ?? {}) } }
         : {}),
     },
     operation: test.input.operation,
     resource: test.input.resource,
-    parameters: test.input.parameters as PolicyInput['parameters'],
+    parameters: test.input.parameters,
     reason: test.input.reason,
     ticket: test.input.ticket,
     onBehalfOf: test.input.on_behalf_of,

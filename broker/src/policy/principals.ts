@@ -145,7 +145,7 @@ export class Principals implements PrincipalDirectory {
       if (p.gitlab_login) this.byLoginMap.set(`gitlab_login:${p.gitlab_login}`, principal);
     }
     for (const g of document.groups) {
-      this.groups.set(g.name, g.members ? { members: g.members } : { slackUsergroup: g.slack_usergroup as string });
+      this.groups.set(g.name, g.members ? { members: g.members } : { slackUsergroup: g.slack_usergroup });
     }
   }
 

@@ -51,9 +51,9 @@ export class RuleIndex {
 
   private file(op: string, caller: string, resource: string, rule: CompiledRule): void {
     let byCaller = this.buckets.get(op);
-    if (byCaller === undefined) this.buckets.set(op, (byCaller = new Map()));
+    if (byCaller === undefined) this.buckets.set(op, (byCaller = new Map<string, Map<string, CompiledRule[]>>()));
     let byResource = byCaller.get(caller);
-    if (byResource === undefined) byCaller.set(caller, (byResource = new Map()));
+    if (byResource === undefined) byCaller.set(caller, (byResource = new Map<string, CompiledRule[]>()));
     const bucket = byResource.get(resource);
     if (bucket === undefined) byResource.set(resource, [rule]);
     else bucket.push(rule);
@@ -86,9 +86,9 @@ export class RuleIndex {
       this.cached = 0;
     }
     let byCaller = this.cache.get(operation);
-    if (byCaller === undefined) this.cache.set(operation, (byCaller = new Map()));
+    if (byCaller === undefined) this.cache.set(operation, (byCaller = new Map<string, Map<string, readonly CompiledRule[]>>()));
     let byResource = byCaller.get(spiffeId);
-    if (byResource === undefined) byCaller.set(spiffeId, (byResource = new Map()));
+    if (byResource === undefined) byCaller.set(spiffeId, (byResource = new Map<string, readonly CompiledRule[]>()));
     byResource.set(resource, list);
     this.cached++;
   }

@@ -79,8 +79,8 @@ function clusterClient(url: string, options: RedisConnectOptions, nodes: { host:
       maxRetriesPerRequest: base.maxRetriesPerRequest ?? null,
     },
     lazyConnect: true,
-    enableOfflineQueue: base.enableOfflineQueue as boolean,
-    enableAutoPipelining: base.enableAutoPipelining as boolean,
+    enableOfflineQueue: base.enableOfflineQueue,
+    enableAutoPipelining: base.enableAutoPipelining,
     scaleReads: 'master',
     // A moved slot or a failed-over node: look again soon, as the Sentinel client does.
     clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 4), 1000),

@@ -33,5 +33,5 @@ export function scriptReply(reply: unknown): ScriptReply {
   if (!Array.isArray(reply) || typeof reply[0] !== 'number' || !(reply[0] in ScriptCode)) {
     throw new Error(`lua script returned an unexpected reply: ${JSON.stringify(reply)}`);
   }
-  return [reply[0] as ScriptCode, ...reply.slice(1).map((v: unknown) => String(v))];
+  return [reply[0], ...reply.slice(1).map((v: unknown) => String(v))];
 }

@@ -278,8 +278,8 @@ export function voteFromJson(text: string): StoredVote {
     channel: String(v.channel),
     at: Number(v.at),
     stepUp: STEP_UPS.includes(v.step_up as StepUp) ? (v.step_up as StepUp) : 'click',
-    reason: String(v.reason ?? ''),
-    deliveryId: String(v.delivery_id ?? ''),
+    reason: typeof v.reason === 'string' ? v.reason : '',
+    deliveryId: typeof v.delivery_id === 'string' ? v.delivery_id : '',
     ...(v.webauthn !== null && typeof v.webauthn === 'object' ? { passkey: v.webauthn as PasskeyAssertion } : {}),
   };
 }

@@ -83,7 +83,7 @@ export class TestWorkloadApi {
         if (this.latest) stream.write(this.latest);
       },
     };
-    server.addService(SpiffeWorkloadAPIService, implementation as SpiffeWorkloadAPIServer);
+    server.addService(SpiffeWorkloadAPIService, implementation);
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(this.address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );

@@ -4,7 +4,7 @@
 // service account tokens (claims as their documentation lists them). Also a
 // stand-in for GitHub's token request endpoint (ACTIONS_ID_TOKEN_REQUEST_URL).
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type CryptoKey } from 'jose';
 
@@ -57,7 +57,7 @@ export class LocalIssuer {
     return issuer;
   }
 
-  private handle(path: string, authorization: string | undefined, res: import('node:http').ServerResponse): void {
+  private handle(path: string, authorization: string | undefined, res: ServerResponse): void {
     if (this.down) {
       res.writeHead(503).end();
       return;
