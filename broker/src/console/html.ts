@@ -45,8 +45,9 @@ export const raw = (markup: string): Html => new Html(markup);
  */
 // The combining marks (U+034F, U+180B-U+180E) stand alone in the class on purpose: each is one of
 // the invisible code points it exists to find, not part of a combined character.
-// eslint-disable-next-line no-misleading-character-class -- lone combining marks are intended (see above)
+/* eslint-disable no-misleading-character-class -- lone combining marks are intended (see above) */
 const DECEPTIVE = /(?!\n)[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0\u2800\u034f\u180b-\u180e]/gu;
+/* eslint-enable no-misleading-character-class */
 
 const NAMES: Record<number, string> = {
   0x200b: 'ZERO WIDTH SPACE',
