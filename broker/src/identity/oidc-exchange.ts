@@ -448,8 +448,11 @@ export class OidcExchange {
     const now = this.deps.clock.now();
     const exp = (claims.exp as number) * 1000;
     const notAfter = Math.min(now + issuer.svid_ttl, exp + issuer.exp_margin);
+    // Without a jti, the token is known by what its issuer signed (header.payload), never by its whole
+    // text: a signature has other spellings that verify as well (base64url's unused bits, ECDSA's n - s).
+    const signedPart = token.slice(0, token.lastIndexOf('.'));
     const jtiHash = createHash('sha256')
-      .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${token}`}`)
+      .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${signedPart}`}`)
       .digest('base64url');
     // Single use: the token is bound to the first key it is exchanged for. Only that key (a CSR it
     // signed) may exchange it again, to renew its SVID during a long wait; anyone else is a replay.
