@@ -13,7 +13,7 @@ import { status } from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { CountersignClient, CountersignClientError, exchangeToken, type ExchangedSvid } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
-import { rawCall, rejection } from './support/identity.js';
+import { auditEvents, rawCall, rejection } from './support/identity.js';
 import { githubClaims, LocalIssuer } from './support/oidc-issuer.js';
 
 const TD = 'example.org';
@@ -144,7 +144,8 @@ describe('Identity.ExchangeToken under attack', () => {
     const client = new CountersignClient({ address: t.address, certChainPem: svid.certChainPem, keyPem: svid.keyPem, caPem: svid.caPem });
     closers.push(client);
     const r = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} });
-    assert.equal(r.request?.onBehalfOf, 'carol-1');
+    const received = (await auditEvents(t)).find((e) => e.type === 'request_received' && e.request_id === r.requestId);
+    assert.equal(received?.on_behalf_of, 'carol-1');
     await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }), (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT');
   });
 
