@@ -5,6 +5,7 @@
 // JWKS), the real broker over TLS, Redis.
 import assert from 'node:assert/strict';
 import { KeyObject, sign, webcrypto, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createSecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
@@ -12,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { CountersignClient, CountersignClientError, exchangeToken, type ExchangedSvid } from '@countersign/agent';
-import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
+import { parseConfig, startBroker } from '@countersign/broker';
+import { CertificateAuthority, connectRedis, silentLogger, startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { auditEvents, rawCall, rejection } from './support/identity.js';
 import { githubClaims, LocalIssuer } from './support/oidc-issuer.js';
 
@@ -114,6 +116,7 @@ describe('Identity.ExchangeToken under attack', () => {
     for (const [what, variant] of [
       ['trailing base64url bits flipped', withTrailingBitsFlipped(es256)],
       ['ECDSA s replaced by n - s', withHighS(es256)],
+      ['whitespace in the signature (base64 decoding skips it)', `${es256.slice(0, -10)} ${es256.slice(-10)}\n`],
     ] as const) {
       assert.notEqual(variant, es256);
       const e = await refusedExchange(variant);
@@ -175,6 +178,23 @@ describe('Identity.ExchangeToken under attack', () => {
       await new Promise<void>((resolve) => impostor.close(() => resolve()));
     }
     assert.deepEqual(new X509Certificate(svid.certChainPem).keyUsage, ['1.3.6.1.5.5.7.3.2'], 'extended key usage: clientAuth only');
+  });
+
+  // Held: single use lives in Redis, shared by every replica.
+  it('refuses a replay on another replica of the same deployment', async () => {
+    const configText = await readFile(t.configFile, 'utf8');
+    const config = parseConfig(configText, t.configFile);
+    const other = await startBroker(config, { logger: silentLogger(), redis: await connectRedis(config.redis.url), auditStdout: null, env: {} });
+    try {
+      const token = await gh.sign(githubClaims({ environment: 'replicas' }));
+      await exchange(token);
+      const e = await rejection(
+        exchangeToken(token, { address: `127.0.0.1:${other.grpcPort}`, caPem: t.ca.pem, serverId: `spiffe://${TD}` }) as Promise<unknown>,
+      );
+      assert.equal((e as unknown as CountersignClientError).code, 'ERR_OIDC_TOKEN_REPLAYED');
+    } finally {
+      await other.close();
+    }
   });
 
   // Held: the CSR only proves possession of a key; nothing else in it reaches the SVID.
