@@ -60,12 +60,14 @@ function signRaw(header: Record<string, unknown>, payload: Record<string, unknow
 
 describe('Identity.ExchangeToken under attack', () => {
   let gh: LocalIssuer;
+  let cluster: LocalIssuer;
   let t: TestBroker;
   const closers: { close(): void }[] = [];
 
   before(async () => {
     gh = await LocalIssuer.start();
     await gh.rotate('ES256');
+    cluster = await LocalIssuer.start();
     const ca = CertificateAuthority.createRoot(TD);
     const oidcCa = ca.createIntermediate({ commonName: 'Countersign OIDC CA' });
     t = await startTestBroker({
@@ -86,6 +88,11 @@ describe('Identity.ExchangeToken under attack', () => {
       svid_ttl: 10m
       algorithms: [RS256, ES256]
       actor: { claim: actor, principal_field: github_login }
+    - name: cluster
+      issuer: ${cluster.url}
+      audience: countersign
+      spiffe_id: "spiffe://{trust_domain}/{namespace}/{serviceaccount}"
+  xfcc: { enabled: true, proxy_ids: [spiffe://${TD}/mesh/ingress] }
 `,
     });
   });
@@ -93,6 +100,7 @@ describe('Identity.ExchangeToken under attack', () => {
     for (const c of closers) c.close();
     await t?.close();
     await gh?.close();
+    await cluster?.close();
   });
 
   const exchange = (token: string, key?: { csrPem: string; keyPem: string }): Promise<ExchangedSvid> =>
@@ -178,6 +186,23 @@ describe('Identity.ExchangeToken under attack', () => {
       await new Promise<void>((resolve) => impostor.close(() => resolve()));
     }
     assert.deepEqual(new X509Certificate(svid.certChainPem).keyUsage, ['1.3.6.1.5.5.7.3.2'], 'extended key usage: clientAuth only');
+  });
+
+  // Finding 4. A broad template (a cluster's namespace and service account) can render an ID that
+  // the broker trusts for more than being a workload: a person's SVID in the principals file (an
+  // approver: whoever can create namespace "human" and service account "alice" would vote as alice)
+  // or a proxy in identity.xfcc.proxy_ids (whose forwarded certificates name any caller).
+  it('never issues an ID that names a principal (an approver) or a trusted XFCC proxy', async () => {
+    for (const [namespace, serviceaccount] of [
+      ['human', 'alice'],
+      ['mesh', 'ingress'],
+    ]) {
+      const e = await refusedExchange(await cluster.sign({ aud: 'countersign', sub: `system:serviceaccount:${namespace}:${serviceaccount}`, namespace, serviceaccount }));
+      assert.equal(e.code, 'ERR_OIDC_ID_RESERVED', `${namespace}/${serviceaccount}: ${e.code} ${e.message}`);
+      assert.match(e.message, new RegExp(`spiffe://${TD}/${namespace}/${serviceaccount}`));
+    }
+    const pod = await exchange(await cluster.sign({ aud: 'countersign', sub: 'system:serviceaccount:payments:deployer', namespace: 'payments', serviceaccount: 'deployer' }));
+    assert.equal(pod.spiffeId, `spiffe://${TD}/payments/deployer`);
   });
 
   // Held: single use lives in Redis, shared by every replica.
