@@ -452,6 +452,12 @@ export class OidcExchange {
       );
     }
     const spiffeId = renderSpiffeId(issuer.spiffe_id, this.deps.config.trust_domain, claims);
+    // Some IDs are trusted for more than being a workload: a person's (an approver's) and a proxy's whose
+    // forwarded certificates are believed. A broad template must never hand one out.
+    const reserved = this.deps.directory?.bySpiffeId(spiffeId) !== undefined ? 'a principal (principals file)' : this.deps.config.identity.xfcc.proxy_ids.includes(spiffeId) ? 'a trusted proxy (identity.xfcc.proxy_ids)' : undefined;
+    if (reserved !== undefined) {
+      throw refuse('ERR_OIDC_ID_RESERVED', `the claims give ${spiffeId}, the SPIFFE ID of ${reserved}; an exchanged SVID never takes such an ID (give identity.oidc[${issuer.name}].spiffe_id a path of its own)`);
+    }
     const claimsText = JSON.stringify(claims);
     if (claimsText.length > MAX_CLAIMS_BYTES) throw refuse('ERR_OIDC_TOKEN_MALFORMED', `the token's claims are ${claimsText.length} bytes, at most ${MAX_CLAIMS_BYTES}`);
 
