@@ -36,7 +36,7 @@ import type { Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import type { RequestRateLimiter } from '../requests/limits.js';
 import { sourceOf } from '../identity/refusal-recorder.js';
-import { normalizePrincipalName } from '../policy/principal-name.js';
+import { normalizePrincipalName, PRINCIPAL_NAME_GRAMMAR } from '../policy/principal-name.js';
 import type { Principals } from '../policy/principals.js';
 import type { BundleStore } from '../identity/bundle-store.js';
 import { derToPem, pemToDer } from '../identity/bundle.js';
@@ -364,15 +364,34 @@ export class OidcExchange {
     const claims = await this.verifyToken(token, issuer);
     const problem = requireProblem(issuer.require, claims);
     if (problem !== undefined) throw refuse('ERR_OIDC_REQUIRE_MISMATCH', `${problem} (identity.oidc[${issuer.name}].require)`);
+    // With an actor mapping, separation of duties rests on naming the person behind the run: a token
+    // that names no one gets no SVID (its requests could otherwise be made on behalf of anyone).
+    const actorValue = issuer.actor === undefined ? undefined : claimAt(claims, issuer.actor.claim);
+    if (issuer.actor !== undefined && (typeof actorValue !== 'string' || actorValue === '' || this.actorPrincipal({ claim: issuer.actor.claim, value: actorValue, field: issuer.actor.principal_field }) === undefined)) {
+      throw refuse(
+        'ERR_OIDC_ACTOR_UNKNOWN',
+        `claim ${issuer.actor.claim} is ${actorValue === undefined ? 'missing' : JSON.stringify(actorValue).slice(0, 100)}; identity.oidc[${issuer.name}].actor needs it to name the person who started the run (a principal's ${issuer.actor.principal_field}, or ${PRINCIPAL_NAME_GRAMMAR})`,
+        { claim: issuer.actor.claim },
+      );
+    }
     const spiffeId = renderSpiffeId(issuer.spiffe_id, this.deps.config.trust_domain, claims);
+    // Some IDs are trusted for more than being a workload: a person's (an approver's) and a proxy's whose
+    // forwarded certificates are believed. A broad template must never hand one out.
+    const reserved = this.deps.directory?.bySpiffeId(spiffeId) !== undefined ? 'a principal (principals file)' : this.deps.config.identity.xfcc.proxy_ids.includes(spiffeId) ? 'a trusted proxy (identity.xfcc.proxy_ids)' : undefined;
+    if (reserved !== undefined) {
+      throw refuse('ERR_OIDC_ID_RESERVED', `the claims give ${spiffeId}, the SPIFFE ID of ${reserved}; an exchanged SVID never takes such an ID (give identity.oidc[${issuer.name}].spiffe_id a path of its own)`);
+    }
     const claimsText = JSON.stringify(claims);
     if (claimsText.length > MAX_CLAIMS_BYTES) throw refuse('ERR_OIDC_TOKEN_MALFORMED', `the token's claims are ${claimsText.length} bytes, at most ${MAX_CLAIMS_BYTES}`);
 
     const now = this.deps.clock.now();
     const exp = (claims.exp as number) * 1000;
     const notAfter = Math.min(now + issuer.svid_ttl, exp + issuer.exp_margin);
+    // Without a jti, the token is known by what its issuer signed (header.payload), never by its whole
+    // text: a signature has other spellings that verify as well (base64url's unused bits, ECDSA's n - s).
+    const signedPart = token.slice(0, token.lastIndexOf('.'));
     const jtiHash = createHash('sha256')
-      .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${token}`}`)
+      .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${signedPart}`}`)
       .digest('base64url');
     // Single use: the token is bound to the first key it is exchanged for. Only that key (a CSR it
     // signed) may exchange it again, to renew its SVID during a long wait; anyone else is a replay.
@@ -396,7 +415,6 @@ export class OidcExchange {
     const thumbprint = certificateThumbprint(leaf);
     const serial = new X509Certificate(leaf).serialNumber.toLowerCase();
     const subject = String(claims.sub);
-    const actorValue = issuer.actor === undefined ? undefined : claimAt(claims, issuer.actor.claim);
     const record: ExchangedClaims = {
       issuer: issuer.name,
       subject,
@@ -444,6 +462,10 @@ export class OidcExchange {
     const stored = JSON.parse(text) as ExchangedClaims & { spiffeId: string };
     if (stored.spiffeId !== identity.spiffeId) return undefined;
     const names = stored.actor ? this.actorPrincipal(stored.actor) : undefined;
+    if (stored.actor && names === undefined) {
+      // Named at exchange, no longer (the principals file changed): no request without the person behind it.
+      throw new CountersignError('permission_denied', 'ERR_OIDC_ACTOR_UNKNOWN', `the actor of this SVID's token (claim ${stored.actor.claim}) names no principal any more; exchange a new token`);
+    }
     return {
       issuer: stored.issuer,
       subject: stored.subject,

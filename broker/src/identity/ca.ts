@@ -95,6 +95,8 @@ interface Defaults {
 }
 
 const LEAF_DEFAULTS: Defaults = { ca: false, keyUsage: KeyUsageFlags.digitalSignature, eku: [id_kp_clientAuth, id_kp_serverAuth] };
+/** A leaf that may only be a TLS client (exchanged SVIDs: agents take any SVID of the trust domain as the broker). */
+const CLIENT_LEAF_DEFAULTS: Defaults = { ...LEAF_DEFAULTS, eku: [id_kp_clientAuth] };
 const CA_DEFAULTS: Defaults = { ca: true, keyUsage: KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, eku: null };
 
 function name(commonName: string, organization: string): Name {
@@ -231,7 +233,9 @@ export class CertificateAuthority {
 
   /**
    * An X.509-SVID for a key held elsewhere (the public key of a CSR): the leaf
-   * certificate only, DER. The caller adds the chain.
+   * certificate only, DER. The caller adds the chain. Its extended key usage is
+   * clientAuth only: an exchanged SVID must never serve TLS, or its holder could
+   * pose as the broker to agents that accept any SVID of the trust domain.
    */
   issueLeafForKey(spiffeId: string, publicKey: KeyObject, options: Pick<CertificateOptions, 'notBefore' | 'notAfter' | 'commonName'> = {}): Buffer {
     const now = this.now();
@@ -243,7 +247,7 @@ export class CertificateAuthority {
       validity: new Validity({ notBefore: new Date(options.notBefore ?? now - MINUTE), notAfter: new Date(options.notAfter ?? now + HOUR) }),
       subject: name(options.commonName ?? 'svid', this.trustDomain),
       subjectPublicKeyInfo: AsnConvert.parse(publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
-      extensions: new Extensions(buildExtensions({ uris: [spiffeId] }, LEAF_DEFAULTS, publicKey, this.certificate.publicKey)),
+      extensions: new Extensions(buildExtensions({ uris: [spiffeId] }, CLIENT_LEAF_DEFAULTS, publicKey, this.certificate.publicKey)),
     });
     return signCertificate(tbs, this.certificate.privateKey);
   }
