@@ -37,7 +37,7 @@ export function loadScripts(dir: string): LuaScript[] {
 
 export type ScriptRunner = (name: string, keys: string[], args: (string | number)[]) => Promise<unknown>;
 
-/** Defines each script as an ioredis command (EVALSHA with EVAL fallback) and returns a runner. */
+/** Defines each script as an ioredis command (EVALSHA with EVAL fallback, also after a Cluster redirect) and returns a runner. */
 export function registerScripts(redis: Redis, scripts: LuaScript[]): ScriptRunner {
   const byName = new Map(scripts.map((s) => [s.name, s]));
   for (const s of scripts) {
@@ -48,6 +48,12 @@ export function registerScripts(redis: Redis, scripts: LuaScript[]): ScriptRunne
     if (script === undefined) throw new Error(`no lua script named ${name}`);
     if (keys.length !== script.numberOfKeys) throw new Error(`lua script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
     const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[`cs_${name}`] as (...a: (string | number)[]) => Promise<unknown>;
-    return command.call(redis, ...keys, ...args);
+    // ioredis falls back from EVALSHA to EVAL once per connection, but not when a Cluster
+    // redirects the call (ASK during a slot migration) to a node whose script cache lacks it:
+    // then NOSCRIPT reaches us. EVAL carries the script itself, so it cannot miss.
+    return command.call(redis, ...keys, ...args).catch((e: unknown) => {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return redis.eval(script.lua, script.numberOfKeys, ...keys, ...args);
+    });
   };
 }
