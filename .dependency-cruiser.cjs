@@ -35,13 +35,40 @@ const brokerLayerRules = BROKER_TIERS.flatMap((tier, i) =>
 module.exports = {
   forbidden: [
     // Packages point one way: agents -> proto; approvers -> proto; broker -> proto, approvers.
-    { name: 'proto-imports-no-package', severity: 'error', from: { path: '^proto/src/' }, to: { path: '^(broker|approvers|agents)/' } },
-    { name: 'agents-not-broker', comment: 'the requester side never imports the broker (or the approvers)', severity: 'error', from: { path: '^agents/src/' }, to: { path: '^(broker|approvers)/' } },
-    { name: 'approvers-not-broker', comment: 'channels reach the broker through the approver port only', severity: 'error', from: { path: '^approvers/src/' }, to: { path: '^(broker|agents)/' } },
+    {
+      name: 'proto-imports-no-package',
+      severity: 'error',
+      from: { path: '^proto/src/' },
+      to: { path: '^(broker|approvers|agents)/' },
+    },
+    {
+      name: 'agents-not-broker',
+      comment: 'the requester side never imports the broker (or the approvers)',
+      severity: 'error',
+      from: { path: '^agents/src/' },
+      to: { path: '^(broker|approvers)/' },
+    },
+    {
+      name: 'approvers-not-broker',
+      comment: 'channels reach the broker through the approver port only',
+      severity: 'error',
+      from: { path: '^approvers/src/' },
+      to: { path: '^(broker|agents)/' },
+    },
     { name: 'broker-not-agents', severity: 'error', from: { path: '^broker/src/' }, to: { path: '^agents/' } },
     // Slack lives in approvers/slack; the broker core never imports it (channels/ adapts it).
-    { name: 'slack-only-in-approvers-slack', severity: 'error', from: { path: '^approvers/src/', pathNot: '^approvers/src/slack/' }, to: { path: 'node_modules/@slack/' } },
-    { name: 'broker-core-not-slack', severity: 'error', from: { path: '^broker/src/', pathNot: '^broker/src/channels/' }, to: { path: ['node_modules/@slack/', '^approvers/src/slack/'] } },
+    {
+      name: 'slack-only-in-approvers-slack',
+      severity: 'error',
+      from: { path: '^approvers/src/', pathNot: '^approvers/src/slack/' },
+      to: { path: 'node_modules/@slack/' },
+    },
+    {
+      name: 'broker-core-not-slack',
+      severity: 'error',
+      from: { path: '^broker/src/', pathNot: '^broker/src/channels/' },
+      to: { path: ['node_modules/@slack/', '^approvers/src/slack/'] },
+    },
     ...brokerLayerRules,
     {
       name: 'broker-unplaced',
@@ -57,6 +84,10 @@ module.exports = {
     tsPreCompilationDeps: true, // type-only imports count: a type is a dependency too
     tsConfig: { fileName: 'tsconfig.json' },
     // Workspace packages resolve to their TypeScript sources, as in the type check.
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['countersign-source', 'import', 'types', 'node', 'default'], extensions: ['.ts', '.js', '.json'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['countersign-source', 'import', 'types', 'node', 'default'],
+      extensions: ['.ts', '.js', '.json'],
+    },
   },
 };

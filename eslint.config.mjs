@@ -39,7 +39,9 @@ export default tseslint.config(
         {
           // node:test's describe/it return promises the runner itself awaits and reports;
           // awaiting them in a test file would only serialise the file's registration.
-          allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }],
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+          ],
         },
       ],
       '@typescript-eslint/no-misused-promises': 'error',

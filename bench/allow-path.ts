@@ -21,7 +21,9 @@ const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
 /** The callers' figures, and the CPU this process (which hosts both servers) spent per call meanwhile. */
 async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuUsPerCall: number }> {
   const before = process.cpuUsage();
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], { maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], {
+    maxBuffer: 1 << 20,
+  });
   const cpu = process.cpuUsage(before);
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
   // The server also served the caller's warm-up calls meanwhile.
@@ -81,22 +83,38 @@ async function profiled<T extends LoadResult>(name: string, run: () => Promise<T
   }
 }
 
-export async function benchAllowPath(options: { durationMs: number; concurrencies: number[]; rounds: number }): Promise<void> {
+export async function benchAllowPath(options: {
+  durationMs: number;
+  concurrencies: number[];
+  rounds: number;
+}): Promise<void> {
   // One workload calling flat out: lift the per-workload rate limit (requests.limits) for the measurement.
-  const t = await startTestBroker({ extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
+  const t = await startTestBroker({
+    extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n',
+  });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
   const brokerSvid = t.svid('countersign/broker');
   const deployer = t.svid('ci/deployer');
   const files = { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), caFile: join(dir, 'ca.pem') };
-  await Promise.all([writeFile(files.certFile, deployer.chainPem), writeFile(files.keyFile, deployer.keyPem), writeFile(files.caFile, t.ca.pem)]);
+  await Promise.all([
+    writeFile(files.certFile, deployer.chainPem),
+    writeFile(files.keyFile, deployer.keyPem),
+    writeFile(files.caFile, t.ca.pem),
+  ]);
 
   // Baseline: grpc-js terminating mTLS itself, echoing the request bytes back.
   const echo = new Server();
-  echo.addService(echoService, { echo: (call: { request: Buffer }, cb: (e: null, r: Buffer) => void) => cb(null, call.request) });
+  echo.addService(echoService, {
+    echo: (call: { request: Buffer }, cb: (e: null, r: Buffer) => void) => cb(null, call.request),
+  });
   const echoPort = await new Promise<number>((resolve, reject) =>
     echo.bindAsync(
       '127.0.0.1:0',
-      ServerCredentials.createSsl(Buffer.from(t.ca.pem), [{ private_key: Buffer.from(brokerSvid.keyPem), cert_chain: Buffer.from(brokerSvid.chainPem) }], true),
+      ServerCredentials.createSsl(
+        Buffer.from(t.ca.pem),
+        [{ private_key: Buffer.from(brokerSvid.keyPem), cert_chain: Buffer.from(brokerSvid.chainPem) }],
+        true,
+      ),
       (e, port) => (e ? reject(e) : resolve(port)),
     ),
   );
@@ -116,7 +134,9 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
       const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
       const runBroker = async () => {
         const before = await commandStats(t.broker.redis);
-        const result = await profiled(`allow-path-c${concurrency}-r${round}`, () => load({ ...common, target: 'broker', address: t.address }));
+        const result = await profiled(`allow-path-c${concurrency}-r${round}`, () =>
+          load({ ...common, target: 'broker', address: t.address }),
+        );
         redisRuns.push(perCall(before, await commandStats(t.broker.redis), result.calls + result.warmupCalls));
         return result;
       };
@@ -133,27 +153,73 @@ export async function benchAllowPath(options: { durationMs: number; concurrencie
       brokerRuns.push(broker);
       ratios.push(broker.throughput / base.throughput);
     }
-    const m = (runs: Awaited<ReturnType<typeof load>>[], f: (r: Awaited<ReturnType<typeof load>>) => number) => median(runs.map(f));
+    const m = (runs: Awaited<ReturnType<typeof load>>[], f: (r: Awaited<ReturnType<typeof load>>) => number) =>
+      median(runs.map(f));
     rows.push({
       concurrency: String(concurrency),
-      'echo calls/s': fmt(m(echoRuns, (r) => r.throughput), 0),
-      'broker calls/s': fmt(m(brokerRuns, (r) => r.throughput), 0),
+      'echo calls/s': fmt(
+        m(echoRuns, (r) => r.throughput),
+        0,
+      ),
+      'broker calls/s': fmt(
+        m(brokerRuns, (r) => r.throughput),
+        0,
+      ),
       'ratio median (min-max)': `${fmt(median(ratios), 2)} (${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
-      'echo p50/p99 ms': `${fmt(m(echoRuns, (r) => r.p50Ms), 2)}/${fmt(m(echoRuns, (r) => r.p99Ms), 2)}`,
-      'broker p50/p99 ms': `${fmt(m(brokerRuns, (r) => r.p50Ms), 2)}/${fmt(m(brokerRuns, (r) => r.p99Ms), 2)}`,
-      'server CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.serverCpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.serverCpuUsPerCall), 0)}`,
-      'caller CPU µs/call echo/broker': `${fmt(m(echoRuns, (r) => r.cpuUsPerCall), 0)}/${fmt(m(brokerRuns, (r) => r.cpuUsPerCall), 0)}`,
+      'echo p50/p99 ms': `${fmt(
+        m(echoRuns, (r) => r.p50Ms),
+        2,
+      )}/${fmt(
+        m(echoRuns, (r) => r.p99Ms),
+        2,
+      )}`,
+      'broker p50/p99 ms': `${fmt(
+        m(brokerRuns, (r) => r.p50Ms),
+        2,
+      )}/${fmt(
+        m(brokerRuns, (r) => r.p99Ms),
+        2,
+      )}`,
+      'server CPU µs/call echo/broker': `${fmt(
+        m(echoRuns, (r) => r.serverCpuUsPerCall),
+        0,
+      )}/${fmt(
+        m(brokerRuns, (r) => r.serverCpuUsPerCall),
+        0,
+      )}`,
+      'caller CPU µs/call echo/broker': `${fmt(
+        m(echoRuns, (r) => r.cpuUsPerCall),
+        0,
+      )}/${fmt(
+        m(brokerRuns, (r) => r.cpuUsPerCall),
+        0,
+      )}`,
       errors: String([...echoRuns, ...brokerRuns].reduce((n, r) => n + r.errors, 0)),
     });
     // Redis's own figures (INFO commandstats) for the median round: what one allowed request costs it.
     const redis = [...redisRuns].sort((a, b) => a.usec - b.usec)[Math.floor(redisRuns.length / 2)];
-    if (redis !== undefined) redisRows.push({ concurrency: String(concurrency), 'Redis µs/call (server)': fmt(redis.usec, 1), 'Redis commands per call': redis.commands });
+    if (redis !== undefined)
+      redisRows.push({
+        concurrency: String(concurrency),
+        'Redis µs/call (server)': fmt(redis.usec, 1),
+        'Redis commands per call': redis.commands,
+      });
   }
-  process.stdout.write('\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n');
-  process.stdout.write('(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n');
-  process.stdout.write(' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n');
-  process.stdout.write(`${options.rounds} interleaved rounds per concurrency; figures are medians of the rounds\n${table(rows)}\n`);
-  process.stdout.write(`\nRedis per broker call (INFO commandstats, the whole Redis: other users of it count too)\n${table(redisRows)}\n`);
+  process.stdout.write(
+    '\nAllow path: RequestOperation -> signed credential + 3 audit records (one chained append), vs bare grpc-js mTLS echo\n',
+  );
+  process.stdout.write(
+    '(callers in a separate process, doing the same work for both: send encoded bytes, receive the answer;\n',
+  );
+  process.stdout.write(
+    ' target ratio >= 0.6 at 64 concurrent calls; CPU per call is the figure that holds on a busy machine)\n',
+  );
+  process.stdout.write(
+    `${options.rounds} interleaved rounds per concurrency; figures are medians of the rounds\n${table(rows)}\n`,
+  );
+  process.stdout.write(
+    `\nRedis per broker call (INFO commandstats, the whole Redis: other users of it count too)\n${table(redisRows)}\n`,
+  );
 
   echo.forceShutdown();
   await t.close();

@@ -81,7 +81,11 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
         const r = await deployer.requestOperation({
           operation: 'deploy',
           resource: `prod/service-${i % 50}`,
-          parameters: { version: `1.${i}.0`, replicas: 3, image: `registry.example.org/service-${i % 50}@sha256:${'ab'.repeat(32)}` },
+          parameters: {
+            version: `1.${i}.0`,
+            replicas: 3,
+            image: `registry.example.org/service-${i % 50}@sha256:${'ab'.repeat(32)}`,
+          },
           reason: 'release train 42',
         });
         ids.push(r.requestId);
@@ -102,7 +106,10 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
       Array.from({ length: Math.ceil(n / 1000) }, (_, i) => i),
       1,
       async (chunk) => {
-        const keys = Array.from({ length: Math.min(1000, n - chunk * 1000) }, (_, j) => `bench-baseline:${chunk * 1000 + j}`);
+        const keys = Array.from(
+          { length: Math.min(1000, n - chunk * 1000) },
+          (_, j) => `bench-baseline:${chunk * 1000 + j}`,
+        );
         if (keys.length > 0) await admin.unlink(...keys);
       },
     );
@@ -111,7 +118,9 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
     const samples = Math.min(500, Math.floor(n / 5));
     const raw = new BrokerClient(
       t.address,
-      grpcCredentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined }),
+      grpcCredentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+        checkServerIdentity: () => undefined,
+      }),
       { 'grpc.ssl_target_name_override': TD },
     );
     const voteLatencies: number[] = [];
@@ -122,7 +131,8 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
       const delivered = new Promise<number>((resolve, reject) => {
         stream.on('data', (m: WatchRequestResponse) => {
           if (m.request?.state === RequestState.REQUEST_STATE_PENDING_APPROVAL) firstSeen();
-          if (m.request?.state === RequestState.REQUEST_STATE_APPROVED && m.credential?.token) resolve(performance.now());
+          if (m.request?.state === RequestState.REQUEST_STATE_APPROVED && m.credential?.token)
+            resolve(performance.now());
         });
         stream.on('error', reject);
       });
@@ -148,13 +158,18 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
 
     // 3. Expiry: the rest reach their deadlines (spread over the creation time); lateness from what Redis recorded.
     const expiring = ids.slice(0, -samples);
-    const lastDeadline = Math.max(...(await Promise.all(expiring.slice(-10).map((id) => admin.hget(`${t!.prefix}req:${id}`, 'expires_at')))).map(Number));
+    const lastDeadline = Math.max(
+      ...(await Promise.all(expiring.slice(-10).map((id) => admin.hget(`${t!.prefix}req:${id}`, 'expires_at')))).map(
+        Number,
+      ),
+    );
     await sleep(Math.max(0, lastDeadline - Date.now()) + 3000);
     const lateness: number[] = [];
     let notExpired = 0;
     for (let i = 0; i < expiring.length; i += 500) {
       const p = admin.pipeline();
-      for (const id of expiring.slice(i, i + 500)) p.hmget(`${t.prefix}req:${id}`, 'state', 'expires_at', 'resolved_at');
+      for (const id of expiring.slice(i, i + 500))
+        p.hmget(`${t.prefix}req:${id}`, 'state', 'expires_at', 'resolved_at');
       for (const [, fields] of (await p.exec()) ?? []) {
         const [state, expiresAt, resolvedAt] = fields as [string, string, string];
         if (state !== 'EXPIRED') notExpired++;
@@ -215,7 +230,9 @@ export async function benchApprovals(options: { requests: number }): Promise<voi
         ratio: fmt(percentile(voteLatencies, 99) / percentile(pubLatencies, 99), 1),
       },
     ];
-    process.stdout.write(`\nApprovals: ${n} pending requests (created in ${fmt(createSeconds, 1)} s, ${fmt(n / createSeconds, 0)}/s, 32 concurrent callers)\n`);
+    process.stdout.write(
+      `\nApprovals: ${n} pending requests (created in ${fmt(createSeconds, 1)} s, ${fmt(n / createSeconds, 0)}/s, 32 concurrent callers)\n`,
+    );
     process.stdout.write(
       `(own redis-server without persistence; broker, workers and callers in one process; ${lateness.length} expired, ${notExpired} not expired; ${samples} votes; target vote-to-delivery p99 <= 50 ms)\n`,
     );

@@ -20,7 +20,8 @@ const CLI = join(ROOT, 'agents/bin/countersign.js');
 /** The environment of a user's shell: no source condition, no npm settings. */
 function plainEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (k !== 'NODE_OPTIONS' && !k.toLowerCase().startsWith('npm_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (k !== 'NODE_OPTIONS' && !k.toLowerCase().startsWith('npm_')) env[k] = v;
   return { ...env, ...extra };
 }
 
@@ -48,16 +49,31 @@ const median = (xs: number[]): number => {
 export async function benchCli(options: { runs: number }): Promise<void> {
   await promisify(execFile)('npm', ['run', 'build'], { cwd: ROOT, env: plainEnv({}) });
   // One workload asking again and again: lift the per-workload rate limit for the measurement.
-  const t = await startTestBroker({ extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
+  const t = await startTestBroker({
+    extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n',
+  });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-cli-'));
   try {
     const deployer = t.svid('ci/deployer');
-    await Promise.all([writeFile(join(dir, 'cert.pem'), deployer.chainPem), writeFile(join(dir, 'key.pem'), deployer.keyPem), writeFile(join(dir, 'ca.pem'), t.ca.pem)]);
-    const identity = { COUNTERSIGN_ADDR: t.address, COUNTERSIGN_CERT: join(dir, 'cert.pem'), COUNTERSIGN_KEY: join(dir, 'key.pem'), COUNTERSIGN_CA: join(dir, 'ca.pem') };
+    await Promise.all([
+      writeFile(join(dir, 'cert.pem'), deployer.chainPem),
+      writeFile(join(dir, 'key.pem'), deployer.keyPem),
+      writeFile(join(dir, 'ca.pem'), t.ca.pem),
+    ]);
+    const identity = {
+      COUNTERSIGN_ADDR: t.address,
+      COUNTERSIGN_CERT: join(dir, 'cert.pem'),
+      COUNTERSIGN_KEY: join(dir, 'key.pem'),
+      COUNTERSIGN_CA: join(dir, 'ca.pem'),
+    };
     const cases = [
       { name: "node -e ''", args: ['-e', ''], env: plainEnv({}) },
       { name: 'countersign --help', args: [CLI, '--help'], env: plainEnv({}) },
-      { name: 'countersign request (allowed)', args: [CLI, 'request', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2'], env: plainEnv(identity) },
+      {
+        name: 'countersign request (allowed)',
+        args: [CLI, 'request', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2'],
+        env: plainEnv(identity),
+      },
     ];
     const times = cases.map(() => [] as number[]);
     for (const c of cases) await timeProcess(c.args, c.env); // warm the file cache
@@ -66,18 +82,20 @@ export async function benchCli(options: { runs: number }): Promise<void> {
     }
     const base = median(times[0] as number[]);
     const goals = [undefined, 4, 8];
-    process.stdout.write(`\ncli: whole processes, median of ${options.runs} interleaved runs (compiled CLI; BENCH_CLI_RUNS to change)\n`);
+    process.stdout.write(
+      `\ncli: whole processes, median of ${options.runs} interleaved runs (compiled CLI; BENCH_CLI_RUNS to change)\n`,
+    );
     const rows = cases.map((c, j) => {
-        const m = median(times[j] as number[]);
-        const goal = goals[j];
-        return {
-          process: c.name,
-          'median ms': m.toFixed(0),
-          'min ms': Math.min(...(times[j] as number[])).toFixed(0),
-          'x bare node': (m / base).toFixed(2),
-          goal: goal === undefined ? 'baseline' : `<= ${goal}x ${m / base <= goal ? 'met' : 'NOT MET'}`,
-        };
-      });
+      const m = median(times[j] as number[]);
+      const goal = goals[j];
+      return {
+        process: c.name,
+        'median ms': m.toFixed(0),
+        'min ms': Math.min(...(times[j] as number[])).toFixed(0),
+        'x bare node': (m / base).toFixed(2),
+        goal: goal === undefined ? 'baseline' : `<= ${goal}x ${m / base <= goal ? 'met' : 'NOT MET'}`,
+      };
+    });
     process.stdout.write(`${table(rows)}\n`);
   } finally {
     await rm(dir, { recursive: true, force: true });

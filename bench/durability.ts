@@ -16,7 +16,9 @@ const run = promisify(execFile);
 const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
 
 async function load(config: LoadClientConfig): Promise<LoadResult> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], { maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], {
+    maxBuffer: 1 << 20,
+  });
   return JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
 }
 
@@ -30,11 +32,20 @@ export async function benchDurability(options: { durationMs: number; concurrenci
   try {
     const off = await startTestBroker({ redisUrl: primary.url, extraConfig: limits });
     brokers.push(off);
-    const on = await startTestBroker({ redisUrl: primary.url, extraConfig: limits, ca: off.ca, redisExtra: '  durability: { replicas: 1, timeout: 1s }\n' });
+    const on = await startTestBroker({
+      redisUrl: primary.url,
+      extraConfig: limits,
+      ca: off.ca,
+      redisExtra: '  durability: { replicas: 1, timeout: 1s }\n',
+    });
     brokers.push(on);
     const deployer = off.svid('ci/deployer');
     const files = { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), caFile: join(dir, 'ca.pem') };
-    await Promise.all([writeFile(files.certFile, deployer.chainPem), writeFile(files.keyFile, deployer.keyPem), writeFile(files.caFile, off.ca.pem)]);
+    await Promise.all([
+      writeFile(files.certFile, deployer.chainPem),
+      writeFile(files.keyFile, deployer.keyPem),
+      writeFile(files.caFile, off.ca.pem),
+    ]);
     const rows: Record<string, string>[] = [];
     for (const concurrency of options.concurrencies) {
       const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1, target: 'broker' as const };
@@ -62,8 +73,12 @@ export async function benchDurability(options: { durationMs: number; concurrenci
         errors: String(base.errors + waited.errors),
       });
     }
-    process.stdout.write('\nDurable acknowledgements on the allow path: redis.durability.replicas 1 (WAIT after each audit append) vs none,\n');
-    process.stdout.write('same primary (with one replica on loopback), same run; the cost is the replica round trip per group commit\n');
+    process.stdout.write(
+      '\nDurable acknowledgements on the allow path: redis.durability.replicas 1 (WAIT after each audit append) vs none,\n',
+    );
+    process.stdout.write(
+      'same primary (with one replica on loopback), same run; the cost is the replica round trip per group commit\n',
+    );
     process.stdout.write(`${table(rows)}\n`);
   } finally {
     for (const b of brokers) await b.close();

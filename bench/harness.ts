@@ -20,7 +20,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-export async function runLoad(call: () => Promise<unknown>, options: { concurrency: number; durationMs: number; warmupMs?: number }): Promise<LoadResult> {
+export async function runLoad(
+  call: () => Promise<unknown>,
+  options: { concurrency: number; durationMs: number; warmupMs?: number },
+): Promise<LoadResult> {
   const warmupEnd = performance.now() + (options.warmupMs ?? 500);
   let warmupCalls = 0;
   while (performance.now() < warmupEnd) {
@@ -63,7 +66,11 @@ export async function runLoad(call: () => Promise<unknown>, options: { concurren
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length === 0 ? NaN : sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length === 0
+    ? NaN
+    : sorted.length % 2 === 1
+      ? (sorted[mid] as number)
+      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export const fmt = (n: number, digits = 1): string => n.toFixed(digits);
@@ -72,5 +79,9 @@ export function table(rows: Record<string, string | number>[]): string {
   const headers = Object.keys(rows[0] ?? {});
   const widths = headers.map((h) => Math.max(h.length, ...rows.map((r) => String(r[h]).length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i] as number)).join('  ');
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(headers.map((h) => String(r[h]))))].join('\n');
+  return [
+    line(headers),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map((r) => line(headers.map((h) => String(r[h])))),
+  ].join('\n');
 }

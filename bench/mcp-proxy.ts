@@ -24,7 +24,10 @@ rules:
 `;
 
 export async function benchMcpProxy(options: { durationMs: number; concurrencies: number[] }): Promise<void> {
-  const t = await startTestBroker({ policy: POLICY, extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n' });
+  const t = await startTestBroker({
+    policy: POLICY,
+    extraConfig: 'requests:\n  limits: { requests_per_second: 100000, burst: 100000 }\n',
+  });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-bench-mcp-'));
   const svid = t.svid('ci/deployer');
   const env = {
@@ -35,14 +38,28 @@ export async function benchMcpProxy(options: { durationMs: number; concurrencies
     COUNTERSIGN_CA: join(dir, 'ca.pem'),
     COUNTERSIGN_JWKS_URL: t.jwksUrl,
   };
-  await Promise.all([writeFile(env.COUNTERSIGN_CERT, svid.chainPem), writeFile(env.COUNTERSIGN_KEY, svid.keyPem), writeFile(env.COUNTERSIGN_CA, t.ca.pem)]);
+  await Promise.all([
+    writeFile(env.COUNTERSIGN_CERT, svid.chainPem),
+    writeFile(env.COUNTERSIGN_KEY, svid.keyPem),
+    writeFile(env.COUNTERSIGN_CA, t.ca.pem),
+  ]);
   const connect = async (args: string[]) => {
     const client = new Client({ name: 'bench', version: '1' });
     await client.connect(new StdioClientTransport({ command: process.execPath, args, env, stderr: 'ignore' }));
     return client;
   };
   const direct = await connect(['--import', 'tsx', SERVER]);
-  const proxied = await connect([CLI, 'mcp-proxy', '--config', GUARD, '--', process.execPath, '--import', 'tsx', SERVER]);
+  const proxied = await connect([
+    CLI,
+    'mcp-proxy',
+    '--config',
+    GUARD,
+    '--',
+    process.execPath,
+    '--import',
+    'tsx',
+    SERVER,
+  ]);
   const call = (client: Client, name: string, args: Record<string, unknown>) => async () => {
     const result = await client.callTool({ name, arguments: args });
     if (result.isError) throw new Error(JSON.stringify(result.content));
@@ -63,7 +80,9 @@ export async function benchMcpProxy(options: { durationMs: number; concurrencies
         errors: String(base.errors + passed.errors + guarded.errors),
       });
     }
-    process.stdout.write('\nMCP guard proxy: tools/call over stdio, direct vs through countersign mcp-proxy (passed through; guarded and allowed by policy, verified by the server)\n');
+    process.stdout.write(
+      '\nMCP guard proxy: tools/call over stdio, direct vs through countersign mcp-proxy (passed through; guarded and allowed by policy, verified by the server)\n',
+    );
     process.stdout.write(`${table(rows)}\n`);
   } finally {
     await direct.close();

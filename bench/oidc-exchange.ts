@@ -37,26 +37,70 @@ rules:
   const serverId = 'spiffe://example.org';
   try {
     const fileSvid = t.svid('ci/deployer');
-    const viaFile = new CountersignClient({ address: t.address, certChainPem: fileSvid.chainPem, keyPem: fileSvid.keyPem, caPem: t.ca.pem });
-    const exchanged = await exchangeToken(await issuer.sign(githubClaims({ environment: 'bench' })), { address: t.address, caPem: t.ca.pem, serverId });
-    const viaExchange = new CountersignClient({ address: t.address, certChainPem: exchanged.certChainPem, keyPem: exchanged.keyPem, caPem: exchanged.caPem });
-    const ask = (c: CountersignClient) => () => c.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1' } });
+    const viaFile = new CountersignClient({
+      address: t.address,
+      certChainPem: fileSvid.chainPem,
+      keyPem: fileSvid.keyPem,
+      caPem: t.ca.pem,
+    });
+    const exchanged = await exchangeToken(await issuer.sign(githubClaims({ environment: 'bench' })), {
+      address: t.address,
+      caPem: t.ca.pem,
+      serverId,
+    });
+    const viaExchange = new CountersignClient({
+      address: t.address,
+      certChainPem: exchanged.certChainPem,
+      keyPem: exchanged.keyPem,
+      caPem: exchanged.caPem,
+    });
+    const ask = (c: CountersignClient) => () =>
+      c.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1' } });
     const load = { concurrency: options.concurrency, durationMs: options.durationMs };
     const file = await runLoad(ask(viaFile), load);
     const oidc = await runLoad(ask(viaExchange), load);
     // Tokens are signed ahead, so the measurement is the broker's work (and the caller's key + CSR).
-    const tokens = await Promise.all(Array.from({ length: Math.max(200, Math.ceil((options.durationMs / 1000) * 400)) }, (_, i) => issuer.sign(githubClaims({ environment: `e${i}` }))));
+    const tokens = await Promise.all(
+      Array.from({ length: Math.max(200, Math.ceil((options.durationMs / 1000) * 400)) }, (_, i) =>
+        issuer.sign(githubClaims({ environment: `e${i}` })),
+      ),
+    );
     let next = 0;
-    const exchanges = await runLoad(() => exchangeToken(tokens[next++ % tokens.length] as string, { address: t.address, caPem: t.ca.pem, serverId }), { ...load, warmupMs: 200 });
+    const exchanges = await runLoad(
+      () => exchangeToken(tokens[next++ % tokens.length] as string, { address: t.address, caPem: t.ca.pem, serverId }),
+      { ...load, warmupMs: 200 },
+    );
     viaFile.close();
     viaExchange.close();
-    process.stdout.write('\nOIDC exchange (issue 18): requests with an exchanged SVID, and ExchangeToken itself, vs the allow path with a file SVID\n');
-    process.stdout.write(`(in-process callers, concurrency ${options.concurrency}; target: exchanged/file >= 0.8. Exchanges past the signed tokens are replays, refused: see errors)\n`);
+    process.stdout.write(
+      '\nOIDC exchange (issue 18): requests with an exchanged SVID, and ExchangeToken itself, vs the allow path with a file SVID\n',
+    );
+    process.stdout.write(
+      `(in-process callers, concurrency ${options.concurrency}; target: exchanged/file >= 0.8. Exchanges past the signed tokens are replays, refused: see errors)\n`,
+    );
     process.stdout.write(
       `${table([
-        { measure: 'RequestOperation, file SVID (baseline)', 'calls/s': fmt(file.throughput, 0), 'p50/p99 ms': `${fmt(file.p50Ms, 2)}/${fmt(file.p99Ms, 2)}`, ratio: '1.00', errors: String(file.errors) },
-        { measure: 'RequestOperation, exchanged SVID (claims in CEL)', 'calls/s': fmt(oidc.throughput, 0), 'p50/p99 ms': `${fmt(oidc.p50Ms, 2)}/${fmt(oidc.p99Ms, 2)}`, ratio: fmt(oidc.throughput / file.throughput, 2), errors: String(oidc.errors) },
-        { measure: 'ExchangeToken (new key + CSR per call)', 'calls/s': fmt(exchanges.throughput, 0), 'p50/p99 ms': `${fmt(exchanges.p50Ms, 2)}/${fmt(exchanges.p99Ms, 2)}`, ratio: fmt(exchanges.throughput / file.throughput, 2), errors: String(exchanges.errors) },
+        {
+          measure: 'RequestOperation, file SVID (baseline)',
+          'calls/s': fmt(file.throughput, 0),
+          'p50/p99 ms': `${fmt(file.p50Ms, 2)}/${fmt(file.p99Ms, 2)}`,
+          ratio: '1.00',
+          errors: String(file.errors),
+        },
+        {
+          measure: 'RequestOperation, exchanged SVID (claims in CEL)',
+          'calls/s': fmt(oidc.throughput, 0),
+          'p50/p99 ms': `${fmt(oidc.p50Ms, 2)}/${fmt(oidc.p99Ms, 2)}`,
+          ratio: fmt(oidc.throughput / file.throughput, 2),
+          errors: String(oidc.errors),
+        },
+        {
+          measure: 'ExchangeToken (new key + CSR per call)',
+          'calls/s': fmt(exchanges.throughput, 0),
+          'p50/p99 ms': `${fmt(exchanges.p50Ms, 2)}/${fmt(exchanges.p99Ms, 2)}`,
+          ratio: fmt(exchanges.throughput / file.throughput, 2),
+          errors: String(exchanges.errors),
+        },
       ])}\n`,
     );
   } finally {

@@ -7,8 +7,21 @@ import { parseParametersJson } from '../proto/src/parameters.js';
 import { fmt, table } from './harness.js';
 
 function documents(): { name: string; text: string }[] {
-  const small = JSON.stringify({ version: '1.4.2', replicas: 3, canary: true, regions: ['eu-west-1', 'us-east-1'], notes: 'release ünïcode 😀' });
-  const wide = JSON.stringify(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`key_${i}`, i % 3 === 0 ? `value ${i}` : i % 3 === 1 ? i * 1.5 : [i, null, false]])));
+  const small = JSON.stringify({
+    version: '1.4.2',
+    replicas: 3,
+    canary: true,
+    regions: ['eu-west-1', 'us-east-1'],
+    notes: 'release ünïcode 😀',
+  });
+  const wide = JSON.stringify(
+    Object.fromEntries(
+      Array.from({ length: 1000 }, (_, i) => [
+        `key_${i}`,
+        i % 3 === 0 ? `value ${i}` : i % 3 === 1 ? i * 1.5 : [i, null, false],
+      ]),
+    ),
+  );
   const escaped = JSON.stringify({ blob: 'line\n"quoted"\t\\ é 😀 '.repeat(2000).slice(0, 60_000) });
   return [
     { name: `small (${small.length} B)`, text: small },
@@ -42,5 +55,7 @@ export async function benchParameters(options: { durationMs: number }): Promise<
       'strict / JSON.parse': fmt(baseline / strict, 2),
     };
   });
-  process.stdout.write(`\nparameters_json: the strict reader beside JSON.parse (same text, same run)\n${table(rows)}\n`);
+  process.stdout.write(
+    `\nparameters_json: the strict reader beside JSON.parse (same text, same run)\n${table(rows)}\n`,
+  );
 }

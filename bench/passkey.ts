@@ -6,7 +6,11 @@
 // baseline of a bare node:crypto ECDSA P-256 verify of the same signature.
 import { createHash, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { CertificateAuthority } from '@countersign/broker/testing';
-import { checkPasskeyAssertion, passkeyChallenge, type PasskeyAssertion } from '../broker/src/audit/passkey-assertion.js';
+import {
+  checkPasskeyAssertion,
+  passkeyChallenge,
+  type PasskeyAssertion,
+} from '../broker/src/audit/passkey-assertion.js';
 import { fmt, table } from './harness.js';
 
 async function rate(fn: () => unknown, durationMs: number): Promise<number> {
@@ -40,7 +44,14 @@ export async function benchPasskey(options: { durationMs: number }): Promise<voi
     authenticator_data: '',
     client_data_json: '',
     signature: '',
-    challenge: { v: 1, purpose: 'vote', request_id: 'req_AbCdEfGhIjKlMnOp', decision: 'approve', parameters_digest: 'n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg', nonce: 'bm9uY2Vub25jZW5vbmNl' },
+    challenge: {
+      v: 1,
+      purpose: 'vote',
+      request_id: 'req_AbCdEfGhIjKlMnOp',
+      decision: 'approve',
+      parameters_digest: 'n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg',
+      nonce: 'bm9uY2Vub25jZW5vbmNl',
+    },
     rp_id: rpId,
     origin,
     counter: 7,
@@ -49,7 +60,14 @@ export async function benchPasskey(options: { durationMs: number }): Promise<voi
   const counter = Buffer.alloc(4);
   counter.writeUInt32BE(7);
   const authData = Buffer.concat([createHash('sha256').update(rpId).digest(), Buffer.from([0x05]), counter]);
-  const clientData = Buffer.from(JSON.stringify({ type: 'webauthn.get', challenge: passkeyChallenge(assertion.challenge), origin, crossOrigin: false }));
+  const clientData = Buffer.from(
+    JSON.stringify({
+      type: 'webauthn.get',
+      challenge: passkeyChallenge(assertion.challenge),
+      origin,
+      crossOrigin: false,
+    }),
+  );
   const signed = Buffer.concat([authData, createHash('sha256').update(clientData).digest()]);
   const signature = sign('sha256', signed, privateKey);
   assertion.authenticator_data = authData.toString('base64url');
@@ -75,11 +93,17 @@ export async function benchPasskey(options: { durationMs: number }): Promise<voi
   }
   const bareRate = bareTotal / rounds;
   const oursRate = oursTotal / rounds;
-  process.stdout.write('\nPasskey vote check (ES256, one core, sequential): every check of a vote (live and in audit verify) vs a bare ECDSA verify of the same signature\n');
+  process.stdout.write(
+    '\nPasskey vote check (ES256, one core, sequential): every check of a vote (live and in audit verify) vs a bare ECDSA verify of the same signature\n',
+  );
   process.stdout.write(
     `${table([
       { check: 'bare node:crypto ECDSA P-256 verify (baseline)', 'checks/s': fmt(bareRate), ratio: '1.00' },
-      { check: 'checkPasskeyAssertion (parse, challenge, origin, RP ID, flags, COSE, signature)', 'checks/s': fmt(oursRate), ratio: (oursRate / bareRate).toFixed(2) },
+      {
+        check: 'checkPasskeyAssertion (parse, challenge, origin, RP ID, flags, COSE, signature)',
+        'checks/s': fmt(oursRate),
+        ratio: (oursRate / bareRate).toFixed(2),
+      },
     ])}\n`,
   );
 }

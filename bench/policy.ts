@@ -8,7 +8,18 @@ import { Policy, type PolicyInput } from '../broker/src/policy/policy.js';
 import { Principals } from '../broker/src/policy/principals.js';
 import { fmt, table } from './harness.js';
 
-const OPERATIONS = ['deploy', 'rollback', 'scale', 'restart', 'migrate', 'read-secret', 'exec', 'drop-table', 'export', 'configure'];
+const OPERATIONS = [
+  'deploy',
+  'rollback',
+  'scale',
+  'restart',
+  'migrate',
+  'read-secret',
+  'exec',
+  'drop-table',
+  'export',
+  'configure',
+];
 const TRUST_DOMAINS = Array.from({ length: 10 }, (_, i) => `td${i}.example`);
 const SERVICES = 100;
 const NOW = Date.parse('2026-03-02T10:30:00Z');
@@ -34,23 +45,33 @@ function realisticPolicy(): string {
           rules.push(`  - { name: ${name}, ${match}, decision: allow, ttl: 10m }`);
           break;
         case 1:
-          rules.push(`  - { name: ${name}, ${match}, when: "request.parameters.replicas <= 10 && request.reason.size() > 3", decision: allow }`);
+          rules.push(
+            `  - { name: ${name}, ${match}, when: "request.parameters.replicas <= 10 && request.reason.size() > 3", decision: allow }`,
+          );
           break;
         case 2:
-          rules.push(`  - { name: ${name}, ${match}, decision: approve, approval: { approvers: [alice, bob], groups: [sre], required: 2, step_up: confirm } }`);
+          rules.push(
+            `  - { name: ${name}, ${match}, decision: approve, approval: { approvers: [alice, bob], groups: [sre], required: 2, step_up: confirm } }`,
+          );
           break;
         case 3:
-          rules.push(`  - { name: ${name}, ${match}, when: "context.weekday in ['Sat', 'Sun'] || context.hour < 8", decision: deny, message: outside hours }`);
+          rules.push(
+            `  - { name: ${name}, ${match}, when: "context.weekday in ['Sat', 'Sun'] || context.hour < 8", decision: deny, message: outside hours }`,
+          );
           break;
         default:
-          rules.push(`  - { name: ${name}, ${match}, when: 'caller.svid_age_seconds < 3600 && has(request.parameters.ticket)', decision: approve, approval: { approvers: [alice] } }`);
+          rules.push(
+            `  - { name: ${name}, ${match}, when: 'caller.svid_age_seconds < 3600 && has(request.parameters.ticket)', decision: approve, approval: { approvers: [alice] } }`,
+          );
       }
     });
   }
   // Two rules every request meets (in place of the last two): a freeze, a break-glass path.
   rules.length = 998;
   rules.push('  - { name: freeze, when: context.in_freeze, decision: deny, message: change freeze }');
-  rules.push(`  - { name: glass, match: { resource: "prod/**" }, when: 'has(request.parameters.emergency) && request.parameters.emergency == true', decision: break_glass, break_glass: { groups: [sre] } }`);
+  rules.push(
+    `  - { name: glass, match: { resource: "prod/**" }, when: 'has(request.parameters.emergency) && request.parameters.emergency == true', decision: break_glass, break_glass: { groups: [sre] } }`,
+  );
   return `version: 1\nsettings: { time_zone: Europe/Berlin }\nfreeze_windows: [{ name: xmas, start: "2026-12-20T00:00:00Z", end: "2027-01-04T00:00:00Z" }]\nrules:\n${rules.join('\n')}\n`;
 }
 
@@ -61,7 +82,8 @@ function realisticPolicy(): string {
 function unindexablePolicy(): string {
   const rules = Array.from(
     { length: 1000 },
-    (_, i) => `  - { name: r${i}, match: { operation: deploy, resource: "*/svc${i}/**" }, decision: ${i % 2 === 0 ? 'allow' : 'deny'} }`,
+    (_, i) =>
+      `  - { name: r${i}, match: { operation: deploy, resource: "*/svc${i}/**" }, decision: ${i % 2 === 0 ? 'allow' : 'deny'} }`,
   );
   return `version: 1\nrules:\n${rules.join('\n')}\n`;
 }
@@ -75,7 +97,14 @@ function inputs(count: number): PolicyInput[] {
     const td = TRUST_DOMAINS[s % TRUST_DOMAINS.length] as string;
     const spiffeId = `spiffe://${td}/ci/svc${s}/runner`;
     out.push({
-      workload: { spiffeId, trustDomain: td, path: `/ci/svc${s}/runner`, notBefore: NOW - 600_000, notAfter: NOW + 3600_000, serial: '01' },
+      workload: {
+        spiffeId,
+        trustDomain: td,
+        path: `/ci/svc${s}/runner`,
+        notBefore: NOW - 600_000,
+        notAfter: NOW + 3600_000,
+        serial: '01',
+      },
       operation: OPERATIONS[(i * 7) % OPERATIONS.length] as string,
       resource: `prod/svc${s}/${i % 3 === 0 ? 'eu/' : ''}api`,
       parameters: i % 4 === 0 ? { replicas: i % 15, ticket: 'OPS-1' } : { replicas: 3, version: '1.2.3' },
@@ -111,7 +140,12 @@ function measure(policy: Policy, requests: PolicyInput[], durationMs: number): L
   }
   samples.sort((a, b) => a - b);
   const at = (p: number) => (samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number) * 1000;
-  return { decisions: samples.length, p50Us: at(0.5), p99Us: at(0.99), maxUs: (samples[samples.length - 1] as number) * 1000 };
+  return {
+    decisions: samples.length,
+    p50Us: at(0.5),
+    p99Us: at(0.99),
+    maxUs: (samples[samples.length - 1] as number) * 1000,
+  };
 }
 
 export async function benchPolicy(options: { durationMs: number }): Promise<void> {
@@ -142,11 +176,22 @@ export async function benchPolicy(options: { durationMs: number }): Promise<void
   row('baseline: one rule', baseline.ruleCount, base);
   const real = measure(realistic, requests, options.durationMs);
   row('1,000 rules, realistic (indexed)', realistic.ruleCount, real);
-  row('1,000 rules, leading wildcards (no index)', unindexable.ruleCount, measure(unindexable, requests.map((r) => ({ ...r, operation: 'deploy' })), options.durationMs));
+  row(
+    '1,000 rules, leading wildcards (no index)',
+    unindexable.ruleCount,
+    measure(
+      unindexable,
+      requests.map((r) => ({ ...r, operation: 'deploy' })),
+      options.durationMs,
+    ),
+  );
 
   process.stdout.write('\nPolicy decision: Policy.evaluate per request, 1,000 distinct requests, timed one by one\n');
-  process.stdout.write(`(target: p99 < 50 us for the 1,000-rule policy; compiled in ${fmt(compileMs, 0)} ms; decisions ${[...effects].map(([k, v]) => `${k} ${v}`).join(', ')})\n`);
+  process.stdout.write(
+    `(target: p99 < 50 us for the 1,000-rule policy; compiled in ${fmt(compileMs, 0)} ms; decisions ${[...effects].map(([k, v]) => `${k} ${v}`).join(', ')})\n`,
+  );
   process.stdout.write(`${table(rows)}\n`);
-  process.stdout.write(`1,000-rule p99 ${fmt(real.p99Us, 2)} us: ${real.p99Us < 50 ? 'within' : 'OVER'} the 50 us target\n`);
+  process.stdout.write(
+    `1,000-rule p99 ${fmt(real.p99Us, 2)} us: ${real.p99Us < 50 ? 'within' : 'OVER'} the 50 us target\n`,
+  );
 }
-

@@ -16,7 +16,11 @@ import { benchOidcExchange } from './oidc-exchange.js';
 const seconds = Number(process.env.BENCH_SECONDS ?? '3');
 const benches: Record<string, () => Promise<void>> = {
   'allow-path': () =>
-    benchAllowPath({ durationMs: seconds * 1000, concurrencies: (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number), rounds: Number(process.env.BENCH_ROUNDS ?? '5') }),
+    benchAllowPath({
+      durationMs: seconds * 1000,
+      concurrencies: (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number),
+      rounds: Number(process.env.BENCH_ROUNDS ?? '5'),
+    }),
   durability: () => benchDurability({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
   verify: () => benchVerify({ durationMs: seconds * 1000 }),
   'audit-append': () => benchAuditAppend({ durationMs: seconds * 1000, concurrencies: [1, 64] }),

@@ -46,7 +46,9 @@ requests:
     const alice = new ApprovalsClient({ ...connect, certChainPem: aliceSvid.chainPem, keyPem: aliceSvid.keyPem });
     const workflow = t.broker.approvals.workflow;
     const url = `http://127.0.0.1:${t.broker.httpPort}/slack/events`;
-    const pending = async (): Promise<string> => (await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1' } })).requestId;
+    const pending = async (): Promise<string> =>
+      (await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1' } }))
+        .requestId;
 
     // Baseline: the CLI approver's vote.
     const decide: number[] = [];
@@ -60,7 +62,11 @@ requests:
     // The Slack click: cards for n fresh requests, then one click each.
     const ids: string[] = [];
     for (let i = 0; i < n; i += 1) ids.push(await pending());
-    await fake.waitFor('the cards', () => ids.every((id) => fake.posts('C0BENCH').some((m) => m.text.includes(id))), 300_000);
+    await fake.waitFor(
+      'the cards',
+      () => ids.every((id) => fake.posts('C0BENCH').some((m) => m.text.includes(id))),
+      300_000,
+    );
     const ack: number[] = [];
     const counted: number[] = [];
     for (const id of ids) {
@@ -85,7 +91,9 @@ requests:
       'p50 / Decide p50': fmt(percentile(v, 50) / base, 2),
     });
     process.stdout.write(`\nSlack click on loopback: ${n} votes per figure, one at a time (BENCH_SLACK_N to change)\n`);
-    process.stdout.write(`${table([row('Approvals.Decide (gRPC, baseline)', decide), row('Slack click -> HTTP ack', ack), row('Slack click -> vote counted', counted)])}\n`);
+    process.stdout.write(
+      `${table([row('Approvals.Decide (gRPC, baseline)', decide), row('Slack click -> HTTP ack', ack), row('Slack click -> vote counted', counted)])}\n`,
+    );
   } finally {
     await t?.close();
     await fake.close();

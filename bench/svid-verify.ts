@@ -28,7 +28,10 @@ export async function benchSvidVerify(options: { durationMs: number }): Promise<
   const root = CertificateAuthority.createRoot('example.org');
   const intermediate = root.createIntermediate();
   const svid = intermediate.issueSvid('spiffe://example.org/ci/deployer');
-  const bundles = new BundleSet([bundleFromPem('example.org', root.pem), bundleFromPem('other.org', CertificateAuthority.createRoot('other.org').pem)]);
+  const bundles = new BundleSet([
+    bundleFromPem('example.org', root.pem),
+    bundleFromPem('other.org', CertificateAuthority.createRoot('other.org').pem),
+  ]);
   const leaf = new X509Certificate(svid.chainDer[0] as Buffer);
   const mid = new X509Certificate(svid.chainDer[1] as Buffer);
   const rootCert = new X509Certificate(root.certificate.der);
@@ -42,6 +45,10 @@ export async function benchSvidVerify(options: { durationMs: number }): Promise<
   const warm = await rate(() => verifySvid(svid.chainDer, bundles, { now, cache }), options.durationMs);
   process.stdout.write(`\nsvid-verify: leaf + intermediate, two trust domains\n`);
   process.stdout.write(`  baseline (2 signature checks)   ${fmt(baseline, 0)} /s\n`);
-  process.stdout.write(`  verifySvid, a new chain         ${fmt(cold, 0)} /s  = ${fmt(cold / baseline, 2)}x baseline\n`);
-  process.stdout.write(`  verifySvid, a chain seen before ${fmt(warm, 0)} /s  = ${fmt(warm / baseline, 2)}x baseline\n`);
+  process.stdout.write(
+    `  verifySvid, a new chain         ${fmt(cold, 0)} /s  = ${fmt(cold / baseline, 2)}x baseline\n`,
+  );
+  process.stdout.write(
+    `  verifySvid, a chain seen before ${fmt(warm, 0)} /s  = ${fmt(warm / baseline, 2)}x baseline\n`,
+  );
 }

@@ -31,7 +31,11 @@ async function alternate<K extends string>(
   const totals = new Map<K, LoadResult[]>();
   for (let round = 0; round < rounds; round++) {
     for (const [name, call] of Object.entries(calls) as [K, () => Promise<unknown>][]) {
-      const result = await runLoad(call, { concurrency: options.concurrency, durationMs: options.durationMs / rounds, warmupMs: round === 0 ? 300 : 50 });
+      const result = await runLoad(call, {
+        concurrency: options.concurrency,
+        durationMs: options.durationMs / rounds,
+        warmupMs: round === 0 ? 300 : 50,
+      });
       totals.set(name, [...(totals.get(name) ?? []), result]);
     }
   }
@@ -71,7 +75,11 @@ export async function benchVerify(options: { durationMs: number }): Promise<void
   const keyring = new Keyring([key], { maxTtlMs: 3_600_000 });
   const jwks = keyring.jwks(Date.now());
   const parameters = { version: '1.4.2', replicas: 3, flags: ['canary', 'fast'] };
-  const minter = new CredentialMinter(keyring, { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 3_600_000, clock: systemClock });
+  const minter = new CredentialMinter(keyring, {
+    issuer: 'spiffe://example.org/countersign/broker',
+    maxTtlMs: 3_600_000,
+    clock: systemClock,
+  });
   const tokens: string[] = [];
   for (let i = 0; i < 256; i++) {
     const minted = await minter.mint({
@@ -88,7 +96,11 @@ export async function benchVerify(options: { durationMs: number }): Promise<void
   }
   const localSet = createLocalJWKSet(jwks);
   let i = 0;
-  const bare = () => jwtVerify(tokens[i++ % tokens.length] as string, localSet, { algorithms: ['ES256'], audience: 'https://deploy.example.org' });
+  const bare = () =>
+    jwtVerify(tokens[i++ % tokens.length] as string, localSet, {
+      algorithms: ['ES256'],
+      audience: 'https://deploy.example.org',
+    });
   const ours = () =>
     verifyCredential(tokens[i++ % tokens.length] as string, {
       jwks,
@@ -111,7 +123,9 @@ export async function benchVerify(options: { durationMs: number }): Promise<void
   }
   const bareRate = bareTotal / rounds;
   const oursRate = oursTotal / rounds;
-  process.stdout.write('\nCredential verification (ES256, one core, sequential): agents/verify with every check vs bare jose.jwtVerify (target ratio >= 0.8)\n');
+  process.stdout.write(
+    '\nCredential verification (ES256, one core, sequential): agents/verify with every check vs bare jose.jwtVerify (target ratio >= 0.8)\n',
+  );
   process.stdout.write(
     `${table([
       {
@@ -137,8 +151,14 @@ export async function benchAuditAppend(options: { durationMs: number; concurrenc
     const checkpointer =
       everyEvents === undefined
         ? undefined
-        : new Checkpointer({ redis: r.redis, keys, keyring, heads, clock: systemClock, logger: silentLogger() }, { issuer, everyEvents, intervalMs: 3_600_000 });
-    const log = new RedisAuditLog(r.redis, keys, systemClock, { heads: signer, ...(checkpointer ? { onAppended: (h: ChainHead) => checkpointer.noteAppended(h) } : {}) });
+        : new Checkpointer(
+            { redis: r.redis, keys, keyring, heads, clock: systemClock, logger: silentLogger() },
+            { issuer, everyEvents, intervalMs: 3_600_000 },
+          );
+    const log = new RedisAuditLog(r.redis, keys, systemClock, {
+      heads: signer,
+      ...(checkpointer ? { onAppended: (h: ChainHead) => checkpointer.noteAppended(h) } : {}),
+    });
     return { keys, log };
   };
   const event = {
@@ -154,7 +174,7 @@ export async function benchAuditAppend(options: { durationMs: number; concurrenc
     parameters_digest: 'D3mnxUzgoFmb09alZGCZb9h5NoUFKvb7prMwCRq4DGs',
     certificate_thumbprint: 'wJxG2NrVekmnRgg4iQX4HWcOJdiCCq8i8hSbIhvIyzo',
   };
-  const sample = JSON.stringify((await newChain(heads).log.append(event)));
+  const sample = JSON.stringify(await newChain(heads).log.append(event));
   let n = 0;
   const xadd = () => r.redis.xadd(`${r.prefix}baseline:stream`, '*', 'event', sample);
   const set = () => r.redis.set(`${r.prefix}baseline:k:${n++ % 1000}`, sample);
@@ -199,15 +219,31 @@ export async function benchAuditAppend(options: { durationMs: number; concurrenc
   };
   const head = { seq: 1, hash: 'a'.repeat(64) };
   const fast = await signRate(() => heads.sign(head, 0, Date.now()));
-  const slow = await signRate(() => new SignJWT({ seq: 1, hash: head.hash, checkpoint_seq: 0 }).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: HEAD_TYPE }).setIssuer(issuer).setIssuedAt().sign(key.privateKey));
-  process.stdout.write(`${table([{ 'node:crypto µs/signature': fmt(1e6 / fast, 1), 'jose µs/signature': fmt(1e6 / slow, 1), 'ratio jose/node': fmt(fast / slow, 2) }])}\n`);
+  const slow = await signRate(() =>
+    new SignJWT({ seq: 1, hash: head.hash, checkpoint_seq: 0 })
+      .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: HEAD_TYPE })
+      .setIssuer(issuer)
+      .setIssuedAt()
+      .sign(key.privateKey),
+  );
+  process.stdout.write(
+    `${table([{ 'node:crypto µs/signature': fmt(1e6 / fast, 1), 'jose µs/signature': fmt(1e6 / slow, 1), 'ratio jose/node': fmt(fast / slow, 2) }])}\n`,
+  );
 
   // Checkpoint cadence: the same appends with a checkpointer every N events, one caller (no group commit to hide it).
   const cadences = [1, 10, 100, 1000];
   const chainsByCadence = new Map(cadences.map((every) => [every, newChain(heads, every)]));
   const base = newChain(heads).log;
   const m: Record<string, LoadResult> = await alternate<string>(
-    { none: () => base.append(event), ...Object.fromEntries(cadences.map((every) => [String(every), () => (chainsByCadence.get(every) as { log: RedisAuditLog }).log.append(event)])) },
+    {
+      none: () => base.append(event),
+      ...Object.fromEntries(
+        cadences.map((every) => [
+          String(every),
+          () => (chainsByCadence.get(every) as { log: RedisAuditLog }).log.append(event),
+        ]),
+      ),
+    },
     { concurrency: 1, durationMs: options.durationMs },
   );
   await new Promise((resolve) => setTimeout(resolve, 100)); // let the last checkpoints land

@@ -24,7 +24,10 @@ async function closedPort(): Promise<number> {
 describe('npm test (scripts/test.mjs)', () => {
   it('without Redis, stops at once and says how to start one', async () => {
     const port = await closedPort();
-    const child = spawn(process.execPath, [SCRIPT, 'scripts/test-runner'], { env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [SCRIPT, 'scripts/test-runner'], {
+      env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
@@ -34,9 +37,22 @@ describe('npm test (scripts/test.mjs)', () => {
   });
 
   it('counts cancelled tests as failed in the closing line', () => {
-    const tap = ['TAP version 13', 'not ok 1 - suite', '# tests 19', '# suites 1', '# pass 0', '# fail 0', '# cancelled 19', '# skipped 0', '# todo 0'].join('\n');
+    const tap = [
+      'TAP version 13',
+      'not ok 1 - suite',
+      '# tests 19',
+      '# suites 1',
+      '# pass 0',
+      '# fail 0',
+      '# cancelled 19',
+      '# skipped 0',
+      '# todo 0',
+    ].join('\n');
     const counts = tapCounts(tap);
-    assert.deepEqual({ pass: counts.pass, fail: counts.fail, cancelled: counts.cancelled }, { pass: 0, fail: 0, cancelled: 19 });
+    assert.deepEqual(
+      { pass: counts.pass, fail: counts.fail, cancelled: counts.cancelled },
+      { pass: 0, fail: 0, cancelled: 19 },
+    );
     const [line] = summaryLines(counts);
     assert.match(line, /^tests: 0 passed, 19 failed \(0 failed, 19 cancelled/);
     assert.equal(summaryLines(tapCounts('# pass 7\n# fail 1\n# cancelled 0\n'))[0], 'tests: 7 passed, 1 failed');

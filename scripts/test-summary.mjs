@@ -9,13 +9,23 @@ export function tapCounts(tap) {
     const all = [...tap.matchAll(new RegExp(`^# ${name} (\\d+)$`, 'gm'))];
     return all.length === 0 ? 0 : Number(all[all.length - 1][1]);
   };
-  return { tests: count('tests'), pass: count('pass'), fail: count('fail'), cancelled: count('cancelled'), skipped: count('skipped'), todo: count('todo') };
+  return {
+    tests: count('tests'),
+    pass: count('pass'),
+    fail: count('fail'),
+    cancelled: count('cancelled'),
+    skipped: count('skipped'),
+    todo: count('todo'),
+  };
 }
 
 /** "N passed, N failed" (the cancelled counted as failed), and what the failed were. */
 export function summaryLines(counts) {
   const failed = counts.fail + counts.cancelled;
-  const detail = counts.cancelled > 0 ? ` (${counts.fail} failed, ${counts.cancelled} cancelled: a hook or the test's process failed)` : '';
+  const detail =
+    counts.cancelled > 0
+      ? ` (${counts.fail} failed, ${counts.cancelled} cancelled: a hook or the test's process failed)`
+      : '';
   return [`tests: ${counts.pass} passed, ${failed} failed${detail}`];
 }
 
@@ -42,5 +52,8 @@ export function slowestLines(durations, root, n = 10) {
     .slice(0, n);
   if (rows.length === 0) return [];
   const rel = (file) => (file.startsWith(root) ? file.slice(root.length).replace(/^\//, '') : file);
-  return [`slowest ${rows.length} test files:`, ...rows.map(([file, ms]) => `  ${(ms / 1000).toFixed(1).padStart(6)} s  ${rel(file)}`)];
+  return [
+    `slowest ${rows.length} test files:`,
+    ...rows.map(([file, ms]) => `  ${(ms / 1000).toFixed(1).padStart(6)} s  ${rel(file)}`),
+  ];
 }

@@ -57,14 +57,24 @@ const durationsFile = join(scratch, 'durations.json');
 // test files and every node process they start.
 const SOURCE = '--conditions=countersign-source';
 const nodeOptions = process.env.NODE_OPTIONS ?? '';
-const env = { ...process.env, NODE_OPTIONS: nodeOptions.includes(SOURCE) ? nodeOptions : `${nodeOptions} ${SOURCE}`.trim() };
+const env = {
+  ...process.env,
+  NODE_OPTIONS: nodeOptions.includes(SOURCE) ? nodeOptions : `${nodeOptions} ${SOURCE}`.trim(),
+};
 const result = spawnSync(
   process.execPath,
   [
-    '--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000',
-    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
-    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
-    `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${durationsFile}`,
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    '--test-timeout=300000',
+    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tapFile}`,
+    `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`,
+    `--test-reporter-destination=${durationsFile}`,
     ...files,
   ],
   { cwd: root, env, stdio: 'inherit' },
@@ -80,4 +90,4 @@ try {
 rmSync(scratch, { recursive: true, force: true });
 const counts = tapCounts(tap);
 process.stdout.write(`\n${[...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
-process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 ? 0 : (result.status || 1));
+process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 ? 0 : result.status || 1);

@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parametersDigest } from '@countersign/proto';
-import { bindCommand, checkUnchanged, CommandError, executable, resolveCommandPath, withCommandParameter } from '../src/cli/bound-command.js';
+import {
+  bindCommand,
+  checkUnchanged,
+  CommandError,
+  executable,
+  resolveCommandPath,
+  withCommandParameter,
+} from '../src/cli/bound-command.js';
 import { CountersignClientError } from '../src/sdk/errors.js';
 
 const binding = { path: '/usr/bin/deploy', sha256: 'ab'.repeat(32), args: ['1.4.2'] };
@@ -60,7 +67,11 @@ describe('countersign run: the bound command', () => {
     const script = await bindCommand(['./tool', 'a b'], {}, dir);
     const native = await bindCommand([process.execPath, '--version']);
     try {
-      assert.deepEqual(script.binding, { path: join(dir, 'tool'), sha256: createHash('sha256').update('#!/bin/sh\necho tool\n').digest('hex'), args: ['a b'] });
+      assert.deepEqual(script.binding, {
+        path: join(dir, 'tool'),
+        sha256: createHash('sha256').update('#!/bin/sh\necho tool\n').digest('hex'),
+        args: ['a b'],
+      });
       assert.equal(script.argv0, './tool');
       assert.equal(script.native, false);
       assert.equal(executable(script), join(dir, 'tool'));
@@ -74,7 +85,11 @@ describe('countersign run: the bound command', () => {
 
   it('notices a file swapped in by rename, edited in place, removed, or no longer executable', async () => {
     const cases: [string, (path: string) => Promise<void>, RegExp][] = [
-      ['swapped', async (p) => (await writeFile(`${p}.new`, '#!/bin/sh\necho evil\n', { mode: 0o755 }), rename(`${p}.new`, p)), /the path names another file now/],
+      [
+        'swapped',
+        async (p) => (await writeFile(`${p}.new`, '#!/bin/sh\necho evil\n', { mode: 0o755 }), rename(`${p}.new`, p)),
+        /the path names another file now/,
+      ],
       ['edited', (p) => writeFile(p, '#!/bin/sh\necho edited\n'), /its SHA-256 is no longer the approved one/],
       ['removed', (p) => rm(p), /it is gone: ENOENT/],
       ['unexecutable', (p) => chmod(p, 0o644), /it is no longer executable/],
@@ -97,20 +112,32 @@ describe('countersign run: the bound command', () => {
   });
 
   it('adds "command" to the parameters object, or as the last member of JSON text kept as given; both digest the same', () => {
-    const asObject = withCommandParameter({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1.4.2' } }, binding);
+    const asObject = withCommandParameter(
+      { operation: 'deploy', resource: 'prod/web', parameters: { version: '1.4.2' } },
+      binding,
+    );
     assert.deepEqual(asObject.parameters, { version: '1.4.2', command: binding });
     const text = '{ "version" : "1.4.2",\n  "n": 1.0 }\n';
     const asText = withCommandParameter({ operation: 'deploy', resource: 'prod/web', parametersJson: text }, binding);
     assert.equal(asText.parametersJson, `{ "version" : "1.4.2",\n  "n": 1.0 ,"command":${JSON.stringify(binding)}}\n`);
-    assert.equal(parametersDigest(JSON.parse(asText.parametersJson ?? '')), parametersDigest({ version: '1.4.2', n: 1, command: binding }));
-    assert.equal(withCommandParameter({ operation: 'x', resource: 'y', parametersJson: ' { } ' }, binding).parametersJson, `{"command":${JSON.stringify(binding)}}`);
+    assert.equal(
+      parametersDigest(JSON.parse(asText.parametersJson ?? '')),
+      parametersDigest({ version: '1.4.2', n: 1, command: binding }),
+    );
+    assert.equal(
+      withCommandParameter({ operation: 'x', resource: 'y', parametersJson: ' { } ' }, binding).parametersJson,
+      `{"command":${JSON.stringify(binding)}}`,
+    );
   });
 
   it('refuses a "command" parameter of the user\'s own rather than replacing it', () => {
     for (const input of [{ parameters: { command: 'rm -rf /' } }, { parametersJson: '{"command":"rm -rf /"}' }]) {
       assert.throws(
         () => withCommandParameter({ operation: 'x', resource: 'y', ...input }, binding),
-        (e: unknown) => e instanceof CountersignClientError && e.code === 'ERR_USAGE' && /the parameter "command" is set by countersign run/.test(e.message),
+        (e: unknown) =>
+          e instanceof CountersignClientError &&
+          e.code === 'ERR_USAGE' &&
+          /the parameter "command" is set by countersign run/.test(e.message),
       );
     }
   });

@@ -12,7 +12,10 @@ describe('parametersJsonFromFlags', () => {
   });
 
   it('writes --param members from what was typed, after those of --parameters-json', () => {
-    assert.equal(parametersJsonFromFlags(['v=1.4.2', 'n:=1.50', 'flags:=["a", "b"]'], undefined), '{"v":"1.4.2","n":1.50,"flags":["a", "b"]}');
+    assert.equal(
+      parametersJsonFromFlags(['v=1.4.2', 'n:=1.50', 'flags:=["a", "b"]'], undefined),
+      '{"v":"1.4.2","n":1.50,"flags":["a", "b"]}',
+    );
     assert.equal(parametersJsonFromFlags(['c=3'], '{ "b": 2.50 }\n'), '{ "b": 2.50 ,"c":"3"}\n');
     assert.equal(parametersJsonFromFlags(['c=3'], ' { } '), '{"c":"3"}');
     assert.equal(parametersJsonFromFlags([], undefined), '{}');
@@ -28,7 +31,11 @@ describe('parametersJsonFromFlags', () => {
       [[], '[1]', /--parameters-json must be a JSON object, got an array/],
       [['a=1'], '{"a":0}', /given more than once/],
     ] as [string[], string | undefined, RegExp][]) {
-      assert.throws(() => parametersJsonFromFlags(params, json), (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && code.test(e.message), `${params.join(' ')} ${json ?? ''}`);
+      assert.throws(
+        () => parametersJsonFromFlags(params, json),
+        (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && code.test(e.message),
+        `${params.join(' ')} ${json ?? ''}`,
+      );
     }
   });
 });

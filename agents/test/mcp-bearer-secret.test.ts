@@ -65,7 +65,10 @@ describe('countersign mcp --http: the bearer secret file', () => {
     const looseDir = join(dir, 'loose');
     await mkdir(looseDir);
     await chmod(looseDir, 0o777);
-    assert.match(await refusal(join(looseDir, 'mcp-http.token')), /loose is writable by other users \(mode 0777\); chmod 700 it$/);
+    assert.match(
+      await refusal(join(looseDir, 'mcp-http.token')),
+      /loose is writable by other users \(mode 0777\); chmod 700 it$/,
+    );
 
     const link = join(dir, 'link.token');
     await symlink(join(dir, 'hand.token'), link);
@@ -83,7 +86,15 @@ describe('countersign mcp --http: the bearer secret file', () => {
   it('matches only "Bearer <the secret>"', () => {
     assert.equal(bearerMatches(`Bearer ${SECRET}`, SECRET), true);
     assert.equal(bearerMatches(`bearer  ${SECRET}`, SECRET), true);
-    for (const header of [undefined, '', SECRET, `Bearer ${SECRET}x`, `Bearer ${SECRET.slice(1)}`, `Basic ${SECRET}`, `Bearer ${SECRET} extra`]) {
+    for (const header of [
+      undefined,
+      '',
+      SECRET,
+      `Bearer ${SECRET}x`,
+      `Bearer ${SECRET.slice(1)}`,
+      `Basic ${SECRET}`,
+      `Bearer ${SECRET} extra`,
+    ]) {
       assert.equal(bearerMatches(header, SECRET), false, String(header));
     }
   });

@@ -8,7 +8,13 @@ import { nestedDeeperThan, readLines } from '../src/mcp/json-lines.js';
 async function read(chunks: (string | Buffer)[], maxBytes: number) {
   const input = new PassThrough();
   const seen: string[] = [];
-  const ended = new Promise<void>((resolve) => readLines(input, maxBytes, { line: (l) => seen.push(`line:${l}`), tooLong: (n) => seen.push(`too long:${n}`), end: resolve }));
+  const ended = new Promise<void>((resolve) =>
+    readLines(input, maxBytes, {
+      line: (l) => seen.push(`line:${l}`),
+      tooLong: (n) => seen.push(`too long:${n}`),
+      end: resolve,
+    }),
+  );
   for (const chunk of chunks) input.write(chunk);
   input.end();
   await ended;
@@ -17,7 +23,11 @@ async function read(chunks: (string | Buffer)[], maxBytes: number) {
 
 describe('mcp-proxy: bounded JSON lines', () => {
   it('splits lines across chunks, takes \\r\\n and a last line without a newline', async () => {
-    assert.deepEqual(await read(['{"a"', ':1}\n{"b":2}\r\n', '{"c"', ':3}'], 100), ['line:{"a":1}', 'line:{"b":2}', 'line:{"c":3}']);
+    assert.deepEqual(await read(['{"a"', ':1}\n{"b":2}\r\n', '{"c"', ':3}'], 100), [
+      'line:{"a":1}',
+      'line:{"b":2}',
+      'line:{"c":3}',
+    ]);
   });
 
   it('keeps multi-byte characters split between chunks', async () => {

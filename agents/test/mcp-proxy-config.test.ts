@@ -43,7 +43,10 @@ max_wait: 2m
     assert.ok(deploy.matches('deploy') && !deploy.matches('deploy2'));
     assert.deepEqual(deploy.credential, { meta: 'io.countersign/credential', argument: undefined });
     assert.equal(deploy.reason.render({ tool: 'deploy', arguments: {} }), 'AI agent calls MCP tool deploy');
-    assert.equal(deploy.resource.render({ tool: 'deploy', arguments: { cluster: 'eu-1', service: 'web' } }), 'k8s/eu-1/web');
+    assert.equal(
+      deploy.resource.render({ tool: 'deploy', arguments: { cluster: 'eu-1', service: 'web' } }),
+      'k8s/eu-1/web',
+    );
   });
 
   it('names the file, line, column and key of each mistake', () => {
@@ -51,24 +54,46 @@ max_wait: 2m
       configError('version: 1\ntools:\n  - name: drop\n    operation: db.drop\n    resorce: "db/{arguments.table}"\n'),
       'guard.yaml:3:5: tools[0].resource: is required\nguard.yaml:5:5: tools[0].resorce: unknown key "resorce"',
     );
-    assert.match(configError('version: 2\ntools: []\n'), /^guard\.yaml:1:10: version: version: expected 1\nguard\.yaml:2:8: tools: tools: name at least one tool to guard$/);
-    assert.match(configError('version: 1\ntools:\n  - { name: a, operation: x, resource: "db/{args.table}" }\n'), /guard\.yaml:3:40: tools\[0\]\.resource: \{args\.table\} is not a placeholder: use \{tool\} or \{arguments\.NAME\}/);
-    assert.match(configError('version: 1\ntools:\n  - { name: a, operation: "drop table", resource: db }\n'), /tools\[0\]\.operation: "drop table" is not an operation/);
-    assert.match(configError('version: 1\ntools:\n  - { name: a, operation: x, resource: db }\nmax_wait: soon\n'), /guard\.yaml:4:11: max_wait: max_wait: expected a duration like 30s, 10m, 1h/);
-    assert.match(configError('version: 1\ntools:\n  - { name: a, operation: x, resource: db }\n  - { name: a, name: b }\n'), /guard\.yaml:4:16: Map keys must be unique/);
+    assert.match(
+      configError('version: 2\ntools: []\n'),
+      /^guard\.yaml:1:10: version: version: expected 1\nguard\.yaml:2:8: tools: tools: name at least one tool to guard$/,
+    );
+    assert.match(
+      configError('version: 1\ntools:\n  - { name: a, operation: x, resource: "db/{args.table}" }\n'),
+      /guard\.yaml:3:40: tools\[0\]\.resource: \{args\.table\} is not a placeholder: use \{tool\} or \{arguments\.NAME\}/,
+    );
+    assert.match(
+      configError('version: 1\ntools:\n  - { name: a, operation: "drop table", resource: db }\n'),
+      /tools\[0\]\.operation: "drop table" is not an operation/,
+    );
+    assert.match(
+      configError('version: 1\ntools:\n  - { name: a, operation: x, resource: db }\nmax_wait: soon\n'),
+      /guard\.yaml:4:11: max_wait: max_wait: expected a duration like 30s, 10m, 1h/,
+    );
+    assert.match(
+      configError('version: 1\ntools:\n  - { name: a, operation: x, resource: db }\n  - { name: a, name: b }\n'),
+      /guard\.yaml:4:16: Map keys must be unique/,
+    );
   });
 });
 
 describe('templates', () => {
-  const render = (source: string, args: Record<string, unknown>) => compileTemplate(source).render({ tool: 'drop_table', arguments: args });
+  const render = (source: string, args: Record<string, unknown>) =>
+    compileTemplate(source).render({ tool: 'drop_table', arguments: args });
 
   it('fills placeholders from the call, nested ones too', () => {
     assert.equal(render('db/{arguments.table}', { table: 'orders' }), 'db/orders');
-    assert.equal(render('{tool}:{arguments.target.env}/{arguments.n}', { target: { env: 'prod' }, n: 3 }), 'drop_table:prod/3');
+    assert.equal(
+      render('{tool}:{arguments.target.env}/{arguments.n}', { target: { env: 'prod' }, n: 3 }),
+      'drop_table:prod/3',
+    );
   });
 
   it('refuses values that would move the resource or are not scalars', () => {
-    assert.throws(() => render('db/{arguments.table}', { table: '../prod' }), /arguments\.table = "\.\.\/prod" cannot go into "db\/\{arguments\.table\}"/);
+    assert.throws(
+      () => render('db/{arguments.table}', { table: '../prod' }),
+      /arguments\.table = "\.\.\/prod" cannot go into "db\/\{arguments\.table\}"/,
+    );
     assert.throws(() => render('db/{arguments.table}', { table: '..' }), /must not be empty, "\." or "\.\."/);
     assert.throws(() => render('db/{arguments.table}', { table: 'a b' }), /whitespace/);
     assert.throws(() => render('db/{arguments.table}', { table: '' }), /must not be empty/);

@@ -108,8 +108,7 @@ export interface VoteInput {
  * to the passkey sign-in the approver made recently.
  */
 export type PasskeyProof =
-  | { kind: 'assertion'; challengeId: string; response: unknown }
-  | { kind: 'sign_in'; signInId: string };
+  { kind: 'assertion'; challengeId: string; response: unknown } | { kind: 'sign_in'; signInId: string };
 
 /**
  * The approver console as channels see it: where a request's page is, and a

@@ -28,7 +28,13 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Tracing } from './observability/tracing.js';
 import { Principals } from './policy/principals.js';
-import { createSlack, loadSlackSettings, SLACK_CHANNEL_NAME, SLACK_EVENTS_PATH, type BrokerSlack } from './channels/slack.js';
+import {
+  createSlack,
+  loadSlackSettings,
+  SLACK_CHANNEL_NAME,
+  SLACK_EVENTS_PATH,
+  type BrokerSlack,
+} from './channels/slack.js';
 import { checkEvictionPolicy, type Redis } from './redis/connection.js';
 import { checkDurability, connectConfiguredRedis, durabilityOf } from './config/redis.js';
 import { startHealthServer, type RunningHealthServer } from './api/health-server.js';
@@ -67,7 +73,10 @@ export interface BrokerOverrides {
 }
 
 /** The identity section of the config, with paths resolved. */
-export function identitySettings(config: BrokerConfig, overrides: Pick<BrokerOverrides, 'env' | 'workloadApiBackoff'> = {}): IdentitySettings {
+export function identitySettings(
+  config: BrokerConfig,
+  overrides: Pick<BrokerOverrides, 'env' | 'workloadApiBackoff'> = {},
+): IdentitySettings {
   const path = (p: string) => configPath(config, p);
   const { svid } = config.identity;
   return {
@@ -80,7 +89,11 @@ export function identitySettings(config: BrokerConfig, overrides: Pick<BrokerOve
           trustBundles: svid.workload_api.trust_bundles,
         }
       : { source: 'files', certFile: path(svid.cert_file as string), keyFile: path(svid.key_file as string) },
-    bundles: config.identity.bundles.map((b) => ({ trustDomain: b.trust_domain, file: path(b.file), format: b.format })),
+    bundles: config.identity.bundles.map((b) => ({
+      trustDomain: b.trust_domain,
+      file: path(b.file),
+      format: b.format,
+    })),
     reloadIntervalMs: config.identity.reload_interval,
     ...(overrides.workloadApiBackoff ? { workloadApiBackoff: overrides.workloadApiBackoff } : {}),
     ...(overrides.env ? { env: overrides.env } : {}),
@@ -119,7 +132,15 @@ export interface RunningBroker {
 /** The audit chain with its sinks, durability waits and checkpoints: the same in every role. */
 async function openAudit(
   config: BrokerConfig,
-  deps: { redis: Redis; keys: Keys; keyring: Keyring; clock: Clock; logger: Logger; issuer: string; overrides: BrokerOverrides },
+  deps: {
+    redis: Redis;
+    keys: Keys;
+    keyring: Keyring;
+    clock: Clock;
+    logger: Logger;
+    issuer: string;
+    overrides: BrokerOverrides;
+  },
 ): Promise<{ audit: RedisAuditLog; auditRedis: Redis; auditSink: FanoutSink; checkpointer: Checkpointer }> {
   const { redis, keys, keyring, clock, logger, issuer, overrides } = deps;
   const sinks: AuditSink[] = [];
@@ -208,7 +229,9 @@ interface Files {
 }
 
 async function readFiles(config: BrokerConfig): Promise<Files> {
-  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  const principals = config.principals
+    ? await Principals.load(configPath(config, config.principals.file))
+    : Principals.empty();
   const keyring = await loadKeyring(config);
   return { principals, keyring };
 }
@@ -225,7 +248,12 @@ interface Core extends Base, Files {
   close(): Promise<void>;
 }
 
-async function connectCore(config: BrokerConfig, overrides: BrokerOverrides, base: Base & Files, wiring: RoleWiring): Promise<Core> {
+async function connectCore(
+  config: BrokerConfig,
+  overrides: BrokerOverrides,
+  base: Base & Files,
+  wiring: RoleWiring,
+): Promise<Core> {
   const { logger } = base;
   const ownsRedis = overrides.redis === undefined;
   const redis = overrides.redis ?? (await connectConfiguredRedis(config, wiring.connectionName));
@@ -233,7 +261,13 @@ async function connectCore(config: BrokerConfig, overrides: BrokerOverrides, bas
   if (evictionWarning) logger.warn(evictionWarning);
   const keys = new Keys(config.redis.prefix);
   const scripts = registerScripts(redis);
-  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, { ...base, redis, keys, issuer: wiring.issuer, overrides });
+  const { audit, auditRedis, auditSink, checkpointer } = await openAudit(config, {
+    ...base,
+    redis,
+    keys,
+    issuer: wiring.issuer,
+    overrides,
+  });
   return {
     ...base,
     redis,
@@ -276,7 +310,11 @@ async function openApprovers(
   const { role } = wiring;
   const env = overrides.env ?? process.env;
   // Workers bind no console listener; Slack cards they render still link to it.
-  const approverConsole = await openConsole(config, { redis, keys, audit, clock, logger, directory: principals, env }, { listen: role !== 'worker' });
+  const approverConsole = await openConsole(
+    config,
+    { redis, keys, audit, clock, logger, directory: principals, env },
+    { listen: role !== 'worker' },
+  );
   if (approverConsole !== undefined) options.onFailure.push(() => approverConsole.close());
   // Slack's settings before anything is built: a bad one stops start-up first (docs/slack.md).
   const slackSettings = await loadSlackSettings(config, env);
@@ -293,7 +331,10 @@ async function openApprovers(
       logger,
       metrics,
       // Votes (and so passkey proofs) reach only the roles that serve; a worker's workflow expires and sweeps.
-      console: approverConsole && { passkeys: role === 'worker' ? undefined : approverConsole.passkeys, requestUrl: approverConsole.requestUrl },
+      console: approverConsole && {
+        passkeys: role === 'worker' ? undefined : approverConsole.passkeys,
+        requestUrl: approverConsole.requestUrl,
+      },
     },
     approvalSettings(config),
     { role, ...(options.minter !== undefined ? { minter: options.minter } : {}) },
@@ -302,7 +343,18 @@ async function openApprovers(
   const slack =
     slackSettings === undefined
       ? undefined
-      : await createSlack(slackSettings, { workflow: approvals.workflow, directory: principals, redis, keys, audit, clock, logger, metrics, role, console: approverConsole?.port_ });
+      : await createSlack(slackSettings, {
+          workflow: approvals.workflow,
+          directory: principals,
+          redis,
+          keys,
+          audit,
+          clock,
+          logger,
+          metrics,
+          role,
+          console: approverConsole?.port_,
+        });
   if (slack !== undefined) options.onFailure.push(() => slack.close());
   await approvals.startWorkers([...extraChannels, ...(slack !== undefined ? [slack.channel] : [])]);
   metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack?.depth()) ?? [])];
@@ -332,7 +384,10 @@ async function startStatusHttp(
 }
 
 /** The plaintext gRPC health listener, when health.grpc_listen is set. */
-async function startHealthListener(config: BrokerConfig, health: HealthImplementation): Promise<RunningHealthServer | undefined> {
+async function startHealthListener(
+  config: BrokerConfig,
+  health: HealthImplementation,
+): Promise<RunningHealthServer | undefined> {
   if (!config.health.grpc_listen) return undefined;
   const listen = splitHostPort(config.health.grpc_listen);
   return startHealthServer({ host: listen.host, port: listen.port, health });
@@ -374,14 +429,23 @@ async function startServices(
   const { redis, keys, audit, checkpointer } = core;
   const rotation = new KeyRotationRecorder({ redis, keys, keyring, audit, clock, logger });
   // Not fatal: until it is recorded, every credential's own record names its kid, and the next mint retries.
-  await rotation.check().catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
+  await rotation
+    .check()
+    .catch((err: unknown) => logger.warn({ err }, 'could not audit the signing key at start-up; will retry'));
   checkpointer.start();
   metrics.sources.now = () => clock.now();
   metrics.sources.signingKey = () => rotation.signingSince();
-  const minter = new CredentialMinter(keyring, { issuer, maxTtlMs: config.credentials.max_ttl, clock, onKeyUsed: (kid) => rotation.noteKeyUsed(kid) });
+  const minter = new CredentialMinter(keyring, {
+    issuer,
+    maxTtlMs: config.credentials.max_ttl,
+    clock,
+    onKeyUsed: (kid) => rotation.noteKeyUsed(kid),
+  });
   const redeemers = new Redeemers(config.credentials.redeemers);
   if (!redeemers.configured) {
-    logger.warn('credentials.redeemers is not set: RedeemCredential refuses every caller (PERMISSION_DENIED) until it lists who may redeem, per audience; see docs/credentials.md');
+    logger.warn(
+      'credentials.redeemers is not set: RedeemCredential refuses every caller (PERMISSION_DENIED) until it lists who may redeem, per audience; see docs/credentials.md',
+    );
   }
   const redemptions = new RedemptionService({ redis, keys, keyring, audit, clock, issuer, redeemers, metrics });
   const policies = new PolicyReloader(
@@ -399,8 +463,17 @@ async function startServices(
     policy,
   );
   warnWithoutConsole(config, policy, logger);
-  const { approvals, console: approverConsole, slack, slackMode } = await openApprovers(config, overrides, core, wiring, { minter, onFailure });
-  await approverConsole?.serve({ workflow: approvals.workflow, store: approvals.store, policy: () => policies.current });
+  const {
+    approvals,
+    console: approverConsole,
+    slack,
+    slackMode,
+  } = await openApprovers(config, overrides, core, wiring, { minter, onFailure });
+  await approverConsole?.serve({
+    workflow: approvals.workflow,
+    store: approvals.store,
+    policy: () => policies.current,
+  });
   const settings = approvalSettings(config);
   const requests = new RequestService(
     {
@@ -415,8 +488,16 @@ async function startServices(
       announceBreakGlass: async (notice) => {
         const queued = await approvals.jobs.notifyBreakGlass(notice);
         logger[queued > 0 ? 'info' : 'warn'](
-          { requestId: notice.requestId, rule: notice.rule, requester: notice.requester, operation: notice.operation, resource: notice.resource },
-          queued > 0 ? 'break-glass used; announcing it to the approvers' : 'break-glass used, and no approver channel (Slack) is configured to announce it: only the audit log records it',
+          {
+            requestId: notice.requestId,
+            rule: notice.rule,
+            requester: notice.requester,
+            operation: notice.operation,
+            resource: notice.resource,
+          },
+          queued > 0
+            ? 'break-glass used; announcing it to the approvers'
+            : 'break-glass used, and no approver channel (Slack) is configured to announce it: only the audit log records it',
         );
       },
     },
@@ -427,14 +508,20 @@ async function startServices(
       sizeLimits: settings.sizeLimits,
     },
   );
-  const refusals = new RefusalAggregator(clock, { intervalMs: config.identity.refusals.interval, maxSources: config.identity.refusals.max_sources });
+  const refusals = new RefusalAggregator(clock, {
+    intervalMs: config.identity.refusals.interval,
+    maxSources: config.identity.refusals.max_sources,
+  });
   const peers = new PeerAuthenticator(
     bundles,
     clock,
     (error, peer, context) => {
       metrics.identityRefusals.inc({ code: error.code });
       if (refusals.note(error, peer, context)) {
-        logger.info({ peer, code: error.code, ...context }, `refused identity: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);
+        logger.info(
+          { peer, code: error.code, ...context },
+          `refused identity: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`,
+        );
       }
     },
     config.identity.xfcc.enabled ? { proxyIds: config.identity.xfcc.proxy_ids } : undefined,
@@ -455,7 +542,9 @@ async function startServices(
           ...(r.proxy ? { proxy: r.proxy } : {}),
           ...(r.sources !== undefined ? { sources: r.sources } : {}),
         })
-        .catch((err: unknown) => logger.warn({ err, code: r.code, source: r.source, count: r.count }, 'could not audit refused identities'));
+        .catch((err: unknown) =>
+          logger.warn({ err, code: r.code, source: r.source, count: r.count }, 'could not audit refused identities'),
+        );
     }
     return summaries.length;
   };
@@ -472,7 +561,11 @@ async function startServices(
     limiter: approvals.limiter,
     onRefused: (error, peer) => {
       metrics.identityRefusals.inc({ code: error.code });
-      if (refusals.note(error, peer, {})) logger.info({ peer, code: error.code }, `refused token exchange: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`);
+      if (refusals.note(error, peer, {}))
+        logger.info(
+          { peer, code: error.code },
+          `refused token exchange: ${error.message} (more like it from ${sourceOf(peer)} are summed in the audit trail)`,
+        );
     },
   });
   const refusalTimer = setInterval(() => void flushRefusals(), refusals.intervalMs);
@@ -513,7 +606,14 @@ async function startServices(
       },
       {
         definition: ApprovalsService,
-        implementation: createApprovalsService({ peers, workflow: approvals.workflow, directory: principals, logger, metrics, tracing }),
+        implementation: createApprovalsService({
+          peers,
+          workflow: approvals.workflow,
+          directory: principals,
+          logger,
+          metrics,
+          tracing,
+        }),
       },
     ],
   });
@@ -528,12 +628,14 @@ async function startServices(
   const servingNames = ['', 'countersign.v1.Broker', 'countersign.v1.Approvals', 'countersign.v1.Identity'];
   let ready = true;
   const readinessTimer = setInterval(() => {
-    Promise.all([redis.ping(), checkDurability(redis, durability, keys.auditChain())]).then(
-      () => (ready = true),
-      () => (ready = false),
-    ).finally(() => {
-      for (const name of servingNames) grpc.health.setStatus(name, ready ? 'SERVING' : 'NOT_SERVING');
-    });
+    Promise.all([redis.ping(), checkDurability(redis, durability, keys.auditChain())])
+      .then(
+        () => (ready = true),
+        () => (ready = false),
+      )
+      .finally(() => {
+        for (const name of servingNames) grpc.health.setStatus(name, ready ? 'SERVING' : 'NOT_SERVING');
+      });
   }, 5000);
   readinessTimer.unref();
   const healthServer = await startHealthListener(config, grpc.health);
@@ -541,7 +643,13 @@ async function startServices(
   identity.onChange(() => grpc.updateTls(identity.tls()));
   policies.start();
   logger.info(
-    { spiffeId: svid.spiffeId, grpcPort: grpc.port, httpPort: http.port, healthPort: healthServer?.port, policyDigest: policy.digest },
+    {
+      spiffeId: svid.spiffeId,
+      grpcPort: grpc.port,
+      httpPort: http.port,
+      healthPort: healthServer?.port,
+      policyDigest: policy.digest,
+    },
     'broker started',
   );
 
@@ -573,7 +681,12 @@ async function startServices(
       // watchers are told to reconnect (to another replica) at once rather than cut at the end of the grace.
       for (const name of servingNames) grpc.health.setStatus(name, 'NOT_SERVING');
       stopping.abort();
-      await Promise.all([grpc.close(config.shutdown_grace), http.close(), healthServer?.close(), approverConsole?.close()]);
+      await Promise.all([
+        grpc.close(config.shutdown_grace),
+        http.close(),
+        healthServer?.close(),
+        approverConsole?.close(),
+      ]);
       await flushRefusals();
       // Jobs in flight finish (or go back to the queue) before the connections go.
       await approvals.close();
@@ -586,17 +699,25 @@ async function startServices(
 }
 
 /** Rules that need passkeys cannot be approved without the console: say so at start-up (policy check says it too). */
-function warnWithoutConsole(config: BrokerConfig, policy: { document: { rules: { name: string; approval?: { step_up: string } | undefined }[] } }, logger: Logger): void {
+function warnWithoutConsole(
+  config: BrokerConfig,
+  policy: { document: { rules: { name: string; approval?: { step_up: string } | undefined }[] } },
+  logger: Logger,
+): void {
   if (config.console.enabled) return;
   const rules = policy.document.rules.filter((r) => r.approval?.step_up === 'webauthn').map((r) => r.name);
   if (rules.length > 0) {
-    logger.warn({ rules }, `rules ${rules.join(', ')} require step-up webauthn, but the approver console is off (console.enabled): their requests cannot be approved, only denied or left to expire`);
+    logger.warn(
+      { rules },
+      `rules ${rules.join(', ')} require step-up webauthn, but the approver console is off (console.enabled): their requests cannot be approved, only denied or left to expire`,
+    );
   }
 }
 
 /** Tracing from the config, or from the standard OTEL_* environment variables; off when neither names an endpoint. */
 function startTracing(config: BrokerConfig, env: NodeJS.ProcessEnv, logger: Logger): Tracing {
-  const endpoint = config.tracing.otlp_endpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const endpoint =
+    config.tracing.otlp_endpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (!endpoint) return Tracing.disabled();
   const serviceName = config.tracing.service_name ?? env.OTEL_SERVICE_NAME ?? 'countersign-broker';
   return Tracing.start({ endpoint, serviceName, sampleRatio: config.tracing.sample_ratio }, logger);
@@ -620,11 +741,18 @@ export interface RunningWorker {
  * `countersign-broker serve --role worker`: only the queue workers (notifications,
  * expiry, sweeper), plus the HTTP listener for health, readiness and metrics.
  */
-export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOverrides, 'role'> = {}): Promise<RunningWorker> {
+export async function startWorker(
+  config: BrokerConfig,
+  overrides: Omit<BrokerOverrides, 'role'> = {},
+): Promise<RunningWorker> {
   const base = baseOf(config, overrides);
   const files = await readFiles(config);
   // No SVID here to name the signer by: see RoleWiring.issuer.
-  const wiring: RoleWiring = { role: 'worker', connectionName: 'countersign-worker', issuer: config.credentials.issuer ?? `spiffe://${config.trust_domain}` };
+  const wiring: RoleWiring = {
+    role: 'worker',
+    connectionName: 'countersign-worker',
+    issuer: config.credentials.issuer ?? `spiffe://${config.trust_domain}`,
+  };
   const onFailure: (() => Promise<void>)[] = [];
   try {
     const core = await connectCore(config, overrides, { ...base, ...files }, wiring);
@@ -642,7 +770,11 @@ export async function startWorker(config: BrokerConfig, overrides: Omit<BrokerOv
   }
 }
 
-async function runWorker(config: BrokerConfig, core: Core, { approvals, slack, http }: { approvals: Approvals; slack: BrokerSlack | undefined; http: RunningHttpServer }): Promise<RunningWorker> {
+async function runWorker(
+  config: BrokerConfig,
+  core: Core,
+  { approvals, slack, http }: { approvals: Approvals; slack: BrokerSlack | undefined; http: RunningHttpServer },
+): Promise<RunningWorker> {
   const { redis, logger, metrics } = core;
   // The same probes as the API replicas: "" follows Redis, "liveness" the process.
   const health = new HealthImplementation({ '': 'SERVING', liveness: 'SERVING' });

@@ -25,7 +25,13 @@ export class CountersignError extends Error {
   /** Extra, non-secret facts for logs and audit (field names, limits). */
   readonly details: Record<string, unknown>;
 
-  constructor(kind: ErrorKind, code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+  constructor(
+    kind: ErrorKind,
+    code: ErrorCode,
+    message: string,
+    details: Record<string, unknown> = {},
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.kind = kind;
     this.code = code;

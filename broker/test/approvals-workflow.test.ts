@@ -40,7 +40,12 @@ const requirement = (patch: Partial<ApprovalRequirement> = {}): ApprovalRequirem
   ...patch,
 });
 
-const baseRequest = RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', parametersJson: '{"version":"1"}', audience: 'https://deploy.example.org' });
+const baseRequest = RequestOperationRequest.create({
+  operation: 'deploy',
+  resource: 'prod/web',
+  parametersJson: '{"version":"1"}',
+  audience: 'https://deploy.example.org',
+});
 
 describe('approval workflow', () => {
   const clock = new ManualClock(Date.now());
@@ -60,11 +65,23 @@ describe('approval workflow', () => {
 
   const approvals = () => t.broker.approvals;
 
-  async function create(patch: Partial<ApprovalRequirement> = {}, who: { requester?: string; onBehalfOf?: string; parameters?: string } = {}): Promise<StoredRequest> {
+  async function create(
+    patch: Partial<ApprovalRequirement> = {},
+    who: { requester?: string; onBehalfOf?: string; parameters?: string } = {},
+  ): Promise<StoredRequest> {
     const { store, outbox } = approvals();
     const { request } = await store.create({
-      requester: { spiffeId: who.requester ?? `spiffe://${TD}/ci/deployer`, trustDomain: TD, thumbprint: 'thumbprint-of-the-requester', notAfter: clock.now() + 3600_000 },
-      operation: validateOperationRequest({ ...baseRequest, onBehalfOf: who.onBehalfOf ?? '', parametersJson: who.parameters ?? `{"n":${Math.random()}}` }),
+      requester: {
+        spiffeId: who.requester ?? `spiffe://${TD}/ci/deployer`,
+        trustDomain: TD,
+        thumbprint: 'thumbprint-of-the-requester',
+        notAfter: clock.now() + 3600_000,
+      },
+      operation: validateOperationRequest({
+        ...baseRequest,
+        onBehalfOf: who.onBehalfOf ?? '',
+        parametersJson: who.parameters ?? `{"n":${Math.random()}}`,
+      }),
       rule: 'test-rule',
       rules: ['test-rule'],
       policyDigest: 'sha256:test',
@@ -75,8 +92,21 @@ describe('approval workflow', () => {
     return request;
   }
 
-  const vote = (request: StoredRequest, principal: string, decision: 'approve' | 'deny', extra: Partial<VoteInput> = {}) =>
-    approvals().workflow.vote({ requestId: request.id, principal, channel: 'test', decision, reason: '', stepUp: 'click', ...extra });
+  const vote = (
+    request: StoredRequest,
+    principal: string,
+    decision: 'approve' | 'deny',
+    extra: Partial<VoteInput> = {},
+  ) =>
+    approvals().workflow.vote({
+      requestId: request.id,
+      principal,
+      channel: 'test',
+      decision,
+      reason: '',
+      stepUp: 'click',
+      ...extra,
+    });
 
   const state = async (id: string) => (await approvals().store.get(id))?.state;
 
@@ -102,7 +132,7 @@ describe('approval workflow', () => {
     assert.equal(second.request.resolutionMessage, 'denied by bob (test): also no');
   });
 
-  it('lets members of the rule\'s groups decide, and nobody else', async () => {
+  it("lets members of the rule's groups decide, and nobody else", async () => {
     const r = await create({ approvers: [], groups: ['sre'] });
     const bob = await vote(r, 'bob', 'approve');
     assert.equal(bob.counted, false);
@@ -111,10 +141,13 @@ describe('approval workflow', () => {
     const carol = await vote(r, 'carol', 'approve');
     assert.ok(carol.counted);
     assert.equal(carol.request.state, 'APPROVED');
-    assert.deepEqual((await approvals().workflow.listPendingFor('dave')).filter((v) => v.id === r.id), []);
+    assert.deepEqual(
+      (await approvals().workflow.listPendingFor('dave')).filter((v) => v.id === r.id),
+      [],
+    );
   });
 
-  it('keeps the requester\'s own principal from deciding, unless the rule allows self-approval', async () => {
+  it("keeps the requester's own principal from deciding, unless the rule allows self-approval", async () => {
     const asAlice = { requester: `spiffe://${TD}/human/alice` };
     const r = await create({}, asAlice);
     const refused = await vote(r, 'alice', 'approve');
@@ -142,15 +175,22 @@ describe('approval workflow', () => {
     assert.equal(await state(r.id), 'PENDING_APPROVAL');
     assert.deepEqual((await approvals().store.getWithVotes(r.id))?.votes, [], 'refused votes are not recorded');
 
-    const ok = await vote(r, 'alice', 'approve', { stepUp: 'confirm', confirmedResource: 'prod/web', reason: 'checked the diff' });
+    const ok = await vote(r, 'alice', 'approve', {
+      stepUp: 'confirm',
+      confirmedResource: 'prod/web',
+      reason: 'checked the diff',
+    });
     assert.ok(ok.counted);
-    assert.deepEqual(ok.request.votes.map((v) => [v.principal, v.stepUp, v.reason, v.channel]), [['alice', 'confirm', 'checked the diff', 'test']]);
+    assert.deepEqual(
+      ok.request.votes.map((v) => [v.principal, v.stepUp, v.reason, v.channel]),
+      [['alice', 'confirm', 'checked the diff', 'test']],
+    );
     assert.equal(ok.request.votes[0]?.at, clock.now());
     const refusedCodes = (await audit(r.id)).filter((e) => e.type === 'vote_refused').map((e) => e.code);
     assert.deepEqual(refusedCodes, ['ERR_STEP_UP_REQUIRED', 'ERR_STEP_UP_MISMATCH', 'ERR_REASON_REQUIRED']);
   });
 
-  it('counts a channel\'s redelivery of the same interaction once', async () => {
+  it("counts a channel's redelivery of the same interaction once", async () => {
     const r = await create({ required: 2 });
     const first = await vote(r, 'alice', 'approve', { deliveryId: 'slack-action-1' });
     const redelivered = await vote(r, 'alice', 'approve', { deliveryId: 'slack-action-1' });
@@ -187,7 +227,12 @@ describe('approval workflow', () => {
     assert.equal(expired?.resolutionMessage, 'expired with 0 of 1 approval(s)');
     const late = await vote(r, 'alice', 'approve');
     assert.equal(!late.counted && late.code, 'ERR_REQUEST_EXPIRED');
-    assert.match(!late.counted ? late.message : '', new RegExp(`request ${r.id} expired at ${new Date(r.expiresAt).toISOString()} with 0 of 1 approval\\(s\\); it no longer accepts votes`));
+    assert.match(
+      !late.counted ? late.message : '',
+      new RegExp(
+        `request ${r.id} expired at ${new Date(r.expiresAt).toISOString()} with 0 of 1 approval\\(s\\); it no longer accepts votes`,
+      ),
+    );
     assert.equal((await approvals().workflow.expire(r.id)).code, ScriptCode.Resolved, 'expiring twice changes nothing');
   });
 
@@ -208,7 +253,15 @@ describe('approval workflow', () => {
     await assert.rejects(approvals().workflow.cancel(r.requester, r.id, ''), { code: 'ERR_REQUEST_RESOLVED' });
     const deny = await vote(r, 'bob', 'deny');
     assert.equal(!deny.counted && deny.code, 'ERR_REQUEST_RESOLVED');
-    const [code] = await approvals().store.vote(r, { principal: 'bob', decision: 'deny', channel: 'test', at: clock.now(), stepUp: 'click', reason: '', deliveryId: '' });
+    const [code] = await approvals().store.vote(r, {
+      principal: 'bob',
+      decision: 'deny',
+      channel: 'test',
+      at: clock.now(),
+      stepUp: 'click',
+      reason: '',
+      deliveryId: '',
+    });
     assert.equal(code, ScriptCode.Resolved, 'the script itself refuses, whatever the caller checked');
     assert.equal(await state(r.id), 'APPROVED');
   });
@@ -216,36 +269,80 @@ describe('approval workflow', () => {
   it('finishes what a transition implies when the process that ran it died first (the outbox)', async () => {
     const r = await create({ required: 1 });
     // As if the broker died right after the Lua script: the vote counts, its records are not written yet.
-    const [code] = await approvals().store.vote(r, { principal: 'bob', decision: 'approve', channel: 'test', at: clock.now(), stepUp: 'click', reason: 'lgtm', deliveryId: '' });
+    const [code] = await approvals().store.vote(r, {
+      principal: 'bob',
+      decision: 'approve',
+      channel: 'test',
+      at: clock.now(),
+      stepUp: 'click',
+      reason: 'lgtm',
+      deliveryId: '',
+    });
     assert.equal(code, ScriptCode.Approved);
-    assert.deepEqual((await audit(r.id)).map((e) => e.type), ['request_received', 'decision']);
+    assert.deepEqual(
+      (await audit(r.id)).map((e) => e.type),
+      ['request_received', 'decision'],
+    );
     const outbox = await t.broker.redis.hkeys(`${t.prefix}outbox`);
     assert.deepEqual(outbox.filter((f) => f.startsWith(r.id)).sort(), [`${r.id}|resolved`, `${r.id}|vote|bob`]);
 
     clock.advance(10_000);
-    assert.equal((await approvals().sweeper.sweep()).outboxCompleted, 0, 'a fresh entry belongs to the process that wrote it');
+    assert.equal(
+      (await approvals().sweeper.sweep()).outboxCompleted,
+      0,
+      'a fresh entry belongs to the process that wrote it',
+    );
     clock.advance(25_000);
     assert.equal((await approvals().sweeper.sweep()).outboxCompleted, 2);
-    assert.deepEqual((await audit(r.id)).map((e) => e.type), ['request_received', 'decision', 'vote', 'resolution']);
-    assert.deepEqual((await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)), []);
+    assert.deepEqual(
+      (await audit(r.id)).map((e) => e.type),
+      ['request_received', 'decision', 'vote', 'resolution'],
+    );
+    assert.deepEqual(
+      (await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)),
+      [],
+    );
   });
 
   it('records the votes and the resolution before the credential, when the requester collects before the voter wrote them', async () => {
     const r = await create({ required: 1 });
     // The vote counted (Lua) on another replica that has not appended its records yet, or lost Redis before it could.
-    const [code] = await approvals().store.vote(r, { principal: 'alice', decision: 'approve', channel: 'test', at: clock.now(), stepUp: 'click', reason: '', deliveryId: '' });
+    const [code] = await approvals().store.vote(r, {
+      principal: 'alice',
+      decision: 'approve',
+      channel: 'test',
+      at: clock.now(),
+      stepUp: 'click',
+      reason: '',
+      deliveryId: '',
+    });
     assert.equal(code, ScriptCode.Approved);
     const collected = await approvals().delivery!.get(identityOf(r), r.id);
     assert.ok(collected.credential?.jti);
-    assert.deepEqual((await audit(r.id)).map((e) => e.type), ['request_received', 'decision', 'vote', 'resolution', 'credential_issued']);
-    assert.deepEqual((await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)), []);
+    assert.deepEqual(
+      (await audit(r.id)).map((e) => e.type),
+      ['request_received', 'decision', 'vote', 'resolution', 'credential_issued'],
+    );
+    assert.deepEqual(
+      (await t.broker.redis.hkeys(`${t.prefix}outbox`)).filter((f) => f.startsWith(r.id)),
+      [],
+    );
   });
 
   it('finishes the creation records on a retry when the first attempt died right after storing the request', async () => {
     const { store } = approvals();
-    const operation = validateOperationRequest({ ...baseRequest, clientRequestId: 'crash-1', parametersJson: '{"version":"9"}' });
+    const operation = validateOperationRequest({
+      ...baseRequest,
+      clientRequestId: 'crash-1',
+      parametersJson: '{"version":"9"}',
+    });
     const { request } = await store.create({
-      requester: { spiffeId: `spiffe://${TD}/ci/deployer`, trustDomain: TD, thumbprint: 'first-attempt', notAfter: clock.now() + 3600_000 },
+      requester: {
+        spiffeId: `spiffe://${TD}/ci/deployer`,
+        trustDomain: TD,
+        thumbprint: 'first-attempt',
+        notAfter: clock.now() + 3600_000,
+      },
       operation,
       rule: 'prod-deploys',
       rules: ['prod-deploys'],
@@ -256,22 +353,34 @@ describe('approval workflow', () => {
     assert.deepEqual(await audit(request.id), [], 'the first attempt died before its audit record');
 
     const svid = t.svid('ci/deployer');
-    const client = new BrokerClient(t.address, credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined }), {
-      'grpc.ssl_target_name_override': TD,
-    });
+    const client = new BrokerClient(
+      t.address,
+      credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+        checkServerIdentity: () => undefined,
+      }),
+      {
+        'grpc.ssl_target_name_override': TD,
+      },
+    );
     try {
       const retry = await new Promise<RequestOperationResponse>((resolve, reject) =>
-        client.requestOperation({ ...baseRequest, parametersJson: '{"version":"9"}', clientRequestId: 'crash-1', audience: '' }, (e, r) => (e ? reject(e) : resolve(r))),
+        client.requestOperation(
+          { ...baseRequest, parametersJson: '{"version":"9"}', clientRequestId: 'crash-1', audience: '' },
+          (e, r) => (e ? reject(e) : resolve(r)),
+        ),
       );
       assert.equal(retry.requestId, request.id);
       assert.equal(retry.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
     } finally {
       client.close();
     }
-    assert.deepEqual((await audit(request.id)).map((e) => e.type), ['request_received', 'decision']);
+    assert.deepEqual(
+      (await audit(request.id)).map((e) => e.type),
+      ['request_received', 'decision'],
+    );
   });
 
-  it('mints one credential per approval, for the requester\'s certificate, within the collection window', async () => {
+  it("mints one credential per approval, for the requester's certificate, within the collection window", async () => {
     const r = await create();
     await vote(r, 'alice', 'approve');
     const delivery = approvals().delivery!;
@@ -281,8 +390,12 @@ describe('approval workflow', () => {
     assert.equal(jtis.size, 1);
     assert.equal((await audit(r.id)).filter((e) => e.type === 'credential_issued').length, 1);
 
-    await assert.rejects(delivery.get(identityOf(r, 'another-certificate'), r.id), { code: 'ERR_CERTIFICATE_MISMATCH' });
-    await assert.rejects(delivery.get({ ...identity, spiffeId: `spiffe://${TD}/ci/other` }, r.id), { code: 'ERR_REQUEST_NOT_FOUND' });
+    await assert.rejects(delivery.get(identityOf(r, 'another-certificate'), r.id), {
+      code: 'ERR_CERTIFICATE_MISMATCH',
+    });
+    await assert.rejects(delivery.get({ ...identity, spiffeId: `spiffe://${TD}/ci/other` }, r.id), {
+      code: 'ERR_REQUEST_NOT_FOUND',
+    });
 
     const late = await create();
     await vote(late, 'alice', 'approve');

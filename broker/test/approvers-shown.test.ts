@@ -31,7 +31,21 @@ rules:
 describe('who can approve, as explain and the pending answer say', () => {
   let dir: string;
   const explain = (policy: string, extra: string[]) =>
-    run(['policy', 'explain', '--policy', join(dir, policy), '--principals', join(dir, 'principals.yaml'), '--workload', 'spiffe://example.org/ci/deployer', '--operation', 'deploy', '--resource', 'prod/web', ...extra]);
+    run([
+      'policy',
+      'explain',
+      '--policy',
+      join(dir, policy),
+      '--principals',
+      join(dir, 'principals.yaml'),
+      '--workload',
+      'spiffe://example.org/ci/deployer',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/web',
+      ...extra,
+    ]);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'countersign-approvers-shown-'));
@@ -45,7 +59,10 @@ describe('who can approve, as explain and the pending answer say', () => {
     const out = await explain('policy.yaml', ['--on-behalf-of', 'alice']);
     assert.equal(out.code, 0, out.stderr);
     const decision = out.stdout.split('\n')[0] as string;
-    assert.match(decision, /^decision {2}approve \(rule prod-deploys\): 1 of bob \(not alice: the request is theirs, separation of duties\);/);
+    assert.match(
+      decision,
+      /^decision {2}approve \(rule prod-deploys\): 1 of bob \(not alice: the request is theirs, separation of duties\);/,
+    );
     const plain = await explain('policy.yaml', []);
     assert.match(plain.stdout, /^decision {2}approve \(rule prod-deploys\): 1 of alice, bob;/);
   });
@@ -54,7 +71,10 @@ describe('who can approve, as explain and the pending answer say', () => {
     const out = await explain('reason.yaml', []);
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /^decision {2}deny \(rule prod-deploys\): policy rule prod-deploys requires a reason/m);
-    assert.match(out.stdout, /MATCH {2}prod-deploys +approve +matched, but refuses: policy rule prod-deploys requires a reason for deploy on prod\/web/);
+    assert.match(
+      out.stdout,
+      /MATCH {2}prod-deploys +approve +matched, but refuses: policy rule prod-deploys requires a reason for deploy on prod\/web/,
+    );
     assert.doesNotMatch(out.stdout, /decides/);
   });
 
@@ -62,12 +82,20 @@ describe('who can approve, as explain and the pending answer say', () => {
     const t = await startTestBroker();
     try {
       const svid = t.svid('ci/deployer');
-      const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+      const client = new CountersignClient({
+        address: t.address,
+        certChainPem: svid.chainPem,
+        keyPem: svid.keyPem,
+        caPem: t.ca.pem,
+      });
       const pending = await client.requestOperation({ operation: 'deploy', resource: 'prod/web', onBehalfOf: 'alice' });
       const plain = await client.requestOperation({ operation: 'deploy', resource: 'prod/api' });
       client.close();
       assert.equal(pending.state, 'PENDING_APPROVAL');
-      assert.equal(pending.message, 'waiting for 1 approval(s) from bob (not alice: the request is theirs, separation of duties)');
+      assert.equal(
+        pending.message,
+        'waiting for 1 approval(s) from bob (not alice: the request is theirs, separation of duties)',
+      );
       assert.equal(plain.message, 'waiting for 1 approval(s) from alice, bob');
     } finally {
       await t.close();

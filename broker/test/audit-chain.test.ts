@@ -46,7 +46,10 @@ describe('audit chain in Redis', () => {
     keys = new Keys(`${r.prefix}${++n}:`); // under the test's prefix, so cleanup takes it
     clock = new ManualClock();
     heads = testHeadSigner(keyring, ISSUER);
-    checkpointer = new Checkpointer({ redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1_000_000, intervalMs: 60_000 });
+    checkpointer = new Checkpointer(
+      { redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() },
+      { issuer: ISSUER, everyEvents: 1_000_000, intervalMs: 60_000 },
+    );
     log = new RedisAuditLog(r.redis, keys, clock, { heads });
   });
 
@@ -76,7 +79,15 @@ describe('audit chain in Redis', () => {
     assert.deepEqual(stored, first);
     // The stored bytes are exactly the RFC 8785 form of the record.
     assert.equal(await r.redis.lindex(chain(), 0), serializeRecord(first));
-    const [odd] = await log.appendAll([{ type: 'policy_reload', outcome: 'applied', policy_digest: 'sha256:bb', z: { b: [1.5, 'é€😀'], a: null }, skipped: undefined }]);
+    const [odd] = await log.appendAll([
+      {
+        type: 'policy_reload',
+        outcome: 'applied',
+        policy_digest: 'sha256:bb',
+        z: { b: [1.5, 'é€😀'], a: null },
+        skipped: undefined,
+      },
+    ]);
     assert.equal(odd?.hash, recordHash(odd!));
     assert.equal(await r.redis.lindex(chain(), 1), serializeRecord(odd));
     const report = await verify();
@@ -87,7 +98,14 @@ describe('audit chain in Redis', () => {
   it('keeps each caller’s events contiguous and in order when many append at once, and two logs share one chain', async () => {
     const other = new RedisAuditLog(r.redis, keys, clock, { heads }); // a second replica
     const groups = Array.from({ length: 40 }, (_, i) => [
-      { type: 'request_received', request_id: `req_${i}`, requester: 'spiffe://example.org/ci/x', operation: 'deploy', resource: 'staging/web', parameters_digest: 'd' },
+      {
+        type: 'request_received',
+        request_id: `req_${i}`,
+        requester: 'spiffe://example.org/ci/x',
+        operation: 'deploy',
+        resource: 'staging/web',
+        parameters_digest: 'd',
+      },
       { type: 'decision', request_id: `req_${i}`, decision: 'deny', rule: null, policy_digest: 'sha256:aa' },
     ]);
     const results = await Promise.all(groups.map((g, i) => (i % 2 === 0 ? log : other).appendAll(g)));
@@ -96,8 +114,14 @@ describe('audit chain in Redis', () => {
       assert.equal((records[1] as { seq: number }).seq, (records[0] as { seq: number }).seq + 1);
       assert.equal(records[1]?.prev, records[0]?.hash);
     }
-    const seqs = results.flat().map((rec) => rec.seq).sort((a, b) => a - b);
-    assert.deepEqual(seqs, Array.from({ length: 80 }, (_, i) => i + 1));
+    const seqs = results
+      .flat()
+      .map((rec) => rec.seq)
+      .sort((a, b) => a - b);
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 80 }, (_, i) => i + 1),
+    );
     assert.deepEqual((await verify()).problems, []);
   });
 
@@ -123,10 +147,16 @@ describe('audit chain in Redis', () => {
 
   it('refuses malformed events without appending anything', async () => {
     await assert.rejects(log.append({ type: 'made_up', x: 1 }), { code: 'ERR_AUDIT_EVENT_INVALID' });
-    await assert.rejects(log.appendAll([{ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' }, { type: 'vote', request_id: 'r' }]), {
-      code: 'ERR_AUDIT_EVENT_INVALID',
-      message: /vote lacks principal, decision, channel/,
-    });
+    await assert.rejects(
+      log.appendAll([
+        { type: 'policy_reload', policy_digest: 'x', outcome: 'applied' },
+        { type: 'vote', request_id: 'r' },
+      ]),
+      {
+        code: 'ERR_AUDIT_EVENT_INVALID',
+        message: /vote lacks principal, decision, channel/,
+      },
+    );
     assert.equal(await r.redis.llen(chain()), 0);
   });
 
@@ -134,13 +164,20 @@ describe('audit chain in Redis', () => {
     await log.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' });
     await r.redis.del(keys.auditHead());
     const fresh = new RedisAuditLog(r.redis, keys, clock, { heads });
-    await assert.rejects(fresh.append({ type: 'policy_reload', policy_digest: 'y', outcome: 'applied' }), { code: 'ERR_AUDIT_HEAD_MISSING' });
+    await assert.rejects(fresh.append({ type: 'policy_reload', policy_digest: 'y', outcome: 'applied' }), {
+      code: 'ERR_AUDIT_HEAD_MISSING',
+    });
     assert.equal(await r.redis.llen(chain()), 1);
   });
 
   it('fails closed when the configured durability cannot be reached (no replica acknowledges)', async () => {
-    const strict = new RedisAuditLog(r.redis, keys, clock, { heads, durability: { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 50 } });
-    await assert.rejects(strict.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' }), { code: 'ERR_AUDIT_NOT_DURABLE' });
+    const strict = new RedisAuditLog(r.redis, keys, clock, {
+      heads,
+      durability: { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 50 },
+    });
+    await assert.rejects(strict.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' }), {
+      code: 'ERR_AUDIT_NOT_DURABLE',
+    });
   });
 
   describe('tampering is reported at the sequence number where it happened', () => {
@@ -179,7 +216,11 @@ describe('audit chain in Redis', () => {
     it('an inserted record that links correctly', async () => {
       await tenEvents();
       const before4 = await recordAt(3);
-      const forged = chainRecords({ seq: 3, hash: before4.hash }, [{ type: 'identity_refused', peer: 'forged', code: 'X' }], before4.at)[0]!.record;
+      const forged = chainRecords(
+        { seq: 3, hash: before4.hash },
+        [{ type: 'identity_refused', peer: 'forged', code: 'X' }],
+        before4.at,
+      )[0]!.record;
       await r.redis.linsert(chain(), 'BEFORE', (await r.redis.lindex(chain(), 3)) as string, serializeRecord(forged));
       const report = await verify();
       assert.equal(report.firstBreak, 4);
@@ -187,7 +228,12 @@ describe('audit chain in Redis', () => {
 
     it('an inserted copy of another record', async () => {
       await tenEvents();
-      await r.redis.linsert(chain(), 'BEFORE', (await r.redis.lindex(chain(), 5)) as string, (await r.redis.lindex(chain(), 1)) as string);
+      await r.redis.linsert(
+        chain(),
+        'BEFORE',
+        (await r.redis.lindex(chain(), 5)) as string,
+        (await r.redis.lindex(chain(), 1)) as string,
+      );
       const report = await verify();
       assert.equal(report.firstBreak, 6);
       assert.match(report.problems[0]?.message ?? '', /^seq 6: a copy of record 2 was inserted/);
@@ -215,7 +261,9 @@ describe('audit chain in Redis', () => {
       await tenEvents();
       const jws = (await r.redis.lindex(keys.auditCheckpoints(), 0)) as string;
       const [h, , s] = jws.split('.');
-      const payload = Buffer.from(JSON.stringify({ seq: 10, hash: (await recordAt(9)).hash, iss: ISSUER, iat: 1 })).toString('base64url');
+      const payload = Buffer.from(
+        JSON.stringify({ seq: 10, hash: (await recordAt(9)).hash, iss: ISSUER, iat: 1 }),
+      ).toString('base64url');
       await r.redis.lset(keys.auditCheckpoints(), 0, `${h}.${payload}.${s}`);
       const report = await verify();
       assert.equal(report.problems.length, 1);
@@ -232,7 +280,11 @@ describe('audit chain in Redis', () => {
         .setIssuer(ISSUER)
         .sign(rogue.privateKey);
       await r.redis.rpush(keys.auditCheckpoints(), forged);
-      const unknownKid = await signCheckpoint(new Keyring([rogue], { maxTtlMs: 1000 }), { seq: 10, hash: (await recordAt(10)).hash }, { issuer: ISSUER, now: clock.now() });
+      const unknownKid = await signCheckpoint(
+        new Keyring([rogue], { maxTtlMs: 1000 }),
+        { seq: 10, hash: (await recordAt(10)).hash },
+        { issuer: ISSUER, now: clock.now() },
+      );
       await r.redis.rpush(keys.auditCheckpoints(), unknownKid);
       const report = await verify();
       const cp = report.problems.filter((p) => p.kind === 'checkpoint');
@@ -245,7 +297,11 @@ describe('audit chain in Redis', () => {
       await tenEvents();
       const records = await Promise.all(Array.from({ length: 10 }, (_, i) => recordAt(i + 1)));
       records[2]!.event.peer = 'rewritten';
-      const rebuilt = chainRecords({ seq: 0, hash: GENESIS_HASH }, records.map((x) => x.event), records[0]!.at).map((c) => c.record);
+      const rebuilt = chainRecords(
+        { seq: 0, hash: GENESIS_HASH },
+        records.map((x) => x.event),
+        records[0]!.at,
+      ).map((c) => c.record);
       await r.redis.del(chain());
       await r.redis.rpush(chain(), ...rebuilt.map(serializeRecord));
       await r.redis.hset(keys.auditHead(), 'seq', 10, 'hash', rebuilt[9]!.hash);
@@ -262,7 +318,12 @@ describe('audit chain in Redis', () => {
   });
 
   describe('the chain’s end: signed heads, restarts, missing checkpoints', () => {
-    const event = (i: number) => ({ type: 'identity_refused', peer: `127.0.0.1:${2000 + i}`, code: 'ERR_SVID_EXPIRED', n: i });
+    const event = (i: number) => ({
+      type: 'identity_refused',
+      peer: `127.0.0.1:${2000 + i}`,
+      code: 'ERR_SVID_EXPIRED',
+      n: i,
+    });
     const appendN = async (target: RedisAuditLog, from: number, to: number) => {
       for (let i = from; i <= to; i++) await target.append(event(i));
     };
@@ -273,7 +334,8 @@ describe('audit chain in Redis', () => {
         level: 'info',
         destination: new Writable({
           write(chunk: Buffer, _enc, done) {
-            for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as { level: number; msg: string });
+            for (const line of chunk.toString().split('\n'))
+              if (line.trim()) lines.push(JSON.parse(line) as { level: number; msg: string });
             done();
           },
         }),
@@ -366,7 +428,10 @@ describe('audit chain in Redis', () => {
         const fresh = new RedisAuditLog(r.redis, keys, clock, { heads }); // a broker just started: no memory of seq 15
         await fresh.append(event(16));
         const restart = await recordAt(16);
-        assert.deepEqual([restart.event.type, restart.event.reason, restart.event.found_seq], ['chain_restart', reason, 15]);
+        assert.deepEqual(
+          [restart.event.type, restart.event.reason, restart.event.found_seq],
+          ['chain_restart', reason, 15],
+        );
         assert.deepEqual(
           (await verify()).problems.map((p) => [p.kind, p.seq]),
           [['restart', 16]],
@@ -385,7 +450,10 @@ describe('audit chain in Redis', () => {
       await appendN(b, 21, 23);
       await a.append(event(24));
       const restart = await recordAt(14);
-      assert.deepEqual([restart.event.type, restart.event.reason, restart.event.found_seq, restart.event.last_known_seq], ['chain_restart', 'head_diverged', 13, 12]);
+      assert.deepEqual(
+        [restart.event.type, restart.event.reason, restart.event.found_seq, restart.event.last_known_seq],
+        ['chain_restart', 'head_diverged', 13, 12],
+      );
     });
 
     it('recover: nothing is appended when the chain holds the last known head; a restart when it holds another record there', async () => {
@@ -397,7 +465,10 @@ describe('audit chain in Redis', () => {
       const other = new RedisAuditLog(r.redis, keys, clock, { heads });
       await other.recover([{ seq: 3, hash: 'f'.repeat(64), source: 'file' }]);
       const restart = await recordAt(6);
-      assert.deepEqual([restart.event.type, restart.event.reason, restart.event.last_known_seq, restart.event.source], ['chain_restart', 'head_diverged', 3, 'file']);
+      assert.deepEqual(
+        [restart.event.type, restart.event.reason, restart.event.last_known_seq, restart.event.source],
+        ['chain_restart', 'head_diverged', 3, 'file'],
+      );
     });
 
     it('recover on an empty Redis continues the numbering after the last known head', async () => {
@@ -407,7 +478,10 @@ describe('audit chain in Redis', () => {
       const [record] = await fresh.appendAll([event(1)]);
       assert.equal(record?.seq, 43);
       const first = parseRecord((await r.redis.lindex(chain(), 0)) as string)!;
-      assert.deepEqual([first.seq, first.prev, first.event.reason, first.event.source], [42, known.hash, 'redis_empty', 'checkpoint']);
+      assert.deepEqual(
+        [first.seq, first.prev, first.event.reason, first.event.source],
+        [42, known.hash, 'redis_empty', 'checkpoint'],
+      );
       assert.equal((await headFields()).first_seq, '42');
       // Checkpoints address the list from first_seq on.
       const cp = await checkpointer.checkpointNow();
@@ -441,7 +515,10 @@ describe('audit chain in Redis', () => {
       const offline = async (text: string[]) => {
         const file = join(await mkdtemp(join(tmpdir(), 'audit-export-')), 'audit.jsonl');
         await writeFile(file, `${text.join('\n')}\n`);
-        return verifyAuditTrail({ ...(await readAuditExport(file)), getKey: createLocalJWKSet(keyring.allPublicJwks()) });
+        return verifyAuditTrail({
+          ...(await readAuditExport(file)),
+          getKey: createLocalJWKSet(keyring.allPublicJwks()),
+        });
       };
       assert.deepEqual((await offline(lines)).problems, []);
       const cut = lines.filter((l) => !/"seq":(8|9)\}$/.test(l));
@@ -467,7 +544,12 @@ describe('audit chain in Redis', () => {
   });
 
   describe('approval evidence', () => {
-    const facts = { requester: 'spiffe://example.org/ci/x', operation: 'deploy', resource: 'prod/web', parameters_digest: 'd' };
+    const facts = {
+      requester: 'spiffe://example.org/ci/x',
+      operation: 'deploy',
+      resource: 'prod/web',
+      parameters_digest: 'd',
+    };
     const issued = (id: string, approvers: string[]) => ({
       type: 'credential_issued',
       request_id: id,
@@ -475,14 +557,33 @@ describe('audit chain in Redis', () => {
       subject: facts.requester,
       audience: 'aud',
       expires_at: 1,
-      approval: { request_id: id, rule: 'prod', policy_digest: 'p', approvers: approvers.map((p) => ({ principal: p, channel: 'cli', at: 1, step_up: 'click' })) },
+      approval: {
+        request_id: id,
+        rule: 'prod',
+        policy_digest: 'p',
+        approvers: approvers.map((p) => ({ principal: p, channel: 'cli', at: 1, step_up: 'click' })),
+      },
     });
 
     it('passes when decision, votes and resolution precede the credential', async () => {
       await log.appendAll([
         { type: 'request_received', request_id: 'req_a', ...facts },
-        { type: 'decision', request_id: 'req_a', decision: 'approve', rule: 'prod', policy_digest: 'p', approvals_required: 1 },
-        { type: 'vote', request_id: 'req_a', principal: 'alice', decision: 'approve', channel: 'cli', step_up: 'click' },
+        {
+          type: 'decision',
+          request_id: 'req_a',
+          decision: 'approve',
+          rule: 'prod',
+          policy_digest: 'p',
+          approvals_required: 1,
+        },
+        {
+          type: 'vote',
+          request_id: 'req_a',
+          principal: 'alice',
+          decision: 'approve',
+          channel: 'cli',
+          step_up: 'click',
+        },
         { type: 'resolution', request_id: 'req_a', state: 'APPROVED' },
         issued('req_a', ['alice']),
       ]);
@@ -494,9 +595,23 @@ describe('audit chain in Redis', () => {
     it('reports a credential with no decision, one for a pending request, and one naming an approver who never voted', async () => {
       await log.appendAll([
         issued('req_none', ['alice']),
-        { type: 'decision', request_id: 'req_p', decision: 'approve', rule: 'prod', policy_digest: 'p', approvals_required: 1 },
+        {
+          type: 'decision',
+          request_id: 'req_p',
+          decision: 'approve',
+          rule: 'prod',
+          policy_digest: 'p',
+          approvals_required: 1,
+        },
         issued('req_p', ['alice']),
-        { type: 'decision', request_id: 'req_v', decision: 'approve', rule: 'prod', policy_digest: 'p', approvals_required: 1 },
+        {
+          type: 'decision',
+          request_id: 'req_v',
+          decision: 'approve',
+          rule: 'prod',
+          policy_digest: 'p',
+          approvals_required: 1,
+        },
         { type: 'resolution', request_id: 'req_v', state: 'APPROVED' },
         issued('req_v', ['mallory']),
         { type: 'decision', request_id: 'req_d', decision: 'deny', rule: 'x', policy_digest: 'p' },
@@ -518,7 +633,10 @@ describe('audit chain in Redis', () => {
 
   it('stores one checkpoint per position even when several replicas try', async () => {
     await log.append({ type: 'policy_reload', policy_digest: 'x', outcome: 'applied' });
-    const second = new Checkpointer({ redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() }, { issuer: ISSUER, everyEvents: 1, intervalMs: 60_000 });
+    const second = new Checkpointer(
+      { redis: r.redis, keys, keyring, heads, clock, logger: silentLogger() },
+      { issuer: ISSUER, everyEvents: 1, intervalMs: 60_000 },
+    );
     const outcomes = await Promise.all([checkpointer.checkpointNow(), second.checkpointNow()]);
     assert.equal(outcomes.filter((o) => o.stored).length, 1);
     assert.equal(await r.redis.llen(keys.auditCheckpoints()), 1);

@@ -17,13 +17,27 @@ describe('head signatures (node:crypto) against jose', () => {
       const key = await parseSigningKey(generateSigningKeyPem(alg), `${alg}.pem`);
       const jwks = createLocalJWKSet({ keys: [key.publicJwk] });
       for (let i = 0; i < 200; i++) {
-        const payload = { iss: 'spiffe://example.org/countersign/broker', seq: i + 1, hash: i.toString(16).padStart(64, '0'), checkpoint_seq: i, iat: 1_790_000_000 + i, note: 'é€😀' };
+        const payload = {
+          iss: 'spiffe://example.org/countersign/broker',
+          seq: i + 1,
+          hash: i.toString(16).padStart(64, '0'),
+          checkpoint_seq: i,
+          iat: 1_790_000_000 + i,
+          note: 'é€😀',
+        };
         const jws = signCompactJws(key, HEAD_TYPE, payload);
-        const { payload: verified, protectedHeader } = await jwtVerify(jws, jwks, { algorithms: [alg], typ: HEAD_TYPE });
+        const { payload: verified, protectedHeader } = await jwtVerify(jws, jwks, {
+          algorithms: [alg],
+          typ: HEAD_TYPE,
+        });
         assert.deepEqual(verified, payload);
         assert.deepEqual(protectedHeader, { alg, kid: key.kid, typ: HEAD_TYPE });
         if (alg === 'ES256') {
-          const s = BigInt(`0x${Buffer.from(jws.split('.')[2] as string, 'base64url').subarray(32).toString('hex')}`);
+          const s = BigInt(
+            `0x${Buffer.from(jws.split('.')[2] as string, 'base64url')
+              .subarray(32)
+              .toString('hex')}`,
+          );
           assert.ok(s <= P256_HALF_N, 'low-S');
         }
       }
@@ -38,7 +52,10 @@ describe('head signatures (node:crypto) against jose', () => {
     const sig = signer.sign(head, 5, Date.UTC(2026, 0, 1));
     const ok = await signer.verify(sig, head);
     assert.equal(ok.ok && ok.claims.checkpoint_seq, 5);
-    assert.deepEqual(await signer.verify(sig, { seq: 8, hash: head.hash }).then((v) => !v.ok && v.code), 'ERR_AUDIT_HEAD_MISMATCH');
+    assert.deepEqual(
+      await signer.verify(sig, { seq: 8, hash: head.hash }).then((v) => !v.ok && v.code),
+      'ERR_AUDIT_HEAD_MISMATCH',
+    );
     assert.deepEqual(await signer.verify(undefined, head).then((v) => !v.ok && v.code), 'ERR_AUDIT_HEAD_UNSIGNED');
     const foreign = await verifyHeadSignature(sig, createLocalJWKSet(other.allPublicJwks()), head);
     assert.equal(!foreign.ok && foreign.code, 'ERR_AUDIT_HEAD_SIGNATURE');

@@ -5,7 +5,13 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CountersignError } from '../src/errors.js';
-import { BundleSet, bundleFromDer, bundleFromPem, bundleFromSpiffeJson, type SpiffeBundleNotes } from '../src/identity/bundle.js';
+import {
+  BundleSet,
+  bundleFromDer,
+  bundleFromPem,
+  bundleFromSpiffeJson,
+  type SpiffeBundleNotes,
+} from '../src/identity/bundle.js';
 import { parseStrictJson } from '../src/identity/strict-json.js';
 import { verifySvid } from '../src/identity/x509-svid.js';
 import { CertificateAuthority } from '../src/dev/ca.js';
@@ -38,7 +44,10 @@ describe('SPIFFE bundle documents', () => {
     assert.equal(bundle.sequence, 7n);
     assert.equal(bundle.refreshHintSeconds, 300);
     const svid = next.issueSvid('spiffe://example.org/w');
-    assert.equal((await verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now() })).spiffeId, 'spiffe://example.org/w');
+    assert.equal(
+      (await verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now() })).spiffeId,
+      'spiffe://example.org/w',
+    );
   });
 
   it('keeps a uint64 spiffe_sequence exact', () => {
@@ -69,26 +78,55 @@ describe('SPIFFE bundle documents', () => {
   it('accepts keys: [] as a bundle that trusts nothing', async () => {
     const bundle = bundleFromSpiffeJson('example.org', '{"keys": []}');
     assert.equal(bundle.x509Authorities.length, 0);
-    await assert.rejects(verifySvid(root.issueSvid('spiffe://example.org/w').chainDer, new BundleSet([bundle]), { now: Date.now() }), {
-      code: 'ERR_SVID_UNTRUSTED',
-    });
+    await assert.rejects(
+      verifySvid(root.issueSvid('spiffe://example.org/w').chainDer, new BundleSet([bundle]), { now: Date.now() }),
+      {
+        code: 'ERR_SVID_UNTRUSTED',
+      },
+    );
   });
 
   const refused: [string, string, string][] = [
     ['no keys member', '{"spiffe_sequence": 1}', 'ERR_BUNDLE_NO_KEYS'],
     ['keys that is not an array', '{"keys": {}}', 'ERR_BUNDLE_NO_KEYS'],
-    ['two certificates in one x5c', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root), b64(next)] }] }), 'ERR_BUNDLE_X5C'],
+    [
+      'two certificates in one x5c',
+      JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root), b64(next)] }] }),
+      'ERR_BUNDLE_X5C',
+    ],
     ['an empty x5c', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [] }] }), 'ERR_BUNDLE_X5C'],
-    ['base64url in x5c', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root).replace(/\+/g, '-').replace(/\//g, '_') + '-_'] }] }), 'ERR_BUNDLE_X5C'],
-    ['a kty that does not match the certificate', JSON.stringify({ keys: [{ ...ecJwk(root), kty: 'RSA' }] }), 'ERR_BUNDLE_X5C'],
-    ['a leaf certificate as an authority', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [root.issueSvid('spiffe://example.org/w').der.toString('base64')] }] }), 'ERR_BUNDLE_AUTHORITY_NOT_CA'],
-    ['garbage in x5c', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: ['AAAA'] }] }), 'ERR_BUNDLE_MALFORMED_CERTIFICATE'],
+    [
+      'base64url in x5c',
+      JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root).replace(/\+/g, '-').replace(/\//g, '_') + '-_'] }] }),
+      'ERR_BUNDLE_X5C',
+    ],
+    [
+      'a kty that does not match the certificate',
+      JSON.stringify({ keys: [{ ...ecJwk(root), kty: 'RSA' }] }),
+      'ERR_BUNDLE_X5C',
+    ],
+    [
+      'a leaf certificate as an authority',
+      JSON.stringify({
+        keys: [{ ...ecJwk(root), x5c: [root.issueSvid('spiffe://example.org/w').der.toString('base64')] }],
+      }),
+      'ERR_BUNDLE_AUTHORITY_NOT_CA',
+    ],
+    [
+      'garbage in x5c',
+      JSON.stringify({ keys: [{ ...ecJwk(root), x5c: ['AAAA'] }] }),
+      'ERR_BUNDLE_MALFORMED_CERTIFICATE',
+    ],
     ['a negative spiffe_sequence', '{"spiffe_sequence": -1, "keys": []}', 'ERR_BUNDLE_SEQUENCE'],
     ['a fractional spiffe_sequence', '{"spiffe_sequence": 1.5, "keys": []}', 'ERR_BUNDLE_SEQUENCE'],
     ['a spiffe_sequence beyond uint64', '{"spiffe_sequence": 18446744073709551616, "keys": []}', 'ERR_BUNDLE_SEQUENCE'],
     ['a string spiffe_refresh_hint', '{"spiffe_refresh_hint": "5m", "keys": []}', 'ERR_BUNDLE_REFRESH_HINT'],
     ['a duplicate keys member', `{"keys": [${JSON.stringify(ecJwk(root))}], "keys": []}`, 'ERR_BUNDLE_DUPLICATE_KEY'],
-    ['a duplicate member inside a JWK', `{"keys": [{"kty": "EC", "use": "jwt-svid", "use": "x509-svid"}]}`, 'ERR_BUNDLE_DUPLICATE_KEY'],
+    [
+      'a duplicate member inside a JWK',
+      `{"keys": [{"kty": "EC", "use": "jwt-svid", "use": "x509-svid"}]}`,
+      'ERR_BUNDLE_DUPLICATE_KEY',
+    ],
     ['a JSON array', '[]', 'ERR_BUNDLE_JSON'],
     ['text that is not JSON', 'keys: []', 'ERR_BUNDLE_JSON'],
     ['trailing text', '{"keys": []} x', 'ERR_BUNDLE_JSON'],
@@ -96,15 +134,29 @@ describe('SPIFFE bundle documents', () => {
   ];
   for (const [name, text, code] of refused) {
     it(`refuses ${name} (${code})`, () => {
-      assert.equal(codeOf(() => bundleFromSpiffeJson('example.org', text, 'bundle.json')), code);
+      assert.equal(
+        codeOf(() => bundleFromSpiffeJson('example.org', text, 'bundle.json')),
+        code,
+      );
     });
   }
 
   it('names the file and the entry in its messages', () => {
-    assert.throws(() => bundleFromSpiffeJson('example.org', JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root), b64(next)] }] }), '/etc/b.json'), (e: unknown) => {
-      assert.match((e as Error).message, /^bundle: \/etc\/b\.json keys\[0\]: an x509-svid key must carry exactly one certificate in x5c, got 2$/);
-      return true;
-    });
+    assert.throws(
+      () =>
+        bundleFromSpiffeJson(
+          'example.org',
+          JSON.stringify({ keys: [{ ...ecJwk(root), x5c: [b64(root), b64(next)] }] }),
+          '/etc/b.json',
+        ),
+      (e: unknown) => {
+        assert.match(
+          (e as Error).message,
+          /^bundle: \/etc\/b\.json keys\[0\]: an x509-svid key must carry exactly one certificate in x5c, got 2$/,
+        );
+        return true;
+      },
+    );
   });
 });
 
@@ -114,12 +166,24 @@ describe('PEM and DER bundles', () => {
     assert.equal(bundleFromDer('example.org', [root.certificate.der, next.certificate.der]).x509Authorities.length, 2);
   });
   it('refuses an empty PEM file, a non-CA, and an invalid trust domain name', () => {
-    assert.equal(codeOf(() => bundleFromPem('example.org', '')), 'ERR_BUNDLE_EMPTY');
-    assert.equal(codeOf(() => bundleFromPem('example.org', root.issueSvid('spiffe://example.org/w').pem)), 'ERR_BUNDLE_AUTHORITY_NOT_CA');
-    assert.equal(codeOf(() => bundleFromPem('Example.org', root.pem)), 'ERR_SPIFFE_ID_TRUST_DOMAIN_CHAR');
+    assert.equal(
+      codeOf(() => bundleFromPem('example.org', '')),
+      'ERR_BUNDLE_EMPTY',
+    );
+    assert.equal(
+      codeOf(() => bundleFromPem('example.org', root.issueSvid('spiffe://example.org/w').pem)),
+      'ERR_BUNDLE_AUTHORITY_NOT_CA',
+    );
+    assert.equal(
+      codeOf(() => bundleFromPem('Example.org', root.pem)),
+      'ERR_SPIFFE_ID_TRUST_DOMAIN_CHAR',
+    );
   });
   it('refuses the same trust domain twice in one set', () => {
-    assert.equal(codeOf(() => new BundleSet([bundleFromPem('example.org', root.pem), bundleFromPem('example.org', next.pem)])), 'ERR_BUNDLE_DUPLICATE_TRUST_DOMAIN');
+    assert.equal(
+      codeOf(() => new BundleSet([bundleFromPem('example.org', root.pem), bundleFromPem('example.org', next.pem)])),
+      'ERR_BUNDLE_DUPLICATE_TRUST_DOMAIN',
+    );
   });
 });
 

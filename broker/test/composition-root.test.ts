@@ -24,14 +24,19 @@ describe('one composition root for broker and worker', () => {
     t = await startTestBroker();
     const config = parseConfig(await readFile(t.configFile, 'utf8'), t.configFile);
     // The broker's connection (same Redis, same prefix); the worker does not close what it was given.
-    worker = await startWorker(config, { logger: silentLogger(), redis: t.broker.redis, auditStdout: null, env: withoutSlackEnv(process.env) });
+    worker = await startWorker(config, {
+      logger: silentLogger(),
+      redis: t.broker.redis,
+      auditStdout: null,
+      env: withoutSlackEnv(process.env),
+    });
   });
   after(async () => {
     await worker?.close();
     await t?.close();
   });
 
-  it('writes one chain: the worker checkpoints heads the broker signed, and the broker the worker\'s checkpoints after', async () => {
+  it("writes one chain: the worker checkpoints heads the broker signed, and the broker the worker's checkpoints after", async () => {
     const fromWorker = await worker.checkpointer.checkpointNow();
     assert.ok(fromWorker.stored, `the worker took no checkpoint: ${JSON.stringify(fromWorker)}`);
     assert.equal(decodeJwt(fromWorker.jws).iss, `spiffe://${t.trustDomain}`);

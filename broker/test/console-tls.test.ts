@@ -9,7 +9,11 @@ import { CertificateAuthority, startTestBroker, type TestBroker } from './suppor
 
 const TD = 'example.org';
 
-function get(url: string, ca: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function get(
+  url: string,
+  ca: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { ca, method: options.method ?? 'GET', headers: options.headers }, (res) => {
       let body = '';
@@ -51,11 +55,16 @@ describe('approver console over HTTPS', () => {
     assert.match(pre, /^countersign_pre=[A-Za-z0-9_-]+; Path=\/; HttpOnly; SameSite=Strict; Secure; Max-Age=600$/);
     const preValue = /countersign_pre=([^;]+)/.exec(pre)?.[1] as string;
 
-    const url = (await t.broker.console?.links.issue({ principal: 'alice', by: 'test', method: 'link' }))?.url as string;
+    const url = (await t.broker.console?.links.issue({ principal: 'alice', by: 'test', method: 'link' }))
+      ?.url as string;
     const token = url.split('#t=')[1] as string;
     const signedIn = await get(`${base}/sign-in/link`, ca.pem, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base, cookie: `countersign_pre=${preValue}` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: base,
+        cookie: `countersign_pre=${preValue}`,
+      },
       body: `pre_csrf=${preValue}&token=${token}`,
     });
     assert.equal(signedIn.status, 303);
@@ -69,7 +78,9 @@ describe('approver console over HTTPS', () => {
     assert.equal(list.status, 200);
     assert.match(list.body, /Pending requests/);
     // The plain-http cookie name means nothing here.
-    const other = await get(`${base}/`, ca.pem, { headers: { cookie: `countersign_session=${(session.split(';')[0] as string).split('=')[1]}` } });
+    const other = await get(`${base}/`, ca.pem, {
+      headers: { cookie: `countersign_session=${(session.split(';')[0] as string).split('=')[1]}` },
+    });
     assert.equal(other.status, 303);
   });
 });

@@ -15,7 +15,8 @@ import { devToken } from '../src/cli/dev.js';
 import { renderSpiffeId } from '../src/exchange/oidc-exchange.js';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 
-const sans = async (file: string) => (new X509Certificate(await readFile(file, 'utf8')).subjectAltName ?? '').split(', ');
+const sans = async (file: string) =>
+  (new X509Certificate(await readFile(file, 'utf8')).subjectAltName ?? '').split(', ');
 
 describe('dev trust domain: the broker certificate', () => {
   let dir: string;
@@ -26,14 +27,26 @@ describe('dev trust domain: the broker certificate', () => {
 
   it('names localhost, 127.0.0.1 and ::1 beside its SPIFFE ID', async () => {
     const td = await ensureDevTrustDomain({ dir, trustDomain: 'example.org' });
-    assert.deepEqual(await sans(td.broker.certFile), ['URI:spiffe://example.org/countersign/broker', 'DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1']);
+    assert.deepEqual(await sans(td.broker.certFile), [
+      'URI:spiffe://example.org/countersign/broker',
+      'DNS:localhost',
+      'IP Address:127.0.0.1',
+      'IP Address:0:0:0:0:0:0:0:1',
+    ]);
     assert.deepEqual(await sans(td.workload.certFile), ['URI:spiffe://example.org/ci/deployer']);
   });
 
   it('replaces an older broker certificate without IP SANs on the next start, and keeps the rest', async () => {
     const td = await ensureDevTrustDomain({ dir, trustDomain: 'example.org' });
-    const ca = CertificateAuthority.load('example.org', await readFile(td.caFile, 'utf8'), await readFile(td.caKeyFile, 'utf8'));
-    const old = ca.issueSvid('spiffe://example.org/countersign/broker', { dns: ['localhost'], notAfter: Date.now() + 30 * 24 * 3600_000 });
+    const ca = CertificateAuthority.load(
+      'example.org',
+      await readFile(td.caFile, 'utf8'),
+      await readFile(td.caKeyFile, 'utf8'),
+    );
+    const old = ca.issueSvid('spiffe://example.org/countersign/broker', {
+      dns: ['localhost'],
+      notAfter: Date.now() + 30 * 24 * 3600_000,
+    });
     await writeFile(td.broker.certFile, old.chainPem);
     await writeFile(td.broker.keyFile, old.keyPem);
     const alice = await readFile(td.approvers[0]?.certFile as string, 'utf8');
@@ -48,26 +61,48 @@ describe('dev trust domain: the broker certificate', () => {
 });
 
 describe('dev config.yaml: what dev mode owns of the console', () => {
-  const owned = { trustDomain: 'example.org', grpcPort: 7443, httpPort: 7080, consolePort: 7090, redisUrl: 'redis://127.0.0.1:6379', redisPrefix: 'countersign:dev:abc:' };
+  const owned = {
+    trustDomain: 'example.org',
+    grpcPort: 7443,
+    httpPort: 7080,
+    consolePort: 7090,
+    redisUrl: 'redis://127.0.0.1:6379',
+    redisPrefix: 'countersign:dev:abc:',
+  };
   const fresh = devConfig(owned);
-  const consoleOf = (text: string) => (parseConfig(text, 'config.yaml')).console;
+  const consoleOf = (text: string) => parseConfig(text, 'config.yaml').console;
 
   it('writes the console on localhost at --console-port, and leaves the text alone when nothing changed', () => {
-    assert.deepEqual([consoleOf(fresh).enabled, consoleOf(fresh).listen, consoleOf(fresh).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
+    assert.deepEqual(
+      [consoleOf(fresh).enabled, consoleOf(fresh).listen, consoleOf(fresh).public_url],
+      [true, '127.0.0.1:7090', 'http://localhost:7090'],
+    );
     assert.deepEqual(updateDevConfig(fresh, owned), { text: fresh, added: [] });
   });
 
   it('follows --console-port in listen and in its own localhost URL; port 0 leaves the URL to the port the console gets', () => {
     const moved = updateDevConfig(fresh, { ...owned, consolePort: 7091 }).text;
-    assert.deepEqual([consoleOf(moved).listen, consoleOf(moved).public_url], ['127.0.0.1:7091', 'http://localhost:7091']);
+    assert.deepEqual(
+      [consoleOf(moved).listen, consoleOf(moved).public_url],
+      ['127.0.0.1:7091', 'http://localhost:7091'],
+    );
     const any = updateDevConfig(fresh, { ...owned, consolePort: 0 }).text;
     assert.deepEqual([consoleOf(any).listen, consoleOf(any).public_url], ['127.0.0.1:0', undefined]);
   });
 
   it("keeps the user's console: an address of their own, or the console turned off", () => {
-    const tunnel = updateDevConfig(fresh.replace('http://localhost:7090', 'https://approve.example.com'), { ...owned, consolePort: 7091 }).text;
-    assert.deepEqual([consoleOf(tunnel).listen, consoleOf(tunnel).public_url], ['127.0.0.1:7091', 'https://approve.example.com']);
-    const off = fresh.replace('  enabled: true\n  listen: 127.0.0.1:7090\n', '  enabled: false\n  listen: 127.0.0.1:7090\n');
+    const tunnel = updateDevConfig(fresh.replace('http://localhost:7090', 'https://approve.example.com'), {
+      ...owned,
+      consolePort: 7091,
+    }).text;
+    assert.deepEqual(
+      [consoleOf(tunnel).listen, consoleOf(tunnel).public_url],
+      ['127.0.0.1:7091', 'https://approve.example.com'],
+    );
+    const off = fresh.replace(
+      '  enabled: true\n  listen: 127.0.0.1:7090\n',
+      '  enabled: false\n  listen: 127.0.0.1:7090\n',
+    );
     assert.notEqual(off, fresh);
     assert.equal(updateDevConfig(off, { ...owned, consolePort: 7091 }).text, off);
   });
@@ -77,7 +112,10 @@ describe('dev config.yaml: what dev mode owns of the console', () => {
     assert.doesNotMatch(before, /^console:/m);
     const { text, added } = updateDevConfig(before, owned);
     assert.deepEqual(added, ['console']);
-    assert.deepEqual([consoleOf(text).enabled, consoleOf(text).listen, consoleOf(text).public_url], [true, '127.0.0.1:7090', 'http://localhost:7090']);
+    assert.deepEqual(
+      [consoleOf(text).enabled, consoleOf(text).listen, consoleOf(text).public_url],
+      [true, '127.0.0.1:7090', 'http://localhost:7090'],
+    );
     assert.match(text, / {2}# ours\n {2}max_ttl: 3h\n/);
     assert.deepEqual(updateDevConfig(text, owned), { text, added: [] }, 'added once');
   });
@@ -89,18 +127,32 @@ describe('dev mode: the local CI issuer (issue 18)', () => {
     dir = await mkdtemp(join(tmpdir(), 'countersign-dev-oidc-'));
   });
   after(async () => rm(dir, { recursive: true, force: true }));
-  const owned = { trustDomain: 'example.org', grpcPort: 7443, httpPort: 7080, consolePort: 7090, redisUrl: 'redis://127.0.0.1:6379', redisPrefix: 'countersign:dev:abc:' };
+  const owned = {
+    trustDomain: 'example.org',
+    grpcPort: 7443,
+    httpPort: 7080,
+    consolePort: 7090,
+    redisUrl: 'redis://127.0.0.1:6379',
+    redisPrefix: 'countersign:dev:abc:',
+  };
 
   it('writes an OIDC intermediate below the dev CA and an issuer key whose tokens verify against the JWKS the config names', async () => {
     const td = await ensureDevTrustDomain({ dir, trustDomain: 'example.org' });
     const root = new X509Certificate(await readFile(td.caFile, 'utf8'));
     const intermediate = new X509Certificate(await readFile(td.oidc.caFile, 'utf8'));
-    assert.ok(intermediate.ca && intermediate.checkIssued(root) && intermediate.verify(root.publicKey), 'the OIDC CA is signed by the dev CA');
+    assert.ok(
+      intermediate.ca && intermediate.checkIssued(root) && intermediate.verify(root.publicKey),
+      'the OIDC CA is signed by the dev CA',
+    );
     const config = parseConfig(devConfig(owned), join(dir, 'config.yaml'));
     const [devCi] = config.identity.oidc;
     assert.equal(devCi?.issuer, DEV_OIDC_ISSUER);
     const token = await devToken({ dir, claim: ['ref=refs/heads/feature'], audience: 'countersign', lifetime: 60 });
-    const { payload } = await jwtVerify(token, createLocalJWKSet(JSON.parse(await readFile(td.oidc.jwksFile, 'utf8')) as JSONWebKeySet), { issuer: DEV_OIDC_ISSUER, audience: 'countersign' });
+    const { payload } = await jwtVerify(
+      token,
+      createLocalJWKSet(JSON.parse(await readFile(td.oidc.jwksFile, 'utf8')) as JSONWebKeySet),
+      { issuer: DEV_OIDC_ISSUER, audience: 'countersign' },
+    );
     assert.equal(payload.ref, 'refs/heads/feature');
     assert.equal(payload.actor, 'bob');
     assert.equal(renderSpiffeId(devCi?.spiffe_id, 'example.org', payload), 'spiffe://example.org/ci/hosted-runner');

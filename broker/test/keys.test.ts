@@ -7,7 +7,13 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { RedisAuditLog } from '../src/audit/audit-log.js';
 import { ManualClock } from '../src/clock.js';
 import { parseConfig } from '../src/config/config.js';
-import { generateSigningKeyPem, Keyring, parseSigningKey, VERIFIER_MAX_SKEW_MS, type SigningKey } from '../src/credentials/keys.js';
+import {
+  generateSigningKeyPem,
+  Keyring,
+  parseSigningKey,
+  VERIFIER_MAX_SKEW_MS,
+  type SigningKey,
+} from '../src/credentials/keys.js';
 import { CredentialMinter } from '../src/credentials/mint.js';
 import { KeyRotationRecorder } from '../src/credentials/rotation.js';
 import { silentLogger } from '../src/observability/logger.js';
@@ -41,7 +47,13 @@ describe('signing keys', () => {
   });
 
   it('publishes a new key before it signs, and keeps the old one until everything it signed has expired', async () => {
-    const keyring = new Keyring([{ key: k1, activateAt: undefined }, { key: k2, activateAt: T }], { maxTtlMs: HOUR });
+    const keyring = new Keyring(
+      [
+        { key: k1, activateAt: undefined },
+        { key: k2, activateAt: T },
+      ],
+      { maxTtlMs: HOUR },
+    );
     const kids = (now: number) => keyring.jwks(now).keys.map((k) => k.kid);
 
     assert.equal(keyring.signingKey(T - 1).kid, k1.kid);
@@ -56,7 +68,13 @@ describe('signing keys', () => {
   });
 
   it('keeps every credential verifiable from its issue to its expiry across a rotation', async () => {
-    const keyring = new Keyring([{ key: k1, activateAt: T - 10 * HOUR }, { key: k2, activateAt: T }], { maxTtlMs: HOUR });
+    const keyring = new Keyring(
+      [
+        { key: k1, activateAt: T - 10 * HOUR },
+        { key: k2, activateAt: T },
+      ],
+      { maxTtlMs: HOUR },
+    );
     const clock = new ManualClock(T - 1000);
     const minter = new CredentialMinter(keyring, { issuer: 'iss', maxTtlMs: HOUR, clock });
     const old = await minter.mint(mintInput); // the last one k1 signs
@@ -74,17 +92,33 @@ describe('signing keys', () => {
 
   it('signs with EdDSA when the key is Ed25519', async () => {
     const keyring = new Keyring([ed], { maxTtlMs: HOUR });
-    const minted = await new CredentialMinter(keyring, { issuer: 'iss', maxTtlMs: HOUR, clock: new ManualClock(T) }).mint(mintInput);
-    const { protectedHeader } = await jwtVerify(minted.token, createLocalJWKSet(keyring.jwks(T)), { currentDate: new Date(T) });
+    const minted = await new CredentialMinter(keyring, {
+      issuer: 'iss',
+      maxTtlMs: HOUR,
+      clock: new ManualClock(T),
+    }).mint(mintInput);
+    const { protectedHeader } = await jwtVerify(minted.token, createLocalJWKSet(keyring.jwks(T)), {
+      currentDate: new Date(T),
+    });
     assert.equal(protectedHeader.alg, 'EdDSA');
     assert.equal(protectedHeader.kid, ed.kid);
   });
 
   it('refuses ambiguous schedules and says which file to fix', () => {
-    assert.throws(() => new Keyring([k1, k2], { maxTtlMs: HOUR }), { code: 'ERR_SIGNING_KEY_INVALID', message: /signing key k2\.pem: only one key may omit activate_at/ });
+    assert.throws(() => new Keyring([k1, k2], { maxTtlMs: HOUR }), {
+      code: 'ERR_SIGNING_KEY_INVALID',
+      message: /signing key k2\.pem: only one key may omit activate_at/,
+    });
     assert.throws(() => new Keyring([k1, k1], { maxTtlMs: HOUR }), { message: /k1\.pem: is the same key as k1\.pem/ });
     assert.throws(
-      () => new Keyring([{ key: k1, activateAt: T }, { key: k2, activateAt: T }], { maxTtlMs: HOUR }),
+      () =>
+        new Keyring(
+          [
+            { key: k1, activateAt: T },
+            { key: k2, activateAt: T },
+          ],
+          { maxTtlMs: HOUR },
+        ),
       { message: /k2\.pem: activates at the same time as k1\.pem/ },
     );
     const future = new Keyring([{ key: k1, activateAt: T }], { maxTtlMs: HOUR });
@@ -136,16 +170,25 @@ describe('key rotation audit', () => {
   it('records the signing key once, and each change once, across replicas', async () => {
     const k1 = await parseSigningKey(generateSigningKeyPem(), 'k1.pem');
     const k2 = await parseSigningKey(generateSigningKeyPem(), 'k2.pem');
-    const keyring = new Keyring([{ key: k1, activateAt: T - HOUR }, { key: k2, activateAt: T }], { maxTtlMs: HOUR });
+    const keyring = new Keyring(
+      [
+        { key: k1, activateAt: T - HOUR },
+        { key: k2, activateAt: T },
+      ],
+      { maxTtlMs: HOUR },
+    );
     const keys = new Keys(r.prefix);
     const clock = new ManualClock(T - 1000);
     const audit = new RedisAuditLog(r.redis, keys, clock, { heads: testHeadSigner(keyring) });
-    const replica = () => new KeyRotationRecorder({ redis: r.redis, keys, keyring, audit, clock, logger: silentLogger() });
+    const replica = () =>
+      new KeyRotationRecorder({ redis: r.redis, keys, keyring, audit, clock, logger: silentLogger() });
     const [a, b] = [replica(), replica()];
     await Promise.all([a.check(), b.check(), a.check()]);
     clock.set(T);
     await Promise.all([a.check(), b.check()]);
-    const events = (await r.redis.lrange(keys.auditChain(), 0, -1)).map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
+    const events = (await r.redis.lrange(keys.auditChain(), 0, -1)).map(
+      (l) => (JSON.parse(l) as { event: Record<string, unknown> }).event,
+    );
     assert.deepEqual(
       events.map((e) => [e.type, e.signing_kid, e.previous_kid]),
       [

@@ -40,7 +40,12 @@ function softPasskey() {
   const id = randomBytes(16);
   return {
     credentialId: id.toString('base64url'),
-    virtual: { credentialId: id.toString('base64'), privateKey: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'), signCount: 0, rpId: '' },
+    virtual: {
+      credentialId: id.toString('base64'),
+      privateKey: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+      signCount: 0,
+      rpId: '',
+    },
     publicKey: Buffer.from(isoCBOR.encode(cose)).toString('base64url'),
   };
 }
@@ -60,11 +65,37 @@ const registered = (p: Passkey, rp: URL): AuditEvent => ({
 
 /** A webauthn request and alice's approve vote on it, asserted at `rp` with counter `counter`. */
 function approvedAt(requestId: string, p: Passkey, rp: URL, counter: number, signedOrigin = rp.origin): AuditEvent[] {
-  const challenge: PasskeyChallengeInput = { v: 1, purpose: 'vote', request_id: requestId, decision: 'approve', parameters_digest: DIGEST, nonce: randomBytes(8).toString('base64url') };
-  const response = softAssertion(p.virtual, { challenge: passkeyChallenge(challenge), origin: signedOrigin, rpId: rp.hostname, counter });
+  const challenge: PasskeyChallengeInput = {
+    v: 1,
+    purpose: 'vote',
+    request_id: requestId,
+    decision: 'approve',
+    parameters_digest: DIGEST,
+    nonce: randomBytes(8).toString('base64url'),
+  };
+  const response = softAssertion(p.virtual, {
+    challenge: passkeyChallenge(challenge),
+    origin: signedOrigin,
+    rpId: rp.hostname,
+    counter,
+  });
   return [
-    { type: 'request_received', request_id: requestId, requester: 'spiffe://example.org/ci/deployer', operation: 'db-migrate', resource: 'prod/orders', parameters_digest: DIGEST },
-    { type: 'decision', request_id: requestId, decision: 'approve', rule: 'prod-migrations', policy_digest: 'sha256:p', step_up: 'webauthn' },
+    {
+      type: 'request_received',
+      request_id: requestId,
+      requester: 'spiffe://example.org/ci/deployer',
+      operation: 'db-migrate',
+      resource: 'prod/orders',
+      parameters_digest: DIGEST,
+    },
+    {
+      type: 'decision',
+      request_id: requestId,
+      decision: 'approve',
+      rule: 'prod-migrations',
+      policy_digest: 'sha256:p',
+      step_up: 'webauthn',
+    },
     {
       type: 'vote',
       request_id: requestId,
@@ -90,7 +121,13 @@ function approvedAt(requestId: string, p: Passkey, rp: URL, counter: number, sig
 
 const chain = (events: AuditEvent[]): AuditRecord[] => chainRecords(EMPTY_HEAD, events, 1_000).map((c) => c.record);
 const verify = (records: AuditRecord[], consoleOrigin?: string) =>
-  verifyAuditTrail({ records: records.map((r) => JSON.stringify(r)), checkpoints: [], fromGenesis: true, getKey, consoleOrigin });
+  verifyAuditTrail({
+    records: records.map((r) => JSON.stringify(r)),
+    checkpoints: [],
+    fromGenesis: true,
+    getKey,
+    consoleOrigin,
+  });
 const voteSeqs = (records: AuditRecord[]) => records.filter((r) => r.event.type === 'vote').map((r) => r.seq);
 
 describe('audit verify: passkey votes and the console origin', () => {
@@ -98,7 +135,12 @@ describe('audit verify: passkey votes and the console origin', () => {
   // (public_url changed), she registered a passkey again and approved again.
   const first = softPasskey();
   const second = softPasskey();
-  const events = [registered(first, OLD), ...approvedAt('req_one', first, OLD, 1), registered(second, NEW), ...approvedAt('req_two', second, NEW, 1)];
+  const events = [
+    registered(first, OLD),
+    ...approvedAt('req_one', first, OLD, 1),
+    registered(second, NEW),
+    ...approvedAt('req_two', second, NEW, 1),
+  ];
 
   it('keeps votes made before public_url changed valid: each is judged against its registration', async () => {
     const records = chain(events);
@@ -111,7 +153,11 @@ describe('audit verify: passkey votes and the console origin', () => {
 
   it('names the vote whose signed origin is not its registration’s, whatever the current configuration', async () => {
     // A vote signed at the new console with the passkey registered for the old one (same key, other origin).
-    const moved = [registered(first, OLD), ...approvedAt('req_one', first, OLD, 1), ...approvedAt('req_two', first, NEW, 2, NEW.origin)];
+    const moved = [
+      registered(first, OLD),
+      ...approvedAt('req_one', first, OLD, 1),
+      ...approvedAt('req_two', first, NEW, 2, NEW.origin),
+    ];
     const records = chain(moved);
     const [, seq] = voteSeqs(records);
     for (const origin of [NEW.origin, undefined]) {
@@ -134,13 +180,18 @@ describe('audit verify: passkey votes and the console origin', () => {
     const report = await verify(chain(altered), NEW.origin);
     assert.equal(report.problems.length, 1, JSON.stringify(report.problems));
     assert.equal(report.problems[0]?.seq, seq);
-    assert.match(report.problems[0]?.message ?? '', /records origin https:\/\/countersign\.new\.example:8443 and RP ID countersign\.new\.example, but its passkey was registered for https:\/\/approve\.old\.example \(RP ID approve\.old\.example\)/);
+    assert.match(
+      report.problems[0]?.message ?? '',
+      /records origin https:\/\/countersign\.new\.example:8443 and RP ID countersign\.new\.example, but its passkey was registered for https:\/\/approve\.old\.example \(RP ID approve\.old\.example\)/,
+    );
   });
 
   it('names a vote whose signed client data was altered to another origin', async () => {
     const altered = events.map((e) => structuredClone(e));
     const vote = altered.find((e) => e.type === 'vote') as AuditEvent & { webauthn: Record<string, string> };
-    const client = JSON.parse(Buffer.from(vote.webauthn.client_data_json as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const client = JSON.parse(
+      Buffer.from(vote.webauthn.client_data_json as string, 'base64url').toString('utf8'),
+    ) as Record<string, unknown>;
     client.origin = NEW.origin;
     vote.webauthn.client_data_json = Buffer.from(JSON.stringify(client)).toString('base64url');
     const records = chain(altered);
@@ -167,41 +218,91 @@ describe('the broker at vote time: a passkey counts only at the origin its regis
     const p = softPasskey();
     const stored = await store.register(
       'alice',
-      { credential_id: p.credentialId, public_key: p.publicKey, counter: 0, transports: '', aaguid: '', device_type: 'singleDevice', backed_up: false, name: 'laptop', created_at: 1, last_used_at: 0, rp_id: before.hostname, origin: before.origin },
+      {
+        credential_id: p.credentialId,
+        public_key: p.publicKey,
+        counter: 0,
+        transports: '',
+        aaguid: '',
+        device_type: 'singleDevice',
+        backed_up: false,
+        name: 'laptop',
+        created_at: 1,
+        last_used_at: 0,
+        rp_id: before.hostname,
+        origin: before.origin,
+      },
       5,
     );
     assert.equal(stored, 'registered');
     const audited: AuditEvent[] = [];
     const passkeys = new Passkeys(
-      { store, keys, audit: { append: async (e: AuditEvent) => (audited.push(e), {}) as never, appendAll: async () => [] }, clock: { now: () => 1_000 }, logger: createLogger({ level: 'silent' }) },
+      {
+        store,
+        keys,
+        audit: { append: async (e: AuditEvent) => (audited.push(e), {}) as never, appendAll: async () => [] },
+        clock: { now: () => 1_000 },
+        logger: createLogger({ level: 'silent' }),
+      },
       { origin: now.origin, rpId: now.hostname, rpName: 'Countersign', challengeTtlMs: 60_000, maxPerPrincipal: 5 },
     );
     const target = { principal: 'alice', requestId: 'req_one', parametersDigest: DIGEST, decision: 'approve' as const };
     const options = await passkeys.voteOptions(target);
     assert.equal(options.ok, false);
     assert.equal(!options.ok && options.code, 'ERR_PASSKEY_NONE');
-    assert.match(!options.ok ? options.message : '', /registered for http:\/\/localhost:8090; the console is now at http:\/\/localhost:8091: register a passkey again/);
+    assert.match(
+      !options.ok ? options.message : '',
+      /registered for http:\/\/localhost:8090; the console is now at http:\/\/localhost:8091: register a passkey again/,
+    );
 
     // Alice registers again at the new address; answering with the old passkey still does not count.
     const again = softPasskey();
     const registeredAgain = await store.register(
       'alice',
-      { credential_id: again.credentialId, public_key: again.publicKey, counter: 0, transports: '', aaguid: '', device_type: 'singleDevice', backed_up: false, name: 'phone', created_at: 2, last_used_at: 0, rp_id: now.hostname, origin: now.origin },
+      {
+        credential_id: again.credentialId,
+        public_key: again.publicKey,
+        counter: 0,
+        transports: '',
+        aaguid: '',
+        device_type: 'singleDevice',
+        backed_up: false,
+        name: 'phone',
+        created_at: 2,
+        last_used_at: 0,
+        rp_id: now.hostname,
+        origin: now.origin,
+      },
       5,
     );
     assert.equal(registeredAgain, 'registered');
     const vote = async (p: Passkey) => {
       const o = await passkeys.voteOptions(target);
       assert.ok(o.ok, JSON.stringify(o));
-      assert.deepEqual(o.options.allowCredentials?.map((c) => c.id), [again.credentialId], 'only the passkey bound to this origin is offered');
+      assert.deepEqual(
+        o.options.allowCredentials?.map((c) => c.id),
+        [again.credentialId],
+        'only the passkey bound to this origin is offered',
+      );
       // A browser would use the old one too (the RP ID is the same).
-      const response = softAssertion(p.virtual, { challenge: o.options.challenge, origin: now.origin, rpId: now.hostname, counter: 1 });
-      return passkeys.verifyVote({ ...target, maxAgeMs: undefined }, { kind: 'assertion', challengeId: o.challengeId, response });
+      const response = softAssertion(p.virtual, {
+        challenge: o.options.challenge,
+        origin: now.origin,
+        rpId: now.hostname,
+        counter: 1,
+      });
+      return passkeys.verifyVote(
+        { ...target, maxAgeMs: undefined },
+        { kind: 'assertion', challengeId: o.challengeId, response },
+      );
     };
     const old = await vote(p);
     assert.equal(old.ok, false);
     assert.equal(!old.ok && old.code, 'ERR_PASSKEY_WRONG_ORIGIN');
-    assert.match(!old.ok ? old.message : '', /registered for http:\/\/localhost:8090 \(RP ID localhost\); the console is now at http:\/\/localhost:8091/);
+    assert.match(
+      !old.ok ? old.message : '',
+      /registered for http:\/\/localhost:8090 \(RP ID localhost\); the console is now at http:\/\/localhost:8091/,
+    );
     const fresh = await vote(again);
     assert.ok(fresh.ok, JSON.stringify(fresh));
     assert.equal(fresh.assertion.origin, now.origin);

@@ -21,7 +21,10 @@ let port = 40000;
 /** What PeerAuthenticator reads from a TLS socket: the peer chain as Node links it, and OpenSSL's verdict. */
 function socketWith(svid: IssuedSvid, verdict: { authorized: boolean; authorizationError?: string }): TLSSocket {
   type Linked = { raw: Buffer; fingerprint256: string; issuerCertificate?: Linked };
-  const linked = svid.chainDer.map((raw, i): Linked => ({ raw, fingerprint256: `${i}:${raw.toString('base64').slice(-16)}` }));
+  const linked = svid.chainDer.map((raw, i): Linked => ({
+    raw,
+    fingerprint256: `${i}:${raw.toString('base64').slice(-16)}`,
+  }));
   linked.forEach((cert, i) => {
     const issuer = linked[i + 1];
     if (issuer) cert.issuerCertificate = issuer;
@@ -51,7 +54,9 @@ function setup() {
 describe('PeerAuthenticator: the TLS handshake verdict', () => {
   it('accepts a chain both OpenSSL and verifySvid accept', async () => {
     const { ca, peers, refused } = setup();
-    const socket = socketWith(ca.createIntermediate().issueSvid('spiffe://example.org/ci/deployer'), { authorized: true });
+    const socket = socketWith(ca.createIntermediate().issueSvid('spiffe://example.org/ci/deployer'), {
+      authorized: true,
+    });
     await peers.attach(socket);
     assert.equal((await peers.authenticate(peerOf(socket))).spiffeId, 'spiffe://example.org/ci/deployer');
     assert.deepEqual(refused, []);
@@ -59,7 +64,10 @@ describe('PeerAuthenticator: the TLS handshake verdict', () => {
 
   it('refuses a chain OpenSSL refused for a reason of its own (a name constraint, which Node reports as UNSPECIFIED), even when verifySvid accepts it', async () => {
     const { ca, peers, refused } = setup();
-    const socket = socketWith(ca.issueSvid('spiffe://example.org/ci/deployer'), { authorized: false, authorizationError: 'UNSPECIFIED' });
+    const socket = socketWith(ca.issueSvid('spiffe://example.org/ci/deployer'), {
+      authorized: false,
+      authorizationError: 'UNSPECIFIED',
+    });
     await peers.attach(socket);
     await assert.rejects(peers.authenticate(peerOf(socket)), (e: unknown) => {
       assert.ok(e instanceof CountersignError);
@@ -74,17 +82,23 @@ describe('PeerAuthenticator: the TLS handshake verdict', () => {
   for (const code of ['PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'INVALID_CA', 'CERT_SIGNATURE_FAILURE']) {
     it(`keeps OpenSSL's ${code} after a bundle reload`, async () => {
       const { ca, peers, bundles } = setup();
-      const socket = socketWith(ca.issueSvid('spiffe://example.org/ci/deployer'), { authorized: false, authorizationError: code });
+      const socket = socketWith(ca.issueSvid('spiffe://example.org/ci/deployer'), {
+        authorized: false,
+        authorizationError: code,
+      });
       await peers.attach(socket);
       bundles.replace(new BundleSet([bundleFromPem('example.org', ca.pem)]));
       await assert.rejects(peers.authenticate(peerOf(socket)), { code: 'ERR_SVID_PATH_REJECTED' });
     });
   }
 
-  it('leaves time to the broker\'s clock: a wall-clock expiry in the handshake does not refuse, the injected clock does', async () => {
+  it("leaves time to the broker's clock: a wall-clock expiry in the handshake does not refuse, the injected clock does", async () => {
     const { ca, peers, clock } = setup();
     const now = clock.now();
-    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 10 * MINUTE });
+    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', {
+      notBefore: now - MINUTE,
+      notAfter: now + 10 * MINUTE,
+    });
     const socket = socketWith(svid, { authorized: false, authorizationError: 'CERT_HAS_EXPIRED' });
     await peers.attach(socket);
     assert.equal((await peers.authenticate(peerOf(socket))).spiffeId, 'spiffe://example.org/ci/deployer');
@@ -93,25 +107,42 @@ describe('PeerAuthenticator: the TLS handshake verdict', () => {
 
     const authorized = socketWith(svid, { authorized: true });
     await peers.attach(authorized);
-    await assert.rejects(peers.authenticate(peerOf(authorized)), { code: 'ERR_SVID_EXPIRED' }, 'OpenSSL\'s yes does not override the broker\'s clock either');
+    await assert.rejects(
+      peers.authenticate(peerOf(authorized)),
+      { code: 'ERR_SVID_EXPIRED' },
+      "OpenSSL's yes does not override the broker's clock either",
+    );
   });
 
-  it('leaves trust to the bundles in force: an issuer OpenSSL could not find in the handshake\'s authorities is judged by verifySvid', async () => {
+  it("leaves trust to the bundles in force: an issuer OpenSSL could not find in the handshake's authorities is judged by verifySvid", async () => {
     const { ca, peers, bundles } = setup();
     const next = CertificateAuthority.createRoot('example.org');
-    const socket = socketWith(next.issueSvid('spiffe://example.org/ci/deployer'), { authorized: false, authorizationError: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' });
+    const socket = socketWith(next.issueSvid('spiffe://example.org/ci/deployer'), {
+      authorized: false,
+      authorizationError: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+    });
     await peers.attach(socket);
     await assert.rejects(peers.authenticate(peerOf(socket)), { code: 'ERR_SVID_UNTRUSTED' });
     bundles.replace(new BundleSet([bundleFromPem('example.org', ca.pem + next.pem)]));
-    assert.equal((await peers.authenticate(peerOf(socket))).spiffeId, 'spiffe://example.org/ci/deployer', 'trusted once the bundle holds the new root');
+    assert.equal(
+      (await peers.authenticate(peerOf(socket))).spiffeId,
+      'spiffe://example.org/ci/deployer',
+      'trusted once the bundle holds the new root',
+    );
   });
 
-  it('refuses with verifySvid\'s precise code when both refuse', async () => {
+  it("refuses with verifySvid's precise code when both refuse", async () => {
     const { ca, peers } = setup();
-    const socket = socketWith(ca.createIntermediate({ pathLength: 0, commonName: 'A' }).createIntermediate({ commonName: 'B' }).issueSvid('spiffe://example.org/ci/deployer'), {
-      authorized: false,
-      authorizationError: 'PATH_LENGTH_EXCEEDED',
-    });
+    const socket = socketWith(
+      ca
+        .createIntermediate({ pathLength: 0, commonName: 'A' })
+        .createIntermediate({ commonName: 'B' })
+        .issueSvid('spiffe://example.org/ci/deployer'),
+      {
+        authorized: false,
+        authorizationError: 'PATH_LENGTH_EXCEEDED',
+      },
+    );
     await peers.attach(socket);
     await assert.rejects(peers.authenticate(peerOf(socket)), { code: 'ERR_SVID_PATH_LENGTH' });
   });
@@ -121,20 +152,28 @@ describe('SvidCache', () => {
   it('answers for the same chain, bundle and time window only', async () => {
     const ca = CertificateAuthority.createRoot('example.org');
     const now = Date.now();
-    const svid = ca.createIntermediate({ notBefore: now - MINUTE, notAfter: now + 30 * MINUTE }).issueSvid('spiffe://example.org/ci/deployer', {
-      notBefore: now - MINUTE,
-      notAfter: now + 60 * MINUTE,
-    });
+    const svid = ca
+      .createIntermediate({ notBefore: now - MINUTE, notAfter: now + 30 * MINUTE })
+      .issueSvid('spiffe://example.org/ci/deployer', {
+        notBefore: now - MINUTE,
+        notAfter: now + 60 * MINUTE,
+      });
     const bundles = new BundleSet([bundleFromPem('example.org', ca.pem)]);
     const cache = new SvidCache();
     const first = await verifySvid(svid.chainDer, bundles, { now, cache });
     assert.equal(cache.size, 1);
-    assert.equal(await verifySvid(svid.chainDer, bundles, { now: now + MINUTE, cache }), first, 'the remembered identity');
+    assert.equal(
+      await verifySvid(svid.chainDer, bundles, { now: now + MINUTE, cache }),
+      first,
+      'the remembered identity',
+    );
     // The role is part of the key: judged afresh as a server.
     assert.notEqual(await verifySvid(svid.chainDer, bundles, { now, cache, role: 'server' }), first);
     assert.equal(cache.size, 2);
     // The intermediate expires before the leaf: the window ends with it.
-    await assert.rejects(verifySvid(svid.chainDer, bundles, { now: now + 31 * MINUTE, cache }), { code: 'ERR_SVID_CHAIN_EXPIRED' });
+    await assert.rejects(verifySvid(svid.chainDer, bundles, { now: now + 31 * MINUTE, cache }), {
+      code: 'ERR_SVID_CHAIN_EXPIRED',
+    });
     // Another bundle object (a reload) is judged afresh, even with the same roots.
     const reloaded = new BundleSet([bundleFromPem('example.org', CertificateAuthority.createRoot('example.org').pem)]);
     await assert.rejects(verifySvid(svid.chainDer, reloaded, { now, cache }), { code: 'ERR_SVID_UNTRUSTED' });
@@ -143,12 +182,18 @@ describe('SvidCache', () => {
   it('never remembers a refusal', async () => {
     const ca = CertificateAuthority.createRoot('example.org');
     const now = Date.now();
-    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now + MINUTE, notAfter: now + 60 * MINUTE });
+    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', {
+      notBefore: now + MINUTE,
+      notAfter: now + 60 * MINUTE,
+    });
     const bundles = new BundleSet([bundleFromPem('example.org', ca.pem)]);
     const cache = new SvidCache();
     await assert.rejects(verifySvid(svid.chainDer, bundles, { now, cache }), { code: 'ERR_SVID_NOT_YET_VALID' });
     assert.equal(cache.size, 0);
-    assert.equal((await verifySvid(svid.chainDer, bundles, { now: now + 2 * MINUTE, cache })).spiffeId, 'spiffe://example.org/ci/deployer');
+    assert.equal(
+      (await verifySvid(svid.chainDer, bundles, { now: now + 2 * MINUTE, cache })).spiffeId,
+      'spiffe://example.org/ci/deployer',
+    );
   });
 
   it('drops the least recently used entry when full', async () => {
@@ -156,7 +201,11 @@ describe('SvidCache', () => {
     const bundles = new BundleSet([bundleFromPem('example.org', ca.pem)]);
     const cache = new SvidCache(2);
     const now = Date.now();
-    const [a, b, c] = ['a', 'b', 'c'].map((name) => ca.issueSvid(`spiffe://example.org/${name}`)) as [IssuedSvid, IssuedSvid, IssuedSvid];
+    const [a, b, c] = ['a', 'b', 'c'].map((name) => ca.issueSvid(`spiffe://example.org/${name}`)) as [
+      IssuedSvid,
+      IssuedSvid,
+      IssuedSvid,
+    ];
     const first = await verifySvid(a.chainDer, bundles, { now, cache });
     await verifySvid(b.chainDer, bundles, { now, cache });
     assert.equal(await verifySvid(a.chainDer, bundles, { now, cache }), first, 'a is used again, b is now the oldest');

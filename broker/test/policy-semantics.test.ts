@@ -13,7 +13,14 @@ const NOW = Date.parse('2026-03-02T10:30:00Z'); // a Monday
 function input(spiffeId: string, operation: string, resource: string, extra: Partial<PolicyInput> = {}): PolicyInput {
   const [trustDomain, ...path] = spiffeId.slice('spiffe://'.length).split('/');
   return {
-    workload: { spiffeId, trustDomain: trustDomain as string, path: `/${path.join('/')}`, notBefore: NOW - 60_000, notAfter: NOW + 3600_000, serial: '01' },
+    workload: {
+      spiffeId,
+      trustDomain: trustDomain as string,
+      path: `/${path.join('/')}`,
+      notBefore: NOW - 60_000,
+      notAfter: NOW + 3600_000,
+      serial: '01',
+    },
     operation,
     resource,
     parameters: {},
@@ -41,7 +48,8 @@ groups:
   'principals.yaml',
 );
 
-const policy = (rules: string, extra = '') => Policy.parse(`version: 1\n${extra}rules:\n${rules}`, 'policy.yaml', { principals });
+const policy = (rules: string, extra = '') =>
+  Policy.parse(`version: 1\n${extra}rules:\n${rules}`, 'policy.yaml', { principals });
 const ci = 'spiffe://example.org/ci/deployer';
 
 function approval(d: Decision) {
@@ -51,10 +59,19 @@ function approval(d: Decision) {
 
 describe('policy semantics', () => {
   it('expresses the dev example: staging allowed, prod needs alice or bob, the rest denied', () => {
-    const dev = Policy.parse(devPolicy('example.org'), 'policy.yaml', { principals: Principals.parse(devPrincipals('example.org'), 'principals.yaml') });
-    assert.deepEqual(dev.evaluate(input(ci, 'deploy', 'staging/web')), { effect: 'allow', rule: 'staging-deploys', ttlMs: 600_000 });
+    const dev = Policy.parse(devPolicy('example.org'), 'policy.yaml', {
+      principals: Principals.parse(devPrincipals('example.org'), 'principals.yaml'),
+    });
+    assert.deepEqual(dev.evaluate(input(ci, 'deploy', 'staging/web')), {
+      effect: 'allow',
+      rule: 'staging-deploys',
+      ttlMs: 600_000,
+    });
     const prod = approval(dev.evaluate(input(ci, 'deploy', 'prod/web')));
-    assert.deepEqual([prod.rule, prod.approval.approvers, prod.approval.required, prod.approval.timeoutMs, prod.ttlMs], ['prod-deploys', ['alice', 'bob'], 1, 900_000, 300_000]);
+    assert.deepEqual(
+      [prod.rule, prod.approval.approvers, prod.approval.required, prod.approval.timeoutMs, prod.ttlMs],
+      ['prod-deploys', ['alice', 'bob'], 1, 900_000, 300_000],
+    );
     for (const [id, op, res] of [
       [ci, 'drop-table', 'prod/orders'],
       ['spiffe://example.org/web/frontend', 'deploy', 'staging/web'],
@@ -74,14 +91,28 @@ describe('policy semantics', () => {
   - { name: prod-approve, match: { resource: "*/**" }, decision: approve, approval: { approvers: [alice] } }
   - { name: frozen, match: { resource: "prod/**" }, decision: deny, message: prod is frozen }
 `);
-    assert.deepEqual(p.evaluate(input(ci, 'deploy', 'prod/eu/web', { reason: 'incident' })), { effect: 'deny', rule: 'frozen', message: 'prod is frozen' });
-    assert.equal(p.evaluate(input(ci, 'deploy', 'staging/web', { reason: 'incident' })).effect, 'break_glass', 'break_glass over approve and allow');
-    assert.equal(p.evaluate(input(ci, 'deploy', 'staging/web')).effect, 'approve', 'approve over allow; break_glass needs a reason');
+    assert.deepEqual(p.evaluate(input(ci, 'deploy', 'prod/eu/web', { reason: 'incident' })), {
+      effect: 'deny',
+      rule: 'frozen',
+      message: 'prod is frozen',
+    });
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'staging/web', { reason: 'incident' })).effect,
+      'break_glass',
+      'break_glass over approve and allow',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'staging/web')).effect,
+      'approve',
+      'approve over allow; break_glass needs a reason',
+    );
     assert.equal(p.evaluate(input(ci, 'deploy', 'web')).effect, 'allow');
   });
 
   it('denies when no rule matches, and says why', () => {
-    const d = policy('  - { name: x, match: { operation: deploy }, decision: allow }\n').evaluate(input(ci, 'read', 'prod/web'));
+    const d = policy('  - { name: x, match: { operation: deploy }, decision: allow }\n').evaluate(
+      input(ci, 'read', 'prod/web'),
+    );
     assert.deepEqual(d, { effect: 'deny', rule: null, message: `no policy rule allows read on prod/web for ${ci}` });
     assert.equal(Policy.parse('version: 1\nrules: []\n', 'p.yaml').evaluate(input(ci, 'read', 'x')).effect, 'deny');
   });
@@ -125,11 +156,15 @@ describe('policy semantics', () => {
     assert.deepEqual(d.approval.notify, { slackChannels: ['#deploys', '#payments'], directMessages: true });
     // Approve wins over allow; a single rule keeps its own values.
     const single = approval(p.evaluate(input(ci, 'deploy', 'prod/web')));
-    assert.deepEqual([single.rules, single.approval.required, single.approval.stepUp, single.approval.approvers], [['prod'], 1, 'click', ['alice', 'bob', 'carol']]);
+    assert.deepEqual(
+      [single.rules, single.approval.required, single.approval.stepUp, single.approval.approvers],
+      [['prod'], 1, 'click', ['alice', 'bob', 'carol']],
+    );
   });
 
   it('intersects approver sets across rules through static groups, keeps shared groups, and refuses what nobody can approve', () => {
-    const p = policy(`  - { name: a, match: { resource: "db/*" }, decision: approve, approval: { groups: [dba, oncall] } }
+    const p =
+      policy(`  - { name: a, match: { resource: "db/*" }, decision: approve, approval: { groups: [dba, oncall] } }
   - { name: b, match: { resource: "*/orders" }, decision: approve, approval: { groups: [sre, oncall] } }
   - { name: c, match: { resource: "*/users" }, decision: approve, approval: { approvers: [bob], required: 1 } }
   - { name: d, match: { resource: "db/users" }, decision: approve, approval: { groups: [sre] } }
@@ -139,11 +174,15 @@ describe('policy semantics', () => {
     assert.deepEqual(both.approval.groups, ['oncall'], 'a group every rule names stays a group');
     const none = p.evaluate(input(ci, 'migrate', 'db/users'));
     assert.equal(none.effect, 'deny');
-    assert.match(none.effect === 'deny' ? none.message : '', /rules a, c, d together need 1 approval\(s\) but only 0 person\(s\) can give them/);
+    assert.match(
+      none.effect === 'deny' ? none.message : '',
+      /rules a, c, d together need 1 approval\(s\) but only 0 person\(s\) can give them/,
+    );
   });
 
   it('keeps the requester and the human it acts for out of the count unless the rule allows self-approval', () => {
-    const p = policy(`  - { name: two, match: { operation: deploy }, decision: approve, approval: { approvers: [alice, bob], required: 2 } }
+    const p =
+      policy(`  - { name: two, match: { operation: deploy }, decision: approve, approval: { approvers: [alice, bob], required: 2 } }
   - { name: self-ok, match: { operation: restart }, decision: approve, approval: { approvers: [alice, bob], required: 2, allow_self_approval: true } }
 `);
     assert.equal(p.evaluate(input(ci, 'deploy', 'x')).effect, 'approve');
@@ -152,7 +191,11 @@ describe('policy semantics', () => {
       assert.equal(d.effect, 'deny', who);
       assert.match(d.effect === 'deny' ? d.message : '', /once the requester's own people \(alice\) are left out/);
     }
-    assert.equal(p.evaluate(input('spiffe://example.org/human/alice', 'deploy', 'x')).effect, 'deny', 'alice requesting with her own SVID');
+    assert.equal(
+      p.evaluate(input('spiffe://example.org/human/alice', 'deploy', 'x')).effect,
+      'deny',
+      'alice requesting with her own SVID',
+    );
     assert.equal(p.evaluate(input(ci, 'restart', 'x', { onBehalfOf: 'alice' })).effect, 'approve');
   });
 
@@ -169,7 +212,10 @@ describe('policy semantics', () => {
     assert.deepEqual([noReason.effect, noReason.rule], ['deny', 'prod']);
     assert.match(noReason.effect === 'deny' ? noReason.message : '', /requires a reason/);
     const badTicket = p.evaluate(input(ci, 'read', 'x', { reason: 'r', ticket: 'JIRA-1' }));
-    assert.match(badTicket.effect === 'deny' ? badTicket.message : '', /requires a ticket matching \^OPS-\[0-9\]\+\$ \(got "JIRA-1"\)/);
+    assert.match(
+      badTicket.effect === 'deny' ? badTicket.message : '',
+      /requires a ticket matching \^OPS-\[0-9\]\+\$ \(got "JIRA-1"\)/,
+    );
     assert.equal(p.evaluate(input(ci, 'read', 'x', { reason: 'r', ticket: 'OPS-12' })).effect, 'approve');
     // Both patterns apply when both rules match; the combined pattern demands both.
     assert.equal(p.evaluate(input(ci, 'deploy', 'x', { reason: 'r', ticket: 'OPS-12' })).effect, 'deny');
@@ -194,12 +240,34 @@ describe('policy semantics', () => {
     decision: deny
 `);
     const glass = p.evaluate(input(ci, 'deploy', 'prod/web', { parameters: { emergency: true }, reason: 'site down' }));
-    assert.deepEqual(glass, { effect: 'break_glass', rule: 'glass', ttlMs: 900_000, approvers: ['alice', 'bob'], groups: ['sre'], notify: { slackChannels: ['#incidents'], directMessages: true } });
-    assert.equal(p.evaluate(input(ci, 'deploy', 'prod/web', { parameters: { emergency: true } })).effect, 'approve', 'no reason: the approval path');
-    assert.equal(p.evaluate(input(ci, 'deploy', 'prod/web', { parameters: { emergency: false }, reason: 'x' })).effect, 'approve');
-    assert.equal(p.evaluate(input(ci, 'deploy', 'prod/db', { parameters: { emergency: true }, reason: 'x' })).effect, 'deny');
-    const alone = policy('  - { name: glass, decision: break_glass, break_glass: { approvers: [bob] } }\n').evaluate(input(ci, 'deploy', 'x'));
-    assert.match(alone.effect === 'deny' ? alone.message : '', /rule glass allows it as break-glass, which needs a reason/);
+    assert.deepEqual(glass, {
+      effect: 'break_glass',
+      rule: 'glass',
+      ttlMs: 900_000,
+      approvers: ['alice', 'bob'],
+      groups: ['sre'],
+      notify: { slackChannels: ['#incidents'], directMessages: true },
+    });
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'prod/web', { parameters: { emergency: true } })).effect,
+      'approve',
+      'no reason: the approval path',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'prod/web', { parameters: { emergency: false }, reason: 'x' })).effect,
+      'approve',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'prod/db', { parameters: { emergency: true }, reason: 'x' })).effect,
+      'deny',
+    );
+    const alone = policy('  - { name: glass, decision: break_glass, break_glass: { approvers: [bob] } }\n').evaluate(
+      input(ci, 'deploy', 'x'),
+    );
+    assert.match(
+      alone.effect === 'deny' ? alone.message : '',
+      /rule glass allows it as break-glass, which needs a reason/,
+    );
   });
 
   it('uses the smallest ttl among matching allow rules and reports the first', () => {
@@ -212,7 +280,8 @@ describe('policy semantics', () => {
   });
 
   it('matches callers by exact SPIFFE ID, one-segment and any-depth prefixes, globs and trust domain', () => {
-    const p = policy(`  - { name: exact, match: { workload: spiffe://example.org/ci/deployer, operation: a }, decision: allow }
+    const p =
+      policy(`  - { name: exact, match: { workload: spiffe://example.org/ci/deployer, operation: a }, decision: allow }
   - { name: one-level, match: { workload: "spiffe://example.org/ci/*", operation: b }, decision: allow }
   - { name: subtree, match: { workload: "spiffe://example.org/ci/**", operation: c }, decision: allow }
   - { name: glob, match: { workload: "spiffe://*.example.org/agent-?/**", operation: d }, decision: allow }
@@ -233,7 +302,8 @@ describe('policy semantics', () => {
       ['spiffe://b.org/y', 'f', true],
       ['spiffe://b.org/x', 'f', false],
     ];
-    for (const [id, op, allowed] of cases) assert.equal(p.evaluate(input(id, op, 'r')).effect, allowed ? 'allow' : 'deny', `${id} ${op}`);
+    for (const [id, op, allowed] of cases)
+      assert.equal(p.evaluate(input(id, op, 'r')).effect, allowed ? 'allow' : 'deny', `${id} ${op}`);
   });
 
   it('matches on_behalf_of by name or glob, and never a request acting for nobody', () => {
@@ -244,7 +314,11 @@ describe('policy semantics', () => {
     assert.equal(p.evaluate(input(ci, 'deploy', 'x', { onBehalfOf: 'bob@example.org' })).rule, 'for-alice');
     assert.equal(p.evaluate(input(ci, 'deploy', 'x', { onBehalfOf: 'bob' })).effect, 'deny');
     assert.equal(p.evaluate(input(ci, 'read', 'x', { onBehalfOf: 'bob' })).rule, 'for-anyone');
-    assert.equal(p.evaluate(input(ci, 'read', 'x')).effect, 'deny', 'acting for nobody matches no on_behalf_of pattern');
+    assert.equal(
+      p.evaluate(input(ci, 'read', 'x')).effect,
+      'deny',
+      'acting for nobody matches no on_behalf_of pattern',
+    );
   });
 
   it('evaluates CEL over the request, the caller SVID freshness and the context', () => {
@@ -295,16 +369,43 @@ freeze_windows:
     // 10:30Z on a Monday is 11:30 in Berlin; 16:45Z is 17:45 there.
     assert.equal(p.evaluate(input(ci, 'office', 'r')).effect, 'allow');
     assert.equal(p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-02T16:45:00Z') })).effect, 'deny');
-    assert.equal(p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-01T10:30:00Z') })).effect, 'deny', 'a Sunday');
-    assert.equal(p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-02T08:30:00Z') })).effect, 'allow', '08:30 UTC is 09:30 in Berlin (CET)');
-    assert.equal(p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-02T07:30:00Z') })).effect, 'deny', '07:30 UTC is 08:30 in Berlin');
-    assert.equal(p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-07-06T07:30:00Z') })).effect, 'allow', 'in summer (CEST) 07:30 UTC is 09:30');
+    assert.equal(
+      p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-01T10:30:00Z') })).effect,
+      'deny',
+      'a Sunday',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-02T08:30:00Z') })).effect,
+      'allow',
+      '08:30 UTC is 09:30 in Berlin (CET)',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-03-02T07:30:00Z') })).effect,
+      'deny',
+      '07:30 UTC is 08:30 in Berlin',
+    );
+    assert.equal(
+      p.evaluate(input(ci, 'office', 'r', { now: Date.parse('2026-07-06T07:30:00Z') })).effect,
+      'allow',
+      'in summer (CEST) 07:30 UTC is 09:30',
+    );
 
     const inFreeze = Date.parse('2026-12-24T12:00:00Z');
-    assert.deepEqual(p.evaluate(input(ci, 'deploy', 'r', { now: inFreeze })), { effect: 'deny', rule: 'freeze', message: 'change freeze' });
-    assert.equal(p.evaluate(input(ci, 'deploy', 'r', { now: inFreeze, parameters: { hotfix: 'CVE-1' } })).effect, 'allow');
+    assert.deepEqual(p.evaluate(input(ci, 'deploy', 'r', { now: inFreeze })), {
+      effect: 'deny',
+      rule: 'freeze',
+      message: 'change freeze',
+    });
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'r', { now: inFreeze, parameters: { hotfix: 'CVE-1' } })).effect,
+      'allow',
+    );
     assert.equal(p.evaluate(input(ci, 'release', 'r', { now: inFreeze })).rule, 'named-freeze');
-    assert.equal(p.evaluate(input(ci, 'deploy', 'r', { now: Date.parse('2027-01-03T23:30:00Z') })).effect, 'allow', 'the window ended at 23:00Z');
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'r', { now: Date.parse('2027-01-03T23:30:00Z') })).effect,
+      'allow',
+      'the window ended at 23:00Z',
+    );
     assert.equal(p.evaluate(input(ci, 'deploy', 'r')).effect, 'allow');
 
     assert.equal(p.evaluate(input(ci, 'scan', 'r', { requestRate: 3 })).effect, 'allow');
@@ -313,7 +414,8 @@ freeze_windows:
   });
 
   it('denies, naming the rule, when a condition cannot be evaluated; an unknown request rate fails the same way', () => {
-    const p = policy(`  - { name: needs-key, match: { operation: deploy }, when: request.parameters.max < 3, decision: allow }
+    const p =
+      policy(`  - { name: needs-key, match: { operation: deploy }, when: request.parameters.max < 3, decision: allow }
   - { name: approve-big, match: { operation: deploy }, when: "has(request.parameters.replicas) && request.parameters.replicas >= 3", decision: approve, approval: { approvers: [bob] } }
   - { name: rate, match: { operation: scan }, when: context.request_rate < 10, decision: allow }
 `);
@@ -322,7 +424,11 @@ freeze_windows:
     assert.equal(d.rule, 'needs-key');
     assert.match(d.effect === 'deny' ? d.message : '', /could not be evaluated \(No such key: max\)/);
     assert.equal(p.evaluate(input(ci, 'deploy', 'x', { parameters: { max: 2 } })).effect, 'allow');
-    assert.equal(p.evaluate(input(ci, 'deploy', 'x', { parameters: { replicas: 3 } })).effect, 'deny', 'approve-big matched but needs-key failed: denied');
+    assert.equal(
+      p.evaluate(input(ci, 'deploy', 'x', { parameters: { replicas: 3 } })).effect,
+      'deny',
+      'approve-big matched but needs-key failed: denied',
+    );
     const unknownRate = p.evaluate(input(ci, 'scan', 'x', { requestRate: undefined }));
     assert.deepEqual([unknownRate.effect, unknownRate.rule], ['deny', 'rate']);
   });
@@ -334,19 +440,36 @@ freeze_windows:
     for (let i = 0; i < 120; i++) {
       const match: string[] = [];
       if (i % 3 !== 0) match.push(`operation: ${i % 7 === 0 ? '"*"' : ops[i % ops.length]}`);
-      const workloads = ['"spiffe://example.org/ci/*"', '"spiffe://other.org/ci/*"', '"spiffe://*.org/ci/**"', 'spiffe://other.org/ci/x', '"spiffe://example.org/**"'];
+      const workloads = [
+        '"spiffe://example.org/ci/*"',
+        '"spiffe://other.org/ci/*"',
+        '"spiffe://*.org/ci/**"',
+        'spiffe://other.org/ci/x',
+        '"spiffe://example.org/**"',
+      ];
       if (i % 4 === 1) match.push(`workload: ${workloads[i % workloads.length]}`);
       if (i % 5 === 2) match.push(`trust_domain: ${i % 10 === 2 ? 'example.org' : 'other.org'}`);
       const resources = ['"prod/*"', '"staging/*"', '"*/b"', 'prod/a', '"**"', '"dev/?"', '[prod/a, "staging/**"]'];
       const decision = decisions[(i * 3) % decisions.length] as string;
       // Deny rules stay narrow, or one of them would decide everything.
-      if (i % 2 === 0 || decision === 'deny') match.push(`resource: ${resources[Math.floor(i / 2) % resources.length]}`);
+      if (i % 2 === 0 || decision === 'deny')
+        match.push(`resource: ${resources[Math.floor(i / 2) % resources.length]}`);
       if (decision === 'deny' && !match.some((m) => m.startsWith('operation'))) match.push('operation: read');
       const section =
-        decision === 'approve' ? `, approval: { approvers: [alice, bob, carol], required: ${1 + (i % 3)} }` : decision === 'break_glass' ? ', break_glass: { approvers: [alice] }' : '';
+        decision === 'approve'
+          ? `, approval: { approvers: [alice, bob, carol], required: ${1 + (i % 3)} }`
+          : decision === 'break_glass'
+            ? ', break_glass: { approvers: [alice] }'
+            : '';
       // Mostly guarded conditions; rule 50 (operation scale) fails without n, which denies.
       const when =
-        i === 50 ? ', when: "request.parameters.n > 0"' : i % 9 === 0 ? ', when: "has(request.parameters.n) && request.parameters.n > 2"' : i % 11 === 0 ? ', when: "has(request.parameters.n) && request.parameters.n < 4"' : '';
+        i === 50
+          ? ', when: "request.parameters.n > 0"'
+          : i % 9 === 0
+            ? ', when: "has(request.parameters.n) && request.parameters.n > 2"'
+            : i % 11 === 0
+              ? ', when: "has(request.parameters.n) && request.parameters.n < 4"'
+              : '';
       rules.push(`  - { name: r${i}, match: { ${match.join(', ')} }, decision: ${decision}${section}${when} }`);
     }
     const p = policy(`${rules.join('\n')}\n`);
@@ -359,7 +482,11 @@ freeze_windows:
             for (const reason of ['', 'why']) {
               const i = input(id, op, res, { parameters, reason });
               const decision = p.evaluate(i);
-              assert.deepEqual(decision, p.explain(i).decision, `${id} ${op} ${res} ${JSON.stringify(parameters)} ${reason}`);
+              assert.deepEqual(
+                decision,
+                p.explain(i).decision,
+                `${id} ${op} ${res} ${JSON.stringify(parameters)} ${reason}`,
+              );
               effects.add(`${decision.effect}:${decision.rule}`);
               checked++;
             }
@@ -368,7 +495,7 @@ freeze_windows:
       }
     }
     assert.equal(checked, 3 * 5 * 3 * 4 * 2);
-    assert.ok(effects.size > 20, `the inputs reach many different decisions (${[...effects].join(", ")})`);
+    assert.ok(effects.size > 20, `the inputs reach many different decisions (${[...effects].join(', ')})`);
   });
 
   it('explains every rule: why it did not match, or how it counted', () => {
@@ -418,8 +545,23 @@ tests:
       results.map((r) => [r.name, r.passed, r.failures]),
       [
         ['passes', true, []],
-        ['fails', false, ['required: expected 1, got 2', 'step_up: expected click, got confirm', 'approvers: expected [alice], got [alice, bob]']],
-        ['wrong decision', false, ['decision: expected allow, got deny', `message: expected a deny message containing "nothing", got "no policy rule allows deploy on dev/web for ${ci}"`]],
+        [
+          'fails',
+          false,
+          [
+            'required: expected 1, got 2',
+            'step_up: expected click, got confirm',
+            'approvers: expected [alice], got [alice, bob]',
+          ],
+        ],
+        [
+          'wrong decision',
+          false,
+          [
+            'decision: expected allow, got deny',
+            `message: expected a deny message containing "nothing", got "no policy rule allows deploy on dev/web for ${ci}"`,
+          ],
+        ],
       ],
     );
   });

@@ -40,41 +40,70 @@ describe('policy validation', () => {
     assert.deepEqual(problems(rule('    decision: approve\n    approval:\n      aprovers: [alice]\n')), [
       'policy.yaml:6:7: rule r: approval: unknown key "aprovers" (did you mean "approvers"?)',
     ]);
-    assert.deepEqual(problems('version: 1\nrule: []\n'), ['policy.yaml:1:1: rules: is required (expected array)', 'policy.yaml:2:1: unknown key "rule" (did you mean "rules"?)']);
-    assert.deepEqual(problems(rule('    decision: allow\n    match: { operations: deploy }\n')), ['policy.yaml:5:14: rule r: match: unknown key "operations" (did you mean "operation"?)']);
+    assert.deepEqual(problems('version: 1\nrule: []\n'), [
+      'policy.yaml:1:1: rules: is required (expected array)',
+      'policy.yaml:2:1: unknown key "rule" (did you mean "rules"?)',
+    ]);
+    assert.deepEqual(problems(rule('    decision: allow\n    match: { operations: deploy }\n')), [
+      'policy.yaml:5:14: rule r: match: unknown key "operations" (did you mean "operation"?)',
+    ]);
   });
 
   it('suggests the decision meant and rejects keys that do not apply to it', () => {
-    assert.deepEqual(problems(rule('    decision: aprove\n')), ['policy.yaml:4:15: rule r: decision: expected one of allow, deny, approve, break_glass, got "aprove" (did you mean "approve"?)']);
-    assert.deepEqual(problems(rule('    decision: approve\n')), ['policy.yaml:3:5: rule r: approval: decision approve needs an approval section']);
+    assert.deepEqual(problems(rule('    decision: aprove\n')), [
+      'policy.yaml:4:15: rule r: decision: expected one of allow, deny, approve, break_glass, got "aprove" (did you mean "approve"?)',
+    ]);
+    assert.deepEqual(problems(rule('    decision: approve\n')), [
+      'policy.yaml:3:5: rule r: approval: decision approve needs an approval section',
+    ]);
     assert.deepEqual(problems(rule('    decision: allow\n    message: no\n    approval: { approvers: [alice] }\n')), [
       'policy.yaml:5:14: rule r: message: message is shown when a rule denies; it does not apply to decision allow',
       'policy.yaml:6:15: rule r: approval: the approval section only applies to decision approve, not allow',
     ]);
-    assert.deepEqual(problems(rule('    decision: deny\n    ttl: 5m\n')), ['policy.yaml:5:10: rule r: ttl: ttl does not apply to decision deny']);
-    assert.deepEqual(problems(rule('    decision: break_glass\n    break_glass: {}\n')), ['policy.yaml:5:18: rule r: break_glass: names nobody: give at least one of approvers or groups']);
+    assert.deepEqual(problems(rule('    decision: deny\n    ttl: 5m\n')), [
+      'policy.yaml:5:10: rule r: ttl: ttl does not apply to decision deny',
+    ]);
+    assert.deepEqual(problems(rule('    decision: break_glass\n    break_glass: {}\n')), [
+      'policy.yaml:5:18: rule r: break_glass: names nobody: give at least one of approvers or groups',
+    ]);
   });
 
   it('refuses empty approver sets, unknown names, and required beyond the people who could approve', () => {
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [] }\n')), ['policy.yaml:5:15: rule r: approval: names nobody: give at least one of approvers or groups']);
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alcie, sre, alice, alice], groups: [sres, bob] }\n')), [
-      'policy.yaml:5:29: rule r: approval.approvers[0]: unknown principal "alcie" (did you mean "alice"?)',
-      'policy.yaml:5:36: rule r: approval.approvers[1]: "sre" is a group, not a principal; list it under groups',
-      'policy.yaml:5:48: rule r: approval.approvers[3]: "alice" is listed twice',
-      'policy.yaml:5:65: rule r: approval.groups[0]: unknown group "sres" (did you mean "sre"?)',
-      'policy.yaml:5:71: rule r: approval.groups[1]: "bob" is a principal, not a group; list it under approvers',
+    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [] }\n')), [
+      'policy.yaml:5:15: rule r: approval: names nobody: give at least one of approvers or groups',
     ]);
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice, bob], groups: [sre], required: 4 }\n')), [
-      'policy.yaml:5:67: rule r: approval.required: required is 4 but only 3 distinct people can approve (alice, bob, carol)',
-    ]);
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], deny_threshold: 2 }\n')), [
-      'policy.yaml:5:53: rule r: approval.deny_threshold: deny_threshold is 2 but only 1 distinct person can approve (alice)',
-    ]);
+    assert.deepEqual(
+      problems(
+        rule('    decision: approve\n    approval: { approvers: [alcie, sre, alice, alice], groups: [sres, bob] }\n'),
+      ),
+      [
+        'policy.yaml:5:29: rule r: approval.approvers[0]: unknown principal "alcie" (did you mean "alice"?)',
+        'policy.yaml:5:36: rule r: approval.approvers[1]: "sre" is a group, not a principal; list it under groups',
+        'policy.yaml:5:48: rule r: approval.approvers[3]: "alice" is listed twice',
+        'policy.yaml:5:65: rule r: approval.groups[0]: unknown group "sres" (did you mean "sre"?)',
+        'policy.yaml:5:71: rule r: approval.groups[1]: "bob" is a principal, not a group; list it under approvers',
+      ],
+    );
+    assert.deepEqual(
+      problems(rule('    decision: approve\n    approval: { approvers: [alice, bob], groups: [sre], required: 4 }\n')),
+      [
+        'policy.yaml:5:67: rule r: approval.required: required is 4 but only 3 distinct people can approve (alice, bob, carol)',
+      ],
+    );
+    assert.deepEqual(
+      problems(rule('    decision: approve\n    approval: { approvers: [alice], deny_threshold: 2 }\n')),
+      [
+        'policy.yaml:5:53: rule r: approval.deny_threshold: deny_threshold is 2 but only 1 distinct person can approve (alice)',
+      ],
+    );
     // Without a principals file only what the file itself shows is checked; a Slack user group's size is unknown.
-    assert.deepEqual(problems(rule('    decision: approve\n    approval: { approvers: [alice], required: 2 }\n'), false), [
-      'policy.yaml:5:47: rule r: approval.required: required is 2 but only 1 distinct person can approve (alice)',
-    ]);
-    Policy.parse(rule('    decision: approve\n    approval: { groups: [oncall], required: 5 }\n'), 'policy.yaml', { principals });
+    assert.deepEqual(
+      problems(rule('    decision: approve\n    approval: { approvers: [alice], required: 2 }\n'), false),
+      ['policy.yaml:5:47: rule r: approval.required: required is 2 but only 1 distinct person can approve (alice)'],
+    );
+    Policy.parse(rule('    decision: approve\n    approval: { groups: [oncall], required: 5 }\n'), 'policy.yaml', {
+      principals,
+    });
   });
 
   it('refuses bad globs, SPIFFE ID patterns, trust domains and durations out of range', () => {
@@ -192,7 +221,9 @@ tests:
 
   it('limits the file size and the number of rules', () => {
     const big = `version: 1\nrules: []\n# ${'x'.repeat(MAX_POLICY_BYTES)}\n`;
-    assert.deepEqual(problems(big), [`policy.yaml: file is ${Buffer.byteLength(big)} bytes, at most ${MAX_POLICY_BYTES} are accepted`]);
+    assert.deepEqual(problems(big), [
+      `policy.yaml: file is ${Buffer.byteLength(big)} bytes, at most ${MAX_POLICY_BYTES} are accepted`,
+    ]);
     const many = `version: 1\nrules:\n${Array.from({ length: MAX_RULES + 1 }, (_, i) => `- {name: r${i}, decision: allow}`).join('\n')}\n`;
     assert.deepEqual(problems(many), [`policy.yaml:3:1: rules: a policy has at most ${MAX_RULES} rules`]);
     assert.deepEqual(problems('version: 2\nrules: []\n'), ['policy.yaml:1:10: version: expected version: 1, got 2']);
@@ -227,7 +258,14 @@ describe('docs/policy.md', () => {
     const policy = Policy.parse(`version: 1\nrules:\n${rules}`, 'docs/policy.md', { principals: people });
     const spiffeId = 'spiffe://example.org/ci/deployer';
     const d = policy.evaluate({
-      workload: { spiffeId, trustDomain: 'example.org', path: '/ci/deployer', notBefore: 0, notAfter: Date.parse('2030-01-01'), serial: '01' },
+      workload: {
+        spiffeId,
+        trustDomain: 'example.org',
+        path: '/ci/deployer',
+        notBefore: 0,
+        notAfter: Date.parse('2030-01-01'),
+        serial: '01',
+      },
       operation: 'deploy',
       resource: 'prod/payments',
       parameters: {},
@@ -237,6 +275,9 @@ describe('docs/policy.md', () => {
       now: Date.parse('2026-03-02T10:00:00Z'),
     });
     assert.ok(d.effect === 'approve');
-    assert.deepEqual([d.approval.required, d.approval.approvers, d.approval.timeoutMs, d.approval.stepUp, d.ttlMs], [2, ['bob', 'carol'], 1800_000, 'confirm', 300_000]);
+    assert.deepEqual(
+      [d.approval.required, d.approval.approvers, d.approval.timeoutMs, d.approval.stepUp, d.ttlMs],
+      [2, ['bob', 'carol'], 1800_000, 'confirm', 300_000],
+    );
   });
 });

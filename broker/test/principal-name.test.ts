@@ -126,23 +126,44 @@ describe('the principals file, policy and policy tests use the same rule', () =>
     assert.deepEqual(fileProblems('version: 1\nprincipals:\n  - { name: "\u0430lice" }\n'), [
       'principals.yaml:3:13: principals[0].name: "\u0430lice" has the non-ASCII letter "\u0430" (U+0430) at position 1; expected a principal name (1-128 of a-z 0-9 . _ + -, starting with a letter or digit) or an e-mail address (ASCII; an international domain in its xn-- form)',
     ]);
-    const problems = fileProblems('version: 1\nprincipals:\n  - { name: dave, email: "dave@b\u00fccher.example" }\n  - { name: erin, email: erin }\n');
+    const problems = fileProblems(
+      'version: 1\nprincipals:\n  - { name: dave, email: "dave@b\u00fccher.example" }\n  - { name: erin, email: erin }\n',
+    );
     assert.equal(problems.length, 2, problems.join('\n'));
-    assert.match(problems[0] ?? '', /^principals\.yaml:3:26: principals\[0\]\.email: "dave@b\u00fccher\.example" has the non-ASCII letter "\u00fc" \(U\+00FC\)/);
+    assert.match(
+      problems[0] ?? '',
+      /^principals\.yaml:3:26: principals\[0\]\.email: "dave@b\u00fccher\.example" has the non-ASCII letter "\u00fc" \(U\+00FC\)/,
+    );
     assert.match(problems[1] ?? '', /^principals\.yaml:4:26: principals\[1\]\.email: "erin" is not an e-mail address$/);
-    assert.deepEqual(fileProblems('version: 1\nprincipals:\n  - { name: alice, email: a@example.org }\n  - { name: Alice }\n  - { name: bob, email: A@EXAMPLE.ORG }\n'), [
-      'principals.yaml:4:13: principals[1].name: principal name "alice" is already used by entry 0',
-      'principals.yaml:5:25: principals[2].email: email "a@example.org" is already used by entry 0',
-    ]);
+    assert.deepEqual(
+      fileProblems(
+        'version: 1\nprincipals:\n  - { name: alice, email: a@example.org }\n  - { name: Alice }\n  - { name: bob, email: A@EXAMPLE.ORG }\n',
+      ),
+      [
+        'principals.yaml:4:13: principals[1].name: principal name "alice" is already used by entry 0',
+        'principals.yaml:5:25: principals[2].email: email "a@example.org" is already used by entry 0',
+      ],
+    );
   });
 
   it('refuses a principal name that is another principal’s e-mail address (it would name two people)', () => {
-    const problems = fileProblems('version: 1\nprincipals:\n  - { name: alice, email: boss@example.org }\n  - { name: boss@example.org }\n');
-    assert.deepEqual(problems, ['principals.yaml:4:13: principals[1].name: principal name "boss@example.org" is the e-mail address of entry 0: it would name two people']);
+    const problems = fileProblems(
+      'version: 1\nprincipals:\n  - { name: alice, email: boss@example.org }\n  - { name: boss@example.org }\n',
+    );
+    assert.deepEqual(problems, [
+      'principals.yaml:4:13: principals[1].name: principal name "boss@example.org" is the e-mail address of entry 0: it would name two people',
+    ]);
   });
 
   const input = (onBehalfOf: string): PolicyInput => ({
-    workload: { spiffeId: 'spiffe://example.org/ci/deployer', trustDomain: 'example.org', path: '/ci/deployer', notBefore: 0, notAfter: Date.UTC(2027, 0, 1), serial: '01' },
+    workload: {
+      spiffeId: 'spiffe://example.org/ci/deployer',
+      trustDomain: 'example.org',
+      path: '/ci/deployer',
+      notBefore: 0,
+      notAfter: Date.UTC(2027, 0, 1),
+      serial: '01',
+    },
     operation: 'deploy',
     resource: 'prod/web',
     parameters: {},
@@ -170,16 +191,30 @@ tests:
     );
     const decided = policy.evaluate(input('alice'));
     assert.equal(decided.effect, 'approve');
-    assert.deepEqual(decided.effect === 'approve' ? [decided.approval.approvers, decided.approval.groups] : [], [['bob', 'carol'], ['sre']]);
+    assert.deepEqual(decided.effect === 'approve' ? [decided.approval.approvers, decided.approval.groups] : [], [
+      ['bob', 'carol'],
+      ['sre'],
+    ]);
     assert.equal(policy.evaluate(input('bob@example.org')).effect, 'approve');
     assert.equal(policy.evaluate(input('mallory')).effect, 'deny');
-    assert.deepEqual(runPolicyTests(policy, Date.UTC(2026, 0, 1)).map((r) => [r.name, r.passed, r.failures]), [['Alice in capitals is alice', true, []]]);
+    assert.deepEqual(
+      runPolicyTests(policy, Date.UTC(2026, 0, 1)).map((r) => [r.name, r.passed, r.failures]),
+      [['Alice in capitals is alice', true, []]],
+    );
   });
 
   it('refuses an on_behalf_of pattern or test input that can match no canonical name, with file:line', () => {
     assert.throws(
-      () => Policy.parse(`version: 1\nrules:\n  - { name: r, match: { on_behalf_of: "\u0430lice" }, decision: deny }\n`, 'policy.yaml', { principals }),
-      (e: Error) => /^policy\.yaml:3:\d+: rule r: match\.on_behalf_of: bad on_behalf_of pattern "\u0430lice": can only match a principal name/.test(e.message),
+      () =>
+        Policy.parse(
+          `version: 1\nrules:\n  - { name: r, match: { on_behalf_of: "\u0430lice" }, decision: deny }\n`,
+          'policy.yaml',
+          { principals },
+        ),
+      (e: Error) =>
+        /^policy\.yaml:3:\d+: rule r: match\.on_behalf_of: bad on_behalf_of pattern "\u0430lice": can only match a principal name/.test(
+          e.message,
+        ),
     );
     assert.throws(
       () =>

@@ -53,20 +53,51 @@ describe('credentials.redeemers in the config', () => {
       workloads: ["spiffe://example.org/ops/**"]
 `);
     assert.deepEqual(c.credentials.redeemers, [
-      { audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/svc/deploy-api', 'spiffe://example.org/edge/*/gateway'] },
+      {
+        audience: 'https://deploy.example.org',
+        workloads: ['spiffe://example.org/svc/deploy-api', 'spiffe://example.org/edge/*/gateway'],
+      },
       { audience: '*', workloads: ['spiffe://example.org/ops/**'] },
     ]);
   });
 
   const refused: [string, string, RegExp][] = [
-    ['a workload that is not a SPIFFE ID', '  redeemers:\n    - { audience: a, workloads: [deploy-api] }\n', /config\.yaml:\d+:\d+: credentials\.redeemers\[0\]\.workloads\[0\]: "deploy-api" is not a workload SPIFFE ID or pattern/],
-    ['a trust domain without a path', '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org"] }\n', /is not a workload SPIFFE ID or pattern/],
+    [
+      'a workload that is not a SPIFFE ID',
+      '  redeemers:\n    - { audience: a, workloads: [deploy-api] }\n',
+      /config\.yaml:\d+:\d+: credentials\.redeemers\[0\]\.workloads\[0\]: "deploy-api" is not a workload SPIFFE ID or pattern/,
+    ],
+    [
+      'a trust domain without a path',
+      '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org"] }\n',
+      /is not a workload SPIFFE ID or pattern/,
+    ],
     ['"***"', '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org/***"] }\n', /has "\*\*\*"/],
-    ['braces', '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org/{a,b}"] }\n', /braces are not supported/],
-    ['no workloads', '  redeemers:\n    - { audience: a, workloads: [] }\n', /credentials\.redeemers\[0\]\.workloads: Too small/],
-    ['an audience with a space', '  redeemers:\n    - { audience: "a b", workloads: ["spiffe://example.org/x"] }\n', /expected an audience without whitespace/],
-    ['an audience listed twice', '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org/x"] }\n    - { audience: a, workloads: ["spiffe://example.org/y"] }\n', /credentials\.redeemers\[1\]\.audience: audience a is already listed \(redeemers\[0\]\)/],
-    ['an unknown key', '  redeemers:\n    - { audience: a, workload: ["spiffe://example.org/x"] }\n', /unknown key "workload" \(did you mean "workloads"\?\)/],
+    [
+      'braces',
+      '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org/{a,b}"] }\n',
+      /braces are not supported/,
+    ],
+    [
+      'no workloads',
+      '  redeemers:\n    - { audience: a, workloads: [] }\n',
+      /credentials\.redeemers\[0\]\.workloads: Too small/,
+    ],
+    [
+      'an audience with a space',
+      '  redeemers:\n    - { audience: "a b", workloads: ["spiffe://example.org/x"] }\n',
+      /expected an audience without whitespace/,
+    ],
+    [
+      'an audience listed twice',
+      '  redeemers:\n    - { audience: a, workloads: ["spiffe://example.org/x"] }\n    - { audience: a, workloads: ["spiffe://example.org/y"] }\n',
+      /credentials\.redeemers\[1\]\.audience: audience a is already listed \(redeemers\[0\]\)/,
+    ],
+    [
+      'an unknown key',
+      '  redeemers:\n    - { audience: a, workload: ["spiffe://example.org/x"] }\n',
+      /unknown key "workload" \(did you mean "workloads"\?\)/,
+    ],
   ];
   for (const [name, yaml, message] of refused) {
     it(`refuses ${name}`, () => assert.match(problem(yaml), message));
@@ -75,7 +106,10 @@ describe('credentials.redeemers in the config', () => {
 
 describe('Redeemers', () => {
   const redeemers = new Redeemers([
-    { audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/svc/deploy-api', 'spiffe://example.org/edge/*/gateway'] },
+    {
+      audience: 'https://deploy.example.org',
+      workloads: ['spiffe://example.org/svc/deploy-api', 'spiffe://example.org/edge/*/gateway'],
+    },
     { audience: '*', workloads: ['spiffe://example.org/ops/**'] },
   ]);
   const cases: [string, string[], string][] = [
@@ -90,15 +124,23 @@ describe('Redeemers', () => {
     ['spiffe://example.org/ci/deployer', ['https://deploy.example.org'], 'ERR_REDEEMER_NOT_ALLOWED'],
   ];
   for (const [caller, audiences, expected] of cases) {
-    it(`${caller} for ${audiences.join(' + ')}: ${expected}`, () => assert.equal(refusalCode(() => redeemers.check(caller, audiences)), expected));
+    it(`${caller} for ${audiences.join(' + ')}: ${expected}`, () =>
+      assert.equal(
+        refusalCode(() => redeemers.check(caller, audiences)),
+        expected,
+      ));
   }
 
   it('refuses everyone when nothing is configured, saying what would allow the caller', () => {
     const none = new Redeemers(undefined);
     assert.equal(none.configured, false);
-    assert.equal(refusalCode(() => none.check('spiffe://example.org/svc/deploy-api', ['https://deploy.example.org'])), 'ERR_REDEMPTION_NOT_CONFIGURED');
+    assert.equal(
+      refusalCode(() => none.check('spiffe://example.org/svc/deploy-api', ['https://deploy.example.org'])),
+      'ERR_REDEMPTION_NOT_CONFIGURED',
+    );
     assert.throws(() => none.check('spiffe://example.org/svc/deploy-api', ['https://deploy.example.org']), {
-      message: /credentials\.redeemers: \[\{ audience: "https:\/\/deploy\.example\.org", workloads: \["spiffe:\/\/example\.org\/svc\/deploy-api"\] \}\]/,
+      message:
+        /credentials\.redeemers: \[\{ audience: "https:\/\/deploy\.example\.org", workloads: \["spiffe:\/\/example\.org\/svc\/deploy-api"\] \}\]/,
     });
   });
 });

@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../src/config/config.js';
-import { checkDurability, connectConfiguredRedis, durabilityOf, onlineReplicas, redisTarget } from '../src/config/redis.js';
+import {
+  checkDurability,
+  connectConfiguredRedis,
+  durabilityOf,
+  onlineReplicas,
+  redisTarget,
+} from '../src/config/redis.js';
 import { TEST_REDIS_URL } from './support/redis.js';
 
 const rest = `identity:
@@ -21,7 +27,8 @@ credentials:
   signing_keys:
     - file: signing-key.pem
 `;
-const config = (redis: string, dir = '/etc/countersign', extra = '') => parseConfig(`trust_domain: example.org\nredis:\n${redis}${rest}${extra}`, join(dir, 'config.yaml'));
+const config = (redis: string, dir = '/etc/countersign', extra = '') =>
+  parseConfig(`trust_domain: example.org\nredis:\n${redis}${rest}${extra}`, join(dir, 'config.yaml'));
 const problem = (redis: string): string => {
   try {
     config(redis);
@@ -34,11 +41,17 @@ const problem = (redis: string): string => {
 
 describe('redis config', () => {
   it('refuses a client certificate without its key, naming the missing key', () => {
-    assert.match(problem('  url: rediss://redis:6380\n  tls: { cert_file: client.pem }\n'), /redis\.tls\.key_file.*cert_file and key_file go together/s);
+    assert.match(
+      problem('  url: rediss://redis:6380\n  tls: { cert_file: client.pem }\n'),
+      /redis\.tls\.key_file.*cert_file and key_file go together/s,
+    );
   });
 
   it('refuses TLS files that nothing would use', () => {
-    assert.match(problem('  url: redis://redis:6379\n  tls: { ca_file: ca.pem }\n'), /redis\.tls.*is not rediss:\/\/ and sentinel\.tls is off/s);
+    assert.match(
+      problem('  url: redis://redis:6379\n  tls: { ca_file: ca.pem }\n'),
+      /redis\.tls.*is not rediss:\/\/ and sentinel\.tls is off/s,
+    );
   });
 
   it('refuses a negative or fractional replica count, and an unknown durability key', () => {
@@ -48,9 +61,14 @@ describe('redis config', () => {
   });
 
   it('on Redis Cluster, requires a prefix with a hash tag (one slot for every key) and refuses Sentinel besides', () => {
-    assert.match(problem('  prefix: "countersign:"\n  cluster: { nodes: [r0:6379] }\n'), /redis\.prefix.*must start with a hash tag, e\.g\. "\{countersign\}:" \(got "countersign:"\)/s);
     assert.match(
-      problem('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379] }\n  sentinel: { master_name: m, sentinels: [s0:26379] }\n'),
+      problem('  prefix: "countersign:"\n  cluster: { nodes: [r0:6379] }\n'),
+      /redis\.prefix.*must start with a hash tag, e\.g\. "\{countersign\}:" \(got "countersign:"\)/s,
+    );
+    assert.match(
+      problem(
+        '  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379] }\n  sentinel: { master_name: m, sentinels: [s0:26379] }\n',
+      ),
       /redis\.cluster.*exclude each other/s,
     );
     assert.match(problem('  prefix: "{cs:"\n'), /redis\.prefix/);
@@ -60,10 +78,22 @@ describe('redis config', () => {
   });
 
   it('takes the larger of redis.durability and the older audit.durability.wait_replicas', () => {
-    assert.deepEqual(durabilityOf(config('  durability: { replicas: 2, timeout: 250ms }\n')), { waitReplicas: 2, waitLocalFsync: false, timeoutMs: 250 });
-    const older = config('  prefix: "t:"\n', '/etc/countersign', 'audit:\n  durability: { wait_replicas: 1, timeout: 3s }\n');
+    assert.deepEqual(durabilityOf(config('  durability: { replicas: 2, timeout: 250ms }\n')), {
+      waitReplicas: 2,
+      waitLocalFsync: false,
+      timeoutMs: 250,
+    });
+    const older = config(
+      '  prefix: "t:"\n',
+      '/etc/countersign',
+      'audit:\n  durability: { wait_replicas: 1, timeout: 3s }\n',
+    );
     assert.deepEqual(durabilityOf(older), { waitReplicas: 1, waitLocalFsync: false, timeoutMs: 3000 });
-    assert.deepEqual(durabilityOf(config('  prefix: "t:"\n')), { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key');
+    assert.deepEqual(
+      durabilityOf(config('  prefix: "t:"\n')),
+      { waitReplicas: 0, waitLocalFsync: false, timeoutMs: 1000 },
+      'any-key',
+    );
   });
 });
 
@@ -106,8 +136,15 @@ describe('redis connection factory', () => {
   });
 
   it('reads the cluster seed nodes', async () => {
-    const target = await redisTarget(config('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379, "r1.example:7000"] }\n', dir));
-    assert.deepEqual(target.options.cluster, { nodes: [{ host: 'r0', port: 6379 }, { host: 'r1.example', port: 7000 }] });
+    const target = await redisTarget(
+      config('  prefix: "{cs}:"\n  cluster: { nodes: [r0:6379, "r1.example:7000"] }\n', dir),
+    );
+    assert.deepEqual(target.options.cluster, {
+      nodes: [
+        { host: 'r0', port: 6379 },
+        { host: 'r1.example', port: 7000 },
+      ],
+    });
     assert.equal(target.options.sentinel, undefined);
   });
 
@@ -125,11 +162,14 @@ describe('redis connection factory', () => {
     try {
       const online = await onlineReplicas(redis, 10);
       await checkDurability(redis, { waitReplicas: online, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key');
-      await assert.rejects(checkDurability(redis, { waitReplicas: online + 1, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key'), (e: Error & { code?: string }) => {
-        assert.equal(e.code, 'ERR_REDIS_NOT_DURABLE');
-        assert.match(e.message, new RegExp(`replicas is ${online + 1} but the Redis primary has ${online} replica`));
-        return true;
-      });
+      await assert.rejects(
+        checkDurability(redis, { waitReplicas: online + 1, waitLocalFsync: false, timeoutMs: 1000 }, 'any-key'),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'ERR_REDIS_NOT_DURABLE');
+          assert.match(e.message, new RegExp(`replicas is ${online + 1} but the Redis primary has ${online} replica`));
+          return true;
+        },
+      );
     } finally {
       redis.disconnect();
     }

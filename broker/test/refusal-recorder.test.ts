@@ -23,10 +23,39 @@ describe('RefusalAggregator', () => {
     firsts.push(agg.note(refusal('ERR_XFCC_MISSING'), '10.0.0.9:5', { proxy: 'spiffe://example.org/envoy' }));
     assert.equal(firsts.filter(Boolean).length, 4, 'one log line per (code, source)');
     assert.deepEqual(agg.drain(), [
-      { code: 'ERR_SVID_UNTRUSTED', source: '203.0.113.7', count: 1000, message: 'x509svid: ERR_SVID_UNTRUSTED', firstAt: 1_001, lastAt: 2_000 },
-      { code: 'ERR_SVID_EXPIRED', source: '203.0.113.7', count: 1, message: 'x509svid: ERR_SVID_EXPIRED', firstAt: 2_000, lastAt: 2_000 },
-      { code: 'ERR_SVID_UNTRUSTED', source: '2001:db8::1', count: 1, message: 'x509svid: ERR_SVID_UNTRUSTED', firstAt: 2_000, lastAt: 2_000 },
-      { code: 'ERR_XFCC_MISSING', source: '10.0.0.9', proxy: 'spiffe://example.org/envoy', count: 1, message: 'x509svid: ERR_XFCC_MISSING', firstAt: 2_000, lastAt: 2_000 },
+      {
+        code: 'ERR_SVID_UNTRUSTED',
+        source: '203.0.113.7',
+        count: 1000,
+        message: 'x509svid: ERR_SVID_UNTRUSTED',
+        firstAt: 1_001,
+        lastAt: 2_000,
+      },
+      {
+        code: 'ERR_SVID_EXPIRED',
+        source: '203.0.113.7',
+        count: 1,
+        message: 'x509svid: ERR_SVID_EXPIRED',
+        firstAt: 2_000,
+        lastAt: 2_000,
+      },
+      {
+        code: 'ERR_SVID_UNTRUSTED',
+        source: '2001:db8::1',
+        count: 1,
+        message: 'x509svid: ERR_SVID_UNTRUSTED',
+        firstAt: 2_000,
+        lastAt: 2_000,
+      },
+      {
+        code: 'ERR_XFCC_MISSING',
+        source: '10.0.0.9',
+        proxy: 'spiffe://example.org/envoy',
+        count: 1,
+        message: 'x509svid: ERR_XFCC_MISSING',
+        firstAt: 2_000,
+        lastAt: 2_000,
+      },
     ]);
     assert.deepEqual(agg.drain(), [], 'a new interval starts empty');
   });
@@ -35,10 +64,18 @@ describe('RefusalAggregator', () => {
     const clock = new ManualClock(0);
     const agg = new RefusalAggregator(clock, { intervalMs: 60_000, maxSources: 3 });
     // 10,000 refusals from 5,000 addresses, with two codes: a botnet with no identity.
-    for (let i = 0; i < 10_000; i++) agg.note(refusal(i % 2 === 0 ? 'ERR_SVID_UNTRUSTED' : 'ERR_SVID_NO_CERTIFICATE'), `198.51.${(i >> 8) % 20}.${i % 250}:1`);
+    for (let i = 0; i < 10_000; i++)
+      agg.note(
+        refusal(i % 2 === 0 ? 'ERR_SVID_UNTRUSTED' : 'ERR_SVID_NO_CERTIFICATE'),
+        `198.51.${(i >> 8) % 20}.${i % 250}:1`,
+      );
     const out = agg.drain();
     assert.equal(out.length, 3 + 2, 'max_sources summaries plus one per code');
-    assert.equal(out.reduce((n, r) => n + r.count, 0), 10_000, 'every refusal is accounted for');
+    assert.equal(
+      out.reduce((n, r) => n + r.count, 0),
+      10_000,
+      'every refusal is accounted for',
+    );
     const others = out.filter((r) => r.source === OTHER_SOURCES);
     assert.deepEqual(others.map((r) => r.code).sort(), ['ERR_SVID_NO_CERTIFICATE', 'ERR_SVID_UNTRUSTED']);
     assert.ok(others.every((r) => (r.sources ?? 0) > 100));

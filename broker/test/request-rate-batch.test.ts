@@ -23,16 +23,25 @@ describe('rate limit batching', () => {
   });
   after(async () => r?.cleanup());
 
-  const outcomes = (results: PromiseSettledResult<void>[]) => results.map((x) => (x.status === 'fulfilled' ? 'ok' : (x.reason as { code: string }).code));
+  const outcomes = (results: PromiseSettledResult<void>[]) =>
+    results.map((x) => (x.status === 'fulfilled' ? 'ok' : (x.reason as { code: string }).code));
 
   it('takes tokens for concurrent requests in fewer script calls, granting exactly the burst in order', async () => {
     calls = 0;
-    const limiter = new RequestRateLimiter(new Keys(r.prefix), runner, new ManualClock(1_700_000_000_000), { perSecond: 0.01, burst: 40 });
-    const results = await Promise.allSettled(Array.from({ length: 50 }, () => limiter.take('spiffe://example.org/ci/a')));
+    const limiter = new RequestRateLimiter(new Keys(r.prefix), runner, new ManualClock(1_700_000_000_000), {
+      perSecond: 0.01,
+      burst: 40,
+    });
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () => limiter.take('spiffe://example.org/ci/a')),
+    );
     assert.deepEqual(outcomes(results), [...Array(40).fill('ok'), ...Array(10).fill('ERR_RATE_LIMITED')]);
     assert.ok(calls <= 3, `${calls} script calls for 50 concurrent requests of one workload`);
     const refused = (results[49] as PromiseRejectedResult).reason as { details: { retryAfterMs: number } };
-    assert.ok(refused.details.retryAfterMs > 0 && refused.details.retryAfterMs <= 100_000, `retry after ${refused.details.retryAfterMs} ms`);
+    assert.ok(
+      refused.details.retryAfterMs > 0 && refused.details.retryAfterMs <= 100_000,
+      `retry after ${refused.details.retryAfterMs} ms`,
+    );
     // Later, one at a time: still refused until the bucket refills.
     await assert.rejects(limiter.take('spiffe://example.org/ci/a'), { code: 'ERR_RATE_LIMITED' });
   });

@@ -18,9 +18,14 @@ describe('RedisRequestRate', () => {
     const t0 = Date.parse('2026-03-02T10:00:00Z');
     const minute = 60_000;
     const seen = [];
-    for (const at of [t0, t0 + minute, t0 + 2 * minute]) seen.push(await counter.record('spiffe://example.org/ci/a', at, 10 * minute));
+    for (const at of [t0, t0 + minute, t0 + 2 * minute])
+      seen.push(await counter.record('spiffe://example.org/ci/a', at, 10 * minute));
     assert.deepEqual(seen, [1, 2, 3]);
-    assert.equal(await counter.record('spiffe://example.org/ci/b', t0 + 2 * minute, 10 * minute), 1, 'another caller has its own count');
+    assert.equal(
+      await counter.record('spiffe://example.org/ci/b', t0 + 2 * minute, 10 * minute),
+      1,
+      'another caller has its own count',
+    );
     // Ten minutes after the first request it has left the window; the other two have not.
     assert.equal(await counter.record('spiffe://example.org/ci/a', t0 + 10 * minute, 10 * minute), 3);
     assert.equal(await counter.record('spiffe://example.org/ci/a', t0 + 30 * minute, 10 * minute), 1);

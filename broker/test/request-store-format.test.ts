@@ -15,7 +15,11 @@ const base: StoredRequest = {
   svidNotAfter: 1_800_000_000_000,
   operation: 'deploy',
   resource: 'prod/web',
-  parametersJson: JSON.stringify({ image: `registry.example.org/web@sha256:${'ab'.repeat(32)}`, note: 'é'.repeat(70), emoji: '✓😀'.repeat(20) }),
+  parametersJson: JSON.stringify({
+    image: `registry.example.org/web@sha256:${'ab'.repeat(32)}`,
+    note: 'é'.repeat(70),
+    emoji: '✓😀'.repeat(20),
+  }),
   parametersDigest: 'd'.repeat(43),
   reason: '',
   onBehalfOf: '',
@@ -67,15 +71,25 @@ describe('stored request format', () => {
       resolvedAt: 1_700_000_100_000,
       resolutionMessage: 'approved by alice (cli)',
       // An exchanged SVID's claims (issue 18), longer than one listpack value.
-      workloadClaims: { issuer: 'github', claims: { repository: 'my-org/payments', ref: 'refs/heads/main', run: 'https://github.com/my-org/payments/actions/runs/42', actor: 'bob' } },
+      workloadClaims: {
+        issuer: 'github',
+        claims: {
+          repository: 'my-org/payments',
+          ref: 'refs/heads/main',
+          run: 'https://github.com/my-org/payments/actions/runs/42',
+          actor: 'bob',
+        },
+      },
     };
     for (const r of [base, full]) assert.deepEqual(fromFields(r.id, toFields(r)), r);
-    for (const [name, value] of Object.entries(toFields(full))) assert.ok(Buffer.byteLength(value) <= 64, `${name} is ${Buffer.byteLength(value)} bytes`);
+    for (const [name, value] of Object.entries(toFields(full)))
+      assert.ok(Buffer.byteLength(value) <= 64, `${name} is ${Buffer.byteLength(value)} bytes`);
   });
 
   it('keeps every value within 64 bytes, and the field names short', () => {
     const fields = toFields(base);
-    for (const [name, value] of Object.entries(fields)) assert.ok(Buffer.byteLength(value) <= 64, `${name} is ${Buffer.byteLength(value)} bytes`);
+    for (const [name, value] of Object.entries(fields))
+      assert.ok(Buffer.byteLength(value) <= 64, `${name} is ${Buffer.byteLength(value)} bytes`);
     assert.ok(Object.keys(fields).length < 30);
   });
 

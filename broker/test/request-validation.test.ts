@@ -4,7 +4,11 @@ import { parametersDigest, RequestOperationRequest } from '@countersign/proto';
 import { CountersignError } from '../src/errors.js';
 import { LIMITS, validateOperationRequest } from '../src/requests/validate.js';
 
-const base = RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', parametersJson: '{"version":"1.2.3"}' });
+const base = RequestOperationRequest.create({
+  operation: 'deploy',
+  resource: 'prod/web',
+  parametersJson: '{"version":"1.2.3"}',
+});
 
 function refusal(patch: Partial<RequestOperationRequest>): CountersignError {
   try {
@@ -31,11 +35,31 @@ describe('RequestOperation validation', () => {
     ['missing operation', { operation: '' }, 'operation', /required/],
     ['operation with spaces', { operation: 'rm -rf' }, 'operation', /not valid/],
     ['over-long resource', { resource: 'a'.repeat(LIMITS.resourceLength + 1) }, 'resource', /at most 512/],
-    ['parameters that are an array', { parametersJson: '[1,2]' }, 'parameters_json', /must be a JSON object, got an array/],
-    ['parameters that are a string', { parametersJson: '"x"' }, 'parameters_json', /must be a JSON object, got a string/],
+    [
+      'parameters that are an array',
+      { parametersJson: '[1,2]' },
+      'parameters_json',
+      /must be a JSON object, got an array/,
+    ],
+    [
+      'parameters that are a string',
+      { parametersJson: '"x"' },
+      'parameters_json',
+      /must be a JSON object, got a string/,
+    ],
     ['parameters that are not JSON', { parametersJson: '{version: 1}' }, 'parameters_json', /not valid JSON/],
-    ['duplicate keys', { parametersJson: '{"a":1,"b":{"c":1},"a":2}' }, 'parameters_json', /\$\.a: the member name "a" appears twice/],
-    ['unsafe integers', { parametersJson: '{"n":12345678901234567890}' }, 'parameters_json', /\$\.n: the number 12345678901234567890 is beyond ±9007199254740991 \(2\^53 - 1\)/],
+    [
+      'duplicate keys',
+      { parametersJson: '{"a":1,"b":{"c":1},"a":2}' },
+      'parameters_json',
+      /\$\.a: the member name "a" appears twice/,
+    ],
+    [
+      'unsafe integers',
+      { parametersJson: '{"n":12345678901234567890}' },
+      'parameters_json',
+      /\$\.n: the number 12345678901234567890 is beyond ±9007199254740991 \(2\^53 - 1\)/,
+    ],
     ['deep nesting', { parametersJson: `${'{"a":'.repeat(40)}1${'}'.repeat(40)}` }, 'parameters_json', /nested deeper/],
     ['control characters in the reason', { reason: 'ok\u0000' }, 'reason', /control characters/],
     ['a bad idempotency key', { clientRequestId: 'a b' }, 'client_request_id', /not valid/],
@@ -54,9 +78,24 @@ describe('RequestOperation validation', () => {
   }
 
   const oversized: [string, Partial<RequestOperationRequest>, string, RegExp][] = [
-    ['1 MiB of parameters', { parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }, 'parameters_json', /bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/],
-    ['parameters with 3000 keys', { parametersJson: JSON.stringify(Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]))) }, 'parameters_json', /has more than 2048 member names \(limit of 2048 member names\)/],
-    ['a reason of 3000 characters', { reason: 'x'.repeat(3000) }, 'reason', /at most 2048 are allowed \(limit requests.limits.max_reason_length\)/],
+    [
+      '1 MiB of parameters',
+      { parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) },
+      'parameters_json',
+      /bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/,
+    ],
+    [
+      'parameters with 3000 keys',
+      { parametersJson: JSON.stringify(Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]))) },
+      'parameters_json',
+      /has more than 2048 member names \(limit of 2048 member names\)/,
+    ],
+    [
+      'a reason of 3000 characters',
+      { reason: 'x'.repeat(3000) },
+      'reason',
+      /at most 2048 are allowed \(limit requests.limits.max_reason_length\)/,
+    ],
   ];
   for (const [name, patch, field, message] of oversized) {
     it(`answers ${name} with RESOURCE_EXHAUSTED naming ${field} and the limit`, () => {
@@ -71,16 +110,25 @@ describe('RequestOperation validation', () => {
 
   it('applies configured size limits', () => {
     const limits = { parametersBytes: 32, reasonLength: 10 };
-    assert.equal(validateOperationRequest({ ...base, parametersJson: '{"v":"1234567890"}', reason: '0123456789' }, limits).reason, '0123456789');
+    assert.equal(
+      validateOperationRequest({ ...base, parametersJson: '{"v":"1234567890"}', reason: '0123456789' }, limits).reason,
+      '0123456789',
+    );
     assert.throws(() => validateOperationRequest({ ...base, parametersJson: `{"v":"${'x'.repeat(30)}"}` }, limits), {
       code: 'ERR_LIMIT_EXCEEDED',
       message: /^parameters_json: is 38 bytes, at most 32/,
     });
-    assert.throws(() => validateOperationRequest({ ...base, reason: 'x'.repeat(11) }, limits), { code: 'ERR_LIMIT_EXCEEDED', message: /^reason: is 11 characters/ });
+    assert.throws(() => validateOperationRequest({ ...base, reason: 'x'.repeat(11) }, limits), {
+      code: 'ERR_LIMIT_EXCEEDED',
+      message: /^reason: is 11 characters/,
+    });
   });
 
   it('does not mistake a nested key for a duplicate, nor ":" inside strings for keys', () => {
-    const op = validateOperationRequest({ ...base, parametersJson: '{"a":{"a":1},"s":"\\"a\\":2","l":[{"a":1},{"a":2}]}' });
+    const op = validateOperationRequest({
+      ...base,
+      parametersJson: '{"a":{"a":1},"s":"\\"a\\":2","l":[{"a":1},{"a":2}]}',
+    });
     assert.deepEqual(Object.keys(op.parameters), ['a', 's', 'l']);
   });
 });

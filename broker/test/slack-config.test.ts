@@ -52,9 +52,22 @@ describe('Slack in the broker configuration', () => {
   });
 
   it('turns a contradiction into a configuration error (exit code 3), and an unknown key into a precise one', async () => {
-    await assert.rejects(loadSlackSettings(config('slack: { enabled: true }\n'), {}), { code: 'ERR_CONFIG_INVALID', kind: 'invalid_argument', message: /no bot token/ });
-    await assert.rejects(loadSlackSettings(config('slack: { mode: socket }\n'), { SLACK_BOT_TOKEN: BOT }), { code: 'ERR_CONFIG_INVALID', message: /Socket Mode needs an app-level token/ });
-    assert.throws(() => config('slack: { bot_token: xoxb-in-the-file }\n'), /config.yaml:9:10: slack: unknown key "bot_token" \(expected one of: .*bot_token_file/);
-    assert.throws(() => config('slack: { default_channel: "Not A Channel" }\n'), /default_channel.*expected a channel id/);
+    await assert.rejects(loadSlackSettings(config('slack: { enabled: true }\n'), {}), {
+      code: 'ERR_CONFIG_INVALID',
+      kind: 'invalid_argument',
+      message: /no bot token/,
+    });
+    await assert.rejects(loadSlackSettings(config('slack: { mode: socket }\n'), { SLACK_BOT_TOKEN: BOT }), {
+      code: 'ERR_CONFIG_INVALID',
+      message: /Socket Mode needs an app-level token/,
+    });
+    assert.throws(
+      () => config('slack: { bot_token: xoxb-in-the-file }\n'),
+      /config.yaml:9:10: slack: unknown key "bot_token" \(expected one of: .*bot_token_file/,
+    );
+    assert.throws(
+      () => config('slack: { default_channel: "Not A Channel" }\n'),
+      /default_channel.*expected a channel id/,
+    );
   });
 });

@@ -28,7 +28,14 @@ class ViewTable implements ApprovalWorkflow {
 }
 
 const at = Date.UTC(2026, 0, 1, 12, 1);
-const vote = (principal: string, decision: 'approve' | 'deny' = 'approve', reason = '') => ({ principal, decision, channel: 'slack', at, stepUp: 'click' as const, reason });
+const vote = (principal: string, decision: 'approve' | 'deny' = 'approve', reason = '') => ({
+  principal,
+  decision,
+  channel: 'slack',
+  at,
+  stepUp: 'click' as const,
+  reason,
+});
 
 describe('Slack delivery (fake Slack, real Redis, real BullMQ)', () => {
   let r: TestRedis;
@@ -52,7 +59,10 @@ describe('Slack delivery (fake Slack, real Redis, real BullMQ)', () => {
     backoffMs: 50,
   });
 
-  const start = async (overrides: Partial<SlackSettings> = {}, principals = Principals.parse(devPrincipals('example.org'), 'principals.yaml')) => {
+  const start = async (
+    overrides: Partial<SlackSettings> = {},
+    principals = Principals.parse(devPrincipals('example.org'), 'principals.yaml'),
+  ) => {
     const approver = createSlackApprover({
       settings: { ...settings(), ...overrides },
       workflow: views,
@@ -129,7 +139,10 @@ describe('Slack delivery (fake Slack, real Redis, real BullMQ)', () => {
       [429, 429, 200],
     );
     // Retry-After is honoured: each retry comes at least a second after the 429 (minus the fake's whole-second clock).
-    assert.ok((calls[1]?.at ?? 0) - (calls[0]?.at ?? 0) >= 900, `${(calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)} ms between 429 and retry`);
+    assert.ok(
+      (calls[1]?.at ?? 0) - (calls[0]?.at ?? 0) >= 900,
+      `${(calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)} ms between 429 and retry`,
+    );
     assert.ok((calls[2]?.at ?? 0) - (calls[1]?.at ?? 0) >= 900);
     const card = fake.posts('C0APPROVALS')[0];
     assert.match(card?.text ?? '', new RegExp(view.id));
@@ -163,7 +176,9 @@ describe('Slack delivery (fake Slack, real Redis, real BullMQ)', () => {
 
     const afterAlice = change(view.id, { votes: [vote('alice')] });
     await slack.channel.voteRecorded(afterAlice, afterAlice.votes[0]!);
-    await fake.waitFor('the thread reply', () => fake.replies(card.channel, card.ts).find((m) => m.text.includes('*alice*')));
+    await fake.waitFor('the thread reply', () =>
+      fake.replies(card.channel, card.ts).find((m) => m.text.includes('*alice*')),
+    );
     await fake.waitFor('the updated card', () => /1 of 2 given/.test(JSON.stringify(card.blocks)));
 
     const expired = change(view.id, { state: 'EXPIRED', resolvedAt: view.expiresAt });
@@ -198,7 +213,10 @@ describe('Slack delivery (fake Slack, real Redis, real BullMQ)', () => {
     assert.deepEqual(await slack.usergroupMembers('S0OPS'), ['U0ALICE', 'U0BOB', 'U0STRANGER']);
     assert.equal(fake.callsOf('usergroups.users.list').length, 1);
     fake.setUsergroup('S0OPS', ['U0BOB']);
-    await fake.waitFor('the cache to expire', async () => (await r.redis.exists(new Keys(r.prefix).slackUsergroup('S0OPS'))) === 0 || undefined);
+    await fake.waitFor(
+      'the cache to expire',
+      async () => (await r.redis.exists(new Keys(r.prefix).slackUsergroup('S0OPS'))) === 0 || undefined,
+    );
     assert.deepEqual(await slack.usergroupMembers('S0OPS'), ['U0BOB']);
     fake.failNext('usergroups.users.list', { status: 500 });
     await assert.rejects(slack.usergroupMembers('S0NEW'), { code: 'ERR_SLACK_USERGROUP_UNAVAILABLE' });

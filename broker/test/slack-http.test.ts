@@ -26,7 +26,22 @@ class RecordingWorkflow implements ApprovalWorkflow {
   }
   async vote(input: VoteInput): Promise<VoteOutcome> {
     this.votes.push(input);
-    return { counted: true, request: { ...this.view, votes: [{ principal: input.principal, decision: input.decision, channel: input.channel, at: 0, stepUp: input.stepUp, reason: input.reason }] } };
+    return {
+      counted: true,
+      request: {
+        ...this.view,
+        votes: [
+          {
+            principal: input.principal,
+            decision: input.decision,
+            channel: input.channel,
+            at: 0,
+            stepUp: input.stepUp,
+            reason: input.reason,
+          },
+        ],
+      },
+    };
   }
 }
 
@@ -40,7 +55,11 @@ describe('Slack requests on the broker HTTP listener', () => {
   let url: string;
   const audit: Record<string, unknown>[] = [];
   const refused: string[] = [];
-  const view = sampleRequest({ id: 'req_httptest0001', notify: { slackChannels: ['C0APPROVALS'], directMessages: false }, expiresAt: Date.now() + 3600_000 });
+  const view = sampleRequest({
+    id: 'req_httptest0001',
+    notify: { slackChannels: ['C0APPROVALS'], directMessages: false },
+    expiresAt: Date.now() + 3600_000,
+  });
 
   before(async () => {
     r = await testRedis('slack-http');
@@ -106,14 +125,21 @@ describe('Slack requests on the broker HTTP listener', () => {
   };
 
   it('refuses a forged signature with 401 and records nothing', async () => {
-    const res = await fake.click(url, card(), 'countersign_approve', 'U0ALICE', { secret: 'not-the-signing-secret-0123456789' });
+    const res = await fake.click(url, card(), 'countersign_approve', 'U0ALICE', {
+      secret: 'not-the-signing-secret-0123456789',
+    });
     assert.equal(res.status, 401);
-    assert.deepEqual(res.json, { code: 'ERR_SLACK_SIGNATURE_INVALID', error: 'X-Slack-Signature does not match the body signed with the signing secret' });
+    assert.deepEqual(res.json, {
+      code: 'ERR_SLACK_SIGNATURE_INVALID',
+      error: 'X-Slack-Signature does not match the body signed with the signing secret',
+    });
     nothingRecorded();
   });
 
   it('refuses a correctly signed request older than five minutes with 401 and records nothing', async () => {
-    const res = await fake.click(url, card(), 'countersign_approve', 'U0ALICE', { timestampMs: Date.now() - 6 * 60_000 });
+    const res = await fake.click(url, card(), 'countersign_approve', 'U0ALICE', {
+      timestampMs: Date.now() - 6 * 60_000,
+    });
     assert.equal(res.status, 401);
     assert.equal((res.json as { code: string }).code, 'ERR_SLACK_TIMESTAMP_STALE');
     nothingRecorded();
@@ -125,14 +151,24 @@ describe('Slack requests on the broker HTTP listener', () => {
     assert.equal(big.status, 413);
     assert.equal((await fetch(url)).status, 405);
     nothingRecorded();
-    assert.deepEqual(refused, ['ERR_SLACK_SIGNATURE_INVALID', 'ERR_SLACK_TIMESTAMP_STALE', 'ERR_SLACK_SIGNATURE_MISSING', 'ERR_SLACK_BODY_TOO_LARGE', 'ERR_SLACK_METHOD']);
+    assert.deepEqual(refused, [
+      'ERR_SLACK_SIGNATURE_INVALID',
+      'ERR_SLACK_TIMESTAMP_STALE',
+      'ERR_SLACK_SIGNATURE_MISSING',
+      'ERR_SLACK_BODY_TOO_LARGE',
+      'ERR_SLACK_METHOD',
+    ]);
   });
 
   it('answers a signed but malformed payload with 400, and a URL verification with its challenge', async () => {
     const bad = await fake.send(url, 'payload=%7Bnot-json', 'application/x-www-form-urlencoded');
     assert.equal(bad.status, 400);
     assert.equal((bad.json as { code: string }).code, 'ERR_SLACK_PAYLOAD_INVALID');
-    const challenge = await fake.send(url, JSON.stringify({ type: 'url_verification', challenge: 'abc123', token: 't' }), 'application/json');
+    const challenge = await fake.send(
+      url,
+      JSON.stringify({ type: 'url_verification', challenge: 'abc123', token: 't' }),
+      'application/json',
+    );
     assert.deepEqual(challenge.json, { challenge: 'abc123' });
     nothingRecorded();
   });
@@ -140,7 +176,9 @@ describe('Slack requests on the broker HTTP listener', () => {
   it('refuses, audits and answers privately a click by someone Countersign does not know', async () => {
     const res = await fake.click(url, card(), 'countersign_approve', 'U0MALLORY');
     assert.equal(res.status, 200);
-    const answer = await fake.waitFor('the ephemeral answer', () => fake.ephemerals.find((e) => e.user === 'U0MALLORY'));
+    const answer = await fake.waitFor('the ephemeral answer', () =>
+      fake.ephemerals.find((e) => e.user === 'U0MALLORY'),
+    );
     assert.equal(answer.channel, 'C0APPROVALS');
     assert.match(answer.text, /U0MALLORY is not in Countersign's principals file/);
     assert.equal(workflow.votes.length, 0);
@@ -173,7 +211,9 @@ describe('Slack requests on the broker HTTP listener', () => {
     await fake.waitFor('the second delivery to be answered', () => queued.includes(v.deliveryId as string));
     assert.equal(workflow.votes[1]?.deliveryId, v.deliveryId);
     await fake.waitFor('the Slack queue to drain', async () =>
-      Object.values(await slack.delivery.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0),
+      Object.values(await slack.delivery.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every(
+        (n) => n === 0,
+      ),
     );
     assert.equal(fake.ephemerals.filter((e) => e.user === 'U0ALICE').length, 1);
   });

@@ -88,10 +88,15 @@ describe('Slack Socket Mode', () => {
     assert.equal(workflow.votes.length, 0, 'a click opens the form; it votes nothing');
 
     const wrong = await fake.sendOverSocket(fake.submitPayload(modal, { resource: 'prod/payment', reason: 'ok' }));
-    assert.deepEqual(wrong.payload, { response_action: 'errors', errors: { resource: 'That is not the resource of this request. Type exactly: prod/payments' } });
+    assert.deepEqual(wrong.payload, {
+      response_action: 'errors',
+      errors: { resource: 'That is not the resource of this request. Type exactly: prod/payments' },
+    });
     assert.equal(workflow.votes.length, 0);
 
-    const right = await fake.sendOverSocket(fake.submitPayload(modal, { resource: 'prod/payments', reason: 'checked the diff' }));
+    const right = await fake.sendOverSocket(
+      fake.submitPayload(modal, { resource: 'prod/payments', reason: 'checked the diff' }),
+    );
     assert.deepEqual(right.payload ?? {}, {}, 'the modal closes');
     await fake.waitFor('the vote', () => workflow.votes.length === 1);
     const v = workflow.votes[0]!;

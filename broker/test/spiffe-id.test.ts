@@ -21,7 +21,8 @@ describe('SPIFFE ID parsing (spec section 2, shared vectors)', () => {
     it(`refuses ${JSON.stringify(id)} (${why})`, () => {
       assert.throws(
         () => parseSpiffeId(id),
-        (e: unknown) => e instanceof CountersignError && e.code.startsWith('ERR_SPIFFE_ID_') && e.kind === 'invalid_argument',
+        (e: unknown) =>
+          e instanceof CountersignError && e.code.startsWith('ERR_SPIFFE_ID_') && e.kind === 'invalid_argument',
       );
     });
   }

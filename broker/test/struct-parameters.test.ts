@@ -9,7 +9,11 @@ import { validateOperationRequest } from '../src/requests/validate.js';
 
 /** What the broker decodes from a client that sent this message. */
 const overTheWire = (req: Partial<RequestOperationRequest>): RequestOperationRequest =>
-  RequestOperationRequest.decode(RequestOperationRequest.encode(RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', ...req })).finish());
+  RequestOperationRequest.decode(
+    RequestOperationRequest.encode(
+      RequestOperationRequest.create({ operation: 'deploy', resource: 'prod/web', ...req }),
+    ).finish(),
+  );
 
 function refusal(req: Partial<RequestOperationRequest>): CountersignError {
   try {
@@ -22,7 +26,14 @@ function refusal(req: Partial<RequestOperationRequest>): CountersignError {
 }
 
 describe('parameters as a google.protobuf.Struct', () => {
-  const object = { version: '1.4.2', replicas: 3, canary: true, regions: ['eu', 'us'], notes: null, limits: { cpu: 0.5 } };
+  const object = {
+    version: '1.4.2',
+    replicas: 3,
+    canary: true,
+    regions: ['eu', 'us'],
+    notes: null,
+    limits: { cpu: 0.5 },
+  };
 
   it('gives the same canonical form and digest as the same object in parameters_json', () => {
     const fromStruct = validateOperationRequest(overTheWire({ parameters: object }));
@@ -43,11 +54,21 @@ describe('parameters as a google.protobuf.Struct', () => {
 
   const invalid: [string, Partial<RequestOperationRequest>, string, RegExp][] = [
     ['both forms at once', { parameters: { a: 1 }, parametersJson: '{"a":1}' }, 'parameters', /both set/],
-    ['an integer beyond 2^53', { parameters: { n: 2 ** 53 + 2 } }, 'parameters.n', /beyond .*2\^53.*send it as a string/],
+    [
+      'an integer beyond 2^53',
+      { parameters: { n: 2 ** 53 + 2 } },
+      'parameters.n',
+      /beyond .*2\^53.*send it as a string/,
+    ],
     ['NaN', { parameters: { x: { y: Number.NaN } } }, 'parameters.x.y', /NaN/],
     ['Infinity in a list', { parameters: { xs: [1, Number.POSITIVE_INFINITY] } }, 'parameters.xs[1]', /Infinity/],
     // 33 levels: protobuf decoding itself stops at about 33 (100 nested messages).
-    ['nesting deeper than 32 levels', { parameters: JSON.parse(`${'{"a":'.repeat(33)}1${'}'.repeat(33)}`) }, 'parameters', /nested deeper than 32/],
+    [
+      'nesting deeper than 32 levels',
+      { parameters: JSON.parse(`${'{"a":'.repeat(33)}1${'}'.repeat(33)}`) },
+      'parameters',
+      /nested deeper than 32/,
+    ],
   ];
   for (const [name, req, field, message] of invalid) {
     it(`refuses ${name}, naming ${field}`, () => {

@@ -26,7 +26,8 @@ import { testRedis, type TestRedis } from './support/redis.js';
 import { testHeadSigner } from './support/audit.js';
 
 const MINUTE = 60_000;
-const request = (resource: string): RequestOperationRequest => RequestOperationRequest.create({ operation: 'deploy', resource, parametersJson: '{}' });
+const request = (resource: string): RequestOperationRequest =>
+  RequestOperationRequest.create({ operation: 'deploy', resource, parametersJson: '{}' });
 
 describe('SVID freshness facts', () => {
   const now = Math.floor(Date.now() / 1000) * 1000;
@@ -36,16 +37,26 @@ describe('SVID freshness facts', () => {
   const seen: PolicyInput[] = [];
   // A policy that allows everything for 10 minutes and remembers what it was shown.
   const decide = (input: PolicyInput) => (seen.push(input), { effect: 'allow', rule: 'allow-all', ttlMs: 10 * MINUTE });
-  const policy = { evaluate: decide, decide: async (input: PolicyInput) => decide(input), digest: 'sha256:test' } as unknown as Policy;
+  const policy = {
+    evaluate: decide,
+    decide: async (input: PolicyInput) => decide(input),
+    digest: 'sha256:test',
+  } as unknown as Policy;
   let redis: TestRedis;
   let service: RequestService;
 
   before(async () => {
     redis = await testRedis('freshness');
     const keys = new Keys(redis.prefix);
-    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
     const keyring = new Keyring([await parseSigningKey(pem, 'test key')], { maxTtlMs: 60 * MINUTE });
-    const minter = new CredentialMinter(keyring, { issuer: 'spiffe://example.org/countersign/broker', maxTtlMs: 60 * MINUTE, clock });
+    const minter = new CredentialMinter(keyring, {
+      issuer: 'spiffe://example.org/countersign/broker',
+      maxTtlMs: 60 * MINUTE,
+      clock,
+    });
     const scripts = registerScripts(redis.redis);
     service = new RequestService(
       {
@@ -66,7 +77,10 @@ describe('SVID freshness facts', () => {
   after(async () => redis?.cleanup());
 
   it('hands policy the SVID serial, not-before and not-after', async () => {
-    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - 3 * MINUTE, notAfter: now + 30 * MINUTE });
+    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', {
+      notBefore: now - 3 * MINUTE,
+      notAfter: now + 30 * MINUTE,
+    });
     const identity = await verifySvid(svid.chainDer, bundles, { now });
     await service.requestOperation(identity, request('staging/web'));
     const input = seen.at(-1) as PolicyInput;
@@ -80,18 +94,31 @@ describe('SVID freshness facts', () => {
   });
 
   it('never issues a credential that outlives the SVID', async () => {
-    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 2 * MINUTE });
-    const outcome = await service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web'));
+    const svid = ca.issueSvid('spiffe://example.org/ci/deployer', {
+      notBefore: now - MINUTE,
+      notAfter: now + 2 * MINUTE,
+    });
+    const outcome = await service.requestOperation(
+      await verifySvid(svid.chainDer, bundles, { now }),
+      request('staging/web'),
+    );
     assert.equal(outcome.state, 'APPROVED');
     const claims = decodeJwt(outcome.state === 'APPROVED' ? outcome.credential.token : '');
-    assert.equal((claims.exp as number) * 1000, now + 2 * MINUTE, 'capped at the SVID\'s not-after, not the rule\'s 10 minutes');
+    assert.equal(
+      (claims.exp as number) * 1000,
+      now + 2 * MINUTE,
+      "capped at the SVID's not-after, not the rule's 10 minutes",
+    );
   });
 
   it('refuses to issue when the SVID is about to expire', async () => {
     const svid = ca.issueSvid('spiffe://example.org/ci/deployer', { notBefore: now - MINUTE, notAfter: now + 3000 });
-    await assert.rejects(service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web')), {
-      code: 'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
-      kind: 'failed_precondition',
-    });
+    await assert.rejects(
+      service.requestOperation(await verifySvid(svid.chainDer, bundles, { now }), request('staging/web')),
+      {
+        code: 'ERR_SVID_TOO_CLOSE_TO_EXPIRY',
+        kind: 'failed_precondition',
+      },
+    );
   });
 });

@@ -45,7 +45,11 @@ describe('Workload API endpoint addresses (SPIFFE Workload Endpoint 4)', () => {
   ];
   for (const [address, message] of bad) {
     it(`refuses ${JSON.stringify(address)}`, () => {
-      assert.throws(() => parseWorkloadEndpoint(address), (e: unknown) => e instanceof WorkloadApiError && e.code === 'ERR_WORKLOAD_API_ADDRESS' && message.test(e.message));
+      assert.throws(
+        () => parseWorkloadEndpoint(address),
+        (e: unknown) =>
+          e instanceof WorkloadApiError && e.code === 'ERR_WORKLOAD_API_ADDRESS' && message.test(e.message),
+      );
     });
   }
   it('says how to fix a missing SPIFFE_ENDPOINT_SOCKET', () => {
@@ -64,7 +68,10 @@ describe('DER certificate lists', () => {
   it('refuses truncated and non-DER input', () => {
     const whole = Buffer.concat(svid.chainDer);
     assert.throws(() => splitDerCertificates(whole.subarray(0, whole.length - 3), 'chain'), /truncated/);
-    assert.throws(() => splitDerCertificates(Buffer.from('-----BEGIN CERTIFICATE-----'), 'chain'), /not a sequence of DER certificates/);
+    assert.throws(
+      () => splitDerCertificates(Buffer.from('-----BEGIN CERTIFICATE-----'), 'chain'),
+      /not a sequence of DER certificates/,
+    );
   });
 });
 
@@ -110,7 +117,10 @@ describe('Workload API client', () => {
     try {
       await client.fetchX509Context(10_000);
       const wrongKey = x509Response([{ svid: ca.issueSvid('spiffe://example.org/w'), bundle: [ca] }]);
-      (wrongKey.svids[0] as { x509SvidKey: Buffer }).x509SvidKey = good.privateKey.export({ type: 'pkcs8', format: 'der' });
+      (wrongKey.svids[0] as { x509SvidKey: Buffer }).x509SvidKey = good.privateKey.export({
+        type: 'pkcs8',
+        format: 'der',
+      });
       api.publish(wrongKey);
       api.publish({ svids: [], crl: [], federatedBundles: {} });
       await until('two reported problems', () => problems.length >= 2);
@@ -128,13 +138,20 @@ describe('Workload API client', () => {
     api.failNext = 3;
     const callsBefore = api.calls;
     const retries: number[] = [];
-    const client = new WorkloadApiClient({ address: api.address, backoff: { initialMs: 20, maxMs: 200 }, onRetry: (_e, ms) => retries.push(ms) });
+    const client = new WorkloadApiClient({
+      address: api.address,
+      backoff: { initialMs: 20, maxMs: 200 },
+      onRetry: (_e, ms) => retries.push(ms),
+    });
     try {
       const context = await client.fetchX509Context(15_000);
       assert.equal(context.svids[0]?.certChainPem, svid.chainPem);
       assert.equal(api.calls - callsBefore, 4, 'three refused calls, then the one that worked');
       assert.equal(retries.length, 3);
-      assert.ok(retries.every((ms) => ms >= 10 && ms <= 200), `delays within the backoff bounds: ${retries.join(', ')}`);
+      assert.ok(
+        retries.every((ms) => ms >= 10 && ms <= 200),
+        `delays within the backoff bounds: ${retries.join(', ')}`,
+      );
     } finally {
       client.close();
     }
@@ -163,7 +180,10 @@ describe('Workload API client', () => {
       await assert.rejects(client.fetchX509Context(300), (e: unknown) => {
         assert.ok(e instanceof WorkloadApiError);
         assert.equal(e.code, 'ERR_WORKLOAD_API_TIMEOUT');
-        assert.match(e.message, /no X\.509-SVID from unix:\/\/.* within 0s \(is the agent running, and is this workload registered\?\)/);
+        assert.match(
+          e.message,
+          /no X\.509-SVID from unix:\/\/.* within 0s \(is the agent running, and is this workload registered\?\)/,
+        );
         return true;
       });
     } finally {

@@ -8,7 +8,12 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 
-export type { DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+export type {
+  DescriptorProto,
+  EnumDescriptorProto,
+  FieldDescriptorProto,
+  FileDescriptorProto,
+} from '@bufbuild/protobuf/wkt';
 
 // Next to this module: src/gen in the repository, dist/gen in the package (the build copies it).
 export const descriptorSetPath = fileURLToPath(new URL('./gen/descriptors.binpb', import.meta.url));
@@ -37,4 +42,5 @@ export function parseDescriptorSet(set: Uint8Array): Map<string, DescribedFile> 
 }
 
 /** The broker's descriptor set, read once from the package. */
-export const loadDescriptorSet = (path: string = descriptorSetPath): Map<string, DescribedFile> => parseDescriptorSet(readFileSync(path));
+export const loadDescriptorSet = (path: string = descriptorSetPath): Map<string, DescribedFile> =>
+  parseDescriptorSet(readFileSync(path));

@@ -6,6 +6,14 @@ export * from './errors.js';
 export * from './parameters.js';
 export * from './signature.js';
 export { protoRoot, brokerProtoPath } from './paths.js';
-export { descriptorSetPath, loadDescriptorSet, parseDescriptorSet, type DescribedFile, type DescriptorProto, type EnumDescriptorProto, type FieldDescriptorProto }  from './descriptor-set.js';
+export {
+  descriptorSetPath,
+  loadDescriptorSet,
+  parseDescriptorSet,
+  type DescribedFile,
+  type DescriptorProto,
+  type EnumDescriptorProto,
+  type FieldDescriptorProto,
+} from './descriptor-set.js';
 export * as reflectionV1 from './gen/grpc/reflection/v1/reflection.js';
 export * as reflectionV1alpha from './gen/grpc/reflection/v1alpha/reflection.js';

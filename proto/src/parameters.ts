@@ -80,29 +80,41 @@ const wellFormed: (s: string) => boolean =
     ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
     : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 
-const memberPath = (path: string, name: string): string => (IDENTIFIER.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`);
+const memberPath = (path: string, name: string): string =>
+  IDENTIFIER.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`;
 /** "$" followed by each step: .name, ["other name"], [index]. Built only when there is something to report. */
 const pathOf = (steps: readonly (string | number)[]): string =>
   steps.reduce<string>((path, step) => (typeof step === 'number' ? `${path}[${step}]` : memberPath(path, step)), '$');
 const shown = (text: string, max = 40): string => JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
 
 const invalidUnicode = (path: string, what: 'member name' | 'string') =>
-  new ParametersError('invalid_unicode', path, `${path}: a ${what} holds a lone UTF-16 surrogate (e.g. "\\ud800"), which has no UTF-8 form; send well-formed Unicode`);
+  new ParametersError(
+    'invalid_unicode',
+    path,
+    `${path}: a ${what} holds a lone UTF-16 surrogate (e.g. "\\ud800"), which has no UTF-8 form; send well-formed Unicode`,
+  );
 const reservedKey = (path: string) =>
-  new ParametersError('reserved_key', path, `${path}: the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it`);
+  new ParametersError(
+    'reserved_key',
+    path,
+    `${path}: the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it`,
+  );
 const outOfRange = (path: string, spelling: string) =>
   new ParametersError(
     'number_out_of_range',
     path,
     `${path}: the number ${spelling} is beyond ±9007199254740991 (2^53 - 1), the largest magnitude every JSON parser reads exactly; send it as a string`,
   );
-const tooDeep = (path: string) => new ParametersError('too_deep', path, `${path}: is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
-const tooManyKeys = (path: string) => new ParametersError('too_many_keys', path, `has more than ${PARAMETERS_LIMITS.keys} member names`);
+const tooDeep = (path: string) =>
+  new ParametersError('too_deep', path, `${path}: is nested deeper than ${PARAMETERS_LIMITS.depth} levels`);
+const tooManyKeys = (path: string) =>
+  new ParametersError('too_many_keys', path, `has more than ${PARAMETERS_LIMITS.keys} member names`);
 /** A number within the range: its magnitude is at most 2^53 - 1 (NaN and the infinities are not). */
 const inRange = (n: number): boolean => Math.abs(n) <= MAX_EXACT_JSON_INTEGER;
 
 function checkSize(bytes: number, maxBytes: number): void {
-  if (bytes > maxBytes) throw new ParametersError('too_large', '$', `is ${bytes} bytes, at most ${maxBytes} are allowed`);
+  if (bytes > maxBytes)
+    throw new ParametersError('too_large', '$', `is ${bytes} bytes, at most ${maxBytes} are allowed`);
 }
 
 /**
@@ -199,7 +211,11 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
         if (name === '__proto__') throw reservedKey(pathOf(steps));
         if (Object.hasOwn(out, name)) {
           const path = pathOf(steps);
-          throw new ParametersError('duplicate_key', path, `${path}: the member name ${shown(name)} appears twice in one object; each name may appear once (readers disagree on which one counts)`);
+          throw new ParametersError(
+            'duplicate_key',
+            path,
+            `${path}: the member name ${shown(name)} appears twice in one object; each name may appear once (readers disagree on which one counts)`,
+          );
         }
         if (++keys > PARAMETERS_LIMITS.keys) throw tooManyKeys(pathOf(steps));
         ws();
@@ -235,13 +251,18 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
     }
     NUMBER.lastIndex = at;
     const literal = NUMBER.exec(text)?.[0];
-    if (literal === undefined) return syntax(at >= text.length ? 'unexpected end' : `unexpected character ${shown(text[at] ?? '')}`);
+    if (literal === undefined)
+      return syntax(at >= text.length ? 'unexpected end' : `unexpected character ${shown(text[at] ?? '')}`);
     at += literal.length;
     const n = Number(literal);
     if (!inRange(n)) throw outOfRange(pathOf(steps), literal.length > 40 ? `${literal.slice(0, 40)}...` : literal);
     if (n === 0 && /[1-9]/.test(literal.replace(/[eE].*$/, ''))) {
       const path = pathOf(steps);
-      throw new ParametersError('number_underflow', path, `${path}: the number ${literal.length > 40 ? `${literal.slice(0, 40)}...` : literal} is too small for a JSON number (it reads as 0); send it as a string`);
+      throw new ParametersError(
+        'number_underflow',
+        path,
+        `${path}: the number ${literal.length > 40 ? `${literal.slice(0, 40)}...` : literal} is too small for a JSON number (it reads as 0); send it as a string`,
+      );
     }
     return n;
   };
@@ -251,7 +272,8 @@ export function parseParametersJson(text: string, options: ParametersOptions = {
   const result = value(0);
   ws();
   if (at !== text.length) syntax('unexpected text after the JSON value');
-  if (!isPlainObject(result)) throw new ParametersError('not_object', '$', `must be a JSON object, got ${kindOf(result)}`);
+  if (!isPlainObject(result))
+    throw new ParametersError('not_object', '$', `must be a JSON object, got ${kindOf(result)}`);
   return result as JsonObject;
 }
 
@@ -297,7 +319,7 @@ export function checkParametersValue(value: unknown, options: ParametersOptions 
       if (!wellFormed(name)) throw invalidUnicode(namePath, 'member name');
       if (name === '__proto__') throw reservedKey(namePath);
       if (++keys > PARAMETERS_LIMITS.keys) throw tooManyKeys(namePath);
-      visit((v)[name], namePath, depth + 1);
+      visit(v[name], namePath, depth + 1);
     }
   };
   visit(value, '$', 0);
@@ -331,4 +353,8 @@ function kindOf(v: unknown): string {
 }
 
 const unsupported = (path: string, kind: string) =>
-  new ParametersError('unsupported_value', path, `${path}: ${kind} has no exact JSON form (JSON.stringify would drop or change it); use objects, arrays, strings, numbers, booleans and null`);
+  new ParametersError(
+    'unsupported_value',
+    path,
+    `${path}: ${kind} has no exact JSON form (JSON.stringify would drop or change it); use objects, arrays, strings, numbers, booleans and null`,
+  );

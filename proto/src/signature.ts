@@ -28,11 +28,13 @@ export function isCanonicalBase64url(text: string): boolean {
  */
 export function nonCanonicalSignature(token: string, alg: string): string | undefined {
   const signature = token.slice(token.lastIndexOf('.') + 1);
-  if (!isCanonicalBase64url(signature)) return 'the signature is not in canonical base64url (its last character carries bits that are not zero)';
+  if (!isCanonicalBase64url(signature))
+    return 'the signature is not in canonical base64url (its last character carries bits that are not zero)';
   if (alg === 'ES256') {
     const bytes = Buffer.from(signature, 'base64url');
     if (bytes.length !== 64) return `an ES256 signature is 64 bytes, not ${bytes.length}`;
-    if (toBigInt(bytes.subarray(32)) > P256_HALF_ORDER) return 'the ECDSA signature is not in low-S form (s > n/2): it is the malleated twin of another signature';
+    if (toBigInt(bytes.subarray(32)) > P256_HALF_ORDER)
+      return 'the ECDSA signature is not in low-S form (s > n/2): it is the malleated twin of another signature';
   }
   return undefined;
 }

@@ -25,7 +25,13 @@ function problemOf(f: () => unknown): { problem: ParametersProblem; path: string
 
 describe('parseParametersJson: what the rules refuse in JSON text', () => {
   const cases: [string, string, ParametersProblem, string, RegExp][] = [
-    ['not JSON', '{version: 1}', 'syntax', '$', /^is not valid JSON: expected a member name in double quotes at offset 1$/],
+    [
+      'not JSON',
+      '{version: 1}',
+      'syntax',
+      '$',
+      /^is not valid JSON: expected a member name in double quotes at offset 1$/,
+    ],
     ['a trailing comma', '{"a":1,}', 'syntax', '$', /^is not valid JSON/],
     ['single quotes', "{'a':1}", 'syntax', '$', /^is not valid JSON/],
     ['text after the object', '{"a":1} x', 'syntax', '$', /unexpected text after the JSON value/],
@@ -37,23 +43,71 @@ describe('parseParametersJson: what the rules refuse in JSON text', () => {
     ['an array', '[1,2]', 'not_object', '$', /^must be a JSON object, got an array$/],
     ['a string', '"x"', 'not_object', '$', /^must be a JSON object, got a string$/],
     ['null', 'null', 'not_object', '$', /^must be a JSON object, got null$/],
-    ['a duplicate member name', '{"a":1,"b":{"c":1},"a":2}', 'duplicate_key', '$.a', /^\$\.a: the member name "a" appears twice in one object/],
+    [
+      'a duplicate member name',
+      '{"a":1,"b":{"c":1},"a":2}',
+      'duplicate_key',
+      '$.a',
+      /^\$\.a: the member name "a" appears twice in one object/,
+    ],
     ['a duplicate spelled with an escape', '{"a":1,"\\u0061":2}', 'duplicate_key', '$.a', /appears twice/],
     ['a nested duplicate', '{"x":[{"k y":1,"k y":2}]}', 'duplicate_key', '$.x[0]["k y"]', /appears twice/],
-    ['33 levels', `${'{"a":'.repeat(33)}1${'}'.repeat(33)}`, 'too_deep', `$${'.a'.repeat(32)}`, /is nested deeper than 32 levels/],
-    ['2049 member names', JSON.stringify(Object.fromEntries(Array.from({ length: 2049 }, (_, i) => [`k${i}`, i]))), 'too_many_keys', '$.k2048', /^has more than 2048 member names$/],
-    ['1e400', '{"n":1e400}', 'number_out_of_range', '$.n', /^\$\.n: the number 1e400 is beyond ±9007199254740991 \(2\^53 - 1\), the largest magnitude every JSON parser reads exactly; send it as a string$/],
+    [
+      '33 levels',
+      `${'{"a":'.repeat(33)}1${'}'.repeat(33)}`,
+      'too_deep',
+      `$${'.a'.repeat(32)}`,
+      /is nested deeper than 32 levels/,
+    ],
+    [
+      '2049 member names',
+      JSON.stringify(Object.fromEntries(Array.from({ length: 2049 }, (_, i) => [`k${i}`, i]))),
+      'too_many_keys',
+      '$.k2048',
+      /^has more than 2048 member names$/,
+    ],
+    [
+      '1e400',
+      '{"n":1e400}',
+      'number_out_of_range',
+      '$.n',
+      /^\$\.n: the number 1e400 is beyond ±9007199254740991 \(2\^53 - 1\), the largest magnitude every JSON parser reads exactly; send it as a string$/,
+    ],
     ['-1e400', '{"n":-1e400}', 'number_out_of_range', '$.n', /the number -1e400 is beyond/],
     ['2^53', '{"n":9007199254740992}', 'number_out_of_range', '$.n', /the number 9007199254740992 is beyond/],
     ['1e20', '{"n":1e20}', 'number_out_of_range', '$.n', /the number 1e20 is beyond/],
     ['a large fraction', '{"n":1.5e300}', 'number_out_of_range', '$.n', /the number 1.5e300 is beyond/],
-    ['1e-400', '{"n":1e-400}', 'number_underflow', '$.n', /^\$\.n: the number 1e-400 is too small for a JSON number \(it reads as 0\)/],
-    ['a lone high surrogate', '{"s":"\\ud800"}', 'invalid_unicode', '$.s', /^\$\.s: a string holds a lone UTF-16 surrogate/],
+    [
+      '1e-400',
+      '{"n":1e-400}',
+      'number_underflow',
+      '$.n',
+      /^\$\.n: the number 1e-400 is too small for a JSON number \(it reads as 0\)/,
+    ],
+    [
+      'a lone high surrogate',
+      '{"s":"\\ud800"}',
+      'invalid_unicode',
+      '$.s',
+      /^\$\.s: a string holds a lone UTF-16 surrogate/,
+    ],
     ['a lone low surrogate', '{"s":["ok","\\udfff"]}', 'invalid_unicode', '$.s[1]', /lone UTF-16 surrogate/],
     ['reversed surrogates', '{"s":"\\udc00\\ud800"}', 'invalid_unicode', '$.s', /lone UTF-16 surrogate/],
-    ['a surrogate in a member name', '{"k\\ud800":1}', 'invalid_unicode', '$["k\\ud800"]', /a member name holds a lone UTF-16 surrogate/],
+    [
+      'a surrogate in a member name',
+      '{"k\\ud800":1}',
+      'invalid_unicode',
+      '$["k\\ud800"]',
+      /a member name holds a lone UTF-16 surrogate/,
+    ],
     ['__proto__', '{"__proto__":{"a":1}}', 'reserved_key', '$.__proto__', /"__proto__" is not accepted/],
-    ['a nested __proto__', '{"a":[{"__proto__":1}]}', 'reserved_key', '$.a[0].__proto__', /"__proto__" is not accepted/],
+    [
+      'a nested __proto__',
+      '{"a":[{"__proto__":1}]}',
+      'reserved_key',
+      '$.a[0].__proto__',
+      /"__proto__" is not accepted/,
+    ],
   ];
   for (const [name, text, problem, path, message] of cases) {
     it(`refuses ${name}: ${problem} at ${path}`, () => {
@@ -75,7 +129,9 @@ describe('parseParametersJson: what the rules refuse in JSON text', () => {
       return { problem: got.problem, message: got.message.replace(n, 'N') };
     });
     for (const o of out) assert.deepEqual(o, out[0]);
-    const inRange = ['9007199254740991', '9.007199254740991e15', '9007199254740991.0', '-0', '0'].map((n) => canonicalJson(parseParametersJson(`{"n":${n}}`)));
+    const inRange = ['9007199254740991', '9.007199254740991e15', '9007199254740991.0', '-0', '0'].map((n) =>
+      canonicalJson(parseParametersJson(`{"n":${n}}`)),
+    );
     assert.deepEqual(inRange.slice(0, 3), Array(3).fill('{"n":9007199254740991}'));
     assert.deepEqual(inRange.slice(3), ['{"n":0}', '{"n":0}']);
   });
@@ -86,7 +142,12 @@ describe('parseParametersJson: what the rules refuse in JSON text', () => {
   });
 
   it('keeps surrogate pairs, escapes and nested "__proto__"-like strings that are only values', () => {
-    assert.deepEqual(parseParametersJson('{"e":"\\ud83d\\ude00","raw":"😀","v":"__proto__","q":"a\\"b"}'), { e: '😀', raw: '😀', v: '__proto__', q: 'a"b' });
+    assert.deepEqual(parseParametersJson('{"e":"\\ud83d\\ude00","raw":"😀","v":"__proto__","q":"a\\"b"}'), {
+      e: '😀',
+      raw: '😀',
+      v: '__proto__',
+      q: 'a"b',
+    });
   });
 });
 
@@ -140,7 +201,14 @@ describe('checkParametersValue: the same rules for a JavaScript value', () => {
   });
 
   it('serialises an accepted value without changing it', () => {
-    const value = { version: '1.4.2', replicas: 3, ratio: 0.25, flags: ['canary', null, true], nested: { 'k y': -0 }, e: '😀' };
+    const value = {
+      version: '1.4.2',
+      replicas: 3,
+      ratio: 0.25,
+      flags: ['canary', null, true],
+      nested: { 'k y': -0 },
+      e: '😀',
+    };
     const text = parametersJsonOf(value);
     assert.deepEqual(parseParametersJson(text), JSON.parse(text));
     assert.equal(canonicalJson(parseParametersJson(text)), canonicalJson(value));
@@ -154,8 +222,36 @@ describe('differential: the strict reader agrees with JSON.parse wherever it acc
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
     return seed % n;
   };
-  const strings = ['', 'a', 'k y', '\\"', '\\\\', '\\/', '\\n', '\\u00e9', '\\ud83d\\ude00', 'é', '😀', '__proto__x', 'constructor', 'toString'];
-  const numbers = ['0', '-0', '1', '-1', '0.5', '1e3', '1E-3', '-2.5e+2', '9007199254740991', '-9007199254740991', '123.456e-7', '1e-300'];
+  const strings = [
+    '',
+    'a',
+    'k y',
+    '\\"',
+    '\\\\',
+    '\\/',
+    '\\n',
+    '\\u00e9',
+    '\\ud83d\\ude00',
+    'é',
+    '😀',
+    '__proto__x',
+    'constructor',
+    'toString',
+  ];
+  const numbers = [
+    '0',
+    '-0',
+    '1',
+    '-1',
+    '0.5',
+    '1e3',
+    '1E-3',
+    '-2.5e+2',
+    '9007199254740991',
+    '-9007199254740991',
+    '123.456e-7',
+    '1e-300',
+  ];
   const ws = () => [' ', '', '\n', '\t', '\r\n'][rand(5)] as string;
   const value = (depth: number): string => {
     const k = rand(depth > 4 ? 4 : 6);
@@ -163,12 +259,18 @@ describe('differential: the strict reader agrees with JSON.parse wherever it acc
     if (k === 1) return numbers[rand(numbers.length)] as string;
     if (k === 2) return ['true', 'false', 'null'][rand(3)] as string;
     if (k === 3) return `"${strings[rand(strings.length)]}${strings[rand(strings.length)]}"`;
-    if (k === 4) return `[${ws()}${Array.from({ length: rand(4) }, () => value(depth + 1)).join(`${ws()},${ws()}`)}${ws()}]`;
+    if (k === 4)
+      return `[${ws()}${Array.from({ length: rand(4) }, () => value(depth + 1)).join(`${ws()},${ws()}`)}${ws()}]`;
     return object(depth + 1);
   };
   const object = (depth: number): string => {
     // Distinct once escapes are decoded ("\\ud83d\\ude00" and "😀" are one name).
-    const byName = new Map(Array.from({ length: rand(5) }, () => strings[rand(strings.length)] as string).map((n) => [JSON.parse(`"${n}"`) as string, n]));
+    const byName = new Map(
+      Array.from({ length: rand(5) }, () => strings[rand(strings.length)] as string).map((n) => [
+        JSON.parse(`"${n}"`) as string,
+        n,
+      ]),
+    );
     const names = [...byName.values()];
     return `{${ws()}${names.map((n) => `"${n}"${ws()}:${ws()}${value(depth)}`).join(`${ws()},${ws()}`)}${ws()}}`;
   };

@@ -24,13 +24,21 @@ const BROKER_BIN = join(root, 'broker/bin/countersign-broker.js');
 function tool(name: string): string {
   const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
   if (!found) {
-    assert.fail(`${name} is not on PATH: run .ci/run, or see docs/kubernetes.md ("Chart tests") to install it with go install`);
+    assert.fail(
+      `${name} is not on PATH: run .ci/run, or see docs/kubernetes.md ("Chart tests") to install it with go install`,
+    );
   }
   return found;
 }
 
 // Rendered objects are checked field by field below; `any` keeps those checks readable.
-type Manifest = { apiVersion: string; kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
+type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec?: any;
+  data?: Record<string, string>;
+};
 
 function render(valuesFile?: string, set: string[] = []): { text: string; docs: Manifest[] } {
   const args = ['template', 'cs', chart, '--namespace', 'countersign', '--kube-version', KUBE_VERSION];
@@ -55,7 +63,10 @@ function brokerConfigCheck(configs: string[]): { valid: boolean[]; output: strin
       writeFileSync(file, text);
       return file;
     });
-    const out = spawnSync(process.execPath, [BROKER_BIN, 'config', 'check', ...files], { encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
+    const out = spawnSync(process.execPath, [BROKER_BIN, 'config', 'check', ...files], {
+      encoding: 'utf8',
+      env: { ...process.env, REDIS_URL: '' },
+    });
     const output = out.stdout + out.stderr;
     const valid = files.map((f) => new RegExp(`^${f}: valid$`, 'm').test(out.stdout));
     assert.equal(out.status === 0, valid.every(Boolean), output);
@@ -67,13 +78,19 @@ function brokerConfigCheck(configs: string[]): { valid: boolean[]; output: strin
 
 const configOf = (docs: Manifest[]) => find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string;
 
-const valueSets = [undefined, ...readdirSync(join(chart, 'ci')).filter((f) => f.endsWith('.yaml')).map((f) => join(chart, 'ci', f))];
+const valueSets = [
+  undefined,
+  ...readdirSync(join(chart, 'ci'))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => join(chart, 'ci', f)),
+];
 const label = (f: string | undefined) => (f === undefined ? 'defaults' : f.slice(chart.length + 1));
 
 function podSpecs(docs: Manifest[]): { owner: string; spec: any }[] {
   const out: { owner: string; spec: any }[] = [];
   for (const d of docs) {
-    if (d.kind === 'Deployment' || d.kind === 'StatefulSet') out.push({ owner: `${d.kind}/${d.metadata.name}`, spec: d.spec.template.spec });
+    if (d.kind === 'Deployment' || d.kind === 'StatefulSet')
+      out.push({ owner: `${d.kind}/${d.metadata.name}`, spec: d.spec.template.spec });
     if (d.kind === 'Pod') out.push({ owner: `Pod/${d.metadata.name}`, spec: d.spec });
   }
   return out;
@@ -110,7 +127,11 @@ describe('Helm chart', () => {
           assert.equal(spec.automountServiceAccountToken, false, `${owner} does not mount an API token`);
           for (const c of spec.containers) {
             assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${owner}/${c.name} readOnlyRootFilesystem`);
-            assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${owner}/${c.name} allowPrivilegeEscalation`);
+            assert.equal(
+              c.securityContext?.allowPrivilegeEscalation,
+              false,
+              `${owner}/${c.name} allowPrivilegeEscalation`,
+            );
             assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${owner}/${c.name} drops ALL`);
           }
         }
@@ -122,7 +143,8 @@ describe('Helm chart', () => {
         for (const { spec } of podSpecs(docs)) {
           for (const c of spec.containers) {
             for (const e of c.env ?? []) {
-              if (/TOKEN|SECRET|PASSWORD/.test(e.name)) assert.ok(e.valueFrom?.secretKeyRef, `${e.name} comes from a Secret`);
+              if (/TOKEN|SECRET|PASSWORD/.test(e.name))
+                assert.ok(e.valueFrom?.secretKeyRef, `${e.name} comes from a Secret`);
             }
           }
         }
@@ -132,7 +154,10 @@ describe('Helm chart', () => {
       it('gives every container resource requests and a memory limit (ResourceQuota namespaces admit only those)', () => {
         for (const { owner, spec } of podSpecs(render(valuesFile).docs)) {
           for (const c of spec.containers) {
-            assert.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${owner}/${c.name} requests cpu and memory`);
+            assert.ok(
+              c.resources?.requests?.cpu && c.resources?.requests?.memory,
+              `${owner}/${c.name} requests cpu and memory`,
+            );
             assert.ok(c.resources?.limits?.memory, `${owner}/${c.name} has a memory limit`);
           }
         }
@@ -156,7 +181,10 @@ describe('Helm chart', () => {
 
     it('runs 2 replicas spread across nodes, with a PodDisruptionBudget', () => {
       assert.equal(deployment.spec.replicas, 2);
-      assert.equal(pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey, 'kubernetes.io/hostname');
+      assert.equal(
+        pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey,
+        'kubernetes.io/hostname',
+      );
       const pdb = find(docs, 'PodDisruptionBudget', 'cs-countersign');
       assert.equal(pdb.spec.minAvailable, 1);
       assert.deepEqual(pdb.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
@@ -169,14 +197,21 @@ describe('Helm chart', () => {
       assert.ok(broker.startupProbe.grpc);
       assert.deepEqual(
         broker.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]),
-        [['grpc', 8443], ['http', 8080], ['health', 8081]],
+        [
+          ['grpc', 8443],
+          ['http', 8080],
+          ['health', 8081],
+        ],
       );
     });
 
     it('gets its SVID from the Workload API socket of the SPIFFE CSI driver', () => {
       const volume = pod.volumes.find((v: { name: string }) => v.name === 'spiffe-workload-api');
       assert.equal(volume.csi.driver, 'csi.spiffe.io');
-      const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+      const config = parseConfig(
+        find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+        'config.yaml',
+      );
       assert.equal(config.identity.svid.workload_api?.socket, 'unix:///spiffe-workload-api/spire-agent.sock');
       assert.equal(config.identity.svid.workload_api?.trust_bundles, true, 'bundles come from the Workload API too');
       assert.equal(config.identity.svid.cert_file, undefined);
@@ -211,7 +246,10 @@ describe('Helm chart', () => {
     assert.match(conf, /^maxmemory-policy noeviction$/m);
     const sts = find(docs, 'StatefulSet', 'cs-countersign-redis');
     assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '2Gi');
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.equal(config.redis.url, 'redis://cs-countersign-redis:6379');
     assert.ok(find(docs, 'NetworkPolicy', 'cs-countersign-redis'));
   });
@@ -228,62 +266,102 @@ describe('Helm chart', () => {
       assert.equal(out.status, 0, `${script}: ${out.stderr}`);
     }
     assert.match(conf['start-sentinel.sh'] as string, /sentinel monitor countersign \$primary 6379 2$/m);
-    for (const [name, replicas] of [['cs-countersign-redis', 3], ['cs-countersign-sentinel', 3]] as const) {
+    for (const [name, replicas] of [
+      ['cs-countersign-redis', 3],
+      ['cs-countersign-sentinel', 3],
+    ] as const) {
       const sts = find(docs, 'StatefulSet', name);
       assert.equal(sts.spec.replicas, replicas);
-      const anti = sts.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm;
+      const anti =
+        sts.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]
+          .podAffinityTerm;
       assert.equal(anti.topologyKey, 'kubernetes.io/hostname');
-      assert.equal(anti.labelSelector.matchLabels['app.kubernetes.io/component'], name.endsWith('redis') ? 'redis' : 'sentinel');
+      assert.equal(
+        anti.labelSelector.matchLabels['app.kubernetes.io/component'],
+        name.endsWith('redis') ? 'redis' : 'sentinel',
+      );
       assert.equal(find(docs, 'PodDisruptionBudget', name).spec.maxUnavailable, 1);
       assert.equal(find(docs, 'Service', name).spec.clusterIP, 'None');
       assert.ok(find(docs, 'NetworkPolicy', name));
     }
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.equal(config.redis.sentinel?.master_name, 'countersign');
-    assert.deepEqual(config.redis.sentinel?.sentinels, [0, 1, 2].map((i) => `cs-countersign-sentinel-${i}.cs-countersign-sentinel.countersign.svc.cluster.local:26379`));
+    assert.deepEqual(
+      config.redis.sentinel?.sentinels,
+      [0, 1, 2].map((i) => `cs-countersign-sentinel-${i}.cs-countersign-sentinel.countersign.svc.cluster.local:26379`),
+    );
     assert.deepEqual(config.redis.durability, { replicas: 1, timeout: 1000 });
     // Without durability the broker does not WAIT: nothing in the config.
-    const external = parseConfig(find(render(join(chart, 'ci/external-redis-sentinel.yaml')).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const external = parseConfig(
+      find(render(join(chart, 'ci/external-redis-sentinel.yaml')).docs, 'ConfigMap', 'cs-countersign-config').data?.[
+        'config.yaml'
+      ] as string,
+      'config.yaml',
+    );
     assert.deepEqual(external.redis.durability, { replicas: 0, timeout: 1000 });
   });
 
   it('external Redis Cluster: the seed nodes, a hash-tagged prefix, TLS and the password from a Secret', () => {
     const { docs } = render(join(chart, 'ci/external-redis-cluster.yaml'));
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.deepEqual(config.redis.cluster?.nodes, ['redis-0.redis:6379', 'redis-1.redis:6379', 'redis-2.redis:6379']);
     assert.equal(config.redis.prefix, '{countersign}:');
     assert.equal(config.redis.url, 'rediss://unused:6379');
     assert.equal(config.redis.sentinel, undefined);
     assert.equal(config.redis.password_file, '/var/run/countersign/redis/password');
-    assert.equal(docs.filter((d) => d.kind === 'StatefulSet').length, 0, 'no Redis of the chart\'s own');
+    assert.equal(docs.filter((d) => d.kind === 'StatefulSet').length, 0, "no Redis of the chart's own");
   });
 
   it('lists who may redeem credentials (broker.credentials.redeemers); nobody by default', () => {
     const configOf = (valuesFile?: string) =>
-      parseConfig(find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+      parseConfig(
+        find(render(valuesFile).docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+        'config.yaml',
+      );
     assert.equal(configOf().credentials.redeemers, undefined);
     assert.deepEqual(configOf(join(chart, 'ci/spiffe-secret.yaml')).credentials.redeemers, [
-      { audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/ns/deploy/sa/deploy-api', 'spiffe://example.org/ns/edge/sa/*'] },
+      {
+        audience: 'https://deploy.example.org',
+        workloads: ['spiffe://example.org/ns/deploy/sa/deploy-api', 'spiffe://example.org/ns/edge/sa/*'],
+      },
     ]);
   });
 
   it('external Redis through Sentinel reads its password from a mounted Secret', () => {
     const { docs } = render(join(chart, 'ci/external-redis-sentinel.yaml'));
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.equal(config.redis.sentinel?.master_name, 'countersign');
     assert.equal(config.redis.sentinel?.sentinels.length, 3);
     assert.equal(config.redis.password_file, '/var/run/countersign/redis/password');
     const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
-    assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'redis-password').secret.secretName, 'countersign-redis');
+    assert.equal(
+      pod.volumes.find((v: { name: string }) => v.name === 'redis-password').secret.secretName,
+      'countersign-redis',
+    );
   });
 
   it('cert-manager csi-driver-spiffe mode reads SVID files and federated SPIFFE bundles', () => {
     const { docs } = render(join(chart, 'ci/spiffe-cert-manager.yaml'));
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.equal(config.identity.svid.cert_file, '/var/run/countersign/svid/tls.crt');
     assert.deepEqual(
       config.identity.bundles.map((b) => [b.trust_domain, b.format]),
-      [['example.org', 'pem'], ['partner.example', 'spiffe']],
+      [
+        ['example.org', 'pem'],
+        ['partner.example', 'spiffe'],
+      ],
     );
     const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
     assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'svid').csi.driver, 'spiffe.csi.cert-manager.io');
@@ -318,25 +396,41 @@ describe('Helm chart', () => {
     const { docs } = render(join(chart, 'ci/console.yaml'));
     const pod = find(docs, 'Deployment', 'cs-countersign').spec.template.spec;
     const broker = pod.containers[0];
-    assert.deepEqual(broker.ports.find((p: { name: string }) => p.name === 'console'), { name: 'console', containerPort: 8090, protocol: 'TCP' });
+    assert.deepEqual(
+      broker.ports.find((p: { name: string }) => p.name === 'console'),
+      { name: 'console', containerPort: 8090, protocol: 'TCP' },
+    );
     const secret = broker.env.find((e: { name: string }) => e.name === 'COUNTERSIGN_CONSOLE_OIDC_CLIENT_SECRET');
     assert.deepEqual(secret.valueFrom.secretKeyRef, { name: 'countersign-console-oidc', key: 'client-secret' });
-    const config = parseConfig(find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string, 'config.yaml');
+    const config = parseConfig(
+      find(docs, 'ConfigMap', 'cs-countersign-config').data?.['config.yaml'] as string,
+      'config.yaml',
+    );
     assert.equal(config.console.enabled, true);
     assert.equal(config.console.listen, '0.0.0.0:8090');
     assert.equal(config.console.public_url, 'https://approve.example.org');
     assert.equal(config.console.oidc?.issuer, 'https://login.example.org');
-    assert.equal(config.console.oidc?.client_secret_file, undefined, 'the secret comes from the environment, by reference');
+    assert.equal(
+      config.console.oidc?.client_secret_file,
+      undefined,
+      'the secret comes from the environment, by reference',
+    );
     const service = find(docs, 'Service', 'cs-countersign-console');
     assert.deepEqual(service.spec.ports, [{ name: 'console', port: 8090, targetPort: 'console', protocol: 'TCP' }]);
     const ingress = find(docs, 'Ingress', 'cs-countersign-console');
     assert.equal(ingress.spec.rules[0].host, 'approve.example.org');
     const backends = ingress.spec.rules.flatMap((r: any) => r.http.paths.map((p: any) => p.backend.service));
-    assert.deepEqual(backends, [{ name: 'cs-countersign-console', port: { name: 'console' } }], 'only the console is behind its host');
+    assert.deepEqual(
+      backends,
+      [{ name: 'cs-countersign-console', port: { name: 'console' } }],
+      'only the console is behind its host',
+    );
     assert.deepEqual(ingress.spec.tls, [{ hosts: ['approve.example.org'], secretName: 'countersign-console-tls' }]);
     const policy = find(docs, 'NetworkPolicy', 'cs-countersign');
     const rule = policy.spec.ingress.find((r: any) => r.ports.some((p: { port: string }) => p.port === 'console'));
-    assert.deepEqual(rule.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }]);
+    assert.deepEqual(rule.from, [
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
     // Off by default: nothing of the console is rendered.
     const defaults = render().docs;
     assert.equal(defaults.filter((d) => d.metadata.name.endsWith('-console')).length, 0);
@@ -345,7 +439,11 @@ describe('Helm chart', () => {
   it("passes every value set's config.yaml through the broker's own config check", () => {
     const configs = valueSets.map((f) => configOf(render(f).docs));
     const { valid, output } = brokerConfigCheck(configs);
-    assert.deepEqual(valid, configs.map(() => true), output);
+    assert.deepEqual(
+      valid,
+      configs.map(() => true),
+      output,
+    );
   });
 
   describe('bad values that pass the schema are refused at render time, with a message that says what to change', () => {
@@ -355,15 +453,23 @@ describe('Helm chart', () => {
       'default-ttl-above-max.yaml': /broker\.credentials\.defaultTtl=2h exceeds broker\.credentials\.maxTtl=1h/,
       'default-ttl-1s.yaml': /broker\.credentials\.defaultTtl=1s is out of range: the broker accepts 10s to 24h/,
       'poll-interval-0s.yaml': /broker\.requests\.pollInterval=0s is out of range: the broker accepts 200ms to 1m/,
-      'pdb-above-replicas.yaml': /podDisruptionBudget\.minAvailable=3 with broker\.replicaCount=2 would never let a node drain evict a broker pod; use at most 1/,
-      'grpc-port-is-http-port.yaml': /broker\.ports\.grpc and broker\.ports\.http are both 8080; each listener needs its own port/,
-      'secret-mode-without-bundle.yaml': /spiffe\.mode=secret needs spiffe\.trustBundle\.configMap: the ConfigMap holding the CA bundle of trustDomain example\.org/,
-      'extra-config-trust-domain.yaml': /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
-      'console-port-is-http-port.yaml': /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
+      'pdb-above-replicas.yaml':
+        /podDisruptionBudget\.minAvailable=3 with broker\.replicaCount=2 would never let a node drain evict a broker pod; use at most 1/,
+      'grpc-port-is-http-port.yaml':
+        /broker\.ports\.grpc and broker\.ports\.http are both 8080; each listener needs its own port/,
+      'secret-mode-without-bundle.yaml':
+        /spiffe\.mode=secret needs spiffe\.trustBundle\.configMap: the ConfigMap holding the CA bundle of trustDomain example\.org/,
+      'extra-config-trust-domain.yaml':
+        /broker\.extraConfig\.trust_domain would override what the chart writes from trustDomain; set that value instead/,
+      'console-port-is-http-port.yaml':
+        /broker\.ports\.http and broker\.ports\.console are both 8080; each listener needs its own port/,
       'console-link-ttl-2d.yaml': /console\.signInLinkTtl=2d is out of range: the broker accepts 1m to 24h/,
-      'sentinel-too-few-replicas.yaml': /redis\.sentinel\.replicas=2 with redis\.durability\.replicas=1: after a failover the new primary has 0 replica\(s\) and every write would fail .*use redis\.sentinel\.replicas of at least 3/,
-      'cluster-prefix-without-hash-tag.yaml': /redis\.prefix="countersign:": on Redis Cluster \(redis\.external\.cluster\.enabled\) the prefix must start with a hash tag, e\.g\. \{countersign\}:/,
-      'extra-config-console-public-url.yaml': /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
+      'sentinel-too-few-replicas.yaml':
+        /redis\.sentinel\.replicas=2 with redis\.durability\.replicas=1: after a failover the new primary has 0 replica\(s\) and every write would fail .*use redis\.sentinel\.replicas of at least 3/,
+      'cluster-prefix-without-hash-tag.yaml':
+        /redis\.prefix="countersign:": on Redis Cluster \(redis\.external\.cluster\.enabled\) the prefix must start with a hash tag, e\.g\. \{countersign\}:/,
+      'extra-config-console-public-url.yaml':
+        /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };
 
     it('has an expected message for every file in test/chart/bad-values', () => {
@@ -372,7 +478,11 @@ describe('Helm chart', () => {
 
     for (const [file, message] of Object.entries(expected)) {
       it(file, () => {
-        const out = spawnSync(tool('helm'), ['template', 'cs', chart, '--kube-version', KUBE_VERSION, '-f', join(badValues, file)], { encoding: 'utf8' });
+        const out = spawnSync(
+          tool('helm'),
+          ['template', 'cs', chart, '--kube-version', KUBE_VERSION, '-f', join(badValues, file)],
+          { encoding: 'utf8' },
+        );
         assert.notEqual(out.status, 0, `helm rendered ${file}`);
         assert.match(out.stderr, message);
       });
@@ -389,19 +499,58 @@ describe('Helm chart', () => {
     // default config.yaml at the key the chart maps it to and checked by the broker.
     const base = configOf(render().docs);
     const edges: { value: string; key: string[]; toConfig?: (v: string) => string; samples: string[] }[] = [
-      { value: 'broker.credentials.maxTtl', key: ['credentials', 'max_ttl'], samples: ['9s', '9999ms', '10s', '1h30m', '0.5h', '24h', '1d', '24h1ms', '25h', '48h', '2d'] },
-      { value: 'broker.credentials.defaultTtl', key: ['credentials', 'default_ttl'], samples: ['1s', '9.9s', '10s', '5m', '1h', '60m', '61m', '3600001ms'] },
-      { value: 'broker.requests.pollInterval', key: ['requests', 'poll_interval'], samples: ['0s', '0ms', '199ms', '200ms', '0.2s', '2s', '1m', '60s', '60001ms', '61s', '2m'] },
-      { value: 'redis.durability.timeout', key: ['redis', 'durability', 'timeout'], samples: ['9ms', '10ms', '1s', '1m', '60001ms', '2m'] },
-      { value: 'broker.ports.http', key: ['http', 'listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8080', '8443', '8081', '9000'] },
-      { value: 'broker.ports.health', key: ['health', 'grpc_listen'], toConfig: (p) => `0.0.0.0:${p}`, samples: ['8081', '8443', '8080', '9001'] },
+      {
+        value: 'broker.credentials.maxTtl',
+        key: ['credentials', 'max_ttl'],
+        samples: ['9s', '9999ms', '10s', '1h30m', '0.5h', '24h', '1d', '24h1ms', '25h', '48h', '2d'],
+      },
+      {
+        value: 'broker.credentials.defaultTtl',
+        key: ['credentials', 'default_ttl'],
+        samples: ['1s', '9.9s', '10s', '5m', '1h', '60m', '61m', '3600001ms'],
+      },
+      {
+        value: 'broker.requests.pollInterval',
+        key: ['requests', 'poll_interval'],
+        samples: ['0s', '0ms', '199ms', '200ms', '0.2s', '2s', '1m', '60s', '60001ms', '61s', '2m'],
+      },
+      {
+        value: 'redis.durability.timeout',
+        key: ['redis', 'durability', 'timeout'],
+        samples: ['9ms', '10ms', '1s', '1m', '60001ms', '2m'],
+      },
+      {
+        value: 'broker.ports.http',
+        key: ['http', 'listen'],
+        toConfig: (p) => `0.0.0.0:${p}`,
+        samples: ['8080', '8443', '8081', '9000'],
+      },
+      {
+        value: 'broker.ports.health',
+        key: ['health', 'grpc_listen'],
+        toConfig: (p) => `0.0.0.0:${p}`,
+        samples: ['8081', '8443', '8080', '9001'],
+      },
     ];
     for (const edge of edges) {
       it(edge.value, () => {
         const chartAccepts = edge.samples.map((sample) => {
-          const args = ['template', 'cs', chart, '--kube-version', KUBE_VERSION, '--show-only', 'templates/configmap.yaml'];
-          const out = spawnSync(tool('helm'), [...args, edge.value.startsWith('broker.ports') ? '--set' : '--set-string', `${edge.value}=${sample}`], { encoding: 'utf8' });
-          if (out.status !== 0) assert.match(out.stderr, new RegExp(edge.value.replace(/\./g, '\\.')), `the refusal names ${edge.value}`);
+          const args = [
+            'template',
+            'cs',
+            chart,
+            '--kube-version',
+            KUBE_VERSION,
+            '--show-only',
+            'templates/configmap.yaml',
+          ];
+          const out = spawnSync(
+            tool('helm'),
+            [...args, edge.value.startsWith('broker.ports') ? '--set' : '--set-string', `${edge.value}=${sample}`],
+            { encoding: 'utf8' },
+          );
+          if (out.status !== 0)
+            assert.match(out.stderr, new RegExp(edge.value.replace(/\./g, '\\.')), `the refusal names ${edge.value}`);
           return out.status === 0;
         });
         const configs = edge.samples.map((sample) => {
@@ -424,17 +573,47 @@ describe('Helm chart', () => {
     const cases: [string, string[], RegExp][] = [
       ['an unknown key', ['brokr.replicaCount=3'], /brokr/],
       ['a string replica count', ['broker.replicaCount=two'], /replicaCount.*want integer/],
-      ['secret mode without a Secret name', ['spiffe.mode=secret', 'spiffe.trustBundle.configMap=b'], /spiffe\.mode=secret needs spiffe\.secret\.name/],
+      [
+        'secret mode without a Secret name',
+        ['spiffe.mode=secret', 'spiffe.trustBundle.configMap=b'],
+        /spiffe\.mode=secret needs spiffe\.secret\.name/,
+      ],
       ['Slack without its Secret', ['slack.enabled=true'], /slack\/existingSecret/],
       ['an unknown SPIFFE mode', ['spiffe.mode=magic'], /spiffe\/mode/],
       ['a malformed duration', ['broker.credentials.maxTtl=forever'], /maxTtl/],
       ['an unknown Redis mode', ['redis.mode=cluster'], /redis\/mode/],
       ['a Redis Cluster without nodes', ['redis.external.cluster.enabled=true'], /redis\/external\/cluster\/nodes/],
-      ['both Cluster and Sentinel', ['redis.external.cluster.enabled=true', 'redis.external.cluster.nodes={r0:6379}', 'redis.external.sentinel.enabled=true', 'redis.external.sentinel.sentinels={s0:26379}'], /exclude each other/],
-      ['an even number of sentinels', ['redis.mode=sentinel', 'redis.sentinel.sentinels=4'], /redis\/sentinel\/sentinels/],
+      [
+        'both Cluster and Sentinel',
+        [
+          'redis.external.cluster.enabled=true',
+          'redis.external.cluster.nodes={r0:6379}',
+          'redis.external.sentinel.enabled=true',
+          'redis.external.sentinel.sentinels={s0:26379}',
+        ],
+        /exclude each other/,
+      ],
+      [
+        'an even number of sentinels',
+        ['redis.mode=sentinel', 'redis.sentinel.sentinels=4'],
+        /redis\/sentinel\/sentinels/,
+      ],
       ['the console without its public URL', ['console.enabled=true'], /console\/publicUrl/],
-      ['a console public URL that is not https', ['console.enabled=true', 'console.publicUrl=http://approve.example.org'], /console\/publicUrl/],
-      ['OIDC without an issuer', ['console.enabled=true', 'console.publicUrl=https://a.example.org', 'console.oidc.enabled=true', 'console.oidc.clientId=c'], /console\/oidc\/issuer/],
+      [
+        'a console public URL that is not https',
+        ['console.enabled=true', 'console.publicUrl=http://approve.example.org'],
+        /console\/publicUrl/,
+      ],
+      [
+        'OIDC without an issuer',
+        [
+          'console.enabled=true',
+          'console.publicUrl=https://a.example.org',
+          'console.oidc.enabled=true',
+          'console.oidc.clientId=c',
+        ],
+        /console\/oidc\/issuer/,
+      ],
     ];
     for (const [name, set, message] of cases) {
       it(name, () => {

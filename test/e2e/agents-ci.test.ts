@@ -41,7 +41,9 @@ describe('CI integrations', () => {
   /** The pending request on this resource, or the job's output if it ended first. */
   const pendingOn = (resource: string, job: Promise<Ran>, approver = alice) =>
     Promise.race([
-      eventually(`a pending request on ${resource}`, async () => (await approver.listPending()).find((r) => r.resource === resource)),
+      eventually(`a pending request on ${resource}`, async () =>
+        (await approver.listPending()).find((r) => r.resource === resource),
+      ),
       job.then((r) => {
         throw new Error(`the job ended (exit ${r.code}) before its request was pending:\n${r.stdout}\n${r.stderr}`);
       }),
@@ -66,7 +68,13 @@ describe('CI integrations', () => {
 
   describe('GitHub composite action', () => {
     let action: Action;
-    const identityInputs = () => ({ 'broker-address': t.address, 'cert-pem': ciSvid.chainPem, 'key-pem': ciSvid.keyPem, 'ca-pem': t.ca.pem, install: 'false' });
+    const identityInputs = () => ({
+      'broker-address': t.address,
+      'cert-pem': ciSvid.chainPem,
+      'key-pem': ciSvid.keyPem,
+      'ca-pem': t.ca.pem,
+      install: 'false',
+    });
 
     before(async () => {
       action = parse(await readFile(join(ACTION_DIR, 'action.yml'), 'utf8')) as Action;
@@ -91,7 +99,14 @@ describe('CI integrations', () => {
       const run = `printf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\necho "deployed $COUNTERSIGN_REQUEST_ID"`;
       const running = runAction(
         action,
-        { ...identityInputs(), operation: 'deploy', resource: 'prod/payments', params: 'version=1.4.2\nreplicas:=3\n', reason: 'release 1.4.2', run },
+        {
+          ...identityInputs(),
+          operation: 'deploy',
+          resource: 'prod/payments',
+          params: 'version=1.4.2\nreplicas:=3\n',
+          reason: 'release 1.4.2',
+          run,
+        },
         work,
         {},
       );
@@ -106,20 +121,39 @@ describe('CI integrations', () => {
       assert.equal(ran.code, 0, ran.stderr);
       assert.match(ran.stdout, new RegExp(`deployed ${pending.id}`));
       assert.match(ran.stderr, /^pending approval: request req_\S+ \(rule ci-prod\)/m);
-      await verifyCredential(await readFile(seen, 'utf8'), { jwks, audience: 'https://deploy.example.org', parameters: JSON.parse(pending.parametersJson), clientCertificate: ciSvid.chainPem });
+      await verifyCredential(await readFile(seen, 'utf8'), {
+        jwks,
+        audience: 'https://deploy.example.org',
+        parameters: JSON.parse(pending.parametersJson),
+        clientCertificate: ciSvid.chainPem,
+      });
       // The SVID files it wrote from the inputs are gone.
       assert.ok(!(await import('node:fs')).readdirSync(work).some((f) => f.startsWith('countersign-svid.')));
     });
 
     it('hands a masked credential to later steps as outputs (request mode), and fails with exit 3 when denied', async () => {
-      const allowed = await runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'staging/payments', params: 'version=2' }, work, {});
+      const allowed = await runAction(
+        action,
+        { ...identityInputs(), operation: 'deploy', resource: 'staging/payments', params: 'version=2' },
+        work,
+        {},
+      );
       assert.equal(allowed.code, 0, allowed.stderr);
       assert.equal(allowed.outputs.state, 'APPROVED');
       assert.match(allowed.outputs['request-id'] as string, /^req_/);
       assert.ok(allowed.stdout.includes(`::add-mask::${allowed.outputs.token}`));
-      await verifyCredential(allowed.outputs.token as string, { jwks, audience: 'https://deploy.example.org', parameters: { version: '2' } });
+      await verifyCredential(allowed.outputs.token as string, {
+        jwks,
+        audience: 'https://deploy.example.org',
+        parameters: { version: '2' },
+      });
 
-      const running = runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'prod/ledger' }, work, {});
+      const running = runAction(
+        action,
+        { ...identityInputs(), operation: 'deploy', resource: 'prod/ledger' },
+        work,
+        {},
+      );
       const pending = await pendingOn('prod/ledger', running);
       await bob.decide({ requestId: pending.id, decision: 'deny', reason: 'ledger freeze' });
       const denied = await running;
@@ -129,7 +163,12 @@ describe('CI integrations', () => {
     });
 
     it('refuses half an identity with a clear error', async () => {
-      const ran = await runAction(action, { ...identityInputs(), 'key-pem': '', operation: 'deploy', resource: 'staging/x' }, work, {});
+      const ran = await runAction(
+        action,
+        { ...identityInputs(), 'key-pem': '', operation: 'deploy', resource: 'staging/x' },
+        work,
+        {},
+      );
       assert.equal(ran.code, 2);
       assert.match(ran.stdout, /::error::give all of cert-pem, key-pem and ca-pem, or none/);
     });
@@ -138,7 +177,12 @@ describe('CI integrations', () => {
     it('masks the credential in run mode before the script runs, so set -x cannot print it', async () => {
       const ran = await runAction(
         action,
-        { ...identityInputs(), operation: 'deploy', resource: 'staging/masked', run: 'set -x\ntest -n "$COUNTERSIGN_TOKEN"' },
+        {
+          ...identityInputs(),
+          operation: 'deploy',
+          resource: 'staging/masked',
+          run: 'set -x\ntest -n "$COUNTERSIGN_TOKEN"',
+        },
         work,
         {},
       );
@@ -149,8 +193,17 @@ describe('CI integrations', () => {
     });
 
     it('never hands on a stale COUNTERSIGN_TOKEN from the job as outputs.token after a denial', async () => {
-      const stale = { COUNTERSIGN_TOKEN: 'stale-token-from-the-job', COUNTERSIGN_REQUEST_ID: 'req_stale', COUNTERSIGN_STATE: 'APPROVED' };
-      const denied = await runAction(action, { ...identityInputs(), operation: 'deploy', resource: 'nowhere/x' }, work, stale);
+      const stale = {
+        COUNTERSIGN_TOKEN: 'stale-token-from-the-job',
+        COUNTERSIGN_REQUEST_ID: 'req_stale',
+        COUNTERSIGN_STATE: 'APPROVED',
+      };
+      const denied = await runAction(
+        action,
+        { ...identityInputs(), operation: 'deploy', resource: 'nowhere/x' },
+        work,
+        stale,
+      );
       assert.equal(denied.code, 3, denied.stderr);
       assert.equal(denied.outputs.state, 'DENIED');
       assert.equal(denied.outputs.token, '');
@@ -161,7 +214,9 @@ describe('CI integrations', () => {
       const doc = await readFile(AGENTS_DOC, 'utf8');
       const yaml = /### GitHub workflow[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
       assert.ok(yaml, 'docs/agents.md has a GitHub workflow example');
-      const workflow = parse(yaml) as { jobs: Record<string, { steps: { uses?: string; with?: Record<string, string> }[] }> };
+      const workflow = parse(yaml) as {
+        jobs: Record<string, { steps: { uses?: string; with?: Record<string, string> }[] }>;
+      };
       const step = Object.values(workflow.jobs)
         .flatMap((job) => job.steps)
         .find((st) => st.uses?.includes('agents/github-action') && st.with?.run !== undefined);
@@ -194,7 +249,10 @@ describe('CI integrations', () => {
   /** A countersign CLI an attacker would rather run with the job's SVID: it records the key it was given. */
   const evilCli = async (dir: string, stolen: string) => {
     await mkdir(join(dir, 'agents/bin'), { recursive: true });
-    await writeFile(join(dir, 'agents/bin/countersign.js'), `require('node:fs').writeFileSync(${JSON.stringify(stolen)}, process.env.COUNTERSIGN_KEY ?? 'ran'); process.exit(0);\n`);
+    await writeFile(
+      join(dir, 'agents/bin/countersign.js'),
+      `require('node:fs').writeFileSync(${JSON.stringify(stolen)}, process.env.COUNTERSIGN_KEY ?? 'ran'); process.exit(0);\n`,
+    );
   };
 
   it('GitLab CI example: deploy-prod runs deploy.sh once someone other than the pipeline user approves', async () => {
@@ -207,15 +265,25 @@ describe('CI integrations', () => {
     assert.ok(template);
     const jobDir = await mkdtemp(join(work, 'gitlab-'));
     const seen = join(jobDir, 'deployed');
-    await writeFile(join(jobDir, 'deploy.sh'), `#!/bin/sh\nprintf '%s %s' "$1" "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`);
+    await writeFile(
+      join(jobDir, 'deploy.sh'),
+      `#!/bin/sh\nprintf '%s %s' "$1" "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`,
+    );
     await chmod(join(jobDir, 'deploy.sh'), 0o755);
     const script = join(jobDir, 'job.sh');
-    await writeFile(script, [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'));
+    await writeFile(
+      script,
+      [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'),
+    );
     // Issue 14.14: pipeline variables (a manual run, a trigger) try to swap the CLI for one of theirs.
     const evilDir = join(jobDir, 'evil-cli');
     const stolen = join(jobDir, 'stolen-key');
     await evilCli(evilDir, stolen);
-    const pipelineVariables = { COUNTERSIGN_CLI_DIR: evilDir, COUNTERSIGN_REPO: `file://${evilDir}`, COUNTERSIGN_REF: 'evil' };
+    const pipelineVariables = {
+      COUNTERSIGN_CLI_DIR: evilDir,
+      COUNTERSIGN_REPO: `file://${evilDir}`,
+      COUNTERSIGN_REF: 'evil',
+    };
     const sha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
     const running = bash(
       script,
@@ -240,14 +308,21 @@ describe('CI integrations', () => {
     assert.equal(pending.onBehalfOf, 'alice@example.org');
     assert.equal(pending.reason, 'Fix rounding (https://gitlab.example.com/p/-/pipelines/7)');
     // alice started the pipeline, so she cannot approve it; bob can.
-    await assert.rejects(alice.decide({ requestId: pending.id, decision: 'approve' }), /ERR_SELF_APPROVAL|separation of duties/);
+    await assert.rejects(
+      alice.decide({ requestId: pending.id, decision: 'approve' }),
+      /ERR_SELF_APPROVAL|separation of duties/,
+    );
     assert.ok(!existsSync(seen));
     await bob.decide({ requestId: pending.id, decision: 'approve' });
     const ran = await running;
     assert.equal(ran.code, 0, ran.stderr);
     const [arg, token] = (await readFile(seen, 'utf8')).split(' ');
     assert.equal(arg, sha);
-    const { claims } = await verifyCredential(token as string, { jwks, audience: 'https://deploy.example.org', clientCertificate: ids.certs.runner });
+    const { claims } = await verifyCredential(token as string, {
+      jwks,
+      audience: 'https://deploy.example.org',
+      clientCertificate: ids.certs.runner,
+    });
     assert.equal(claims.act?.sub, 'alice@example.org');
     assert.equal(JSON.parse(pending.parametersJson).version, sha);
     assert.equal(existsSync(stolen), false, 'a pipeline variable chose the CLI that ran with the SVID');
@@ -266,6 +341,9 @@ describe('CI integrations', () => {
     await writeFile(script, [...(template.before_script ?? []), 'countersign --help'].join('\n'));
     const ran = await bash(script, { PATH: noGit, HOME: noGit }, noGit);
     assert.notEqual(ran.code, 0);
-    assert.match(ran.stderr, /countersign: the CLI is not in .*no-cli-here and this image has no git to fetch it; use an image with git \(the default, node:\S+\) or one with the CLI in it/);
+    assert.match(
+      ran.stderr,
+      /countersign: the CLI is not in .*no-cli-here and this image has no git to fetch it; use an image with git \(the default, node:\S+\) or one with the CLI in it/,
+    );
   });
 });

@@ -3,7 +3,14 @@
 // collectCredential() with typed errors.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { InterceptingCall, Metadata, status, type Interceptor, type InterceptorOptions, type NextCall } from '@grpc/grpc-js';
+import {
+  InterceptingCall,
+  Metadata,
+  status,
+  type Interceptor,
+  type InterceptorOptions,
+  type NextCall,
+} from '@grpc/grpc-js';
 import type { RequestOperationRequest } from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
 import {
@@ -38,7 +45,8 @@ async function refusal(p: Promise<unknown>): Promise<CountersignClientError> {
   assert.fail('expected a refusal');
 }
 
-const isMethod = (options: InterceptorOptions, name: string) => options.method_definition.path === `/countersign.v1.Broker/${name}`;
+const isMethod = (options: InterceptorOptions, name: string) =>
+  options.method_definition.path === `/countersign.v1.Broker/${name}`;
 
 /** Lets the first RequestOperation reach the broker but loses its answer (UNAVAILABLE), recording each attempt's idempotency key. */
 function losesFirstAnswer(keys: string[]): Interceptor {
@@ -56,7 +64,15 @@ function losesFirstAnswer(keys: string[]): Interceptor {
         next(metadata, {
           // The answer still passes (grpc-js holds the status until it does), but the status says it was lost.
           onReceiveStatus: (s, nextStatus) =>
-            nextStatus(loseThis ? { code: status.UNAVAILABLE, details: 'connection reset after the broker answered (test)', metadata: new Metadata() } : s),
+            nextStatus(
+              loseThis
+                ? {
+                    code: status.UNAVAILABLE,
+                    details: 'connection reset after the broker answered (test)',
+                    metadata: new Metadata(),
+                  }
+                : s,
+            ),
         }),
     });
   };
@@ -68,7 +84,13 @@ const noStreams: Interceptor = (options, nextCall) => {
   // The underlying call is never started: nothing reaches the broker.
   return new InterceptingCall(nextCall(options), {
     start: (_metadata, listener) =>
-      setImmediate(() => listener.onReceiveStatus({ code: status.UNIMPLEMENTED, details: 'streams are not supported here (test)', metadata: new Metadata() })),
+      setImmediate(() =>
+        listener.onReceiveStatus({
+          code: status.UNIMPLEMENTED,
+          details: 'streams are not supported here (test)',
+          metadata: new Metadata(),
+        }),
+      ),
     sendMessage: () => undefined,
     halfClose: () => undefined,
   });
@@ -82,7 +104,9 @@ function getRequestCodes(codes: string[]): Interceptor {
       start: (metadata, _listener, next) =>
         next(metadata, {
           onReceiveStatus: (s, nextStatus) => {
-            codes.push(s.code === status.OK ? '' : (s.metadata.get('countersign-error-code')[0]?.toString() ?? String(s.code)));
+            codes.push(
+              s.code === status.OK ? '' : (s.metadata.get('countersign-error-code')[0]?.toString() ?? String(s.code)),
+            );
             nextStatus(s);
           },
         }),
@@ -128,8 +152,15 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
   it('retries a request whose answer was lost with the same idempotency key, so the broker holds one request, not two', async () => {
     const keys: string[] = [];
     const retries: string[] = [];
-    const client = deployer({ interceptors: [losesFirstAnswer(keys)], retry: { initialBackoffMs: 50, onRetry: (e) => retries.push(e.code) } });
-    const result = await client.request({ operation: 'deploy', resource: 'prod/idempotent', parameters: { version: '2.0.0' } });
+    const client = deployer({
+      interceptors: [losesFirstAnswer(keys)],
+      retry: { initialBackoffMs: 50, onRetry: (e) => retries.push(e.code) },
+    });
+    const result = await client.request({
+      operation: 'deploy',
+      resource: 'prod/idempotent',
+      parameters: { version: '2.0.0' },
+    });
     assert.equal(result.state, 'PENDING_APPROVAL');
     assert.deepEqual(retries, ['ERR_BROKER_UNAVAILABLE']);
     assert.equal(keys.length, 2);
@@ -142,7 +173,11 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
     );
 
     // A new logical request gets a new key (and so a new request).
-    const again = await client.request({ operation: 'deploy', resource: 'prod/idempotent', parameters: { version: '2.0.0' } });
+    const again = await client.request({
+      operation: 'deploy',
+      resource: 'prod/idempotent',
+      parameters: { version: '2.0.0' },
+    });
     assert.notEqual(again.requestId, result.requestId);
     assert.notEqual(keys[2], keys[0]);
   });
@@ -152,7 +187,15 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
     try {
       proxy.cut();
       const retries: number[] = [];
-      const client = deployer({ address: proxy.address, retry: { attempts: 50, initialBackoffMs: 100, maxBackoffMs: 300, onRetry: (_e, attempt) => retries.push(attempt) } });
+      const client = deployer({
+        address: proxy.address,
+        retry: {
+          attempts: 50,
+          initialBackoffMs: 100,
+          maxBackoffMs: 300,
+          onRetry: (_e, attempt) => retries.push(attempt),
+        },
+      });
       const asked = client.request({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1' } });
       await eventually('a retry while the broker is unreachable', () => retries.length >= 2);
       proxy.resume();
@@ -185,7 +228,12 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
     const credential = await client.collectCredential(final);
     assert.equal(credential.token, final.token);
     assert.equal(credential.requestId, asked.requestId);
-    await verifyCredential(credential.token, { jwks, audience: 'https://deploy.example.org', parameters: { version: '3' }, clientCertificate: deployerSvid.chainPem });
+    await verifyCredential(credential.token, {
+      jwks,
+      audience: 'https://deploy.example.org',
+      parameters: { version: '3' },
+      clientCertificate: deployerSvid.chainPem,
+    });
     // Collected again later by id: the same credential.
     assert.equal((await client.collectCredential(asked.requestId)).credentialId, credential.credentialId);
   });
@@ -208,11 +256,18 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
   it('slows down when the broker says ERR_SLOW_DOWN, and keeps waiting', async () => {
     const codes: string[] = [];
     const client = deployer({ interceptors: [getRequestCodes(codes)] });
-    const asked = await client.request({ operation: 'deploy', resource: 'prod/too-fast', parameters: { version: '5' } });
+    const asked = await client.request({
+      operation: 'deploy',
+      resource: 'prod/too-fast',
+      parameters: { version: '5' },
+    });
     await client.get(asked.requestId); // a poll just now: the next one within poll_interval is told to slow down
     const waiting = client.waitForApproval(asked.requestId, { mode: 'poll', pollIntervalMs: 10 });
     await eventually('a slow_down answer', () => codes.includes('ERR_SLOW_DOWN'));
-    await eventually('a successful poll after slowing down', () => codes.lastIndexOf('') > codes.indexOf('ERR_SLOW_DOWN'));
+    await eventually(
+      'a successful poll after slowing down',
+      () => codes.lastIndexOf('') > codes.indexOf('ERR_SLOW_DOWN'),
+    );
     await alice.decide({ requestId: asked.requestId, decision: 'deny', reason: 'not today' });
     const final = await waiting;
     assert.equal(final.state, 'DENIED');
@@ -235,7 +290,11 @@ describe('SDK: request, waitForApproval, collectCredential', () => {
 
     const abort = new AbortController();
     let seen = false;
-    const waiting = client.waitForApproval(asked, { signal: abort.signal, cancelOnAbort: 'no longer needed (test)', onUpdate: () => (seen = true) });
+    const waiting = client.waitForApproval(asked, {
+      signal: abort.signal,
+      cancelOnAbort: 'no longer needed (test)',
+      onUpdate: () => (seen = true),
+    });
     await eventually('the watch running', () => seen);
     abort.abort();
     const e = await refusal(waiting);

@@ -43,7 +43,9 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
     const id = await eventually(`a pending request on ${resource}`, async () => {
       if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
       const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find((r) => r.resource === resource)?.id;
+      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find(
+        (r) => r.resource === resource,
+      )?.id;
     });
     const approve = await finishCli(alice, ['approvals', 'approve', id, '--reason', 'release window']);
     assert.equal(approve.code, 0, approve.stderr);
@@ -53,10 +55,14 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
   before(async () => {
     redis = await startRedisServer({ persistence: 'none' });
     dir = await mkdtemp(join(tmpdir(), 'countersign-dev-'));
-    dev = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'], {
-      env: { ...process.env, REDIS_URL: redis.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    dev = spawn(
+      process.execPath,
+      [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'],
+      {
+        env: { ...process.env, REDIS_URL: redis.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     dev.stdout?.on('data', (d: Buffer) => (devLog += d.toString()));
     dev.stderr?.on('data', (d: Buffer) => (devLog += d.toString()));
     await eventually('the dev broker banner', () => {
@@ -77,7 +83,15 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
   });
 
   it('README tour: countersign verify --redeem uses a credential once (dev mode lists the sample workload as a redeemer)', async () => {
-    const request = await finishCli(deployer, ['request', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2']);
+    const request = await finishCli(deployer, [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'staging/web',
+      '--param',
+      'version=1.4.2',
+    ]);
     assert.equal(request.code, 0, request.stderr);
     const token = request.stdout.trim();
     const verify = ['verify', '--token', token, '--audience', 'https://deploy.example.org', '--redeem'];
@@ -90,8 +104,21 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
 
   it('gates a shell command: countersign run waits for alice, then runs it with the credential', async () => {
     const run = inRepo(deployer, [
-      'npx', 'countersign', 'run', '--operation', 'deploy', '--resource', 'prod/web', '--param', 'version=1.4.2', '--reason', 'release 1.4.2',
-      '--', 'sh', '-c', 'echo "deploying with a ${#COUNTERSIGN_TOKEN}-character credential for $COUNTERSIGN_REQUEST_ID"',
+      'npx',
+      'countersign',
+      'run',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/web',
+      '--param',
+      'version=1.4.2',
+      '--reason',
+      'release 1.4.2',
+      '--',
+      'sh',
+      '-c',
+      'echo "deploying with a ${#COUNTERSIGN_TOKEN}-character credential for $COUNTERSIGN_REQUEST_ID"',
     ]);
     const id = await approveAsAlice('prod/web', run);
     assert.equal(await run.code, 0, run.stderr());
@@ -112,8 +139,21 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
 
   it('gates an MCP tool call: the guard proxy holds deploy until alice approves; the server checks the credential', async () => {
     const call = inRepo(deployer, [
-      'npx', 'tsx', 'agents/examples/mcp/call-tool.ts', 'deploy', '{"service":"web","version":"1.4.2"}', '--',
-      'npx', 'countersign', 'mcp-proxy', '--config', 'agents/examples/mcp/guard.yaml', '--upstream', 'npx', 'tsx', 'agents/examples/mcp/deploy-server.ts',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/call-tool.ts',
+      'deploy',
+      '{"service":"web","version":"1.4.2"}',
+      '--',
+      'npx',
+      'countersign',
+      'mcp-proxy',
+      '--config',
+      'agents/examples/mcp/guard.yaml',
+      '--upstream',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/deploy-server.ts',
     ]);
     const id = await approveAsAlice('prod/web', call);
     assert.equal(await call.code, 0, call.stderr());
@@ -122,8 +162,21 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
 
     // Unguarded tools pass straight through.
     const status = inRepo(deployer, [
-      'npx', 'tsx', 'agents/examples/mcp/call-tool.ts', 'status', '{}', '--',
-      'npx', 'countersign', 'mcp-proxy', '--config', 'agents/examples/mcp/guard.yaml', '--upstream', 'npx', 'tsx', 'agents/examples/mcp/deploy-server.ts',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/call-tool.ts',
+      'status',
+      '{}',
+      '--',
+      'npx',
+      'countersign',
+      'mcp-proxy',
+      '--config',
+      'agents/examples/mcp/guard.yaml',
+      '--upstream',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/deploy-server.ts',
     ]);
     assert.equal(await status.code, 0, status.stderr());
     assert.deepEqual(JSON.parse(status.stdout()), { web: '1.4.1', api: '2.0.0' });
@@ -131,16 +184,34 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
 
   it('a denied MCP tool call never reaches the server', async () => {
     const call = inRepo(deployer, [
-      'npx', 'tsx', 'agents/examples/mcp/call-tool.ts', 'deploy', '{"service":"api","version":"9.9.9"}', '--',
-      'npx', 'countersign', 'mcp-proxy', '--config', 'agents/examples/mcp/guard.yaml', '--upstream', 'npx', 'tsx', 'agents/examples/mcp/deploy-server.ts',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/call-tool.ts',
+      'deploy',
+      '{"service":"api","version":"9.9.9"}',
+      '--',
+      'npx',
+      'countersign',
+      'mcp-proxy',
+      '--config',
+      'agents/examples/mcp/guard.yaml',
+      '--upstream',
+      'npx',
+      'tsx',
+      'agents/examples/mcp/deploy-server.ts',
     ]);
     const id = await eventually('the pending deploy of api', async () => {
       const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find((r) => r.resource === 'prod/api')?.id;
+      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find(
+        (r) => r.resource === 'prod/api',
+      )?.id;
     });
     const deny = await finishCli(alice, ['approvals', 'deny', id, '--reason', 'not today']);
     assert.equal(deny.code, 0, deny.stderr);
     assert.equal(await call.code, 1);
-    assert.match(call.stdout(), /^Countersign refused this call to deploy: DENIED \(request req_\S+\): denied by alice \(cli\): not today\. The tool was not called\./);
+    assert.match(
+      call.stdout(),
+      /^Countersign refused this call to deploy: DENIED \(request req_\S+\): denied by alice \(cli\): not today\. The tool was not called\./,
+    );
   });
 });

@@ -39,7 +39,15 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
       replicas: 3,
       note: 'rollback \u202Eevil\u202C and \u009B31m red',
     };
-    const made = await finish('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/web', '--parameters-json', JSON.stringify(parameters)]);
+    const made = await finish('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/web',
+      '--parameters-json',
+      JSON.stringify(parameters),
+    ]);
     assert.equal(made.code, 6, made.stderr);
     const id = made.stdout.trim();
 
@@ -52,7 +60,9 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
     assert.ok(m, `the cut is marked: ${row}`);
     // Shown part + the count left = the whole canonical parameters, as the broker holds them.
     const shown = row.slice(row.indexOf('{'), m.index);
-    const whole = JSON.parse((await finish('alice', ['approvals', 'list', '--output', 'json'])).stdout).find((r: { id: string }) => r.id === id).parameters;
+    const whole = JSON.parse((await finish('alice', ['approvals', 'list', '--output', 'json'])).stdout).find(
+      (r: { id: string }) => r.id === id,
+    ).parameters;
     const canonical = JSON.stringify(whole);
     assert.ok(shown.length >= 40 && canonical.startsWith(shown), `${shown} begins ${canonical}`);
     assert.equal(Number(m[1]), canonical.length - shown.length, `N is what is left of ${canonical}`);
@@ -62,10 +72,16 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
     assert.match(show.stdout, new RegExp(`^request +${id}$`, 'm'));
     assert.match(show.stdout, /^operation +deploy$/m);
     assert.match(show.stdout, /^resource +prod\/web$/m);
-    assert.match(show.stdout, /"image": "registry\.example\.org\/team\/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"/);
+    assert.match(
+      show.stdout,
+      /"image": "registry\.example\.org\/team\/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"/,
+    );
     assert.match(show.stdout, /"replicas": 3/);
     // Invisible and control characters are shown as what they are, never passed to the terminal.
-    assert.ok(!/[\u202E\u009B]/.test(show.stdout + list.stdout), 'no raw bidi override or C1 control reaches the terminal');
+    assert.ok(
+      !/[\u202E\u009B]/.test(show.stdout + list.stdout),
+      'no raw bidi override or C1 control reaches the terminal',
+    );
     assert.match(show.stdout, /"note": "rollback \\u202eevil\\u202c and \\u009b31m red"/);
     assert.match(show.stdout, /^parameters digest +\S{43}$/m);
 
@@ -75,7 +91,15 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
   });
 
   it('lists short parameters whole, without a marker', async () => {
-    const made = await finish('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/api', '--param', 'version=2.0.0']);
+    const made = await finish('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/api',
+      '--param',
+      'version=2.0.0',
+    ]);
     const id = made.stdout.trim();
     const list = await finish('alice', ['approvals', 'list']);
     const row = list.stdout.split('\n').find((l) => l.startsWith(id)) as string;
@@ -84,7 +108,15 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
   });
 
   it('verify reads the credential from COUNTERSIGN_TOKEN, stdin or a file, not only from argv', async () => {
-    const made = await finish('deployer', ['request', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2']);
+    const made = await finish('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'staging/web',
+      '--param',
+      'version=1.4.2',
+    ]);
     assert.equal(made.code, 0, made.stderr);
     const token = made.stdout.trim();
     const file = join(ids.dir, 'credential.jwt');
@@ -93,9 +125,25 @@ describe('countersign CLI: parameters in approvals list|show, and the token for 
     // Asynchronously: the broker (and its JWKS) runs in this process.
     const verify = (args: string[], extra: { input?: string; env?: NodeJS.ProcessEnv } = {}) =>
       new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [CLI, 'verify', '--audience', 'https://deploy.example.org', '--operation', 'deploy', '--resource', 'staging/web', '--param', 'version=1.4.2', ...args], {
-          env: extra.env ?? env,
-        });
+        const child = spawn(
+          process.execPath,
+          [
+            CLI,
+            'verify',
+            '--audience',
+            'https://deploy.example.org',
+            '--operation',
+            'deploy',
+            '--resource',
+            'staging/web',
+            '--param',
+            'version=1.4.2',
+            ...args,
+          ],
+          {
+            env: extra.env ?? env,
+          },
+        );
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

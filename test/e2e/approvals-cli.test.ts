@@ -24,13 +24,28 @@ describe('countersign CLI: request --wait, approvals list|approve|deny, watch, c
   });
 
   it('waits for alice, prints the credential, and refuses bob afterwards', async () => {
-    const waiting = run('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/web', '--param', 'version=1.4.2', '--wait']);
+    const waiting = run('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/web',
+      '--param',
+      'version=1.4.2',
+      '--wait',
+    ]);
     const id = await eventually('the request id on stderr', () => requestIdIn(waiting.stderr()));
-    assert.match(waiting.stderr(), /pending approval: request req_\S+ \(rule prod-deploys\); 0 of 1 approval\(s\) from alice, bob/);
+    assert.match(
+      waiting.stderr(),
+      /pending approval: request req_\S+ \(rule prod-deploys\); 0 of 1 approval\(s\) from alice, bob/,
+    );
 
     const list = await finish('alice', ['approvals', 'list']);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, new RegExp(`${id}\\s+spiffe://example.org/ci/deployer\\s+deploy\\s+prod/web\\s+\\{"version":"1.4.2"\\}\\s+0/1`));
+    assert.match(
+      list.stdout,
+      new RegExp(`${id}\\s+spiffe://example.org/ci/deployer\\s+deploy\\s+prod/web\\s+\\{"version":"1.4.2"\\}\\s+0/1`),
+    );
 
     const approve = await finish('alice', ['approvals', 'approve', id, '--reason', 'release window']);
     assert.equal(approve.code, 0, approve.stderr);
@@ -40,12 +55,19 @@ describe('countersign CLI: request --wait, approvals list|approve|deny, watch, c
     assert.match(waiting.stderr(), /alice approved via cli: release window \(1 of 1 approval\(s\)\)/);
     const token = waiting.stdout().trim();
     const jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
-    const { claims } = await verifyCredential(token, { jwks, audience: 'https://deploy.example.org', parameters: { version: '1.4.2' } });
+    const { claims } = await verifyCredential(token, {
+      jwks,
+      audience: 'https://deploy.example.org',
+      parameters: { version: '1.4.2' },
+    });
     assert.equal(claims.approval?.approvers[0]?.principal, 'alice');
 
     const bob = await finish('bob', ['approvals', 'approve', id]);
     assert.equal(bob.code, 1);
-    assert.match(bob.stderr, /request req_\S+ was already approved at .* \(approved by alice \(cli\)\); it no longer accepts votes \[ERR_REQUEST_RESOLVED\]/);
+    assert.match(
+      bob.stderr,
+      /request req_\S+ was already approved at .* \(approved by alice \(cli\)\); it no longer accepts votes \[ERR_REQUEST_RESOLVED\]/,
+    );
 
     // Watching an approved request prints the same credential again.
     const watch = await finish('deployer', ['watch', id]);
@@ -54,22 +76,45 @@ describe('countersign CLI: request --wait, approvals list|approve|deny, watch, c
   });
 
   it('does not let alice approve a request made on her behalf', async () => {
-    const made = await finish('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/web', '--on-behalf-of', 'alice']);
+    const made = await finish('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/web',
+      '--on-behalf-of',
+      'alice',
+    ]);
     assert.equal(made.code, 6);
     const id = made.stdout.trim();
     const alice = await finish('alice', ['approvals', 'approve', id]);
     assert.equal(alice.code, 1);
-    assert.match(alice.stderr, /was made on behalf of alice, who therefore cannot decide it; separation of duties requires someone else \[ERR_SELF_APPROVAL\]/);
+    assert.match(
+      alice.stderr,
+      /was made on behalf of alice, who therefore cannot decide it; separation of duties requires someone else \[ERR_SELF_APPROVAL\]/,
+    );
     const list = await finish('alice', ['approvals', 'list', '--output', 'json']);
     assert.ok(!(JSON.parse(list.stdout) as { id: string }[]).some((r) => r.id === id));
   });
 
   it('exits 3 when denied and 5 when watching a cancelled request', async () => {
-    const waiting = run('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/api', '--wait', '--output', 'json']);
+    const waiting = run('deployer', [
+      'request',
+      '--operation',
+      'deploy',
+      '--resource',
+      'prod/api',
+      '--wait',
+      '--output',
+      'json',
+    ]);
     const made = await finish('deployer', ['request', '--operation', 'deploy', '--resource', 'prod/db']);
     const toCancel = made.stdout.trim();
     const id = await eventually('the pending request in the list', async () => {
-      const list = JSON.parse((await finish('bob', ['approvals', 'list', '--output', 'json'])).stdout) as { id: string; resource: string }[];
+      const list = JSON.parse((await finish('bob', ['approvals', 'list', '--output', 'json'])).stdout) as {
+        id: string;
+        resource: string;
+      }[];
       return list.find((r) => r.resource === 'prod/api')?.id;
     });
     const deny = await finish('bob', ['approvals', 'deny', id, '--reason', 'freeze']);

@@ -7,7 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
 import { BrokerClient, RequestState, type WatchRequestResponse } from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
-import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
+import {
+  ApprovalsClient,
+  CountersignClient,
+  CountersignClientError,
+  verifyCredential,
+  type OperationResult,
+} from '@countersign/agent';
 import {
   auditEvents,
   CertificateAuthority,
@@ -71,9 +77,14 @@ class Identities {
   }
   /** The generated client, to count exactly what a stream delivers. */
   rawDeployer(address: string): BrokerClient {
-    const creds = credentials.createSsl(Buffer.from(this.ca.pem), Buffer.from(this.deployerSvid.keyPem), Buffer.from(this.deployerSvid.chainPem), {
-      checkServerIdentity: () => undefined,
-    });
+    const creds = credentials.createSsl(
+      Buffer.from(this.ca.pem),
+      Buffer.from(this.deployerSvid.keyPem),
+      Buffer.from(this.deployerSvid.chainPem),
+      {
+        checkServerIdentity: () => undefined,
+      },
+    );
     const c = new BrokerClient(address, creds, { 'grpc.ssl_target_name_override': TD });
     this.closers.push(c);
     return c;
@@ -85,7 +96,8 @@ class Identities {
 
 const auditRecords = (redis: TestRedis['redis'], prefix: string): Promise<Audit[]> => auditEvents(redis, prefix);
 
-const countBy = (records: Audit[], type: string, id: string) => records.filter((r) => r.type === type && r.request_id === id).length;
+const countBy = (records: Audit[], type: string, id: string) =>
+  records.filter((r) => r.type === type && r.request_id === id).length;
 
 async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = [];
@@ -140,8 +152,10 @@ describe('approvals under faults (real broker processes)', () => {
     const f = await files(prefix);
     const first = await spawn(f);
     const deployer = ids.deployer(first.address);
-    const created = await inBatches(Array.from({ length: 100 }, (_, i) => i), 10, (i) =>
-      deployer.requestOperation({ operation: 'deploy', resource: `prod/svc-${i}`, parameters: { build: i } }),
+    const created = await inBatches(
+      Array.from({ length: 100 }, (_, i) => i),
+      10,
+      (i) => deployer.requestOperation({ operation: 'deploy', resource: `prod/svc-${i}`, parameters: { build: i } }),
     );
     assert.ok(created.every((r) => r.state === 'PENDING_APPROVAL'));
     const pendingIds = created.map((r) => r.requestId).sort();
@@ -157,7 +171,10 @@ describe('approvals under faults (real broker processes)', () => {
     const streams = pendingIds.map((id, i) => {
       const messages: WatchRequestResponse[] = [];
       delivered.set(id, messages);
-      const stream: ClientReadableStream<WatchRequestResponse> = (raws[i % 4] as BrokerClient).watchRequest({ requestId: id }, new Metadata());
+      const stream: ClientReadableStream<WatchRequestResponse> = (raws[i % 4] as BrokerClient).watchRequest(
+        { requestId: id },
+        new Metadata(),
+      );
       return new Promise<void>((resolve, reject) => {
         stream.on('data', (m: WatchRequestResponse) => messages.push(m));
         stream.on('error', reject);
@@ -191,7 +208,11 @@ describe('approvals under faults (real broker processes)', () => {
     const bobOnB = ids.approver(b.address, 'bob');
 
     for (let round = 0; round < 20; round++) {
-      const pending = await deployerA.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { round } });
+      const pending = await deployerA.requestOperation({
+        operation: 'deploy',
+        resource: 'prod/web',
+        parameters: { round },
+      });
       const votes = await Promise.allSettled([
         aliceOnA.decide({ requestId: pending.requestId, decision: 'approve' }),
         bobOnB.decide({ requestId: pending.requestId, decision: 'approve' }),
@@ -201,7 +222,10 @@ describe('approvals under faults (real broker processes)', () => {
       assert.equal((lost.reason as CountersignClientError).code, 'ERR_REQUEST_RESOLVED');
 
       // The requester collects through both replicas at once: one credential.
-      const [viaA, viaB] = await Promise.all([deployerA.collect(pending.requestId), deployerB.collect(pending.requestId)]);
+      const [viaA, viaB] = await Promise.all([
+        deployerA.collect(pending.requestId),
+        deployerB.collect(pending.requestId),
+      ]);
       assert.equal(viaA.credentialId, viaB.credentialId);
       const audit = await auditRecords(redis.redis, prefix);
       assert.equal(countBy(audit, 'resolution', pending.requestId), 1);
@@ -221,8 +245,10 @@ describe('approvals under faults (real broker processes)', () => {
       const issued: string[] = [];
       const allowed = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web' });
       issued.push(allowed.credentialId as string);
-      const pending = await inBatches(Array.from({ length: 10 }, (_, i) => i), 5, (i) =>
-        deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { i } }),
+      const pending = await inBatches(
+        Array.from({ length: 10 }, (_, i) => i),
+        5,
+        (i) => deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { i } }),
       );
       // One requester keeps watching through the outage.
       const stream = deployer.watch(pending[0]!.requestId);
@@ -235,17 +261,33 @@ describe('approvals under faults (real broker processes)', () => {
 
       await server.stop('SIGKILL');
       for (const attempt of [1, 2, 3]) {
-        const e = await rejection(deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { attempt } }));
+        const e = await rejection(
+          deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { attempt } }),
+        );
         assert.equal(e.grpcStatus, status.UNAVAILABLE);
         assert.equal(e.code, 'ERR_REDIS_UNAVAILABLE');
       }
-      assert.equal((await rejection(deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { down: true } }))).grpcStatus, status.UNAVAILABLE);
-      assert.equal((await rejection(alice.decide({ requestId: pending[1]!.requestId, decision: 'approve' }))).grpcStatus, status.UNAVAILABLE);
+      assert.equal(
+        (
+          await rejection(
+            deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { down: true } }),
+          )
+        ).grpcStatus,
+        status.UNAVAILABLE,
+      );
+      assert.equal(
+        (await rejection(alice.decide({ requestId: pending[1]!.requestId, decision: 'approve' }))).grpcStatus,
+        status.UNAVAILABLE,
+      );
       assert.equal((await fetch(`http://127.0.0.1:${broker.httpPort}/readyz`)).status, 503);
       await server.restart();
       const recovered = await eventually('the broker to answer again', async () => {
         try {
-          return await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { after: true } });
+          return await deployer.requestOperation({
+            operation: 'deploy',
+            resource: 'staging/web',
+            parameters: { after: true },
+          });
         } catch {
           return undefined;
         }
@@ -267,8 +309,13 @@ describe('approvals under faults (real broker processes)', () => {
       // Every credential that left the broker has its audit record.
       const check = await testRedis('redis-down-check', server.url);
       try {
-        const audited = new Set((await auditRecords(check.redis, prefix)).filter((r) => r.type === 'credential_issued').map((r) => r.jti));
-        assert.deepEqual(issued.filter((jti) => !audited.has(jti)), []);
+        const audited = new Set(
+          (await auditRecords(check.redis, prefix)).filter((r) => r.type === 'credential_issued').map((r) => r.jti),
+        );
+        assert.deepEqual(
+          issued.filter((jti) => !audited.has(jti)),
+          [],
+        );
       } finally {
         check.redis.disconnect();
       }
@@ -291,11 +338,15 @@ describe('approvals under faults (real broker processes)', () => {
     let final: OperationResult | undefined;
     for await (const u of deployer.watch(pending.requestId)) final = u;
     assert.equal(final?.state, 'EXPIRED');
-    const expiredBy = (logs: string) => logs.split('\n').some((l) => l.includes('"msg":"request expired"') && l.includes(pending.requestId));
+    const expiredBy = (logs: string) =>
+      logs.split('\n').some((l) => l.includes('"msg":"request expired"') && l.includes(pending.requestId));
     // The watcher hears of the expiry as it happens; the worker logs it (asynchronously) right after.
     await eventually('the worker process to log that it expired it', () => expiredBy(worker.logs()));
     assert.ok(!expiredBy(api.logs()), 'the API process runs no workers');
-    assert.match(await (await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`)).text(), /countersign_requests_resolved_total\{state="EXPIRED"\} 1/);
+    assert.match(
+      await (await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`)).text(),
+      /countersign_requests_resolved_total\{state="EXPIRED"\} 1/,
+    );
   });
 
   describe('one broker', () => {
@@ -306,12 +357,16 @@ describe('approvals under faults (real broker processes)', () => {
       jwks = (await (await fetch(`http://127.0.0.1:${broker.httpPort}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
     });
 
-    it('delivers an approval that happened while the requester\'s stream was down, once it reconnects', async () => {
+    it("delivers an approval that happened while the requester's stream was down, once it reconnects", async () => {
       const proxy = await TcpProxy.start(broker.grpcPort);
       try {
         const deployer = ids.deployer(proxy.address);
         const alice = ids.approver(broker.address, 'alice');
-        const pending = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { drop: 1 } });
+        const pending = await deployer.requestOperation({
+          operation: 'deploy',
+          resource: 'prod/web',
+          parameters: { drop: 1 },
+        });
         let reconnects = 0;
         const stream = deployer.watch(pending.requestId, { onReconnect: () => reconnects++, maxBackoffMs: 500 });
         assert.equal((await stream.next()).value?.state, 'PENDING_APPROVAL');
@@ -328,7 +383,11 @@ describe('approvals under faults (real broker processes)', () => {
         await consumed;
         const final = rest[rest.length - 1];
         assert.equal(final?.state, 'APPROVED');
-        const { claims } = await verifyCredential(final?.token as string, { jwks, audience: `https://deploy.${TD}`, clientCertificate: ids.deployerSvid.pem });
+        const { claims } = await verifyCredential(final?.token as string, {
+          jwks,
+          audience: `https://deploy.${TD}`,
+          clientCertificate: ids.deployerSvid.pem,
+        });
         assert.equal(claims.approval?.request_id, pending.requestId);
       } finally {
         await proxy.close();

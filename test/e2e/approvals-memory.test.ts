@@ -69,18 +69,31 @@ describe('memory per pending request (issue 20)', () => {
 
   it(`holds a pending request in at most ${BUDGET} bytes, hashes in their compact encoding`, async () => {
     // One request first, so that the queues and indexes exist before the measurement.
-    await deployer.requestOperation({ operation: 'deploy', resource: 'prod/service-warm', parameters: parametersOf(999), reason: 'warm-up' });
+    await deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/service-warm',
+      parameters: parametersOf(999),
+      reason: 'warm-up',
+    });
     const before = await usage();
     const ids: string[] = [];
     for (let i = 0; i < N; i++) {
-      const r = await deployer.requestOperation({ operation: 'deploy', resource: `prod/service-${i}`, parameters: parametersOf(i), reason: 'release train 42' });
+      const r = await deployer.requestOperation({
+        operation: 'deploy',
+        resource: `prod/service-${i}`,
+        parameters: parametersOf(i),
+        reason: 'release train 42',
+      });
       ids.push(r.requestId);
     }
     const after = await usage();
     let added = 0;
     for (const [k, bytes] of after) added += bytes - (before.get(k) ?? 0);
     const perRequest = added / N;
-    assert.ok(perRequest <= BUDGET, `a pending request holds ${perRequest.toFixed(0)} bytes of Redis, more than ${BUDGET}`);
+    assert.ok(
+      perRequest <= BUDGET,
+      `a pending request holds ${perRequest.toFixed(0)} bytes of Redis, more than ${BUDGET}`,
+    );
     // Every hash a request added stays a listpack (a hashtable costs about three times as much).
     for (const [k] of after) {
       if (before.has(k) || !ids.some((id) => k.includes(id))) continue;

@@ -7,8 +7,20 @@ import { status } from '@grpc/grpc-js';
 import type { ApprovalRequestView, ApproverChannel, VoteView } from '@countersign/approvers';
 import { certificateThumbprint, parametersDigest, RequestState, VoteDecision } from '@countersign/proto';
 import { decodeJwt, type JSONWebKeySet } from 'jose';
-import { ApprovalsClient, CountersignClient, CountersignClientError, verifyCredential, type OperationResult } from '@countersign/agent';
-import { auditEvents, eventually, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import {
+  ApprovalsClient,
+  CountersignClient,
+  CountersignClientError,
+  verifyCredential,
+  type OperationResult,
+} from '@countersign/agent';
+import {
+  auditEvents,
+  eventually,
+  startTestBroker,
+  type IssuedSvid,
+  type TestBroker,
+} from '@countersign/broker/testing';
 
 const TD = 'example.org';
 const POLICY = `version: 1
@@ -84,7 +96,12 @@ describe('approvals over gRPC', () => {
   const clients: { close(): void }[] = [];
   let jwks: JSONWebKeySet;
 
-  const connect = (svid: IssuedSvid) => ({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+  const connect = (svid: IssuedSvid) => ({
+    address: t.address,
+    certChainPem: svid.chainPem,
+    keyPem: svid.keyPem,
+    caPem: t.ca.pem,
+  });
   const requester = (svid: IssuedSvid) => {
     const c = new CountersignClient(connect(svid));
     clients.push(c);
@@ -96,7 +113,13 @@ describe('approvals over gRPC', () => {
     return c;
   };
   const pendingProd = (extra: { onBehalfOf?: string; parameters?: Record<string, string> } = {}) =>
-    deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: extra.parameters ?? { version: '1.4.2' }, reason: 'release', ...extra });
+    deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/web',
+      parameters: extra.parameters ?? { version: '1.4.2' },
+      reason: 'release',
+      ...extra,
+    });
 
   before(async () => {
     t = await startTestBroker({
@@ -130,7 +153,11 @@ describe('approvals over gRPC', () => {
       for await (const update of stream) rest.push(update);
       return rest;
     })();
-    const decided = await approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve', reason: 'release window' });
+    const decided = await approvers.alice!.decide({
+      requestId: pending.requestId,
+      decision: 'approve',
+      reason: 'release window',
+    });
     assert.equal(decided.state, RequestState.REQUEST_STATE_APPROVED);
     assert.equal(decided.resolutionMessage, 'approved by alice (grpc)');
 
@@ -184,9 +211,17 @@ describe('approvals over gRPC', () => {
   });
 
   it('counts N of M distinct people, each once, and records who, where, when and why', async () => {
-    const pending = await deployer.requestOperation({ operation: 'migrate', resource: 'prod/orders', parameters: { to: 42 } });
+    const pending = await deployer.requestOperation({
+      operation: 'migrate',
+      resource: 'prod/orders',
+      parameters: { to: 42 },
+    });
     assert.equal(pending.state, 'PENDING_APPROVAL');
-    const first = await approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve', reason: 'looks fine' });
+    const first = await approvers.alice!.decide({
+      requestId: pending.requestId,
+      decision: 'approve',
+      reason: 'looks fine',
+    });
     assert.equal(first.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
 
     const again = await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }));
@@ -216,7 +251,11 @@ describe('approvals over gRPC', () => {
   it('ends DENIED on one deny, with the reason, and delivers that to the watcher', async () => {
     const pending = await pendingProd();
     const watching = watchToEnd(deployer, pending.requestId);
-    const denied = await approvers.bob!.decide({ requestId: pending.requestId, decision: 'deny', reason: 'not during the freeze' });
+    const denied = await approvers.bob!.decide({
+      requestId: pending.requestId,
+      decision: 'deny',
+      reason: 'not during the freeze',
+    });
     assert.equal(denied.state, RequestState.REQUEST_STATE_DENIED);
     const updates = await watching;
     const final = updates[updates.length - 1] as OperationResult;
@@ -225,7 +264,10 @@ describe('approvals over gRPC', () => {
     assert.equal(final.token, undefined);
     const e = await refusal(deployer.collect(pending.requestId));
     assert.equal(e.code, 'ERR_NOT_APPROVED');
-    assert.equal((await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }))).code, 'ERR_REQUEST_RESOLVED');
+    assert.equal(
+      (await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }))).code,
+      'ERR_REQUEST_RESOLVED',
+    );
   });
 
   it('never lets the human a request is made for decide it (by name or e-mail)', async () => {
@@ -237,7 +279,10 @@ describe('approvals over gRPC', () => {
       assert.match(e.message, /made on behalf of alice, who therefore cannot decide it/);
       const refused = (await auditOf(t, pending.requestId)).find((a) => a.type === 'vote_refused');
       assert.equal(refused?.code, 'ERR_SELF_APPROVAL');
-      assert.equal((await deployer.getRequest(pending.requestId)).request?.state, RequestState.REQUEST_STATE_PENDING_APPROVAL);
+      assert.equal(
+        (await deployer.getRequest(pending.requestId)).request?.state,
+        RequestState.REQUEST_STATE_PENDING_APPROVAL,
+      );
       const byBob = await approvers.bob!.decide({ requestId: pending.requestId, decision: 'approve' });
       assert.equal(byBob.state, RequestState.REQUEST_STATE_APPROVED);
     }
@@ -255,7 +300,10 @@ describe('approvals over gRPC', () => {
       [`Alice@${TD.toUpperCase()}`, `alice@${TD}`],
     ];
     for (const [spelling, canonical] of sameHuman) {
-      const pending = await pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-${canonical}-${spelling.length}-${spelling.codePointAt(0)}` } });
+      const pending = await pendingProd({
+        onBehalfOf: spelling,
+        parameters: { version: `sod-${canonical}-${spelling.length}-${spelling.codePointAt(0)}` },
+      });
       assert.equal(pending.state, 'PENDING_APPROVAL', JSON.stringify(spelling));
       const e = await refusal(approvers.alice!.decide({ requestId: pending.requestId, decision: 'approve' }));
       assert.equal(e.code, 'ERR_SELF_APPROVAL', JSON.stringify(spelling));
@@ -265,7 +313,12 @@ describe('approvals over gRPC', () => {
       await deployer.cancel(pending.requestId);
     }
     // The credential names the person in the same form (act, RFC 8693).
-    const allowed = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: 'sod-act' }, onBehalfOf: ' Alice' });
+    const allowed = await deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters: { version: 'sod-act' },
+      onBehalfOf: ' Alice',
+    });
     assert.deepEqual(decodeJwt(allowed.token as string).act, { sub: 'alice' });
     // Before the fix, the Cyrillic spelling was a different person to the broker and alice could approve it.
     const refused = [
@@ -278,7 +331,9 @@ describe('approvals over gRPC', () => {
       'a'.repeat(400),
     ];
     for (const spelling of refused) {
-      const e = await refusal(pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-refused-${spelling.length}` } }));
+      const e = await refusal(
+        pendingProd({ onBehalfOf: spelling, parameters: { version: `sod-refused-${spelling.length}` } }),
+      );
       assert.equal(e.grpcStatus, status.INVALID_ARGUMENT, JSON.stringify(spelling));
       assert.equal(e.code, 'ERR_PRINCIPAL_NAME_INVALID', JSON.stringify(spelling));
       assert.match(e.message, /^on_behalf_of: /);
@@ -302,7 +357,10 @@ describe('approvals over gRPC', () => {
     }
     const invalid = await refusal(approvers.alice!.decide({ requestId: 'no such id!', decision: 'approve' }));
     assert.equal(invalid.grpcStatus, status.INVALID_ARGUMENT);
-    assert.equal((await refusal(approvers.alice!.decide({ requestId: 'req_missing', decision: 'approve' }))).grpcStatus, status.NOT_FOUND);
+    assert.equal(
+      (await refusal(approvers.alice!.decide({ requestId: 'req_missing', decision: 'approve' }))).grpcStatus,
+      status.NOT_FOUND,
+    );
     assert.equal((await deployer.getRequest(pending.requestId)).request?.votes.length, 0);
   });
 
@@ -319,7 +377,10 @@ describe('approvals over gRPC', () => {
     assert.deepEqual(listed?.approvers, ['alice', 'bob']);
 
     await approvers.alice!.decide({ requestId: forAnyone.requestId, decision: 'approve' });
-    assert.ok(!(await approvers.bob!.listPending()).some((r) => r.id === forAnyone.requestId), 'resolved requests leave the list');
+    assert.ok(
+      !(await approvers.bob!.listPending()).some((r) => r.id === forAnyone.requestId),
+      'resolved requests leave the list',
+    );
   });
 
   it('lets the requester, and only the requester, cancel a pending request', async () => {
@@ -380,7 +441,12 @@ describe('approvals over gRPC', () => {
   });
 
   it('returns the same request for a retried client_request_id and refuses its reuse for other content', async () => {
-    const input = { operation: 'deploy', resource: 'prod/api', parameters: { version: '2' }, clientRequestId: `retry-${Date.now()}` };
+    const input = {
+      operation: 'deploy',
+      resource: 'prod/api',
+      parameters: { version: '2' },
+      clientRequestId: `retry-${Date.now()}`,
+    };
     const first = await deployer.requestOperation(input);
     const retry = await deployer.requestOperation(input);
     assert.equal(retry.requestId, first.requestId);
@@ -395,12 +461,21 @@ describe('approvals over gRPC', () => {
     await approvers.bob!.decide({ requestId: pending.requestId, decision: 'approve' });
     const id = pending.requestId;
     await eventually('every notification', () =>
-      [`created ${id} after 3 attempts`, `vote ${id} bob approve`, `resolved ${id} APPROVED`].every((c) => channel.calls.includes(c)),
+      [`created ${id} after 3 attempts`, `vote ${id} bob approve`, `resolved ${id} APPROVED`].every((c) =>
+        channel.calls.includes(c),
+      ),
     );
     // Each delivered notification is in the audit trail (failed attempts are not).
-    await eventually('notification_sent records', async () => (await auditOf(t, id)).filter((e) => e.type === 'notification_sent').length === 3);
+    await eventually(
+      'notification_sent records',
+      async () => (await auditOf(t, id)).filter((e) => e.type === 'notification_sent').length === 3,
+    );
     const sent = (await auditOf(t, id)).filter((e) => e.type === 'notification_sent');
-    assert.deepEqual(sent.map((e) => [e.channel, e.event]).sort(), [['test', 'created'], ['test', 'resolved'], ['test', 'vote']]);
+    assert.deepEqual(sent.map((e) => [e.channel, e.event]).sort(), [
+      ['test', 'created'],
+      ['test', 'resolved'],
+      ['test', 'vote'],
+    ]);
     const metrics = await (await fetch(`http://127.0.0.1:${t.broker.httpPort}/metrics`)).text();
     assert.match(metrics, /countersign_notification_failures_total\{channel="test"\} [1-9]/);
     assert.match(metrics, /countersign_votes_total\{decision="approve",channel="grpc"\} [1-9]/);
@@ -419,9 +494,19 @@ describe('approval limits per workload', () => {
 `,
     });
     const svid = t.svid('ci/deployer');
-    deployer = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     const otherSvid = t.svid('ci/other');
-    other = new CountersignClient({ address: t.address, certChainPem: otherSvid.chainPem, keyPem: otherSvid.keyPem, caPem: t.ca.pem });
+    other = new CountersignClient({
+      address: t.address,
+      certChainPem: otherSvid.chainPem,
+      keyPem: otherSvid.keyPem,
+      caPem: t.ca.pem,
+    });
   });
   after(async () => {
     deployer?.close();
@@ -430,28 +515,43 @@ describe('approval limits per workload', () => {
   });
 
   it('names the limit when a workload has too many pending, too fast, or too much to say', async () => {
-    const prod = (version: string) => deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version } });
+    const prod = (version: string) =>
+      deployer.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version } });
     const first = await prod('1');
     await prod('2');
     const third = await refusal(prod('3'));
     assert.equal(third.grpcStatus, status.RESOURCE_EXHAUSTED);
     assert.equal(third.code, 'ERR_TOO_MANY_PENDING');
-    assert.match(third.message, /already has 2 requests waiting for approval, the most allowed \(limit requests.limits.max_pending_per_workload = 2\)/);
+    assert.match(
+      third.message,
+      /already has 2 requests waiting for approval, the most allowed \(limit requests.limits.max_pending_per_workload = 2\)/,
+    );
     // Another workload is not affected; ending one of ours makes room.
-    assert.equal((await other.requestOperation({ operation: 'deploy', resource: 'prod/web' })).state, 'PENDING_APPROVAL');
+    assert.equal(
+      (await other.requestOperation({ operation: 'deploy', resource: 'prod/web' })).state,
+      'PENDING_APPROVAL',
+    );
     await deployer.cancel(first.requestId);
     assert.equal((await prod('4')).state, 'PENDING_APPROVAL');
 
-    const long = await refusal(deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', reason: 'x'.repeat(101) }));
+    const long = await refusal(
+      deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', reason: 'x'.repeat(101) }),
+    );
     assert.equal(long.grpcStatus, status.RESOURCE_EXHAUSTED);
     assert.equal(long.code, 'ERR_LIMIT_EXCEEDED');
-    assert.match(long.message, /^reason: is 101 characters long, at most 100 are allowed \(limit requests.limits.max_reason_length\)/);
+    assert.match(
+      long.message,
+      /^reason: is 101 characters long, at most 100 are allowed \(limit requests.limits.max_reason_length\)/,
+    );
 
     // Five requests so far (refused ones count too); the bucket holds 5 and refills at one per 100 s.
     const limited = await refusal(deployer.requestOperation({ operation: 'deploy', resource: 'staging/web' }));
     assert.equal(limited.grpcStatus, status.RESOURCE_EXHAUSTED);
     assert.equal(limited.code, 'ERR_RATE_LIMITED');
-    assert.match(limited.message, /spiffe:\/\/example.org\/ci\/deployer is sending requests faster than allowed \(limit requests.limits.requests_per_second = 0.01, burst 5\); retry in \d+s/);
+    assert.match(
+      limited.message,
+      /spiffe:\/\/example.org\/ci\/deployer is sending requests faster than allowed \(limit requests.limits.requests_per_second = 0.01, burst 5\); retry in \d+s/,
+    );
     assert.equal((await other.requestOperation({ operation: 'deploy', resource: 'staging/web' })).state, 'APPROVED');
   });
 });

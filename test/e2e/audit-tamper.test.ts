@@ -41,7 +41,10 @@ interface Problem {
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], { cwd: root, env: { ...process.env, REDIS_URL: '' } });
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: '' },
+    });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -71,14 +74,23 @@ describe('audit verify against tampering from Redis (exit codes and error codes)
   let headSeq: number;
 
   before(async () => {
-    t = await startTestBroker({ extraConfig: 'audit:\n  file: audit.jsonl\n  checkpoint:\n    every_events: 1000000\n    interval: 24h\n' });
+    t = await startTestBroker({
+      extraConfig: 'audit:\n  file: audit.jsonl\n  checkpoint:\n    every_events: 1000000\n    interval: 24h\n',
+    });
     const deployer = t.svid('ci/deployer');
-    client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
-    for (let i = 0; i < 3; i++) await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { i } });
+    client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
+    for (let i = 0; i < 3; i++)
+      await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { i } });
     const cp = await t.broker.checkpointer.checkpointNow();
     assert.equal(cp.stored, true);
     checkpointSeq = cp.stored ? cp.seq : 0;
-    for (let i = 3; i < 5; i++) await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { i } });
+    for (let i = 3; i < 5; i++)
+      await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { i } });
     headSeq = Number(await t.broker.redis.hget(`${t.prefix}audit:head`, 'seq'));
     assert.ok(headSeq >= checkpointSeq + 6, `records after the checkpoint: ${headSeq - checkpointSeq}`);
   });
@@ -200,13 +212,22 @@ describe('audit verify against tampering from Redis (exit codes and error codes)
 describe('a broker that starts on a Redis that lost its audit chain', () => {
   it('records a chain restart linked to the file sink’s last record, logs an error, and verify names it', async () => {
     const r = await testRedis('restart');
-    const files = await writeBrokerFiles({ redisUrl: r.url, prefix: r.prefix, extraConfig: 'audit:\n  file: audit.jsonl\n' });
+    const files = await writeBrokerFiles({
+      redisUrl: r.url,
+      prefix: r.prefix,
+      extraConfig: 'audit:\n  file: audit.jsonl\n',
+    });
     const config = parseConfig(files.configText, files.configFile);
     const quiet = createLogger({ level: 'fatal' });
     const overrides = { redis: r.redis, auditStdout: null, env: withoutSlackEnv(process.env) };
     const deployer = files.ca.issueSvid(`spiffe://${files.trustDomain}/ci/deployer`);
     const request = async (port: number) => {
-      const c = new CountersignClient({ address: `127.0.0.1:${port}`, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: files.ca.pem });
+      const c = new CountersignClient({
+        address: `127.0.0.1:${port}`,
+        certChainPem: deployer.chainPem,
+        keyPem: deployer.keyPem,
+        caPem: files.ca.pem,
+      });
       try {
         return await c.requestOperation({ operation: 'deploy', resource: 'staging/web' });
       } finally {
@@ -219,7 +240,10 @@ describe('a broker that starts on a Redis that lost its audit chain', () => {
       await request(first.grpcPort);
       await first.close();
       const sinkFile = join(files.dir, 'audit.jsonl');
-      const before = (await readFile(sinkFile, 'utf8')).trim().split('\n').filter((l) => !l.startsWith('{"checkpoint"'));
+      const before = (await readFile(sinkFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('{"checkpoint"'));
       const last = JSON.parse(before[before.length - 1] as string) as { seq: number; hash: string };
 
       await r.redis.del(`${r.prefix}audit:chain`, `${r.prefix}audit:head`, `${r.prefix}audit:checkpoints`);
@@ -229,7 +253,8 @@ describe('a broker that starts on a Redis that lost its audit chain', () => {
         level: 'info',
         destination: new Writable({
           write(chunk: Buffer, _enc, done) {
-            for (const line of chunk.toString().split('\n')) if (line.trim()) logged.push(JSON.parse(line) as Record<string, unknown>);
+            for (const line of chunk.toString().split('\n'))
+              if (line.trim()) logged.push(JSON.parse(line) as Record<string, unknown>);
             done();
           },
         }),
@@ -264,7 +289,10 @@ describe('a broker that starts on a Redis that lost its audit chain', () => {
 
       const against = await verify(['--config', files.configFile, '--against', sinkFile]);
       assert.ok(against.codes.includes('ERR_AUDIT_MISSING_FROM_REDIS'), against.output);
-      assert.match(against.problems.find((p) => p.code === 'ERR_AUDIT_MISSING_FROM_REDIS')?.message ?? '', new RegExp(`seq 1-${last.seq}\\b`));
+      assert.match(
+        against.problems.find((p) => p.code === 'ERR_AUDIT_MISSING_FROM_REDIS')?.message ?? '',
+        new RegExp(`seq 1-${last.seq}\\b`),
+      );
     } finally {
       await r.cleanup();
       await rm(files.dir, { recursive: true, force: true });

@@ -66,7 +66,10 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
       cookies: { keys: ['oidc-provider-test-cookie-key'] },
       findAccount: async (_ctx: unknown, id: string) => ({
         accountId: id,
-        claims: async () => ({ sub: `sub-${id}`, ...(ACCOUNTS[id] ?? { email: `${id}@nowhere.example`, email_verified: false }) }),
+        claims: async () => ({
+          sub: `sub-${id}`,
+          ...(ACCOUNTS[id] ?? { email: `${id}@nowhere.example`, email_verified: false }),
+        }),
       }),
     });
     handler = provider.callback();
@@ -96,7 +99,9 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
       await ssoSignIn(alice, 'alice');
       await alice.page.getByRole('heading', { name: 'Pending requests' }).waitFor();
       await alice.page.getByText('Signed in as Alice Approver').waitFor();
-      const cookie = (await alice.context.cookies(t.broker.console?.publicUrl)).find((c) => c.name === 'countersign_session');
+      const cookie = (await alice.context.cookies(t.broker.console?.publicUrl)).find(
+        (c) => c.name === 'countersign_session',
+      );
       assert.equal(cookie?.sameSite, 'Strict');
       // The identity provider's sign-in may enrol a passkey (a Slack-delivered link may not).
       await alice.page.goto(`${t.broker.console?.publicUrl}/passkeys`);
@@ -105,7 +110,9 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
       await alice.page.getByText('Passkey registered.').waitFor();
       const events = await auditEvents(t.broker.redis, t.prefix);
       assert.ok(events.some((e) => e.type === 'console_sign_in' && e.principal === 'alice' && e.method === 'oidc'));
-      assert.ok(events.some((e) => e.type === 'passkey_registered' && e.principal === 'alice' && e.sign_in_method === 'oidc'));
+      assert.ok(
+        events.some((e) => e.type === 'passkey_registered' && e.principal === 'alice' && e.sign_in_method === 'oidc'),
+      );
     } finally {
       await alice.close();
     }
@@ -116,7 +123,10 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
     try {
       await ssoSignIn(eve, 'eve');
       await eve.page.getByText('ERR_OIDC_EMAIL_UNVERIFIED').waitFor();
-      assert.equal((await eve.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'), false);
+      assert.equal(
+        (await eve.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'),
+        false,
+      );
     } finally {
       await eve.close();
     }
@@ -128,7 +138,10 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
       await ssoSignIn(mallory, 'mallory');
       await mallory.page.getByText('mallory@elsewhere.example is not the e-mail of any principal').waitFor();
       await mallory.page.getByText('ERR_OIDC_NO_PRINCIPAL').waitFor();
-      assert.equal((await mallory.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'), false);
+      assert.equal(
+        (await mallory.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'),
+        false,
+      );
     } finally {
       await mallory.close();
     }
@@ -143,9 +156,14 @@ describe('approver console: OIDC sign-in against a real OpenID provider', { time
       await person.page.goto(`${t.broker.console?.publicUrl}/sign-in`);
       await person.page.getByRole('link', { name: 'Sign in with Example SSO' }).click();
       await person.page.getByPlaceholder('Enter any login').waitFor();
-      await person.page.goto(`${t.broker.console?.publicUrl}/sign-in/oidc/callback?code=forged&state=not-the-one-sent&iss=${encodeURIComponent(issuer)}`);
+      await person.page.goto(
+        `${t.broker.console?.publicUrl}/sign-in/oidc/callback?code=forged&state=not-the-one-sent&iss=${encodeURIComponent(issuer)}`,
+      );
       await person.page.getByText('ERR_OIDC_FAILED').waitFor();
-      assert.equal((await person.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'), false);
+      assert.equal(
+        (await person.context.cookies(t.broker.console?.publicUrl)).some((c) => c.name === 'countersign_session'),
+        false,
+      );
     } finally {
       await person.close();
     }

@@ -50,12 +50,20 @@ describe('approver console: one canonical name per principal', { timeout: 600_00
 
   const consoleUrl = () => t.broker.console?.publicUrl as string;
   const brokerCli = (args: string[]) => {
-    const run = spawnSync(process.execPath, [BROKER_BIN, ...args, '--config', t.configFile], { encoding: 'utf8', timeout: 120_000 });
+    const run = spawnSync(process.execPath, [BROKER_BIN, ...args, '--config', t.configFile], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     assert.equal(run.status, 0, `countersign-broker ${args.join(' ')}:\n${run.stdout}\n${run.stderr}`);
     return run;
   };
   const migration = (onBehalfOf?: string) =>
-    deployer.requestOperation({ operation: 'db-migrate', resource: 'prod/orders', parameters: { migration: '0042_add_index' }, ...(onBehalfOf ? { onBehalfOf } : {}) });
+    deployer.requestOperation({
+      operation: 'db-migrate',
+      resource: 'prod/orders',
+      parameters: { migration: '0042_add_index' },
+      ...(onBehalfOf ? { onBehalfOf } : {}),
+    });
 
   async function collect(requestId: string): Promise<OperationResult> {
     for await (const update of deployer.watch(requestId)) if (update.state !== 'PENDING_APPROVAL') return update;
@@ -74,7 +82,12 @@ requests:
 `,
     });
     const svid = t.svid('ci/deployer');
-    deployer = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     browser = await launchBrowser();
     alice = await PersonBrowser.open(browser);
   });
@@ -112,18 +125,32 @@ requests:
     await alice.page.getByText('Your vote is recorded.').waitFor();
     const done = await collect(asked.requestId);
     assert.equal(done.state, 'APPROVED');
-    const approval = (decodeJwt(done.token as string) as { approval: { approvers: { principal: string; channel: string; step_up: string }[] } }).approval;
-    assert.deepEqual(approval.approvers.map((a) => [a.principal, a.channel, a.step_up]), [['alice', 'console', 'webauthn']]);
+    const approval = (
+      decodeJwt(done.token as string) as {
+        approval: { approvers: { principal: string; channel: string; step_up: string }[] };
+      }
+    ).approval;
+    assert.deepEqual(
+      approval.approvers.map((a) => [a.principal, a.channel, a.step_up]),
+      [['alice', 'console', 'webauthn']],
+    );
 
     const events = await auditEvents(t.broker.redis, t.prefix);
     const named = (type: string) => events.filter((e) => e.type === type).map((e) => e.principal);
     assert.deepEqual(named('console_link_issued'), ['alice']);
     assert.deepEqual(named('console_sign_in'), ['alice']);
     assert.deepEqual(named('passkey_registered'), ['alice']);
-    assert.deepEqual(events.filter((e) => e.type === 'vote' && e.request_id === asked.requestId).map((e) => [e.principal, e.channel]), [['alice', 'console']]);
+    assert.deepEqual(
+      events.filter((e) => e.type === 'vote' && e.request_id === asked.requestId).map((e) => [e.principal, e.channel]),
+      [['alice', 'console']],
+    );
 
     const jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
-    const report = await verifyAuditTrail({ ...(await readAuditSnapshot(t.broker.redis, new Keys(t.prefix), {})), getKey: createLocalJWKSet(jwks), consoleOrigin: consoleUrl() });
+    const report = await verifyAuditTrail({
+      ...(await readAuditSnapshot(t.broker.redis, new Keys(t.prefix), {})),
+      getKey: createLocalJWKSet(jwks),
+      consoleOrigin: consoleUrl(),
+    });
     assert.deepEqual(report.problems, []);
     assert.equal(report.passkeyVotes, 1);
   });
@@ -134,7 +161,11 @@ requests:
 
     await alice.page.goto(consoleUrl());
     await alice.page.getByRole('heading', { name: 'Pending requests' }).waitFor();
-    assert.equal(await alice.page.locator(`a[href="/requests/${asked.requestId}"]`).count(), 0, 'not among her pending requests');
+    assert.equal(
+      await alice.page.locator(`a[href="/requests/${asked.requestId}"]`).count(),
+      0,
+      'not among her pending requests',
+    );
     await alice.page.goto(`${consoleUrl()}/requests/${asked.requestId}`);
     await alice.page.getByText(/You cannot vote on this request: .*made on behalf of alice/).waitFor();
 
@@ -143,15 +174,32 @@ requests:
     const post = async (path: string, body: unknown) => {
       const res = await fetch(`${consoleUrl()}${path}`, {
         method: 'POST',
-        headers: { cookie: `countersign_session=${session?.value}`, 'content-type': 'application/json', accept: 'application/json', origin: consoleUrl(), 'x-csrf-token': csrf },
+        headers: {
+          cookie: `countersign_session=${session?.value}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+          origin: consoleUrl(),
+          'x-csrf-token': csrf,
+        },
         body: JSON.stringify(body),
       });
       return { status: res.status, code: ((await res.json()) as { error?: { code: string } }).error?.code };
     };
-    assert.deepEqual(await post(`/requests/${asked.requestId}/challenge`, { decision: 'approve' }), { status: 403, code: 'ERR_SELF_APPROVAL' });
-    assert.deepEqual(await post(`/requests/${asked.requestId}/vote`, { decision: 'deny', reason: 'mine' }), { status: 403, code: 'ERR_SELF_APPROVAL' });
+    assert.deepEqual(await post(`/requests/${asked.requestId}/challenge`, { decision: 'approve' }), {
+      status: 403,
+      code: 'ERR_SELF_APPROVAL',
+    });
+    assert.deepEqual(await post(`/requests/${asked.requestId}/vote`, { decision: 'deny', reason: 'mine' }), {
+      status: 403,
+      code: 'ERR_SELF_APPROVAL',
+    });
     assert.equal((await t.broker.approvals.store.get(asked.requestId))?.state, 'PENDING_APPROVAL');
-    const refused = (await auditEvents(t.broker.redis, t.prefix)).filter((e) => e.type === 'vote_refused' && e.request_id === asked.requestId);
-    assert.deepEqual(refused.map((e) => [e.principal, e.channel, e.code]), [['alice', 'console', 'ERR_SELF_APPROVAL']]);
+    const refused = (await auditEvents(t.broker.redis, t.prefix)).filter(
+      (e) => e.type === 'vote_refused' && e.request_id === asked.requestId,
+    );
+    assert.deepEqual(
+      refused.map((e) => [e.principal, e.channel, e.code]),
+      [['alice', 'console', 'ERR_SELF_APPROVAL']],
+    );
   });
 });

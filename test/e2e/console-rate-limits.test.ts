@@ -51,14 +51,22 @@ describe('approver console rate limits', { timeout: 300_000 }, () => {
 `,
     });
     const svid = t.svid('ci/deployer');
-    deployer = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
   });
   after(async () => {
     deployer?.close();
     await t?.close();
   });
 
-  async function send(path: string, init: { method?: string; from: string; cookie?: string; body?: string; type?: string; csrf?: string }): Promise<Reply> {
+  async function send(
+    path: string,
+    init: { method?: string; from: string; cookie?: string; body?: string; type?: string; csrf?: string },
+  ): Promise<Reply> {
     const res = await fetch(`${consoleUrl()}${path}`, {
       method: init.method ?? 'POST',
       redirect: 'manual',
@@ -80,7 +88,12 @@ describe('approver console rate limits', { timeout: 300_000 }, () => {
       // An HTML page: its code is in the text.
       error = { code: /ERR_[A-Z_]+/.exec(text)?.[0], message: text };
     }
-    return { status: res.status, retryAfter: res.headers.get('retry-after'), code: error?.code, message: error?.message };
+    return {
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      code: error?.code,
+      message: error?.message,
+    };
   }
 
   /** Redeems a fresh sign-in link for `principal` as a browser at `from` would; returns the session cookie and CSRF token. */
@@ -92,12 +105,19 @@ describe('approver console rate limits', { timeout: 300_000 }, () => {
     const res = await fetch(`${consoleUrl()}/sign-in/link`, {
       method: 'POST',
       redirect: 'manual',
-      headers: { 'x-forwarded-for': from, origin: consoleUrl(), cookie: `countersign_pre=${pre}`, 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        'x-forwarded-for': from,
+        origin: consoleUrl(),
+        cookie: `countersign_pre=${pre}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       body: new URLSearchParams({ token, pre_csrf: pre }).toString(),
     });
     assert.equal(res.status, 303, await res.text());
     const session = /(countersign_session=[^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1] as string;
-    const home = await (await fetch(`${consoleUrl()}/`, { headers: { cookie: session, 'x-forwarded-for': from } })).text();
+    const home = await (
+      await fetch(`${consoleUrl()}/`, { headers: { cookie: session, 'x-forwarded-for': from } })
+    ).text();
     const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(home)?.[1] as string;
     assert.ok(session && csrf, 'signed in');
     return { cookie: session, csrf };
@@ -121,30 +141,77 @@ describe('approver console rate limits', { timeout: 300_000 }, () => {
         type: 'application/x-www-form-urlencoded',
         body: new URLSearchParams({ token: `${'A'.repeat(42)}${i}`, pre_csrf: pre }).toString(),
       });
-    for (let i = 0; i < PER_IP_BURST; i++) assert.equal((await guess(i)).code, 'ERR_SIGN_IN_LINK_UNKNOWN', `guess ${i} is answered`);
+    for (let i = 0; i < PER_IP_BURST; i++)
+      assert.equal((await guess(i)).code, 'ERR_SIGN_IN_LINK_UNKNOWN', `guess ${i} is answered`);
     assertLimited(await guess(PER_IP_BURST), 'console.rate_limits.per_ip');
     // Another address has its own bucket; words the client adds to the left of X-Forwarded-For change nothing.
-    assert.equal((await send('/sign-in/link', { from: '198.51.100.8', cookie: `countersign_pre=${pre}`, type: 'application/x-www-form-urlencoded', body: new URLSearchParams({ token: 'A'.repeat(43), pre_csrf: pre }).toString() })).code, 'ERR_SIGN_IN_LINK_UNKNOWN');
-    assertLimited(await send('/sign-in/link', { from: `203.0.113.99, ${from}`, cookie: `countersign_pre=${pre}`, type: 'application/x-www-form-urlencoded', body: 'token=x' }), 'console.rate_limits.per_ip');
+    assert.equal(
+      (
+        await send('/sign-in/link', {
+          from: '198.51.100.8',
+          cookie: `countersign_pre=${pre}`,
+          type: 'application/x-www-form-urlencoded',
+          body: new URLSearchParams({ token: 'A'.repeat(43), pre_csrf: pre }).toString(),
+        })
+      ).code,
+      'ERR_SIGN_IN_LINK_UNKNOWN',
+    );
+    assertLimited(
+      await send('/sign-in/link', {
+        from: `203.0.113.99, ${from}`,
+        cookie: `countersign_pre=${pre}`,
+        type: 'application/x-www-form-urlencoded',
+        body: 'token=x',
+      }),
+      'console.rate_limits.per_ip',
+    );
   });
 
   it('limits the OIDC callback per address', async () => {
     const from = '198.51.100.20';
-    for (let i = 0; i < PER_IP_BURST; i++) assert.notEqual((await send(`/sign-in/oidc/callback?code=c${i}&state=s`, { method: 'GET', from })).status, 429);
-    assertLimited(await send('/sign-in/oidc/callback?code=c&state=s', { method: 'GET', from }), 'console.rate_limits.per_ip');
+    for (let i = 0; i < PER_IP_BURST; i++)
+      assert.notEqual((await send(`/sign-in/oidc/callback?code=c${i}&state=s`, { method: 'GET', from })).status, 429);
+    assertLimited(
+      await send('/sign-in/oidc/callback?code=c&state=s', { method: 'GET', from }),
+      'console.rate_limits.per_ip',
+    );
   });
 
   it('limits passkey and vote endpoints per principal, whatever address the requests come from', async () => {
     const alice = await signIn('alice', '198.51.100.30');
-    const asked = await deployer.requestOperation({ operation: 'db-migrate', resource: 'prod/orders', parameters: { migration: '0042' } });
-    const endpoints = [`/requests/${asked.requestId}/challenge`, '/passkeys/options', '/sign-in/passkey/options', `/requests/${asked.requestId}/vote`, '/sign-in/passkey', '/passkeys'];
+    const asked = await deployer.requestOperation({
+      operation: 'db-migrate',
+      resource: 'prod/orders',
+      parameters: { migration: '0042' },
+    });
+    const endpoints = [
+      `/requests/${asked.requestId}/challenge`,
+      '/passkeys/options',
+      '/sign-in/passkey/options',
+      `/requests/${asked.requestId}/vote`,
+      '/sign-in/passkey',
+      '/passkeys',
+    ];
     const call = (i: number) =>
-      send(endpoints[i % endpoints.length] as string, { from: `198.51.100.${40 + i}`, cookie: alice.cookie, csrf: alice.csrf, type: 'application/json', body: JSON.stringify({ decision: 'approve' }) });
+      send(endpoints[i % endpoints.length] as string, {
+        from: `198.51.100.${40 + i}`,
+        cookie: alice.cookie,
+        csrf: alice.csrf,
+        type: 'application/json',
+        body: JSON.stringify({ decision: 'approve' }),
+      });
     for (let i = 0; i < PER_PRINCIPAL_BURST; i++) assert.notEqual((await call(i)).status, 429, `call ${i}`);
-    for (let i = PER_PRINCIPAL_BURST; i < endpoints.length + PER_PRINCIPAL_BURST; i++) assertLimited(await call(i), 'console.rate_limits.per_principal');
+    for (let i = PER_PRINCIPAL_BURST; i < endpoints.length + PER_PRINCIPAL_BURST; i++)
+      assertLimited(await call(i), 'console.rate_limits.per_principal');
     // Bob, signed in from an address alice never used, is not slowed down by her.
     const bob = await signIn('bob', '198.51.100.90');
-    const bobs = await send(`/requests/${asked.requestId}/challenge`, { from: '198.51.100.91', cookie: bob.cookie, csrf: bob.csrf, type: 'application/json', body: JSON.stringify({ decision: 'approve' }) });
+    const bobs = await send(`/requests/${asked.requestId}/challenge`, {
+      from: '198.51.100.91',
+      cookie: bob.cookie,
+      csrf: bob.csrf,
+      type: 'application/json',
+      body: JSON.stringify({ decision: 'approve' }),
+    });
     assert.equal(bobs.code, 'ERR_PASSKEY_NONE', JSON.stringify(bobs));
     // Refused votes changed nothing.
     assert.equal((await t.broker.approvals.store.get(asked.requestId))?.approvals, 0);

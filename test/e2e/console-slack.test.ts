@@ -8,7 +8,16 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { CountersignClient, type OperationResult } from '@countersign/agent';
 import { parseConfig, startBroker, type RunningBroker } from '@countersign/broker';
-import { auditEvents, connectRedis, FakeSlack, silentLogger, testRedis, writeBrokerFiles, type FakeMessage, type TestRedis } from '@countersign/broker/testing';
+import {
+  auditEvents,
+  connectRedis,
+  FakeSlack,
+  silentLogger,
+  testRedis,
+  writeBrokerFiles,
+  type FakeMessage,
+  type TestRedis,
+} from '@countersign/broker/testing';
 import { launchBrowser, PersonBrowser, type Browser } from './support/browser.js';
 
 const TD = 'example.org';
@@ -37,7 +46,14 @@ describe('Slack and the approver console on a passkey rule', { timeout: 600_000 
 
   before(async () => {
     r = await testRedis('console-slack');
-    fake = await FakeSlack.start({ channels: { approvals: 'C0APPROVALS' }, users: [{ id: 'U0ALICE', name: 'alice' }, { id: 'U0BOB', name: 'bob' }, { id: 'U0DAVE', name: 'dave' }] });
+    fake = await FakeSlack.start({
+      channels: { approvals: 'C0APPROVALS' },
+      users: [
+        { id: 'U0ALICE', name: 'alice' },
+        { id: 'U0BOB', name: 'bob' },
+        { id: 'U0DAVE', name: 'dave' },
+      ],
+    });
     const files = await writeBrokerFiles({
       trustDomain: TD,
       policy: POLICY,
@@ -55,13 +71,25 @@ console:
   listen: 127.0.0.1:0
 `,
     });
-    broker = await startBroker(parseConfig(files.configText, files.configFile), { logger: silentLogger(), redis: await connectRedis(r.url), auditStdout: null, env: {} });
+    broker = await startBroker(parseConfig(files.configText, files.configFile), {
+      logger: silentLogger(),
+      redis: await connectRedis(r.url),
+      auditStdout: null,
+      env: {},
+    });
     const deployer = files.ca.issueSvid(`spiffe://${TD}/ci/deployer`);
-    client = new CountersignClient({ address: `127.0.0.1:${broker.grpcPort}`, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: files.ca.pem });
+    client = new CountersignClient({
+      address: `127.0.0.1:${broker.grpcPort}`,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: files.ca.pem,
+    });
     browser = await launchBrowser();
     // Alice enrolled a passkey earlier, with a link from an operator.
     alice = await PersonBrowser.open(browser);
-    await alice.page.goto((await broker.console?.links.issue({ principal: 'alice', by: 'cli', method: 'link' }))?.url as string);
+    await alice.page.goto(
+      (await broker.console?.links.issue({ principal: 'alice', by: 'cli', method: 'link' }))?.url as string,
+    );
     await alice.page.getByRole('button', { name: 'Sign in' }).click();
     await alice.page.goto(`${broker.console?.publicUrl}/passkeys`);
     await alice.page.getByLabel('Passkey name').fill('laptop');
@@ -79,18 +107,27 @@ console:
   });
 
   const ask = async (migration: string): Promise<OperationResult> => {
-    const result = await client.requestOperation({ operation: 'db-migrate', resource: 'prod/orders', parameters: { migration } });
+    const result = await client.requestOperation({
+      operation: 'db-migrate',
+      resource: 'prod/orders',
+      parameters: { migration },
+    });
     assert.equal(result.state, 'PENDING_APPROVAL', result.message);
     return result;
   };
-  const cardOf = (requestId: string): Promise<FakeMessage> => fake.waitFor(`the card of ${requestId}`, () => fake.posts('C0APPROVALS').find((m) => m.text.includes(requestId)));
+  const cardOf = (requestId: string): Promise<FakeMessage> =>
+    fake.waitFor(`the card of ${requestId}`, () => fake.posts('C0APPROVALS').find((m) => m.text.includes(requestId)));
   const buttons = (card: FakeMessage) =>
-    card.blocks.filter((b) => b.type === 'actions').flatMap((b) => b.elements as { action_id: string; url?: string; text: { text: string } }[]);
+    card.blocks
+      .filter((b) => b.type === 'actions')
+      .flatMap((b) => b.elements as { action_id: string; url?: string; text: { text: string } }[]);
   const click = async (card: FakeMessage, actionId: string, user: string, pattern: RegExp) => {
     const from = fake.ephemerals.length;
     const res = await fake.click(events(), card, actionId, user);
     assert.equal(res.status, 200);
-    return fake.waitFor(`an answer to ${user} matching ${pattern}`, () => fake.ephemerals.slice(from).find((e) => e.user === user && pattern.test(e.text)));
+    return fake.waitFor(`an answer to ${user} matching ${pattern}`, () =>
+      fake.ephemerals.slice(from).find((e) => e.user === user && pattern.test(e.text)),
+    );
   };
 
   it("shows Approve as a link to the request's console page, with Sign in to approve and Deny", async () => {
@@ -118,12 +155,34 @@ console:
     const req = await ask('0101_old_card');
     const card = await cardOf(req.requestId);
     // The card as it was before the rule required a passkey: a plain Approve button.
-    const old: FakeMessage = { ...card, blocks: card.blocks.map((b) => (b.type === 'actions' ? { ...b, elements: [{ type: 'button', action_id: 'countersign_approve', value: req.requestId, text: { type: 'plain_text', text: 'Approve' } }] } : b)) };
+    const old: FakeMessage = {
+      ...card,
+      blocks: card.blocks.map((b) =>
+        b.type === 'actions'
+          ? {
+              ...b,
+              elements: [
+                {
+                  type: 'button',
+                  action_id: 'countersign_approve',
+                  value: req.requestId,
+                  text: { type: 'plain_text', text: 'Approve' },
+                },
+              ],
+            }
+          : b,
+      ),
+    };
     const answer = await click(old, 'countersign_approve', 'U0ALICE', /Not recorded/);
     assert.match(answer.text, /requires step-up "webauthn"/);
     assert.ok(answer.text.includes(`${broker.console?.publicUrl}/requests/${req.requestId}`), answer.text);
-    const refused = (await auditEvents(r.redis, r.prefix)).filter((e) => e.request_id === req.requestId && e.type === 'vote_refused');
-    assert.deepEqual(refused.map((e) => [e.principal, e.code, e.channel]), [['alice', 'ERR_STEP_UP_REQUIRED', 'slack']]);
+    const refused = (await auditEvents(r.redis, r.prefix)).filter(
+      (e) => e.request_id === req.requestId && e.type === 'vote_refused',
+    );
+    assert.deepEqual(
+      refused.map((e) => [e.principal, e.code, e.channel]),
+      [['alice', 'ERR_STEP_UP_REQUIRED', 'slack']],
+    );
     assert.equal((await broker.approvals.workflow.get(req.requestId))?.state, 'PENDING_APPROVAL');
   });
 
@@ -134,7 +193,11 @@ console:
     const answer = await click(card, 'countersign_console_sign_in', 'U0ALICE', /one-time sign-in link/);
     const link = /<(http:\/\/localhost:\d+\/sign-in\/link#t=[A-Za-z0-9_-]+)\|/.exec(answer.text)?.[1];
     assert.ok(link, answer.text);
-    assert.equal(fake.posts('C0APPROVALS').some((m) => m.text.includes('#t=')), false, 'never in the channel');
+    assert.equal(
+      fake.posts('C0APPROVALS').some((m) => m.text.includes('#t=')),
+      false,
+      'never in the channel',
+    );
 
     await alice.page.goto(link);
     await alice.page.getByRole('button', { name: 'Sign in' }).click();
@@ -146,9 +209,17 @@ console:
     let done: OperationResult | undefined;
     for await (const u of client.watch(req.requestId)) done = u;
     assert.equal(done?.state, 'APPROVED');
-    const claims = decodeJwt(done?.token as string) as { approval: { approvers: { principal: string; channel: string; step_up: string }[] } };
-    assert.deepEqual(claims.approval.approvers.map((a) => [a.principal, a.channel, a.step_up]), [['alice', 'console', 'webauthn']]);
-    await fake.waitFor('the card to show the passkey approval', () => /Approved\* by alice/.test(JSON.stringify(card.blocks)) && !card.blocks.some((b) => b.type === 'actions'));
+    const claims = decodeJwt(done?.token as string) as {
+      approval: { approvers: { principal: string; channel: string; step_up: string }[] };
+    };
+    assert.deepEqual(
+      claims.approval.approvers.map((a) => [a.principal, a.channel, a.step_up]),
+      [['alice', 'console', 'webauthn']],
+    );
+    await fake.waitFor(
+      'the card to show the passkey approval',
+      () => /Approved\* by alice/.test(JSON.stringify(card.blocks)) && !card.blocks.some((b) => b.type === 'actions'),
+    );
     const issued = (await auditEvents(r.redis, r.prefix)).filter((e) => e.type === 'console_link_issued');
     assert.ok(issued.some((e) => e.principal === 'alice' && e.by === 'slack' && e.method === 'slack_link'));
   });

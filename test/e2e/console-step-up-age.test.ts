@@ -35,15 +35,28 @@ describe('approver console: step_up_max_age accepts a recent passkey confirmatio
   let deployer: CountersignClient;
 
   const url = (path: string) => `${t.broker.console?.publicUrl}${path}`;
-  const rotation = (key: string) => deployer.requestOperation({ operation: 'rotate-key', resource: 'prod/signing', parameters: { key } });
+  const rotation = (key: string) =>
+    deployer.requestOperation({ operation: 'rotate-key', resource: 'prod/signing', parameters: { key } });
 
   before(async () => {
-    t = await startTestBroker({ policy: POLICY, principals: PRINCIPALS, clock, extraConfig: `console:\n  enabled: true\n  listen: 127.0.0.1:0\n` });
+    t = await startTestBroker({
+      policy: POLICY,
+      principals: PRINCIPALS,
+      clock,
+      extraConfig: `console:\n  enabled: true\n  listen: 127.0.0.1:0\n`,
+    });
     const svid = t.svid('ci/deployer');
-    deployer = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     browser = await launchBrowser();
     alice = await PersonBrowser.open(browser);
-    await alice.page.goto((await t.broker.console?.links.issue({ principal: 'alice', by: 'test', method: 'link' }))?.url as string);
+    await alice.page.goto(
+      (await t.broker.console?.links.issue({ principal: 'alice', by: 'test', method: 'link' }))?.url as string,
+    );
     await alice.page.getByRole('button', { name: 'Sign in' }).click();
     await alice.page.goto(url('/passkeys'));
     await alice.page.getByLabel('Passkey name').fill('laptop');
@@ -72,7 +85,10 @@ describe('approver console: step_up_max_age accepts a recent passkey confirmatio
       assert.equal((await t.broker.approvals.store.get(r.requestId))?.state, 'APPROVED');
     }
     assert.equal(await signCount(), counted, 'no new assertion was asked for');
-    const votes = (await auditEvents(t.broker.redis, t.prefix)).filter((e) => e.type === 'vote') as Record<string, any>[];
+    const votes = (await auditEvents(t.broker.redis, t.prefix)).filter((e) => e.type === 'vote') as Record<
+      string,
+      any
+    >[];
     assert.equal(votes.length, 2);
     for (const v of votes) {
       assert.equal(v.step_up, 'webauthn');
@@ -92,7 +108,11 @@ describe('approver console: step_up_max_age accepts a recent passkey confirmatio
     const res = await fetch(url(`/requests/${r.requestId}/vote`), {
       method: 'POST',
       redirect: 'manual',
-      headers: { cookie: `countersign_session=${cookie?.value}`, 'content-type': 'application/x-www-form-urlencoded', origin: url('') },
+      headers: {
+        cookie: `countersign_session=${cookie?.value}`,
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: url(''),
+      },
       body: `csrf=${csrf}&decision=approve&reason=`,
     });
     assert.equal(res.status, 409);

@@ -39,10 +39,14 @@ describe('README tour: approving a production migration with a passkey in dev mo
   before(async () => {
     redis = await startRedisServer({ persistence: 'none' });
     dir = await mkdtemp(join(tmpdir(), 'countersign-dev-'));
-    dev = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'], {
-      env: { ...process.env, REDIS_URL: redis.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    dev = spawn(
+      process.execPath,
+      [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0'],
+      {
+        env: { ...process.env, REDIS_URL: redis.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     dev.stdout?.on('data', (d: Buffer) => (devLog += d.toString()));
     dev.stderr?.on('data', (d: Buffer) => (devLog += d.toString()));
     await eventually('the dev broker banner with the console', () => {
@@ -79,7 +83,9 @@ describe('README tour: approving a production migration with a passkey in dev mo
     const id = await eventually('the pending migration', async () => {
       if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
       const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; operation: string; step_up: string }[]).find((r) => r.operation === 'db-migrate' && r.step_up === 'webauthn')?.id;
+      return (JSON.parse(list.stdout || '[]') as { id: string; operation: string; step_up: string }[]).find(
+        (r) => r.operation === 'db-migrate' && r.step_up === 'webauthn',
+      )?.id;
     });
     const refused = await finishCli(alice, ['approvals', 'approve', id, '--reason', 'from the terminal']);
     assert.equal(refused.code, 1);
@@ -108,12 +114,21 @@ describe('README tour: approving a production migration with a passkey in dev mo
 
     assert.equal(await waiting.code, 0, waiting.stderr());
     const token = waiting.stdout().trim();
-    const claims = decodeJwt(token) as { acr: string; amr: string[]; approval: { approvers: { principal: string; channel: string; step_up: string }[] } };
-    assert.deepEqual(claims.approval.approvers.map((a) => [a.principal, a.channel, a.step_up]), [['alice', 'console', 'webauthn']]);
+    const claims = decodeJwt(token) as {
+      acr: string;
+      amr: string[];
+      approval: { approvers: { principal: string; channel: string; step_up: string }[] };
+    };
+    assert.deepEqual(
+      claims.approval.approvers.map((a) => [a.principal, a.channel, a.step_up]),
+      [['alice', 'console', 'webauthn']],
+    );
     assert.equal(claims.acr, 'urn:countersign:acr:human-approval:phishing-resistant');
     assert.match(waiting.stderr(), /alice approved via console/);
 
-    const audit = runCli({ REDIS_URL: redis.url }, ['audit', 'verify', '--dir', dir], { command: [process.execPath, BROKER_BIN] });
+    const audit = runCli({ REDIS_URL: redis.url }, ['audit', 'verify', '--dir', dir], {
+      command: [process.execPath, BROKER_BIN],
+    });
     assert.equal(await audit.code, 0, audit.stdout() + audit.stderr());
     assert.match(audit.stdout(), /OK {4}1 passkey vote\(s\) verified again from the trail/);
   });

@@ -12,7 +12,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import { ApprovalsClient, CountersignClient, type CountersignClientError, type OperationResult } from '@countersign/agent';
+import {
+  ApprovalsClient,
+  CountersignClient,
+  type CountersignClientError,
+  type OperationResult,
+} from '@countersign/agent';
 import { ACR, PASSKEY_AMR } from '@countersign/proto';
 import { auditEvents, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
 import { Keys } from '../../broker/src/redis/keys.js';
@@ -63,8 +68,19 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
   const clients: { close(): void }[] = [];
 
   const consoleUrl = () => t.broker.console?.publicUrl as string;
-  const link = async (principal: string, extra: { method?: 'link' | 'slack_link'; ttlMs?: number; requestId?: string } = {}) =>
-    (await t.broker.console?.links.issue({ principal, by: 'test', method: extra.method ?? 'link', ttlMs: extra.ttlMs, requestId: extra.requestId }))?.url as string;
+  const link = async (
+    principal: string,
+    extra: { method?: 'link' | 'slack_link'; ttlMs?: number; requestId?: string } = {},
+  ) =>
+    (
+      await t.broker.console?.links.issue({
+        principal,
+        by: 'test',
+        method: extra.method ?? 'link',
+        ttlMs: extra.ttlMs,
+        requestId: extra.requestId,
+      })
+    )?.url as string;
 
   async function signIn(person: PersonBrowser, principal: string): Promise<void> {
     await person.page.goto(await link(principal));
@@ -80,11 +96,20 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
   }
 
   const migration = (parameters: Record<string, unknown> = { migration: '0042_add_index', database: 'orders' }) =>
-    deployer.requestOperation({ operation: 'db-migrate', resource: 'prod/orders', parameters: parameters as Record<string, string>, reason: 'ship the index' });
+    deployer.requestOperation({
+      operation: 'db-migrate',
+      resource: 'prod/orders',
+      parameters: parameters as Record<string, string>,
+      reason: 'ship the index',
+    });
 
   async function openRequest(person: PersonBrowser, requestId: string): Promise<void> {
     await person.page.goto(`${consoleUrl()}/requests/${requestId}`);
-    await person.page.getByRole('heading', { name: 'Your decision' }).or(person.page.getByText('You cannot vote')).first().waitFor();
+    await person.page
+      .getByRole('heading', { name: 'Your decision' })
+      .or(person.page.getByText('You cannot vote'))
+      .first()
+      .waitFor();
   }
 
   /** The browser's session cookie and CSRF token, to drive the endpoints as a forged page would. */
@@ -96,11 +121,23 @@ describe('approver console in a browser', { timeout: 600_000 }, () => {
     return { cookie: `countersign_session=${session.value}`, csrf };
   }
 
-  async function post(person: PersonBrowser, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: { error?: { code: string; message: string }; [k: string]: unknown } }> {
+  async function post(
+    person: PersonBrowser,
+    path: string,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; json: { error?: { code: string; message: string }; [k: string]: unknown } }> {
     const s = await sessionOf(person);
     const res = await fetch(`${consoleUrl()}${path}`, {
       method: 'POST',
-      headers: { cookie: s.cookie, 'content-type': 'application/json', accept: 'application/json', origin: consoleUrl(), 'x-csrf-token': s.csrf, ...headers },
+      headers: {
+        cookie: s.cookie,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        origin: consoleUrl(),
+        'x-csrf-token': s.csrf,
+        ...headers,
+      },
       body: JSON.stringify(body),
     });
     return { status: res.status, json: (await res.json()) as { error?: { code: string; message: string } } };
@@ -130,7 +167,12 @@ requests:
 `,
     });
     deployerSvid = t.svid('ci/deployer');
-    deployer = new CountersignClient({ address: t.address, certChainPem: deployerSvid.chainPem, keyPem: deployerSvid.keyPem, caPem: t.ca.pem });
+    deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: deployerSvid.chainPem,
+      keyPem: deployerSvid.keyPem,
+      caPem: t.ca.pem,
+    });
     clients.push(deployer);
     browser = await launchBrowser();
     alice = await PersonBrowser.open(browser);
@@ -173,7 +215,8 @@ requests:
     assert.equal(vote.webauthn.challenge.request_id, asked.requestId);
     assert.equal(vote.webauthn.challenge.decision, 'approve');
     assert.equal(vote.webauthn.challenge.parameters_digest, vote.webauthn.challenge.parameters_digest);
-    for (const field of ['credential_id', 'authenticator_data', 'client_data_json', 'signature']) assert.match(vote.webauthn[field], /^[A-Za-z0-9_-]+$/, field);
+    for (const field of ['credential_id', 'authenticator_data', 'client_data_json', 'signature'])
+      assert.match(vote.webauthn[field], /^[A-Za-z0-9_-]+$/, field);
   });
 
   it('audit verify re-checks every passkey vote from the trail alone, and names the sequence number of an altered assertion', async () => {
@@ -187,7 +230,9 @@ requests:
 
     // A forger with write access flips one byte of the signature and rewrites the hash chain after it.
     const records = snapshot.records.map((line) => parseRecord(line) as AuditRecord);
-    const at = records.findIndex((r) => r.event.type === 'vote' && (r.event as Record<string, any>).webauthn !== undefined);
+    const at = records.findIndex(
+      (r) => r.event.type === 'vote' && (r.event as Record<string, any>).webauthn !== undefined,
+    );
     const forged = structuredClone(records);
     const evidence = (forged[at] as AuditRecord).event.webauthn as Record<string, string>;
     const sig = Buffer.from(evidence.signature as string, 'base64url');
@@ -198,25 +243,60 @@ requests:
       if (i > at) r.prev = (forged[i - 1] as AuditRecord).hash;
       r.hash = recordHash(r);
     }
-    const report = await verifyAuditTrail({ records: forged.map((r) => JSON.stringify(r)), checkpoints: [], fromGenesis: true, getKey, consoleOrigin: consoleUrl() });
+    const report = await verifyAuditTrail({
+      records: forged.map((r) => JSON.stringify(r)),
+      checkpoints: [],
+      fromGenesis: true,
+      getKey,
+      consoleOrigin: consoleUrl(),
+    });
     const seq = (records[at] as AuditRecord).seq;
-    assert.deepEqual(report.problems.filter((p) => p.kind === 'chain'), [], 'the rewritten chain itself is consistent');
+    assert.deepEqual(
+      report.problems.filter((p) => p.kind === 'chain'),
+      [],
+      'the rewritten chain itself is consistent',
+    );
     const found = report.problems.find((p) => p.kind === 'evidence' && p.seq === seq);
     assert.ok(found, `the forged vote at seq ${seq} is named: ${JSON.stringify(report.problems)}`);
     assert.equal(found.code, 'ERR_AUDIT_PASSKEY_INVALID');
     assert.match(found.message, /ERR_PASSKEY_BAD_SIGNATURE/);
     // The credential built on that vote is flagged too.
-    assert.ok(report.problems.some((p) => p.kind === 'evidence' && p.code === 'ERR_AUDIT_EVIDENCE_MISSING' && (p.seq ?? 0) > seq && /without a verified passkey vote/.test(p.message)));
+    assert.ok(
+      report.problems.some(
+        (p) =>
+          p.kind === 'evidence' &&
+          p.code === 'ERR_AUDIT_EVIDENCE_MISSING' &&
+          (p.seq ?? 0) > seq &&
+          /without a verified passkey vote/.test(p.message),
+      ),
+    );
     // The auditor's command: exit 6 (the approval evidence does not hold), the forged vote named by its code and seq.
     const dir = await mkdtemp(join(tmpdir(), 'console-forged-'));
     await writeFile(join(dir, 'forged.jsonl'), `${forged.map((r) => JSON.stringify(r)).join('\n')}\n`);
     await writeFile(join(dir, 'jwks.json'), JSON.stringify(jwks));
-    const cli = spawnSync(process.execPath, [join(ROOT, 'broker/bin/countersign-broker.js'), 'audit', 'verify', '--file', join(dir, 'forged.jsonl'), '--jwks', join(dir, 'jwks.json')], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    const cli = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'broker/bin/countersign-broker.js'),
+        'audit',
+        'verify',
+        '--file',
+        join(dir, 'forged.jsonl'),
+        '--jwks',
+        join(dir, 'jwks.json'),
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
     assert.equal(cli.status, 6, `${cli.stdout}\n${cli.stderr}`);
-    assert.match(cli.stdout, new RegExp(`FAIL +1 passkey vote\\(s\\) that do not verify from the trail\\n +ERR_AUDIT_PASSKEY_INVALID +seq ${seq}: `));
+    assert.match(
+      cli.stdout,
+      new RegExp(
+        `FAIL +1 passkey vote\\(s\\) that do not verify from the trail\\n +ERR_AUDIT_PASSKEY_INVALID +seq ${seq}: `,
+      ),
+    );
     await rm(dir, { recursive: true, force: true });
 
     // Moving the vote's challenge to another request is caught as well.
@@ -227,8 +307,16 @@ requests:
       if (i > at) r.prev = (moved[i - 1] as AuditRecord).hash;
       r.hash = recordHash(r);
     }
-    const movedReport = await verifyAuditTrail({ records: moved.map((r) => JSON.stringify(r)), checkpoints: [], fromGenesis: true, getKey });
-    assert.ok(movedReport.problems.some((p) => p.seq === seq && /was made for/.test(p.message)), JSON.stringify(movedReport.problems));
+    const movedReport = await verifyAuditTrail({
+      records: moved.map((r) => JSON.stringify(r)),
+      checkpoints: [],
+      fromGenesis: true,
+      getKey,
+    });
+    assert.ok(
+      movedReport.problems.some((p) => p.seq === seq && /was made for/.test(p.message)),
+      JSON.stringify(movedReport.problems),
+    );
   });
 
   it('a passkey assertion made for request A does not count on request B', async () => {
@@ -247,23 +335,39 @@ requests:
     assert.ok(captured, 'the page made an assertion for A');
 
     // Replayed as it is on B: the challenge was issued for A.
-    const replayed = await post(alice, `/requests/${b.requestId}/vote`, { decision: 'approve', reason: '', passkey: captured.passkey });
+    const replayed = await post(alice, `/requests/${b.requestId}/vote`, {
+      decision: 'approve',
+      reason: '',
+      passkey: captured.passkey,
+    });
     assert.equal(replayed.status, 403);
     assert.equal(replayed.json.error?.code, 'ERR_PASSKEY_CHALLENGE_MISMATCH');
 
     // With a fresh challenge for B, A's assertion does not match B's derived challenge.
     const fresh = await post(alice, `/requests/${b.requestId}/challenge`, { decision: 'approve' });
     assert.equal(fresh.status, 200);
-    const spliced = await post(alice, `/requests/${b.requestId}/vote`, { decision: 'approve', reason: '', passkey: { challengeId: fresh.json.challengeId, response: captured.passkey.response } });
+    const spliced = await post(alice, `/requests/${b.requestId}/vote`, {
+      decision: 'approve',
+      reason: '',
+      passkey: { challengeId: fresh.json.challengeId, response: captured.passkey.response },
+    });
     assert.equal(spliced.json.error?.code, 'ERR_PASSKEY_CHALLENGE_MISMATCH');
 
     const requests = await Promise.all([a, b].map((r) => t.broker.approvals.store.get(r.requestId)));
-    assert.deepEqual(requests.map((r) => r?.approvals), [0, 0], 'neither request has an approval');
+    assert.deepEqual(
+      requests.map((r) => r?.approvals),
+      [0, 0],
+      'neither request has an approval',
+    );
   });
 
   it('a passkey assertion counts once: replaying it on the same request is refused', async () => {
     // Two approvals needed: the request is still pending after alice's, so only the replay itself can be refused.
-    const r = await deployer.requestOperation({ operation: 'db-restore', resource: 'prod/orders', parameters: { backup: '2026-01-01T00:00Z' } });
+    const r = await deployer.requestOperation({
+      operation: 'db-restore',
+      resource: 'prod/orders',
+      parameters: { backup: '2026-01-01T00:00Z' },
+    });
     await openRequest(alice, r.requestId);
     let captured: { passkey: { challengeId: string; response: unknown } } | undefined;
     await alice.page.route(`**/requests/${r.requestId}/vote`, async (route) => {
@@ -274,7 +378,11 @@ requests:
     await alice.page.getByText('Your vote is recorded.').waitFor();
     await alice.page.unroute(`**/requests/${r.requestId}/vote`);
     assert.ok(captured);
-    const replay = await post(alice, `/requests/${r.requestId}/vote`, { decision: 'approve', reason: '', passkey: captured.passkey });
+    const replay = await post(alice, `/requests/${r.requestId}/vote`, {
+      decision: 'approve',
+      reason: '',
+      passkey: captured.passkey,
+    });
     assert.equal(replay.json.error?.code, 'ERR_PASSKEY_CHALLENGE_USED');
     const stored = await t.broker.approvals.store.get(r.requestId);
     assert.equal(stored?.state, 'PENDING_APPROVAL');
@@ -348,7 +456,11 @@ requests:
         rpId: patch.rpId ?? rp.hostname,
         counter: patch.counter ?? current + 1,
       });
-      return post(alice, `/requests/${requestId}/vote`, { decision: 'approve', reason: '', passkey: { challengeId: challenge.json.challengeId, response } });
+      return post(alice, `/requests/${requestId}/vote`, {
+        decision: 'approve',
+        reason: '',
+        passkey: { challengeId: challenge.json.challengeId, response },
+      });
     };
     const r = await migration({ migration: '0048_clone' });
     const origin = await attempt(r.requestId, { origin: 'https://countersign.evil.example' });
@@ -367,7 +479,12 @@ requests:
     const r = await migration({ migration: '0049_csrf' });
     const s = await sessionOf(alice);
     const form = (body: string, headers: Record<string, string> = {}) =>
-      fetch(`${consoleUrl()}/requests/${r.requestId}/vote`, { method: 'POST', redirect: 'manual', headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+      fetch(`${consoleUrl()}/requests/${r.requestId}/vote`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: s.cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body,
+      });
     const none = await form('decision=deny&reason=csrf');
     assert.equal(none.status, 403);
     assert.match(await none.text(), /ERR_CSRF/);
@@ -429,11 +546,19 @@ requests:
   });
 
   it('shows what changed against the last approved request for the same operation and resource', async () => {
-    const first = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/api', parameters: { version: '1.4.1', replicas: '3' } });
+    const first = await deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/api',
+      parameters: { version: '1.4.1', replicas: '3' },
+    });
     await openRequest(alice, first.requestId);
     await alice.page.getByRole('button', { name: 'Approve' }).click();
     await alice.page.getByText('Your vote is recorded.').waitFor();
-    const second = await deployer.requestOperation({ operation: 'deploy', resource: 'prod/api', parameters: { version: '1.4.2', replicas: '3' } });
+    const second = await deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/api',
+      parameters: { version: '1.4.2', replicas: '3' },
+    });
     await openRequest(alice, second.requestId);
     const changes = alice.page.locator('.cs-changes');
     assert.equal(await changes.locator('li').count(), 1);
@@ -443,7 +568,12 @@ requests:
   it('refuses a Slack-style click and the CLI approve on a webauthn rule, pointing at the console page', async () => {
     const r = await migration({ migration: '0050_cli' });
     const aliceSvid = t.svid('human/alice');
-    const cli = new ApprovalsClient({ address: t.address, certChainPem: aliceSvid.chainPem, keyPem: aliceSvid.keyPem, caPem: t.ca.pem });
+    const cli = new ApprovalsClient({
+      address: t.address,
+      certChainPem: aliceSvid.chainPem,
+      keyPem: aliceSvid.keyPem,
+      caPem: t.ca.pem,
+    });
     clients.push(cli);
     const refused = await cli.decide({ requestId: r.requestId, decision: 'approve', reason: 'from the terminal' }).then(
       () => assert.fail('the CLI approval counted'),
@@ -452,7 +582,14 @@ requests:
     assert.equal(refused.code, 'ERR_STEP_UP_REQUIRED');
     assert.ok(refused.message.includes(`${consoleUrl()}/requests/${r.requestId}`), refused.message);
     // The channel-side vote a Slack click makes (no passkey proof) is refused the same way.
-    const click = await t.broker.approvals.workflow.vote({ requestId: r.requestId, principal: 'alice', channel: 'slack', decision: 'approve', reason: '', stepUp: 'click' });
+    const click = await t.broker.approvals.workflow.vote({
+      requestId: r.requestId,
+      principal: 'alice',
+      channel: 'slack',
+      decision: 'approve',
+      reason: '',
+      stepUp: 'click',
+    });
     assert.equal(click.counted, false);
     assert.equal(click.counted === false && click.code, 'ERR_STEP_UP_REQUIRED');
     // Deny needs no passkey, from anywhere.
@@ -476,14 +613,22 @@ requests:
         // A link issued an hour ago with a 15-minute lifetime (its issuer's clock is an hour behind).
         const keys = new Keys(t.prefix);
         const past = new SignInLinks(
-          { store: new PasskeyStore(t.broker.redis, keys), keys, audit: { append: async () => ({}) as never, appendAll: async () => [] }, clock: { now: () => Date.now() - 3600_000 } },
+          {
+            store: new PasskeyStore(t.broker.redis, keys),
+            keys,
+            audit: { append: async () => ({}) as never, appendAll: async () => [] },
+            clock: { now: () => Date.now() - 3600_000 },
+          },
           { publicUrl: consoleUrl, ttlMs: 15 * 60_000 },
         );
         await other.page.goto('about:blank');
         await other.page.goto((await past.issue({ principal: 'bob', by: 'test', method: 'link' })).url);
         await other.page.getByRole('button', { name: 'Sign in' }).click();
         await other.page.getByText('ERR_SIGN_IN_LINK_EXPIRED').waitFor();
-        assert.equal((await other.context.cookies(consoleUrl())).some((c) => c.name === 'countersign_session'), false);
+        assert.equal(
+          (await other.context.cookies(consoleUrl())).some((c) => c.name === 'countersign_session'),
+          false,
+        );
       } finally {
         await other.close();
       }
@@ -502,12 +647,19 @@ requests:
       await person.page.getByText('a chat session alone must not be able to add a passkey').waitFor();
       assert.equal(await person.page.getByRole('button', { name: 'Register a passkey' }).count(), 0);
       const s = await sessionOf(person);
-      const res = await fetch(`${consoleUrl()}/passkeys/options`, { method: 'POST', headers: { cookie: s.cookie, 'content-type': 'application/json', 'x-csrf-token': s.csrf }, body: '{}' });
+      const res = await fetch(`${consoleUrl()}/passkeys/options`, {
+        method: 'POST',
+        headers: { cookie: s.cookie, 'content-type': 'application/json', 'x-csrf-token': s.csrf },
+        body: '{}',
+      });
       assert.equal(res.status, 403);
-      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED');
+      assert.equal(
+        ((await res.json()) as { error: { code: string } }).error.code,
+        'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED',
+      );
       // Nor take bob's passkey away.
       assert.equal(await person.page.getByRole('button', { name: /^Remove passkey/ }).count(), 0);
-      const [bobs] = await t.broker.console?.passkeys.list('bob') ?? [];
+      const [bobs] = (await t.broker.console?.passkeys.list('bob')) ?? [];
       assert.ok(bobs);
       const remove = await fetch(`${consoleUrl()}/passkeys/remove`, {
         method: 'POST',
@@ -546,7 +698,9 @@ requests:
     const spare = events.find((e) => e.type === 'passkey_registered' && e.name === 'spare key');
     assert.ok(spare, 'registration audited');
     assert.match(String(spare.public_key), /^[A-Za-z0-9_-]+$/);
-    assert.ok(events.some((e) => e.type === 'passkey_removed' && e.credential_id === spare.credential_id && e.by === 'alice'));
+    assert.ok(
+      events.some((e) => e.type === 'passkey_removed' && e.credential_id === spare.credential_id && e.by === 'alice'),
+    );
   });
 
   it('is usable on a phone: the request page fits a narrow screen', async () => {
@@ -555,10 +709,15 @@ requests:
       await signIn(phone, 'bob');
       const r = await migration({ migration: '0051_phone' });
       await openRequest(phone, r.requestId);
-      const overflow = await phone.page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+      const overflow = await phone.page.evaluate<number>(
+        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+      );
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px)`);
       await shot('request-phone.png', phone, 'screen');
-      assert.match((await phone.page.locator('time[data-countdown]').first().textContent()) ?? '', /^in \d+ min \d+ s$/);
+      assert.match(
+        (await phone.page.locator('time[data-countdown]').first().textContent()) ?? '',
+        /^in \d+ min \d+ s$/,
+      );
     } finally {
       await phone.close();
     }

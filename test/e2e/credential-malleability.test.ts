@@ -15,7 +15,12 @@ import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 const N = BigInt('0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551');
 const AUD = 'https://deploy.example.org';
 
-const sOf = (token: string): bigint => BigInt(`0x${Buffer.from(token.split('.')[2] ?? '', 'base64url').subarray(32).toString('hex')}`);
+const sOf = (token: string): bigint =>
+  BigInt(
+    `0x${Buffer.from(token.split('.')[2] ?? '', 'base64url')
+      .subarray(32)
+      .toString('hex')}`,
+  );
 
 /** The same token with (r, n - s) as its signature. */
 function highLowTwin(token: string): string {
@@ -37,7 +42,12 @@ function ecdsaAccepts(token: string, jwks: JSONWebKeySet): boolean {
   const [header, payload, signature] = token.split('.') as [string, string, string];
   const kid = (JSON.parse(Buffer.from(header, 'base64url').toString()) as { kid: string }).kid;
   const jwk = jwks.keys.find((k) => k.kid === kid) as JsonWebKey;
-  return ecdsaVerify('sha256', Buffer.from(`${header}.${payload}`), { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
+  return ecdsaVerify(
+    'sha256',
+    Buffer.from(`${header}.${payload}`),
+    { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+    Buffer.from(signature, 'base64url'),
+  );
 }
 
 describe('credential malleability', () => {
@@ -45,7 +55,11 @@ describe('credential malleability', () => {
   let client: CountersignClient;
   let jwks: JSONWebKeySet;
   const issue = async () => {
-    const r = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1.4.2' } });
+    const r = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters: { version: '1.4.2' },
+    });
     assert.equal(r.state, 'APPROVED', r.message);
     return r.token as string;
   };
@@ -54,7 +68,12 @@ describe('credential malleability', () => {
     // The requester redeems here only to show that a twin does not use the credential up.
     t = await startTestBroker({ redeemers: [{ audience: AUD, workloads: ['spiffe://example.org/ci/deployer'] }] });
     const svid = t.svid('ci/deployer');
-    client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
   });
   after(async () => {
@@ -101,7 +120,10 @@ describe('credential malleability', () => {
     const token = await issue();
     const twin = encodingTwin(token);
     assert.notEqual(twin, token);
-    assert.deepEqual(Buffer.from(twin.split('.')[2] as string, 'base64url'), Buffer.from(token.split('.')[2] as string, 'base64url'));
+    assert.deepEqual(
+      Buffer.from(twin.split('.')[2] as string, 'base64url'),
+      Buffer.from(token.split('.')[2] as string, 'base64url'),
+    );
     const refused = await verifyCredential(twin, { jwks, audience: AUD }).then(
       () => assert.fail('the verify library accepted the re-encoded twin'),
       (e: unknown) => e,

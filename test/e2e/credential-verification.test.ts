@@ -36,7 +36,9 @@ describe('credential verification', () => {
   let minter: CredentialMinter;
   const clock = new ManualClock(Date.now());
 
-  const mint = (over: Partial<{ operation: string; resource: string; parameters: JsonObject; audience: string }> = {}) =>
+  const mint = (
+    over: Partial<{ operation: string; resource: string; parameters: JsonObject; audience: string }> = {},
+  ) =>
     minter.mint({
       subject: deployer.spiffeId,
       certificateThumbprint: certificateThumbprint(deployer.der),
@@ -80,35 +82,71 @@ describe('credential verification', () => {
     });
 
     const refusals: [string, () => Promise<unknown>, string][] = [
-      ['another audience', async () => verifyCredential((await mint()).token, { ...expectation(), audience: 'https://billing.example.org' }), 'ERR_CREDENTIAL_AUDIENCE'],
-      ['another operation', async () => verifyCredential((await mint()).token, { ...expectation(), operation: 'rollback' }), 'ERR_CREDENTIAL_OPERATION_MISMATCH'],
-      ['another resource', async () => verifyCredential((await mint()).token, { ...expectation(), resource: 'prod/db' }), 'ERR_CREDENTIAL_RESOURCE_MISMATCH'],
-      ['other parameters', async () => verifyCredential((await mint()).token, { ...expectation(), parameters: { version: '1.4.3' } }), 'ERR_CREDENTIAL_PARAMETERS_MISMATCH'],
-      ['another certificate', async () => verifyCredential((await mint()).token, { ...expectation(), clientCertificate: other.pem }), 'ERR_CREDENTIAL_CERTIFICATE_MISMATCH'],
+      [
+        'another audience',
+        async () =>
+          verifyCredential((await mint()).token, { ...expectation(), audience: 'https://billing.example.org' }),
+        'ERR_CREDENTIAL_AUDIENCE',
+      ],
+      [
+        'another operation',
+        async () => verifyCredential((await mint()).token, { ...expectation(), operation: 'rollback' }),
+        'ERR_CREDENTIAL_OPERATION_MISMATCH',
+      ],
+      [
+        'another resource',
+        async () => verifyCredential((await mint()).token, { ...expectation(), resource: 'prod/db' }),
+        'ERR_CREDENTIAL_RESOURCE_MISMATCH',
+      ],
+      [
+        'other parameters',
+        async () => verifyCredential((await mint()).token, { ...expectation(), parameters: { version: '1.4.3' } }),
+        'ERR_CREDENTIAL_PARAMETERS_MISMATCH',
+      ],
+      [
+        'another certificate',
+        async () => verifyCredential((await mint()).token, { ...expectation(), clientCertificate: other.pem }),
+        'ERR_CREDENTIAL_CERTIFICATE_MISMATCH',
+      ],
       [
         'an expired credential',
-        async () => verifyCredential((await mint()).token, { ...expectation(), currentDate: new Date(clock.now() + 300_000 + 31_000) }),
+        async () =>
+          verifyCredential((await mint()).token, {
+            ...expectation(),
+            currentDate: new Date(clock.now() + 300_000 + 31_000),
+          }),
         'ERR_CREDENTIAL_EXPIRED',
       ],
       [
         'an expired credential even when asked for a huge clock tolerance (capped at 300 s)',
-        async () => verifyCredential((await mint()).token, { ...expectation(), clockToleranceSeconds: 3600, currentDate: new Date(clock.now() + 300_000 + 301_000) }),
+        async () =>
+          verifyCredential((await mint()).token, {
+            ...expectation(),
+            clockToleranceSeconds: 3600,
+            currentDate: new Date(clock.now() + 300_000 + 301_000),
+          }),
         'ERR_CREDENTIAL_EXPIRED',
       ],
       [
         'one signed by an unknown key',
         async () => {
           const rogue = await parseSigningKey(generateSigningKeyPem(), 'rogue');
-          const token = (await new CredentialMinter(new Keyring([rogue], { maxTtlMs: 3_600_000 }), { issuer: ISS, maxTtlMs: 3_600_000, clock }).mint({
-            subject: deployer.spiffeId,
-            certificateThumbprint: certificateThumbprint(deployer.der),
-            svidNotAfter: clock.now() + 3_600_000,
-            operation: 'deploy',
-            resource: 'prod/web',
-            parametersDigest: parametersDigest({ version: '1.4.2' }),
-            audience: AUD,
-            ttlCaps: [],
-          })).token;
+          const token = (
+            await new CredentialMinter(new Keyring([rogue], { maxTtlMs: 3_600_000 }), {
+              issuer: ISS,
+              maxTtlMs: 3_600_000,
+              clock,
+            }).mint({
+              subject: deployer.spiffeId,
+              certificateThumbprint: certificateThumbprint(deployer.der),
+              svidNotAfter: clock.now() + 3_600_000,
+              operation: 'deploy',
+              resource: 'prod/web',
+              parametersDigest: parametersDigest({ version: '1.4.2' }),
+              audience: AUD,
+              ttlCaps: [],
+            })
+          ).token;
           return verifyCredential(token, expectation());
         },
         'ERR_CREDENTIAL_UNKNOWN_KEY',
@@ -127,7 +165,9 @@ describe('credential verification', () => {
         async () => {
           const { claims } = await mint();
           const secret = new TextEncoder().encode(JSON.stringify(jwks.keys[0]));
-          const token = await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: key.kid }).sign(secret);
+          const token = await new SignJWT({ ...claims })
+            .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: key.kid })
+            .sign(secret);
           return verifyCredential(token, expectation());
         },
         'ERR_CREDENTIAL_ALGORITHM',
@@ -136,18 +176,27 @@ describe('credential verification', () => {
         'a plain JWT (typ not at+jwt)',
         async () => {
           const { claims } = await mint();
-          const token = await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: key.kid }).sign(key.privateKey);
+          const token = await new SignJWT({ ...claims })
+            .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: key.kid })
+            .sign(key.privateKey);
           return verifyCredential(token, expectation());
         },
         'ERR_CREDENTIAL_TYPE',
       ],
-      ['a tampered payload', async () => {
-        const { token } = await mint();
-        const [h, p, s] = token.split('.') as [string, string, string];
-        const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
-        claims.authorization_details[0].resource = 'prod/db';
-        return verifyCredential(`${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`, { ...expectation(), resource: 'prod/db' });
-      }, 'ERR_CREDENTIAL_SIGNATURE'],
+      [
+        'a tampered payload',
+        async () => {
+          const { token } = await mint();
+          const [h, p, s] = token.split('.') as [string, string, string];
+          const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+          claims.authorization_details[0].resource = 'prod/db';
+          return verifyCredential(`${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`, {
+            ...expectation(),
+            resource: 'prod/db',
+          });
+        },
+        'ERR_CREDENTIAL_SIGNATURE',
+      ],
     ];
     for (const [what, run, code] of refusals) {
       it(what, async () => {
@@ -185,7 +234,13 @@ describe('credential verification', () => {
       assert.equal(remote.fetches, 1);
 
       const k2 = await parseSigningKey(generateSigningKeyPem(), 'k2');
-      const rotated = new Keyring([{ key, activateAt: 0 }, { key: k2, activateAt: 1 }], { maxTtlMs: 3_600_000 });
+      const rotated = new Keyring(
+        [
+          { key, activateAt: 0 },
+          { key: k2, activateAt: 1 },
+        ],
+        { maxTtlMs: 3_600_000 },
+      );
       served = rotated.jwks(clock.now());
       now = 11_000;
       const fresh = await new CredentialMinter(rotated, { issuer: ISS, maxTtlMs: 3_600_000, clock }).mint({
@@ -203,25 +258,45 @@ describe('credential verification', () => {
 
       // Forged kids cannot make it hammer the broker.
       const rogue = await parseSigningKey(generateSigningKeyPem(), 'rogue');
-      const forged = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'nope' }).sign(rogue.privateKey);
-      for (let i = 0; i < 5; i++) await assert.rejects(verifyCredential(forged, { jwks: remote, audience: AUD }), { code: 'ERR_CREDENTIAL_UNKNOWN_KEY' });
+      const forged = await new SignJWT({ sub: 'x' })
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'nope' })
+        .sign(rogue.privateKey);
+      for (let i = 0; i < 5; i++)
+        await assert.rejects(verifyCredential(forged, { jwks: remote, audience: AUD }), {
+          code: 'ERR_CREDENTIAL_UNKNOWN_KEY',
+        });
       assert.equal(remote.fetches, 2);
       now = 22_000;
-      await assert.rejects(verifyCredential(forged, { jwks: remote, audience: AUD }), { code: 'ERR_CREDENTIAL_UNKNOWN_KEY' });
+      await assert.rejects(verifyCredential(forged, { jwks: remote, audience: AUD }), {
+        code: 'ERR_CREDENTIAL_UNKNOWN_KEY',
+      });
       assert.equal(remote.fetches, 3);
     });
 
     it('says so when the JWKS cannot be fetched', async () => {
       const remote = new RemoteJwks('http://127.0.0.1:1/.well-known/jwks.json', { timeoutMs: 2000 });
-      await assert.rejects(verifyCredential((await mint()).token, { jwks: remote, audience: AUD }), { code: 'ERR_JWKS_UNAVAILABLE' });
+      await assert.rejects(verifyCredential((await mint()).token, { jwks: remote, audience: AUD }), {
+        code: 'ERR_JWKS_UNAVAILABLE',
+      });
     });
   });
 
   describe('grpc-js server interceptor', () => {
     let grpcServer: Server;
     let address: string;
-    const json = { serialize: (v: unknown) => Buffer.from(JSON.stringify(v)), deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown };
-    const method = (path: string) => ({ path, requestStream: false, responseStream: false, requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize });
+    const json = {
+      serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
+      deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
+    };
+    const method = (path: string) => ({
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: json.serialize,
+      requestDeserialize: json.deserialize,
+      responseSerialize: json.serialize,
+      responseDeserialize: json.deserialize,
+    });
 
     before(async () => {
       grpcServer = new Server({
@@ -243,14 +318,19 @@ describe('credential verification', () => {
       grpcServer.addService(
         { deploy: method('/test.Deploys/Deploy'), other: method('/test.Deploys/Other') },
         {
-          deploy: (call: { metadata: Metadata; request: unknown }, cb: (e: null, r: unknown) => void) => cb(null, { deployed: true, jti: credentialOf(call.metadata)?.claims.jti }),
+          deploy: (call: { metadata: Metadata; request: unknown }, cb: (e: null, r: unknown) => void) =>
+            cb(null, { deployed: true, jti: credentialOf(call.metadata)?.claims.jti }),
           other: (_call: unknown, cb: (e: null, r: unknown) => void) => cb(null, { reached: true }),
         },
       );
       const port = await new Promise<number>((resolve, reject) =>
         grpcServer.bindAsync(
           '127.0.0.1:0',
-          ServerCredentials.createSsl(Buffer.from(ca.pem), [{ private_key: Buffer.from(server.keyPem), cert_chain: Buffer.from(server.chainPem) }], true),
+          ServerCredentials.createSsl(
+            Buffer.from(ca.pem),
+            [{ private_key: Buffer.from(server.keyPem), cert_chain: Buffer.from(server.chainPem) }],
+            true,
+          ),
           (e, p) => (e ? reject(e) : resolve(p)),
         ),
       );
@@ -258,16 +338,34 @@ describe('credential verification', () => {
     });
     after(() => grpcServer.forceShutdown());
 
-    function call(path: string, request: unknown, token: string | undefined, as: IssuedSvid = deployer): Promise<Record<string, unknown>> {
-      const client = new Client(address, credentials.createSsl(Buffer.from(ca.pem), Buffer.from(as.keyPem), Buffer.from(as.chainPem), { checkServerIdentity: () => undefined }));
+    function call(
+      path: string,
+      request: unknown,
+      token: string | undefined,
+      as: IssuedSvid = deployer,
+    ): Promise<Record<string, unknown>> {
+      const client = new Client(
+        address,
+        credentials.createSsl(Buffer.from(ca.pem), Buffer.from(as.keyPem), Buffer.from(as.chainPem), {
+          checkServerIdentity: () => undefined,
+        }),
+      );
       const md = new Metadata();
       if (token) md.set('authorization', `Bearer ${token}`);
       return new Promise((resolve, reject) =>
-        client.makeUnaryRequest(path, json.serialize, (b: Buffer) => JSON.parse(b.toString()) as Record<string, unknown>, request, md, { deadline: Date.now() + 10_000 }, (e, r) => {
-          client.close();
-          if (e) reject(e);
-          else resolve(r as Record<string, unknown>);
-        }),
+        client.makeUnaryRequest(
+          path,
+          json.serialize,
+          (b: Buffer) => JSON.parse(b.toString()) as Record<string, unknown>,
+          request,
+          md,
+          { deadline: Date.now() + 10_000 },
+          (e, r) => {
+            client.close();
+            if (e) reject(e);
+            else resolve(r as Record<string, unknown>);
+          },
+        ),
       );
     }
     const codeOf = (e: ServiceError) => e.metadata.get('countersign-error-code')[0]?.toString();
@@ -281,11 +379,31 @@ describe('credential verification', () => {
     it('refuses a missing token, other parameters, another caller certificate and unguarded methods', async () => {
       const { token } = await mint();
       const cases: [() => Promise<unknown>, status, string][] = [
-        [() => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, undefined), status.UNAUTHENTICATED, 'ERR_CREDENTIAL_MISSING'],
-        [() => call('/test.Deploys/Deploy', { service: 'web', version: '9.9.9' }, token), status.PERMISSION_DENIED, 'ERR_CREDENTIAL_PARAMETERS_MISMATCH'],
-        [() => call('/test.Deploys/Deploy', { service: 'db', version: '1.4.2' }, token), status.PERMISSION_DENIED, 'ERR_CREDENTIAL_RESOURCE_MISMATCH'],
-        [() => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, token, other), status.PERMISSION_DENIED, 'ERR_CREDENTIAL_CERTIFICATE_MISMATCH'],
-        [() => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, 'not.a.jwt'), status.UNAUTHENTICATED, 'ERR_CREDENTIAL_MALFORMED'],
+        [
+          () => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, undefined),
+          status.UNAUTHENTICATED,
+          'ERR_CREDENTIAL_MISSING',
+        ],
+        [
+          () => call('/test.Deploys/Deploy', { service: 'web', version: '9.9.9' }, token),
+          status.PERMISSION_DENIED,
+          'ERR_CREDENTIAL_PARAMETERS_MISMATCH',
+        ],
+        [
+          () => call('/test.Deploys/Deploy', { service: 'db', version: '1.4.2' }, token),
+          status.PERMISSION_DENIED,
+          'ERR_CREDENTIAL_RESOURCE_MISMATCH',
+        ],
+        [
+          () => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, token, other),
+          status.PERMISSION_DENIED,
+          'ERR_CREDENTIAL_CERTIFICATE_MISMATCH',
+        ],
+        [
+          () => call('/test.Deploys/Deploy', { service: 'web', version: '1.4.2' }, 'not.a.jwt'),
+          status.UNAUTHENTICATED,
+          'ERR_CREDENTIAL_MALFORMED',
+        ],
         [() => call('/test.Deploys/Other', {}, token), status.PERMISSION_DENIED, 'ERR_CREDENTIAL_OPERATION_MISMATCH'],
       ];
       for (const [run, expectedStatus, code] of cases) {
@@ -307,28 +425,54 @@ describe('credential verification', () => {
         audience: AUD,
         describe: (req) => {
           const u = new URL(req.url ?? '/', 'https://x');
-          return { operation: 'deploy', resource: `prod/${u.searchParams.get('service')}`, parameters: { version: u.searchParams.get('version') ?? '' } };
+          return {
+            operation: 'deploy',
+            resource: `prod/${u.searchParams.get('service')}`,
+            parameters: { version: u.searchParams.get('version') ?? '' },
+          };
         },
       });
-      https = createHttpsServer({ key: server.keyPem, cert: server.chainPem, ca: ca.pem, requestCert: true, rejectUnauthorized: true }, (req, res) =>
-        guard(req, res, () => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ deployed: true, jti: credentialOfRequest(req)?.claims.jti }));
-        }),
+      https = createHttpsServer(
+        { key: server.keyPem, cert: server.chainPem, ca: ca.pem, requestCert: true, rejectUnauthorized: true },
+        (req, res) =>
+          guard(req, res, () => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ deployed: true, jti: credentialOfRequest(req)?.claims.jti }));
+          }),
       );
       await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
       port = (https.address() as AddressInfo).port;
     });
     after(() => new Promise<void>((resolve) => https.close(() => resolve())));
 
-    function get(path: string, token: string | undefined, as: IssuedSvid = deployer): Promise<{ status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
+    function get(
+      path: string,
+      token: string | undefined,
+      as: IssuedSvid = deployer,
+    ): Promise<{ status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
       return new Promise((resolve, reject) => {
         const req = httpsRequest(
-          { host: '127.0.0.1', port, path, method: 'GET', ca: ca.pem, cert: as.chainPem, key: as.keyPem, checkServerIdentity: () => undefined, headers: token ? { authorization: `Bearer ${token}` } : {} },
+          {
+            host: '127.0.0.1',
+            port,
+            path,
+            method: 'GET',
+            ca: ca.pem,
+            cert: as.chainPem,
+            key: as.keyPem,
+            checkServerIdentity: () => undefined,
+            headers: token ? { authorization: `Bearer ${token}` } : {},
+          },
           (res) => {
             let text = '';
             res.on('data', (c: Buffer) => (text += c.toString()));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, wwwAuthenticate: res.headers['www-authenticate'] }));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: JSON.parse(text) as Record<string, unknown>,
+                wwwAuthenticate: res.headers['www-authenticate'],
+              }),
+            );
           },
         );
         req.on('error', reject);

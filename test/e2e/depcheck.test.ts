@@ -12,7 +12,12 @@ import { after, before, describe, it } from 'node:test';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const PACKAGES = { proto: '@countersign/proto', approvers: '@countersign/approvers', broker: '@countersign/broker', agents: '@countersign/agent' };
+const PACKAGES = {
+  proto: '@countersign/proto',
+  approvers: '@countersign/approvers',
+  broker: '@countersign/broker',
+  agents: '@countersign/agent',
+};
 
 /** `npm run depcheck` in the copy: its exit code and the violations it reports. */
 async function depcheck(dir: string): Promise<{ code: number; violations: string[] }> {
@@ -22,7 +27,9 @@ async function depcheck(dir: string): Promise<{ code: number; violations: string
     (ok) => ({ code: 0, stdout: ok.stdout }),
     (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
   );
-  const violations = [...r.stdout.matchAll(/^\s*error ([\w-]+): (\S+) → (\S+)$/gm)].map((m) => `${m[1]}: ${m[2]} -> ${m[3]}`);
+  const violations = [...r.stdout.matchAll(/^\s*error ([\w-]+): (\S+) → (\S+)$/gm)].map(
+    (m) => `${m[1]}: ${m[2]} -> ${m[3]}`,
+  );
   return { code: r.code, violations: violations.sort() };
 }
 
@@ -31,7 +38,8 @@ describe('dependency rules (npm run depcheck)', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'countersign-depcheck-'));
-    for (const file of ['.dependency-cruiser.cjs', 'tsconfig.json', 'tsconfig.base.json', 'package.json']) await cp(join(ROOT, file), join(dir, file));
+    for (const file of ['.dependency-cruiser.cjs', 'tsconfig.json', 'tsconfig.base.json', 'package.json'])
+      await cp(join(ROOT, file), join(dir, file));
     for (const pkg of Object.keys(PACKAGES)) {
       await cp(join(ROOT, pkg, 'package.json'), join(dir, pkg, 'package.json'));
       await cp(join(ROOT, pkg, 'src'), join(dir, pkg, 'src'), { recursive: true });
@@ -41,7 +49,8 @@ describe('dependency rules (npm run depcheck)', () => {
     for (const entry of await readdir(join(ROOT, 'node_modules'))) {
       if (entry !== '@countersign') await symlink(join(ROOT, 'node_modules', entry), join(dir, 'node_modules', entry));
     }
-    for (const [folder, name] of Object.entries(PACKAGES)) await symlink(join(dir, folder), join(dir, 'node_modules', name));
+    for (const [folder, name] of Object.entries(PACKAGES))
+      await symlink(join(dir, folder), join(dir, 'node_modules', name));
   });
   after(async () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });

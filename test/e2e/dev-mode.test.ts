@@ -23,10 +23,14 @@ interface Dev {
 const started = new Set<Dev>();
 
 async function startDev(dir: string, redisUrl: string, extra: string[] = []): Promise<Dev> {
-  const child = spawn(process.execPath, [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0', ...extra], {
-    env: { ...process.env, REDIS_URL: redisUrl },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [BROKER_BIN, 'dev', '--dir', dir, '--grpc-port', '0', '--http-port', '0', '--console-port', '0', ...extra],
+    {
+      env: { ...process.env, REDIS_URL: redisUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -71,11 +75,16 @@ describe('dev mode across restarts', () => {
     const file = join(dir, 'config.yaml');
     const written = await readFile(file, 'utf8');
     // An edit of the user's (a longer max TTL, with a comment), and one of dev mode's (the port, from --grpc-port).
-    const edited = written.replace('  max_ttl: 1h\n', '  # longer, for our demo\n  max_ttl: 2h\n').replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:1\n');
+    const edited = written
+      .replace('  max_ttl: 1h\n', '  # longer, for our demo\n  max_ttl: 2h\n')
+      .replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:1\n');
     assert.notEqual(edited, written, 'the edits apply to what dev mode wrote');
     await writeFile(file, edited);
     dev = await startDev(dir, redis.url);
-    assert.match(dev.output(), /config +\S+config\.yaml +\(yours, kept: dev mode updates only the listen ports, the console's localhost URL, redis\.url and redis\.prefix\)/);
+    assert.match(
+      dev.output(),
+      /config +\S+config\.yaml +\(yours, kept: dev mode updates only the listen ports, the console's localhost URL, redis\.url and redis\.prefix\)/,
+    );
     const kept = await readFile(file, 'utf8');
     assert.match(kept, / {2}# longer, for our demo\n {2}max_ttl: 2h\n/);
     assert.match(kept, /grpc:\n {2}listen: 127\.0\.0\.1:0\n/, 'the listen address follows --grpc-port');
@@ -86,7 +95,9 @@ describe('dev mode across restarts', () => {
     const file = join(dir, 'config.yaml');
     const written = await readFile(file, 'utf8');
     // A dev directory from before the console: no console section; and an edit of the user's.
-    const before = written.replace(/^console:\n(?: .*\n)+/m, '').replace('  default_ttl: 5m\n', '  # ours\n  default_ttl: 10m\n');
+    const before = written
+      .replace(/^console:\n(?: .*\n)+/m, '')
+      .replace('  default_ttl: 5m\n', '  # ours\n  default_ttl: 10m\n');
     assert.doesNotMatch(before, /^console:/m);
     assert.match(before, /# ours/);
     await writeFile(file, before);
@@ -112,8 +123,14 @@ describe('dev mode across restarts', () => {
     const policyFile = join(dir, 'policy.yaml');
     const policy = await readFile(policyFile, 'utf8');
     await writeFile(policyFile, policy.replace('      required: 1\n', '      required: 1\n      aprovers: [alice]\n'));
-    const shown = await eventually('the refused reload', () => /policy reload rejected, keeping the previous policy:\n(.*)\n/.exec(dev?.output() ?? '')?.[1]);
-    assert.match(shown, /policy\.yaml:\d+:\d+: rule prod-deploys: approval: unknown key "aprovers" \(did you mean "approvers"\?\)/);
+    const shown = await eventually(
+      'the refused reload',
+      () => /policy reload rejected, keeping the previous policy:\n(.*)\n/.exec(dev?.output() ?? '')?.[1],
+    );
+    assert.match(
+      shown,
+      /policy\.yaml:\d+:\d+: rule prod-deploys: approval: unknown key "aprovers" \(did you mean "approvers"\?\)/,
+    );
     await writeFile(policyFile, policy);
     await dev.stop();
   });
@@ -128,7 +145,11 @@ describe('dev mode across restarts', () => {
     try {
       const record = (await r.lindex(`${prefix}audit:chain`, 0)) as string;
       // One millisecond later than it happened: the record no longer matches its hash.
-      await r.lset(`${prefix}audit:chain`, 0, record.replace(/"at":(\d+)/, (_, at: string) => `"at":${Number(at) + 1}`));
+      await r.lset(
+        `${prefix}audit:chain`,
+        0,
+        record.replace(/"at":(\d+)/, (_, at: string) => `"at":${Number(at) + 1}`),
+      );
     } finally {
       r.disconnect();
     }

@@ -37,7 +37,10 @@ describe('docs/api.md: the grpcurl examples, as printed', () => {
     const res = JSON.parse(out.stdout) as { state: string; credential: { token: string } };
     assert.equal(res.state, 'REQUEST_STATE_APPROVED');
     const claims = decodeJwt(res.credential.token) as { authorization_details: { parameters_digest: string }[] };
-    assert.equal(claims.authorization_details[0]?.parameters_digest, parametersDigest({ version: '1.4.2', replicas: 3 }));
+    assert.equal(
+      claims.authorization_details[0]?.parameters_digest,
+      parametersDigest({ version: '1.4.2', replicas: 3 }),
+    );
   });
 
   it('redeems a credential once', async () => {

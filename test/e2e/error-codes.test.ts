@@ -25,7 +25,9 @@ function files(dir: string, extensions: string[]): string[] {
   return out;
 }
 
-const sources = ['proto/src', 'broker/src', 'approvers/src', 'agents/src'].flatMap((d) => files(join(ROOT, d), ['.ts', '.lua', '.js']));
+const sources = ['proto/src', 'broker/src', 'approvers/src', 'agents/src'].flatMap((d) =>
+  files(join(ROOT, d), ['.ts', '.lua', '.js']),
+);
 const codesIn = (text: string): Set<string> => new Set(text.match(CODE) ?? []);
 
 describe('error codes: one closed list, all documented', () => {
@@ -49,7 +51,8 @@ describe('error codes: one closed list, all documented', () => {
 
   it('every code in the list is used somewhere (no stale entries)', () => {
     const used = new Set<string>();
-    for (const file of sources) if (relative(ROOT, file) !== LIST) for (const code of codesIn(readFileSync(file, 'utf8'))) used.add(code);
+    for (const file of sources)
+      if (relative(ROOT, file) !== LIST) for (const code of codesIn(readFileSync(file, 'utf8'))) used.add(code);
     assert.deepEqual(
       ERROR_CODES.filter((c) => !used.has(c)),
       [],
@@ -69,13 +72,16 @@ describe('error codes: one closed list, all documented', () => {
   it('the docs name no code that does not exist', () => {
     const unknown: string[] = [];
     for (const file of [join(ROOT, 'README.md'), ...files(join(ROOT, 'docs'), ['.md'])]) {
-      for (const code of codesIn(readFileSync(file, 'utf8'))) if (!isErrorCode(code)) unknown.push(`${relative(ROOT, file)}: ${code}`);
+      for (const code of codesIn(readFileSync(file, 'utf8')))
+        if (!isErrorCode(code)) unknown.push(`${relative(ROOT, file)}: ${code}`);
     }
     assert.deepEqual(unknown, []);
   });
 
   it(`the trailer's name (${ERROR_CODE_TRAILER}) is written once, in the list's module`, () => {
-    const writers = sources.filter((f) => readFileSync(f, 'utf8').includes(`'${ERROR_CODE_TRAILER}'`)).map((f) => relative(ROOT, f));
+    const writers = sources
+      .filter((f) => readFileSync(f, 'utf8').includes(`'${ERROR_CODE_TRAILER}'`))
+      .map((f) => relative(ROOT, f));
     assert.deepEqual(writers, [LIST]);
   });
 });

@@ -20,7 +20,16 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { type BundleSet, derToPem, verifySvid } from '@countersign/broker/identity';
-import { CertificateAuthority, defaultBundles, startTestBroker, svidCases, type SvidCase, type SvidCaseContext, type SvidCaseInput, type TestBroker } from '@countersign/broker/testing';
+import {
+  CertificateAuthority,
+  defaultBundles,
+  startTestBroker,
+  svidCases,
+  type SvidCase,
+  type SvidCaseContext,
+  type SvidCaseInput,
+  type TestBroker,
+} from '@countersign/broker/testing';
 import { errorCode, rawCall } from './support/identity.js';
 
 const run = promisify(execFile);
@@ -44,7 +53,14 @@ async function opensslVerdict(input: SvidCaseInput, bundles: BundleSet, now: num
   try {
     const [leaf, ...rest] = input.chain;
     const anchors = bundles.getBundle(trustDomainOf(leaf))?.x509Authorities ?? [];
-    const args = ['verify', '-x509_strict', '-purpose', input.role === 'server' ? 'sslserver' : 'sslclient', '-attime', String(Math.floor(now / 1000))];
+    const args = [
+      'verify',
+      '-x509_strict',
+      '-purpose',
+      input.role === 'server' ? 'sslserver' : 'sslclient',
+      '-attime',
+      String(Math.floor(now / 1000)),
+    ];
     // Only the anchors given here: never the machine's own CA store.
     args.push('-no-CApath', '-no-CAstore');
     if (anchors.length > 0) {
@@ -65,7 +81,15 @@ async function opensslVerdict(input: SvidCaseInput, bundles: BundleSet, now: num
     } catch (e) {
       const failed = e as { stdout?: string; stderr?: string; message: string };
       const output = `${failed.stdout ?? ''}${failed.stderr ?? ''}`.trim() || failed.message;
-      return { accepted: false, why: output.split('\n').filter((l) => /error/i.test(l)).join('; ').slice(0, 300) || output.slice(0, 300) };
+      return {
+        accepted: false,
+        why:
+          output
+            .split('\n')
+            .filter((l) => /error/i.test(l))
+            .join('; ')
+            .slice(0, 300) || output.slice(0, 300),
+      };
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -83,11 +107,20 @@ async function brokerVerdict(input: SvidCaseInput, bundles: BundleSet, now: numb
 
 async function mtlsVerdict(t: TestBroker, input: SvidCaseInput): Promise<Verdict> {
   try {
-    await rawCall(t.address, t.ca.pem, { chainPem: input.chainPem, keyPem: input.keyPem }, { operation: 'deploy', resource: 'staging/web' });
+    await rawCall(
+      t.address,
+      t.ca.pem,
+      { chainPem: input.chainPem, keyPem: input.keyPem },
+      { operation: 'deploy', resource: 'staging/web' },
+    );
     return { accepted: true };
   } catch (e) {
     const error = e as { code?: number; details?: string };
-    assert.equal(error.code, status.UNAUTHENTICATED, `a refusal over mTLS is UNAUTHENTICATED, got ${error.code}: ${error.details}`);
+    assert.equal(
+      error.code,
+      status.UNAUTHENTICATED,
+      `a refusal over mTLS is UNAUTHENTICATED, got ${error.code}: ${error.details}`,
+    );
     return { accepted: false, why: errorCode(e as Parameters<typeof errorCode>[0]) ?? 'no code' };
   }
 }
@@ -114,7 +147,8 @@ describe('certificate table: the broker against openssl verify', () => {
   });
 
   for (const c of svidCases) {
-    const judged = c.stricterThanOpenssl === undefined ? 'the same verdict as openssl' : 'refused, openssl accepts (stricter)';
+    const judged =
+      c.stricterThanOpenssl === undefined ? 'the same verdict as openssl' : 'refused, openssl accepts (stricter)';
     it(`${c.name}: ${judged}${c.overTls ? ', also over mTLS' : ''}`, async () => {
       const input = inputs.get(c) as SvidCaseInput;
       const bundles = input.bundles ?? defaultBundles(ctx);
@@ -129,7 +163,11 @@ describe('certificate table: the broker against openssl verify', () => {
       }
       if (c.overTls) {
         const overTls = await mtlsVerdict(t, input);
-        assert.equal(overTls.accepted, broker.accepted, `over mTLS ${describeVerdict(overTls)}, pure ${describeVerdict(broker)}`);
+        assert.equal(
+          overTls.accepted,
+          broker.accepted,
+          `over mTLS ${describeVerdict(overTls)}, pure ${describeVerdict(broker)}`,
+        );
       }
     });
   }

@@ -6,7 +6,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { RequestState } from '@countersign/proto';
-import { CertificateAuthority, startTestBroker, svidCases, type SvidCaseContext, type TestBroker } from '@countersign/broker/testing';
+import {
+  CertificateAuthority,
+  startTestBroker,
+  svidCases,
+  type SvidCaseContext,
+  type TestBroker,
+} from '@countersign/broker/testing';
 import { auditEvents, capturingLogger, errorCode, metricValue, rawCall, rejection, until } from './support/identity.js';
 
 describe('identity refusals over mTLS gRPC', () => {
@@ -24,10 +30,18 @@ describe('identity refusals over mTLS gRPC', () => {
     it(`${c.name} -> ${c.expect}`, async () => {
       const input = c.build(ctx);
       const refusedBefore = await metricValue(t, 'countersign_identity_refusals_total', { code: c.expect });
-      const call = rawCall(t.address, t.ca.pem, { chainPem: input.chainPem, keyPem: input.keyPem }, { operation: 'deploy', resource: 'staging/web' });
+      const call = rawCall(
+        t.address,
+        t.ca.pem,
+        { chainPem: input.chainPem, keyPem: input.keyPem },
+        { operation: 'deploy', resource: 'staging/web' },
+      );
       if (c.expect === 'ok') {
         const response = await call;
-        assert.ok([RequestState.REQUEST_STATE_APPROVED, RequestState.REQUEST_STATE_DENIED].includes(response.state), 'reached policy');
+        assert.ok(
+          [RequestState.REQUEST_STATE_APPROVED, RequestState.REQUEST_STATE_DENIED].includes(response.state),
+          'reached policy',
+        );
         return;
       }
       const e = await rejection(call);
@@ -35,7 +49,11 @@ describe('identity refusals over mTLS gRPC', () => {
       assert.equal(errorCode(e), c.expect, e.details);
       assert.match(e.details, /^x509svid: /);
       // Refusals are audited as summaries per interval; write this interval's now.
-      await until('the refusal is counted', async () => (await metricValue(t, 'countersign_identity_refusals_total', { code: c.expect })) === refusedBefore + 1);
+      await until(
+        'the refusal is counted',
+        async () =>
+          (await metricValue(t, 'countersign_identity_refusals_total', { code: c.expect })) === refusedBefore + 1,
+      );
       await t.broker.flushRefusals();
       const refused = (await auditEvents(t)).filter((ev) => ev.type === 'identity_refused' && ev.code === c.expect);
       assert.ok(refused.length > 0, 'the refusal is in the audit trail');
@@ -56,7 +74,8 @@ describe('a flood of refused identities', () => {
     lines = captured.lines;
     // An interval longer than the test: only the explicit flush writes summaries.
     t = await startTestBroker({
-      identity: 'identity:\n  svid: { cert_file: broker.pem, key_file: broker-key.pem }\n  bundles: [{ trust_domain: example.org, file: ca.pem }]\n  refusals: { interval: 1h }\n',
+      identity:
+        'identity:\n  svid: { cert_file: broker.pem, key_file: broker-key.pem }\n  bundles: [{ trust_domain: example.org, file: ca.pem }]\n  refusals: { interval: 1h }\n',
       overrides: { logger: captured.logger },
     });
   });
@@ -69,10 +88,21 @@ describe('a flood of refused identities', () => {
     const flood = 180;
     for (let i = 0; i < flood; i += 20) {
       // Whole calls, so each handshake is finished on the broker's side too (a client may close first under TLS 1.3).
-      await Promise.all(Array.from({ length: 20 }, () => rejection(rawCall(t.address, t.ca.pem, stranger, { operation: 'deploy', resource: 'staging/web' }))));
+      await Promise.all(
+        Array.from({ length: 20 }, () =>
+          rejection(rawCall(t.address, t.ca.pem, stranger, { operation: 'deploy', resource: 'staging/web' })),
+        ),
+      );
     }
-    await Promise.all(Array.from({ length: 20 }, () => rejection(rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }))));
-    await until('every refusal counted', async () => (await metricValue(t, 'countersign_identity_refusals_total')) >= flood + 20);
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        rejection(rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' })),
+      ),
+    );
+    await until(
+      'every refusal counted',
+      async () => (await metricValue(t, 'countersign_identity_refusals_total')) >= flood + 20,
+    );
     assert.equal((await refusedRecords()).length, before, 'nothing is written per refusal');
 
     assert.equal(await t.broker.flushRefusals(), 2);

@@ -11,7 +11,17 @@ import { status } from '@grpc/grpc-js';
 import { RequestState } from '@countersign/proto';
 import { CountersignClient } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
-import { capturingLogger, errorCode, metricValue, openH2, rawCall, rejection, servedSerial, serialOf, until } from './support/identity.js';
+import {
+  capturingLogger,
+  errorCode,
+  metricValue,
+  openH2,
+  rawCall,
+  rejection,
+  servedSerial,
+  serialOf,
+  until,
+} from './support/identity.js';
 
 /** Writes like Kubernetes' atomic writer: a new file renamed over the old one. */
 async function replaceFile(path: string, content: string): Promise<void> {
@@ -23,7 +33,11 @@ const spiffeJson = (cas: CertificateAuthority[], sequence: number) =>
   JSON.stringify({
     spiffe_sequence: sequence,
     spiffe_refresh_hint: 60,
-    keys: cas.map((ca) => ({ ...(new X509Certificate(ca.certificate.der).publicKey.export({ format: 'jwk' }) as object), use: 'x509-svid', x5c: [ca.certificate.der.toString('base64')] })),
+    keys: cas.map((ca) => ({
+      ...(new X509Certificate(ca.certificate.der).publicKey.export({ format: 'jwk' }) as object),
+      use: 'x509-svid',
+      x5c: [ca.certificate.der.toString('base64')],
+    })),
   });
 
 describe('hot reload of the broker SVID and PEM bundles', () => {
@@ -50,7 +64,12 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
   it('serves a renewed SVID on new connections and keeps the live ones', async () => {
     const deployer = t.svid('ci/deployer');
     const live = await openH2(t.broker.grpcPort, deployer);
-    const client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
     try {
       assert.equal((await client.requestOperation({ operation: 'deploy', resource: 'staging/web' })).state, 'APPROVED');
       const oldSerial = serialOf(t.brokerSvid.der);
@@ -60,7 +79,10 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
       const renewed = t.svid('countersign/broker');
       await replaceFile(join(t.dir, 'broker-key.pem'), renewed.keyPem);
       await replaceFile(join(t.dir, 'broker.pem'), renewed.chainPem);
-      await until('the renewed SVID on new connections', async () => (await servedSerial(t.broker.grpcPort, deployer)) === serialOf(renewed.der));
+      await until(
+        'the renewed SVID on new connections',
+        async () => (await servedSerial(t.broker.grpcPort, deployer)) === serialOf(renewed.der),
+      );
       assert.equal(t.broker.identity.svid.serial, serialOf(renewed.der));
 
       await live.ping(); // the connection opened before the renewal is still up, with the old certificate
@@ -79,7 +101,10 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
     const stranger = t.svid('countersign/broker');
     // A certificate whose key is not the one in the key file.
     await replaceFile(join(t.dir, 'broker.pem'), stranger.chainPem);
-    await until('the reload failure to be counted', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 1);
+    await until(
+      'the reload failure to be counted',
+      async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 1,
+    );
     assert.equal(t.broker.identity.svid.serial, inForce);
     assert.equal(await servedSerial(t.broker.grpcPort, t.svid('ci/deployer')), inForce);
     const line = log.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('kept the previous svid'));
@@ -87,7 +112,10 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
 
     // A file that is not even PEM, and a file that disappears: still the same SVID.
     await replaceFile(join(t.dir, 'broker.pem'), 'not a certificate');
-    await until('the second failure', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 2);
+    await until(
+      'the second failure',
+      async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 2,
+    );
     assert.equal(t.broker.identity.svid.serial, inForce);
     // Repair: the matching pair again.
     await replaceFile(join(t.dir, 'broker-key.pem'), stranger.keyPem);
@@ -100,7 +128,10 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
     const impostor = t.svid('someone/else');
     await replaceFile(join(t.dir, 'broker-key.pem'), impostor.keyPem);
     await replaceFile(join(t.dir, 'broker.pem'), impostor.chainPem);
-    await until('the refusal', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 1);
+    await until(
+      'the refusal',
+      async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === failuresBefore + 1,
+    );
     assert.equal(t.broker.identity.svid.spiffeId, 'spiffe://example.org/countersign/broker');
   });
 
@@ -114,32 +145,64 @@ describe('hot reload of the broker SVID and PEM bundles', () => {
     const generation = t.broker.identity.bundles.generation;
     await replaceFile(join(t.dir, 'ca.pem'), t.ca.pem + next.pem);
     await until('the new bundle', () => t.broker.identity.bundles.generation > generation);
-    assert.equal((await rawCall(t.address, t.ca.pem, fromNext, { operation: 'deploy', resource: 'staging/web' })).state, RequestState.REQUEST_STATE_APPROVED);
+    assert.equal(
+      (await rawCall(t.address, t.ca.pem, fromNext, { operation: 'deploy', resource: 'staging/web' })).state,
+      RequestState.REQUEST_STATE_APPROVED,
+    );
 
     // A connection from the old CA, open while the old CA is removed, is re-validated on its next call.
-    const client = new CountersignClient({ address: t.address, certChainPem: fromOld.chainPem, keyPem: fromOld.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: fromOld.chainPem,
+      keyPem: fromOld.keyPem,
+      caPem: t.ca.pem,
+    });
     try {
       assert.equal((await client.requestOperation({ operation: 'deploy', resource: 'staging/web' })).state, 'APPROVED');
       const before = t.broker.identity.bundles.generation;
       await replaceFile(join(t.dir, 'ca.pem'), next.pem);
       await until('the bundle without the old CA', () => t.broker.identity.bundles.generation > before);
-      await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web' }), { code: 'ERR_SVID_UNTRUSTED', grpcStatus: status.UNAUTHENTICATED });
+      await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web' }), {
+        code: 'ERR_SVID_UNTRUSTED',
+        grpcStatus: status.UNAUTHENTICATED,
+      });
     } finally {
       client.close();
     }
     await replaceFile(join(t.dir, 'ca.pem'), t.ca.pem + next.pem);
-    await until('both CAs again', () => t.broker.identity.bundles.current.getBundle('example.org')?.x509Authorities.length === 2);
-    e = await rejection(rawCall(t.address, t.ca.pem, CertificateAuthority.createRoot('example.org').issueSvid('spiffe://example.org/ci/x'), { operation: 'deploy', resource: 'staging/web' }));
+    await until(
+      'both CAs again',
+      () => t.broker.identity.bundles.current.getBundle('example.org')?.x509Authorities.length === 2,
+    );
+    e = await rejection(
+      rawCall(
+        t.address,
+        t.ca.pem,
+        CertificateAuthority.createRoot('example.org').issueSvid('spiffe://example.org/ci/x'),
+        { operation: 'deploy', resource: 'staging/web' },
+      ),
+    );
     assert.equal(errorCode(e), 'ERR_SVID_UNTRUSTED');
   });
 
   it('keeps the bundle in force when the new bundle file is broken', async () => {
     const failuresBefore = await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' });
     const generation = t.broker.identity.bundles.generation;
-    await replaceFile(join(t.dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n');
-    await until('the bundle failure', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1);
+    await replaceFile(
+      join(t.dir, 'ca.pem'),
+      '-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n',
+    );
+    await until(
+      'the bundle failure',
+      async () =>
+        (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1,
+    );
     assert.equal(t.broker.identity.bundles.generation, generation);
-    assert.equal((await rawCall(t.address, t.ca.pem, t.svid('ci/deployer'), { operation: 'deploy', resource: 'staging/web' })).state, RequestState.REQUEST_STATE_APPROVED);
+    assert.equal(
+      (await rawCall(t.address, t.ca.pem, t.svid('ci/deployer'), { operation: 'deploy', resource: 'staging/web' }))
+        .state,
+      RequestState.REQUEST_STATE_APPROVED,
+    );
   });
 });
 
@@ -148,7 +211,8 @@ describe('hot reload of a SPIFFE bundle document', () => {
   const other = CertificateAuthority.createRoot('other.org');
   const otherNext = CertificateAuthority.createRoot('other.org');
   const partner = (ca: CertificateAuthority) => ca.issueSvid('spiffe://other.org/ci/partner');
-  const call = (ca: CertificateAuthority) => rawCall(t.address, t.ca.pem, partner(ca), { operation: 'deploy', resource: 'staging/web' });
+  const call = (ca: CertificateAuthority) =>
+    rawCall(t.address, t.ca.pem, partner(ca), { operation: 'deploy', resource: 'staging/web' });
 
   before(async () => {
     t = await startTestBroker({
@@ -194,7 +258,11 @@ rules:
   it('does not go back to an older spiffe_sequence, and reports it', async () => {
     const failuresBefore = await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' });
     await replaceFile(join(t.dir, 'other.json'), spiffeJson([other], 4));
-    await until('the rollback refusal', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1);
+    await until(
+      'the rollback refusal',
+      async () =>
+        (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1,
+    );
     assert.equal(t.broker.identity.bundles.current.getBundle('other.org')?.sequence, 6n);
     assert.equal(errorCode(await rejection(call(other))), 'ERR_SVID_UNTRUSTED');
   });
@@ -203,7 +271,11 @@ rules:
     const failuresBefore = await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' });
     const doc = spiffeJson([otherNext], 7);
     await replaceFile(join(t.dir, 'other.json'), doc.replace('"keys":', '"keys": [], "keys":'));
-    await until('the duplicate-member refusal', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1);
+    await until(
+      'the duplicate-member refusal',
+      async () =>
+        (await metricValue(t, 'countersign_reload_failures_total', { kind: 'bundle' })) === failuresBefore + 1,
+    );
     assert.equal((await call(otherNext)).state, RequestState.REQUEST_STATE_APPROVED);
   });
 });

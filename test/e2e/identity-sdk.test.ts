@@ -29,7 +29,11 @@ describe('requester identity sources', () => {
       ),
     );
     dir = await mkdtemp(join(tmpdir(), 'cs-sdk-'));
-    files = { COUNTERSIGN_CERT: join(dir, 'svid.pem'), COUNTERSIGN_KEY: join(dir, 'key.pem'), COUNTERSIGN_CA: join(dir, 'ca.pem') };
+    files = {
+      COUNTERSIGN_CERT: join(dir, 'svid.pem'),
+      COUNTERSIGN_KEY: join(dir, 'key.pem'),
+      COUNTERSIGN_CA: join(dir, 'ca.pem'),
+    };
     await writeFile(files.COUNTERSIGN_CERT, fileSvid.chainPem);
     await writeFile(files.COUNTERSIGN_KEY, fileSvid.keyPem);
     await writeFile(files.COUNTERSIGN_CA, ca.pem);
@@ -60,7 +64,10 @@ describe('requester identity sources', () => {
   });
 
   it('takes the endpoint from COUNTERSIGN_WORKLOAD_API, and --spiffe-id picks the SVID', async () => {
-    const identity = await resolveIdentity({ spiffeId: 'spiffe://example.org/ci/second' }, { COUNTERSIGN_WORKLOAD_API: api.address });
+    const identity = await resolveIdentity(
+      { spiffeId: 'spiffe://example.org/ci/second' },
+      { COUNTERSIGN_WORKLOAD_API: api.address },
+    );
     try {
       assert.ok('source' in identity);
       assert.equal(identity.source.spiffeId, 'spiffe://example.org/ci/second');
@@ -69,37 +76,54 @@ describe('requester identity sources', () => {
     }
   });
 
-  it('authenticates the broker with its own trust domain\'s bundle only', async () => {
+  it("authenticates the broker with its own trust domain's bundle only", async () => {
     const identity = await WorkloadApiIdentity.connect({ address: api.address });
     try {
       assert.equal(identity.identityFor('example.org').caPem, ca.pem);
       assert.equal(identity.identityFor('partner.org').caPem, partner.pem);
-      assert.throws(() => identity.identityFor('stranger.org'), (e: unknown) => e instanceof CountersignClientError && e.code === 'ERR_IDENTITY_MISSING' && /no bundle for trust domain stranger\.org/.test(e.message));
+      assert.throws(
+        () => identity.identityFor('stranger.org'),
+        (e: unknown) =>
+          e instanceof CountersignClientError &&
+          e.code === 'ERR_IDENTITY_MISSING' &&
+          /no bundle for trust domain stranger\.org/.test(e.message),
+      );
     } finally {
       identity.close();
     }
   });
 
   it('refuses files and --workload-api together', async () => {
-    await assert.rejects(resolveIdentity({ certFile: files.COUNTERSIGN_CERT, workloadApi: true }, {}), { code: 'ERR_USAGE' });
+    await assert.rejects(resolveIdentity({ certFile: files.COUNTERSIGN_CERT, workloadApi: true }, {}), {
+      code: 'ERR_USAGE',
+    });
   });
 
   it('says what to set when there is no identity at all', async () => {
     await assert.rejects(resolveIdentity({}, {}), (e: unknown) => {
       assert.ok(e instanceof CountersignClientError);
       assert.equal(e.code, 'ERR_IDENTITY_MISSING');
-      assert.match(e.message, /--cert or COUNTERSIGN_CERT.*or use the SPIFFE Workload API \(--workload-api, or SPIFFE_ENDPOINT_SOCKET\)/);
+      assert.match(
+        e.message,
+        /--cert or COUNTERSIGN_CERT.*or use the SPIFFE Workload API \(--workload-api, or SPIFFE_ENDPOINT_SOCKET\)/,
+      );
       return true;
     });
   });
 
   it('names a malformed endpoint, and an SVID the agent does not offer', async () => {
-    await assert.rejects(resolveIdentity({ workloadApi: 'tcp://localhost:1' }, {}), (e: unknown) => e instanceof CountersignClientError && /IP address, not a host name/.test(e.message));
-    await assert.rejects(resolveIdentity({ workloadApi: api.address, spiffeId: 'spiffe://example.org/nobody' }, {}), (e: unknown) => {
-      assert.ok(e instanceof CountersignClientError);
-      assert.equal(e.code, 'ERR_IDENTITY_MISSING');
-      assert.match(e.message, /offers no SVID for spiffe:\/\/example\.org\/nobody/);
-      return true;
-    });
+    await assert.rejects(
+      resolveIdentity({ workloadApi: 'tcp://localhost:1' }, {}),
+      (e: unknown) => e instanceof CountersignClientError && /IP address, not a host name/.test(e.message),
+    );
+    await assert.rejects(
+      resolveIdentity({ workloadApi: api.address, spiffeId: 'spiffe://example.org/nobody' }, {}),
+      (e: unknown) => {
+        assert.ok(e instanceof CountersignClientError);
+        assert.equal(e.code, 'ERR_IDENTITY_MISSING');
+        assert.match(e.message, /offers no SVID for spiffe:\/\/example\.org\/nobody/);
+        return true;
+      },
+    );
   });
 });

@@ -5,9 +5,26 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CountersignClient, WorkloadApiIdentity, verifyCredential } from '@countersign/agent';
 import { certificateThumbprint } from '@countersign/proto';
-import { CertificateAuthority, startTestBroker, TestWorkloadApi, x509Response, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
+import {
+  CertificateAuthority,
+  startTestBroker,
+  TestWorkloadApi,
+  x509Response,
+  type IssuedSvid,
+  type TestBroker,
+} from '@countersign/broker/testing';
 import type { JSONWebKeySet } from 'jose';
-import { capturingLogger, errorCode, metricValue, openH2, rawCall, rejection, servedSerial, serialOf, until } from './support/identity.js';
+import {
+  capturingLogger,
+  errorCode,
+  metricValue,
+  openH2,
+  rawCall,
+  rejection,
+  servedSerial,
+  serialOf,
+  until,
+} from './support/identity.js';
 
 const BROKER_ID = 'spiffe://example.org/countersign/broker';
 const WORKLOAD_ID = 'spiffe://example.org/ci/deployer';
@@ -21,7 +38,8 @@ describe('broker SVID from the Workload API', () => {
   let brokerSvid: IssuedSvid;
   const log = capturingLogger();
 
-  const publishBroker = (svid: IssuedSvid, federated: CertificateAuthority[] = [partnerCa]) => brokerApi.publish(x509Response([{ svid, bundle: [ca] }], federated));
+  const publishBroker = (svid: IssuedSvid, federated: CertificateAuthority[] = [partnerCa]) =>
+    brokerApi.publish(x509Response([{ svid, bundle: [ca] }], federated));
 
   before(async () => {
     brokerApi = await TestWorkloadApi.start();
@@ -57,21 +75,46 @@ rules:
     assert.equal(t.broker.spiffeId, BROKER_ID);
     assert.equal(await servedSerial(t.broker.grpcPort, ca.issueSvid(WORKLOAD_ID)), serialOf(brokerSvid.der));
     const partner = partnerCa.issueSvid('spiffe://partner.org/ci/deployer');
-    assert.equal((await rawCall(t.address, ca.pem, partner, { operation: 'deploy', resource: 'staging/web' })).rule, 'deploys', 'a federated bundle from the Workload API is trusted');
+    assert.equal(
+      (await rawCall(t.address, ca.pem, partner, { operation: 'deploy', resource: 'staging/web' })).rule,
+      'deploys',
+      'a federated bundle from the Workload API is trusted',
+    );
     const stranger = CertificateAuthority.createRoot('example.org').issueSvid(WORKLOAD_ID);
-    assert.equal(errorCode(await rejection(rawCall(t.address, ca.pem, stranger, { operation: 'deploy', resource: 'staging/web' }))), 'ERR_SVID_UNTRUSTED');
+    assert.equal(
+      errorCode(
+        await rejection(rawCall(t.address, ca.pem, stranger, { operation: 'deploy', resource: 'staging/web' })),
+      ),
+      'ERR_SVID_UNTRUSTED',
+    );
   });
 
   it('a requester on the Workload API gets a credential bound to its current SVID, across rotations on both sides', async () => {
     const identity = await WorkloadApiIdentity.connect({ address: workloadApi.address, timeoutMs: 20_000 });
-    const client = new CountersignClient({ address: t.address, identitySource: identity, ownsIdentitySource: true, serverId: BROKER_ID });
-    const live = await openH2(t.broker.grpcPort, { chainPem: identity.svid.certChainPem, keyPem: identity.svid.keyPem });
+    const client = new CountersignClient({
+      address: t.address,
+      identitySource: identity,
+      ownsIdentitySource: true,
+      serverId: BROKER_ID,
+    });
+    const live = await openH2(t.broker.grpcPort, {
+      chainPem: identity.svid.certChainPem,
+      keyPem: identity.svid.keyPem,
+    });
     try {
       const jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
       const check = async (expected: IssuedSvid | { der: Buffer }) => {
-        const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { v: 1 } });
+        const result = await client.requestOperation({
+          operation: 'deploy',
+          resource: 'staging/web',
+          parameters: { v: 1 },
+        });
         assert.equal(result.state, 'APPROVED');
-        const verified = await verifyCredential(result.token as string, { jwks, audience: 'https://deploy.example.org', issuer: BROKER_ID });
+        const verified = await verifyCredential(result.token as string, {
+          jwks,
+          audience: 'https://deploy.example.org',
+          issuer: BROKER_ID,
+        });
         assert.equal(verified.claims.sub, WORKLOAD_ID);
         assert.equal(verified.claims.cnf['x5t#S256'], certificateThumbprint(expected.der));
       };
@@ -86,12 +129,18 @@ rules:
       // The broker's SVID rotates: new connections get it, live ones stay up.
       const renewed = ca.issueSvid(BROKER_ID);
       publishBroker(renewed);
-      await until('the broker to serve its rotated SVID', async () => (await servedSerial(t.broker.grpcPort, rotated)) === serialOf(renewed.der));
+      await until(
+        'the broker to serve its rotated SVID',
+        async () => (await servedSerial(t.broker.grpcPort, rotated)) === serialOf(renewed.der),
+      );
       await live.ping();
       await check(rotated);
       assert.ok(log.lines.some((l) => l.msg === 'broker SVID rotated' && l.serial === serialOf(renewed.der)));
       assert.ok((await metricValue(t, 'countersign_identity_updates_total', { kind: 'svid' })) >= 1);
-      assert.equal(await metricValue(t, 'countersign_svid_expiry_timestamp_seconds'), Math.floor(t.broker.identity.svid.notAfter / 1000));
+      assert.equal(
+        await metricValue(t, 'countersign_svid_expiry_timestamp_seconds'),
+        Math.floor(t.broker.identity.svid.notAfter / 1000),
+      );
     } finally {
       live.session.destroy();
       client.close();
@@ -102,11 +151,23 @@ rules:
     const inForce = t.broker.identity.svid.serial;
     const before = await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' });
     publishBroker(CertificateAuthority.createRoot('example.org').issueSvid(BROKER_ID)); // signed by a CA outside the bundle
-    await until('the refusal', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === before + 1);
+    await until(
+      'the refusal',
+      async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === before + 1,
+    );
     publishBroker(ca.issueSvid('spiffe://example.org/not/the/broker'));
-    await until('the second refusal', async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === before + 2);
+    await until(
+      'the second refusal',
+      async () => (await metricValue(t, 'countersign_reload_failures_total', { kind: 'svid' })) === before + 2,
+    );
     assert.equal(t.broker.identity.svid.serial, inForce);
-    assert.ok(log.lines.some((l) => typeof l.msg === 'string' && /kept the previous svid: .*not the broker|kept the previous svid: .*restart to change/.test(l.msg)));
+    assert.ok(
+      log.lines.some(
+        (l) =>
+          typeof l.msg === 'string' &&
+          /kept the previous svid: .*not the broker|kept the previous svid: .*restart to change/.test(l.msg),
+      ),
+    );
   });
 
   it('rides out the agent going away, then follows the rotation it missed', async () => {
@@ -117,14 +178,24 @@ rules:
     await until('the rotation after the restart', () => t.broker.identity.svid.serial === serialOf(renewed.der));
     assert.ok(log.lines.some((l) => l.msg === 'workload api: stream lost, reconnecting'));
     // Calls keep working throughout.
-    assert.equal((await rawCall(t.address, ca.pem, ca.issueSvid(WORKLOAD_ID), { operation: 'deploy', resource: 'staging/web' })).rule, 'deploys');
+    assert.equal(
+      (await rawCall(t.address, ca.pem, ca.issueSvid(WORKLOAD_ID), { operation: 'deploy', resource: 'staging/web' }))
+        .rule,
+      'deploys',
+    );
   });
 
   it('drops a federated trust domain the Workload API stops sending', async () => {
     publishBroker(ca.issueSvid(BROKER_ID), []);
-    await until('partner.org to be gone', () => t.broker.identity.bundles.current.getBundle('partner.org') === undefined);
+    await until(
+      'partner.org to be gone',
+      () => t.broker.identity.bundles.current.getBundle('partner.org') === undefined,
+    );
     const partner = partnerCa.issueSvid('spiffe://partner.org/ci/deployer');
-    assert.equal(errorCode(await rejection(rawCall(t.address, ca.pem, partner, { operation: 'deploy', resource: 'staging/web' }))), 'ERR_SVID_UNKNOWN_TRUST_DOMAIN');
+    assert.equal(
+      errorCode(await rejection(rawCall(t.address, ca.pem, partner, { operation: 'deploy', resource: 'staging/web' }))),
+      'ERR_SVID_UNKNOWN_TRUST_DOMAIN',
+    );
   });
 });
 
@@ -133,7 +204,9 @@ describe('broker start-up on the Workload API', () => {
     const silent = await TestWorkloadApi.start();
     try {
       await assert.rejects(
-        startTestBroker({ identity: `identity:\n  svid:\n    workload_api:\n      socket: ${silent.address}\n      timeout: 1s\n` }),
+        startTestBroker({
+          identity: `identity:\n  svid:\n    workload_api:\n      socket: ${silent.address}\n      timeout: 1s\n`,
+        }),
         (e: unknown) => {
           assert.equal((e as { code?: string }).code, 'ERR_IDENTITY_WORKLOAD_API');
           assert.match((e as Error).message, /no X\.509-SVID from unix:.* within 1s/);
@@ -150,7 +223,12 @@ describe('broker start-up on the Workload API', () => {
     const ca = CertificateAuthority.createRoot('example.org');
     const other = ca.issueSvid('spiffe://example.org/sidecar');
     const broker = ca.issueSvid(BROKER_ID);
-    api.publish(x509Response([{ svid: other, bundle: [ca] }, { svid: broker, bundle: [ca] }]));
+    api.publish(
+      x509Response([
+        { svid: other, bundle: [ca] },
+        { svid: broker, bundle: [ca] },
+      ]),
+    );
     const t = await startTestBroker({
       identity: `identity:\n  svid:\n    workload_api:\n      spiffe_id: ${BROKER_ID}\n`,
       overrides: { env: { SPIFFE_ENDPOINT_SOCKET: api.address } },

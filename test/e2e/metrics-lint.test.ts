@@ -15,7 +15,12 @@ describe('metrics exposition', () => {
     t = await startTestBroker();
     // Some traffic, so labelled series exist and are linted too.
     const svid = t.svid('ci/deployer');
-    const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     await client.requestOperation({ operation: 'deploy', resource: 'staging/web' });
     await client.requestOperation({ operation: 'drop', resource: 'prod/db' });
     await client.requestOperation({ operation: 'deploy', resource: 'prod/web' });
@@ -46,6 +51,9 @@ describe('metrics exposition', () => {
   it('names no gauge like a counter', () => {
     const gauges = [...text.matchAll(/^# TYPE (\S+) gauge$/gm)].map((m) => m[1] as string);
     assert.ok(gauges.length > 5);
-    assert.deepEqual(gauges.filter((name) => name.endsWith('_total')), []);
+    assert.deepEqual(
+      gauges.filter((name) => name.endsWith('_total')),
+      [],
+    );
   });
 });

@@ -14,7 +14,13 @@ import { status } from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { CountersignClient, CountersignClientError, exchangeToken, type ExchangedSvid } from '@countersign/agent';
 import { parseConfig, startBroker } from '@countersign/broker';
-import { CertificateAuthority, connectRedis, silentLogger, startTestBroker, type TestBroker } from '@countersign/broker/testing';
+import {
+  CertificateAuthority,
+  connectRedis,
+  silentLogger,
+  startTestBroker,
+  type TestBroker,
+} from '@countersign/broker/testing';
 import { auditEvents, rawCall, rejection } from './support/identity.js';
 import { githubClaims, LocalIssuer } from './support/oidc-issuer.js';
 
@@ -145,25 +151,35 @@ describe('Identity.ExchangeToken under attack', () => {
       ['a list', ['alice']],
       ['no principal name', '_mallory'],
     ] as const) {
-      const e = await refusedExchange(await gh.sign(githubClaims({ environment: `actor-${what.replace(/ /g, '-')}`, actor })));
+      const e = await refusedExchange(
+        await gh.sign(githubClaims({ environment: `actor-${what.replace(/ /g, '-')}`, actor })),
+      );
       assert.equal(e.code, 'ERR_OIDC_ACTOR_UNKNOWN', `${what}: ${e.code} ${e.message}`);
       assert.equal(e.grpcStatus, status.UNAUTHENTICATED);
       assert.match(e.message, /claim actor/);
     }
     // A login that is no principal's but is a valid name still works: it becomes the on_behalf_of.
     const svid = await exchange(await gh.sign(githubClaims({ environment: 'actor-stranger', actor: 'Carol-1' })));
-    const client = new CountersignClient({ address: t.address, certChainPem: svid.certChainPem, keyPem: svid.keyPem, caPem: svid.caPem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.certChainPem,
+      keyPem: svid.keyPem,
+      caPem: svid.caPem,
+    });
     closers.push(client);
     const r = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} });
     const received = (await auditEvents(t)).find((e) => e.type === 'request_received' && e.request_id === r.requestId);
     assert.equal(received?.on_behalf_of, 'carol-1');
-    await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }), (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT');
+    await assert.rejects(
+      client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }),
+      (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT',
+    );
   });
 
   // Finding 3. Exchanged SVIDs carried the serverAuth EKU. Agents accept any SVID of the trust domain as
   // the broker by default (serverId spiffe://<trust domain>), so anyone with a CI job in the org could
   // stand up a "broker" and collect other jobs' OIDC tokens as they try to exchange them.
-  it('issues SVIDs that cannot serve TLS: a job holding one cannot pose as the broker and collect other jobs\' tokens', async () => {
+  it("issues SVIDs that cannot serve TLS: a job holding one cannot pose as the broker and collect other jobs' tokens", async () => {
     const svid = await exchange(await gh.sign(githubClaims({ environment: 'impostor' })));
     const seen: string[] = [];
     const impostor = createSecureServer({ cert: svid.certChainPem, key: svid.keyPem, allowHTTP1: false });
@@ -177,7 +193,12 @@ describe('Identity.ExchangeToken under attack', () => {
     try {
       const victimToken = await gh.sign(githubClaims({ environment: 'victim' }));
       await assert.rejects(
-        exchangeToken(victimToken, { address: `127.0.0.1:${(impostor.address() as AddressInfo).port}`, caPem: t.ca.pem, serverId: `spiffe://${TD}`, timeoutMs: 5000 }),
+        exchangeToken(victimToken, {
+          address: `127.0.0.1:${(impostor.address() as AddressInfo).port}`,
+          caPem: t.ca.pem,
+          serverId: `spiffe://${TD}`,
+          timeoutMs: 5000,
+        }),
       );
       assert.deepEqual(seen, [], 'the victim never sent its token to the impostor');
       // The victim's token is still theirs.
@@ -185,7 +206,11 @@ describe('Identity.ExchangeToken under attack', () => {
     } finally {
       await new Promise<void>((resolve) => impostor.close(() => resolve()));
     }
-    assert.deepEqual(new X509Certificate(svid.certChainPem).keyUsage, ['1.3.6.1.5.5.7.3.2'], 'extended key usage: clientAuth only');
+    assert.deepEqual(
+      new X509Certificate(svid.certChainPem).keyUsage,
+      ['1.3.6.1.5.5.7.3.2'],
+      'extended key usage: clientAuth only',
+    );
   });
 
   // Finding 4. A broad template (a cluster's namespace and service account) can render an ID that
@@ -197,11 +222,25 @@ describe('Identity.ExchangeToken under attack', () => {
       ['human', 'alice'],
       ['mesh', 'ingress'],
     ]) {
-      const e = await refusedExchange(await cluster.sign({ aud: 'countersign', sub: `system:serviceaccount:${namespace}:${serviceaccount}`, namespace, serviceaccount }));
+      const e = await refusedExchange(
+        await cluster.sign({
+          aud: 'countersign',
+          sub: `system:serviceaccount:${namespace}:${serviceaccount}`,
+          namespace,
+          serviceaccount,
+        }),
+      );
       assert.equal(e.code, 'ERR_OIDC_ID_RESERVED', `${namespace}/${serviceaccount}: ${e.code} ${e.message}`);
       assert.match(e.message, new RegExp(`spiffe://${TD}/${namespace}/${serviceaccount}`));
     }
-    const pod = await exchange(await cluster.sign({ aud: 'countersign', sub: 'system:serviceaccount:payments:deployer', namespace: 'payments', serviceaccount: 'deployer' }));
+    const pod = await exchange(
+      await cluster.sign({
+        aud: 'countersign',
+        sub: 'system:serviceaccount:payments:deployer',
+        namespace: 'payments',
+        serviceaccount: 'deployer',
+      }),
+    );
     assert.equal(pod.spiffeId, `spiffe://${TD}/payments/deployer`);
   });
 
@@ -226,7 +265,7 @@ describe('Identity.ExchangeToken under attack', () => {
   });
 
   // Held: the CSR only proves possession of a key; nothing else in it reaches the SVID.
-  it('ignores a CSR\'s own SANs and CA basic constraints: the SVID is a leaf with the templated URI SAN only', async () => {
+  it("ignores a CSR's own SANs and CA basic constraints: the SVID is a leaf with the templated URI SAN only", async () => {
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
     const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
@@ -236,10 +275,16 @@ describe('Identity.ExchangeToken under attack', () => {
       extensions: [
         new x509.BasicConstraintsExtension(true, 3, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${TD}/human/alice` }, { type: 'dns', value: 'broker.example.org' }]),
+        new x509.SubjectAlternativeNameExtension([
+          { type: 'url', value: `spiffe://${TD}/human/alice` },
+          { type: 'dns', value: 'broker.example.org' },
+        ]),
       ],
     });
-    const svid = await exchange(await gh.sign(githubClaims({ environment: 'csr-ext' })), { csrPem: csr.toString('pem'), keyPem: '' });
+    const svid = await exchange(await gh.sign(githubClaims({ environment: 'csr-ext' })), {
+      csrPem: csr.toString('pem'),
+      keyPem: '',
+    });
     const leaf = new x509.X509Certificate(new X509Certificate(svid.certChainPem).raw);
     assert.equal(leaf.getExtension(x509.BasicConstraintsExtension)?.ca ?? false, false);
     assert.equal(leaf.getExtension(x509.KeyUsagesExtension)?.usages, x509.KeyUsageFlags.digitalSignature);
@@ -251,12 +296,19 @@ describe('Identity.ExchangeToken under attack', () => {
   });
 
   // Held: header tricks never bring in a key the issuer did not publish.
-  it('refuses tokens whose header points at the attacker\'s keys (jku, x5u, embedded jwk), marks an unknown crit, or is nested', async () => {
+  it("refuses tokens whose header points at the attacker's keys (jku, x5u, embedded jwk), marks an unknown crit, or is nested", async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'attacker' };
     const now = Math.floor(Date.now() / 1000);
     const forged = (header: Record<string, unknown>, claims: Record<string, unknown> = {}) =>
-      new SignJWT({ ...githubClaims({ environment: 'hdr' }), iss: gh.url, iat: now, exp: now + 300, jti: `j-${Math.random()}`, ...claims })
+      new SignJWT({
+        ...githubClaims({ environment: 'hdr' }),
+        iss: gh.url,
+        iat: now,
+        exp: now + 300,
+        jti: `j-${Math.random()}`,
+        ...claims,
+      })
         .setProtectedHeader({ alg: 'ES256', ...header })
         .sign(privateKey);
     const cases: [string, string, string[]][] = [
@@ -264,13 +316,31 @@ describe('Identity.ExchangeToken under attack', () => {
       ['x5u', await forged({ kid: gh.signing.kid, x5u: 'http://127.0.0.1:1/cert.pem' }), ['ERR_OIDC_SIGNATURE']],
       ['embedded jwk', await forged({ jwk })], // no kid: no published key matches
       ['kid of the issuer, key of the attacker', await forged({ kid: gh.signing.kid })],
-    ].map(([what, token, codes]) => [what as string, token as string, (codes as string[] | undefined) ?? ['ERR_OIDC_KEY_UNKNOWN', 'ERR_OIDC_SIGNATURE']]);
-    const realCrit = signRaw({ alg: 'ES256', kid: gh.signing.kid, crit: ['x-countersign'], 'x-countersign': true }, { ...githubClaims({ environment: 'crit' }), iss: gh.url, iat: now, exp: now + 300 }, gh.signing.privateKey);
+    ].map(([what, token, codes]) => [
+      what as string,
+      token as string,
+      (codes as string[] | undefined) ?? ['ERR_OIDC_KEY_UNKNOWN', 'ERR_OIDC_SIGNATURE'],
+    ]);
+    const realCrit = signRaw(
+      { alg: 'ES256', kid: gh.signing.kid, crit: ['x-countersign'], 'x-countersign': true },
+      { ...githubClaims({ environment: 'crit' }), iss: gh.url, iat: now, exp: now + 300 },
+      gh.signing.privateKey,
+    );
     cases.push(['an unknown crit extension', realCrit, ['ERR_OIDC_TOKEN_MALFORMED']]);
     const inner = await gh.sign(githubClaims({ environment: 'nested-inner' }));
-    const nested = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: gh.signing.kid, cty: 'JWT' }).sign(gh.signing.privateKey);
-    cases.push(['a nested JWT with no claims of its own', `${nested.split('.')[0]}.${Buffer.from(inner).toString('base64url')}.${nested.split('.')[2]}`, ['ERR_OIDC_TOKEN_MALFORMED', 'ERR_OIDC_SIGNATURE', 'ERR_OIDC_ISSUER_UNKNOWN']]);
-    cases.push(['iss with a trailing slash', await gh.sign(githubClaims({ environment: 'slash', iss: `${gh.url}/` })), ['ERR_OIDC_ISSUER_UNKNOWN']]);
+    const nested = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: gh.signing.kid, cty: 'JWT' })
+      .sign(gh.signing.privateKey);
+    cases.push([
+      'a nested JWT with no claims of its own',
+      `${nested.split('.')[0]}.${Buffer.from(inner).toString('base64url')}.${nested.split('.')[2]}`,
+      ['ERR_OIDC_TOKEN_MALFORMED', 'ERR_OIDC_SIGNATURE', 'ERR_OIDC_ISSUER_UNKNOWN'],
+    ]);
+    cases.push([
+      'iss with a trailing slash',
+      await gh.sign(githubClaims({ environment: 'slash', iss: `${gh.url}/` })),
+      ['ERR_OIDC_ISSUER_UNKNOWN'],
+    ]);
     for (const [what, token, codes] of cases) {
       const e = await refusedExchange(token);
       assert.ok(codes.includes(e.code), `${what}: ${e.code} ${e.message}`);
@@ -290,11 +360,20 @@ describe('Identity.ExchangeToken under attack', () => {
 
   // Held: with the certificate now optional at the TLS layer, nothing else answers a caller without one.
   it('still refuses every other call from a connection without a certificate', async () => {
-    const e = await rejection(rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }));
+    const e = await rejection(
+      rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }),
+    );
     assert.equal(e.code, status.UNAUTHENTICATED);
     // A certificate that is no SVID (no SPIFFE ID) is refused too, even though the TLS layer let it in.
     const notSvid = CertificateAuthority.createRoot(TD).issueSvid(`spiffe://${TD}/github/x/y`, { uris: [] });
-    const e2 = await rejection(rawCall(t.address, t.ca.pem, { chainPem: notSvid.chainPem, keyPem: notSvid.keyPem }, { operation: 'deploy', resource: 'staging/web' }));
+    const e2 = await rejection(
+      rawCall(
+        t.address,
+        t.ca.pem,
+        { chainPem: notSvid.chainPem, keyPem: notSvid.keyPem },
+        { operation: 'deploy', resource: 'staging/web' },
+      ),
+    );
     assert.equal(e2.code, status.UNAUTHENTICATED);
   });
 });

@@ -38,7 +38,11 @@ const JWT = /ey[\w-]+\.[\w-]+\.[\w-]+/;
 
 /** The job's environment: the test process's, minus any identity a developer may have set. */
 function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('COUNTERSIGN_') && !k.startsWith('SPIFFE_') && !k.startsWith('ACTIONS_')));
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) => !k.startsWith('COUNTERSIGN_') && !k.startsWith('SPIFFE_') && !k.startsWith('ACTIONS_'),
+    ),
+  );
 }
 
 describe('CI jobs without SPIRE or secrets', () => {
@@ -80,7 +84,12 @@ describe('CI jobs without SPIRE or secrets', () => {
     });
     const approver = (name: string) => {
       const svid = t.svid(`human/${name}`);
-      return new ApprovalsClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+      return new ApprovalsClient({
+        address: t.address,
+        certChainPem: svid.chainPem,
+        keyPem: svid.keyPem,
+        caPem: t.ca.pem,
+      });
     };
     alice = approver('alice');
     bob = approver('bob');
@@ -97,7 +106,9 @@ describe('CI jobs without SPIRE or secrets', () => {
 
   const pendingOn = (resource: string, job: Promise<Ran>, approver: ApprovalsClient) =>
     Promise.race([
-      eventually(`a pending request on ${resource}`, async () => (await approver.listPending()).find((r) => r.resource === resource)),
+      eventually(`a pending request on ${resource}`, async () =>
+        (await approver.listPending()).find((r) => r.resource === resource),
+      ),
       job.then((r) => {
         throw new Error(`the job ended (exit ${r.code}) before its request was pending:\n${r.stdout}\n${r.stderr}`);
       }),
@@ -107,13 +118,17 @@ describe('CI jobs without SPIRE or secrets', () => {
     const doc = await readFile(join(ROOT, 'docs/agents.md'), 'utf8');
     const yaml = /### GitHub workflow[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
     assert.ok(yaml, 'docs/agents.md has a GitHub workflow example');
-    const workflow = parse(yaml) as { permissions?: Record<string, string>; jobs: Record<string, { steps: { uses?: string; with?: Record<string, string> }[] }> };
+    const workflow = parse(yaml) as {
+      permissions?: Record<string, string>;
+      jobs: Record<string, { steps: { uses?: string; with?: Record<string, string> }[] }>;
+    };
     assert.equal(workflow.permissions?.['id-token'], 'write', 'the workflow asks for its OIDC token');
     const step = Object.values(workflow.jobs)
       .flatMap((job) => job.steps)
       .find((st) => st.uses?.includes('agents/github-action') && st.with?.run !== undefined);
     assert.ok(step?.with, 'the example has a step with run');
-    for (const secret of ['cert-pem', 'key-pem', 'workload-api']) assert.equal(step.with[secret], undefined, `the example needs no ${secret}`);
+    for (const secret of ['cert-pem', 'key-pem', 'workload-api'])
+      assert.equal(step.with[secret], undefined, `the example needs no ${secret}`);
     const sha = 'c0ffee1234567890c0ffee1234567890c0ffee12';
     const expressions: Record<string, string> = {
       'vars.COUNTERSIGN_ADDR': t.address,
@@ -133,7 +148,11 @@ describe('CI jobs without SPIRE or secrets', () => {
     const jobDir = await mkdtemp(join(work, 'github-'));
     const seen = join(jobDir, 'deployed');
     await mkdir(join(jobDir, 'scripts'));
-    await writeFile(join(jobDir, 'scripts/deploy.sh'), `#!/bin/sh\nprintf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`, { mode: 0o755 });
+    await writeFile(
+      join(jobDir, 'scripts/deploy.sh'),
+      `#!/bin/sh\nprintf '%s' "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`,
+      { mode: 0o755 },
+    );
 
     // What GitHub gives a job with id-token: write: the token endpoint and its bearer.
     github.githubClaims = githubClaims({ environment: 'production', actor: 'alice', sha });
@@ -147,7 +166,10 @@ describe('CI jobs without SPIRE or secrets', () => {
     assert.equal(pending.requester, `spiffe://${TD}/github/my-org_2Fapp/production`);
     assert.equal(pending.onBehalfOf, 'alice');
     assert.equal(github.githubRequests.at(-1)?.searchParams.get('audience'), 'countersign');
-    await assert.rejects(alice.decide({ requestId: pending.id, decision: 'approve' }), /ERR_SELF_APPROVAL|separation of duties/);
+    await assert.rejects(
+      alice.decide({ requestId: pending.id, decision: 'approve' }),
+      /ERR_SELF_APPROVAL|separation of duties/,
+    );
     await bob.decide({ requestId: pending.id, decision: 'approve' });
     const ran = await running;
     assert.equal(ran.code, 0, ran.stderr);
@@ -159,9 +181,17 @@ describe('CI jobs without SPIRE or secrets', () => {
 
   it('tells a job without id-token: write (or a fork pull request) what to do', async () => {
     const action = parse(await readFile(join(ACTION_DIR, 'action.yml'), 'utf8')) as Action;
-    const ran = await runAction(action, { 'broker-address': t.address, 'ca-pem': t.ca.pem, operation: 'deploy', resource: 'prod/x', install: 'false' }, work, cleanEnv());
+    const ran = await runAction(
+      action,
+      { 'broker-address': t.address, 'ca-pem': t.ca.pem, operation: 'deploy', resource: 'prod/x', install: 'false' },
+      work,
+      cleanEnv(),
+    );
     assert.equal(ran.code, 2);
-    assert.match(ran.stdout, /::error::no SVID configured and no OIDC token for this job: add 'permissions: id-token: write'/);
+    assert.match(
+      ran.stdout,
+      /::error::no SVID configured and no OIDC token for this job: add 'permissions: id-token: write'/,
+    );
   });
 
   it('runs the GitLab template on a shared runner: the id_tokens: token is the identity, the pipeline user cannot approve', async () => {
@@ -173,12 +203,18 @@ describe('CI jobs without SPIRE or secrets', () => {
     assert.equal(aud, 'countersign', 'the example job asks GitLab for an ID token for Countersign');
     const jobDir = await mkdtemp(join(work, 'gitlab-'));
     const seen = join(jobDir, 'deployed');
-    await writeFile(join(jobDir, 'deploy.sh'), `#!/bin/sh\nprintf '%s %s' "$1" "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`);
+    await writeFile(
+      join(jobDir, 'deploy.sh'),
+      `#!/bin/sh\nprintf '%s %s' "$1" "$COUNTERSIGN_TOKEN" > ${JSON.stringify(seen)}\n`,
+    );
     await chmod(join(jobDir, 'deploy.sh'), 0o755);
     const caFile = join(jobDir, 'countersign-ca.pem'); // a File-type variable: GitLab writes it and passes the path
     await writeFile(caFile, t.ca.pem);
     const script = join(jobDir, 'job.sh');
-    await writeFile(script, [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'));
+    await writeFile(
+      script,
+      [...(template.before_script ?? []), ...(job.before_script ?? []), ...job.script].join('\n'),
+    );
     const sha = 'feedface1234567890feedface1234567890feed';
     const running = bash(
       script,
@@ -202,7 +238,10 @@ describe('CI jobs without SPIRE or secrets', () => {
     const pending = await pendingOn('prod/app', running, alice);
     assert.equal(pending.requester, `spiffe://${TD}/gitlab/my-group_2Fapp`);
     assert.equal(pending.onBehalfOf, 'bob');
-    await assert.rejects(bob.decide({ requestId: pending.id, decision: 'approve' }), /ERR_SELF_APPROVAL|separation of duties/);
+    await assert.rejects(
+      bob.decide({ requestId: pending.id, decision: 'approve' }),
+      /ERR_SELF_APPROVAL|separation of duties/,
+    );
     await alice.decide({ requestId: pending.id, decision: 'approve' });
     const ran = await running;
     assert.equal(ran.code, 0, ran.stderr);

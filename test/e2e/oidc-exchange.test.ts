@@ -9,7 +9,16 @@ import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { generateKeyPair, SignJWT } from 'jose';
 import { IdentityClient, RequestState, type ExchangeTokenResponse } from '@countersign/proto';
-import { ApprovalsClient, CountersignClient, CountersignClientError, exchangeToken, githubToken, newKeyAndCsr, oidc, type ExchangedSvid } from '@countersign/agent';
+import {
+  ApprovalsClient,
+  CountersignClient,
+  CountersignClientError,
+  exchangeToken,
+  githubToken,
+  newKeyAndCsr,
+  oidc,
+  type ExchangedSvid,
+} from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { buildRequestCard } from '@countersign/approvers/slack';
 import { requestPage } from '../../broker/src/console/pages.js';
@@ -109,7 +118,8 @@ describe('exchanging an OIDC token for an SVID', () => {
   });
 
   const serverId = `spiffe://${TD}`;
-  const exchange = (token: string, issuer?: string): Promise<ExchangedSvid> => exchangeToken(token, { address: t.address, caPem: t.ca.pem, serverId, issuer });
+  const exchange = (token: string, issuer?: string): Promise<ExchangedSvid> =>
+    exchangeToken(token, { address: t.address, caPem: t.ca.pem, serverId, issuer });
   const refusedExchange = async (token: string): Promise<CountersignClientError> => {
     try {
       await exchange(token);
@@ -120,13 +130,23 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.fail('expected the exchange to be refused');
   };
   const clientWith = (svid: ExchangedSvid) => {
-    const c = new CountersignClient({ address: t.address, certChainPem: svid.certChainPem, keyPem: svid.keyPem, caPem: svid.caPem });
+    const c = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.certChainPem,
+      keyPem: svid.keyPem,
+      caPem: svid.caPem,
+    });
     closers.push(c);
     return c;
   };
   const approver = (name: string) => {
     const svid = t.svid(`human/${name}`);
-    const c = new ApprovalsClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    const c = new ApprovalsClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     closers.push(c);
     return c;
   };
@@ -139,14 +159,29 @@ describe('exchanging an OIDC token for an SVID', () => {
     const leaf = new X509Certificate(svid.certChainPem);
     assert.ok(leaf.subject.includes('oidc:github'), leaf.subject);
     assert.equal(leaf.subjectAltName, `URI:${svid.spiffeId}`);
-    assert.ok(leaf.verify(new X509Certificate(svid.certChainPem.slice(svid.certChainPem.indexOf('-----END CERTIFICATE-----') + 26)).publicKey), 'signed by the OIDC intermediate');
+    assert.ok(
+      leaf.verify(
+        new X509Certificate(svid.certChainPem.slice(svid.certChainPem.indexOf('-----END CERTIFICATE-----') + 26))
+          .publicKey,
+      ),
+      'signed by the OIDC intermediate',
+    );
     assert.equal(svid.caPem.trim(), t.ca.pem.trim(), 'the trust bundle comes back');
 
     const client = clientWith(svid);
-    const staging = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1.0.0' } });
+    const staging = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters: { version: '1.0.0' },
+    });
     assert.equal(staging.state, 'APPROVED', staging.message);
 
-    const pending = await client.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1.0.0' }, reason: 'release' });
+    const pending = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/web',
+      parameters: { version: '1.0.0' },
+      reason: 'release',
+    });
     assert.equal(pending.state, 'PENDING_APPROVAL', pending.message);
     assert.equal(pending.rule, 'github-prod');
     assert.equal(pending.request?.onBehalfOf, 'alice', 'the actor is who the request is for');
@@ -155,7 +190,12 @@ describe('exchanging an OIDC token for an SVID', () => {
     const view = await t.broker.approvals.workflow.get(pending.requestId);
     assert.equal(view?.workload?.issuer, 'github');
     assert.deepEqual(
-      { repository: view?.workload?.claims.repository, ref: view?.workload?.claims.ref, run_id: view?.workload?.claims.run_id, actor: view?.workload?.claims.actor },
+      {
+        repository: view?.workload?.claims.repository,
+        ref: view?.workload?.claims.ref,
+        run_id: view?.workload?.claims.run_id,
+        actor: view?.workload?.claims.actor,
+      },
       { repository: 'my-org/app', ref: 'refs/heads/main', run_id: '5912345678', actor: 'alice' },
     );
     const card = JSON.stringify(buildRequestCard(view).blocks);
@@ -166,13 +206,25 @@ describe('exchanging an OIDC token for an SVID', () => {
 
     const stored = await t.broker.approvals.store.get(pending.requestId);
     assert.ok(stored);
-    const page = requestPage({ viewer: { principal: 'bob', displayName: 'Bob', csrf: 'x' }, request: stored, votes: [], now: Date.now(), whyNoVote: undefined, lastApproved: undefined, rule: undefined, passkeys: 0, recentPasskey: false }).toString();
+    const page = requestPage({
+      viewer: { principal: 'bob', displayName: 'Bob', csrf: 'x' },
+      request: stored,
+      votes: [],
+      now: Date.now(),
+      whyNoVote: undefined,
+      lastApproved: undefined,
+      rule: undefined,
+      passkeys: 0,
+      recentPasskey: false,
+    }).toString();
     assert.match(page, /Identity from an OIDC token/);
     assert.match(page, /actor: <code>alice<\/code>/);
     assert.ok(!page.includes('<https://evil'), 'escaped in the console too');
 
     // Alice pushed the commit: she cannot approve its prod deploy.
-    const selfVote = await rejection(approver('alice').decide({ requestId: pending.requestId, decision: 'approve', reason: 'mine' }));
+    const selfVote = await rejection(
+      approver('alice').decide({ requestId: pending.requestId, decision: 'approve', reason: 'mine' }),
+    );
     assert.equal((selfVote as unknown as CountersignClientError).code, 'ERR_SELF_APPROVAL');
     const decided = await approver('bob').decide({ requestId: pending.requestId, decision: 'approve', reason: 'ok' });
     assert.equal(decided.state, RequestState.REQUEST_STATE_APPROVED);
@@ -189,25 +241,39 @@ describe('exchanging an OIDC token for an SVID', () => {
   });
 
   it('keeps prod deploys to main: a token for another ref or a pull request matches no rule (CEL on workload.claims)', async () => {
-    for (const claims of [githubClaims({ ref: 'refs/heads/feature', environment: 'prod-feature' }), githubClaims({ event_name: 'pull_request', environment: 'prod-pr' })]) {
+    for (const claims of [
+      githubClaims({ ref: 'refs/heads/feature', environment: 'prod-feature' }),
+      githubClaims({ event_name: 'pull_request', environment: 'prod-pr' }),
+    ]) {
       const client = clientWith(await exchange(await github.sign(claims)));
       const result = await client.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: {} });
       assert.equal(result.state, 'DENIED', `${String(claims.ref)} ${String(claims.event_name)}`);
     }
   });
 
-  it('refuses a request on behalf of someone else than the run\'s actor', async () => {
+  it("refuses a request on behalf of someone else than the run's actor", async () => {
     const client = clientWith(await exchange(await github.sign(githubClaims({ environment: 'obo' }))));
-    await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }), (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT');
+    await assert.rejects(
+      client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }),
+      (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT',
+    );
   });
 
   it('maps a GitLab user_login to its principal, and Kubernetes namespace and service account into the SPIFFE ID (JWKS from a file)', async () => {
     const gl = await exchange(await gitlab.sign(gitlabClaims()));
     assert.equal(gl.spiffeId, `spiffe://${TD}/gitlab/my-group_2Fapp`);
-    const pending = await clientWith(gl).requestOperation({ operation: 'deploy', resource: 'prod/api', parameters: {} });
+    const pending = await clientWith(gl).requestOperation({
+      operation: 'deploy',
+      resource: 'prod/api',
+      parameters: {},
+    });
     assert.equal(pending.request?.onBehalfOf, 'bob');
     const glView = await t.broker.approvals.workflow.get(pending.requestId);
-    assert.equal(glView?.workload?.claims.run, `${gitlab.url}/my-group/app/-/pipelines/574`, 'approvers see the pipeline');
+    assert.equal(
+      glView?.workload?.claims.run,
+      `${gitlab.url}/my-group/app/-/pipelines/574`,
+      'approvers see the pipeline',
+    );
     assert.equal(glView?.workload?.claims.user_login, 'bob');
     const bobVote = await rejection(approver('bob').decide({ requestId: pending.requestId, decision: 'approve' }));
     assert.equal((bobVote as unknown as CountersignClientError).code, 'ERR_SELF_APPROVAL');
@@ -221,51 +287,134 @@ describe('exchanging an OIDC token for an SVID', () => {
     // svid_ttl 2m caps the SVID although the token lives an hour.
     const lifetime = pod.expiresAt.getTime() - Date.now();
     assert.ok(lifetime <= 2 * 60_000 && lifetime > 60_000, `lifetime ${lifetime} ms`);
-    assert.equal(new Date(new X509Certificate(pod.certChainPem).validTo).getTime(), Math.floor(pod.expiresAt.getTime() / 1000) * 1000);
+    assert.equal(
+      new Date(new X509Certificate(pod.certChainPem).validTo).getTime(),
+      Math.floor(pod.expiresAt.getTime() / 1000) * 1000,
+    );
     const read = await clientWith(pod).requestOperation({ operation: 'read', resource: 'payments', parameters: {} });
     assert.equal(read.state, 'APPROVED');
   });
 
   it('never lets an SVID outlive its token by more than the margin (svid_ttl 10m, token 1m: exp + 5m)', async () => {
     const token = await github.sign(githubClaims({ environment: 'short' }), { lifetimeSeconds: 60 });
-    const exp = (JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { exp: number }).exp * 1000;
+    const exp =
+      (JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { exp: number }).exp * 1000;
     const svid = await exchange(token);
     assert.equal(svid.expiresAt.getTime(), exp + 5 * 60_000);
   });
 
   const refusals: [string, () => Promise<string>, string][] = [
-    ['the wrong audience', () => github.sign(githubClaims({ aud: 'someone-else', environment: 'aud' })), 'ERR_OIDC_AUDIENCE_MISMATCH'],
-    ['several audiences', () => github.sign(githubClaims({ aud: ['countersign', 'vault'], environment: 'aud2' })), 'ERR_OIDC_AUDIENCE_MISMATCH'],
-    ['an expired token', () => github.sign(githubClaims({ environment: 'exp', iat: Math.floor(Date.now() / 1000) - 900, nbf: Math.floor(Date.now() / 1000) - 900, exp: Math.floor(Date.now() / 1000) - 300 })), 'ERR_OIDC_TOKEN_EXPIRED'],
-    ['an iat in the future', () => github.sign(githubClaims({ environment: 'iat', iat: Math.floor(Date.now() / 1000) + 600, nbf: undefined })), 'ERR_OIDC_TOKEN_AGE'],
-    ['a token older than max_token_age', () => github.sign(githubClaims({ environment: 'old', iat: Math.floor(Date.now() / 1000) - 7200, nbf: undefined }), { lifetimeSeconds: 300 }), 'ERR_OIDC_TOKEN_AGE'],
-    ['a require mismatch', () => github.sign(githubClaims({ repository: 'evil-org/app' })), 'ERR_OIDC_REQUIRE_MISMATCH'],
-    ['a claim injecting /../ into the SPIFFE ID', () => github.sign(githubClaims({ environment: '../../human/alice' })), 'ERR_OIDC_CLAIM_UNSAFE'],
-    ['a claim injecting another trust domain', () => github.sign(githubClaims({ environment: 'x/spiffe://evil.org/y' })), 'ERR_OIDC_CLAIM_UNSAFE'],
-    ['a claim missing from the template', () => github.sign(githubClaims({ environment: undefined, sub: 'repo:my-org/app:ref:refs/heads/main' })), 'ERR_OIDC_CLAIM_UNSAFE'],
-    ['an unknown issuer', async () => {
-      const stranger = await LocalIssuer.start();
-      try {
-        return await stranger.sign(githubClaims());
-      } finally {
-        await stranger.close();
-      }
-    }, 'ERR_OIDC_ISSUER_UNKNOWN'],
-    ['a key not in the JWKS', async () => github.sign(githubClaims({ environment: 'kid' }), { key: await newIssuerKey() }), 'ERR_OIDC_KEY_UNKNOWN'],
-    ['alg none', async () => {
-      const body = Buffer.from(JSON.stringify({ ...githubClaims(), iss: github.url, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 300, jti: 'none' })).toString('base64url');
-      return `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${body}.`;
-    }, 'ERR_OIDC_ALGORITHM'],
-    ['HS256 keyed with the issuer\'s public key', async () => {
-      const secret = new TextEncoder().encode(JSON.stringify(github.signing.publicJwk));
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ ...githubClaims(), iss: github.url, iat: now, exp: now + 300 }).setProtectedHeader({ alg: 'HS256', kid: github.signing.kid }).sign(secret);
-    }, 'ERR_OIDC_ALGORITHM'],
-    ['a token signed by another key under the issuer\'s kid', async () => {
-      const { privateKey } = await generateKeyPair('RS256');
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ ...githubClaims({ environment: 'forged' }), iss: github.url, iat: now, exp: now + 300 }).setProtectedHeader({ alg: 'RS256', kid: github.signing.kid }).sign(privateKey);
-    }, 'ERR_OIDC_SIGNATURE'],
+    [
+      'the wrong audience',
+      () => github.sign(githubClaims({ aud: 'someone-else', environment: 'aud' })),
+      'ERR_OIDC_AUDIENCE_MISMATCH',
+    ],
+    [
+      'several audiences',
+      () => github.sign(githubClaims({ aud: ['countersign', 'vault'], environment: 'aud2' })),
+      'ERR_OIDC_AUDIENCE_MISMATCH',
+    ],
+    [
+      'an expired token',
+      () =>
+        github.sign(
+          githubClaims({
+            environment: 'exp',
+            iat: Math.floor(Date.now() / 1000) - 900,
+            nbf: Math.floor(Date.now() / 1000) - 900,
+            exp: Math.floor(Date.now() / 1000) - 300,
+          }),
+        ),
+      'ERR_OIDC_TOKEN_EXPIRED',
+    ],
+    [
+      'an iat in the future',
+      () => github.sign(githubClaims({ environment: 'iat', iat: Math.floor(Date.now() / 1000) + 600, nbf: undefined })),
+      'ERR_OIDC_TOKEN_AGE',
+    ],
+    [
+      'a token older than max_token_age',
+      () =>
+        github.sign(githubClaims({ environment: 'old', iat: Math.floor(Date.now() / 1000) - 7200, nbf: undefined }), {
+          lifetimeSeconds: 300,
+        }),
+      'ERR_OIDC_TOKEN_AGE',
+    ],
+    [
+      'a require mismatch',
+      () => github.sign(githubClaims({ repository: 'evil-org/app' })),
+      'ERR_OIDC_REQUIRE_MISMATCH',
+    ],
+    [
+      'a claim injecting /../ into the SPIFFE ID',
+      () => github.sign(githubClaims({ environment: '../../human/alice' })),
+      'ERR_OIDC_CLAIM_UNSAFE',
+    ],
+    [
+      'a claim injecting another trust domain',
+      () => github.sign(githubClaims({ environment: 'x/spiffe://evil.org/y' })),
+      'ERR_OIDC_CLAIM_UNSAFE',
+    ],
+    [
+      'a claim missing from the template',
+      () => github.sign(githubClaims({ environment: undefined, sub: 'repo:my-org/app:ref:refs/heads/main' })),
+      'ERR_OIDC_CLAIM_UNSAFE',
+    ],
+    [
+      'an unknown issuer',
+      async () => {
+        const stranger = await LocalIssuer.start();
+        try {
+          return await stranger.sign(githubClaims());
+        } finally {
+          await stranger.close();
+        }
+      },
+      'ERR_OIDC_ISSUER_UNKNOWN',
+    ],
+    [
+      'a key not in the JWKS',
+      async () => github.sign(githubClaims({ environment: 'kid' }), { key: await newIssuerKey() }),
+      'ERR_OIDC_KEY_UNKNOWN',
+    ],
+    [
+      'alg none',
+      async () => {
+        const body = Buffer.from(
+          JSON.stringify({
+            ...githubClaims(),
+            iss: github.url,
+            iat: Math.floor(Date.now() / 1000),
+            exp: Math.floor(Date.now() / 1000) + 300,
+            jti: 'none',
+          }),
+        ).toString('base64url');
+        return `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${body}.`;
+      },
+      'ERR_OIDC_ALGORITHM',
+    ],
+    [
+      "HS256 keyed with the issuer's public key",
+      async () => {
+        const secret = new TextEncoder().encode(JSON.stringify(github.signing.publicJwk));
+        const now = Math.floor(Date.now() / 1000);
+        return new SignJWT({ ...githubClaims(), iss: github.url, iat: now, exp: now + 300 })
+          .setProtectedHeader({ alg: 'HS256', kid: github.signing.kid })
+          .sign(secret);
+      },
+      'ERR_OIDC_ALGORITHM',
+    ],
+    [
+      "a token signed by another key under the issuer's kid",
+      async () => {
+        const { privateKey } = await generateKeyPair('RS256');
+        const now = Math.floor(Date.now() / 1000);
+        return new SignJWT({ ...githubClaims({ environment: 'forged' }), iss: github.url, iat: now, exp: now + 300 })
+          .setProtectedHeader({ alg: 'RS256', kid: github.signing.kid })
+          .sign(privateKey);
+      },
+      'ERR_OIDC_SIGNATURE',
+    ],
   ];
   for (const [what, token, code] of refusals) {
     it(`refuses ${what} (${code}) and audits it with the other refused identities`, async () => {
@@ -284,8 +433,15 @@ describe('exchanging an OIDC token for an SVID', () => {
   it('refuses a token whose iss is not the issuer it is presented to (ERR_OIDC_ISSUER_MISMATCH), and an unknown issuer name', async () => {
     // Signed with GitHub's key, but claiming to come from GitLab's issuer.
     const token = await github.sign(githubClaims({ iss: gitlab.url, environment: 'iss' }));
-    await assert.rejects(exchange(token, 'github'), (e: CountersignClientError) => e.code === 'ERR_OIDC_ISSUER_MISMATCH' && e.grpcStatus === status.UNAUTHENTICATED);
-    await assert.rejects(exchange(token, 'nope'), (e: CountersignClientError) => e.code === 'ERR_INVALID_FIELD' && /issuer: no configured issuer is named "nope"/.test(e.message));
+    await assert.rejects(
+      exchange(token, 'github'),
+      (e: CountersignClientError) => e.code === 'ERR_OIDC_ISSUER_MISMATCH' && e.grpcStatus === status.UNAUTHENTICATED,
+    );
+    await assert.rejects(
+      exchange(token, 'nope'),
+      (e: CountersignClientError) =>
+        e.code === 'ERR_INVALID_FIELD' && /issuer: no configured issuer is named "nope"/.test(e.message),
+    );
   });
 
   it('exchanges each token once: a replay is refused', async () => {
@@ -296,7 +452,9 @@ describe('exchanging an OIDC token for an SVID', () => {
   });
 
   it('needs no client certificate for ExchangeToken, and still requires an SVID for everything else', async () => {
-    const e = await rejection(rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }));
+    const e = await rejection(
+      rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }),
+    );
     assert.equal(e.code, status.UNAUTHENTICATED);
     // A certificate-less connection that only exchanges is not a refused identity.
     const before = await metricValue(t, 'countersign_identity_refusals_total');
@@ -304,10 +462,14 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.equal(await metricValue(t, 'countersign_identity_refusals_total'), before);
   });
 
-  it('refuses a malformed CSR, or one whose signature is not its key\'s, without using the token', async () => {
+  it("refuses a malformed CSR, or one whose signature is not its key's, without using the token", async () => {
     const token = await github.sign(githubClaims({ environment: 'csr' }));
     const call = (csr: string) => {
-      const client = new IdentityClient(t.address, credentials.createSsl(Buffer.from(t.ca.pem), null, null, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': TD });
+      const client = new IdentityClient(
+        t.address,
+        credentials.createSsl(Buffer.from(t.ca.pem), null, null, { checkServerIdentity: () => undefined }),
+        { 'grpc.ssl_target_name_override': TD },
+      );
       return new Promise<ExchangeTokenResponse>((resolve, reject) =>
         client.exchangeToken({ token, csr, issuer: '' }, new Metadata(), (err: ServiceError | null, r) => {
           client.close();
@@ -316,20 +478,36 @@ describe('exchanging an OIDC token for an SVID', () => {
         }),
       );
     };
-    const garbage = await rejection(call('-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n'));
+    const garbage = await rejection(
+      call('-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n'),
+    );
     assert.equal(garbage.code, status.INVALID_ARGUMENT);
     assert.equal(errorCode(garbage), 'ERR_INVALID_FIELD');
     assert.match(garbage.details, /^csr: /);
     const { csrPem } = await newKeyAndCsr();
     const der = Buffer.from(csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
     der[der.length - 5] = (der[der.length - 5] as number) ^ 1; // inside the signature
-    const tampered = await rejection(call(`-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`));
+    const tampered = await rejection(
+      call(`-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`),
+    );
     assert.equal(errorCode(tampered), 'ERR_INVALID_FIELD');
-    const weakAlg = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+    const weakAlg = {
+      name: 'RSASSA-PKCS1-v1_5',
+      modulusLength: 1024,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: 'SHA-256',
+    };
     const weakKeys = await webcrypto.subtle.generateKey(weakAlg, false, ['sign', 'verify']);
-    const weak = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=weak', keys: weakKeys as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'], signingAlgorithm: weakAlg });
+    const weak = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=weak',
+      keys: weakKeys as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
+      signingAlgorithm: weakAlg,
+    });
     const weakRefusal = await rejection(call(weak.toString('pem')));
-    assert.match(weakRefusal.details, /^csr: key rsa 1024 bits is not accepted; use EC P-256 or P-384, or RSA 2048-4096/);
+    assert.match(
+      weakRefusal.details,
+      /^csr: key rsa 1024 bits is not accepted; use EC P-256 or P-384, or RSA 2048-4096/,
+    );
     // The token was not spent on the refusals.
     assert.match((await exchange(token)).spiffeId, /\/csr$/);
   });
@@ -367,7 +545,9 @@ describe('exchanging an OIDC token for an SVID', () => {
     rotating.setDown(false);
     await until('the issuer is back', async () => {
       try {
-        return (await exchange(await rotating.sign({ aud: 'countersign', sub: 'five' }, { key: next }))).spiffeId.endsWith('/five');
+        return (
+          await exchange(await rotating.sign({ aud: 'countersign', sub: 'five' }, { key: next }))
+        ).spiffeId.endsWith('/five');
       } catch {
         return false;
       }
@@ -376,12 +556,20 @@ describe('exchanging an OIDC token for an SVID', () => {
 
   it('SDK: oidc() is an identity source that exchanges a fresh token to renew, and clients use the new SVID', async () => {
     let n = 0;
-    const source = await oidc({ address: t.address, caPem: t.ca.pem, serverId, token: async () => github.sign(githubClaims({ environment: `sdk-${++n}` })) });
+    const source = await oidc({
+      address: t.address,
+      caPem: t.ca.pem,
+      serverId,
+      token: async () => github.sign(githubClaims({ environment: `sdk-${++n}` })),
+    });
     closers.push(source);
     const client = new CountersignClient({ address: t.address, identitySource: source });
     closers.push(client);
     assert.equal(source.spiffeId, `spiffe://${TD}/github/my-org_2Fapp/sdk-1`);
-    assert.equal((await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} })).state, 'APPROVED');
+    assert.equal(
+      (await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} })).state,
+      'APPROVED',
+    );
     const first = source.expiresAt.getTime();
     await source.renew();
     assert.equal(source.generation, 1);
@@ -402,8 +590,13 @@ describe('exchanging an OIDC token for an SVID', () => {
     await source.renew();
     assert.equal(source.generation, 1, 'renewed with the same token');
     assert.notEqual(source.identityFor().certChainPem, firstSvid, 'a new SVID');
-    const renewed = (await auditEvents(t)).filter((e) => e.type === 'svid_exchanged' && e.spiffe_id === `spiffe://${TD}/gitlab/my-group_2Flong-wait`);
-    assert.deepEqual(renewed.map((e) => e.renewal ?? false), [false, true]);
+    const renewed = (await auditEvents(t)).filter(
+      (e) => e.type === 'svid_exchanged' && e.spiffe_id === `spiffe://${TD}/gitlab/my-group_2Flong-wait`,
+    );
+    assert.deepEqual(
+      renewed.map((e) => e.renewal ?? false),
+      [false, true],
+    );
     // Someone else holding the token, with their own key, is still a replay.
     const e = await refusedExchange(token);
     assert.equal(e.code, 'ERR_OIDC_TOKEN_REPLAYED');
@@ -411,13 +604,19 @@ describe('exchanging an OIDC token for an SVID', () => {
 
   it('gets the GitHub token the way a runner does (ACTIONS_ID_TOKEN_REQUEST_URL + bearer + audience)', async () => {
     github.githubClaims = githubClaims({ environment: 'runner' });
-    const env = { ACTIONS_ID_TOKEN_REQUEST_URL: `${github.url}/github-token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.githubRequestToken };
+    const env = {
+      ACTIONS_ID_TOKEN_REQUEST_URL: `${github.url}/github-token?api-version=2.0`,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.githubRequestToken,
+    };
     const token = await githubToken({ env })();
     const asked = github.githubRequests.at(-1);
     assert.equal(asked?.searchParams.get('audience'), 'countersign');
     assert.equal(asked?.searchParams.get('api-version'), '2.0');
     assert.equal((await exchange(token)).spiffeId, `spiffe://${TD}/github/my-org_2Fapp/runner`);
-    await assert.rejects(githubToken({ env: {} })(), (e: CountersignClientError) => e.code === 'ERR_OIDC_TOKEN_UNAVAILABLE' && /id-token: write/.test(e.message));
+    await assert.rejects(
+      githubToken({ env: {} })(),
+      (e: CountersignClientError) => e.code === 'ERR_OIDC_TOKEN_UNAVAILABLE' && /id-token: write/.test(e.message),
+    );
   });
 });
 
@@ -449,8 +648,19 @@ describe('exchanging tokens: the rate limit per source address', () => {
   });
 
   it('answers RESOURCE_EXHAUSTED past the burst, before looking at the token', async () => {
-    const exchange = async (sub: string) => exchangeToken(await issuer.sign({ aud: 'countersign', sub }), { address: t.address, caPem: t.ca.pem, serverId: `spiffe://${TD}` });
+    const exchange = async (sub: string) =>
+      exchangeToken(await issuer.sign({ aud: 'countersign', sub }), {
+        address: t.address,
+        caPem: t.ca.pem,
+        serverId: `spiffe://${TD}`,
+      });
     for (const sub of ['a', 'b', 'c']) assert.equal((await exchange(sub)).spiffeId, `spiffe://${TD}/ci/${sub}`);
-    await assert.rejects(exchange('d'), (e: CountersignClientError) => e.code === 'ERR_RATE_LIMITED' && e.grpcStatus === status.RESOURCE_EXHAUSTED && /token exchanges from 127\.0\.0\.1/.test(e.message));
+    await assert.rejects(
+      exchange('d'),
+      (e: CountersignClientError) =>
+        e.code === 'ERR_RATE_LIMITED' &&
+        e.grpcStatus === status.RESOURCE_EXHAUSTED &&
+        /token exchanges from 127\.0\.0\.1/.test(e.message),
+    );
   });
 });

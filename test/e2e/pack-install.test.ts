@@ -61,22 +61,38 @@ describe('packed packages installed in a fresh project', () => {
     // npm test builds first; a focused run builds here (a no-op when dist/ is current).
     await run('npm', ['run', 'build'], { cwd: ROOT, env: consumerEnv() });
     scratch = await mkdtemp(join(tmpdir(), 'countersign-pack-'));
-    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', scratch, ...PACKAGES.flatMap((p) => ['--workspace', p])], {
-      cwd: ROOT,
-      env: consumerEnv(),
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const { stdout } = await run(
+      'npm',
+      ['pack', '--json', '--pack-destination', scratch, ...PACKAGES.flatMap((p) => ['--workspace', p])],
+      {
+        cwd: ROOT,
+        env: consumerEnv(),
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     packed = JSON.parse(stdout) as Packed[];
     project = join(scratch, 'consumer');
     await run('mkdir', [project]);
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     const tarball = (name: string) => join(scratch, (packed.find((p) => p.name === name) as Packed).filename);
     // The CLI and verify library need proto and agent only; @types/node for the .ts consumer.
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball('@countersign/proto'), tarball('@countersign/agent'), '@types/node@^20'], {
-      cwd: project,
-      env: consumerEnv(),
-      timeout: 240_000,
-    });
+    await run(
+      'npm',
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        tarball('@countersign/proto'),
+        tarball('@countersign/agent'),
+        '@types/node@^20',
+      ],
+      {
+        cwd: project,
+        env: consumerEnv(),
+        timeout: 240_000,
+      },
+    );
     t = await startTestBroker();
   });
   after(async () => {
@@ -85,22 +101,45 @@ describe('packed packages installed in a fresh project', () => {
   });
 
   it('packs four packages in step, each with its compiled code, declarations and licence, without sources or tests', async () => {
-    assert.deepEqual(packed.map((p) => p.name).sort(), ['@countersign/agent', '@countersign/approvers', '@countersign/broker', '@countersign/proto']);
-    assert.equal(new Set(packed.map((p) => p.version)).size, 1, `versions differ: ${packed.map((p) => `${p.name}@${p.version}`).join(', ')}`);
+    assert.deepEqual(packed.map((p) => p.name).sort(), [
+      '@countersign/agent',
+      '@countersign/approvers',
+      '@countersign/broker',
+      '@countersign/proto',
+    ]);
+    assert.equal(
+      new Set(packed.map((p) => p.version)).size,
+      1,
+      `versions differ: ${packed.map((p) => `${p.name}@${p.version}`).join(', ')}`,
+    );
     for (const p of packed) {
       const files = new Set(p.files.map((f) => f.path));
       const dir = PACKAGES.find((d) => p.name.endsWith(d === 'agents' ? 'agent' : d)) as string;
       const manifest = JSON.parse(await readFile(join(ROOT, dir, 'package.json'), 'utf8')) as Record<string, unknown>;
-      for (const field of ['license', 'repository', 'engines', 'files']) assert.ok(manifest[field], `${p.name}: no ${field}`);
+      for (const field of ['license', 'repository', 'engines', 'files'])
+        assert.ok(manifest[field], `${p.name}: no ${field}`);
       assert.equal(manifest.private, undefined, `${p.name} is private`);
-      assert.deepEqual(Object.keys(manifest.exports as object).filter((k) => k.includes('testing')), [], `${p.name} exports test support`);
-      for (const f of ['LICENSE', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map']) assert.ok(files.has(f), `${p.name}: ${f} is not in the tarball`);
-      const leaked = [...files].filter((f) => /^(src|test)\//.test(f) || f.endsWith('.tsbuildinfo') || f === 'bin/from-source.js');
+      assert.deepEqual(
+        Object.keys(manifest.exports as object).filter((k) => k.includes('testing')),
+        [],
+        `${p.name} exports test support`,
+      );
+      for (const f of ['LICENSE', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map'])
+        assert.ok(files.has(f), `${p.name}: ${f} is not in the tarball`);
+      const leaked = [...files].filter(
+        (f) => /^(src|test)\//.test(f) || f.endsWith('.tsbuildinfo') || f === 'bin/from-source.js',
+      );
       assert.deepEqual(leaked, [], `${p.name} ships repository-only files`);
-      for (const target of publishedTargets(manifest)) assert.ok(files.has(target), `${p.name}: exports or bin name ${target}, which is not in the tarball`);
+      for (const target of publishedTargets(manifest))
+        assert.ok(files.has(target), `${p.name}: exports or bin name ${target}, which is not in the tarball`);
     }
     const broker = new Set((packed.find((p) => p.name === '@countersign/broker') as Packed).files.map((f) => f.path));
-    for (const asset of ['dist/requests/lua/create-5.lua', 'dist/requests/lua/include/resolve.lua', 'dist/audit/lua/auditAppend-2.lua', 'dist/console/static/console.js']) {
+    for (const asset of [
+      'dist/requests/lua/create-5.lua',
+      'dist/requests/lua/include/resolve.lua',
+      'dist/audit/lua/auditAppend-2.lua',
+      'dist/console/static/console.js',
+    ]) {
       assert.ok(broker.has(asset), `@countersign/broker: ${asset} is not in the tarball`);
     }
     const proto = new Set((packed.find((p) => p.name === '@countersign/proto') as Packed).files.map((f) => f.path));
@@ -110,10 +149,19 @@ describe('packed packages installed in a fresh project', () => {
 
   it('(a) a plain .mjs verifies a real credential with @countersign/agent/verify, and refuses other parameters', async () => {
     const svid = t.svid('ci/deployer');
-    const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     let token: string;
     try {
-      const r = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1.4.2' } });
+      const r = await client.requestOperation({
+        operation: 'deploy',
+        resource: 'staging/web',
+        parameters: { version: '1.4.2' },
+      });
       assert.equal(r.state, 'APPROVED', r.message);
       token = r.token as string;
     } finally {
@@ -146,7 +194,18 @@ describe('packed packages installed in a fresh project', () => {
   it('(b) a .ts consumer type-checks against the published declarations (tsc --noEmit)', async () => {
     await writeFile(
       join(project, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false }, files: ['consumer.ts'] }),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          skipLibCheck: false,
+        },
+        files: ['consumer.ts'],
+      }),
     );
     await writeFile(
       join(project, 'consumer.ts'),
@@ -167,7 +226,9 @@ describe('packed packages installed in a fresh project', () => {
       ].join('\n'),
     );
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
-    const r = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project, env: consumerEnv() }).catch((e: { stdout: string }) => e);
+    const r = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project, env: consumerEnv() }).catch(
+      (e: { stdout: string }) => e,
+    );
     assert.equal(r.stdout, '', `tsc --noEmit reported:\n${r.stdout}`);
   });
 

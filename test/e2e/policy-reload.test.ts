@@ -14,7 +14,11 @@ import { createLogger } from '../../broker/src/observability/logger.js';
 
 const digestOf = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -30,7 +34,8 @@ describe('policy hot reload', () => {
   const logLines: Record<string, unknown>[] = [];
 
   const auditEvents = () => t.auditEvents();
-  const reloadFailures = async () => (await t.broker.metrics.reloadFailures.get()).values.find((v) => v.labels.kind === 'policy')?.value ?? 0;
+  const reloadFailures = async () =>
+    (await t.broker.metrics.reloadFailures.get()).values.find((v) => v.labels.kind === 'policy')?.value ?? 0;
   const policyFile = () => join(t.dir, 'policy.yaml');
   /** Replaces the file the way editors and ConfigMaps do: write aside, then rename. */
   const replacePolicy = async (text: string) => {
@@ -41,13 +46,19 @@ describe('policy hot reload', () => {
   before(async () => {
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logLines.push(JSON.parse(line) as Record<string, unknown>);
+        for (const line of chunk.toString().split('\n'))
+          if (line.trim() !== '') logLines.push(JSON.parse(line) as Record<string, unknown>);
         done();
       },
     });
     t = await startTestBroker({ overrides: { logger: createLogger({ level: 'info', destination: sink }) } });
     const deployer = t.svid('ci/deployer');
-    client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
+    client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
   });
   after(async () => {
     client?.close();
@@ -97,7 +108,10 @@ describe('policy hot reload', () => {
     assert.equal(await reloadFailures(), failuresBefore + 1);
     const logged = logLines.find((l) => typeof l.msg === 'string' && l.msg.includes('policy reload rejected'));
     assert.ok(logged, 'the rejection is logged');
-    assert.match(String(logged.msg), /policy\.yaml:4:15: rule broken: decision: expected one of allow, deny, approve, break_glass, got "alow" \(did you mean "allow"\?\)/);
+    assert.match(
+      String(logged.msg),
+      /policy\.yaml:4:15: rule broken: decision: expected one of allow, deny, approve, break_glass, got "alow" \(did you mean "allow"\?\)/,
+    );
     assert.equal(logged.level, 50);
 
     // Polling the same bad file again neither recounts nor relogs it.
@@ -109,17 +123,27 @@ describe('policy hot reload', () => {
 
   it('refuses a policy whose own tests fail', async () => {
     const inForce = t.broker.policies.current.digest;
-    await replacePolicy(devPolicy(t.trustDomain).replace('expect: { decision: allow, rule: staging-deploys, ttl: 10m }', 'expect: { decision: deny }'));
+    await replacePolicy(
+      devPolicy(t.trustDomain).replace(
+        'expect: { decision: allow, rule: staging-deploys, ttl: 10m }',
+        'expect: { decision: deny }',
+      ),
+    );
     const outcome = await t.broker.policies.reload('manual');
     assert.equal(outcome.status === 'rejected' && (outcome.error as { code?: string }).code, 'ERR_POLICY_TESTS_FAILED');
-    assert.match(outcome.status === 'rejected' ? outcome.error.message : '', /test "CI deploys to staging without approval": decision: expected deny, got allow/);
+    assert.match(
+      outcome.status === 'rejected' ? outcome.error.message : '',
+      /test "CI deploys to staging without approval": decision: expected deny, got allow/,
+    );
     assert.equal(t.broker.policies.current.digest, inForce);
   });
 
   it('notices a changed file on its own (watch, with polling as the fallback)', async () => {
     const text = `${devPolicy(t.trustDomain)}# edited at ${Date.now()}\n`;
     await replacePolicy(text);
-    await until('the watcher to swap in the new policy', () => (t.broker.policies.current.digest === digestOf(text) ? true : undefined));
+    await until('the watcher to swap in the new policy', () =>
+      t.broker.policies.current.digest === digestOf(text) ? true : undefined,
+    );
     const reloaded = (await auditEvents()).filter((e) => e.type === 'policy_reload');
     assert.equal(reloaded.at(-1)?.policy_digest, digestOf(text));
     assert.ok(['watch', 'poll'].includes(String(reloaded.at(-1)?.trigger)));
@@ -146,15 +170,25 @@ rules:
   it("counts each caller's requests in Redis and lets the condition see them", async () => {
     const clientFor = (path: string) => {
       const svid = t.svid(path);
-      return new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+      return new CountersignClient({
+        address: t.address,
+        certChainPem: svid.chainPem,
+        keyPem: svid.keyPem,
+        caPem: t.ca.pem,
+      });
     };
     const scanner = clientFor('ci/scanner');
     const other = clientFor('ci/other');
     try {
       const states = [];
-      for (let i = 0; i < 3; i++) states.push((await scanner.requestOperation({ operation: 'scan', resource: 'repo/web' })).state);
+      for (let i = 0; i < 3; i++)
+        states.push((await scanner.requestOperation({ operation: 'scan', resource: 'repo/web' })).state);
       assert.deepEqual(states, ['APPROVED', 'APPROVED', 'DENIED']);
-      assert.equal((await other.requestOperation({ operation: 'scan', resource: 'repo/web' })).state, 'APPROVED', 'counted per caller');
+      assert.equal(
+        (await other.requestOperation({ operation: 'scan', resource: 'repo/web' })).state,
+        'APPROVED',
+        'counted per caller',
+      );
       const keys = await t.broker.redis.keys(`${t.prefix}rate:*`);
       assert.equal(keys.length, 2);
       const counts = await Promise.all(keys.map((k) => t.broker.redis.zcard(k)));

@@ -50,7 +50,12 @@ export function commandsOf(block: string): Command[] {
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** A line the README shows, as a pattern: req_... is a request id, ... anything. */
-const shownAs = (line: string) => new RegExp(escape(line).replace(/req_\\\.\\\.\\\./g, 'req_[A-Za-z0-9_-]+').replace(/\\\.\\\.\\\./g, '.*'));
+const shownAs = (line: string) =>
+  new RegExp(
+    escape(line)
+      .replace(/req_\\\.\\\.\\\./g, 'req_[A-Za-z0-9_-]+')
+      .replace(/\\\.\\\.\\\./g, '.*'),
+  );
 
 /** A bash that stays open, as a terminal does: `source` and variables carry over between commands. */
 class Terminal {
@@ -76,12 +81,18 @@ class Terminal {
     const outStart = this.out.length;
     const errStart = this.err.length;
     this.child.stdin.write(`{ ${command}\n} </dev/null; printf '\\n${marker}%d\\n' $?; printf '\\n${marker}\\n' >&2\n`);
-    this.busy = eventually(`${this.name}: ${command}`, () => {
-      const done = new RegExp(`\\n${marker}(\\d+)\\n`).exec(this.out.slice(outStart));
-      if (done === null || !this.err.slice(errStart).includes(`\n${marker}\n`)) return undefined;
-      const output = this.out.slice(outStart, outStart + done.index) + this.err.slice(errStart).split(`\n${marker}\n`)[0];
-      return { code: Number(done[1]), output };
-    }, 240_000, 50).finally(() => (this.busy = undefined));
+    this.busy = eventually(
+      `${this.name}: ${command}`,
+      () => {
+        const done = new RegExp(`\\n${marker}(\\d+)\\n`).exec(this.out.slice(outStart));
+        if (done === null || !this.err.slice(errStart).includes(`\n${marker}\n`)) return undefined;
+        const output =
+          this.out.slice(outStart, outStart + done.index) + this.err.slice(errStart).split(`\n${marker}\n`)[0];
+        return { code: Number(done[1]), output };
+      },
+      240_000,
+      50,
+    ).finally(() => (this.busy = undefined));
     return this.busy;
   }
 
@@ -123,18 +134,27 @@ describe('README.md: the two-minute tour, typed as printed', () => {
 
   it('has the blocks this test knows how to run', () => {
     assert.ok(blocks.length >= 7, `${blocks.length} blocks`);
-    assert.ok(blocks.some((b) => b.includes('SLACK_BOT_TOKEN')), 'the Slack block is there (run only with a Slack workspace)');
+    assert.ok(
+      blocks.some((b) => b.includes('SLACK_BOT_TOKEN')),
+      'the Slack block is there (run only with a Slack workspace)',
+    );
   });
 
   it('runs every command with the exit code and output the README gives', async () => {
     let lastRequestId: string | undefined;
     /** A command that waits for approval, with the terminal it holds. */
     let waiting: { terminal: Terminal; command: Command; done: Promise<{ code: number; output: string }> } | undefined;
-    const requestIdIn = (text: string) => [...text.matchAll(/\b(req_[A-Za-z0-9_-]{8,})/g)].map((m) => m[1] as string).pop();
+    const requestIdIn = (text: string) =>
+      [...text.matchAll(/\b(req_[A-Za-z0-9_-]{8,})/g)].map((m) => m[1] as string).pop();
 
     const check = (command: Command, result: { code: number; output: string }) => {
-      assert.equal(result.code, command.exit, `"${command.text}" exited ${result.code}, the README says ${command.exit}:\n${result.output}`);
-      for (const line of command.shows) assert.match(result.output, shownAs(line), `"${command.text}" prints what the README shows`);
+      assert.equal(
+        result.code,
+        command.exit,
+        `"${command.text}" exited ${result.code}, the README says ${command.exit}:\n${result.output}`,
+      );
+      for (const line of command.shows)
+        assert.match(result.output, shownAs(line), `"${command.text}" prints what the README shows`);
     };
 
     const finishWaiting = async () => {
@@ -172,8 +192,12 @@ describe('README.md: the two-minute tour, typed as printed', () => {
 
     /** The README says "approve it as alice, as above" for a wait that no block of its own approves. */
     const approveAsAlice = async () => {
-      const approve = await ws.bash(`source .countersign/dev/env/alice.env && npx countersign approvals approve ${lastRequestId} --reason "as above"`);
-      const console = /\[ERR_STEP_UP_REQUIRED\]/.test(approve.stderr) ? /(http:\/\/localhost:\d+\/requests\/\S+)/.exec(approve.stderr)?.[1] : undefined;
+      const approve = await ws.bash(
+        `source .countersign/dev/env/alice.env && npx countersign approvals approve ${lastRequestId} --reason "as above"`,
+      );
+      const console = /\[ERR_STEP_UP_REQUIRED\]/.test(approve.stderr)
+        ? /(http:\/\/localhost:\d+\/requests\/\S+)/.exec(approve.stderr)?.[1]
+        : undefined;
       if (console !== undefined) await approveInBrowser(console);
       else assert.equal(approve.code, 0, approve.stdout + approve.stderr);
       await finishWaiting();
@@ -195,18 +219,25 @@ describe('README.md: the two-minute tour, typed as printed', () => {
         const seenBefore = terminal.recent.length;
         const done = terminal.type(text);
         let settled = false;
-        void done.then(() => (settled = true), () => (settled = true));
+        void done.then(
+          () => (settled = true),
+          () => (settled = true),
+        );
         // Finished, or waiting for an approval: it printed a pending request and still runs 2 s later.
         let pendingSince: number | undefined;
         const outcome = await Promise.race([
           done.then((r) => ({ finished: r })),
-          eventually(`"${text}" to finish or wait for approval`, () => {
-            if (settled) return { waits: '' }; // the race is decided; stop polling
-            const printed = terminal.recent.slice(seenBefore);
-            if (!/pending approval: request req_/.test(printed)) return undefined;
-            pendingSince ??= Date.now();
-            return Date.now() - pendingSince > 2000 ? { waits: requestIdIn(printed) as string } : undefined;
-          }, 240_000).then((w) => ({ waits: w.waits })),
+          eventually(
+            `"${text}" to finish or wait for approval`,
+            () => {
+              if (settled) return { waits: '' }; // the race is decided; stop polling
+              const printed = terminal.recent.slice(seenBefore);
+              if (!/pending approval: request req_/.test(printed)) return undefined;
+              pendingSince ??= Date.now();
+              return Date.now() - pendingSince > 2000 ? { waits: requestIdIn(printed) as string } : undefined;
+            },
+            240_000,
+          ).then((w) => ({ waits: w.waits })),
         ]);
         if ('finished' in outcome) {
           check(command, outcome.finished);

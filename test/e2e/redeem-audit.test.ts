@@ -20,7 +20,10 @@ const brokerCli = join(root, 'broker/src/cli/main.ts');
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], { cwd: root, env: { ...process.env, REDIS_URL: '' } });
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: '' },
+    });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -35,11 +38,23 @@ describe('redeem once, audit verify, tamper detection', () => {
   let jwks: JSONWebKeySet;
 
   before(async () => {
-    t = await startTestBroker({ redeemers: [{ audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/svc/deploy-api'] }] });
+    t = await startTestBroker({
+      redeemers: [{ audience: 'https://deploy.example.org', workloads: ['spiffe://example.org/svc/deploy-api'] }],
+    });
     const deployer = t.svid('ci/deployer');
     const api = t.svid('svc/deploy-api');
-    workload = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
-    resourceServer = new CountersignClient({ address: t.address, certChainPem: api.chainPem, keyPem: api.keyPem, caPem: t.ca.pem });
+    workload = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
+    resourceServer = new CountersignClient({
+      address: t.address,
+      certChainPem: api.chainPem,
+      keyPem: api.keyPem,
+      caPem: t.ca.pem,
+    });
     jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
   });
   after(async () => {
@@ -49,17 +64,34 @@ describe('redeem once, audit verify, tamper detection', () => {
   });
 
   it('redeems a credential once; the second redemption is refused with when and by whom', async () => {
-    const result = await workload.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1.4.2' } });
+    const result = await workload.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters: { version: '1.4.2' },
+    });
     const token = result.token as string;
     const audience = `https://deploy.${t.trustDomain}`;
-    const first = await verifyCredential(token, { jwks, audience, parameters: { version: '1.4.2' }, redeem: resourceServer });
+    const first = await verifyCredential(token, {
+      jwks,
+      audience,
+      parameters: { version: '1.4.2' },
+      redeem: resourceServer,
+    });
     assert.ok(first.redeemedAt instanceof Date);
 
-    await assert.rejects(verifyCredential(token, { jwks, audience, redeem: resourceServer }), (e: Error & { code: string }) => {
-      assert.equal(e.code, 'ERR_CREDENTIAL_ALREADY_REDEEMED');
-      assert.match(e.message, new RegExp(`already redeemed at ${first.redeemedAt!.toISOString().replace(/[.]/g, '\\.')} by spiffe://example\\.org/svc/deploy-api`));
-      return true;
-    });
+    await assert.rejects(
+      verifyCredential(token, { jwks, audience, redeem: resourceServer }),
+      (e: Error & { code: string }) => {
+        assert.equal(e.code, 'ERR_CREDENTIAL_ALREADY_REDEEMED');
+        assert.match(
+          e.message,
+          new RegExp(
+            `already redeemed at ${first.redeemedAt!.toISOString().replace(/[.]/g, '\\.')} by spiffe://example\\.org/svc/deploy-api`,
+          ),
+        );
+        return true;
+      },
+    );
     // The requester is no redeemer of its own credential (credentials.redeemers): refused before anything else.
     await assert.rejects(workload.redeemCredential(token), (e: unknown) => {
       assert.ok(e instanceof CountersignClientError);
@@ -127,9 +159,16 @@ describe('redeem once, audit verify, tamper detection', () => {
 
 describe('durability', () => {
   it('answers UNAVAILABLE, not a credential, when Redis cannot confirm the configured replicas', async () => {
-    const t = await startTestBroker({ extraConfig: 'audit:\n  durability:\n    wait_replicas: 1\n    timeout: 50ms\n' });
+    const t = await startTestBroker({
+      extraConfig: 'audit:\n  durability:\n    wait_replicas: 1\n    timeout: 50ms\n',
+    });
     const deployer = t.svid('ci/deployer');
-    const client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
     try {
       await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web' }), (e: unknown) => {
         assert.ok(e instanceof CountersignClientError);

@@ -27,17 +27,28 @@ describe('who may redeem a credential', () => {
   const clients: CountersignClient[] = [];
   const as = (path: string) => {
     const svid = t.svid(path);
-    const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     clients.push(client);
     return client;
   };
   let deployer: CountersignClient;
   const issue = async (audience = DEPLOY) => {
-    const r = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { version: '1.4.2' }, audience });
+    const r = await deployer.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters: { version: '1.4.2' },
+      audience,
+    });
     assert.equal(r.state, 'APPROVED', r.message);
     return { token: r.token as string, jti: r.credentialId as string };
   };
-  const redeemedEvents = async (jti: string) => (await t.auditEvents()).filter((e) => e.type === 'credential_redeemed' && e.jti === jti);
+  const redeemedEvents = async (jti: string) =>
+    (await t.auditEvents()).filter((e) => e.type === 'credential_redeemed' && e.jti === jti);
 
   before(async () => {
     t = await startTestBroker({
@@ -87,10 +98,16 @@ describe('who may redeem a credential', () => {
     assert.equal((await gateway.redeemCredential(forDeploy.token)).credentialId, forDeploy.jti);
     // "*" is one path segment: a deeper path does not match.
     const deeper = await issue(DEPLOY);
-    assert.equal((await refusal(as('edge/eu/1/gateway').redeemCredential(deeper.token))).code, 'ERR_REDEEMER_NOT_ALLOWED');
+    assert.equal(
+      (await refusal(as('edge/eu/1/gateway').redeemCredential(deeper.token))).code,
+      'ERR_REDEEMER_NOT_ALLOWED',
+    );
     // The deploy API is no redeemer for billing's credentials, nor billing for deploy's.
     const forBilling = await issue(BILLING);
-    assert.equal((await refusal(as('svc/deploy-api').redeemCredential(forBilling.token))).code, 'ERR_REDEEMER_NOT_ALLOWED');
+    assert.equal(
+      (await refusal(as('svc/deploy-api').redeemCredential(forBilling.token))).code,
+      'ERR_REDEEMER_NOT_ALLOWED',
+    );
     assert.equal((await refusal(as('svc/billing').redeemCredential(deeper.token))).code, 'ERR_REDEEMER_NOT_ALLOWED');
     assert.equal((await as('svc/billing').redeemCredential(forBilling.token)).credentialId, forBilling.jti);
   });
@@ -101,8 +118,18 @@ describe('redemption without credentials.redeemers', () => {
     const t = await startTestBroker();
     const svid = t.svid('svc/deploy-api');
     const deployerSvid = t.svid('ci/deployer');
-    const api = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
-    const deployer = new CountersignClient({ address: t.address, certChainPem: deployerSvid.chainPem, keyPem: deployerSvid.keyPem, caPem: t.ca.pem });
+    const api = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
+    const deployer = new CountersignClient({
+      address: t.address,
+      certChainPem: deployerSvid.chainPem,
+      keyPem: deployerSvid.keyPem,
+      caPem: t.ca.pem,
+    });
     try {
       const r = await deployer.requestOperation({ operation: 'deploy', resource: 'staging/web' });
       const e = await refusal(api.redeemCredential(r.token as string));

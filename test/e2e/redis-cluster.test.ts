@@ -52,7 +52,14 @@ describe('Redis Cluster', () => {
   const deployerSvid: IssuedSvid = ca.issueSvid(`spiffe://${TD}/ci/deployer`);
   const aliceSvid: IssuedSvid = ca.issueSvid(`spiffe://${TD}/human/alice`);
   const closers: { close(): void }[] = [];
-  const options = (address: string, svid: IssuedSvid) => ({ address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: ca.pem, timeoutMs: 10_000, retry: RETRY });
+  const options = (address: string, svid: IssuedSvid) => ({
+    address,
+    certChainPem: svid.chainPem,
+    keyPem: svid.keyPem,
+    caPem: ca.pem,
+    timeoutMs: 10_000,
+    retry: RETRY,
+  });
   // One hash tag for the whole keyspace: every key of this broker lives in one slot.
   const prefix = `{cs-test-${randomBytes(4).toString('hex')}}:`;
   let cluster: RedisCluster;
@@ -114,7 +121,7 @@ describe('Redis Cluster', () => {
     assert.equal(expired.state, 'EXPIRED', 'the expiry job (a BullMQ delayed job on the cluster) fired');
   });
 
-  it('keeps serving while the slot of every key (the queues\' included) migrates to another node', async () => {
+  it("keeps serving while the slot of every key (the queues' included) migrates to another node", async () => {
     const before = await cluster.ownerOf(prefix);
     let stop = false;
     let failures = 0;
@@ -125,12 +132,22 @@ describe('Redis Cluster', () => {
         } catch (e) {
           failures++;
           // What the broker logged about it (an INTERNAL answer names only an id).
-          process.stderr.write(`${broker.logs().split('\n').filter((l) => /"level":(50|60)/.test(l)).join('\n')}\n`);
+          process.stderr.write(
+            `${broker
+              .logs()
+              .split('\n')
+              .filter((l) => /"level":(50|60)/.test(l))
+              .join('\n')}\n`,
+          );
           throw e;
         }
       }
     };
-    const allowLoop = loop(async (n) => (await deployer.request({ operation: 'deploy', resource: 'staging/web', parameters: { n } })).credentialId as string);
+    const allowLoop = loop(
+      async (n) =>
+        (await deployer.request({ operation: 'deploy', resource: 'staging/web', parameters: { n } }))
+          .credentialId as string,
+    );
     const approvalLoop = loop(approval);
     await eventually('traffic before the migration', () => issued.size >= 10, 30_000, 20);
     const migration = await cluster.migrateSlotOf(prefix, { batch: 5, pauseMs: 20 });
@@ -147,19 +164,28 @@ describe('Redis Cluster', () => {
     try {
       const records = (await auditEvents(redis, prefix)) as { type: string; jti?: string }[];
       const audited = new Set(records.filter((r) => r.type === 'credential_issued').map((r) => r.jti));
-      assert.deepEqual([...issued].filter((jti) => !audited.has(jti)), [], 'every credential received is audited');
+      assert.deepEqual(
+        [...issued].filter((jti) => !audited.has(jti)),
+        [],
+        'every credential received is audited',
+      );
     } finally {
       redis.disconnect();
     }
     const verify = await new Promise<{ code: number; out: string }>((resolve) => {
       const env = { ...process.env };
       delete env.REDIS_URL;
-      execFile(process.execPath, [BROKER_BIN, 'audit', 'verify', '--config', files.configFile], { env }, (error, stdout, stderr) =>
-        resolve({ code: error ? Number(error.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+      execFile(
+        process.execPath,
+        [BROKER_BIN, 'audit', 'verify', '--config', files.configFile],
+        { env },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, out: `${stdout}${stderr}` }),
       );
     });
     assert.equal(verify.code, 0, verify.out);
-    process.stderr.write(`cluster: slot ${migration.slot} (${migration.keys} keys) moved from :${migration.from} to :${migration.to} under load; ${issued.size} credentials, all audited\n`);
+    process.stderr.write(
+      `cluster: slot ${migration.slot} (${migration.keys} keys) moved from :${migration.from} to :${migration.to} under load; ${issued.size} credentials, all audited\n`,
+    );
   });
   it('waits for the replica of the node that serves the slot (redis.durability), and fails closed without it', async () => {
     const { port } = await cluster.ownerOf(prefix);
@@ -183,14 +209,20 @@ describe('Redis Cluster', () => {
       assert.equal((await fetch(`http://127.0.0.1:${second.httpPort}/readyz`)).status, 200);
 
       await replica.stop('SIGKILL');
-      await assert.rejects(client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { n: 1 } }), (e: CountersignClientError) => {
-        assert.equal(e.grpcStatus, 14);
-        assert.equal(e.code, 'ERR_AUDIT_NOT_DURABLE');
-        return true;
-      });
+      await assert.rejects(
+        client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: { n: 1 } }),
+        (e: CountersignClientError) => {
+          assert.equal(e.grpcStatus, 14);
+          assert.equal(e.code, 'ERR_AUDIT_NOT_DURABLE');
+          return true;
+        },
+      );
       const notReady = await fetch(`http://127.0.0.1:${second.httpPort}/readyz`);
       assert.equal(notReady.status, 503);
-      assert.match(JSON.stringify(await notReady.json()), /redis_durability.*replicas is 1 but the Redis primary has 0 replica/);
+      assert.match(
+        JSON.stringify(await notReady.json()),
+        /redis_durability.*replicas is 1 but the Redis primary has 0 replica/,
+      );
     } finally {
       await second.kill('SIGKILL');
       await rm(durable.dir, { recursive: true, force: true });

@@ -62,7 +62,14 @@ describe('Redis primary lost (Sentinel failover)', () => {
   const aliceSvid: IssuedSvid = ca.issueSvid(`spiffe://${TD}/human/alice`);
   const closers: { close(): void }[] = [];
   const cleanups: (() => Promise<unknown>)[] = [];
-  const options = (address: string, svid: IssuedSvid) => ({ address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: ca.pem, timeoutMs: 5000, retry: RETRY });
+  const options = (address: string, svid: IssuedSvid) => ({
+    address,
+    certChainPem: svid.chainPem,
+    keyPem: svid.keyPem,
+    caPem: ca.pem,
+    timeoutMs: 5000,
+    retry: RETRY,
+  });
   const deployer = (address: string) => {
     const c = new CountersignClient(options(address, deployerSvid));
     closers.push(c);
@@ -107,7 +114,8 @@ describe('Redis primary lost (Sentinel failover)', () => {
     const halt = new AbortController();
     // Recovery: the first call that started after the kill and succeeded (one in flight at the kill may have been answered by the old primary).
     const succeeded = (startedAt: number) => {
-      if (killedAt !== undefined && startedAt >= killedAt && firstSuccessMs === undefined) firstSuccessMs = performance.now() - killedAt;
+      if (killedAt !== undefined && startedAt >= killedAt && firstSuccessMs === undefined)
+        firstSuccessMs = performance.now() - killedAt;
     };
     const failed = (e: unknown) => {
       const code = e instanceof CountersignClientError ? e.code : (e as Error).message;
@@ -118,7 +126,10 @@ describe('Redis primary lost (Sentinel failover)', () => {
       for (let n = 0; !stop; n++) {
         const startedAt = performance.now();
         try {
-          const r = await client.request({ operation: 'deploy', resource: `staging/${name}`, parameters: { n } }, { signal: halt.signal });
+          const r = await client.request(
+            { operation: 'deploy', resource: `staging/${name}`, parameters: { n } },
+            { signal: halt.signal },
+          );
           assert.equal(r.state, 'APPROVED');
           issued.add(r.credentialId as string);
           succeeded(startedAt);
@@ -132,7 +143,10 @@ describe('Redis primary lost (Sentinel failover)', () => {
         let request: OperationResult;
         const startedAt = performance.now();
         try {
-          request = await client.request({ operation: 'deploy', resource: `prod/${name}`, parameters: { n } }, { signal: halt.signal });
+          request = await client.request(
+            { operation: 'deploy', resource: `prod/${name}`, parameters: { n } },
+            { signal: halt.signal },
+          );
         } catch (e) {
           failed(e);
           continue;
@@ -153,7 +167,8 @@ describe('Redis primary lost (Sentinel failover)', () => {
             // A retry after an answer that was lost: the first vote counted (and stays unacknowledged here).
             if (e instanceof CountersignClientError && e.code === 'ERR_REQUEST_RESOLVED') break;
             failed(e);
-            if (!(e instanceof CountersignClientError && e.grpcStatus === status.UNAVAILABLE) || halt.signal.aborted) throw e;
+            if (!(e instanceof CountersignClientError && e.grpcStatus === status.UNAVAILABLE) || halt.signal.aborted)
+              throw e;
             await new Promise((resolve) => setTimeout(resolve, 100));
           }
         }
@@ -169,8 +184,16 @@ describe('Redis primary lost (Sentinel failover)', () => {
 
     // Why a wait timed out: what the calls failed with, what the brokers logged, what the sentinels think.
     const why = async (e: unknown): Promise<never> => {
-      const errors = brokers.flatMap((x) => x.logs().split('\n').filter((l) => /"level":(50|60)/.test(l)).slice(-3));
-      throw new Error(`${(e as Error).message}\nfailed calls: ${JSON.stringify(Object.fromEntries(failures))}\n${await set.describe()}\nbroker errors:\n${errors.join('\n')}`);
+      const errors = brokers.flatMap((x) =>
+        x
+          .logs()
+          .split('\n')
+          .filter((l) => /"level":(50|60)/.test(l))
+          .slice(-3),
+      );
+      throw new Error(
+        `${(e as Error).message}\nfailed calls: ${JSON.stringify(Object.fromEntries(failures))}\n${await set.describe()}\nbroker errors:\n${errors.join('\n')}`,
+      );
     };
     const loops = Promise.all([
       allowLoop(deployer(a.address), 'a'),
@@ -182,10 +205,18 @@ describe('Redis primary lost (Sentinel failover)', () => {
     let before: { issued: number; votes: number };
     const expiring: OperationResult[] = [];
     try {
-      await eventually('some traffic before the kill', () => issued.size >= 40 && votesAcked.size >= 5, 30_000, 20).catch(why);
+      await eventually(
+        'some traffic before the kill',
+        () => issued.size >= 40 && votesAcked.size >= 5,
+        30_000,
+        20,
+      ).catch(why);
       before = { issued: issued.size, votes: votesAcked.size };
       // Requests whose expiry jobs (BullMQ, delayed) come due around the switch.
-      for (const n of [1, 2]) expiring.push(await deployer(a.address).request({ operation: 'deploy', resource: 'quick/web', parameters: { n } }));
+      for (const n of [1, 2])
+        expiring.push(
+          await deployer(a.address).request({ operation: 'deploy', resource: 'quick/web', parameters: { n } }),
+        );
       killedAt = performance.now();
       await oldPrimary.stop('SIGKILL');
       await eventually('a call to succeed after the kill', () => firstSuccessMs !== undefined, 30_000, 20).catch(why);
@@ -201,7 +232,12 @@ describe('Redis primary lost (Sentinel failover)', () => {
     }
     stop = true; // the loops end with the call each has in flight
     await loops;
-    for (const r of expiring) assert.equal((await deployer(b.address).waitForApproval(r)).state, 'EXPIRED', `request ${r.requestId} expired (its job fired after the failover)`);
+    for (const r of expiring)
+      assert.equal(
+        (await deployer(b.address).waitForApproval(r)).state,
+        'EXPIRED',
+        `request ${r.requestId} expired (its job fired after the failover)`,
+      );
 
     const newPrimaryPort = await set.primaryPort();
     assert.notEqual(newPrimaryPort, oldPrimary.port, 'Sentinel promoted a replica');
@@ -210,9 +246,17 @@ describe('Redis primary lost (Sentinel failover)', () => {
     const records = (await auditEvents(redis, prefix)) as Audited[];
     const audited = new Set(records.filter((r) => r.type === 'credential_issued').map((r) => r.jti));
     const missing = [...issued].filter((jti) => !audited.has(jti));
-    assert.deepEqual(missing, [], 'every credential a client received has its credential_issued record on the new primary');
+    assert.deepEqual(
+      missing,
+      [],
+      'every credential a client received has its credential_issued record on the new primary',
+    );
     const voted = new Set(records.filter((r) => r.type === 'vote' && r.principal === 'alice').map((r) => r.request_id));
-    assert.deepEqual([...votesAcked].filter((id) => !voted.has(id)), [], 'every acknowledged vote is on the new primary');
+    assert.deepEqual(
+      [...votesAcked].filter((id) => !voted.has(id)),
+      [],
+      'every acknowledged vote is on the new primary',
+    );
     const of = (type: string, id: string) => records.filter((r) => r.type === type && r.request_id === id);
     // A write whose WAIT failed in the switch was not acknowledged; the retry (or the outbox's sweep) records
     // it again, so a creation or resolution record may appear twice. What must hold: nothing lost, one outcome,
@@ -226,20 +270,36 @@ describe('Redis primary lost (Sentinel failover)', () => {
       assert.ok(new Set(of('credential_issued', id).map((r) => r.jti)).size <= 1, `request ${id}: one credential`);
       repeated += decisions - 1 + Math.max(0, of('resolution', id).length - 1);
     }
-    for (const r of expiring) assert.deepEqual(new Set(of('resolution', r.requestId).map((x) => (x as { state?: string }).state)), new Set(['EXPIRED']), `request ${r.requestId} expired once`);
-    for (const id of votesAcked) assert.deepEqual(new Set(of('resolution', id).map((r) => (r as { state?: string }).state)), new Set(['APPROVED']), `request ${id} (vote acknowledged) resolved APPROVED`);
+    for (const r of expiring)
+      assert.deepEqual(
+        new Set(of('resolution', r.requestId).map((x) => (x as { state?: string }).state)),
+        new Set(['EXPIRED']),
+        `request ${r.requestId} expired once`,
+      );
+    for (const id of votesAcked)
+      assert.deepEqual(
+        new Set(of('resolution', id).map((r) => (r as { state?: string }).state)),
+        new Set(['APPROVED']),
+        `request ${id} (vote acknowledged) resolved APPROVED`,
+      );
 
     // The audit CLI follows Sentinel too (it used to connect to redis.url: the dead primary).
     const verify = await new Promise<{ code: number; out: string }>((resolve) => {
       const env = { ...process.env };
       delete env.REDIS_URL;
-      execFile(process.execPath, [BROKER_BIN, 'audit', 'verify', '--config', files.configFile], { env }, (error, stdout, stderr) =>
-        resolve({ code: error ? Number(error.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+      execFile(
+        process.execPath,
+        [BROKER_BIN, 'audit', 'verify', '--config', files.configFile],
+        { env },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, out: `${stdout}${stderr}` }),
       );
     });
     assert.equal(verify.code, 0, verify.out);
     assert.match(verify.out, /audit verify: .* records/);
-    assert.ok(a.child.exitCode === null && b.child.exitCode === null, 'the same two broker processes served throughout');
+    assert.ok(
+      a.child.exitCode === null && b.child.exitCode === null,
+      'the same two broker processes served throughout',
+    );
 
     const report =
       `failover: kill -> first success of a call started after it ${Math.round(firstSuccessMs as number)} ms; ` +
@@ -248,7 +308,10 @@ describe('Redis primary lost (Sentinel failover)', () => {
       `failed attempts (retried): ${JSON.stringify(Object.fromEntries(failures))}`;
     t.diagnostic(report);
     process.stderr.write(`${report}\n`);
-    assert.ok((firstSuccessMs as number) < 15_000, `recovered in ${Math.round(firstSuccessMs as number)} ms (goal: under 10 s)`);
+    assert.ok(
+      (firstSuccessMs as number) < 15_000,
+      `recovered in ${Math.round(firstSuccessMs as number)} ms (goal: under 10 s)`,
+    );
   });
 
   it('answers UNAVAILABLE and issues nothing while no replica can confirm a write, and recovers when one can', async () => {
@@ -257,7 +320,14 @@ describe('Redis primary lost (Sentinel failover)', () => {
     const replica = await startRedisServer({ persistence: 'aof-everysec', replicaOf: primary.port });
     cleanups.push(() => replica.destroy());
     const prefix = uniquePrefix('no-replica');
-    const files = await writeBrokerFiles({ ca, policy: POLICY, redisUrl: primary.url, prefix, extraConfig: LIMITS, redisExtra: '  durability: { replicas: 1, timeout: 300ms }\n' });
+    const files = await writeBrokerFiles({
+      ca,
+      policy: POLICY,
+      redisUrl: primary.url,
+      prefix,
+      extraConfig: LIMITS,
+      redisExtra: '  durability: { replicas: 1, timeout: 300ms }\n',
+    });
     cleanups.push(() => rm(files.dir, { recursive: true, force: true }));
     const broker = await spawnBroker(files.configFile);
     cleanups.push(() => broker.kill('SIGKILL'));
@@ -277,10 +347,16 @@ describe('Redis primary lost (Sentinel failover)', () => {
     assert.equal((await readyz()).status, 200);
 
     await replica.stop('SIGKILL');
-    for (const [n, resource] of [[1, 'staging/web'], [2, 'prod/web']] as const) {
+    for (const [n, resource] of [
+      [1, 'staging/web'],
+      [2, 'prod/web'],
+    ] as const) {
       let error: unknown;
       await client.requestOperation({ operation: 'deploy', resource, parameters: { n } }).then(
-        (r) => assert.fail(`expected UNAVAILABLE, got ${r.state}${r.credentialId ? ` with credential ${r.credentialId}` : ''}`),
+        (r) =>
+          assert.fail(
+            `expected UNAVAILABLE, got ${r.state}${r.credentialId ? ` with credential ${r.credentialId}` : ''}`,
+          ),
         (e: unknown) => (error = e),
       );
       assert.ok(error instanceof CountersignClientError, String(error));

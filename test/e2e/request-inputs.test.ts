@@ -15,7 +15,9 @@ const INT64_MIN = -9223372036854775808n;
 
 /** RequestOperationRequest bytes: the fields as ts-proto encodes them, then a requested_ttl written by hand. */
 function encodeRequest(fields: Partial<RequestOperationRequest>, ttl?: { seconds: bigint; nanos: number }): Buffer {
-  const writer = RequestOperationRequest.encode(RequestOperationRequest.create({ operation: 'deploy', resource: 'staging/web', ...fields }));
+  const writer = RequestOperationRequest.encode(
+    RequestOperationRequest.create({ operation: 'deploy', resource: 'staging/web', ...fields }),
+  );
   if (ttl !== undefined) {
     const duration = new BinaryWriter();
     if (ttl.seconds !== 0n) duration.uint32(8).int64(ttl.seconds);
@@ -35,15 +37,60 @@ describe('RequestOperation inputs that used to reach INTERNAL', () => {
   after(async () => t?.close());
 
   const cases: [string, Buffer, string, RegExp][] = [
-    ['a number beyond any double (1e400)', encodeRequest({ parametersJson: '{"n":1e400}' }), 'parameters_json', /\$\.n: the number 1e400 is beyond ±9007199254740991 \(2\^53 - 1\)/],
-    ['a negative number beyond any double (-1e400)', encodeRequest({ parametersJson: '{"n":[-1e400]}' }), 'parameters_json', /\$\.n\[0\]: the number -1e400/],
-    ['a lone surrogate in a string', encodeRequest({ parametersJson: '{"s":"\\ud800"}' }), 'parameters_json', /\$\.s: a string holds a lone UTF-16 surrogate/],
-    ['a lone surrogate in a member name', encodeRequest({ parametersJson: '{"k\\ud800":1}' }), 'parameters_json', /a member name holds a lone UTF-16 surrogate/],
-    ['a low surrogate alone', encodeRequest({ parametersJson: '{"s":"a\\udc00b"}' }), 'parameters_json', /lone UTF-16 surrogate/],
-    ['requested_ttl of int64 max seconds', encodeRequest({}, { seconds: INT64_MAX, nanos: 0 }), 'requested_ttl.seconds', /^requested_ttl\.seconds: 9223372036854775807 is out of range/],
-    ['requested_ttl of int64 min seconds', encodeRequest({}, { seconds: INT64_MIN, nanos: 0 }), 'requested_ttl.seconds', /^requested_ttl\.seconds: -9223372036854775808 is out of range/],
-    ['requested_ttl with nanos of 2e9', encodeRequest({}, { seconds: 60n, nanos: 2_000_000_000 }), 'requested_ttl.nanos', /^requested_ttl\.nanos: 2000000000 is out of range \(0 to 999999999\)/],
-    ['requested_ttl with negative nanos', encodeRequest({}, { seconds: 60n, nanos: -1 }), 'requested_ttl.nanos', /^requested_ttl\.nanos: -1 is out of range/],
+    [
+      'a number beyond any double (1e400)',
+      encodeRequest({ parametersJson: '{"n":1e400}' }),
+      'parameters_json',
+      /\$\.n: the number 1e400 is beyond ±9007199254740991 \(2\^53 - 1\)/,
+    ],
+    [
+      'a negative number beyond any double (-1e400)',
+      encodeRequest({ parametersJson: '{"n":[-1e400]}' }),
+      'parameters_json',
+      /\$\.n\[0\]: the number -1e400/,
+    ],
+    [
+      'a lone surrogate in a string',
+      encodeRequest({ parametersJson: '{"s":"\\ud800"}' }),
+      'parameters_json',
+      /\$\.s: a string holds a lone UTF-16 surrogate/,
+    ],
+    [
+      'a lone surrogate in a member name',
+      encodeRequest({ parametersJson: '{"k\\ud800":1}' }),
+      'parameters_json',
+      /a member name holds a lone UTF-16 surrogate/,
+    ],
+    [
+      'a low surrogate alone',
+      encodeRequest({ parametersJson: '{"s":"a\\udc00b"}' }),
+      'parameters_json',
+      /lone UTF-16 surrogate/,
+    ],
+    [
+      'requested_ttl of int64 max seconds',
+      encodeRequest({}, { seconds: INT64_MAX, nanos: 0 }),
+      'requested_ttl.seconds',
+      /^requested_ttl\.seconds: 9223372036854775807 is out of range/,
+    ],
+    [
+      'requested_ttl of int64 min seconds',
+      encodeRequest({}, { seconds: INT64_MIN, nanos: 0 }),
+      'requested_ttl.seconds',
+      /^requested_ttl\.seconds: -9223372036854775808 is out of range/,
+    ],
+    [
+      'requested_ttl with nanos of 2e9',
+      encodeRequest({}, { seconds: 60n, nanos: 2_000_000_000 }),
+      'requested_ttl.nanos',
+      /^requested_ttl\.nanos: 2000000000 is out of range \(0 to 999999999\)/,
+    ],
+    [
+      'requested_ttl with negative nanos',
+      encodeRequest({}, { seconds: 60n, nanos: -1 }),
+      'requested_ttl.nanos',
+      /^requested_ttl\.nanos: -1 is out of range/,
+    ],
   ];
   for (const [name, bytes, field, message] of cases) {
     it(`answers ${name} with INVALID_ARGUMENT naming ${field}`, async () => {
@@ -59,19 +106,30 @@ describe('RequestOperation inputs that used to reach INTERNAL', () => {
 
   it('judges the 2^53 rule by the value, not by its spelling', async () => {
     const answers = await Promise.all(
-      ['1e20', '100000000000000000000', '1.0e20', '100000000000000000000.0', '9007199254740992', '9007199254740993'].map(async (n) => {
+      [
+        '1e20',
+        '100000000000000000000',
+        '1.0e20',
+        '100000000000000000000.0',
+        '9007199254740992',
+        '9007199254740993',
+      ].map(async (n) => {
         const e = await refusal(call(t, deployer, encodeRequest({ parametersJson: `{"n":${n}}` })));
         return { code: e.code, error: errorCode(e), details: e.details.replace(n, 'N') };
       }),
     );
     for (const a of answers) assert.deepEqual(a, answers[0]);
-    assert.equal(answers[0]?.details, 'parameters_json: $.n: the number N is beyond ±9007199254740991 (2^53 - 1), the largest magnitude every JSON parser reads exactly; send it as a string');
+    assert.equal(
+      answers[0]?.details,
+      'parameters_json: $.n: the number N is beyond ±9007199254740991 (2^53 - 1), the largest magnitude every JSON parser reads exactly; send it as a string',
+    );
     // Within the range, every spelling of one value is the same parameters.
     const digests = await Promise.all(
       ['9007199254740991', '9.007199254740991e15', '90071992547409910e-1'].map(async (n) => {
         const r = await call(t, deployer, encodeRequest({ parametersJson: `{"n":${n}}` }));
         assert.equal(r.state, RequestState.REQUEST_STATE_APPROVED, r.message);
-        return JSON.parse(Buffer.from((r.credential?.token ?? '').split('.')[1] ?? '', 'base64url').toString()).authorization_details[0].parameters_digest;
+        return JSON.parse(Buffer.from((r.credential?.token ?? '').split('.')[1] ?? '', 'base64url').toString())
+          .authorization_details[0].parameters_digest;
       }),
     );
     assert.equal(new Set(digests).size, 1);

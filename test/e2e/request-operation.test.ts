@@ -4,7 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { BrokerClient, RequestState, certificateThumbprint, parametersDigest, RequestOperationRequest, type RequestOperationResponse } from '@countersign/proto';
+import {
+  BrokerClient,
+  RequestState,
+  certificateThumbprint,
+  parametersDigest,
+  RequestOperationRequest,
+  type RequestOperationResponse,
+} from '@countersign/proto';
 import type { JSONWebKeySet } from 'jose';
 import { CountersignClient, CountersignClientError, verifyCredential } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/broker/testing';
@@ -12,11 +19,21 @@ import { CertificateAuthority, startTestBroker, type IssuedSvid, type TestBroker
 const emptyRequest = RequestOperationRequest.create();
 
 /** A raw generated client, for what the SDK would refuse to send. */
-function rawCall(address: string, ca: string, svid: IssuedSvid | undefined, req: Partial<RequestOperationRequest>): Promise<RequestOperationResponse> {
+function rawCall(
+  address: string,
+  ca: string,
+  svid: IssuedSvid | undefined,
+  req: Partial<RequestOperationRequest>,
+): Promise<RequestOperationResponse> {
   const creds = svid
-    ? credentials.createSsl(Buffer.from(ca), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined })
+    ? credentials.createSsl(Buffer.from(ca), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+        checkServerIdentity: () => undefined,
+      })
     : credentials.createSsl(Buffer.from(ca), null, null, { checkServerIdentity: () => undefined });
-  const client = new BrokerClient(address, creds, { 'grpc.ssl_target_name_override': 'example.org', 'grpc.max_send_message_length': 8 * 1024 * 1024 });
+  const client = new BrokerClient(address, creds, {
+    'grpc.ssl_target_name_override': 'example.org',
+    'grpc.max_send_message_length': 8 * 1024 * 1024,
+  });
   return new Promise((resolve, reject) => {
     client.requestOperation({ ...emptyRequest, ...req }, new Metadata(), { deadline: Date.now() + 10_000 }, (e, r) => {
       client.close();
@@ -45,7 +62,12 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   before(async () => {
     t = await startTestBroker();
     deployer = t.svid('ci/deployer');
-    client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
+    client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
   });
   after(async () => {
     client?.close();
@@ -54,7 +76,12 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
 
   it('answers an allowed request with a credential bound to the operation, parameters and certificate', async () => {
     const parameters = { version: '1.4.2', replicas: 3, flags: ['canary'] };
-    const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters, reason: 'release' });
+    const result = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      parameters,
+      reason: 'release',
+    });
     assert.equal(result.state, 'APPROVED');
     assert.equal(result.rule, 'staging-deploys');
     assert.ok(result.token);
@@ -80,11 +107,19 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
 
     // The same credential does not verify for other parameters or another certificate.
     await assert.rejects(
-      verifyCredential(result.token, { jwks, audience: `https://deploy.${t.trustDomain}`, parameters: { ...parameters, replicas: 4 } }),
+      verifyCredential(result.token, {
+        jwks,
+        audience: `https://deploy.${t.trustDomain}`,
+        parameters: { ...parameters, replicas: 4 },
+      }),
       { code: 'ERR_CREDENTIAL_PARAMETERS_MISMATCH' },
     );
     await assert.rejects(
-      verifyCredential(result.token, { jwks, audience: `https://deploy.${t.trustDomain}`, clientCertificate: t.svid('ci/deployer').pem }),
+      verifyCredential(result.token, {
+        jwks,
+        audience: `https://deploy.${t.trustDomain}`,
+        clientCertificate: t.svid('ci/deployer').pem,
+      }),
       { code: 'ERR_CREDENTIAL_CERTIFICATE_MISMATCH' },
     );
   });
@@ -92,7 +127,9 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   it('records the request, the decision and the issuance in the audit chain before answering', async () => {
     const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/api' });
     const entries = await t.broker.redis.lrange(`${t.prefix}audit:chain`, 0, -1);
-    const events = entries.map((line) => (JSON.parse(line) as { event: Record<string, unknown> }).event).filter((e) => e.request_id === result.requestId);
+    const events = entries
+      .map((line) => (JSON.parse(line) as { event: Record<string, unknown> }).event)
+      .filter((e) => e.request_id === result.requestId);
     assert.deepEqual(
       events.map((e) => e.type),
       ['request_received', 'decision', 'credential_issued'],
@@ -102,14 +139,26 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   });
 
   it('honours a shorter requested TTL and an explicit audience', async () => {
-    const result = await client.requestOperation({ operation: 'deploy', resource: 'staging/web', ttlSeconds: 60, audience: 'spiffe://example.org/deploy-api' });
+    const result = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'staging/web',
+      ttlSeconds: 60,
+      audience: 'spiffe://example.org/deploy-api',
+    });
     const jwks = (await (await fetch(t.jwksUrl)).json()) as JSONWebKeySet;
-    const verified = await verifyCredential(result.token as string, { jwks, audience: 'spiffe://example.org/deploy-api' });
+    const verified = await verifyCredential(result.token as string, {
+      jwks,
+      audience: 'spiffe://example.org/deploy-api',
+    });
     assert.equal(verified.claims.exp - verified.claims.iat, 60);
   });
 
   it('answers PENDING_APPROVAL for a request that needs a human', async () => {
-    const result = await client.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1.4.2' } });
+    const result = await client.requestOperation({
+      operation: 'deploy',
+      resource: 'prod/web',
+      parameters: { version: '1.4.2' },
+    });
     assert.equal(result.state, 'PENDING_APPROVAL');
     assert.equal(result.token, undefined);
     assert.match(result.requestId, /^req_/);
@@ -127,7 +176,9 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   });
 
   it('refuses a connection without a client certificate', async () => {
-    const e = await rejection(rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }));
+    const e = await rejection(
+      rawCall(t.address, t.ca.pem, undefined, { operation: 'deploy', resource: 'staging/web' }),
+    );
     assert.equal(e.code, status.UNAUTHENTICATED);
     assert.equal(errorCode(e), 'ERR_SVID_NO_CERTIFICATE');
   });
@@ -149,7 +200,11 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   const malformed: [string, Partial<RequestOperationRequest>, string][] = [
     ['missing operation', { resource: 'staging/web' }, 'operation'],
     ['over-long resource', { operation: 'deploy', resource: `staging/${'x'.repeat(600)}` }, 'resource'],
-    ['parameters that are not a JSON object', { operation: 'deploy', resource: 'staging/web', parametersJson: '["a"]' }, 'parameters_json'],
+    [
+      'parameters that are not a JSON object',
+      { operation: 'deploy', resource: 'staging/web', parametersJson: '["a"]' },
+      'parameters_json',
+    ],
   ];
   for (const [name, req, field] of malformed) {
     it(`answers ${name} with INVALID_ARGUMENT naming ${field}`, async () => {
@@ -162,11 +217,18 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
 
   it('answers a 1 MiB message with RESOURCE_EXHAUSTED naming parameters_json and the limit', async () => {
     const e = await rejection(
-      rawCall(t.address, t.ca.pem, deployer, { operation: 'deploy', resource: 'staging/web', parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }) }),
+      rawCall(t.address, t.ca.pem, deployer, {
+        operation: 'deploy',
+        resource: 'staging/web',
+        parametersJson: JSON.stringify({ blob: 'x'.repeat(1024 * 1024) }),
+      }),
     );
     assert.equal(e.code, status.RESOURCE_EXHAUSTED);
     assert.equal(errorCode(e), 'ERR_LIMIT_EXCEEDED');
-    assert.match(e.details, /^parameters_json: is \d+ bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/);
+    assert.match(
+      e.details,
+      /^parameters_json: is \d+ bytes, at most 65536 are allowed \(limit requests.limits.max_parameters_bytes\)/,
+    );
   });
 
   it('maps broker errors to typed SDK errors', async () => {
@@ -179,10 +241,17 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
   });
 
   it('refuses to redeem something that is not one of its credentials, saying why', async () => {
-    const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(deployer.keyPem), Buffer.from(deployer.chainPem), { checkServerIdentity: () => undefined });
+    const creds = credentials.createSsl(
+      Buffer.from(t.ca.pem),
+      Buffer.from(deployer.keyPem),
+      Buffer.from(deployer.chainPem),
+      { checkServerIdentity: () => undefined },
+    );
     const raw = new BrokerClient(t.address, creds, { 'grpc.ssl_target_name_override': 'example.org' });
     const e = await rejection(
-      new Promise((resolve, reject) => raw.redeemCredential({ token: 'x' }, (err, res) => (err ? reject(err) : resolve(res)))),
+      new Promise((resolve, reject) =>
+        raw.redeemCredential({ token: 'x' }, (err, res) => (err ? reject(err) : resolve(res))),
+      ),
     );
     raw.close();
     assert.equal(e.code, status.INVALID_ARGUMENT);
@@ -192,7 +261,9 @@ describe('walking skeleton: RequestOperation over mTLS', () => {
 
   it('serves JWKS, health and readiness over HTTP', async () => {
     const base = `http://127.0.0.1:${t.broker.httpPort}`;
-    const jwks = (await (await fetch(`${base}/.well-known/jwks.json`)).json()) as { keys: { kty: string; alg: string; kid: string; d?: string }[] };
+    const jwks = (await (await fetch(`${base}/.well-known/jwks.json`)).json()) as {
+      keys: { kty: string; alg: string; kid: string; d?: string }[];
+    };
     assert.equal(jwks.keys.length, 1);
     assert.equal(jwks.keys[0]?.alg, 'ES256');
     assert.equal(jwks.keys[0]?.d, undefined, 'no private part is published');

@@ -10,7 +10,12 @@ describe('graceful shutdown', () => {
   it('ends open watches with UNAVAILABLE ERR_SHUTTING_DOWN well before the grace period', async () => {
     const t = await startTestBroker({ shutdownGrace: '30s' });
     const deployer = t.svid('ci/deployer');
-    const client = new CountersignClient({ address: t.address, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: t.ca.pem,
+    });
     let closed = false;
     try {
       const pending = await client.requestOperation({ operation: 'deploy', resource: 'prod/web' });
@@ -18,7 +23,11 @@ describe('graceful shutdown', () => {
       const reconnects: CountersignClientError[] = [];
       const abort = new AbortController();
       const watching = (async () => {
-        for await (const update of client.watch(pending.requestId, { signal: abort.signal, onReconnect: (e) => reconnects.push(e), maxBackoffMs: 200 })) {
+        for await (const update of client.watch(pending.requestId, {
+          signal: abort.signal,
+          onReconnect: (e) => reconnects.push(e),
+          maxBackoffMs: 200,
+        })) {
           void update;
         }
       })();

@@ -110,7 +110,12 @@ requests:
     a = await start();
     b = await start();
     const deployer = files.ca.issueSvid(`spiffe://${TD}/ci/deployer`);
-    client = new CountersignClient({ address: `127.0.0.1:${a.grpcPort}`, certChainPem: deployer.chainPem, keyPem: deployer.keyPem, caPem: files.ca.pem });
+    client = new CountersignClient({
+      address: `127.0.0.1:${a.grpcPort}`,
+      certChainPem: deployer.chainPem,
+      keyPem: deployer.keyPem,
+      caPem: files.ca.pem,
+    });
   });
   after(async () => {
     client?.close();
@@ -122,8 +127,18 @@ requests:
     await r?.cleanup();
   });
 
-  const ask = async (operation: string, resource: string, extra: { onBehalfOf?: string; reason?: string } = {}): Promise<OperationResult> => {
-    const result = await client.requestOperation({ operation, resource, parameters: { version: '1.4.2' }, reason: extra.reason ?? 'release', onBehalfOf: extra.onBehalfOf });
+  const ask = async (
+    operation: string,
+    resource: string,
+    extra: { onBehalfOf?: string; reason?: string } = {},
+  ): Promise<OperationResult> => {
+    const result = await client.requestOperation({
+      operation,
+      resource,
+      parameters: { version: '1.4.2' },
+      reason: extra.reason ?? 'release',
+      onBehalfOf: extra.onBehalfOf,
+    });
     assert.equal(result.state, 'PENDING_APPROVAL', result.message);
     return result;
   };
@@ -131,18 +146,29 @@ requests:
     fake.waitFor(`the card of ${requestId}`, () => fake.posts(channel).find((m) => m.text.includes(requestId)));
   const stateOf = async (requestId: string) => (await a.approvals.workflow.get(requestId))?.state;
   /** Clicks a button as `user` on replica `broker` and waits for the private answer. */
-  const clickAndHear = async (broker: RunningBroker, card: FakeMessage, actionId: string, user: string, pattern: RegExp) => {
+  const clickAndHear = async (
+    broker: RunningBroker,
+    card: FakeMessage,
+    actionId: string,
+    user: string,
+    pattern: RegExp,
+  ) => {
     const from = fake.ephemerals.length;
     const res = await fake.click(events(broker), card, actionId, user);
     assert.equal(res.status, 200);
     return answerTo(user, pattern, from);
   };
   const answerTo = (user: string, pattern: RegExp, from: number) =>
-    fake.waitFor(`an answer to ${user} matching ${pattern}`, () => fake.ephemerals.slice(from).find((e) => e.user === user && pattern.test(e.text)));
+    fake.waitFor(`an answer to ${user} matching ${pattern}`, () =>
+      fake.ephemerals.slice(from).find((e) => e.user === user && pattern.test(e.text)),
+    );
   /** Jobs added to the Slack queue with an id it already had (BullMQ's "duplicated" event). */
   const duplicatedSlackJobs = async () =>
-    (await r.redis.xrange(`${r.prefix}bull:slack:events`, '-', '+')).filter(([, fields]) => fields[0] === 'event' && fields[1] === 'duplicated').length;
-  const audited = async (requestId: string) => (await auditEvents(r.redis, r.prefix)).filter((e) => e.request_id === requestId);
+    (await r.redis.xrange(`${r.prefix}bull:slack:events`, '-', '+')).filter(
+      ([, fields]) => fields[0] === 'event' && fields[1] === 'duplicated',
+    ).length;
+  const audited = async (requestId: string) =>
+    (await auditEvents(r.redis, r.prefix)).filter((e) => e.request_id === requestId);
 
   it('posts the card for a prod request and approves it with one click; the requester gets its credential', async () => {
     const req = await ask('deploy', 'prod/web');
@@ -155,19 +181,33 @@ requests:
       return updates;
     })();
 
-    await clickAndHear(a, card, 'countersign_approve', 'U0ALICE', /`deploy` on `prod\/web` is recorded; the request is now \*approved\*/);
+    await clickAndHear(
+      a,
+      card,
+      'countersign_approve',
+      'U0ALICE',
+      /`deploy` on `prod\/web` is recorded; the request is now \*approved\*/,
+    );
     const updates = await watching;
     const last = updates.at(-1);
     assert.equal(last?.state, 'APPROVED');
     assert.ok(last?.token, 'the watching requester gets the credential');
-    const claims = JSON.parse(Buffer.from(last.token.split('.')[1] as string, 'base64url').toString()) as { approval: { approvers: { principal: string; channel: string }[] } };
+    const claims = JSON.parse(Buffer.from(last.token.split('.')[1] as string, 'base64url').toString()) as {
+      approval: { approvers: { principal: string; channel: string }[] };
+    };
     assert.deepEqual(
       claims.approval.approvers.map((x) => [x.principal, x.channel]),
       [['alice', 'slack']],
     );
     // The card ends without buttons, saying who approved; the vote is a reply in its thread.
-    await fake.waitFor('the approved card', () => !card.blocks.some((blk) => blk.type === 'actions') && /Approved\* by alice/.test(JSON.stringify(card.blocks)));
-    await fake.waitFor('the vote in the thread', () => fake.replies(card.channel, card.ts).some((m) => m.text.includes('*alice*')));
+    await fake.waitFor(
+      'the approved card',
+      () =>
+        !card.blocks.some((blk) => blk.type === 'actions') && /Approved\* by alice/.test(JSON.stringify(card.blocks)),
+    );
+    await fake.waitFor('the vote in the thread', () =>
+      fake.replies(card.channel, card.ts).some((m) => m.text.includes('*alice*')),
+    );
   });
 
   it('a 2-of-2 rule needs both approvals: one click leaves it pending, the second approves it', async () => {
@@ -187,15 +227,32 @@ requests:
     const card = await cardOf(req.requestId);
 
     await clickAndHear(a, card, 'countersign_approve', 'U0DAVE', /Not recorded: dave is not an approver/);
-    await clickAndHear(a, card, 'countersign_approve', 'U0ALICE', /Not recorded: .*on behalf of alice.*separation of duties/);
+    await clickAndHear(
+      a,
+      card,
+      'countersign_approve',
+      'U0ALICE',
+      /Not recorded: .*on behalf of alice.*separation of duties/,
+    );
     await clickAndHear(b, card, 'countersign_approve', 'U0BOB', /recorded: 1 of 2/);
     await clickAndHear(a, card, 'countersign_approve', 'U0BOB', /Not recorded: bob already voted approve/);
-    await clickAndHear(a, card, 'countersign_approve', 'U0MALLORY', /U0MALLORY is not in Countersign's principals file/);
+    await clickAndHear(
+      a,
+      card,
+      'countersign_approve',
+      'U0MALLORY',
+      /U0MALLORY is not in Countersign's principals file/,
+    );
 
     assert.equal(await stateOf(req.requestId), 'PENDING_APPROVAL');
     const view = await a.approvals.workflow.get(req.requestId);
-    assert.deepEqual(view?.votes.map((v) => v.principal), ['bob']);
-    const refused = (await audited(req.requestId)).filter((e) => e.type === 'vote_refused').map((e) => [e.principal, e.code, e.channel]);
+    assert.deepEqual(
+      view?.votes.map((v) => v.principal),
+      ['bob'],
+    );
+    const refused = (await audited(req.requestId))
+      .filter((e) => e.type === 'vote_refused')
+      .map((e) => [e.principal, e.code, e.channel]);
     assert.deepEqual(refused, [
       ['dave', 'ERR_NOT_AN_APPROVER', 'slack'],
       ['alice', 'ERR_SELF_APPROVAL', 'slack'],
@@ -210,14 +267,20 @@ requests:
     const from = fake.ephemerals.length;
     const duplicatesBefore = await duplicatedSlackJobs();
     const payload = fake.clickPayload(card, 'countersign_approve', 'U0ALICE');
-    const [ra, rb] = await Promise.all([fake.sendInteraction(events(a), payload), fake.sendInteraction(events(b), payload)]);
+    const [ra, rb] = await Promise.all([
+      fake.sendInteraction(events(a), payload),
+      fake.sendInteraction(events(b), payload),
+    ]);
     assert.deepEqual([ra.status, rb.status], [200, 200]);
     await answerTo('U0ALICE', /recorded: 1 of 2/, from);
     // Both replicas answered: the second answer is the same Slack job, which BullMQ reports as a duplicate.
     await fake.waitFor('both deliveries to be answered', async () => (await duplicatedSlackJobs()) > duplicatesBefore);
     assert.equal(fake.ephemerals.slice(from).filter((e) => e.user === 'U0ALICE').length, 1, 'one answer');
     const view = await a.approvals.workflow.get(req.requestId);
-    assert.deepEqual(view?.votes.map((v) => v.principal), ['alice']);
+    assert.deepEqual(
+      view?.votes.map((v) => v.principal),
+      ['alice'],
+    );
     assert.equal(view?.state, 'PENDING_APPROVAL');
     const votes = (await audited(req.requestId)).filter((e) => e.type === 'vote' || e.type === 'vote_refused');
     assert.deepEqual(
@@ -232,14 +295,24 @@ requests:
     const card = await cardOf(req.requestId);
     const from = fake.ephemerals.length;
     await fake.click(events(a), card, 'countersign_deny', 'U0BOB');
-    const modal = await fake.waitFor('the deny form', () => fake.views.find((v) => v.user === 'U0BOB' && JSON.stringify(v.view).includes(req.requestId)));
+    const modal = await fake.waitFor('the deny form', () =>
+      fake.views.find((v) => v.user === 'U0BOB' && JSON.stringify(v.view).includes(req.requestId)),
+    );
     assert.equal(await stateOf(req.requestId), 'PENDING_APPROVAL', 'opening the form decides nothing');
     const empty = await fake.submitView(events(b), modal, { reason: '' });
-    assert.deepEqual(empty.json, { response_action: 'errors', errors: { reason: 'Give a reason: it is recorded with your vote.' } });
+    assert.deepEqual(empty.json, {
+      response_action: 'errors',
+      errors: { reason: 'Give a reason: it is recorded with your vote.' },
+    });
     await fake.submitView(events(b), modal, { reason: 'not during the freeze' });
     await answerTo('U0BOB', /denial .* is recorded; the request is now \*denied\*/, from);
     assert.equal(await stateOf(req.requestId), 'DENIED');
-    await fake.waitFor('the denied card', () => /Denied\* by bob/.test(JSON.stringify(card.blocks)) && /not during the freeze/.test(JSON.stringify(card.blocks)));
+    await fake.waitFor(
+      'the denied card',
+      () =>
+        /Denied\* by bob/.test(JSON.stringify(card.blocks)) &&
+        /not during the freeze/.test(JSON.stringify(card.blocks)),
+    );
   });
 
   it('step-up confirm: a modal where the resource must be typed again, then a reason', async () => {
@@ -247,7 +320,9 @@ requests:
     const card = await cardOf(req.requestId);
     const from = fake.ephemerals.length;
     await fake.click(events(a), card, 'countersign_approve', 'U0ALICE');
-    const modal = await fake.waitFor('the confirm form', () => fake.views.find((v) => v.user === 'U0ALICE' && JSON.stringify(v.view).includes(req.requestId)));
+    const modal = await fake.waitFor('the confirm form', () =>
+      fake.views.find((v) => v.user === 'U0ALICE' && JSON.stringify(v.view).includes(req.requestId)),
+    );
     const typo = await fake.submitView(events(a), modal, { resource: 'prod/signin', reason: 'scheduled rotation' });
     assert.equal((typo.json as { response_action: string }).response_action, 'errors');
     assert.equal(await stateOf(req.requestId), 'PENDING_APPROVAL');
@@ -264,7 +339,10 @@ requests:
     const req = await ask('restart', 'prod/cache');
     const card = await cardOf(req.requestId);
     await clickAndHear(a, card, 'countersign_approve', 'U0ALICE', /recorded: 1 of 2/);
-    await fake.waitFor('the expired card', () => /Expired\*/.test(JSON.stringify(card.blocks)) && !card.blocks.some((blk) => blk.type === 'actions'));
+    await fake.waitFor(
+      'the expired card',
+      () => /Expired\*/.test(JSON.stringify(card.blocks)) && !card.blocks.some((blk) => blk.type === 'actions'),
+    );
     assert.match(JSON.stringify(card.blocks), /with 1 of 2 approval/);
     assert.equal(await stateOf(req.requestId), 'EXPIRED');
     // A click on a stale copy of the card (Slack clients can lag) is refused, and the card is refreshed.
@@ -273,13 +351,22 @@ requests:
   });
 
   it('break-glass: the credential comes at once, and the channel and every approver (groups included) are told, with the reason', async () => {
-    const result = await client.requestOperation({ operation: 'failover', resource: 'prod/db', parameters: { region: 'eu-west-1' }, reason: 'primary is down, INC-4711' });
+    const result = await client.requestOperation({
+      operation: 'failover',
+      resource: 'prod/db',
+      parameters: { region: 'eu-west-1' },
+      reason: 'primary is down, INC-4711',
+    });
     assert.equal(result.state, 'APPROVED', result.message);
     assert.ok(result.token, 'no waiting for anyone');
-    const jti = (JSON.parse(Buffer.from((result.token).split('.')[1] as string, 'base64url').toString()) as { jti: string }).jti;
+    const jti = (
+      JSON.parse(Buffer.from(result.token.split('.')[1] as string, 'base64url').toString()) as { jti: string }
+    ).jti;
     // The rule's channel, and a DM to alice, bob and carol (a member of the oncall Slack user group).
     for (const channel of ['C0APPROVALS', 'D0ALICE', 'D0BOB', 'D0CAROL']) {
-      const notice = await fake.waitFor(`the break-glass notice in ${channel}`, () => fake.posts(channel).find((m) => m.text.includes(result.requestId)));
+      const notice = await fake.waitFor(`the break-glass notice in ${channel}`, () =>
+        fake.posts(channel).find((m) => m.text.includes(result.requestId)),
+      );
       const shown = JSON.stringify(notice.blocks);
       assert.match(notice.text, /Break-glass used: failover prod\/db/);
       assert.match(shown, /incident-break-glass/);
@@ -288,33 +375,54 @@ requests:
       assert.ok(shown.includes(jti), 'the notice names the credential it announces');
       assert.ok(!notice.blocks.some((blk) => blk.type === 'actions'), 'nothing to click: it is not pending');
     }
-    assert.equal(fake.posts('D0DAVE').filter((m) => m.text.includes(result.requestId)).length, 0, 'dave is not named by the rule');
+    assert.equal(
+      fake.posts('D0DAVE').filter((m) => m.text.includes(result.requestId)).length,
+      0,
+      'dave is not named by the rule',
+    );
     // The audit says it was break-glass, and where each notice went.
     const trail = await fake.waitFor('four notices in the audit log', async () => {
       const events = await audited(result.requestId);
-      return events.filter((e) => e.type === 'notification_sent' && e.event === 'break_glass_posted').length === 4 ? events : undefined;
+      return events.filter((e) => e.type === 'notification_sent' && e.event === 'break_glass_posted').length === 4
+        ? events
+        : undefined;
     });
     const decision = trail.find((e) => e.type === 'decision');
     assert.equal(decision?.decision, 'break_glass');
     assert.equal(decision?.break_glass, true);
     assert.ok(trail.some((e) => e.type === 'credential_issued' && e.jti === jti));
-    assert.ok(trail.some((e) => e.type === 'notification_sent' && e.channel === 'slack' && e.event === 'break_glass'), 'the broker recorded the announcement job as done');
+    assert.ok(
+      trail.some((e) => e.type === 'notification_sent' && e.channel === 'slack' && e.event === 'break_glass'),
+      'the broker recorded the announcement job as done',
+    );
   });
 
   it('break-glass without a reason is denied, and nobody is paged', async () => {
     const posted = fake.posts().length;
-    const result = await client.requestOperation({ operation: 'failover', resource: 'prod/db', parameters: {}, reason: '' });
+    const result = await client.requestOperation({
+      operation: 'failover',
+      resource: 'prod/db',
+      parameters: {},
+      reason: '',
+    });
     assert.equal(result.state, 'DENIED');
     assert.match(result.message, /break-glass, which needs a reason/);
     // The notify queue is empty of break-glass jobs for it (nothing was announced).
     const jobs = await r.redis.keys(`${r.prefix}bull:notify:${result.requestId}.break_glass*`);
     assert.deepEqual(jobs, []);
-    assert.equal(fake.posts().slice(posted).filter((m) => m.text.includes(result.requestId)).length, 0);
+    assert.equal(
+      fake
+        .posts()
+        .slice(posted)
+        .filter((m) => m.text.includes(result.requestId)).length,
+      0,
+    );
   });
 
   it('/metrics counts the Slack queue with the others (Web API calls waiting, retrying, failed)', async () => {
     const text = await (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text();
-    for (const queue of ['notify', 'expiry', 'slack']) assert.match(text, new RegExp(`countersign_queue_jobs\\{queue="${queue}",state="failed"\\} \\d+`));
+    for (const queue of ['notify', 'expiry', 'slack'])
+      assert.match(text, new RegExp(`countersign_queue_jobs\\{queue="${queue}",state="failed"\\} \\d+`));
   });
 
   it('approver groups can be Slack user groups: a member approves, in a DM', async () => {

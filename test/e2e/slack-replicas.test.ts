@@ -9,7 +9,16 @@ import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import type { ApprovalRequestView, ApproverChannel } from '@countersign/approvers';
 import { ApprovalsClient, CountersignClient } from '@countersign/agent';
-import { connectRedis, eventually, FakeSlack, startTestBroker, testRedis, writeBrokerFiles, type BrokerFiles, type TestRedis } from '@countersign/broker/testing';
+import {
+  connectRedis,
+  eventually,
+  FakeSlack,
+  startTestBroker,
+  testRedis,
+  writeBrokerFiles,
+  type BrokerFiles,
+  type TestRedis,
+} from '@countersign/broker/testing';
 import { parseConfig, startBroker, type RunningBroker } from '@countersign/broker';
 import { capturingLogger } from './support/identity.js';
 
@@ -44,7 +53,13 @@ describe('Slack with two replicas, one without Slack', () => {
 
   before(async () => {
     r = await testRedis('slack-replicas');
-    fake = await FakeSlack.start({ channels: { approvals: 'C0APPROVALS' }, users: [{ id: 'U0ALICE', name: 'alice' }, { id: 'U0BOB', name: 'bob' }] });
+    fake = await FakeSlack.start({
+      channels: { approvals: 'C0APPROVALS' },
+      users: [
+        { id: 'U0ALICE', name: 'alice' },
+        { id: 'U0BOB', name: 'bob' },
+      ],
+    });
     files = await writeBrokerFiles({
       trustDomain: TD,
       policy: POLICY,
@@ -59,8 +74,18 @@ describe('Slack with two replicas, one without Slack', () => {
     const captured = capturingLogger();
     withoutSlackLog = captured.lines;
     // The replica without Slack starts first, so that it is already taking jobs when the other one announces Slack.
-    withoutSlack = await startBroker(parseConfig(noSlackConfig, files.configFile), { logger: captured.logger, redis: await connectRedis(r.url), auditStdout: null, env: {} });
-    withSlack = await startBroker(parseConfig(files.configText, files.configFile), { logger: capturingLogger().logger, redis: await connectRedis(r.url), auditStdout: null, env: {} });
+    withoutSlack = await startBroker(parseConfig(noSlackConfig, files.configFile), {
+      logger: captured.logger,
+      redis: await connectRedis(r.url),
+      auditStdout: null,
+      env: {},
+    });
+    withSlack = await startBroker(parseConfig(files.configText, files.configFile), {
+      logger: capturingLogger().logger,
+      redis: await connectRedis(r.url),
+      auditStdout: null,
+      env: {},
+    });
     assert.equal(withSlack.slackMode, 'http');
     assert.equal(withoutSlack.slackMode, undefined);
   });
@@ -76,15 +101,34 @@ describe('Slack with two replicas, one without Slack', () => {
 
   const clientOn = (broker: RunningBroker, path: string) => {
     const svid = files.ca.issueSvid(`spiffe://${TD}/${path}`);
-    const client = new CountersignClient({ address: `127.0.0.1:${broker.grpcPort}`, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: files.ca.pem });
+    const client = new CountersignClient({
+      address: `127.0.0.1:${broker.grpcPort}`,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: files.ca.pem,
+    });
     clients.push(client);
     return client;
   };
 
   it('delivers the card of every request, made on either replica, exactly once; the replica without Slack drops nothing', async () => {
     const ids: string[] = [];
-    for (const broker of [withoutSlack, withSlack, withoutSlack, withSlack, withoutSlack, withoutSlack, withSlack, withoutSlack]) {
-      const r = await clientOn(broker, 'ci/deployer').requestOperation({ operation: 'deploy', resource: `prod/web-${ids.length}`, parameters: { n: ids.length }, reason: 'release' });
+    for (const broker of [
+      withoutSlack,
+      withSlack,
+      withoutSlack,
+      withSlack,
+      withoutSlack,
+      withoutSlack,
+      withSlack,
+      withoutSlack,
+    ]) {
+      const r = await clientOn(broker, 'ci/deployer').requestOperation({
+        operation: 'deploy',
+        resource: `prod/web-${ids.length}`,
+        parameters: { n: ids.length },
+        reason: 'release',
+      });
       assert.equal(r.state, 'PENDING_APPROVAL', r.message);
       ids.push(r.requestId);
     }
@@ -96,15 +140,26 @@ describe('Slack with two replicas, one without Slack', () => {
       },
       30_000,
     );
-    assert.deepEqual(cards, ids.map(() => 1), 'one card per request');
+    assert.deepEqual(
+      cards,
+      ids.map(() => 1),
+      'one card per request',
+    );
 
     // A decision made through the replica without Slack updates the card too.
     const alice = files.ca.issueSvid(`spiffe://${TD}/human/alice`);
-    const approvals = new ApprovalsClient({ address: `127.0.0.1:${withoutSlack.grpcPort}`, certChainPem: alice.chainPem, keyPem: alice.keyPem, caPem: files.ca.pem });
+    const approvals = new ApprovalsClient({
+      address: `127.0.0.1:${withoutSlack.grpcPort}`,
+      certChainPem: alice.chainPem,
+      keyPem: alice.keyPem,
+      caPem: files.ca.pem,
+    });
     clients.push(approvals);
     await approvals.decide({ requestId: ids[0] as string, decision: 'approve', reason: 'release window' });
     await fake.waitFor('the card of the approved request updated', () =>
-      fake.callsOf('chat.update').some((c) => JSON.stringify(c.args).includes(ids[0] as string) && /[Aa]pproved/.test(JSON.stringify(c.args))),
+      fake
+        .callsOf('chat.update')
+        .some((c) => JSON.stringify(c.args).includes(ids[0] as string) && /[Aa]pproved/.test(JSON.stringify(c.args))),
     );
 
     const dropped = withoutSlackLog.filter((l) => /not configured; dropped/.test(String(l.msg)));
@@ -118,7 +173,7 @@ describe('Slack with two replicas, one without Slack', () => {
 });
 
 describe('notifications queued by an earlier version in the shared queue', () => {
-  it('are moved to their channel\'s own queue and delivered, not dropped', async () => {
+  it("are moved to their channel's own queue and delivered, not dropped", async () => {
     const told: string[] = [];
     const recorder: ApproverChannel = {
       name: 'recorder',
@@ -128,14 +183,27 @@ describe('notifications queued by an earlier version in the shared queue', () =>
     };
     const t = await startTestBroker({ overrides: { channels: [recorder] } });
     const svid = t.svid('ci/deployer');
-    const client = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.chainPem,
+      keyPem: svid.keyPem,
+      caPem: t.ca.pem,
+    });
     // As a broker before per-channel queues enqueued it: the queue "notify", shared by every channel.
     const connection = t.broker.redis.duplicate();
     const legacy = new Queue('notify', { connection, prefix: `${t.prefix}bull` });
     try {
-      const r = await client.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1.4.2' } });
+      const r = await client.requestOperation({
+        operation: 'deploy',
+        resource: 'prod/web',
+        parameters: { version: '1.4.2' },
+      });
       await eventually('the new request announced', () => told.includes(`created ${r.requestId}`) || undefined);
-      await legacy.add('resolved', { requestId: r.requestId, event: 'resolved', channel: 'recorder' }, { jobId: `${r.requestId}.resolved.recorder` });
+      await legacy.add(
+        'resolved',
+        { requestId: r.requestId, event: 'resolved', channel: 'recorder' },
+        { jobId: `${r.requestId}.resolved.recorder` },
+      );
       await eventually('the legacy job delivered', () => told.includes(`resolved ${r.requestId}`) || undefined);
     } finally {
       await legacy.close();

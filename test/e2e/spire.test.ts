@@ -50,7 +50,11 @@ class Workload {
     return this.stderr.slice(-2000);
   }
   async next(type: WorkloadLine['type'], after: number, timeoutMs = LONG): Promise<WorkloadLine> {
-    await until(`the workload's ${type} (stderr: ${this.errors})`, () => this.lines.slice(after).some((l) => l.type === type || l.type === 'error'), timeoutMs);
+    await until(
+      `the workload's ${type} (stderr: ${this.errors})`,
+      () => this.lines.slice(after).some((l) => l.type === type || l.type === 'error'),
+      timeoutMs,
+    );
     const line = this.lines.slice(after).find((l) => l.type === type || l.type === 'error') as WorkloadLine;
     assert.notEqual(line.type, 'error', `workload error ${line.code}: ${line.message}`);
     return line;
@@ -76,8 +80,16 @@ describe('with a real SPIRE', { timeout: 600_000 }, () => {
     workloadNode = join(spire.dir, 'node-workload');
     await link(node, workloadNode).catch(() => copyFile(node, workloadNode));
     const uid = process.getuid?.() ?? 0;
-    await spire.register({ spiffeId: BROKER_ID, selectors: [`unix:uid:${uid}`, `unix:path:${node}`], x509SvidTtlSeconds: SVID_TTL_SECONDS });
-    await spire.register({ spiffeId: WORKLOAD_ID, selectors: [`unix:uid:${uid}`, `unix:path:${workloadNode}`], x509SvidTtlSeconds: SVID_TTL_SECONDS });
+    await spire.register({
+      spiffeId: BROKER_ID,
+      selectors: [`unix:uid:${uid}`, `unix:path:${node}`],
+      x509SvidTtlSeconds: SVID_TTL_SECONDS,
+    });
+    await spire.register({
+      spiffeId: WORKLOAD_ID,
+      selectors: [`unix:uid:${uid}`, `unix:path:${workloadNode}`],
+      x509SvidTtlSeconds: SVID_TTL_SECONDS,
+    });
 
     t = await startTestBroker({
       policy: `version: 1
@@ -101,7 +113,12 @@ rules:
 
     const child = spawn(workloadNode, ['--import', 'tsx', join(ROOT, 'test/e2e/fixtures/spire-workload.ts')], {
       cwd: ROOT,
-      env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: spire.workloadApiAddress, COUNTERSIGN_ADDR: t.address, COUNTERSIGN_SERVER_ID: BROKER_ID },
+      env: {
+        ...process.env,
+        SPIFFE_ENDPOINT_SOCKET: spire.workloadApiAddress,
+        COUNTERSIGN_ADDR: t.address,
+        COUNTERSIGN_SERVER_ID: BROKER_ID,
+      },
     });
     workload = new Workload(child);
   });
@@ -120,28 +137,48 @@ rules:
 
   const check = async (line: WorkloadLine) => {
     assert.equal(line.state, 'APPROVED', JSON.stringify(line));
-    const verified = await verifyCredential(line.token as string, { jwks, audience: 'https://deploy.example.org', issuer: BROKER_ID, parameters: { build: 42 } });
+    const verified = await verifyCredential(line.token as string, {
+      jwks,
+      audience: 'https://deploy.example.org',
+      issuer: BROKER_ID,
+      parameters: { build: 42 },
+    });
     assert.equal(verified.claims.sub, WORKLOAD_ID);
     const bound = verified.claims.cnf['x5t#S256'];
     assert.ok([line.thumbprint, line.thumbprintAfter].includes(bound), 'bound to the SVID the workload presented');
     // The SVID lives 30 s (SPIRE backdates it 10 s): the credential is capped by it, far under the rule's 10 minutes.
-    if (bound === line.thumbprint) assert.ok(verified.claims.exp * 1000 <= (line.notAfter as number), 'never outlives the SVID');
+    if (bound === line.thumbprint)
+      assert.ok(verified.claims.exp * 1000 <= (line.notAfter as number), 'never outlives the SVID');
     assert.ok(verified.claims.exp - verified.claims.iat <= SVID_TTL_SECONDS + 10);
   };
 
   it('the broker serves the SVID SPIRE issued it', async () => {
     assert.equal(t.broker.spiffeId, BROKER_ID);
-    assert.ok(t.broker.identity.svid.notAfter - t.broker.identity.svid.notBefore <= (SVID_TTL_SECONDS + 15) * 1000, 'a short-lived SPIRE SVID');
+    assert.ok(
+      t.broker.identity.svid.notAfter - t.broker.identity.svid.notBefore <= (SVID_TTL_SECONDS + 15) * 1000,
+      'a short-lived SPIRE SVID',
+    );
     assert.deepEqual(t.broker.identity.bundles.current.trustDomains, ['example.org']);
   });
 
-  it('reads the SPIFFE bundle document SPIRE prints, and it validates SPIRE\'s SVIDs', async () => {
+  it("reads the SPIFFE bundle document SPIRE prints, and it validates SPIRE's SVIDs", async () => {
     const notes = { ignored: [] as string[] };
-    const bundle = bundleFromSpiffeJson('example.org', await spire.server(['bundle', 'show', '-format', 'spiffe']), 'spire bundle', notes);
+    const bundle = bundleFromSpiffeJson(
+      'example.org',
+      await spire.server(['bundle', 'show', '-format', 'spiffe']),
+      'spire bundle',
+      notes,
+    );
     assert.ok(bundle.x509Authorities.length >= 1);
-    assert.ok(notes.ignored.some((n) => /use "jwt-svid"/.test(n)), 'the JWT-SVID key SPIRE publishes is skipped');
+    assert.ok(
+      notes.ignored.some((n) => /use "jwt-svid"/.test(n)),
+      'the JWT-SVID key SPIRE publishes is skipped',
+    );
     const svid = t.broker.identity.svid;
-    assert.equal((await verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now(), role: 'server' })).spiffeId, BROKER_ID);
+    assert.equal(
+      (await verifySvid(svid.chainDer, new BundleSet([bundle]), { now: Date.now(), role: 'server' })).spiffeId,
+      BROKER_ID,
+    );
   });
 
   it('a workload with an SVID from the Workload API gets a credential', async () => {
@@ -167,23 +204,43 @@ rules:
   });
 
   it('the countersign CLI takes its SVID from the Workload API too', async () => {
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const cli = spawn(
-        workloadNode,
-        [join(ROOT, 'agents/bin/countersign.js'), 'request', '--workload-api', '--addr', t.address, '--server-id', BROKER_ID, '--operation', 'deploy', '--resource', 'staging/web', '--param', 'build:=42'],
-        { cwd: ROOT, env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: spire.workloadApiAddress } },
-      );
-      let out = '';
-      let err = '';
-      cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      cli.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      cli.on('exit', (c) => resolve({ code: c, stdout: out, stderr: err }));
-    });
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) => {
+        const cli = spawn(
+          workloadNode,
+          [
+            join(ROOT, 'agents/bin/countersign.js'),
+            'request',
+            '--workload-api',
+            '--addr',
+            t.address,
+            '--server-id',
+            BROKER_ID,
+            '--operation',
+            'deploy',
+            '--resource',
+            'staging/web',
+            '--param',
+            'build:=42',
+          ],
+          { cwd: ROOT, env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: spire.workloadApiAddress } },
+        );
+        let out = '';
+        let err = '';
+        cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        cli.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        cli.on('exit', (c) => resolve({ code: c, stdout: out, stderr: err }));
+      },
+    );
     assert.equal(code, 0, stderr);
-    const verified = await verifyCredential(stdout.trim(), { jwks, audience: 'https://deploy.example.org', issuer: BROKER_ID, parameters: { build: 42 } });
+    const verified = await verifyCredential(stdout.trim(), {
+      jwks,
+      audience: 'https://deploy.example.org',
+      issuer: BROKER_ID,
+      parameters: { build: 42 },
+    });
     assert.equal(verified.claims.sub, WORKLOAD_ID);
   });
-
 });
 
 const ready = (w: Workload): WorkloadLine => w.lines.find((l) => l.type === 'ready') as WorkloadLine;

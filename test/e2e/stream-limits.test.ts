@@ -14,7 +14,8 @@ import { startTestBroker, type IssuedSvid, type TestBroker } from '@countersign/
 import { metricValue, openH2, openTls, until } from './support/identity.js';
 
 /** HPACK: a literal header field without indexing, with a literal name (RFC 7541 6.2.2); names and values < 127 bytes. */
-const literal = (name: string, value: string) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+const literal = (name: string, value: string) =>
+  Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
 const frame = (type: number, flags: number, streamId: number, payload: Buffer) => {
   const header = Buffer.alloc(9);
   header.writeUIntBE(payload.length, 0, 3);
@@ -29,7 +30,11 @@ const frame = (type: number, flags: number, streamId: number, payload: Buffer) =
  * HTTP/2 frames by hand and ignoring the server's SETTINGS_MAX_CONCURRENT_STREAMS
  * (as an attacker would). Returns how many were answered and how many refused.
  */
-async function flood(socket: TLSSocket, requestId: string, count: number): Promise<{ answered: Set<number>; refused: Set<number> }> {
+async function flood(
+  socket: TLSSocket,
+  requestId: string,
+  count: number,
+): Promise<{ answered: Set<number>; refused: Set<number> }> {
   const answered = new Set<number>();
   const refused = new Set<number>();
   let buffered = Buffer.alloc(0);
@@ -67,8 +72,19 @@ async function flood(socket: TLSSocket, requestId: string, count: number): Promi
   return { answered, refused };
 }
 
-function watch(t: TestBroker, svid: IssuedSvid, requestId: string): { stream: ClientReadableStream<WatchRequestResponse>; first: Promise<WatchRequestResponse>; ended: Promise<ServiceError | undefined>; close(): void } {
-  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
+function watch(
+  t: TestBroker,
+  svid: IssuedSvid,
+  requestId: string,
+): {
+  stream: ClientReadableStream<WatchRequestResponse>;
+  first: Promise<WatchRequestResponse>;
+  ended: Promise<ServiceError | undefined>;
+  close(): void;
+} {
+  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+    checkServerIdentity: () => undefined,
+  });
   // A client of its own per stream: its own connection, so only the per-workload limit is in play.
   const client = new BrokerClient(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
   const stream = client.watchRequest({ requestId }, new Metadata());
@@ -100,9 +116,18 @@ describe('stream limits', () => {
     deployer = t.svid('ci/deployer');
     other = t.svid('ci/other');
     const ask = async (svid: IssuedSvid) => {
-      const c = new CountersignClient({ address: t.address, certChainPem: svid.chainPem, keyPem: svid.keyPem, caPem: t.ca.pem });
+      const c = new CountersignClient({
+        address: t.address,
+        certChainPem: svid.chainPem,
+        keyPem: svid.keyPem,
+        caPem: t.ca.pem,
+      });
       clients.push(c);
-      const r = await c.requestOperation({ operation: 'deploy', resource: 'prod/web', parameters: { version: '1.4.2' } });
+      const r = await c.requestOperation({
+        operation: 'deploy',
+        resource: 'prod/web',
+        parameters: { version: '1.4.2' },
+      });
       assert.equal(r.state, 'PENDING_APPROVAL', r.message);
       return r.requestId;
     };
@@ -154,14 +179,22 @@ describe('stream limits', () => {
     assert.ok(e, 'the fourth watch was refused');
     assert.equal(e.code, status.RESOURCE_EXHAUSTED, e.details);
     assert.equal(e.metadata.get('countersign-error-code')[0], 'ERR_TOO_MANY_WATCHES');
-    assert.match(e.details, /^spiffe:\/\/example\.org\/ci\/deployer already has 3 WatchRequest streams open on this replica \(limit requests\.limits\.max_watch_streams_per_workload = 3\)/);
+    assert.match(
+      e.details,
+      /^spiffe:\/\/example\.org\/ci\/deployer already has 3 WatchRequest streams open on this replica \(limit requests\.limits\.max_watch_streams_per_workload = 3\)/,
+    );
 
     // Another workload watches its own request, and an approver lists what is pending.
     const others = watch(t, other, otherPending);
     clients.push(others);
     assert.equal((await others.first).request?.id, otherPending);
     const aliceSvid = t.svid('human/alice');
-    const alice = new ApprovalsClient({ address: t.address, certChainPem: aliceSvid.chainPem, keyPem: aliceSvid.keyPem, caPem: t.ca.pem });
+    const alice = new ApprovalsClient({
+      address: t.address,
+      certChainPem: aliceSvid.chainPem,
+      keyPem: aliceSvid.keyPem,
+      caPem: t.ca.pem,
+    });
     clients.push(alice);
     assert.ok((await alice.listPending()).some((r) => r.id === pending));
 

@@ -30,7 +30,8 @@ const structValue = (s: Wire): Wire => message((w) => w.uint32(42).bytes(s));
 const listValue = (l: Wire): Wire => message((w) => w.uint32(50).bytes(l));
 const struct = (entries: [string, Wire][]): Wire =>
   message((w) => {
-    for (const [key, value] of entries) w.uint32(10).bytes(message((e) => e.uint32(10).string(key).uint32(18).bytes(value)));
+    for (const [key, value] of entries)
+      w.uint32(10).bytes(message((e) => e.uint32(10).string(key).uint32(18).bytes(value)));
   });
 const list = (values: Wire[]): Wire =>
   message((w) => {
@@ -39,7 +40,9 @@ const list = (values: Wire[]): Wire =>
 
 /** A RequestOperationRequest for deploy staging/web whose parameters (field 10) are these Struct bytes. */
 function request(parameters: Wire): Buffer {
-  const writer = RequestOperationRequest.encode(RequestOperationRequest.create({ operation: 'deploy', resource: 'staging/web' }));
+  const writer = RequestOperationRequest.encode(
+    RequestOperationRequest.create({ operation: 'deploy', resource: 'staging/web' }),
+  );
   writer.uint32(82).bytes(parameters);
   return Buffer.from(writer.finish());
 }
@@ -77,10 +80,25 @@ describe('parameters as a Struct on the wire: __proto__ and deep nesting', () =>
   }
 
   const protoCases: [string, Wire, string][] = [
-    ['at the top', struct([['__proto__', str('x')], ['version', str('1.4.2')]]), 'parameters.__proto__'],
-    ['holding an object (it would become the prototype)', struct([['__proto__', structValue(struct([['admin', num(1)]]))]]), 'parameters.__proto__'],
+    [
+      'at the top',
+      struct([
+        ['__proto__', str('x')],
+        ['version', str('1.4.2')],
+      ]),
+      'parameters.__proto__',
+    ],
+    [
+      'holding an object (it would become the prototype)',
+      struct([['__proto__', structValue(struct([['admin', num(1)]]))]]),
+      'parameters.__proto__',
+    ],
     ['in a nested object', struct([['db', structValue(struct([['__proto__', str('x')]]))]]), 'parameters.db.__proto__'],
-    ['in an object inside a list', struct([['items', listValue(list([structValue(struct([['__proto__', num(1)]]))]))]]), 'parameters.items[0].__proto__'],
+    [
+      'in an object inside a list',
+      struct([['items', listValue(list([structValue(struct([['__proto__', num(1)]]))]))]]),
+      'parameters.items[0].__proto__',
+    ],
   ];
   for (const [name, parameters, path] of protoCases) {
     it(`refuses a member "__proto__" ${name}, naming ${path}`, async () => {
@@ -92,11 +110,19 @@ describe('parameters as a Struct on the wire: __proto__ and deep nesting', () =>
   for (const [name, parameters] of [
     ['objects nested 10,000 levels deep', nestedStructs(10_000)],
     ['lists nested 10,000 levels deep', nestedLists(10_000)],
-    [`objects nested ${PARAMETERS_LIMITS.depth + 1} levels deep (one past the limit)`, nestedStructs(PARAMETERS_LIMITS.depth + 1)],
+    [
+      `objects nested ${PARAMETERS_LIMITS.depth + 1} levels deep (one past the limit)`,
+      nestedStructs(PARAMETERS_LIMITS.depth + 1),
+    ],
   ] as const) {
     it(`refuses ${name} with INVALID_ARGUMENT naming parameters and the depth limit`, async () => {
       const e = await refused(parameters);
-      assert.match(e.details, new RegExp(`^parameters: (parameters[.a-z\\[\\]0-9]*: )?is nested deeper than ${PARAMETERS_LIMITS.depth} levels$`));
+      assert.match(
+        e.details,
+        new RegExp(
+          `^parameters: (parameters[.a-z\\[\\]0-9]*: )?is nested deeper than ${PARAMETERS_LIMITS.depth} levels$`,
+        ),
+      );
     });
   }
 
@@ -104,7 +130,16 @@ describe('parameters as a Struct on the wire: __proto__ and deep nesting', () =>
     const r = await callRequestOperation(t, deployer, request(nestedStructs(PARAMETERS_LIMITS.depth)));
     assert.equal(r.state, RequestState.REQUEST_STATE_APPROVED, r.message);
     // Keys that merely look special stay plain keys.
-    const ok = await callRequestOperation(t, deployer, request(struct([['constructor', str('x')], ['__proto__x', str('y')]])));
+    const ok = await callRequestOperation(
+      t,
+      deployer,
+      request(
+        struct([
+          ['constructor', str('x')],
+          ['__proto__x', str('y')],
+        ]),
+      ),
+    );
     assert.equal(ok.state, RequestState.REQUEST_STATE_APPROVED, ok.message);
   });
 });

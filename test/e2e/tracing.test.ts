@@ -27,7 +27,9 @@ function collector(): Promise<{ server: Server; url: string; spans: OtlpSpan[]; 
     req.on('end', () => {
       contentTypes.push(String(req.headers['content-type']));
       if (req.url === '/v1/traces') {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] };
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[];
+        };
         for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
       }
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -37,7 +39,12 @@ function collector(): Promise<{ server: Server; url: string; spans: OtlpSpan[]; 
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      resolve({ server, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, spans, contentTypes });
+      resolve({
+        server,
+        url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+        spans,
+        contentTypes,
+      });
     }),
   );
 }
@@ -54,7 +61,9 @@ describe('tracing over OTLP/HTTP', () => {
 
   before(async () => {
     otlp = await collector();
-    t = await startTestBroker({ extraConfig: `tracing:\n  otlp_endpoint: ${otlp.url}\n  service_name: countersign-test\n` });
+    t = await startTestBroker({
+      extraConfig: `tracing:\n  otlp_endpoint: ${otlp.url}\n  service_name: countersign-test\n`,
+    });
   });
   after(async () => {
     if (!closed) await t?.close();
@@ -65,7 +74,9 @@ describe('tracing over OTLP/HTTP', () => {
     const svid = t.svid('ci/deployer');
     const client = new BrokerClient(
       t.address,
-      credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined }),
+      credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+        checkServerIdentity: () => undefined,
+      }),
       { 'grpc.ssl_target_name_override': t.trustDomain },
     );
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -74,7 +85,9 @@ describe('tracing over OTLP/HTTP', () => {
       const metadata = new Metadata();
       metadata.set('traceparent', `00-${traceId}-${parentSpanId}-01`);
       const full = RequestOperationRequest.create(req);
-      return new Promise<RequestOperationResponse>((resolve, reject) => client.requestOperation(full, metadata, (e, r) => (e ? reject(e) : resolve(r))));
+      return new Promise<RequestOperationResponse>((resolve, reject) =>
+        client.requestOperation(full, metadata, (e, r) => (e ? reject(e) : resolve(r))),
+      );
     };
     const allowed = await call({ operation: 'deploy', resource: 'staging/web' });
     await assert.rejects(call({ operation: 'deploy', resource: 'a b' }));

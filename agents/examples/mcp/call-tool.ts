@@ -12,15 +12,27 @@ if (!tool || argsJson === undefined || separator !== '--' || !command) {
   process.exit(2);
 }
 const client = new Client({ name: 'countersign-example-agent', version: '1.0.0' });
-await client.connect(new StdioClientTransport({ command, args: commandArgs, env: process.env as Record<string, string>, stderr: 'inherit' }));
+await client.connect(
+  new StdioClientTransport({
+    command,
+    args: commandArgs,
+    env: process.env as Record<string, string>,
+    stderr: 'inherit',
+  }),
+);
 try {
   // A human may take a while: keep waiting as long as the server reports progress.
-  const result = await client.callTool({ name: tool, arguments: JSON.parse(argsJson) as Record<string, unknown> }, undefined, {
-    timeout: 15 * 60_000,
-    resetTimeoutOnProgress: true,
-    onprogress: (p) => process.stderr.write(`progress: ${p.message ?? p.progress}\n`),
-  });
-  for (const item of result.content as { type: string; text?: string }[]) process.stdout.write(`${item.text ?? JSON.stringify(item)}\n`);
+  const result = await client.callTool(
+    { name: tool, arguments: JSON.parse(argsJson) as Record<string, unknown> },
+    undefined,
+    {
+      timeout: 15 * 60_000,
+      resetTimeoutOnProgress: true,
+      onprogress: (p) => process.stderr.write(`progress: ${p.message ?? p.progress}\n`),
+    },
+  );
+  for (const item of result.content as { type: string; text?: string }[])
+    process.stdout.write(`${item.text ?? JSON.stringify(item)}\n`);
   process.exitCode = result.isError ? 1 : 0;
 } finally {
   await client.close();

@@ -14,7 +14,8 @@ import { z } from 'zod';
 import { RemoteJwks, verifyCredential } from '@countersign/agent/verify';
 
 const jwksUrl = process.env.COUNTERSIGN_JWKS_URL;
-if (!jwksUrl) throw new Error('set COUNTERSIGN_JWKS_URL to the broker JWKS, e.g. http://127.0.0.1:7080/.well-known/jwks.json');
+if (!jwksUrl)
+  throw new Error('set COUNTERSIGN_JWKS_URL to the broker JWKS, e.g. http://127.0.0.1:7080/.well-known/jwks.json');
 const jwks = new RemoteJwks(jwksUrl);
 const audience = process.env.DEPLOY_AUDIENCE ?? 'https://deploy.example.org';
 const clientCertificate = process.env.COUNTERSIGN_CERT ? readFileSync(process.env.COUNTERSIGN_CERT, 'utf8') : undefined;
@@ -37,7 +38,10 @@ server.registerTool(
   async (args, extra) => {
     const token = extra._meta?.['io.countersign/credential'];
     if (typeof token !== 'string') {
-      return { isError: true, content: [{ type: 'text', text: 'refused: this call carries no Countersign credential' }] };
+      return {
+        isError: true,
+        content: [{ type: 'text', text: 'refused: this call carries no Countersign credential' }],
+      };
     }
     try {
       const { claims } = await verifyCredential(token, {
@@ -50,7 +54,14 @@ server.registerTool(
       });
       running[args.service] = args.version;
       const approvers = claims.approval?.approvers.map((a) => a.principal).join(', ') ?? 'policy';
-      return { content: [{ type: 'text', text: `deployed ${args.service} ${args.version} (request ${claims.approval?.request_id ?? '-'}, approved by ${approvers})` }] };
+      return {
+        content: [
+          {
+            type: 'text',
+            text: `deployed ${args.service} ${args.version} (request ${claims.approval?.request_id ?? '-'}, approved by ${approvers})`,
+          },
+        ],
+      };
     } catch (e) {
       return { isError: true, content: [{ type: 'text', text: `refused: ${(e as Error).message}` }] };
     }

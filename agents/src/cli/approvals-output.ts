@@ -16,7 +16,8 @@ export function timeLeft(until: Date | undefined, now = Date.now()): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
-const deciders = (r: Request | undefined): string => (r ? [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ') : '');
+const deciders = (r: Request | undefined): string =>
+  r ? [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ') : '';
 
 /**
  * Who can approve, as the broker said when it answered "pending": it knows who the requester's
@@ -54,7 +55,10 @@ const shorten = (text: string, max: number) => (text.length > max ? `${text.slic
  * controls (a terminal obeys ESC and CSI) are shown as \uXXXX, never passed through.
  */
 export const visible = (text: string): string =>
-  text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]/gu, (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`);
+  text.replace(
+    /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]/gu,
+    (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`,
+  );
 
 /** How many characters of the parameters the table shows before it says how many more there are. */
 export const LIST_PARAMETERS_CHARS = 48;
@@ -110,7 +114,11 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
   }));
   const headers = Object.keys(rows[0] as object) as (keyof (typeof rows)[number])[];
   const widths = headers.map((h) => Math.max(h.length, ...rows.map((row) => row[h].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] as number))
+      .join('  ')
+      .trimEnd();
   print(line(headers));
   for (const row of rows) print(line(headers.map((h) => row[h])));
 }

@@ -70,23 +70,30 @@ async function candidate(path: string): Promise<Candidate> {
 }
 
 /** Finds the file the way execvp(3) would: a name with a slash is a path; otherwise the first executable regular file on PATH. */
-export async function resolveCommandPath(name: string, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<string> {
+export async function resolveCommandPath(
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Promise<string> {
   if (name === '') throw new CommandError(COMMAND_EXIT.notFound, 'an empty command name: command not found');
   let seenNotExecutable: string | undefined;
-  const places = name.includes('/') ? [resolve(cwd, name)] : (env.PATH ?? DEFAULT_PATH).split(delimiter).map((dir) => resolve(cwd, dir === '' ? '.' : dir, name));
+  const places = name.includes('/')
+    ? [resolve(cwd, name)]
+    : (env.PATH ?? DEFAULT_PATH).split(delimiter).map((dir) => resolve(cwd, dir === '' ? '.' : dir, name));
   for (const path of places) {
     const found = await candidate(path);
     if (found.problem === undefined) return found.path;
     if (found.problem === 'not-executable') seenNotExecutable ??= found.path;
   }
-  if (seenNotExecutable !== undefined) throw new CommandError(COMMAND_EXIT.notExecutable, `${name}: ${seenNotExecutable} is not executable`);
+  if (seenNotExecutable !== undefined)
+    throw new CommandError(COMMAND_EXIT.notExecutable, `${name}: ${seenNotExecutable} is not executable`);
   throw new CommandError(COMMAND_EXIT.notFound, `${name}: command not found`);
 }
 
 async function sha256Of(handle: FileHandle): Promise<string> {
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(1 << 20);
-  for (let position = 0; ; ) {
+  for (let position = 0; ;) {
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
     if (bytesRead === 0) break;
     hash.update(buffer.subarray(0, bytesRead));
@@ -96,7 +103,11 @@ async function sha256Of(handle: FileHandle): Promise<string> {
 }
 
 /** Resolves, opens and hashes CMD; refuses (CommandError) what cannot run, before anyone is asked. */
-export async function bindCommand(command: string[], env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<BoundCommand> {
+export async function bindCommand(
+  command: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Promise<BoundCommand> {
   const [name, ...args] = command as [string, ...string[]];
   const path = await resolveCommandPath(name, env, cwd);
   let handle: FileHandle;
@@ -133,7 +144,8 @@ export async function bindCommand(command: string[], env: NodeJS.ProcessEnv = pr
  */
 export async function checkUnchanged(bound: BoundCommand): Promise<void> {
   const { path } = bound.binding;
-  const changed = (why: string) => new CommandError(COMMAND_EXIT.notExecutable, `${path} changed while waiting for approval (${why}); not run`);
+  const changed = (why: string) =>
+    new CommandError(COMMAND_EXIT.notExecutable, `${path} changed while waiting for approval (${why}); not run`);
   let now;
   try {
     now = await stat(path);
@@ -141,7 +153,8 @@ export async function checkUnchanged(bound: BoundCommand): Promise<void> {
     throw changed(`it is gone: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (now.dev !== bound.device || now.ino !== bound.inode) throw changed('the path names another file now');
-  if ((await sha256Of(bound.handle)) !== bound.binding.sha256) throw changed('its SHA-256 is no longer the approved one');
+  if ((await sha256Of(bound.handle)) !== bound.binding.sha256)
+    throw changed('its SHA-256 is no longer the approved one');
   try {
     await access(path, fsConstants.X_OK);
   } catch {
@@ -167,11 +180,15 @@ export function withCommandParameter(input: OperationInput, binding: CommandBind
     );
   if (input.parametersJson !== undefined) {
     const given: unknown = JSON.parse(input.parametersJson);
-    if (given === null || typeof given !== 'object' || Array.isArray(given)) throw new CountersignClientError('ERR_USAGE', 'the parameters must be a JSON object');
+    if (given === null || typeof given !== 'object' || Array.isArray(given))
+      throw new CountersignClientError('ERR_USAGE', 'the parameters must be a JSON object');
     if (Object.hasOwn(given, COMMAND_PARAMETER)) throw reserved();
     const member = `${JSON.stringify(COMMAND_PARAMETER)}:${JSON.stringify(binding)}`;
     const close = input.parametersJson.lastIndexOf('}');
-    const parametersJson = Object.keys(given).length === 0 ? `{${member}}` : `${input.parametersJson.slice(0, close)},${member}${input.parametersJson.slice(close)}`;
+    const parametersJson =
+      Object.keys(given).length === 0
+        ? `{${member}}`
+        : `${input.parametersJson.slice(0, close)},${member}${input.parametersJson.slice(close)}`;
     return { ...input, parametersJson };
   }
   const parameters = input.parameters ?? {};

@@ -11,9 +11,12 @@ export const INTERRUPT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIG
 export type InterruptSignal = (typeof INTERRUPT_SIGNALS)[number];
 
 /** 128 + the signal's number: what a shell reports for a process a signal ended. */
-export const SIGNAL_EXIT = Object.fromEntries(INTERRUPT_SIGNALS.map((signal) => [signal, 128 + constants.signals[signal]])) as Record<InterruptSignal, number>;
+export const SIGNAL_EXIT = Object.fromEntries(
+  INTERRUPT_SIGNALS.map((signal) => [signal, 128 + constants.signals[signal]]),
+) as Record<InterruptSignal, number>;
 
-export type FollowOutcome = { ended: OperationResult } | { interrupted: InterruptSignal; cancelled: boolean; error?: CountersignClientError };
+export type FollowOutcome =
+  { ended: OperationResult } | { interrupted: InterruptSignal; cancelled: boolean; error?: CountersignClientError };
 
 export interface FollowOptions {
   /** What an interrupt (Ctrl-C, SIGTERM, SIGHUP) does to the request: leave it pending, or cancel it. */
@@ -26,7 +29,11 @@ export interface FollowOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export async function followRequest(client: CountersignClient, requestId: string, options: FollowOptions): Promise<FollowOutcome> {
+export async function followRequest(
+  client: CountersignClient,
+  requestId: string,
+  options: FollowOptions,
+): Promise<FollowOutcome> {
   const stderr = options.stderr ?? process.stderr;
   const progress = new WaitProgress(stderr, { live: liveProgress(stderr, options.env) });
   const abort = new AbortController();
@@ -50,7 +57,8 @@ export async function followRequest(client: CountersignClient, requestId: string
     if (options.start) startOnce(options.start);
     const ended = await client.waitForApproval(options.start ?? requestId, {
       signal: abort.signal,
-      cancelOnAbort: options.onInterrupt === 'cancel' ? 'interrupted while waiting (countersign run was stopped)' : false,
+      cancelOnAbort:
+        options.onInterrupt === 'cancel' ? 'interrupted while waiting (countersign run was stopped)' : false,
       onUpdate: (update) => {
         startOnce(update);
         progress.update(update);
@@ -60,7 +68,8 @@ export async function followRequest(client: CountersignClient, requestId: string
     return { ended };
   } catch (e) {
     if (interrupted === undefined) throw e;
-    if (e instanceof CountersignClientError && e.code === 'ERR_CANCEL_FAILED') return { interrupted, cancelled: false, error: e };
+    if (e instanceof CountersignClientError && e.code === 'ERR_CANCEL_FAILED')
+      return { interrupted, cancelled: false, error: e };
     return { interrupted, cancelled: options.onInterrupt === 'cancel' };
   } finally {
     progress.stop();

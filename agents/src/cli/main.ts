@@ -42,14 +42,15 @@ const err = (line: string) => process.stderr.write(`${line}\n`);
 
 function port(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
   return n;
 }
 
 function ttl(value: string): number {
   const m = /^(\d+)(s|m|h)?$/.exec(value);
   if (!m) throw new InvalidArgumentError('expected seconds or a duration like 90s, 5m, 1h');
-  return Number(m[1]) * ({ s: 1, m: 60, h: 3600 }[(m[2] ?? 's') as 's' | 'm' | 'h']);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[(m[2] ?? 's') as 's' | 'm' | 'h'];
 }
 
 interface IdentityFlags {
@@ -71,12 +72,30 @@ const withIdentityOptions = (cmd: Command): Command =>
     .option('--cert <file>', 'your SVID certificate chain, PEM (default: COUNTERSIGN_CERT)')
     .option('--key <file>', 'your SVID private key, PEM (default: COUNTERSIGN_KEY)')
     .option('--ca <file>', 'trust bundle to authenticate the broker (default: COUNTERSIGN_CA)')
-    .option('--server-id <spiffe-id>', 'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)')
-    .option('--workload-api [endpoint]', 'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)')
-    .option('--spiffe-id <id>', 'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)')
-    .option('--oidc <source>', 'no SVID? exchange your platform\'s OIDC token for one: github, gitlab, k8s or file:PATH (default: COUNTERSIGN_OIDC; needs --ca)')
-    .option('--oidc-audience <aud>', 'with --oidc github: the audience to ask for (default: COUNTERSIGN_OIDC_AUDIENCE or countersign)')
-    .option('--oidc-issuer <name>', 'with --oidc: the broker\'s name for the issuer (default: the one matching the token\'s iss)');
+    .option(
+      '--server-id <spiffe-id>',
+      'expected broker SPIFFE ID or spiffe://<trust domain> (default: your own trust domain)',
+    )
+    .option(
+      '--workload-api [endpoint]',
+      'take your SVID and bundle from the SPIFFE Workload API (default endpoint: SPIFFE_ENDPOINT_SOCKET)',
+    )
+    .option(
+      '--spiffe-id <id>',
+      'with the Workload API: which of your SVIDs to use, when it offers several (default: the first)',
+    )
+    .option(
+      '--oidc <source>',
+      "no SVID? exchange your platform's OIDC token for one: github, gitlab, k8s or file:PATH (default: COUNTERSIGN_OIDC; needs --ca)",
+    )
+    .option(
+      '--oidc-audience <aud>',
+      'with --oidc github: the audience to ask for (default: COUNTERSIGN_OIDC_AUDIENCE or countersign)',
+    )
+    .option(
+      '--oidc-issuer <name>',
+      "with --oidc: the broker's name for the issuer (default: the one matching the token's iss)",
+    );
 
 const clientFrom = async (o: IdentityFlags) =>
   (await import('../sdk/client.js')).CountersignClient.connect({
@@ -92,16 +111,29 @@ const clientFrom = async (o: IdentityFlags) =>
     oidcIssuer: o.oidcIssuer,
   });
 const approvalsFrom = async (o: IdentityFlags) =>
-  (await import('../sdk/approvals.js')).ApprovalsClient.fromEnv({ address: o.addr, certFile: o.cert, keyFile: o.key, caFile: o.ca, serverId: o.serverId, channel: 'cli' });
+  (await import('../sdk/approvals.js')).ApprovalsClient.fromEnv({
+    address: o.addr,
+    certFile: o.cert,
+    keyFile: o.key,
+    caFile: o.ca,
+    serverId: o.serverId,
+    channel: 'cli',
+  });
 
 const HINT_LEAVE = 'waiting for approval (Ctrl-C stops waiting; the request stays pending)';
 
 /** Follows a pending request until it ends; Ctrl-C stops waiting but leaves the request pending (exit 6). */
-async function waitForEnd(client: CountersignClient, requestId: string, start?: OperationResult): Promise<OperationResult> {
+async function waitForEnd(
+  client: CountersignClient,
+  requestId: string,
+  start?: OperationResult,
+): Promise<OperationResult> {
   const { followRequest } = await import('./follow.js');
   const followed = await followRequest(client, requestId, { onInterrupt: 'leave', start, hint: HINT_LEAVE });
   if ('interrupted' in followed) {
-    err(`stopped waiting; request ${requestId} is still pending (countersign watch ${requestId} resumes, countersign cancel ${requestId} withdraws it)`);
+    err(
+      `stopped waiting; request ${requestId} is still pending (countersign watch ${requestId} resumes, countersign cancel ${requestId} withdraws it)`,
+    );
     process.exit(EXIT.pending);
   }
   return followed.ended;
@@ -139,14 +171,25 @@ const withOperationOptions = (cmd: Command): Command =>
   cmd
     .requiredOption('--operation <op>', 'what is to be done, e.g. deploy')
     .requiredOption('--resource <res>', 'what it is done to, e.g. prod/payments')
-    .option('--param <k=v>', 'a parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--parameters-json <json>', 'all parameters as one JSON object, sent exactly as given (the broker\'s strict rules apply: no duplicate keys, numbers within 2^53, ...)')
+    .option(
+      '--param <k=v>',
+      'a parameter (repeatable); k:=JSON for non-strings',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--parameters-json <json>',
+      "all parameters as one JSON object, sent exactly as given (the broker's strict rules apply: no duplicate keys, numbers within 2^53, ...)",
+    )
     .option('--reason <text>', 'why, shown to approvers')
     .option('--audience <aud>', 'who will accept the credential')
     .option('--on-behalf-of <principal>', 'the human this workload acts for')
     .option('--ticket <id>', 'change ticket reference')
     .option('--ttl <duration>', 'wished credential lifetime (e.g. 5m)', ttl)
-    .option('--client-request-id <id>', 'idempotency key: retries with the same id return the same request (default: a new one per run)');
+    .option(
+      '--client-request-id <id>',
+      'idempotency key: retries with the same id return the same request (default: a new one per run)',
+    );
 
 const operationInput = async (o: OperationFlags): Promise<OperationInput> => ({
   operation: o.operation,
@@ -161,7 +204,12 @@ const operationInput = async (o: OperationFlags): Promise<OperationInput> => ({
 });
 
 const outputOption = () =>
-  new Option('--output <mode>', 'token: the credential (or pending request id); json: one object; env: export lines for eval').choices(OUTPUT_MODES).default('token');
+  new Option(
+    '--output <mode>',
+    'token: the credential (or pending request id); json: one object; env: export lines for eval',
+  )
+    .choices(OUTPUT_MODES)
+    .default('token');
 
 const program = new Command('countersign')
   .version(packageVersion(), '-V, --version', 'print the version')
@@ -184,7 +232,8 @@ withIdentityOptions(
     const result = await client.request(input, {
       retry: { onRetry: retryReporter(process.stderr.isTTY === true) },
     });
-    const final = o.wait && result.state === 'PENDING_APPROVAL' ? await waitForEnd(client, result.requestId, result) : result;
+    const final =
+      o.wait && result.state === 'PENDING_APPROVAL' ? await waitForEnd(client, result.requestId, result) : result;
     printResult(final, o.output, out, err);
     process.exitCode = exitCodeFor(final);
   } finally {
@@ -201,7 +250,10 @@ withIdentityOptions(
           'then run exactly that file with the credential in COUNTERSIGN_TOKEN (and COUNTERSIGN_REQUEST_ID, COUNTERSIGN_PARAMETERS_JSON)',
       )
       .argument('<command...>', 'the command to run once approved, after --')
-      .option('--pass-identity', 'let CMD inherit COUNTERSIGN_CERT and COUNTERSIGN_KEY (by default they are removed from its environment)')
+      .option(
+        '--pass-identity',
+        'let CMD inherit COUNTERSIGN_CERT and COUNTERSIGN_KEY (by default they are removed from its environment)',
+      )
       .passThroughOptions(),
   ),
 ).action(async (command: string[], o: IdentityFlags & OperationFlags & { passIdentity?: boolean }) => {
@@ -245,51 +297,85 @@ const seconds = (max: number) => (value: string) => {
 withIdentityOptions(
   program
     .command('mcp')
-    .description('serve the Countersign MCP tools (countersign_request, countersign_status, countersign_cancel) to an AI agent, over stdio or HTTP')
-    .option('--http <port>', 'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port); callers must send Authorization: Bearer <secret>', port)
+    .description(
+      'serve the Countersign MCP tools (countersign_request, countersign_status, countersign_cancel) to an AI agent, over stdio or HTTP',
+    )
+    .option(
+      '--http <port>',
+      'serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port); callers must send Authorization: Bearer <secret>',
+      port,
+    )
     .option('--host <address>', 'with --http: the address to listen on', '127.0.0.1')
-    .option('--token-file <file>', 'with --http: the file holding the bearer secret, 0600; created with a random secret when missing (default: $XDG_CONFIG_HOME/countersign/mcp-http.token)')
-    .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request (the model cannot change it)')
+    .option(
+      '--token-file <file>',
+      'with --http: the file holding the bearer secret, 0600; created with a random secret when missing (default: $XDG_CONFIG_HOME/countersign/mcp-http.token)',
+    )
+    .option(
+      '--on-behalf-of <principal>',
+      'the human this agent acts for, sent with every request (the model cannot change it)',
+    )
     .option('--audience <aud>', 'default audience of the credentials')
-    .option('--wait-seconds <s>', `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`, seconds(MAX_WAIT_SECONDS), 50),
-).action(async (o: IdentityFlags & { http?: number; host: string; tokenFile?: string; onBehalfOf?: string; audience?: string; waitSeconds: number }) => {
-  const [{ CountersignClientError }, { defaultSecretFile, loadBearerSecret }, { serveHttp, serveStdio }] = await Promise.all([
-    import('../sdk/errors.js'),
-    import('../mcp/bearer-secret.js'),
-    import('../mcp/serve.js'),
-  ]);
-  if (o.http === undefined && o.tokenFile !== undefined) throw new CountersignClientError('ERR_USAGE', '--token-file goes with --http (over stdio, the client that starts the server is the only caller)');
-  const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
-  if (o.http === undefined) {
-    const client = await clientFrom(o);
-    try {
-      await serveStdio(client, options);
-    } finally {
-      client.close();
+    .option(
+      '--wait-seconds <s>',
+      `how long countersign_request waits for a decision by default (0-${MAX_WAIT_SECONDS})`,
+      seconds(MAX_WAIT_SECONDS),
+      50,
+    ),
+).action(
+  async (
+    o: IdentityFlags & {
+      http?: number;
+      host: string;
+      tokenFile?: string;
+      onBehalfOf?: string;
+      audience?: string;
+      waitSeconds: number;
+    },
+  ) => {
+    const [{ CountersignClientError }, { defaultSecretFile, loadBearerSecret }, { serveHttp, serveStdio }] =
+      await Promise.all([import('../sdk/errors.js'), import('../mcp/bearer-secret.js'), import('../mcp/serve.js')]);
+    if (o.http === undefined && o.tokenFile !== undefined)
+      throw new CountersignClientError(
+        'ERR_USAGE',
+        '--token-file goes with --http (over stdio, the client that starts the server is the only caller)',
+      );
+    const options = { onBehalfOf: o.onBehalfOf, audience: o.audience, defaultWaitSeconds: o.waitSeconds };
+    if (o.http === undefined) {
+      const client = await clientFrom(o);
+      try {
+        await serveStdio(client, options);
+      } finally {
+        client.close();
+      }
+      return;
     }
-    return;
-  }
-  const secretFile = o.tokenFile ?? defaultSecretFile();
-  const secret = await loadBearerSecret(secretFile);
-  const client = await clientFrom(o);
-  const serving = await serveHttp(client, { ...options, port: o.http, host: o.host, bearerSecret: secret.secret });
-  err(
-    `countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it); ` +
-      `clients send Authorization: Bearer <the secret in ${secretFile}>${secret.created ? ' (a new random secret, made now)' : ''}`,
-  );
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await serving.close();
-  client.close();
-});
+    const secretFile = o.tokenFile ?? defaultSecretFile();
+    const secret = await loadBearerSecret(secretFile);
+    const client = await clientFrom(o);
+    const serving = await serveHttp(client, { ...options, port: o.http, host: o.host, bearerSecret: secret.secret });
+    err(
+      `countersign MCP server listening on ${serving.url} as ${client.spiffeId ?? 'your SVID'} (Ctrl-C stops it); ` +
+        `clients send Authorization: Bearer <the secret in ${secretFile}>${secret.created ? ' (a new random secret, made now)' : ''}`,
+    );
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await serving.close();
+    client.close();
+  },
+);
 
 withIdentityOptions(
   program
     .command('mcp-proxy')
-    .description('guard any MCP server: tool calls named in --config need approval before they reach it; everything else passes through')
-    .requiredOption('--config <file>', 'which tools need approval, and as what operation and resource (YAML; see docs/agents.md)')
+    .description(
+      'guard any MCP server: tool calls named in --config need approval before they reach it; everything else passes through',
+    )
+    .requiredOption(
+      '--config <file>',
+      'which tools need approval, and as what operation and resource (YAML; see docs/agents.md)',
+    )
     .option('--on-behalf-of <principal>', 'the human this agent acts for, sent with every request')
     .option('--upstream', 'the upstream MCP server command follows (or give it after --)')
     .argument('<command...>', 'the upstream MCP server: a command and its arguments, started with stdio')
@@ -358,19 +444,33 @@ withIdentityOptions(
     .description('one pending request in full: its parameters whole and pretty-printed, votes, rule, reason')
     .argument('<request-id>', 'the request (see countersign approvals list)'),
 ).action(async (requestId: string, o: IdentityFlags) => {
-  const [{ CountersignClientError }, { printRequest }] = await Promise.all([import('../sdk/errors.js'), import('./approvals-output.js')]);
+  const [{ CountersignClientError }, { printRequest }] = await Promise.all([
+    import('../sdk/errors.js'),
+    import('./approvals-output.js'),
+  ]);
   const client = await approvalsFrom(o);
   try {
     const request = (await client.listPending()).find((r) => r.id === requestId);
-    if (request === undefined) throw new CountersignClientError('ERR_REQUEST_NOT_FOUND', `${requestId} is not among the pending requests you may decide (countersign approvals list shows them)`);
+    if (request === undefined)
+      throw new CountersignClientError(
+        'ERR_REQUEST_NOT_FOUND',
+        `${requestId} is not among the pending requests you may decide (countersign approvals list shows them)`,
+      );
     printRequest(request, out);
   } finally {
     client.close();
   }
 });
 
-async function decide(requestId: string, decision: 'approve' | 'deny', o: IdentityFlags & { reason?: string; confirmResource?: string }): Promise<void> {
-  const [{ CountersignClientError }, { decisionSummary, promptLine }] = await Promise.all([import('../sdk/errors.js'), import('./approvals-output.js')]);
+async function decide(
+  requestId: string,
+  decision: 'approve' | 'deny',
+  o: IdentityFlags & { reason?: string; confirmResource?: string },
+): Promise<void> {
+  const [{ CountersignClientError }, { decisionSummary, promptLine }] = await Promise.all([
+    import('../sdk/errors.js'),
+    import('./approvals-output.js'),
+  ]);
   const client = await approvalsFrom(o);
   try {
     let reason = o.reason;
@@ -401,7 +501,9 @@ withIdentityOptions(
     .argument('<request-id>', 'the request to approve (see countersign approvals list)')
     .option('--reason <text>', 'why, recorded with your vote')
     .option('--confirm-resource <resource>', "step-up 'confirm': the request's resource, typed again"),
-).action(async (requestId: string, o: IdentityFlags & { reason?: string; confirmResource?: string }) => decide(requestId, 'approve', o));
+).action(async (requestId: string, o: IdentityFlags & { reason?: string; confirmResource?: string }) =>
+  decide(requestId, 'approve', o),
+);
 
 withIdentityOptions(
   approvals

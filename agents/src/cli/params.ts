@@ -44,10 +44,12 @@ export function parametersJsonFromFlags(params: string[], parametersJson: string
     const member = `${JSON.stringify(name)}:${valueText}`;
     // Each member on its own first, so the message points at the flag that is wrong.
     try {
-      if (Object.keys(parseParametersJson(`{${member}}`)).length !== 1) throw new ParametersError('syntax', '$', 'is more than one value');
+      if (Object.keys(parseParametersJson(`{${member}}`)).length !== 1)
+        throw new ParametersError('syntax', '$', 'is more than one value');
     } catch (e) {
       if (!(e instanceof ParametersError)) throw e;
-      if (typed && e.problem === 'syntax') throw usage(`--param ${p}: the value after ":=" must be JSON (e.g. count:=3, flags:='["a"]')`);
+      if (typed && e.problem === 'syntax')
+        throw usage(`--param ${p}: the value after ":=" must be JSON (e.g. count:=3, flags:='["a"]')`);
       throw usage(`--param ${p}: ${e.message}`);
     }
     members.push(member);

@@ -65,7 +65,9 @@ export class WaitProgress {
 
   private redraw(): void {
     if (!this.options.live || this.latest === undefined || this.timer === undefined) return;
-    this.target.write(`${CLEAR_LINE}waiting for approval of ${this.latest.requestId}: ${this.status(this.latest)} (Ctrl-C to stop)`);
+    this.target.write(
+      `${CLEAR_LINE}waiting for approval of ${this.latest.requestId}: ${this.status(this.latest)} (Ctrl-C to stop)`,
+    );
     this.lineShown = true;
   }
 
@@ -80,7 +82,13 @@ export class WaitProgress {
       this.timer = setInterval(() => this.redraw(), 1000);
       this.redraw();
     } else {
-      this.timer = setInterval(() => this.line(`still waiting for approval of ${result.requestId}: ${this.latest ? this.status(this.latest) : ''}`), this.options.reminderMs ?? 60_000);
+      this.timer = setInterval(
+        () =>
+          this.line(
+            `still waiting for approval of ${result.requestId}: ${this.latest ? this.status(this.latest) : ''}`,
+          ),
+        this.options.reminderMs ?? 60_000,
+      );
     }
     this.timer.unref();
   }

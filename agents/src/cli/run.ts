@@ -8,7 +8,16 @@ import { constants } from 'node:os';
 import type { CountersignClient, OperationInput, OperationResult } from '../sdk/client.js';
 import { CountersignClientError } from '../sdk/errors.js';
 import { ENV } from '../sdk/identity.js';
-import { bindCommand, checkUnchanged, CommandError, COMMAND_EXIT, executable, parametersJsonOf, withCommandParameter, type BoundCommand } from './bound-command.js';
+import {
+  bindCommand,
+  checkUnchanged,
+  CommandError,
+  COMMAND_EXIT,
+  executable,
+  parametersJsonOf,
+  withCommandParameter,
+  type BoundCommand,
+} from './bound-command.js';
 import { followRequest, INTERRUPT_SIGNALS, SIGNAL_EXIT, type InterruptSignal } from './follow.js';
 import { outcomeLine } from './output.js';
 
@@ -70,7 +79,10 @@ async function askThenRun(ctx: RunContext, bound: BoundCommand): Promise<number>
   let result: OperationResult;
   try {
     result = await client.request(input, {
-      retry: { onRetry: (e, attempt, delay) => say(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`) },
+      retry: {
+        onRetry: (e, attempt, delay) =>
+          say(`broker unavailable (${e.message}); retrying in ${Math.round(delay)} ms (attempt ${attempt + 1})`),
+      },
     });
   } finally {
     for (const [signal, handler] of early) process.off(signal, handler);
@@ -121,7 +133,11 @@ async function askThenRun(ctx: RunContext, bound: BoundCommand): Promise<number>
     delete env[ENV.cert];
     delete env[ENV.key];
   }
-  Object.assign(env, { COUNTERSIGN_TOKEN: result.token, COUNTERSIGN_REQUEST_ID: result.requestId, COUNTERSIGN_PARAMETERS_JSON: parametersJsonOf(input) });
+  Object.assign(env, {
+    COUNTERSIGN_TOKEN: result.token,
+    COUNTERSIGN_REQUEST_ID: result.requestId,
+    COUNTERSIGN_PARAMETERS_JSON: parametersJsonOf(input),
+  });
   return runChild(bound, env);
 }
 
@@ -138,7 +154,9 @@ async function runChild(bound: BoundCommand, env: NodeJS.ProcessEnv): Promise<nu
     process.on(signal, handler);
     return [signal, handler] as const;
   });
-  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>((resolve) => {
+  const ended = await new Promise<
+    { code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }
+  >((resolve) => {
     child.once('error', (error: NodeJS.ErrnoException) => resolve({ error }));
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });

@@ -64,7 +64,8 @@ function readToken(flag: string | undefined, file: string | undefined, usage: (m
     }
   }
   const value = flag ?? process.env.COUNTERSIGN_TOKEN;
-  if (value === undefined || value === '') throw usage('no token: set COUNTERSIGN_TOKEN, or give --token-file FILE or --token - (stdin)');
+  if (value === undefined || value === '')
+    throw usage('no token: set COUNTERSIGN_TOKEN, or give --token-file FILE or --token - (stdin)');
   return (value === '-' ? readFileSync(0, 'utf8') : value).trim();
 }
 
@@ -81,22 +82,36 @@ function summary(v: VerifiedCredential): string[] {
   if (c.act) lines.push(`  on behalf   ${c.act.sub}`);
   if (c.approval) {
     lines.push(`  approval    request ${c.approval.request_id}, rule ${c.approval.rule}`);
-    for (const a of c.approval.approvers) lines.push(`              ${a.principal} via ${a.channel} at ${new Date(a.at * 1000).toISOString()} (${a.step_up})`);
+    for (const a of c.approval.approvers)
+      lines.push(
+        `              ${a.principal} via ${a.channel} at ${new Date(a.at * 1000).toISOString()} (${a.step_up})`,
+      );
   }
-  if (v.redeemedAt) lines.push(`  redeemed    ${v.redeemedAt.toISOString()} (single use: a second redemption is refused)`);
+  if (v.redeemedAt)
+    lines.push(`  redeemed    ${v.redeemedAt.toISOString()} (single use: a second redemption is refused)`);
   return lines;
 }
 
 export function verifyCommand(): Command {
   return new Command('verify')
-    .description('check a credential as a resource server would (signature, audience, expiry, operation, parameters, certificate)')
-    .option('--token <jwt>', 'the credential (default COUNTERSIGN_TOKEN; - reads stdin; prefer --token-file or stdin: argv is visible in ps)')
+    .description(
+      'check a credential as a resource server would (signature, audience, expiry, operation, parameters, certificate)',
+    )
+    .option(
+      '--token <jwt>',
+      'the credential (default COUNTERSIGN_TOKEN; - reads stdin; prefer --token-file or stdin: argv is visible in ps)',
+    )
     .option('--token-file <file>', 'read the credential from this file')
     .requiredOption('--audience <aud>', 'who you are: the credential must be issued for this audience')
     .option('--issuer <iss>', 'expected issuer (the broker SPIFFE ID)')
     .option('--operation <op>', 'the operation you are about to perform')
     .option('--resource <res>', 'the resource you are about to act on')
-    .option('--param <k=v>', 'an actual parameter (repeatable); k:=JSON for non-strings', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option(
+      '--param <k=v>',
+      'an actual parameter (repeatable); k:=JSON for non-strings',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option('--parameters-json <json>', 'the actual parameters as one JSON object')
     .option('--cert <file>', 'the client certificate the caller presented (PEM); the credential must be bound to it')
     .option('--jwks-url <url>', `the broker's JWKS (default ${ENV.jwksUrl})`)
@@ -108,11 +123,21 @@ export function verifyCommand(): Command {
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
     .addHelpText('after', VERIFY_EXIT_HELP)
     .action(async (o: VerifyFlags) => {
-      const { CountersignClient, CountersignClientError, CredentialVerificationError, parseParams, RemoteJwks, verifyCredential } = await load();
+      const {
+        CountersignClient,
+        CountersignClientError,
+        CredentialVerificationError,
+        parseParams,
+        RemoteJwks,
+        verifyCredential,
+      } = await load();
       const usage = (message: string) => new CountersignClientError('ERR_USAGE', message);
       const token = readToken(o.token, o.tokenFile, usage);
       const jwksUrl = o.jwksUrl ?? process.env[ENV.jwksUrl];
-      if (!jwksUrl) throw usage(`no JWKS: give --jwks-url (e.g. http://127.0.0.1:7080/.well-known/jwks.json) or set ${ENV.jwksUrl}`);
+      if (!jwksUrl)
+        throw usage(
+          `no JWKS: give --jwks-url (e.g. http://127.0.0.1:7080/.well-known/jwks.json) or set ${ENV.jwksUrl}`,
+        );
       let jwks: RemoteJwks;
       try {
         jwks = new RemoteJwks(jwksUrl);
@@ -128,7 +153,9 @@ export function verifyCommand(): Command {
         }
       }
       const hasParams = o.param.length > 0 || o.parametersJson !== undefined;
-      const client = o.redeem ? CountersignClient.fromEnv({ address: o.addr, certFile: o.identityCert, keyFile: o.key, caFile: o.ca }) : undefined;
+      const client = o.redeem
+        ? CountersignClient.fromEnv({ address: o.addr, certFile: o.identityCert, keyFile: o.key, caFile: o.ca })
+        : undefined;
       try {
         const verified = await verifyCredential(token, {
           jwks,
@@ -141,7 +168,19 @@ export function verifyCommand(): Command {
           redeem: client,
         });
         if (o.output === 'json') {
-          out(JSON.stringify({ valid: true, kid: verified.kid, alg: verified.alg, redeemed_at: verified.redeemedAt?.toISOString(), claims: verified.claims }, null, 2));
+          out(
+            JSON.stringify(
+              {
+                valid: true,
+                kid: verified.kid,
+                alg: verified.alg,
+                redeemed_at: verified.redeemedAt?.toISOString(),
+                claims: verified.claims,
+              },
+              null,
+              2,
+            ),
+          );
         } else {
           for (const line of summary(verified)) out(line);
           const unchecked = [

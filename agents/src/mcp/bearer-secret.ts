@@ -25,9 +25,12 @@ const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}
 function checkPrivate(path: string, mode: number, uid: number, kind: 'file' | 'directory'): void {
   const me = process.getuid?.();
   if (me === undefined) return; // not POSIX: file modes mean nothing here
-  if (uid !== me && uid !== 0) throw fail(`${path} belongs to uid ${uid}, not to this user (uid ${me}); the secret must be yours alone`);
-  if (kind === 'file' && mode & 0o044) throw fail(`${path} is readable by other users (mode ${octal(mode)}); chmod 600 it`);
-  if (mode & 0o022) throw fail(`${path} is writable by other users (mode ${octal(mode)}); chmod ${kind === 'file' ? '600' : '700'} it`);
+  if (uid !== me && uid !== 0)
+    throw fail(`${path} belongs to uid ${uid}, not to this user (uid ${me}); the secret must be yours alone`);
+  if (kind === 'file' && mode & 0o044)
+    throw fail(`${path} is readable by other users (mode ${octal(mode)}); chmod 600 it`);
+  if (mode & 0o022)
+    throw fail(`${path} is writable by other users (mode ${octal(mode)}); chmod ${kind === 'file' ? '600' : '700'} it`);
 }
 
 /**
@@ -48,7 +51,11 @@ export async function loadBearerSecret(file: string): Promise<{ secret: string; 
     if (code === 'ELOOP') throw fail(`${file} is a symbolic link; give the file itself`);
     if (code !== 'ENOENT') throw fail(`cannot read ${file}: ${(e as Error).message}`);
     try {
-      const fresh = await open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      const fresh = await open(
+        file,
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
+        0o600,
+      );
       await fresh.writeFile(`${randomBytes(32).toString('base64url')}\n`);
       await fresh.close();
     } catch (createError) {
@@ -62,8 +69,12 @@ export async function loadBearerSecret(file: string): Promise<{ secret: string; 
     if (!f.isFile()) throw fail(`${file} is not a regular file`);
     checkPrivate(file, f.mode, f.uid, 'file');
     const secret = (await handle.readFile('utf8')).trim();
-    if (!/^[\x21-\x7e]+$/.test(secret)) throw fail(`${file} must hold the secret alone: printable ASCII without spaces (it goes into an HTTP header)`);
-    if (secret.length < MIN_SECRET_LENGTH) throw fail(`the secret in ${file} is ${secret.length} characters long; use at least ${MIN_SECRET_LENGTH} (or delete the file: a random one is made)`);
+    if (!/^[\x21-\x7e]+$/.test(secret))
+      throw fail(`${file} must hold the secret alone: printable ASCII without spaces (it goes into an HTTP header)`);
+    if (secret.length < MIN_SECRET_LENGTH)
+      throw fail(
+        `the secret in ${file} is ${secret.length} characters long; use at least ${MIN_SECRET_LENGTH} (or delete the file: a random one is made)`,
+      );
     return { secret, created };
   } finally {
     await handle.close();

@@ -24,14 +24,18 @@ const duration = (min: number, max: number, what: string) =>
     .string()
     .refine((v) => DURATION.test(v), { message: `${what}: expected a duration like 30s, 10m, 1h` })
     .transform(durationMs)
-    .refine((ms) => ms >= min && ms <= max, { message: `${what}: must be between ${min / 1000}s and ${max / 3_600_000}h` });
+    .refine((ms) => ms >= min && ms <= max, {
+      message: `${what}: must be between ${min / 1000}s and ${max / 3_600_000}h`,
+    });
 
 const TOOL_NAME = /^[A-Za-z0-9_.\-/*]{1,128}$/;
 const OPERATION = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const toolSchema = z
   .object({
-    name: z.string().regex(TOOL_NAME, 'expected an MCP tool name (letters, digits, _ . - /), "*" matching any characters'),
+    name: z
+      .string()
+      .regex(TOOL_NAME, 'expected an MCP tool name (letters, digits, _ . - /), "*" matching any characters'),
     operation: z.string().min(1).max(512).describe('operation template, e.g. db.query or db.{arguments.action}'),
     resource: z.string().min(1).max(1024).describe('resource template, e.g. db/{arguments.table}'),
     reason: z.string().min(1).max(2048).optional(),
@@ -82,7 +86,12 @@ const DEFAULT_REASON = 'AI agent calls MCP tool {tool}';
 
 function globMatcher(pattern: string): (name: string) => boolean {
   if (!pattern.includes('*')) return (name) => name === pattern;
-  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   return (name) => re.test(name);
 }
 
@@ -90,7 +99,13 @@ function globMatcher(pattern: string): (name: string) => boolean {
  * Where a key path points in the YAML source, as "file:line:col": the key itself
  * for an unknown key, the nearest enclosing node for a missing one.
  */
-function locate(doc: ReturnType<typeof parseDocument>, counter: LineCounter, file: string, path: readonly PropertyKey[], atKey = false): string {
+function locate(
+  doc: ReturnType<typeof parseDocument>,
+  counter: LineCounter,
+  file: string,
+  path: readonly PropertyKey[],
+  atKey = false,
+): string {
   let node: unknown = doc.contents;
   let found = node as Node | undefined;
   for (const [i, part] of path.entries()) {
@@ -110,7 +125,10 @@ function locate(doc: ReturnType<typeof parseDocument>, counter: LineCounter, fil
 }
 
 const keyPath = (path: readonly PropertyKey[]) =>
-  path.reduce<string>((out, p) => (typeof p === 'number' ? `${out}[${p}]` : out === '' ? String(p) : `${out}.${String(p)}`), '');
+  path.reduce<string>(
+    (out, p) => (typeof p === 'number' ? `${out}[${p}]` : out === '' ? String(p) : `${out}.${String(p)}`),
+    '',
+  );
 
 export function parseProxyConfig(text: string, file: string): ProxyConfig {
   const counter = new LineCounter();
@@ -146,7 +164,10 @@ export function parseProxyConfig(text: string, file: string): ProxyConfig {
     };
     const operation = template('operation', t.operation);
     if (operation.placeholders.length === 0 && !OPERATION.test(t.operation)) {
-      throw new CountersignClientError('ERR_PROXY_CONFIG', `${where('operation')}: ${JSON.stringify(t.operation)} is not an operation (1-128 of letters, digits and . _ : -)`);
+      throw new CountersignClientError(
+        'ERR_PROXY_CONFIG',
+        `${where('operation')}: ${JSON.stringify(t.operation)} is not an operation (1-128 of letters, digits and . _ : -)`,
+      );
     }
     return {
       name: t.name,
@@ -158,7 +179,12 @@ export function parseProxyConfig(text: string, file: string): ProxyConfig {
       credential: { meta: t.credential.meta, argument: t.credential.argument },
     };
   });
-  return { tools, unmatched: config.unmatched, maxWaitMs: config.max_wait, progressIntervalMs: config.progress_interval };
+  return {
+    tools,
+    unmatched: config.unmatched,
+    maxWaitMs: config.max_wait,
+    progressIntervalMs: config.progress_interval,
+  };
 }
 
 export function loadProxyConfig(file: string): ProxyConfig {
@@ -166,7 +192,10 @@ export function loadProxyConfig(file: string): ProxyConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CountersignClientError('ERR_PROXY_CONFIG', `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new CountersignClientError(
+      'ERR_PROXY_CONFIG',
+      `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
   return parseProxyConfig(text, file);
 }

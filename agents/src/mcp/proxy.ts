@@ -94,7 +94,9 @@ export class McpGuardProxy {
     });
     this.done = new Promise<number>((resolve) => {
       this.upstream.once('error', (e: NodeJS.ErrnoException) => {
-        this.log(`cannot start the upstream ${options.upstream.command}: ${e.code === 'ENOENT' ? 'command not found' : e.message}`);
+        this.log(
+          `cannot start the upstream ${options.upstream.command}: ${e.code === 'ENOENT' ? 'command not found' : e.message}`,
+        );
         void this.shutdown('the upstream did not start').then(() => resolve(e.code === 'ENOENT' ? 127 : 1));
       });
       this.upstream.once('exit', (code, signal) => {
@@ -106,14 +108,24 @@ export class McpGuardProxy {
     this.agentOut.on('error', (e: Error) => void this.shutdown(`cannot write to the MCP client (${e.message})`));
     readLines(this.upstream.stdout as Readable, UPSTREAM_MAX_MESSAGE_BYTES, {
       line: (line) => this.agentOut.write(`${line}\n`),
-      tooLong: (bytes) => this.log(`dropped a message of ${bytes} bytes from the upstream (more than ${UPSTREAM_MAX_MESSAGE_BYTES / MIB} MiB)`),
+      tooLong: (bytes) =>
+        this.log(
+          `dropped a message of ${bytes} bytes from the upstream (more than ${UPSTREAM_MAX_MESSAGE_BYTES / MIB} MiB)`,
+        ),
       end: () => undefined, // the upstream's 'exit' ends the proxy
     });
     readLines(options.agentIn ?? process.stdin, MAX_MESSAGE_BYTES, {
       line: (line) => this.fromAgentGuarded(line),
       tooLong: (bytes) => {
         this.log(`refused a message of more than ${MAX_MESSAGE_BYTES / MIB} MiB (${bytes} bytes) from the MCP client`);
-        this.toAgent({ jsonrpc: '2.0', id: null, error: { code: -32600, message: `Invalid Request: a message of more than ${MAX_MESSAGE_BYTES / MIB} MiB; the Countersign proxy did not forward it` } });
+        this.toAgent({
+          jsonrpc: '2.0',
+          id: null,
+          error: {
+            code: -32600,
+            message: `Invalid Request: a message of more than ${MAX_MESSAGE_BYTES / MIB} MiB; the Countersign proxy did not forward it`,
+          },
+        });
       },
       end: () => void this.shutdown('the MCP client closed the connection'),
     });
@@ -125,7 +137,14 @@ export class McpGuardProxy {
       this.fromAgent(line);
     } catch (e) {
       this.log(`could not handle a message from the MCP client: ${(e as Error).message}`);
-      this.toAgent({ jsonrpc: '2.0', id: idOf(line), error: { code: -32603, message: `Internal error: the Countersign proxy could not handle this message (${(e as Error).message}); it was not forwarded` } });
+      this.toAgent({
+        jsonrpc: '2.0',
+        id: idOf(line),
+        error: {
+          code: -32603,
+          message: `Internal error: the Countersign proxy could not handle this message (${(e as Error).message}); it was not forwarded`,
+        },
+      });
     }
   }
 
@@ -145,17 +164,36 @@ export class McpGuardProxy {
       parsed = JSON.parse(line);
     } catch {
       // What we cannot read we cannot check: the upstream never gets it.
-      this.toAgent({ jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error: the Countersign proxy could not read this message as JSON' } });
+      this.toAgent({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32700, message: 'Parse error: the Countersign proxy could not read this message as JSON' },
+      });
       return;
     }
     if (nestedDeeperThan(parsed, MAX_MESSAGE_DEPTH)) {
       const id = idIn(parsed);
-      this.log(`refused a message nested deeper than ${MAX_MESSAGE_DEPTH} levels${id === null ? '' : ` (id ${JSON.stringify(id)})`}`);
-      this.toAgent({ jsonrpc: '2.0', id, error: { code: -32600, message: `Invalid Request: nested deeper than ${MAX_MESSAGE_DEPTH} levels; the Countersign proxy did not forward it` } });
+      this.log(
+        `refused a message nested deeper than ${MAX_MESSAGE_DEPTH} levels${id === null ? '' : ` (id ${JSON.stringify(id)})`}`,
+      );
+      this.toAgent({
+        jsonrpc: '2.0',
+        id,
+        error: {
+          code: -32600,
+          message: `Invalid Request: nested deeper than ${MAX_MESSAGE_DEPTH} levels; the Countersign proxy did not forward it`,
+        },
+      });
       return;
     }
     const messages = Array.isArray(parsed) ? parsed : [parsed];
-    const examined = messages.map((m) => (isObject(m) && m.method === 'tools/call' ? 'call' : isObject(m) && m.method === 'notifications/cancelled' ? 'cancel' : 'other'));
+    const examined = messages.map((m) =>
+      isObject(m) && m.method === 'tools/call'
+        ? 'call'
+        : isObject(m) && m.method === 'notifications/cancelled'
+          ? 'cancel'
+          : 'other',
+    );
     if (examined.every((kind) => kind === 'other')) {
       this.toUpstream(line);
       return;
@@ -192,7 +230,10 @@ export class McpGuardProxy {
     if (id === undefined || id === null || typeof tool !== 'string' || rule === undefined) {
       if (this.config.unmatched === 'refuse' && typeof tool === 'string' && id !== undefined && id !== null) {
         this.log(`refused ${tool}: not in the configuration (unmatched: refuse)`);
-        this.refuse(id, `The Countersign proxy refuses calls to ${tool}: it is not one of the tools this proxy lets through.`);
+        this.refuse(
+          id,
+          `The Countersign proxy refuses calls to ${tool}: it is not one of the tools this proxy lets through.`,
+        );
         return;
       }
       this.toUpstream(JSON.stringify(message));
@@ -200,13 +241,22 @@ export class McpGuardProxy {
     }
     const work = this.gate(id, tool, params, rule, message).catch((e: unknown) => {
       this.log(`internal error on ${tool}: ${(e as Error).message}`);
-      this.refuse(id, `The Countersign proxy could not check this call to ${tool} (${(e as Error).message}). The tool was not called.`);
+      this.refuse(
+        id,
+        `The Countersign proxy could not check this call to ${tool} (${(e as Error).message}). The tool was not called.`,
+      );
     });
     this.inFlight.add(work);
     void work.finally(() => this.inFlight.delete(work));
   }
 
-  private async gate(id: JsonRpcId, tool: string, params: Record<string, unknown>, rule: GuardedTool, message: JsonRpcMessage): Promise<void> {
+  private async gate(
+    id: JsonRpcId,
+    tool: string,
+    params: Record<string, unknown>,
+    rule: GuardedTool,
+    message: JsonRpcMessage,
+  ): Promise<void> {
     const args = params.arguments === undefined ? {} : params.arguments;
     if (!isObject(args)) {
       this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments must be a JSON object.`);
@@ -218,7 +268,10 @@ export class McpGuardProxy {
     } catch (e) {
       if (!(e instanceof ParametersError)) throw e;
       this.log(`refused ${tool}: arguments ${e.message}`);
-      this.refuse(id, `The Countersign proxy refuses this call to ${tool}: its arguments cannot be approved exactly (arguments ${e.message}). The tool was not called.`);
+      this.refuse(
+        id,
+        `The Countersign proxy refuses this call to ${tool}: its arguments cannot be approved exactly (arguments ${e.message}). The tool was not called.`,
+      );
       return;
     }
     let operation: string;
@@ -237,7 +290,10 @@ export class McpGuardProxy {
     }
     const argumentName = rule.credential.argument;
     if (argumentName !== undefined && Object.hasOwn(args, argumentName)) {
-      this.refuse(id, `The Countersign proxy refuses this call to ${tool}: the argument ${argumentName} is reserved for the approval credential.`);
+      this.refuse(
+        id,
+        `The Countersign proxy refuses this call to ${tool}: the argument ${argumentName} is reserved for the approval credential.`,
+      );
       return;
     }
 
@@ -253,10 +309,18 @@ export class McpGuardProxy {
         this.joinable.delete(joinKey);
         this.log(`${tool}: called again with the same arguments; waiting on request ${joined}`);
         result = await this.client.get(joined).catch(() => undefined);
-        if (result === undefined || result.state === 'PENDING_APPROVAL') result = { state: 'PENDING_APPROVAL', requestId: joined, rule: '', message: '' };
+        if (result === undefined || result.state === 'PENDING_APPROVAL')
+          result = { state: 'PENDING_APPROVAL', requestId: joined, rule: '', message: '' };
       } else {
         result = await this.client.request(
-          { operation, resource, parameters: args, reason, audience: rule.audience, onBehalfOf: this.options.onBehalfOf },
+          {
+            operation,
+            resource,
+            parameters: args,
+            reason,
+            audience: rule.audience,
+            onBehalfOf: this.options.onBehalfOf,
+          },
           { signal: abort.signal },
         );
       }
@@ -286,7 +350,8 @@ export class McpGuardProxy {
     const meta = isObject(params._meta) ? params._meta : undefined;
     const forwarded: Record<string, unknown> = { ...params };
     if (argumentName !== undefined) forwarded.arguments = { ...args, [argumentName]: result.token };
-    if (rule.credential.meta !== false) forwarded._meta = { ...meta, [rule.credential.meta]: result.token, [REQUEST_ID_META_KEY]: result.requestId };
+    if (rule.credential.meta !== false)
+      forwarded._meta = { ...meta, [rule.credential.meta]: result.token, [REQUEST_ID_META_KEY]: result.requestId };
     this.toUpstream(JSON.stringify({ ...message, params: forwarded }));
   }
 
@@ -294,8 +359,16 @@ export class McpGuardProxy {
    * The end state, or (with max_wait) a "still pending" answer after which the
    * same call joins this request; undefined when the call was cancelled.
    */
-  private async waitForDecision(pending: OperationResult, abort: AbortSignal, progress: ReturnType<McpGuardProxy['progressReporter']>, joinKey: string): Promise<OperationResult | undefined> {
-    const limit = this.config.maxWaitMs === undefined ? abort : AbortSignal.any([abort, AbortSignal.timeout(this.config.maxWaitMs)]);
+  private async waitForDecision(
+    pending: OperationResult,
+    abort: AbortSignal,
+    progress: ReturnType<McpGuardProxy['progressReporter']>,
+    joinKey: string,
+  ): Promise<OperationResult | undefined> {
+    const limit =
+      this.config.maxWaitMs === undefined
+        ? abort
+        : AbortSignal.any([abort, AbortSignal.timeout(this.config.maxWaitMs)]);
     try {
       return await this.client.waitForApproval(pending, { signal: limit, onUpdate: (u) => progress.update(u) });
     } catch (e) {
@@ -304,7 +377,8 @@ export class McpGuardProxy {
         const why = abort.reason instanceof Error ? abort.reason.message : 'the call was abandoned';
         await this.client.cancel(pending.requestId, why).then(
           () => this.log(`cancelled request ${pending.requestId}: ${why}`),
-          (cancelError: unknown) => this.log(`could not cancel request ${pending.requestId}: ${(cancelError as Error).message}`),
+          (cancelError: unknown) =>
+            this.log(`could not cancel request ${pending.requestId}: ${(cancelError as Error).message}`),
         );
         throw e;
       }
@@ -325,7 +399,11 @@ export class McpGuardProxy {
     let latest: OperationResult | undefined;
     const send = (message: string) => {
       if (token === undefined) return;
-      this.toAgent({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: ++step, message } });
+      this.toAgent({
+        jsonrpc: '2.0',
+        method: 'notifications/progress',
+        params: { progressToken: token, progress: ++step, message },
+      });
     };
     const describe = (r: OperationResult) => {
       const req = r.request;
@@ -336,7 +414,8 @@ export class McpGuardProxy {
       start: (r: OperationResult) => {
         latest = r;
         send(describe(r));
-        if (token !== undefined) timer = setInterval(() => latest && send(describe(latest)), this.config.progressIntervalMs);
+        if (token !== undefined)
+          timer = setInterval(() => latest && send(describe(latest)), this.config.progressIntervalMs);
       },
       update: (r: OperationResult) => {
         latest = r;

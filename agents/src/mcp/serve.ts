@@ -31,7 +31,9 @@ export interface HttpServing {
 const LOCAL_NAMES = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
 function refuse(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+  res
+    .writeHead(status, { 'content-type': 'application/json', ...headers })
+    .end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
 }
 
 export interface HttpOptions extends CountersignMcpOptions {
@@ -63,13 +65,20 @@ export async function serveHttp(client: CountersignClient, options: HttpOptions)
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path !== '/mcp') return refuse(res, 404, `not found: the MCP endpoint is /mcp`);
     const host = hostnameOf(req.headers.host ?? '');
-    if (host === undefined || !allowed.has(host)) return refuse(res, 403, `Host ${JSON.stringify(req.headers.host ?? '')} is not allowed`);
+    if (host === undefined || !allowed.has(host))
+      return refuse(res, 403, `Host ${JSON.stringify(req.headers.host ?? '')} is not allowed`);
     const origin = req.headers.origin;
-    if (origin !== undefined && !allowed.has(hostnameOf(origin) ?? '')) return refuse(res, 403, `Origin ${JSON.stringify(origin)} is not allowed`);
+    if (origin !== undefined && !allowed.has(hostnameOf(origin) ?? ''))
+      return refuse(res, 403, `Origin ${JSON.stringify(origin)} is not allowed`);
     if (!bearerMatches(req.headers.authorization, options.bearerSecret)) {
-      return refuse(res, 401, 'send this server\'s bearer secret: Authorization: Bearer <the secret in the file its start-up line names>', {
-        'www-authenticate': 'Bearer realm="countersign-mcp"',
-      });
+      return refuse(
+        res,
+        401,
+        "send this server's bearer secret: Authorization: Bearer <the secret in the file its start-up line names>",
+        {
+          'www-authenticate': 'Bearer realm="countersign-mcp"',
+        },
+      );
     }
     if (req.method !== 'POST') return refuse(res, 405, 'this server is stateless: POST JSON-RPC messages to /mcp');
     const server = createCountersignMcpServer(client, shared);

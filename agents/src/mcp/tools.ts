@@ -76,7 +76,10 @@ operations to get around it: report the denial to the user and stop.`;
 
 const OPERATION = z
   .string()
-  .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'operation must be 1-128 characters of letters, digits and . _ : - (e.g. "deploy", "db.drop_table")');
+  .regex(
+    /^[A-Za-z0-9._:-]{1,128}$/,
+    'operation must be 1-128 characters of letters, digits and . _ : - (e.g. "deploy", "db.drop_table")',
+  );
 const RESOURCE = z
   .string()
   .min(1, 'resource must not be empty')
@@ -100,7 +103,12 @@ const PARAMETERS = z.preprocess(
   },
   z.record(z.string(), z.unknown()),
 );
-const REQUEST_ID = z.string().regex(/^req_[A-Za-z0-9_-]{1,60}$/, 'request_id must be the id countersign_request returned, e.g. "req_CC91wDHreNIEOIVQ"');
+const REQUEST_ID = z
+  .string()
+  .regex(
+    /^req_[A-Za-z0-9_-]{1,60}$/,
+    'request_id must be the id countersign_request returned, e.g. "req_CC91wDHreNIEOIVQ"',
+  );
 const WAIT = z
   .number()
   .int('wait_seconds must be a whole number')
@@ -197,7 +205,13 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
  * the client asked for them (which keeps clients that reset their timeout on
  * progress waiting).
  */
-async function waitUpTo(client: CountersignClient, start: OperationResult | string, waitSeconds: number, extra: Extra, progressIntervalMs: number): Promise<OperationResult> {
+async function waitUpTo(
+  client: CountersignClient,
+  start: OperationResult | string,
+  waitSeconds: number,
+  extra: Extra,
+  progressIntervalMs: number,
+): Promise<OperationResult> {
   const requestId = typeof start === 'string' ? start : start.requestId;
   let latest = typeof start === 'string' ? undefined : start;
   if (waitSeconds === 0) {
@@ -211,7 +225,15 @@ async function waitUpTo(client: CountersignClient, start: OperationResult | stri
   const progress = (message: string) => {
     if (token === undefined) return;
     void extra
-      .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: Math.max(1, Math.round((Date.now() - began) / 1000)), total: waitSeconds, message } })
+      .sendNotification({
+        method: 'notifications/progress',
+        params: {
+          progressToken: token,
+          progress: Math.max(1, Math.round((Date.now() - began) / 1000)),
+          total: waitSeconds,
+          message,
+        },
+      })
       .catch(() => undefined);
   };
   const timer = setInterval(() => progress(`waiting for approval of ${requestId}`), progressIntervalMs);
@@ -226,7 +248,13 @@ async function waitUpTo(client: CountersignClient, start: OperationResult | stri
       },
     });
   } catch (e) {
-    if (e instanceof CountersignClientError && e.code === 'ERR_ABORTED' && !extra.signal.aborted && latest !== undefined) return latest;
+    if (
+      e instanceof CountersignClientError &&
+      e.code === 'ERR_ABORTED' &&
+      !extra.signal.aborted &&
+      latest !== undefined
+    )
+      return latest;
     throw e;
   } finally {
     clearInterval(timer);
@@ -234,10 +262,18 @@ async function waitUpTo(client: CountersignClient, start: OperationResult | stri
 }
 
 const notOurs = (requestId: string): CallToolResult =>
-  failure(new CountersignClientError('ERR_REQUEST_NOT_FOUND', `request ${requestId} was not made through this MCP server; it follows and cancels only its own requests`));
+  failure(
+    new CountersignClientError(
+      'ERR_REQUEST_NOT_FOUND',
+      `request ${requestId} was not made through this MCP server; it follows and cancels only its own requests`,
+    ),
+  );
 
 export function createCountersignMcpServer(client: CountersignClient, options: CountersignMcpOptions = {}): McpServer {
-  const server = new McpServer({ name: 'countersign', version: options.version ?? '0.1.0' }, { instructions: INSTRUCTIONS });
+  const server = new McpServer(
+    { name: 'countersign', version: options.version ?? '0.1.0' },
+    { instructions: INSTRUCTIONS },
+  );
   const own = options.ownRequests ?? new OwnRequests();
   const defaultWait = options.defaultWaitSeconds ?? 50;
   const progressIntervalMs = options.progressIntervalMs ?? 10_000;
@@ -258,11 +294,18 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
       inputSchema: exactly('countersign_request', {
         operation: OPERATION.describe('what is to be done, e.g. "deploy", "db.drop_table", "payments.refund"'),
         resource: RESOURCE.describe('what it is done to, e.g. "prod/payments", "db/orders"'),
-        parameters: PARAMETERS.optional()
-          .describe('the exact arguments of the operation, as you will use them (a JSON object); default {}'),
-        reason: z.string().min(1, 'reason must not be empty: say why, approvers read it').max(2048, 'reason must be at most 2048 characters').describe('why, in a sentence or two'),
+        parameters: PARAMETERS.optional().describe(
+          'the exact arguments of the operation, as you will use them (a JSON object); default {}',
+        ),
+        reason: z
+          .string()
+          .min(1, 'reason must not be empty: say why, approvers read it')
+          .max(2048, 'reason must be at most 2048 characters')
+          .describe('why, in a sentence or two'),
         audience: z.string().max(512).optional().describe('who will accept the credential, when the operation says so'),
-        wait_seconds: WAIT.optional().describe(`how long to wait for people to decide before answering PENDING_APPROVAL (0-${MAX_WAIT_SECONDS}; default ${defaultWait})`),
+        wait_seconds: WAIT.optional().describe(
+          `how long to wait for people to decide before answering PENDING_APPROVAL (0-${MAX_WAIT_SECONDS}; default ${defaultWait})`,
+        ),
       }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -299,7 +342,9 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
         'long for the decision. Use this, not a new countersign_request, to follow a pending request.',
       inputSchema: exactly('countersign_status', {
         request_id: REQUEST_ID.describe('the request_id countersign_request returned'),
-        wait_seconds: WAIT.optional().describe(`how long to wait for a decision (0-${MAX_WAIT_SECONDS}; default 0: answer at once)`),
+        wait_seconds: WAIT.optional().describe(
+          `how long to wait for a decision (0-${MAX_WAIT_SECONDS}; default 0: answer at once)`,
+        ),
       }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: true, openWorldHint: true },
@@ -323,7 +368,11 @@ export function createCountersignMcpServer(client: CountersignClient, options: C
         'no longer needed. Approvers are told; it can no longer be approved.',
       inputSchema: exactly('countersign_cancel', {
         request_id: REQUEST_ID.describe('the request_id countersign_request returned'),
-        reason: z.string().max(2048, 'reason must be at most 2048 characters').optional().describe('why it is withdrawn'),
+        reason: z
+          .string()
+          .max(2048, 'reason must be at most 2048 characters')
+          .optional()
+          .describe('why it is withdrawn'),
       }),
       outputSchema: OUTCOME_SHAPE,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },

@@ -1,7 +1,13 @@
 // The approver's client: a person authenticated by their own SVID lists the
 // requests they may decide and votes on them (the Approvals gRPC service).
 import { type Metadata, type ServiceError } from '@grpc/grpc-js';
-import { ApprovalsClient as GeneratedApprovalsClient, VoteDecision, type DecideResponse, type ListPendingResponse, type Request } from '@countersign/proto';
+import {
+  ApprovalsClient as GeneratedApprovalsClient,
+  VoteDecision,
+  type DecideResponse,
+  type ListPendingResponse,
+  type Request,
+} from '@countersign/proto';
 import { brokerChannel, type ClientOptions } from './client.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
 import { devEnvHint, explainConnectionError } from './hints.js';
@@ -37,27 +43,51 @@ export class ApprovalsClient {
 
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
   static fromEnv(
-    overrides: IdentityFiles & { address?: string | undefined; serverId?: string | undefined; channel?: 'cli' | undefined } = {},
+    overrides: IdentityFiles & {
+      address?: string | undefined;
+      serverId?: string | undefined;
+      channel?: 'cli' | undefined;
+    } = {},
     env: NodeJS.ProcessEnv = process.env,
   ): ApprovalsClient {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
-    return new ApprovalsClient({ ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId], channel: overrides.channel });
+    if (!address)
+      throw new CountersignClientError(
+        'ERR_ADDRESS_MISSING',
+        `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`,
+      );
+    return new ApprovalsClient({
+      ...loadIdentity(overrides, env),
+      address,
+      serverId: overrides.serverId ?? env[ENV.serverId],
+      channel: overrides.channel,
+    });
   }
 
-  private unary<Req, Res>(method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> {
+  private unary<Req, Res>(
+    method: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+    req: Req,
+  ): Promise<Res> {
     const metadata = callMetadata();
     if (this.channel !== undefined) metadata.set('countersign-channel', this.channel);
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, metadata, { deadline: new Date(Date.now() + this.timeoutMs) }, (e: ServiceError | null, r: Res) =>
-        e ? reject(explainConnectionError(fromServiceError(e), this.address)) : resolve(r),
+      method.call(
+        this.client,
+        req,
+        metadata,
+        { deadline: new Date(Date.now() + this.timeoutMs) },
+        (e: ServiceError | null, r: Res) =>
+          e ? reject(explainConnectionError(fromServiceError(e), this.address)) : resolve(r),
       );
     });
   }
 
   /** Pending requests the caller may still vote on, soonest deadline first. */
   async listPending(): Promise<Request[]> {
-    const res = await this.unary<Record<string, never>, ListPendingResponse>(this.client.listPending.bind(this.client), {});
+    const res = await this.unary<Record<string, never>, ListPendingResponse>(
+      this.client.listPending.bind(this.client),
+      {},
+    );
     return res.requests;
   }
 
@@ -72,7 +102,8 @@ export class ApprovalsClient {
       reason: input.reason ?? '',
       confirmResource: input.confirmResource ?? '',
     });
-    if (res.request === undefined) throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered Decide without the request');
+    if (res.request === undefined)
+      throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered Decide without the request');
     return res.request;
   }
 

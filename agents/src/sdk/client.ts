@@ -2,7 +2,15 @@
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { credentials, type Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  type Metadata,
+  status as GrpcStatus,
+  type ChannelCredentials,
+  type ChannelOptions,
+  type Interceptor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import {
   BrokerClient,
   ParametersError,
@@ -26,8 +34,23 @@ import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
 import { OidcIdentity, tokenSourceFor } from './oidc.js';
 import { readFileSync } from 'node:fs';
-import { ENV, loadIdentity, resolveIdentity, type ClientIdentity, type IdentityFiles, type IdentityChoice } from './identity.js';
-import { abortError, backoffMs, isRetryable, newClientRequestId, pause, withRetry, type RetryOptions } from './retry.js';
+import {
+  ENV,
+  loadIdentity,
+  resolveIdentity,
+  type ClientIdentity,
+  type IdentityFiles,
+  type IdentityChoice,
+} from './identity.js';
+import {
+  abortError,
+  backoffMs,
+  isRetryable,
+  newClientRequestId,
+  pause,
+  withRetry,
+  type RetryOptions,
+} from './retry.js';
 import type { IdentitySource } from './workload-api.js';
 
 export interface ClientOptions extends Partial<ClientIdentity> {
@@ -168,7 +191,8 @@ const STATE_NAMES: Partial<Record<RequestState, OperationState>> = {
 
 export function stateName(state: RequestState): OperationState {
   const name = STATE_NAMES[state];
-  if (name === undefined) throw new CountersignClientError('ERR_BROKER_PROTOCOL', `broker answered with unknown request state ${state}`);
+  if (name === undefined)
+    throw new CountersignClientError('ERR_BROKER_PROTOCOL', `broker answered with unknown request state ${state}`);
   return name;
 }
 
@@ -202,9 +226,16 @@ function checkKeyMatches(certChainPem: string, keyPem: string): void {
   try {
     matches = new X509Certificate(certChainPem).checkPrivateKey(createPrivateKey(keyPem));
   } catch (e) {
-    throw new CountersignClientError('ERR_IDENTITY_INVALID', `cannot read the SVID certificate or key: ${(e as Error).message}`);
+    throw new CountersignClientError(
+      'ERR_IDENTITY_INVALID',
+      `cannot read the SVID certificate or key: ${(e as Error).message}`,
+    );
   }
-  if (!matches) throw new CountersignClientError('ERR_IDENTITY_INVALID', 'the private key does not belong to the SVID certificate (check --cert and --key)');
+  if (!matches)
+    throw new CountersignClientError(
+      'ERR_IDENTITY_INVALID',
+      'the private key does not belong to the SVID certificate (check --cert and --key)',
+    );
 }
 
 /** The SPIFFE ID in an SVID chain's leaf, or undefined when it holds none. */
@@ -246,10 +277,18 @@ function bundleTrustDomainId(caPem: string): string | undefined {
 }
 
 /** mTLS credentials with this SVID, the broker checked by its SPIFFE ID, and the channel options that go with them. */
-function channelFor(identity: ClientIdentity, serverId: string): { creds: ChannelCredentials; channelOptions: ChannelOptions } {
-  const creds = credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certChainPem), {
-    checkServerIdentity: serverIdentityCheck(serverId),
-  });
+function channelFor(
+  identity: ClientIdentity,
+  serverId: string,
+): { creds: ChannelCredentials; channelOptions: ChannelOptions } {
+  const creds = credentials.createSsl(
+    Buffer.from(identity.caPem),
+    Buffer.from(identity.keyPem),
+    Buffer.from(identity.certChainPem),
+    {
+      checkServerIdentity: serverIdentityCheck(serverId),
+    },
+  );
   return {
     creds,
     channelOptions: {
@@ -263,15 +302,24 @@ function channelFor(identity: ClientIdentity, serverId: string): { creds: Channe
 }
 
 /** Checks an SVID from files and returns the broker's expected SPIFFE ID (default: its own trust domain). */
-function checkFileIdentity(options: Partial<ClientIdentity> & { serverId?: string | undefined }): { identity: ClientIdentity; serverId: string } {
+function checkFileIdentity(options: Partial<ClientIdentity> & { serverId?: string | undefined }): {
+  identity: ClientIdentity;
+  serverId: string;
+} {
   const { certChainPem, keyPem, caPem } = options;
   if (certChainPem === undefined || keyPem === undefined || caPem === undefined) {
-    throw new CountersignClientError('ERR_IDENTITY_MISSING', 'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)');
+    throw new CountersignClientError(
+      'ERR_IDENTITY_MISSING',
+      'no identity: give certChainPem, keyPem and caPem, or an identitySource (the Workload API)',
+    );
   }
   const ownId = ownSpiffeId(certChainPem);
   if (ownId === undefined) throw new CountersignClientError('ERR_IDENTITY_INVALID', notAnSvid(certChainPem));
   checkKeyMatches(certChainPem, keyPem);
-  return { identity: { certChainPem, keyPem, caPem }, serverId: options.serverId ?? `spiffe://${trustDomainOf(ownId)}` };
+  return {
+    identity: { certChainPem, keyPem, caPem },
+    serverId: options.serverId ?? `spiffe://${trustDomainOf(ownId)}`,
+  };
 }
 
 /** Credentials and channel options for any client of one broker (e.g. ApprovalsClient), from an SVID in files. */
@@ -280,11 +328,17 @@ export function brokerChannel(options: ClientOptions): { creds: ChannelCredentia
   return channelFor(identity, serverId);
 }
 
-const durationMs = (d: Duration | undefined): number | undefined => (d === undefined ? undefined : d.seconds * 1000 + Math.floor(d.nanos / 1e6));
+const durationMs = (d: Duration | undefined): number | undefined =>
+  d === undefined ? undefined : d.seconds * 1000 + Math.floor(d.nanos / 1e6);
 
 /** An OperationResult from a stored request (GetRequest, WatchRequest, CancelRequest). */
-export function resultOfRequest(request: Request | undefined, credential?: Credential, pollInterval?: Duration): OperationResult {
-  if (request === undefined) throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered without the request');
+export function resultOfRequest(
+  request: Request | undefined,
+  credential?: Credential,
+  pollInterval?: Duration,
+): OperationResult {
+  if (request === undefined)
+    throw new CountersignClientError('ERR_BROKER_PROTOCOL', 'broker answered without the request');
   const result: OperationResult = {
     state: stateName(request.state),
     requestId: request.id,
@@ -316,10 +370,14 @@ export interface WatchOptions {
 export function isTransient(e: CountersignClientError): boolean {
   if (e.code === 'ERR_BROKER_UNTRUSTED') return false;
   if (e.grpcStatus === GrpcStatus.UNAVAILABLE) return true;
-  const fromBroker = e.code.startsWith('ERR_') && !['ERR_BROKER', 'ERR_BROKER_UNAVAILABLE', 'ERR_BROKER_TIMEOUT'].includes(e.code);
+  const fromBroker =
+    e.code.startsWith('ERR_') && !['ERR_BROKER', 'ERR_BROKER_UNAVAILABLE', 'ERR_BROKER_TIMEOUT'].includes(e.code);
   return (
     !fromBroker &&
-    (e.grpcStatus === GrpcStatus.UNKNOWN || e.grpcStatus === GrpcStatus.INTERNAL || e.grpcStatus === GrpcStatus.DEADLINE_EXCEEDED || e.grpcStatus === GrpcStatus.CANCELLED)
+    (e.grpcStatus === GrpcStatus.UNKNOWN ||
+      e.grpcStatus === GrpcStatus.INTERNAL ||
+      e.grpcStatus === GrpcStatus.DEADLINE_EXCEEDED ||
+      e.grpcStatus === GrpcStatus.CANCELLED)
   );
 }
 
@@ -358,10 +416,19 @@ export class CountersignClient {
   /** A connection presenting the current SVID. */
   private open(): Channel {
     const generation = this.source?.generation ?? 0;
-    const identity = this.source ? this.source.identityFor(trustDomainOf(this.serverId)) : (this.options as ClientIdentity);
+    const identity = this.source
+      ? this.source.identityFor(trustDomainOf(this.serverId))
+      : (this.options as ClientIdentity);
     const { creds, channelOptions } = channelFor(identity, this.serverId);
-    const clientOptions = this.options.interceptors ? { ...channelOptions, interceptors: this.options.interceptors } : channelOptions;
-    return { client: new BrokerClient(this.options.address, creds, clientOptions), generation, active: 0, retired: false };
+    const clientOptions = this.options.interceptors
+      ? { ...channelOptions, interceptors: this.options.interceptors }
+      : channelOptions;
+    return {
+      client: new BrokerClient(this.options.address, creds, clientOptions),
+      generation,
+      active: 0,
+      retired: false,
+    };
   }
 
   /** The channel for a new call: after a rotation, a new one; the old one closes when its calls end. */
@@ -382,10 +449,22 @@ export class CountersignClient {
   }
 
   /** A client from files/env: COUNTERSIGN_ADDR, COUNTERSIGN_CERT, COUNTERSIGN_KEY, COUNTERSIGN_CA. */
-  static fromEnv(overrides: IdentityFiles & ConnectOptions = {}, env: NodeJS.ProcessEnv = process.env): CountersignClient {
+  static fromEnv(
+    overrides: IdentityFiles & ConnectOptions = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ): CountersignClient {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
-    return new CountersignClient({ ...callOptions(overrides), ...loadIdentity(overrides, env), address, serverId: overrides.serverId ?? env[ENV.serverId] });
+    if (!address)
+      throw new CountersignClientError(
+        'ERR_ADDRESS_MISSING',
+        `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`,
+      );
+    return new CountersignClient({
+      ...callOptions(overrides),
+      ...loadIdentity(overrides, env),
+      address,
+      serverId: overrides.serverId ?? env[ENV.serverId],
+    });
   }
 
   /**
@@ -397,14 +476,25 @@ export class CountersignClient {
     env: NodeJS.ProcessEnv = process.env,
   ): Promise<CountersignClient> {
     const address = overrides.address ?? env[ENV.addr];
-    if (!address) throw new CountersignClientError('ERR_ADDRESS_MISSING', `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`);
+    if (!address)
+      throw new CountersignClientError(
+        'ERR_ADDRESS_MISSING',
+        `no broker address: set --addr or ${ENV.addr} (host:port)${devEnvHint()}`,
+      );
     const serverId = overrides.serverId ?? env[ENV.serverId];
     const oidcSpec = overrides.oidc ?? (env[ENV.oidc] || undefined);
-    if (oidcSpec !== undefined) return CountersignClient.connectWithOidc(oidcSpec, { ...overrides, address, serverId }, env);
+    if (oidcSpec !== undefined)
+      return CountersignClient.connectWithOidc(oidcSpec, { ...overrides, address, serverId }, env);
     const identity = await resolveIdentity(overrides, env);
     try {
       return 'source' in identity
-        ? new CountersignClient({ ...callOptions(overrides), address, serverId, identitySource: identity.source, ownsIdentitySource: true })
+        ? new CountersignClient({
+            ...callOptions(overrides),
+            address,
+            serverId,
+            identitySource: identity.source,
+            ownsIdentitySource: true,
+          })
         : new CountersignClient({ ...callOptions(overrides), ...identity, address, serverId });
     } catch (e) {
       if ('source' in identity) identity.source.close();
@@ -413,23 +503,39 @@ export class CountersignClient {
   }
 
   /** --oidc: an SVID from the platform's OIDC token, renewed before it expires. */
-  private static async connectWithOidc(spec: string, o: IdentityChoice & ConnectOptions & { address: string }, env: NodeJS.ProcessEnv): Promise<CountersignClient> {
+  private static async connectWithOidc(
+    spec: string,
+    o: IdentityChoice & ConnectOptions & { address: string },
+    env: NodeJS.ProcessEnv,
+  ): Promise<CountersignClient> {
     if (o.certFile !== undefined || o.keyFile !== undefined || o.workloadApi) {
-      throw new CountersignClientError('ERR_USAGE', 'use either --oidc or an SVID (--cert/--key, --workload-api), not both');
+      throw new CountersignClientError(
+        'ERR_USAGE',
+        'use either --oidc or an SVID (--cert/--key, --workload-api), not both',
+      );
     }
     const caFile = o.caFile ?? env[ENV.ca];
     if (!caFile) {
-      throw new CountersignClientError('ERR_IDENTITY_MISSING', `--oidc needs the broker's trust bundle to authenticate it before there is an SVID: set --ca or ${ENV.ca} (the bundle is public; commit it or keep it in a variable)`);
+      throw new CountersignClientError(
+        'ERR_IDENTITY_MISSING',
+        `--oidc needs the broker's trust bundle to authenticate it before there is an SVID: set --ca or ${ENV.ca} (the bundle is public; commit it or keep it in a variable)`,
+      );
     }
     let caPem: string;
     try {
       caPem = readFileSync(caFile, 'utf8');
     } catch (e) {
-      throw new CountersignClientError('ERR_IDENTITY_FILE', `trust bundle ${caFile} (--ca/${ENV.ca}): ${(e as Error).message}`);
+      throw new CountersignClientError(
+        'ERR_IDENTITY_FILE',
+        `trust bundle ${caFile} (--ca/${ENV.ca}): ${(e as Error).message}`,
+      );
     }
     const serverId = o.serverId ?? bundleTrustDomainId(caPem);
     if (serverId === undefined) {
-      throw new CountersignClientError('ERR_USAGE', `--oidc: the bundle names no trust domain; set --server-id or ${ENV.serverId} (e.g. spiffe://example.org)`);
+      throw new CountersignClientError(
+        'ERR_USAGE',
+        `--oidc: the bundle names no trust domain; set --server-id or ${ENV.serverId} (e.g. spiffe://example.org)`,
+      );
     }
     const source = await OidcIdentity.start({
       address: o.address,
@@ -439,7 +545,13 @@ export class CountersignClient {
       token: tokenSourceFor(spec, { audience: o.oidcAudience ?? (env[ENV.oidcAudience] || undefined), env }),
       timeoutMs: o.timeoutMs,
     });
-    return new CountersignClient({ ...callOptions(o), address: o.address, serverId, identitySource: source, ownsIdentitySource: true });
+    return new CountersignClient({
+      ...callOptions(o),
+      address: o.address,
+      serverId,
+      identitySource: source,
+      ownsIdentitySource: true,
+    });
   }
 
   private deadline(): Date {
@@ -447,18 +559,31 @@ export class CountersignClient {
   }
 
   private unary<Req, Res>(
-    pick: (c: BrokerClient) => (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => { cancel(): void },
+    pick: (
+      c: BrokerClient,
+    ) => (
+      req: Req,
+      md: Metadata,
+      opts: { deadline: Date },
+      cb: (e: ServiceError | null, r: Res) => void,
+    ) => { cancel(): void },
     req: Req,
     signal?: AbortSignal,
   ): Promise<Res> {
     const channel = this.acquire();
     return new Promise((resolve, reject) => {
-      const call = pick(channel.client).call(channel.client, req, callMetadata(), { deadline: this.deadline() }, (e: ServiceError | null, r: Res) => {
-        this.release(channel);
-        signal?.removeEventListener('abort', onAbort);
-        if (e) reject(explainConnectionError(fromServiceError(e), this.options.address));
-        else resolve(r);
-      });
+      const call = pick(channel.client).call(
+        channel.client,
+        req,
+        callMetadata(),
+        { deadline: this.deadline() },
+        (e: ServiceError | null, r: Res) => {
+          this.release(channel);
+          signal?.removeEventListener('abort', onAbort);
+          if (e) reject(explainConnectionError(fromServiceError(e), this.options.address));
+          else resolve(r);
+        },
+      );
       function onAbort() {
         call.cancel();
       }
@@ -482,8 +607,17 @@ export class CountersignClient {
       audience: input.audience ?? '',
       ticket: input.ticket ?? '',
     };
-    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>((c) => c.requestOperation.bind(c), req, signal);
-    const result: OperationResult = { state: stateName(res.state), requestId: res.requestId, rule: res.rule, message: res.message };
+    const res = await this.unary<RequestOperationRequest, RequestOperationResponse>(
+      (c) => c.requestOperation.bind(c),
+      req,
+      signal,
+    );
+    const result: OperationResult = {
+      state: stateName(res.state),
+      requestId: res.requestId,
+      rule: res.rule,
+      message: res.message,
+    };
     if (res.credential) {
       result.token = res.credential.token;
       result.credentialId = res.credential.id;
@@ -500,8 +634,12 @@ export class CountersignClient {
    * Marks a credential as used, once (for resource servers that want single use).
    * A second redemption fails with code ERR_CREDENTIAL_ALREADY_REDEEMED, saying when and by whom.
    */
-  async redeemCredential(token: string): Promise<{ credentialId: string; requestId: string; redeemedAt: Date | undefined }> {
-    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>((c) => c.redeemCredential.bind(c), { token });
+  async redeemCredential(
+    token: string,
+  ): Promise<{ credentialId: string; requestId: string; redeemedAt: Date | undefined }> {
+    const res = await this.unary<RedeemCredentialRequest, RedeemCredentialResponse>((c) => c.redeemCredential.bind(c), {
+      token,
+    });
     return { credentialId: res.credentialId, requestId: res.requestId, redeemedAt: res.redeemedAt };
   }
 
@@ -528,14 +666,20 @@ export class CountersignClient {
   async collect(requestId: string): Promise<OperationResult & { token: string }> {
     const result = await this.get(requestId);
     if (result.state !== 'APPROVED' || result.token === undefined) {
-      throw new CountersignClientError('ERR_NOT_APPROVED', `request ${requestId} is ${result.state}${result.message ? ` (${result.message})` : ''}, not APPROVED`);
+      throw new CountersignClientError(
+        'ERR_NOT_APPROVED',
+        `request ${requestId} is ${result.state}${result.message ? ` (${result.message})` : ''}, not APPROVED`,
+      );
     }
     return result as OperationResult & { token: string };
   }
 
   /** Withdraws a pending request. */
   async cancel(requestId: string, reason = ''): Promise<OperationResult> {
-    const res = await this.unary<{ requestId: string; reason: string }, CancelRequestResponse>((c) => c.cancelRequest.bind(c), { requestId, reason });
+    const res = await this.unary<{ requestId: string; reason: string }, CancelRequestResponse>(
+      (c) => c.cancelRequest.bind(c),
+      { requestId, reason },
+    );
     return resultOfRequest(res.request);
   }
 
@@ -563,7 +707,10 @@ export class CountersignClient {
    * (ERR_ABORTED, after withdrawing the request when cancelOnAbort is set;
    * ERR_CANCEL_FAILED when that was refused, e.g. because it was approved meanwhile).
    */
-  async waitForApproval(request: string | OperationResult, options: WaitForApprovalOptions = {}): Promise<OperationResult> {
+  async waitForApproval(
+    request: string | OperationResult,
+    options: WaitForApprovalOptions = {},
+  ): Promise<OperationResult> {
     const requestId = typeof request === 'string' ? request : request.requestId;
     const known = typeof request === 'string' ? undefined : request;
     if (known !== undefined && END_STATES.includes(known.state)) return known;
@@ -578,9 +725,13 @@ export class CountersignClient {
       return await this.waitByPolling(requestId, options, known?.pollIntervalMs ?? options.pollIntervalMs ?? 2000);
     } catch (e) {
       if (signal?.aborted && options.cancelOnAbort) {
-        const reason = typeof options.cancelOnAbort === 'string' ? options.cancelOnAbort : 'the requester stopped waiting';
+        const reason =
+          typeof options.cancelOnAbort === 'string' ? options.cancelOnAbort : 'the requester stopped waiting';
         try {
-          await withRetry('CancelRequest', () => this.cancel(requestId, reason), { ...this.options.retry, attempts: 3 });
+          await withRetry('CancelRequest', () => this.cancel(requestId, reason), {
+            ...this.options.retry,
+            attempts: 3,
+          });
         } catch (cancelError) {
           throw new CountersignClientError(
             'ERR_CANCEL_FAILED',
@@ -596,7 +747,11 @@ export class CountersignClient {
   }
 
   /** The end state by WatchRequest, or undefined when streams do not work here and polling should take over. */
-  private async waitByWatching(requestId: string, options: WaitForApprovalOptions, mayFallBack: boolean): Promise<OperationResult | undefined> {
+  private async waitByWatching(
+    requestId: string,
+    options: WaitForApprovalOptions,
+    mayFallBack: boolean,
+  ): Promise<OperationResult | undefined> {
     const stop = new AbortController();
     const outer = options.signal;
     const onOuterAbort = () => stop.abort(outer?.reason);
@@ -629,7 +784,10 @@ export class CountersignClient {
     }
     if (outer?.aborted) throw abortError(outer, `waiting for request ${requestId}`);
     if (fellBack) {
-      options.onReconnect?.(new CountersignClientError('ERR_WATCH_UNAVAILABLE', 'watching does not work here; polling instead'), 0);
+      options.onReconnect?.(
+        new CountersignClientError('ERR_WATCH_UNAVAILABLE', 'watching does not work here; polling instead'),
+        0,
+      );
       return undefined;
     }
     if (last === undefined || !END_STATES.includes(last.state)) {
@@ -642,7 +800,11 @@ export class CountersignClient {
    * The end state by GetRequest, no faster than the broker's poll interval; a
    * "slow down" answer (ERR_SLOW_DOWN) doubles the interval, up to 60 s.
    */
-  private async waitByPolling(requestId: string, options: WaitForApprovalOptions, initialIntervalMs: number): Promise<OperationResult> {
+  private async waitByPolling(
+    requestId: string,
+    options: WaitForApprovalOptions,
+    initialIntervalMs: number,
+  ): Promise<OperationResult> {
     const { signal } = options;
     let intervalMs = Math.max(1, initialIntervalMs);
     let failures = 0;
@@ -692,7 +854,12 @@ export class CountersignClient {
       });
     }
     if (result.state !== 'APPROVED' || result.token === undefined) throw new RequestNotApprovedError(result);
-    return { token: result.token, credentialId: result.credentialId ?? '', expiresAt: result.credentialExpiresAt, requestId: result.requestId };
+    return {
+      token: result.token,
+      credentialId: result.credentialId ?? '',
+      expiresAt: result.credentialExpiresAt,
+      requestId: result.requestId,
+    };
   }
 
   /**
@@ -725,11 +892,17 @@ export class CountersignClient {
         // so that something closing every stream at once cannot make this spin.
         if (signal?.aborted) return;
         attempt++;
-        options.onReconnect?.(new CountersignClientError('ERR_WATCH_ENDED', 'the broker ended the stream before the request ended'), attempt);
+        options.onReconnect?.(
+          new CountersignClientError('ERR_WATCH_ENDED', 'the broker ended the stream before the request ended'),
+          attempt,
+        );
         await pause(backoffMs(attempt, 250, options.maxBackoffMs ?? 5000), signal);
       } catch (e) {
         if (signal?.aborted) return;
-        const error = explainConnectionError(e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError), this.options.address);
+        const error = explainConnectionError(
+          e instanceof CountersignClientError ? e : fromServiceError(e as ServiceError),
+          this.options.address,
+        );
         if (!isTransient(error)) throw error;
         attempt++;
         options.onReconnect?.(error, attempt);
@@ -742,11 +915,12 @@ export class CountersignClient {
     }
   }
 
-
   /** The SPIFFE ID this client authenticates as (the current SVID's, with the Workload API). */
   get spiffeId(): string | undefined {
     if (this.source) return this.source.spiffeId;
-    const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(this.options.certChainPem ?? '')?.[0];
+    const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(
+      this.options.certChainPem ?? '',
+    )?.[0];
     return leaf ? spiffeIdOfCertificate(Buffer.from(new X509Certificate(leaf).raw)) : undefined;
   }
 

@@ -35,7 +35,8 @@ export function fromServiceError(e: ServiceError): CountersignClientError {
   const sent = metadata?.get(ERROR_CODE_TRAILER)[0]?.toString();
   const fallback = FALLBACK_CODE[e.code] ?? 'ERR_BROKER';
   // A code this SDK does not know (a newer broker's) keeps its status's code; the message names it.
-  if (sent !== undefined && !isErrorCode(sent)) return new CountersignClientError(fallback, `${e.details || e.message} [${sent}]`, e.code, { cause: e });
+  if (sent !== undefined && !isErrorCode(sent))
+    return new CountersignClientError(fallback, `${e.details || e.message} [${sent}]`, e.code, { cause: e });
   return new CountersignClientError(sent ?? fallback, e.details || e.message, e.code, { cause: e });
 }
 

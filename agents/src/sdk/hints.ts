@@ -48,5 +48,10 @@ export function explainConnectionError(e: CountersignClientError, address: strin
       { cause: e },
     );
   }
-  return new CountersignClientError('ERR_BROKER_UNAVAILABLE', `cannot reach the broker at ${address}: ${cause}`, e.grpcStatus, { cause: e });
+  return new CountersignClientError(
+    'ERR_BROKER_UNAVAILABLE',
+    `cannot reach the broker at ${address}: ${cause}`,
+    e.grpcStatus,
+    { cause: e },
+  );
 }

@@ -44,8 +44,13 @@ const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|
  * when asked for (--workload-api, COUNTERSIGN_WORKLOAD_API) or, with no files
  * named, when SPIFFE_ENDPOINT_SOCKET is set.
  */
-export async function resolveIdentity(choice: IdentityChoice, env: NodeJS.ProcessEnv = process.env): Promise<ClientIdentity | { source: WorkloadApiIdentity }> {
-  const filesNamed = [choice.certFile, choice.keyFile, choice.caFile, env[ENV.cert], env[ENV.key], env[ENV.ca]].some((f) => f !== undefined && f !== '');
+export async function resolveIdentity(
+  choice: IdentityChoice,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ClientIdentity | { source: WorkloadApiIdentity }> {
+  const filesNamed = [choice.certFile, choice.keyFile, choice.caFile, env[ENV.cert], env[ENV.key], env[ENV.ca]].some(
+    (f) => f !== undefined && f !== '',
+  );
   const envChoice = env[ENV.workloadApi];
   const wanted: boolean | string =
     choice.workloadApi !== undefined && choice.workloadApi !== false
@@ -55,7 +60,10 @@ export async function resolveIdentity(choice: IdentityChoice, env: NodeJS.Proces
         : false;
   const explicitFiles = [choice.certFile, choice.keyFile, choice.caFile].some((f) => f !== undefined);
   if (wanted !== false && explicitFiles) {
-    throw new CountersignClientError('ERR_USAGE', 'use either --cert/--key/--ca or the Workload API (--workload-api), not both');
+    throw new CountersignClientError(
+      'ERR_USAGE',
+      'use either --cert/--key/--ca or the Workload API (--workload-api), not both',
+    );
   }
   const useWorkloadApi = wanted !== false || (!filesNamed && (env[SPIFFE_ENDPOINT_SOCKET] ?? '') !== '');
   if (!useWorkloadApi) return loadIdentity(choice, env);
@@ -72,7 +80,10 @@ function readPem(file: string, what: string, flag: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CountersignClientError('ERR_IDENTITY_FILE', `${what} ${file} (${flag}): ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new CountersignClientError(
+      'ERR_IDENTITY_FILE',
+      `${what} ${file} (${flag}): ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
 }
 

@@ -44,13 +44,22 @@ export function githubToken(options: { audience?: string | undefined; env?: Node
     target.searchParams.set('audience', options.audience ?? DEFAULT_AUDIENCE);
     let res: Response;
     try {
-      res = await fetch(target, { headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' }, signal: AbortSignal.timeout(30_000) });
+      res = await fetch(target, {
+        headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(30_000),
+      });
     } catch (e) {
-      throw new CountersignClientError('ERR_OIDC_TOKEN_UNAVAILABLE', `GitHub's token endpoint could not be reached: ${(e as Error).message}`);
+      throw new CountersignClientError(
+        'ERR_OIDC_TOKEN_UNAVAILABLE',
+        `GitHub's token endpoint could not be reached: ${(e as Error).message}`,
+      );
     }
     const body = (await res.json().catch(() => ({}))) as { value?: unknown };
     if (!res.ok || typeof body.value !== 'string') {
-      throw new CountersignClientError('ERR_OIDC_TOKEN_UNAVAILABLE', `GitHub's token endpoint answered HTTP ${res.status} without a token`);
+      throw new CountersignClientError(
+        'ERR_OIDC_TOKEN_UNAVAILABLE',
+        `GitHub's token endpoint answered HTTP ${res.status} without a token`,
+      );
     }
     return body.value;
   };
@@ -63,7 +72,10 @@ export function gitlabToken(options: { variable?: string | undefined; env?: Node
   return async () => {
     const token = env[variable];
     if (!token) {
-      throw new CountersignClientError('ERR_OIDC_TOKEN_UNAVAILABLE', `no GitLab ID token in ${variable}: add to the job\n  id_tokens:\n    ${variable}:\n      aud: countersign`);
+      throw new CountersignClientError(
+        'ERR_OIDC_TOKEN_UNAVAILABLE',
+        `no GitLab ID token in ${variable}: add to the job\n  id_tokens:\n    ${variable}:\n      aud: countersign`,
+      );
     }
     return token.trim();
   };
@@ -75,27 +87,42 @@ export function fileToken(path: string): OidcTokenSource {
     try {
       return (await readFile(path, 'utf8')).trim();
     } catch (e) {
-      throw new CountersignClientError('ERR_OIDC_TOKEN_UNAVAILABLE', `cannot read the OIDC token file ${path}: ${(e as Error).message}`);
+      throw new CountersignClientError(
+        'ERR_OIDC_TOKEN_UNAVAILABLE',
+        `cannot read the OIDC token file ${path}: ${(e as Error).message}`,
+      );
     }
   };
 }
 
 /** `--oidc github|gitlab|k8s|file:PATH` as a token source. */
-export function tokenSourceFor(spec: string, options: { audience?: string | undefined; env?: NodeJS.ProcessEnv } = {}): OidcTokenSource {
+export function tokenSourceFor(
+  spec: string,
+  options: { audience?: string | undefined; env?: NodeJS.ProcessEnv } = {},
+): OidcTokenSource {
   if (spec === 'github') return githubToken(options);
   if (spec === 'gitlab') return gitlabToken({ env: options.env });
   if (spec === 'k8s') return fileToken(K8S_TOKEN_PATH);
   if (spec.startsWith('file:') && spec.length > 5) return fileToken(spec.slice(5));
-  throw new CountersignClientError('ERR_USAGE', `--oidc ${JSON.stringify(spec)}: expected github, gitlab, k8s or file:PATH`);
+  throw new CountersignClientError(
+    'ERR_USAGE',
+    `--oidc ${JSON.stringify(spec)}: expected github, gitlab, k8s or file:PATH`,
+  );
 }
 
 /** A new EC P-256 key (in memory) and a CSR signed by it. */
 export async function newKeyAndCsr(): Promise<{ csrPem: string; keyPem: string }> {
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=countersign-oidc', keys, signingAlgorithm: algorithm });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: 'CN=countersign-oidc',
+    keys,
+    signingAlgorithm: algorithm,
+  });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }).toString();
+  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })
+    .export({ type: 'pkcs8', format: 'pem' })
+    .toString();
   return { csrPem: csr.toString('pem'), keyPem };
 }
 
@@ -121,15 +148,27 @@ export interface ExchangedSvid extends ClientIdentity {
  * One exchange: the token and a CSR for a new key (or for `key`, one from a previous exchange
  * of the same token: the broker then renews the SVID); returns the SVID with its key.
  */
-export async function exchangeToken(token: string, options: ExchangeOptions & { key?: { csrPem: string; keyPem: string } | undefined }): Promise<ExchangedSvid> {
+export async function exchangeToken(
+  token: string,
+  options: ExchangeOptions & { key?: { csrPem: string; keyPem: string } | undefined },
+): Promise<ExchangedSvid> {
   const { csrPem, keyPem } = options.key ?? (await newKeyAndCsr());
-  const client = new IdentityClient(options.address, credentials.createSsl(Buffer.from(options.caPem), null, null, { checkServerIdentity: serverIdentityCheck(options.serverId) }), {
-    'grpc.ssl_target_name_override': trustDomainOf(options.serverId),
-  });
+  const client = new IdentityClient(
+    options.address,
+    credentials.createSsl(Buffer.from(options.caPem), null, null, {
+      checkServerIdentity: serverIdentityCheck(options.serverId),
+    }),
+    {
+      'grpc.ssl_target_name_override': trustDomainOf(options.serverId),
+    },
+  );
   try {
     const res = await new Promise<ExchangeTokenResponse>((resolve, reject) =>
-      client.exchangeToken({ token, csr: csrPem, issuer: options.issuer ?? '' }, new Metadata(), { deadline: Date.now() + (options.timeoutMs ?? 30_000) }, (e: ServiceError | null, r) =>
-        e ? reject(fromServiceError(e)) : resolve(r),
+      client.exchangeToken(
+        { token, csr: csrPem, issuer: options.issuer ?? '' },
+        new Metadata(),
+        { deadline: Date.now() + (options.timeoutMs ?? 30_000) },
+        (e: ServiceError | null, r) => (e ? reject(fromServiceError(e)) : resolve(r)),
       ),
     );
     return {

@@ -24,14 +24,21 @@ export function newClientRequestId(): string {
 /** Only UNAVAILABLE is retried: the broker was unreachable, or Redis was (it answers nothing then). */
 export function isRetryable(e: unknown): e is CountersignClientError {
   // A broker certificate the client cannot trust is reported as UNAVAILABLE too; waiting does not fix it.
-  return e instanceof CountersignClientError && e.grpcStatus === GrpcStatus.UNAVAILABLE && e.code !== 'ERR_BROKER_UNTRUSTED';
+  return (
+    e instanceof CountersignClientError && e.grpcStatus === GrpcStatus.UNAVAILABLE && e.code !== 'ERR_BROKER_UNTRUSTED'
+  );
 }
 
 /** The error an aborted wait or retry ends with. */
 export function abortError(signal: AbortSignal, what: string): CountersignClientError {
-  return new CountersignClientError('ERR_ABORTED', `${what} was aborted${signal.reason instanceof Error ? ` (${signal.reason.message})` : ''}`, undefined, {
-    cause: signal.reason,
-  });
+  return new CountersignClientError(
+    'ERR_ABORTED',
+    `${what} was aborted${signal.reason instanceof Error ? ` (${signal.reason.message})` : ''}`,
+    undefined,
+    {
+      cause: signal.reason,
+    },
+  );
 }
 
 /** Resolves after ms, or as soon as the signal aborts (without throwing). */
@@ -58,7 +65,11 @@ export function backoffMs(attempt: number, initialMs: number, maxMs: number): nu
 }
 
 /** Runs fn until it succeeds, fails with a non-retryable error, runs out of attempts, or the signal aborts. */
-export async function withRetry<T>(what: string, fn: () => Promise<T>, options: RetryOptions & { signal?: AbortSignal | undefined } = {}): Promise<T> {
+export async function withRetry<T>(
+  what: string,
+  fn: () => Promise<T>,
+  options: RetryOptions & { signal?: AbortSignal | undefined } = {},
+): Promise<T> {
   const attempts = Math.max(1, options.attempts ?? 6);
   const { signal } = options;
   for (let attempt = 1; ; attempt++) {

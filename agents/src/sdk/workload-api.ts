@@ -63,7 +63,11 @@ export class WorkloadApiIdentity implements IdentitySource {
   static async connect(options: WorkloadApiIdentityOptions = {}): Promise<WorkloadApiIdentity> {
     let client: WorkloadApiClient;
     try {
-      client = new WorkloadApiClient({ address: options.address, env: options.env ?? process.env, ...(options.backoff ? { backoff: options.backoff } : {}) });
+      client = new WorkloadApiClient({
+        address: options.address,
+        env: options.env ?? process.env,
+        ...(options.backoff ? { backoff: options.backoff } : {}),
+      });
     } catch (e) {
       throw new CountersignClientError('ERR_IDENTITY_MISSING', (e as Error).message, undefined, { cause: e });
     }
@@ -73,7 +77,10 @@ export class WorkloadApiIdentity implements IdentitySource {
     } catch (e) {
       client.close();
       if (e instanceof CountersignClientError) throw e;
-      const code = e instanceof WorkloadApiError && e.code === 'ERR_WORKLOAD_API_TIMEOUT' ? 'ERR_WORKLOAD_API_UNAVAILABLE' : 'ERR_IDENTITY_INVALID';
+      const code =
+        e instanceof WorkloadApiError && e.code === 'ERR_WORKLOAD_API_TIMEOUT'
+          ? 'ERR_WORKLOAD_API_UNAVAILABLE'
+          : 'ERR_IDENTITY_INVALID';
       throw new CountersignClientError(code, (e as Error).message, undefined, { cause: e });
     }
   }
@@ -81,7 +88,10 @@ export class WorkloadApiIdentity implements IdentitySource {
   private pick(context: X509Context): WorkloadX509Svid {
     const svid = this.wanted === undefined ? context.svids[0] : context.svids.find((s) => s.spiffeId === this.wanted);
     if (svid === undefined) {
-      throw new CountersignClientError('ERR_IDENTITY_MISSING', `the Workload API offers no SVID for ${this.wanted} (it offers ${context.svids.map((s) => s.spiffeId).join(', ')})`);
+      throw new CountersignClientError(
+        'ERR_IDENTITY_MISSING',
+        `the Workload API offers no SVID for ${this.wanted} (it offers ${context.svids.map((s) => s.spiffeId).join(', ')})`,
+      );
     }
     return svid;
   }

@@ -30,7 +30,10 @@ export interface MethodBinding<Req = any> {
   parameters?: (request: Req) => JsonObject;
 }
 
-export interface GrpcVerifierOptions extends Omit<VerifyOptions, 'clientCertificate' | 'parameters' | 'operation' | 'resource' | 'currentDate'> {
+export interface GrpcVerifierOptions extends Omit<
+  VerifyOptions,
+  'clientCertificate' | 'parameters' | 'operation' | 'resource' | 'currentDate'
+> {
   /** Guarded methods by full path ("/pkg.Service/Method"). */
   methods: Record<string, MethodBinding>;
   /** What to do with methods not listed: refuse (default) or let through unchecked (health checks, reflection). */
@@ -52,7 +55,11 @@ export function bearerToken(value: string | undefined): string | undefined {
   return BEARER.exec(value.trim())?.[1];
 }
 
-const STATUS = { invalid: GrpcStatus.UNAUTHENTICATED, forbidden: GrpcStatus.PERMISSION_DENIED, unavailable: GrpcStatus.UNAVAILABLE } as const;
+const STATUS = {
+  invalid: GrpcStatus.UNAUTHENTICATED,
+  forbidden: GrpcStatus.PERMISSION_DENIED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+} as const;
 
 function refuse(call: ServerInterceptingCallInterface, error: CredentialVerificationError): void {
   const trailers = new Metadata();
@@ -79,11 +86,21 @@ export function countersignInterceptor(options: GrpcVerifierOptions): ServerInte
           onReceiveMessage(message, nextMessage) {
             if (done) return nextMessage(message); // client streams: the first message decides
             done = true;
-            const error = (code: CredentialVerificationError['code'], text: string) => refuse(call, new CredentialVerificationError(code, `credential: ${text}`));
-            if (binding === undefined) return error('ERR_CREDENTIAL_OPERATION_MISMATCH', `method ${method.path} is not guarded by any operation; refusing`);
-            if (token === undefined) return error('ERR_CREDENTIAL_MISSING', 'send it as "authorization: Bearer <token>" metadata');
+            const error = (code: CredentialVerificationError['code'], text: string) =>
+              refuse(call, new CredentialVerificationError(code, `credential: ${text}`));
+            if (binding === undefined)
+              return error(
+                'ERR_CREDENTIAL_OPERATION_MISMATCH',
+                `method ${method.path} is not guarded by any operation; refusing`,
+              );
+            if (token === undefined)
+              return error('ERR_CREDENTIAL_MISSING', 'send it as "authorization: Bearer <token>" metadata');
             const certificate = call.getAuthContext().sslPeerCertificate?.raw;
-            if (certificate === undefined && requireBinding) return error('ERR_CREDENTIAL_CERTIFICATE_MISMATCH', 'the connection has no client certificate to check the binding against');
+            if (certificate === undefined && requireBinding)
+              return error(
+                'ERR_CREDENTIAL_CERTIFICATE_MISMATCH',
+                'the connection has no client certificate to check the binding against',
+              );
             let expectations;
             try {
               expectations = {
@@ -92,7 +109,10 @@ export function countersignInterceptor(options: GrpcVerifierOptions): ServerInte
                 parameters: binding.parameters?.(message),
               };
             } catch (e) {
-              return error('ERR_CREDENTIAL_PARAMETERS_MISMATCH', `the request cannot be described for checking: ${(e as Error).message}`);
+              return error(
+                'ERR_CREDENTIAL_PARAMETERS_MISMATCH',
+                `the request cannot be described for checking: ${(e as Error).message}`,
+              );
             }
             verifyCredential(token, { ...options, ...expectations, clientCertificate: certificate }).then(
               (credential) => {
@@ -101,7 +121,11 @@ export function countersignInterceptor(options: GrpcVerifierOptions): ServerInte
               },
               (e: unknown) => {
                 if (e instanceof CredentialVerificationError) refuse(call, e);
-                else call.sendStatus({ code: GrpcStatus.INTERNAL, details: 'credential verification failed unexpectedly' });
+                else
+                  call.sendStatus({
+                    code: GrpcStatus.INTERNAL,
+                    details: 'credential verification failed unexpectedly',
+                  });
               },
             );
           },

@@ -19,7 +19,10 @@ export interface RequestDescription {
   parameters?: JsonObject | undefined;
 }
 
-export interface HttpVerifierOptions extends Omit<VerifyOptions, 'clientCertificate' | 'parameters' | 'operation' | 'resource' | 'currentDate'> {
+export interface HttpVerifierOptions extends Omit<
+  VerifyOptions,
+  'clientCertificate' | 'parameters' | 'operation' | 'resource' | 'currentDate'
+> {
   /** Says what this request does (may read a body parsed earlier). */
   describe: (req: IncomingMessage) => RequestDescription | Promise<RequestDescription>;
   /**
@@ -43,9 +46,18 @@ const HTTP_STATUS = { invalid: 401, forbidden: 403, unavailable: 503 } as const;
 function refuse(res: ServerResponse, error: CredentialVerificationError): void {
   const cls = refusalClass(error.code);
   const status = HTTP_STATUS[cls];
-  const body = JSON.stringify({ error: cls === 'invalid' ? 'invalid_token' : cls === 'forbidden' ? 'insufficient_scope' : 'temporarily_unavailable', code: error.code, message: error.message });
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-  if (status !== 503) headers['www-authenticate'] = `Bearer realm="countersign", error="${cls === 'invalid' ? 'invalid_token' : 'insufficient_scope'}"`;
+  const body = JSON.stringify({
+    error: cls === 'invalid' ? 'invalid_token' : cls === 'forbidden' ? 'insufficient_scope' : 'temporarily_unavailable',
+    code: error.code,
+    message: error.message,
+  });
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (status !== 503)
+    headers['www-authenticate'] =
+      `Bearer realm="countersign", error="${cls === 'invalid' ? 'invalid_token' : 'insufficient_scope'}"`;
   res.writeHead(status, headers);
   res.end(body);
 }
@@ -57,15 +69,24 @@ function peerCertificate(req: IncomingMessage): Uint8Array | undefined {
   return raw && raw.length > 0 ? raw : undefined;
 }
 
-export function countersignHttp(options: HttpVerifierOptions): (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void {
+export function countersignHttp(
+  options: HttpVerifierOptions,
+): (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void {
   const requireBinding = options.requireCertificateBinding ?? true;
   return (req, res, next) => {
     const run = async () => {
       const token = bearerToken(req.headers.authorization);
-      if (token === undefined) throw new CredentialVerificationError('ERR_CREDENTIAL_MISSING', 'credential: send it as "Authorization: Bearer <token>"');
+      if (token === undefined)
+        throw new CredentialVerificationError(
+          'ERR_CREDENTIAL_MISSING',
+          'credential: send it as "Authorization: Bearer <token>"',
+        );
       const certificate = options.clientCertificate ? options.clientCertificate(req) : peerCertificate(req);
       if (certificate === undefined && requireBinding) {
-        throw new CredentialVerificationError('ERR_CREDENTIAL_CERTIFICATE_MISMATCH', 'credential: the request came without a client certificate to check the binding against');
+        throw new CredentialVerificationError(
+          'ERR_CREDENTIAL_CERTIFICATE_MISMATCH',
+          'credential: the request came without a client certificate to check the binding against',
+        );
       }
       const description = await options.describe(req);
       const credential = await verifyCredential(token, { ...options, ...description, clientCertificate: certificate });

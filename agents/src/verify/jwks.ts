@@ -60,14 +60,22 @@ export class RemoteJwks {
     this.fetches += 1;
     let doc: JSONWebKeySet;
     try {
-      const res = await this.fetchImpl(this.url, { signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } });
+      const res = await this.fetchImpl(this.url, {
+        signal: AbortSignal.timeout(this.timeoutMs),
+        headers: { accept: 'application/json' },
+      });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const text = await res.text();
       if (text.length > this.maxBytes) throw new Error(`document is ${text.length} bytes, at most ${this.maxBytes}`);
       doc = JSON.parse(text) as JSONWebKeySet;
-      if (doc === null || typeof doc !== 'object' || !Array.isArray(doc.keys)) throw new Error('not a JWKS document (no "keys" array)');
+      if (doc === null || typeof doc !== 'object' || !Array.isArray(doc.keys))
+        throw new Error('not a JWKS document (no "keys" array)');
     } catch (e) {
-      throw new CredentialVerificationError('ERR_JWKS_UNAVAILABLE', `credential: cannot fetch the broker's JWKS from ${this.url}: ${(e as Error).message}`, { cause: e });
+      throw new CredentialVerificationError(
+        'ERR_JWKS_UNAVAILABLE',
+        `credential: cannot fetch the broker's JWKS from ${this.url}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     const cached: Cached = {
       getKey: createLocalJWKSet(doc),

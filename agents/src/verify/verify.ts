@@ -91,7 +91,8 @@ const PEM_PREFIX = [...Buffer.from('-----BEGIN')];
 export function thumbprintOf(certificate: string | Uint8Array): string {
   if (typeof certificate !== 'string') {
     // readFileSync('client.pem') gives a Buffer of PEM text, not DER: read it as the text it is.
-    if (PEM_PREFIX.every((byte, i) => certificate[i] === byte)) return thumbprintOf(Buffer.from(certificate).toString('utf8'));
+    if (PEM_PREFIX.every((byte, i) => certificate[i] === byte))
+      return thumbprintOf(Buffer.from(certificate).toString('utf8'));
     return certificateThumbprint(certificate);
   }
   const known = pemThumbprints.get(certificate);
@@ -115,15 +116,23 @@ function mapJoseError(e: unknown): never {
     if (e.claim === 'aud') return fail('ERR_CREDENTIAL_AUDIENCE', `audience does not match (${e.message})`, e);
     if (e.claim === 'iss') return fail('ERR_CREDENTIAL_ISSUER', `issuer does not match (${e.message})`, e);
     if (e.claim === 'typ') return fail('ERR_CREDENTIAL_TYPE', `token type is not ${CREDENTIAL_TYPE}`, e);
-    if (e.claim === 'nbf' || e.claim === 'iat') return fail('ERR_CREDENTIAL_NOT_YET_VALID', `not yet valid (${e.message})`, e);
+    if (e.claim === 'nbf' || e.claim === 'iat')
+      return fail('ERR_CREDENTIAL_NOT_YET_VALID', `not yet valid (${e.message})`, e);
     return fail('ERR_CREDENTIAL_CLAIMS', e.message, e);
   }
   if (e instanceof joseErrors.JOSEAlgNotAllowed || e instanceof joseErrors.JOSENotSupported) {
-    return fail('ERR_CREDENTIAL_ALGORITHM', `algorithm not allowed; expected one of ${ALLOWED_ALGORITHMS.join(', ')}`, e);
+    return fail(
+      'ERR_CREDENTIAL_ALGORITHM',
+      `algorithm not allowed; expected one of ${ALLOWED_ALGORITHMS.join(', ')}`,
+      e,
+    );
   }
-  if (e instanceof joseErrors.JWKSNoMatchingKey) return fail('ERR_CREDENTIAL_UNKNOWN_KEY', 'signed by a key that is not in the JWKS', e);
-  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return fail('ERR_CREDENTIAL_SIGNATURE', 'signature does not verify', e);
-  if (e instanceof joseErrors.JWSInvalid || e instanceof joseErrors.JWTInvalid) return fail('ERR_CREDENTIAL_MALFORMED', e.message, e);
+  if (e instanceof joseErrors.JWKSNoMatchingKey)
+    return fail('ERR_CREDENTIAL_UNKNOWN_KEY', 'signed by a key that is not in the JWKS', e);
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+    return fail('ERR_CREDENTIAL_SIGNATURE', 'signature does not verify', e);
+  if (e instanceof joseErrors.JWSInvalid || e instanceof joseErrors.JWTInvalid)
+    return fail('ERR_CREDENTIAL_MALFORMED', e.message, e);
   return fail('ERR_CREDENTIAL_MALFORMED', (e as Error).message ?? String(e), e);
 }
 
@@ -131,7 +140,9 @@ function algorithmsOf(options: VerifyOptions): string[] {
   const algorithms = options.algorithms ?? ALLOWED_ALGORITHMS;
   const unknown = algorithms.filter((a) => !ALLOWED_ALGORITHMS.includes(a));
   if (algorithms.length === 0 || unknown.length > 0) {
-    throw new TypeError(`algorithms must be a non-empty subset of ${ALLOWED_ALGORITHMS.join(', ')}; got ${JSON.stringify(algorithms)}`);
+    throw new TypeError(
+      `algorithms must be a non-empty subset of ${ALLOWED_ALGORITHMS.join(', ')}; got ${JSON.stringify(algorithms)}`,
+    );
   }
   return [...algorithms];
 }
@@ -139,9 +150,13 @@ function algorithmsOf(options: VerifyOptions): string[] {
 /** Verifies a Countersign credential; returns its claims or throws a CredentialVerificationError. */
 export async function verifyCredential(token: string, options: VerifyOptions): Promise<VerifiedCredential> {
   if (typeof token !== 'string' || token.length === 0) fail('ERR_CREDENTIAL_MISSING', 'no token was presented');
-  if (token.length > MAX_TOKEN_LENGTH) fail('ERR_CREDENTIAL_MALFORMED', `token is ${token.length} characters, at most ${MAX_TOKEN_LENGTH} are accepted`);
+  if (token.length > MAX_TOKEN_LENGTH)
+    fail('ERR_CREDENTIAL_MALFORMED', `token is ${token.length} characters, at most ${MAX_TOKEN_LENGTH} are accepted`);
   const algorithms = algorithmsOf(options); // a bad allowlist is the caller's bug: TypeError, not a refusal
-  const tolerance = Math.max(0, Math.min(options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS));
+  const tolerance = Math.max(
+    0,
+    Math.min(options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS),
+  );
   let result;
   try {
     result = await jwtVerify(token, keyGetter(options.jwks), {
@@ -156,7 +171,11 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
   } catch (e) {
     if (e instanceof joseErrors.JWTClaimValidationFailed && e.claim === 'aud') {
       const aud = (e.payload as { aud?: unknown }).aud;
-      return fail('ERR_CREDENTIAL_AUDIENCE', `audience does not match: the credential is for ${JSON.stringify(aud)}, this resource server is ${JSON.stringify(options.audience)}`, e);
+      return fail(
+        'ERR_CREDENTIAL_AUDIENCE',
+        `audience does not match: the credential is for ${JSON.stringify(aud)}, this resource server is ${JSON.stringify(options.audience)}`,
+        e,
+      );
     }
     return mapJoseError(e);
   }
@@ -175,22 +194,39 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
   if (options.clientCertificate !== undefined) {
     const presented = thumbprintOf(options.clientCertificate);
     if (presented !== boundThumbprint) {
-      fail('ERR_CREDENTIAL_CERTIFICATE_MISMATCH', `bound to a different client certificate than the one presented: the credential names x5t#S256 ${boundThumbprint}, the presented certificate's is ${presented}`);
+      fail(
+        'ERR_CREDENTIAL_CERTIFICATE_MISMATCH',
+        `bound to a different client certificate than the one presented: the credential names x5t#S256 ${boundThumbprint}, the presented certificate's is ${presented}`,
+      );
     }
   }
   if (options.operation !== undefined && details.operation !== options.operation) {
-    fail('ERR_CREDENTIAL_OPERATION_MISMATCH', `authorizes operation ${JSON.stringify(details.operation)}, not ${JSON.stringify(options.operation)}`);
+    fail(
+      'ERR_CREDENTIAL_OPERATION_MISMATCH',
+      `authorizes operation ${JSON.stringify(details.operation)}, not ${JSON.stringify(options.operation)}`,
+    );
   }
   if (options.resource !== undefined && details.resource !== options.resource) {
-    fail('ERR_CREDENTIAL_RESOURCE_MISMATCH', `authorizes resource ${JSON.stringify(details.resource)}, not ${JSON.stringify(options.resource)}`);
+    fail(
+      'ERR_CREDENTIAL_RESOURCE_MISMATCH',
+      `authorizes resource ${JSON.stringify(details.resource)}, not ${JSON.stringify(options.resource)}`,
+    );
   }
   if (options.parameters !== undefined) {
     const digest = parametersDigest(options.parameters);
     if (digest !== details.parameters_digest) {
-      fail('ERR_CREDENTIAL_PARAMETERS_MISMATCH', `the parameters differ from the ones that were authorized: theirs digest to ${digest}, the credential carries ${details.parameters_digest}`);
+      fail(
+        'ERR_CREDENTIAL_PARAMETERS_MISMATCH',
+        `the parameters differ from the ones that were authorized: theirs digest to ${digest}, the credential carries ${details.parameters_digest}`,
+      );
     }
   }
-  const verified: VerifiedCredential = { claims, details, kid: result.protectedHeader.kid, alg: result.protectedHeader.alg };
+  const verified: VerifiedCredential = {
+    claims,
+    details,
+    kid: result.protectedHeader.kid,
+    alg: result.protectedHeader.alg,
+  };
   if (options.redeem !== undefined) verified.redeemedAt = await redeem(options.redeem, token);
   return verified;
 }
@@ -201,7 +237,8 @@ async function redeem(redeemer: CredentialRedeemer, token: string): Promise<Date
     return r.redeemedAt ?? new Date();
   } catch (e) {
     const code = (e as { code?: unknown }).code;
-    if (code === 'ERR_CREDENTIAL_ALREADY_REDEEMED') return fail('ERR_CREDENTIAL_ALREADY_REDEEMED', (e as Error).message, e);
+    if (code === 'ERR_CREDENTIAL_ALREADY_REDEEMED')
+      return fail('ERR_CREDENTIAL_ALREADY_REDEEMED', (e as Error).message, e);
     return fail('ERR_CREDENTIAL_REDEMPTION_FAILED', `could not be redeemed: ${(e as Error).message}`, e);
   }
 }

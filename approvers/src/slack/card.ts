@@ -31,7 +31,11 @@ export interface ParameterDisplayOptions {
   maxChunks: number;
 }
 
-export const DEFAULT_PARAMETER_DISPLAY: ParameterDisplayOptions = { maxValueChars: 400, chunkChars: 2800, maxChunks: 4 };
+export const DEFAULT_PARAMETER_DISPLAY: ParameterDisplayOptions = {
+  maxValueChars: 400,
+  chunkChars: 2800,
+  maxChunks: 4,
+};
 
 export interface FormattedParameters {
   /** Escaped text for ``` blocks, one per section. */
@@ -52,7 +56,9 @@ function shortenValues(value: unknown, max: number, counter: { n: number }): unk
   }
   if (Array.isArray(value)) return value.map((v) => shortenValues(v, max, counter));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [truncate(k, max), shortenValues(v, max, counter)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [truncate(k, max), shortenValues(v, max, counter)]),
+    );
   }
   return value;
 }
@@ -62,7 +68,10 @@ function shortenValues(value: unknown, max: number, counter: { n: number }): unk
  * (and marked), and output beyond the block budget is left out (and counted).
  * JSON keeps every value unambiguous: a string cannot pose as another key.
  */
-export function formatParameters(parametersJson: string, options: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): FormattedParameters {
+export function formatParameters(
+  parametersJson: string,
+  options: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY,
+): FormattedParameters {
   let parsed: unknown;
   try {
     parsed = JSON.parse(parametersJson);
@@ -93,10 +102,19 @@ export function formatParameters(parametersJson: string, options: ParameterDispl
   }
   if (current !== '') chunks.push(current);
   const omittedLines = lines.length - shown;
-  return { chunks, shortened: counter.n > 0 || omittedLines > 0, shortenedValues: counter.n, omittedLines, totalChars: parametersJson.length };
+  return {
+    chunks,
+    shortened: counter.n > 0 || omittedLines > 0,
+    shortenedValues: counter.n,
+    omittedLines,
+    totalChars: parametersJson.length,
+  };
 }
 
-const mrkdwn = (text: string, max: number = SLACK_LIMITS.text) => ({ type: 'mrkdwn' as const, text: truncate(text, max) });
+const mrkdwn = (text: string, max: number = SLACK_LIMITS.text) => ({
+  type: 'mrkdwn' as const,
+  text: truncate(text, max),
+});
 const plain = (text: string, max: number) => ({ type: 'plain_text' as const, text: truncate(text, max), emoji: false });
 const field = (label: string, value: string) => mrkdwn(`*${label}*\n${value}`, SLACK_LIMITS.sectionFieldText);
 
@@ -137,13 +155,21 @@ export function outcomeLine(r: ApprovalRequestView): string {
 
 export function voteLine(v: VoteView): string {
   const verb = v.decision === 'approve' ? ':heavy_check_mark: approved' : ':x: denied';
-  const stepUp = v.stepUp === 'confirm' ? ', confirmed the resource' : v.stepUp === 'webauthn' ? ', with a passkey' : '';
+  const stepUp =
+    v.stepUp === 'confirm' ? ', confirmed the resource' : v.stepUp === 'webauthn' ? ', with a passkey' : '';
   const reason = v.reason === '' ? '' : `: ${escapeMrkdwn(truncate(v.reason, 300))}`;
   return `*${escapeMrkdwn(v.principal)}* ${verb} ${slackDate(v.at)} (${escapeMrkdwn(v.channel)}${stepUp})${reason}`;
 }
 
 /** The parameter blocks and the digest context shared by request cards and break-glass notices. */
-function parameterBlocks(parametersJson: string, parametersDigest: string, requestId: string, display: ParameterDisplayOptions, label: string, readInFull: string): KnownBlock[] {
+function parameterBlocks(
+  parametersJson: string,
+  parametersDigest: string,
+  requestId: string,
+  display: ParameterDisplayOptions,
+  label: string,
+  readInFull: string,
+): KnownBlock[] {
   const blocks: KnownBlock[] = [];
   const params = formatParameters(parametersJson, display);
   params.chunks.forEach((chunk, i) => {
@@ -157,7 +183,11 @@ function parameterBlocks(parametersJson: string, parametersDigest: string, reque
       params.shortenedValues > 0 ? `${params.shortenedValues} long value(s) cut` : '',
       params.omittedLines > 0 ? `${params.omittedLines} line(s) left out` : '',
     ].filter((p) => p !== '');
-    context.push(mrkdwn(`:warning: *Parameters shortened for Slack* (${parts.join(', ')}; ${params.totalChars} characters in full). ${readInFull}`));
+    context.push(
+      mrkdwn(
+        `:warning: *Parameters shortened for Slack* (${parts.join(', ')}; ${params.totalChars} characters in full). ${readInFull}`,
+      ),
+    );
   }
   blocks.push({ type: 'context', elements: context });
   return blocks;
@@ -168,9 +198,15 @@ function parameterBlocks(parametersJson: string, parametersDigest: string, reque
  * the credential is valid. No buttons: nothing is pending. Approvers review it
  * afterwards (and find it in the audit log by its request id).
  */
-export function buildBreakGlassNotice(n: BreakGlassNotice, display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): SlackMessage {
+export function buildBreakGlassNotice(
+  n: BreakGlassNotice,
+  display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY,
+): SlackMessage {
   const blocks: KnownBlock[] = [];
-  blocks.push({ type: 'header', text: plain(`Break-glass used: ${n.operation} ${n.resource}`, SLACK_LIMITS.headerText) });
+  blocks.push({
+    type: 'header',
+    text: plain(`Break-glass used: ${n.operation} ${n.resource}`, SLACK_LIMITS.headerText),
+  });
   blocks.push({
     type: 'section',
     text: mrkdwn(
@@ -214,19 +250,29 @@ function workloadClaimsBlock(w: NonNullable<ApprovalRequestView['workload']>): K
   const lines = Object.entries(w.claims).map(([name, value]) => `${escapeMrkdwn(name)}: ${inlineCode(value)}`);
   return {
     type: 'section',
-    text: mrkdwn(`*Identity from an OIDC token* (issuer ${inlineCode(w.issuer)})\n${lines.join('\n') || '_no claims to show_'}`),
+    text: mrkdwn(
+      `*Identity from an OIDC token* (issuer ${inlineCode(w.issuer)})\n${lines.join('\n') || '_no claims to show_'}`,
+    ),
   };
 }
 
 /** The card for a request in any state; pending cards carry the Approve / Deny buttons. */
-export function buildRequestCard(r: ApprovalRequestView, display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY): SlackMessage {
+export function buildRequestCard(
+  r: ApprovalRequestView,
+  display: ParameterDisplayOptions = DEFAULT_PARAMETER_DISPLAY,
+): SlackMessage {
   const pending = r.state === 'PENDING_APPROVAL';
   const { title } = OUTCOME[r.state];
   const blocks: KnownBlock[] = [];
   blocks.push({ type: 'header', text: plain(`${title}: ${r.operation} ${r.resource}`, SLACK_LIMITS.headerText) });
   if (!pending) blocks.push({ type: 'section', text: mrkdwn(outcomeLine(r)) });
 
-  const stepUp = r.stepUp === 'confirm' ? ' (each approver re-types the resource)' : r.stepUp === 'webauthn' ? ' (each approver confirms with a passkey in the console)' : '';
+  const stepUp =
+    r.stepUp === 'confirm'
+      ? ' (each approver re-types the resource)'
+      : r.stepUp === 'webauthn'
+        ? ' (each approver confirms with a passkey in the console)'
+        : '';
   blocks.push({
     type: 'section',
     fields: [
@@ -240,7 +286,10 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
       field('Ticket', r.ticket === '' ? '_none_' : inlineCode(r.ticket)),
     ],
   });
-  blocks.push({ type: 'section', text: mrkdwn(`*Reason*\n${r.reason === '' ? '_none given_' : escapeMrkdwn(r.reason)}`) });
+  blocks.push({
+    type: 'section',
+    text: mrkdwn(`*Reason*\n${r.reason === '' ? '_none given_' : escapeMrkdwn(r.reason)}`),
+  });
   if (r.workload !== undefined) blocks.push(workloadClaimsBlock(r.workload));
 
   blocks.push(
@@ -263,9 +312,27 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
       type: 'actions',
       block_id: ACTIONS_BLOCK_ID,
       elements: [
-        { type: 'button', action_id: OPEN_CONSOLE_ACTION_ID, value: r.id, style: 'primary', url: r.consoleUrl, text: plain('Approve with passkey', SLACK_LIMITS.buttonText) },
-        { type: 'button', action_id: CONSOLE_SIGN_IN_ACTION_ID, value: r.id, text: plain('Sign in to approve', SLACK_LIMITS.buttonText) },
-        { type: 'button', action_id: DENY_ACTION_ID, value: r.id, style: 'danger', text: plain('Deny…', SLACK_LIMITS.buttonText) },
+        {
+          type: 'button',
+          action_id: OPEN_CONSOLE_ACTION_ID,
+          value: r.id,
+          style: 'primary',
+          url: r.consoleUrl,
+          text: plain('Approve with passkey', SLACK_LIMITS.buttonText),
+        },
+        {
+          type: 'button',
+          action_id: CONSOLE_SIGN_IN_ACTION_ID,
+          value: r.id,
+          text: plain('Sign in to approve', SLACK_LIMITS.buttonText),
+        },
+        {
+          type: 'button',
+          action_id: DENY_ACTION_ID,
+          value: r.id,
+          style: 'danger',
+          text: plain('Deny…', SLACK_LIMITS.buttonText),
+        },
       ],
     });
   } else if (pending) {
@@ -292,7 +359,13 @@ export function buildRequestCard(r: ApprovalRequestView, display: ParameterDispl
                 },
               }),
         },
-        { type: 'button', action_id: DENY_ACTION_ID, value: r.id, style: 'danger', text: plain('Deny…', SLACK_LIMITS.buttonText) },
+        {
+          type: 'button',
+          action_id: DENY_ACTION_ID,
+          value: r.id,
+          style: 'danger',
+          text: plain('Deny…', SLACK_LIMITS.buttonText),
+        },
       ],
     });
   }

@@ -24,7 +24,11 @@ export class SlackChannel implements ApproverChannel {
   private async targets(r: ApprovalRequestView): Promise<Target[]> {
     const stored = await this.deps.refs.targets(r.id);
     if (stored !== undefined) return stored;
-    return this.deps.refs.setTargets(r.id, await targetsFor(r, this.deps.directory, this.options.defaultChannel), r.expiresAt);
+    return this.deps.refs.setTargets(
+      r.id,
+      await targetsFor(r, this.deps.directory, this.options.defaultChannel),
+      r.expiresAt,
+    );
   }
 
   async requestCreated(r: ApprovalRequestView): Promise<void> {

@@ -7,7 +7,13 @@ import { createHash } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ApprovalRequestView, ApprovalWorkflow, BreakGlassNotice } from '../port.js';
-import { buildBreakGlassNotice, buildOutcomeNotice, buildRequestCard, buildVoteReply, type SlackMessage } from './card.js';
+import {
+  buildBreakGlassNotice,
+  buildOutcomeNotice,
+  buildRequestCard,
+  buildVoteReply,
+  type SlackMessage,
+} from './card.js';
 import type { AuditSink } from './interactions.js';
 import type { SlackKeys } from './keys.js';
 import type { SlackLogger } from './logger.js';
@@ -95,14 +101,23 @@ export class SlackDelivery {
       concurrency: this.settings.concurrency ?? 4,
       limiter: { max: this.settings.callsPerSecond ?? 10, duration: 1000 },
       settings: {
-        backoffStrategy: (attemptsMade: number) => Math.round(Math.min(base * 2 ** Math.max(0, attemptsMade - 1), MAX_BACKOFF_MS) * (0.8 + 0.4 * Math.random())),
+        backoffStrategy: (attemptsMade: number) =>
+          Math.round(Math.min(base * 2 ** Math.max(0, attemptsMade - 1), MAX_BACKOFF_MS) * (0.8 + 0.4 * Math.random())),
       },
     });
     this.worker.on('failed', (job, err) => {
       if (job === undefined) return;
-      const final = err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+      const final =
+        err instanceof UnrecoverableError ||
+        err.name === 'UnrecoverableError' ||
+        job.attemptsMade >= (job.opts.attempts ?? 1);
       logger[final ? 'error' : 'warn'](
-        { job: job.name, requestId: 'requestId' in job.data ? job.data.requestId : undefined, attempt: job.attemptsMade, err: err.message },
+        {
+          job: job.name,
+          requestId: 'requestId' in job.data ? job.data.requestId : undefined,
+          attempt: job.attemptsMade,
+          err: err.message,
+        },
         final ? 'Slack call failed for good' : 'Slack call failed; will retry',
       );
     });
@@ -168,7 +183,11 @@ export class SlackDelivery {
   /** An ephemeral reply to one person; `dedupKey` (the interaction) makes a redelivered interaction answer once. */
   async ephemeral(channel: string | undefined, user: string, text: string, dedupKey: string): Promise<void> {
     // Late answers are noise: few attempts.
-    await this.add('ephemeral', { kind: 'ephemeral', channel, user, text }, { jobId: jobId('eph', hash(dedupKey)), attempts: 3 });
+    await this.add(
+      'ephemeral',
+      { kind: 'ephemeral', channel, user, text },
+      { jobId: jobId('eph', hash(dedupKey)), attempts: 3 },
+    );
   }
 
   // ---- processing ----
@@ -182,7 +201,10 @@ export class SlackDelivery {
       this.deps.onCallFailure?.(failure.kind);
       if (failure.kind === 'rate_limited') {
         // Pauses this queue in every replica, and puts the job back without using up an attempt.
-        this.deps.logger.info({ job: job.name, retryAfterMs: failure.retryAfterMs }, 'Slack rate limit: pausing Slack calls');
+        this.deps.logger.info(
+          { job: job.name, retryAfterMs: failure.retryAfterMs },
+          'Slack rate limit: pausing Slack calls',
+        );
         await this.queue.rateLimit(failure.retryAfterMs);
         throw Worker.RateLimitError();
       }
@@ -202,7 +224,8 @@ export class SlackDelivery {
       case 'break_glass':
         return this.announceBreakGlass(data.notice, data.target);
       case 'ephemeral':
-        if (data.channel === undefined) await this.deps.client.chat.postMessage({ channel: data.user, text: data.text });
+        if (data.channel === undefined)
+          await this.deps.client.chat.postMessage({ channel: data.user, text: data.text });
         else await this.deps.client.chat.postEphemeral({ channel: data.channel, user: data.user, text: data.text });
         return;
     }
@@ -217,7 +240,8 @@ export class SlackDelivery {
       unfurl_media: false,
       ...(threadTs === undefined ? {} : { thread_ts: threadTs }),
     });
-    if (typeof result.channel !== 'string' || typeof result.ts !== 'string') throw new Error('chat.postMessage answered without channel and ts');
+    if (typeof result.channel !== 'string' || typeof result.ts !== 'string')
+      throw new Error('chat.postMessage answered without channel and ts');
     return { channel: result.channel, ts: result.ts };
   }
 
@@ -233,8 +257,18 @@ export class SlackDelivery {
       await refs.setCard(requestId, key, ref, view.expiresAt);
       shown = view;
       await this.deps.audit
-        ?.append({ type: 'notification_sent', request_id: requestId, channel: 'slack', event: 'card_posted', target: targetKey(target), slack_channel: ref.channel, message_ts: ref.ts })
-        .catch((e: unknown) => this.deps.logger.warn({ requestId, err: (e as Error).message }, 'could not audit a posted Slack card'));
+        ?.append({
+          type: 'notification_sent',
+          request_id: requestId,
+          channel: 'slack',
+          event: 'card_posted',
+          target: targetKey(target),
+          slack_channel: ref.channel,
+          message_ts: ref.ts,
+        })
+        .catch((e: unknown) =>
+          this.deps.logger.warn({ requestId, err: (e as Error).message }, 'could not audit a posted Slack card'),
+        );
     }
     await this.updateUntilCurrent(requestId, ref, shown);
   }
@@ -244,13 +278,22 @@ export class SlackDelivery {
    * updating one card can finish in either order; re-reading after each update
    * means the last writer always writes the newest state.
    */
-  private async updateUntilCurrent(requestId: string, ref: MessageRef, shown: ApprovalRequestView | undefined): Promise<void> {
+  private async updateUntilCurrent(
+    requestId: string,
+    ref: MessageRef,
+    shown: ApprovalRequestView | undefined,
+  ): Promise<void> {
     for (let round = 0; round < 4; round += 1) {
       const latest = await this.deps.workflow.get(requestId);
       if (latest === undefined) return;
       if (shown !== undefined && cardFingerprint(shown) === cardFingerprint(latest)) return;
       const message = buildRequestCard(latest);
-      await this.deps.client.chat.update({ channel: ref.channel, ts: ref.ts, text: message.text, blocks: message.blocks });
+      await this.deps.client.chat.update({
+        channel: ref.channel,
+        ts: ref.ts,
+        text: message.text,
+        blocks: message.blocks,
+      });
       shown = latest;
     }
   }
@@ -292,7 +335,12 @@ export class SlackDelivery {
         slack_channel: posted.channel,
         message_ts: posted.ts,
       })
-      .catch((e: unknown) => this.deps.logger.warn({ requestId: notice.requestId, err: (e as Error).message }, 'could not audit a posted break-glass notice'));
+      .catch((e: unknown) =>
+        this.deps.logger.warn(
+          { requestId: notice.requestId, err: (e as Error).message },
+          'could not audit a posted break-glass notice',
+        ),
+      );
   }
 
   private async sendNotice(requestId: string, user: string): Promise<void> {

@@ -3,7 +3,14 @@
 // vote goes through ApprovalWorkflow.vote, which decides and audits. Answers go
 // back as ephemeral messages only the clicker sees.
 import { z } from 'zod';
-import type { ApprovalRequestView, ApprovalWorkflow, ApproverConsole, PrincipalDirectory, VoteDecisionName, VoteOutcome } from '../port.js';
+import type {
+  ApprovalRequestView,
+  ApprovalWorkflow,
+  ApproverConsole,
+  PrincipalDirectory,
+  VoteDecisionName,
+  VoteOutcome,
+} from '../port.js';
 import type { SlackDelivery } from './delivery.js';
 import type { SlackIdentities } from './identity.js';
 import type { SlackLogger } from './logger.js';
@@ -35,10 +42,18 @@ const blockActionsSchema = z.object({
   user,
   team: z.object({ id: teamId }).nullish(),
   trigger_id: z.string().min(1).max(255),
-  container: z.object({ channel_id: z.string().regex(CHANNEL_ID).optional() }).partial().optional(),
+  container: z
+    .object({ channel_id: z.string().regex(CHANNEL_ID).optional() })
+    .partial()
+    .optional(),
   channel: z.object({ id: z.string().regex(CHANNEL_ID) }).optional(),
   actions: z
-    .array(z.object({ action_id: z.string().max(255), value: z.string().regex(REQUEST_ID, 'expected a request id').optional() }))
+    .array(
+      z.object({
+        action_id: z.string().max(255),
+        value: z.string().regex(REQUEST_ID, 'expected a request id').optional(),
+      }),
+    )
     .min(1)
     .max(25),
 });
@@ -51,7 +66,11 @@ const viewSubmissionSchema = z.object({
     id: z.string().min(1).max(64),
     callback_id: z.string().max(255),
     private_metadata: z.string().max(3000),
-    state: z.object({ values: z.record(z.string(), z.record(z.string(), z.object({ value: z.string().max(4000).nullish() }).loose())) }).loose(),
+    state: z
+      .object({
+        values: z.record(z.string(), z.record(z.string(), z.object({ value: z.string().max(4000).nullish() }).loose())),
+      })
+      .loose(),
   }),
 });
 
@@ -90,7 +109,10 @@ export class SlackInteractions {
   async onConsoleSignIn(body: unknown): Promise<void> {
     const parsed = blockActionsSchema.safeParse(body);
     if (!parsed.success) {
-      this.deps.logger.warn({ issues: parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignored a malformed Slack button payload');
+      this.deps.logger.warn(
+        { issues: parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`) },
+        'ignored a malformed Slack button payload',
+      );
       return;
     }
     const p = parsed.data;
@@ -112,12 +134,16 @@ export class SlackInteractions {
         return;
       }
       if (!(await this.needsModal(request, who.principal.name, 'deny'))) {
-        await reply(`:no_entry_sign: You cannot approve ${describe(request)} (it ended, you voted already, or the rule does not name you).`);
+        await reply(
+          `:no_entry_sign: You cannot approve ${describe(request)} (it ended, you voted already, or the rule does not name you).`,
+        );
         return;
       }
       const link = await console.signInLink(who.principal.name, requestId, 'slack');
       if (link === undefined) {
-        await reply(`:information_source: Sign-in links are not sent through Slack here: open ${request.consoleUrl ?? 'the approver console'} and sign in with your identity provider.`);
+        await reply(
+          `:information_source: Sign-in links are not sent through Slack here: open ${request.consoleUrl ?? 'the approver console'} and sign in with your identity provider.`,
+        );
         return;
       }
       await reply(
@@ -132,7 +158,10 @@ export class SlackInteractions {
   async onButton(body: unknown, decision: VoteDecisionName): Promise<void> {
     const parsed = blockActionsSchema.safeParse(body);
     if (!parsed.success) {
-      this.deps.logger.warn({ issues: parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignored a malformed Slack button payload');
+      this.deps.logger.warn(
+        { issues: parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`) },
+        'ignored a malformed Slack button payload',
+      );
       return;
     }
     const p = parsed.data;
@@ -159,7 +188,9 @@ export class SlackInteractions {
           // Another replica already opened the form for this same click (a duplicate delivery).
           if (failure.kind === 'permanent' && failure.error === 'trigger_exchanged') return;
           this.deps.logger.warn({ requestId, err: failure.message }, 'views.open failed');
-          await reply(`:warning: Slack did not open the form (${escapeMrkdwn(failure.message)}). Nothing was recorded; click again.`);
+          await reply(
+            `:warning: Slack did not open the form (${escapeMrkdwn(failure.message)}). Nothing was recorded; click again.`,
+          );
         }
         return;
       }
@@ -194,7 +225,10 @@ export class SlackInteractions {
     const ctx = parsed.success ? decodeModalContext(parsed.data.view.private_metadata) : undefined;
     if (!parsed.success || ctx === undefined) {
       this.deps.logger.warn({}, 'ignored a malformed Slack view submission');
-      await ack({ response_action: 'errors', errors: { [REASON_BLOCK_ID]: 'This form is damaged; close it and click the button on the card again.' } });
+      await ack({
+        response_action: 'errors',
+        errors: { [REASON_BLOCK_ID]: 'This form is damaged; close it and click the button on the card again.' },
+      });
       return;
     }
     const p = parsed.data;
@@ -210,7 +244,8 @@ export class SlackInteractions {
       if (decision === 'approve') {
         request = await this.deps.workflow.get(ctx.requestId);
         if (request !== undefined && typed !== request.resource) {
-          errors[RESOURCE_BLOCK_ID] = `That is not the resource of this request. Type exactly: ${request.resource}`.slice(0, 2000);
+          errors[RESOURCE_BLOCK_ID] =
+            `That is not the resource of this request. Type exactly: ${request.resource}`.slice(0, 2000);
         }
       }
     } catch (e) {
@@ -260,7 +295,13 @@ export class SlackInteractions {
     return false;
   }
 
-  private async answer(outcome: VoteOutcome, decision: VoteDecisionName, reply: (t: string) => Promise<void>, requestId: string, deliveryId: string): Promise<void> {
+  private async answer(
+    outcome: VoteOutcome,
+    decision: VoteDecisionName,
+    reply: (t: string) => Promise<void>,
+    requestId: string,
+    deliveryId: string,
+  ): Promise<void> {
     if (!outcome.counted) {
       await reply(`:no_entry_sign: Not recorded: ${escapeMrkdwn(outcome.message)}`);
       if (ENDED.has(outcome.code)) await this.deps.refreshCards(requestId, `refused.${deliveryId}`);
@@ -268,18 +309,23 @@ export class SlackInteractions {
     }
     const r = outcome.request;
     const verb = decision === 'approve' ? 'approval' : 'denial';
-    if (r.state === 'APPROVED') await reply(`:white_check_mark: Your ${verb} of ${describe(r)} is recorded; the request is now *approved*.`);
-    else if (r.state === 'DENIED') await reply(`:no_entry: Your ${verb} of ${describe(r)} is recorded; the request is now *denied*.`);
-    else await reply(`:ballot_box_with_check: Your ${verb} of ${describe(r)} is recorded: ${approvals(r)} of ${r.approvalsRequired} approval(s) given so far.`);
+    if (r.state === 'APPROVED')
+      await reply(`:white_check_mark: Your ${verb} of ${describe(r)} is recorded; the request is now *approved*.`);
+    else if (r.state === 'DENIED')
+      await reply(`:no_entry: Your ${verb} of ${describe(r)} is recorded; the request is now *denied*.`);
+    else
+      await reply(
+        `:ballot_box_with_check: Your ${verb} of ${describe(r)} is recorded: ${approvals(r)} of ${r.approvalsRequired} approval(s) given so far.`,
+      );
   }
 
   private async failed(e: unknown, requestId: string, reply: (t: string) => Promise<void>): Promise<void> {
     const coded = e as { code?: unknown; message?: string };
     this.deps.logger.error({ requestId, code: coded?.code, err: coded?.message }, 'Slack interaction failed');
     const why = coded?.code === 'ERR_SLACK_USERGROUP_UNAVAILABLE' ? `: ${escapeMrkdwn(coded.message ?? '')}` : '';
-    await reply(`:warning: Countersign could not process your click${why}. Your vote may not be recorded: check the card, and click again if it does not show it.`).catch(
-      () => undefined,
-    );
+    await reply(
+      `:warning: Countersign could not process your click${why}. Your vote may not be recorded: check the card, and click again if it does not show it.`,
+    ).catch(() => undefined);
   }
 
   private async reply(channel: string | undefined, user: string, text: string, deliveryId: string): Promise<void> {
@@ -290,10 +336,25 @@ export class SlackInteractions {
     }
   }
 
-  private async auditRefusal(requestId: string, slackUser: string, decision: VoteDecisionName, code: string, message: string): Promise<void> {
+  private async auditRefusal(
+    requestId: string,
+    slackUser: string,
+    decision: VoteDecisionName,
+    code: string,
+    message: string,
+  ): Promise<void> {
     try {
       // No principal is known for this person: the record names them by their Slack user id.
-      await this.deps.audit.append({ type: 'vote_refused', request_id: requestId, principal: `slack:${slackUser}`, slack_user: slackUser, channel: 'slack', decision, code, message });
+      await this.deps.audit.append({
+        type: 'vote_refused',
+        request_id: requestId,
+        principal: `slack:${slackUser}`,
+        slack_user: slackUser,
+        channel: 'slack',
+        decision,
+        code,
+        message,
+      });
     } catch (e) {
       this.deps.logger.warn({ requestId, err: (e as Error).message }, 'could not audit a refused Slack vote');
     }

@@ -15,7 +15,8 @@ export interface SlackLogger {
 
 /** Bolt and @slack/web-api log through this; their messages go to our logger under "slack_sdk". */
 export function sdkLogger(logger: SlackLogger): SlackSdkLogger {
-  const text = (parts: unknown[]) => parts.map((p) => (p instanceof Error ? p.message : typeof p === 'string' ? p : JSON.stringify(p))).join(' ');
+  const text = (parts: unknown[]) =>
+    parts.map((p) => (p instanceof Error ? p.message : typeof p === 'string' ? p : JSON.stringify(p))).join(' ');
   let level = 'info' as LogLevel;
   return {
     debug: (...m: unknown[]) => logger.debug({ source: 'slack_sdk' }, text(m)),

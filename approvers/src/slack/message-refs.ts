@@ -14,7 +14,10 @@ export interface MessageRef {
 export const MESSAGE_REFS_RETENTION_MS = 8 * 24 * 3600_000;
 
 const isRef = (v: unknown): v is MessageRef =>
-  typeof v === 'object' && v !== null && typeof (v as MessageRef).channel === 'string' && typeof (v as MessageRef).ts === 'string';
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as MessageRef).channel === 'string' &&
+  typeof (v as MessageRef).ts === 'string';
 
 export class MessageRefs {
   constructor(
@@ -78,10 +81,6 @@ export class MessageRefs {
 
   async markSent(requestId: string, marker: string, ts: string, expiresAt: number): Promise<void> {
     const key = this.keys.slackMessages(requestId);
-    await this.redis
-      .multi()
-      .hset(key, `sent:${marker}`, ts)
-      .pexpireat(key, this.keepUntil(expiresAt))
-      .exec();
+    await this.redis.multi().hset(key, `sent:${marker}`, ts).pexpireat(key, this.keepUntil(expiresAt)).exec();
   }
 }

@@ -60,7 +60,8 @@ function summary(r: ApprovalRequestView): types.KnownBlock[] {
     type: 'context',
     elements: [
       mrkdwn(
-        `Parameters digest ${inlineCode(r.parametersDigest)}` + (params.shortened ? ' · :warning: parameters shortened for Slack; the digest covers all of them' : ''),
+        `Parameters digest ${inlineCode(r.parametersDigest)}` +
+          (params.shortened ? ' · :warning: parameters shortened for Slack; the digest covers all of them' : ''),
       ),
     ],
   });

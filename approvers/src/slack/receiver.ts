@@ -27,13 +27,21 @@ export class SlackRequestError extends Error {
 function send(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return;
   const text = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': typeof body === 'string' || body === undefined ? 'text/plain; charset=utf-8' : 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' || body === undefined ? 'text/plain; charset=utf-8' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > limit) throw new SlackRequestError(413, 'ERR_SLACK_BODY_TOO_LARGE', `body of ${declared} bytes; at most ${limit} are accepted`);
+  if (declared > limit)
+    throw new SlackRequestError(
+      413,
+      'ERR_SLACK_BODY_TOO_LARGE',
+      `body of ${declared} bytes; at most ${limit} are accepted`,
+    );
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -51,7 +59,8 @@ export function parseSlackBody(contentType: string | undefined, raw: Buffer): Re
   try {
     if (type === 'application/json') {
       const parsed: unknown = JSON.parse(text);
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('expected a JSON object');
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+        throw new Error('expected a JSON object');
       return parsed as Record<string, unknown>;
     }
     if (type === 'application/x-www-form-urlencoded') {
@@ -59,13 +68,22 @@ export function parseSlackBody(contentType: string | undefined, raw: Buffer): Re
       const payload = form.get('payload');
       if (payload === null) return Object.fromEntries(form);
       const parsed: unknown = JSON.parse(payload);
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('payload: expected a JSON object');
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+        throw new Error('payload: expected a JSON object');
       return parsed as Record<string, unknown>;
     }
   } catch (e) {
-    throw new SlackRequestError(400, 'ERR_SLACK_PAYLOAD_INVALID', `cannot parse the Slack payload: ${(e as Error).message}`);
+    throw new SlackRequestError(
+      400,
+      'ERR_SLACK_PAYLOAD_INVALID',
+      `cannot parse the Slack payload: ${(e as Error).message}`,
+    );
   }
-  throw new SlackRequestError(415, 'ERR_SLACK_PAYLOAD_INVALID', `content-type ${JSON.stringify(type)}: expected application/x-www-form-urlencoded or application/json`);
+  throw new SlackRequestError(
+    415,
+    'ERR_SLACK_PAYLOAD_INVALID',
+    `content-type ${JSON.stringify(type)}: expected application/x-www-form-urlencoded or application/json`,
+  );
 }
 
 export class BrokerHttpReceiver implements Receiver {
@@ -91,10 +109,16 @@ export class BrokerHttpReceiver implements Receiver {
   readonly handler: HttpHandler = async (req, res) => {
     const { logger } = this.options;
     try {
-      if (req.method !== 'POST') throw new SlackRequestError(405, 'ERR_SLACK_METHOD', `${req.method ?? '?'}: Slack sends POST`);
+      if (req.method !== 'POST')
+        throw new SlackRequestError(405, 'ERR_SLACK_METHOD', `${req.method ?? '?'}: Slack sends POST`);
       const raw = await readBody(req, MAX_SLACK_BODY_BYTES);
       try {
-        verifySlackSignature({ signingSecrets: [this.options.signingSecret], headers: req.headers, body: raw, nowMs: this.options.clock.now() });
+        verifySlackSignature({
+          signingSecrets: [this.options.signingSecret],
+          headers: req.headers,
+          body: raw,
+          nowMs: this.options.clock.now(),
+        });
       } catch (e) {
         if (e instanceof SlackSignatureError) throw new SlackRequestError(401, e.code, e.message);
         throw e;
@@ -112,7 +136,10 @@ export class BrokerHttpReceiver implements Receiver {
     } catch (e) {
       if (e instanceof SlackRequestError) {
         this.options.onRefused?.(e.code);
-        logger.warn({ code: e.code, status: e.status, remote: req.socket.remoteAddress }, `refused a Slack request: ${e.message}`);
+        logger.warn(
+          { code: e.code, status: e.status, remote: req.socket.remoteAddress },
+          `refused a Slack request: ${e.message}`,
+        );
         send(res, e.status, { error: e.message, code: e.code });
         return;
       }
@@ -122,7 +149,8 @@ export class BrokerHttpReceiver implements Receiver {
   };
 
   private async dispatch(body: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.app === undefined) throw new SlackRequestError(503, 'ERR_SLACK_NOT_READY', 'the Slack app is not initialised');
+    if (this.app === undefined)
+      throw new SlackRequestError(503, 'ERR_SLACK_NOT_READY', 'the Slack app is not initialised');
     let acked = false;
     const retryNum = Number(req.headers['x-slack-retry-num']);
     const retryReason = req.headers['x-slack-retry-reason'];

@@ -66,8 +66,11 @@ async function secret(
 ): Promise<string | undefined> {
   const value = env[variable] === '' ? undefined : env[variable];
   const envFile = env[`${variable}_FILE`] === '' ? undefined : env[`${variable}_FILE`];
-  const sources = [value && variable, envFile && `${variable}_FILE`, configFile && `slack.${configKey}`].filter(Boolean);
-  if (sources.length > 1) throw new SlackSettingsError(`slack: ${sources.join(' and ')} are both set; give the secret one way only`);
+  const sources = [value && variable, envFile && `${variable}_FILE`, configFile && `slack.${configKey}`].filter(
+    Boolean,
+  );
+  if (sources.length > 1)
+    throw new SlackSettingsError(`slack: ${sources.join(' and ')} are both set; give the secret one way only`);
   let text = value;
   const file = envFile ?? configFile;
   let where = variable;
@@ -91,7 +94,8 @@ function apiUrl(raw: string, where: string): string {
   } catch {
     throw new SlackSettingsError(`slack: ${where} ${JSON.stringify(raw)} is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new SlackSettingsError(`slack: ${where} must be an http(s) URL`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new SlackSettingsError(`slack: ${where} must be an http(s) URL`);
   return url.href.endsWith('/') ? url.href : `${url.href}/`;
 }
 
@@ -102,36 +106,71 @@ function apiUrl(raw: string, where: string): string {
  */
 export async function resolveSlackSettings(input: SlackSettingsInput, env: Env): Promise<SlackSettings | undefined> {
   if (input.enabled === false) return undefined;
-  const botToken = await secret(env, 'SLACK_BOT_TOKEN', input.botTokenFile, 'bot_token_file', /^xoxb-[A-Za-z0-9-]{1,250}$/, 'a bot token (xoxb-...)');
+  const botToken = await secret(
+    env,
+    'SLACK_BOT_TOKEN',
+    input.botTokenFile,
+    'bot_token_file',
+    /^xoxb-[A-Za-z0-9-]{1,250}$/,
+    'a bot token (xoxb-...)',
+  );
   if (botToken === undefined) {
-    if (input.enabled === true) throw new SlackSettingsError('slack: enabled but no bot token: set SLACK_BOT_TOKEN, SLACK_BOT_TOKEN_FILE or slack.bot_token_file');
+    if (input.enabled === true)
+      throw new SlackSettingsError(
+        'slack: enabled but no bot token: set SLACK_BOT_TOKEN, SLACK_BOT_TOKEN_FILE or slack.bot_token_file',
+      );
     return undefined;
   }
-  const signingSecret = await secret(env, 'SLACK_SIGNING_SECRET', input.signingSecretFile, 'signing_secret_file', /^[A-Za-z0-9]{16,128}$/, 'a signing secret (16-128 letters and digits)');
-  const appToken = await secret(env, 'SLACK_APP_TOKEN', input.appTokenFile, 'app_token_file', /^xapp-[A-Za-z0-9-]{1,250}$/, 'an app-level token (xapp-...)');
+  const signingSecret = await secret(
+    env,
+    'SLACK_SIGNING_SECRET',
+    input.signingSecretFile,
+    'signing_secret_file',
+    /^[A-Za-z0-9]{16,128}$/,
+    'a signing secret (16-128 letters and digits)',
+  );
+  const appToken = await secret(
+    env,
+    'SLACK_APP_TOKEN',
+    input.appTokenFile,
+    'app_token_file',
+    /^xapp-[A-Za-z0-9-]{1,250}$/,
+    'an app-level token (xapp-...)',
+  );
   const envMode = env.SLACK_MODE === '' ? undefined : env.SLACK_MODE;
   if (envMode !== undefined && envMode !== 'http' && envMode !== 'socket') {
     throw new SlackSettingsError(`slack: SLACK_MODE ${JSON.stringify(envMode)}: expected http or socket`);
   }
   const mode: SlackMode = envMode ?? input.mode ?? (appToken !== undefined ? 'socket' : 'http');
   if (mode === 'http' && signingSecret === undefined) {
-    throw new SlackSettingsError('slack: HTTP mode needs the signing secret: set SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_FILE or slack.signing_secret_file (or SLACK_APP_TOKEN for Socket Mode)');
+    throw new SlackSettingsError(
+      'slack: HTTP mode needs the signing secret: set SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_FILE or slack.signing_secret_file (or SLACK_APP_TOKEN for Socket Mode)',
+    );
   }
   if (mode === 'socket' && appToken === undefined) {
-    throw new SlackSettingsError('slack: Socket Mode needs an app-level token: set SLACK_APP_TOKEN, SLACK_APP_TOKEN_FILE or slack.app_token_file');
+    throw new SlackSettingsError(
+      'slack: Socket Mode needs an app-level token: set SLACK_APP_TOKEN, SLACK_APP_TOKEN_FILE or slack.app_token_file',
+    );
   }
   const envUrl = env.SLACK_API_URL === '' ? undefined : env.SLACK_API_URL;
   const envChannel = env.SLACK_CHANNEL === '' ? undefined : env.SLACK_CHANNEL;
   const defaultChannel = envChannel ?? input.defaultChannel;
   if (defaultChannel !== undefined && !/^(#?[a-z0-9._-]{1,80}|[CGD][A-Z0-9]{2,20})$/.test(defaultChannel)) {
-    throw new SlackSettingsError(`slack: default channel ${JSON.stringify(defaultChannel)} is not a channel id (C0123ABC) or name (#approvals)`);
+    throw new SlackSettingsError(
+      `slack: default channel ${JSON.stringify(defaultChannel)} is not a channel id (C0123ABC) or name (#approvals)`,
+    );
   }
   return {
     mode,
     botToken,
     signingSecret,
     appToken,
-    apiUrl: envUrl !== undefined ? apiUrl(envUrl, 'SLACK_API_URL') : input.apiUrl !== undefined ? apiUrl(input.apiUrl, 'slack.api_url') : SLACK_DEFAULT_API_URL,
+    apiUrl:
+      envUrl !== undefined
+        ? apiUrl(envUrl, 'SLACK_API_URL')
+        : input.apiUrl !== undefined
+          ? apiUrl(input.apiUrl, 'slack.api_url')
+          : SLACK_DEFAULT_API_URL,
     defaultChannel,
     matchByEmail: input.matchByEmail ?? false,
     usergroupCacheTtlMs: input.usergroupCacheTtlMs ?? 5 * 60_000,

@@ -22,7 +22,11 @@ export class SlackSignatureError extends Error {
   }
 }
 
-export function slackSignature(signingSecret: string, timestampSeconds: number | string, body: string | Buffer): string {
+export function slackSignature(
+  signingSecret: string,
+  timestampSeconds: number | string,
+  body: string | Buffer,
+): string {
   const hmac = createHmac('sha256', signingSecret);
   hmac.update(`v0:${timestampSeconds}:`);
   hmac.update(body);
@@ -50,10 +54,16 @@ export function verifySlackSignature(options: {
   const timestamp = header(options.headers, 'x-slack-request-timestamp');
   const signature = header(options.headers, 'x-slack-signature');
   if (timestamp === undefined || signature === undefined) {
-    throw new SlackSignatureError('ERR_SLACK_SIGNATURE_MISSING', 'missing X-Slack-Request-Timestamp or X-Slack-Signature header');
+    throw new SlackSignatureError(
+      'ERR_SLACK_SIGNATURE_MISSING',
+      'missing X-Slack-Request-Timestamp or X-Slack-Signature header',
+    );
   }
   if (!/^\d{1,12}$/.test(timestamp)) {
-    throw new SlackSignatureError('ERR_SLACK_TIMESTAMP_INVALID', 'X-Slack-Request-Timestamp: expected seconds since the epoch');
+    throw new SlackSignatureError(
+      'ERR_SLACK_TIMESTAMP_INVALID',
+      'X-Slack-Request-Timestamp: expected seconds since the epoch',
+    );
   }
   const ageSeconds = Math.floor(options.nowMs / 1000) - Number(timestamp);
   if (Math.abs(ageSeconds) > SIGNATURE_MAX_AGE_SECONDS) {
@@ -71,5 +81,9 @@ export function verifySlackSignature(options: {
     const expected = Buffer.from(slackSignature(secret, timestamp, options.body));
     return expected.length === given.length && timingSafeEqual(expected, given);
   });
-  if (!ok) throw new SlackSignatureError('ERR_SLACK_SIGNATURE_INVALID', 'X-Slack-Signature does not match the body signed with the signing secret');
+  if (!ok)
+    throw new SlackSignatureError(
+      'ERR_SLACK_SIGNATURE_INVALID',
+      'X-Slack-Signature does not match the body signed with the signing secret',
+    );
 }

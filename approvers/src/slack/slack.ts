@@ -62,12 +62,30 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   const client = createWebClient(settings, logger);
   const refs = new MessageRefs(deps.redis, deps.keys, deps.clock);
   const delivery = new SlackDelivery(
-    { connection: deps.connection, keys: deps.keys, client, workflow: deps.workflow, refs, logger, audit: deps.audit, ...(deps.onCallFailure ? { onCallFailure: deps.onCallFailure } : {}) },
+    {
+      connection: deps.connection,
+      keys: deps.keys,
+      client,
+      workflow: deps.workflow,
+      refs,
+      logger,
+      audit: deps.audit,
+      ...(deps.onCallFailure ? { onCallFailure: deps.onCallFailure } : {}),
+    },
     { attempts: settings.attempts, backoffMs: settings.backoffMs },
   );
-  const channel = new SlackChannel({ delivery, refs, directory: deps.directory, logger }, { defaultChannel: settings.defaultChannel });
-  const usergroups = new SlackUsergroups({ client, redis: deps.redis, keys: deps.keys, logger }, settings.usergroupCacheTtlMs);
-  const identities = new SlackIdentities({ directory: deps.directory, client, logger }, { matchByEmail: settings.matchByEmail, teamId: settings.teamId });
+  const channel = new SlackChannel(
+    { delivery, refs, directory: deps.directory, logger },
+    { defaultChannel: settings.defaultChannel },
+  );
+  const usergroups = new SlackUsergroups(
+    { client, redis: deps.redis, keys: deps.keys, logger },
+    settings.usergroupCacheTtlMs,
+  );
+  const identities = new SlackIdentities(
+    { directory: deps.directory, client, logger },
+    { matchByEmail: settings.matchByEmail, teamId: settings.teamId },
+  );
   const interactions = new SlackInteractions({
     workflow: deps.workflow,
     directory: deps.directory,
@@ -126,8 +144,12 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
   });
   // Bolt types ack() for a view as a union of "no answer" and "errors"; a view_submission takes both.
   type ViewAck = (response?: unknown) => Promise<void>;
-  app.view({ type: 'view_submission', callback_id: CONFIRM_CALLBACK_ID }, async ({ ack, body }) => interactions.onConfirmSubmit(body, ack as ViewAck));
-  app.view({ type: 'view_submission', callback_id: DENY_CALLBACK_ID }, async ({ ack, body }) => interactions.onDenySubmit(body, ack as ViewAck));
+  app.view({ type: 'view_submission', callback_id: CONFIRM_CALLBACK_ID }, async ({ ack, body }) =>
+    interactions.onConfirmSubmit(body, ack as ViewAck),
+  );
+  app.view({ type: 'view_submission', callback_id: DENY_CALLBACK_ID }, async ({ ack, body }) =>
+    interactions.onDenySubmit(body, ack as ViewAck),
+  );
   app.error(async (error) => {
     logger.error({ err: error.message, code: (error as { code?: string }).code }, 'Slack listener failed');
   });
@@ -146,7 +168,10 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
       logger.info({ mode: settings.mode, apiUrl: settings.apiUrl }, 'Slack approvals on');
     },
     async close() {
-      if (started && deps.receive !== false) await app.stop().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'stopping the Slack app failed'));
+      if (started && deps.receive !== false)
+        await app
+          .stop()
+          .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'stopping the Slack app failed'));
       await delivery.close();
     },
   };

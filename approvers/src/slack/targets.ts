@@ -13,7 +13,12 @@ export const targetKey = (t: Target): string => (t.kind === 'channel' ? `c.${t.c
 export const targetChannel = (t: Target): string => (t.kind === 'channel' ? t.channel : t.user);
 
 /** The Slack user ids of the named approvers and the members of the groups, without the excluded principals. */
-async function approverUsers(approvers: string[], groups: string[], directory: PrincipalDirectory, excluded: Set<string | undefined>): Promise<string[]> {
+async function approverUsers(
+  approvers: string[],
+  groups: string[],
+  directory: PrincipalDirectory,
+  excluded: Set<string | undefined>,
+): Promise<string[]> {
   const names = new Set(approvers);
   for (const group of groups) for (const member of await directory.groupMembers(group)) names.add(member);
   const users = new Set<string>();
@@ -28,13 +33,23 @@ async function approverUsers(approvers: string[], groups: string[], directory: P
 const channelsOf = (slackChannels: string[], defaultChannel: string | undefined): string[] =>
   slackChannels.length > 0 ? [...new Set(slackChannels)] : defaultChannel === undefined ? [] : [defaultChannel];
 
-export async function targetsFor(r: ApprovalRequestView, directory: PrincipalDirectory, defaultChannel: string | undefined): Promise<Target[]> {
+export async function targetsFor(
+  r: ApprovalRequestView,
+  directory: PrincipalDirectory,
+  defaultChannel: string | undefined,
+): Promise<Target[]> {
   const channels = channelsOf(r.notify.slackChannels, defaultChannel);
   const targets: Target[] = channels.map((channel) => ({ kind: 'channel', channel }));
   if (r.notify.directMessages || channels.length === 0) {
     // on_behalf_of is canonical (a name or an address); the directory maps either to the person.
-    const excluded = new Set([directory.bySpiffeId(r.requester)?.name, r.onBehalfOf, directory.byName(r.onBehalfOf)?.name, directory.byEmail(r.onBehalfOf)?.name]);
-    for (const user of await approverUsers(r.approvers, r.groups, directory, excluded)) targets.push({ kind: 'dm', user });
+    const excluded = new Set([
+      directory.bySpiffeId(r.requester)?.name,
+      r.onBehalfOf,
+      directory.byName(r.onBehalfOf)?.name,
+      directory.byEmail(r.onBehalfOf)?.name,
+    ]);
+    for (const user of await approverUsers(r.approvers, r.groups, directory, excluded))
+      targets.push({ kind: 'dm', user });
   }
   return targets;
 }
@@ -44,8 +59,16 @@ export async function targetsFor(r: ApprovalRequestView, directory: PrincipalDir
  * channel) and, always, a direct message to every approver and group member
  * the rule names. Nobody is left out: a notice asks nothing of anyone.
  */
-export async function breakGlassTargets(n: BreakGlassNotice, directory: PrincipalDirectory, defaultChannel: string | undefined): Promise<Target[]> {
-  const targets: Target[] = channelsOf(n.notify.slackChannels, defaultChannel).map((channel) => ({ kind: 'channel', channel }));
-  for (const user of await approverUsers(n.approvers, n.groups, directory, new Set())) targets.push({ kind: 'dm', user });
+export async function breakGlassTargets(
+  n: BreakGlassNotice,
+  directory: PrincipalDirectory,
+  defaultChannel: string | undefined,
+): Promise<Target[]> {
+  const targets: Target[] = channelsOf(n.notify.slackChannels, defaultChannel).map((channel) => ({
+    kind: 'channel',
+    channel,
+  }));
+  for (const user of await approverUsers(n.approvers, n.groups, directory, new Set()))
+    targets.push({ kind: 'dm', user });
   return targets;
 }

@@ -4,7 +4,8 @@
 // (<!here>) nor disguise a link (<https://evil|prod/web>).
 
 /** Escapes the three characters Slack's mrkdwn gives meaning to. */
-export const escapeMrkdwn = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+export const escapeMrkdwn = (text: string): string =>
+  text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** Shortens to at most `max` UTF-16 units, ending with `marker`, without splitting a surrogate pair. */
 export function truncate(text: string, max: number, marker = '…'): string {

@@ -28,11 +28,15 @@ export class SlackUsergroups {
     let users: string[];
     try {
       const result = await this.deps.client.usergroups.users.list({ usergroup: usergroupId });
-      users = (result.users ?? []).filter((u): u is string => typeof u === 'string' && /^[UW][A-Z0-9]{2,20}$/.test(u)).slice(0, MAX_MEMBERS);
+      users = (result.users ?? [])
+        .filter((u): u is string => typeof u === 'string' && /^[UW][A-Z0-9]{2,20}$/.test(u))
+        .slice(0, MAX_MEMBERS);
     } catch (e) {
       const failure = classifySlackError(e);
       this.deps.logger.warn({ usergroup: usergroupId, err: failure.message }, 'cannot read Slack user group members');
-      throw new SlackUsergroupError(`cannot read the members of Slack user group ${usergroupId}: ${failure.message}`, { cause: e });
+      throw new SlackUsergroupError(`cannot read the members of Slack user group ${usergroupId}: ${failure.message}`, {
+        cause: e,
+      });
     }
     await this.deps.redis.set(key, JSON.stringify(users), 'PX', this.ttlMs);
     return users;

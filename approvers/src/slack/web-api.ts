@@ -61,10 +61,19 @@ export type SlackFailure =
   | { kind: 'transient'; message: string };
 
 export function classifySlackError(e: unknown): SlackFailure {
-  const err = e as { code?: string; retryAfter?: number; statusCode?: number; data?: { error?: string; response_metadata?: { messages?: string[] } } };
+  const err = e as {
+    code?: string;
+    retryAfter?: number;
+    statusCode?: number;
+    data?: { error?: string; response_metadata?: { messages?: string[] } };
+  };
   if (err?.code === webApi.ErrorCode.RateLimitedError) {
     const seconds = typeof err.retryAfter === 'number' && Number.isFinite(err.retryAfter) ? err.retryAfter : 1;
-    return { kind: 'rate_limited', retryAfterMs: Math.min(Math.max(seconds, 1), 3600) * 1000, message: `rate limited; Slack asked to retry after ${seconds} s` };
+    return {
+      kind: 'rate_limited',
+      retryAfterMs: Math.min(Math.max(seconds, 1), 3600) * 1000,
+      message: `rate limited; Slack asked to retry after ${seconds} s`,
+    };
   }
   if (err?.code === webApi.ErrorCode.PlatformError) {
     const error = err.data?.error ?? 'unknown_error';
@@ -72,7 +81,9 @@ export function classifySlackError(e: unknown): SlackFailure {
     const message = `Slack answered ${error}${details ? ` (${details})` : ''}`;
     return PERMANENT.has(error) ? { kind: 'permanent', error, message } : { kind: 'transient', message };
   }
-  if (err?.code === webApi.ErrorCode.HTTPError) return { kind: 'transient', message: `Slack answered HTTP ${err.statusCode ?? '?'}` };
-  if (err?.code === webApi.ErrorCode.RequestError) return { kind: 'transient', message: `cannot reach Slack: ${(e as Error).message}` };
+  if (err?.code === webApi.ErrorCode.HTTPError)
+    return { kind: 'transient', message: `Slack answered HTTP ${err.statusCode ?? '?'}` };
+  if (err?.code === webApi.ErrorCode.RequestError)
+    return { kind: 'transient', message: `cannot reach Slack: ${(e as Error).message}` };
   return { kind: 'transient', message: (e as Error)?.message ?? String(e) };
 }

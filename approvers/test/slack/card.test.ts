@@ -22,14 +22,21 @@ function texts(value: unknown, onlyMrkdwn = false): string[] {
   if (value !== null && typeof value === 'object') {
     const o = value as Record<string, unknown>;
     const own = typeof o.text === 'string' && (!onlyMrkdwn || o.type === 'mrkdwn') ? [o.text] : [];
-    return [...own, ...Object.entries(o).filter(([k]) => k !== 'text' || typeof o.text !== 'string').flatMap(([, v]) => texts(v, onlyMrkdwn))];
+    return [
+      ...own,
+      ...Object.entries(o)
+        .filter(([k]) => k !== 'text' || typeof o.text !== 'string')
+        .flatMap(([, v]) => texts(v, onlyMrkdwn)),
+    ];
   }
   return [];
 }
 const all = (blocks: unknown[]) => texts(blocks).join('\n');
 const markup = (blocks: unknown[]) => texts(blocks, true).join('\n');
 const buttons = (card: unknown[]) =>
-  (card as Block[]).filter((b) => b.type === 'actions').flatMap((b) => b.elements as { action_id: string; value: string }[]);
+  (card as Block[])
+    .filter((b) => b.type === 'actions')
+    .flatMap((b) => b.elements as { action_id: string; value: string }[]);
 
 describe('the Slack request card', () => {
   it('shows who asks, for whom, what, on what, why, under which rule, how many approvals, until when', () => {
@@ -76,8 +83,14 @@ describe('the Slack request card', () => {
     assert.doesNotMatch(text, /<!channel>|<!here>|<https:\/\/evil|<@U0ALICE>|<https:\/\/x/);
     assert.ok(text.includes('&lt;!channel&gt;'));
     // Only the card's own <!date^...> is Slack markup.
-    assert.deepEqual((text.match(/<[^&]/g) ?? []).filter((m) => m !== '<!'), []);
-    const code = (card.blocks as unknown as Block[]).map((b) => (b.text as { text?: string } | undefined)?.text ?? '').find((t) => t.includes('*Parameters*')) ?? '';
+    assert.deepEqual(
+      (text.match(/<[^&]/g) ?? []).filter((m) => m !== '<!'),
+      [],
+    );
+    const code =
+      (card.blocks as unknown as Block[])
+        .map((b) => (b.text as { text?: string } | undefined)?.text ?? '')
+        .find((t) => t.includes('*Parameters*')) ?? '';
     assert.equal(code.split('```').length - 1, 2, 'a value cannot close the code block');
     assert.doesNotMatch(card.text, /<!here>/);
   });
@@ -93,7 +106,14 @@ describe('the Slack request card', () => {
       operation: 'o'.repeat(128),
       reason: 'z'.repeat(4000),
       requester: `spiffe://example.org/${'p'.repeat(1900)}`,
-      votes: Array.from({ length: 32 }, (_, i) => ({ principal: `approver-${i}`, decision: 'approve' as const, channel: 'slack', at: Date.UTC(2026, 0, 1, 12, 1), stepUp: 'confirm' as const, reason: 'w'.repeat(2000) })),
+      votes: Array.from({ length: 32 }, (_, i) => ({
+        principal: `approver-${i}`,
+        decision: 'approve' as const,
+        channel: 'slack',
+        at: Date.UTC(2026, 0, 1, 12, 1),
+        stepUp: 'confirm' as const,
+        reason: 'w'.repeat(2000),
+      })),
       approvalsRequired: 32,
     });
     const card = buildRequestCard(r);
@@ -101,7 +121,10 @@ describe('the Slack request card', () => {
     assert.ok(card.blocks.length <= 50);
     const text = all(card.blocks);
     assert.ok(text.includes(r.parametersDigest));
-    assert.match(text, /Parameters shortened for Slack\* \(1 long value\(s\) cut, \d+ line\(s\) left out; \d+ characters in full\)/);
+    assert.match(
+      text,
+      /Parameters shortened for Slack\* \(1 long value\(s\) cut, \d+ line\(s\) left out; \d+ characters in full\)/,
+    );
     assert.match(text, /\[\+19600 characters not shown\]/);
     assert.ok(card.text.length <= 3000);
   });
@@ -111,12 +134,18 @@ describe('the Slack request card', () => {
     const card = buildRequestCard(sampleRequest({ stepUp: 'webauthn', consoleUrl: url }));
     assert.deepEqual(validateBlocks(card.blocks, 'message'), []);
     const found = buttons(card.blocks) as { action_id: string; url?: string }[];
-    assert.deepEqual(found.map((b) => b.action_id), [OPEN_CONSOLE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID]);
+    assert.deepEqual(
+      found.map((b) => b.action_id),
+      [OPEN_CONSOLE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID],
+    );
     assert.equal(found[0]?.url, url);
     assert.ok(!found.some((b) => b.action_id === APPROVE_ACTION_ID), 'no approve-by-click');
     assert.match(all(card.blocks), /each approver confirms with a passkey in the console/);
     // Without a console to link to, the card cannot offer a way to approve that would count; the click is refused and says why.
-    assert.deepEqual(buttons(buildRequestCard(sampleRequest({ stepUp: 'webauthn' })).blocks).map((b) => b.action_id), [APPROVE_ACTION_ID, DENY_ACTION_ID]);
+    assert.deepEqual(
+      buttons(buildRequestCard(sampleRequest({ stepUp: 'webauthn' })).blocks).map((b) => b.action_id),
+      [APPROVE_ACTION_ID, DENY_ACTION_ID],
+    );
   });
 
   it('shows a short parameter set whole, with no warning', () => {
@@ -127,15 +156,33 @@ describe('the Slack request card', () => {
   it('ends without buttons, saying how it ended and who decided', () => {
     const base = sampleRequest();
     const at = Date.UTC(2026, 0, 1, 12, 5);
-    const approve = (principal: string) => ({ principal, decision: 'approve' as const, channel: 'slack', at, stepUp: 'click' as const, reason: '' });
+    const approve = (principal: string) => ({
+      principal,
+      decision: 'approve' as const,
+      channel: 'slack',
+      at,
+      stepUp: 'click' as const,
+      reason: '',
+    });
     const cases: [Partial<typeof base>, RegExp][] = [
       [{ state: 'APPROVED', votes: [approve('alice'), approve('bob')], resolvedAt: at }, /\*Approved\* by alice, bob/],
       [
-        { state: 'DENIED', votes: [{ ...approve('bob'), decision: 'deny', reason: 'not during the freeze' }], resolvedAt: at, resolutionMessage: 'denied by bob: not during the freeze' },
+        {
+          state: 'DENIED',
+          votes: [{ ...approve('bob'), decision: 'deny', reason: 'not during the freeze' }],
+          resolvedAt: at,
+          resolutionMessage: 'denied by bob: not during the freeze',
+        },
         /\*Denied\* by bob .*not during the freeze/,
       ],
-      [{ state: 'EXPIRED', votes: [approve('alice')], resolvedAt: base.expiresAt }, /\*Expired\* .* with 1 of 2 approval\(s\)/],
-      [{ state: 'CANCELLED', resolvedAt: at, resolutionMessage: 'cancelled by the requester: wrong version' }, /\*Cancelled\* .*wrong version/],
+      [
+        { state: 'EXPIRED', votes: [approve('alice')], resolvedAt: base.expiresAt },
+        /\*Expired\* .* with 1 of 2 approval\(s\)/,
+      ],
+      [
+        { state: 'CANCELLED', resolvedAt: at, resolutionMessage: 'cancelled by the requester: wrong version' },
+        /\*Cancelled\* .*wrong version/,
+      ],
     ];
     for (const [change, pattern] of cases) {
       const card = buildRequestCard({ ...base, ...change });
@@ -143,17 +190,43 @@ describe('the Slack request card', () => {
       assert.deepEqual(buttons(card.blocks), [], `${change.state} has no buttons`);
       assert.match(all(card.blocks), pattern);
       const header = (card.blocks[0] as unknown as { text: { text: string } }).text.text;
-      assert.match(header, new RegExp(`^${change.state === 'APPROVED' ? 'Approved' : change.state === 'DENIED' ? 'Denied' : change.state === 'EXPIRED' ? 'Expired' : 'Cancelled'}:`));
+      assert.match(
+        header,
+        new RegExp(
+          `^${change.state === 'APPROVED' ? 'Approved' : change.state === 'DENIED' ? 'Denied' : change.state === 'EXPIRED' ? 'Expired' : 'Cancelled'}:`,
+        ),
+      );
     }
   });
 
   it('renders thread replies, outcome notices and both modals within limits', () => {
-    const r = sampleRequest({ stepUp: 'confirm', votes: [{ principal: 'alice', decision: 'approve', channel: 'slack', at: Date.UTC(2026, 0, 1, 12, 1), stepUp: 'confirm', reason: 'checked' }] });
-    assert.match(buildVoteReply(r, r.votes[0]!).text, /\*alice\* :heavy_check_mark: approved .*confirmed the resource.*: checked\n1 of 2 approval/);
-    assert.deepEqual(validateBlocks(buildOutcomeNotice({ ...r, state: 'APPROVED', resolvedAt: r.createdAt }).blocks, 'message'), []);
+    const r = sampleRequest({
+      stepUp: 'confirm',
+      votes: [
+        {
+          principal: 'alice',
+          decision: 'approve',
+          channel: 'slack',
+          at: Date.UTC(2026, 0, 1, 12, 1),
+          stepUp: 'confirm',
+          reason: 'checked',
+        },
+      ],
+    });
+    assert.match(
+      buildVoteReply(r, r.votes[0]!).text,
+      /\*alice\* :heavy_check_mark: approved .*confirmed the resource.*: checked\n1 of 2 approval/,
+    );
+    assert.deepEqual(
+      validateBlocks(buildOutcomeNotice({ ...r, state: 'APPROVED', resolvedAt: r.createdAt }).blocks, 'message'),
+      [],
+    );
     const ctx = { requestId: r.id, channel: 'C0APPROVALS' };
     for (const modal of [buildConfirmModal(r, ctx), buildDenyModal(r, ctx)]) assert.deepEqual(validateModal(modal), []);
-    const huge = sampleRequest({ parametersJson: JSON.stringify({ s: 'q'.repeat(60_000) }), resource: `prod/${'r'.repeat(500)}` });
+    const huge = sampleRequest({
+      parametersJson: JSON.stringify({ s: 'q'.repeat(60_000) }),
+      resource: `prod/${'r'.repeat(500)}`,
+    });
     assert.deepEqual(validateModal(buildConfirmModal(huge, ctx)), []);
     // With step-up confirm the Approve button opens the modal: no Slack confirm dialog on it.
     const approveButton = buttons(buildRequestCard(r).blocks)[0] as Record<string, unknown>;

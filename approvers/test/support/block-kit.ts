@@ -19,7 +19,8 @@ class Problems {
 
 function textObject(p: Problems, v: unknown, pointer: string, max: number, only?: 'plain_text'): void {
   if (!isObject(v)) return p.add('must be an object', pointer);
-  if (v.type !== 'plain_text' && v.type !== 'mrkdwn') return p.add('must be one of plain_text, mrkdwn', `${pointer}/type`);
+  if (v.type !== 'plain_text' && v.type !== 'mrkdwn')
+    return p.add('must be one of plain_text, mrkdwn', `${pointer}/type`);
   if (only !== undefined && v.type !== only) return p.add(`must be ${only}`, `${pointer}/type`);
   if (typeof v.text !== 'string') return p.add('must be a string', `${pointer}/text`);
   if (v.text.length === 0) return p.add('must be more than 0 characters', `${pointer}/text`);
@@ -41,8 +42,10 @@ function button(p: Problems, el: Json, pointer: string, actionIds: Set<string>):
   }
   stringMax(p, el.value, `${pointer}/value`, 2000);
   stringMax(p, el.url, `${pointer}/url`, 3000);
-  if (el.url !== undefined && (typeof el.url !== 'string' || !/^https?:\/\//.test(el.url))) p.add('must be an http(s) URL', `${pointer}/url`);
-  if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger') p.add('must be one of primary, danger', `${pointer}/style`);
+  if (el.url !== undefined && (typeof el.url !== 'string' || !/^https?:\/\//.test(el.url)))
+    p.add('must be an http(s) URL', `${pointer}/url`);
+  if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger')
+    p.add('must be one of primary, danger', `${pointer}/style`);
   if (el.confirm !== undefined) {
     const c = el.confirm;
     if (!isObject(c)) return p.add('must be an object', `${pointer}/confirm`);
@@ -87,14 +90,16 @@ export function validateBlocks(blocks: unknown, surface: 'message' | 'modal'): s
         }
         break;
       case 'context':
-        if (!Array.isArray(b.elements) || b.elements.length === 0) p.add('must provide at least 1 element', `${at}/elements`);
+        if (!Array.isArray(b.elements) || b.elements.length === 0)
+          p.add('must provide at least 1 element', `${at}/elements`);
         else {
           if (b.elements.length > 10) p.add('no more than 10 items allowed', `${at}/elements`);
           b.elements.forEach((e, j) => textObject(p, e, `${at}/elements/${j}`, 3000));
         }
         break;
       case 'actions':
-        if (!Array.isArray(b.elements) || b.elements.length === 0) p.add('must provide at least 1 element', `${at}/elements`);
+        if (!Array.isArray(b.elements) || b.elements.length === 0)
+          p.add('must provide at least 1 element', `${at}/elements`);
         else {
           if (b.elements.length > 25) p.add('no more than 25 items allowed', `${at}/elements`);
           b.elements.forEach((e, j) => {
@@ -118,7 +123,10 @@ export function validateBlocks(blocks: unknown, surface: 'message' | 'modal'): s
           break;
         }
         stringMax(p, el.action_id, `${at}/element/action_id`, 255);
-        if (el.max_length !== undefined && (typeof el.max_length !== 'number' || el.max_length < 1 || el.max_length > 3000)) {
+        if (
+          el.max_length !== undefined &&
+          (typeof el.max_length !== 'number' || el.max_length < 1 || el.max_length > 3000)
+        ) {
           p.add('must be between 1 and 3000', `${at}/element/max_length`);
         }
         break;
@@ -142,6 +150,10 @@ export function validateModal(view: unknown): string[] {
   if (view.close !== undefined) textObject(p, view.close, '/view/close', 24, 'plain_text');
   stringMax(p, view.private_metadata, '/view/private_metadata', 3000);
   stringMax(p, view.callback_id, '/view/callback_id', 255);
-  p.list.push(...validateBlocks(view.blocks, 'modal').map((e) => e.replace('[json-pointer:/blocks', '[json-pointer:/view/blocks')));
+  p.list.push(
+    ...validateBlocks(view.blocks, 'modal').map((e) =>
+      e.replace('[json-pointer:/blocks', '[json-pointer:/view/blocks'),
+    ),
+  );
   return p.list;
 }

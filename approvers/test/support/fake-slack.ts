@@ -86,7 +86,11 @@ export interface SigningOverride {
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   res.end(text);
 };
 
@@ -157,7 +161,9 @@ export class FakeSlack {
   static async start(options: FakeSlackOptions = {}): Promise<FakeSlack> {
     let fake: FakeSlack | undefined;
     const server = createServer((req, res) => {
-      (fake as FakeSlack).handle(req, res).catch((e: unknown) => json(res, 500, { ok: false, error: 'fatal_error', detail: String(e) }));
+      (fake as FakeSlack)
+        .handle(req, res)
+        .catch((e: unknown) => json(res, 500, { ok: false, error: 'fatal_error', detail: String(e) }));
     });
     server.on('upgrade', (req, socket) => (fake as FakeSlack).upgrade(req, socket));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -210,7 +216,11 @@ export class FakeSlack {
   }
 
   /** Polls until `check` returns a value that is not undefined/false (generous default deadline). */
-  async waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  async waitFor<T>(
+    what: string,
+    check: () => T | undefined | false | Promise<T | undefined | false>,
+    timeoutMs = 30_000,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const value = await check();
@@ -223,9 +233,17 @@ export class FakeSlack {
   // ---- sending interactions, signed like Slack ----
 
   /** Sends a raw body to the app's Request URL with Slack's signature headers. */
-  async send(url: string, body: string, contentType: string, signing: SigningOverride = {}): Promise<InteractionResult> {
+  async send(
+    url: string,
+    body: string,
+    contentType: string,
+    signing: SigningOverride = {},
+  ): Promise<InteractionResult> {
     const ts = Math.floor((signing.timestampMs ?? Date.now()) / 1000);
-    const headers: Record<string, string> = { 'content-type': contentType, 'user-agent': 'Slackbot 1.0 (+https://api.slack.com/robots)' };
+    const headers: Record<string, string> = {
+      'content-type': contentType,
+      'user-agent': 'Slackbot 1.0 (+https://api.slack.com/robots)',
+    };
     if (!signing.unsigned) {
       headers['x-slack-request-timestamp'] = String(ts);
       headers['x-slack-signature'] = slackSignatureOf(signing.secret ?? this.signingSecret, ts, body);
@@ -243,7 +261,12 @@ export class FakeSlack {
 
   /** Sends an interaction payload as Slack does: form-encoded "payload=<json>". */
   sendInteraction(url: string, payload: Json, signing: SigningOverride = {}): Promise<InteractionResult> {
-    return this.send(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), 'application/x-www-form-urlencoded', signing);
+    return this.send(
+      url,
+      new URLSearchParams({ payload: JSON.stringify(payload) }).toString(),
+      'application/x-www-form-urlencoded',
+      signing,
+    );
   }
 
   private newTrigger(user: string): string {
@@ -254,7 +277,12 @@ export class FakeSlack {
 
   private userObject(userId: string): Json {
     const u = this.users.get(userId);
-    return { id: userId, username: u?.name ?? userId.toLowerCase(), name: u?.name ?? userId.toLowerCase(), team_id: u?.teamId ?? this.teamId };
+    return {
+      id: userId,
+      username: u?.name ?? userId.toLowerCase(),
+      name: u?.name ?? userId.toLowerCase(),
+      team_id: u?.teamId ?? this.teamId,
+    };
   }
 
   /** The block_actions payload Slack sends when `user` clicks the button `actionId` on a message. */
@@ -269,7 +297,8 @@ export class FakeSlack {
         blockId = block.block_id as string | undefined;
       }
     }
-    if (button === undefined) throw new Error(`fake Slack: message ${message.ts} has no button ${actionId} (it may have ended)`);
+    if (button === undefined)
+      throw new Error(`fake Slack: message ${message.ts} has no button ${actionId} (it may have ended)`);
     const u = this.users.get(user);
     return {
       type: 'block_actions',
@@ -300,7 +329,13 @@ export class FakeSlack {
   }
 
   /** `user` clicks a button on a message; the payload goes to `url`. */
-  click(url: string, message: FakeMessage, actionId: string, user: string, signing: SigningOverride = {}): Promise<InteractionResult> {
+  click(
+    url: string,
+    message: FakeMessage,
+    actionId: string,
+    user: string,
+    signing: SigningOverride = {},
+  ): Promise<InteractionResult> {
     return this.sendInteraction(url, this.clickPayload(message, actionId, user), signing);
   }
 
@@ -339,7 +374,12 @@ export class FakeSlack {
     };
   }
 
-  submitView(url: string, view: FakeView, values: Record<string, string>, options: { user?: string; signing?: SigningOverride } = {}): Promise<InteractionResult> {
+  submitView(
+    url: string,
+    view: FakeView,
+    values: Record<string, string>,
+    options: { user?: string; signing?: SigningOverride } = {},
+  ): Promise<InteractionResult> {
     return this.sendInteraction(url, this.submitPayload(view, values, options.user), options.signing ?? {});
   }
 
@@ -364,7 +404,14 @@ export class FakeSlack {
       }
       this.pendingAcks.get(ack.envelope_id)?.(ack);
     };
-    peer.sendText(JSON.stringify({ type: 'hello', num_connections: this.sockets.length, debug_info: { host: 'fake' }, connection_info: { app_id: 'A0FAKEAPP' } }));
+    peer.sendText(
+      JSON.stringify({
+        type: 'hello',
+        num_connections: this.sockets.length,
+        debug_info: { host: 'fake' },
+        connection_info: { app_id: 'A0FAKEAPP' },
+      }),
+    );
   }
 
   private readonly tickets = new Set<string>();
@@ -390,7 +437,14 @@ export class FakeSlack {
       });
     });
     peer.sendText(
-      JSON.stringify({ envelope_id: envelopeId, payload, type: 'interactive', accepts_response_payload: payload.type === 'view_submission', retry_attempt: 0, retry_reason: '' }),
+      JSON.stringify({
+        envelope_id: envelopeId,
+        payload,
+        type: 'interactive',
+        accepts_response_payload: payload.type === 'view_submission',
+        retry_attempt: 0,
+        retry_reason: '',
+      }),
     );
     return acked;
   }
@@ -442,10 +496,19 @@ export class FakeSlack {
       return;
     }
     const auth = req.headers.authorization;
-    const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : typeof args.token === 'string' ? args.token : undefined;
+    const token =
+      typeof auth === 'string' && auth.startsWith('Bearer ')
+        ? auth.slice(7)
+        : typeof args.token === 'string'
+          ? args.token
+          : undefined;
     if (token === undefined) return this.reply(res, method, args, { ok: false, error: 'not_authed' });
     if (method === 'apps.connections.open') {
-      if (token !== this.appToken) return this.reply(res, method, args, { ok: false, error: token.startsWith('xoxb-') ? 'not_allowed_token_type' : 'invalid_auth' });
+      if (token !== this.appToken)
+        return this.reply(res, method, args, {
+          ok: false,
+          error: token.startsWith('xoxb-') ? 'not_allowed_token_type' : 'invalid_auth',
+        });
       const ticket = randomBytes(12).toString('hex');
       this.tickets.add(ticket);
       return this.reply(res, method, args, { ok: true, url: `ws://127.0.0.1:${this.port}/link/?ticket=${ticket}` });
@@ -464,13 +527,26 @@ export class FakeSlack {
   }
 
   private invalidBlocks(problems: string[]): Json {
-    return { ok: false, error: 'invalid_blocks', errors: problems, response_metadata: { messages: problems.map((p) => `[ERROR] ${p}`) } };
+    return {
+      ok: false,
+      error: 'invalid_blocks',
+      errors: problems,
+      response_metadata: { messages: problems.map((p) => `[ERROR] ${p}`) },
+    };
   }
 
   private call(method: string, args: Json): Json {
     switch (method) {
       case 'auth.test':
-        return { ok: true, url: 'https://fake.slack.com/', team: 'Fake', user: 'countersign', team_id: this.teamId, user_id: 'U0FAKEBOT', bot_id: 'B0FAKEBOT' };
+        return {
+          ok: true,
+          url: 'https://fake.slack.com/',
+          team: 'Fake',
+          user: 'countersign',
+          team_id: this.teamId,
+          user_id: 'U0FAKEBOT',
+          bot_id: 'B0FAKEBOT',
+        };
       case 'chat.postMessage':
       case 'chat.update': {
         const channel = this.resolveChannel(args.channel);
@@ -490,9 +566,17 @@ export class FakeSlack {
           return { ok: true, channel, ts: m.ts, text };
         }
         const threadTs = typeof args.thread_ts === 'string' ? args.thread_ts : undefined;
-        if (threadTs !== undefined && !this.messages.some((x) => x.channel === channel && x.ts === threadTs)) return { ok: false, error: 'thread_not_found' };
+        if (threadTs !== undefined && !this.messages.some((x) => x.channel === channel && x.ts === threadTs))
+          return { ok: false, error: 'thread_not_found' };
         const ts = this.nextTs();
-        this.messages.push({ channel, ts, threadTs, text, blocks: blocks as Json[], versions: [{ text, blocks: blocks as Json[] }] });
+        this.messages.push({
+          channel,
+          ts,
+          threadTs,
+          text,
+          blocks: blocks as Json[],
+          versions: [{ text, blocks: blocks as Json[] }],
+        });
         return { ok: true, channel, ts, message: { type: 'message', text, ts, bot_id: 'B0FAKEBOT' } };
       }
       case 'chat.postEphemeral': {
@@ -510,7 +594,12 @@ export class FakeSlack {
         if (trigger === undefined) return { ok: false, error: 'invalid_trigger_id' };
         if (trigger.used) return { ok: false, error: 'trigger_exchanged' };
         const problems = validateModal(args.view);
-        if (problems.length > 0) return { ok: false, error: 'invalid_arguments', response_metadata: { messages: problems.map((p) => `[ERROR] ${p}`) } };
+        if (problems.length > 0)
+          return {
+            ok: false,
+            error: 'invalid_arguments',
+            response_metadata: { messages: problems.map((p) => `[ERROR] ${p}`) },
+          };
         trigger.used = true;
         const id = `V${String((this.idCounter += 1)).padStart(8, '0')}`;
         this.views.push({ id, triggerId: args.trigger_id as string, user: trigger.user, view: args.view as Json });

@@ -29,8 +29,12 @@ export class WebSocketPeer {
       socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
       return undefined;
     }
-    const accept = createHash('sha1').update(key + GUID).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    const accept = createHash('sha1')
+      .update(key + GUID)
+      .digest('base64');
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     return new WebSocketPeer(socket);
   }
 
@@ -63,11 +67,14 @@ export class WebSocketPeer {
         ? Buffer.from([0x80 | opcode, length])
         : length < 65536
           ? Buffer.from([0x80 | opcode, 126, length >> 8, length & 0xff])
-          : Buffer.concat([Buffer.from([0x80 | opcode, 127]), (() => {
-              const b = Buffer.alloc(8);
-              b.writeBigUInt64BE(BigInt(length));
-              return b;
-            })()]);
+          : Buffer.concat([
+              Buffer.from([0x80 | opcode, 127]),
+              (() => {
+                const b = Buffer.alloc(8);
+                b.writeBigUInt64BE(BigInt(length));
+                return b;
+              })(),
+            ]);
     this.socket.write(Buffer.concat([header, payload]));
   }
 
@@ -93,7 +100,9 @@ export class WebSocketPeer {
       if (masked) offset += 4;
       if (this.buffer.length < offset + length) return;
       const payload = Buffer.from(this.buffer.subarray(offset, offset + length));
-      if (masked) for (let i = 0; i < payload.length; i += 1) payload[i] = (payload[i] as number) ^ (this.buffer[maskOffset + (i % 4)] as number);
+      if (masked)
+        for (let i = 0; i < payload.length; i += 1)
+          payload[i] = (payload[i] as number) ^ (this.buffer[maskOffset + (i % 4)] as number);
       this.buffer = this.buffer.subarray(offset + length);
       if (opcode === 0x1) this.onText(payload.toString('utf8'));
       else if (opcode === 0x9) this.frame(0xa, payload);

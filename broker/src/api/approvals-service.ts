@@ -24,7 +24,8 @@ export const CLI_CHANNEL = 'cli';
 export const GRPC_CHANNEL = 'grpc';
 export const CHANNEL_METADATA = 'countersign-channel';
 
-const channelOf = (metadata: Metadata): string => (metadata.get(CHANNEL_METADATA)[0] === CLI_CHANNEL ? CLI_CHANNEL : GRPC_CHANNEL);
+const channelOf = (metadata: Metadata): string =>
+  metadata.get(CHANNEL_METADATA)[0] === CLI_CHANNEL ? CLI_CHANNEL : GRPC_CHANNEL;
 const MAX_CONFIRM_RESOURCE_LENGTH = 512;
 
 export function createApprovalsService(deps: {
@@ -59,15 +60,28 @@ export function createApprovalsService(deps: {
       const principal = await principalOf(call.getPeer(), call.metadata);
       const { request } = call;
       const requestId = requestIdField(request.requestId);
-      if (request.decision !== VoteDecision.VOTE_DECISION_APPROVE && request.decision !== VoteDecision.VOTE_DECISION_DENY) {
-        throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `decision: must be VOTE_DECISION_APPROVE or VOTE_DECISION_DENY, got ${request.decision}`, {
-          field: 'decision',
-        });
+      if (
+        request.decision !== VoteDecision.VOTE_DECISION_APPROVE &&
+        request.decision !== VoteDecision.VOTE_DECISION_DENY
+      ) {
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_INVALID_FIELD',
+          `decision: must be VOTE_DECISION_APPROVE or VOTE_DECISION_DENY, got ${request.decision}`,
+          {
+            field: 'decision',
+          },
+        );
       }
       if (request.confirmResource.length > MAX_CONFIRM_RESOURCE_LENGTH) {
-        throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `confirm_resource: is ${request.confirmResource.length} characters long, at most ${MAX_CONFIRM_RESOURCE_LENGTH} are allowed`, {
-          field: 'confirm_resource',
-        });
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_INVALID_FIELD',
+          `confirm_resource: is ${request.confirmResource.length} characters long, at most ${MAX_CONFIRM_RESOURCE_LENGTH} are allowed`,
+          {
+            field: 'confirm_resource',
+          },
+        );
       }
       const confirmed = request.confirmResource !== '';
       const outcome = await deps.workflow.vote({

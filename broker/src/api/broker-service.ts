@@ -38,53 +38,78 @@ export interface BrokerServiceDeps {
 export const MAX_REQUEST_ID_LENGTH = 64;
 
 export function requestIdField(value: string): string {
-  if (value === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'request_id: is required', { field: 'request_id' });
-  if (value.length > MAX_REQUEST_ID_LENGTH || !/^[A-Za-z0-9_-]+$/.test(value)) {
-    throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `request_id: ${JSON.stringify(value.slice(0, MAX_REQUEST_ID_LENGTH))} is not a request id`, {
+  if (value === '')
+    throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'request_id: is required', {
       field: 'request_id',
     });
+  if (value.length > MAX_REQUEST_ID_LENGTH || !/^[A-Za-z0-9_-]+$/.test(value)) {
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_INVALID_FIELD',
+      `request_id: ${JSON.stringify(value.slice(0, MAX_REQUEST_ID_LENGTH))} is not a request id`,
+      {
+        field: 'request_id',
+      },
+    );
   }
   return value;
 }
 
 export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
   const ctx = { logger: deps.logger, metrics: deps.metrics, tracing: deps.tracing };
-  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) => deps.peers.authenticate(call.getPeer(), call.metadata);
+  const identityOf = (call: ServerUnaryCall<unknown, unknown> | { getPeer(): string; metadata: Metadata }) =>
+    deps.peers.authenticate(call.getPeer(), call.metadata);
 
   return {
-    requestOperation: unary(ctx, 'RequestOperation', async (call): Promise<RequestOperationResponse> => {
-      const identity = await identityOf(call);
-      const oidc = await deps.exchange?.claimsOf(identity);
-      const outcome = await deps.requests.requestOperation(oidc === undefined ? identity : { ...identity, oidc }, call.request);
-      const base: RequestOperationResponse = {
-        requestId: outcome.requestId,
-        state: RequestState.REQUEST_STATE_UNSPECIFIED,
-        credential: undefined,
-        message: '',
-        rule: outcome.rule ?? '',
-        expiresAt: undefined,
-        pollInterval: undefined,
-        request: undefined,
-      };
-      switch (outcome.state) {
-        case 'APPROVED':
-          return { ...base, state: RequestState.REQUEST_STATE_APPROVED, credential: toCredential(outcome.credential) };
-        case 'DENIED':
-          return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
-        case 'PENDING_APPROVAL': {
-          const r = outcome.request;
-          const who = whoCanApprove(r.approvers, r.groups, outcome.excluded);
-          return {
-            ...base,
-            state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
-            message: `waiting for ${r.approvalsRequired} approval(s) from ${who}`,
-            expiresAt: new Date(r.expiresAt),
-            pollInterval: toDuration(outcome.pollIntervalMs),
-            request: toRequest(r),
-          };
+    requestOperation: unary(
+      ctx,
+      'RequestOperation',
+      async (call): Promise<RequestOperationResponse> => {
+        const identity = await identityOf(call);
+        const oidc = await deps.exchange?.claimsOf(identity);
+        const outcome = await deps.requests.requestOperation(
+          oidc === undefined ? identity : { ...identity, oidc },
+          call.request,
+        );
+        const base: RequestOperationResponse = {
+          requestId: outcome.requestId,
+          state: RequestState.REQUEST_STATE_UNSPECIFIED,
+          credential: undefined,
+          message: '',
+          rule: outcome.rule ?? '',
+          expiresAt: undefined,
+          pollInterval: undefined,
+          request: undefined,
+        };
+        switch (outcome.state) {
+          case 'APPROVED':
+            return {
+              ...base,
+              state: RequestState.REQUEST_STATE_APPROVED,
+              credential: toCredential(outcome.credential),
+            };
+          case 'DENIED':
+            return { ...base, state: RequestState.REQUEST_STATE_DENIED, message: outcome.message };
+          case 'PENDING_APPROVAL': {
+            const r = outcome.request;
+            const who = whoCanApprove(r.approvers, r.groups, outcome.excluded);
+            return {
+              ...base,
+              state: RequestState.REQUEST_STATE_PENDING_APPROVAL,
+              message: `waiting for ${r.approvalsRequired} approval(s) from ${who}`,
+              expiresAt: new Date(r.expiresAt),
+              pollInterval: toDuration(outcome.pollIntervalMs),
+              request: toRequest(r),
+            };
+          }
         }
-      }
-    }, (res) => ({ 'countersign.request_id': res.requestId, 'countersign.state': RequestState[res.state] ?? String(res.state), 'countersign.rule': res.rule })),
+      },
+      (res) => ({
+        'countersign.request_id': res.requestId,
+        'countersign.state': RequestState[res.state] ?? String(res.state),
+        'countersign.rule': res.rule,
+      }),
+    ),
 
     getRequest: unary(ctx, 'GetRequest', async (call) => {
       const identity = await identityOf(call);
@@ -128,13 +153,21 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerServer {
         deps.shutdown?.removeEventListener('abort', onShutdown);
       }
       if (!ended && deps.shutdown?.aborted && !call.cancelled) {
-        throw new CountersignError('unavailable', 'ERR_SHUTTING_DOWN', 'the broker is shutting down; watch again (another replica answers)');
+        throw new CountersignError(
+          'unavailable',
+          'ERR_SHUTTING_DOWN',
+          'the broker is shutting down; watch again (another replica answers)',
+        );
       }
     }),
 
     cancelRequest: unary(ctx, 'CancelRequest', async (call) => {
       const identity = await identityOf(call);
-      const request = await deps.workflow.cancel(identity.spiffeId, requestIdField(call.request.requestId), call.request.reason);
+      const request = await deps.workflow.cancel(
+        identity.spiffeId,
+        requestIdField(call.request.requestId),
+        call.request.reason,
+      );
       return { request: toRequest(request) };
     }),
 

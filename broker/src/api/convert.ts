@@ -1,5 +1,12 @@
 // Domain values -> countersign.v1 messages.
-import { RequestState, VoteDecision, type Credential, type Duration, type Request, type Vote } from '@countersign/proto';
+import {
+  RequestState,
+  VoteDecision,
+  type Credential,
+  type Duration,
+  type Request,
+  type Vote,
+} from '@countersign/proto';
 import type { MintedCredential } from '../credentials/mint.js';
 import type { CollectedCredential } from '../requests/collector.js';
 import type { RequestStatus, StoredRequest, StoredVote } from '../requests/store.js';

@@ -49,9 +49,13 @@ function durationProblem(bytes: Uint8Array, fields: { number: number; name: stri
       }
       const seconds = BigInt(duration.int64());
       if (seconds > MAX_DURATION_SECONDS || seconds < -MAX_DURATION_SECONDS) {
-        return invalidField(`${field.name}.seconds`, `${seconds} is out of range (a google.protobuf.Duration holds at most ±${MAX_DURATION_SECONDS} seconds)`, {
-          value: seconds.toString(),
-        });
+        return invalidField(
+          `${field.name}.seconds`,
+          `${seconds} is out of range (a google.protobuf.Duration holds at most ±${MAX_DURATION_SECONDS} seconds)`,
+          {
+            value: seconds.toString(),
+          },
+        );
       }
     }
   }
@@ -85,7 +89,10 @@ function* occurrences(bytes: Uint8Array, number: number): Generator<Uint8Array> 
 
 /** Struct { repeated FieldsEntry fields = 1 }, FieldsEntry { string key = 1; Value value = 2 }. */
 function walkStruct(bytes: Uint8Array, field: string, path: string, depth: number): void {
-  if (depth >= PARAMETERS_LIMITS.depth) throw new StructProblem(invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }));
+  if (depth >= PARAMETERS_LIMITS.depth)
+    throw new StructProblem(
+      invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }),
+    );
   for (const entry of occurrences(bytes, 1)) {
     let key = '';
     const reader = new BinaryReader(entry);
@@ -99,7 +106,11 @@ function walkStruct(bytes: Uint8Array, field: string, path: string, depth: numbe
     const at = `${path}.${key}`;
     if (key === '__proto__') {
       throw new StructProblem(
-        invalidField(shortPath(at), 'the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it', { problem: 'reserved_key' }),
+        invalidField(
+          shortPath(at),
+          'the member name "__proto__" is not accepted (JavaScript objects treat it as their prototype, so readers disagree on it); rename it',
+          { problem: 'reserved_key' },
+        ),
       );
     }
     for (const value of values) walkValue(value, field, at, depth + 1);
@@ -110,14 +121,20 @@ function walkStruct(bytes: Uint8Array, field: string, path: string, depth: numbe
 function walkValue(bytes: Uint8Array, field: string, path: string, depth: number): void {
   for (const s of occurrences(bytes, 5)) walkStruct(s, field, path, depth);
   for (const l of occurrences(bytes, 6)) {
-    if (depth >= PARAMETERS_LIMITS.depth) throw new StructProblem(invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }));
+    if (depth >= PARAMETERS_LIMITS.depth)
+      throw new StructProblem(
+        invalidField(field, `is nested deeper than ${PARAMETERS_LIMITS.depth} levels`, { path: shortPath(path) }),
+      );
     let i = 0;
     for (const item of occurrences(l, 1)) walkValue(item, field, `${path}[${i++}]`, depth + 1);
   }
 }
 
 /** The first Struct field holding what the generated decoder would drop or choke on, as an error naming it. */
-export function structProblem(bytes: Uint8Array, fields: { number: number; name: string }[]): CountersignError | undefined {
+export function structProblem(
+  bytes: Uint8Array,
+  fields: { number: number; name: string }[],
+): CountersignError | undefined {
   try {
     for (const f of fields) for (const struct of occurrences(bytes, f.number)) walkStruct(struct, f.name, f.name, 0);
   } catch (e) {
@@ -138,7 +155,11 @@ function explain(path: string, bytes: Uint8Array, error: unknown): CountersignEr
     }
   }
   const reason = error instanceof Error ? error.message : String(error);
-  return new CountersignError('invalid_argument', 'ERR_MALFORMED_MESSAGE', `the ${path.split('/').pop() ?? 'request'} message could not be decoded: ${reason.slice(0, 200)}`);
+  return new CountersignError(
+    'invalid_argument',
+    'ERR_MALFORMED_MESSAGE',
+    `the ${path.split('/').pop() ?? 'request'} message could not be decoded: ${reason.slice(0, 200)}`,
+  );
 }
 
 /** The service with every request decoder wrapped: an undecodable message becomes an UndecodableRequest. */

@@ -76,10 +76,21 @@ function requiringIdentity(server: Server, peers: PeerAuthenticator): Pick<Serve
               call.resume();
             },
             (e: unknown) => {
-              const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
+              const error =
+                e instanceof CountersignError
+                  ? e
+                  : new CountersignError(
+                      'unauthenticated',
+                      'ERR_IDENTITY_UNKNOWN_CONNECTION',
+                      'no authenticated mTLS connection for this call',
+                    );
               const metadata = new Metadata();
               metadata.set(ERROR_CODE_TRAILER, error.code);
-              const status: Partial<ServiceError> = { code: GrpcStatus.UNAUTHENTICATED, details: error.message, metadata };
+              const status: Partial<ServiceError> = {
+                code: GrpcStatus.UNAUTHENTICATED,
+                details: error.message,
+                metadata,
+              };
               // Reflection is a bidi stream: its status goes out through 'error' (see status.ts).
               call.emit('error', status);
             },
@@ -101,11 +112,21 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   });
   for (const s of options.services) server.addService(withTolerantDecoding(s.definition), s.implementation);
 
-  const health = new HealthImplementation({ '': 'SERVING', 'countersign.v1.Broker': 'SERVING', 'countersign.v1.Approvals': 'SERVING', 'countersign.v1.Identity': 'SERVING' });
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    'countersign.v1.Broker': 'SERVING',
+    'countersign.v1.Approvals': 'SERVING',
+    'countersign.v1.Identity': 'SERVING',
+  });
   health.addToServer(server);
   // Reflection describes the whole API: only a caller whose SVID the broker accepts may ask (health stays open for probes).
   const guarded = requiringIdentity(server, options.peers);
-  for (const s of reflectionServices(['countersign.v1.Broker', 'countersign.v1.Approvals', 'countersign.v1.Identity', 'grpc.health.v1.Health'])) {
+  for (const s of reflectionServices([
+    'countersign.v1.Broker',
+    'countersign.v1.Approvals',
+    'countersign.v1.Identity',
+    'grpc.health.v1.Health',
+  ])) {
     guarded.addService(s.definition, s.implementation);
   }
 

@@ -11,12 +11,18 @@ export interface RunningHealthServer {
   close(): Promise<void>;
 }
 
-export async function startHealthServer(options: { host: string; port: number; health: HealthImplementation }): Promise<RunningHealthServer> {
+export async function startHealthServer(options: {
+  host: string;
+  port: number;
+  health: HealthImplementation;
+}): Promise<RunningHealthServer> {
   const server = new Server();
   options.health.addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
+    server.bindAsync(
+      `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`,
+      ServerCredentials.createInsecure(),
+      (e, p) => (e ? reject(e) : resolve(p)),
     ),
   );
   return {

@@ -26,7 +26,12 @@ export interface RunningHttpServer {
   close(): Promise<void>;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
@@ -34,7 +39,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const routes: Record<string, HttpHandler> = {
-    '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, options.jwks(), { 'cache-control': 'public, max-age=60' }),
+    '/.well-known/jwks.json': (_req, res) =>
+      sendJson(res, 200, options.jwks(), { 'cache-control': 'public, max-age=60' }),
     '/healthz': (_req, res) => sendJson(res, 200, { status: 'ok' }),
     '/readyz': async (_req, res) => {
       const failures: Record<string, string> = {};
@@ -55,7 +61,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] as string;
-    const handler = routes[path] ?? Object.entries(routes).find(([prefix]) => prefix.endsWith('/') && path.startsWith(prefix))?.[1];
+    const handler =
+      routes[path] ?? Object.entries(routes).find(([prefix]) => prefix.endsWith('/') && path.startsWith(prefix))?.[1];
     if (handler === undefined) {
       sendJson(res, 404, { error: 'not found', path });
       return;

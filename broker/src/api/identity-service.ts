@@ -20,12 +20,30 @@ export interface IdentityServiceDeps {
 export function createIdentityService(deps: IdentityServiceDeps): IdentityServer {
   const ctx = { logger: deps.logger, metrics: deps.metrics, tracing: deps.tracing };
   return {
-    exchangeToken: unary(ctx, 'ExchangeToken', async (call) => {
-      if (deps.exchange === undefined) {
-        throw new CountersignError('failed_precondition', 'ERR_OIDC_NOT_CONFIGURED', 'this broker exchanges no OIDC tokens: identity.oidc lists no issuer (docs/identity.md, "Exchanging an OIDC token")');
-      }
-      const r = await deps.exchange.exchange({ token: call.request.token, csr: call.request.csr, issuer: call.request.issuer }, call.getPeer());
-      return { spiffeId: r.spiffeId, svidChain: r.chainPem, trustBundle: r.bundlePem, expiresAt: new Date(r.expiresAt), issuer: r.issuer };
-    }, (res) => ({ 'countersign.spiffe_id': res.spiffeId, 'countersign.issuer': res.issuer })),
+    exchangeToken: unary(
+      ctx,
+      'ExchangeToken',
+      async (call) => {
+        if (deps.exchange === undefined) {
+          throw new CountersignError(
+            'failed_precondition',
+            'ERR_OIDC_NOT_CONFIGURED',
+            'this broker exchanges no OIDC tokens: identity.oidc lists no issuer (docs/identity.md, "Exchanging an OIDC token")',
+          );
+        }
+        const r = await deps.exchange.exchange(
+          { token: call.request.token, csr: call.request.csr, issuer: call.request.issuer },
+          call.getPeer(),
+        );
+        return {
+          spiffeId: r.spiffeId,
+          svidChain: r.chainPem,
+          trustBundle: r.bundlePem,
+          expiresAt: new Date(r.expiresAt),
+          issuer: r.issuer,
+        };
+      },
+      (res) => ({ 'countersign.spiffe_id': res.spiffeId, 'countersign.issuer': res.issuer }),
+    ),
   };
 }

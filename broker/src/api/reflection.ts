@@ -3,7 +3,12 @@
 // with their true file names, imports and fully qualified type names. (@grpc/reflection
 // rebuilds descriptors through protobufjs, which breaks map entries and imports:
 // grpc/grpc-node#2958, fullstorydev/grpcurl#459.)
-import { status, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  status,
+  type ServerDuplexStream,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import {
   loadDescriptorSet,
   reflectionV1,
@@ -17,7 +22,10 @@ import {
 type Request = reflectionV1.ServerReflectionRequest;
 type Response = reflectionV1.ServerReflectionResponse;
 
-export const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'] as const;
+export const REFLECTION_SERVICES = [
+  'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection',
+] as const;
 
 class ReflectionError extends Error {
   constructor(
@@ -140,12 +148,17 @@ export function answerReflection(index: DescriptorIndex, services: readonly stri
       response.fileDescriptorResponse = { fileDescriptorProto: index.fileByName(req.fileByFilename) };
     } else if (req.fileContainingExtension !== undefined) {
       const { containingType, extensionNumber } = req.fileContainingExtension;
-      response.fileDescriptorResponse = { fileDescriptorProto: index.fileContainingExtension(containingType, extensionNumber) };
+      response.fileDescriptorResponse = {
+        fileDescriptorProto: index.fileContainingExtension(containingType, extensionNumber),
+      };
     } else if (req.allExtensionNumbersOfType !== undefined) {
       const type = req.allExtensionNumbersOfType;
       response.allExtensionNumbersResponse = { baseTypeName: type, extensionNumber: index.extensionNumbersOf(type) };
     } else {
-      throw new ReflectionError(status.INVALID_ARGUMENT, 'the request names no question (list_services, file_containing_symbol, ...)');
+      throw new ReflectionError(
+        status.INVALID_ARGUMENT,
+        'the request names no question (list_services, file_containing_symbol, ...)',
+      );
     }
   } catch (e) {
     const error = e instanceof ReflectionError ? e : new ReflectionError(status.INTERNAL, 'reflection failed');
@@ -163,11 +176,15 @@ export interface ServedService {
  * Both reflection services, listing `served` (plus themselves). Every listed service must be
  * in the descriptor set, so a service added without `npm run proto` fails at start-up.
  */
-export function reflectionServices(served: readonly string[], files: Map<string, DescribedFile> = loadDescriptorSet()): ServedService[] {
+export function reflectionServices(
+  served: readonly string[],
+  files: Map<string, DescribedFile> = loadDescriptorSet(),
+): ServedService[] {
   const index = new DescriptorIndex(files);
   const services = [...served, ...REFLECTION_SERVICES];
   const missing = services.filter((s) => !index.has(s));
-  if (missing.length > 0) throw new Error(`server reflection: the descriptor set lacks ${missing.join(', ')}; run npm run proto`);
+  if (missing.length > 0)
+    throw new Error(`server reflection: the descriptor set lacks ${missing.join(', ')}; run npm run proto`);
   const serverReflectionInfo = (call: ServerDuplexStream<Request, Response>) => {
     call.on('data', (req: Request) => call.write(answerReflection(index, services, req)));
     call.on('end', () => call.end());

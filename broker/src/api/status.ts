@@ -2,7 +2,14 @@
 // message and travels with its code in the "countersign-error-code" trailer;
 // anything else is masked as INTERNAL with an id that is logged.
 import { randomBytes } from 'node:crypto';
-import { Metadata, status as GrpcStatus, type ServiceError, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import {
+  Metadata,
+  status as GrpcStatus,
+  type ServiceError,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CountersignError, type ErrorKind } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -20,7 +27,8 @@ export interface RpcContext {
 /** Span attributes for a successful answer: what was decided, about which request. */
 export type Describe<Res> = (response: Res) => Attributes;
 
-const errorCodeOf = (error: unknown): string => (error instanceof CountersignError && error.kind !== 'internal' ? error.code : 'ERR_INTERNAL');
+const errorCodeOf = (error: unknown): string =>
+  error instanceof CountersignError && error.kind !== 'internal' ? error.code : 'ERR_INTERNAL';
 
 import { ERROR_CODE_TRAILER } from '@countersign/proto';
 
@@ -45,14 +53,21 @@ export function toServiceError(error: unknown, { logger, metrics }: RpcContext, 
     metrics.rpcErrors.inc({ method, code: error.code });
     metadata.set(ERROR_CODE_TRAILER, error.code);
     const level = error.kind === 'unavailable' ? 'warn' : 'info';
-    logger[level]({ method, code: error.code, err: error.kind === 'unavailable' ? error.cause : undefined }, error.message);
+    logger[level](
+      { method, code: error.code, err: error.kind === 'unavailable' ? error.cause : undefined },
+      error.message,
+    );
     return { code: STATUS_FOR_KIND[error.kind], details: error.message, metadata };
   }
   const errorId = randomBytes(6).toString('hex');
   metrics.rpcErrors.inc({ method, code: 'ERR_INTERNAL' });
   metadata.set(ERROR_CODE_TRAILER, 'ERR_INTERNAL');
   logger.error({ method, errorId, err: error }, 'internal error');
-  return { code: GrpcStatus.INTERNAL, details: `internal error (id ${errorId}); the broker log has the details`, metadata };
+  return {
+    code: GrpcStatus.INTERNAL,
+    details: `internal error (id ${errorId}); the broker log has the details`,
+    metadata,
+  };
 }
 
 /** The handler's promise, or the refusal of a request whose bytes could not be decoded (decode.ts). */
@@ -62,7 +77,12 @@ function run<C extends { request: unknown }, R>(call: C, handler: (call: C) => P
 }
 
 /** Wraps a promise-returning unary handler: its result or its error, mapped once. */
-export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>, describe?: Describe<Res>) {
+export function unary<Req, Res>(
+  ctx: RpcContext,
+  method: string,
+  handler: (call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+  describe?: Describe<Res>,
+) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const span = ctx.tracing?.serverSpan(method, call.metadata);
     run(call, handler).then(
@@ -80,7 +100,11 @@ export function unary<Req, Res>(ctx: RpcContext, method: string, handler: (call:
 }
 
 /** Wraps a server-streaming handler: a thrown error ends the stream with its mapped status. */
-export function serverStream<Req, Res>(ctx: RpcContext, method: string, handler: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
+export function serverStream<Req, Res>(
+  ctx: RpcContext,
+  method: string,
+  handler: (call: ServerWritableStream<Req, Res>) => Promise<void>,
+) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const span = ctx.tracing?.serverSpan(method, call.metadata);
     run(call, handler).then(
@@ -99,5 +123,9 @@ export function serverStream<Req, Res>(ctx: RpcContext, method: string, handler:
 }
 
 export function unimplemented(what: string): CountersignError {
-  return new CountersignError('unimplemented', 'ERR_UNIMPLEMENTED', `${what} is not available in this version of the broker`);
+  return new CountersignError(
+    'unimplemented',
+    'ERR_UNIMPLEMENTED',
+    `${what} is not available in this version of the broker`,
+  );
 }

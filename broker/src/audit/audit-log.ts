@@ -67,7 +67,8 @@ export interface KnownHead extends ChainHead {
 }
 
 /** Why the chain did not continue where the broker knew it to end (the chain_restart event's reason). */
-export type ChainRestartReason = 'redis_empty' | 'head_behind' | 'head_diverged' | 'head_unsigned' | 'head_signature_invalid';
+export type ChainRestartReason =
+  'redis_empty' | 'head_behind' | 'head_diverged' | 'head_unsigned' | 'head_signature_invalid';
 
 interface Pending {
   events: AuditEvent[];
@@ -169,7 +170,10 @@ export class RedisAuditLog implements AuditLog {
    * nothing happened. On an empty Redis the numbering continues after it.
    */
   async recover(candidates: KnownHead[]): Promise<void> {
-    const known = candidates.reduce<KnownHead | undefined>((a, b) => (a === undefined || b.seq > a.seq ? b : a), undefined);
+    const known = candidates.reduce<KnownHead | undefined>(
+      (a, b) => (a === undefined || b.seq > a.seq ? b : a),
+      undefined,
+    );
     if (known === undefined || known.seq === 0) return;
     if (this.lastKnown === undefined || known.seq > this.lastKnown.seq) this.lastKnown = known;
     const head = await this.readHead();
@@ -188,7 +192,9 @@ export class RedisAuditLog implements AuditLog {
     }
     const first = await redisCall('audit head', () => this.redis.lindex(chain, 0));
     const event = first == null ? undefined : parseRecord(first)?.event;
-    return event?.type === 'chain_restart' && typeof event.last_known_seq === 'number' && event.last_known_seq >= known.seq;
+    return (
+      event?.type === 'chain_restart' && typeof event.last_known_seq === 'number' && event.last_known_seq >= known.seq
+    );
   }
 
   private async drain(): Promise<void> {
@@ -197,7 +203,10 @@ export class RedisAuditLog implements AuditLog {
       while (this.queue.length > 0) {
         const batch: Pending[] = [];
         let count = 0;
-        while (this.queue.length > 0 && (batch.length === 0 || count + (this.queue[0] as Pending).events.length <= this.maxBatch)) {
+        while (
+          this.queue.length > 0 &&
+          (batch.length === 0 || count + (this.queue[0] as Pending).events.length <= this.maxBatch)
+        ) {
           const next = this.queue.shift() as Pending;
           batch.push(next);
           count += next.events.length;
@@ -223,7 +232,13 @@ export class RedisAuditLog implements AuditLog {
       this.redis.hmget(this.keys.auditHead(), 'seq', 'hash', 'sig', 'checkpoint_seq', 'first_seq'),
     );
     if (seq == null || hash == null) return EMPTY_STORED;
-    return { seq: Number(seq), hash, sig: sig ?? undefined, checkpointSeq: Number(checkpointSeq ?? 0), firstSeq: Number(firstSeq ?? 1) };
+    return {
+      seq: Number(seq),
+      hash,
+      sig: sig ?? undefined,
+      checkpointSeq: Number(checkpointSeq ?? 0),
+      firstSeq: Number(firstSeq ?? 1),
+    };
   }
 
   /**
@@ -258,7 +273,13 @@ export class RedisAuditLog implements AuditLog {
       source: known?.source ?? null,
     });
     this.options.logger?.error(
-      { reason, foundSeq: head.seq, lastKnownSeq: known?.seq, lastKnownSource: known?.source, chain: this.keys.auditChain() },
+      {
+        reason,
+        foundSeq: head.seq,
+        lastKnownSeq: known?.seq,
+        lastKnownSource: known?.source,
+        chain: this.keys.auditChain(),
+      },
       `audit chain restart (${reason}): the chain in Redis ends at seq ${head.seq}, not where this broker knew it to be` +
         `${known === undefined ? '' : ` (seq ${known.seq}, from ${known.source})`}; recorded as chain_restart. Records may have been lost or altered: run countersign-broker audit verify --against the file sink`,
     );
@@ -271,7 +292,13 @@ export class RedisAuditLog implements AuditLog {
       let trusted = this.head !== undefined;
       for (let attempt = 0; attempt <= MAX_CONTENTION_RETRIES; attempt++) {
         const reason = trusted ? undefined : await this.assess(head);
-        if (this.options.refuseFork && reason !== undefined && this.lastKnown?.source === 'memory' && reason !== 'head_unsigned' && reason !== 'head_signature_invalid') {
+        if (
+          this.options.refuseFork &&
+          reason !== undefined &&
+          this.lastKnown?.source === 'memory' &&
+          reason !== 'head_unsigned' &&
+          reason !== 'head_signature_invalid'
+        ) {
           const known = this.lastKnown;
           this.options.logger?.error(
             { reason, foundSeq: head.seq, lastAcknowledgedSeq: known.seq, chain: this.keys.auditChain() },
@@ -299,7 +326,16 @@ export class RedisAuditLog implements AuditLog {
           this.scripts(
             'auditAppend',
             [this.keys.auditChain(), this.keys.auditHead()],
-            [base.seq, base.hash, last.seq, last.hash, last.at, sig, continueAfterLoss ? '1' : '0', ...chained.map((c) => c.line)],
+            [
+              base.seq,
+              base.hash,
+              last.seq,
+              last.hash,
+              last.at,
+              sig,
+              continueAfterLoss ? '1' : '0',
+              ...chained.map((c) => c.line),
+            ],
           ),
         )) as [number, number, ...(string | number)[]];
         if (reply[0] === 1) {
@@ -320,12 +356,29 @@ export class RedisAuditLog implements AuditLog {
             `audit chain ${this.keys.auditChain()} holds ${reply[1]} records but its head ${this.keys.auditHead()} is gone; refusing to start a second chain (run countersign-broker audit verify)`,
           );
         }
-        const [, seq, hash, foundSig, checkpointSeq, firstSeq, hashAtExpected] = reply as [number, number, string, string, number, number, string];
-        head = { seq, hash, sig: foundSig === '' ? undefined : foundSig, checkpointSeq: Number(checkpointSeq), firstSeq: Number(firstSeq) };
+        const [, seq, hash, foundSig, checkpointSeq, firstSeq, hashAtExpected] = reply as [
+          number,
+          number,
+          string,
+          string,
+          number,
+          number,
+          string,
+        ];
+        head = {
+          seq,
+          hash,
+          sig: foundSig === '' ? undefined : foundSig,
+          checkpointSeq: Number(checkpointSeq),
+          firstSeq: Number(firstSeq),
+        };
         if (trusted && hashAtExpected !== '') head.hashAtExpected = hashAtExpected;
         trusted = false;
       }
-      throw unavailable('ERR_AUDIT_CONTENTION', `audit append: the chain head moved ${MAX_CONTENTION_RETRIES} times in a row; try again`);
+      throw unavailable(
+        'ERR_AUDIT_CONTENTION',
+        `audit append: the chain head moved ${MAX_CONTENTION_RETRIES} times in a row; try again`,
+      );
     } catch (e) {
       // The write may or may not have happened; read the head again next time.
       this.head = undefined;
@@ -352,7 +405,10 @@ export class RedisAuditLog implements AuditLog {
     } else if (waitReplicas > 0) {
       const acked = (await redisCall('audit WAIT', () => node.call('WAIT', waitReplicas, timeoutMs))) as number;
       if (acked < waitReplicas) {
-        throw unavailable('ERR_AUDIT_NOT_DURABLE', `audit append: ${acked}/${waitReplicas} replicas acknowledged within ${timeoutMs} ms`);
+        throw unavailable(
+          'ERR_AUDIT_NOT_DURABLE',
+          `audit append: ${acked}/${waitReplicas} replicas acknowledged within ${timeoutMs} ms`,
+        );
       }
     }
   }

@@ -51,7 +51,9 @@ export function canonicalEvent(event: AuditEvent): { event: AuditEvent; text: st
 
 /** The hash a record must carry, computed from its other fields. */
 export function recordHash(record: Pick<AuditRecord, 'seq' | 'at' | 'prev' | 'event'>): string {
-  return createHash('sha256').update(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'utf8')
+    .digest('hex');
 }
 
 /** A chained record and its stored text (the same bytes serializeRecord gives, built without a second JCS pass). */
@@ -73,7 +75,10 @@ export function chainRecords(head: ChainHead, events: AuditEvent[], at: number):
     // JCS sorts keys: at < event < hash < prev < seq; integers and hex strings serialize as in JSON.
     const canonicalEvent = canonicalTexts.get(event) ?? jcs(event);
     const hash = sha256hex(`{"at":${at},"event":${canonicalEvent},"prev":"${prev}","seq":${seq}}`);
-    out.push({ record: { seq, at, prev, hash, event }, line: `{"at":${at},"event":${canonicalEvent},"hash":"${hash}","prev":"${prev}","seq":${seq}}` });
+    out.push({
+      record: { seq, at, prev, hash, event },
+      line: `{"at":${at},"event":${canonicalEvent},"hash":"${hash}","prev":"${prev}","seq":${seq}}`,
+    });
     prev = hash;
   }
   return out;
@@ -98,6 +103,7 @@ export function parseRecord(text: string): AuditRecord | undefined {
   if (typeof r.at !== 'number' || typeof r.prev !== 'string' || typeof r.hash !== 'string') return undefined;
   if (!HEX64.test(r.prev) || !HEX64.test(r.hash)) return undefined;
   const event = r.event as Record<string, unknown> | null;
-  if (event === null || typeof event !== 'object' || Array.isArray(event) || typeof event.type !== 'string') return undefined;
+  if (event === null || typeof event !== 'object' || Array.isArray(event) || typeof event.type !== 'string')
+    return undefined;
   return { seq: r.seq as number, at: r.at, prev: r.prev, hash: r.hash, event: event as AuditEvent };
 }

@@ -38,7 +38,11 @@ export interface CheckpointClaims {
 }
 
 /** Signs synchronously (node:crypto through the key's signJwsInput, as heads and credentials are); async for its callers. */
-export async function signCheckpoint(keyring: Keyring, head: ChainHead, options: { issuer: string; now: number; previous?: number }): Promise<string> {
+export async function signCheckpoint(
+  keyring: Keyring,
+  head: ChainHead,
+  options: { issuer: string; now: number; previous?: number },
+): Promise<string> {
   const key = keyring.signingKey(options.now);
   return signCompactJws(key, CHECKPOINT_TYPE, {
     seq: head.seq,
@@ -66,16 +70,33 @@ export async function verifyCheckpoint(jws: string, getKey: JWTVerifyGetKey): Pr
   }
   try {
     const { payload } = await jwtVerify(jws, getKey, { algorithms: CHECKPOINT_ALGORITHMS, typ: CHECKPOINT_TYPE });
-    if (!Number.isSafeInteger(payload.seq) || typeof payload.hash !== 'string' || !/^[0-9a-f]{64}$/.test(payload.hash)) {
+    if (
+      !Number.isSafeInteger(payload.seq) ||
+      typeof payload.hash !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(payload.hash)
+    ) {
       return { ok: false, claimedSeq, reason: 'signed, but seq or hash is malformed' };
     }
-    if (payload.prev_checkpoint !== undefined && !(Number.isSafeInteger(payload.prev_checkpoint) && (payload.prev_checkpoint as number) < (payload.seq as number))) {
+    if (
+      payload.prev_checkpoint !== undefined &&
+      !(Number.isSafeInteger(payload.prev_checkpoint) && (payload.prev_checkpoint as number) < (payload.seq as number))
+    ) {
       return { ok: false, claimedSeq, reason: 'signed, but prev_checkpoint is malformed' };
     }
     return { ok: true, claims: payload as unknown as CheckpointClaims, kid };
   } catch (e) {
-    if (e instanceof joseErrors.JWKSNoMatchingKey) return { ok: false, claimedSeq, reason: `signed by unknown key ${JSON.stringify(kid ?? null)} (give audit verify the JWKS that held it)` };
-    if (e instanceof joseErrors.JWSSignatureVerificationFailed) return { ok: false, claimedSeq, reason: `signature does not verify with key ${JSON.stringify(kid ?? null)} (forged or altered)` };
+    if (e instanceof joseErrors.JWKSNoMatchingKey)
+      return {
+        ok: false,
+        claimedSeq,
+        reason: `signed by unknown key ${JSON.stringify(kid ?? null)} (give audit verify the JWKS that held it)`,
+      };
+    if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+      return {
+        ok: false,
+        claimedSeq,
+        reason: `signature does not verify with key ${JSON.stringify(kid ?? null)} (forged or altered)`,
+      };
     if (e instanceof joseErrors.JOSEAlgNotAllowed) return { ok: false, claimedSeq, reason: 'algorithm not allowed' };
     return { ok: false, claimedSeq, reason: (e as Error).message };
   }
@@ -102,7 +123,15 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; heads: HeadSigner; clock: Clock; logger: Logger; sink?: AuditSink | undefined },
+    private readonly deps: {
+      redis: Redis;
+      keys: Keys;
+      keyring: Keyring;
+      heads: HeadSigner;
+      clock: Clock;
+      logger: Logger;
+      sink?: AuditSink | undefined;
+    },
     private readonly options: CheckpointerOptions,
   ) {
     this.scripts = registerScripts(deps.redis, loadScripts(AUDIT_LUA_DIR));
@@ -140,7 +169,9 @@ export class Checkpointer {
   private async take(): Promise<CheckpointOutcome> {
     const { redis, keys } = this.deps;
     for (let attempt = 0; ; attempt++) {
-      const [seqText, hash, lastText, sig] = await redisCall('audit checkpoint', () => redis.hmget(keys.auditHead(), 'seq', 'hash', 'checkpoint_seq', 'sig'));
+      const [seqText, hash, lastText, sig] = await redisCall('audit checkpoint', () =>
+        redis.hmget(keys.auditHead(), 'seq', 'hash', 'checkpoint_seq', 'sig'),
+      );
       const now = this.deps.clock.now();
       this.lastAt = now;
       if (seqText == null || hash == null) return { stored: false, reason: 'empty' };
@@ -153,17 +184,27 @@ export class Checkpointer {
       // Never sign for a head the broker did not sign itself: that would bless a chain rewritten in Redis.
       const verified = await this.deps.heads.verify(sig ?? undefined, head);
       if (!verified.ok) {
-        this.deps.logger.error({ seq: head.seq, code: verified.code }, `audit checkpoint: not signing the chain head (${verified.reason}); run countersign-broker audit verify`);
+        this.deps.logger.error(
+          { seq: head.seq, code: verified.code },
+          `audit checkpoint: not signing the chain head (${verified.reason}); run countersign-broker audit verify`,
+        );
         return { stored: false, reason: 'head-unverified' };
       }
       const jws = await signCheckpoint(this.deps.keyring, head, { issuer: this.options.issuer, now, previous });
       const code = (await redisCall('audit checkpoint', () =>
-        this.scripts('auditCheckpoint', [keys.auditCheckpoints(), keys.auditHead(), keys.auditChain()], [head.seq, head.hash, jws, previous]),
+        this.scripts(
+          'auditCheckpoint',
+          [keys.auditCheckpoints(), keys.auditHead(), keys.auditChain()],
+          [head.seq, head.hash, jws, previous],
+        ),
       )) as number;
       if (code === -2 && attempt < 3) continue; // another replica checkpointed meanwhile: name it as the predecessor
       if (code === -1) {
         // The record at that position changed between reading the head and storing: someone is rewriting the chain.
-        this.deps.logger.error({ seq: head.seq }, 'audit checkpoint: the chain no longer holds the head just read; run countersign-broker audit verify');
+        this.deps.logger.error(
+          { seq: head.seq },
+          'audit checkpoint: the chain no longer holds the head just read; run countersign-broker audit verify',
+        );
         return { stored: false, reason: 'raced' };
       }
       if (code === -2) return { stored: false, reason: 'raced' };

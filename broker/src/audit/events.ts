@@ -73,7 +73,8 @@ const invalid = (message: string): CountersignError =>
 export function normalizeEvent(event: AuditEvent): AuditEvent {
   if (event === null || typeof event !== 'object' || Array.isArray(event)) throw invalid('expected an object');
   const fields = AUDIT_EVENT_FIELDS[event.type as AuditEventType] as readonly string[] | undefined;
-  if (fields === undefined) throw invalid(`unknown type ${JSON.stringify(event.type)}; known: ${AUDIT_EVENT_TYPES.join(', ')}`);
+  if (fields === undefined)
+    throw invalid(`unknown type ${JSON.stringify(event.type)}; known: ${AUDIT_EVENT_TYPES.join(', ')}`);
   let text: string;
   let plain: AuditEvent;
   try {
@@ -82,7 +83,8 @@ export function normalizeEvent(event: AuditEvent): AuditEvent {
   } catch (e) {
     throw invalid(`${event.type} is not JSON: ${(e as Error).message}`);
   }
-  if (text.length > MAX_AUDIT_EVENT_BYTES) throw invalid(`${event.type} is ${text.length} bytes, at most ${MAX_AUDIT_EVENT_BYTES}`);
+  if (text.length > MAX_AUDIT_EVENT_BYTES)
+    throw invalid(`${event.type} is ${text.length} bytes, at most ${MAX_AUDIT_EVENT_BYTES}`);
   // null is an explicit "none" (a deny that no rule matched has rule: null); absent is a bug.
   const missing = fields.filter((f) => plain[f] === undefined || plain[f] === '');
   if (missing.length > 0) throw invalid(`${event.type} lacks ${missing.join(', ')}`);

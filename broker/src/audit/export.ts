@@ -80,7 +80,12 @@ export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRa
   // appending: every checkpoint then covers a position at or before the head, records past the
   // head were appended around the broker, and anything appended later is simply not read.
   const replies = await redisCall('audit read', () =>
-    redis.multi().hmget(keys.auditHead(), 'seq', 'hash', 'sig', 'checkpoint_seq', 'first_seq').llen(keys.auditChain()).lrange(keys.auditCheckpoints(), 0, -1).exec(),
+    redis
+      .multi()
+      .hmget(keys.auditHead(), 'seq', 'hash', 'sig', 'checkpoint_seq', 'first_seq')
+      .llen(keys.auditChain())
+      .lrange(keys.auditCheckpoints(), 0, -1)
+      .exec(),
   );
   const failed = replies?.find(([e]) => e !== null)?.[0];
   if (replies == null || failed) throw failed ?? new Error('audit read: transaction aborted');
@@ -98,7 +103,8 @@ export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRa
   }
   let records = lines;
   if (range.since !== undefined || range.until !== undefined) {
-    const from = range.since === undefined ? 0 : lines.findIndex((l) => (atOf(l) ?? -Infinity) >= (range.since as number));
+    const from =
+      range.since === undefined ? 0 : lines.findIndex((l) => (atOf(l) ?? -Infinity) >= (range.since as number));
     let to = lines.length - 1;
     if (range.until !== undefined) while (to >= 0 && (atOf(lines[to] as string) ?? Infinity) > range.until) to--;
     records = from === -1 || to < from ? [] : lines.slice(from, to + 1);
@@ -119,7 +125,10 @@ export async function readAuditSnapshot(redis: Redis, keys: Keys, range: AuditRa
   return {
     records,
     checkpoints,
-    head: reachesEnd && headKnown ? { seq: Number(seq), hash, sig: sig ?? undefined, checkpointSeq: Number(headCheckpointSeq ?? 0) } : undefined,
+    head:
+      reachesEnd && headKnown
+        ? { seq: Number(seq), hash, sig: sig ?? undefined, checkpointSeq: Number(headCheckpointSeq ?? 0) }
+        : undefined,
     headMissing: !headKnown && length > 0,
     fromGenesis: start === 0 && firstSeq === 1,
   };
@@ -133,7 +142,11 @@ export async function readAuditExport(file: string): Promise<AuditSnapshot> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new CountersignError('invalid_argument', 'ERR_AUDIT_FILE', `audit file ${file}: cannot read: ${(e as Error).message}`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_AUDIT_FILE',
+      `audit file ${file}: cannot read: ${(e as Error).message}`,
+    );
   }
   const records: string[] = [];
   const checkpoints: string[] = [];

@@ -44,11 +44,20 @@ export interface HeadSigner {
 
 export type HeadVerification =
   | { ok: true; claims: HeadClaims }
-  | { ok: false; code: 'ERR_AUDIT_HEAD_UNSIGNED' | 'ERR_AUDIT_HEAD_SIGNATURE' | 'ERR_AUDIT_HEAD_MISMATCH'; reason: string };
+  | {
+      ok: false;
+      code: 'ERR_AUDIT_HEAD_UNSIGNED' | 'ERR_AUDIT_HEAD_SIGNATURE' | 'ERR_AUDIT_HEAD_MISMATCH';
+      reason: string;
+    };
 
 /** Checks a head signature against a key set and the head it should cover; never throws. */
-export async function verifyHeadSignature(sig: string | undefined, getKey: JWTVerifyGetKey, head: ChainHead | undefined): Promise<HeadVerification> {
-  if (sig === undefined || sig === '') return { ok: false, code: 'ERR_AUDIT_HEAD_UNSIGNED', reason: 'the head carries no signature' };
+export async function verifyHeadSignature(
+  sig: string | undefined,
+  getKey: JWTVerifyGetKey,
+  head: ChainHead | undefined,
+): Promise<HeadVerification> {
+  if (sig === undefined || sig === '')
+    return { ok: false, code: 'ERR_AUDIT_HEAD_UNSIGNED', reason: 'the head carries no signature' };
   let kid: string | undefined;
   try {
     decodeJwt(sig);
@@ -59,10 +68,21 @@ export async function verifyHeadSignature(sig: string | undefined, getKey: JWTVe
   let claims: HeadClaims;
   try {
     const { payload } = await jwtVerify(sig, getKey, { algorithms: ALGORITHMS, typ: HEAD_TYPE });
-    if (!Number.isSafeInteger(payload.seq) || typeof payload.hash !== 'string' || !/^[0-9a-f]{64}$/.test(payload.hash)) {
-      return { ok: false, code: 'ERR_AUDIT_HEAD_SIGNATURE', reason: 'the head signature is valid, but its seq or hash is malformed' };
+    if (
+      !Number.isSafeInteger(payload.seq) ||
+      typeof payload.hash !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(payload.hash)
+    ) {
+      return {
+        ok: false,
+        code: 'ERR_AUDIT_HEAD_SIGNATURE',
+        reason: 'the head signature is valid, but its seq or hash is malformed',
+      };
     }
-    claims = { ...(payload as unknown as HeadClaims), checkpoint_seq: Number.isSafeInteger(payload.checkpoint_seq) ? (payload.checkpoint_seq as number) : 0 };
+    claims = {
+      ...(payload as unknown as HeadClaims),
+      checkpoint_seq: Number.isSafeInteger(payload.checkpoint_seq) ? (payload.checkpoint_seq as number) : 0,
+    };
   } catch (e) {
     const reason =
       e instanceof joseErrors.JWKSNoMatchingKey
@@ -101,7 +121,13 @@ export class KeyringHeadSigner implements HeadSigner {
   }
 
   sign(head: ChainHead, checkpointSeq: number, now: number): string {
-    const claims: HeadClaims = { iss: this.issuer, seq: head.seq, hash: head.hash, checkpoint_seq: checkpointSeq, iat: Math.floor(now / 1000) };
+    const claims: HeadClaims = {
+      iss: this.issuer,
+      seq: head.seq,
+      hash: head.hash,
+      checkpoint_seq: checkpointSeq,
+      iat: Math.floor(now / 1000),
+    };
     const sig = signCompactJws(this.keyring.signingKey(now), HEAD_TYPE, claims as unknown as Record<string, unknown>);
     // A head this process signed needs no verifying when it reads it back (the checkpointer
     // does, every N events): only the latest is remembered, so anything else is checked.

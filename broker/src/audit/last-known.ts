@@ -26,13 +26,15 @@ export function furthestInLines(lines: string[]): KnownHead | undefined {
         const checkpoint = (JSON.parse(line) as { checkpoint?: unknown }).checkpoint;
         if (typeof checkpoint === 'string') {
           const claims = decodeJwt(checkpoint);
-          if (Number.isSafeInteger(claims.seq) && typeof claims.hash === 'string') position = { seq: claims.seq as number, hash: claims.hash };
+          if (Number.isSafeInteger(claims.seq) && typeof claims.hash === 'string')
+            position = { seq: claims.seq as number, hash: claims.hash };
         }
       } catch {
         // a torn last line (the broker died mid-write): skip it
       }
     }
-    if (position !== undefined && (best === undefined || position.seq > best.seq)) best = { seq: position.seq, hash: position.hash, source: 'file' };
+    if (position !== undefined && (best === undefined || position.seq > best.seq))
+      best = { seq: position.seq, hash: position.hash, source: 'file' };
   }
   return best;
 }
@@ -64,12 +66,17 @@ export async function lastHeadInFile(file: string): Promise<KnownHead | undefine
 }
 
 /** The furthest position covered by the newest checkpoints in Redis that verify with the given keys. */
-export async function lastCheckpointedHead(redis: Redis, keys: Keys, getKey: JWTVerifyGetKey): Promise<KnownHead | undefined> {
+export async function lastCheckpointedHead(
+  redis: Redis,
+  keys: Keys,
+  getKey: JWTVerifyGetKey,
+): Promise<KnownHead | undefined> {
   const newest = await redisCall('audit read', () => redis.lrange(keys.auditCheckpoints(), -4, -1));
   let best: KnownHead | undefined;
   for (const jws of newest) {
     const checked = await verifyCheckpoint(jws, getKey);
-    if (checked.ok && (best === undefined || checked.claims.seq > best.seq)) best = { seq: checked.claims.seq, hash: checked.claims.hash, source: 'checkpoint' };
+    if (checked.ok && (best === undefined || checked.claims.seq > best.seq))
+      best = { seq: checked.claims.seq, hash: checked.claims.hash, source: 'checkpoint' };
   }
   return best;
 }

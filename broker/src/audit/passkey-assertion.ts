@@ -14,7 +14,14 @@ import { decodeClientDataJSON, isoBase64URL, parseAuthenticatorData } from '@sim
  * worthless for any other; a sign-in's names the principal and the session.
  */
 export type PasskeyChallengeInput =
-  | { v: 1; purpose: 'vote'; request_id: string; decision: 'approve' | 'deny'; parameters_digest: string; nonce: string }
+  | {
+      v: 1;
+      purpose: 'vote';
+      request_id: string;
+      decision: 'approve' | 'deny';
+      parameters_digest: string;
+      nonce: string;
+    }
   | { v: 1; purpose: 'sign_in'; principal: string; nonce: string };
 
 /** The WebAuthn challenge: SHA-256 of the RFC 8785 JSON of its input (32 bytes). */
@@ -23,7 +30,8 @@ export function passkeyChallengeBytes(input: PasskeyChallengeInput): Uint8Array<
 }
 
 /** The challenge as it appears in clientDataJSON (base64url). */
-export const passkeyChallenge = (input: PasskeyChallengeInput): string => Buffer.from(passkeyChallengeBytes(input)).toString('base64url');
+export const passkeyChallenge = (input: PasskeyChallengeInput): string =>
+  Buffer.from(passkeyChallengeBytes(input)).toString('base64url');
 
 /** One assertion, exactly as the authenticator produced it, with what it was checked against. */
 export interface PasskeyAssertion {
@@ -65,7 +73,8 @@ export type PasskeyProblemCode =
   | 'ERR_PASSKEY_USER_NOT_VERIFIED'
   | 'ERR_PASSKEY_BAD_SIGNATURE';
 
-export type AssertionCheck = { ok: true; counter: number; userVerified: true } | { ok: false; code: PasskeyProblemCode; message: string };
+export type AssertionCheck =
+  { ok: true; counter: number; userVerified: true } | { ok: false; code: PasskeyProblemCode; message: string };
 
 /** Most bytes of any one base64url field an assertion may carry. */
 export const MAX_ASSERTION_FIELD_CHARS = 16 * 1024;
@@ -78,14 +87,22 @@ const fail = (code: PasskeyProblemCode, message: string): AssertionCheck => ({ o
  * input, the origin and RP ID: type webauthn.get, user present and verified,
  * signature. Counters are the caller's business (they need state).
  */
-export async function checkPasskeyAssertion(a: PasskeyAssertion, key: PasskeyKey, expected: { origin: string; rpId: string }): Promise<AssertionCheck> {
+export async function checkPasskeyAssertion(
+  a: PasskeyAssertion,
+  key: PasskeyKey,
+  expected: { origin: string; rpId: string },
+): Promise<AssertionCheck> {
   for (const field of ['credential_id', 'authenticator_data', 'client_data_json', 'signature'] as const) {
     const v = a[field];
     if (typeof v !== 'string' || v === '' || v.length > MAX_ASSERTION_FIELD_CHARS || !B64URL.test(v)) {
-      return fail('ERR_PASSKEY_MALFORMED', `${field}: expected base64url of at most ${MAX_ASSERTION_FIELD_CHARS} characters`);
+      return fail(
+        'ERR_PASSKEY_MALFORMED',
+        `${field}: expected base64url of at most ${MAX_ASSERTION_FIELD_CHARS} characters`,
+      );
     }
   }
-  if (a.credential_id !== key.credentialId) return fail('ERR_PASSKEY_MALFORMED', `the assertion is by credential ${a.credential_id}, not ${key.credentialId}`);
+  if (a.credential_id !== key.credentialId)
+    return fail('ERR_PASSKEY_MALFORMED', `the assertion is by credential ${a.credential_id}, not ${key.credentialId}`);
   let client: { type?: unknown; challenge?: unknown; origin?: unknown };
   let auth: ReturnType<typeof parseAuthenticatorData>;
   try {
@@ -94,16 +111,33 @@ export async function checkPasskeyAssertion(a: PasskeyAssertion, key: PasskeyKey
   } catch (e) {
     return fail('ERR_PASSKEY_MALFORMED', `cannot parse the assertion: ${(e as Error).message}`);
   }
-  if (client.type !== 'webauthn.get') return fail('ERR_PASSKEY_WRONG_TYPE', `client data type is ${JSON.stringify(client.type)}, expected "webauthn.get"`);
+  if (client.type !== 'webauthn.get')
+    return fail(
+      'ERR_PASSKEY_WRONG_TYPE',
+      `client data type is ${JSON.stringify(client.type)}, expected "webauthn.get"`,
+    );
   const challenge = passkeyChallenge(a.challenge);
   if (client.challenge !== challenge) {
-    return fail('ERR_PASSKEY_CHALLENGE_MISMATCH', `the signed challenge is not the one derived from ${describeChallenge(a.challenge)}: it was made for something else`);
+    return fail(
+      'ERR_PASSKEY_CHALLENGE_MISMATCH',
+      `the signed challenge is not the one derived from ${describeChallenge(a.challenge)}: it was made for something else`,
+    );
   }
-  if (client.origin !== expected.origin) return fail('ERR_PASSKEY_WRONG_ORIGIN', `signed for origin ${JSON.stringify(client.origin)}, expected ${expected.origin}`);
+  if (client.origin !== expected.origin)
+    return fail(
+      'ERR_PASSKEY_WRONG_ORIGIN',
+      `signed for origin ${JSON.stringify(client.origin)}, expected ${expected.origin}`,
+    );
   const rpIdHash = createHash('sha256').update(expected.rpId, 'utf8').digest();
-  if (!rpIdHash.equals(Buffer.from(auth.rpIdHash))) return fail('ERR_PASSKEY_WRONG_RP_ID', `the authenticator data is for another relying party than ${expected.rpId}`);
-  if (!auth.flags.up) return fail('ERR_PASSKEY_USER_NOT_PRESENT', 'the authenticator did not test for user presence (UP flag clear)');
-  if (!auth.flags.uv) return fail('ERR_PASSKEY_USER_NOT_VERIFIED', 'the authenticator did not verify the user (UV flag clear): a PIN or biometric is required');
+  if (!rpIdHash.equals(Buffer.from(auth.rpIdHash)))
+    return fail('ERR_PASSKEY_WRONG_RP_ID', `the authenticator data is for another relying party than ${expected.rpId}`);
+  if (!auth.flags.up)
+    return fail('ERR_PASSKEY_USER_NOT_PRESENT', 'the authenticator did not test for user presence (UP flag clear)');
+  if (!auth.flags.uv)
+    return fail(
+      'ERR_PASSKEY_USER_NOT_VERIFIED',
+      'the authenticator did not verify the user (UV flag clear): a PIN or biometric is required',
+    );
 
   const response: AuthenticationResponseJSON = {
     id: a.credential_id,
@@ -127,7 +161,11 @@ export async function checkPasskeyAssertion(a: PasskeyAssertion, key: PasskeyKey
       credential: { id: key.credentialId, publicKey: isoBase64URL.toBuffer(key.publicKey), counter: 0 },
       requireUserVerification: true,
     });
-    if (!result.verified) return fail('ERR_PASSKEY_BAD_SIGNATURE', `the signature does not verify with the public key registered for credential ${key.credentialId}`);
+    if (!result.verified)
+      return fail(
+        'ERR_PASSKEY_BAD_SIGNATURE',
+        `the signature does not verify with the public key registered for credential ${key.credentialId}`,
+      );
     return { ok: true, counter: result.authenticationInfo.newCounter, userVerified: true };
   } catch (e) {
     return fail('ERR_PASSKEY_BAD_SIGNATURE', `the assertion does not verify: ${(e as Error).message}`);
@@ -135,7 +173,9 @@ export async function checkPasskeyAssertion(a: PasskeyAssertion, key: PasskeyKey
 }
 
 export function describeChallenge(c: PasskeyChallengeInput): string {
-  return c.purpose === 'vote' ? `${c.decision} of request ${c.request_id} (parameters ${c.parameters_digest})` : `a sign-in of ${c.principal}`;
+  return c.purpose === 'vote'
+    ? `${c.decision} of request ${c.request_id} (parameters ${c.parameters_digest})`
+    : `a sign-in of ${c.principal}`;
 }
 
 /** The public origin and RP ID of a console at this URL. */

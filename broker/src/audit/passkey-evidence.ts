@@ -64,7 +64,17 @@ export class PasskeyEvidenceCheck implements RecordCheck {
 
   private facts(requestId: string): RequestFacts {
     let f = this.requests.get(requestId);
-    if (f === undefined) this.requests.set(requestId, (f = { stepUp: undefined, maxAgeMs: undefined, parametersDigest: undefined, passkeyApprovers: new Set(), uncheckedApprovers: new Set() }));
+    if (f === undefined)
+      this.requests.set(
+        requestId,
+        (f = {
+          stepUp: undefined,
+          maxAgeMs: undefined,
+          parametersDigest: undefined,
+          passkeyApprovers: new Set(),
+          uncheckedApprovers: new Set(),
+        }),
+      );
     return f;
   }
 
@@ -77,10 +87,20 @@ export class PasskeyEvidenceCheck implements RecordCheck {
         const principal = str(e.principal);
         const publicKey = str(e.public_key);
         if (!id || !principal || !publicKey || !str(e.rp_id) || !str(e.origin)) {
-          this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: passkey registration lacks credential_id, principal, public_key, rp_id or origin` });
+          this.problems.push({
+            code: 'ERR_AUDIT_PASSKEY_INVALID',
+            seq: r.seq,
+            message: `seq ${r.seq}: passkey registration lacks credential_id, principal, public_key, rp_id or origin`,
+          });
           return;
         }
-        this.registrations.set(id, { seq: r.seq, principal, publicKey, rpId: e.rp_id as string, origin: e.origin as string });
+        this.registrations.set(id, {
+          seq: r.seq,
+          principal,
+          publicKey,
+          rpId: e.rp_id as string,
+          origin: e.origin as string,
+        });
         this.counters.set(id, typeof e.counter === 'number' ? e.counter : 0);
         return;
       }
@@ -116,26 +136,38 @@ export class PasskeyEvidenceCheck implements RecordCheck {
     const principal = str(e.principal) ?? '';
     const f = this.requests.get(requestId);
     const problem = (message: string) =>
-      this.problems.push({ code: 'ERR_AUDIT_PASSKEY_INVALID', seq: r.seq, message: `seq ${r.seq}: ${String(e.decision)} vote by ${principal} on request ${requestId}: ${message}` });
+      this.problems.push({
+        code: 'ERR_AUDIT_PASSKEY_INVALID',
+        seq: r.seq,
+        message: `seq ${r.seq}: ${String(e.decision)} vote by ${principal} on request ${requestId}: ${message}`,
+      });
     const evidence = e.webauthn;
     if (evidence === undefined) {
       if (e.step_up === 'webauthn') problem('claims step-up webauthn but carries no assertion');
-      else if (e.decision === 'approve' && f?.stepUp === 'webauthn') problem(`counted without a passkey assertion, but the request's rule requires step-up webauthn`);
+      else if (e.decision === 'approve' && f?.stepUp === 'webauthn')
+        problem(`counted without a passkey assertion, but the request's rule requires step-up webauthn`);
       return;
     }
-    if (!isObject(evidence) || !isObject(evidence.challenge)) return void problem('its webauthn evidence is not an object with a challenge');
+    if (!isObject(evidence) || !isObject(evidence.challenge))
+      return void problem('its webauthn evidence is not an object with a challenge');
     const a = evidence as unknown as PasskeyAssertion;
     const reg = this.registrations.get(String(a.credential_id));
     if (reg === undefined) {
       if (ctx.fromGenesis) problem(`credential ${String(a.credential_id)} has no passkey_registered record before it`);
       else {
-        ctx.warn(`seq ${r.seq}: the registration of passkey ${String(a.credential_id)} is not among the records given; its vote is not checked`);
+        ctx.warn(
+          `seq ${r.seq}: the registration of passkey ${String(a.credential_id)} is not among the records given; its vote is not checked`,
+        );
         this.facts(requestId).uncheckedApprovers.add(principal);
       }
       return;
     }
-    if (reg.principal !== principal) return void problem(`credential ${a.credential_id} is ${reg.principal}'s passkey (registered at seq ${reg.seq}), not ${principal}'s`);
-    if (reg.removedAt !== undefined) return void problem(`credential ${a.credential_id} was removed at seq ${reg.removedAt}, before this vote`);
+    if (reg.principal !== principal)
+      return void problem(
+        `credential ${a.credential_id} is ${reg.principal}'s passkey (registered at seq ${reg.seq}), not ${principal}'s`,
+      );
+    if (reg.removedAt !== undefined)
+      return void problem(`credential ${a.credential_id} was removed at seq ${reg.removedAt}, before this vote`);
     // The registration binds the origin and RP ID: the vote is judged against them, not
     // against today's console address (public_url may have changed since; older votes stay valid).
     if (a.origin !== reg.origin || a.rp_id !== reg.rpId) {
@@ -146,21 +178,33 @@ export class PasskeyEvidenceCheck implements RecordCheck {
     const configured = this.options.expectedOrigin;
     if (configured !== undefined && reg.origin !== configured && !this.movedWarned.has(a.credential_id)) {
       this.movedWarned.add(a.credential_id);
-      ctx.warn(`seq ${r.seq}: passkey ${a.credential_id} was registered for ${reg.origin} (seq ${reg.seq}), not the console's current ${configured}; its votes are checked against ${reg.origin}`);
+      ctx.warn(
+        `seq ${r.seq}: passkey ${a.credential_id} was registered for ${reg.origin} (seq ${reg.seq}), not the console's current ${configured}; its votes are checked against ${reg.origin}`,
+      );
     }
 
     // What the challenge must have been derived from.
     const c = a.challenge;
     const votedAt = typeof e.voted_at === 'number' ? e.voted_at : r.at;
     if (c.purpose === 'vote') {
-      if (c.request_id !== requestId || c.decision !== e.decision) return void problem(`the assertion was made for ${describeChallenge(c)}, not this vote`);
+      if (c.request_id !== requestId || c.decision !== e.decision)
+        return void problem(`the assertion was made for ${describeChallenge(c)}, not this vote`);
       if (f?.parametersDigest !== undefined && c.parameters_digest !== f.parametersDigest) {
-        return void problem(`the assertion was made for parameters ${c.parameters_digest}, the request's are ${f.parametersDigest}`);
+        return void problem(
+          `the assertion was made for parameters ${c.parameters_digest}, the request's are ${f.parametersDigest}`,
+        );
       }
     } else if (c.purpose === 'sign_in') {
-      if (c.principal !== principal) return void problem(`the assertion is a sign-in of ${c.principal}, not of ${principal}`);
-      if (f?.maxAgeMs === undefined) return void problem('counts a passkey sign-in, but the request\'s rule asks for an assertion per vote (no step_up_max_age)');
-      if (votedAt - a.asserted_at > f.maxAgeMs) return void problem(`the passkey sign-in was ${Math.round((votedAt - a.asserted_at) / 1000)}s old, the rule accepts ${Math.round(f.maxAgeMs / 1000)}s`);
+      if (c.principal !== principal)
+        return void problem(`the assertion is a sign-in of ${c.principal}, not of ${principal}`);
+      if (f?.maxAgeMs === undefined)
+        return void problem(
+          "counts a passkey sign-in, but the request's rule asks for an assertion per vote (no step_up_max_age)",
+        );
+      if (votedAt - a.asserted_at > f.maxAgeMs)
+        return void problem(
+          `the passkey sign-in was ${Math.round((votedAt - a.asserted_at) / 1000)}s old, the rule accepts ${Math.round(f.maxAgeMs / 1000)}s`,
+        );
     } else {
       return void problem(`unknown challenge purpose ${JSON.stringify((c as { purpose?: unknown }).purpose)}`);
     }
@@ -168,20 +212,28 @@ export class PasskeyEvidenceCheck implements RecordCheck {
     // Replays and counters, in chain order (before the asynchronous signature check).
     const assertionKey = `${a.credential_id}|${a.signature}`;
     const earlier = this.usedAssertions.get(assertionKey);
-    if (earlier !== undefined && c.purpose === 'vote') return void problem(`replays the assertion of the vote at seq ${earlier}`);
+    if (earlier !== undefined && c.purpose === 'vote')
+      return void problem(`replays the assertion of the vote at seq ${earlier}`);
     if (earlier === undefined) {
       const last = this.counters.get(a.credential_id) ?? 0;
       if ((a.counter > 0 || last > 0) && a.counter <= last) {
-        problem(`signature counter ${a.counter} is not above ${last} seen before for credential ${a.credential_id} (a cloned authenticator?)`);
+        problem(
+          `signature counter ${a.counter} is not above ${last} seen before for credential ${a.credential_id} (a cloned authenticator?)`,
+        );
       }
       this.counters.set(a.credential_id, Math.max(last, a.counter));
       this.usedAssertions.set(assertionKey, r.seq);
     }
 
     this.pending.push(
-      checkPasskeyAssertion(a, { credentialId: a.credential_id, publicKey: reg.publicKey }, { origin: reg.origin, rpId: reg.rpId }).then((check) => {
+      checkPasskeyAssertion(
+        a,
+        { credentialId: a.credential_id, publicKey: reg.publicKey },
+        { origin: reg.origin, rpId: reg.rpId },
+      ).then((check) => {
         if (!check.ok) return void problem(`${check.message} [${check.code}]`);
-        if (check.counter !== a.counter) return void problem(`records counter ${a.counter}, but the signed authenticator data says ${check.counter}`);
+        if (check.counter !== a.counter)
+          return void problem(`records counter ${a.counter}, but the signed authenticator data says ${check.counter}`);
         this.verifiedVotes += 1;
         if (e.decision === 'approve') this.facts(requestId).passkeyApprovers.add(principal);
       }),
@@ -204,7 +256,12 @@ export class PasskeyEvidenceCheck implements RecordCheck {
       }
     }
     // Compared once every signature is checked: a vote whose assertion fails does not count.
-    this.credentialChecks.push({ seq: r.seq, jti: String(e.jti), requestId, approvers: approvers.map((a) => (typeof a.principal === 'string' ? a.principal : '')) });
+    this.credentialChecks.push({
+      seq: r.seq,
+      jti: String(e.jti),
+      requestId,
+      approvers: approvers.map((a) => (typeof a.principal === 'string' ? a.principal : '')),
+    });
   }
 
   private readonly credentialChecks: { seq: number; jti: string; requestId: string; approvers: string[] }[] = [];

@@ -132,7 +132,9 @@ export async function verifyAuditTrail(input: AuditVerifyInput): Promise<AuditRe
   checkCheckpointsPresent(input, walk, checkpoints, ctx);
   if (input.against !== undefined) compareWithCopy(walk, input, input.against, ctx);
 
-  const breaks = problems.filter((p) => p.seq !== undefined && p.kind !== 'evidence' && p.kind !== 'copy').map((p) => p.seq as number);
+  const breaks = problems
+    .filter((p) => p.seq !== undefined && p.kind !== 'evidence' && p.kind !== 'copy')
+    .map((p) => p.seq as number);
   return {
     records: input.records.length,
     firstSeq: walk.firstSeq,
@@ -157,8 +159,14 @@ interface Walk {
 }
 
 /** The hash chain: every record's content, link and sequence number. */
-async function walkChain(lines: string[], fromGenesis: boolean, checks: RecordCheck[], ctx: VerifyContext): Promise<Walk> {
-  const broken = (seq: number | undefined, message: string) => ctx.problem('chain', 'ERR_AUDIT_CHAIN_BROKEN', seq, message);
+async function walkChain(
+  lines: string[],
+  fromGenesis: boolean,
+  checks: RecordCheck[],
+  ctx: VerifyContext,
+): Promise<Walk> {
+  const broken = (seq: number | undefined, message: string) =>
+    ctx.problem('chain', 'ERR_AUDIT_CHAIN_BROKEN', seq, message);
   const parsed = lines.map(parseRecord);
   const firstParsed = parsed.find((r): r is AuditRecord => r !== undefined);
   const positionsBySeq = new Map<number, number[]>();
@@ -203,8 +211,13 @@ async function walkChain(lines: string[], fromGenesis: boolean, checks: RecordCh
         broken(expectedSeq, `seq ${expectedSeq}: a record claiming seq ${r.seq} was inserted or moved here`);
       }
     } else if (prevHash !== undefined && r.prev !== prevHash) {
-      if (contentMatches) broken(r.seq - 1, `seq ${r.seq - 1}: altered (its hash is not the one seq ${r.seq} links to)`);
-      else broken(r.seq, `seq ${r.seq}: altered (its content does not match its hash, nor does it link to seq ${r.seq - 1})`);
+      if (contentMatches)
+        broken(r.seq - 1, `seq ${r.seq - 1}: altered (its hash is not the one seq ${r.seq} links to)`);
+      else
+        broken(
+          r.seq,
+          `seq ${r.seq}: altered (its content does not match its hash, nor does it link to seq ${r.seq - 1})`,
+        );
     } else if (!contentMatches) {
       broken(r.seq, `seq ${r.seq}: altered (its content does not match its hash)`);
     }
@@ -232,7 +245,13 @@ interface CheckpointResult {
 async function checkCheckpoints(input: AuditVerifyInput, walk: Walk, ctx: VerifyContext): Promise<CheckpointResult> {
   const checked = await Promise.all(input.checkpoints.map((jws) => verifyCheckpoint(jws, input.getKey)));
   for (const c of checked) {
-    if (!c.ok) ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_INVALID', c.claimedSeq, `checkpoint${c.claimedSeq === undefined ? '' : ` at seq ${c.claimedSeq}`}: ${c.reason}`);
+    if (!c.ok)
+      ctx.problem(
+        'checkpoint',
+        'ERR_AUDIT_CHECKPOINT_INVALID',
+        c.claimedSeq,
+        `checkpoint${c.claimedSeq === undefined ? '' : ` at seq ${c.claimedSeq}`}: ${c.reason}`,
+      );
   }
   const valid = checked.flatMap((c) => (c.ok ? [c.claims] : [])).sort((a, b) => a.seq - b.seq);
   let validCount = 0;
@@ -248,27 +267,48 @@ async function checkCheckpoints(input: AuditVerifyInput, walk: Walk, ctx: Verify
       } else if (last === undefined || seq > last.seq) {
         const end = last?.seq ?? 0;
         if (input.head !== undefined || input.headMissing === true) {
-          ctx.problem('head', 'ERR_AUDIT_HEAD_MISMATCH', end + 1, `${seqRange(end + 1, seq)}: missing at the end: a checkpoint covers seq ${seq}, the chain ends at seq ${end} (cut off after it)`);
+          ctx.problem(
+            'head',
+            'ERR_AUDIT_HEAD_MISMATCH',
+            end + 1,
+            `${seqRange(end + 1, seq)}: missing at the end: a checkpoint covers seq ${seq}, the chain ends at seq ${end} (cut off after it)`,
+          );
         } else if (input.fromGenesis) {
-          ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', end + 1, `checkpoint at seq ${seq}: the chain ends at seq ${end}; ${seqRange(end + 1, seq)} were deleted`);
+          ctx.problem(
+            'checkpoint',
+            'ERR_AUDIT_CHECKPOINT_MISMATCH',
+            end + 1,
+            `checkpoint at seq ${seq}: the chain ends at seq ${end}; ${seqRange(end + 1, seq)} were deleted`,
+          );
         } else {
           ctx.warn(`checkpoint at seq ${seq} is after the records given; not compared`);
           validCount += 1;
         }
       } else {
-        ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', seq, `checkpoint at seq ${seq}: the chain has no intact record with that seq`);
+        ctx.problem(
+          'checkpoint',
+          'ERR_AUDIT_CHECKPOINT_MISMATCH',
+          seq,
+          `checkpoint at seq ${seq}: the chain has no intact record with that seq`,
+        );
       }
       continue;
     }
     if (ours !== hash) {
-      ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISMATCH', seq, `checkpoint at seq ${seq}: the chain differs from what the broker signed; records ${lastMatching + 1}-${seq} were rewritten`);
+      ctx.problem(
+        'checkpoint',
+        'ERR_AUDIT_CHECKPOINT_MISMATCH',
+        seq,
+        `checkpoint at seq ${seq}: the chain differs from what the broker signed; records ${lastMatching + 1}-${seq} were rewritten`,
+      );
       continue;
     }
     validCount += 1;
     lastMatching = seq;
     latestMatching = seq;
   }
-  if (input.checkpoints.length === 0 && input.records.length > 0) ctx.warn('no checkpoints: the chain before its head is covered only by the head signature');
+  if (input.checkpoints.length === 0 && input.records.length > 0)
+    ctx.warn('no checkpoints: the chain before its head is covered only by the head signature');
   const invalidSeqs = checked.flatMap((c) => (!c.ok && c.claimedSeq !== undefined ? [c.claimedSeq] : []));
   return { valid, invalidSeqs, validCount, latestMatching };
 }
@@ -277,10 +317,21 @@ async function checkCheckpoints(input: AuditVerifyInput, walk: Walk, ctx: Verify
  * The end of the chain: a head must exist (when reading Redis), carry the
  * broker's signature, and the chain must end exactly where that signature says.
  */
-async function checkHead(input: AuditVerifyInput, walk: Walk, checkpoints: CheckpointResult, ctx: VerifyContext): Promise<boolean> {
-  const mismatch = (seq: number | undefined, message: string) => ctx.problem('head', 'ERR_AUDIT_HEAD_MISMATCH', seq, message);
+async function checkHead(
+  input: AuditVerifyInput,
+  walk: Walk,
+  checkpoints: CheckpointResult,
+  ctx: VerifyContext,
+): Promise<boolean> {
+  const mismatch = (seq: number | undefined, message: string) =>
+    ctx.problem('head', 'ERR_AUDIT_HEAD_MISMATCH', seq, message);
   if (input.headMissing === true) {
-    ctx.problem('head', 'ERR_AUDIT_HEAD_MISSING', undefined, `the chain holds ${input.records.length} records but its head is gone: nothing shows where the chain should end`);
+    ctx.problem(
+      'head',
+      'ERR_AUDIT_HEAD_MISSING',
+      undefined,
+      `the chain holds ${input.records.length} records but its head is gone: nothing shows where the chain should end`,
+    );
     return false;
   }
   const head = input.head;
@@ -292,7 +343,10 @@ async function checkHead(input: AuditVerifyInput, walk: Walk, checkpoints: Check
     mismatch(last + 1, `${seqRange(last + 1, head.seq)}: missing at the end (the chain head says seq ${head.seq})`);
     ok = false;
   } else if (head.seq < last) {
-    mismatch(head.seq + 1, `${seqRange(head.seq + 1, last)}: the chain runs past its head (seq ${head.seq}): records were appended around the broker`);
+    mismatch(
+      head.seq + 1,
+      `${seqRange(head.seq + 1, last)}: the chain runs past its head (seq ${head.seq}): records were appended around the broker`,
+    );
     ok = false;
   } else if (walk.last !== undefined && walk.last.hash !== head.hash) {
     mismatch(last, `seq ${last}: differs from the chain head's hash`);
@@ -308,10 +362,16 @@ async function checkHead(input: AuditVerifyInput, walk: Walk, checkpoints: Check
   const rewrittenFrom = (checkpoints.latestMatching ?? (walk.firstSeq ?? 1) - 1) + 1;
   if (ok) {
     if (claims.seq > last) {
-      mismatch(last + 1, `${seqRange(last + 1, claims.seq)}: missing at the end: the broker signed the head at seq ${claims.seq}, the chain and its head end at seq ${last}`);
+      mismatch(
+        last + 1,
+        `${seqRange(last + 1, claims.seq)}: missing at the end: the broker signed the head at seq ${claims.seq}, the chain and its head end at seq ${last}`,
+      );
       ok = false;
     } else if (claims.seq < last) {
-      mismatch(claims.seq + 1, `${seqRange(claims.seq + 1, last)}: past the head the broker signed (seq ${claims.seq}): appended without its signature`);
+      mismatch(
+        claims.seq + 1,
+        `${seqRange(claims.seq + 1, last)}: past the head the broker signed (seq ${claims.seq}): appended without its signature`,
+      );
       ok = false;
     } else if (walk.hashBySeq.get(claims.seq) !== claims.hash) {
       mismatch(
@@ -325,7 +385,12 @@ async function checkHead(input: AuditVerifyInput, walk: Walk, checkpoints: Check
 }
 
 /** No checkpoint named by the head, or by a later checkpoint as its predecessor, may be gone. */
-function checkCheckpointsPresent(input: AuditVerifyInput, walk: Walk, checkpoints: CheckpointResult, ctx: VerifyContext): void {
+function checkCheckpointsPresent(
+  input: AuditVerifyInput,
+  walk: Walk,
+  checkpoints: CheckpointResult,
+  ctx: VerifyContext,
+): void {
   // One that is there but does not verify is reported as invalid, not twice as missing.
   const present = new Set([...checkpoints.valid.map((c) => c.seq), ...checkpoints.invalidSeqs]);
   const required = new Map<number, string>();
@@ -342,7 +407,12 @@ function checkCheckpointsPresent(input: AuditVerifyInput, walk: Walk, checkpoint
   }
   for (const c of checkpoints.valid) require(c.prev_checkpoint, `the checkpoint at seq ${c.seq}`);
   for (const [seq, by] of [...required].sort((a, b) => a[0] - b[0])) {
-    ctx.problem('checkpoint', 'ERR_AUDIT_CHECKPOINT_MISSING', seq, `checkpoint at seq ${seq}: missing (${by} names it): checkpoints were deleted`);
+    ctx.problem(
+      'checkpoint',
+      'ERR_AUDIT_CHECKPOINT_MISSING',
+      seq,
+      `checkpoint at seq ${seq}: missing (${by} names it): checkpoints were deleted`,
+    );
   }
 }
 
@@ -350,7 +420,9 @@ function checkCheckpointsPresent(input: AuditVerifyInput, walk: Walk, checkpoint
 function claimedCheckpointSeq(sig: string | undefined): number | undefined {
   if (sig === undefined) return undefined;
   try {
-    const payload = JSON.parse(Buffer.from(sig.split('.')[1] ?? '', 'base64url').toString('utf8')) as { checkpoint_seq?: unknown };
+    const payload = JSON.parse(Buffer.from(sig.split('.')[1] ?? '', 'base64url').toString('utf8')) as {
+      checkpoint_seq?: unknown;
+    };
     return Number.isSafeInteger(payload.checkpoint_seq) ? (payload.checkpoint_seq as number) : undefined;
   } catch {
     return undefined;
@@ -358,7 +430,12 @@ function claimedCheckpointSeq(sig: string | undefined): number | undefined {
 }
 
 /** Every record and checkpoint of the copy must be in the chain verified, at its seq, unchanged. */
-function compareWithCopy(walk: Walk, input: AuditVerifyInput, against: { name: string; snapshot: AuditSnapshot }, ctx: VerifyContext): void {
+function compareWithCopy(
+  walk: Walk,
+  input: AuditVerifyInput,
+  against: { name: string; snapshot: AuditSnapshot },
+  ctx: VerifyContext,
+): void {
   // A partial read of the chain (a seq range) is only compared over that range.
   const whole = input.fromGenesis || input.head !== undefined;
   const low = whole ? -Infinity : (walk.firstSeq ?? Infinity);
@@ -383,7 +460,12 @@ function compareWithCopy(walk: Walk, input: AuditVerifyInput, against: { name: s
     if (ours.has(jws)) continue;
     const seq = claimedSeq(jws);
     if (seq !== undefined && (seq < low || seq > high)) continue;
-    ctx.problem('copy', 'ERR_AUDIT_MISSING_FROM_REDIS', seq, `checkpoint${seq === undefined ? '' : ` at seq ${seq}`}: in ${against.name} but not among the checkpoints verified`);
+    ctx.problem(
+      'copy',
+      'ERR_AUDIT_MISSING_FROM_REDIS',
+      seq,
+      `checkpoint${seq === undefined ? '' : ` at seq ${seq}`}: in ${against.name} but not among the checkpoints verified`,
+    );
   }
 }
 
@@ -427,8 +509,16 @@ class RestartCheck implements RecordCheck {
       ctx.warn(`${what}; this copy holds that record, so nothing is missing from it`);
       return;
     }
-    const lost = knownSeq !== undefined && knownSeq > Number(e.found_seq) ? `; ${seqRange(Number(e.found_seq) + 1, knownSeq)} of the earlier chain are not in it` : '';
-    ctx.problem('restart', 'ERR_AUDIT_CHAIN_RESTARTED', r.seq, `${what}${lost} (compare with the file sink: audit verify --against FILE)`);
+    const lost =
+      knownSeq !== undefined && knownSeq > Number(e.found_seq)
+        ? `; ${seqRange(Number(e.found_seq) + 1, knownSeq)} of the earlier chain are not in it`
+        : '';
+    ctx.problem(
+      'restart',
+      'ERR_AUDIT_CHAIN_RESTARTED',
+      r.seq,
+      `${what}${lost} (compare with the file sink: audit verify --against FILE)`,
+    );
   }
 }
 
@@ -456,11 +546,16 @@ class EvidenceCheck implements RecordCheck {
       case 'decision':
         if (requestId) {
           const required = typeof e.approvals_required === 'number' ? e.approvals_required : undefined;
-          this.evidenceFor(requestId).decision = { decision: String(e.decision), seq: r.seq, approvalsRequired: required };
+          this.evidenceFor(requestId).decision = {
+            decision: String(e.decision),
+            seq: r.seq,
+            approvalsRequired: required,
+          };
         }
         break;
       case 'vote':
-        if (requestId && e.decision === 'approve' && str(e.principal)) this.evidenceFor(requestId).approveVotes.add(e.principal as string);
+        if (requestId && e.decision === 'approve' && str(e.principal))
+          this.evidenceFor(requestId).approveVotes.add(e.principal as string);
         break;
       case 'resolution':
         if (requestId) this.evidenceFor(requestId).resolution = String(e.state);
@@ -476,7 +571,8 @@ class EvidenceCheck implements RecordCheck {
 function checkEvidence(r: AuditRecord, ev: RequestEvidence | undefined, ctx: VerifyContext): void {
   const e = r.event;
   const what = `seq ${r.seq}: credential ${String(e.jti)} for request ${String(e.request_id)}`;
-  const fail = (message: string): void => ctx.problem('evidence', 'ERR_AUDIT_EVIDENCE_MISSING', r.seq, `${what} ${message}`);
+  const fail = (message: string): void =>
+    ctx.problem('evidence', 'ERR_AUDIT_EVIDENCE_MISSING', r.seq, `${what} ${message}`);
   if (ev?.decision === undefined) {
     if (ctx.fromGenesis) fail('has no policy decision recorded before it');
     else ctx.warn(`${what}: its decision is not among the records given; not checked`);
@@ -485,12 +581,18 @@ function checkEvidence(r: AuditRecord, ev: RequestEvidence | undefined, ctx: Ver
   const { decision } = ev.decision;
   if (decision === 'allow' || decision === 'break_glass') return;
   if (decision !== 'approve') return fail(`was issued although the decision (seq ${ev.decision.seq}) was ${decision}`);
-  if (ev.resolution !== 'APPROVED') return fail(`was issued but the request was never resolved APPROVED (${ev.resolution ?? 'no resolution recorded'})`);
+  if (ev.resolution !== 'APPROVED')
+    return fail(
+      `was issued but the request was never resolved APPROVED (${ev.resolution ?? 'no resolution recorded'})`,
+    );
   const approval = e.approval as { approvers?: { principal?: unknown }[] } | undefined;
-  const approvers = Array.isArray(approval?.approvers) ? approval.approvers.map((a) => (typeof a?.principal === 'string' ? a.principal : '')) : [];
+  const approvers = Array.isArray(approval?.approvers)
+    ? approval.approvers.map((a) => (typeof a?.principal === 'string' ? a.principal : ''))
+    : [];
   if (approvers.length === 0) return fail('carries no approval evidence (approvers)');
   const unrecorded = approvers.filter((p) => !ev.approveVotes.has(p));
   if (unrecorded.length > 0) return fail(`names approvers with no recorded approve vote: ${unrecorded.join(', ')}`);
   const required = ev.decision.approvalsRequired ?? 1;
-  if (new Set(approvers).size < required) fail(`has ${new Set(approvers).size} approver(s), the policy required ${required}`);
+  if (new Set(approvers).size < required)
+    fail(`has ${new Set(approvers).size} approver(s), the policy required ${required}`);
 }

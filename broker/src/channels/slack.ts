@@ -16,7 +16,10 @@ import { duplicateConnection, type Redis } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 
 /** The Slack settings, or undefined when Slack is off; a bad combination is a configuration error. */
-export async function loadSlackSettings(config: BrokerConfig, env: NodeJS.ProcessEnv = process.env): Promise<SlackSettings | undefined> {
+export async function loadSlackSettings(
+  config: BrokerConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<SlackSettings | undefined> {
   const s = config.slack;
   const file = (p: string | undefined) => (p === undefined ? undefined : configPath(config, p));
   try {
@@ -38,7 +41,8 @@ export async function loadSlackSettings(config: BrokerConfig, env: NodeJS.Proces
       env,
     );
   } catch (e) {
-    if (e instanceof SlackSettingsError) throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', e.message, { key: 'slack' });
+    if (e instanceof SlackSettingsError)
+      throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', e.message, { key: 'slack' });
     throw e;
   }
 }
@@ -83,7 +87,11 @@ export interface BrokerSlack {
 export async function createSlack(settings: SlackSettings, deps: SlackDeps): Promise<BrokerSlack> {
   const { createSlackApprover } = await import('@countersign/approvers/slack');
   // BullMQ workers block on their connection: give them one of their own.
-  const bullmq = duplicateConnection(deps.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false });
+  const bullmq = duplicateConnection(deps.redis, {
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    enableAutoPipelining: false,
+  });
   bullmq.on('error', () => {
     // Connection errors surface on the jobs that fail; ioredis keeps reconnecting.
   });

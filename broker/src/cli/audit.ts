@@ -22,7 +22,14 @@ import { configuredPublicUrl } from '../console/index.js';
 import { err, out } from './output.js';
 
 /** Exit codes of `audit verify` beyond the common 0-3, one per kind of problem. */
-export const AUDIT_EXIT: Record<ProblemKind, number> = { chain: 4, checkpoint: 5, evidence: 6, head: 7, restart: 8, copy: 9 };
+export const AUDIT_EXIT: Record<ProblemKind, number> = {
+  chain: 4,
+  checkpoint: 5,
+  evidence: 6,
+  head: 7,
+  restart: 8,
+  copy: 9,
+};
 
 export const AUDIT_EXIT_HELP = `
 Exit codes of audit verify (the problem codes are in --output json and docs/audit.md):
@@ -49,7 +56,8 @@ When several apply, the lowest of 4-9 is used.`;
 
 function seqOption(value: string): number {
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a sequence number >= 1, got ${JSON.stringify(value)}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a sequence number >= 1, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -58,7 +66,10 @@ function timeOption(value: string): number {
   const ago = parseDuration(value);
   if (ago !== undefined) return systemClock.now() - ago;
   const ms = Date.parse(value);
-  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value)) throw new InvalidArgumentError(`expected a time like 2026-03-01T00:00:00Z or a duration ago like 24h, got ${JSON.stringify(value)}`);
+  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value))
+    throw new InvalidArgumentError(
+      `expected a time like 2026-03-01T00:00:00Z or a duration ago like 24h, got ${JSON.stringify(value)}`,
+    );
   return ms;
 }
 
@@ -115,13 +126,18 @@ async function readJwks(source: string): Promise<JWK[]> {
   let text: string;
   if (/^https?:\/\//.test(source)) {
     const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) throw new CountersignError('unavailable', 'ERR_JWKS_UNAVAILABLE', `--jwks ${source}: HTTP ${res.status}`);
+    if (!res.ok)
+      throw new CountersignError('unavailable', 'ERR_JWKS_UNAVAILABLE', `--jwks ${source}: HTTP ${res.status}`);
     text = await res.text();
   } else {
     try {
       text = await readFile(source, 'utf8');
     } catch (e) {
-      throw new CountersignError('invalid_argument', 'ERR_JWKS_INVALID', `--jwks ${source}: cannot read: ${(e as Error).message}`);
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_JWKS_INVALID',
+        `--jwks ${source}: cannot read: ${(e as Error).message}`,
+      );
     }
   }
   try {
@@ -129,14 +145,24 @@ async function readJwks(source: string): Promise<JWK[]> {
     if (!Array.isArray(doc.keys)) throw new Error('no "keys" array');
     return doc.keys;
   } catch (e) {
-    throw new CountersignError('invalid_argument', 'ERR_JWKS_INVALID', `--jwks ${source}: not a JWKS document (${(e as Error).message})`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_JWKS_INVALID',
+      `--jwks ${source}: not a JWKS document (${(e as Error).message})`,
+    );
   }
 }
 
 function printReport(report: AuditReport, source: string, against: string | undefined): void {
   const range = report.firstSeq === undefined ? 'no records' : `seq ${report.firstSeq}-${report.lastSeq ?? '?'}`;
-  out(`audit verify: ${source}: ${report.records} records (${range}), ${report.checkpoints} checkpoints, ${report.credentials} credentials issued`);
-  const section = (kind: ProblemKind | ((p: AuditProblem) => boolean), ok: string | undefined, fail: (n: number) => string) => {
+  out(
+    `audit verify: ${source}: ${report.records} records (${range}), ${report.checkpoints} checkpoints, ${report.credentials} credentials issued`,
+  );
+  const section = (
+    kind: ProblemKind | ((p: AuditProblem) => boolean),
+    ok: string | undefined,
+    fail: (n: number) => string,
+  ) => {
     const found = report.problems.filter(typeof kind === 'function' ? kind : (p) => p.kind === kind);
     if (found.length === 0) {
       if (ok !== undefined) out(`  OK    ${ok}`);
@@ -147,20 +173,40 @@ function printReport(report: AuditReport, source: string, against: string | unde
     if (found.length > 20) out(`          ... and ${found.length - 20} more`);
   };
   const chain = report.problems.filter((p) => p.kind === 'chain');
-  section('chain', 'hash chain intact', () => `the chain breaks at seq ${Math.min(...chain.map((p) => p.seq ?? Infinity))}`);
-  section('head', report.headVerified ? `the chain ends at its signed head (seq ${report.lastSeq ?? 0})` : undefined, (n) => `${n} problem(s) with the end of the chain`);
+  section(
+    'chain',
+    'hash chain intact',
+    () => `the chain breaks at seq ${Math.min(...chain.map((p) => p.seq ?? Infinity))}`,
+  );
+  section(
+    'head',
+    report.headVerified ? `the chain ends at its signed head (seq ${report.lastSeq ?? 0})` : undefined,
+    (n) => `${n} problem(s) with the end of the chain`,
+  );
   section(
     'checkpoint',
     `${report.validCheckpoints} checkpoint(s) verified${report.latestCheckpointSeq === undefined ? '' : `, the latest covers seq ${report.latestCheckpointSeq}`}`,
     (n) => `${n} checkpoint problem(s)`,
   );
   const passkeyProblem = (p: AuditProblem) => p.code === 'ERR_AUDIT_PASSKEY_INVALID';
-  section((p) => p.kind === 'evidence' && !passkeyProblem(p), 'every issued credential has its approval evidence', (n) => `${n} credential(s) without approval evidence`);
+  section(
+    (p) => p.kind === 'evidence' && !passkeyProblem(p),
+    'every issued credential has its approval evidence',
+    (n) => `${n} credential(s) without approval evidence`,
+  );
   if (report.passkeyVotes > 0 || report.problems.some(passkeyProblem)) {
-    section(passkeyProblem, `${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`, (n) => `${n} passkey vote(s) that do not verify from the trail`);
+    section(
+      passkeyProblem,
+      `${report.passkeyVotes} passkey vote(s) verified again from the trail (signature, challenge, origin, user verification)`,
+      (n) => `${n} passkey vote(s) that do not verify from the trail`,
+    );
   }
   section('restart', undefined, (n) => `${n} chain restart(s): records were lost or the chain was altered in Redis`);
-  section('copy', against === undefined ? undefined : `nothing in ${against} is missing from the chain`, (n) => `${n} gap(s) compared with ${against ?? 'the copy'}`);
+  section(
+    'copy',
+    against === undefined ? undefined : `nothing in ${against} is missing from the chain`,
+    (n) => `${n} gap(s) compared with ${against ?? 'the copy'}`,
+  );
   for (const w of report.warnings) out(`  note  ${w}`);
 }
 
@@ -183,12 +229,18 @@ export function exitCodeOf(report: AuditReport): number {
 }
 
 export function auditCommand(): Command {
-  const audit = new Command('audit').description('export and verify the tamper-evident audit trail').addHelpText('after', AUDIT_EXIT_HELP);
+  const audit = new Command('audit')
+    .description('export and verify the tamper-evident audit trail')
+    .addHelpText('after', AUDIT_EXIT_HELP);
 
   withConfigOptions(audit.command('export').description('write the audit chain and its checkpoints as JSON lines'))
     .option('--from-seq <n>', 'first sequence number', seqOption)
     .option('--to-seq <n>', 'last sequence number', seqOption)
-    .option('--since <time>', 'from the first record at or after this time (RFC 3339, or a duration ago: 24h)', timeOption)
+    .option(
+      '--since <time>',
+      'from the first record at or after this time (RFC 3339, or a duration ago: 24h)',
+      timeOption,
+    )
     .option('--until <time>', 'up to the last record at or before this time', timeOption)
     .option('--out <file>', 'write here instead of stdout')
     .action(async (o: ConfigFlags & RangeFlags & { out?: string }) => {
@@ -205,37 +257,62 @@ export function auditCommand(): Command {
       }
     });
 
-  withConfigOptions(audit.command('verify').description('check the chain, the checkpoint signatures and the approval evidence (from Redis, or --file)'))
+  withConfigOptions(
+    audit
+      .command('verify')
+      .description('check the chain, the checkpoint signatures and the approval evidence (from Redis, or --file)'),
+  )
     .addHelpText('after', AUDIT_EXIT_HELP)
     .option('--file <export.jsonl>', 'verify an exported file instead of Redis')
-    .option('--jwks <file-or-url>', 'public keys for the checkpoints (repeatable); default: every key in the configuration', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option(
+      '--jwks <file-or-url>',
+      'public keys for the checkpoints (repeatable); default: every key in the configuration',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option('--from-seq <n>', 'first sequence number (Redis only)', seqOption)
     .option('--to-seq <n>', 'last sequence number (Redis only)', seqOption)
-    .option('--against <file>', 'also compare with a copy from outside Redis (the audit.file sink, an earlier export) and name what the chain lacks')
+    .option(
+      '--against <file>',
+      'also compare with a copy from outside Redis (the audit.file sink, an earlier export) and name what the chain lacks',
+    )
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
-    .action(async (o: ConfigFlags & RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' }) => {
-      const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
-      const config = configFile === undefined ? undefined : await loadConfig(configFile);
-      const keys: JWK[] = [];
-      for (const source of o.jwks) keys.push(...(await readJwks(source)));
-      if (config !== undefined) keys.push(...(await loadKeyring(config)).allPublicJwks().keys);
-      let snapshot: AuditSnapshot;
-      let source: string;
-      if (o.file !== undefined) {
-        snapshot = await readAuditExport(o.file);
-        source = o.file;
-      } else {
-        const c = config as BrokerConfig;
-        snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
-        source = `redis prefix ${c.redis.prefix}`;
-      }
-      const against = o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
-      const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
-      const report = await verifyAuditTrail({ ...snapshot, against, getKey: createLocalJWKSet({ keys: unique }), consoleOrigin: consoleOriginOf(config) });
-      if (o.output === 'json') out(JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2));
-      else printReport(report, source, o.against);
-      process.exitCode = exitCodeOf(report);
-    });
+    .action(
+      async (
+        o: ConfigFlags & RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' },
+      ) => {
+        const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
+        const config = configFile === undefined ? undefined : await loadConfig(configFile);
+        const keys: JWK[] = [];
+        for (const source of o.jwks) keys.push(...(await readJwks(source)));
+        if (config !== undefined) keys.push(...(await loadKeyring(config)).allPublicJwks().keys);
+        let snapshot: AuditSnapshot;
+        let source: string;
+        if (o.file !== undefined) {
+          snapshot = await readAuditExport(o.file);
+          source = o.file;
+        } else {
+          const c = config as BrokerConfig;
+          snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
+          source = `redis prefix ${c.redis.prefix}`;
+        }
+        const against =
+          o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
+        const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
+        const report = await verifyAuditTrail({
+          ...snapshot,
+          against,
+          getKey: createLocalJWKSet({ keys: unique }),
+          consoleOrigin: consoleOriginOf(config),
+        });
+        if (o.output === 'json')
+          out(
+            JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2),
+          );
+        else printReport(report, source, o.against);
+        process.exitCode = exitCodeOf(report);
+      },
+    );
 
   return audit;
 }

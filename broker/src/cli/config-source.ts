@@ -16,19 +16,34 @@ export const DEFAULT_DEV_DIR = '.countersign/dev';
 export const withConfigOptions = (cmd: Command): Command =>
   cmd
     .option('--config <file>', 'broker configuration, as for serve')
-    .option('--dir <dir>', `dev-mode directory (uses DIR/config.yaml; default ${DEFAULT_DEV_DIR} when neither is given)`);
+    .option(
+      '--dir <dir>',
+      `dev-mode directory (uses DIR/config.yaml; default ${DEFAULT_DEV_DIR} when neither is given)`,
+    );
 
-export function configFileOf(flags: ConfigFlags, options: { required: boolean } = { required: true }): string | undefined {
-  if (flags.config !== undefined && flags.dir !== undefined) throw new InvalidArgumentError('give --config or --dir, not both');
+export function configFileOf(
+  flags: ConfigFlags,
+  options: { required: boolean } = { required: true },
+): string | undefined {
+  if (flags.config !== undefined && flags.dir !== undefined)
+    throw new InvalidArgumentError('give --config or --dir, not both');
   if (flags.config !== undefined) return flags.config;
   const dir = flags.dir ?? DEFAULT_DEV_DIR;
   const file = join(dir, 'config.yaml');
   if (existsSync(file)) return file;
   if (flags.dir !== undefined) {
-    throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `${file} does not exist; run countersign-broker dev --dir ${dir} first`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_CONFIG_INVALID',
+      `${file} does not exist; run countersign-broker dev --dir ${dir} first`,
+    );
   }
   if (options.required) {
-    throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `no configuration: give --config FILE or --dir DIR (${DEFAULT_DEV_DIR}/config.yaml does not exist)`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_CONFIG_INVALID',
+      `no configuration: give --config FILE or --dir DIR (${DEFAULT_DEV_DIR}/config.yaml does not exist)`,
+    );
   }
   return undefined;
 }

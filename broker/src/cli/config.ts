@@ -18,7 +18,9 @@ async function readInput(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
-    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [
+      { where: file, path: '', message: `cannot read: ${(e as Error).message}` },
+    ]);
   }
 }
 
@@ -30,10 +32,16 @@ export async function runConfigCheck(files: string[]): Promise<boolean> {
     try {
       const config = parseConfig(await readInput(file), name, process.env);
       out(`${name}: valid`);
-      out(`  trust domain ${config.trust_domain}; gRPC ${config.grpc.listen}, HTTP ${config.http.listen}${config.health.grpc_listen ? `, health ${config.health.grpc_listen}` : ''}`);
-      out(`  credentials: default TTL ${formatDuration(config.credentials.default_ttl)}, at most ${formatDuration(config.credentials.max_ttl)}`);
+      out(
+        `  trust domain ${config.trust_domain}; gRPC ${config.grpc.listen}, HTTP ${config.http.listen}${config.health.grpc_listen ? `, health ${config.health.grpc_listen}` : ''}`,
+      );
+      out(
+        `  credentials: default TTL ${formatDuration(config.credentials.default_ttl)}, at most ${formatDuration(config.credentials.max_ttl)}`,
+      );
       for (const o of config.identity.oidc) {
-        out(`  OIDC exchange: ${o.name} (${o.issuer}, aud ${o.audience}) -> ${o.spiffe_id}, SVIDs up to ${formatDuration(o.svid_ttl)}${Object.keys(o.require).length === 0 ? '; WARNING: no require, every token of this issuer for this audience gets an SVID' : ''}`);
+        out(
+          `  OIDC exchange: ${o.name} (${o.issuer}, aud ${o.audience}) -> ${o.spiffe_id}, SVIDs up to ${formatDuration(o.svid_ttl)}${Object.keys(o.require).length === 0 ? '; WARNING: no require, every token of this issuer for this audience gets an SVID' : ''}`,
+        );
       }
     } catch (e) {
       if (!(e instanceof CountersignError)) throw e;
@@ -41,7 +49,9 @@ export async function runConfigCheck(files: string[]): Promise<boolean> {
       err(e.message);
     }
   }
-  out('(the files a configuration names - SVID, bundles, policy, principals, signing keys, the OIDC CA - are read when the broker starts)');
+  out(
+    '(the files a configuration names - SVID, bundles, policy, principals, signing keys, the OIDC CA - are read when the broker starts)',
+  );
   return allValid;
 }
 
@@ -49,7 +59,9 @@ export function configCommand(): Command {
   const config = new Command('config').description('check broker configuration files');
   config
     .command('check')
-    .description('validate configuration files exactly as serve does, without starting anything (exit 0 all valid, 3 otherwise)')
+    .description(
+      'validate configuration files exactly as serve does, without starting anything (exit 0 all valid, 3 otherwise)',
+    )
     .argument('<files...>', 'broker configuration (YAML); - reads one from stdin')
     .action(async (files: string[]) => {
       if (!(await runConfigCheck(files))) process.exitCode = 3;

@@ -7,7 +7,14 @@ import { join, relative } from 'node:path';
 import { startBroker, type RunningBroker } from '../app.js';
 import { parseConfig } from '../config/config.js';
 import { findDevRedis } from '../dev/redis.js';
-import { DEV_OIDC_ISSUER, devConfig, devRedisPrefix, ensureDevTrustDomain, updateDevConfig, type DevConfigOwned } from '../dev/trust-domain.js';
+import {
+  DEV_OIDC_ISSUER,
+  devConfig,
+  devRedisPrefix,
+  ensureDevTrustDomain,
+  updateDevConfig,
+  type DevConfigOwned,
+} from '../dev/trust-domain.js';
 import { createLogger } from '../observability/logger.js';
 import { verifyRedisTrail } from './audit.js';
 import { explainListenError } from './listen-errors.js';
@@ -48,7 +55,9 @@ export async function runDev(options: DevOptions): Promise<void> {
     redisPrefix: devRedisPrefix(await readFile(td.caFile, 'utf8')),
   };
   const configExisted = existsSync(configFile);
-  const { text: configText, added } = configExisted ? updateDevConfig(await readFile(configFile, 'utf8'), owned) : { text: devConfig(owned), added: [] };
+  const { text: configText, added } = configExisted
+    ? updateDevConfig(await readFile(configFile, 'utf8'), owned)
+    : { text: devConfig(owned), added: [] };
   const config = parseConfig(configText, configFile);
   await writeFile(configFile, configText);
   const pretty = options.logFormat === 'pretty' || ((options.logFormat ?? 'auto') === 'auto' && process.stderr.isTTY);
@@ -57,7 +66,11 @@ export async function runDev(options: DevOptions): Promise<void> {
     await redis.stop();
     throw explainListenError(
       e,
-      { [options.grpcPort]: '--grpc-port (0 picks a free one)', [options.httpPort]: '--http-port (0 picks a free one)', [options.consolePort]: '--console-port (0 picks a free one)' },
+      {
+        [options.grpcPort]: '--grpc-port (0 picks a free one)',
+        [options.httpPort]: '--http-port (0 picks a free one)',
+        [options.consolePort]: '--console-port (0 picks a free one)',
+      },
       'another broker (countersign-broker dev or npm start)',
     );
   });
@@ -86,11 +99,17 @@ export async function runDev(options: DevOptions): Promise<void> {
   const shown = relative(process.cwd(), td.dir) || '.';
   out('');
   out(`Countersign dev broker is running (Ctrl-C stops it).`);
-  out(`  trust domain  ${td.trustDomain}  (files in ${shown}${td.created.length > 0 ? `, created ${td.created.length} now` : ', reused'})`);
+  out(
+    `  trust domain  ${td.trustDomain}  (files in ${shown}${td.created.length > 0 ? `, created ${td.created.length} now` : ', reused'})`,
+  );
   out(`  gRPC (mTLS)   ${addr}  as ${broker.spiffeId}`);
   out(`  HTTP          http://127.0.0.1:${broker.httpPort}  (/.well-known/jwks.json, /healthz, /readyz)`);
-  out(`  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`);
-  out(`  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`);
+  out(
+    `  Redis         ${redis.url}  (${redis.origin === 'started' ? 'started for you' : redis.origin === 'REDIS_URL' ? 'from REDIS_URL' : 'found locally'}, prefix ${config.redis.prefix})`,
+  );
+  out(
+    `  policy        ${relative(process.cwd(), td.policyFile)}  (edit it: a valid change applies on save; see docs/policy.md)`,
+  );
   out(
     `  config        ${relative(process.cwd(), configFile)}  (${configExisted ? 'yours, kept: ' : 'written once, then yours: '}dev mode updates only the listen ports, the console's localhost URL, redis.url and redis.prefix${added.length > 0 ? `; added the ${added.join(', ')} section` : ''})`,
   );
@@ -110,7 +129,11 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  TOKEN=$(npx countersign request --operation deploy --resource staging/web --param version=1.4.2)');
   out('');
   out('  # check it as a resource server would; --redeem uses it once');
-  out('  npx countersign verify --token "$TOKEN" --audience https://deploy.' + td.trustDomain + ' --param version=1.4.2 --cert "$COUNTERSIGN_CERT" --redeem');
+  out(
+    '  npx countersign verify --token "$TOKEN" --audience https://deploy.' +
+      td.trustDomain +
+      ' --param version=1.4.2 --cert "$COUNTERSIGN_CERT" --redeem',
+  );
   out('');
   out('  # anything else is denied');
   out('  npx countersign request --operation drop-table --resource prod/orders');
@@ -124,9 +147,13 @@ export async function runDev(options: DevOptions): Promise<void> {
   out('  npx countersign approvals list');
   out('  npx countersign approvals approve <request id> --reason "release window"');
   out('');
-  await printConsoleTour(broker, td.approvers.map((a) => a.name), shown);
+  await printConsoleTour(
+    broker,
+    td.approvers.map((a) => a.name),
+    shown,
+  );
   out('From CI without SPIRE: a job trades its OIDC token for a short-lived SVID. The dev CI issuer');
-  out('mints a token like a GitHub Actions job\'s (bob started the run, so alice approves):');
+  out("mints a token like a GitHub Actions job's (bob started the run, so alice approves):");
   out('');
   out(`  npx countersign-broker dev token --dir ${shown} > ci-token.jwt`);
   out(`  npx countersign run --oidc file:ci-token.jwt --ca ${relative(process.cwd(), td.caFile)} --addr ${addr} \\`);
@@ -153,14 +180,21 @@ async function printConsoleTour(broker: RunningBroker, approvers: string[], dir:
   out('');
   out(`Approver console: ${approverConsole.publicUrl}  (passkeys: open it as localhost, not 127.0.0.1)`);
   for (const name of approvers) {
-    const link = await approverConsole.links.issue({ principal: name, by: 'dev', method: 'link', ttlMs: DEV_LINK_TTL_MS });
+    const link = await approverConsole.links.issue({
+      principal: name,
+      by: 'dev',
+      method: 'link',
+      ttlMs: DEV_LINK_TTL_MS,
+    });
     out(`  sign in as ${name.padEnd(6)} ${link.url}`);
   }
   out(`  (each link works once, for 12 hours; more: npx countersign-broker principals link alice --dir ${dir})`);
   out('');
   out('  # a production migration needs a passkey: sign in as alice, register a passkey under');
   out('  # "My passkeys", then approve it on its page (the CLI and Slack send you there)');
-  out('  npx countersign request --operation db-migrate --resource prod/orders --param migration=0042_add_index --wait');
+  out(
+    '  npx countersign request --operation db-migrate --resource prod/orders --param migration=0042_add_index --wait',
+  );
   out('');
 }
 
@@ -184,7 +218,9 @@ export async function devToken(options: DevTokenOptions, now = Date.now()): Prom
   try {
     jwk = JSON.parse(await readFile(keyFile, 'utf8')) as JWK;
   } catch (e) {
-    throw new Error(`no dev CI issuer key in ${keyFile} (${(e as Error).message}); run countersign-broker dev --dir ${options.dir} once first`);
+    throw new Error(
+      `no dev CI issuer key in ${keyFile} (${(e as Error).message}); run countersign-broker dev --dir ${options.dir} once first`,
+    );
   }
   const claims: Record<string, unknown> = {
     iss: DEV_OIDC_ISSUER,
@@ -207,5 +243,7 @@ export async function devToken(options: DevTokenOptions, now = Date.now()): Prom
     if (i <= 0) throw new Error(`--claim ${JSON.stringify(c)}: expected name=value, e.g. ref=refs/heads/feature`);
     claims[c.slice(0, i)] = c.slice(i + 1);
   }
-  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'JWT' }).sign(await importJWK(jwk, 'ES256'));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'JWT' })
+    .sign(await importJWK(jwk, 'ES256'));
 }

@@ -6,7 +6,13 @@ import { dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { systemClock } from '../clock.js';
 import { formatDuration } from '../config/duration.js';
-import { generateSigningKeyPem, loadSigningKey, parseSigningKey, type KeyStatus, type SigningAlgorithm } from '../credentials/keys.js';
+import {
+  generateSigningKeyPem,
+  loadSigningKey,
+  parseSigningKey,
+  type KeyStatus,
+  type SigningAlgorithm,
+} from '../credentials/keys.js';
 import { CountersignError } from '../errors.js';
 import { loadConfigFrom, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
 import { out } from './output.js';
@@ -39,12 +45,15 @@ export function keysCommand(): Command {
     .addOption(new Option('--alg <alg>', 'signature algorithm').choices(['ES256', 'EdDSA']).default('ES256'))
     .option('--force', 'overwrite an existing file')
     .action(async (o: { out: string; alg: SigningAlgorithm; force?: boolean }) => {
-      if (existsSync(o.out) && !o.force) throw new InvalidArgumentError(`${o.out} exists; choose another --out or add --force`);
+      if (existsSync(o.out) && !o.force)
+        throw new InvalidArgumentError(`${o.out} exists; choose another --out or add --force`);
       const pem = generateSigningKeyPem(o.alg);
       await mkdir(dirname(o.out), { recursive: true });
       await writeFile(o.out, pem, { mode: 0o600 });
       const key = await parseSigningKey(pem, o.out);
-      const activateAt = new Date(Math.ceil((systemClock.now() + SUGGESTED_PUBLISH_LEAD_MS) / 60_000) * 60_000).toISOString().replace('.000Z', 'Z');
+      const activateAt = new Date(Math.ceil((systemClock.now() + SUGGESTED_PUBLISH_LEAD_MS) / 60_000) * 60_000)
+        .toISOString()
+        .replace('.000Z', 'Z');
       out(`created ${o.out} (${key.alg}), kid ${key.kid}`);
       out('');
       out('Add it to credentials.signing_keys; it is published at once and signs from activate_at.');
@@ -53,10 +62,16 @@ export function keysCommand(): Command {
       out(`    - file: ${o.out}`);
       out(`      activate_at: ${activateAt}`);
       out('');
-      out('Once it signs, the previous key stays published for max_ttl + 5 minutes; `keys list` says when its file can go.');
+      out(
+        'Once it signs, the previous key stays published for max_ttl + 5 minutes; `keys list` says when its file can go.',
+      );
     });
 
-  withConfigOptions(keys.command('list').description('list the configured keys: which signs, which are published, which can be removed'))
+  withConfigOptions(
+    keys
+      .command('list')
+      .description('list the configured keys: which signs, which are published, which can be removed'),
+  )
     .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
     .action(async (o: ConfigFlags & { output: 'text' | 'json' }) => {
       const config = await loadConfigFrom(o);
@@ -70,7 +85,11 @@ export function keysCommand(): Command {
       for (const s of status) out(`${s.kid}  ${s.alg.padEnd(5)}  ${s.source}\n    ${describe(s, now)}`);
     });
 
-  withConfigOptions(keys.command('jwks').description('print the JWKS the broker publishes now (--all: every configured key, for auditors)'))
+  withConfigOptions(
+    keys
+      .command('jwks')
+      .description('print the JWKS the broker publishes now (--all: every configured key, for auditors)'),
+  )
     .option('--all', 'include keys no longer published (to verify old audit checkpoints)')
     .action(async (o: ConfigFlags & { all?: boolean }) => {
       const keyring = await loadKeyring(await loadConfigFrom(o));
@@ -83,7 +102,9 @@ export function keysCommand(): Command {
     .argument('<file>', 'PKCS#8 PEM private key')
     .action(async (file: string) => {
       const key = await loadSigningKey(file).catch((e: unknown) => {
-        throw e instanceof CountersignError ? e : new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', String(e));
+        throw e instanceof CountersignError
+          ? e
+          : new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', String(e));
       });
       out(`kid ${key.kid}  ${key.alg}`);
       out(JSON.stringify(key.publicJwk, null, 2));

@@ -8,7 +8,13 @@ import { configCommand } from './config.js';
 import { devToken, LOG_FORMATS, runDev, type DevOptions, type DevTokenOptions } from './dev.js';
 import { keysCommand } from './keys.js';
 import { principalsCommand } from './principals.js';
-import { POLICY_TESTS_FAILED, runPolicyCheck, runPolicyExplain, runPolicySchema, type ExplainOptions } from './policy.js';
+import {
+  POLICY_TESTS_FAILED,
+  runPolicyCheck,
+  runPolicyExplain,
+  runPolicySchema,
+  type ExplainOptions,
+} from './policy.js';
 import { ROLES, runServe, type Role } from './serve.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, config: 3, testsFailed: POLICY_TESTS_FAILED } as const;
@@ -16,11 +22,14 @@ const io = { out, err };
 
 function port(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError(`expected a port number 0-65535, got ${JSON.stringify(value)}`);
   return n;
 }
 
-const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const version = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 const program = new Command('countersign-broker')
   .version(version, '-V, --version', 'print the version')
@@ -43,7 +52,10 @@ program
   .description('run the broker from a configuration file')
   .requiredOption('--config <file>', 'broker configuration (YAML)')
   .addOption(
-    new Option('--role <role>', 'all: API and queue workers; api: gRPC/HTTP only; worker: queue workers (notifications, expiry, sweeper) only')
+    new Option(
+      '--role <role>',
+      'all: API and queue workers; api: gRPC/HTTP only; worker: queue workers (notifications, expiry, sweeper) only',
+    )
       .choices(ROLES)
       .default('all'),
   )
@@ -57,18 +69,31 @@ program
   .option('--grpc-port <port>', 'gRPC (mTLS) port, 0 picks a free one', port, 7443)
   .option('--http-port <port>', 'HTTP port (JWKS, health), 0 picks a free one', port, 7080)
   .option('--console-port <port>', 'approver console port (http://localhost:PORT), 0 picks a free one', port, 7090)
-  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise').choices(LOG_FORMATS).default('auto'))
+  .addOption(
+    new Option('--log-format <format>', 'auto: readable on a terminal, JSON lines otherwise')
+      .choices(LOG_FORMATS)
+      .default('auto'),
+  )
   .action(async (opts: DevOptions) => runDev(opts));
 
-program
-  .commands.find((c) => c.name() === 'dev')
+program.commands
+  .find((c) => c.name() === 'dev')
   ?.command('token')
-  .description("print a token from dev mode's local CI issuer (shaped like a GitHub Actions job's), for `countersign --oidc file:PATH`")
-  .option('--claim <name=value>', 'set or replace a claim, e.g. ref=refs/heads/feature; repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
-  .option('--audience <aud>', 'the token\'s aud', 'countersign')
+  .description(
+    "print a token from dev mode's local CI issuer (shaped like a GitHub Actions job's), for `countersign --oidc file:PATH`",
+  )
+  .option(
+    '--claim <name=value>',
+    'set or replace a claim, e.g. ref=refs/heads/feature; repeatable',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
+  .option('--audience <aud>', "the token's aud", 'countersign')
   .option('--lifetime <seconds>', 'seconds until it expires', (v: string) => Number(v), 300)
   // --dir is the dev command's own option (countersign-broker dev token --dir D): read it there.
-  .action(async (opts: Omit<DevTokenOptions, 'dir'>, cmd: Command) => out(await devToken({ ...opts, dir: (cmd.parent?.opts() as { dir: string }).dir })));
+  .action(async (opts: Omit<DevTokenOptions, 'dir'>, cmd: Command) =>
+    out(await devToken({ ...opts, dir: (cmd.parent?.opts() as { dir: string }).dir })),
+  );
 
 program.addCommand(configCommand());
 program.addCommand(keysCommand());
@@ -79,7 +104,7 @@ const policy = program.command('policy').description('check, test and explain a 
 
 policy
   .command('check')
-  .description("validate a policy file and run its own tests: cases (exit 0 only if all pass)")
+  .description('validate a policy file and run its own tests: cases (exit 0 only if all pass)')
   .argument('<file>', 'policy file (YAML)')
   .option('--principals <file>', 'principals file: also check approver and group names')
   .option('--output <format>', 'text or json', 'text')
@@ -89,7 +114,9 @@ policy
 
 policy
   .command('explain')
-  .description('print the decision for one request, the rule that made it, and why every other rule did or did not match')
+  .description(
+    'print the decision for one request, the rule that made it, and why every other rule did or did not match',
+  )
   .requiredOption('--policy <file>', 'policy file (YAML)')
   .requiredOption('--workload <spiffe-id>', "the caller's SPIFFE ID")
   .requiredOption('--operation <op>', 'operation, e.g. deploy')
@@ -104,7 +131,7 @@ policy
   .option('--svid-remaining <duration>', "how long the caller's SVID is still valid", '1h')
   .option('--request-rate <n>', "the caller's requests within settings.rate_window (context.request_rate)", '1')
   .option('--oidc-issuer <name>', "the caller's SVID was exchanged for an OIDC token of this issuer (workload.issuer)")
-  .option('--claim <k=v>', "a claim of that token: k=v (string) or k:=JSON (workload.claims); repeatable", collect, [])
+  .option('--claim <k=v>', 'a claim of that token: k=v (string) or k:=JSON (workload.claims); repeatable', collect, [])
   .option('--principals <file>', 'principals file: check names, expand groups, apply separation of duties')
   .option('--output <format>', 'text or json', 'text')
   .action(async (opts: ExplainOptions) => {
@@ -131,7 +158,13 @@ try {
   }
   if (e instanceof CountersignError) {
     err(`countersign-broker: ${e.message}`);
-    process.exit(e.code === 'ERR_USAGE' ? EXIT.usage : ['invalid_argument', 'failed_precondition'].includes(e.kind) ? EXIT.config : EXIT.error);
+    process.exit(
+      e.code === 'ERR_USAGE'
+        ? EXIT.usage
+        : ['invalid_argument', 'failed_precondition'].includes(e.kind)
+          ? EXIT.config
+          : EXIT.error,
+    );
   }
   err(`countersign-broker: ${(e as Error).message}`);
   process.exit(EXIT.error);

@@ -96,7 +96,8 @@ export function parseParams(params: string[], parametersJson: string | undefined
     } catch (e) {
       throw usage(`--parameters-json is not valid JSON: ${(e as Error).message}`);
     }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw usage('--parameters-json must be a JSON object');
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw usage('--parameters-json must be a JSON object');
     out = { ...(parsed as JsonObject) };
   }
   for (const p of params) {
@@ -146,22 +147,26 @@ export function explainInput(options: ExplainOptions, now: number): PolicyInput 
   }
   if (id.path === '') throw usage(`--workload: ${options.workload} names a trust domain, not a workload`);
   const at = options.at === undefined ? now : Date.parse(options.at);
-  if (Number.isNaN(at)) throw usage(`--at: expected an RFC 3339 time such as 2026-03-02T10:00:00Z, got ${JSON.stringify(options.at)}`);
+  if (Number.isNaN(at))
+    throw usage(`--at: expected an RFC 3339 time such as 2026-03-02T10:00:00Z, got ${JSON.stringify(options.at)}`);
   const requestRate = Number(options.requestRate);
-  if (!Number.isInteger(requestRate) || requestRate < 0) throw usage(`--request-rate: expected a whole number, got ${JSON.stringify(options.requestRate)}`);
+  if (!Number.isInteger(requestRate) || requestRate < 0)
+    throw usage(`--request-rate: expected a whole number, got ${JSON.stringify(options.requestRate)}`);
   const parameters = parseParams(options.param, options.parametersJson);
   // The same limits the broker applies to a real request.
-  const op = asUsage(() => validateOperationRequest({
-    operation: options.operation,
-    resource: options.resource,
-    parametersJson: JSON.stringify(parameters),
-    reason: options.reason ?? '',
-    onBehalfOf: options.onBehalfOf ?? '',
-    ticket: options.ticket ?? '',
-    clientRequestId: '',
-    audience: '',
-    requestedTtl: undefined,
-  }));
+  const op = asUsage(() =>
+    validateOperationRequest({
+      operation: options.operation,
+      resource: options.resource,
+      parametersJson: JSON.stringify(parameters),
+      reason: options.reason ?? '',
+      onBehalfOf: options.onBehalfOf ?? '',
+      ticket: options.ticket ?? '',
+      clientRequestId: '',
+      audience: '',
+      requestedTtl: undefined,
+    }),
+  );
   const workload = {
     spiffeId: id.id,
     trustDomain: id.trustDomain,
@@ -197,7 +202,9 @@ export async function runPolicyExplain(options: ExplainOptions, io: CliIo): Prom
   const width = Math.max(4, ...explanation.rules.map((r) => r.rule.length));
   const decisionWidth = Math.max(...explanation.rules.map((r) => r.decision.length), 4);
   for (const r of explanation.rules) {
-    io.out(`  ${r.matched ? 'MATCH' : 'no   '}  ${r.rule.padEnd(width)}  ${r.decision.padEnd(decisionWidth)}  ${r.detail}`);
+    io.out(
+      `  ${r.matched ? 'MATCH' : 'no   '}  ${r.rule.padEnd(width)}  ${r.decision.padEnd(decisionWidth)}  ${r.detail}`,
+    );
   }
   if (explanation.rules.length === 0) io.out('  (none: everything is denied)');
   return 0;

@@ -24,18 +24,33 @@ import { out } from './output.js';
 
 function ttlOption(value: string): number {
   const ms = parseDuration(value);
-  if (ms === undefined || ms < 60_000 || ms > 24 * 3600_000) throw new InvalidArgumentError(`expected a duration between 1m and 24h, got ${JSON.stringify(value)}`);
+  if (ms === undefined || ms < 60_000 || ms > 24 * 3600_000)
+    throw new InvalidArgumentError(`expected a duration between 1m and 24h, got ${JSON.stringify(value)}`);
   return ms;
 }
 
 async function withConsole<T>(
   flags: ConfigFlags,
   name: string,
-  use: (parts: { config: BrokerConfig; principal: string; store: PasskeyStore; keys: Keys; audit: RedisAuditLog; publicUrl: string }) => Promise<T>,
+  use: (parts: {
+    config: BrokerConfig;
+    principal: string;
+    store: PasskeyStore;
+    keys: Keys;
+    audit: RedisAuditLog;
+    publicUrl: string;
+  }) => Promise<T>,
 ): Promise<T> {
   const config = await loadConfigFrom(flags);
-  if (!config.console.enabled) throw new CountersignError('failed_precondition', 'ERR_CONSOLE_OFF', 'the approver console is off in this configuration (console.enabled)');
-  const principals = config.principals ? await Principals.load(configPath(config, config.principals.file)) : Principals.empty();
+  if (!config.console.enabled)
+    throw new CountersignError(
+      'failed_precondition',
+      'ERR_CONSOLE_OFF',
+      'the approver console is off in this configuration (console.enabled)',
+    );
+  const principals = config.principals
+    ? await Principals.load(configPath(config, config.principals.file))
+    : Principals.empty();
   // Any spelling of the name finds the principal; links and passkeys use its one canonical name.
   const principal = principals.byName(name)?.name;
   if (principal === undefined) {
@@ -47,13 +62,22 @@ async function withConsole<T>(
     );
   }
   const publicUrl = configuredPublicUrl(config);
-  if (publicUrl === undefined) throw new CountersignError('failed_precondition', 'ERR_CONFIG_INVALID', 'console.public_url is not set (and console.listen has port 0)');
+  if (publicUrl === undefined)
+    throw new CountersignError(
+      'failed_precondition',
+      'ERR_CONFIG_INVALID',
+      'console.public_url is not set (and console.listen has port 0)',
+    );
   const redis = await connectConfiguredRedis(config, 'countersign-principals-cli');
   try {
     const keys = new Keys(config.redis.prefix);
     // Appended like another replica would: the new head signed with the broker's key, the same durability waits.
     const keyring = await loadKeyring(config);
-    const heads = new KeyringHeadSigner(keyring, config.credentials.issuer ?? `spiffe://${config.trust_domain}`, createLocalJWKSet(keyring.allPublicJwks()));
+    const heads = new KeyringHeadSigner(
+      keyring,
+      config.credentials.issuer ?? `spiffe://${config.trust_domain}`,
+      createLocalJWKSet(keyring.allPublicJwks()),
+    );
     const durability = durabilityOf(config);
     const audit = new RedisAuditLog(redis, keys, systemClock, { heads, durability });
     return await use({ config, principal, store: new PasskeyStore(redis, keys), keys, audit, publicUrl });
@@ -63,23 +87,37 @@ async function withConsole<T>(
 }
 
 export function principalsCommand(): Command {
-  const principals = new Command('principals').description('sign-in links and passkeys of approvers (the approver console)');
+  const principals = new Command('principals').description(
+    'sign-in links and passkeys of approvers (the approver console)',
+  );
 
-  withConfigOptions(principals.command('link').description('print a one-time sign-in link to the approver console for one principal'))
+  withConfigOptions(
+    principals.command('link').description('print a one-time sign-in link to the approver console for one principal'),
+  )
     .argument('<name>', 'the principal (principals file)')
     .option('--request <id>', 'open this request after signing in')
     .option('--ttl <duration>', 'how long the link works (default console.sign_in_link_ttl)', ttlOption)
     .action(async (name: string, o: ConfigFlags & { request?: string; ttl?: number }) => {
-      if (o.request !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(o.request)) throw new InvalidArgumentError(`--request: expected a request id, got ${JSON.stringify(o.request)}`);
+      if (o.request !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(o.request))
+        throw new InvalidArgumentError(`--request: expected a request id, got ${JSON.stringify(o.request)}`);
       await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
-        const links = new SignInLinks({ store, keys, audit, clock: systemClock }, { publicUrl: () => publicUrl, ttlMs: config.console.sign_in_link_ttl });
+        const links = new SignInLinks(
+          { store, keys, audit, clock: systemClock },
+          { publicUrl: () => publicUrl, ttlMs: config.console.sign_in_link_ttl },
+        );
         const link = await links.issue({ principal, requestId: o.request, by: 'cli', method: 'link', ttlMs: o.ttl });
         out(link.url);
-        process.stderr.write(`one-time sign-in link for ${principal}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${principal} only\n`);
+        process.stderr.write(
+          `one-time sign-in link for ${principal}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${principal} only\n`,
+        );
       });
     });
 
-  withConfigOptions(principals.command('passkeys').description("list a principal's passkeys, or remove one (--remove ID) when it is lost"))
+  withConfigOptions(
+    principals
+      .command('passkeys')
+      .description("list a principal's passkeys, or remove one (--remove ID) when it is lost"),
+  )
     .argument('<name>', 'the principal (principals file)')
     .option('--remove <credential-id>', 'remove this passkey (audited)')
     .action(async (name: string, o: ConfigFlags & { remove?: string }) => {
@@ -87,17 +125,26 @@ export function principalsCommand(): Command {
         const url = new URL(publicUrl);
         const passkeys = new Passkeys(
           { store, keys, audit, clock: systemClock, logger: createLogger({ level: 'warn' }) },
-          { origin: url.origin, rpId: url.hostname, rpName: 'Countersign', challengeTtlMs: config.console.challenge_ttl, maxPerPrincipal: config.console.max_passkeys },
+          {
+            origin: url.origin,
+            rpId: url.hostname,
+            rpName: 'Countersign',
+            challengeTtlMs: config.console.challenge_ttl,
+            maxPerPrincipal: config.console.max_passkeys,
+          },
         );
         if (o.remove !== undefined) {
-          if (!(await passkeys.remove(principal, o.remove, 'cli'))) throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${principal} has no passkey ${o.remove}`);
+          if (!(await passkeys.remove(principal, o.remove, 'cli')))
+            throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${principal} has no passkey ${o.remove}`);
           out(`removed passkey ${o.remove} of ${principal}`);
           return;
         }
         const list = await passkeys.list(principal);
         if (list.length === 0) out(`${principal} has no passkeys`);
         for (const p of list) {
-          out(`${p.credential_id}  ${JSON.stringify(p.name)}  registered ${new Date(p.created_at).toISOString()}  ${p.last_used_at ? `last used ${new Date(p.last_used_at).toISOString()}` : 'never used'}  ${p.backed_up ? 'synced' : 'device-bound'}`);
+          out(
+            `${p.credential_id}  ${JSON.stringify(p.name)}  registered ${new Date(p.created_at).toISOString()}  ${p.last_used_at ? `last used ${new Date(p.last_used_at).toISOString()}` : 'never used'}  ${p.backed_up ? 'synced' : 'device-bound'}`,
+          );
         }
       });
     });

@@ -30,12 +30,18 @@ export async function runServe(configFile: string, role: Role = 'all'): Promise<
   const names = {
     [splitHostPort(config.grpc.listen).port]: `grpc.listen in ${configFile}`,
     [splitHostPort(config.http.listen).port]: `http.listen in ${configFile}`,
-    ...(config.health.grpc_listen ? { [splitHostPort(config.health.grpc_listen).port]: `health.grpc_listen in ${configFile}` } : {}),
-    ...(config.console.enabled ? { [splitHostPort(config.console.listen).port]: `console.listen in ${configFile}` } : {}),
+    ...(config.health.grpc_listen
+      ? { [splitHostPort(config.health.grpc_listen).port]: `health.grpc_listen in ${configFile}` }
+      : {}),
+    ...(config.console.enabled
+      ? { [splitHostPort(config.console.listen).port]: `console.listen in ${configFile}` }
+      : {}),
   };
-  const running = await (role === 'worker' ? startWorker(config) : startBroker(config, { role })).catch((e: unknown) => {
-    throw explainListenError(e, names, 'another broker');
-  });
+  const running = await (role === 'worker' ? startWorker(config) : startBroker(config, { role })).catch(
+    (e: unknown) => {
+      throw explainListenError(e, names, 'another broker');
+    },
+  );
   closeOnSignal(() => running.close());
   if (role !== 'worker') reloadPolicyOnHangup(running as RunningBroker);
   return running;

@@ -16,7 +16,9 @@ const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
-const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:8443');
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:8443');
 const trustDomain = z.string().refine((td) => {
   try {
     parseTrustDomain(td);
@@ -29,7 +31,10 @@ const filePath = z.string().min(1).max(4096);
 /** An RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z; output ms since the epoch. */
 const instant = z
   .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/, 'expected an RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z')
+  .regex(
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/,
+    'expected an RFC 3339 time with a zone, e.g. 2026-03-01T00:00:00Z',
+  )
   .transform((text, ctx) => {
     const ms = Date.parse(text);
     if (Number.isNaN(ms)) {
@@ -68,7 +73,11 @@ const workloadPattern = z
   .string()
   .max(512)
   .superRefine((pattern, ctx) => {
-    const problem = /\*{3,}/.test(pattern) ? 'has "***"; use "*" (one segment) or "**" (any depth)' : /[[\]{}]/.test(pattern) ? 'character classes and braces are not supported; use "*", "**" or "?"' : undefined;
+    const problem = /\*{3,}/.test(pattern)
+      ? 'has "***"; use "*" (one segment) or "**" (any depth)'
+      : /[[\]{}]/.test(pattern)
+        ? 'character classes and braces are not supported; use "*", "**" or "?"'
+        : undefined;
     let id: ReturnType<typeof parseSpiffeId> | undefined;
     try {
       id = parseSpiffeId(pattern.replace(/\*\*|\*|\?/g, 'x'));
@@ -100,7 +109,11 @@ const redeemersSchema = z
     rules.forEach((r, i) => {
       const first = seen.get(r.audience);
       if (first !== undefined) {
-        ctx.addIssue({ code: 'custom', message: `audience ${r.audience} is already listed (redeemers[${first}]); list all its workloads there`, path: [i, 'audience'] });
+        ctx.addIssue({
+          code: 'custom',
+          message: `audience ${r.audience} is already listed (redeemers[${first}]); list all its workloads there`,
+          path: [i, 'audience'],
+        });
       }
       seen.set(r.audience, i);
     });
@@ -131,9 +144,16 @@ const svidSchema = z
     if (files && svid.workload_api !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'set either cert_file and key_file, or workload_api, not both' });
     } else if (!files && svid.workload_api === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'expected cert_file and key_file, or workload_api: {} (the SPIFFE Workload API)' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected cert_file and key_file, or workload_api: {} (the SPIFFE Workload API)',
+      });
     } else if (files && (svid.cert_file === undefined || svid.key_file === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together', path: [svid.cert_file === undefined ? 'cert_file' : 'key_file'] });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'cert_file and key_file go together',
+        path: [svid.cert_file === undefined ? 'cert_file' : 'key_file'],
+      });
     }
   });
 
@@ -146,12 +166,24 @@ const xfccSchema = z
   })
   .strict()
   .refine((x) => !x.enabled || x.proxy_ids.length > 0, {
-    message: 'xfcc.enabled needs at least one proxy SPIFFE ID in proxy_ids; a forwarded certificate is only believed from a known proxy',
+    message:
+      'xfcc.enabled needs at least one proxy SPIFFE ID in proxy_ids; a forwarded certificate is only believed from a known proxy',
     path: ['proxy_ids'],
   });
 
 /** Signature algorithms an OIDC issuer may use; never "none" nor an HMAC (a public key is not a secret). */
-export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export const OIDC_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
 
 /** A placeholder of a spiffe_id template: {trust_domain} or a claim name (dots reach into objects). */
 export const TEMPLATE_PLACEHOLDER = /\{([A-Za-z0-9_][A-Za-z0-9_.:-]{0,127})\}/g;
@@ -162,8 +194,10 @@ export function spiffeTemplateProblem(template: string): string | undefined {
     return `${JSON.stringify(template)} must start with spiffe://{trust_domain}/ (exchanged SVIDs are issued in the broker's own trust domain)`;
   }
   const rest = template.slice('spiffe://{trust_domain}'.length);
-  if (/[{}]/.test(rest.replace(TEMPLATE_PLACEHOLDER, ''))) return `${JSON.stringify(template)} has an unbalanced "{" or "}"; placeholders look like {repository}`;
-  if (!TEMPLATE_PLACEHOLDER.test(rest)) return `${JSON.stringify(template)} names no claim; every job of the issuer would get the same SPIFFE ID`;
+  if (/[{}]/.test(rest.replace(TEMPLATE_PLACEHOLDER, '')))
+    return `${JSON.stringify(template)} has an unbalanced "{" or "}"; placeholders look like {repository}`;
+  if (!TEMPLATE_PLACEHOLDER.test(rest))
+    return `${JSON.stringify(template)} names no claim; every job of the issuer would get the same SPIFFE ID`;
   TEMPLATE_PLACEHOLDER.lastIndex = 0;
   try {
     parseSpiffeId(`spiffe://example.org${rest.replace(TEMPLATE_PLACEHOLDER, 'x')}`);
@@ -173,7 +207,12 @@ export function spiffeTemplateProblem(template: string): string | undefined {
   return undefined;
 }
 
-const claimName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/, 'expected a claim name such as repository_owner or kubernetes.io.namespace');
+const claimName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/,
+    'expected a claim name such as repository_owner or kubernetes.io.namespace',
+  );
 const claimValue = z.union([z.string().max(1024), z.number(), z.boolean()]);
 
 /** One OIDC issuer whose tokens the broker exchanges for SVIDs (docs/identity.md, "Exchanging an OIDC token"). */
@@ -193,9 +232,15 @@ const oidcIssuerSchema = z
           url = undefined;
         }
         if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash) {
-          ctx.addIssue({ code: 'custom', message: `expected the issuer URL exactly as its tokens' "iss" says, e.g. https://token.actions.githubusercontent.com; got ${JSON.stringify(text)}` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected the issuer URL exactly as its tokens' "iss" says, e.g. https://token.actions.githubusercontent.com; got ${JSON.stringify(text)}`,
+          });
         } else if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
-          ctx.addIssue({ code: 'custom', message: `${text}: plain http is only accepted on loopback (dev mode, tests); an issuer's keys must come over https` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `${text}: plain http is only accepted on loopback (dev mode, tests); an issuer's keys must come over https`,
+          });
         }
       }),
     /** The tokens' "aud" must be exactly this (one of them, when "aud" is a list). */
@@ -221,7 +266,10 @@ const oidcIssuerSchema = z
     /** Keys from a JWKS file instead of the issuer's discovery (clusters whose issuer the broker cannot reach). */
     jwks_file: filePath.optional(),
     /** The issuer's JWKS URL, skipping discovery. */
-    jwks_uri: z.string().regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL').optional(),
+    jwks_uri: z
+      .string()
+      .regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL')
+      .optional(),
     /** How long fetched keys are used without asking the issuer again (a token with an unknown kid asks at once). */
     jwks_cache: duration(SECOND, DAY).default(10 * MINUTE),
     algorithms: z.array(z.enum(OIDC_ALGORITHMS)).min(1).max(OIDC_ALGORITHMS.length).default(['RS256', 'ES256']),
@@ -271,7 +319,8 @@ const identitySchema = z
     if (identity.bundles.length === 0 && !fromWorkloadApi) {
       ctx.addIssue({
         code: 'custom',
-        message: 'at least one trust bundle is needed: list bundles, or take them from the Workload API (svid.workload_api.trust_bundles: true)',
+        message:
+          'at least one trust bundle is needed: list bundles, or take them from the Workload API (svid.workload_api.trust_bundles: true)',
         path: ['bundles'],
       });
     }
@@ -279,20 +328,30 @@ const identitySchema = z
     identity.bundles.forEach((b, i) => {
       const first = seen.get(b.trust_domain);
       if (first !== undefined) {
-        ctx.addIssue({ code: 'custom', message: `trust domain ${b.trust_domain} already has a bundle (bundles[${first}]); one bundle file per trust domain`, path: ['bundles', i, 'trust_domain'] });
+        ctx.addIssue({
+          code: 'custom',
+          message: `trust domain ${b.trust_domain} already has a bundle (bundles[${first}]); one bundle file per trust domain`,
+          path: ['bundles', i, 'trust_domain'],
+        });
       }
       seen.set(b.trust_domain, i);
     });
     const names = new Map<string, number>();
     identity.oidc.forEach((o, i) => {
       const first = names.get(o.name);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', message: `issuer name ${o.name} is already used (oidc[${first}])`, path: ['oidc', i, 'name'] });
+      if (first !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          message: `issuer name ${o.name} is already used (oidc[${first}])`,
+          path: ['oidc', i, 'name'],
+        });
       names.set(o.name, i);
     });
     if (identity.oidc.length > 0 && identity.oidc_ca === undefined) {
       ctx.addIssue({
         code: 'custom',
-        message: 'identity.oidc needs identity.oidc_ca (cert_file, key_file): the intermediate CA that signs exchanged SVIDs',
+        message:
+          'identity.oidc needs identity.oidc_ca (cert_file, key_file): the intermediate CA that signs exchanged SVIDs',
         path: ['oidc_ca'],
       });
     }
@@ -304,7 +363,10 @@ export const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']
 /** A token bucket: per_minute sustained, burst at once. */
 const rateBucket = (perMinute: number, burst: number) =>
   z
-    .object({ per_minute: z.number().int().min(1).max(100_000).default(perMinute), burst: z.number().int().min(1).max(100_000).default(burst) })
+    .object({
+      per_minute: z.number().int().min(1).max(100_000).default(perMinute),
+      burst: z.number().int().min(1).max(100_000).default(burst),
+    })
     .strict()
     .prefault({});
 
@@ -353,7 +415,12 @@ const consoleSchema = z
         per_principal: rateBucket(60, 30),
         /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; others' is ignored. */
         trusted_proxies: z
-          .array(z.string().max(64).refine((t) => addProxy(new BlockList(), t), 'expected an IP address or CIDR range, e.g. 10.0.0.0/8'))
+          .array(
+            z
+              .string()
+              .max(64)
+              .refine((t) => addProxy(new BlockList(), t), 'expected an IP address or CIDR range, e.g. 10.0.0.0/8'),
+          )
           .max(64)
           .default([]),
       })
@@ -370,7 +437,11 @@ const consoleSchema = z
         client_secret_file: filePath.optional(),
         /** Which claim names the principal: email (must be verified; the principal's email) or sub (the principal's oidc_subject). */
         claim: z.enum(['email', 'sub']).default('email'),
-        scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'expected an OAuth scope')).min(1).max(16).default(['openid', 'email']),
+        scopes: z
+          .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'expected an OAuth scope'))
+          .min(1)
+          .max(16)
+          .default(['openid', 'email']),
         /** Shown on the sign-in button. */
         display_name: z.string().min(1).max(64).default('your identity provider'),
       })
@@ -381,7 +452,12 @@ const consoleSchema = z
   .superRefine((c, ctx) => {
     if (!c.enabled || c.public_url !== undefined) return;
     if (!LOOPBACK_HOSTS.has(splitHostPort(c.listen).host)) {
-      ctx.addIssue({ code: 'custom', message: 'console.public_url is required (the https:// address approvers open) unless console.listen is on loopback', path: ['public_url'] });
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'console.public_url is required (the https:// address approvers open) unless console.listen is on loopback',
+        path: ['public_url'],
+      });
     }
   });
 
@@ -400,7 +476,8 @@ export function publicUrlProblem(text: string): string | undefined {
   if (/^\d+\.\d+\.\d+\.\d+$/.test(host) || host.startsWith('[')) {
     return `${host} is an IP address: browsers refuse passkeys (WebAuthn) there; use a host name (http://localhost:PORT on this machine)`;
   }
-  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(host)) return `${text}: plain http only works on localhost; use https:// (passkeys and secure cookies need it)`;
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(host))
+    return `${text}: plain http only works on localhost; use https:// (passkeys and secure cookies need it)`;
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `expected http(s), got ${url.protocol}`;
   return undefined;
 }
@@ -411,19 +488,30 @@ export const configSchema = z
     grpc: z
       .object({
         listen: listenAddress.default('0.0.0.0:8443'),
-        max_message_bytes: z.number().int().min(64 * 1024).max(16 * 1024 * 1024).default(2 * 1024 * 1024),
+        max_message_bytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(16 * 1024 * 1024)
+          .default(2 * 1024 * 1024),
         /** Streams (calls) one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
         max_concurrent_streams: z.number().int().min(1).max(10_000).default(100),
       })
       .strict()
       .prefault({}),
-    http: z.object({ listen: listenAddress.default('0.0.0.0:8080') }).strict().prefault({}),
+    http: z
+      .object({ listen: listenAddress.default('0.0.0.0:8080') })
+      .strict()
+      .prefault({}),
     /** Plaintext grpc.health.v1 only, for the kubelet's gRPC probes; off unless set. */
     health: z.object({ grpc_listen: listenAddress.optional() }).strict().prefault({}),
     /** OpenTelemetry traces over OTLP/HTTP; OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME work too. */
     tracing: z
       .object({
-        otlp_endpoint: z.string().regex(/^https?:\/\/\S+$/, 'expected an http(s) URL such as http://otel-collector:4318').optional(),
+        otlp_endpoint: z
+          .string()
+          .regex(/^https?:\/\/\S+$/, 'expected an http(s) URL such as http://otel-collector:4318')
+          .optional(),
         service_name: z.string().min(1).max(128).optional(),
         sample_ratio: z.number().min(0).max(1).default(1),
       })
@@ -434,10 +522,16 @@ export const configSchema = z
     identity: identitySchema,
     redis: z
       .object({
-        url: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').default('redis://127.0.0.1:6379'),
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port')
+          .default('redis://127.0.0.1:6379'),
         prefix: z
           .string()
-          .regex(/^(\{[A-Za-z0-9:_.-]{1,62}\})?[A-Za-z0-9:_.-]{0,64}$/, 'expected 1-64 characters of [A-Za-z0-9:_.-], optionally starting with a hash tag such as {countersign}')
+          .regex(
+            /^(\{[A-Za-z0-9:_.-]{1,62}\})?[A-Za-z0-9:_.-]{0,64}$/,
+            'expected 1-64 characters of [A-Za-z0-9:_.-], optionally starting with a hash tag such as {countersign}',
+          )
           .max(64)
           .refine((p) => p.length > 0, 'expected 1-64 characters of [A-Za-z0-9:_.-]')
           .default('countersign:'),
@@ -476,7 +570,11 @@ export const configSchema = z
           .strict()
           .superRefine((tls, ctx) => {
             if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
-              ctx.addIssue({ code: 'custom', path: [tls.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together (a client certificate and its key)' });
+              ctx.addIssue({
+                code: 'custom',
+                path: [tls.cert_file === undefined ? 'cert_file' : 'key_file'],
+                message: 'cert_file and key_file go together (a client certificate and its key)',
+              });
             }
           })
           .optional(),
@@ -495,7 +593,11 @@ export const configSchema = z
       .strict()
       .superRefine((redis, ctx) => {
         if (redis.cluster !== undefined && redis.sentinel !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'redis.cluster and redis.sentinel exclude each other: a Redis Cluster fails over by itself' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cluster'],
+            message: 'redis.cluster and redis.sentinel exclude each other: a Redis Cluster fails over by itself',
+          });
         }
         if (redis.cluster !== undefined && !/^\{[^{}]+\}/.test(redis.prefix)) {
           ctx.addIssue({
@@ -505,7 +607,11 @@ export const configSchema = z
           });
         }
         if (redis.tls !== undefined && !redis.url.startsWith('rediss://') && !(redis.sentinel?.tls ?? false)) {
-          ctx.addIssue({ code: 'custom', path: ['tls'], message: `redis.tls is set but redis.url (${redis.url.replace(/\/\/([^@/]*)@/, '//***@')}) is not rediss:// and sentinel.tls is off: nothing would use TLS (with redis.cluster, make the url rediss:// to use TLS to the nodes)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tls'],
+            message: `redis.tls is set but redis.url (${redis.url.replace(/\/\/([^@/]*)@/, '//***@')}) is not rediss:// and sentinel.tls is off: nothing would use TLS (with redis.cluster, make the url rediss:// to use TLS to the nodes)`,
+          });
         }
       })
       .prefault({}),
@@ -529,14 +635,20 @@ export const configSchema = z
         bot_token_file: filePath.optional(),
         signing_secret_file: filePath.optional(),
         app_token_file: filePath.optional(),
-        api_url: z.string().regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL such as https://slack.com/api/').optional(),
+        api_url: z
+          .string()
+          .regex(/^https?:\/\/\S{1,2040}$/, 'expected an http(s) URL such as https://slack.com/api/')
+          .optional(),
         default_channel: z
           .string()
           .regex(/^(#?[a-z0-9._-]{1,80}|[CG][A-Z0-9]{2,20})$/, 'expected a channel id (C0123ABC) or name (#approvals)')
           .optional(),
         match_by_email: z.boolean().default(false),
         usergroup_cache_ttl: duration(SECOND, 24 * HOUR).default(5 * MINUTE),
-        team_id: z.string().regex(/^[TE][A-Z0-9]{2,20}$/, 'expected a Slack workspace id such as T0123ABC').optional(),
+        team_id: z
+          .string()
+          .regex(/^[TE][A-Z0-9]{2,20}$/, 'expected a Slack workspace id such as T0123ABC')
+          .optional(),
         delivery: z
           .object({
             attempts: z.number().int().min(1).max(100).default(20),
@@ -616,8 +728,18 @@ export const configSchema = z
             max_watch_streams_per_workload: z.number().int().min(1).max(100_000).default(128),
             requests_per_second: z.number().min(0.01).max(100_000).default(20),
             burst: z.number().int().min(1).max(1_000_000).default(200),
-            max_parameters_bytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
-            max_reason_length: z.number().int().min(16).max(16 * 1024).default(2048),
+            max_parameters_bytes: z
+              .number()
+              .int()
+              .min(1024)
+              .max(1024 * 1024)
+              .default(64 * 1024),
+            max_reason_length: z
+              .number()
+              .int()
+              .min(16)
+              .max(16 * 1024)
+              .default(2048),
           })
           .strict()
           .prefault({}),
@@ -650,9 +772,15 @@ export const configSchema = z
       [['health', 'grpc_listen'], c.health.grpc_listen],
     ];
     for (const [i, [path, listen]] of listeners.entries()) {
-      const clash = listeners.slice(0, i).find(([, other]) => listen !== undefined && other !== undefined && listenersClash(listen, other));
+      const clash = listeners
+        .slice(0, i)
+        .find(([, other]) => listen !== undefined && other !== undefined && listenersClash(listen, other));
       if (clash !== undefined) {
-        ctx.addIssue({ code: 'custom', path, message: `${listen} uses the same port as ${clash[0].join('.')} (${clash[1]}); each listener needs its own port` });
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `${listen} uses the same port as ${clash[0].join('.')} (${clash[1]}); each listener needs its own port`,
+        });
       }
     }
   });
@@ -663,7 +791,9 @@ const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 function listenersClash(a: string, b: string): boolean {
   const x = splitHostPort(a);
   const y = splitHostPort(b);
-  return x.port !== 0 && x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host));
+  return (
+    x.port !== 0 && x.port === y.port && (x.host === y.host || WILDCARD_HOSTS.has(x.host) || WILDCARD_HOSTS.has(y.host))
+  );
 }
 
 export type BrokerConfig = z.output<typeof configSchema> & {
@@ -672,17 +802,20 @@ export type BrokerConfig = z.output<typeof configSchema> & {
 };
 
 /** Resolves a path from the config against the config file's directory. */
-export const configPath = (config: Pick<BrokerConfig, 'baseDir'>, path: string): string => resolve(config.baseDir, path);
+export const configPath = (config: Pick<BrokerConfig, 'baseDir'>, path: string): string =>
+  resolve(config.baseDir, path);
 
 /** Parses and validates config text; environment overrides (REDIS_URL) apply on top. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = {}): BrokerConfig {
   const parsed = parseYaml(text, file, { maxBytes: MAX_CONFIG_BYTES, errorCode: 'ERR_CONFIG_INVALID' });
   if (parsed.value === null || typeof parsed.value !== 'object' || Array.isArray(parsed.value)) {
-    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [{ where: file, path: '', message: 'expected a mapping of configuration keys' }]);
+    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [
+      { where: file, path: '', message: 'expected a mapping of configuration keys' },
+    ]);
   }
   const raw = parsed.value as Record<string, unknown>;
   if (env.REDIS_URL !== undefined && env.REDIS_URL !== '') {
-    raw.redis = { ...((raw.redis) ?? {}), url: env.REDIS_URL };
+    raw.redis = { ...(raw.redis ?? {}), url: env.REDIS_URL };
   }
   const config = validateYaml(parsed, configSchema, 'ERR_CONFIG_INVALID');
   return { ...config, baseDir: dirname(resolve(file)) };
@@ -693,7 +826,9 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+    throw new YamlValidationError('ERR_CONFIG_INVALID', file, [
+      { where: file, path: '', message: `cannot read: ${(e as Error).message}` },
+    ]);
   }
   return parseConfig(text, file, env);
 }

@@ -28,11 +28,17 @@ export function duration(min: number, max: number) {
   return z.string().transform((text, ctx) => {
     const ms = parseDuration(text);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as "30s", "5m" or "1h", got ${JSON.stringify(text)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration such as "30s", "5m" or "1h", got ${JSON.stringify(text)}`,
+      });
       return z.NEVER;
     }
     if (ms < min || ms > max) {
-      ctx.addIssue({ code: 'custom', message: `duration ${text} is out of range: expected between ${formatDuration(min)} and ${formatDuration(max)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `duration ${text} is out of range: expected between ${formatDuration(min)} and ${formatDuration(max)}`,
+      });
       return z.NEVER;
     }
     return ms;

@@ -17,4 +17,3 @@ export function addProxy(list: BlockList, text: string): boolean {
   list.addSubnet(address as string, prefix, type);
   return true;
 }
-

@@ -19,14 +19,23 @@ async function readSecret(config: BrokerConfig, field: string, file: string): Pr
   try {
     return (await readFile(configPath(config, file), 'utf8')).trim();
   } catch (e) {
-    throw new CountersignError('failed_precondition', 'ERR_CONFIG_INVALID', `${field}: cannot read ${configPath(config, file)}: ${(e as Error).message}`, { field, file }, { cause: e });
+    throw new CountersignError(
+      'failed_precondition',
+      'ERR_CONFIG_INVALID',
+      `${field}: cannot read ${configPath(config, file)}: ${(e as Error).message}`,
+      { field, file },
+      { cause: e },
+    );
   }
 }
 
 /** The configured Redis: URL, password (password_file), Sentinel (with its own password and TLS), TLS files. */
 export async function redisTarget(config: BrokerConfig): Promise<RedisTarget> {
   const { redis } = config;
-  const password = redis.password_file === undefined ? undefined : await readSecret(config, 'redis.password_file', redis.password_file);
+  const password =
+    redis.password_file === undefined
+      ? undefined
+      : await readSecret(config, 'redis.password_file', redis.password_file);
   let tls: ConnectionOptions | undefined;
   if (redis.tls !== undefined) {
     const t = redis.tls;
@@ -42,7 +51,9 @@ export async function redisTarget(config: BrokerConfig): Promise<RedisTarget> {
   const sentinel = redis.sentinel && {
     masterName: redis.sentinel.master_name,
     sentinels: redis.sentinel.sentinels.map((s) => splitHostPort(s)),
-    ...(redis.sentinel.password_file === undefined ? {} : { password: await readSecret(config, 'redis.sentinel.password_file', redis.sentinel.password_file) }),
+    ...(redis.sentinel.password_file === undefined
+      ? {}
+      : { password: await readSecret(config, 'redis.sentinel.password_file', redis.sentinel.password_file) }),
     ...(redis.sentinel.tls ? { tls: tls ?? {} } : {}),
   };
   const cluster = redis.cluster && { nodes: redis.cluster.nodes.map((n) => splitHostPort(n)) };
@@ -63,7 +74,8 @@ export async function connectConfiguredRedis(config: BrokerConfig, connectionNam
  */
 export function durabilityOf(config: BrokerConfig): AuditDurability {
   const replicas = Math.max(config.redis.durability.replicas, config.audit.durability.wait_replicas);
-  const timeoutMs = config.redis.durability.replicas > 0 ? config.redis.durability.timeout : config.audit.durability.timeout;
+  const timeoutMs =
+    config.redis.durability.replicas > 0 ? config.redis.durability.timeout : config.audit.durability.timeout;
   return { waitReplicas: replicas, waitLocalFsync: config.audit.durability.wait_local_fsync, timeoutMs };
 }
 
@@ -76,7 +88,12 @@ export async function onlineReplicas(redis: Redis, maxLagSeconds: number): Promi
   let online = 0;
   for (const line of info.split(/\r?\n/)) {
     if (!/^slave\d+:/.test(line)) continue;
-    const fields = Object.fromEntries(line.slice(line.indexOf(':') + 1).split(',').map((kv) => kv.split('=') as [string, string]));
+    const fields = Object.fromEntries(
+      line
+        .slice(line.indexOf(':') + 1)
+        .split(',')
+        .map((kv) => kv.split('=') as [string, string]),
+    );
     if (fields.state === 'online' && Number(fields.lag ?? Infinity) <= maxLagSeconds) online++;
   }
   return online;
@@ -89,7 +106,10 @@ export async function onlineReplicas(redis: Redis, maxLagSeconds: number): Promi
  */
 export async function checkDurability(redis: Redis, durability: AuditDurability, key: string): Promise<void> {
   if (durability.waitReplicas === 0) return;
-  const online = await onlineReplicas(await nodeServing(redis, key), Math.max(1, Math.ceil(durability.timeoutMs / 1000)));
+  const online = await onlineReplicas(
+    await nodeServing(redis, key),
+    Math.max(1, Math.ceil(durability.timeoutMs / 1000)),
+  );
   if (online < durability.waitReplicas) {
     throw new CountersignError(
       'unavailable',

@@ -74,7 +74,8 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
       const def = (s as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
       if (def === undefined) return s;
       if (def.type === 'object' || def.type === 'array') return s;
-      const inner = def.innerType ?? def.in ?? (typeof def.getter === 'function' ? (def.getter as () => unknown)() : undefined);
+      const inner =
+        def.innerType ?? def.in ?? (typeof def.getter === 'function' ? (def.getter as () => unknown)() : undefined);
       if (inner === undefined) return s;
       s = inner;
     }
@@ -101,7 +102,9 @@ export interface ParsedYaml {
 export function parseYaml(text: string, file: string, options: { maxBytes: number; errorCode: ErrorCode }): ParsedYaml {
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > options.maxBytes) {
-    throw new YamlValidationError(options.errorCode, file, [{ where: file, path: '', message: `file is ${bytes} bytes, at most ${options.maxBytes} are accepted` }]);
+    throw new YamlValidationError(options.errorCode, file, [
+      { where: file, path: '', message: `file is ${bytes} bytes, at most ${options.maxBytes} are accepted` },
+    ]);
   }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
@@ -138,13 +141,22 @@ export function locate(parsed: ParsedYaml, path: readonly PropertyKey[], keyOf?:
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined ? `is required (expected ${issue.expected})` : `expected ${issue.expected}, got ${typeName(issue.input)}`;
+      return issue.input === undefined
+        ? `is required (expected ${issue.expected})`
+        : `expected ${issue.expected}, got ${typeName(issue.input)}`;
     default:
       return issue.message;
   }
 }
 
-const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'object' ? 'mapping' : `${typeof v} ${JSON.stringify(v)}`);
+const typeName = (v: unknown): string =>
+  v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'array'
+      : typeof v === 'object'
+        ? 'mapping'
+        : `${typeof v} ${JSON.stringify(v)}`;
 
 /** Validates parsed YAML against a schema, throwing YamlValidationError listing every problem. */
 export function validateYaml<S extends z.ZodType>(parsed: ParsedYaml, schema: S, errorCode: ErrorCode): z.output<S> {
@@ -168,4 +180,3 @@ export function validateYaml<S extends z.ZodType>(parsed: ParsedYaml, schema: S,
   }
   throw new YamlValidationError(errorCode, parsed.file, problems);
 }
-

@@ -11,7 +11,14 @@ export class Html {
   }
 }
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' };
+const ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+  '`': '&#96;',
+};
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"'`]/g, (c) => ESCAPES[c] as string);
@@ -46,7 +53,8 @@ export const raw = (markup: string): Html => new Html(markup);
 // The combining marks (U+034F, U+180B-U+180E) stand alone in the class on purpose: each is one of
 // the invisible code points it exists to find, not part of a combined character.
 /* eslint-disable no-misleading-character-class -- lone combining marks are intended (see above) */
-const DECEPTIVE = /(?!\n)[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0\u2800\u034f\u180b-\u180e]/gu;
+const DECEPTIVE =
+  /(?!\n)[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0\u2800\u034f\u180b-\u180e]/gu;
 /* eslint-enable no-misleading-character-class */
 
 const NAMES: Record<number, string> = {
@@ -71,7 +79,8 @@ const NAMES: Record<number, string> = {
   0x061c: 'ARABIC LETTER MARK',
 };
 
-const codePoint = (c: string): string => `U+${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}`;
+const codePoint = (c: string): string =>
+  `U+${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** Whether text holds characters that visible() would mark. */
 export const hasDeceptive = (text: string): boolean => text.search(DECEPTIVE) !== -1;

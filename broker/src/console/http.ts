@@ -28,7 +28,8 @@ export function securityHeaders(https: boolean): Record<string, string> {
     'referrer-policy': 'same-origin',
     'cross-origin-opener-policy': 'same-origin',
     'cross-origin-resource-policy': 'same-origin',
-    'permissions-policy': 'camera=(), microphone=(), geolocation=(), payment=(), publickey-credentials-get=(self), publickey-credentials-create=(self)',
+    'permissions-policy':
+      'camera=(), microphone=(), geolocation=(), payment=(), publickey-credentials-get=(self), publickey-credentials-create=(self)',
     ...(https ? { 'strict-transport-security': 'max-age=31536000' } : {}),
   };
 }
@@ -64,22 +65,41 @@ export interface CookieOptions {
 }
 
 export function cookie(name: string, value: string, o: CookieOptions): string {
-  return [`${name}=${value}`, 'Path=/', 'HttpOnly', `SameSite=${o.sameSite}`, ...(o.secure ? ['Secure'] : []), ...(o.maxAgeSeconds === undefined ? [] : [`Max-Age=${o.maxAgeSeconds}`])].join('; ');
+  return [
+    `${name}=${value}`,
+    'Path=/',
+    'HttpOnly',
+    `SameSite=${o.sameSite}`,
+    ...(o.secure ? ['Secure'] : []),
+    ...(o.maxAgeSeconds === undefined ? [] : [`Max-Age=${o.maxAgeSeconds}`]),
+  ].join('; ');
 }
 
-export const clearCookie = (name: string, o: Omit<CookieOptions, 'maxAgeSeconds'>): string => cookie(name, '', { ...o, maxAgeSeconds: 0 });
+export const clearCookie = (name: string, o: Omit<CookieOptions, 'maxAgeSeconds'>): string =>
+  cookie(name, '', { ...o, maxAgeSeconds: 0 });
 
 /** The body, at most MAX_BODY_BYTES, as a form or JSON object. */
-export async function readBody(req: IncomingMessage): Promise<{ kind: 'form'; form: URLSearchParams } | { kind: 'json'; json: unknown }> {
+export async function readBody(
+  req: IncomingMessage,
+): Promise<{ kind: 'form'; form: URLSearchParams } | { kind: 'json'; json: unknown }> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
-    throw new CountersignError('invalid_argument', 'ERR_CONSOLE_BAD_REQUEST', `expected a form or JSON body, got content-type ${JSON.stringify(type ?? '')}`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_CONSOLE_BAD_REQUEST',
+      `expected a form or JSON body, got content-type ${JSON.stringify(type ?? '')}`,
+    );
   }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new CountersignError('resource_exhausted', 'ERR_CONSOLE_BODY_TOO_LARGE', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES)
+      throw new CountersignError(
+        'resource_exhausted',
+        'ERR_CONSOLE_BODY_TOO_LARGE',
+        `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+      );
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8');
@@ -91,15 +111,33 @@ export async function readBody(req: IncomingMessage): Promise<{ kind: 'form'; fo
   }
 }
 
-export function sendHtml(res: ServerResponse, status: number, page: Html, headers: Record<string, string | string[]> = {}): void {
+export function sendHtml(
+  res: ServerResponse,
+  status: number,
+  page: Html,
+  headers: Record<string, string | string[]> = {},
+): void {
   const body = page.markup;
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
   res.end(body);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string | string[]> = {},
+): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   res.end(text);
 }
 

@@ -57,13 +57,21 @@ async function oidcSecret(config: BrokerConfig, env: NodeJS.ProcessEnv): Promise
   const file = config.console.oidc?.client_secret_file;
   const fromEnv = env[OIDC_SECRET_ENV] || undefined;
   if (file !== undefined && fromEnv !== undefined) {
-    throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `console.oidc: ${OIDC_SECRET_ENV} and client_secret_file are both set; give the secret one way only`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_CONFIG_INVALID',
+      `console.oidc: ${OIDC_SECRET_ENV} and client_secret_file are both set; give the secret one way only`,
+    );
   }
   if (file === undefined) return fromEnv;
   try {
     return (await readFile(configPath(config, file), 'utf8')).trim();
   } catch (e) {
-    throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `console.oidc.client_secret_file: cannot read ${file}: ${(e as Error).message}`);
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_CONFIG_INVALID',
+      `console.oidc.client_secret_file: cannot read ${file}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -75,12 +83,21 @@ export function configuredPublicUrl(config: BrokerConfig): string | undefined {
 }
 
 /** Builds the console's parts; binds its listener when `listen` (roles all and api). */
-export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, options: { listen: boolean }): Promise<OpenConsole | undefined> {
+export async function openConsole(
+  config: BrokerConfig,
+  deps: ConsoleOpenDeps,
+  options: { listen: boolean },
+): Promise<OpenConsole | undefined> {
   const c = config.console;
   if (!c.enabled) return undefined;
   let listener: ConsoleListener | undefined;
   if (options.listen) {
-    const tls = c.tls ? { cert: await readFile(configPath(config, c.tls.cert_file), 'utf8'), key: await readFile(configPath(config, c.tls.key_file), 'utf8') } : undefined;
+    const tls = c.tls
+      ? {
+          cert: await readFile(configPath(config, c.tls.cert_file), 'utf8'),
+          key: await readFile(configPath(config, c.tls.key_file), 'utf8'),
+        }
+      : undefined;
     const { host, port } = splitHostPort(c.listen);
     listener = await listenConsole({ host, port, publicUrl: c.public_url, tls });
   }
@@ -89,9 +106,18 @@ export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, o
   const rp = relyingParty(publicUrl);
   const passkeys = new Passkeys(
     { store, keys: deps.keys, audit: deps.audit, clock: deps.clock, logger: deps.logger },
-    { origin: rp.origin, rpId: rp.rpId, rpName: 'Countersign', challengeTtlMs: c.challenge_ttl, maxPerPrincipal: c.max_passkeys },
+    {
+      origin: rp.origin,
+      rpId: rp.rpId,
+      rpName: 'Countersign',
+      challengeTtlMs: c.challenge_ttl,
+      maxPerPrincipal: c.max_passkeys,
+    },
   );
-  const links = new SignInLinks({ store, keys: deps.keys, audit: deps.audit, clock: deps.clock }, { publicUrl: () => publicUrl, ttlMs: c.sign_in_link_ttl });
+  const links = new SignInLinks(
+    { store, keys: deps.keys, audit: deps.audit, clock: deps.clock },
+    { publicUrl: () => publicUrl, ttlMs: c.sign_in_link_ttl },
+  );
   const requestUrl = (id: string) => `${publicUrl}/requests/${id}`;
   const oidc =
     c.oidc === undefined
@@ -118,12 +144,22 @@ export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, o
       requestUrl,
       signInLink: async (principal, requestId, issuedBy) => {
         if (issuedBy === 'slack' && !c.slack_sign_in_links) return undefined;
-        return (await links.issue({ principal, requestId, by: issuedBy, method: issuedBy === 'slack' ? 'slack_link' : 'link' })).url;
+        return (
+          await links.issue({
+            principal,
+            requestId,
+            by: issuedBy,
+            method: issuedBy === 'slack' ? 'slack_link' : 'link',
+          })
+        ).url;
       },
     },
     async serve({ workflow, store: requests, policy }) {
       if (listener === undefined) return;
-      const sessions = new SessionStore(deps.redis, deps.keys, deps.clock, { idleTimeoutMs: c.session.idle_timeout, maxAgeMs: c.session.max_age });
+      const sessions = new SessionStore(deps.redis, deps.keys, deps.clock, {
+        idleTimeoutMs: c.session.idle_timeout,
+        maxAgeMs: c.session.max_age,
+      });
       const r = c.rate_limits;
       const limiter = new ConsoleRateLimiter(deps.redis, deps.keys, deps.clock, {
         perIp: { perMinute: r.per_ip.per_minute, burst: r.per_ip.burst },
@@ -131,7 +167,20 @@ export async function openConsole(config: BrokerConfig, deps: ConsoleOpenDeps, o
         trustedProxies: r.trusted_proxies,
       });
       const pages = new ApproverConsole(
-        { workflow, store: requests, directory: deps.directory, passkeys, links, sessions, oidc, limiter, audit: deps.audit, policy, clock: deps.clock, logger: deps.logger },
+        {
+          workflow,
+          store: requests,
+          directory: deps.directory,
+          passkeys,
+          links,
+          sessions,
+          oidc,
+          limiter,
+          audit: deps.audit,
+          policy,
+          clock: deps.clock,
+          logger: deps.logger,
+        },
         { publicUrl, enrollmentWindowMs: c.enrollment_window, sessionMaxAgeMs: c.session.max_age },
       );
       listener.serve(await pages.prepare());

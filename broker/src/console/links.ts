@@ -21,7 +21,11 @@ interface LinkRecord {
 
 export type LinkUse =
   | { ok: true; principal: string; requestId: string | undefined; method: SignInMethod }
-  | { ok: false; code: 'ERR_SIGN_IN_LINK_USED' | 'ERR_SIGN_IN_LINK_UNKNOWN' | 'ERR_SIGN_IN_LINK_EXPIRED'; message: string };
+  | {
+      ok: false;
+      code: 'ERR_SIGN_IN_LINK_USED' | 'ERR_SIGN_IN_LINK_UNKNOWN' | 'ERR_SIGN_IN_LINK_EXPIRED';
+      message: string;
+    };
 
 export const LINK_PATH = '/sign-in/link';
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
@@ -33,7 +37,13 @@ export class SignInLinks {
   ) {}
 
   /** A new link for this principal (its issue is audited first); the URL is only ever shown to whoever asked. */
-  async issue(given: { principal: string; requestId?: string | undefined; by: string; method: SignInMethod; ttlMs?: number | undefined }): Promise<{ url: string; expiresAt: number }> {
+  async issue(given: {
+    principal: string;
+    requestId?: string | undefined;
+    by: string;
+    method: SignInMethod;
+    ttlMs?: number | undefined;
+  }): Promise<{ url: string; expiresAt: number }> {
     // The one spelling of the name: the session the link opens, its passkeys and its votes all use it.
     const input = { ...given, principal: normalizePrincipalName(given.principal, 'principal') };
     const ttl = input.ttlMs ?? this.options.ttlMs;
@@ -47,21 +57,49 @@ export class SignInLinks {
       request_id: input.requestId || undefined,
       expires_at: expiresAt,
     });
-    const record: LinkRecord = { principal: input.principal, request_id: input.requestId ?? '', method: input.method, expires_at: expiresAt };
+    const record: LinkRecord = {
+      principal: input.principal,
+      request_id: input.requestId ?? '',
+      method: input.method,
+      expires_at: expiresAt,
+    };
     await this.deps.store.putOnce(this.deps.keys.consoleLink(sha256(token)), JSON.stringify(record), ttl);
     return { url: `${this.options.publicUrl()}${LINK_PATH}#t=${token}`, expiresAt };
   }
 
   /** Uses a link: once, before it expires. */
   async consume(token: string): Promise<LinkUse> {
-    if (!TOKEN.test(token)) return { ok: false, code: 'ERR_SIGN_IN_LINK_UNKNOWN', message: 'this is not a sign-in link (copy the whole link)' };
+    if (!TOKEN.test(token))
+      return {
+        ok: false,
+        code: 'ERR_SIGN_IN_LINK_UNKNOWN',
+        message: 'this is not a sign-in link (copy the whole link)',
+      };
     const hash = sha256(token);
-    const taken = await this.deps.store.consumeOnce(this.deps.keys.consoleLink(hash), this.deps.keys.consoleLinkUsed(hash), 7 * 24 * 3600_000);
-    if (taken.status === 'used') return { ok: false, code: 'ERR_SIGN_IN_LINK_USED', message: 'this sign-in link was used already; each link works once: ask for a new one' };
-    if (taken.status === 'unknown') return { ok: false, code: 'ERR_SIGN_IN_LINK_UNKNOWN', message: 'this sign-in link is unknown or expired: ask for a new one' };
+    const taken = await this.deps.store.consumeOnce(
+      this.deps.keys.consoleLink(hash),
+      this.deps.keys.consoleLinkUsed(hash),
+      7 * 24 * 3600_000,
+    );
+    if (taken.status === 'used')
+      return {
+        ok: false,
+        code: 'ERR_SIGN_IN_LINK_USED',
+        message: 'this sign-in link was used already; each link works once: ask for a new one',
+      };
+    if (taken.status === 'unknown')
+      return {
+        ok: false,
+        code: 'ERR_SIGN_IN_LINK_UNKNOWN',
+        message: 'this sign-in link is unknown or expired: ask for a new one',
+      };
     const record = JSON.parse(taken.value) as LinkRecord;
     if (this.deps.clock.now() >= record.expires_at) {
-      return { ok: false, code: 'ERR_SIGN_IN_LINK_EXPIRED', message: `this sign-in link expired at ${new Date(record.expires_at).toISOString()}: ask for a new one` };
+      return {
+        ok: false,
+        code: 'ERR_SIGN_IN_LINK_EXPIRED',
+        message: `this sign-in link expired at ${new Date(record.expires_at).toISOString()}: ask for a new one`,
+      };
     }
     return { ok: true, principal: record.principal, requestId: record.request_id || undefined, method: record.method };
   }

@@ -56,10 +56,16 @@ export class OidcSignIn {
       const insecure = issuer.protocol === 'http:' && LOOPBACK.has(issuer.hostname);
       const { clientId, clientSecret } = this.settings;
       this.discovered = client
-        .discovery(issuer, clientId, clientSecret, clientSecret === undefined ? client.None() : client.ClientSecretPost(clientSecret), {
-          ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
-          timeout: 10,
-        })
+        .discovery(
+          issuer,
+          clientId,
+          clientSecret,
+          clientSecret === undefined ? client.None() : client.ClientSecretPost(clientSecret),
+          {
+            ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
+            timeout: 10,
+          },
+        )
         .catch((e: unknown) => {
           this.discovered = undefined;
           throw e;
@@ -72,8 +78,17 @@ export class OidcSignIn {
   async start(next: string): Promise<{ transaction: string; url: URL }> {
     const config = await this.configuration();
     const transaction = randomBytes(32).toString('base64url');
-    const tx: Transaction = { verifier: client.randomPKCECodeVerifier(), state: client.randomState(), nonce: client.randomNonce(), next };
-    await this.deps.store.putOnce(this.deps.keys.consoleOidc(sha256(transaction)), JSON.stringify(tx), OIDC_TRANSACTION_TTL_MS);
+    const tx: Transaction = {
+      verifier: client.randomPKCECodeVerifier(),
+      state: client.randomState(),
+      nonce: client.randomNonce(),
+      next,
+    };
+    await this.deps.store.putOnce(
+      this.deps.keys.consoleOidc(sha256(transaction)),
+      JSON.stringify(tx),
+      OIDC_TRANSACTION_TTL_MS,
+    );
     const url = client.buildAuthorizationUrl(config, {
       redirect_uri: this.settings.redirectUri(),
       scope: this.settings.scopes.join(' '),
@@ -88,17 +103,36 @@ export class OidcSignIn {
   /** Finishes a sign-in at the callback: the ID token's subject and e-mail, checked by openid-client. */
   async finish(transaction: string | undefined, currentUrl: URL): Promise<OidcResult> {
     if (transaction === undefined || !/^[A-Za-z0-9_-]{43}$/.test(transaction)) {
-      return { ok: false, code: 'ERR_OIDC_TRANSACTION_UNKNOWN', message: 'no sign-in was started in this browser (or it took longer than 10 minutes): start again' };
+      return {
+        ok: false,
+        code: 'ERR_OIDC_TRANSACTION_UNKNOWN',
+        message: 'no sign-in was started in this browser (or it took longer than 10 minutes): start again',
+      };
     }
     const hash = sha256(transaction);
-    const taken = await this.deps.store.consumeOnce(this.deps.keys.consoleOidc(hash), this.deps.keys.consoleOidcUsed(hash), OIDC_TRANSACTION_TTL_MS);
-    if (taken.status !== 'taken') return { ok: false, code: 'ERR_OIDC_TRANSACTION_UNKNOWN', message: 'this sign-in was already finished, or took too long: start again' };
+    const taken = await this.deps.store.consumeOnce(
+      this.deps.keys.consoleOidc(hash),
+      this.deps.keys.consoleOidcUsed(hash),
+      OIDC_TRANSACTION_TTL_MS,
+    );
+    if (taken.status !== 'taken')
+      return {
+        ok: false,
+        code: 'ERR_OIDC_TRANSACTION_UNKNOWN',
+        message: 'this sign-in was already finished, or took too long: start again',
+      };
     const tx = JSON.parse(taken.value) as Transaction;
     try {
       const config = await this.configuration();
-      const tokens = await client.authorizationCodeGrant(config, currentUrl, { pkceCodeVerifier: tx.verifier, expectedState: tx.state, expectedNonce: tx.nonce, idTokenExpected: true });
+      const tokens = await client.authorizationCodeGrant(config, currentUrl, {
+        pkceCodeVerifier: tx.verifier,
+        expectedState: tx.state,
+        expectedNonce: tx.nonce,
+        idTokenExpected: true,
+      });
       const claims = tokens.claims();
-      if (claims === undefined) return { ok: false, code: 'ERR_OIDC_FAILED', message: 'the identity provider returned no ID token' };
+      if (claims === undefined)
+        return { ok: false, code: 'ERR_OIDC_FAILED', message: 'the identity provider returned no ID token' };
       let email: unknown = claims.email;
       let verified: unknown = claims.email_verified;
       if (this.settings.claim === 'email' && email === undefined) {
@@ -107,10 +141,20 @@ export class OidcSignIn {
         email = info.email;
         verified = info.email_verified;
       }
-      return { ok: true, subject: claims.sub, email: typeof email === 'string' ? email : undefined, emailVerified: verified === true, next: tx.next };
+      return {
+        ok: true,
+        subject: claims.sub,
+        email: typeof email === 'string' ? email : undefined,
+        emailVerified: verified === true,
+        next: tx.next,
+      };
     } catch (e) {
       this.deps.logger.info({ err: (e as Error).message, code: (e as { code?: string }).code }, 'OIDC sign-in failed');
-      return { ok: false, code: 'ERR_OIDC_FAILED', message: `the identity provider's answer was refused: ${(e as Error).message}` };
+      return {
+        ok: false,
+        code: 'ERR_OIDC_FAILED',
+        message: `the identity provider's answer was refused: ${(e as Error).message}`,
+      };
     }
   }
 }

@@ -71,7 +71,12 @@ export function messageBlock(kind: 'error' | 'notice', text: string | undefined,
 
 // ---- sign-in ----
 
-export function signInPage(input: { oidc: { displayName: string } | undefined; next: string; why?: string | undefined; error?: { code: string; message: string } | undefined }): Html {
+export function signInPage(input: {
+  oidc: { displayName: string } | undefined;
+  next: string;
+  why?: string | undefined;
+  error?: { code: string; message: string } | undefined;
+}): Html {
   return layout(
     'Sign in',
     html`<h1>Sign in to approve</h1>
@@ -113,12 +118,22 @@ export function continuePage(next: string): Html {
 }
 
 export function errorPage(status: number, code: string, message: string, viewer?: Viewer): Html {
-  return layout(`Error ${status}`, html`<h1>Something is not right</h1>${messageBlock('error', message, code)}<p><a href="/">Back to pending requests</a></p>`, viewer);
+  return layout(
+    `Error ${status}`,
+    html`<h1>Something is not right</h1>${messageBlock('error', message, code)}<p><a href="/">Back to pending requests</a></p>`,
+    viewer,
+  );
 }
 
 // ---- pending list ----
 
-export function listPage(viewer: Viewer, items: { request: StoredRequest; votes: StoredVote[] }[], now: number, passkeys: number, notice?: string): Html {
+export function listPage(
+  viewer: Viewer,
+  items: { request: StoredRequest; votes: StoredVote[] }[],
+  now: number,
+  passkeys: number,
+  notice?: string,
+): Html {
   const rows = items.map(({ request: r, votes }) => {
     const approvals = votes.filter((v) => v.decision === 'approve').length;
     return html`<li class="cs-card">
@@ -185,7 +200,8 @@ ${
 
 function changesBlock(input: RequestPageInput): Html {
   const last = input.lastApproved;
-  if (last === undefined) return html`<p class="cs-meta">No earlier approval of ${visible(input.request.operation)} on ${visible(input.request.resource)} is on record.</p>`;
+  if (last === undefined)
+    return html`<p class="cs-meta">No earlier approval of ${visible(input.request.operation)} on ${visible(input.request.resource)} is on record.</p>`;
   const items = last.changes.map(
     (c) =>
       html`<li><code>${visible(c.path)}</code>: ${
@@ -223,8 +239,10 @@ ${
 
 function actionsBlock(input: RequestPageInput): Html {
   const r = input.request;
-  if (r.state !== 'PENDING_APPROVAL') return html`<p class="cs-state">This request is ${r.state.toLowerCase().replace('_', ' ')}${r.resolutionMessage ? html`: ${visible(r.resolutionMessage)}` : ''}.</p>`;
-  if (input.whyNoVote !== undefined) return html`<p class="cs-state" role="status">You cannot vote on this request: ${visible(input.whyNoVote.message)}</p>`;
+  if (r.state !== 'PENDING_APPROVAL')
+    return html`<p class="cs-state">This request is ${r.state.toLowerCase().replace('_', ' ')}${r.resolutionMessage ? html`: ${visible(r.resolutionMessage)}` : ''}.</p>`;
+  if (input.whyNoVote !== undefined)
+    return html`<p class="cs-state" role="status">You cannot vote on this request: ${visible(input.whyNoVote.message)}</p>`;
   const webauthn = r.stepUp === 'webauthn';
   const passkeyMode = webauthn ? (input.recentPasskey ? 'recent' : 'assert') : 'none';
   let hint: Html = html``;

@@ -28,7 +28,16 @@ function leaves(value: unknown, path: string, out: Map<string, string>): void {
   } else if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value);
     if (entries.length === 0) out.set(path, '{}');
-    for (const [k, v] of entries) leaves(v, path === '' ? (/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : JSON.stringify(k)) : `${path}.${/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : JSON.stringify(k)}`, out);
+    for (const [k, v] of entries)
+      leaves(
+        v,
+        path === ''
+          ? /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)
+            ? k
+            : JSON.stringify(k)
+          : `${path}.${/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : JSON.stringify(k)}`,
+        out,
+      );
   } else {
     out.set(path === '' ? '(whole value)' : path, JSON.stringify(value));
   }
@@ -50,7 +59,8 @@ export function diffParameters(before: string, after: string): { changes: Parame
     if (old === undefined) changes.push({ path, kind: 'added', before: undefined, after: value });
     else if (old !== value) changes.push({ path, kind: 'changed', before: old, after: value });
   }
-  for (const [path, value] of a) if (!b.has(path)) changes.push({ path, kind: 'removed', before: value, after: undefined });
+  for (const [path, value] of a)
+    if (!b.has(path)) changes.push({ path, kind: 'removed', before: value, after: undefined });
   changes.sort((x, y) => x.path.localeCompare(y.path));
   return { changes: changes.slice(0, MAX_CHANGES), truncated: changes.length > MAX_CHANGES };
 }

@@ -47,9 +47,17 @@ export class ConsoleRateLimiter {
     private readonly clock: Clock,
     private readonly settings: ConsoleRateSettings,
   ) {
-    this.scripts = registerScripts(redis, loadScripts().filter((s) => s.name === 'ratelimit'));
+    this.scripts = registerScripts(
+      redis,
+      loadScripts().filter((s) => s.name === 'ratelimit'),
+    );
     for (const p of settings.trustedProxies) {
-      if (!addProxy(this.proxies, p)) throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `console.rate_limits.trusted_proxies: ${JSON.stringify(p)} is not an IP address or CIDR range`);
+      if (!addProxy(this.proxies, p))
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_CONFIG_INVALID',
+          `console.rate_limits.trusted_proxies: ${JSON.stringify(p)} is not an IP address or CIDR range`,
+        );
     }
     this.anyProxy = settings.trustedProxies.length > 0;
   }
@@ -67,7 +75,10 @@ export class ConsoleRateLimiter {
     let address = plain(req.socket.remoteAddress ?? 'unknown');
     if (!this.trusted(address)) return address;
     const header = req.headers['x-forwarded-for'];
-    const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((h) => plain(h.trim())).filter((h) => h !== '');
+    const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+      .split(',')
+      .map((h) => plain(h.trim()))
+      .filter((h) => h !== '');
     for (let i = hops.length - 1; i >= 0; i--) {
       const hop = hops[i] as string;
       if (isIP(hop) === 0) return address; // garbage: the last address known good
@@ -90,7 +101,13 @@ export class ConsoleRateLimiter {
   private async take(kind: 'ip' | 'principal', who: string, bucket: Bucket): Promise<void> {
     const hash = createHash('sha256').update(who).digest('base64url').slice(0, 32);
     const [code, retryAfter = '0'] = scriptReply(
-      await redisCall('console rate limit', () => this.scripts('ratelimit', [this.keys.consoleRateLimit(kind, hash)], [this.clock.now(), bucket.perMinute / 60, bucket.burst])),
+      await redisCall('console rate limit', () =>
+        this.scripts(
+          'ratelimit',
+          [this.keys.consoleRateLimit(kind, hash)],
+          [this.clock.now(), bucket.perMinute / 60, bucket.burst],
+        ),
+      ),
     );
     if (code === ScriptCode.Allowed) return;
     const retryAfterMs = Math.max(1, Number(retryAfter));

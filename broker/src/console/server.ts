@@ -17,10 +17,30 @@ import type { Policy } from '../policy/policy.js';
 import type { Principals } from '../policy/principals.js';
 import { VOTE_REFUSALS, type BrokerApprovalWorkflow } from '../requests/workflow.js';
 import type { RequestStore, StoredRequest } from '../requests/store.js';
-import { clearCookie, cookie, parseCookies, readBody, redirect, securityHeaders, sendHtml, sendJson, STATUS_OF_KIND } from './http.js';
+import {
+  clearCookie,
+  cookie,
+  parseCookies,
+  readBody,
+  redirect,
+  securityHeaders,
+  sendHtml,
+  sendJson,
+  STATUS_OF_KIND,
+} from './http.js';
 import { LINK_PATH, type SignInLinks } from './links.js';
 import { OIDC_CALLBACK_PATH, OIDC_START_PATH, OIDC_TRANSACTION_TTL_MS, type OidcSignIn } from './oidc.js';
-import { continuePage, errorPage, linkPage, listPage, passkeysPage, requestPage, signInPage, type RuleFacts, type Viewer } from './pages.js';
+import {
+  continuePage,
+  errorPage,
+  linkPage,
+  listPage,
+  passkeysPage,
+  requestPage,
+  signInPage,
+  type RuleFacts,
+  type Viewer,
+} from './pages.js';
 import { diffParameters } from './parameters.js';
 import type { ConsoleRateLimiter } from './rate-limit.js';
 import { ENROLLING_METHODS, sameSecret, type Session, type SessionStore } from './sessions.js';
@@ -68,7 +88,12 @@ export interface ConsoleListener {
  * Binds the console's own listener first (its public address may depend on the
  * port bound), so the address is known to everything built before the console.
  */
-export async function listenConsole(options: { host: string; port: number; publicUrl: string | undefined; tls: { cert: string; key: string } | undefined }): Promise<ConsoleListener> {
+export async function listenConsole(options: {
+  host: string;
+  port: number;
+  publicUrl: string | undefined;
+  tls: { cert: string; key: string } | undefined;
+}): Promise<ConsoleListener> {
   let console: ApproverConsole | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (console === undefined) {
@@ -78,7 +103,9 @@ export async function listenConsole(options: { host: string; port: number; publi
     void console.handle(req, res);
   };
   const { tls } = options;
-  const server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) : createHttpServer(handler);
+  const server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler)
+    : createHttpServer(handler);
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
@@ -135,12 +162,18 @@ export class ApproverConsole {
     // Browsers keep Secure cookies off plain http; on localhost they are not needed (a secure context already).
     this.secure = new URL(settings.publicUrl).protocol === 'https:';
     this.sessionCookie = this.secure ? '__Host-countersign' : 'countersign_session';
-    const route = (method: string, pattern: RegExp, handler: Handler, limited = false) => this.routes.push({ method, pattern, handler, limited });
+    const route = (method: string, pattern: RegExp, handler: Handler, limited = false) =>
+      this.routes.push({ method, pattern, handler, limited });
     // Rate limited (per address, and per principal once signed in): what guessing, replaying or flooding would hit.
     const LIMITED = true;
     route('GET', /^\/$/, (req, res) => this.list(req, res));
     route('GET', /^\/requests\/([^/]+)$/, (req, res, _u, p) => this.requestView(req, res, p[0] as string));
-    route('POST', /^\/requests\/([^/]+)\/challenge$/, (req, res, _u, p) => this.voteChallenge(req, res, p[0] as string), LIMITED);
+    route(
+      'POST',
+      /^\/requests\/([^/]+)\/challenge$/,
+      (req, res, _u, p) => this.voteChallenge(req, res, p[0] as string),
+      LIMITED,
+    );
     route('POST', /^\/requests\/([^/]+)\/vote$/, (req, res, _u, p) => this.vote(req, res, p[0] as string), LIMITED);
     route('GET', /^\/passkeys$/, (req, res) => this.passkeysView(req, res));
     route('POST', /^\/passkeys\/options$/, (req, res) => this.registrationOptions(req, res), LIMITED);
@@ -176,10 +209,15 @@ export class ApproverConsole {
   private async loadStatic(): Promise<void> {
     const types: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
     for (const name of ['console.js', 'console.css']) {
-      this.staticFiles.set(name, { body: await readFile(`${STATIC_DIR}${name}`), type: types[name.split('.').pop() as string] as string });
+      this.staticFiles.set(name, {
+        body: await readFile(`${STATIC_DIR}${name}`),
+        type: types[name.split('.').pop() as string] as string,
+      });
     }
     // The browser half of @simplewebauthn, served from this origin (the CSP allows no other script source).
-    const bundle = require.resolve('@simplewebauthn/browser').replace(/script[\\/]index\.js$/, 'dist/bundle/index.umd.min.js');
+    const bundle = require
+      .resolve('@simplewebauthn/browser')
+      .replace(/script[\\/]index\.js$/, 'dist/bundle/index.umd.min.js');
     this.staticFiles.set('webauthn.js', { body: await readFile(bundle), type: types.js as string });
   }
 
@@ -220,7 +258,10 @@ export class ApproverConsole {
   }
 
   private wantsJson(req: IncomingMessage): boolean {
-    return (req.headers['content-type'] ?? '').startsWith('application/json') || (req.headers.accept ?? '').startsWith('application/json');
+    return (
+      (req.headers['content-type'] ?? '').startsWith('application/json') ||
+      (req.headers.accept ?? '').startsWith('application/json')
+    );
   }
 
   private fail(req: IncomingMessage, res: ServerResponse, e: unknown, viewer?: Viewer): void {
@@ -236,7 +277,8 @@ export class ApproverConsole {
       code = e.code;
       message = e.message;
       const retryAfterMs = e.details.retryAfterMs;
-      if (status === 429 && typeof retryAfterMs === 'number') res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+      if (status === 429 && typeof retryAfterMs === 'number')
+        res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
     } else {
       const errorId = randomBytes(6).toString('hex');
       this.deps.logger.error({ err: e, errorId, path: req.url?.split('?')[0] }, 'console request failed');
@@ -251,14 +293,22 @@ export class ApproverConsole {
   }
 
   /** The signed-in person, or undefined (after sending them to sign in, or a 401 for scripts). */
-  private async authenticate(req: IncomingMessage, res: ServerResponse, next: string): Promise<Authenticated | undefined> {
+  private async authenticate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: string,
+  ): Promise<Authenticated | undefined> {
     const cookies = parseCookies(req.headers.cookie);
     const loaded = await this.deps.sessions.load(cookies.get(this.sessionCookie));
     if (loaded.ok) {
       const principal = this.deps.directory.byName(loaded.session.principal);
       if (principal !== undefined) {
         if (this.limitedRequests.has(req)) await this.deps.limiter.takeForPrincipal(principal.name);
-        return { id: loaded.id, session: loaded.session, viewer: { principal: principal.name, displayName: principal.displayName, csrf: loaded.session.csrf } };
+        return {
+          id: loaded.id,
+          session: loaded.session,
+          viewer: { principal: principal.name, displayName: principal.displayName, csrf: loaded.session.csrf },
+        };
       }
       // Removed from the principals file since signing in.
       await this.deps.sessions.destroy(loaded.id);
@@ -275,7 +325,8 @@ export class ApproverConsole {
   /** Every state change: from this origin, with the session's CSRF token. */
   private checkSameOrigin(req: IncomingMessage): void {
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== new URL(this.publicUrl).origin) throw csrfError(`cross-origin request from ${origin} refused`);
+    if (origin !== undefined && origin !== new URL(this.publicUrl).origin)
+      throw csrfError(`cross-origin request from ${origin} refused`);
     const site = req.headers['sec-fetch-site'];
     if (site !== undefined && site !== 'same-origin') throw csrfError(`a ${site} request cannot change anything here`);
   }
@@ -284,19 +335,27 @@ export class ApproverConsole {
     this.checkSameOrigin(req);
     const header = req.headers['x-csrf-token'];
     const token = typeof header === 'string' ? header : bodyToken;
-    if (token === undefined || token === '') throw csrfError('the form has no CSRF token: reload the page and try again');
-    if (!sameSecret(token, auth.session.csrf)) throw csrfError('the CSRF token does not match this session: reload the page and try again');
+    if (token === undefined || token === '')
+      throw csrfError('the form has no CSRF token: reload the page and try again');
+    if (!sameSecret(token, auth.session.csrf))
+      throw csrfError('the CSRF token does not match this session: reload the page and try again');
   }
 
-  private async formOrJson(req: IncomingMessage): Promise<{ get(name: string): string | undefined; json: Record<string, unknown> | undefined }> {
+  private async formOrJson(
+    req: IncomingMessage,
+  ): Promise<{ get(name: string): string | undefined; json: Record<string, unknown> | undefined }> {
     const body = await readBody(req);
     if (body.kind === 'form') return { get: (name) => body.form.get(name) ?? undefined, json: undefined };
-    const json = body.json !== null && typeof body.json === 'object' && !Array.isArray(body.json) ? (body.json as Record<string, unknown>) : {};
-    return { get: (name) => (typeof json[name] === 'string' ? (json[name]) : undefined), json };
+    const json =
+      body.json !== null && typeof body.json === 'object' && !Array.isArray(body.json)
+        ? (body.json as Record<string, unknown>)
+        : {};
+    return { get: (name) => (typeof json[name] === 'string' ? json[name] : undefined), json };
   }
 
   private loadRequestId(id: string): string {
-    if (!REQUEST_ID.test(id)) throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', 'there is no such request');
+    if (!REQUEST_ID.test(id))
+      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', 'there is no such request');
     return id;
   }
 
@@ -334,17 +393,32 @@ export class ApproverConsole {
     extra: { status?: number; error?: { code: string; message: string }; notice?: string; reason?: string } = {},
   ): Promise<void> {
     const loaded = await this.deps.workflow.load(requestId);
-    if (loaded === undefined) throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${requestId} does not exist (or ended long ago)`);
+    if (loaded === undefined)
+      throw new CountersignError(
+        'not_found',
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${requestId} does not exist (or ended long ago)`,
+      );
     const { request, votes } = loaded;
     const principal = auth.viewer.principal;
     // Only the people the rule names (and who voted) see a request; anyone else learns nothing about it.
     if (!(await this.deps.workflow.maySee(request, votes, principal))) {
-      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${requestId} does not exist or is not yours to decide`);
+      throw new CountersignError(
+        'not_found',
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${requestId} does not exist or is not yours to decide`,
+      );
     }
     const whyNoVote = await this.deps.workflow.whyNoVote(request, votes, principal);
     const last = await this.deps.store.lastApproved(request.operation, request.resource);
     const lastApproved =
-      last === undefined || last.requestId === request.id ? undefined : { requestId: last.requestId, approvedAt: last.approvedAt, ...diffParameters(last.parametersJson, request.parametersJson) };
+      last === undefined || last.requestId === request.id
+        ? undefined
+        : {
+            requestId: last.requestId,
+            approvedAt: last.approvedAt,
+            ...diffParameters(last.parametersJson, request.parametersJson),
+          };
     const passkeys = await this.deps.passkeys.list(principal);
     sendHtml(
       res,
@@ -389,12 +463,23 @@ export class ApproverConsole {
     this.checkCsrf(req, auth, body.get('csrf'));
     const decision = body.get('decision') === 'deny' ? 'deny' : 'approve';
     const loaded = await this.deps.workflow.load(id);
-    if (loaded === undefined) throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist`);
+    if (loaded === undefined)
+      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist`);
     // No challenge for a vote that could not count anyway: the refusal says why now.
     const why = await this.deps.workflow.whyNoVote(loaded.request, loaded.votes, auth.viewer.principal);
     if (why !== undefined) throw new CountersignError(VOTE_REFUSALS[why.code], why.code, why.message);
-    const options = await this.deps.passkeys.voteOptions({ principal: auth.viewer.principal, requestId: id, parametersDigest: loaded.request.parametersDigest, decision });
-    if (!options.ok) throw new CountersignError(VOTE_REFUSALS[options.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition', options.code, options.message);
+    const options = await this.deps.passkeys.voteOptions({
+      principal: auth.viewer.principal,
+      requestId: id,
+      parametersDigest: loaded.request.parametersDigest,
+      decision,
+    });
+    if (!options.ok)
+      throw new CountersignError(
+        VOTE_REFUSALS[options.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition',
+        options.code,
+        options.message,
+      );
     sendJson(res, 200, { challengeId: options.challengeId, options: options.options });
   }
 
@@ -405,15 +490,26 @@ export class ApproverConsole {
     const body = await this.formOrJson(req);
     this.checkCsrf(req, auth, body.get('csrf'));
     const decisionText = body.get('decision');
-    if (decisionText !== 'approve' && decisionText !== 'deny') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'decision: expected approve or deny');
+    if (decisionText !== 'approve' && decisionText !== 'deny')
+      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'decision: expected approve or deny');
     const reason = (body.get('reason') ?? '').replace(/\r\n/g, '\n').trim();
     const confirmed = body.get('confirm_resource');
     const loaded = await this.deps.workflow.load(id);
-    let passkey: { kind: 'assertion'; challengeId: string; response: unknown } | { kind: 'sign_in'; signInId: string } | undefined;
+    let passkey:
+      { kind: 'assertion'; challengeId: string; response: unknown } | { kind: 'sign_in'; signInId: string } | undefined;
     if (body.json !== undefined && body.json.passkey !== undefined) {
       const p = body.json.passkey as { challengeId?: unknown; response?: unknown };
-      passkey = { kind: 'assertion', challengeId: typeof p.challengeId === 'string' ? p.challengeId : '', response: p.response };
-    } else if (loaded !== undefined && decisionText === 'approve' && loaded.request.stepUp === 'webauthn' && this.recentPasskey(auth, loaded.request)) {
+      passkey = {
+        kind: 'assertion',
+        challengeId: typeof p.challengeId === 'string' ? p.challengeId : '',
+        response: p.response,
+      };
+    } else if (
+      loaded !== undefined &&
+      decisionText === 'approve' &&
+      loaded.request.stepUp === 'webauthn' &&
+      this.recentPasskey(auth, loaded.request)
+    ) {
       passkey = { kind: 'sign_in', signInId: auth.session.passkeySignIn?.id ?? '' };
     }
     const outcome = await this.deps.workflow.vote({
@@ -427,8 +523,14 @@ export class ApproverConsole {
       ...(passkey === undefined ? {} : { passkey }),
     });
     if (body.json !== undefined) {
-      if (outcome.counted) sendJson(res, 200, { counted: true, state: outcome.request.state, redirect: `/requests/${id}?result=counted` });
-      else sendJson(res, STATUS_OF_KIND[VOTE_REFUSALS[outcome.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition'], { error: { code: outcome.code, message: outcome.message } });
+      if (outcome.counted)
+        sendJson(res, 200, { counted: true, state: outcome.request.state, redirect: `/requests/${id}?result=counted` });
+      else
+        sendJson(
+          res,
+          STATUS_OF_KIND[VOTE_REFUSALS[outcome.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition'],
+          { error: { code: outcome.code, message: outcome.message } },
+        );
       return;
     }
     if (outcome.counted) {
@@ -436,7 +538,11 @@ export class ApproverConsole {
       return;
     }
     const status = STATUS_OF_KIND[VOTE_REFUSALS[outcome.code as keyof typeof VOTE_REFUSALS] ?? 'failed_precondition'];
-    await this.renderRequest(res, auth, id, { status, error: { code: outcome.code, message: outcome.message }, reason });
+    await this.renderRequest(res, auth, id, {
+      status,
+      error: { code: outcome.code, message: outcome.message },
+      reason,
+    });
   }
 
   // ---- passkeys ----
@@ -462,7 +568,11 @@ export class ApproverConsole {
     const auth = await this.authenticate(req, res, '/passkeys');
     if (!auth) return;
     const result = new URL(req.url ?? '/', 'http://x').searchParams.get('result');
-    const notices: Record<string, string> = { registered: 'Passkey registered.', removed: 'Passkey removed.', confirmed: 'Confirmed with your passkey.' };
+    const notices: Record<string, string> = {
+      registered: 'Passkey registered.',
+      removed: 'Passkey removed.',
+      confirmed: 'Confirmed with your passkey.',
+    };
     sendHtml(
       res,
       200,
@@ -482,7 +592,11 @@ export class ApproverConsole {
     this.checkCsrf(req, auth, body.get('csrf'));
     const allowed = this.canRegister(auth.session);
     if (!allowed.ok) throw new CountersignError('permission_denied', 'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED', allowed.why);
-    const { challengeId, options } = await this.deps.passkeys.registrationOptions({ principal: auth.viewer.principal, displayName: auth.viewer.displayName, session: auth.id });
+    const { challengeId, options } = await this.deps.passkeys.registrationOptions({
+      principal: auth.viewer.principal,
+      displayName: auth.viewer.displayName,
+      session: auth.id,
+    });
     sendJson(res, 200, { challengeId, options });
   }
 
@@ -501,8 +615,17 @@ export class ApproverConsole {
       name: body.get('name') ?? '',
       signInMethod: auth.session.method,
     });
-    if (!result.ok) throw new CountersignError(VOTE_REFUSALS[result.code as keyof typeof VOTE_REFUSALS] ?? 'invalid_argument', result.code, result.message);
-    sendJson(res, 200, { registered: true, credentialId: result.passkey.credential_id, redirect: '/passkeys?result=registered' });
+    if (!result.ok)
+      throw new CountersignError(
+        VOTE_REFUSALS[result.code as keyof typeof VOTE_REFUSALS] ?? 'invalid_argument',
+        result.code,
+        result.message,
+      );
+    sendJson(res, 200, {
+      registered: true,
+      credentialId: result.passkey.credential_id,
+      redirect: '/passkeys?result=registered',
+    });
   }
 
   private async removePasskey(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -512,9 +635,17 @@ export class ApproverConsole {
     this.checkCsrf(req, auth, body.get('csrf'));
     // Removing is as sensitive as adding: a session that cannot enrol (a Slack link) cannot take an approver's passkeys away either.
     const allowed = this.canRegister(auth.session);
-    if (!allowed.ok) throw new CountersignError('permission_denied', 'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED', allowed.why.replace('To register a passkey', 'To register or remove a passkey'));
+    if (!allowed.ok)
+      throw new CountersignError(
+        'permission_denied',
+        'ERR_PASSKEY_ENROLLMENT_NOT_ALLOWED',
+        allowed.why.replace('To register a passkey', 'To register or remove a passkey'),
+      );
     const id = body.get('credential_id') ?? '';
-    if (!/^[A-Za-z0-9_-]{1,1366}$/.test(id) || !(await this.deps.passkeys.remove(auth.viewer.principal, id, auth.viewer.principal))) {
+    if (
+      !/^[A-Za-z0-9_-]{1,1366}$/.test(id) ||
+      !(await this.deps.passkeys.remove(auth.viewer.principal, id, auth.viewer.principal))
+    ) {
       throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', 'you have no such passkey');
     }
     redirect(res, '/passkeys?result=removed');
@@ -535,9 +666,22 @@ export class ApproverConsole {
     if (!auth) return;
     const body = await this.formOrJson(req);
     this.checkCsrf(req, auth, body.get('csrf'));
-    const result = await this.deps.passkeys.verifySignIn({ principal: auth.viewer.principal, session: auth.id, challengeId: body.json?.challengeId, response: body.json?.response });
-    if (!result.ok) throw new CountersignError(VOTE_REFUSALS[result.code as keyof typeof VOTE_REFUSALS] ?? 'permission_denied', result.code, result.message);
-    await this.deps.sessions.update(auth.id, { ...auth.session, passkeySignIn: { id: result.signInId, at: result.assertion.asserted_at } });
+    const result = await this.deps.passkeys.verifySignIn({
+      principal: auth.viewer.principal,
+      session: auth.id,
+      challengeId: body.json?.challengeId,
+      response: body.json?.response,
+    });
+    if (!result.ok)
+      throw new CountersignError(
+        VOTE_REFUSALS[result.code as keyof typeof VOTE_REFUSALS] ?? 'permission_denied',
+        result.code,
+        result.message,
+      );
+    await this.deps.sessions.update(auth.id, {
+      ...auth.session,
+      passkeySignIn: { id: result.signInId, at: result.assertion.asserted_at },
+    });
     sendJson(res, 200, { confirmed: true, redirect: '/passkeys?result=confirmed' });
   }
 
@@ -561,13 +705,22 @@ export class ApproverConsole {
     );
   }
 
-  private async startSession(req: IncomingMessage, res: ServerResponse, principal: string, method: Session['method'], extraCookies: string[] = []): Promise<void> {
+  private async startSession(
+    req: IncomingMessage,
+    res: ServerResponse,
+    principal: string,
+    method: Session['method'],
+    extraCookies: string[] = [],
+  ): Promise<void> {
     // A new id at every sign-in (no fixation), and the session this browser had before ends.
     const previous = parseCookies(req.headers.cookie).get(this.sessionCookie);
     if (previous !== undefined && /^[A-Za-z0-9_-]{43}$/.test(previous)) await this.deps.sessions.destroy(previous);
     const { id } = await this.deps.sessions.create(principal, method);
     await this.deps.audit.append({ type: 'console_sign_in', principal, method });
-    res.setHeader('set-cookie', [cookie(this.sessionCookie, id, this.cookieOptions('Strict', Math.floor(this.settings.sessionMaxAgeMs / 1000))), ...extraCookies]);
+    res.setHeader('set-cookie', [
+      cookie(this.sessionCookie, id, this.cookieOptions('Strict', Math.floor(this.settings.sessionMaxAgeMs / 1000))),
+      ...extraCookies,
+    ]);
   }
 
   private async linkView(_req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -582,18 +735,27 @@ export class ApproverConsole {
     const body = await this.formOrJson(req);
     const pre = parseCookies(req.headers.cookie).get(this.preCookie);
     const sent = body.get('pre_csrf');
-    if (pre === undefined || sent === undefined || !sameSecret(pre, sent)) throw csrfError('open the sign-in link again (this form did not come from it)');
+    if (pre === undefined || sent === undefined || !sameSecret(pre, sent))
+      throw csrfError('open the sign-in link again (this form did not come from it)');
     const used = await this.deps.links.consume(body.get('token') ?? '');
     if (!used.ok) {
       const fresh = randomBytes(24).toString('base64url');
       res.setHeader('set-cookie', cookie(this.preCookie, fresh, this.cookieOptions('Strict', 600)));
-      sendHtml(res, used.code === 'ERR_SIGN_IN_LINK_UNKNOWN' ? 404 : 410, linkPage({ preCsrf: fresh, error: { code: used.code, message: used.message } }));
+      sendHtml(
+        res,
+        used.code === 'ERR_SIGN_IN_LINK_UNKNOWN' ? 404 : 410,
+        linkPage({ preCsrf: fresh, error: { code: used.code, message: used.message } }),
+      );
       return;
     }
     // The directory's entry (any spelling finds it): the session carries its one canonical name.
     const principal = this.deps.directory.byName(used.principal);
     if (principal === undefined) {
-      throw new CountersignError('permission_denied', 'ERR_NOT_AN_APPROVER', `${used.principal} is no longer in the principals file`);
+      throw new CountersignError(
+        'permission_denied',
+        'ERR_NOT_AN_APPROVER',
+        `${used.principal} is no longer in the principals file`,
+      );
     }
     await this.startSession(req, res, principal.name, used.method, [clearCookie(this.preCookie, this.cookieOptions())]);
     redirect(res, used.requestId ? `/requests/${used.requestId}` : '/');
@@ -601,35 +763,62 @@ export class ApproverConsole {
 
   private async oidcStart(_req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const oidc = this.deps.oidc;
-    if (oidc === undefined) throw new CountersignError('not_found', 'ERR_CONSOLE_NOT_FOUND', 'sign-in with an identity provider is not configured (console.oidc)');
+    if (oidc === undefined)
+      throw new CountersignError(
+        'not_found',
+        'ERR_CONSOLE_NOT_FOUND',
+        'sign-in with an identity provider is not configured (console.oidc)',
+      );
     const { transaction, url: target } = await oidc.start(this.nextPath(url.searchParams.get('next')));
     // Lax: the identity provider sends the browser back with a cross-site navigation.
-    res.setHeader('set-cookie', cookie(this.oidcCookie, transaction, this.cookieOptions('Lax', Math.floor(OIDC_TRANSACTION_TTL_MS / 1000))));
+    res.setHeader(
+      'set-cookie',
+      cookie(this.oidcCookie, transaction, this.cookieOptions('Lax', Math.floor(OIDC_TRANSACTION_TTL_MS / 1000))),
+    );
     redirect(res, target.href);
   }
 
   private async oidcCallback(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const oidc = this.deps.oidc;
-    if (oidc === undefined) throw new CountersignError('not_found', 'ERR_CONSOLE_NOT_FOUND', 'sign-in with an identity provider is not configured (console.oidc)');
+    if (oidc === undefined)
+      throw new CountersignError(
+        'not_found',
+        'ERR_CONSOLE_NOT_FOUND',
+        'sign-in with an identity provider is not configured (console.oidc)',
+      );
     const clear = clearCookie(this.oidcCookie, this.cookieOptions('Lax'));
     const current = new URL(`${url.pathname}${url.search}`, this.publicUrl);
     const result = await oidc.finish(parseCookies(req.headers.cookie).get(this.oidcCookie), current);
     const refuse = (code: string, message: string) => {
       res.setHeader('set-cookie', clear);
-      sendHtml(res, 403, signInPage({ oidc: { displayName: oidc.settings.displayName }, next: '/', error: { code, message } }));
+      sendHtml(
+        res,
+        403,
+        signInPage({ oidc: { displayName: oidc.settings.displayName }, next: '/', error: { code, message } }),
+      );
     };
     if (!result.ok) return refuse(result.code, result.message);
     // byEmail compares canonical forms (policy/principal-name.ts), so Alice@Example.ORG finds alice@example.org;
     // an address with no canonical form names nobody. Subjects are opaque and compared exactly.
     let principal;
     if (oidc.settings.claim === 'email') {
-      if (result.email === undefined) return refuse('ERR_OIDC_NO_PRINCIPAL', 'the identity provider did not send an e-mail address (scope email)');
-      if (!result.emailVerified) return refuse('ERR_OIDC_EMAIL_UNVERIFIED', `the identity provider has not verified ${result.email}; an unverified address names nobody`);
+      if (result.email === undefined)
+        return refuse('ERR_OIDC_NO_PRINCIPAL', 'the identity provider did not send an e-mail address (scope email)');
+      if (!result.emailVerified)
+        return refuse(
+          'ERR_OIDC_EMAIL_UNVERIFIED',
+          `the identity provider has not verified ${result.email}; an unverified address names nobody`,
+        );
       principal = this.deps.directory.byEmail(result.email);
-      if (principal === undefined) return refuse('ERR_OIDC_NO_PRINCIPAL', `${result.email} is not the e-mail of any principal (principals file)`);
+      if (principal === undefined)
+        return refuse('ERR_OIDC_NO_PRINCIPAL', `${result.email} is not the e-mail of any principal (principals file)`);
     } else {
       principal = this.deps.directory.byOidcSubject(result.subject);
-      if (principal === undefined) return refuse('ERR_OIDC_NO_PRINCIPAL', `subject ${result.subject} is not the oidc_subject of any principal (principals file)`);
+      if (principal === undefined)
+        return refuse(
+          'ERR_OIDC_NO_PRINCIPAL',
+          `subject ${result.subject} is not the oidc_subject of any principal (principals file)`,
+        );
     }
     await this.startSession(req, res, principal.name, 'oidc', [clear]);
     // A page, not a redirect: a redirect chain that began at the identity provider would not carry the SameSite=Strict cookie.
@@ -641,7 +830,15 @@ export class ApproverConsole {
     const loaded = await this.deps.sessions.load(cookies.get(this.sessionCookie));
     if (loaded.ok) {
       const body = await this.formOrJson(req);
-      this.checkCsrf(req, { id: loaded.id, session: loaded.session, viewer: { principal: loaded.session.principal, displayName: '', csrf: loaded.session.csrf } }, body.get('csrf'));
+      this.checkCsrf(
+        req,
+        {
+          id: loaded.id,
+          session: loaded.session,
+          viewer: { principal: loaded.session.principal, displayName: '', csrf: loaded.session.csrf },
+        },
+        body.get('csrf'),
+      );
       await this.deps.sessions.destroy(loaded.id);
     }
     redirect(res, '/sign-in', { 'set-cookie': clearCookie(this.sessionCookie, this.cookieOptions()) });

@@ -37,7 +37,8 @@ export function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-export type LoadedSession = { ok: true; id: string; session: Session } | { ok: false; why: 'none' | 'expired' | 'idle' };
+export type LoadedSession =
+  { ok: true; id: string; session: Session } | { ok: false; why: 'none' | 'expired' | 'idle' };
 
 export class SessionStore {
   constructor(
@@ -52,7 +53,10 @@ export class SessionStore {
   }
 
   private async save(id: string, s: Session): Promise<void> {
-    const left = Math.max(1000, Math.min(s.createdAt + this.options.maxAgeMs, s.lastSeen + this.options.idleTimeoutMs) - this.clock.now());
+    const left = Math.max(
+      1000,
+      Math.min(s.createdAt + this.options.maxAgeMs, s.lastSeen + this.options.idleTimeoutMs) - this.clock.now(),
+    );
     await redisCall('save session', () => this.redis.set(this.key(id), JSON.stringify(s), 'PX', left));
   }
 
@@ -60,7 +64,13 @@ export class SessionStore {
     const id = randomBytes(32).toString('base64url');
     const now = this.clock.now();
     // A session is one person under their one spelling: votes, passkeys and separation of duties compare it.
-    const session: Session = { principal: normalizePrincipalName(name, 'principal'), method, createdAt: now, lastSeen: now, csrf: randomBytes(32).toString('base64url') };
+    const session: Session = {
+      principal: normalizePrincipalName(name, 'principal'),
+      method,
+      createdAt: now,
+      lastSeen: now,
+      csrf: randomBytes(32).toString('base64url'),
+    };
     await this.save(id, session);
     return { id, session };
   }

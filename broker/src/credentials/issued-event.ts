@@ -11,7 +11,11 @@ import type { AuditEvent } from '../audit/events.js';
  * finds a credential another one stored records exactly the same thing), or from
  * the claims and kid the minter just produced, which saves decoding it again.
  */
-export function credentialIssuedEvent(requestId: string, token: string, minted?: { claims: CredentialClaims; kid: string }): AuditEvent {
+export function credentialIssuedEvent(
+  requestId: string,
+  token: string,
+  minted?: { claims: CredentialClaims; kid: string },
+): AuditEvent {
   const claims = minted?.claims ?? (decodeJwt(token) as unknown as CredentialClaims);
   const kid = minted?.kid ?? decodeProtectedHeader(token).kid;
   const details = claims.authorization_details[0];

@@ -39,7 +39,9 @@ export interface SigningKey {
 }
 
 function keyError(source: string, message: string): CountersignError {
-  return new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', `signing key ${source}: ${message}`, { source });
+  return new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', `signing key ${source}: ${message}`, {
+    source,
+  });
 }
 
 /** Order of the P-256 group. */
@@ -63,9 +65,14 @@ export async function parseSigningKey(pem: string, source: string): Promise<Sign
     throw keyError(source, 'not a PEM private key');
   }
   let alg: SigningAlgorithm;
-  if (keyObject.asymmetricKeyType === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === 'prime256v1') alg = 'ES256';
+  if (keyObject.asymmetricKeyType === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === 'prime256v1')
+    alg = 'ES256';
   else if (keyObject.asymmetricKeyType === 'ed25519') alg = 'EdDSA';
-  else throw keyError(source, `unsupported key type ${keyObject.asymmetricKeyType ?? 'unknown'}; expected EC P-256 (ES256) or Ed25519 (EdDSA)`);
+  else
+    throw keyError(
+      source,
+      `unsupported key type ${keyObject.asymmetricKeyType ?? 'unknown'}; expected EC P-256 (ES256) or Ed25519 (EdDSA)`,
+    );
   const pkcs8 = keyObject.export({ format: 'pem', type: 'pkcs8' }).toString();
   const privateKey = await importPKCS8(pkcs8, alg);
   const jwk = createPublicKey(keyObject).export({ format: 'jwk' }) as JWK;
@@ -74,7 +81,8 @@ export async function parseSigningKey(pem: string, source: string): Promise<Sign
   // The KeyObject stays in this closure: nothing that logs or serialises a SigningKey can reach it.
   const signJwsInput =
     alg === 'ES256'
-      ? (input: string) => lowS(sign('sha256', Buffer.from(input, 'utf8'), { key: keyObject, dsaEncoding: 'ieee-p1363' }))
+      ? (input: string) =>
+          lowS(sign('sha256', Buffer.from(input, 'utf8'), { key: keyObject, dsaEncoding: 'ieee-p1363' }))
       : (input: string) => sign(null, Buffer.from(input, 'utf8'), keyObject);
   return {
     kid,
@@ -93,14 +101,20 @@ export async function loadSigningKey(file: string): Promise<SigningKey> {
     pem = await readFile(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw keyError(file, code === 'ENOENT' ? 'no such file (create one with: countersign-broker keys create --out FILE)' : `cannot read: ${code ?? 'error'}`);
+    throw keyError(
+      file,
+      code === 'ENOENT'
+        ? 'no such file (create one with: countersign-broker keys create --out FILE)'
+        : `cannot read: ${code ?? 'error'}`,
+    );
   }
   return parseSigningKey(pem, file);
 }
 
 /** A new private key as PKCS#8 PEM. */
 export function generateSigningKeyPem(alg: SigningAlgorithm = 'ES256'): string {
-  const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+  const { privateKey } =
+    alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
   return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
@@ -132,7 +146,12 @@ export class Keyring {
 
   constructor(keys: readonly (ScheduledKey | SigningKey)[], options: { maxTtlMs: number }) {
     const scheduled = keys.map((k): ScheduledKey => ('key' in k ? k : { key: k, activateAt: undefined }));
-    if (scheduled.length === 0) throw new CountersignError('invalid_argument', 'ERR_SIGNING_KEY_INVALID', 'keyring: at least one signing key is needed');
+    if (scheduled.length === 0)
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_SIGNING_KEY_INVALID',
+        'keyring: at least one signing key is needed',
+      );
     const byKid = new Map<string, string>();
     for (const { key } of scheduled) {
       const other = byKid.get(key.kid);
@@ -150,7 +169,8 @@ export class Keyring {
     for (const k of scheduled) {
       if (k.activateAt === undefined) continue;
       const other = times.get(k.activateAt);
-      if (other !== undefined) throw keyError(k.key.source, `activates at the same time as ${other}; activation times must differ`);
+      if (other !== undefined)
+        throw keyError(k.key.source, `activates at the same time as ${other}; activation times must differ`);
       times.set(k.activateAt, k.key.source);
     }
     this.schedule = [...scheduled].sort((a, b) => (a.activateAt ?? -Infinity) - (b.activateAt ?? -Infinity));
@@ -217,6 +237,13 @@ export class Keyring {
   }
 
   toJSON(): unknown {
-    return { keys: this.schedule.map((s) => ({ kid: s.key.kid, alg: s.key.alg, source: s.key.source, activateAt: s.activateAt })) };
+    return {
+      keys: this.schedule.map((s) => ({
+        kid: s.key.kid,
+        alg: s.key.alg,
+        source: s.key.source,
+        activateAt: s.activateAt,
+      })),
+    };
   }
 }

@@ -5,7 +5,10 @@ import { Keyring, loadSigningKey } from './keys.js';
 
 export async function loadKeyring(config: BrokerConfig): Promise<Keyring> {
   const keys = await Promise.all(
-    config.credentials.signing_keys.map(async (k) => ({ key: await loadSigningKey(configPath(config, k.file)), activateAt: k.activate_at })),
+    config.credentials.signing_keys.map(async (k) => ({
+      key: await loadSigningKey(configPath(config, k.file)),
+      activateAt: k.activate_at,
+    })),
   );
   return new Keyring(keys, { maxTtlMs: config.credentials.max_ttl });
 }

@@ -90,7 +90,12 @@ export class CredentialMinter {
       jti,
       client_id: input.subject,
       authorization_details: [
-        { type: AUTHORIZATION_DETAILS_TYPE, operation: input.operation, resource: input.resource, parameters_digest: input.parametersDigest },
+        {
+          type: AUTHORIZATION_DETAILS_TYPE,
+          operation: input.operation,
+          resource: input.resource,
+          parameters_digest: input.parametersDigest,
+        },
       ],
       cnf: { 'x5t#S256': input.certificateThumbprint },
     };

@@ -40,7 +40,9 @@ export class Redeemers {
         { key: 'credentials.redeemers', audiences },
       );
     }
-    const allowed = this.rules.some((r) => (r.audience === ANY_AUDIENCE || audiences.includes(r.audience)) && r.matches.some((m) => m(caller)));
+    const allowed = this.rules.some(
+      (r) => (r.audience === ANY_AUDIENCE || audiences.includes(r.audience)) && r.matches.some((m) => m(caller)),
+    );
     if (!allowed) {
       throw new CountersignError(
         'permission_denied',

@@ -53,9 +53,15 @@ export class RedemptionService {
   }
 
   private async verify(token: string, now: number): Promise<CredentialClaims> {
-    if (token === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'token: is required', { field: 'token' });
+    if (token === '')
+      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'token: is required', { field: 'token' });
     if (token.length > MAX_REDEEM_TOKEN_LENGTH) {
-      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `token: ${token.length} characters, at most ${MAX_REDEEM_TOKEN_LENGTH}`, { field: 'token' });
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        `token: ${token.length} characters, at most ${MAX_REDEEM_TOKEN_LENGTH}`,
+        { field: 'token' },
+      );
     }
     try {
       const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(this.deps.keyring.jwks(now)), {
@@ -72,9 +78,18 @@ export class RedemptionService {
       return payload as unknown as CredentialClaims;
     } catch (e) {
       if (e instanceof joseErrors.JWTExpired) {
-        throw new CountersignError('failed_precondition', 'ERR_CREDENTIAL_EXPIRED', `token: the credential expired (${e.message}); it cannot be redeemed`);
+        throw new CountersignError(
+          'failed_precondition',
+          'ERR_CREDENTIAL_EXPIRED',
+          `token: the credential expired (${e.message}); it cannot be redeemed`,
+        );
       }
-      throw new CountersignError('invalid_argument', 'ERR_CREDENTIAL_INVALID', `token: not a valid credential from this broker (${(e as Error).message})`, { field: 'token' });
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_CREDENTIAL_INVALID',
+        `token: not a valid credential from this broker (${(e as Error).message})`,
+        { field: 'token' },
+      );
     }
   }
 
@@ -106,14 +121,25 @@ export class RedemptionService {
     const key = this.deps.keys.redemption(markId);
     const record = JSON.stringify({ jti: claims.jti, request_id: requestId, by: caller.spiffeId, at: now });
     const rememberMs = Math.max(1000, claims.exp * 1000 - now + VERIFIER_MAX_SKEW_MS);
-    const [code, stored] = (await redisCall('redeem credential', () => this.scripts('redeemCredential', [key], [record, rememberMs]))) as [number, string];
+    const [code, stored] = (await redisCall('redeem credential', () =>
+      this.scripts('redeemCredential', [key], [record, rememberMs]),
+    )) as [number, string];
 
     if (code === 1) {
       try {
-        await this.deps.audit.append({ type: 'credential_redeemed', outcome: 'redeemed', jti: claims.jti, request_id: requestId || undefined, by: caller.spiffeId, subject: claims.sub });
+        await this.deps.audit.append({
+          type: 'credential_redeemed',
+          outcome: 'redeemed',
+          jti: claims.jti,
+          request_id: requestId || undefined,
+          by: caller.spiffeId,
+          subject: claims.sub,
+        });
       } catch (e) {
         // Fail closed, but let the caller retry: the mark goes only if it is still ours.
-        await redisCall('redeem credential', () => this.scripts('releaseRedemption', [key], [record])).catch(() => undefined);
+        await redisCall('redeem credential', () => this.scripts('releaseRedemption', [key], [record])).catch(
+          () => undefined,
+        );
         throw e;
       }
       this.deps.metrics?.redemptions.inc({ outcome: 'redeemed' });

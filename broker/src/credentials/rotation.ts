@@ -12,12 +12,23 @@ import type { Keyring } from './keys.js';
 export class KeyRotationRecorder {
   private lastKid: string | undefined;
 
-  constructor(private readonly deps: { redis: Redis; keys: Keys; keyring: Keyring; audit: AuditLog; clock: Clock; logger: Logger }) {}
+  constructor(
+    private readonly deps: {
+      redis: Redis;
+      keys: Keys;
+      keyring: Keyring;
+      audit: AuditLog;
+      clock: Clock;
+      logger: Logger;
+    },
+  ) {}
 
   /** Records a key_rotation event when the signing key differs from the last one recorded. */
   async check(kid: string = this.deps.keyring.signingKey(this.deps.clock.now()).kid): Promise<void> {
     if (kid === this.lastKid) return;
-    await redisCall('key rotation', () => this.deps.redis.hsetnx(this.deps.keys.signingSince(), kid, String(this.deps.clock.now())));
+    await redisCall('key rotation', () =>
+      this.deps.redis.hsetnx(this.deps.keys.signingSince(), kid, String(this.deps.clock.now())),
+    );
     const key = this.deps.keys.signingKid();
     const previous = await redisCall('key rotation', () => this.deps.redis.set(key, kid, 'GET'));
     if (previous === kid) {
@@ -31,7 +42,13 @@ export class KeyRotationRecorder {
       signing_kid: kid,
       previous_kid: previous,
       published: status.filter((s) => s.state !== 'expired').map((s) => s.kid),
-      keys: status.map((s) => ({ kid: s.kid, alg: s.alg, state: s.state, activate_at: s.activateAt, published_until: s.publishedUntil })),
+      keys: status.map((s) => ({
+        kid: s.kid,
+        alg: s.alg,
+        state: s.state,
+        activate_at: s.activateAt,
+        published_until: s.publishedUntil,
+      })),
     });
     try {
       await appended;
@@ -41,7 +58,10 @@ export class KeyRotationRecorder {
       throw e;
     }
     this.lastKid = kid;
-    this.deps.logger.info({ kid, previousKid: previous }, previous === null ? 'signing key recorded' : 'signing key rotated');
+    this.deps.logger.info(
+      { kid, previousKid: previous },
+      previous === null ? 'signing key recorded' : 'signing key rotated',
+    );
   }
 
   /** The signing key and since when it signs: its schedule's activate_at, else when a broker first saw it sign. */

@@ -45,7 +45,20 @@ function startRedisServer(dataDir: string, port: number): Promise<ChildProcess> 
   return new Promise((resolve, reject) => {
     const child = spawn(
       'redis-server',
-      ['--bind', '127.0.0.1', '--port', String(port), '--dir', dataDir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction'],
+      [
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--dir',
+        dataDir,
+        '--appendonly',
+        'yes',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+      ],
       { stdio: 'ignore' },
     );
     child.once('error', reject);
@@ -53,10 +66,15 @@ function startRedisServer(dataDir: string, port: number): Promise<ChildProcess> 
   });
 }
 
-export async function findDevRedis(options: { env: NodeJS.ProcessEnv; dir: string; log: (line: string) => void }): Promise<DevRedis> {
+export async function findDevRedis(options: {
+  env: NodeJS.ProcessEnv;
+  dir: string;
+  log: (line: string) => void;
+}): Promise<DevRedis> {
   const fromEnv = options.env.REDIS_URL;
   if (fromEnv) {
-    if (!(await answers(fromEnv))) throw new Error(`REDIS_URL=${redactRedisUrl(fromEnv)} does not answer.\n${INSTALL_REDIS_HINT}`);
+    if (!(await answers(fromEnv)))
+      throw new Error(`REDIS_URL=${redactRedisUrl(fromEnv)} does not answer.\n${INSTALL_REDIS_HINT}`);
     return { url: fromEnv, origin: 'REDIS_URL', stop: async () => {} };
   }
   const local = 'redis://127.0.0.1:6379';
@@ -69,7 +87,8 @@ export async function findDevRedis(options: { env: NodeJS.ProcessEnv; dir: strin
   try {
     child = await startRedisServer(dataDir, port);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`No Redis answers at 127.0.0.1:6379 and redis-server is not on PATH.\n${INSTALL_REDIS_HINT}`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error(`No Redis answers at 127.0.0.1:6379 and redis-server is not on PATH.\n${INSTALL_REDIS_HINT}`);
     throw e;
   }
   const url = `redis://127.0.0.1:${port}`;

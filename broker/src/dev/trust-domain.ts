@@ -220,7 +220,10 @@ const BROKER_SERVER_NAMES = { dns: ['localhost'], ips: ['127.0.0.1', '::1'] };
 function isCurrent(cert: X509Certificate, names: { dns: string[]; ips: string[] }, now: number): boolean {
   if (Date.parse(cert.validTo) - now <= RENEW_BEFORE_MS) return false;
   const sans = (cert.subjectAltName ?? '').split(', ');
-  return names.dns.every((d) => sans.includes(`DNS:${d}`)) && names.ips.every((ip) => sans.includes(`IP Address:${asNodeShowsIp(ip)}`));
+  return (
+    names.dns.every((d) => sans.includes(`DNS:${d}`)) &&
+    names.ips.every((ip) => sans.includes(`IP Address:${asNodeShowsIp(ip)}`))
+  );
 }
 
 /** An IP address as X509Certificate.subjectAltName prints it (IPv6 in eight unabbreviated groups). */
@@ -229,7 +232,9 @@ function asNodeShowsIp(ip: string): string {
   const [head = '', tail = ''] = ip.split('::');
   const groups = (part: string) => (part === '' ? [] : part.split(':'));
   const missing = 8 - groups(head).length - groups(tail).length;
-  return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)].map((g) => Number.parseInt(g, 16).toString(16)).join(':');
+  return [...groups(head), ...Array<string>(ip.includes('::') ? missing : 0).fill('0'), ...groups(tail)]
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':');
 }
 
 /** What dev mode owns in config.yaml (from its flags and what it found); the rest is the user's. */
@@ -277,7 +282,8 @@ export function updateDevConfig(text: string, owned: DevConfigOwned): { text: st
     const section = parseDocument(devConsoleSection(owned.consolePort)).get('console', true);
     doc.set(doc.createNode('console'), section);
     const pair = (doc.contents as YAMLMap).items.at(-1);
-    if (pair !== undefined && isScalar(pair.key)) pair.key.commentBefore = ' Added by countersign-broker dev: the approver console (docs/console.md).';
+    if (pair !== undefined && isScalar(pair.key))
+      pair.key.commentBefore = ' Added by countersign-broker dev: the approver console (docs/console.md).';
     added.push('console');
     changed = true;
   } else if (doc.getIn(['console', 'enabled']) !== false) {
@@ -302,7 +308,11 @@ async function writeNew(path: string, content: string, created: string[], dir: s
 }
 
 /** Creates what is missing in dir (and renews SVIDs close to expiry); reuses the rest. */
-export async function ensureDevTrustDomain(options: { dir: string; trustDomain: string; now?: () => number }): Promise<Omit<DevTrustDomain, 'configFile'>> {
+export async function ensureDevTrustDomain(options: {
+  dir: string;
+  trustDomain: string;
+  now?: () => number;
+}): Promise<Omit<DevTrustDomain, 'configFile'>> {
   const dir = resolve(options.dir);
   const now = options.now ?? Date.now;
   const created: string[] = [];
@@ -312,10 +322,17 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   const caKeyFile = join(dir, 'ca-key.pem');
   let ca: CertificateAuthority;
   if (existsSync(caFile) && existsSync(caKeyFile)) {
-    ca = CertificateAuthority.load(options.trustDomain, await readFile(caFile, 'utf8'), await readFile(caKeyFile, 'utf8'), now);
+    ca = CertificateAuthority.load(
+      options.trustDomain,
+      await readFile(caFile, 'utf8'),
+      await readFile(caKeyFile, 'utf8'),
+      now,
+    );
     const caId = /URI:spiffe:\/\/([^,\s/]+)/.exec(new X509Certificate(ca.pem).subjectAltName ?? '')?.[1];
     if (caId !== undefined && caId !== options.trustDomain) {
-      throw new Error(`${dir} holds a dev CA for trust domain ${caId}, not ${options.trustDomain}; use another --dir or --trust-domain ${caId}`);
+      throw new Error(
+        `${dir} holds a dev CA for trust domain ${caId}, not ${options.trustDomain}; use another --dir or --trust-domain ${caId}`,
+      );
     }
   } else {
     ca = CertificateAuthority.createRoot(options.trustDomain, { now, notAfter: now() + 5 * 365 * 24 * 3600_000 });
@@ -328,7 +345,10 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
     const certFile = join(dir, 'svids', `${name}.pem`);
     const keyFile = join(dir, 'svids', `${name}-key.pem`);
     const names = name === 'broker' ? BROKER_SERVER_NAMES : { dns: [], ips: [] };
-    const fresh = existsSync(certFile) && existsSync(keyFile) && isCurrent(new X509Certificate(await readFile(certFile, 'utf8')), names, now());
+    const fresh =
+      existsSync(certFile) &&
+      existsSync(keyFile) &&
+      isCurrent(new X509Certificate(await readFile(certFile, 'utf8')), names, now());
     if (!fresh) {
       const svid = ca.issueSvid(spiffeId, { notAfter: now() + DEV_SVID_LIFETIME_MS, ...names });
       await writeNew(certFile, svid.chainPem, created, dir);
@@ -341,17 +361,39 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   const approvers = [await identity('alice', 'human/alice'), await identity('bob', 'human/bob')];
 
   // The dev CI issuer: an intermediate below the dev CA signs exchanged SVIDs; an ES256 key signs the tokens.
-  const oidc = { caFile: join(dir, 'oidc-ca.pem'), caKeyFile: join(dir, 'oidc-ca-key.pem'), issuerKeyFile: join(dir, 'oidc-issuer-key.json'), jwksFile: join(dir, 'oidc-jwks.json') };
+  const oidc = {
+    caFile: join(dir, 'oidc-ca.pem'),
+    caKeyFile: join(dir, 'oidc-ca-key.pem'),
+    issuerKeyFile: join(dir, 'oidc-issuer-key.json'),
+    jwksFile: join(dir, 'oidc-jwks.json'),
+  };
   if (!existsSync(oidc.caFile) || !existsSync(oidc.caKeyFile)) {
-    const intermediate = ca.createIntermediate({ commonName: 'Countersign dev OIDC CA', notAfter: now() + 5 * 365 * 24 * 3600_000 });
+    const intermediate = ca.createIntermediate({
+      commonName: 'Countersign dev OIDC CA',
+      notAfter: now() + 5 * 365 * 24 * 3600_000,
+    });
     await writeNew(oidc.caFile, intermediate.pem, created, dir);
     await writeNew(oidc.caKeyFile, intermediate.certificate.keyPem, created, dir, 0o600);
   }
   if (!existsSync(oidc.issuerKeyFile) || !existsSync(oidc.jwksFile)) {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const kid = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 16);
-    await writeNew(oidc.issuerKeyFile, `${JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES256' }, null, 2)}\n`, created, dir, 0o600);
-    await writeNew(oidc.jwksFile, `${JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' }] }, null, 2)}\n`, created, dir);
+    const kid = createHash('sha256')
+      .update(publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64url')
+      .slice(0, 16);
+    await writeNew(
+      oidc.issuerKeyFile,
+      `${JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES256' }, null, 2)}\n`,
+      created,
+      dir,
+      0o600,
+    );
+    await writeNew(
+      oidc.jwksFile,
+      `${JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' }] }, null, 2)}\n`,
+      created,
+      dir,
+    );
   }
 
   const signingKeyFile = join(dir, 'signing-key.pem');
@@ -364,5 +406,18 @@ export async function ensureDevTrustDomain(options: { dir: string; trustDomain: 
   const principalsFile = join(dir, 'principals.yaml');
   if (!existsSync(principalsFile)) await writeNew(principalsFile, devPrincipals(options.trustDomain), created, dir);
 
-  return { dir, trustDomain: options.trustDomain, caFile, caKeyFile, broker, workload, approvers, signingKeyFile, policyFile, principalsFile, oidc, created };
+  return {
+    dir,
+    trustDomain: options.trustDomain,
+    caFile,
+    caKeyFile,
+    broker,
+    workload,
+    approvers,
+    signingKeyFile,
+    policyFile,
+    principalsFile,
+    oidc,
+    created,
+  };
 }

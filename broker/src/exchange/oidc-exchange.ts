@@ -66,7 +66,8 @@ const MAX_CSR_BYTES = 16 * 1024;
 const MAX_CLAIMS_BYTES = 16 * 1024;
 const MAX_SEGMENT_VALUE = 255;
 
-const refuse = (code: ErrorCode, message: string, details: Record<string, unknown> = {}) => new CountersignError('unauthenticated', code, `oidc: ${message}`, details);
+const refuse = (code: ErrorCode, message: string, details: Record<string, unknown> = {}) =>
+  new CountersignError('unauthenticated', code, `oidc: ${message}`, details);
 
 /**
  * A claim value made into (part of) one SPIFFE ID path segment, injectively:
@@ -77,7 +78,11 @@ const refuse = (code: ErrorCode, message: string, details: Record<string, unknow
 export function escapeSegmentValue(claim: string, value: unknown): string {
   if (typeof value === 'number' && Number.isSafeInteger(value)) value = String(value);
   if (typeof value !== 'string') {
-    throw refuse('ERR_OIDC_CLAIM_UNSAFE', `claim ${claim} is ${value === undefined ? 'missing' : `a ${Array.isArray(value) ? 'list' : typeof value}`}; the spiffe_id template needs a string`, { claim });
+    throw refuse(
+      'ERR_OIDC_CLAIM_UNSAFE',
+      `claim ${claim} is ${value === undefined ? 'missing' : `a ${Array.isArray(value) ? 'list' : typeof value}`}; the spiffe_id template needs a string`,
+      { claim },
+    );
   }
   const unsafe =
     value === '' ||
@@ -86,9 +91,13 @@ export function escapeSegmentValue(claim: string, value: unknown): string {
     value.includes('://') ||
     value.split('/').some((part) => part === '.' || part === '..' || part === '');
   if (unsafe) {
-    throw refuse('ERR_OIDC_CLAIM_UNSAFE', `claim ${claim} = ${JSON.stringify(value.slice(0, 100))} cannot name a SPIFFE ID path segment (empty, ".", "..", a URL, control characters or too long); the token is refused`, {
-      claim,
-    });
+    throw refuse(
+      'ERR_OIDC_CLAIM_UNSAFE',
+      `claim ${claim} = ${JSON.stringify(value.slice(0, 100))} cannot name a SPIFFE ID path segment (empty, ".", "..", a URL, control characters or too long); the token is refused`,
+      {
+        claim,
+      },
+    );
   }
   return Buffer.from(value, 'utf8').reduce((out, byte) => {
     const c = String.fromCharCode(byte);
@@ -98,7 +107,9 @@ export function escapeSegmentValue(claim: string, value: unknown): string {
 
 /** The SPIFFE ID a token's claims give under a template; refuses any that would not be one segment per placeholder. */
 export function renderSpiffeId(template: string, trustDomain: string, claims: Record<string, unknown>): string {
-  const path = template.slice('spiffe://{trust_domain}'.length).replace(TEMPLATE_PLACEHOLDER, (_m, name: string) => escapeSegmentValue(name, claimAt(claims, name)));
+  const path = template
+    .slice('spiffe://{trust_domain}'.length)
+    .replace(TEMPLATE_PLACEHOLDER, (_m, name: string) => escapeSegmentValue(name, claimAt(claims, name)));
   const id = `spiffe://${trustDomain}${path}`;
   let parsed;
   try {
@@ -108,13 +119,19 @@ export function renderSpiffeId(template: string, trustDomain: string, claims: Re
   }
   const expectedSegments = template.split('/').length - 3;
   if (parsed.trustDomain !== trustDomain || parsed.path.split('/').length - 1 !== expectedSegments) {
-    throw refuse('ERR_OIDC_CLAIM_UNSAFE', `the claims would change the SPIFFE ID's shape (${id.slice(0, 200)}); the token is refused`);
+    throw refuse(
+      'ERR_OIDC_CLAIM_UNSAFE',
+      `the claims would change the SPIFFE ID's shape (${id.slice(0, 200)}); the token is refused`,
+    );
   }
   return id;
 }
 
 /** Why claims fail an issuer's `require`, or undefined. */
-export function requireProblem(required: OidcIssuerConfig['require'], claims: Record<string, unknown>): string | undefined {
+export function requireProblem(
+  required: OidcIssuerConfig['require'],
+  claims: Record<string, unknown>,
+): string | undefined {
   for (const [name, expected] of Object.entries(required)) {
     const actual = claimAt(claims, name);
     const accepted = Array.isArray(expected) ? expected : [expected];
@@ -128,25 +145,53 @@ export function requireProblem(required: OidcIssuerConfig['require'], claims: Re
 /** jose's refusal as our stable code. */
 function tokenRefusal(e: unknown, issuer: OidcIssuerConfig): CountersignError {
   if (e instanceof CountersignError) return e;
-  if (e instanceof joseErrors.JWTExpired && e.claim === 'iat') return refuse('ERR_OIDC_TOKEN_AGE', `the token is older than max_token_age (${issuer.max_token_age / 1000} s): ${e.message}`);
+  if (e instanceof joseErrors.JWTExpired && e.claim === 'iat')
+    return refuse(
+      'ERR_OIDC_TOKEN_AGE',
+      `the token is older than max_token_age (${issuer.max_token_age / 1000} s): ${e.message}`,
+    );
   if (e instanceof joseErrors.JWTExpired) return refuse('ERR_OIDC_TOKEN_EXPIRED', `the token expired (${e.message})`);
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     const claim = e.claim;
     if (claim === 'iss') return refuse('ERR_OIDC_ISSUER_MISMATCH', `the token's iss is not ${issuer.issuer}`);
-    if (claim === 'aud') return refuse('ERR_OIDC_AUDIENCE_MISMATCH', `the token's aud is not ${issuer.audience} (issuer ${issuer.name} requires it exactly)`);
-    if (claim === 'iat') return refuse('ERR_OIDC_TOKEN_AGE', `the token's iat is out of range: ${e.message} (max_token_age, clock_skew)`);
+    if (claim === 'aud')
+      return refuse(
+        'ERR_OIDC_AUDIENCE_MISMATCH',
+        `the token's aud is not ${issuer.audience} (issuer ${issuer.name} requires it exactly)`,
+      );
+    if (claim === 'iat')
+      return refuse('ERR_OIDC_TOKEN_AGE', `the token's iat is out of range: ${e.message} (max_token_age, clock_skew)`);
     if (claim === 'nbf') return refuse('ERR_OIDC_TOKEN_NOT_YET_VALID', `the token is not valid yet: ${e.message}`);
     return refuse('ERR_OIDC_CLAIM_INVALID', `claim ${claim}: ${e.message}`, { claim });
   }
-  if (e instanceof joseErrors.JOSEAlgNotAllowed) return refuse('ERR_OIDC_ALGORITHM', `algorithm not allowed for issuer ${issuer.name} (allowed: ${issuer.algorithms.join(', ')})`);
+  if (e instanceof joseErrors.JOSEAlgNotAllowed)
+    return refuse(
+      'ERR_OIDC_ALGORITHM',
+      `algorithm not allowed for issuer ${issuer.name} (allowed: ${issuer.algorithms.join(', ')})`,
+    );
   if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys) {
-    return refuse('ERR_OIDC_KEY_UNKNOWN', `no key of issuer ${issuer.name}'s JWKS matches the token's header (kid, alg)`);
+    return refuse(
+      'ERR_OIDC_KEY_UNKNOWN',
+      `no key of issuer ${issuer.name}'s JWKS matches the token's header (kid, alg)`,
+    );
   }
-  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return refuse('ERR_OIDC_SIGNATURE', `the token's signature does not verify with issuer ${issuer.name}'s key`);
-  if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError || (e instanceof joseErrors.JOSEError && e.constructor === joseErrors.JOSEError) /* jose's generic error: a fetch that failed */) {
-    return new CountersignError('unavailable', 'ERR_OIDC_ISSUER_UNREACHABLE', `oidc: issuer ${issuer.name}'s keys could not be fetched (${(e).message}); cached keys are used until jwks_cache ends`);
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+    return refuse('ERR_OIDC_SIGNATURE', `the token's signature does not verify with issuer ${issuer.name}'s key`);
+  if (
+    e instanceof joseErrors.JWKSTimeout ||
+    e instanceof joseErrors.JWKSInvalid ||
+    e instanceof TypeError ||
+    (e instanceof joseErrors.JOSEError &&
+      e.constructor === joseErrors.JOSEError) /* jose's generic error: a fetch that failed */
+  ) {
+    return new CountersignError(
+      'unavailable',
+      'ERR_OIDC_ISSUER_UNREACHABLE',
+      `oidc: issuer ${issuer.name}'s keys could not be fetched (${e.message}); cached keys are used until jwks_cache ends`,
+    );
   }
-  if (e instanceof joseErrors.JOSEError) return refuse('ERR_OIDC_TOKEN_MALFORMED', `the token could not be verified: ${e.message}`);
+  if (e instanceof joseErrors.JOSEError)
+    return refuse('ERR_OIDC_TOKEN_MALFORMED', `the token could not be verified: ${e.message}`);
   return refuse('ERR_OIDC_TOKEN_MALFORMED', `the token could not be verified: ${(e as Error).message}`);
 }
 
@@ -177,14 +222,26 @@ class IssuerKeys {
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         doc = (await res.json()) as typeof doc;
       } catch (e) {
-        throw new CountersignError('unavailable', 'ERR_OIDC_ISSUER_UNREACHABLE', `oidc: issuer ${this.issuer.name}'s discovery document ${url} could not be read: ${(e as Error).message}`);
+        throw new CountersignError(
+          'unavailable',
+          'ERR_OIDC_ISSUER_UNREACHABLE',
+          `oidc: issuer ${this.issuer.name}'s discovery document ${url} could not be read: ${(e as Error).message}`,
+        );
       }
       if (doc.issuer !== this.issuer.issuer || typeof doc.jwks_uri !== 'string') {
-        throw new CountersignError('unavailable', 'ERR_OIDC_ISSUER_UNREACHABLE', `oidc: ${url} names issuer ${JSON.stringify(doc.issuer)} (expected ${this.issuer.issuer}) or has no jwks_uri`);
+        throw new CountersignError(
+          'unavailable',
+          'ERR_OIDC_ISSUER_UNREACHABLE',
+          `oidc: ${url} names issuer ${JSON.stringify(doc.issuer)} (expected ${this.issuer.issuer}) or has no jwks_uri`,
+        );
       }
       jwksUri = doc.jwks_uri;
     }
-    return createRemoteJWKSet(new URL(jwksUri), { cacheMaxAge: this.issuer.jwks_cache, cooldownDuration: 1000, timeoutDuration: 5000 });
+    return createRemoteJWKSet(new URL(jwksUri), {
+      cacheMaxAge: this.issuer.jwks_cache,
+      cooldownDuration: 1000,
+      timeoutDuration: 5000,
+    });
   }
 }
 
@@ -224,10 +281,18 @@ export class OidcExchange {
     const caFiles = config.identity.oidc_ca;
     if (issuers.length === 0 || caFiles === undefined) return undefined;
     const path = (p: string) => configPath(config, p);
-    const [chainPem, keyPem] = await Promise.all([readFile(path(caFiles.cert_file), 'utf8'), readFile(path(caFiles.key_file), 'utf8')]);
+    const [chainPem, keyPem] = await Promise.all([
+      readFile(path(caFiles.cert_file), 'utf8'),
+      readFile(path(caFiles.key_file), 'utf8'),
+    ]);
     const ders = pemToDer(chainPem);
     const first = ders[0];
-    if (first === undefined) throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `identity.oidc_ca.cert_file ${caFiles.cert_file} holds no certificate`);
+    if (first === undefined)
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_CONFIG_INVALID',
+        `identity.oidc_ca.cert_file ${caFiles.cert_file} holds no certificate`,
+      );
     const ca = CertificateAuthority.load(config.trust_domain, derToPem(first), keyPem, () => deps.clock.now());
     // The leaf is followed by every certificate of the file that is not a self-signed root.
     const intermediates = ders.filter((der) => {
@@ -242,7 +307,11 @@ export class OidcExchange {
         jwks = JSON.parse(await readFile(path(issuer.jwks_file), 'utf8')) as JSONWebKeySet;
         local.set(issuer.name, createLocalJWKSet(jwks));
       } catch (e) {
-        throw new CountersignError('invalid_argument', 'ERR_CONFIG_INVALID', `identity.oidc[${issuer.name}].jwks_file ${issuer.jwks_file}: ${(e as Error).message}`);
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_CONFIG_INVALID',
+          `identity.oidc[${issuer.name}].jwks_file ${issuer.jwks_file}: ${(e as Error).message}`,
+        );
       }
     }
     const exchange = new OidcExchange(deps, issuers, ca, intermediates.map((d) => derToPem(d)).join(''), local);
@@ -270,7 +339,13 @@ export class OidcExchange {
   private issuerFor(token: string, name: string): OidcIssuerConfig {
     if (name !== '') {
       const byName = this.issuers.find((i) => i.name === name);
-      if (byName === undefined) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `issuer: no configured issuer is named ${JSON.stringify(name.slice(0, 64))}; known: ${this.issuers.map((i) => i.name).join(', ')}`, { field: 'issuer' });
+      if (byName === undefined)
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_INVALID_FIELD',
+          `issuer: no configured issuer is named ${JSON.stringify(name.slice(0, 64))}; known: ${this.issuers.map((i) => i.name).join(', ')}`,
+          { field: 'issuer' },
+        );
       return byName;
     }
     let iss: unknown;
@@ -280,7 +355,11 @@ export class OidcExchange {
       throw refuse('ERR_OIDC_TOKEN_MALFORMED', `the token is not a JWT: ${(e as Error).message}`);
     }
     const byIss = this.issuers.find((i) => i.issuer === iss);
-    if (byIss === undefined) throw refuse('ERR_OIDC_ISSUER_UNKNOWN', `no configured issuer has iss ${JSON.stringify(String(iss).slice(0, 200))}`);
+    if (byIss === undefined)
+      throw refuse(
+        'ERR_OIDC_ISSUER_UNKNOWN',
+        `no configured issuer has iss ${JSON.stringify(String(iss).slice(0, 200))}`,
+      );
     return byIss;
   }
 
@@ -292,7 +371,10 @@ export class OidcExchange {
       throw refuse('ERR_OIDC_TOKEN_MALFORMED', `the token's header cannot be read: ${(e as Error).message}`);
     }
     if (typeof alg !== 'string' || !(issuer.algorithms as readonly string[]).includes(alg)) {
-      throw refuse('ERR_OIDC_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed for issuer ${issuer.name} (allowed: ${issuer.algorithms.join(', ')})`);
+      throw refuse(
+        'ERR_OIDC_ALGORITHM',
+        `algorithm ${JSON.stringify(alg)} is not allowed for issuer ${issuer.name} (allowed: ${issuer.algorithms.join(', ')})`,
+      );
     }
     try {
       const getKey = await this.keySets.get(issuer.name)!.get();
@@ -307,7 +389,10 @@ export class OidcExchange {
       });
       // A token meant for several audiences could be replayed by any of them.
       if (Array.isArray(payload.aud) && payload.aud.length !== 1) {
-        throw refuse('ERR_OIDC_AUDIENCE_MISMATCH', `the token's aud lists ${payload.aud.length} audiences; exactly ${issuer.audience} is accepted`);
+        throw refuse(
+          'ERR_OIDC_AUDIENCE_MISMATCH',
+          `the token's aud lists ${payload.aud.length} audiences; exactly ${issuer.audience} is accepted`,
+        );
       }
       return payload;
     } catch (e) {
@@ -317,15 +402,32 @@ export class OidcExchange {
 
   /** The CSR's public key, once its signature proves the caller holds the private key. */
   private async checkCsr(pem: string): Promise<KeyObject> {
-    if (pem === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'csr: is required (a PKCS#10 request, PEM, signed by the key the SVID is for)', { field: 'csr' });
-    if (pem.length > MAX_CSR_BYTES) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `csr: ${pem.length} bytes, at most ${MAX_CSR_BYTES}`, { field: 'csr' });
+    if (pem === '')
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        'csr: is required (a PKCS#10 request, PEM, signed by the key the SVID is for)',
+        { field: 'csr' },
+      );
+    if (pem.length > MAX_CSR_BYTES)
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        `csr: ${pem.length} bytes, at most ${MAX_CSR_BYTES}`,
+        { field: 'csr' },
+      );
     let csr: x509.Pkcs10CertificateRequest;
     let key: KeyObject;
     try {
       csr = new x509.Pkcs10CertificateRequest(pem);
       key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
     } catch (e) {
-      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `csr: not a PKCS#10 certificate request in PEM: ${(e as Error).message}`, { field: 'csr' });
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        `csr: not a PKCS#10 certificate request in PEM: ${(e as Error).message}`,
+        { field: 'csr' },
+      );
     }
     let ok = false;
     try {
@@ -333,12 +435,25 @@ export class OidcExchange {
     } catch {
       ok = false;
     }
-    if (!ok) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'csr: its signature does not verify with its own key (proof of possession)', { field: 'csr' });
+    if (!ok)
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        'csr: its signature does not verify with its own key (proof of possession)',
+        { field: 'csr' },
+      );
     const type = key.asymmetricKeyType;
     const details = key.asymmetricKeyDetails ?? {};
-    const good = (type === 'ec' && ['prime256v1', 'secp384r1'].includes(details.namedCurve ?? '')) || (type === 'rsa' && (details.modulusLength ?? 0) >= 2048 && (details.modulusLength ?? 0) <= 4096);
+    const good =
+      (type === 'ec' && ['prime256v1', 'secp384r1'].includes(details.namedCurve ?? '')) ||
+      (type === 'rsa' && (details.modulusLength ?? 0) >= 2048 && (details.modulusLength ?? 0) <= 4096);
     if (!good) {
-      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `csr: key ${type}${details.namedCurve ? ` ${details.namedCurve}` : ''}${details.modulusLength ? ` ${details.modulusLength} bits` : ''} is not accepted; use EC P-256 or P-384, or RSA 2048-4096`, { field: 'csr' });
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        `csr: key ${type}${details.namedCurve ? ` ${details.namedCurve}` : ''}${details.modulusLength ? ` ${details.modulusLength} bits` : ''} is not accepted; use EC P-256 or P-384, or RSA 2048-4096`,
+        { field: 'csr' },
+      );
     }
     return key;
   }
@@ -349,25 +464,45 @@ export class OidcExchange {
     try {
       return await this.exchangeOnce(request);
     } catch (e) {
-      if (e instanceof CountersignError && e.kind !== 'unavailable' && e.kind !== 'internal') this.deps.onRefused?.(e, peer);
+      if (e instanceof CountersignError && e.kind !== 'unavailable' && e.kind !== 'internal')
+        this.deps.onRefused?.(e, peer);
       throw e;
     }
   }
 
   private async exchangeOnce(request: { token: string; csr: string; issuer: string }): Promise<ExchangeResult> {
     const { token } = request;
-    if (token === '') throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'token: is required (the OIDC token the platform issued to this job or pod)', { field: 'token' });
-    if (token.length > MAX_TOKEN_BYTES) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', `token: ${token.length} bytes, at most ${MAX_TOKEN_BYTES}`, { field: 'token' });
+    if (token === '')
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        'token: is required (the OIDC token the platform issued to this job or pod)',
+        { field: 'token' },
+      );
+    if (token.length > MAX_TOKEN_BYTES)
+      throw new CountersignError(
+        'invalid_argument',
+        'ERR_INVALID_FIELD',
+        `token: ${token.length} bytes, at most ${MAX_TOKEN_BYTES}`,
+        { field: 'token' },
+      );
     // Cheap checks on the request come before anything reaches the issuer.
     const publicKey = await this.checkCsr(request.csr);
     const issuer = this.issuerFor(token, request.issuer);
     const claims = await this.verifyToken(token, issuer);
     const problem = requireProblem(issuer.require, claims);
-    if (problem !== undefined) throw refuse('ERR_OIDC_REQUIRE_MISMATCH', `${problem} (identity.oidc[${issuer.name}].require)`);
+    if (problem !== undefined)
+      throw refuse('ERR_OIDC_REQUIRE_MISMATCH', `${problem} (identity.oidc[${issuer.name}].require)`);
     // With an actor mapping, separation of duties rests on naming the person behind the run: a token
     // that names no one gets no SVID (its requests could otherwise be made on behalf of anyone).
     const actorValue = issuer.actor === undefined ? undefined : claimAt(claims, issuer.actor.claim);
-    if (issuer.actor !== undefined && (typeof actorValue !== 'string' || actorValue === '' || this.actorPrincipal({ claim: issuer.actor.claim, value: actorValue, field: issuer.actor.principal_field }) === undefined)) {
+    if (
+      issuer.actor !== undefined &&
+      (typeof actorValue !== 'string' ||
+        actorValue === '' ||
+        this.actorPrincipal({ claim: issuer.actor.claim, value: actorValue, field: issuer.actor.principal_field }) ===
+          undefined)
+    ) {
       throw refuse(
         'ERR_OIDC_ACTOR_UNKNOWN',
         `claim ${issuer.actor.claim} is ${actorValue === undefined ? 'missing' : JSON.stringify(actorValue).slice(0, 100)}; identity.oidc[${issuer.name}].actor needs it to name the person who started the run (a principal's ${issuer.actor.principal_field}, or ${PRINCIPAL_NAME_GRAMMAR})`,
@@ -377,12 +512,24 @@ export class OidcExchange {
     const spiffeId = renderSpiffeId(issuer.spiffe_id, this.deps.config.trust_domain, claims);
     // Some IDs are trusted for more than being a workload: a person's (an approver's) and a proxy's whose
     // forwarded certificates are believed. A broad template must never hand one out.
-    const reserved = this.deps.directory?.bySpiffeId(spiffeId) !== undefined ? 'a principal (principals file)' : this.deps.config.identity.xfcc.proxy_ids.includes(spiffeId) ? 'a trusted proxy (identity.xfcc.proxy_ids)' : undefined;
+    const reserved =
+      this.deps.directory?.bySpiffeId(spiffeId) !== undefined
+        ? 'a principal (principals file)'
+        : this.deps.config.identity.xfcc.proxy_ids.includes(spiffeId)
+          ? 'a trusted proxy (identity.xfcc.proxy_ids)'
+          : undefined;
     if (reserved !== undefined) {
-      throw refuse('ERR_OIDC_ID_RESERVED', `the claims give ${spiffeId}, the SPIFFE ID of ${reserved}; an exchanged SVID never takes such an ID (give identity.oidc[${issuer.name}].spiffe_id a path of its own)`);
+      throw refuse(
+        'ERR_OIDC_ID_RESERVED',
+        `the claims give ${spiffeId}, the SPIFFE ID of ${reserved}; an exchanged SVID never takes such an ID (give identity.oidc[${issuer.name}].spiffe_id a path of its own)`,
+      );
     }
     const claimsText = JSON.stringify(claims);
-    if (claimsText.length > MAX_CLAIMS_BYTES) throw refuse('ERR_OIDC_TOKEN_MALFORMED', `the token's claims are ${claimsText.length} bytes, at most ${MAX_CLAIMS_BYTES}`);
+    if (claimsText.length > MAX_CLAIMS_BYTES)
+      throw refuse(
+        'ERR_OIDC_TOKEN_MALFORMED',
+        `the token's claims are ${claimsText.length} bytes, at most ${MAX_CLAIMS_BYTES}`,
+      );
 
     const now = this.deps.clock.now();
     const exp = (claims.exp as number) * 1000;
@@ -391,27 +538,44 @@ export class OidcExchange {
     // text: a signature has other spellings that verify as well (base64url's unused bits, ECDSA's n - s).
     const signedPart = token.slice(0, token.lastIndexOf('.'));
     const jtiHash = createHash('sha256')
-      .update(`${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${signedPart}`}`)
+      .update(
+        `${issuer.issuer}\n${typeof claims.jti === 'string' && claims.jti !== '' ? `jti:${claims.jti}` : `token:${signedPart}`}`,
+      )
       .digest('base64url');
     // Single use: the token is bound to the first key it is exchanged for. Only that key (a CSR it
     // signed) may exchange it again, to renew its SVID during a long wait; anyone else is a replay.
-    const keyHash = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url');
+    const keyHash = createHash('sha256')
+      .update(publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64url');
     let renewal = false;
     if (issuer.single_use) {
       const usedKey = this.deps.keys.oidcTokenUsed(jtiHash);
       const redisDown = (e: unknown) => {
-        throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', `oidc: cannot record the token's single use: ${(e as Error).message}`);
+        throw new CountersignError(
+          'unavailable',
+          'ERR_REDIS_UNAVAILABLE',
+          `oidc: cannot record the token's single use: ${(e as Error).message}`,
+        );
       };
-      const first = await this.deps.redis.set(usedKey, keyHash, 'PXAT', Math.max(exp + issuer.clock_skew, now + 1000), 'NX').catch(redisDown);
+      const first = await this.deps.redis
+        .set(usedKey, keyHash, 'PXAT', Math.max(exp + issuer.clock_skew, now + 1000), 'NX')
+        .catch(redisDown);
       if (first === null) {
         renewal = (await this.deps.redis.get(usedKey).catch(redisDown)) === keyHash;
         if (!renewal) {
-          throw refuse('ERR_OIDC_TOKEN_REPLAYED', `this token (issuer ${issuer.name}, jti hash ${jtiHash}) was already exchanged for another key; a token is exchanged once (again only with the same key, to renew)`);
+          throw refuse(
+            'ERR_OIDC_TOKEN_REPLAYED',
+            `this token (issuer ${issuer.name}, jti hash ${jtiHash}) was already exchanged for another key; a token is exchanged once (again only with the same key, to renew)`,
+          );
         }
       }
     }
 
-    const leaf = this.ca.issueLeafForKey(spiffeId, publicKey, { notBefore: now - 30_000, notAfter, commonName: `oidc:${issuer.name}` });
+    const leaf = this.ca.issueLeafForKey(spiffeId, publicKey, {
+      notBefore: now - 30_000,
+      notAfter,
+      commonName: `oidc:${issuer.name}`,
+    });
     const thumbprint = certificateThumbprint(leaf);
     const serial = new X509Certificate(leaf).serialNumber.toLowerCase();
     const subject = String(claims.sub);
@@ -424,9 +588,15 @@ export class OidcExchange {
         : {}),
     };
     // Fail closed: the claims are stored and the exchange audited before the SVID leaves.
-    await this.deps.redis.set(this.deps.keys.oidcSvid(thumbprint), JSON.stringify({ spiffeId, ...record }), 'PXAT', notAfter + 60_000).catch((e: unknown) => {
-      throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', `oidc: cannot store the SVID's claims: ${(e as Error).message}`);
-    });
+    await this.deps.redis
+      .set(this.deps.keys.oidcSvid(thumbprint), JSON.stringify({ spiffeId, ...record }), 'PXAT', notAfter + 60_000)
+      .catch((e: unknown) => {
+        throw new CountersignError(
+          'unavailable',
+          'ERR_REDIS_UNAVAILABLE',
+          `oidc: cannot store the SVID's claims: ${(e as Error).message}`,
+        );
+      });
     await this.deps.audit.append({
       type: 'svid_exchanged',
       issuer: issuer.name,
@@ -456,7 +626,11 @@ export class OidcExchange {
     try {
       text = await this.deps.redis.get(this.deps.keys.oidcSvid(identity.thumbprint));
     } catch (e) {
-      throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', `cannot read the claims of an exchanged SVID: ${(e as Error).message}`);
+      throw new CountersignError(
+        'unavailable',
+        'ERR_REDIS_UNAVAILABLE',
+        `cannot read the claims of an exchanged SVID: ${(e as Error).message}`,
+      );
     }
     if (text === null) return undefined;
     const stored = JSON.parse(text) as ExchangedClaims & { spiffeId: string };
@@ -464,7 +638,11 @@ export class OidcExchange {
     const names = stored.actor ? this.actorPrincipal(stored.actor) : undefined;
     if (stored.actor && names === undefined) {
       // Named at exchange, no longer (the principals file changed): no request without the person behind it.
-      throw new CountersignError('permission_denied', 'ERR_OIDC_ACTOR_UNKNOWN', `the actor of this SVID's token (claim ${stored.actor.claim}) names no principal any more; exchange a new token`);
+      throw new CountersignError(
+        'permission_denied',
+        'ERR_OIDC_ACTOR_UNKNOWN',
+        `the actor of this SVID's token (claim ${stored.actor.claim}) names no principal any more; exchange a new token`,
+      );
     }
     return {
       issuer: stored.issuer,

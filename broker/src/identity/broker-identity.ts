@@ -13,7 +13,14 @@ import { WorkloadApiClient, type BackoffOptions, type X509Context } from '@count
 import type { Clock } from '../clock.js';
 import { CountersignError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { BundleSet, bundleFromDer, parseBundle, type BundleFormat, type SpiffeBundleNotes, type TrustBundle } from './bundle.js';
+import {
+  BundleSet,
+  bundleFromDer,
+  parseBundle,
+  type BundleFormat,
+  type SpiffeBundleNotes,
+  type TrustBundle,
+} from './bundle.js';
 import { BundleStore } from './bundle-store.js';
 import { svidFromPem, type BrokerSvid } from './svid.js';
 import { verifySvid } from './x509-svid.js';
@@ -76,7 +83,8 @@ const hashOf = (parts: string[]): string => {
   return h.digest('hex');
 };
 
-const fingerprint = (bundle: TrustBundle): string => bundle.x509Authorities.map((a) => a.certificate.fingerprint256).join(',');
+const fingerprint = (bundle: TrustBundle): string =>
+  bundle.x509Authorities.map((a) => a.certificate.fingerprint256).join(',');
 
 export class BrokerIdentity {
   readonly bundles: BundleStore;
@@ -121,7 +129,11 @@ export class BrokerIdentity {
   }
 
   tls(): TlsMaterial {
-    return { certChainPem: this.svid.certChainPem, keyPem: this.svid.keyPem, authoritiesPem: this.bundles.current.allAuthoritiesPem() };
+    return {
+      certChainPem: this.svid.certChainPem,
+      keyPem: this.svid.keyPem,
+      authoritiesPem: this.bundles.current.allAuthoritiesPem(),
+    };
   }
 
   /** Called after the SVID or the bundles changed. */
@@ -150,7 +162,12 @@ export class BrokerIdentity {
         kind: 'bundle',
         label: `bundle ${entry.file} (${entry.trustDomain})`,
         paths: [entry.file],
-        apply: ([text]) => this.applyFileBundle(entry.trustDomain, parseBundle(entry.trustDomain, text as string, entry.format, entry.file, notes), notes),
+        apply: ([text]) =>
+          this.applyFileBundle(
+            entry.trustDomain,
+            parseBundle(entry.trustDomain, text as string, entry.format, entry.file, notes),
+            notes,
+          ),
       });
     }
     if (settings.svid.source === 'files') {
@@ -159,7 +176,8 @@ export class BrokerIdentity {
         kind: 'svid',
         label: `SVID ${certFile}`,
         paths: [certFile, keyFile],
-        apply: ([cert, key]) => this.applySvid(svidFromPem(cert as string, key as string, `SVID ${certFile} / ${keyFile}`)),
+        apply: ([cert, key]) =>
+          this.applySvid(svidFromPem(cert as string, key as string, `SVID ${certFile} / ${keyFile}`)),
       });
     }
     await this.poll(true);
@@ -188,7 +206,9 @@ export class BrokerIdentity {
     let svidChanged = false;
     try {
       for (const group of this.groups) {
-        const contents = await Promise.all(group.paths.map((p) => readFile(p, 'utf8').catch((e: NodeJS.ErrnoException) => new ReadFailure(p, e))));
+        const contents = await Promise.all(
+          group.paths.map((p) => readFile(p, 'utf8').catch((e: NodeJS.ErrnoException) => new ReadFailure(p, e))),
+        );
         const failure = contents.find((c): c is ReadFailure => c instanceof ReadFailure);
         const key = failure ? `unreadable:${failure.message}` : hashOf(contents as string[]);
         if (key === group.applied) {
@@ -197,7 +217,10 @@ export class BrokerIdentity {
         }
         if (key === group.reported) continue;
         try {
-          if (failure) throw new CountersignError('invalid_argument', 'ERR_IDENTITY_FILE', failure.message, { file: failure.path });
+          if (failure)
+            throw new CountersignError('invalid_argument', 'ERR_IDENTITY_FILE', failure.message, {
+              file: failure.path,
+            });
           await group.apply(contents as string[]);
           group.applied = key;
           group.suspect = group.reported = undefined;
@@ -233,11 +256,17 @@ export class BrokerIdentity {
         `spiffe_sequence went back from ${previous.sequence} to ${bundle.sequence}; an older bundle is not put back in service`,
       );
     }
-    if (notes.ignored.length > 0) this.deps.logger.info({ trustDomain, ignored: notes.ignored }, `bundle of ${trustDomain}: ${notes.ignored.length} JWK entries ignored`);
+    if (notes.ignored.length > 0)
+      this.deps.logger.info(
+        { trustDomain, ignored: notes.ignored },
+        `bundle of ${trustDomain}: ${notes.ignored.length} JWK entries ignored`,
+      );
     notes.ignored.length = 0;
     this.fileBundles.set(trustDomain, bundle);
     // A bundle's refresh hint asks to be checked that often (SPIFFE bundle spec 4.1.2).
-    const hints = [...this.fileBundles.values()].map((b) => (b.refreshHintSeconds === undefined ? Infinity : b.refreshHintSeconds * 1000));
+    const hints = [...this.fileBundles.values()].map((b) =>
+      b.refreshHintSeconds === undefined ? Infinity : b.refreshHintSeconds * 1000,
+    );
     this.pollMs = Math.max(MIN_POLL_MS, Math.min(this.settings.reloadIntervalMs, ...hints));
   }
 
@@ -249,7 +278,11 @@ export class BrokerIdentity {
     const previous = this.currentSvid;
     if (previous !== undefined) {
       if (svid.spiffeId !== previous.spiffeId) {
-        throw new CountersignError('invalid_argument', 'ERR_IDENTITY_SVID', `the new SVID is ${svid.spiffeId}, the broker is ${previous.spiffeId}; restart to change the broker's identity`);
+        throw new CountersignError(
+          'invalid_argument',
+          'ERR_IDENTITY_SVID',
+          `the new SVID is ${svid.spiffeId}, the broker is ${previous.spiffeId}; restart to change the broker's identity`,
+        );
       }
       if (svid.serial === previous.serial && svid.certChainPem === previous.certChainPem) return;
       // Only a working SVID replaces a working one: it must validate, now, against its trust domain.
@@ -260,13 +293,19 @@ export class BrokerIdentity {
       try {
         await verifySvid(svid.chainDer, bundles, { now: this.deps.clock.now(), role: 'server' });
       } catch (e) {
-        this.deps.logger.warn({ code: (e as CountersignError).code }, `the broker's own SVID does not validate against its trust bundle: ${(e as Error).message}`);
+        this.deps.logger.warn(
+          { code: (e as CountersignError).code },
+          `the broker's own SVID does not validate against its trust bundle: ${(e as Error).message}`,
+        );
       }
     }
     this.currentSvid = svid;
     this.deps.metrics.svidExpiry.set(Math.floor(svid.notAfter / 1000));
     if (previous !== undefined) {
-      this.deps.logger.info({ spiffeId: svid.spiffeId, serial: svid.serial, notAfter: new Date(svid.notAfter).toISOString() }, 'broker SVID rotated');
+      this.deps.logger.info(
+        { spiffeId: svid.spiffeId, serial: svid.serial, notAfter: new Date(svid.notAfter).toISOString() },
+        'broker SVID rotated',
+      );
     }
   }
 
@@ -280,7 +319,8 @@ export class BrokerIdentity {
         address: settings.address,
         env: this.settings.env ?? process.env,
         ...(this.settings.workloadApiBackoff ? { backoff: this.settings.workloadApiBackoff } : {}),
-        onRetry: (error, retryInMs) => logger.warn({ reason: error.message, retryInMs }, 'workload api: stream lost, reconnecting'),
+        onRetry: (error, retryInMs) =>
+          logger.warn({ reason: error.message, retryInMs }, 'workload api: stream lost, reconnecting'),
         onBadResponse: (error) => this.reportFailure('svid', error.message, error),
       });
     } catch (e) {
@@ -294,7 +334,10 @@ export class BrokerIdentity {
       throw new CountersignError('unavailable', 'ERR_IDENTITY_WORKLOAD_API', (e as Error).message);
     }
     await this.applyX509Context(first, true);
-    logger.info({ endpoint: client.endpoint.address, spiffeId: this.svid.spiffeId }, 'broker SVID from the Workload API');
+    logger.info(
+      { endpoint: client.endpoint.address, spiffeId: this.svid.spiffeId },
+      'broker SVID from the Workload API',
+    );
     this.stopWatching = client.watchX509((context) => {
       if (context === first) return;
       // One update at a time, in the order the agent sent them.
@@ -325,11 +368,17 @@ export class BrokerIdentity {
         }
       }
       bundlesChanged =
-        next.size !== this.apiBundles.size || [...next].some(([td, b]) => this.apiBundles.get(td) === undefined || fingerprint(this.apiBundles.get(td) as TrustBundle) !== fingerprint(b));
+        next.size !== this.apiBundles.size ||
+        [...next].some(
+          ([td, b]) =>
+            this.apiBundles.get(td) === undefined ||
+            fingerprint(this.apiBundles.get(td) as TrustBundle) !== fingerprint(b),
+        );
       this.apiBundles = next;
       if (bundlesChanged) this.publishBundles();
     }
-    const chosen = settings.spiffeId === undefined ? context.svids[0] : context.svids.find((s) => s.spiffeId === settings.spiffeId);
+    const chosen =
+      settings.spiffeId === undefined ? context.svids[0] : context.svids.find((s) => s.spiffeId === settings.spiffeId);
     if (chosen === undefined) {
       throw new CountersignError(
         'invalid_argument',
@@ -368,7 +417,14 @@ export class BrokerIdentity {
 
   private reportFailure(kind: 'svid' | 'bundle', message: string, error: unknown): void {
     this.deps.metrics.reloadFailures.inc({ kind });
-    this.deps.logger.error({ kind, code: error instanceof CountersignError || error instanceof Error ? (error as { code?: string }).code : undefined }, `kept the previous ${kind}: ${message}`);
+    this.deps.logger.error(
+      {
+        kind,
+        code:
+          error instanceof CountersignError || error instanceof Error ? (error as { code?: string }).code : undefined,
+      },
+      `kept the previous ${kind}: ${message}`,
+    );
   }
 }
 

@@ -56,7 +56,8 @@ export function derToPem(der: Uint8Array): string {
 function authority(der: Buffer, where: string): X509Authority {
   try {
     const certificate = new X509Certificate(der);
-    if (!certificate.ca) throw bundleError('ERR_BUNDLE_AUTHORITY_NOT_CA', `${where}: certificate ${certificate.subject} is not a CA`);
+    if (!certificate.ca)
+      throw bundleError('ERR_BUNDLE_AUTHORITY_NOT_CA', `${where}: certificate ${certificate.subject} is not a CA`);
     return { der, certificate, pathLength: readCertificateFields(der).basicConstraints?.pathLength };
   } catch (e) {
     if (e instanceof CountersignError) throw e;
@@ -104,7 +105,12 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * with another or no use, an unknown kty, or no x5c are ignored (spec 4.1.3,
  * 4.2.1, 4.2.2); duplicate members anywhere are refused.
  */
-export function bundleFromSpiffeJson(trustDomain: string, text: string, where = 'SPIFFE bundle', notes: SpiffeBundleNotes = { ignored: [] }): TrustBundle {
+export function bundleFromSpiffeJson(
+  trustDomain: string,
+  text: string,
+  where = 'SPIFFE bundle',
+  notes: SpiffeBundleNotes = { ignored: [] },
+): TrustBundle {
   parseTrustDomain(trustDomain);
   if (Buffer.byteLength(text) > MAX_BUNDLE_BYTES) {
     throw bundleError('ERR_BUNDLE_TOO_LARGE', `${where}: larger than ${MAX_BUNDLE_BYTES} bytes`);
@@ -119,17 +125,23 @@ export function bundleFromSpiffeJson(trustDomain: string, text: string, where = 
     throw bundleError('ERR_BUNDLE_JSON', `${where}: not valid JSON: ${(e as Error).message}`);
   }
   if (!isObject(doc)) throw bundleError('ERR_BUNDLE_JSON', `${where}: expected a JSON object (a JWK Set)`);
-  if (!('keys' in doc)) throw bundleError('ERR_BUNDLE_NO_KEYS', `${where}: the "keys" member is required (SPIFFE bundle spec 4.1.3)`);
+  if (!('keys' in doc))
+    throw bundleError('ERR_BUNDLE_NO_KEYS', `${where}: the "keys" member is required (SPIFFE bundle spec 4.1.3)`);
   const keys = doc.keys;
   if (!Array.isArray(keys)) throw bundleError('ERR_BUNDLE_NO_KEYS', `${where}: "keys" must be an array of JWKs`);
-  if (keys.length > MAX_AUTHORITIES_PER_BUNDLE * 4) throw bundleError('ERR_BUNDLE_TOO_LARGE', `${where}: more than ${MAX_AUTHORITIES_PER_BUNDLE * 4} keys`);
+  if (keys.length > MAX_AUTHORITIES_PER_BUNDLE * 4)
+    throw bundleError('ERR_BUNDLE_TOO_LARGE', `${where}: more than ${MAX_AUTHORITIES_PER_BUNDLE * 4} keys`);
 
   let sequence: bigint | undefined;
   if ('spiffe_sequence' in doc) {
     const raw = doc.spiffe_sequence;
-    const value = typeof raw === 'bigint' ? raw : typeof raw === 'number' && Number.isInteger(raw) ? BigInt(raw) : undefined;
+    const value =
+      typeof raw === 'bigint' ? raw : typeof raw === 'number' && Number.isInteger(raw) ? BigInt(raw) : undefined;
     if (value === undefined || value < 0n || value > 0xffffffffffffffffn) {
-      throw bundleError('ERR_BUNDLE_SEQUENCE', `${where}: spiffe_sequence must be an unsigned 64-bit integer, got ${JSON.stringify(String(raw)).slice(0, 60)}`);
+      throw bundleError(
+        'ERR_BUNDLE_SEQUENCE',
+        `${where}: spiffe_sequence must be an unsigned 64-bit integer, got ${JSON.stringify(String(raw)).slice(0, 60)}`,
+      );
     }
     sequence = value;
   }
@@ -137,7 +149,10 @@ export function bundleFromSpiffeJson(trustDomain: string, text: string, where = 
   if ('spiffe_refresh_hint' in doc) {
     const raw = doc.spiffe_refresh_hint;
     if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > MAX_REFRESH_HINT_SECONDS) {
-      throw bundleError('ERR_BUNDLE_REFRESH_HINT', `${where}: spiffe_refresh_hint must be a whole number of seconds between 0 and ${MAX_REFRESH_HINT_SECONDS}, got ${String(raw).slice(0, 40)}`);
+      throw bundleError(
+        'ERR_BUNDLE_REFRESH_HINT',
+        `${where}: spiffe_refresh_hint must be a whole number of seconds between 0 and ${MAX_REFRESH_HINT_SECONDS}, got ${String(raw).slice(0, 40)}`,
+      );
     }
     refreshHintSeconds = raw;
   }
@@ -167,11 +182,15 @@ export function bundleFromSpiffeJson(trustDomain: string, text: string, where = 
       );
     }
     const b64 = x5c[0];
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw bundleError('ERR_BUNDLE_X5C', `${at}: x5c[0] is not standard base64 (RFC 7517 4.7)`);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64))
+      throw bundleError('ERR_BUNDLE_X5C', `${at}: x5c[0] is not standard base64 (RFC 7517 4.7)`);
     const a = authority(Buffer.from(b64, 'base64'), `${at} x5c[0]`);
     const certType = a.certificate.publicKey.asymmetricKeyType ?? '';
     if (!kty.includes(certType)) {
-      throw bundleError('ERR_BUNDLE_X5C', `${at}: kty ${String(key.kty)} does not match the certificate's ${certType || 'unknown'} key`);
+      throw bundleError(
+        'ERR_BUNDLE_X5C',
+        `${at}: kty ${String(key.kty)} does not match the certificate's ${certType || 'unknown'} key`,
+      );
     }
     if (x509Authorities.length >= MAX_AUTHORITIES_PER_BUNDLE) {
       throw bundleError('ERR_BUNDLE_TOO_LARGE', `${where}: more than ${MAX_AUTHORITIES_PER_BUNDLE} X.509 authorities`);
@@ -188,8 +207,16 @@ export function bundleFromSpiffeJson(trustDomain: string, text: string, where = 
 
 export type BundleFormat = 'pem' | 'spiffe';
 
-export function parseBundle(trustDomain: string, text: string, format: BundleFormat, where: string, notes?: SpiffeBundleNotes): TrustBundle {
-  return format === 'spiffe' ? bundleFromSpiffeJson(trustDomain, text, where, notes) : bundleFromPem(trustDomain, text, where);
+export function parseBundle(
+  trustDomain: string,
+  text: string,
+  format: BundleFormat,
+  where: string,
+  notes?: SpiffeBundleNotes,
+): TrustBundle {
+  return format === 'spiffe'
+    ? bundleFromSpiffeJson(trustDomain, text, where, notes)
+    : bundleFromPem(trustDomain, text, where);
 }
 
 /** An immutable trust domain -> bundle map. */
@@ -200,9 +227,13 @@ export class BundleSet implements BundleSource {
     const map = new Map<string, TrustBundle>();
     for (const bundle of bundles) {
       if (map.has(bundle.trustDomain)) {
-        throw bundleError('ERR_BUNDLE_DUPLICATE_TRUST_DOMAIN', `trust domain ${bundle.trustDomain} is configured more than once`, {
-          trustDomain: bundle.trustDomain,
-        });
+        throw bundleError(
+          'ERR_BUNDLE_DUPLICATE_TRUST_DOMAIN',
+          `trust domain ${bundle.trustDomain} is configured more than once`,
+          {
+            trustDomain: bundle.trustDomain,
+          },
+        );
       }
       map.set(bundle.trustDomain, bundle);
     }

@@ -1,7 +1,15 @@
 // A small X.509 CA for a dev trust domain and for tests: it mints a root,
 // intermediates and X.509-SVIDs, with every field a test may want to get wrong.
 // Certificates are assembled with @peculiar/asn1-x509 and signed by node:crypto.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   AlgorithmIdentifier,
@@ -94,14 +102,20 @@ interface Defaults {
   eku: string[] | null;
 }
 
-const LEAF_DEFAULTS: Defaults = { ca: false, keyUsage: KeyUsageFlags.digitalSignature, eku: [id_kp_clientAuth, id_kp_serverAuth] };
+const LEAF_DEFAULTS: Defaults = {
+  ca: false,
+  keyUsage: KeyUsageFlags.digitalSignature,
+  eku: [id_kp_clientAuth, id_kp_serverAuth],
+};
 /** A leaf that may only be a TLS client (exchanged SVIDs: agents take any SVID of the trust domain as the broker). */
 const CLIENT_LEAF_DEFAULTS: Defaults = { ...LEAF_DEFAULTS, eku: [id_kp_clientAuth] };
 const CA_DEFAULTS: Defaults = { ca: true, keyUsage: KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, eku: null };
 
 function name(commonName: string, organization: string): Name {
   const rdn = (type: string, value: string) =>
-    new RelativeDistinguishedName([new AttributeTypeAndValue({ type, value: new AttributeValue({ utf8String: value }) })]);
+    new RelativeDistinguishedName([
+      new AttributeTypeAndValue({ type, value: new AttributeValue({ utf8String: value }) }),
+    ]);
   return new Name([rdn(OID_ORGANIZATION, organization), rdn(OID_COMMON_NAME, commonName)]);
 }
 
@@ -109,13 +123,29 @@ function extension(oid: string, critical: boolean, value: unknown): Extension {
   return new Extension({ extnID: oid, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
 }
 
-const keyIdOf = (publicKey: KeyObject): Buffer => createHash('sha1').update(publicKey.export({ type: 'spki', format: 'der' })).digest();
+const keyIdOf = (publicKey: KeyObject): Buffer =>
+  createHash('sha1')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest();
 
-function buildExtensions(options: CertificateOptions, defaults: Defaults, subjectKey: KeyObject, issuerKey: KeyObject): Extension[] {
+function buildExtensions(
+  options: CertificateOptions,
+  defaults: Defaults,
+  subjectKey: KeyObject,
+  issuerKey: KeyObject,
+): Extension[] {
   const out: Extension[] = [];
   const ca = options.ca === undefined ? defaults.ca : options.ca;
   if (ca !== null) {
-    out.push(extension(id_ce_basicConstraints, true, new BasicConstraints(options.pathLength === undefined ? { cA: ca } : { cA: ca, pathLenConstraint: options.pathLength })));
+    out.push(
+      extension(
+        id_ce_basicConstraints,
+        true,
+        new BasicConstraints(
+          options.pathLength === undefined ? { cA: ca } : { cA: ca, pathLenConstraint: options.pathLength },
+        ),
+      ),
+    );
   }
   const keyUsage = options.keyUsage === undefined ? defaults.keyUsage : options.keyUsage;
   if (keyUsage !== null) out.push(extension(id_ce_keyUsage, true, new KeyUsage(keyUsage)));
@@ -128,7 +158,13 @@ function buildExtensions(options: CertificateOptions, defaults: Defaults, subjec
   ];
   if (names.length > 0) out.push(extension(id_ce_subjectAltName, false, new SubjectAlternativeName(names)));
   out.push(extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(subjectKey))));
-  out.push(extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(keyIdOf(issuerKey)) })));
+  out.push(
+    extension(
+      id_ce_authorityKeyIdentifier,
+      false,
+      new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(keyIdOf(issuerKey)) }),
+    ),
+  );
   for (const extra of options.extraExtensions ?? []) {
     out.push(new Extension({ extnID: extra.oid, critical: extra.critical, extnValue: new OctetString(extra.value) }));
   }
@@ -164,15 +200,27 @@ interface Subject {
   keys: { privateKey: KeyObject; publicKey: KeyObject };
 }
 
-function mint(subject: Subject, issuer: Subject, options: CertificateOptions, defaults: Defaults, now: number): IssuedCertificate {
+function mint(
+  subject: Subject,
+  issuer: Subject,
+  options: CertificateOptions,
+  defaults: Defaults,
+  now: number,
+): IssuedCertificate {
   const tbs = new TBSCertificate({
     version: Version.v3,
     serialNumber: serialNumber(),
     signature: signatureAlgorithm(issuer.keys.privateKey),
     issuer: issuer.name,
-    validity: new Validity({ notBefore: new Date(options.notBefore ?? now - MINUTE), notAfter: new Date(options.notAfter ?? now + HOUR) }),
+    validity: new Validity({
+      notBefore: new Date(options.notBefore ?? now - MINUTE),
+      notAfter: new Date(options.notAfter ?? now + HOUR),
+    }),
     subject: subject.name,
-    subjectPublicKeyInfo: AsnConvert.parse(subject.keys.publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
+    subjectPublicKeyInfo: AsnConvert.parse(
+      subject.keys.publicKey.export({ type: 'spki', format: 'der' }),
+      SubjectPublicKeyInfo,
+    ),
     extensions: new Extensions(buildExtensions(options, defaults, subject.keys.publicKey, issuer.keys.publicKey)),
   });
   const der = signCertificate(tbs, issuer.keys.privateKey);
@@ -186,7 +234,9 @@ function mint(subject: Subject, issuer: Subject, options: CertificateOptions, de
 }
 
 const newKeys = (type: 'ec' | 'rsa' = 'ec') =>
-  type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  type === 'rsa'
+    ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
 /** A signing authority: the root of a trust domain, or an intermediate below it. */
 export class CertificateAuthority {
@@ -200,19 +250,39 @@ export class CertificateAuthority {
   ) {}
 
   /** A new self-signed root for a trust domain. */
-  static createRoot(trustDomain: string, options: CertificateOptions & { now?: () => number } = {}): CertificateAuthority {
+  static createRoot(
+    trustDomain: string,
+    options: CertificateOptions & { now?: () => number } = {},
+  ): CertificateAuthority {
     const now = options.now ?? Date.now;
     const subject = { name: name(options.commonName ?? 'Countersign CA', trustDomain), keys: newKeys(options.keyType) };
-    const cert = mint(subject, subject, { uris: [trustDomainId(trustDomain)], notAfter: now() + 24 * 365 * HOUR, ...options }, CA_DEFAULTS, now());
+    const cert = mint(
+      subject,
+      subject,
+      { uris: [trustDomainId(trustDomain)], notAfter: now() + 24 * 365 * HOUR, ...options },
+      CA_DEFAULTS,
+      now(),
+    );
     return new CertificateAuthority(trustDomain, cert, subject.name, [], now);
   }
 
   /** A root loaded from PEM (dev mode keeps its CA across runs). */
-  static load(trustDomain: string, certPem: string, keyPem: string, now: () => number = Date.now): CertificateAuthority {
+  static load(
+    trustDomain: string,
+    certPem: string,
+    keyPem: string,
+    now: () => number = Date.now,
+  ): CertificateAuthority {
     const der = Buffer.from(certPem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s+/g, ''), 'base64');
     const parsed = AsnConvert.parse(der, Certificate);
     const privateKey = createPrivateKey(keyPem);
-    const cert: IssuedCertificate = { der, pem: derToPem(der), keyPem, privateKey, publicKey: createPublicKey(privateKey) };
+    const cert: IssuedCertificate = {
+      der,
+      pem: derToPem(der),
+      keyPem,
+      privateKey,
+      publicKey: createPublicKey(privateKey),
+    };
     return new CertificateAuthority(trustDomain, cert, parsed.tbsCertificate.subject, [], now);
   }
 
@@ -226,9 +296,24 @@ export class CertificateAuthority {
 
   /** An intermediate CA below this one. */
   createIntermediate(options: CertificateOptions = {}): CertificateAuthority {
-    const subject = { name: name(options.commonName ?? 'Countersign intermediate CA', this.trustDomain), keys: newKeys(options.keyType) };
-    const cert = mint(subject, this.asSubject, { uris: [trustDomainId(this.trustDomain)], ...options }, CA_DEFAULTS, this.now());
-    return new CertificateAuthority(this.trustDomain, cert, subject.name, [this.certificate, ...this.parents], this.now);
+    const subject = {
+      name: name(options.commonName ?? 'Countersign intermediate CA', this.trustDomain),
+      keys: newKeys(options.keyType),
+    };
+    const cert = mint(
+      subject,
+      this.asSubject,
+      { uris: [trustDomainId(this.trustDomain)], ...options },
+      CA_DEFAULTS,
+      this.now(),
+    );
+    return new CertificateAuthority(
+      this.trustDomain,
+      cert,
+      subject.name,
+      [this.certificate, ...this.parents],
+      this.now,
+    );
   }
 
   /**
@@ -237,17 +322,26 @@ export class CertificateAuthority {
    * clientAuth only: an exchanged SVID must never serve TLS, or its holder could
    * pose as the broker to agents that accept any SVID of the trust domain.
    */
-  issueLeafForKey(spiffeId: string, publicKey: KeyObject, options: Pick<CertificateOptions, 'notBefore' | 'notAfter' | 'commonName'> = {}): Buffer {
+  issueLeafForKey(
+    spiffeId: string,
+    publicKey: KeyObject,
+    options: Pick<CertificateOptions, 'notBefore' | 'notAfter' | 'commonName'> = {},
+  ): Buffer {
     const now = this.now();
     const tbs = new TBSCertificate({
       version: Version.v3,
       serialNumber: serialNumber(),
       signature: signatureAlgorithm(this.certificate.privateKey),
       issuer: this.subjectName,
-      validity: new Validity({ notBefore: new Date(options.notBefore ?? now - MINUTE), notAfter: new Date(options.notAfter ?? now + HOUR) }),
+      validity: new Validity({
+        notBefore: new Date(options.notBefore ?? now - MINUTE),
+        notAfter: new Date(options.notAfter ?? now + HOUR),
+      }),
       subject: name(options.commonName ?? 'svid', this.trustDomain),
       subjectPublicKeyInfo: AsnConvert.parse(publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
-      extensions: new Extensions(buildExtensions({ uris: [spiffeId] }, CLIENT_LEAF_DEFAULTS, publicKey, this.certificate.publicKey)),
+      extensions: new Extensions(
+        buildExtensions({ uris: [spiffeId] }, CLIENT_LEAF_DEFAULTS, publicKey, this.certificate.publicKey),
+      ),
     });
     return signCertificate(tbs, this.certificate.privateKey);
   }

@@ -55,7 +55,8 @@ export function peerChain(socket: TLSSocket): Buffer[] {
   while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
     seen.add(cert.fingerprint256);
     chain.push(cert.raw);
-    const next: PeerCertificate | undefined = (cert as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
+    const next: PeerCertificate | undefined = (cert as PeerCertificate & { issuerCertificate?: PeerCertificate })
+      .issuerCertificate;
     cert = next && next !== cert ? next : undefined;
   }
   return chain;
@@ -107,15 +108,28 @@ export class PeerAuthenticator {
   private async verify(chain: Buffer[], handshakeError?: string): Promise<Verdict> {
     let identity: SvidIdentity;
     try {
-      identity = await verifySvid(chain, this.bundles.current, { now: this.clock.now(), role: 'client', cache: this.accepted });
+      identity = await verifySvid(chain, this.bundles.current, {
+        now: this.clock.now(),
+        role: 'client',
+        cache: this.accepted,
+      });
     } catch (e) {
       if (e instanceof CountersignError) return e;
-      return new CountersignError('unauthenticated', 'ERR_SVID_MALFORMED', 'x509svid: certificate could not be validated');
+      return new CountersignError(
+        'unauthenticated',
+        'ERR_SVID_MALFORMED',
+        'x509svid: certificate could not be validated',
+      );
     }
     if (handshakeError !== undefined) {
-      return new CountersignError('unauthenticated', 'ERR_SVID_PATH_REJECTED', `x509svid: the TLS handshake's path validation (OpenSSL) refused the chain: ${handshakeError}`, {
-        openssl: handshakeError,
-      });
+      return new CountersignError(
+        'unauthenticated',
+        'ERR_SVID_PATH_REJECTED',
+        `x509svid: the TLS handshake's path validation (OpenSSL) refused the chain: ${handshakeError}`,
+        {
+          openssl: handshakeError,
+        },
+      );
     }
     return identity;
   }
@@ -129,7 +143,12 @@ export class PeerAuthenticator {
     const peer = peerAddress(socket);
     const chain = peerChain(socket);
     const handshakeError = handshakeRefusal(socket);
-    const entry: ConnectionEntry = { chain, handshakeError, generation: this.bundles.generation, result: this.verify(chain, handshakeError) };
+    const entry: ConnectionEntry = {
+      chain,
+      handshakeError,
+      generation: this.bundles.generation,
+      result: this.verify(chain, handshakeError),
+    };
     this.byPeer.set(peer, entry);
     socket.once('close', () => {
       if (this.byPeer.get(peer) === entry) this.byPeer.delete(peer);
@@ -158,7 +177,14 @@ export class PeerAuthenticator {
     try {
       return await this.forwardedIdentity(headers);
     } catch (e) {
-      const error = e instanceof CountersignError ? e : new CountersignError('unauthenticated', 'ERR_XFCC_MALFORMED', 'xfcc: the forwarded certificate could not be read');
+      const error =
+        e instanceof CountersignError
+          ? e
+          : new CountersignError(
+              'unauthenticated',
+              'ERR_XFCC_MALFORMED',
+              'xfcc: the forwarded certificate could not be read',
+            );
       this.onRefused(error, peer, { proxy: connection.spiffeId });
       throw error;
     }
@@ -167,9 +193,18 @@ export class PeerAuthenticator {
   private async forwardedIdentity(headers: CallHeaders | undefined): Promise<SvidIdentity> {
     const values = headers?.get(XFCC_HEADER) ?? [];
     if (values.length === 0) {
-      throw new CountersignError('unauthenticated', 'ERR_XFCC_MISSING', `xfcc: the call came through a proxy without a ${XFCC_HEADER} header; a proxy does not call as itself`);
+      throw new CountersignError(
+        'unauthenticated',
+        'ERR_XFCC_MISSING',
+        `xfcc: the call came through a proxy without a ${XFCC_HEADER} header; a proxy does not call as itself`,
+      );
     }
-    if (values.length > 1) throw new CountersignError('unauthenticated', 'ERR_XFCC_MULTIPLE', `xfcc: ${values.length} ${XFCC_HEADER} headers; exactly one is accepted`);
+    if (values.length > 1)
+      throw new CountersignError(
+        'unauthenticated',
+        'ERR_XFCC_MULTIPLE',
+        `xfcc: ${values.length} ${XFCC_HEADER} headers; exactly one is accepted`,
+      );
     const header = values[0]?.toString() ?? '';
     const key = createHash('sha256').update(header).digest('hex');
     let cached = this.forwarded.get(key);
@@ -181,7 +216,11 @@ export class PeerAuthenticator {
         const forwarded = parseXfcc(header);
         result = await this.verify(forwarded.chain);
         if (!(result instanceof CountersignError) && forwarded.uri !== undefined && forwarded.uri !== result.spiffeId) {
-          result = new CountersignError('unauthenticated', 'ERR_XFCC_INCONSISTENT', `xfcc: URI ${forwarded.uri.slice(0, 200)} is not the forwarded certificate's SPIFFE ID ${result.spiffeId}`);
+          result = new CountersignError(
+            'unauthenticated',
+            'ERR_XFCC_INCONSISTENT',
+            `xfcc: URI ${forwarded.uri.slice(0, 200)} is not the forwarded certificate's SPIFFE ID ${result.spiffeId}`,
+          );
         }
       } catch (e) {
         if (!(e instanceof CountersignError)) throw e;
@@ -197,7 +236,11 @@ export class PeerAuthenticator {
     const result = cached.result;
     if (result instanceof CountersignError) throw result;
     if (this.clock.now() > result.notAfter) {
-      throw new CountersignError('unauthenticated', 'ERR_SVID_EXPIRED', `x509svid: forwarded leaf certificate expired at ${new Date(result.notAfter).toISOString()}`);
+      throw new CountersignError(
+        'unauthenticated',
+        'ERR_SVID_EXPIRED',
+        `x509svid: forwarded leaf certificate expired at ${new Date(result.notAfter).toISOString()}`,
+      );
     }
     return result;
   }
@@ -205,7 +248,11 @@ export class PeerAuthenticator {
   private async connectionIdentity(peer: string): Promise<SvidIdentity> {
     const entry = this.byPeer.get(peer);
     if (entry === undefined) {
-      throw new CountersignError('unauthenticated', 'ERR_IDENTITY_UNKNOWN_CONNECTION', 'no authenticated mTLS connection for this call');
+      throw new CountersignError(
+        'unauthenticated',
+        'ERR_IDENTITY_UNKNOWN_CONNECTION',
+        'no authenticated mTLS connection for this call',
+      );
     }
     if (entry.generation !== this.bundles.generation) {
       entry.result = this.verify(entry.chain, entry.handshakeError);
@@ -214,7 +261,11 @@ export class PeerAuthenticator {
     const result = await entry.result;
     if (result instanceof CountersignError) throw result;
     if (this.clock.now() > result.notAfter) {
-      const expired = new CountersignError('unauthenticated', 'ERR_SVID_EXPIRED', `x509svid: leaf certificate expired at ${new Date(result.notAfter).toISOString()}; reconnect with a fresh SVID`);
+      const expired = new CountersignError(
+        'unauthenticated',
+        'ERR_SVID_EXPIRED',
+        `x509svid: leaf certificate expired at ${new Date(result.notAfter).toISOString()}; reconnect with a fresh SVID`,
+      );
       entry.result = Promise.resolve(expired);
       throw expired;
     }

@@ -71,12 +71,28 @@ export class RefusalAggregator {
       return false;
     }
     if (this.pairs.size < this.settings.maxSources) {
-      this.pairs.set(key, { code: error.code, source, ...(context.proxy ? { proxy: context.proxy } : {}), count: 1, message: error.message, firstAt: now, lastAt: now });
+      this.pairs.set(key, {
+        code: error.code,
+        source,
+        ...(context.proxy ? { proxy: context.proxy } : {}),
+        count: 1,
+        message: error.message,
+        firstAt: now,
+        lastAt: now,
+      });
       return true;
     }
     const other = this.others.get(error.code);
     if (other === undefined) {
-      this.others.set(error.code, { code: error.code, source: OTHER_SOURCES, count: 1, message: error.message, firstAt: now, lastAt: now, seen: new Set([key]) });
+      this.others.set(error.code, {
+        code: error.code,
+        source: OTHER_SOURCES,
+        count: 1,
+        message: error.message,
+        firstAt: now,
+        lastAt: now,
+        seen: new Set([key]),
+      });
     } else {
       other.count += 1;
       other.lastAt = Math.max(other.lastAt, now);

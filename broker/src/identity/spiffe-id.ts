@@ -30,20 +30,31 @@ export type SpiffeIdErrorCode =
 
 function fail(code: SpiffeIdErrorCode, message: string, value: string): CountersignError {
   const shown = value.length > 80 ? `${value.slice(0, 80)}...` : value;
-  return new CountersignError('invalid_argument', code, `spiffeid: ${message} (got ${JSON.stringify(shown)})`, { value: shown });
+  return new CountersignError('invalid_argument', code, `spiffeid: ${message} (got ${JSON.stringify(shown)})`, {
+    value: shown,
+  });
 }
 
 const isTrustDomainChar = (c: number): boolean =>
   (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f;
 
 const isPathChar = (c: number): boolean =>
-  (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f;
+  (c >= 0x61 && c <= 0x7a) ||
+  (c >= 0x41 && c <= 0x5a) ||
+  (c >= 0x30 && c <= 0x39) ||
+  c === 0x2e ||
+  c === 0x2d ||
+  c === 0x5f;
 
 /** Validates a trust domain name (the part after spiffe://), returning it unchanged. */
 export function parseTrustDomain(name: string): string {
   if (name.length === 0) throw fail('ERR_SPIFFE_ID_TRUST_DOMAIN_MISSING', 'trust domain is missing', name);
   if (name.length > MAX_TRUST_DOMAIN_LENGTH) {
-    throw fail('ERR_SPIFFE_ID_TRUST_DOMAIN_TOO_LONG', `trust domain is longer than ${MAX_TRUST_DOMAIN_LENGTH} characters`, name);
+    throw fail(
+      'ERR_SPIFFE_ID_TRUST_DOMAIN_TOO_LONG',
+      `trust domain is longer than ${MAX_TRUST_DOMAIN_LENGTH} characters`,
+      name,
+    );
   }
   for (let i = 0; i < name.length; i++) {
     if (!isTrustDomainChar(name.charCodeAt(i))) {
@@ -91,7 +102,8 @@ export function parseSpiffeId(id: string): SpiffeId {
   if (Buffer.byteLength(id, 'utf8') > MAX_SPIFFE_ID_BYTES) {
     throw fail('ERR_SPIFFE_ID_TOO_LONG', `SPIFFE ID is longer than ${MAX_SPIFFE_ID_BYTES} bytes`, id);
   }
-  if (!id.startsWith(SPIFFE_SCHEME_PREFIX)) throw fail('ERR_SPIFFE_ID_SCHEME', 'scheme is missing or invalid, expected "spiffe://"', id);
+  if (!id.startsWith(SPIFFE_SCHEME_PREFIX))
+    throw fail('ERR_SPIFFE_ID_SCHEME', 'scheme is missing or invalid, expected "spiffe://"', id);
   const rest = id.slice(SPIFFE_SCHEME_PREFIX.length);
   const slash = rest.indexOf('/');
   const trustDomain = parseTrustDomain(slash === -1 ? rest : rest.slice(0, slash));

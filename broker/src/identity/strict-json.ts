@@ -61,12 +61,18 @@ export function parseStrictJson(text: string): unknown {
         ws();
         if (text[at] !== '"') fail('syntax', 'expected a member name');
         const name = string();
-        if (seen.has(name)) fail('duplicate', `member ${JSON.stringify(name)} appears twice in ${path || 'the document'}`);
+        if (seen.has(name))
+          fail('duplicate', `member ${JSON.stringify(name)} appears twice in ${path || 'the document'}`);
         seen.add(name);
         ws();
         if (text[at] !== ':') fail('syntax', 'expected ":"');
         at++;
-        Object.defineProperty(out, name, { value: value(`${path}.${name}`, depth + 1), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, name, {
+          value: value(`${path}.${name}`, depth + 1),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
         ws();
         if (text[at] === ',') {
           at++;
@@ -102,7 +108,9 @@ export function parseStrictJson(text: string): unknown {
       }
     }
     if (c === '"') return string();
-    const literal = /^(?:true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(text.slice(at, at + 400))?.[0];
+    const literal = /^(?:true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(
+      text.slice(at, at + 400),
+    )?.[0];
     if (literal === undefined) return fail('syntax', 'unexpected character');
     at += literal.length;
     if (literal === 'true') return true;

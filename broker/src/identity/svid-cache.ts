@@ -33,7 +33,12 @@ export class SvidCache {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
     this.entries.delete(key);
-    if (bundles.getBundle(entry.identity.trustDomain) !== entry.bundle || now < entry.validFrom || now > entry.validUntil) return undefined;
+    if (
+      bundles.getBundle(entry.identity.trustDomain) !== entry.bundle ||
+      now < entry.validFrom ||
+      now > entry.validUntil
+    )
+      return undefined;
     // Most recently used last, so the least recently used is dropped first.
     this.entries.set(key, entry);
     return entry.identity;

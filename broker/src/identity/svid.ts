@@ -43,7 +43,8 @@ export function svidFromPem(certChainPem: string, keyPem: string, where: string)
   } catch {
     throw svidError(where, 'the certificate chain cannot be parsed');
   }
-  if (uris.length !== 1) throw svidError(where, `the leaf certificate must carry exactly one URI SAN (a SPIFFE ID), it has ${uris.length}`);
+  if (uris.length !== 1)
+    throw svidError(where, `the leaf certificate must carry exactly one URI SAN (a SPIFFE ID), it has ${uris.length}`);
   let trustDomain: string;
   try {
     trustDomain = parseSpiffeId(uris[0] as string).trustDomain;

@@ -34,22 +34,32 @@ export function runUrl(claims: JsonObject): string | undefined {
   if (typeof iss !== 'string' || !/^https?:\/\//.test(iss)) return undefined;
   if (typeof repository === 'string' && typeof runId === 'string') {
     // github.com's tokens come from token.actions.githubusercontent.com; GitHub Enterprise Server's from https://HOST/_services/token.
-    const site = iss === 'https://token.actions.githubusercontent.com' ? 'https://github.com' : iss.endsWith('/_services/token') ? new URL(iss).origin : undefined;
+    const site =
+      iss === 'https://token.actions.githubusercontent.com'
+        ? 'https://github.com'
+        : iss.endsWith('/_services/token')
+          ? new URL(iss).origin
+          : undefined;
     return site === undefined ? undefined : `${site}/${repository}/actions/runs/${runId}`;
   }
   // GitLab's iss is the instance's URL.
-  if (typeof projectPath === 'string' && typeof pipelineId === 'string') return `${iss.replace(/\/$/, '')}/${projectPath}/-/pipelines/${pipelineId}`;
+  if (typeof projectPath === 'string' && typeof pipelineId === 'string')
+    return `${iss.replace(/\/$/, '')}/${projectPath}/-/pipelines/${pipelineId}`;
   return undefined;
 }
 
 /** The claims approvers see, as short strings (what a Slack card or the console shows, inert). */
-export function displayedClaims(oidc: { issuer: string; claims: JsonObject }): { issuer: string; claims: Record<string, string> } {
+export function displayedClaims(oidc: { issuer: string; claims: JsonObject }): {
+  issuer: string;
+  claims: Record<string, string>;
+} {
   const claims: Record<string, string> = {};
   const run = runUrl(oidc.claims);
   if (run !== undefined) claims.run = run.slice(0, 512);
   for (const name of DISPLAYED_CLAIMS) {
     const value = claimAt(oidc.claims, name);
-    if (typeof value === 'string' ? value !== '' : typeof value === 'number' || typeof value === 'boolean') claims[name] = String(value).slice(0, 256);
+    if (typeof value === 'string' ? value !== '' : typeof value === 'number' || typeof value === 'boolean')
+      claims[name] = String(value).slice(0, 256);
   }
   return { issuer: oidc.issuer, claims };
 }
@@ -77,10 +87,10 @@ export function claimAt(claims: Record<string, unknown>, name: string): unknown 
     const head = parts.slice(0, i).join('.');
     if (Object.hasOwn(claims, head)) {
       const inner = claims[head];
-      if (inner !== null && typeof inner === 'object' && !Array.isArray(inner)) return claimAt(inner as Record<string, unknown>, parts.slice(i).join('.'));
+      if (inner !== null && typeof inner === 'object' && !Array.isArray(inner))
+        return claimAt(inner as Record<string, unknown>, parts.slice(i).join('.'));
       return undefined;
     }
   }
   return undefined;
 }
-

@@ -71,7 +71,7 @@ function expect(der: Uint8Array, at: number, limit: number, tag: number): Tlv {
 /** The children of a constructed value. */
 function children(der: Uint8Array, parent: Tlv): Tlv[] {
   const out: Tlv[] = [];
-  for (let at = parent.start; at < parent.end; ) {
+  for (let at = parent.start; at < parent.end;) {
     const child = tlv(der, at, parent.end);
     out.push(child);
     at = child.end;
@@ -109,7 +109,8 @@ function readBasicConstraints(der: Uint8Array, value: Tlv): { ca: boolean; pathL
   for (const item of children(der, seq)) {
     if (item.tag === BOOLEAN) ca = boolean(der, item);
     else if (item.tag === INTEGER) {
-      if (item.end - item.start > 4 || ((der[item.start] as number) & 0x80) !== 0) throw new DerError('bad pathLenConstraint');
+      if (item.end - item.start > 4 || ((der[item.start] as number) & 0x80) !== 0)
+        throw new DerError('bad pathLenConstraint');
       pathLength = 0;
       for (let i = item.start; i < item.end; i++) pathLength = pathLength * 256 + (der[i] as number);
     } else throw new DerError('unexpected basicConstraints member');
@@ -124,7 +125,8 @@ function readKeyUsage(der: Uint8Array, value: Tlv): number {
   // Bit 0 (digitalSignature) is the most significant bit of the first content byte.
   for (let bit = 0; bit < 9; bit++) {
     const byte = der[bits.start + 1 + (bit >> 3)];
-    if (byte !== undefined && bits.start + 1 + (bit >> 3) < bits.end && (byte & (0x80 >> (bit & 7))) !== 0) flags |= 1 << bit;
+    if (byte !== undefined && bits.start + 1 + (bit >> 3) < bits.end && (byte & (0x80 >> (bit & 7))) !== 0)
+      flags |= 1 << bit;
   }
   return flags;
 }
@@ -171,7 +173,10 @@ export function readCertificateFields(der: Uint8Array): CertificateFields {
         break;
       case OID_SUBJECT_ALT_NAME:
         for (const name of children(der, expect(der, value.start, value.end, SEQUENCE))) {
-          if (name.tag === SAN_URI) fields.uris.push(Buffer.from(der.buffer, der.byteOffset + name.start, name.end - name.start).toString('latin1'));
+          if (name.tag === SAN_URI)
+            fields.uris.push(
+              Buffer.from(der.buffer, der.byteOffset + name.start, name.end - name.start).toString('latin1'),
+            );
         }
         break;
       default:

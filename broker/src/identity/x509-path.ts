@@ -19,7 +19,13 @@
 // - it enforces neither pathLenConstraint nor unknown critical extensions:
 //   x509-svid.ts does both, for every certificate of the path and its anchor.
 import { createHash, type X509Certificate } from 'node:crypto';
-import { Certificate, CertificateChainValidationEngine, type FindIssuerCallback, type GeneralSubtree, type NameConstraints } from 'pkijs';
+import {
+  Certificate,
+  CertificateChainValidationEngine,
+  type FindIssuerCallback,
+  type GeneralSubtree,
+  type NameConstraints,
+} from 'pkijs';
 
 export interface PathCertificate {
   readonly der: Buffer;
@@ -70,7 +76,8 @@ function nestedPermittedForm(issuers: readonly Certificate[]): string | undefine
   for (const cert of issuers) {
     const permitted = nameConstraintsOf(cert)?.permittedSubtrees ?? [];
     const byForm = new Map<number, string[]>();
-    for (const subtree of permitted) byForm.set(subtree.base.type, [...(byForm.get(subtree.base.type) ?? []), subtreeKey(subtree)]);
+    for (const subtree of permitted)
+      byForm.set(subtree.base.type, [...(byForm.get(subtree.base.type) ?? []), subtreeKey(subtree)]);
     for (const [form, keys] of byForm) {
       const set = keys.sort().join(',');
       const earlier = seen.get(form);
@@ -112,7 +119,9 @@ export async function validatePath(path: readonly PathCertificate[], now: number
     const child = path[i] as PathCertificate;
     const issuer = path[i + 1] as PathCertificate;
     try {
-      return child.node.checkIssued(issuer.node) && child.node.verify(issuer.node.publicKey) ? [certs[i + 1] as Certificate] : [];
+      return child.node.checkIssued(issuer.node) && child.node.verify(issuer.node.publicKey)
+        ? [certs[i + 1] as Certificate]
+        : [];
     } catch {
       return [];
     }
@@ -135,7 +144,12 @@ export async function validatePath(path: readonly PathCertificate[], now: number
     return { reason: 'rejected', message: `path validation failed: ${(e as Error).message}` };
   }
   if (result.result) return undefined;
-  if (result.resultCode === ENGINE_NOT_PERMITTED) return { reason: 'name_not_permitted', message: 'a name in the path is outside the permitted subtrees of a CA above it' };
-  if (result.resultCode === ENGINE_EXCLUDED) return { reason: 'name_excluded', message: 'a name in the path is inside the excluded subtrees of a CA above it' };
+  if (result.resultCode === ENGINE_NOT_PERMITTED)
+    return {
+      reason: 'name_not_permitted',
+      message: 'a name in the path is outside the permitted subtrees of a CA above it',
+    };
+  if (result.resultCode === ENGINE_EXCLUDED)
+    return { reason: 'name_excluded', message: 'a name in the path is inside the excluded subtrees of a CA above it' };
   return { reason: 'rejected', message: `path validation refused the chain: ${result.resultMessage}` };
 }

@@ -53,7 +53,13 @@ const OID_NAME_CONSTRAINTS = '2.5.29.30';
 const OID_ANY_EKU = '2.5.29.37.0';
 const EKU_FOR_ROLE: Record<SvidRole, string> = { client: '1.3.6.1.5.5.7.3.2', server: '1.3.6.1.5.5.7.3.1' };
 /** Critical extensions this validator understands; any other critical one is refused (RFC 5280 4.2). */
-const UNDERSTOOD_CRITICAL = new Set([OID_BASIC_CONSTRAINTS, OID_KEY_USAGE, OID_EXT_KEY_USAGE, OID_SUBJECT_ALT_NAME, OID_NAME_CONSTRAINTS]);
+const UNDERSTOOD_CRITICAL = new Set([
+  OID_BASIC_CONSTRAINTS,
+  OID_KEY_USAGE,
+  OID_EXT_KEY_USAGE,
+  OID_SUBJECT_ALT_NAME,
+  OID_NAME_CONSTRAINTS,
+]);
 
 function refuse(code: ErrorCode, message: string, details: Record<string, unknown> = {}): CountersignError {
   return new CountersignError('unauthenticated', code, `x509svid: ${message}`, details);
@@ -67,13 +73,19 @@ interface ParsedCertificate {
   notAfter: number;
 }
 
-function checkExtensions(fields: Pick<CertificateFields, 'duplicateExtensions' | 'criticalExtensions'>, what: string): void {
+function checkExtensions(
+  fields: Pick<CertificateFields, 'duplicateExtensions' | 'criticalExtensions'>,
+  what: string,
+): void {
   if (fields.duplicateExtensions.length > 0) {
     throw refuse('ERR_SVID_DUPLICATE_EXTENSION', `${what} repeats extension ${fields.duplicateExtensions.join(', ')}`);
   }
   const unknownCritical = fields.criticalExtensions.filter((oid) => !UNDERSTOOD_CRITICAL.has(oid));
   if (unknownCritical.length > 0) {
-    throw refuse('ERR_SVID_UNKNOWN_CRITICAL_EXTENSION', `${what} has an unsupported critical extension ${unknownCritical.join(', ')}`);
+    throw refuse(
+      'ERR_SVID_UNKNOWN_CRITICAL_EXTENSION',
+      `${what} has an unsupported critical extension ${unknownCritical.join(', ')}`,
+    );
   }
 }
 
@@ -85,7 +97,13 @@ function parse(der: Uint8Array, what: string): ParsedCertificate {
   try {
     const buffer = Buffer.from(der);
     const node = new X509Certificate(buffer);
-    parsed = { der: buffer, node, fields: readCertificateFields(buffer), notBefore: Date.parse(node.validFrom), notAfter: Date.parse(node.validTo) };
+    parsed = {
+      der: buffer,
+      node,
+      fields: readCertificateFields(buffer),
+      notBefore: Date.parse(node.validFrom),
+      notAfter: Date.parse(node.validTo),
+    };
   } catch {
     throw refuse('ERR_SVID_MALFORMED', `${what} is not a parsable X.509 certificate`);
   }
@@ -93,13 +111,25 @@ function parse(der: Uint8Array, what: string): ParsedCertificate {
   return parsed;
 }
 
-function checkValidity(cert: Pick<ParsedCertificate, 'notBefore' | 'notAfter'>, now: number, what: string, isLeaf: boolean): void {
-  if (Number.isNaN(cert.notBefore) || Number.isNaN(cert.notAfter)) throw refuse('ERR_SVID_MALFORMED', `${what} has an unreadable validity period`);
+function checkValidity(
+  cert: Pick<ParsedCertificate, 'notBefore' | 'notAfter'>,
+  now: number,
+  what: string,
+  isLeaf: boolean,
+): void {
+  if (Number.isNaN(cert.notBefore) || Number.isNaN(cert.notAfter))
+    throw refuse('ERR_SVID_MALFORMED', `${what} has an unreadable validity period`);
   if (now < cert.notBefore) {
-    throw refuse(isLeaf ? 'ERR_SVID_NOT_YET_VALID' : 'ERR_SVID_CHAIN_NOT_YET_VALID', `${what} is not valid before ${new Date(cert.notBefore).toISOString()}`);
+    throw refuse(
+      isLeaf ? 'ERR_SVID_NOT_YET_VALID' : 'ERR_SVID_CHAIN_NOT_YET_VALID',
+      `${what} is not valid before ${new Date(cert.notBefore).toISOString()}`,
+    );
   }
   if (now > cert.notAfter) {
-    throw refuse(isLeaf ? 'ERR_SVID_EXPIRED' : 'ERR_SVID_CHAIN_EXPIRED', `${what} expired at ${new Date(cert.notAfter).toISOString()}`);
+    throw refuse(
+      isLeaf ? 'ERR_SVID_EXPIRED' : 'ERR_SVID_CHAIN_EXPIRED',
+      `${what} expired at ${new Date(cert.notAfter).toISOString()}`,
+    );
   }
 }
 
@@ -133,7 +163,11 @@ const PATH_FAILURE_CODES: Record<PathFailureReason, ErrorCode> = {
  * or rejects with a CountersignError of kind 'unauthenticated' and a stable
  * ERR_SVID_* code. Always await it: the path validator is asynchronous.
  */
-export async function verifySvid(chain: readonly Uint8Array[], bundles: BundleSource, options: VerifySvidOptions): Promise<SvidIdentity> {
+export async function verifySvid(
+  chain: readonly Uint8Array[],
+  bundles: BundleSource,
+  options: VerifySvidOptions,
+): Promise<SvidIdentity> {
   const maxChainLength = options.maxChainLength ?? DEFAULT_MAX_CHAIN_LENGTH;
   const role = options.role ?? 'client';
   const cacheKey = options.cache === undefined ? undefined : SvidCache.key(chain, role, maxChainLength);
@@ -144,9 +178,13 @@ export async function verifySvid(chain: readonly Uint8Array[], bundles: BundleSo
   const checked = checkSpiffeRules(chain, bundles, options.now, role, maxChainLength);
   const anchor = { der: checked.anchor.der, node: checked.anchor.certificate };
   const failure = await validatePath([...checked.path, anchor], options.now);
-  if (failure !== undefined) throw refuse(PATH_FAILURE_CODES[failure.reason], failure.message, { trustDomain: checked.identity.trustDomain });
+  if (failure !== undefined)
+    throw refuse(PATH_FAILURE_CODES[failure.reason], failure.message, { trustDomain: checked.identity.trustDomain });
   if (cacheKey !== undefined) {
-    const periods = [...checked.path, { notBefore: Date.parse(anchor.node.validFrom), notAfter: Date.parse(anchor.node.validTo) }];
+    const periods = [
+      ...checked.path,
+      { notBefore: Date.parse(anchor.node.validFrom), notAfter: Date.parse(anchor.node.validTo) },
+    ];
     options.cache?.set(cacheKey, {
       identity: checked.identity,
       bundle: checked.bundle,
@@ -157,10 +195,19 @@ export async function verifySvid(chain: readonly Uint8Array[], bundles: BundleSo
   return checked.identity;
 }
 
-function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, now: number, role: SvidRole, maxChainLength: number): CheckedSvid {
+function checkSpiffeRules(
+  chain: readonly Uint8Array[],
+  bundles: BundleSource,
+  now: number,
+  role: SvidRole,
+  maxChainLength: number,
+): CheckedSvid {
   if (chain.length === 0) throw refuse('ERR_SVID_NO_CERTIFICATE', 'no certificate was presented');
   if (chain.length > maxChainLength) {
-    throw refuse('ERR_SVID_CHAIN_TOO_LONG', `chain has ${chain.length} certificates, at most ${maxChainLength} are accepted`);
+    throw refuse(
+      'ERR_SVID_CHAIN_TOO_LONG',
+      `chain has ${chain.length} certificates, at most ${maxChainLength} are accepted`,
+    );
   }
   const parsed = chain.map((der, i) => parse(der, i === 0 ? 'leaf certificate' : `chain certificate #${i}`));
   const leaf = parsed[0] as ParsedCertificate;
@@ -168,9 +215,11 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
   // The SPIFFE ID: exactly one URI SAN of any scheme, and it must be a SPIFFE ID with a path.
   const uris = leaf.fields.uris;
   if (uris.length === 0) throw refuse('ERR_SVID_NO_URI_SAN', 'certificate contains no URI SAN');
-  if (uris.length > 1) throw refuse('ERR_SVID_MULTIPLE_URI_SANS', `certificate contains ${uris.length} URI SANs, exactly one is allowed`);
+  if (uris.length > 1)
+    throw refuse('ERR_SVID_MULTIPLE_URI_SANS', `certificate contains ${uris.length} URI SANs, exactly one is allowed`);
   const uri = uris[0] as string;
-  if (!uri.startsWith('spiffe:')) throw refuse('ERR_SVID_NOT_SPIFFE', `URI SAN ${JSON.stringify(uri.slice(0, 80))} is not a SPIFFE ID`);
+  if (!uri.startsWith('spiffe:'))
+    throw refuse('ERR_SVID_NOT_SPIFFE', `URI SAN ${JSON.stringify(uri.slice(0, 80))} is not a SPIFFE ID`);
   let id;
   try {
     id = parseSpiffeId(uri);
@@ -180,7 +229,8 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
       spiffeIdError: e instanceof CountersignError ? e.code : undefined,
     });
   }
-  if (id.path === '') throw refuse('ERR_SVID_ROOT_ID', `leaf SPIFFE ID ${id.id} has no path; a workload ID must name a workload`);
+  if (id.path === '')
+    throw refuse('ERR_SVID_ROOT_ID', `leaf SPIFFE ID ${id.id} has no path; a workload ID must name a workload`);
 
   // Leaf constraints.
   if (leaf.fields.basicConstraints?.ca) throw refuse('ERR_SVID_LEAF_IS_CA', 'leaf certificate must not be a CA');
@@ -189,12 +239,17 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
   if ((usage & KeyUsageFlags.digitalSignature) === 0) {
     throw refuse('ERR_SVID_NO_DIGITAL_SIGNATURE', 'leaf certificate key usage lacks digitalSignature');
   }
-  if ((usage & KeyUsageFlags.keyCertSign) !== 0) throw refuse('ERR_SVID_LEAF_KEY_CERT_SIGN', 'leaf certificate key usage must not include keyCertSign');
-  if ((usage & KeyUsageFlags.cRLSign) !== 0) throw refuse('ERR_SVID_LEAF_CRL_SIGN', 'leaf certificate key usage must not include cRLSign');
+  if ((usage & KeyUsageFlags.keyCertSign) !== 0)
+    throw refuse('ERR_SVID_LEAF_KEY_CERT_SIGN', 'leaf certificate key usage must not include keyCertSign');
+  if ((usage & KeyUsageFlags.cRLSign) !== 0)
+    throw refuse('ERR_SVID_LEAF_CRL_SIGN', 'leaf certificate key usage must not include cRLSign');
   const usages = leaf.fields.extKeyUsage;
   if (usages !== null) {
     if (!usages.includes(EKU_FOR_ROLE[role]) && !usages.includes(OID_ANY_EKU)) {
-      throw refuse('ERR_SVID_EKU', `leaf certificate extended key usage does not allow ${role === 'client' ? 'clientAuth' : 'serverAuth'}`);
+      throw refuse(
+        'ERR_SVID_EKU',
+        `leaf certificate extended key usage does not allow ${role === 'client' ? 'clientAuth' : 'serverAuth'}`,
+      );
     }
   }
   checkValidity(leaf, now, 'leaf certificate', true);
@@ -202,10 +257,14 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
   // Path validation against the leaf's own trust domain, and nothing else.
   const bundle = bundles.getBundle(id.trustDomain);
   if (bundle === undefined) {
-    throw refuse('ERR_SVID_UNKNOWN_TRUST_DOMAIN', `no bundle for trust domain ${id.trustDomain}`, { trustDomain: id.trustDomain });
+    throw refuse('ERR_SVID_UNKNOWN_TRUST_DOMAIN', `no bundle for trust domain ${id.trustDomain}`, {
+      trustDomain: id.trustDomain,
+    });
   }
   if (bundle.x509Authorities.length === 0) {
-    throw refuse('ERR_SVID_UNTRUSTED', `the bundle of trust domain ${id.trustDomain} holds no X.509 authorities`, { trustDomain: id.trustDomain });
+    throw refuse('ERR_SVID_UNTRUSTED', `the bundle of trust domain ${id.trustDomain} holds no X.509 authorities`, {
+      trustDomain: id.trustDomain,
+    });
   }
   const isAuthority = (cert: ParsedCertificate): boolean => bundle.x509Authorities.some((a) => a.der.equals(cert.der));
   let anchoredBy: X509Authority | undefined;
@@ -222,12 +281,18 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
     }
     const signingIds = cert.fields.uris;
     if (signingIds.some((u) => u !== trustDomainId(id.trustDomain))) {
-      throw refuse('ERR_SVID_INTERMEDIATE_TRUST_DOMAIN', `${what} names ${signingIds.join(', ')}, not trust domain ${id.trustDomain}`);
+      throw refuse(
+        'ERR_SVID_INTERMEDIATE_TRUST_DOMAIN',
+        `${what} names ${signingIds.join(', ')}, not trust domain ${id.trustDomain}`,
+      );
     }
     // RFC 5280 4.2.1.9: at most pathLength intermediates may follow below this one.
     const pathLength = cert.fields.basicConstraints.pathLength;
     if (pathLength !== undefined && i - 1 > pathLength) {
-      throw refuse('ERR_SVID_PATH_LENGTH', `${what} allows ${pathLength} intermediate(s) below it, the chain has ${i - 1}`);
+      throw refuse(
+        'ERR_SVID_PATH_LENGTH',
+        `${what} allows ${pathLength} intermediate(s) below it, the chain has ${i - 1}`,
+      );
     }
     checkValidity(cert, now, what, false);
   };
@@ -238,12 +303,16 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
     if (anchoredBy !== undefined) {
       const anchorPathLength = anchoredBy.pathLength;
       if (anchorPathLength !== undefined && i > anchorPathLength) {
-        throw refuse('ERR_SVID_PATH_LENGTH', `trust bundle authority ${anchoredBy.certificate.subject} allows ${anchorPathLength} intermediate(s), the chain has ${i}`);
+        throw refuse(
+          'ERR_SVID_PATH_LENGTH',
+          `trust bundle authority ${anchoredBy.certificate.subject} allows ${anchorPathLength} intermediate(s), the chain has ${i}`,
+        );
       }
       pathEnd = i + 1;
       // The remaining certificates (if any) must be authorities of the bundle, sent redundantly.
       const rest = parsed.slice(i + 1);
-      if (!rest.every(isAuthority)) throw refuse('ERR_SVID_CHAIN_ORDER', `certificates after ${what} are not part of its path`);
+      if (!rest.every(isAuthority))
+        throw refuse('ERR_SVID_CHAIN_ORDER', `certificates after ${what} are not part of its path`);
       break;
     }
     const next = parsed[i + 1];
@@ -256,20 +325,32 @@ function checkSpiffeRules(chain: readonly Uint8Array[], bundles: BundleSource, n
     // authority of this trust domain ends the path, untrusted. (The TLS layer
     // appends a root it knows, possibly another trust domain's, to the peer chain.)
     if (!isAuthority(next) && issuedBy(next, next.node)) {
-      throw refuse('ERR_SVID_UNTRUSTED', `${what} chains to ${next.node.subject.replace(/\n/g, ', ')}, which is not an authority of trust domain ${id.trustDomain}`, {
-        trustDomain: id.trustDomain,
-      });
+      throw refuse(
+        'ERR_SVID_UNTRUSTED',
+        `${what} chains to ${next.node.subject.replace(/\n/g, ', ')}, which is not an authority of trust domain ${id.trustDomain}`,
+        {
+          trustDomain: id.trustDomain,
+        },
+      );
     }
     checkIntermediate(next, i + 1);
     if (!issuedBy(cert, next.node)) {
-      throw refuse('ERR_SVID_CHAIN_ORDER', `${what} is not signed by the next certificate in the chain (chain must be leaf first, each followed by its issuer)`);
+      throw refuse(
+        'ERR_SVID_CHAIN_ORDER',
+        `${what} is not signed by the next certificate in the chain (chain must be leaf first, each followed by its issuer)`,
+      );
     }
   }
   if (anchoredBy === undefined) {
-    throw refuse('ERR_SVID_UNTRUSTED', `chain does not end at an authority of trust domain ${id.trustDomain}`, { trustDomain: id.trustDomain });
+    throw refuse('ERR_SVID_UNTRUSTED', `chain does not end at an authority of trust domain ${id.trustDomain}`, {
+      trustDomain: id.trustDomain,
+    });
   }
   const anchorName = `trust bundle authority ${anchoredBy.certificate.subject.replace(/\n/g, ', ')}`;
-  const anchorValidity = { notBefore: Date.parse(anchoredBy.certificate.validFrom), notAfter: Date.parse(anchoredBy.certificate.validTo) };
+  const anchorValidity = {
+    notBefore: Date.parse(anchoredBy.certificate.validFrom),
+    notAfter: Date.parse(anchoredBy.certificate.validTo),
+  };
   checkValidity(anchorValidity, now, anchorName, false);
   // The anchor is judged like the rest of the path, as OpenSSL does.
   checkExtensions(readCertificateFields(anchoredBy.der), anchorName);

@@ -45,7 +45,10 @@ function splitOutsideQuotes(text: string, separator: string): string[] {
   return parts;
 }
 
-const unquote = (value: string): string => (value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value);
+const unquote = (value: string): string =>
+  value.length >= 2 && value.startsWith('"') && value.endsWith('"')
+    ? value.slice(1, -1).replace(/\\(.)/g, '$1')
+    : value;
 
 function urlDecode(value: string, key: string): string {
   try {
@@ -57,7 +60,8 @@ function urlDecode(value: string, key: string): string {
 
 /** Parses one XFCC header value; exactly one element is accepted. */
 export function parseXfcc(header: string): ForwardedCertificate {
-  if (Buffer.byteLength(header) > MAX_XFCC_BYTES) throw refuse('ERR_XFCC_TOO_LARGE', `header is larger than ${MAX_XFCC_BYTES} bytes`);
+  if (Buffer.byteLength(header) > MAX_XFCC_BYTES)
+    throw refuse('ERR_XFCC_TOO_LARGE', `header is larger than ${MAX_XFCC_BYTES} bytes`);
   const elements = splitOutsideQuotes(header, ',').filter((e) => e.trim() !== '');
   if (elements.length === 0) throw refuse('ERR_XFCC_MALFORMED', 'header is empty');
   if (elements.length > 1) {
@@ -78,13 +82,23 @@ export function parseXfcc(header: string): ForwardedCertificate {
   const chainPem = fields.has('chain') ? urlDecode(fields.get('chain') as string, 'Chain') : undefined;
   const leafOnly = certPem === undefined ? [] : pemToDer(certPem);
   const chain = chainPem === undefined ? leafOnly : pemToDer(chainPem);
-  if (chain.length === 0) throw refuse('ERR_XFCC_NO_CERTIFICATE', 'no Cert or Chain with a PEM certificate (enable set_current_client_cert_details cert/chain on the proxy)');
+  if (chain.length === 0)
+    throw refuse(
+      'ERR_XFCC_NO_CERTIFICATE',
+      'no Cert or Chain with a PEM certificate (enable set_current_client_cert_details cert/chain on the proxy)',
+    );
   if (leafOnly.length > 1) throw refuse('ERR_XFCC_MALFORMED', 'Cert holds more than one certificate');
   if (leafOnly.length === 1 && !(leafOnly[0] as Buffer).equals(chain[0] as Buffer)) {
     throw refuse('ERR_XFCC_INCONSISTENT', 'Cert is not the first certificate of Chain');
   }
   const hash = fields.get('hash');
-  if (hash !== undefined && hash.toLowerCase() !== createHash('sha256').update(chain[0] as Buffer).digest('hex')) {
+  if (
+    hash !== undefined &&
+    hash.toLowerCase() !==
+      createHash('sha256')
+        .update(chain[0] as Buffer)
+        .digest('hex')
+  ) {
     throw refuse('ERR_XFCC_INCONSISTENT', 'Hash does not match the forwarded certificate');
   }
   return { chain, uri: fields.get('uri'), by: fields.get('by') };

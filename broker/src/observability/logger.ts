@@ -22,7 +22,9 @@ export const REDACTED_PATHS = [
   'appToken',
 ];
 
-export function createLogger(options: { level?: string; name?: string; destination?: NodeJS.WritableStream; pretty?: boolean } = {}): Logger {
+export function createLogger(
+  options: { level?: string; name?: string; destination?: NodeJS.WritableStream; pretty?: boolean } = {},
+): Logger {
   const config: LoggerOptions = {
     name: options.name ?? 'countersign-broker',
     level: options.level ?? 'info',
@@ -32,9 +34,20 @@ export function createLogger(options: { level?: string; name?: string; destinati
   };
   if (options.pretty === true) {
     // For a person at a terminal (dev mode): one readable block per line, multi-line messages kept.
-    return pino(config, PinoPretty({ destination: options.destination ?? 2, colorize: options.destination === undefined && process.stderr.isTTY, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,name', sync: true }));
+    return pino(
+      config,
+      PinoPretty({
+        destination: options.destination ?? 2,
+        colorize: options.destination === undefined && process.stderr.isTTY,
+        translateTime: 'HH:MM:ss',
+        ignore: 'pid,hostname,name',
+        sync: true,
+      }),
+    );
   }
-  return options.destination ? pino(config, options.destination) : pino(config, pino.destination({ fd: 2, sync: false }));
+  return options.destination
+    ? pino(config, options.destination)
+    : pino(config, pino.destination({ fd: 2, sync: false }));
 }
 
 /** A logger that drops everything, for tests that do not look at logs. */

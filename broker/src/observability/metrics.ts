@@ -46,7 +46,7 @@ export class Metrics {
 
   readonly identityUpdates = new Counter({
     name: 'countersign_identity_updates_total',
-    help: "New broker SVIDs and trust bundles put in service (rotation, reload), by kind (svid, bundle).",
+    help: 'New broker SVIDs and trust bundles put in service (rotation, reload), by kind (svid, bundle).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

@@ -3,11 +3,25 @@
 // metadata). Off unless an endpoint is configured; then nothing is registered
 // globally, so several brokers in one process (tests) keep their own traces.
 import type { Metadata } from '@grpc/grpc-js';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+} from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
+import {
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace';
 import type { Logger } from './logger.js';
 
 export interface TracingSettings {
@@ -40,13 +54,20 @@ export class Tracing {
   }
 
   static start(settings: TracingSettings, logger: Logger): Tracing {
-    const url = /\/v1\/traces\/?$/.test(settings.endpoint) ? settings.endpoint : `${settings.endpoint.replace(/\/+$/, '')}/v1/traces`;
+    const url = /\/v1\/traces\/?$/.test(settings.endpoint)
+      ? settings.endpoint
+      : `${settings.endpoint.replace(/\/+$/, '')}/v1/traces`;
     const provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': settings.serviceName }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(settings.sampleRatio) }),
-      spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: 1000 })],
+      spanProcessors: [
+        new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: 1000 }),
+      ],
     });
-    logger.info({ url, serviceName: settings.serviceName, sampleRatio: settings.sampleRatio }, 'tracing: exporting spans over OTLP/HTTP');
+    logger.info(
+      { url, serviceName: settings.serviceName, sampleRatio: settings.sampleRatio },
+      'tracing: exporting spans over OTLP/HTTP',
+    );
     return new Tracing(provider.getTracer('countersign-broker'), provider);
   }
 
@@ -60,7 +81,19 @@ export class Tracing {
     const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
     return this.tracer.startSpan(
       `countersign.v1/${method}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': method === 'ListPending' || method === 'Decide' ? 'countersign.v1.Approvals' : method === 'ExchangeToken' ? 'countersign.v1.Identity' : 'countersign.v1.Broker', 'rpc.method': method } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'rpc.system': 'grpc',
+          'rpc.service':
+            method === 'ListPending' || method === 'Decide'
+              ? 'countersign.v1.Approvals'
+              : method === 'ExchangeToken'
+                ? 'countersign.v1.Identity'
+                : 'countersign.v1.Broker',
+          'rpc.method': method,
+        },
+      },
       parent,
     );
   }
@@ -71,7 +104,10 @@ export class Tracing {
 }
 
 /** Ends a span with the outcome of its call. */
-export function endSpan(span: Span | undefined, outcome: { attributes?: Attributes; errorCode?: string; message?: string }): void {
+export function endSpan(
+  span: Span | undefined,
+  outcome: { attributes?: Attributes; errorCode?: string; message?: string },
+): void {
   if (span === undefined) return;
   if (outcome.attributes) span.setAttributes(outcome.attributes);
   if (outcome.errorCode !== undefined) {

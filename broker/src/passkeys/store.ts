@@ -52,7 +52,9 @@ export class PasskeyStore {
   }
 
   async get(principal: string, credentialId: string): Promise<StoredPasskey | undefined> {
-    const text = await redisCall('read passkey', () => this.redis.hget(this.keys.passkeys(canonical(principal)), credentialId));
+    const text = await redisCall('read passkey', () =>
+      this.redis.hget(this.keys.passkeys(canonical(principal)), credentialId),
+    );
     return text === null ? undefined : (JSON.parse(text) as StoredPasskey);
   }
 
@@ -63,20 +65,35 @@ export class PasskeyStore {
     return (await redisCall('passkey user', () => this.redis.get(key))) as string;
   }
 
-  async register(principal: string, passkey: StoredPasskey, maxPerPrincipal: number): Promise<'registered' | 'exists' | 'too_many'> {
+  async register(
+    principal: string,
+    passkey: StoredPasskey,
+    maxPerPrincipal: number,
+  ): Promise<'registered' | 'exists' | 'too_many'> {
     const [code] = (await redisCall('register passkey', () =>
-      this.scripts('passkeyRegister', [this.keys.passkeys(canonical(principal))], [passkey.credential_id, JSON.stringify(passkey), maxPerPrincipal]),
+      this.scripts(
+        'passkeyRegister',
+        [this.keys.passkeys(canonical(principal))],
+        [passkey.credential_id, JSON.stringify(passkey), maxPerPrincipal],
+      ),
     )) as [number];
     return code === 1 ? 'registered' : code === -1 ? 'exists' : 'too_many';
   }
 
   async remove(principal: string, credentialId: string): Promise<StoredPasskey | undefined> {
-    const [code, text] = (await redisCall('remove passkey', () => this.scripts('passkeyRemove', [this.keys.passkeys(canonical(principal))], [credentialId]))) as [number, string];
+    const [code, text] = (await redisCall('remove passkey', () =>
+      this.scripts('passkeyRemove', [this.keys.passkeys(canonical(principal))], [credentialId]),
+    )) as [number, string];
     return code === 1 ? (JSON.parse(text) as StoredPasskey) : undefined;
   }
 
   /** Records a verified assertion's counter; refuses one that did not go up. */
-  async use(principal: string, credentialId: string, counter: number, now: number): Promise<{ status: 'recorded' } | { status: 'gone' } | { status: 'regressed'; stored: number }> {
+  async use(
+    principal: string,
+    credentialId: string,
+    counter: number,
+    now: number,
+  ): Promise<{ status: 'recorded' } | { status: 'gone' } | { status: 'regressed'; stored: number }> {
     const [code, detail] = (await redisCall('record passkey use', () =>
       this.scripts('passkeyUse', [this.keys.passkeys(canonical(principal))], [credentialId, counter, now]),
     )) as [number, string];
@@ -92,7 +109,9 @@ export class PasskeyStore {
 
   /** Takes a single-use item: its value once, then "used"; "unknown" when it never existed or expired. */
   async consumeOnce(key: string, usedKey: string, usedTtlMs: number): Promise<ConsumeResult> {
-    const [code, value] = (await redisCall('take single-use item', () => this.scripts('consumeOnce', [key, usedKey], [usedTtlMs]))) as [number, string];
+    const [code, value] = (await redisCall('take single-use item', () =>
+      this.scripts('consumeOnce', [key, usedKey], [usedTtlMs]),
+    )) as [number, string];
     if (code === 1) return { status: 'taken', value };
     return code === -1 ? { status: 'used' } : { status: 'unknown' };
   }

@@ -128,14 +128,35 @@ export interface CelActivation {
   context: CelContext;
 }
 
-const environment = new Environment({ limits: { maxAstNodes: MAX_CEL_AST_NODES, maxDepth: MAX_CEL_DEPTH, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 8 } })
+const environment = new Environment({
+  limits: {
+    maxAstNodes: MAX_CEL_AST_NODES,
+    maxDepth: MAX_CEL_DEPTH,
+    maxListElements: 256,
+    maxMapEntries: 256,
+    maxCallArguments: 8,
+  },
+})
   .registerType('countersign.Request', {
     ctor: CelRequest,
-    fields: { operation: 'string', resource: 'string', parameters: 'map<string, dyn>', reason: 'string', ticket: 'string', on_behalf_of: 'string' },
+    fields: {
+      operation: 'string',
+      resource: 'string',
+      parameters: 'map<string, dyn>',
+      reason: 'string',
+      ticket: 'string',
+      on_behalf_of: 'string',
+    },
   })
   .registerType('countersign.Caller', {
     ctor: CelCaller,
-    fields: { spiffe_id: 'string', trust_domain: 'string', path: 'string', svid_age_seconds: 'int', svid_remaining_seconds: 'int' },
+    fields: {
+      spiffe_id: 'string',
+      trust_domain: 'string',
+      path: 'string',
+      svid_age_seconds: 'int',
+      svid_remaining_seconds: 'int',
+    },
   })
   .registerType('countersign.Workload', { ctor: CelWorkload, fields: { issuer: 'string', claims: 'map<string, dyn>' } })
   .registerType('countersign.Context', {

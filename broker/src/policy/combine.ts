@@ -26,15 +26,21 @@ const minDefined = (values: (number | undefined)[]): number | undefined => {
  * groups are expanded to their members when the principals file lists them
  * (Slack user groups cannot be expanded here, so they only count when shared).
  */
-export function combineApprovers(sections: readonly { approvers: string[]; groups: string[] }[], principals: Principals | undefined): { approvers: string[]; groups: string[] } {
+export function combineApprovers(
+  sections: readonly { approvers: string[]; groups: string[] }[],
+  principals: Principals | undefined,
+): { approvers: string[]; groups: string[] } {
   if (sections.length === 1) {
     const only = sections[0] as { approvers: string[]; groups: string[] };
     return { approvers: [...only.approvers], groups: [...only.groups] };
   }
   const sharedGroups = (sections[0]?.groups ?? []).filter((g) => sections.every((s) => s.groups.includes(g)));
   const mayApprove = (person: string, section: { approvers: string[]; groups: string[] }) =>
-    section.approvers.includes(person) || section.groups.some((g) => principals?.staticMembers(g)?.includes(person) === true);
-  const candidates = unique(sections.flatMap((s) => [...s.approvers, ...s.groups.flatMap((g) => principals?.staticMembers(g) ?? [])]));
+    section.approvers.includes(person) ||
+    section.groups.some((g) => principals?.staticMembers(g)?.includes(person) === true);
+  const candidates = unique(
+    sections.flatMap((s) => [...s.approvers, ...s.groups.flatMap((g) => principals?.staticMembers(g) ?? [])]),
+  );
   return { approvers: candidates.filter((p) => sections.every((s) => mayApprove(p, s))), groups: sharedGroups };
 }
 
@@ -56,7 +62,10 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function requirementOf(rules: CompiledRule[], principals: Principals | undefined): { requirement: ApprovalRequirement; pool: string[] | undefined } {
+function requirementOf(
+  rules: CompiledRule[],
+  principals: Principals | undefined,
+): { requirement: ApprovalRequirement; pool: string[] | undefined } {
   if (rules.length > 1) {
     const requirement = combineApprovals(rules, principals);
     return { requirement, pool: approverPool(requirement.approvers, requirement.groups, principals) };
@@ -75,10 +84,16 @@ function combineApprovals(rules: CompiledRule[], principals: Principals | undefi
   const sections = rules.map((r) => r.source.approval as ApprovalSection);
   const { approvers, groups } = combineApprovers(sections, principals);
   // The strongest step-up wins: a passkey assertion bound to the request covers a re-typed resource.
-  const stepUp: StepUp = sections.some((s) => s.step_up === 'webauthn') ? 'webauthn' : sections.some((s) => s.step_up === 'confirm') ? 'confirm' : 'click';
+  const stepUp: StepUp = sections.some((s) => s.step_up === 'webauthn')
+    ? 'webauthn'
+    : sections.some((s) => s.step_up === 'confirm')
+      ? 'confirm'
+      : 'click';
   // Per vote unless every webauthn rule accepts a recent sign-in; then the shortest age.
   const webauthn = sections.filter((s) => s.step_up === 'webauthn');
-  const stepUpMaxAgeMs = webauthn.some((s) => s.step_up_max_age === undefined) ? undefined : minDefined(webauthn.map((s) => s.step_up_max_age));
+  const stepUpMaxAgeMs = webauthn.some((s) => s.step_up_max_age === undefined)
+    ? undefined
+    : minDefined(webauthn.map((s) => s.step_up_max_age));
   const notify: NotifyTargets = {
     slackChannels: unique(sections.flatMap((s) => s.notify.slack_channels)),
     directMessages: sections.some((s) => s.notify.direct_messages),
@@ -102,11 +117,19 @@ function combineApprovals(rules: CompiledRule[], principals: Principals | undefi
 function selves(input: PolicyInput, principals: Principals | undefined): string[] {
   if (principals === undefined) return input.onBehalfOf === '' ? [] : [input.onBehalfOf];
   const names = [principals.bySpiffeId(input.workload.spiffeId)?.name];
-  if (input.onBehalfOf !== '') names.push(principals.byName(input.onBehalfOf)?.name ?? principals.byEmail(input.onBehalfOf)?.name ?? input.onBehalfOf);
+  if (input.onBehalfOf !== '')
+    names.push(
+      principals.byName(input.onBehalfOf)?.name ?? principals.byEmail(input.onBehalfOf)?.name ?? input.onBehalfOf,
+    );
   return names.filter((n): n is string => n !== undefined);
 }
 
-export function decide(matched: readonly CompiledRule[], failure: ConditionFailure | undefined, input: PolicyInput, principals: Principals | undefined): Decision {
+export function decide(
+  matched: readonly CompiledRule[],
+  failure: ConditionFailure | undefined,
+  input: PolicyInput,
+  principals: Principals | undefined,
+): Decision {
   const deny = matched.find((r) => r.decision === 'deny');
   if (deny !== undefined) {
     return { effect: 'deny', rule: deny.name, message: deny.source.message ?? `denied by policy rule ${deny.name}` };
@@ -140,12 +163,20 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
     const { requirement: approval, pool: knownPool } = requirementOf(approves, principals);
     const needsReason = approves.find((r) => r.source.approval?.reason_required === true);
     if (needsReason !== undefined && !hasReason) {
-      return { effect: 'deny', rule: needsReason.name, message: `policy rule ${needsReason.name} requires a reason for ${input.operation} on ${input.resource}` };
+      return {
+        effect: 'deny',
+        rule: needsReason.name,
+        message: `policy rule ${needsReason.name} requires a reason for ${input.operation} on ${input.resource}`,
+      };
     }
     for (const rule of approves) {
       if (rule.ticketPattern !== undefined && !rule.ticketPattern.test(input.ticket)) {
         const got = input.ticket === '' ? 'none was given' : `got ${JSON.stringify(input.ticket)}`;
-        return { effect: 'deny', rule: rule.name, message: `policy rule ${rule.name} requires a ticket matching ${rule.ticketPattern.source} (${got})` };
+        return {
+          effect: 'deny',
+          rule: rule.name,
+          message: `policy rule ${rule.name} requires a ticket matching ${rule.ticketPattern.source} (${got})`,
+        };
       }
     }
     const pool = knownPool ?? approval.approvers;
@@ -162,12 +193,23 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
         };
       }
     }
-    return { effect: 'approve', rule: first.name, rules: names, approval, ttlMs: minDefined(approves.map((r) => r.source.ttl)), excluded };
+    return {
+      effect: 'approve',
+      rule: first.name,
+      rules: names,
+      approval,
+      ttlMs: minDefined(approves.map((r) => r.source.ttl)),
+      excluded,
+    };
   }
 
   const allows = matched.filter((r) => r.decision === 'allow');
   if (allows.length > 0) {
-    return { effect: 'allow', rule: (allows[0] as CompiledRule).name, ttlMs: minDefined(allows.map((r) => r.source.ttl)) };
+    return {
+      effect: 'allow',
+      rule: (allows[0] as CompiledRule).name,
+      ttlMs: minDefined(allows.map((r) => r.source.ttl)),
+    };
   }
 
   const target = `${input.operation} on ${input.resource} for ${input.workload.spiffeId}`;
@@ -185,9 +227,16 @@ export function decide(matched: readonly CompiledRule[], failure: ConditionFailu
  * Who may decide, without the requester's own people: "bob, group deployers (not alice: the
  * request is theirs, separation of duties)".
  */
-export function whoCanApprove(approvers: readonly string[], groups: readonly string[], excluded: readonly string[]): string {
-  const who = [...approvers.filter((a) => !excluded.includes(a)), ...groups.map((g) => `group ${g}`)].join(', ') || 'nobody';
-  return excluded.length === 0 ? who : `${who} (not ${excluded.join(', ')}: the request is theirs, separation of duties)`;
+export function whoCanApprove(
+  approvers: readonly string[],
+  groups: readonly string[],
+  excluded: readonly string[],
+): string {
+  const who =
+    [...approvers.filter((a) => !excluded.includes(a)), ...groups.map((g) => `group ${g}`)].join(', ') || 'nobody';
+  return excluded.length === 0
+    ? who
+    : `${who} (not ${excluded.join(', ')}: the request is theirs, separation of duties)`;
 }
 
 /** One line summing up a decision, for people (explain, check). */

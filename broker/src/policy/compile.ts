@@ -32,15 +32,21 @@ export interface CompiledRule {
   readonly ticketPattern: RegExp | undefined;
 }
 
-const toList = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
-const shown = (patterns: string[]): string => (patterns.length === 1 ? (patterns[0] as string) : `any of ${patterns.join(', ')}`);
+const toList = <T>(v: T | T[] | undefined): T[] | undefined =>
+  v === undefined ? undefined : Array.isArray(v) ? v : [v];
+const shown = (patterns: string[]): string =>
+  patterns.length === 1 ? (patterns[0] as string) : `any of ${patterns.join(', ')}`;
 
 interface Criterion {
   test(input: PolicyInput): boolean;
   why(input: PolicyInput): string;
 }
 
-function globCriterion(what: string, patterns: string[] | undefined, value: (input: PolicyInput) => string): Criterion | undefined {
+function globCriterion(
+  what: string,
+  patterns: string[] | undefined,
+  value: (input: PolicyInput) => string,
+): Criterion | undefined {
   if (patterns === undefined) return undefined;
   const matchers = patterns.map(compileGlob);
   const test =
@@ -69,7 +75,10 @@ function compileMatch(rule: PolicyRule): {
   const criteria: Criterion[] = [];
   if (trustDomainList !== undefined) {
     const set = new Set(trustDomainList);
-    criteria.push({ test: (input) => set.has(input.workload.trustDomain), why: (input) => `trust domain ${JSON.stringify(input.workload.trustDomain)} is not ${shown(trustDomainList)}` });
+    criteria.push({
+      test: (input) => set.has(input.workload.trustDomain),
+      why: (input) => `trust domain ${JSON.stringify(input.workload.trustDomain)} is not ${shown(trustDomainList)}`,
+    });
   }
   const optional = [
     globCriterion('operation', operations, (input) => input.operation),
@@ -81,14 +90,29 @@ function compileMatch(rule: PolicyRule): {
   if (human !== undefined && humans !== undefined) {
     criteria.push({
       test: (input) => input.onBehalfOf !== '' && human.test(input),
-      why: (input) => (input.onBehalfOf === '' ? `the request acts for nobody (on_behalf_of must match ${shown(humans)})` : human.why(input)),
+      why: (input) =>
+        input.onBehalfOf === ''
+          ? `the request acts for nobody (on_behalf_of must match ${shown(humans)})`
+          : human.why(input),
     });
   }
-  return { criteria, operations: operations !== undefined && operations.every(isLiteral) ? operations : undefined, workloads, trustDomains: trustDomainList, resources };
+  return {
+    criteria,
+    operations: operations !== undefined && operations.every(isLiteral) ? operations : undefined,
+    workloads,
+    trustDomains: trustDomainList,
+    resources,
+  };
 }
 
 /** Offset of character `offset` of a scalar's value in the file, when it can be worked out exactly. */
-function scalarOffset(parsed: ParsedYaml, text: string, path: (string | number)[], offset: number, value: string): number | undefined {
+function scalarOffset(
+  parsed: ParsedYaml,
+  text: string,
+  path: (string | number)[],
+  offset: number,
+  value: string,
+): number | undefined {
   const node = parsed.doc.getIn(path, true) as { range?: [number, number, number]; type?: string } | undefined;
   const start = node?.range?.[0];
   if (start === undefined) return undefined;
@@ -123,7 +147,10 @@ export interface CompileOptions {
 }
 
 /** Compiles the rules, or returns every problem found. */
-export function compileRules(document: PolicyDocument, options: CompileOptions): { rules: CompiledRule[]; problems: YamlProblem[] } {
+export function compileRules(
+  document: PolicyDocument,
+  options: CompileOptions,
+): { rules: CompiledRule[]; problems: YamlProblem[] } {
   const { parsed, text, principals } = options;
   const problems: YamlProblem[] = [];
   const problem = (path: (string | number)[], message: string, where = locate(parsed, path)) =>
@@ -141,7 +168,10 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
         problem([...path, 'approvers', i], `${JSON.stringify(name)} is a group, not a principal; list it under groups`);
       } else {
         const hint = suggest(name, principals.principalNames());
-        problem([...path, 'approvers', i], `unknown principal ${JSON.stringify(name)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ' (not in the principals file)'}`);
+        problem(
+          [...path, 'approvers', i],
+          `unknown principal ${JSON.stringify(name)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ' (not in the principals file)'}`,
+        );
       }
     });
     const seenGroups = new Set<string>();
@@ -153,10 +183,14 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
         problem([...path, 'groups', i], `${JSON.stringify(name)} is a principal, not a group; list it under approvers`);
       } else {
         const hint = suggest(name, principals.groupNames());
-        problem([...path, 'groups', i], `unknown group ${JSON.stringify(name)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ' (not in the principals file)'}`);
+        problem(
+          [...path, 'groups', i],
+          `unknown group ${JSON.stringify(name)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ' (not in the principals file)'}`,
+        );
       }
     });
-    if (approvers.length === 0 && groups.length === 0) problem(path, 'names nobody: give at least one of approvers or groups');
+    if (approvers.length === 0 && groups.length === 0)
+      problem(path, 'names nobody: give at least one of approvers or groups');
     return problems.length === before;
   };
 
@@ -190,7 +224,8 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
         }
       }
     }
-    if (rule.break_glass !== undefined) checkNames([...at, 'break_glass'], rule.break_glass.approvers, rule.break_glass.groups);
+    if (rule.break_glass !== undefined)
+      checkNames([...at, 'break_glass'], rule.break_glass.approvers, rule.break_glass.groups);
     const match = compileMatch(rule);
     const criteria = match.criteria;
     return {
@@ -220,7 +255,10 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
     const rule = test.expect.rule;
     if (typeof rule === 'string' && !names.has(rule)) {
       const hint = suggest(rule, [...names]);
-      problem(['tests', i, 'expect', 'rule'], `no rule is named ${JSON.stringify(rule)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`);
+      problem(
+        ['tests', i, 'expect', 'rule'],
+        `no rule is named ${JSON.stringify(rule)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`,
+      );
     }
   });
   return { rules, problems };
@@ -231,7 +269,11 @@ export function compileRules(document: PolicyDocument, options: CompileOptions):
  * without asking Slack: named principals plus members of static groups.
  * Undefined when a group's members are not known here.
  */
-export function approverPool(approvers: readonly string[], groups: readonly string[], principals: Principals | undefined): string[] | undefined {
+export function approverPool(
+  approvers: readonly string[],
+  groups: readonly string[],
+  principals: Principals | undefined,
+): string[] | undefined {
   const pool = new Set(approvers);
   for (const group of groups) {
     const members = principals?.staticMembers(group);

@@ -56,10 +56,21 @@ export const activeFreezes = (windows: readonly FreezeWindow[], now: number): st
 
 const NO_CLAIMS: { [key: string]: JsonValue } = {};
 
-export function buildActivation(input: PolicyInput, clock: ZonedClock, freezeWindows: readonly FreezeWindow[]): CelActivation {
+export function buildActivation(
+  input: PolicyInput,
+  clock: ZonedClock,
+  freezeWindows: readonly FreezeWindow[],
+): CelActivation {
   // No closures here: this runs per request, and each named closure costs.
   return {
-    request: new CelRequest(input.operation, input.resource, input.parameters, input.reason, input.ticket, input.onBehalfOf),
+    request: new CelRequest(
+      input.operation,
+      input.resource,
+      input.parameters,
+      input.reason,
+      input.ticket,
+      input.onBehalfOf,
+    ),
     caller: new CelCaller(
       input.workload.spiffeId,
       input.workload.trustDomain,

@@ -44,4 +44,3 @@ export function compileGlob(pattern: string): GlobMatcher {
 
 /** Whether a pattern matches exactly one string (itself). */
 export const isLiteral = (pattern: string): boolean => !/[*?]/.test(pattern);
-

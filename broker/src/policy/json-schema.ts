@@ -6,11 +6,16 @@ import { z } from 'zod';
 import { policySchema } from './schema.js';
 
 export function policyJsonSchema(): Record<string, unknown> {
-  const generated = z.toJSONSchema(policySchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  const generated = z.toJSONSchema(policySchema, {
+    io: 'input',
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  }) as Record<string, unknown>;
   return {
     $schema: generated.$schema,
     title: 'Countersign policy',
-    description: 'Rules that decide deny / allow / approve / break_glass for each operation request. See docs/policy.md.',
+    description:
+      'Rules that decide deny / allow / approve / break_glass for each operation request. See docs/policy.md.',
     ...Object.fromEntries(Object.entries(generated).filter(([k]) => k !== '$schema')),
   };
 }

@@ -29,7 +29,7 @@ export function testInput(test: PolicyTestCase, now: number): PolicyInput {
       notAfter: at + test.input.svid_remaining,
       serial: '00',
       ...(test.input.oidc_issuer !== undefined || test.input.claims !== undefined
-        ? { oidc: { issuer: test.input.oidc_issuer ?? '', claims: (test.input.claims ?? {}) } }
+        ? { oidc: { issuer: test.input.oidc_issuer ?? '', claims: test.input.claims ?? {} } }
         : {}),
     },
     operation: test.input.operation,
@@ -43,29 +43,44 @@ export function testInput(test: PolicyTestCase, now: number): PolicyInput {
   };
 }
 
-const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && new Set(a).size === new Set([...a, ...b]).size;
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && new Set(a).size === new Set([...a, ...b]).size;
 const list = (values: readonly string[]) => `[${values.join(', ')}]`;
 
 function compare(test: PolicyTestCase, decision: Decision): string[] {
   const expect = test.expect;
   const failures: string[] = [];
-  if (decision.effect !== expect.decision) failures.push(`decision: expected ${expect.decision}, got ${decision.effect}`);
+  if (decision.effect !== expect.decision)
+    failures.push(`decision: expected ${expect.decision}, got ${decision.effect}`);
   if (expect.rule !== undefined && decision.rule !== expect.rule) {
-    failures.push(`rule: expected ${expect.rule ?? 'none (default deny)'}, got ${decision.rule ?? 'none (default deny)'}`);
+    failures.push(
+      `rule: expected ${expect.rule ?? 'none (default deny)'}, got ${decision.rule ?? 'none (default deny)'}`,
+    );
   }
   if (expect.message !== undefined && !(decision.effect === 'deny' && decision.message.includes(expect.message))) {
-    failures.push(`message: expected a deny message containing ${JSON.stringify(expect.message)}, got ${decision.effect === 'deny' ? JSON.stringify(decision.message) : decision.effect}`);
+    failures.push(
+      `message: expected a deny message containing ${JSON.stringify(expect.message)}, got ${decision.effect === 'deny' ? JSON.stringify(decision.message) : decision.effect}`,
+    );
   }
   if (expect.ttl !== undefined) {
     const ttl = decision.effect === 'deny' ? undefined : decision.ttlMs;
-    if (ttl !== expect.ttl) failures.push(`ttl: expected ${formatDuration(expect.ttl)}, got ${ttl === undefined ? 'none' : formatDuration(ttl)}`);
+    if (ttl !== expect.ttl)
+      failures.push(
+        `ttl: expected ${formatDuration(expect.ttl)}, got ${ttl === undefined ? 'none' : formatDuration(ttl)}`,
+      );
   }
   const approval = decision.effect === 'approve' ? decision.approval : undefined;
-  const approvalCheck = <K extends 'required' | 'step_up' | 'timeout'>(key: K, actual: unknown, show: (v: never) => string = String) => {
+  const approvalCheck = <K extends 'required' | 'step_up' | 'timeout'>(
+    key: K,
+    actual: unknown,
+    show: (v: never) => string = String,
+  ) => {
     const wanted = expect[key];
     if (wanted === undefined) return;
-    if (approval === undefined) failures.push(`${key}: expected ${show(wanted as never)}, but the decision is ${decision.effect}`);
-    else if (actual !== wanted) failures.push(`${key}: expected ${show(wanted as never)}, got ${show(actual as never)}`);
+    if (approval === undefined)
+      failures.push(`${key}: expected ${show(wanted as never)}, but the decision is ${decision.effect}`);
+    else if (actual !== wanted)
+      failures.push(`${key}: expected ${show(wanted as never)}, got ${show(actual as never)}`);
   };
   approvalCheck('required', approval?.required);
   approvalCheck('step_up', approval?.stepUp);
@@ -73,7 +88,12 @@ function compare(test: PolicyTestCase, decision: Decision): string[] {
   for (const key of ['approvers', 'groups'] as const) {
     const wanted = expect[key];
     if (wanted === undefined) continue;
-    const actual = decision.effect === 'approve' ? decision.approval[key] : decision.effect === 'break_glass' ? decision[key] : undefined;
+    const actual =
+      decision.effect === 'approve'
+        ? decision.approval[key]
+        : decision.effect === 'break_glass'
+          ? decision[key]
+          : undefined;
     if (actual === undefined) failures.push(`${key}: expected ${list(wanted)}, but the decision is ${decision.effect}`);
     else if (!sameSet(actual, wanted)) failures.push(`${key}: expected ${list(wanted)}, got ${list(actual)}`);
   }

@@ -38,7 +38,8 @@ export interface Explanation {
 }
 
 /** "sha256:<hex>" of the policy file's bytes. */
-export const policyDigest = (text: string): string => `sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
+export const policyDigest = (text: string): string =>
+  `sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
 
 export class Policy {
   private readonly index: RuleIndex;
@@ -63,7 +64,9 @@ export class Policy {
   static parse(text: string, source: string, options: PolicyOptions = {}): Policy {
     const parsed = parseYaml(text, source, { maxBytes: MAX_POLICY_BYTES, errorCode: 'ERR_POLICY_INVALID' });
     if (parsed.value === null || typeof parsed.value !== 'object' || Array.isArray(parsed.value)) {
-      throw new YamlValidationError('ERR_POLICY_INVALID', source, [{ where: source, path: '', message: 'expected a mapping with version and rules' }]);
+      throw new YamlValidationError('ERR_POLICY_INVALID', source, [
+        { where: source, path: '', message: 'expected a mapping with version and rules' },
+      ]);
     }
     let document: PolicyDocument;
     try {
@@ -72,7 +75,8 @@ export class Policy {
       throw e instanceof YamlValidationError ? inFileOrder(e, parsed.value) : e;
     }
     const { rules, problems } = compileRules(document, { parsed, text, principals: options.principals });
-    if (problems.length > 0) throw inFileOrder(new YamlValidationError('ERR_POLICY_INVALID', source, problems), parsed.value);
+    if (problems.length > 0)
+      throw inFileOrder(new YamlValidationError('ERR_POLICY_INVALID', source, problems), parsed.value);
     return new Policy(document, policyDigest(text), source, rules, options);
   }
 
@@ -81,7 +85,9 @@ export class Policy {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      throw new YamlValidationError('ERR_POLICY_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+      throw new YamlValidationError('ERR_POLICY_INVALID', file, [
+        { where: file, path: '', message: `cannot read: ${(e as Error).message}` },
+      ]);
     }
     return Policy.parse(text, file, options);
   }
@@ -185,7 +191,12 @@ function byRuleName(path: string, raw: unknown): string {
   if (m === null || !Array.isArray(rules)) return path;
   const nameOf = (r: unknown) => (r !== null && typeof r === 'object' ? (r as { name?: unknown }).name : undefined);
   const name = nameOf(rules[Number(m[1])]);
-  if (typeof name !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(name) || rules.filter((r) => nameOf(r) === name).length > 1) return path;
+  if (
+    typeof name !== 'string' ||
+    !/^[\x21-\x7e]{1,128}$/.test(name) ||
+    rules.filter((r) => nameOf(r) === name).length > 1
+  )
+    return path;
   return m[2] === undefined ? `rule ${name}` : `rule ${name}: ${m[2]}`;
 }
 
@@ -206,10 +217,15 @@ const firstLine = (e: unknown): string => ((e as Error).message ?? String(e)).sp
 
 function roleOf(rule: CompiledRule, decision: Decision): string {
   if (decision.effect === 'approve' && decision.rules.includes(rule.name)) {
-    return decision.rules.length > 1 ? `matched; combined with ${decision.rules.filter((r) => r !== rule.name).join(', ')} into the approval requirement` : 'matched; decides';
+    return decision.rules.length > 1
+      ? `matched; combined with ${decision.rules.filter((r) => r !== rule.name).join(', ')} into the approval requirement`
+      : 'matched; decides';
   }
   // A rule can match and still refuse the request (a reason or ticket it requires is missing).
-  if (decision.rule === rule.name) return decision.effect === 'deny' && rule.decision !== 'deny' ? `matched, but refuses: ${decision.message}` : 'matched; decides';
+  if (decision.rule === rule.name)
+    return decision.effect === 'deny' && rule.decision !== 'deny'
+      ? `matched, but refuses: ${decision.message}`
+      : 'matched; decides';
   if (rule.decision === 'break_glass' && decision.effect !== 'break_glass' && decision.effect !== 'deny') {
     return 'matched, but break-glass needs a reason';
   }

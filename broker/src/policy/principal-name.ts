@@ -34,7 +34,8 @@ const PATTERN = /^[a-z0-9._+@*?-]+$/;
 const shown = (value: string): string => JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}...` : value);
 
 /** "U+0430", for a character that is not what it looks like. */
-const codePoint = (c: string): string => `U+${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}`;
+const codePoint = (c: string): string =>
+  `U+${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** NFKC, trim, case-fold: the comparable form, before the grammar is checked. */
 function fold(raw: string): string {
@@ -47,7 +48,11 @@ function grammarProblem(value: string): string | undefined {
   const foreign = [...value].find((c) => c > '\x7e' || c < '\x21');
   if (foreign !== undefined) {
     const at = [...value].indexOf(foreign);
-    const what = /\s/u.test(foreign) ? `a space (${codePoint(foreign)})` : /\p{L}/u.test(foreign) ? `the non-ASCII letter "${foreign}" (${codePoint(foreign)})` : `the character ${codePoint(foreign)}`;
+    const what = /\s/u.test(foreign)
+      ? `a space (${codePoint(foreign)})`
+      : /\p{L}/u.test(foreign)
+        ? `the non-ASCII letter "${foreign}" (${codePoint(foreign)})`
+        : `the character ${codePoint(foreign)}`;
     return `has ${what} at position ${at + 1}`;
   }
   const at = value.indexOf('@');
@@ -55,14 +60,17 @@ function grammarProblem(value: string): string | undefined {
   const local = value.slice(0, at);
   const domain = value.slice(at + 1);
   if (value.length > 254) return `is ${value.length} characters long, an e-mail address at most 254`;
-  if (local.length > 64 || !LOCAL.test(local)) return `has an e-mail local part (${shown(local)}) that is not dot-separated a-z 0-9 _ + - (at most 64)`;
-  if (domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) return `has an e-mail domain (${shown(domain)}) that is not a host name`;
+  if (local.length > 64 || !LOCAL.test(local))
+    return `has an e-mail local part (${shown(local)}) that is not dot-separated a-z 0-9 _ + - (at most 64)`;
+  if (domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l)))
+    return `has an e-mail domain (${shown(domain)}) that is not a host name`;
   return undefined;
 }
 
 /** Why `raw` has no canonical form (as a sentence), or undefined when it has one. */
 export function principalNameProblem(raw: string): string | undefined {
-  if (raw.length > MAX_PRINCIPAL_NAME_INPUT) return `is ${raw.length} characters long, at most ${MAX_PRINCIPAL_NAME_INPUT} are allowed`;
+  if (raw.length > MAX_PRINCIPAL_NAME_INPUT)
+    return `is ${raw.length} characters long, at most ${MAX_PRINCIPAL_NAME_INPUT} are allowed`;
   return grammarProblem(fold(raw));
 }
 
@@ -74,10 +82,15 @@ export function principalNameProblem(raw: string): string | undefined {
 export function normalizePrincipalName(raw: string, field: string): string {
   const problem = typeof raw === 'string' ? principalNameProblem(raw) : 'is not a string';
   if (problem !== undefined) {
-    throw new CountersignError('invalid_argument', 'ERR_PRINCIPAL_NAME_INVALID', `${field}: ${shown(String(raw))} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}`, {
-      field,
-      value: String(raw).slice(0, 128),
-    });
+    throw new CountersignError(
+      'invalid_argument',
+      'ERR_PRINCIPAL_NAME_INVALID',
+      `${field}: ${shown(String(raw))} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}`,
+      {
+        field,
+        value: String(raw).slice(0, 128),
+      },
+    );
   }
   return fold(raw);
 }
@@ -89,10 +102,12 @@ export function canonicalPrincipalName(raw: string): string | undefined {
 
 /** Why a policy pattern for principal names (a glob) has no canonical form, or undefined. */
 export function principalPatternProblem(raw: string): string | undefined {
-  if (raw.length > MAX_PRINCIPAL_NAME_INPUT) return `is ${raw.length} characters long, at most ${MAX_PRINCIPAL_NAME_INPUT} are allowed`;
+  if (raw.length > MAX_PRINCIPAL_NAME_INPUT)
+    return `is ${raw.length} characters long, at most ${MAX_PRINCIPAL_NAME_INPUT} are allowed`;
   const folded = fold(raw);
   if (folded === '') return 'is empty';
-  if (!PATTERN.test(folded)) return `can only match ${PRINCIPAL_NAME_GRAMMAR}: use a-z 0-9 . _ + @ - and the wildcards * and ?`;
+  if (!PATTERN.test(folded))
+    return `can only match ${PRINCIPAL_NAME_GRAMMAR}: use a-z 0-9 . _ + @ - and the wildcards * and ?`;
   return undefined;
 }
 

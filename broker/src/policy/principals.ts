@@ -6,7 +6,12 @@ import type { Principal, PrincipalDirectory } from '@countersign/approvers';
 import { z } from 'zod';
 import { parseYaml, validateYaml, YamlValidationError } from '../config/yaml-file.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
-import { canonicalPrincipalName, normalizePrincipalName, PRINCIPAL_NAME_GRAMMAR, principalNameProblem } from './principal-name.js';
+import {
+  canonicalPrincipalName,
+  normalizePrincipalName,
+  PRINCIPAL_NAME_GRAMMAR,
+  principalNameProblem,
+} from './principal-name.js';
 
 export const MAX_PRINCIPALS_BYTES = 1024 * 1024;
 
@@ -15,7 +20,10 @@ const canonical = (kind: 'name' | 'email') =>
   z.string().transform((raw, ctx) => {
     const problem = principalNameProblem(raw);
     if (problem !== undefined) {
-      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${kind === 'email' ? 'an e-mail address (ASCII; an international domain in its xn-- form)' : PRINCIPAL_NAME_GRAMMAR}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(raw)} ${problem}; expected ${kind === 'email' ? 'an e-mail address (ASCII; an international domain in its xn-- form)' : PRINCIPAL_NAME_GRAMMAR}`,
+      });
       return z.NEVER;
     }
     const value = normalizePrincipalName(raw, kind);
@@ -28,7 +36,8 @@ const canonical = (kind: 'name' | 'email') =>
 const name = canonical('name');
 const spiffeId = z.string().superRefine((id, ctx) => {
   try {
-    if (parseSpiffeId(id).path === '') ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a person` });
+    if (parseSpiffeId(id).path === '')
+      ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a person` });
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
   }
@@ -38,13 +47,24 @@ const principalSchema = z
   .object({
     name,
     display_name: z.string().max(256).optional(),
-    slack_user_id: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'expected a Slack user id such as U0ALICE').optional(),
+    slack_user_id: z
+      .string()
+      .regex(/^[UW][A-Z0-9]{2,20}$/, 'expected a Slack user id such as U0ALICE')
+      .optional(),
     email: canonical('email').optional(),
     /** The "sub" the identity provider gives this person (console.oidc.claim: sub); exact, subjects are opaque. */
     oidc_subject: z.string().min(1).max(255).optional(),
     /** Their GitHub / GitLab login: a CI token's actor claim maps to them (identity.oidc[].actor). Compared case-insensitively. */
-    github_login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, 'expected a GitHub login such as octocat').transform((v) => v.toLowerCase()).optional(),
-    gitlab_login: z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$/, 'expected a GitLab username such as jdoe').transform((v) => v.toLowerCase()).optional(),
+    github_login: z
+      .string()
+      .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, 'expected a GitHub login such as octocat')
+      .transform((v) => v.toLowerCase())
+      .optional(),
+    gitlab_login: z
+      .string()
+      .regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$/, 'expected a GitLab username such as jdoe')
+      .transform((v) => v.toLowerCase())
+      .optional(),
     spiffe_ids: z.array(spiffeId).max(16).default([]),
   })
   .strict();
@@ -54,7 +74,10 @@ const groupSchema = z
     name,
     members: z.array(name).max(1024).optional(),
     /** A Slack user group id (S...), resolved through the Slack channel. */
-    slack_usergroup: z.string().regex(/^S[A-Z0-9]{2,20}$/, 'expected a Slack user group id such as S0OPS').optional(),
+    slack_usergroup: z
+      .string()
+      .regex(/^S[A-Z0-9]{2,20}$/, 'expected a Slack user group id such as S0OPS')
+      .optional(),
   })
   .strict()
   .refine((g) => (g.members === undefined) !== (g.slack_usergroup === undefined), {
@@ -75,36 +98,85 @@ export const principalsSchema = z
       values.forEach((v, i) => {
         if (v === undefined) return;
         const first = seen.get(v);
-        if (first !== undefined) ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(v)} is already used by entry ${first}`, path: path(i) });
+        if (first !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message: `${what} ${JSON.stringify(v)} is already used by entry ${first}`,
+            path: path(i),
+          });
         else seen.set(v, i);
       });
     };
-    unique(doc.principals.map((p) => p.name), 'principal name', (i) => ['principals', i, 'name']);
-    unique(doc.principals.map((p) => p.slack_user_id), 'slack_user_id', (i) => ['principals', i, 'slack_user_id']);
-    unique(doc.principals.map((p) => p.email), 'email', (i) => ['principals', i, 'email']);
-    unique(doc.principals.map((p) => p.oidc_subject), 'oidc_subject', (i) => ['principals', i, 'oidc_subject']);
-    unique(doc.principals.map((p) => p.github_login), 'github_login', (i) => ['principals', i, 'github_login']);
-    unique(doc.principals.map((p) => p.gitlab_login), 'gitlab_login', (i) => ['principals', i, 'gitlab_login']);
-    unique(doc.groups.map((g) => g.name), 'group name', (i) => ['groups', i, 'name']);
+    unique(
+      doc.principals.map((p) => p.name),
+      'principal name',
+      (i) => ['principals', i, 'name'],
+    );
+    unique(
+      doc.principals.map((p) => p.slack_user_id),
+      'slack_user_id',
+      (i) => ['principals', i, 'slack_user_id'],
+    );
+    unique(
+      doc.principals.map((p) => p.email),
+      'email',
+      (i) => ['principals', i, 'email'],
+    );
+    unique(
+      doc.principals.map((p) => p.oidc_subject),
+      'oidc_subject',
+      (i) => ['principals', i, 'oidc_subject'],
+    );
+    unique(
+      doc.principals.map((p) => p.github_login),
+      'github_login',
+      (i) => ['principals', i, 'github_login'],
+    );
+    unique(
+      doc.principals.map((p) => p.gitlab_login),
+      'gitlab_login',
+      (i) => ['principals', i, 'gitlab_login'],
+    );
+    unique(
+      doc.groups.map((g) => g.name),
+      'group name',
+      (i) => ['groups', i, 'name'],
+    );
     // on_behalf_of may be a name or an address: one value must never mean two people.
-    const emailOwner = new Map(doc.principals.flatMap((p, i) => (p.email === undefined ? [] : [[p.email, i] as const])));
+    const emailOwner = new Map(
+      doc.principals.flatMap((p, i) => (p.email === undefined ? [] : [[p.email, i] as const])),
+    );
     doc.principals.forEach((p, i) => {
       const owner = emailOwner.get(p.name);
       if (owner !== undefined && owner !== i) {
-        ctx.addIssue({ code: 'custom', message: `principal name ${JSON.stringify(p.name)} is the e-mail address of entry ${owner}: it would name two people`, path: ['principals', i, 'name'] });
+        ctx.addIssue({
+          code: 'custom',
+          message: `principal name ${JSON.stringify(p.name)} is the e-mail address of entry ${owner}: it would name two people`,
+          path: ['principals', i, 'name'],
+        });
       }
     });
     const names = new Set(doc.principals.map((p) => p.name));
     doc.groups.forEach((g, gi) =>
       (g.members ?? []).forEach((m, mi) => {
-        if (!names.has(m)) ctx.addIssue({ code: 'custom', message: `unknown principal ${JSON.stringify(m)}`, path: ['groups', gi, 'members', mi] });
+        if (!names.has(m))
+          ctx.addIssue({
+            code: 'custom',
+            message: `unknown principal ${JSON.stringify(m)}`,
+            path: ['groups', gi, 'members', mi],
+          });
       }),
     );
     const owners = new Map<string, string>();
     doc.principals.forEach((p, pi) =>
       p.spiffe_ids.forEach((id, ii) => {
         const owner = owners.get(id);
-        if (owner !== undefined) ctx.addIssue({ code: 'custom', message: `${id} already belongs to ${owner}`, path: ['principals', pi, 'spiffe_ids', ii] });
+        if (owner !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message: `${id} already belongs to ${owner}`,
+            path: ['principals', pi, 'spiffe_ids', ii],
+          });
         else owners.set(id, p.name);
       }),
     );
@@ -163,7 +235,9 @@ export class Principals implements PrincipalDirectory {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      throw new YamlValidationError('ERR_PRINCIPALS_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+      throw new YamlValidationError('ERR_PRINCIPALS_INVALID', file, [
+        { where: file, path: '', message: `cannot read: ${(e as Error).message}` },
+      ]);
     }
     return Principals.parse(text, file);
   }

@@ -87,7 +87,9 @@ export class PolicyReloader {
           this.debounce = setTimeout(() => void this.reload('watch'), 100);
           this.debounce.unref();
         });
-        this.watcher.on('error', (err) => this.options.logger.warn({ err, file: this.options.file }, 'policy file watch failed; polling continues'));
+        this.watcher.on('error', (err) =>
+          this.options.logger.warn({ err, file: this.options.file }, 'policy file watch failed; polling continues'),
+        );
       } catch (err) {
         this.options.logger.warn({ err, file: this.options.file }, 'cannot watch the policy file; polling continues');
       }
@@ -117,7 +119,9 @@ export class PolicyReloader {
       try {
         text = await readFile(file, 'utf8');
       } catch (e) {
-        throw new YamlValidationError('ERR_POLICY_INVALID', file, [{ where: file, path: '', message: `cannot read: ${(e as Error).message}` }]);
+        throw new YamlValidationError('ERR_POLICY_INVALID', file, [
+          { where: file, path: '', message: `cannot read: ${(e as Error).message}` },
+        ]);
       }
       // Compiling is the expensive part; an unchanged file (the usual poll) skips it.
       const digest = policyDigest(text);
@@ -138,7 +142,10 @@ export class PolicyReloader {
       if (this.lastReported !== error.message && !this.closed) {
         this.lastReported = error.message;
         metrics.reloadFailures.inc({ kind: 'policy' });
-        logger.error({ file, trigger, code: isCountersignError(e) ? e.code : undefined, policyDigest: previous.digest }, `policy reload rejected, keeping the previous policy:\n${error.message}`);
+        logger.error(
+          { file, trigger, code: isCountersignError(e) ? e.code : undefined, policyDigest: previous.digest },
+          `policy reload rejected, keeping the previous policy:\n${error.message}`,
+        );
       }
       return { status: 'rejected', error };
     }
@@ -156,13 +163,25 @@ export class PolicyReloader {
       });
     } catch (e) {
       metrics.reloadFailures.inc({ kind: 'policy' });
-      logger.error({ err: e, file: this.options.file, policyDigest: previous.digest }, 'policy reload not applied: could not audit it; will retry');
+      logger.error(
+        { err: e, file: this.options.file, policyDigest: previous.digest },
+        'policy reload not applied: could not audit it; will retry',
+      );
       return { status: 'rejected', error: e as Error };
     }
     this.policy = candidate.withRequestRate(this.options.requestRate);
     this.lastRejection = undefined;
     this.lastReported = undefined;
-    logger.info({ file: this.options.file, trigger, policyDigest: candidate.digest, previousDigest: previous.digest, rules: candidate.ruleCount }, 'policy reloaded');
+    logger.info(
+      {
+        file: this.options.file,
+        trigger,
+        policyDigest: candidate.digest,
+        previousDigest: previous.digest,
+        rules: candidate.ruleCount,
+      },
+      'policy reloaded',
+    );
     return { status: 'reloaded', digest: candidate.digest, previousDigest: previous.digest };
   }
 }

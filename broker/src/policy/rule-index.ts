@@ -25,7 +25,8 @@ export function literalKey(pattern: string): string {
 /** Every key a value's rules can be filed under: "", each prefix ending in "/", and the value itself. */
 function keysOf(value: string): string[] {
   const keys = [ANY, value];
-  for (let i = value.indexOf('/'); i !== -1 && i < value.length - 1; i = value.indexOf('/', i + 1)) keys.push(value.slice(0, i + 1));
+  for (let i = value.indexOf('/'); i !== -1 && i < value.length - 1; i = value.indexOf('/', i + 1))
+    keys.push(value.slice(0, i + 1));
   return keys;
 }
 
@@ -86,7 +87,8 @@ export class RuleIndex {
       this.cached = 0;
     }
     let byCaller = this.cache.get(operation);
-    if (byCaller === undefined) this.cache.set(operation, (byCaller = new Map<string, Map<string, readonly CompiledRule[]>>()));
+    if (byCaller === undefined)
+      this.cache.set(operation, (byCaller = new Map<string, Map<string, readonly CompiledRule[]>>()));
     let byResource = byCaller.get(spiffeId);
     if (byResource === undefined) byCaller.set(spiffeId, (byResource = new Map<string, readonly CompiledRule[]>()));
     byResource.set(resource, list);

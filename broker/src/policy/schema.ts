@@ -53,7 +53,8 @@ function choice<const T extends readonly [string, ...string[]]>(values: T) {
 const glob = (what: string) =>
   z.string().superRefine((pattern, ctx) => {
     const problem = globProblem(pattern);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `bad ${what} glob ${JSON.stringify(pattern)}: ${problem}` });
+    if (problem !== undefined)
+      ctx.addIssue({ code: 'custom', message: `bad ${what} glob ${JSON.stringify(pattern)}: ${problem}` });
   });
 
 /** A SPIFFE ID, or a glob over SPIFFE IDs whose shape is still spiffe://<trust domain>/<path>. */
@@ -68,10 +69,17 @@ const workloadPattern = z.string().superRefine((pattern, ctx) => {
   const sample = pattern.replace(/\*\*|\*|\?/g, 'x');
   try {
     const id = parseSpiffeId(sample);
-    if (id.path === '') ctx.addIssue({ code: 'custom', message: `workload ${JSON.stringify(pattern)} names a trust domain, not a workload; use trust_domain: ${id.trustDomain}, or spiffe://${id.trustDomain}/** for every workload in it` });
+    if (id.path === '')
+      ctx.addIssue({
+        code: 'custom',
+        message: `workload ${JSON.stringify(pattern)} names a trust domain, not a workload; use trust_domain: ${id.trustDomain}, or spiffe://${id.trustDomain}/** for every workload in it`,
+      });
   } catch (e) {
     const reason = (e as Error).message.replace(/^spiffeid: /, '').replace(/ \(got .*\)$/s, '');
-    ctx.addIssue({ code: 'custom', message: `workload ${JSON.stringify(pattern)} is not a SPIFFE ID or SPIFFE ID pattern: ${reason}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `workload ${JSON.stringify(pattern)} is not a SPIFFE ID or SPIFFE ID pattern: ${reason}`,
+    });
   }
 });
 
@@ -79,20 +87,32 @@ const trustDomain = z.string().superRefine((name, ctx) => {
   try {
     parseTrustDomain(name);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(name)} is not a trust domain name: ${(e as Error).message.replace(/^spiffeid: /, '').replace(/ \(got .*\)$/s, '')}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `${JSON.stringify(name)} is not a trust domain name: ${(e as Error).message.replace(/^spiffeid: /, '').replace(/ \(got .*\)$/s, '')}`,
+    });
   }
 });
 
 const oneOrMany = <T extends z.ZodType>(item: T) => z.union([item, z.array(item).min(1).max(MAX_PATTERNS)]);
 export const ruleNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const ruleName = z.string().regex(ruleNamePattern, 'expected 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit');
+const ruleName = z
+  .string()
+  .regex(ruleNamePattern, 'expected 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit');
 /** A principal or group name; lists of them are folded to the canonical form (policy/principal-name.ts): "Alice" is alice. */
 const principalName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,253}$/, 'expected a principal or group name: a-z 0-9 . _ + - (or an e-mail address), starting with a letter or digit')
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,253}$/,
+    'expected a principal or group name: a-z 0-9 . _ + - (or an e-mail address), starting with a letter or digit',
+  )
   .superRefine((raw, ctx) => {
     const problem = principalNameProblem(raw);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}` });
+    if (problem !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}`,
+      });
   });
 // Folded after the list is checked (a transform on each item would drop the list's default from the JSON Schema).
 const fold = (names: string[]): string[] => names.map((n) => normalizePrincipalName(n, 'name'));
@@ -106,14 +126,21 @@ const optionalPrincipalNames = () =>
 /** A glob over the human a request is made for, folded like the names it is matched against. */
 const onBehalfOfPattern = glob('on_behalf_of').superRefine((raw, ctx) => {
   const problem = principalPatternProblem(raw);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `bad on_behalf_of pattern ${JSON.stringify(raw)}: ${problem}` });
+  if (problem !== undefined)
+    ctx.addIssue({ code: 'custom', message: `bad on_behalf_of pattern ${JSON.stringify(raw)}: ${problem}` });
 });
 const slackChannel = z
   .string()
-  .regex(/^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$/, 'expected a Slack channel name such as #deploys or a channel id such as C0DEPLOYS');
+  .regex(
+    /^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$/,
+    'expected a Slack channel name such as #deploys or a channel id such as C0DEPLOYS',
+  );
 const isoTime = z
   .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/, 'expected an RFC 3339 time with a zone, e.g. 2026-12-20T00:00:00Z')
+  .regex(
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/,
+    'expected an RFC 3339 time with a zone, e.g. 2026-12-20T00:00:00Z',
+  )
   .transform((text, ctx) => {
     const ms = Date.parse(text);
     if (Number.isNaN(ms)) {
@@ -131,14 +158,21 @@ export const timeZone = z
       new Intl.DateTimeFormat('en-US', { timeZone: zone });
     } catch {
       const hint = suggest(zone, Intl.supportedValuesOf('timeZone'));
-      ctx.addIssue({ code: 'custom', message: `unknown time zone ${JSON.stringify(zone)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; expected an IANA name such as Europe/Berlin or UTC` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `unknown time zone ${JSON.stringify(zone)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; expected an IANA name such as Europe/Berlin or UTC`,
+      });
     }
   });
 
 export const matchSchema = z
   .object({
     /** Caller SPIFFE ID: exact, or a glob ("/*" one segment, "/**" any depth). */
-    workload: oneOrMany(workloadPattern).optional().describe('Caller SPIFFE ID: exact, or a glob ("*" one path segment, "**" any depth, "?" one character). One or a list.'),
+    workload: oneOrMany(workloadPattern)
+      .optional()
+      .describe(
+        'Caller SPIFFE ID: exact, or a glob ("*" one path segment, "**" any depth, "?" one character). One or a list.',
+      ),
     trust_domain: oneOrMany(trustDomain).optional().describe("The caller's trust domain. One or a list."),
     operation: oneOrMany(glob('operation')).optional().describe('Operation name or glob, e.g. deploy. One or a list.'),
     resource: oneOrMany(glob('resource')).optional().describe('Resource glob, e.g. prod/* or prod/**. One or a list.'),
@@ -147,11 +181,16 @@ export const matchSchema = z
     on_behalf_of: oneOrMany(onBehalfOfPattern)
       .transform((p) => (Array.isArray(p) ? p.map(canonicalPrincipalPattern) : canonicalPrincipalPattern(p)))
       .optional()
-      .describe('The human an agent acts for (name, e-mail or glob; compared in lower case); never matches a request that acts for nobody.'),
+      .describe(
+        'The human an agent acts for (name, e-mail or glob; compared in lower case); never matches a request that acts for nobody.',
+      ),
   })
   .strict();
 
-const celCondition = z.string().min(1, 'a condition cannot be empty').max(MAX_CEL_LENGTH, `a condition is at most ${MAX_CEL_LENGTH} characters`);
+const celCondition = z
+  .string()
+  .min(1, 'a condition cannot be empty')
+  .max(MAX_CEL_LENGTH, `a condition is at most ${MAX_CEL_LENGTH} characters`);
 
 const notifySchema = z
   .object({
@@ -169,7 +208,10 @@ const ticketPattern = z
     try {
       new RegExp(pattern, 'u');
     } catch (e) {
-      ctx.addIssue({ code: 'custom', message: `ticket_pattern is not a valid regular expression: ${(e as Error).message}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `ticket_pattern is not a valid regular expression: ${(e as Error).message}`,
+      });
     }
   });
 
@@ -178,19 +220,40 @@ export const approvalSchema = z
     approvers: principalNames().describe('Principal names (from the principals file) who may approve.'),
     groups: principalNames().describe('Group names whose members may approve.'),
     /** Distinct people whose approval is needed. */
-    required: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Distinct people whose approval is needed (N of M).'),
+    required: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_REQUIRED)
+      .default(1)
+      .describe('Distinct people whose approval is needed (N of M).'),
     /** Deny votes that end the request DENIED. */
-    deny_threshold: z.number().int().min(1).max(MAX_REQUIRED).default(1).describe('Deny votes that end the request DENIED.'),
-    timeout: duration(SECOND, 7 * DAY).default(DEFAULT_APPROVAL_TIMEOUT_MS).describe('How long approvers have, e.g. 15m (1s-168h).'),
+    deny_threshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_REQUIRED)
+      .default(1)
+      .describe('Deny votes that end the request DENIED.'),
+    timeout: duration(SECOND, 7 * DAY)
+      .default(DEFAULT_APPROVAL_TIMEOUT_MS)
+      .describe('How long approvers have, e.g. 15m (1s-168h).'),
     /** Whether the requester and the human it acts for may count as approvers. */
-    allow_self_approval: z.boolean().default(false).describe('Let the requester and the human it acts for count as approvers.'),
+    allow_self_approval: z
+      .boolean()
+      .default(false)
+      .describe('Let the requester and the human it acts for count as approvers.'),
     step_up: choice(STEP_UPS)
       .default('click')
-      .describe('click: approve with a click; confirm: re-type the resource and give a reason; webauthn: a passkey assertion bound to the request, in the approver console.'),
+      .describe(
+        'click: approve with a click; confirm: re-type the resource and give a reason; webauthn: a passkey assertion bound to the request, in the approver console.',
+      ),
     /** For webauthn: accept a passkey sign-in this recent instead of an assertion per vote. */
     step_up_max_age: duration(10 * SECOND, DAY)
       .optional()
-      .describe('step_up webauthn only: accept a passkey sign-in to the console at most this old (e.g. 5m) instead of an assertion made for each vote.'),
+      .describe(
+        'step_up webauthn only: accept a passkey sign-in to the console at most this old (e.g. 5m) instead of an assertion made for each vote.',
+      ),
     reason_required: z.boolean().default(false).describe('The request must carry a reason.'),
     ticket_pattern: ticketPattern.optional().describe("A regular expression the request's ticket must match."),
     notify: notifySchema.prefault({}),
@@ -198,7 +261,11 @@ export const approvalSchema = z
   .strict()
   .superRefine((approval, ctx) => {
     if (approval.step_up_max_age !== undefined && approval.step_up !== 'webauthn') {
-      ctx.addIssue({ code: 'custom', message: `step_up_max_age applies to step_up webauthn, not ${approval.step_up}`, path: ['step_up_max_age'] });
+      ctx.addIssue({
+        code: 'custom',
+        message: `step_up_max_age applies to step_up webauthn, not ${approval.step_up}`,
+        path: ['step_up_max_age'],
+      });
     }
   });
 
@@ -217,10 +284,16 @@ export const ruleSchema = z
     description: z.string().max(1024).optional(),
     match: matchSchema.prefault({}),
     /** A CEL condition over request, caller and context; the rule matches only when it is true. */
-    when: celCondition.optional().describe('A CEL condition over request, caller and context; the rule matches only when it is true.'),
-    decision: choice(DECISIONS).describe('deny overrides everything, then break_glass (with a reason), approve, allow; no match is deny.'),
+    when: celCondition
+      .optional()
+      .describe('A CEL condition over request, caller and context; the rule matches only when it is true.'),
+    decision: choice(DECISIONS).describe(
+      'deny overrides everything, then break_glass (with a reason), approve, allow; no match is deny.',
+    ),
     /** Credential lifetime cap for allow / approve / break_glass. */
-    ttl: duration(10 * SECOND, DAY).optional().describe('Credential lifetime cap, e.g. 5m (10s-24h).'),
+    ttl: duration(10 * SECOND, DAY)
+      .optional()
+      .describe('Credential lifetime cap, e.g. 5m (10s-24h).'),
     /** Shown to the caller when this rule denies. */
     message: z.string().min(1).max(1024).optional().describe('Shown to the caller when this rule denies.'),
     approval: approvalSchema.optional(),
@@ -233,7 +306,11 @@ export const ruleSchema = z
         ctx.addIssue({ code: 'custom', message: `decision ${decision} needs an ${key} section`, path: [key] });
       }
       if (rule.decision !== decision && rule[key] !== undefined) {
-        ctx.addIssue({ code: 'custom', message: `the ${key} section only applies to decision ${decision}, not ${rule.decision}`, path: [key] });
+        ctx.addIssue({
+          code: 'custom',
+          message: `the ${key} section only applies to decision ${decision}, not ${rule.decision}`,
+          path: [key],
+        });
       }
     };
     section('approval', 'approve');
@@ -242,7 +319,11 @@ export const ruleSchema = z
       ctx.addIssue({ code: 'custom', message: 'ttl does not apply to decision deny', path: ['ttl'] });
     }
     if (rule.decision !== 'deny' && rule.message !== undefined) {
-      ctx.addIssue({ code: 'custom', message: `message is shown when a rule denies; it does not apply to decision ${rule.decision}`, path: ['message'] });
+      ctx.addIssue({
+        code: 'custom',
+        message: `message is shown when a rule denies; it does not apply to decision ${rule.decision}`,
+        path: ['message'],
+      });
     }
   });
 
@@ -251,7 +332,9 @@ export const settingsSchema = z
     /** Zone of context.hour, context.weekday, context.time and context.date. */
     time_zone: timeZone.default('UTC').describe('IANA zone of context.hour, weekday, time and date.'),
     /** Window over which context.request_rate counts the caller's requests. */
-    rate_window: duration(SECOND, DAY).default(DEFAULT_RATE_WINDOW_MS).describe('Window of context.request_rate, e.g. 1h.'),
+    rate_window: duration(SECOND, DAY)
+      .default(DEFAULT_RATE_WINDOW_MS)
+      .describe('Window of context.request_rate, e.g. 1h.'),
   })
   .strict();
 
@@ -279,7 +362,8 @@ export const testCaseSchema = z
       .object({
         workload: z.string().superRefine((id, ctx) => {
           try {
-            if (parseSpiffeId(id).path === '') ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a workload` });
+            if (parseSpiffeId(id).path === '')
+              ctx.addIssue({ code: 'custom', message: `${id} names a trust domain, not a workload` });
           } catch (e) {
             ctx.addIssue({ code: 'custom', message: (e as Error).message });
           }
@@ -297,7 +381,10 @@ export const testCaseSchema = z
             if (raw === '') return '';
             const problem = principalNameProblem(raw);
             if (problem === undefined) return normalizePrincipalName(raw, 'on_behalf_of');
-            ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}` });
+            ctx.addIssue({
+              code: 'custom',
+              message: `${JSON.stringify(raw)} ${problem}; expected ${PRINCIPAL_NAME_GRAMMAR}`,
+            });
             return z.NEVER;
           }),
         /** Evaluation time; default the time the tests run. */
@@ -308,7 +395,10 @@ export const testCaseSchema = z
         /** context.request_rate for this case. */
         request_rate: z.number().int().min(0).max(1_000_000_000).default(1),
         /** The caller's SVID was exchanged for an OIDC token from this issuer (CEL workload.issuer)... */
-        oidc_issuer: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected an issuer name from identity.oidc, e.g. github').optional(),
+        oidc_issuer: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected an issuer name from identity.oidc, e.g. github')
+          .optional(),
         /** ...with these claims (CEL workload.claims). */
         claims: jsonObject.optional(),
       })
@@ -345,13 +435,30 @@ export const policySchema = z
       const seen = new Map<string, number>();
       names.forEach((name, i) => {
         const first = seen.get(name);
-        if (first !== undefined) ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(name)} is already used by entry ${first}`, path: path(i) });
+        if (first !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message: `${what} ${JSON.stringify(name)} is already used by entry ${first}`,
+            path: path(i),
+          });
         else seen.set(name, i);
       });
     };
-    unique(policy.rules.map((r) => r.name), 'rule name', (i) => ['rules', i, 'name']);
-    unique(policy.freeze_windows.map((w) => w.name), 'freeze window name', (i) => ['freeze_windows', i, 'name']);
-    unique(policy.tests.map((t) => t.name), 'test name', (i) => ['tests', i, 'name']);
+    unique(
+      policy.rules.map((r) => r.name),
+      'rule name',
+      (i) => ['rules', i, 'name'],
+    );
+    unique(
+      policy.freeze_windows.map((w) => w.name),
+      'freeze window name',
+      (i) => ['freeze_windows', i, 'name'],
+    );
+    unique(
+      policy.tests.map((t) => t.name),
+      'test name',
+      (i) => ['tests', i, 'name'],
+    );
   });
 
 export type PolicyDocument = z.output<typeof policySchema>;

@@ -42,7 +42,9 @@ export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
           name: options.sentinel.masterName,
           sentinels: options.sentinel.sentinels,
           ...(options.sentinel.password === undefined ? {} : { sentinelPassword: options.sentinel.password }),
-          ...(options.sentinel.tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: options.sentinel.tls }),
+          ...(options.sentinel.tls === undefined
+            ? {}
+            : { enableTLSForSentinelMode: true, sentinelTLS: options.sentinel.tls }),
           // Not failoverDetector: its +switch-master handler can close a connection that is already
           // reconnecting, and ioredis then ends it for good ("Connection is closed"), seen in the failover test.
           // A lost primary closes its connections; a reconnect asks the sentinels again.
@@ -127,13 +129,17 @@ export async function nodeServing(redis: Redis, key: string): Promise<Redis> {
   }
   const nodeKey = cluster.slots[slot]?.[0];
   const node = cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey);
-  if (node === undefined) throw unavailable('ERR_REDIS_UNAVAILABLE', `no Redis Cluster node serves slot ${slot} (of ${key}) yet`);
+  if (node === undefined)
+    throw unavailable('ERR_REDIS_UNAVAILABLE', `no Redis Cluster node serves slot ${slot} (of ${key}) yet`);
   return node;
 }
 
 /** Connects and waits until Redis answers, or throws UNAVAILABLE naming the URL (without password). */
 export async function connectRedis(url: string, options: RedisConnectOptions = {}): Promise<Redis> {
-  const redis = options.cluster === undefined ? new Redis(url, redisOptions(options)) : clusterClient(url, options, options.cluster.nodes);
+  const redis =
+    options.cluster === undefined
+      ? new Redis(url, redisOptions(options))
+      : clusterClient(url, options, options.cluster.nodes);
   const where = options.cluster
     ? `cluster nodes ${options.cluster.nodes.map((n) => `${n.host}:${n.port}`).join(', ')}`
     : options.sentinel
@@ -161,11 +167,20 @@ export function fromRedisError(e: unknown, what: string): CountersignError {
   if (e instanceof CountersignError) return e;
   const err = e as Error;
   // A cluster slot being resharded or failing over: transient, the caller retries (UNAVAILABLE).
-  if (err?.name === 'ReplyError' && /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK|LOADING|MASTERDOWN|READONLY|NOREPLICAS)\b/.test(err.message)) {
+  if (
+    err?.name === 'ReplyError' &&
+    /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK|LOADING|MASTERDOWN|READONLY|NOREPLICAS)\b/.test(err.message)
+  ) {
     return unavailable('ERR_REDIS_UNAVAILABLE', `${what}: Redis is unavailable (${err.message.split(' ')[0]})`, e);
   }
   if (err?.name === 'ReplyError') {
-    return new CountersignError('internal', 'ERR_REDIS_REPLY', `${what}: Redis replied with an error`, { reply: err.message }, { cause: e });
+    return new CountersignError(
+      'internal',
+      'ERR_REDIS_REPLY',
+      `${what}: Redis replied with an error`,
+      { reply: err.message },
+      { cause: e },
+    );
   }
   return unavailable('ERR_REDIS_UNAVAILABLE', `${what}: Redis is unavailable`, e);
 }
@@ -187,7 +202,9 @@ export async function checkEvictionPolicy(redis: Redis): Promise<string | undefi
   try {
     const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
     const policy = reply[1];
-    return policy === 'noeviction' ? undefined : `Redis maxmemory-policy is ${policy ?? 'unknown'}; set it to noeviction, or pending requests and queued jobs can be evicted under memory pressure`;
+    return policy === 'noeviction'
+      ? undefined
+      : `Redis maxmemory-policy is ${policy ?? 'unknown'}; set it to noeviction, or pending requests and queued jobs can be evicted under memory pressure`;
   } catch (e) {
     return `could not read Redis maxmemory-policy (${(e as Error).message}); make sure it is noeviction`;
   }

@@ -31,7 +31,11 @@ export function loadScripts(dir: string): LuaScript[] {
     .map((file) => {
       const m = /^([a-zA-Z]+)-(\d+)\.lua$/.exec(file);
       if (m === null) throw new Error(`lua script ${file}: name must be <name>-<numKeys>.lua`);
-      return { name: m[1] as string, numberOfKeys: Number(m[2]), lua: withIncludes(dir, file, readFileSync(`${dir}${file}`, 'utf8')) };
+      return {
+        name: m[1] as string,
+        numberOfKeys: Number(m[2]),
+        lua: withIncludes(dir, file, readFileSync(`${dir}${file}`, 'utf8')),
+      };
     });
 }
 
@@ -46,8 +50,11 @@ export function registerScripts(redis: Redis, scripts: LuaScript[]): ScriptRunne
   return (name, keys, args) => {
     const script = byName.get(name);
     if (script === undefined) throw new Error(`no lua script named ${name}`);
-    if (keys.length !== script.numberOfKeys) throw new Error(`lua script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
-    const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[`cs_${name}`] as (...a: (string | number)[]) => Promise<unknown>;
+    if (keys.length !== script.numberOfKeys)
+      throw new Error(`lua script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
+    const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[
+      `cs_${name}`
+    ] as (...a: (string | number)[]) => Promise<unknown>;
     // ioredis falls back from EVALSHA to EVAL once per connection, but not when a Cluster
     // redirects the call (ASK during a slot migration) to a node whose script cache lacks it:
     // then NOSCRIPT reaches us. EVAL carries the script itself, so it cannot miss.

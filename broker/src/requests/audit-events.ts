@@ -53,7 +53,14 @@ export const voteEvent = (r: StoredRequest, v: StoredVote): AuditEvent => ({
   webauthn: v.passkey,
 });
 
-export const voteRefusedEvent = (requestId: string, principal: string, channel: string, decision: string, code: string, message: string): AuditEvent => ({
+export const voteRefusedEvent = (
+  requestId: string,
+  principal: string,
+  channel: string,
+  decision: string,
+  code: string,
+  message: string,
+): AuditEvent => ({
   type: 'vote_refused',
   request_id: requestId,
   principal,
@@ -84,4 +91,3 @@ export const approvalEvidence = (r: StoredRequest, votes: StoredVote[]): Approva
     .filter((v) => v.decision === 'approve')
     .map((v) => ({ principal: v.principal, channel: v.channel, at: Math.floor(v.at / 1000), step_up: v.stepUp })),
 });
-

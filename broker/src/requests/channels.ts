@@ -19,7 +19,8 @@ export const CHANNEL_ANNOUNCE_INTERVAL_MS = 5 * 60_000;
 const CHANNEL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 export function checkChannelName(name: string): string {
-  if (!CHANNEL_NAME.test(name)) throw new Error(`approver channel name ${JSON.stringify(name)} must be 1-64 of [A-Za-z0-9_.-]`);
+  if (!CHANNEL_NAME.test(name))
+    throw new Error(`approver channel name ${JSON.stringify(name)} must be 1-64 of [A-Za-z0-9_.-]`);
   return name;
 }
 

@@ -38,7 +38,15 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class CredentialCollector {
   constructor(
-    private readonly deps: { store: RequestStore; outbox: Outbox; minter: CredentialMinter; audit: AuditLog; clock: Clock; metrics: Metrics; logger: Logger },
+    private readonly deps: {
+      store: RequestStore;
+      outbox: Outbox;
+      minter: CredentialMinter;
+      audit: AuditLog;
+      clock: Clock;
+      metrics: Metrics;
+      logger: Logger;
+    },
     private readonly options: CollectorOptions,
   ) {}
 
@@ -61,10 +69,18 @@ export class CredentialCollector {
   async collect(identity: SvidIdentity, request: StoredRequest, votes: StoredVote[]): Promise<CollectedCredential> {
     const { store, clock } = this.deps;
     if (request.state !== 'APPROVED') {
-      throw new CountersignError('failed_precondition', 'ERR_NOT_APPROVED', `request ${request.id} is ${request.state}, not APPROVED`);
+      throw new CountersignError(
+        'failed_precondition',
+        'ERR_NOT_APPROVED',
+        `request ${request.id} is ${request.state}, not APPROVED`,
+      );
     }
     if (identity.spiffeId !== request.requester) {
-      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${request.id} does not exist or belongs to another workload`);
+      throw new CountersignError(
+        'not_found',
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${request.id} does not exist or belongs to another workload`,
+      );
     }
     if (identity.thumbprint !== request.certificateThumbprint) throw this.certificateMismatch(request);
 
@@ -86,17 +102,30 @@ export class CredentialCollector {
         approval: approvalEvidence(request, votes),
         ...(request.resolvedAt !== undefined ? { authTime: request.resolvedAt } : {}),
       });
-      const [code, ...rest] = await store.storeCredential(request.id, identity.thumbprint, this.options.collectionWindowMs, minted);
+      const [code, ...rest] = await store.storeCredential(
+        request.id,
+        identity.thumbprint,
+        this.options.collectionWindowMs,
+        minted,
+      );
       switch (code) {
         case ScriptCode.Stored:
           // Ours won: it leaves the broker only after its record is durable.
           await this.deps.audit.append(credentialIssuedEvent(request.id, minted.token));
           await store.markCredentialAudited(request.id);
           this.deps.metrics.credentialsIssued.inc();
-          this.deps.logger.info({ requestId: request.id, jti: minted.jti }, 'credential issued for an approved request');
+          this.deps.logger.info(
+            { requestId: request.id, jti: minted.jti },
+            'credential issued for an approved request',
+          );
           return { token: minted.token, jti: minted.jti, expiresAt: minted.expiresAt };
         case ScriptCode.CredentialExists:
-          stored = { token: rest[0] as string, jti: rest[1] as string, expiresAt: Number(rest[2]), audited: rest[3] === '1' };
+          stored = {
+            token: rest[0] as string,
+            jti: rest[1] as string,
+            expiresAt: Number(rest[2]),
+            audited: rest[3] === '1',
+          };
           break;
         case ScriptCode.CertificateMismatch:
           throw this.certificateMismatch(request);
@@ -105,7 +134,11 @@ export class CredentialCollector {
         case ScriptCode.NotFound:
           throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${request.id} does not exist`);
         default:
-          throw new CountersignError('failed_precondition', 'ERR_NOT_APPROVED', `request ${request.id} is ${rest[0] ?? 'not approved'}, not APPROVED`);
+          throw new CountersignError(
+            'failed_precondition',
+            'ERR_NOT_APPROVED',
+            `request ${request.id} is ${rest[0] ?? 'not approved'}, not APPROVED`,
+          );
       }
     }
     return this.deliverStored(request, stored);
@@ -120,7 +153,10 @@ export class CredentialCollector {
    */
   private async approvalAudited(request: StoredRequest, votes: StoredVote[]): Promise<void> {
     const { outbox } = this.deps;
-    const effects: Effect[] = [{ kind: 'resolved' }, ...votes.map((v) => ({ kind: 'vote' as const, principal: v.principal }))];
+    const effects: Effect[] = [
+      { kind: 'resolved' },
+      ...votes.map((v) => ({ kind: 'vote' as const, principal: v.principal })),
+    ];
     const deadline = Date.now() + PEER_AUDIT_WAIT_MS;
     let left = await outbox.pending(request.id, effects);
     while (left.length > 0 && Date.now() < deadline) {
@@ -128,7 +164,10 @@ export class CredentialCollector {
       left = await outbox.pending(request.id, left);
     }
     if (left.length > 0) {
-      this.deps.logger.warn({ requestId: request.id, effects: left.map((e) => e.kind) }, 'auditing an approval whose voter did not finish its records');
+      this.deps.logger.warn(
+        { requestId: request.id, effects: left.map((e) => e.kind) },
+        'auditing an approval whose voter did not finish its records',
+      );
       await outbox.complete(request.id, left, { request, votes });
     }
   }
@@ -147,7 +186,10 @@ export class CredentialCollector {
     }
     if (!stored.audited) {
       // The collector that stored it died (or stalls) before its audit append: append it here.
-      this.deps.logger.warn({ requestId: request.id, jti: stored.jti }, 'auditing a credential whose first collector did not');
+      this.deps.logger.warn(
+        { requestId: request.id, jti: stored.jti },
+        'auditing a credential whose first collector did not',
+      );
       await this.deps.audit.append(credentialIssuedEvent(request.id, stored.token));
       await this.deps.store.markCredentialAudited(request.id);
     }

@@ -24,14 +24,23 @@ export interface DeliveryOptions {
 
 export class RequestDelivery {
   constructor(
-    private readonly deps: { store: RequestStore; collector: CredentialCollector; events: RequestEvents; pollGate: PollGate },
+    private readonly deps: {
+      store: RequestStore;
+      collector: CredentialCollector;
+      events: RequestEvents;
+      pollGate: PollGate;
+    },
     private readonly options: DeliveryOptions,
   ) {}
 
   private async load(identity: SvidIdentity, id: string): Promise<RequestSnapshot> {
     const loaded = await this.deps.store.getWithVotes(id);
     if (loaded === undefined || loaded.request.requester !== identity.spiffeId) {
-      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${id} does not exist or belongs to another workload`);
+      throw new CountersignError(
+        'not_found',
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${id} does not exist or belongs to another workload`,
+      );
     }
     return loaded;
   }
@@ -52,7 +61,12 @@ export class RequestDelivery {
    * WatchRequest: sends the current state, then every change, and returns after
    * sending an end state. Errors (unknown request, Redis down) end the stream.
    */
-  async watch(identity: SvidIdentity, id: string, send: (snapshot: RequestSnapshot) => void, abort: AbortSignal): Promise<void> {
+  async watch(
+    identity: SvidIdentity,
+    id: string,
+    send: (snapshot: RequestSnapshot) => void,
+    abort: AbortSignal,
+  ): Promise<void> {
     const signal = new WakeSignal();
     // Subscribe before the first read, so a change between the two is never missed.
     const unsubscribe = this.deps.events.subscribe(id, signal.wake);

@@ -75,7 +75,10 @@ export class ApprovalJobs {
       removeOnComplete: { age: 3600 },
       removeOnFail: { age: 7 * 24 * 3600 },
     };
-    this.legacyNotifyQueue = new Queue<NotifyJobData>(QUEUE_NAMES.legacyNotify, { ...common, defaultJobOptions: this.notifyOptions });
+    this.legacyNotifyQueue = new Queue<NotifyJobData>(QUEUE_NAMES.legacyNotify, {
+      ...common,
+      defaultJobOptions: this.notifyOptions,
+    });
     // One expiry job per pending request: its options are stored with it (BullMQ's job hash
     // field "opts"), so they are kept to what fits a compact (listpack) hash, at most 64 bytes:
     // the delay and the job id. What to keep once it ran is the worker's (EXPIRY_WORKER_KEEP),
@@ -87,7 +90,8 @@ export class ApprovalJobs {
       defaultJobOptions: { removeOnComplete: true, removeOnFail: { age: 3600 } },
     });
     // A queue reports connection trouble as 'error' events; unheard, one would end the process.
-    for (const queue of [this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue]) queue.on('error', (err) => onError(queue.name, err));
+    for (const queue of [this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue])
+      queue.on('error', (err) => onError(queue.name, err));
   }
 
   /** The notification queue of one channel. */
@@ -116,7 +120,8 @@ export class ApprovalJobs {
     const channels = await this.channels.all();
     await Promise.all(
       channels.map((channel) => {
-        const data: NotifyJobData = principal === undefined ? { requestId, event, channel } : { requestId, event, channel, principal };
+        const data: NotifyJobData =
+          principal === undefined ? { requestId, event, channel } : { requestId, event, channel, principal };
         return this.enqueue(data, jobId(requestId, event, ...(principal === undefined ? [] : [principal]), channel));
       }),
     );
@@ -126,7 +131,12 @@ export class ApprovalJobs {
   async notifyBreakGlass(notice: BreakGlassNotice): Promise<number> {
     const channels = await this.channels.all();
     await Promise.all(
-      channels.map((channel) => this.enqueue({ requestId: notice.requestId, event: 'break_glass', channel, notice }, jobId(notice.requestId, 'break_glass', channel))),
+      channels.map((channel) =>
+        this.enqueue(
+          { requestId: notice.requestId, event: 'break_glass', channel, notice },
+          jobId(notice.requestId, 'break_glass', channel),
+        ),
+      ),
     );
     return channels.length;
   }
@@ -134,7 +144,11 @@ export class ApprovalJobs {
   /** A delayed job at the deadline; the sweeper covers a job that is lost. */
   async scheduleExpiry(requestId: string, expiresAt: number): Promise<void> {
     // The job id is the request id (the queue says what it is for), so its options fit 64 bytes.
-    await this.expiryQueue.add('expire', { requestId }, { jobId: requestId, delay: Math.max(0, expiresAt - this.clock.now()) });
+    await this.expiryQueue.add(
+      'expire',
+      { requestId },
+      { jobId: requestId, delay: Math.max(0, expiresAt - this.clock.now()) },
+    );
   }
 
   /** Drops the expiry job of a request that ended; a job already running finds it ended and does nothing. */
@@ -159,6 +173,10 @@ export class ApprovalJobs {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.notifyQueues.values(), this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue].map((q) => q.close()));
+    await Promise.all(
+      [...this.notifyQueues.values(), this.legacyNotifyQueue, this.expiryQueue, this.maintenanceQueue].map((q) =>
+        q.close(),
+      ),
+    );
   }
 }

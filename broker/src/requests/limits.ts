@@ -61,7 +61,11 @@ export class RequestRateLimiter {
       try {
         const [code, retryAfter = '0', granted = '1'] = scriptReply(
           await redisCall('rate limit', () =>
-            this.scripts('ratelimit', [this.keys.rateLimit(workloadHash(spiffeId))], [this.clock.now(), this.limit.perSecond, this.limit.burst, batch.length]),
+            this.scripts(
+              'ratelimit',
+              [this.keys.rateLimit(workloadHash(spiffeId))],
+              [this.clock.now(), this.limit.perSecond, this.limit.burst, batch.length],
+            ),
           ),
         );
         const allowed = code === ScriptCode.Allowed ? Number(granted) : 0;
@@ -100,7 +104,9 @@ export class PollGate {
   async pass(requestId: string): Promise<void> {
     // A little slack, so a client that waits exactly poll_interval is never told to slow down.
     const gateMs = Math.max(1, Math.floor(this.intervalMs * 0.8));
-    const ok = await redisCall('poll gate', () => this.redis.set(this.keys.pollGate(requestId), '1', 'PX', gateMs, 'NX'));
+    const ok = await redisCall('poll gate', () =>
+      this.redis.set(this.keys.pollGate(requestId), '1', 'PX', gateMs, 'NX'),
+    );
     if (ok === null) {
       throw new CountersignError(
         'resource_exhausted',

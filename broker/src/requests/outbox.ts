@@ -17,7 +17,8 @@ import type { RequestStore, StoredRequest, StoredVote } from './store.js';
 
 export type Effect = { kind: 'created' } | { kind: 'vote'; principal: string } | { kind: 'resolved' };
 
-const field = (requestId: string, e: Effect): string => (e.kind === 'vote' ? `${requestId}|vote|${e.principal}` : `${requestId}|${e.kind}`);
+const field = (requestId: string, e: Effect): string =>
+  e.kind === 'vote' ? `${requestId}|vote|${e.principal}` : `${requestId}|${e.kind}`;
 
 function parseField(text: string): { requestId: string; effect: Effect } | undefined {
   const [requestId, kind, principal] = text.split('|');
@@ -44,7 +45,10 @@ export class Outbox {
 
   /** Whether this effect of a transition is still to be done. */
   async has(requestId: string, effect: Effect): Promise<boolean> {
-    return (await redisCall('outbox', () => this.deps.redis.hexists(this.deps.keys.outbox(), field(requestId, effect)))) === 1;
+    return (
+      (await redisCall('outbox', () => this.deps.redis.hexists(this.deps.keys.outbox(), field(requestId, effect)))) ===
+      1
+    );
   }
 
   /** Which of these effects are still to be done (one HMGET). */
@@ -59,7 +63,11 @@ export class Outbox {
    * Appends the audit records of these effects, enqueues their jobs, then removes
    * them from the outbox. Throws (UNAVAILABLE) when Redis fails; the entries stay.
    */
-  async complete(requestId: string, effects: Effect[], loaded?: { request: StoredRequest; votes: StoredVote[] }): Promise<void> {
+  async complete(
+    requestId: string,
+    effects: Effect[],
+    loaded?: { request: StoredRequest; votes: StoredVote[] },
+  ): Promise<void> {
     const { store, audit, jobs, redis, keys } = this.deps;
     const fields = effects.map((e) => field(requestId, e));
     const data = loaded ?? (await store.getWithVotes(requestId));
@@ -76,7 +84,10 @@ export class Outbox {
       switch (effect.kind) {
         case 'created':
           events.push(requestReceivedEvent(request), approvalRequestedEvent(request));
-          work.push(() => jobs.scheduleExpiry(request.id, request.expiresAt), () => jobs.notify(request.id, 'created'));
+          work.push(
+            () => jobs.scheduleExpiry(request.id, request.expiresAt),
+            () => jobs.notify(request.id, 'created'),
+          );
           break;
         case 'vote': {
           const vote = votes.find((v) => v.principal === effect.principal);
@@ -122,7 +133,10 @@ export class Outbox {
     } while (cursor !== '0' && seen < max);
     for (const [requestId, effects] of byRequest) {
       await this.complete(requestId, effects);
-      logger.warn({ requestId, effects: effects.map((e) => e.kind) }, 'completed what an earlier transition left undone');
+      logger.warn(
+        { requestId, effects: effects.map((e) => e.kind) },
+        'completed what an earlier transition left undone',
+      );
     }
     return seen;
   }

@@ -17,7 +17,13 @@ import type { Policy } from '../policy/policy.js';
 import type { RequestRateLimiter } from './limits.js';
 import type { Outbox } from './outbox.js';
 import type { RequestStore, StoredRequest } from './store.js';
-import { DEFAULT_SIZE_LIMITS, policyInputOf, validateOperationRequest, type OperationRequest, type SizeLimits } from './validate.js';
+import {
+  DEFAULT_SIZE_LIMITS,
+  policyInputOf,
+  validateOperationRequest,
+  type OperationRequest,
+  type SizeLimits,
+} from './validate.js';
 
 export interface RequestServiceOptions {
   defaultAudience: string;
@@ -77,7 +83,14 @@ export class RequestService {
     const started = performance.now();
     await this.deps.limiter.take(identity.spiffeId);
     const outcome = await this.decide(identity, raw);
-    const decision = outcome.state === 'APPROVED' ? (outcome.breakGlass ? 'break_glass' : 'allow') : outcome.state === 'DENIED' ? 'deny' : 'approve';
+    const decision =
+      outcome.state === 'APPROVED'
+        ? outcome.breakGlass
+          ? 'break_glass'
+          : 'allow'
+        : outcome.state === 'DENIED'
+          ? 'deny'
+          : 'approve';
     this.deps.metrics.requests.inc({ decision, rule: outcome.rule ?? '(none)' });
     this.deps.metrics.decisionSeconds.observe({ decision }, (performance.now() - started) / 1000);
     if (outcome.state === 'APPROVED') this.deps.metrics.credentialsIssued.inc();
@@ -88,7 +101,11 @@ export class RequestService {
     const parsed = validateOperationRequest(raw, this.options.sizeLimits ?? DEFAULT_SIZE_LIMITS);
     // The person who started a CI run is who the request is for: they never count as its approver.
     const actor = identity.oidc?.onBehalfOf;
-    if (actor !== undefined && parsed.onBehalfOf !== '' && !(identity.oidc?.actorNames ?? [actor]).includes(parsed.onBehalfOf)) {
+    if (
+      actor !== undefined &&
+      parsed.onBehalfOf !== '' &&
+      !(identity.oidc?.actorNames ?? [actor]).includes(parsed.onBehalfOf)
+    ) {
       throw new CountersignError(
         'permission_denied',
         'ERR_ON_BEHALF_OF_CONFLICT',
@@ -96,7 +113,11 @@ export class RequestService {
         { field: 'on_behalf_of' },
       );
     }
-    const op: OperationRequest = { ...parsed, onBehalfOf: actor ?? parsed.onBehalfOf, audience: parsed.audience || this.options.defaultAudience };
+    const op: OperationRequest = {
+      ...parsed,
+      onBehalfOf: actor ?? parsed.onBehalfOf,
+      audience: parsed.audience || this.options.defaultAudience,
+    };
     const policy = this.deps.policy();
     const decision = await policy.decide(policyInputOf(identity, op, this.deps.clock.now()));
     const facts = this.requestFacts(identity, op);
@@ -141,7 +162,9 @@ export class RequestService {
           decision: decision.effect,
           rule: decision.rule,
           policy_digest: policy.digest,
-          ...(breakGlass ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } } : {}),
+          ...(breakGlass
+            ? { break_glass: true, notified: { approvers: decision.approvers, groups: decision.groups } }
+            : {}),
           ...facts,
         },
         credentialIssuedEvent(requestId, credential.token, credential),
@@ -185,6 +208,13 @@ export class RequestService {
     if (created || (await this.deps.outbox.has(request.id, { kind: 'created' }))) {
       await this.deps.outbox.complete(request.id, [{ kind: 'created' }], { request, votes: [] });
     }
-    return { state: 'PENDING_APPROVAL', requestId: request.id, rule: decision.rule, request, pollIntervalMs: this.options.pollIntervalMs, excluded: decision.excluded };
+    return {
+      state: 'PENDING_APPROVAL',
+      requestId: request.id,
+      rule: decision.rule,
+      request,
+      pollIntervalMs: this.options.pollIntervalMs,
+      excluded: decision.excluded,
+    };
   }
 }

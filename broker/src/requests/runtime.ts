@@ -78,7 +78,8 @@ export interface ApprovalsDeps {
   logger: Logger;
   metrics: Metrics;
   /** The approver console, when on: passkey proofs for step-up webauthn, and each request's page. */
-  console?: { passkeys: Pick<Passkeys, 'verifyVote'> | undefined; requestUrl: (requestId: string) => string } | undefined;
+  console?:
+    { passkeys: Pick<Passkeys, 'verifyVote'> | undefined; requestUrl: (requestId: string) => string } | undefined;
 }
 
 export interface Approvals {
@@ -122,7 +123,9 @@ export async function openApprovals(
   // Before anything is enqueued: replicas without these channels enqueue their notifications from now on.
   await channels.announce();
   const announcer = setInterval(() => {
-    channels.announce().catch((err: unknown) => logger.warn({ err }, 'could not announce this replica\'s approver channels; will retry'));
+    channels
+      .announce()
+      .catch((err: unknown) => logger.warn({ err }, "could not announce this replica's approver channels; will retry"));
   }, CHANNEL_ANNOUNCE_INTERVAL_MS);
   announcer.unref();
   const jobs = new ApprovalJobs(
@@ -131,14 +134,18 @@ export async function openApprovals(
     channels,
     clock,
     { notifyAttempts: settings.notifyAttempts, notifyBackoffMs: settings.notifyBackoffMs },
-    (queue, err) => logger.warn({ queue, err: err.message }, 'queue connection error (enqueueing fails until Redis is back)'),
+    (queue, err) =>
+      logger.warn({ queue, err: err.message }, 'queue connection error (enqueueing fails until Redis is back)'),
   );
   const outbox = new Outbox({ redis, keys, store, audit, jobs, clock, logger });
   const workflow = new BrokerApprovalWorkflow(
     { store, outbox, directory: deps.directory, audit, clock, logger, metrics, passkeys: deps.console?.passkeys },
     { maxReasonLength: settings.sizeLimits.reasonLength, consoleUrl: deps.console?.requestUrl },
   );
-  const sweeper = new Sweeper({ store, workflow, outbox, clock, metrics, logger }, { outboxGraceMs: settings.outboxGraceMs });
+  const sweeper = new Sweeper(
+    { store, workflow, outbox, clock, metrics, logger },
+    { outboxGraceMs: settings.outboxGraceMs },
+  );
   const limiter = new RequestRateLimiter(keys, scripts, clock, settings.rate);
 
   // Closed in reverse order: workers first (they finish their jobs), queues last.
@@ -171,10 +178,18 @@ export async function openApprovals(
       workersStarted = true;
       const names = approverChannels.map((c) => c.name);
       if (names.length !== channels.local.length || names.some((name, i) => name !== channels.local[i])) {
-        throw new Error(`approver channels [${names.join(', ')}] are not the ones announced [${channels.local.join(', ')}]`);
+        throw new Error(
+          `approver channels [${names.join(', ')}] are not the ones announced [${channels.local.join(', ')}]`,
+        );
       }
       if (options.role === 'api') return;
-      const workerConnection = quiet(duplicateConnection(redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, enableAutoPipelining: false }));
+      const workerConnection = quiet(
+        duplicateConnection(redis, {
+          maxRetriesPerRequest: null,
+          enableOfflineQueue: true,
+          enableAutoPipelining: false,
+        }),
+      );
       closers.push(() => workerConnection.disconnect());
       const workers = await ApprovalWorkers.start(
         workerConnection,

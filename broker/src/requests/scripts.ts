@@ -2,7 +2,12 @@
 // through the loader in redis/scripts.ts.
 import { fileURLToPath } from 'node:url';
 import type { Redis } from '../redis/connection.js';
-import { loadScripts as loadScriptsIn, registerScripts as registerScriptsOn, type LuaScript, type ScriptRunner } from '../redis/scripts.js';
+import {
+  loadScripts as loadScriptsIn,
+  registerScripts as registerScriptsOn,
+  type LuaScript,
+  type ScriptRunner,
+} from '../redis/scripts.js';
 
 export type { LuaScript, ScriptRunner };
 

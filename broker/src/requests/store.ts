@@ -78,7 +78,13 @@ export interface StoredVote {
 }
 
 export interface NewRequest {
-  requester: { spiffeId: string; trustDomain: string; thumbprint: string; notAfter: number; oidc?: { issuer: string; claims: JsonObject } | undefined };
+  requester: {
+    spiffeId: string;
+    trustDomain: string;
+    thumbprint: string;
+    notAfter: number;
+    oidc?: { issuer: string; claims: JsonObject } | undefined;
+  };
   operation: OperationRequest;
   rule: string;
   rules: string[];
@@ -146,7 +152,8 @@ const compactDigest = (digest: string): string => {
   const m = SHA256_HEX_DIGEST.exec(digest);
   return m === null ? digest : Buffer.from(m[1] as string, 'hex').toString('base64url');
 };
-const fullDigest = (stored: string): string => (/^[A-Za-z0-9_-]{43}$/.test(stored) ? `sha256:${Buffer.from(stored, 'base64url').toString('hex')}` : stored);
+const fullDigest = (stored: string): string =>
+  /^[A-Za-z0-9_-]{43}$/.test(stored) ? `sha256:${Buffer.from(stored, 'base64url').toString('hex')}` : stored;
 const trustDomainOf = (spiffeId: string): string => /^spiffe:\/\/([^/]+)/.exec(spiffeId)?.[1] ?? '';
 
 export function toFields(r: StoredRequest): Record<string, string> {
@@ -169,7 +176,8 @@ export function toFields(r: StoredRequest): Record<string, string> {
   };
   listpackPieces(r.parametersJson).forEach((piece, i) => (f[i === 0 ? 'p' : `p${i}`] = piece));
   // An exchanged SVID's claims as approvers see them (issue 18), in pieces too: wc, wc1 ...
-  if (r.workloadClaims !== undefined) listpackPieces(JSON.stringify(r.workloadClaims)).forEach((piece, i) => (f[i === 0 ? 'wc' : `wc${i}`] = piece));
+  if (r.workloadClaims !== undefined)
+    listpackPieces(JSON.stringify(r.workloadClaims)).forEach((piece, i) => (f[i === 0 ? 'wc' : `wc${i}`] = piece));
   if (r.requesterTrustDomain !== trustDomainOf(r.requester)) f.td = r.requesterTrustDomain;
   if (r.reason !== '') f.rn = r.reason;
   if (r.onBehalfOf !== '') f.ob = r.onBehalfOf;
@@ -190,7 +198,8 @@ export function toFields(r: StoredRequest): Record<string, string> {
   return f;
 }
 
-const optionalNumber = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+const optionalNumber = (v: string | undefined): number | undefined =>
+  v === undefined || v === '' ? undefined : Number(v);
 const jsonList = (v: string | undefined): string[] => (v ? (JSON.parse(v) as string[]) : []);
 
 /** A value stored in pieces (name, name1, name2 ...), joined; undefined when there is none. */
@@ -307,7 +316,13 @@ export class RequestStore {
   ) {}
 
   private transitionKeys(id: string, requester: string): string[] {
-    return [this.keys.request(id), this.keys.votes(id), this.keys.pending(), this.keys.pendingOfWorkload(workloadHash(requester)), this.keys.outbox()];
+    return [
+      this.keys.request(id),
+      this.keys.votes(id),
+      this.keys.pending(),
+      this.keys.pendingOfWorkload(workloadHash(requester)),
+      this.keys.outbox(),
+    ];
   }
 
   private async run(what: string, name: string, keys: string[], args: (string | number)[]): Promise<ScriptReply> {
@@ -357,14 +372,29 @@ export class RequestStore {
     };
     // What a retry must repeat exactly to be "the same request".
     const contentHash = sha256(
-      JSON.stringify([op.operation, op.resource, op.parametersDigest, op.reason, op.onBehalfOf, op.ticket, op.audience, op.requestedTtlMs ?? 0]),
+      JSON.stringify([
+        op.operation,
+        op.resource,
+        op.parametersDigest,
+        op.reason,
+        op.onBehalfOf,
+        op.ticket,
+        op.audience,
+        op.requestedTtlMs ?? 0,
+      ]),
     );
     const requesterHash = workloadHash(request.requester);
     const idempotencyKey = op.clientRequestId === '' ? '' : this.keys.idempotency(requesterHash, op.clientRequestId);
     const [code, id = '', count = '0'] = await this.run(
       'create request',
       'create',
-      [this.keys.request(request.id), idempotencyKey, this.keys.pending(), this.keys.pendingOfWorkload(requesterHash), this.keys.outbox()],
+      [
+        this.keys.request(request.id),
+        idempotencyKey,
+        this.keys.pending(),
+        this.keys.pendingOfWorkload(requesterHash),
+        this.keys.outbox(),
+      ],
       [
         request.id,
         JSON.stringify(toFields(request)),
@@ -394,7 +424,12 @@ export class RequestStore {
       );
     }
     const existing = await this.get(id);
-    if (existing === undefined) throw new CountersignError('internal', 'ERR_REQUEST_MISSING', `request ${id} named by an idempotency key is missing`);
+    if (existing === undefined)
+      throw new CountersignError(
+        'internal',
+        'ERR_REQUEST_MISSING',
+        `request ${id} named by an idempotency key is missing`,
+      );
     return { request: existing, created: false };
   }
 
@@ -405,14 +440,19 @@ export class RequestStore {
 
   /** The request and its votes (in the order they were cast), read together. */
   async getWithVotes(id: string): Promise<{ request: StoredRequest; votes: StoredVote[] } | undefined> {
-    const replies = await redisCall('read request', () => this.redis.multi().hgetall(this.keys.request(id)).hvals(this.keys.votes(id)).exec());
+    const replies = await redisCall('read request', () =>
+      this.redis.multi().hgetall(this.keys.request(id)).hvals(this.keys.votes(id)).exec(),
+    );
     const [hashError, hash] = replies?.[0] ?? [new Error('no reply'), {}];
     const [votesError, votes] = replies?.[1] ?? [new Error('no reply'), []];
-    if (hashError || votesError) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read request: Redis is unavailable');
+    if (hashError || votesError)
+      throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read request: Redis is unavailable');
     if (Object.keys(hash as Record<string, string>).length === 0) return undefined;
     return {
       request: fromFields(id, hash as Record<string, string>),
-      votes: (votes as string[]).map(voteFromJson).sort((a, b) => a.at - b.at || a.principal.localeCompare(b.principal)),
+      votes: (votes as string[])
+        .map(voteFromJson)
+        .sort((a, b) => a.at - b.at || a.principal.localeCompare(b.principal)),
     };
   }
 
@@ -424,8 +464,10 @@ export class RequestStore {
     const replies = await redisCall('read requests', () => pipeline.exec());
     const found: StoredRequest[] = [];
     for (const [i, [error, hash]] of (replies ?? []).entries()) {
-      if (error) throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read requests: Redis is unavailable');
-      if (Object.keys(hash as Record<string, string>).length > 0) found.push(fromFields(ids[i] as string, hash as Record<string, string>));
+      if (error)
+        throw new CountersignError('unavailable', 'ERR_REDIS_UNAVAILABLE', 'read requests: Redis is unavailable');
+      if (Object.keys(hash as Record<string, string>).length > 0)
+        found.push(fromFields(ids[i] as string, hash as Record<string, string>));
     }
     return found;
   }
@@ -455,7 +497,12 @@ export class RequestStore {
   }
 
   expire(id: string, requester: string): Promise<ScriptReply> {
-    return this.run('expire request', 'expire', this.transitionKeys(id, requester), [id, this.clock.now(), this.keys.requestEvents(), this.options.retentionMs]);
+    return this.run('expire request', 'expire', this.transitionKeys(id, requester), [
+      id,
+      this.clock.now(),
+      this.keys.requestEvents(),
+      this.options.retentionMs,
+    ]);
   }
 
   cancel(request: StoredRequest, message: string): Promise<ScriptReply> {
@@ -475,14 +522,12 @@ export class RequestStore {
     windowMs: number,
     credential: { token: string; jti: string; expiresAt: number },
   ): Promise<ScriptReply> {
-    return this.run('store credential', 'collect', [this.keys.request(id), this.keys.requestCredential(id)], [
-      thumbprint,
-      this.clock.now(),
-      windowMs,
-      credential.token,
-      credential.jti,
-      credential.expiresAt,
-    ]);
+    return this.run(
+      'store credential',
+      'collect',
+      [this.keys.request(id), this.keys.requestCredential(id)],
+      [thumbprint, this.clock.now(), windowMs, credential.token, credential.jti, credential.expiresAt],
+    );
   }
 
   async credential(id: string): Promise<StoredCredential | undefined> {
@@ -495,13 +540,29 @@ export class RequestStore {
 
   /** Remembers an approved request's parameters as the last approved for its operation and resource. */
   async noteApproved(r: StoredRequest): Promise<void> {
-    const value = JSON.stringify({ request_id: r.id, parameters_json: r.parametersJson, approved_at: this.clock.now() });
-    await redisCall('note approval', () => this.redis.set(this.keys.lastApproved(sha256(JSON.stringify([r.operation, r.resource]))), value, 'PX', this.options.retentionMs));
+    const value = JSON.stringify({
+      request_id: r.id,
+      parameters_json: r.parametersJson,
+      approved_at: this.clock.now(),
+    });
+    await redisCall('note approval', () =>
+      this.redis.set(
+        this.keys.lastApproved(sha256(JSON.stringify([r.operation, r.resource]))),
+        value,
+        'PX',
+        this.options.retentionMs,
+      ),
+    );
   }
 
   /** The last approved request for this operation and resource (within requests.retention), if any. */
-  async lastApproved(operation: string, resource: string): Promise<{ requestId: string; parametersJson: string; approvedAt: number } | undefined> {
-    const text = await redisCall('read last approval', () => this.redis.get(this.keys.lastApproved(sha256(JSON.stringify([operation, resource])))));
+  async lastApproved(
+    operation: string,
+    resource: string,
+  ): Promise<{ requestId: string; parametersJson: string; approvedAt: number } | undefined> {
+    const text = await redisCall('read last approval', () =>
+      this.redis.get(this.keys.lastApproved(sha256(JSON.stringify([operation, resource])))),
+    );
     if (text === null) return undefined;
     const v = JSON.parse(text) as { request_id: string; parameters_json: string; approved_at: number };
     return { requestId: v.request_id, parametersJson: v.parameters_json, approvedAt: v.approved_at };

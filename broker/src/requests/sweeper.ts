@@ -18,7 +18,14 @@ export interface SweepResult {
 
 export class Sweeper {
   constructor(
-    private readonly deps: { store: RequestStore; workflow: BrokerApprovalWorkflow; outbox: Outbox; clock: Clock; metrics: Metrics; logger: Logger },
+    private readonly deps: {
+      store: RequestStore;
+      workflow: BrokerApprovalWorkflow;
+      outbox: Outbox;
+      clock: Clock;
+      metrics: Metrics;
+      logger: Logger;
+    },
     private readonly options: { outboxGraceMs: number; batch?: number },
   ) {}
 

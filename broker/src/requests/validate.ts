@@ -33,11 +33,23 @@ export interface SizeLimits {
   reasonLength: number;
 }
 
-export const DEFAULT_SIZE_LIMITS: SizeLimits = { parametersBytes: LIMITS.parametersBytes, reasonLength: LIMITS.reasonLength };
+export const DEFAULT_SIZE_LIMITS: SizeLimits = {
+  parametersBytes: LIMITS.parametersBytes,
+  reasonLength: LIMITS.reasonLength,
+};
 
 /** A field is larger than a limit allows: RESOURCE_EXHAUSTED, naming the field and the limit. */
-export function limitExceeded(field: string, message: string, limit: string, details: Record<string, unknown> = {}): CountersignError {
-  return new CountersignError('resource_exhausted', 'ERR_LIMIT_EXCEEDED', `${field}: ${message} (limit ${limit})`, { field, limit, ...details });
+export function limitExceeded(
+  field: string,
+  message: string,
+  limit: string,
+  details: Record<string, unknown> = {},
+): CountersignError {
+  return new CountersignError('resource_exhausted', 'ERR_LIMIT_EXCEEDED', `${field}: ${message} (limit ${limit})`, {
+    field,
+    limit,
+    ...details,
+  });
 }
 
 /** A validated, normalised request for one operation. */
@@ -69,14 +81,22 @@ function shown(value: string): string {
 }
 
 function text(field: string, value: string, max: number): string {
-  if (value.length > max) throw invalidField(field, `is ${value.length} characters long, at most ${max} are allowed`, { length: value.length, limit: max });
+  if (value.length > max)
+    throw invalidField(field, `is ${value.length} characters long, at most ${max} are allowed`, {
+      length: value.length,
+      limit: max,
+    });
   if (CONTROL.test(value)) throw invalidField(field, 'contains control characters');
   return value;
 }
 
 function required(field: string, value: string, max: number, pattern: RegExp, expected: string): string {
   if (value.length === 0) throw invalidField(field, `is required (${expected})`);
-  if (value.length > max) throw invalidField(field, `is ${value.length} characters long, at most ${max} are allowed`, { length: value.length, limit: max });
+  if (value.length > max)
+    throw invalidField(field, `is ${value.length} characters long, at most ${max} are allowed`, {
+      length: value.length,
+      limit: max,
+    });
   if (!pattern.test(value)) throw invalidField(field, `${shown(value)} is not valid: expected ${expected}`);
   return value;
 }
@@ -89,13 +109,22 @@ function required(field: string, value: string, max: number, pattern: RegExp, ex
 export function parseParameters(field: string, source: string, maxBytes: number = LIMITS.parametersBytes): JsonObject {
   const bytes = Buffer.byteLength(source, 'utf8');
   if (bytes > maxBytes) {
-    throw limitExceeded(field, `is ${bytes} bytes, at most ${maxBytes} are allowed`, 'requests.limits.max_parameters_bytes', { bytes, max: maxBytes });
+    throw limitExceeded(
+      field,
+      `is ${bytes} bytes, at most ${maxBytes} are allowed`,
+      'requests.limits.max_parameters_bytes',
+      { bytes, max: maxBytes },
+    );
   }
   try {
     return parseParametersJson(source, { maxBytes });
   } catch (e) {
     if (!(e instanceof ParametersError)) throw e;
-    if (e.problem === 'too_many_keys') throw limitExceeded(field, e.message, `of ${PARAMETERS_LIMITS.keys} member names`, { problem: e.problem, path: e.path });
+    if (e.problem === 'too_many_keys')
+      throw limitExceeded(field, e.message, `of ${PARAMETERS_LIMITS.keys} member names`, {
+        problem: e.problem,
+        path: e.path,
+      });
     throw invalidField(field, e.message, { problem: e.problem, path: e.path });
   }
 }
@@ -105,7 +134,9 @@ function operationParameters(req: RequestOperationRequest, maxBytes: number): Js
   if (req.parameters !== undefined && req.parametersJson !== undefined) {
     throw invalidField('parameters', 'and parameters_json are both set; send the parameters once, in one form');
   }
-  return req.parameters !== undefined ? parametersFromStruct(req.parameters, maxBytes) : parseParameters('parameters_json', req.parametersJson ?? '', maxBytes);
+  return req.parameters !== undefined
+    ? parametersFromStruct(req.parameters, maxBytes)
+    : parseParameters('parameters_json', req.parametersJson ?? '', maxBytes);
 }
 
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))}s`;
@@ -121,7 +152,8 @@ function durationMs(field: string, d: Duration | undefined): number | undefined 
     throw invalidField(`${field}.nanos`, `${d.nanos} is out of range (0 to 999999999)`);
   }
   const ms = d.seconds * 1000 + d.nanos / 1e6;
-  if (ms > LIMITS.requestedTtlMs) throw invalidField(field, `is ${seconds(ms)}, at most ${LIMITS.requestedTtlMs / 1000}s are allowed`);
+  if (ms > LIMITS.requestedTtlMs)
+    throw invalidField(field, `is ${seconds(ms)}, at most ${LIMITS.requestedTtlMs / 1000}s are allowed`);
   if (ms < MIN_CREDENTIAL_TTL_MS) {
     throw invalidField(
       field,
@@ -132,20 +164,46 @@ function durationMs(field: string, d: Duration | undefined): number | undefined 
   return Math.floor(ms);
 }
 
-export function validateOperationRequest(req: RequestOperationRequest, limits: SizeLimits = DEFAULT_SIZE_LIMITS): OperationRequest {
-  const operation = required('operation', req.operation, LIMITS.operationLength, OPERATION, 'letters, digits and ".", "_", ":", "-", e.g. "deploy"');
-  const resource = required('resource', req.resource, LIMITS.resourceLength, RESOURCE, 'printable ASCII without spaces, e.g. "prod/payments"');
+export function validateOperationRequest(
+  req: RequestOperationRequest,
+  limits: SizeLimits = DEFAULT_SIZE_LIMITS,
+): OperationRequest {
+  const operation = required(
+    'operation',
+    req.operation,
+    LIMITS.operationLength,
+    OPERATION,
+    'letters, digits and ".", "_", ":", "-", e.g. "deploy"',
+  );
+  const resource = required(
+    'resource',
+    req.resource,
+    LIMITS.resourceLength,
+    RESOURCE,
+    'printable ASCII without spaces, e.g. "prod/payments"',
+  );
   const parameters = operationParameters(req, limits.parametersBytes);
   if (req.reason.length > limits.reasonLength) {
-    throw limitExceeded('reason', `is ${req.reason.length} characters long, at most ${limits.reasonLength} are allowed`, 'requests.limits.max_reason_length', {
-      length: req.reason.length,
-      max: limits.reasonLength,
-    });
+    throw limitExceeded(
+      'reason',
+      `is ${req.reason.length} characters long, at most ${limits.reasonLength} are allowed`,
+      'requests.limits.max_reason_length',
+      {
+        length: req.reason.length,
+        max: limits.reasonLength,
+      },
+    );
   }
   const clientRequestId =
     req.clientRequestId === ''
       ? ''
-      : required('client_request_id', req.clientRequestId, LIMITS.clientRequestIdLength, CLIENT_REQUEST_ID, 'letters, digits and ".", "_", ":", "-"');
+      : required(
+          'client_request_id',
+          req.clientRequestId,
+          LIMITS.clientRequestIdLength,
+          CLIENT_REQUEST_ID,
+          'letters, digits and ".", "_", ":", "-"',
+        );
   const audience = text('audience', req.audience, LIMITS.audienceLength);
   if (/\s/.test(audience)) throw invalidField('audience', `${shown(audience)} must not contain whitespace`);
   const parametersCanonical = canonicalJson(parameters);

@@ -11,7 +11,11 @@ export const toVoteView = (v: StoredVote): VoteView => ({
   reason: v.reason,
 });
 
-export function toView(r: StoredRequest, votes: StoredVote[], consoleUrl?: (requestId: string) => string): ApprovalRequestView {
+export function toView(
+  r: StoredRequest,
+  votes: StoredVote[],
+  consoleUrl?: (requestId: string) => string,
+): ApprovalRequestView {
   return {
     id: r.id,
     state: r.state,

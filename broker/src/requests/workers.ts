@@ -11,7 +11,14 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Redis } from '../redis/connection.js';
-import { EXPIRY_WORKER_KEEP, notifyQueueName, QUEUE_NAMES, type ApprovalJobs, type ExpiryJobData, type NotifyJobData } from './jobs.js';
+import {
+  EXPIRY_WORKER_KEEP,
+  notifyQueueName,
+  QUEUE_NAMES,
+  type ApprovalJobs,
+  type ExpiryJobData,
+  type NotifyJobData,
+} from './jobs.js';
 import { ScriptCode } from './script-codes.js';
 import type { Sweeper } from './sweeper.js';
 import type { BrokerApprovalWorkflow } from './workflow.js';
@@ -65,7 +72,10 @@ export class ApprovalWorkers {
       if (data.event === 'break_glass') {
         if (data.notice === undefined) return false;
         if (channel.breakGlassUsed === undefined) {
-          logger.warn({ requestId: data.requestId, channel: channel.name }, 'this channel cannot announce break-glass uses; not announced there');
+          logger.warn(
+            { requestId: data.requestId, channel: channel.name },
+            'this channel cannot announce break-glass uses; not announced there',
+          );
           return false;
         }
         await channel.breakGlassUsed(data.notice);
@@ -98,7 +108,14 @@ export class ApprovalWorkers {
             throw new DelayedError();
           }
           // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
-          await audit.append({ type: 'notification_sent', request_id: requestId, channel: channel.name, event, principal, job_id: job.id });
+          await audit.append({
+            type: 'notification_sent',
+            request_id: requestId,
+            channel: channel.name,
+            event,
+            principal,
+            job_id: job.id,
+          });
         },
         { ...common, concurrency: settings.notifyConcurrency ?? 8 },
       );
@@ -109,7 +126,13 @@ export class ApprovalWorkers {
         metrics.notificationFailures.inc({ channel: job.data.channel });
         const final = job.attemptsMade >= (job.opts.attempts ?? 1);
         logger[final ? 'error' : 'warn'](
-          { requestId: job.data.requestId, channel: job.data.channel, event: job.data.event, attempt: job.attemptsMade, err },
+          {
+            requestId: job.data.requestId,
+            channel: job.data.channel,
+            event: job.data.event,
+            attempt: job.attemptsMade,
+            err,
+          },
           final ? 'notification failed for good' : 'notification failed; will retry',
         );
       });
@@ -148,7 +171,11 @@ export class ApprovalWorkers {
     for (const w of workers) {
       w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'queue worker error (retrying)'));
     }
-    await deps.jobs.maintenanceQueue.upsertJobScheduler('sweep', { every: settings.sweepIntervalMs }, { name: 'sweep' });
+    await deps.jobs.maintenanceQueue.upsertJobScheduler(
+      'sweep',
+      { every: settings.sweepIntervalMs },
+      { name: 'sweep' },
+    );
     return new ApprovalWorkers(workers);
   }
 

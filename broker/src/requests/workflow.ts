@@ -4,7 +4,13 @@
 // through expire(). Checks on a request's immutable content (approver lists,
 // separation of duties, step-up) happen here; checks on what can change (state,
 // deadline, earlier votes) happen inside the Lua script, atomically.
-import type { ApprovalRequestView, ApprovalWorkflow, PrincipalDirectory, VoteInput, VoteOutcome } from '@countersign/approvers';
+import type {
+  ApprovalRequestView,
+  ApprovalWorkflow,
+  PrincipalDirectory,
+  VoteInput,
+  VoteOutcome,
+} from '@countersign/approvers';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import { CountersignError, type ErrorKind } from '../errors.js';
@@ -71,7 +77,10 @@ export function endedRefusal(r: StoredRequest): { code: VoteRefusalCode; message
         message: `request ${r.id} expired at ${iso(r.expiresAt)} with ${r.approvals} of ${r.approvalsRequired} approval(s); it no longer accepts votes (the requester must ask again)`,
       };
     case 'CANCELLED':
-      return { code: 'ERR_REQUEST_CANCELLED', message: `request ${r.id} was cancelled at ${iso(r.resolvedAt)} (${r.resolutionMessage}); it no longer accepts votes` };
+      return {
+        code: 'ERR_REQUEST_CANCELLED',
+        message: `request ${r.id} was cancelled at ${iso(r.resolvedAt)} (${r.resolutionMessage}); it no longer accepts votes`,
+      };
     default:
       return {
         code: 'ERR_REQUEST_RESOLVED',
@@ -114,11 +123,16 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   }
 
   async listPendingFor(principal: string): Promise<ApprovalRequestView[]> {
-    return (await this.pendingFor(principal)).map(({ request, votes }) => toView(request, votes, this.options.consoleUrl));
+    return (await this.pendingFor(principal)).map(({ request, votes }) =>
+      toView(request, votes, this.options.consoleUrl),
+    );
   }
 
   /** Pending requests this principal may still vote on, with their votes so far. */
-  async pendingFor(name: string, limit = LIST_PENDING_LIMIT): Promise<{ request: StoredRequest; votes: StoredVote[] }[]> {
+  async pendingFor(
+    name: string,
+    limit = LIST_PENDING_LIMIT,
+  ): Promise<{ request: StoredRequest; votes: StoredVote[] }[]> {
     const { store, directory, clock } = this.deps;
     const principal = canonicalPrincipalName(name);
     if (principal === undefined || directory.byName(principal) === undefined) return [];
@@ -131,7 +145,8 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         if (request.state !== 'PENDING_APPROVAL' || request.expiresAt <= now) continue;
         if ((await this.eligibility(request, principal)) !== undefined) continue;
         const loaded = await store.getWithVotes(request.id);
-        if (loaded === undefined || loaded.votes.some((v) => canonicalPrincipalName(v.principal) === principal)) continue;
+        if (loaded === undefined || loaded.votes.some((v) => canonicalPrincipalName(v.principal) === principal))
+          continue;
         found.push(loaded);
         if (found.length >= limit) break;
       }
@@ -141,14 +156,22 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   }
 
   /** Why this principal cannot vote on this request now (it ended, who may vote, an earlier vote), or undefined when they can. */
-  async whyNoVote(r: StoredRequest, votes: StoredVote[], name: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
+  async whyNoVote(
+    r: StoredRequest,
+    votes: StoredVote[],
+    name: string,
+  ): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
     if (r.state !== 'PENDING_APPROVAL') return endedRefusal(r);
     if (this.deps.clock.now() >= r.expiresAt) return endedRefusal({ ...r, state: 'EXPIRED' });
     const principal = canonicalPrincipalName(name) ?? name;
     const ineligible = await this.eligibility(r, principal);
     if (ineligible !== undefined) return ineligible;
     const earlier = votes.find((v) => canonicalPrincipalName(v.principal) === principal);
-    if (earlier !== undefined) return { code: 'ERR_ALREADY_VOTED', message: `${principal} voted ${earlier.decision} at ${iso(earlier.at)} (${earlier.channel}); each person votes once` };
+    if (earlier !== undefined)
+      return {
+        code: 'ERR_ALREADY_VOTED',
+        message: `${principal} voted ${earlier.decision} at ${iso(earlier.at)} (${earlier.channel}); each person votes once`,
+      };
     return undefined;
   }
 
@@ -156,11 +179,17 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   async maySee(r: StoredRequest, votes: StoredVote[], name: string): Promise<boolean> {
     const principal = canonicalPrincipalName(name);
     if (principal === undefined) return false;
-    return votes.some((v) => canonicalPrincipalName(v.principal) === principal) || (await this.eligibility(r, principal))?.code !== 'ERR_NOT_AN_APPROVER';
+    return (
+      votes.some((v) => canonicalPrincipalName(v.principal) === principal) ||
+      (await this.eligibility(r, principal))?.code !== 'ERR_NOT_AN_APPROVER'
+    );
   }
 
   /** Why this principal may not vote on this request, or undefined when they may. */
-  private async eligibility(r: StoredRequest, principal: string): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
+  private async eligibility(
+    r: StoredRequest,
+    principal: string,
+  ): Promise<{ code: VoteRefusalCode; message: string } | undefined> {
     const { directory } = this.deps;
     // Names stored with a request are canonical; folding them again covers requests stored before they were.
     let named = r.approvers.some((a) => canonicalPrincipalName(a) === principal);
@@ -170,7 +199,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     }
     if (!named || directory.byName(principal) === undefined) {
       const who = [...r.approvers, ...r.groups.map((g) => `group ${g}`)].join(', ');
-      return { code: 'ERR_NOT_AN_APPROVER', message: `${principal} is not an approver of request ${r.id} (rule ${r.rule} names ${who || 'nobody'})` };
+      return {
+        code: 'ERR_NOT_AN_APPROVER',
+        message: `${principal} is not an approver of request ${r.id} (rule ${r.rule} names ${who || 'nobody'})`,
+      };
     }
     if (!r.allowSelfApproval) {
       if (directory.bySpiffeId(r.requester)?.name === principal) {
@@ -186,7 +218,8 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         };
       }
       const human = r.onBehalfOf === '' ? undefined : (canonicalPrincipalName(r.onBehalfOf) as string);
-      const onBehalfOf = human === undefined ? undefined : ((directory.byName(human) ?? directory.byEmail(human))?.name ?? human);
+      const onBehalfOf =
+        human === undefined ? undefined : ((directory.byName(human) ?? directory.byEmail(human))?.name ?? human);
       if (onBehalfOf === principal) {
         return {
           code: 'ERR_SELF_APPROVAL',
@@ -199,8 +232,13 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
 
   private checkVoteInput(r: StoredRequest, input: VoteInput): { code: VoteRefusalCode; message: string } | undefined {
     const max = this.options.maxReasonLength;
-    if (input.reason.length > max) return { code: 'ERR_INVALID_FIELD', message: `reason: is ${input.reason.length} characters long, at most ${max} are allowed` };
-    if (CONTROL.test(input.reason)) return { code: 'ERR_INVALID_FIELD', message: 'reason: contains control characters' };
+    if (input.reason.length > max)
+      return {
+        code: 'ERR_INVALID_FIELD',
+        message: `reason: is ${input.reason.length} characters long, at most ${max} are allowed`,
+      };
+    if (CONTROL.test(input.reason))
+      return { code: 'ERR_INVALID_FIELD', message: 'reason: contains control characters' };
     const confirmed = input.confirmedResource ?? '';
     if (input.stepUp === 'confirm' && confirmed !== r.resource) {
       return {
@@ -209,7 +247,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       };
     }
     if (input.decision === 'approve' && r.stepUp === 'webauthn' && input.passkey === undefined) {
-      const where = this.options.consoleUrl === undefined ? 'the approver console, which is not configured on this broker (console.enabled)' : this.options.consoleUrl(r.id);
+      const where =
+        this.options.consoleUrl === undefined
+          ? 'the approver console, which is not configured on this broker (console.enabled)'
+          : this.options.consoleUrl(r.id);
       return {
         code: 'ERR_STEP_UP_REQUIRED',
         message: `rule ${r.rule} requires step-up "webauthn": approve with your passkey in the approver console: ${where}`,
@@ -222,15 +263,29 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
           message: `rule ${r.rule} requires step-up "confirm" to approve: re-type the resource (${r.resource}) and give a reason`,
         };
       }
-      if (input.reason.trim() === '') return { code: 'ERR_REASON_REQUIRED', message: `rule ${r.rule} requires a reason with a step-up "confirm" approval` };
+      if (input.reason.trim() === '')
+        return {
+          code: 'ERR_REASON_REQUIRED',
+          message: `rule ${r.rule} requires a reason with a step-up "confirm" approval`,
+        };
     }
     return undefined;
   }
 
-  private async refuse(input: VoteInput, code: VoteRefusalCode, message: string, request: StoredRequest | undefined): Promise<VoteOutcome> {
+  private async refuse(
+    input: VoteInput,
+    code: VoteRefusalCode,
+    message: string,
+    request: StoredRequest | undefined,
+  ): Promise<VoteOutcome> {
     this.deps.metrics.votesRefused.inc({ code, channel: input.channel });
-    this.deps.logger.info({ requestId: input.requestId, principal: input.principal, channel: input.channel, code }, `vote refused: ${message}`);
-    await this.deps.audit.append(voteRefusedEvent(input.requestId, input.principal, input.channel, input.decision, code, message));
+    this.deps.logger.info(
+      { requestId: input.requestId, principal: input.principal, channel: input.channel, code },
+      `vote refused: ${message}`,
+    );
+    await this.deps.audit.append(
+      voteRefusedEvent(input.requestId, input.principal, input.channel, input.decision, code, message),
+    );
     const view = request === undefined ? undefined : await this.get(request.id);
     return { counted: false, code, message, request: view };
   }
@@ -240,7 +295,13 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     // Channels pass the directory's own (canonical) names; any other spelling is folded the same way, never trusted as is.
     const input = { ...given, principal: canonicalPrincipalName(given.principal) ?? given.principal };
     const loaded = await store.getWithVotes(input.requestId);
-    if (loaded === undefined) return this.refuse(input, 'ERR_REQUEST_NOT_FOUND', `request ${input.requestId} does not exist (or ended long ago)`, undefined);
+    if (loaded === undefined)
+      return this.refuse(
+        input,
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${input.requestId} does not exist (or ended long ago)`,
+        undefined,
+      );
     const { request, votes } = loaded;
     if (request.state !== 'PENDING_APPROVAL') {
       const ended = endedRefusal(request);
@@ -286,9 +347,16 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         await outbox.complete(request.id, effects);
         if (code === ScriptCode.Approved) {
           // What the console compares the next request for the same operation and resource with; display only.
-          await store.noteApproved(request).catch((err: unknown) => this.deps.logger.warn({ err, requestId: request.id }, 'could not note the approved parameters'));
+          await store
+            .noteApproved(request)
+            .catch((err: unknown) =>
+              this.deps.logger.warn({ err, requestId: request.id }, 'could not note the approved parameters'),
+            );
         }
-        this.deps.logger.info({ requestId: request.id, principal: vote.principal, decision: vote.decision, channel: vote.channel }, 'vote counted');
+        this.deps.logger.info(
+          { requestId: request.id, principal: vote.principal, decision: vote.decision, channel: vote.channel },
+          'vote counted',
+        );
         return { counted: true, request: (await this.get(request.id)) as ApprovalRequestView };
       }
       case ScriptCode.AlreadyVoted:
@@ -298,7 +366,8 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
       case ScriptCode.Resolved:
       case ScriptCode.NotFound: {
         const now = await store.get(request.id);
-        if (now === undefined) return this.refuse(input, 'ERR_REQUEST_NOT_FOUND', `request ${input.requestId} does not exist`, undefined);
+        if (now === undefined)
+          return this.refuse(input, 'ERR_REQUEST_NOT_FOUND', `request ${input.requestId} does not exist`, undefined);
         const ended = endedRefusal(now);
         return this.refuse(input, ended.code, ended.message, now);
       }
@@ -314,10 +383,20 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     const passkeys = this.deps.passkeys;
     const proof = input.passkey;
     if (passkeys === undefined || proof === undefined) {
-      return { ok: false, code: 'ERR_STEP_UP_REQUIRED', message: `rule ${r.rule} requires step-up "webauthn", and the approver console is off on this broker` };
+      return {
+        ok: false,
+        code: 'ERR_STEP_UP_REQUIRED',
+        message: `rule ${r.rule} requires step-up "webauthn", and the approver console is off on this broker`,
+      };
     }
     const proved = await passkeys.verifyVote(
-      { principal: input.principal, requestId: r.id, parametersDigest: r.parametersDigest, decision: input.decision, maxAgeMs: r.stepUpMaxAgeMs },
+      {
+        principal: input.principal,
+        requestId: r.id,
+        parametersDigest: r.parametersDigest,
+        decision: input.decision,
+        maxAgeMs: r.stepUpMaxAgeMs,
+      },
       proof,
     );
     return proved.ok ? proved : { ok: false, code: proved.code, message: proved.message };
@@ -345,7 +424,10 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
 
   private countResolution(state: 'APPROVED' | 'DENIED' | 'EXPIRED' | 'CANCELLED', request: StoredRequest): void {
     this.deps.metrics.resolutions.inc({ state });
-    this.deps.metrics.timeToDecisionSeconds.observe({ state }, Math.max(0, this.deps.clock.now() - request.createdAt) / 1000);
+    this.deps.metrics.timeToDecisionSeconds.observe(
+      { state },
+      Math.max(0, this.deps.clock.now() - request.createdAt) / 1000,
+    );
   }
 
   /**
@@ -378,21 +460,35 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
         { field: 'reason', limit: 'requests.limits.max_reason_length' },
       );
     }
-    if (CONTROL.test(reason)) throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'reason: contains control characters', { field: 'reason' });
+    if (CONTROL.test(reason))
+      throw new CountersignError('invalid_argument', 'ERR_INVALID_FIELD', 'reason: contains control characters', {
+        field: 'reason',
+      });
     const request = await store.get(requestId);
     if (request === undefined || request.requester !== requester) {
-      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${requestId} does not exist or belongs to another workload`);
+      throw new CountersignError(
+        'not_found',
+        'ERR_REQUEST_NOT_FOUND',
+        `request ${requestId} does not exist or belongs to another workload`,
+      );
     }
     const ended = (r: StoredRequest) => {
       const e = endedRefusal(r);
-      return new CountersignError('failed_precondition', e.code, e.message.replace('it no longer accepts votes', 'it can no longer be cancelled'));
+      return new CountersignError(
+        'failed_precondition',
+        e.code,
+        e.message.replace('it no longer accepts votes', 'it can no longer be cancelled'),
+      );
     };
     if (request.state !== 'PENDING_APPROVAL') throw ended(request);
     if (clock.now() >= request.expiresAt) {
       await this.expire(requestId);
       throw ended({ ...((await store.get(requestId)) ?? request), state: 'EXPIRED' });
     }
-    const [code] = await store.cancel(request, reason ? `cancelled by the requester: ${reason}` : 'cancelled by the requester');
+    const [code] = await store.cancel(
+      request,
+      reason ? `cancelled by the requester: ${reason}` : 'cancelled by the requester',
+    );
     if (code === ScriptCode.Cancelled) {
       this.countResolution('CANCELLED', request);
       await outbox.complete(requestId, [{ kind: 'resolved' }]);
@@ -400,7 +496,8 @@ export class BrokerApprovalWorkflow implements ApprovalWorkflow {
     }
     if (code === ScriptCode.ExpiryDue) await this.expire(requestId);
     const now = await store.get(requestId);
-    if (now === undefined) throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${requestId} does not exist`);
+    if (now === undefined)
+      throw new CountersignError('not_found', 'ERR_REQUEST_NOT_FOUND', `request ${requestId} does not exist`);
     throw ended(now);
   }
 }

@@ -8,8 +8,10 @@ import type { AuditKeyring } from '../../src/audit/jws.js';
 import type { Redis } from '../../src/redis/connection.js';
 
 /** Signs and checks chain heads with a keyring, as the broker does (issuer: the dev broker's). */
-export const testHeadSigner = (keyring: AuditKeyring, issuer = 'spiffe://example.org/countersign/broker'): KeyringHeadSigner =>
-  new KeyringHeadSigner(keyring, issuer, createLocalJWKSet(keyring.allPublicJwks()));
+export const testHeadSigner = (
+  keyring: AuditKeyring,
+  issuer = 'spiffe://example.org/countersign/broker',
+): KeyringHeadSigner => new KeyringHeadSigner(keyring, issuer, createLocalJWKSet(keyring.allPublicJwks()));
 
 export type AuditedEvent = { type: string; request_id?: string; [field: string]: unknown };
 
@@ -32,7 +34,11 @@ export async function readChain(redis: Redis, prefix: string): Promise<AuditReco
 }
 
 /** The records with every hash from `fromSeq` on recomputed (each keeps its own time), after `edit` changed them. */
-export function rechain(records: AuditRecord[], fromSeq: number, edit: (r: AuditRecord) => void = () => {}): AuditRecord[] {
+export function rechain(
+  records: AuditRecord[],
+  fromSeq: number,
+  edit: (r: AuditRecord) => void = () => {},
+): AuditRecord[] {
   const out: AuditRecord[] = [];
   for (const original of records) {
     const r: AuditRecord = structuredClone(original);

@@ -57,7 +57,9 @@ export interface BrokerFiles {
 }
 
 /** A complete broker configuration in a fresh temp dir: CA bundle, broker SVID, signing key, policy, principals. */
-export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl: string; prefix: string }): Promise<BrokerFiles> {
+export async function writeBrokerFiles(
+  options: BrokerFilesOptions & { redisUrl: string; prefix: string },
+): Promise<BrokerFiles> {
   const trustDomain = options.trustDomain ?? 'example.org';
   const dir = await mkdtemp(join(tmpdir(), 'countersign-test-'));
   const ca = options.ca ?? CertificateAuthority.createRoot(trustDomain);
@@ -73,7 +75,9 @@ export async function writeBrokerFiles(options: BrokerFilesOptions & { redisUrl:
     ...(options.federated ?? []).map((f) => writeFile(join(dir, `bundle-${f.trustDomain}.pem`), f.pem)),
     ...Object.entries(options.files ?? {}).map(([name, content]) => writeFile(join(dir, name), content)),
   ]);
-  const federated = (options.federated ?? []).map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`).join('');
+  const federated = (options.federated ?? [])
+    .map((f) => `    - trust_domain: ${f.trustDomain}\n      file: bundle-${f.trustDomain}.pem\n`)
+    .join('');
   const identity =
     options.identity ??
     `identity:
@@ -179,7 +183,9 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     configFile,
     brokerSvid,
     auditEvents: async () =>
-      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map((text) => (parseRecord(text) as AuditRecord).event),
+      (await redis.redis.lrange(new Keys(redis.prefix).auditChain(), 0, -1)).map(
+        (text) => (parseRecord(text) as AuditRecord).event,
+      ),
     svid: (path, svidOptions) => ca.issueSvid(`spiffe://${trustDomain}/${path}`, svidOptions),
     async close() {
       await broker.close();

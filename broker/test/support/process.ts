@@ -25,7 +25,12 @@ export function trackChild(child: ChildProcess): ChildProcess {
 }
 
 /** Polls `check` until it returns a value other than undefined/false, or fails after timeoutMs. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 60_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -35,7 +40,10 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     } catch (e) {
       lastError = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
@@ -53,7 +61,10 @@ export interface BrokerProcess {
 }
 
 /** Starts `countersign-broker serve --config FILE --role ROLE` and waits until it listens. */
-export async function spawnBroker(configFile: string, options: { role?: 'all' | 'api' | 'worker'; timeoutMs?: number } = {}): Promise<BrokerProcess> {
+export async function spawnBroker(
+  configFile: string,
+  options: { role?: 'all' | 'api' | 'worker'; timeoutMs?: number } = {},
+): Promise<BrokerProcess> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLACK_'))); // Slack only when a test asks
   delete env.REDIS_URL; // the config file says which Redis
   const child = trackChild(
@@ -65,7 +76,10 @@ export async function spawnBroker(configFile: string, options: { role?: 'all' | 
   let logs = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`broker did not start within ${options.timeoutMs ?? 60_000} ms:\n${logs}`)), options.timeoutMs ?? 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`broker did not start within ${options.timeoutMs ?? 60_000} ms:\n${logs}`)),
+      options.timeoutMs ?? 60_000,
+    );
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       logs += chunk;
@@ -120,26 +134,59 @@ export interface RedisServer {
  * fsync on every write (the default, for durability tests) or without persistence
  * (for benchmarks).
  */
-export async function startRedisServer(options: { persistence?: 'aof-always' | 'aof-everysec' | 'none'; replicaOf?: number; cluster?: boolean } = {}): Promise<RedisServer> {
+export async function startRedisServer(
+  options: { persistence?: 'aof-always' | 'aof-everysec' | 'none'; replicaOf?: number; cluster?: boolean } = {},
+): Promise<RedisServer> {
   const persistence = {
     'aof-always': ['--appendonly', 'yes', '--appendfsync', 'always'],
     'aof-everysec': ['--appendonly', 'yes', '--appendfsync', 'everysec'],
     none: ['--appendonly', 'no'],
   }[options.persistence ?? 'aof-always'];
-  const clustered = options.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] : [];
-  const replication = options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
+  const clustered = options.cluster
+    ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']
+    : [];
+  const replication =
+    options.replicaOf === undefined
+      ? []
+      : [
+          '--replicaof',
+          '127.0.0.1',
+          String(options.replicaOf),
+          '--repl-diskless-sync',
+          'yes',
+          '--repl-diskless-sync-delay',
+          '0',
+        ];
   const dir = await mkdtemp(join(tmpdir(), 'countersign-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const launch = async () => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...persistence, ...replication, ...clustered, '--save', '', '--maxmemory-policy', 'noeviction'];
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      ...persistence,
+      ...replication,
+      ...clustered,
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+    ];
     child = trackChild(spawn('redis-server', args, { stdio: 'ignore' }));
-    await eventually(`redis-server on port ${port}`, async () => {
-      const redis = await connectRedis(url, { connectTimeoutMs: 500 });
-      redis.disconnect();
-      return true;
-    }, 20_000);
+    await eventually(
+      `redis-server on port ${port}`,
+      async () => {
+        const redis = await connectRedis(url, { connectTimeoutMs: 500 });
+        redis.disconnect();
+        return true;
+      },
+      20_000,
+    );
   };
   const stop = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const c = child;
@@ -174,7 +221,9 @@ export class TcpProxy {
 
   static async start(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
     const server = createServer();
-    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+    );
     const proxy = new TcpProxy(server, port);
     server.on('connection', (client) => {
       if (proxy.blocked) {

@@ -41,7 +41,9 @@ async function ask<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
 }
 
 /** A primary with `replicas` replicas (AOF everysec), and three sentinels that notice a dead primary after downAfterMs. */
-export async function startSentinelSet(options: { replicas?: number; downAfterMs?: number } = {}): Promise<SentinelSet> {
+export async function startSentinelSet(
+  options: { replicas?: number; downAfterMs?: number } = {},
+): Promise<SentinelSet> {
   const servers: RedisServer[] = [];
   const sentinels: ChildProcess[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'countersign-sentinel-'));
@@ -60,12 +62,22 @@ export async function startSentinelSet(options: { replicas?: number; downAfterMs
   try {
     const primary = await startRedisServer({ persistence: 'aof-everysec' });
     servers.push(primary);
-    for (let i = 0; i < (options.replicas ?? 2); i++) servers.push(await startRedisServer({ persistence: 'aof-everysec', replicaOf: primary.port }));
+    for (let i = 0; i < (options.replicas ?? 2); i++)
+      servers.push(await startRedisServer({ persistence: 'aof-everysec', replicaOf: primary.port }));
     const replicas = servers.length - 1;
     // Sentinels learn the replicas from the primary's INFO: let them be there first.
-    await eventually('the replicas to be in sync', () =>
-      ask(primary.port, async (r) => (await r.info('replication')).split('\n').filter((l) => /^slave\d+:.*state=online/.test(l)).length === replicas),
-    20_000, 50);
+    await eventually(
+      'the replicas to be in sync',
+      () =>
+        ask(
+          primary.port,
+          async (r) =>
+            (await r.info('replication')).split('\n').filter((l) => /^slave\d+:.*state=online/.test(l)).length ===
+            replicas,
+        ),
+      20_000,
+      50,
+    );
     const ports = [await freePort(), await freePort(), await freePort()];
     for (const [i, port] of ports.entries()) {
       const file = join(dir, `sentinel-${i}.conf`);
@@ -102,14 +114,19 @@ export async function startSentinelSet(options: { replicas?: number; downAfterMs
       100,
     );
     const primaryPort = async () =>
-      ask(ports[0] as number, async (r) => Number(((await r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]));
+      ask(ports[0] as number, async (r) =>
+        Number(((await r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]),
+      );
     const describe = async () =>
       (
         await Promise.all(
           ports.map((port) =>
             ask(port, async (r) => {
               const info = await r.info('sentinel');
-              return `sentinel :${port}: ${info.split(/\r?\n/).filter((l) => /^(sentinel_tilt|master0)/.test(l)).join('; ')}`;
+              return `sentinel :${port}: ${info
+                .split(/\r?\n/)
+                .filter((l) => /^(sentinel_tilt|master0)/.test(l))
+                .join('; ')}`;
             }).catch((e: unknown) => `sentinel :${port}: ${(e as Error).message}`),
           ),
         )
@@ -121,7 +138,10 @@ export async function startSentinelSet(options: { replicas?: number; downAfterMs
       sentinelAddresses: ports.map((p) => `127.0.0.1:${p}`),
       primaryPort,
       connectPrimary: () =>
-        connectRedis('redis://127.0.0.1', { connectionName: 'countersign-test', sentinel: { masterName: SENTINEL_MASTER, sentinels: ports.map((port) => ({ host: '127.0.0.1', port })) } }),
+        connectRedis('redis://127.0.0.1', {
+          connectionName: 'countersign-test',
+          sentinel: { masterName: SENTINEL_MASTER, sentinels: ports.map((port) => ({ host: '127.0.0.1', port })) },
+        }),
       destroy,
     };
   } catch (e) {

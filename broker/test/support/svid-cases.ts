@@ -78,7 +78,11 @@ const fromSvid = (svid: IssuedSvid, extra: Partial<SvidCaseInput> = {}): SvidCas
   ...extra,
 });
 
-const withChain = (svid: IssuedSvid, chain: { der: Buffer; pem: string }[], extra: Partial<SvidCaseInput> = {}): SvidCaseInput => ({
+const withChain = (
+  svid: IssuedSvid,
+  chain: { der: Buffer; pem: string }[],
+  extra: Partial<SvidCaseInput> = {},
+): SvidCaseInput => ({
   chain: chain.map((c) => c.der),
   chainPem: chain.map((c) => c.pem).join(''),
   keyPem: svid.keyPem,
@@ -91,27 +95,47 @@ const ID = 'spiffe://example.org/ci/deployer';
 export type ConstrainedName = { uri: string } | { dns: string };
 
 /** A nameConstraints extension (RFC 5280 4.2.1.10), critical as the RFC requires, for CertificateOptions.extraExtensions. */
-export function nameConstraints(constraints: { permitted?: ConstrainedName[]; excluded?: ConstrainedName[] }): { oid: string; critical: boolean; value: Uint8Array } {
+export function nameConstraints(constraints: { permitted?: ConstrainedName[]; excluded?: ConstrainedName[] }): {
+  oid: string;
+  critical: boolean;
+  value: Uint8Array;
+} {
   const subtrees = (names: ConstrainedName[] | undefined) =>
     names === undefined || names.length === 0
       ? undefined
-      : new GeneralSubtrees(names.map((n) => new GeneralSubtree({ base: new GeneralName('uri' in n ? { uniformResourceIdentifier: n.uri } : { dNSName: n.dns }) })));
+      : new GeneralSubtrees(
+          names.map(
+            (n) =>
+              new GeneralSubtree({
+                base: new GeneralName('uri' in n ? { uniformResourceIdentifier: n.uri } : { dNSName: n.dns }),
+              }),
+          ),
+        );
   const permittedSubtrees = subtrees(constraints.permitted);
   const excludedSubtrees = subtrees(constraints.excluded);
-  const value = new NameConstraints({ ...(permittedSubtrees ? { permittedSubtrees } : {}), ...(excludedSubtrees ? { excludedSubtrees } : {}) });
+  const value = new NameConstraints({
+    ...(permittedSubtrees ? { permittedSubtrees } : {}),
+    ...(excludedSubtrees ? { excludedSubtrees } : {}),
+  });
   return { oid: id_ce_nameConstraints, critical: true, value: new Uint8Array(AsnConvert.serialize(value)) };
 }
 
 type Extension = { oid: string; critical: boolean; value: Uint8Array };
 
 /** An extension no implementation knows (a private OID holding NULL). */
-const privateExtension = (critical: boolean): Extension => ({ oid: '1.3.6.1.4.1.99999.1', critical, value: new Uint8Array([0x05, 0x00]) });
+const privateExtension = (critical: boolean): Extension => ({
+  oid: '1.3.6.1.4.1.99999.1',
+  critical,
+  value: new Uint8Array([0x05, 0x00]),
+});
 
 /** certificatePolicies naming one (private) policy. */
 const certificatePolicies = (critical: boolean): Extension => ({
   oid: id_ce_certificatePolicies,
   critical,
-  value: new Uint8Array(AsnConvert.serialize(new CertificatePolicies([new PolicyInformation({ policyIdentifier: '1.3.6.1.4.1.99999.2' })]))),
+  value: new Uint8Array(
+    AsnConvert.serialize(new CertificatePolicies([new PolicyInformation({ policyIdentifier: '1.3.6.1.4.1.99999.2' })])),
+  ),
 });
 
 /** A bundle set of example.org (this root instead of ctx.ca) and other.org. */
@@ -122,8 +146,20 @@ export const SPIFFE_ID_RULES = 'X.509-SVID and SPIFFE ID rules: OpenSSL does not
 
 export const svidCases: SvidCase[] = [
   // --- accepted ---
-  { name: 'valid EC leaf', rule: 'X.509-SVID 4: a leaf signed by the trust domain root', expect: 'ok', overTls: true, build: ({ ca }) => fromSvid(ca.issueSvid(ID)) },
-  { name: 'valid RSA leaf', rule: 'X.509-SVID 3: any key type the TLS stack supports', expect: 'ok', overTls: true, build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyType: 'rsa' })) },
+  {
+    name: 'valid EC leaf',
+    rule: 'X.509-SVID 4: a leaf signed by the trust domain root',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID)),
+  },
+  {
+    name: 'valid RSA leaf',
+    rule: 'X.509-SVID 3: any key type the TLS stack supports',
+    expect: 'ok',
+    overTls: true,
+    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyType: 'rsa' })),
+  },
   {
     name: 'valid leaf via an intermediate',
     rule: 'X.509-SVID 4.1: intermediates are signing certificates',
@@ -147,7 +183,7 @@ export const svidCases: SvidCase[] = [
   },
   {
     name: 'valid leaf of a federated trust domain',
-    rule: 'Trust Domain and Bundle 3: the bundle of the SVID\'s own trust domain',
+    rule: "Trust Domain and Bundle 3: the bundle of the SVID's own trust domain",
     expect: 'ok',
     overTls: true,
     build: ({ other }) => fromSvid(other.issueSvid('spiffe://other.org/ci/deployer')),
@@ -207,7 +243,7 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 2: a leaf ID has a non-root path',
     expect: 'ERR_SVID_ROOT_ID',
     overTls: true,
-    stricterThanOpenssl: SPIFFE_ID_RULES + ': X.509-SVID 2, a workload\'s ID has a path',
+    stricterThanOpenssl: SPIFFE_ID_RULES + ": X.509-SVID 2, a workload's ID has a path",
     build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://example.org')),
   },
   {
@@ -256,7 +292,8 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 4.1: leaf cA is false',
     expect: 'ERR_SVID_LEAF_IS_CA',
     overTls: true,
-    stricterThanOpenssl: 'X.509-SVID 4.1: a leaf SVID has cA false; RFC 5280 and OpenSSL accept a CA certificate as an end entity',
+    stricterThanOpenssl:
+      'X.509-SVID 4.1: a leaf SVID has cA false; RFC 5280 and OpenSSL accept a CA certificate as an end entity',
     build: ({ ca }) => fromSvid(ca.issueSvid(ID, { ca: true })),
   },
   {
@@ -264,7 +301,8 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 4.3: leaf must not sign certificates',
     expect: 'ERR_SVID_LEAF_KEY_CERT_SIGN',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign })),
+    build: ({ ca }) =>
+      fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign })),
   },
   {
     name: 'cRLSign on the leaf',
@@ -279,7 +317,8 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 4.3: leaf key usage has digitalSignature',
     expect: 'ERR_SVID_NO_DIGITAL_SIGNATURE',
     overTls: true,
-    stricterThanOpenssl: 'X.509-SVID 4.3: a leaf has digitalSignature; OpenSSL\'s sslclient purpose also takes keyAgreement alone',
+    stricterThanOpenssl:
+      "X.509-SVID 4.3: a leaf has digitalSignature; OpenSSL's sslclient purpose also takes keyAgreement alone",
     build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: KeyUsageFlags.keyAgreement })),
   },
   {
@@ -287,7 +326,8 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 4.3: key usage must be set',
     expect: 'ERR_SVID_NO_KEY_USAGE',
     overTls: true,
-    stricterThanOpenssl: 'X.509-SVID 4.3: the key usage extension is required; RFC 5280 reads its absence as no restriction',
+    stricterThanOpenssl:
+      'X.509-SVID 4.3: the key usage extension is required; RFC 5280 reads its absence as no restriction',
     build: ({ ca }) => fromSvid(ca.issueSvid(ID, { keyUsage: null })),
   },
   {
@@ -309,7 +349,12 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2: an unrecognised critical extension rejects the certificate',
     expect: 'ERR_SVID_UNKNOWN_CRITICAL_EXTENSION',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { extraExtensions: [{ oid: '1.3.6.1.4.1.99999.1', critical: true, value: new Uint8Array([0x05, 0x00]) }] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca.issueSvid(ID, {
+          extraExtensions: [{ oid: '1.3.6.1.4.1.99999.1', critical: true, value: new Uint8Array([0x05, 0x00]) }],
+        }),
+      ),
   },
   {
     name: 'key usage extension twice',
@@ -319,7 +364,13 @@ export const svidCases: SvidCase[] = [
     build: ({ ca }) =>
       fromSvid(
         ca.issueSvid(ID, {
-          extraExtensions: [{ oid: id_ce_keyUsage, critical: false, value: new Uint8Array(AsnConvert.serialize(new KeyUsage(KeyUsageFlags.digitalSignature))) }],
+          extraExtensions: [
+            {
+              oid: id_ce_keyUsage,
+              critical: false,
+              value: new Uint8Array(AsnConvert.serialize(new KeyUsage(KeyUsageFlags.digitalSignature))),
+            },
+          ],
         }),
       ),
   },
@@ -343,7 +394,8 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 6.1.3: every certificate of the path is valid now',
     expect: 'ERR_SVID_CHAIN_EXPIRED',
     overTls: true,
-    build: ({ ca, now }) => fromSvid(ca.createIntermediate({ notBefore: now - 3 * HOUR, notAfter: now - HOUR }).issueSvid(ID)),
+    build: ({ ca, now }) =>
+      fromSvid(ca.createIntermediate({ notBefore: now - 3 * HOUR, notAfter: now - HOUR }).issueSvid(ID)),
   },
   {
     name: 'expired trust bundle authority',
@@ -363,7 +415,12 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2.1.10: a name outside every permitted subtree is refused',
     expect: 'ERR_SVID_NAME_NOT_PERMITTED',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'signed by an unknown CA',
@@ -373,14 +430,14 @@ export const svidCases: SvidCase[] = [
     build: () => fromSvid(CertificateAuthority.createRoot('example.org').issueSvid(ID)),
   },
   {
-    name: 'trust domain that differs from the signing CA\'s',
-    rule: 'X.509-SVID 5.2: validated against the bundle of the ID\'s own trust domain',
+    name: "trust domain that differs from the signing CA's",
+    rule: "X.509-SVID 5.2: validated against the bundle of the ID's own trust domain",
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: true,
     build: ({ ca }) => fromSvid(ca.issueSvid('spiffe://other.org/ci/deployer')),
   },
   {
-    name: 'chain ending at another trust domain\'s root',
+    name: "chain ending at another trust domain's root",
     rule: 'X.509-SVID 5.2: a root of another trust domain is no authority here',
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: true,
@@ -394,14 +451,18 @@ export const svidCases: SvidCase[] = [
     rule: 'X.509-SVID 5.2: no bundle, no trust',
     expect: 'ERR_SVID_UNKNOWN_TRUST_DOMAIN',
     overTls: true,
-    build: () => fromSvid(CertificateAuthority.createRoot('stranger.org').issueSvid('spiffe://stranger.org/ci/deployer')),
+    build: () =>
+      fromSvid(CertificateAuthority.createRoot('stranger.org').issueSvid('spiffe://stranger.org/ci/deployer')),
   },
   {
     name: 'trust domain whose bundle is empty',
     rule: 'Trust Domain and Bundle 4.1.3: keys: [] trusts nothing',
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: false,
-    build: ({ ca }) => fromSvid(ca.issueSvid(ID), { bundles: new BundleSet([{ trustDomain: 'example.org', x509Authorities: [] } satisfies TrustBundle]) }),
+    build: ({ ca }) =>
+      fromSvid(ca.issueSvid(ID), {
+        bundles: new BundleSet([{ trustDomain: 'example.org', x509Authorities: [] } satisfies TrustBundle]),
+      }),
   },
   {
     name: 'intermediate without the CA flag',
@@ -421,10 +482,11 @@ export const svidCases: SvidCase[] = [
   },
   {
     name: 'intermediate naming another trust domain',
-    rule: 'X.509-SVID 4.1: a signing certificate\'s SPIFFE ID is its trust domain\'s',
+    rule: "X.509-SVID 4.1: a signing certificate's SPIFFE ID is its trust domain's",
     expect: 'ERR_SVID_INTERMEDIATE_TRUST_DOMAIN',
     overTls: true,
-    stricterThanOpenssl: 'X.509-SVID 4.1: a signing certificate\'s SPIFFE ID is its own trust domain\'s; RFC 5280 gives a CA\'s URI SAN no meaning',
+    stricterThanOpenssl:
+      "X.509-SVID 4.1: a signing certificate's SPIFFE ID is its own trust domain's; RFC 5280 gives a CA's URI SAN no meaning",
     build: ({ ca }) => fromSvid(ca.createIntermediate({ uris: ['spiffe://other.org'] }).issueSvid(ID)),
   },
   {
@@ -442,7 +504,8 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5246 7.4.2: each certificate certifies the one before it',
     expect: 'ERR_SVID_CHAIN_ORDER',
     overTls: false,
-    stricterThanOpenssl: 'the chain is sent leaf first, each certificate followed by its issuer (RFC 5246 7.4.2), and a forwarded one (XFCC) is judged as sent; openssl verify searches its untrusted pool in any order (over a direct TLS connection Node re-links the chain, so the broker sees it in order there)',
+    stricterThanOpenssl:
+      'the chain is sent leaf first, each certificate followed by its issuer (RFC 5246 7.4.2), and a forwarded one (XFCC) is judged as sent; openssl verify searches its untrusted pool in any order (over a direct TLS connection Node re-links the chain, so the broker sees it in order there)',
     build: ({ ca }) => {
       const upper = ca.createIntermediate();
       const lower = upper.createIntermediate();
@@ -455,7 +518,8 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5246 7.4.2: nothing but the path is sent',
     expect: 'ERR_SVID_CHAIN_ORDER',
     overTls: false,
-    stricterThanOpenssl: 'nothing but the path is sent (RFC 5246 7.4.2); openssl verify ignores untrusted certificates it does not use',
+    stricterThanOpenssl:
+      'nothing but the path is sent (RFC 5246 7.4.2); openssl verify ignores untrusted certificates it does not use',
     build: ({ ca, other }) => {
       const svid = ca.issueSvid(ID);
       return withChain(svid, [svid, other.certificate]);
@@ -466,17 +530,24 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2.1.9: pathLenConstraint',
     expect: 'ERR_SVID_PATH_LENGTH',
     overTls: true,
-    stricterThanOpenssl: 'the two intermediates share a subject, so the lower one is self-issued, and RFC 5280 6.1.4 (l) (OpenSSL) does not count self-issued certificates against pathLenConstraint; the broker counts every intermediate, so a CA limited to pathLenConstraint 0 cannot add a sub-CA by giving it its own name',
+    stricterThanOpenssl:
+      'the two intermediates share a subject, so the lower one is self-issued, and RFC 5280 6.1.4 (l) (OpenSSL) does not count self-issued certificates against pathLenConstraint; the broker counts every intermediate, so a CA limited to pathLenConstraint 0 cannot add a sub-CA by giving it its own name',
     build: ({ ca }) => fromSvid(ca.createIntermediate({ pathLength: 0 }).createIntermediate().issueSvid(ID)),
   },
   {
     name: 'intermediate below a root that allows none',
-    rule: 'RFC 5280 4.2.1.9: the trust anchor\'s pathLenConstraint',
+    rule: "RFC 5280 4.2.1.9: the trust anchor's pathLenConstraint",
     expect: 'ERR_SVID_PATH_LENGTH',
     overTls: false,
     build: ({ now }) => {
-      const strict = CertificateAuthority.createRoot('example.org', { pathLength: 0, notBefore: now - HOUR, notAfter: now + HOUR });
-      return fromSvid(strict.createIntermediate().issueSvid(ID), { bundles: new BundleSet([bundleFromPem('example.org', strict.pem)]) });
+      const strict = CertificateAuthority.createRoot('example.org', {
+        pathLength: 0,
+        notBefore: now - HOUR,
+        notAfter: now + HOUR,
+      });
+      return fromSvid(strict.createIntermediate().issueSvid(ID), {
+        bundles: new BundleSet([bundleFromPem('example.org', strict.pem)]),
+      });
     },
   },
   {
@@ -497,14 +568,21 @@ export const svidCases: SvidCase[] = [
     expect: 'ERR_SVID_CERTIFICATE_TOO_LARGE',
     overTls: true,
     stricterThanOpenssl: 'resource limit: 16 KiB per certificate',
-    build: ({ ca }) => fromSvid(ca.issueSvid(ID, { dns: Array.from({ length: 400 }, (_, i) => `host-${i}-${'x'.repeat(30)}.example.org`) })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca.issueSvid(ID, { dns: Array.from({ length: 400 }, (_, i) => `host-${i}-${'x'.repeat(30)}.example.org`) }),
+      ),
   },
   {
     name: 'not a certificate',
     rule: 'RFC 5280 4.1: DER-encoded certificate',
     expect: 'ERR_SVID_MALFORMED',
     overTls: false,
-    build: () => ({ chain: [Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), randomBytes(256)])], chainPem: '', keyPem: '' }),
+    build: () => ({
+      chain: [Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x00]), randomBytes(256)])],
+      chainPem: '',
+      keyPem: '',
+    }),
   },
   // --- RFC 5280 path validation beyond the SPIFFE rules (issue 14): name
   // constraints, path length, validity, key usage and critical extensions at
@@ -514,54 +592,83 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2.1.10: a name inside a permitted subtree is accepted',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'URI name constraints permitting only subdomains (.example.org)',
     rule: 'RFC 5280 4.2.1.10: a URI constraint with a leading period does not match the host itself',
     expect: 'ERR_SVID_NAME_NOT_PERMITTED',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: '.example.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: '.example.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
-    name: 'URI name constraints excluding the leaf\'s trust domain',
+    name: "URI name constraints excluding the leaf's trust domain",
     rule: 'RFC 5280 4.2.1.10: a name inside an excluded subtree is refused',
     expect: 'ERR_SVID_NAME_EXCLUDED',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ uris: [], extraExtensions: [nameConstraints({ excluded: [{ uri: 'example.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ uris: [], extraExtensions: [nameConstraints({ excluded: [{ uri: 'example.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'URI name constraints excluding another trust domain',
     rule: 'RFC 5280 4.2.1.10: names outside the excluded subtrees pass',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ excluded: [{ uri: 'other.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ excluded: [{ uri: 'other.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'URI name constraints two levels up, permitting only another trust domain',
-    rule: 'RFC 5280 6.1.3 (b): a CA\'s constraints bind every certificate below it, not only its own children',
+    rule: "RFC 5280 6.1.3 (b): a CA's constraints bind every certificate below it, not only its own children",
     expect: 'ERR_SVID_NAME_NOT_PERMITTED',
     overTls: true,
     build: ({ ca }) =>
-      fromSvid(ca.createIntermediate({ uris: [], extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] }).createIntermediate({ uris: [], commonName: 'Issuing CA' }).issueSvid(ID)),
+      fromSvid(
+        ca
+          .createIntermediate({ uris: [], extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] })
+          .createIntermediate({ uris: [], commonName: 'Issuing CA' })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'trust anchor whose URI name constraints permit only another trust domain',
-    rule: 'RFC 5280 6.1.1 (b): the anchor\'s constraints are the initial permitted subtrees (OpenSSL applies them)',
+    rule: "RFC 5280 6.1.1 (b): the anchor's constraints are the initial permitted subtrees (OpenSSL applies them)",
     expect: 'ERR_SVID_NAME_NOT_PERMITTED',
     overTls: false,
     build: (ctx) => {
-      const root = CertificateAuthority.createRoot('example.org', { extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] });
+      const root = CertificateAuthority.createRoot('example.org', {
+        extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })],
+      });
       return fromSvid(root.issueSvid(ID), { bundles: bundlesWith(ctx, root) });
     },
   },
   {
     name: 'trust anchor whose URI name constraints permit its own trust domain',
-    rule: 'RFC 5280 6.1.1 (b): a name inside the anchor\'s permitted subtrees is accepted',
+    rule: "RFC 5280 6.1.1 (b): a name inside the anchor's permitted subtrees is accepted",
     expect: 'ok',
     overTls: false,
     build: (ctx) => {
-      const root = CertificateAuthority.createRoot('example.org', { extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] });
+      const root = CertificateAuthority.createRoot('example.org', {
+        extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })],
+      });
       return fromSvid(root.createIntermediate().issueSvid(ID), { bundles: bundlesWith(ctx, root) });
     },
   },
@@ -574,7 +681,11 @@ export const svidCases: SvidCase[] = [
       fromSvid(
         ca
           .createIntermediate({ uris: [], extraExtensions: [nameConstraints({ permitted: [{ uri: 'other.org' }] })] })
-          .createIntermediate({ uris: [], commonName: 'Issuing CA', extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] })
+          .createIntermediate({
+            uris: [],
+            commonName: 'Issuing CA',
+            extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })],
+          })
           .issueSvid(ID),
       ),
   },
@@ -587,7 +698,10 @@ export const svidCases: SvidCase[] = [
       fromSvid(
         ca
           .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] })
-          .createIntermediate({ commonName: 'Issuing CA', extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] })
+          .createIntermediate({
+            commonName: 'Issuing CA',
+            extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })],
+          })
           .issueSvid(ID),
       ),
   },
@@ -601,38 +715,63 @@ export const svidCases: SvidCase[] = [
     build: ({ ca }) =>
       fromSvid(
         ca
-          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }, { uri: 'other.org' }] })] })
-          .createIntermediate({ commonName: 'Issuing CA', extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })] })
+          .createIntermediate({
+            extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }, { uri: 'other.org' }] })],
+          })
+          .createIntermediate({
+            commonName: 'Issuing CA',
+            extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }] })],
+          })
           .issueSvid(ID),
       ),
   },
   {
-    name: 'DNS name constraints permitting the leaf\'s DNS SAN',
+    name: "DNS name constraints permitting the leaf's DNS SAN",
     rule: 'RFC 5280 4.2.1.10: dNSName subtrees match the name and its subdomains',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'example.org' }] })] }).issueSvid(ID, { dns: ['deployer.example.org'] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'example.org' }] })] })
+          .issueSvid(ID, { dns: ['deployer.example.org'] }),
+      ),
   },
   {
     name: 'DNS name constraints permitting another domain, the leaf has a DNS SAN',
     rule: 'RFC 5280 4.2.1.10: every name of a constrained form must be permitted',
     expect: 'ERR_SVID_NAME_NOT_PERMITTED',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'other.org' }] })] }).issueSvid(ID, { dns: ['deployer.example.org'] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'other.org' }] })] })
+          .issueSvid(ID, { dns: ['deployer.example.org'] }),
+      ),
   },
   {
-    name: 'DNS name constraints excluding the leaf\'s DNS SAN',
+    name: "DNS name constraints excluding the leaf's DNS SAN",
     rule: 'RFC 5280 4.2.1.10: excluded dNSName subtrees',
     expect: 'ERR_SVID_NAME_EXCLUDED',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ excluded: [{ dns: 'example.org' }] })] }).issueSvid(ID, { dns: ['deployer.example.org'] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ excluded: [{ dns: 'example.org' }] })] })
+          .issueSvid(ID, { dns: ['deployer.example.org'] }),
+      ),
   },
   {
     name: 'DNS name constraints, the leaf has no DNS SAN',
     rule: 'RFC 5280 4.2.1.10: restrictions apply only when the name form is present',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'other.org' }] })] }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ dns: 'other.org' }] })] })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'DNS and URI name constraints, both satisfied',
@@ -640,15 +779,23 @@ export const svidCases: SvidCase[] = [
     expect: 'ok',
     overTls: true,
     build: ({ ca }) =>
-      fromSvid(ca.createIntermediate({ extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }, { dns: 'example.org' }] })] }).issueSvid(ID, { dns: ['deployer.example.org'] })),
+      fromSvid(
+        ca
+          .createIntermediate({
+            extraExtensions: [nameConstraints({ permitted: [{ uri: 'example.org' }, { dns: 'example.org' }] })],
+          })
+          .issueSvid(ID, { dns: ['deployer.example.org'] }),
+      ),
   },
   {
-    name: 'trust anchor whose DNS name constraints exclude the leaf\'s DNS SAN',
-    rule: 'RFC 5280 6.1.1 (c): the anchor\'s excluded subtrees are the initial excluded subtrees',
+    name: "trust anchor whose DNS name constraints exclude the leaf's DNS SAN",
+    rule: "RFC 5280 6.1.1 (c): the anchor's excluded subtrees are the initial excluded subtrees",
     expect: 'ERR_SVID_NAME_EXCLUDED',
     overTls: false,
     build: (ctx) => {
-      const root = CertificateAuthority.createRoot('example.org', { extraExtensions: [nameConstraints({ excluded: [{ dns: 'example.org' }] })] });
+      const root = CertificateAuthority.createRoot('example.org', {
+        extraExtensions: [nameConstraints({ excluded: [{ dns: 'example.org' }] })],
+      });
       return fromSvid(root.issueSvid(ID, { dns: ['deployer.example.org'] }), { bundles: bundlesWith(ctx, root) });
     },
   },
@@ -657,14 +804,26 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2.1.9: no intermediate may follow a CA with pathLenConstraint 0',
     expect: 'ERR_SVID_PATH_LENGTH',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ pathLength: 0, commonName: 'Policy CA' }).createIntermediate({ commonName: 'Issuing CA' }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ pathLength: 0, commonName: 'Policy CA' })
+          .createIntermediate({ commonName: 'Issuing CA' })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'pathLenConstraint 1 with one intermediate below',
     rule: 'RFC 5280 4.2.1.9: pathLenConstraint counts the intermediates below',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ pathLength: 1, commonName: 'Policy CA' }).createIntermediate({ commonName: 'Issuing CA' }).issueSvid(ID)),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ pathLength: 1, commonName: 'Policy CA' })
+          .createIntermediate({ commonName: 'Issuing CA' })
+          .issueSvid(ID),
+      ),
   },
   {
     name: 'pathLenConstraint 0 on the intermediate that signs the leaf',
@@ -678,7 +837,8 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 6.1.3 (a)(2): every certificate of the path is valid now',
     expect: 'ERR_SVID_CHAIN_NOT_YET_VALID',
     overTls: true,
-    build: ({ ca, now }) => fromSvid(ca.createIntermediate({ notBefore: now + HOUR, notAfter: now + 3 * HOUR }).issueSvid(ID)),
+    build: ({ ca, now }) =>
+      fromSvid(ca.createIntermediate({ notBefore: now + HOUR, notAfter: now + 3 * HOUR }).issueSvid(ID)),
   },
   {
     name: 'trust bundle authority not yet valid',
@@ -686,7 +846,10 @@ export const svidCases: SvidCase[] = [
     expect: 'ERR_SVID_CHAIN_NOT_YET_VALID',
     overTls: false,
     build: (ctx) => {
-      const early = CertificateAuthority.createRoot('example.org', { notBefore: ctx.now + HOUR, notAfter: ctx.now + 3 * HOUR });
+      const early = CertificateAuthority.createRoot('example.org', {
+        notBefore: ctx.now + HOUR,
+        notAfter: ctx.now + 3 * HOUR,
+      });
       return fromSvid(early.issueSvid(ID), { bundles: bundlesWith(ctx, early) });
     },
   },
@@ -699,25 +862,30 @@ export const svidCases: SvidCase[] = [
   },
   {
     name: 'trust bundle authority without keyCertSign',
-    rule: 'RFC 5280 4.2.1.3: a key that signs certificates has keyCertSign, the anchor\'s included (bundle files with one are refused when loaded; this bundle is built directly, and OpenSSL\'s issuer check, which the broker uses, passes over such a key)',
+    rule: "RFC 5280 4.2.1.3: a key that signs certificates has keyCertSign, the anchor's included (bundle files with one are refused when loaded; this bundle is built directly, and OpenSSL's issuer check, which the broker uses, passes over such a key)",
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: false,
     build: (ctx) => {
       const root = CertificateAuthority.createRoot('example.org', { keyUsage: KeyUsageFlags.cRLSign });
-      const bundle: TrustBundle = { trustDomain: 'example.org', x509Authorities: [{ der: root.certificate.der, certificate: new X509Certificate(root.certificate.der) }] };
-      return fromSvid(root.issueSvid(ID), { bundles: new BundleSet([bundle, bundleFromPem('other.org', ctx.other.pem)]) });
+      const bundle: TrustBundle = {
+        trustDomain: 'example.org',
+        x509Authorities: [{ der: root.certificate.der, certificate: new X509Certificate(root.certificate.der) }],
+      };
+      return fromSvid(root.issueSvid(ID), {
+        bundles: new BundleSet([bundle, bundleFromPem('other.org', ctx.other.pem)]),
+      });
     },
   },
   {
     name: 'leaf signed by an intermediate of another trust domain',
-    rule: 'X.509-SVID 5.2: the path ends at an anchor of the leaf\'s own trust domain',
+    rule: "X.509-SVID 5.2: the path ends at an anchor of the leaf's own trust domain",
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: true,
     build: ({ other }) => fromSvid(other.createIntermediate({ uris: [] }).issueSvid(ID)),
   },
   {
-    name: 'intermediate of another trust domain, followed by that trust domain\'s root',
-    rule: 'X.509-SVID 5.2: another trust domain\'s anchor is no anchor here',
+    name: "intermediate of another trust domain, followed by that trust domain's root",
+    rule: "X.509-SVID 5.2: another trust domain's anchor is no anchor here",
     expect: 'ERR_SVID_UNTRUSTED',
     overTls: true,
     build: ({ other }) => {
@@ -748,7 +916,12 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2: an unrecognised non-critical extension is ignored',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [privateExtension(false)] }).issueSvid(ID, { extraExtensions: [privateExtension(false)] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [privateExtension(false)] })
+          .issueSvid(ID, { extraExtensions: [privateExtension(false)] }),
+      ),
   },
   {
     name: 'critical certificatePolicies on an intermediate',
@@ -756,7 +929,7 @@ export const svidCases: SvidCase[] = [
     expect: 'ERR_SVID_UNKNOWN_CRITICAL_EXTENSION',
     overTls: true,
     stricterThanOpenssl:
-      'SPIFFE defines no certificate policies and the broker does no policy processing it could rely on (PKI.js\'s is partial), so a critical policy extension is one it does not recognise (RFC 5280 4.2); OpenSSL knows the extension and, without -policy_check, accepts',
+      "SPIFFE defines no certificate policies and the broker does no policy processing it could rely on (PKI.js's is partial), so a critical policy extension is one it does not recognise (RFC 5280 4.2); OpenSSL knows the extension and, without -policy_check, accepts",
     build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [certificatePolicies(true)] }).issueSvid(ID)),
   },
   {
@@ -764,7 +937,12 @@ export const svidCases: SvidCase[] = [
     rule: 'RFC 5280 4.2.1.4: policies do not restrict a path unless a policy is required',
     expect: 'ok',
     overTls: true,
-    build: ({ ca }) => fromSvid(ca.createIntermediate({ extraExtensions: [certificatePolicies(false)] }).issueSvid(ID, { extraExtensions: [certificatePolicies(false)] })),
+    build: ({ ca }) =>
+      fromSvid(
+        ca
+          .createIntermediate({ extraExtensions: [certificatePolicies(false)] })
+          .issueSvid(ID, { extraExtensions: [certificatePolicies(false)] }),
+      ),
   },
   {
     name: 'leaf whose signature does not verify',

@@ -7,13 +7,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type ServerWritableStream } from '@grpc/grpc-js';
-import { SpiffeWorkloadAPIService, type SpiffeWorkloadAPIServer, type X509SVIDResponse } from '@countersign/proto/workload-api';
+import {
+  SpiffeWorkloadAPIService,
+  type SpiffeWorkloadAPIServer,
+  type X509SVIDResponse,
+} from '@countersign/proto/workload-api';
 import type { CertificateAuthority, IssuedSvid } from '../../src/dev/ca.js';
 
 type Stream = ServerWritableStream<unknown, X509SVIDResponse>;
 
 /** A FetchX509SVID response for these SVIDs, with each trust domain's bundle and federated ones. */
-export function x509Response(svids: { svid: IssuedSvid; bundle: CertificateAuthority[] }[], federated: CertificateAuthority[] = []): X509SVIDResponse {
+export function x509Response(
+  svids: { svid: IssuedSvid; bundle: CertificateAuthority[] }[],
+  federated: CertificateAuthority[] = [],
+): X509SVIDResponse {
   return {
     svids: svids.map(({ svid, bundle }) => ({
       spiffeId: svid.spiffeId,
@@ -92,7 +99,8 @@ export class TestWorkloadApi {
 
   /** Stops answering: open streams end with UNAVAILABLE, as when an agent restarts. */
   async stop(): Promise<void> {
-    for (const stream of this.streams) stream.emit('error', { code: status.UNAVAILABLE, details: 'agent shutting down' });
+    for (const stream of this.streams)
+      stream.emit('error', { code: status.UNAVAILABLE, details: 'agent shutting down' });
     this.streams.clear();
     const server = this.server;
     this.server = undefined;

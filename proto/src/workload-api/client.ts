@@ -77,7 +77,8 @@ export class WorkloadApiClient {
   fetchX509Context(timeoutMs = 30_000): Promise<X509Context> {
     if (this.context !== undefined) return Promise.resolve(this.context);
     if (this.fatal !== undefined) return Promise.reject(this.fatal);
-    if (this.closed) return Promise.reject(new WorkloadApiError('ERR_WORKLOAD_API_CLOSED', 'workload api: client is closed'));
+    if (this.closed)
+      return Promise.reject(new WorkloadApiError('ERR_WORKLOAD_API_CLOSED', 'workload api: client is closed'));
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve: (c: X509Context) => {
@@ -121,7 +122,10 @@ export class WorkloadApiClient {
     try {
       context = toX509Context(response);
     } catch (e) {
-      const error = e instanceof WorkloadApiError ? e : new WorkloadApiError('ERR_WORKLOAD_API_RESPONSE', `workload api: ${(e as Error).message}`);
+      const error =
+        e instanceof WorkloadApiError
+          ? e
+          : new WorkloadApiError('ERR_WORKLOAD_API_RESPONSE', `workload api: ${(e as Error).message}`);
       this.lastProblem = error.message;
       this.options.onBadResponse?.(error);
       return;
@@ -139,9 +143,13 @@ export class WorkloadApiClient {
     this.stream = undefined;
     if (this.closed) return;
     if (error !== undefined && !retryable(error.code)) {
-      this.fatal = new WorkloadApiError('ERR_WORKLOAD_API_REFUSED', `workload api: ${this.endpoint.address} refused the request: ${error.details || error.message}`, {
-        cause: error,
-      });
+      this.fatal = new WorkloadApiError(
+        'ERR_WORKLOAD_API_REFUSED',
+        `workload api: ${this.endpoint.address} refused the request: ${error.details || error.message}`,
+        {
+          cause: error,
+        },
+      );
       for (const waiter of this.waiters) waiter.reject(this.fatal);
       this.waiters.clear();
       this.options.onBadResponse?.(this.fatal);
@@ -151,7 +159,9 @@ export class WorkloadApiClient {
     const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt, 20));
     const delay = Math.max(this.initialMs / 2, Math.round(Math.random() * ceiling));
     this.attempt++;
-    const reason = error ?? new WorkloadApiError('ERR_WORKLOAD_API_RESPONSE', `workload api: ${this.endpoint.address} ended the stream`);
+    const reason =
+      error ??
+      new WorkloadApiError('ERR_WORKLOAD_API_RESPONSE', `workload api: ${this.endpoint.address} ended the stream`);
     this.lastProblem = 'details' in reason && reason.details ? reason.details : reason.message;
     this.options.onRetry?.(reason, delay);
     this.retryTimer = setTimeout(() => {
@@ -168,7 +178,8 @@ export class WorkloadApiClient {
     clearTimeout(this.retryTimer);
     this.stream?.cancel();
     this.stream = undefined;
-    for (const waiter of this.waiters) waiter.reject(new WorkloadApiError('ERR_WORKLOAD_API_CLOSED', 'workload api: client is closed'));
+    for (const waiter of this.waiters)
+      waiter.reject(new WorkloadApiError('ERR_WORKLOAD_API_CLOSED', 'workload api: client is closed'));
     this.waiters.clear();
     this.listeners.clear();
     this.grpc.close();

@@ -16,7 +16,10 @@ export interface WorkloadEndpoint {
 const MAX_ADDRESS_LENGTH = 4096;
 
 function invalid(address: string, why: string): WorkloadApiError {
-  return new WorkloadApiError('ERR_WORKLOAD_API_ADDRESS', `workload api: endpoint address ${JSON.stringify(address.slice(0, 200))} ${why}`);
+  return new WorkloadApiError(
+    'ERR_WORKLOAD_API_ADDRESS',
+    `workload api: endpoint address ${JSON.stringify(address.slice(0, 200))} ${why}`,
+  );
 }
 
 /** Parses an endpoint address, throwing WorkloadApiError(ERR_WORKLOAD_API_ADDRESS) with the reason. */
@@ -40,7 +43,8 @@ export function parseWorkloadEndpoint(address: string): WorkloadEndpoint {
   }
   if (url.protocol === 'tcp:') {
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) === 0) throw invalid(address, 'must name an IP address, not a host name (SPIFFE Workload Endpoint 4)');
+    if (isIP(host) === 0)
+      throw invalid(address, 'must name an IP address, not a host name (SPIFFE Workload Endpoint 4)');
     if (url.port === '') throw invalid(address, 'must name a port');
     if (url.pathname !== '' && url.pathname !== '/') throw invalid(address, 'must not have a path');
     return { address, grpcTarget: `${isIP(host) === 6 ? `[${host}]` : host}:${url.port}` };
@@ -49,10 +53,16 @@ export function parseWorkloadEndpoint(address: string): WorkloadEndpoint {
 }
 
 /** The endpoint from an explicit address, else SPIFFE_ENDPOINT_SOCKET. */
-export function workloadEndpointFrom(address: string | undefined, env: NodeJS.ProcessEnv = process.env): WorkloadEndpoint {
+export function workloadEndpointFrom(
+  address: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): WorkloadEndpoint {
   const chosen = address !== undefined && address !== '' ? address : env[SPIFFE_ENDPOINT_SOCKET];
   if (chosen === undefined || chosen === '') {
-    throw new WorkloadApiError('ERR_WORKLOAD_API_ADDRESS', `workload api: no endpoint: set ${SPIFFE_ENDPOINT_SOCKET} (e.g. unix:///run/spire/sockets/agent.sock)`);
+    throw new WorkloadApiError(
+      'ERR_WORKLOAD_API_ADDRESS',
+      `workload api: no endpoint: set ${SPIFFE_ENDPOINT_SOCKET} (e.g. unix:///run/spire/sockets/agent.sock)`,
+    );
   }
   return parseWorkloadEndpoint(chosen);
 }

@@ -43,8 +43,10 @@ export function splitDerCertificates(blob: Uint8Array, what: string): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
   while (at < buf.length) {
-    if (out.length >= MAX_CERTIFICATES_PER_BLOB) throw bad(`${what} holds more than ${MAX_CERTIFICATES_PER_BLOB} certificates`);
-    if (buf[at] !== 0x30 || at + 2 > buf.length) throw bad(`${what} is not a sequence of DER certificates (byte ${at})`);
+    if (out.length >= MAX_CERTIFICATES_PER_BLOB)
+      throw bad(`${what} holds more than ${MAX_CERTIFICATES_PER_BLOB} certificates`);
+    if (buf[at] !== 0x30 || at + 2 > buf.length)
+      throw bad(`${what} is not a sequence of DER certificates (byte ${at})`);
     const first = buf[at + 1] as number;
     let length: number;
     let header: number;
@@ -53,13 +55,15 @@ export function splitDerCertificates(blob: Uint8Array, what: string): Buffer[] {
       header = 2;
     } else {
       const count = first & 0x7f;
-      if (count === 0 || count > 4 || at + 2 + count > buf.length) throw bad(`${what} has a malformed DER length (byte ${at})`);
+      if (count === 0 || count > 4 || at + 2 + count > buf.length)
+        throw bad(`${what} has a malformed DER length (byte ${at})`);
       length = 0;
       for (let i = 0; i < count; i++) length = length * 256 + (buf[at + 2 + i] as number);
       header = 2 + count;
     }
     const end = at + header + length;
-    if (end > buf.length) throw bad(`${what} is truncated (certificate at byte ${at} needs ${end - buf.length} more bytes)`);
+    if (end > buf.length)
+      throw bad(`${what} is truncated (certificate at byte ${at} needs ${end - buf.length} more bytes)`);
     out.push(Buffer.from(buf.subarray(at, end)));
     at = end;
   }
@@ -116,7 +120,8 @@ function toSvid(raw: X509SVIDResponse['svids'][number], index: number): Workload
 /** Validates and converts one FetchX509SVID response. */
 export function toX509Context(response: X509SVIDResponse): X509Context {
   if (response.svids.length === 0) throw bad('response holds no SVID');
-  if (response.svids.length > MAX_SVIDS) throw bad(`response holds ${response.svids.length} SVIDs, at most ${MAX_SVIDS} are accepted`);
+  if (response.svids.length > MAX_SVIDS)
+    throw bad(`response holds ${response.svids.length} SVIDs, at most ${MAX_SVIDS} are accepted`);
   const svids = response.svids.map(toSvid);
   const bundles = new Map<string, Buffer[]>();
   response.svids.forEach((raw, i) => {

@@ -5,10 +5,18 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 export async function launchBrowser(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run .ci/run (it installs Debian's chromium), or apt-get install chromium`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: run .ci/run (it installs Debian's chromium), or apt-get install chromium`);
   return chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 120_000 });
 }
 
@@ -30,8 +38,14 @@ export class PersonBrowser {
     readonly authenticatorId: string,
   ) {}
 
-  static async open(browser: Browser, options: { userVerified?: boolean; viewport?: { width: number; height: number } } = {}): Promise<PersonBrowser> {
-    const context = await browser.newContext({ viewport: options.viewport ?? { width: 1000, height: 900 }, deviceScaleFactor: 1 });
+  static async open(
+    browser: Browser,
+    options: { userVerified?: boolean; viewport?: { width: number; height: number } } = {},
+  ): Promise<PersonBrowser> {
+    const context = await browser.newContext({
+      viewport: options.viewport ?? { width: 1000, height: 900 },
+      deviceScaleFactor: 1,
+    });
     context.setDefaultTimeout(60_000);
     context.setDefaultNavigationTimeout(60_000);
     const page = await context.newPage();
@@ -73,7 +87,14 @@ export class PersonBrowser {
   async addCredential(c: VirtualCredential): Promise<void> {
     await this.cdp.send('WebAuthn.addCredential', {
       authenticatorId: this.authenticatorId,
-      credential: { credentialId: c.credentialId, isResidentCredential: true, rpId: c.rpId, privateKey: c.privateKey, signCount: c.signCount, ...(c.userHandle ? { userHandle: c.userHandle } : {}) },
+      credential: {
+        credentialId: c.credentialId,
+        isResidentCredential: true,
+        rpId: c.rpId,
+        privateKey: c.privateKey,
+        signCount: c.signCount,
+        ...(c.userHandle ? { userHandle: c.userHandle } : {}),
+      },
     });
   }
 

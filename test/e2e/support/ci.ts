@@ -21,7 +21,11 @@ export interface Ran {
 
 export function bash(scriptFile: string, env: NodeJS.ProcessEnv, cwd: string): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', scriptFile], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', scriptFile], {
+      env,
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -43,7 +47,12 @@ export interface Action {
 }
 
 /** Runs the composite action's steps like the runner: expressions in env filled in, CI=true, GITHUB_OUTPUT; returns its outputs. */
-export async function runAction(action: Action, inputs: Record<string, string>, workDir: string, env: NodeJS.ProcessEnv) {
+export async function runAction(
+  action: Action,
+  inputs: Record<string, string>,
+  workDir: string,
+  env: NodeJS.ProcessEnv,
+) {
   for (const name of Object.keys(inputs)) assert.ok(name in action.inputs, `the action has no input ${name}`);
   const expression = (text: string) =>
     text.replace(/\$\{\{\s*([^}]+?)\s*\}\}/g, (_all, expr: string) => {
@@ -63,7 +72,19 @@ export async function runAction(action: Action, inputs: Record<string, string>, 
     const script = join(workDir, `step-${i}.sh`);
     await writeFile(script, step.run);
     const stepEnv = Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, expression(v)]));
-    last = await bash(script, { ...process.env, ...env, CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_OUTPUT: outputsFile, RUNNER_TEMP: workDir, ...stepEnv }, workDir);
+    last = await bash(
+      script,
+      {
+        ...process.env,
+        ...env,
+        CI: 'true',
+        GITHUB_ACTIONS: 'true',
+        GITHUB_OUTPUT: outputsFile,
+        RUNNER_TEMP: workDir,
+        ...stepEnv,
+      },
+      workDir,
+    );
     if (step.id) {
       stepOutputs[step.id] = Object.fromEntries(
         (await readFile(outputsFile, 'utf8'))
@@ -100,7 +121,8 @@ export interface GitlabJob {
 export async function includeGitlabTemplate(inputs: Record<string, string>): Promise<Record<string, GitlabJob>> {
   const docs = parseAllDocuments(await readFile(GITLAB_EXAMPLE, 'utf8'));
   assert.equal(docs.length, 2, 'a spec header, then the jobs');
-  const spec = (docs[0]?.toJS() as { spec: { inputs: Record<string, { default?: string; regex?: string }> } }).spec.inputs;
+  const spec = (docs[0]?.toJS() as { spec: { inputs: Record<string, { default?: string; regex?: string }> } }).spec
+    .inputs;
   for (const name of Object.keys(inputs)) assert.ok(name in spec, `the template has no input ${name}`);
   const values = Object.fromEntries(
     Object.entries(spec).map(([name, input]) => {
@@ -116,4 +138,3 @@ export async function includeGitlabTemplate(inputs: Record<string, string>): Pro
   });
   return parse(text) as Record<string, GitlabJob>;
 }
-

@@ -31,11 +31,19 @@ export interface Finished {
 }
 
 /** Runs `node CLI args...` (or another command line with `command`) with env added to the test's own. */
-export function runCli(env: NodeJS.ProcessEnv, args: string[], options: { command?: string[]; removeEnv?: string[]; cwd?: string } = {}): Run {
+export function runCli(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+  options: { command?: string[]; removeEnv?: string[]; cwd?: string } = {},
+): Run {
   const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const name of options.removeEnv ?? []) delete merged[name];
   const [file, ...rest] = options.command ?? [process.execPath, CLI];
-  const child = spawn(file as string, [...rest, ...args], { env: merged, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file as string, [...rest, ...args], {
+    env: merged,
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   let stdout = '';
   let stderr = '';

@@ -65,7 +65,11 @@ export class DocsWorkspace {
   /** `npm start`, as countersign-broker dev with free ports (other brokers may hold 7443/7080). */
   async startDev(): Promise<string> {
     this.devOutput = '';
-    const dev = spawn(process.execPath, [BROKER_BIN, 'dev', '--grpc-port', '0', '--http-port', '0', '--console-port', '0'], { cwd: this.dir, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const dev = spawn(
+      process.execPath,
+      [BROKER_BIN, 'dev', '--grpc-port', '0', '--http-port', '0', '--console-port', '0'],
+      { cwd: this.dir, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.dev = dev;
     dev.stdout?.on('data', (d: Buffer) => (this.devOutput += d.toString()));
     dev.stderr?.on('data', (d: Buffer) => (this.devOutput += d.toString()));
@@ -91,7 +95,11 @@ export class DocsWorkspace {
   /** Runs a script with bash in the workspace (-e: stops at the first failing command). */
   bash(script: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<ShellResult> {
     return new Promise((resolve) => {
-      const child = spawn('bash', ['-e', '-c', script], { cwd: this.dir, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('bash', ['-e', '-c', script], {
+        cwd: this.dir,
+        env: this.env(extraEnv),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

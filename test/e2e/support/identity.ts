@@ -20,7 +20,9 @@ export function rawCall(
   headers: Record<string, string> = {},
 ): Promise<RequestOperationResponse> {
   const creds = client
-    ? credentials.createSsl(Buffer.from(caPem), Buffer.from(client.keyPem), Buffer.from(client.chainPem), { checkServerIdentity: () => undefined })
+    ? credentials.createSsl(Buffer.from(caPem), Buffer.from(client.keyPem), Buffer.from(client.chainPem), {
+        checkServerIdentity: () => undefined,
+      })
     : credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: () => undefined });
   const raw = new BrokerClient(address, creds, { 'grpc.ssl_target_name_override': 'example.org' });
   const metadata = new Metadata();
@@ -43,7 +45,8 @@ export async function rejection(p: Promise<unknown>): Promise<ServiceError> {
   assert.fail('expected the call to fail');
 }
 
-export const errorCode = (e: ServiceError): string | undefined => e.metadata?.get('countersign-error-code')[0]?.toString();
+export const errorCode = (e: ServiceError): string | undefined =>
+  e.metadata?.get('countersign-error-code')[0]?.toString();
 
 /** Polls until check() holds; fails with what was awaited. Generous by default: the machine is shared. */
 export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -57,14 +60,25 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 /** A TLS connection to the broker, kept open by the caller, presenting this SVID. */
 export function openTls(port: number, client: { chainPem: string; keyPem: string }): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, cert: client.chainPem, key: client.keyPem, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: 'example.org' });
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      cert: client.chainPem,
+      key: client.keyPem,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+      servername: 'example.org',
+    });
     socket.once('secureConnect', () => resolve(socket));
     socket.once('error', reject);
   });
 }
 
 /** An HTTP/2 session (what gRPC runs on) over one TLS connection; ping() proves it is still up. */
-export async function openH2(port: number, client: { chainPem: string; keyPem: string }): Promise<{ session: ClientHttp2Session; socket: TLSSocket; ping(): Promise<void> }> {
+export async function openH2(
+  port: number,
+  client: { chainPem: string; keyPem: string },
+): Promise<{ session: ClientHttp2Session; socket: TLSSocket; ping(): Promise<void> }> {
   const socket = await openTls(port, client);
   const session = http2Connect('https://example.org', { createConnection: () => socket });
   await new Promise<void>((resolve, reject) => {
@@ -87,7 +101,7 @@ export const serialOf = (der: Buffer): string => new X509Certificate(der).serial
 
 /** Audit events of the test broker, oldest first. */
 export async function auditEvents(t: TestBroker): Promise<Record<string, unknown>[]> {
-  return (await t.auditEvents());
+  return await t.auditEvents();
 }
 
 /** A logger whose JSON lines the test can read. */
@@ -95,7 +109,8 @@ export function capturingLogger(): { logger: Logger; lines: Record<string, unkno
   const lines: Record<string, unknown>[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split('\n'))
+        if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });

@@ -63,9 +63,16 @@ export class LocalIssuer {
       return;
     }
     const url = new URL(path, this.url);
-    const json = (status: number, body: unknown): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const json = (status: number, body: unknown): void =>
+      void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (url.pathname === '/.well-known/openid-configuration') {
-      json(200, { issuer: this.url, jwks_uri: `${this.url}/jwks`, id_token_signing_alg_values_supported: ['RS256', 'ES256'], response_types_supported: ['id_token'], subject_types_supported: ['public'] });
+      json(200, {
+        issuer: this.url,
+        jwks_uri: `${this.url}/jwks`,
+        id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+        response_types_supported: ['id_token'],
+        subject_types_supported: ['public'],
+      });
     } else if (url.pathname === '/jwks') {
       this.jwksFetches++;
       json(200, { keys: this.published.map((k) => k.publicJwk) });
@@ -101,7 +108,14 @@ export class LocalIssuer {
   async sign(claims: Record<string, unknown>, options: SignOptions = {}): Promise<string> {
     const key = options.key ?? this.signing;
     const now = Math.floor(Date.now() / 1000);
-    const full: Record<string, unknown> = { iss: this.url, iat: now, nbf: now - 5, exp: now + (options.lifetimeSeconds ?? 300), jti: randomUUID(), ...claims };
+    const full: Record<string, unknown> = {
+      iss: this.url,
+      iat: now,
+      nbf: now - 5,
+      exp: now + (options.lifetimeSeconds ?? 300),
+      jti: randomUUID(),
+      ...claims,
+    };
     for (const [k, v] of Object.entries(full)) if (v === undefined) delete full[k];
     return new SignJWT(full).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
   }
@@ -172,7 +186,11 @@ export function gitlabClaims(overrides: Record<string, unknown> = {}): Record<st
 }
 
 /** Claims of a Kubernetes projected service account token. */
-export function k8sClaims(namespace = 'payments', serviceAccount = 'deployer', overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function k8sClaims(
+  namespace = 'payments',
+  serviceAccount = 'deployer',
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     aud: ['countersign'],
     sub: `system:serviceaccount:${namespace}:${serviceAccount}`,

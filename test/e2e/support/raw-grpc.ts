@@ -5,8 +5,15 @@ import { RequestOperationResponse } from '@countersign/proto';
 import type { IssuedSvid, TestBroker } from '@countersign/broker/testing';
 
 /** Sends these RequestOperationRequest bytes as `svid`; the answer decoded. */
-export function callRequestOperation(t: TestBroker, svid: IssuedSvid, bytes: Buffer, timeoutMs = 10_000): Promise<RequestOperationResponse> {
-  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined });
+export function callRequestOperation(
+  t: TestBroker,
+  svid: IssuedSvid,
+  bytes: Buffer,
+  timeoutMs = 10_000,
+): Promise<RequestOperationResponse> {
+  const creds = credentials.createSsl(Buffer.from(t.ca.pem), Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), {
+    checkServerIdentity: () => undefined,
+  });
   const client = new Client(t.address, creds, { 'grpc.ssl_target_name_override': t.trustDomain });
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(

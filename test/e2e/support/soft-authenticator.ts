@@ -24,8 +24,14 @@ export function softAssertion(credential: VirtualCredential, o: SoftAssertionOpt
   const flags = (o.userPresent === false ? 0 : 0x01) | (o.userVerified === false ? 0 : 0x04);
   const counter = Buffer.alloc(4);
   counter.writeUInt32BE(o.counter);
-  const authenticatorData = Buffer.concat([createHash('sha256').update(o.rpId).digest(), Buffer.from([flags]), counter]);
-  const clientDataJSON = Buffer.from(JSON.stringify({ type: o.type ?? 'webauthn.get', challenge: o.challenge, origin: o.origin, crossOrigin: false }));
+  const authenticatorData = Buffer.concat([
+    createHash('sha256').update(o.rpId).digest(),
+    Buffer.from([flags]),
+    counter,
+  ]);
+  const clientDataJSON = Buffer.from(
+    JSON.stringify({ type: o.type ?? 'webauthn.get', challenge: o.challenge, origin: o.origin, crossOrigin: false }),
+  );
   const key = createPrivateKey({ key: Buffer.from(credential.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
   const signed = Buffer.concat([authenticatorData, createHash('sha256').update(clientDataJSON).digest()]);
   // ES256 (ECDSA P-256, DER) or EdDSA (Ed25519), whichever the authenticator chose at registration.
@@ -35,7 +41,11 @@ export function softAssertion(credential: VirtualCredential, o: SoftAssertionOpt
     id,
     rawId: id,
     type: 'public-key' as const,
-    response: { authenticatorData: b64url(authenticatorData), clientDataJSON: b64url(clientDataJSON), signature: b64url(signature) },
+    response: {
+      authenticatorData: b64url(authenticatorData),
+      clientDataJSON: b64url(clientDataJSON),
+      signature: b64url(signature),
+    },
     clientExtensionResults: {},
   };
 }

@@ -17,7 +17,10 @@ export const SPIRE_INSTALL_HINT = 'build them with scripts/spire/install.sh (CI 
 function goBin(): string {
   if (process.env.GOPATH) return join(process.env.GOPATH.split(delimiter)[0] as string, 'bin');
   try {
-    return join(execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim().split(delimiter)[0] as string, 'bin');
+    return join(
+      execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim().split(delimiter)[0] as string,
+      'bin',
+    );
   } catch {
     return join(homedir(), 'go', 'bin');
   }
@@ -96,7 +99,10 @@ export class Spire {
     return ['server', 'agent']
       .map((name) => {
         try {
-          return `--- spire-${name} log (tail) ---\n${readFileSync(join(this.dir, `${name}.log`), 'utf8').split('\n').slice(-25).join('\n')}`;
+          return `--- spire-${name} log (tail) ---\n${readFileSync(join(this.dir, `${name}.log`), 'utf8')
+            .split('\n')
+            .slice(-25)
+            .join('\n')}`;
         } catch {
           return '';
         }
@@ -154,7 +160,12 @@ plugins {
 `,
     );
     this.spawn(this.serverBin, ['run', '-config', join(dir, 'server.conf')], 'server');
-    await poll('spire-server to be healthy', async () => (await this.server(['healthcheck']), true), timeoutMs, () => this.logs());
+    await poll(
+      'spire-server to be healthy',
+      async () => (await this.server(['healthcheck']), true),
+      timeoutMs,
+      () => this.logs(),
+    );
 
     const bundle = await this.server(['bundle', 'show']);
     await writeFile(join(dir, 'bundle.pem'), bundle);
@@ -189,7 +200,10 @@ plugins {
     this.spawn(this.agentBin, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', token], 'agent');
     await poll(
       'spire-agent to be healthy',
-      async () => (await run(this.agentBin, ['healthcheck', '-socketPath', this.agentSocket], { timeout: 20_000 }), true),
+      async () => (
+        await run(this.agentBin, ['healthcheck', '-socketPath', this.agentSocket], { timeout: 20_000 }),
+        true
+      ),
       timeoutMs,
       () => this.logs(),
     );
@@ -206,7 +220,9 @@ plugins {
   /** Runs a spire-server CLI command against this server; returns its stdout. */
   async server(args: string[]): Promise<string> {
     const [command, ...rest] = args;
-    const { stdout } = await run(this.serverBin, [command as string, ...rest, '-socketPath', this.serverSocket], { timeout: 30_000 });
+    const { stdout } = await run(this.serverBin, [command as string, ...rest, '-socketPath', this.serverSocket], {
+      timeout: 30_000,
+    });
     return stdout;
   }
 

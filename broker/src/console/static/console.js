@@ -29,7 +29,10 @@
 
   function showError(box, error) {
     if (!box) return;
-    var text = error && error.name === 'NotAllowedError' ? 'The passkey prompt was cancelled or timed out; nothing was recorded.' : (error && error.message) || String(error);
+    var text =
+      error && error.name === 'NotAllowedError'
+        ? 'The passkey prompt was cancelled or timed out; nothing was recorded.'
+        : (error && error.message) || String(error);
     box.textContent = text + (error && error.code ? ' [' + error.code + ']' : '');
     box.hidden = false;
   }
@@ -82,7 +85,9 @@
       var requestId = voteForm.getAttribute('data-request');
       var reason = voteForm.querySelector('[name="reason"]').value;
       var buttons = voteForm.querySelectorAll('button');
-      buttons.forEach(function (b) { b.disabled = true; });
+      buttons.forEach(function (b) {
+        b.disabled = true;
+      });
       postJson('/requests/' + requestId + '/challenge', { decision: 'approve' })
         .then(function (challenge) {
           return webauthn.startAuthentication({ optionsJSON: challenge.options }).then(function (response) {
@@ -98,7 +103,9 @@
         })
         .catch(function (error) {
           showError(box, error);
-          buttons.forEach(function (b) { b.disabled = false; });
+          buttons.forEach(function (b) {
+            b.disabled = false;
+          });
         });
     });
   }
