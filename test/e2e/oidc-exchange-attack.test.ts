@@ -4,7 +4,7 @@
 // that repository once. Real parts: a local OIDC issuer over HTTP (discovery +
 // JWKS), the real broker over TLS, Redis.
 import assert from 'node:assert/strict';
-import { KeyObject, sign, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, KeyObject, sign, webcrypto, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -173,6 +173,38 @@ describe('Identity.ExchangeToken under attack', () => {
     await assert.rejects(
       client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {}, onBehalfOf: 'bob' }),
       (e: CountersignClientError) => e.code === 'ERR_ON_BEHALF_OF_CONFLICT',
+    );
+  });
+
+  // Finding 5 (integrator's review). The claims of an exchanged SVID live in Redis under its
+  // thumbprint. When that record was gone (evicted, or a write lost in a failover), the SVID was
+  // taken for a plain one: its requests passed with no claims for policy and no actor, so the
+  // person behind the run could approve it. An SVID signed by the exchange's CA without its
+  // claims must be refused instead.
+  it('refuses requests from an exchanged SVID whose claims record is gone, instead of treating it as a plain SVID', async () => {
+    const svid = await exchange(await gh.sign(githubClaims({ environment: 'claims-lost', actor: 'bob' })));
+    const client = new CountersignClient({
+      address: t.address,
+      certChainPem: svid.certChainPem,
+      keyPem: svid.keyPem,
+      caPem: svid.caPem,
+    });
+    closers.push(client);
+    await client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} });
+    // RFC 8705 x5t#S256 of the leaf: the key the exchange keeps the claims under.
+    const thumbprint = createHash('sha256').update(new X509Certificate(svid.certChainPem).raw).digest('base64url');
+    const redis = await connectRedis(parseConfig(await readFile(t.configFile, 'utf8'), t.configFile).redis.url);
+    try {
+      assert.equal(await redis.del(`${t.prefix}oidc:svid:${thumbprint}`), 1, 'the claims record existed');
+    } finally {
+      redis.disconnect();
+    }
+    await assert.rejects(
+      client.requestOperation({ operation: 'deploy', resource: 'staging/web', parameters: {} }),
+      (e: CountersignClientError) =>
+        e.code === 'ERR_OIDC_CLAIMS_MISSING' &&
+        e.grpcStatus === status.PERMISSION_DENIED &&
+        /exchange a new token/.test(e.message),
     );
   });
 

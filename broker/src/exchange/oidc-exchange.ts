@@ -269,6 +269,8 @@ export class OidcExchange {
     private readonly ca: CertificateAuthority,
     /** The intermediates sent after each leaf, PEM (the CA's certificate first). */
     private readonly intermediatesPem: string,
+    /** x5t#S256 of the CA's certificate: an SVID it signed is an exchanged one. */
+    private readonly caThumbprint: string,
     local: Map<string, JWTVerifyGetKey>,
   ) {
     for (const issuer of issuers) this.keySets.set(issuer.name, new IssuerKeys(issuer, local.get(issuer.name)));
@@ -314,7 +316,14 @@ export class OidcExchange {
         );
       }
     }
-    const exchange = new OidcExchange(deps, issuers, ca, intermediates.map((d) => derToPem(d)).join(''), local);
+    const exchange = new OidcExchange(
+      deps,
+      issuers,
+      ca,
+      intermediates.map((d) => derToPem(d)).join(''),
+      certificateThumbprint(first),
+      local,
+    );
     await exchange.selfCheck();
     return exchange;
   }
@@ -632,9 +641,19 @@ export class OidcExchange {
         `cannot read the claims of an exchanged SVID: ${(e as Error).message}`,
       );
     }
-    if (text === null) return undefined;
-    const stored = JSON.parse(text) as ExchangedClaims & { spiffeId: string };
-    if (stored.spiffeId !== identity.spiffeId) return undefined;
+    const exchanged = identity.issuedBy === this.caThumbprint;
+    const stored = text === null ? undefined : (JSON.parse(text) as ExchangedClaims & { spiffeId: string });
+    if (stored === undefined || stored.spiffeId !== identity.spiffeId) {
+      // An SVID this broker's exchange signed always has its claims: without them there is no
+      // policy input and no actor for separation of duties, so it is refused, not taken as plain.
+      if (exchanged)
+        throw new CountersignError(
+          'permission_denied',
+          'ERR_OIDC_CLAIMS_MISSING',
+          `the claims of this exchanged SVID (${identity.spiffeId}) are no longer in Redis; exchange a new token`,
+        );
+      return undefined;
+    }
     const names = stored.actor ? this.actorPrincipal(stored.actor) : undefined;
     if (stored.actor && names === undefined) {
       // Named at exchange, no longer (the principals file changed): no request without the person behind it.

@@ -27,6 +27,8 @@ export interface SvidIdentity {
   /** Milliseconds since the epoch. */
   readonly notBefore: number;
   readonly notAfter: number;
+  /** x5t#S256 of the certificate that signed the leaf (the next in its validated path, or the anchor). */
+  readonly issuedBy?: string;
 }
 
 export type SvidRole = 'client' | 'server';
@@ -364,6 +366,7 @@ function checkSpiffeRules(
       serial: leaf.node.serialNumber.toLowerCase(),
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
+      issuedBy: certificateThumbprint((pathEnd > 1 ? (parsed[1] as ParsedCertificate) : anchoredBy).der),
     },
     bundle,
     path: parsed.slice(0, pathEnd),
