@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { ApprovalsClient, CountersignClient, CountersignClientError, type OperationResult } from '@countersign/agent';
@@ -26,27 +25,9 @@ import {
   type BrokerProcess,
   type IssuedSvid,
 } from '@countersign/broker/testing';
+import { BROKER_BIN, LIMITS, TD, topologyPolicy } from './support/redis-topology.js';
 
-const TD = 'example.org';
-const BROKER_BIN = fileURLToPath(new URL('../../broker/bin/countersign-broker.js', import.meta.url));
-const POLICY = `version: 1
-rules:
-  - name: staging-deploys
-    match: { workload: "spiffe://${TD}/ci/*", operation: deploy, resource: "staging/*" }
-    decision: allow
-  - name: prod-deploys
-    match: { workload: "spiffe://${TD}/ci/*", operation: deploy, resource: "prod/*" }
-    decision: approve
-    approval: { approvers: [alice, bob], required: 1, timeout: 15m }
-  - name: quick-deploys
-    match: { workload: "spiffe://${TD}/ci/*", operation: deploy, resource: "quick/*" }
-    decision: approve
-    approval: { approvers: [alice, bob], required: 1, timeout: 3s }
-`;
-const LIMITS = `requests:
-  limits: { max_pending_per_workload: 1000, requests_per_second: 1000, burst: 1000 }
-`;
-// Retries of UNAVAILABLE (the SDK's, same idempotency key), often enough to see the recovery within 100-300 ms.
+const POLICY = topologyPolicy('3s');
 const RETRY = { attempts: 200, initialBackoffMs: 100, maxBackoffMs: 300 };
 
 interface Audited {
