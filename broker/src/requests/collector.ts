@@ -7,7 +7,6 @@
 // broker only once its credential_issued record is durable.
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
-import type { CredentialMinter } from '../credentials/mint.js';
 import { CountersignError } from '../errors.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { Logger } from '../observability/logger.js';
@@ -15,8 +14,9 @@ import type { Metrics } from '../observability/metrics.js';
 import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import { approvalEvidence } from './audit-events.js';
 import { ScriptCode } from './script-codes.js';
-import type { Effect, Outbox } from './outbox.js';
-import type { RequestStore, StoredCredential, StoredRequest, StoredVote } from './store.js';
+import type { Effect } from './outbox.js';
+import { realWaiter, type MinterPort, type OutboxPort, type RequestStorePort, type Waiter } from './ports.js';
+import type { StoredCredential, StoredRequest, StoredVote } from './store.js';
 
 export interface CollectedCredential {
   token: string;
@@ -32,20 +32,20 @@ export interface CollectorOptions {
 }
 
 /** How long a collector waits for another one to finish auditing the credential it stored. */
-const PEER_AUDIT_WAIT_MS = 2000;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const PEER_AUDIT_WAIT_MS = 2000;
 
 export class CredentialCollector {
   constructor(
     private readonly deps: {
-      store: RequestStore;
-      outbox: Outbox;
-      minter: CredentialMinter;
+      store: RequestStorePort;
+      outbox: OutboxPort;
+      minter: MinterPort;
       audit: AuditLog;
       clock: Clock;
       metrics: Metrics;
       logger: Logger;
+      /** Real time for waiting on a peer's audit records (default: the system's). */
+      waiter?: Waiter;
     },
     private readonly options: CollectorOptions,
   ) {}
@@ -157,10 +157,11 @@ export class CredentialCollector {
       { kind: 'resolved' },
       ...votes.map((v) => ({ kind: 'vote' as const, principal: v.principal })),
     ];
-    const deadline = Date.now() + PEER_AUDIT_WAIT_MS;
+    const waiter = this.deps.waiter ?? realWaiter;
+    const deadline = waiter.now() + PEER_AUDIT_WAIT_MS;
     let left = await outbox.pending(request.id, effects);
-    while (left.length > 0 && Date.now() < deadline) {
-      await sleep(20);
+    while (left.length > 0 && waiter.now() < deadline) {
+      await waiter.sleep(20);
       left = await outbox.pending(request.id, left);
     }
     if (left.length > 0) {
@@ -175,9 +176,10 @@ export class CredentialCollector {
   /** A credential someone stored: hand it out once its record is durable, waiting for (or finishing) the audit. */
   private async deliverStored(request: StoredRequest, first: StoredCredential): Promise<CollectedCredential> {
     let stored: StoredCredential | undefined = first;
-    const deadline = Date.now() + PEER_AUDIT_WAIT_MS;
-    while (stored !== undefined && !stored.audited && Date.now() < deadline) {
-      await sleep(50);
+    const waiter = this.deps.waiter ?? realWaiter;
+    const deadline = waiter.now() + PEER_AUDIT_WAIT_MS;
+    while (stored !== undefined && !stored.audited && waiter.now() < deadline) {
+      await waiter.sleep(50);
       stored = await this.deps.store.credential(request.id);
     }
     if (stored === undefined) {

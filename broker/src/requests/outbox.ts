@@ -8,12 +8,11 @@
 import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
-import type { Redis } from '../redis/connection.js';
 import { redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { approvalRequestedEvent, requestReceivedEvent, resolvedEvent, voteEvent } from './audit-events.js';
-import type { ApprovalJobs } from './jobs.js';
-import type { RequestStore, StoredRequest, StoredVote } from './store.js';
+import type { ApprovalJobsPort, OutboxHash, RequestStorePort } from './ports.js';
+import type { StoredRequest, StoredVote } from './store.js';
 
 export type Effect = { kind: 'created' } | { kind: 'vote'; principal: string } | { kind: 'resolved' };
 
@@ -33,11 +32,12 @@ const ORDER: Record<Effect['kind'], number> = { created: 0, vote: 1, resolved: 2
 export class Outbox {
   constructor(
     private readonly deps: {
-      redis: Redis;
-      keys: Keys;
-      store: RequestStore;
+      /** The outbox hash (Redis; the transition scripts write into it). */
+      redis: OutboxHash;
+      keys: Pick<Keys, 'outbox'>;
+      store: Pick<RequestStorePort, 'getWithVotes'>;
       audit: AuditLog;
-      jobs: ApprovalJobs;
+      jobs: ApprovalJobsPort;
       clock: Clock;
       logger: Logger;
     },

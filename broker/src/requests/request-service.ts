@@ -8,15 +8,13 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import { newRequestId } from '../ids.js';
 import { credentialIssuedEvent } from '../credentials/issued-event.js';
-import type { CredentialMinter, MintedCredential } from '../credentials/mint.js';
+import type { MintedCredential } from '../credentials/mint.js';
 import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { ExchangedClaims } from '../identity/workload-claims.js';
 import { CountersignError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Policy } from '../policy/policy.js';
-import type { RequestRateLimiter } from './limits.js';
-import type { Outbox } from './outbox.js';
-import type { RequestStore, StoredRequest } from './store.js';
+import type { MinterPort, OutboxPort, PolicyPort, RateLimiterPort, RequestStorePort } from './ports.js';
+import type { StoredRequest } from './store.js';
 import {
   DEFAULT_SIZE_LIMITS,
   policyInputOf,
@@ -51,12 +49,12 @@ export type Requester = SvidIdentity & { oidc?: ExchangedClaims };
 export class RequestService {
   constructor(
     private readonly deps: {
-      policy: () => Policy;
-      minter: CredentialMinter;
+      policy: () => PolicyPort;
+      minter: MinterPort;
       audit: AuditLog;
-      store: RequestStore;
-      outbox: Outbox;
-      limiter: RequestRateLimiter;
+      store: RequestStorePort;
+      outbox: OutboxPort;
+      limiter: RateLimiterPort;
       clock: Clock;
       metrics: Metrics;
       /** Queues the announcement of a break-glass use to every approver (durably, before the credential leaves). */

@@ -293,6 +293,81 @@ export function voteFromJson(text: string): StoredVote {
   };
 }
 
+/** A new pending request as create stores it (a fresh id; times from now). */
+export function newStoredRequest(input: NewRequest, now: number): StoredRequest {
+  const op = input.operation;
+  const a = input.approval;
+  return {
+    id: newRequestId(),
+    state: 'PENDING_APPROVAL',
+    version: 1,
+    requester: input.requester.spiffeId,
+    requesterTrustDomain: input.requester.trustDomain,
+    certificateThumbprint: input.requester.thumbprint,
+    svidNotAfter: input.requester.notAfter,
+    operation: op.operation,
+    resource: op.resource,
+    parametersJson: op.parametersCanonical,
+    parametersDigest: op.parametersDigest,
+    reason: op.reason,
+    onBehalfOf: op.onBehalfOf,
+    ...(input.requester.oidc ? { workloadClaims: displayedClaims(input.requester.oidc) } : {}),
+    ticket: op.ticket,
+    audience: op.audience,
+    requestedTtlMs: op.requestedTtlMs,
+    ttlCapMs: input.ttlCapMs,
+    rule: input.rule,
+    rules: input.rules,
+    policyDigest: input.policyDigest,
+    approvers: a.approvers,
+    groups: a.groups,
+    approvalsRequired: a.required,
+    denyThreshold: Math.max(1, a.denyThreshold),
+    allowSelfApproval: a.allowSelfApproval,
+    stepUp: a.stepUp,
+    stepUpMaxAgeMs: a.stepUpMaxAgeMs,
+    notify: a.notify,
+    approvals: 0,
+    denials: 0,
+    createdAt: now,
+    expiresAt: now + a.timeoutMs,
+    resolvedAt: undefined,
+    resolutionMessage: '',
+  };
+}
+
+/** What a retry must repeat exactly to be "the same request" (compared under its client_request_id). */
+export function requestContentHash(op: OperationRequest): string {
+  return sha256(
+    JSON.stringify([
+      op.operation,
+      op.resource,
+      op.parametersDigest,
+      op.reason,
+      op.onBehalfOf,
+      op.ticket,
+      op.audience,
+      op.requestedTtlMs ?? 0,
+    ]),
+  );
+}
+
+export const idempotencyKeyReused = (clientRequestId: string, existingId: string): CountersignError =>
+  new CountersignError(
+    'already_exists',
+    'ERR_IDEMPOTENCY_KEY_REUSED',
+    `client_request_id ${JSON.stringify(clientRequestId)} was already used for a different request (${existingId}); use a new id for new content`,
+    { requestId: existingId },
+  );
+
+export const tooManyPending = (requester: string, count: string, max: number): CountersignError =>
+  new CountersignError(
+    'resource_exhausted',
+    'ERR_TOO_MANY_PENDING',
+    `${requester} already has ${count} requests waiting for approval, the most allowed (limit requests.limits.max_pending_per_workload = ${max}); wait for one to end or cancel one`,
+    { limit: 'requests.limits.max_pending_per_workload', value: max },
+  );
+
 export interface CreateResult {
   request: StoredRequest;
   /** False when an idempotent retry returned an existing request. */
@@ -332,57 +407,8 @@ export class RequestStore {
   async create(input: NewRequest): Promise<CreateResult> {
     const now = this.clock.now();
     const op = input.operation;
-    const a = input.approval;
-    const request: StoredRequest = {
-      id: newRequestId(),
-      state: 'PENDING_APPROVAL',
-      version: 1,
-      requester: input.requester.spiffeId,
-      requesterTrustDomain: input.requester.trustDomain,
-      certificateThumbprint: input.requester.thumbprint,
-      svidNotAfter: input.requester.notAfter,
-      operation: op.operation,
-      resource: op.resource,
-      parametersJson: op.parametersCanonical,
-      parametersDigest: op.parametersDigest,
-      reason: op.reason,
-      onBehalfOf: op.onBehalfOf,
-      ...(input.requester.oidc ? { workloadClaims: displayedClaims(input.requester.oidc) } : {}),
-      ticket: op.ticket,
-      audience: op.audience,
-      requestedTtlMs: op.requestedTtlMs,
-      ttlCapMs: input.ttlCapMs,
-      rule: input.rule,
-      rules: input.rules,
-      policyDigest: input.policyDigest,
-      approvers: a.approvers,
-      groups: a.groups,
-      approvalsRequired: a.required,
-      denyThreshold: Math.max(1, a.denyThreshold),
-      allowSelfApproval: a.allowSelfApproval,
-      stepUp: a.stepUp,
-      stepUpMaxAgeMs: a.stepUpMaxAgeMs,
-      notify: a.notify,
-      approvals: 0,
-      denials: 0,
-      createdAt: now,
-      expiresAt: now + a.timeoutMs,
-      resolvedAt: undefined,
-      resolutionMessage: '',
-    };
-    // What a retry must repeat exactly to be "the same request".
-    const contentHash = sha256(
-      JSON.stringify([
-        op.operation,
-        op.resource,
-        op.parametersDigest,
-        op.reason,
-        op.onBehalfOf,
-        op.ticket,
-        op.audience,
-        op.requestedTtlMs ?? 0,
-      ]),
-    );
+    const request = newStoredRequest(input, now);
+    const contentHash = requestContentHash(op);
     const requesterHash = workloadHash(request.requester);
     const idempotencyKey = op.clientRequestId === '' ? '' : this.keys.idempotency(requesterHash, op.clientRequestId);
     const [code, id = '', count = '0'] = await this.run(
@@ -407,22 +433,9 @@ export class RequestStore {
       ],
     );
     if (code === ScriptCode.Created) return { request, created: true };
-    if (code === ScriptCode.IdempotencyConflict) {
-      throw new CountersignError(
-        'already_exists',
-        'ERR_IDEMPOTENCY_KEY_REUSED',
-        `client_request_id ${JSON.stringify(op.clientRequestId)} was already used for a different request (${id}); use a new id for new content`,
-        { requestId: id },
-      );
-    }
-    if (code === ScriptCode.TooManyPending) {
-      throw new CountersignError(
-        'resource_exhausted',
-        'ERR_TOO_MANY_PENDING',
-        `${request.requester} already has ${count} requests waiting for approval, the most allowed (limit requests.limits.max_pending_per_workload = ${this.options.maxPendingPerWorkload}); wait for one to end or cancel one`,
-        { limit: 'requests.limits.max_pending_per_workload', value: this.options.maxPendingPerWorkload },
-      );
-    }
+    if (code === ScriptCode.IdempotencyConflict) throw idempotencyKeyReused(op.clientRequestId, id);
+    if (code === ScriptCode.TooManyPending)
+      throw tooManyPending(request.requester, count, this.options.maxPendingPerWorkload);
     const existing = await this.get(id);
     if (existing === undefined)
       throw new CountersignError(

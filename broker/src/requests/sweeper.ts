@@ -5,9 +5,8 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Outbox } from './outbox.js';
+import type { OutboxPort, RequestStorePort } from './ports.js';
 import { ScriptCode } from './script-codes.js';
-import type { RequestStore } from './store.js';
 import type { BrokerApprovalWorkflow } from './workflow.js';
 
 export interface SweepResult {
@@ -19,9 +18,9 @@ export interface SweepResult {
 export class Sweeper {
   constructor(
     private readonly deps: {
-      store: RequestStore;
-      workflow: BrokerApprovalWorkflow;
-      outbox: Outbox;
+      store: RequestStorePort;
+      workflow: Pick<BrokerApprovalWorkflow, 'expire'>;
+      outbox: OutboxPort;
       clock: Clock;
       metrics: Metrics;
       logger: Logger;

@@ -20,9 +20,10 @@ import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
 import type { Passkeys } from '../passkeys/passkeys.js';
 import { canonicalPrincipalName } from '../policy/principal-name.js';
 import { voteRefusedEvent } from './audit-events.js';
-import type { Effect, Outbox } from './outbox.js';
+import type { Effect } from './outbox.js';
+import type { OutboxPort, RequestStorePort } from './ports.js';
 import { ScriptCode } from './script-codes.js';
-import { voteFromJson, type RequestStore, type StoredRequest, type StoredVote } from './store.js';
+import { voteFromJson, type StoredRequest, type StoredVote } from './store.js';
 import { toView } from './view.js';
 
 /** Each refusal code and how it surfaces over gRPC. */
@@ -99,8 +100,8 @@ export interface WorkflowOptions {
 export class BrokerApprovalWorkflow implements ApprovalWorkflow {
   constructor(
     private readonly deps: {
-      store: RequestStore;
-      outbox: Outbox;
+      store: RequestStorePort;
+      outbox: OutboxPort;
       directory: PrincipalDirectory;
       audit: AuditLog;
       clock: Clock;
