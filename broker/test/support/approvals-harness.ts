@@ -9,11 +9,11 @@ import type { SvidIdentity } from '../../src/identity/x509-svid.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import type { ApprovalRequirement } from '../../src/policy/decision.js';
-import { Policy } from '../../src/policy/policy.js';
 import { Principals } from '../../src/policy/principals.js';
 import { CredentialCollector } from '../../src/requests/collector.js';
 import { RequestRateLimiter, type RateLimit } from '../../src/requests/limits.js';
 import { Outbox } from '../../src/requests/outbox.js';
+import type { PolicyPort } from '../../src/requests/ports.js';
 import { RequestService } from '../../src/requests/request-service.js';
 import type { StoredRequest, StoreOptions } from '../../src/requests/store.js';
 import { Sweeper } from '../../src/requests/sweeper.js';
@@ -64,8 +64,8 @@ export interface HarnessOptions {
   outboxGraceMs?: number;
   maxReasonLength?: number;
   rate?: RateLimit;
-  /** Policy rules (YAML list items) for the RequestService. */
-  policyRules?: string;
+  /** The RequestService's policy (tests that use it build a real Policy; default: denies everything). */
+  policy?: PolicyPort;
   channels?: string[];
 }
 
@@ -100,11 +100,10 @@ export async function approvalsHarness(options: HarnessOptions = {}) {
     clock,
     options.rate ?? { perSecond: 1000, burst: 1000 },
   );
-  const policy = Policy.parse(
-    `version: 1\nrules:\n${options.policyRules ?? '  - { name: all, decision: allow }\n'}`,
-    'policy.yaml',
-    { principals: directory },
-  );
+  const policy: PolicyPort = options.policy ?? {
+    digest: 'sha256:none',
+    decide: () => Promise.resolve({ effect: 'deny', rule: null, message: 'no policy in this test' }),
+  };
   const service = new RequestService(
     {
       policy: () => policy,
