@@ -5,7 +5,9 @@
 //   same limits (pending per workload, idempotency window, retention, collection
 //   window) and the same atomicity: each call's change happens in one synchronous
 //   step, so concurrent callers interleave between calls, never inside one; every
-//   transition writes its outbox entry in that same step.
+//   transition writes its outbox entry in that same step. Its expiries (retention,
+//   the credential's, the idempotency window) run on the injected clock where Redis's
+//   run on real time; in production the two are the same time.
 // - FakeAuditLog validates events as the Redis audit log does (normalizeEvent) and
 //   chains them with the same hash chain; appendAll is all or nothing.
 // - FakeJobs keeps BullMQ's "a job id already queued is not added twice".
