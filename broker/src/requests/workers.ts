@@ -45,6 +45,101 @@ async function closeWithin(worker: Worker, ms: number): Promise<void> {
   if (timedOut) await worker.close(true).catch(() => undefined);
 }
 
+/** The part of a BullMQ notification job its processor uses. */
+export interface NotifyJob {
+  id?: string | undefined;
+  data: NotifyJobData;
+  attemptsMade: number;
+  opts: { attempts?: number | undefined };
+  moveToDelayed(timestamp: number, token?: string): Promise<void>;
+}
+
+/** Calls the channel for one notification job; false when there was nothing to tell. */
+async function deliver(
+  channel: ApproverChannel,
+  data: NotifyJobData,
+  workflow: Pick<BrokerApprovalWorkflow, 'get'>,
+  logger: Logger,
+): Promise<boolean> {
+  if (data.event === 'break_glass') {
+    if (data.notice === undefined) return false;
+    if (channel.breakGlassUsed === undefined) {
+      logger.warn(
+        { requestId: data.requestId, channel: channel.name },
+        'this channel cannot announce break-glass uses; not announced there',
+      );
+      return false;
+    }
+    await channel.breakGlassUsed(data.notice);
+    return true;
+  }
+  const view = await workflow.get(data.requestId);
+  if (view === undefined) return false;
+  if (data.event === 'created') await channel.requestCreated(view);
+  else if (data.event === 'resolved') await channel.requestResolved(view);
+  else {
+    const vote = view.votes.find((v) => v.principal === data.principal);
+    if (vote === undefined) return false;
+    await channel.voteRecorded(view, vote);
+  }
+  return true;
+}
+
+/**
+ * Runs one notification job of a channel: calls the channel, then records
+ * notification_sent. A channel error is thrown for BullMQ to retry (attempts,
+ * exponential backoff: ApprovalJobs); one carrying retryAfterMs delays the job by
+ * exactly that long instead, without spending an attempt.
+ */
+export function notificationProcessor(
+  channel: ApproverChannel,
+  deps: { workflow: Pick<BrokerApprovalWorkflow, 'get'>; audit: AuditLog; logger: Logger; now?: () => number },
+): (job: NotifyJob, token?: string) => Promise<void> {
+  const now = deps.now ?? Date.now;
+  return async (job, token) => {
+    const { requestId, event, principal } = job.data;
+    try {
+      if (!(await deliver(channel, job.data, deps.workflow, deps.logger))) return;
+    } catch (e) {
+      const retryAfter = retryAfterOf(e);
+      if (retryAfter === undefined) throw e;
+      await job.moveToDelayed(now() + retryAfter, token);
+      throw new DelayedError();
+    }
+    // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
+    await deps.audit.append({
+      type: 'notification_sent',
+      request_id: requestId,
+      channel: channel.name,
+      event,
+      principal,
+      job_id: job.id,
+    });
+  };
+}
+
+/** A notification attempt failed: counted, and logged as an error once it was the last attempt. */
+export function notificationFailed(deps: {
+  metrics: Metrics;
+  logger: Logger;
+}): (job: NotifyJob | undefined, err: Error) => void {
+  return (job, err) => {
+    if (job === undefined) return;
+    deps.metrics.notificationFailures.inc({ channel: job.data.channel });
+    const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+    deps.logger[final ? 'error' : 'warn'](
+      {
+        requestId: job.data.requestId,
+        channel: job.data.channel,
+        event: job.data.event,
+        attempt: job.attemptsMade,
+        err,
+      },
+      final ? 'notification failed for good' : 'notification failed; will retry',
+    );
+  };
+}
+
 export class ApprovalWorkers {
   private constructor(private readonly workers: Worker[]) {}
 
@@ -67,76 +162,19 @@ export class ApprovalWorkers {
     const channels = new Map(deps.channels.map((c) => [c.name, c]));
     const common = { connection, prefix };
 
-    /** Calls the channel for one notification job; false when there was nothing to tell. */
-    const deliver = async (channel: ApproverChannel, data: NotifyJobData): Promise<boolean> => {
-      if (data.event === 'break_glass') {
-        if (data.notice === undefined) return false;
-        if (channel.breakGlassUsed === undefined) {
-          logger.warn(
-            { requestId: data.requestId, channel: channel.name },
-            'this channel cannot announce break-glass uses; not announced there',
-          );
-          return false;
-        }
-        await channel.breakGlassUsed(data.notice);
-        return true;
-      }
-      const view = await workflow.get(data.requestId);
-      if (view === undefined) return false;
-      if (data.event === 'created') await channel.requestCreated(view);
-      else if (data.event === 'resolved') await channel.requestResolved(view);
-      else {
-        const vote = view.votes.find((v) => v.principal === data.principal);
-        if (vote === undefined) return false;
-        await channel.voteRecorded(view, vote);
-      }
-      return true;
-    };
-
     /** Notifications of one channel this replica has, from that channel's own queue. */
     const notifyWorker = (channel: ApproverChannel) =>
       new Worker<NotifyJobData>(
         notifyQueueName(channel.name),
-        async (job: Job<NotifyJobData>, token?: string) => {
-          const { requestId, event, principal } = job.data;
-          try {
-            if (!(await deliver(channel, job.data))) return;
-          } catch (e) {
-            const retryAfter = retryAfterOf(e);
-            if (retryAfter === undefined) throw e;
-            await job.moveToDelayed(Date.now() + retryAfter, token);
-            throw new DelayedError();
-          }
-          // At least once: a job retried after this append (but before it completed) records it again, with the same job id.
-          await audit.append({
-            type: 'notification_sent',
-            request_id: requestId,
-            channel: channel.name,
-            event,
-            principal,
-            job_id: job.id,
-          });
+        notificationProcessor(channel, { workflow, audit, logger }),
+        {
+          ...common,
+          concurrency: settings.notifyConcurrency ?? 8,
         },
-        { ...common, concurrency: settings.notifyConcurrency ?? 8 },
       );
     const notifyWorkers = [...channels.values()].map(notifyWorker);
-    for (const notify of notifyWorkers) {
-      notify.on('failed', (job, err) => {
-        if (job === undefined) return;
-        metrics.notificationFailures.inc({ channel: job.data.channel });
-        const final = job.attemptsMade >= (job.opts.attempts ?? 1);
-        logger[final ? 'error' : 'warn'](
-          {
-            requestId: job.data.requestId,
-            channel: job.data.channel,
-            event: job.data.event,
-            attempt: job.attemptsMade,
-            err,
-          },
-          final ? 'notification failed for good' : 'notification failed; will retry',
-        );
-      });
-    }
+    const failed = notificationFailed({ metrics, logger });
+    for (const notify of notifyWorkers) notify.on('failed', failed);
     // Jobs queued by a broker of an earlier version in the shared queue go to their channel's queue, whoever takes them.
     const legacyNotify = new Worker<NotifyJobData>(
       QUEUE_NAMES.legacyNotify,
