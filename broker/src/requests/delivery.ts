@@ -8,7 +8,8 @@ import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { CollectedCredential, CredentialCollector } from './collector.js';
 import { WakeSignal, type RequestEvents } from './events.js';
 import type { PollGate } from './limits.js';
-import { isEndState, type RequestStore, type StoredRequest, type StoredVote } from './store.js';
+import type { RequestStorePort } from './ports.js';
+import { isEndState, type StoredRequest, type StoredVote } from './store.js';
 
 export interface RequestSnapshot {
   request: StoredRequest;
@@ -25,10 +26,10 @@ export interface DeliveryOptions {
 export class RequestDelivery {
   constructor(
     private readonly deps: {
-      store: RequestStore;
-      collector: CredentialCollector;
-      events: RequestEvents;
-      pollGate: PollGate;
+      store: Pick<RequestStorePort, 'getWithVotes'>;
+      collector: Pick<CredentialCollector, 'collect'>;
+      events: Pick<RequestEvents, 'subscribe'>;
+      pollGate: Pick<PollGate, 'pass'>;
     },
     private readonly options: DeliveryOptions,
   ) {}

@@ -11,6 +11,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import type { ApprovalRequirement } from '../../src/policy/decision.js';
 import { Principals } from '../../src/policy/principals.js';
 import { CredentialCollector } from '../../src/requests/collector.js';
+import { RequestDelivery } from '../../src/requests/delivery.js';
 import { RequestRateLimiter, type RateLimit } from '../../src/requests/limits.js';
 import { Outbox } from '../../src/requests/outbox.js';
 import type { PolicyPort } from '../../src/requests/ports.js';
@@ -24,6 +25,7 @@ import {
   fakeRateLimitScript,
   FakeAuditLog,
   FakeJobs,
+  FakePollGate,
   FakeRequestStore,
   FakeWaiter,
   RecordingMinter,
@@ -67,6 +69,7 @@ export interface HarnessOptions {
   /** The RequestService's policy (tests that use it build a real Policy; default: denies everything). */
   policy?: PolicyPort;
   channels?: string[];
+  watchRecheckMs?: number;
 }
 
 export type Harness = Awaited<ReturnType<typeof approvalsHarness>>;
@@ -91,6 +94,11 @@ export async function approvalsHarness(options: HarnessOptions = {}) {
   const collector = new CredentialCollector(
     { store, outbox, minter, audit, clock, metrics, logger, waiter },
     { collectionWindowMs, defaultTtlMs },
+  );
+  const pollGate = new FakePollGate(clock, 2000);
+  const delivery = new RequestDelivery(
+    { store, collector, events: store, pollGate },
+    { watchRecheckMs: options.watchRecheckMs ?? 10_000 },
   );
   const outboxGraceMs = options.outboxGraceMs ?? 30_000;
   const sweeper = new Sweeper({ store, workflow, outbox, clock, metrics, logger }, { outboxGraceMs });
@@ -189,6 +197,7 @@ export async function approvalsHarness(options: HarnessOptions = {}) {
     outbox,
     workflow,
     collector,
+    delivery,
     sweeper,
     limiter,
     service,

@@ -93,6 +93,7 @@ export class FakeRequestStore implements RequestStorePort {
   readonly outbox = new Map<string, string>();
   /** Request ids announced on the change channel (every transition PUBLISHes one). */
   readonly published: string[] = [];
+  private readonly listeners = new Map<string, Set<() => void>>();
   readonly keys = { outbox: () => 'fake:outbox' };
   readonly options: StoreOptions;
 
@@ -101,6 +102,30 @@ export class FakeRequestStore implements RequestStorePort {
     options: Partial<StoreOptions> = {},
   ) {
     this.options = { maxPendingPerWorkload: 100, retentionMs: 24 * 3600_000, ...options };
+  }
+
+  private publish(id: string): void {
+    this.published.push(id);
+    // Subscribers hear it after the script's reply, as over pub/sub.
+    for (const wake of this.listeners.get(id) ?? []) setImmediate(wake);
+  }
+
+  /** RequestEvents.subscribe: wake is called whenever a transition announces the request. */
+  subscribe(id: string, wake: () => void): () => void {
+    let set = this.listeners.get(id);
+    if (set === undefined) this.listeners.set(id, (set = new Set()));
+    set.add(wake);
+    return () => {
+      set.delete(wake);
+      if (set.size === 0) this.listeners.delete(id);
+    };
+  }
+
+  /** Open subscriptions (RequestEvents.watching). */
+  get watching(): number {
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
+    return n;
   }
 
   private async enter(op: string): Promise<void> {
@@ -200,7 +225,7 @@ export class FakeRequestStore implements RequestStorePort {
         value: `${request.id} ${contentHash}`,
         deleteAt: now + IDEMPOTENCY_WINDOW_MS,
       });
-    this.published.push(request.id);
+    this.publish(request.id);
     return this.leave('create', { request, created: true });
   }
 
@@ -298,7 +323,7 @@ export class FakeRequestStore implements RequestStorePort {
       this.resolve(id, entry, 'DENIED', message, now);
       code = ScriptCode.Denied;
     }
-    this.published.push(id);
+    this.publish(id);
     return [code, String(version)];
   }
 
@@ -323,7 +348,7 @@ export class FakeRequestStore implements RequestStorePort {
       `expired with ${h.approvals ?? '0'} of ${h.approvals_required ?? ''} approval(s)`,
       now,
     );
-    this.published.push(id);
+    this.publish(id);
     return this.leave('expire', [ScriptCode.Expired, expiresAt]);
   }
 
@@ -338,7 +363,7 @@ export class FakeRequestStore implements RequestStorePort {
     if (now >= Number(h.expires_at)) return this.leave('cancel', [ScriptCode.ExpiryDue, '']);
     this.bumpVersion(entry);
     this.resolve(request.id, entry, 'CANCELLED', message, now);
-    this.published.push(request.id);
+    this.publish(request.id);
     return this.leave('cancel', [ScriptCode.Cancelled, '']);
   }
 
@@ -595,6 +620,30 @@ export function fakeRateLimitScript(): ScriptRunner {
 }
 
 export const fakeKeys = new Keys('fake:');
+
+/** PollGate (limits.ts) on the clock: SET NX PX of 80% of the poll interval, per request. */
+export class FakePollGate {
+  private readonly until = new Map<string, number>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly intervalMs: number,
+  ) {}
+
+  async pass(requestId: string): Promise<void> {
+    await roundTrip();
+    const now = this.clock.now();
+    if ((this.until.get(requestId) ?? 0) > now) {
+      throw new CountersignError(
+        'resource_exhausted',
+        'ERR_SLOW_DOWN',
+        `slow_down: request ${requestId} was polled less than ${this.intervalMs} ms ago; poll at most every ${this.intervalMs} ms (requests.poll_interval) or use WatchRequest`,
+        { limit: 'requests.poll_interval', pollIntervalMs: this.intervalMs },
+      );
+    }
+    this.until.set(requestId, now + Math.max(1, Math.floor(this.intervalMs * 0.8)));
+  }
+}
 
 /**
  * Real time for the collector's waits, faked: sleep advances its own time at once,
