@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs every *.test.ts in the workspace with node's test runner (through tsx).
+// Builds, then runs every *.test.ts in the workspace with node's test runner (through tsx),
+// each test at most 60 s.
 // Arguments narrow the run: `npm test -- broker` runs files whose path contains "broker".
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -52,23 +53,37 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
 const durationsFile = join(scratch, 'durations.json');
-// The workspace packages from their TypeScript sources, never a stale dist/ (the
-// "countersign-source" export condition; .npmrc sets it for npm and npx too), for the
-// test files and every node process they start.
+// Build first (incremental: about a second when dist/ is current), so the processes the tests
+// start can run the compiled JavaScript: a CLI or broker from dist/ starts several times faster
+// than through tsx, and the e2e tests start hundreds of them.
+const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
+if (build.status !== 0) {
+  process.stderr.write('npm run build failed: the tests run the processes they start from dist/\n');
+  process.exit(build.status || 1);
+}
+// The test files themselves import the workspace packages from their TypeScript sources (the
+// "countersign-source" export condition, passed to the runner and so to each test file's
+// process), and every node process they start inherits NODE_OPTIONS without it, so the bins'
+// `#cli` and the packages' exports resolve to the dist/ just built. npm_config_node_options
+// keeps .npmrc from putting the condition back for `npx countersign` and `npm start` run by
+// the docs tests. A test file run on its own (`npx tsx --test FILE`) gets the condition from
+// .npmrc for itself and its children alike: all from source, never a stale dist/.
 const SOURCE = '--conditions=countersign-source';
-const nodeOptions = process.env.NODE_OPTIONS ?? '';
-const env = {
-  ...process.env,
-  NODE_OPTIONS: nodeOptions.includes(SOURCE) ? nodeOptions : `${nodeOptions} ${SOURCE}`.trim(),
-};
+const nodeOptions = (process.env.NODE_OPTIONS ?? '')
+  .split(/\s+/)
+  .filter((o) => o !== '' && o !== SOURCE)
+  .join(' ');
+// (npm ignores an empty npm_config_node_options; a blank one counts.)
+const env = { ...process.env, NODE_OPTIONS: nodeOptions, npm_config_node_options: nodeOptions || ' ' };
 const result = spawnSync(
   process.execPath,
   [
+    SOURCE,
     '--import',
     'tsx',
     '--test',
     `--test-concurrency=${concurrency}`,
-    '--test-timeout=300000',
+    '--test-timeout=60000',
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
     '--test-reporter-destination=stdout',
     '--test-reporter=tap',
