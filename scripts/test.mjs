@@ -3,9 +3,9 @@
 // each test at most 60 s (scripts/test-timeout.mjs), each file at most 5 minutes.
 // Arguments narrow the run: `npm test -- broker` runs files whose path contains "broker".
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
@@ -31,6 +31,18 @@ if (files.length === 0) {
   process.stderr.write(`no test files match ${filters.join(' ')}\n`);
   process.exit(1);
 }
+// Longest first, so the files that start last are short ones and the lanes end close together:
+// by each file's time in the previous run (kept under node_modules/.cache), else the
+// whole-system tests (test/) before the packages' own.
+const timesFile = join(root, 'node_modules', '.cache', 'countersign', 'test-durations.json');
+let previousTimes = {};
+try {
+  previousTimes = JSON.parse(readFileSync(timesFile, 'utf8'));
+} catch {
+  // First run here: no times yet.
+}
+const expected = (f) => previousTimes[f] ?? (f.startsWith('test/') ? 20_000 : 2_000);
+files.sort((a, b) => expected(b) - expected(a) || a.localeCompare(b));
 
 // Most tests need a real Redis; without one they end "cancelled" after long timeouts.
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -106,6 +118,14 @@ try {
   // The runner did not start (or ended before its reporters did); its exit status says why.
 }
 rmSync(scratch, { recursive: true, force: true });
+try {
+  const times = { ...previousTimes };
+  for (const [file, ms] of Object.entries(durations)) times[relative(root, file)] = Math.round(ms);
+  mkdirSync(dirname(timesFile), { recursive: true });
+  writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`);
+} catch {
+  // Only the order of the next run depends on it.
+}
 const counts = tapCounts(tap);
 process.stdout.write(`\n${[...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
 process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 ? 0 : result.status || 1);
