@@ -96,9 +96,14 @@ class Terminal {
     return this.busy;
   }
 
-  /** What the running command printed so far. */
-  get recent(): string {
-    return this.out + this.err;
+  /** Where the output is now, for `since`. */
+  mark(): { out: number; err: number } {
+    return { out: this.out.length, err: this.err.length };
+  }
+
+  /** What was printed (stdout, then stderr) after a mark. */
+  since(mark: { out: number; err: number }): string {
+    return this.out.slice(mark.out) + this.err.slice(mark.err);
   }
 
   close(): void {
@@ -218,7 +223,7 @@ describe('README.md: the two-minute tour, typed as printed', () => {
       const terminal = terminals.find((t) => t !== waiting?.terminal) as Terminal;
       for (const command of commandsOf(block)) {
         const text = lastRequestId === undefined ? command.text : command.text.replace(/req_\.\.\./g, lastRequestId);
-        const seenBefore = terminal.recent.length;
+        const seenBefore = terminal.mark();
         const done = terminal.type(text);
         let settled = false;
         void done.then(
@@ -234,7 +239,7 @@ describe('README.md: the two-minute tour, typed as printed', () => {
             `"${text}" to finish or wait for approval`,
             () => {
               if (settled) return { waits: '' }; // the race is decided; stop polling
-              const printed = terminal.recent.slice(seenBefore);
+              const printed = terminal.since(seenBefore);
               if (!/pending approval: request req_/.test(printed)) return undefined;
               if (!/\(Ctrl-C (stops waiting|cancels the request)/.test(printed)) return undefined;
               return { waits: requestIdIn(printed) as string };
