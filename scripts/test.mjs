@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Runs every *.test.ts in the workspace with node's test runner (through tsx).
+// Builds, then runs every *.test.ts in the workspace with node's test runner (through tsx),
+// each test at most 60 s (scripts/test-timeout.mjs), each file at most 5 minutes.
 // Arguments narrow the run: `npm test -- broker` runs files whose path contains "broker".
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
@@ -30,6 +31,18 @@ if (files.length === 0) {
   process.stderr.write(`no test files match ${filters.join(' ')}\n`);
   process.exit(1);
 }
+// Longest first, so the files that start last are short ones and the lanes end close together:
+// by each file's time in the previous run (kept under node_modules/.cache), else the
+// whole-system tests (test/) before the packages' own.
+const timesFile = join(root, 'node_modules', '.cache', 'countersign', 'test-durations.json');
+let previousTimes = {};
+try {
+  previousTimes = JSON.parse(readFileSync(timesFile, 'utf8'));
+} catch {
+  // First run here: no times yet.
+}
+const expected = (f) => previousTimes[f] ?? (f.startsWith('test/') ? 20_000 : 2_000);
+files.sort((a, b) => expected(b) - expected(a) || a.localeCompare(b));
 
 // Most tests need a real Redis; without one they end "cancelled" after long timeouts.
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -52,20 +65,37 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
 const durationsFile = join(scratch, 'durations.json');
-// The workspace packages from their TypeScript sources, never a stale dist/ (the
-// "countersign-source" export condition; .npmrc sets it for npm and npx too), for the
-// test files and every node process they start.
+// Build first (incremental: about a second when dist/ is current), so the processes the tests
+// start can run the compiled JavaScript: a CLI or broker from dist/ starts several times faster
+// than through tsx, and the e2e tests start hundreds of them.
+const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
+if (build.status !== 0) {
+  process.stderr.write('npm run build failed: the tests run the processes they start from dist/\n');
+  process.exit(build.status || 1);
+}
+// The test files themselves import the workspace packages from their TypeScript sources (the
+// "countersign-source" export condition, passed to the runner and so to each test file's
+// process), and every node process they start inherits NODE_OPTIONS without it, so the bins'
+// `#cli` and the packages' exports resolve to the dist/ just built. npm_config_node_options
+// keeps .npmrc from putting the condition back for `npx countersign` and `npm start` run by
+// the docs tests. A test file run on its own (`npx tsx --test FILE`) gets the condition from
+// .npmrc for itself and its children alike: all from source, never a stale dist/.
 const SOURCE = '--conditions=countersign-source';
-const nodeOptions = process.env.NODE_OPTIONS ?? '';
-const env = {
-  ...process.env,
-  NODE_OPTIONS: nodeOptions.includes(SOURCE) ? nodeOptions : `${nodeOptions} ${SOURCE}`.trim(),
-};
+const nodeOptions = (process.env.NODE_OPTIONS ?? '')
+  .split(/\s+/)
+  .filter((o) => o !== '' && o !== SOURCE)
+  .join(' ');
+// (npm ignores an empty npm_config_node_options; a blank one counts.)
+const env = { ...process.env, NODE_OPTIONS: nodeOptions, npm_config_node_options: nodeOptions || ' ' };
 const result = spawnSync(
   process.execPath,
   [
+    SOURCE,
     '--import',
     'tsx',
+    // Each test() / it() at most 60 s (see the file); --test-timeout below bounds each whole file.
+    '--import',
+    join(root, 'scripts', 'test-timeout.mjs'),
     '--test',
     `--test-concurrency=${concurrency}`,
     '--test-timeout=300000',
@@ -88,6 +118,14 @@ try {
   // The runner did not start (or ended before its reporters did); its exit status says why.
 }
 rmSync(scratch, { recursive: true, force: true });
+try {
+  const times = { ...previousTimes };
+  for (const [file, ms] of Object.entries(durations)) times[relative(root, file)] = Math.round(ms);
+  mkdirSync(dirname(timesFile), { recursive: true });
+  writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`);
+} catch {
+  // Only the order of the next run depends on it.
+}
 const counts = tapCounts(tap);
 process.stdout.write(`\n${[...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
 process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 ? 0 : result.status || 1);

@@ -159,8 +159,9 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
     assert.equal(await call.code, 0, call.stderr());
     assert.equal(call.stdout().trim(), `deployed web 1.4.2 (request ${id}, approved by alice)`);
     assert.match(call.stderr(), new RegExp(`deploy: request ${id} \\(deploy on prod/web\\) waits for approval`));
+  });
 
-    // Unguarded tools pass straight through.
+  it('passes an unguarded MCP tool call straight through the guard proxy', async () => {
     const status = inRepo(deployer, [
       'npx',
       'tsx',

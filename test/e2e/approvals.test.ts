@@ -411,6 +411,8 @@ describe('approvals over gRPC', () => {
     assert.equal(tooFast.code, 'ERR_SLOW_DOWN');
     assert.match(tooFast.message, /poll at most every 300 ms \(requests.poll_interval\)/);
     const later = await eventually('a poll after the interval', async () => {
+      // Real time is the subject: the gate is a Redis key with a PX expiry (Redis's clock, not
+      // an injectable one), so the interval has to pass before the next poll is allowed.
       await new Promise((r) => setTimeout(r, 300));
       return deployer.get(pending.requestId);
     });

@@ -30,7 +30,8 @@ import {
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const brokerCli = join(root, 'broker/src/cli/main.ts');
+// The bin: dist/ under npm test (fresh, just built), the sources through tsx on its own run.
+const brokerCli = join(root, 'broker/bin/countersign-broker.js');
 
 interface Problem {
   kind: string;
@@ -41,7 +42,7 @@ interface Problem {
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], {
+    const { stdout, stderr } = await run(process.execPath, [brokerCli, ...args], {
       cwd: root,
       env: { ...process.env, REDIS_URL: '' },
     });

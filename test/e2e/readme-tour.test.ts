@@ -96,9 +96,14 @@ class Terminal {
     return this.busy;
   }
 
-  /** What the running command printed so far. */
-  get recent(): string {
-    return this.out + this.err;
+  /** Where the output is now, for `since`. */
+  mark(): { out: number; err: number } {
+    return { out: this.out.length, err: this.err.length };
+  }
+
+  /** What was printed (stdout, then stderr) after a mark. */
+  since(mark: { out: number; err: number }): string {
+    return this.out.slice(mark.out) + this.err.slice(mark.err);
   }
 
   close(): void {
@@ -106,14 +111,15 @@ class Terminal {
   }
 }
 
+// Read when the file loads: each block is a test of its own (each well within the 60 s per test).
+const blocks = await shellBlocks('README.md', '## A two-minute tour');
+
 describe('README.md: the two-minute tour, typed as printed', () => {
   let ws: DocsWorkspace;
-  let blocks: string[];
   const terminals: Terminal[] = [];
   let browser: Browser | undefined;
 
   before(async () => {
-    blocks = await shellBlocks('README.md', '## A two-minute tour');
     ws = await DocsWorkspace.create();
     await ws.startDev();
     // redis-cli reaches dev mode's Redis, as the README says: "needs -p PORT when dev mode started its own".
@@ -140,72 +146,73 @@ describe('README.md: the two-minute tour, typed as printed', () => {
     );
   });
 
-  it('runs every command with the exit code and output the README gives', async () => {
-    let lastRequestId: string | undefined;
-    /** A command that waits for approval, with the terminal it holds. */
-    let waiting: { terminal: Terminal; command: Command; done: Promise<{ code: number; output: string }> } | undefined;
-    const requestIdIn = (text: string) =>
-      [...text.matchAll(/\b(req_[A-Za-z0-9_-]{8,})/g)].map((m) => m[1] as string).pop();
+  let lastRequestId: string | undefined;
+  /** A command that waits for approval, with the terminal it holds. */
+  let waiting: { terminal: Terminal; command: Command; done: Promise<{ code: number; output: string }> } | undefined;
+  const requestIdIn = (text: string) =>
+    [...text.matchAll(/\b(req_[A-Za-z0-9_-]{8,})/g)].map((m) => m[1] as string).pop();
 
-    const check = (command: Command, result: { code: number; output: string }) => {
-      assert.equal(
-        result.code,
-        command.exit,
-        `"${command.text}" exited ${result.code}, the README says ${command.exit}:\n${result.output}`,
-      );
-      for (const line of command.shows)
-        assert.match(result.output, shownAs(line), `"${command.text}" prints what the README shows`);
-    };
+  const check = (command: Command, result: { code: number; output: string }) => {
+    assert.equal(
+      result.code,
+      command.exit,
+      `"${command.text}" exited ${result.code}, the README says ${command.exit}:\n${result.output}`,
+    );
+    for (const line of command.shows)
+      assert.match(result.output, shownAs(line), `"${command.text}" prints what the README shows`);
+  };
 
-    const finishWaiting = async () => {
-      if (waiting === undefined) return;
-      const { command, done } = waiting;
-      waiting = undefined;
-      check(command, await done);
-    };
+  const finishWaiting = async () => {
+    if (waiting === undefined) return;
+    const { command, done } = waiting;
+    waiting = undefined;
+    check(command, await done);
+  };
 
-    /** "With a passkey, in the browser": the numbered steps, with alice's sign-in link from the npm start banner. */
-    const approveInBrowser = async (requestUrl: string) => {
-      const link = /sign in as alice\s+(\S+)/.exec(ws.devLog)?.[1];
-      assert.ok(link, `the banner prints alice's sign-in link:\n${ws.devLog}`);
-      browser ??= await launchBrowser();
-      const person = await PersonBrowser.open(browser);
-      try {
-        const { page } = person;
-        // 1. open alice's sign-in link and press Sign in
-        await page.goto(link);
-        await page.getByRole('button', { name: 'Sign in' }).click();
-        // 2. under My passkeys, press Register a passkey
-        await page.getByRole('link', { name: 'My passkeys' }).click();
-        await page.getByRole('button', { name: 'Register a passkey' }).click();
-        await page.getByText('Passkey registered.').waitFor();
-        // 3. open the request from Pending requests, give a reason and press Approve
-        await page.getByRole('link', { name: 'Pending requests' }).click();
-        await page.locator(`a[href="${new URL(requestUrl).pathname}"]`).click();
-        await page.getByLabel('Reason').fill('migration reviewed');
-        await page.getByRole('button', { name: 'Approve' }).click();
-        await page.getByText('Your vote is recorded.').waitFor();
-      } finally {
-        await person.close();
-      }
-    };
+  /** "With a passkey, in the browser": the numbered steps, with alice's sign-in link from the npm start banner. */
+  const approveInBrowser = async (requestUrl: string) => {
+    const link = /sign in as alice\s+(\S+)/.exec(ws.devLog)?.[1];
+    assert.ok(link, `the banner prints alice's sign-in link:\n${ws.devLog}`);
+    browser ??= await launchBrowser();
+    const person = await PersonBrowser.open(browser);
+    try {
+      const { page } = person;
+      // 1. open alice's sign-in link and press Sign in
+      await page.goto(link);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      // 2. under My passkeys, press Register a passkey
+      await page.getByRole('link', { name: 'My passkeys' }).click();
+      await page.getByRole('button', { name: 'Register a passkey' }).click();
+      await page.getByText('Passkey registered.').waitFor();
+      // 3. open the request from Pending requests, give a reason and press Approve
+      await page.getByRole('link', { name: 'Pending requests' }).click();
+      await page.locator(`a[href="${new URL(requestUrl).pathname}"]`).click();
+      await page.getByLabel('Reason').fill('migration reviewed');
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await page.getByText('Your vote is recorded.').waitFor();
+    } finally {
+      await person.close();
+    }
+  };
 
-    /** The README says "approve it as alice, as above" for a wait that no block of its own approves. */
-    const approveAsAlice = async () => {
-      const approve = await ws.bash(
-        `source .countersign/dev/env/alice.env && npx countersign approvals approve ${lastRequestId} --reason "as above"`,
-      );
-      const console = /\[ERR_STEP_UP_REQUIRED\]/.test(approve.stderr)
-        ? /(http:\/\/localhost:\d+\/requests\/\S+)/.exec(approve.stderr)?.[1]
-        : undefined;
-      if (console !== undefined) await approveInBrowser(console);
-      else assert.equal(approve.code, 0, approve.stdout + approve.stderr);
-      await finishWaiting();
-    };
+  /** The README says "approve it as alice, as above" for a wait that no block of its own approves. */
+  const approveAsAlice = async () => {
+    const approve = await ws.bash(
+      `source .countersign/dev/env/alice.env && npx countersign approvals approve ${lastRequestId} --reason "as above"`,
+    );
+    const console = /\[ERR_STEP_UP_REQUIRED\]/.test(approve.stderr)
+      ? /(http:\/\/localhost:\d+\/requests\/\S+)/.exec(approve.stderr)?.[1]
+      : undefined;
+    if (console !== undefined) await approveInBrowser(console);
+    else assert.equal(approve.code, 0, approve.stdout + approve.stderr);
+    await finishWaiting();
+  };
 
-    for (const [index, block] of blocks.entries()) {
-      // Slack needs a real workspace and its tokens; everything else runs.
-      if (block.includes('SLACK_BOT_TOKEN')) continue;
+  // Slack needs a real workspace and its tokens; every other block runs, in order, each a test
+  // that goes on from where the one before left the terminals.
+  for (const [index, block] of blocks.entries()) {
+    if (block.includes('SLACK_BOT_TOKEN')) continue;
+    it(`block ${index + 1}: ${(commandsOf(block)[0]?.text ?? '').slice(0, 60)}`, async () => {
       if (waiting !== undefined && !/approvals approve/.test(block)) await approveAsAlice();
       const resetting = block.includes('xargs -r redis-cli DEL');
       if (resetting) {
@@ -216,25 +223,26 @@ describe('README.md: the two-minute tour, typed as printed', () => {
       const terminal = terminals.find((t) => t !== waiting?.terminal) as Terminal;
       for (const command of commandsOf(block)) {
         const text = lastRequestId === undefined ? command.text : command.text.replace(/req_\.\.\./g, lastRequestId);
-        const seenBefore = terminal.recent.length;
+        const seenBefore = terminal.mark();
         const done = terminal.type(text);
         let settled = false;
         void done.then(
           () => (settled = true),
           () => (settled = true),
         );
-        // Finished, or waiting for an approval: it printed a pending request and still runs 2 s later.
-        let pendingSince: number | undefined;
+        // Finished, or waiting for an approval: it printed a pending request and the line a
+        // waiting CLI prints under it ("waiting for approval (Ctrl-C stops waiting; ...)", or
+        // countersign run's "... runs once approved (Ctrl-C cancels the request)").
         const outcome = await Promise.race([
           done.then((r) => ({ finished: r })),
           eventually(
             `"${text}" to finish or wait for approval`,
             () => {
               if (settled) return { waits: '' }; // the race is decided; stop polling
-              const printed = terminal.recent.slice(seenBefore);
+              const printed = terminal.since(seenBefore);
               if (!/pending approval: request req_/.test(printed)) return undefined;
-              pendingSince ??= Date.now();
-              return Date.now() - pendingSince > 2000 ? { waits: requestIdIn(printed) as string } : undefined;
+              if (!/\(Ctrl-C (stops waiting|cancels the request)/.test(printed)) return undefined;
+              return { waits: requestIdIn(printed) as string };
             },
             240_000,
           ).then((w) => ({ waits: w.waits })),
@@ -257,7 +265,11 @@ describe('README.md: the two-minute tour, typed as printed', () => {
         const verify = await ws.bash('npx countersign-broker audit verify');
         assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       }
-    }
+    });
+  }
+
+  it('ends with no command left waiting for an approval', async () => {
     if (waiting !== undefined) await approveAsAlice();
+    assert.equal(waiting, undefined);
   });
 });

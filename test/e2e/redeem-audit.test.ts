@@ -16,11 +16,12 @@ import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const brokerCli = join(root, 'broker/src/cli/main.ts');
+// The bin: dist/ under npm test (fresh, just built), the sources through tsx on its own run.
+const brokerCli = join(root, 'broker/bin/countersign-broker.js');
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', brokerCli, ...args], {
+    const { stdout, stderr } = await run(process.execPath, [brokerCli, ...args], {
       cwd: root,
       env: { ...process.env, REDIS_URL: '' },
     });

@@ -85,6 +85,7 @@ describe('Redis Cluster', () => {
       } catch (e) {
         if (e instanceof CountersignClientError && e.code === 'ERR_REQUEST_RESOLVED') break;
         if (!(e instanceof CountersignClientError && e.grpcStatus === status.UNAVAILABLE)) throw e;
+        // Retry pacing while the cluster is unavailable (a client's back-off), not a wait for an event.
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }

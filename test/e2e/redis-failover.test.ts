@@ -150,6 +150,7 @@ describe('Redis primary lost (Sentinel failover)', () => {
             failed(e);
             if (!(e instanceof CountersignClientError && e.grpcStatus === status.UNAVAILABLE) || halt.signal.aborted)
               throw e;
+            // Retry pacing during the failover (a client's back-off), not a wait for an event.
             await new Promise((resolve) => setTimeout(resolve, 100));
           }
         }

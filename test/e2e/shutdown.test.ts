@@ -22,21 +22,32 @@ describe('graceful shutdown', () => {
       assert.equal(pending.state, 'PENDING_APPROVAL');
       const reconnects: CountersignClientError[] = [];
       const abort = new AbortController();
+      let firstUpdate!: () => void;
+      const firstUpdateSeen = new Promise<void>((resolve) => (firstUpdate = resolve));
+      let reconnected!: () => void;
+      const reconnectSeen = new Promise<void>((resolve) => (reconnected = resolve));
       const watching = (async () => {
         for await (const update of client.watch(pending.requestId, {
           signal: abort.signal,
-          onReconnect: (e) => reconnects.push(e),
+          onReconnect: (e) => {
+            reconnects.push(e);
+            reconnected();
+          },
           maxBackoffMs: 200,
         })) {
           void update;
+          firstUpdate();
         }
       })();
-      // The first update (PENDING) arrives, then the broker stops.
-      await new Promise((r) => setTimeout(r, 300));
+      const ended = watching.then(() => {
+        if (!abort.signal.aborted) assert.fail('the watch ended without a reconnect');
+      });
+      // The first update (PENDING) arrives, so the stream is open; then the broker stops.
+      await Promise.race([firstUpdateSeen, ended]);
       const started = Date.now();
       const closing = t.broker.close().then(() => (closed = true));
-      const deadline = Date.now() + 10_000;
-      while (reconnects.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // The test's timeout bounds the wait; the 10 s check below is what the test is about.
+      await Promise.race([reconnectSeen, ended]);
       assert.ok(reconnects.length > 0, 'the watcher was told to reconnect');
       assert.equal(reconnects[0]?.code, 'ERR_SHUTTING_DOWN');
       assert.match(reconnects[0]?.message ?? '', /shutting down/);
