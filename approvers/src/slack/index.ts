@@ -34,4 +34,11 @@ export {
   type SlackSettingsInput,
 } from './settings.js';
 export { SIGNATURE_MAX_AGE_SECONDS, signSlackRequest, slackSignature, verifySlackSignature } from './signature.js';
-export { createSlackApprover, SLACK_EVENTS_PATH, type SlackApprover, type SlackApproverDeps } from './slack.js';
+export {
+  createSlackApprover,
+  createSlackUsergroups,
+  SLACK_EVENTS_PATH,
+  type SlackApprover,
+  type SlackApproverDeps,
+} from './slack.js';
+export type { SlackUsergroups } from './usergroups.js';
