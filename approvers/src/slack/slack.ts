@@ -8,7 +8,8 @@ import { APPROVE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID, OPEN_CONS
 import { SlackChannel } from './channel.js';
 import { SlackDelivery } from './delivery.js';
 import { SlackIdentities } from './identity.js';
-import { SlackInteractions, type AuditSink } from './interactions.js';
+import type { AuditSink } from './audit-sink.js';
+import { SlackInteractions } from './interactions.js';
 import type { SlackKeys } from './keys.js';
 import { sdkLogger, type SlackLogger } from './logger.js';
 import { MessageRefs } from './message-refs.js';
