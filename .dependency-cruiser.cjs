@@ -1,7 +1,7 @@
 // The layering in DESIGN.md, checked by dependency-cruiser (`npm run depcheck`, part of
-// `npm test`). Only the packages' src/ is checked; tests may reach across. Cycles between
-// packages or broker folders cannot pass these rules; cycles between modules of one folder
-// are not checked.
+// `npm test`). Only the packages' src/ is checked; tests may reach across. No module may
+// reach itself again through its imports (no-circular), type-only imports included: two
+// modules that need each other's types share them through a leaf module instead.
 
 // Inside the broker, top to bottom: a folder (or top-level file) imports only folders in
 // tiers below its own, never its own tier's other folders, so there are no cycles between
@@ -34,6 +34,13 @@ const brokerLayerRules = BROKER_TIERS.flatMap((tier, i) =>
 
 module.exports = {
   forbidden: [
+    {
+      name: 'no-circular',
+      comment: 'no import cycles at all, also within a folder: move what both sides need to a leaf module',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
     // Packages point one way: agents -> proto; approvers -> proto; broker -> proto, approvers.
     {
       name: 'proto-imports-no-package',

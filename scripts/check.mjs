@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 // Longest first (CPU seconds on a clean clone: lint 54, typecheck 26, format:check 17, depcheck 4,
 // proto:check 3), so the two lanes end close together.
-const ALL = ['lint', 'typecheck', 'format:check', 'depcheck', 'proto:check'];
+const ALL = ['lint', 'typecheck', 'format:check', 'depcheck', 'proto:check', 'metadata'];
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL;
 const concurrency = Math.max(1, Number(process.env.CHECK_CONCURRENCY ?? 2));
 

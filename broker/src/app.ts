@@ -3,7 +3,8 @@
 // startBroker (roles all, api) and startWorker (role worker) build their common
 // parts with the same functions, in this order: readFiles (principals, keyring),
 // connectCore (Redis, keys, scripts, the audit chain and its checkpoints),
-// openApprovers (console, approval machinery, Slack, queue workers),
+// openApprovers (Slack user groups and the directory resolving through them, console,
+// approval machinery, Slack, queue workers),
 // startStatusHttp/startHealthListener; what differs between them is a RoleWiring.
 import type { ApproverChannel } from '@countersign/approvers';
 import { ApprovalsService, BrokerService, IdentityService } from '@countersign/proto';
@@ -31,6 +32,7 @@ import { Principals } from './policy/principals.js';
 import {
   createSlack,
   loadSlackSettings,
+  openSlackUsergroups,
   SLACK_CHANNEL_NAME,
   SLACK_EVENTS_PATH,
   type BrokerSlack,
@@ -112,6 +114,7 @@ export interface RunningBroker {
   redis: Redis;
   logger: Logger;
   metrics: Metrics;
+  /** The principals file, with slack_usergroup groups resolved through Slack when Slack is on. */
   principals: Principals;
   /** Takes audit checkpoints (also on demand, for tests and operators). */
   checkpointer: Checkpointer;
@@ -223,6 +226,7 @@ function baseOf(config: BrokerConfig, overrides: BrokerOverrides): Base {
 
 /** The files the config names that every role needs, read before any connection is made. */
 interface Files {
+  /** The principals file, with slack_usergroup groups resolved through Slack when Slack is on. */
   principals: Principals;
   /** Signs credentials (broker) and the chain's heads and checkpoints (both roles). */
   keyring: Keyring;
@@ -291,12 +295,15 @@ interface Approvers {
   console: OpenConsole | undefined;
   slack: BrokerSlack | undefined;
   slackMode: 'http' | 'socket' | undefined;
+  /** The principals with slack_usergroup groups resolved through Slack (when on): what every approver-side part looks people up in. */
+  directory: Principals;
 }
 
 /**
- * Built in dependency order, with no late binding: the console's parts first (the workflow
- * checks passkeys with them and links to its pages), then the approval machinery (announcing
- * the channel names), then Slack (it takes clicks through the workflow), then the queue workers
+ * Built in dependency order, with no late binding: Slack's user groups first (the directory
+ * resolves slack_usergroup groups through them), then the console's parts (the workflow checks
+ * passkeys with them and links to its pages), then the approval machinery (announcing the
+ * channel names), then Slack (it takes clicks through the workflow), then the queue workers
  * with the channels their notification jobs call.
  */
 async function openApprovers(
@@ -309,15 +316,19 @@ async function openApprovers(
   const { redis, keys, scripts, audit, clock, logger, metrics, principals } = core;
   const { role } = wiring;
   const env = overrides.env ?? process.env;
+  // Slack's settings before anything is built: a bad one stops start-up first (docs/slack.md).
+  const slackSettings = await loadSlackSettings(config, env);
+  const usergroups =
+    slackSettings === undefined ? undefined : await openSlackUsergroups(slackSettings, { redis, keys, logger });
+  const directory =
+    usergroups === undefined ? principals : principals.withSlackUsergroups((id) => usergroups.members(id));
   // Workers bind no console listener; Slack cards they render still link to it.
   const approverConsole = await openConsole(
     config,
-    { redis, keys, audit, clock, logger, directory: principals, env },
+    { redis, keys, audit, clock, logger, directory, env },
     { listen: role !== 'worker' },
   );
   if (approverConsole !== undefined) options.onFailure.push(() => approverConsole.close());
-  // Slack's settings before anything is built: a bad one stops start-up first (docs/slack.md).
-  const slackSettings = await loadSlackSettings(config, env);
   const extraChannels = overrides.channels ?? [];
   const approvals = await openApprovals(
     {
@@ -325,7 +336,7 @@ async function openApprovers(
       keys,
       scripts,
       audit,
-      directory: principals,
+      directory,
       channelNames: [...extraChannels.map((c) => c.name), ...(slackSettings !== undefined ? [SLACK_CHANNEL_NAME] : [])],
       clock,
       logger,
@@ -341,11 +352,12 @@ async function openApprovers(
   );
   options.onFailure.push(() => approvals.close());
   const slack =
-    slackSettings === undefined
+    slackSettings === undefined || usergroups === undefined
       ? undefined
       : await createSlack(slackSettings, {
           workflow: approvals.workflow,
-          directory: principals,
+          directory,
+          usergroups,
           redis,
           keys,
           audit,
@@ -358,7 +370,7 @@ async function openApprovers(
   if (slack !== undefined) options.onFailure.push(() => slack.close());
   await approvals.startWorkers([...extraChannels, ...(slack !== undefined ? [slack.channel] : [])]);
   metrics.sources.queueDepth = async () => [...(await approvals.jobs.depth()), ...((await slack?.depth()) ?? [])];
-  return { approvals, console: approverConsole, slack, slackMode: slackSettings?.mode };
+  return { approvals, console: approverConsole, slack, slackMode: slackSettings?.mode, directory };
 }
 
 /** The HTTP listener every role has: readiness (Redis and its durability), metrics, the JWKS, and what the role adds. */
@@ -468,6 +480,7 @@ async function startServices(
     console: approverConsole,
     slack,
     slackMode,
+    directory,
   } = await openApprovers(config, overrides, core, wiring, { minter, onFailure });
   await approverConsole?.serve({
     workflow: approvals.workflow,
@@ -557,7 +570,7 @@ async function startServices(
     clock,
     logger,
     bundles,
-    directory: principals,
+    directory,
     limiter: approvals.limiter,
     onRefused: (error, peer) => {
       metrics.identityRefusals.inc({ code: error.code });
@@ -609,7 +622,7 @@ async function startServices(
         implementation: createApprovalsService({
           peers,
           workflow: approvals.workflow,
-          directory: principals,
+          directory,
           logger,
           metrics,
           tracing,
@@ -664,7 +677,7 @@ async function startServices(
     redis,
     logger,
     metrics,
-    principals,
+    principals: directory,
     checkpointer,
     policies,
     identity,

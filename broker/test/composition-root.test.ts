@@ -7,6 +7,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt } from 'jose';
+import { FakeSlack } from '@countersign/approvers/testing';
 import { startWorker, type RunningWorker } from '../src/app.js';
 import { readAuditSnapshot } from '../src/audit/export.js';
 import { verifyAuditTrail } from '../src/audit/verify.js';
@@ -59,5 +60,48 @@ describe('one composition root for broker and worker', () => {
     assert.equal(report.validCheckpoints, 2);
     assert.equal(report.latestCheckpointSeq, fromBroker.seq);
     assert.equal(report.headVerified, true);
+  });
+});
+
+// No late binding: Slack's user groups are built before the principal directory, which
+// resolves slack_usergroup groups from the moment the broker is up (before, Slack set a
+// resolver into the principals once it was running).
+describe('one composition root: the directory is built with the Slack user groups it resolves through', () => {
+  let fake: FakeSlack;
+  let t: TestBroker;
+
+  before(async () => {
+    fake = await FakeSlack.start({ usergroups: { S0ONCALL: ['U0CAROL', 'U0STRANGER'] } });
+    t = await startTestBroker({
+      principals: `version: 1
+principals:
+  - { name: alice, slack_user_id: U0ALICE }
+  - { name: bob, slack_user_id: U0BOB }
+  - { name: carol, slack_user_id: U0CAROL }
+groups:
+  - { name: oncall, slack_usergroup: S0ONCALL }
+  - { name: admins, members: [alice] }
+`,
+      files: { 'slack-bot-token': fake.botToken, 'slack-signing-secret': fake.signingSecret },
+      extraConfig: `slack:
+  bot_token_file: slack-bot-token
+  signing_secret_file: slack-signing-secret
+  api_url: ${fake.apiUrl}
+`,
+      overrides: { env: {} },
+    });
+  });
+  after(async () => {
+    await t?.close();
+    await fake?.close();
+  });
+
+  it('resolves a Slack user group to the principals it names, and a listed group to its members', async () => {
+    assert.equal(t.broker.slackMode, 'http');
+    assert.deepEqual(await t.broker.principals.groupMembers('oncall'), ['carol']);
+    assert.equal(fake.callsOf('usergroups.users.list').length, 1);
+    assert.deepEqual(await t.broker.principals.groupMembers('admins'), ['alice']);
+    // The policy keeps the file's own view: it never asks Slack.
+    assert.deepEqual(await t.broker.policies.current.principals?.groupMembers('oncall'), []);
   });
 });

@@ -133,6 +133,12 @@ describe('Helm chart', () => {
               `${owner}/${c.name} allowPrivilegeEscalation`,
             );
             assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${owner}/${c.name} drops ALL`);
+            // The broker and worker run compiled JS, with no transpile cache, and write nothing to disk:
+            // no writable mount either, not even /tmp (Redis keeps its data volume).
+            if (c.name === 'broker' || c.name === 'worker') {
+              const writable = (c.volumeMounts ?? []).filter((m: { readOnly?: boolean }) => m.readOnly !== true);
+              assert.deepEqual(writable, [], `${owner}/${c.name} mounts nothing writable`);
+            }
           }
         }
       });
@@ -367,6 +373,44 @@ describe('Helm chart', () => {
     assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'svid').csi.driver, 'spiffe.csi.cert-manager.io');
   });
 
+  it('mounts the JWKS files of issuers the broker cannot reach (oidcExchange.jwks, ci/oidc-exchange.yaml), read-only', () => {
+    const values = join(chart, 'ci/oidc-exchange.yaml');
+    const fromConfigMap = render(values).docs;
+    const config = parseConfig(configOf(fromConfigMap), 'config.yaml');
+    assert.equal(
+      config.identity.oidc.find((i) => i.name === 'prod-cluster')?.jwks_file,
+      '/etc/countersign/oidc-jwks/prod-cluster-jwks.json',
+    );
+    const pod = find(fromConfigMap, 'Deployment', 'cs-countersign').spec.template.spec;
+    const broker = pod.containers.find((c: { name: string }) => c.name === 'broker');
+    assert.deepEqual(
+      broker.volumeMounts.find((m: { name: string }) => m.name === 'oidc-jwks'),
+      { name: 'oidc-jwks', mountPath: '/etc/countersign/oidc-jwks', readOnly: true },
+    );
+    assert.deepEqual(
+      pod.volumes.find((v: { name: string }) => v.name === 'oidc-jwks'),
+      {
+        name: 'oidc-jwks',
+        configMap: { name: 'countersign-oidc-jwks' },
+      },
+    );
+    const fromSecret = render(values, ['oidcExchange.jwks.configMap=', 'oidcExchange.jwks.secret=cluster-jwks']).docs;
+    const secretPod = find(fromSecret, 'Deployment', 'cs-countersign').spec.template.spec;
+    assert.deepEqual(
+      secretPod.volumes.find((v: { name: string }) => v.name === 'oidc-jwks'),
+      {
+        name: 'oidc-jwks',
+        secret: { secretName: 'cluster-jwks' },
+      },
+    );
+    // Without issuers, nothing is mounted.
+    const off = find(render(undefined, ['oidcExchange.jwks.configMap=x']).docs, 'Deployment', 'cs-countersign');
+    assert.equal(
+      off.spec.template.spec.volumes.some((v: { name: string }) => v.name === 'oidc-jwks'),
+      false,
+    );
+  });
+
   it('Slack Socket Mode takes all three tokens from the Secret; HTTP mode adds an ingress for /slack/events', () => {
     const socket = render(join(chart, 'ci/slack-socket.yaml')).docs;
     const env = find(socket, 'Deployment', 'cs-countersign').spec.template.spec.containers[0].env;
@@ -468,6 +512,8 @@ describe('Helm chart', () => {
         /redis\.sentinel\.replicas=2 with redis\.durability\.replicas=1: after a failover the new primary has 0 replica\(s\) and every write would fail .*use redis\.sentinel\.replicas of at least 3/,
       'cluster-prefix-without-hash-tag.yaml':
         /redis\.prefix="countersign:": on Redis Cluster \(redis\.external\.cluster\.enabled\) the prefix must start with a hash tag, e\.g\. \{countersign\}:/,
+      'oidc-jwks-file-without-mount.yaml':
+        /oidcExchange\.issuers\[prod-cluster\]\.jwks_file=\/etc\/countersign\/oidc-jwks\/prod-cluster-jwks\.json needs oidcExchange\.jwks\.configMap or oidcExchange\.jwks\.secret/,
       'extra-config-console-public-url.yaml':
         /broker\.extraConfig\.console\.public_url would override what the chart writes from console\.publicUrl; set that value instead/,
     };

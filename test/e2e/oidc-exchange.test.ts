@@ -21,6 +21,7 @@ import {
 } from '@countersign/agent';
 import { CertificateAuthority, startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { buildRequestCard } from '@countersign/approvers/slack';
+import { printPendingList, printRequest } from '../../agents/src/cli/approvals-output.js';
 import { requestPage } from '../../broker/src/console/pages.js';
 import { auditEvents, errorCode, metricValue, rawCall, rejection, until } from './support/identity.js';
 import { githubClaims, gitlabClaims, k8sClaims, LocalIssuer, newIssuerKey } from './support/oidc-issuer.js';
@@ -220,6 +221,36 @@ describe('exchanging an OIDC token for an SVID', () => {
     assert.match(page, /Identity from an OIDC token/);
     assert.match(page, /actor: <code>alice<\/code>/);
     assert.ok(!page.includes('<https://evil'), 'escaped in the console too');
+
+    // And in the CLI (countersign approvals list|show): the claims come over the Approvals API, shown as text.
+    const listed = (await approver('bob').listPending()).find((r) => r.id === pending.requestId);
+    assert.ok(listed, 'bob may decide it');
+    assert.equal(listed?.workload?.issuer, 'github');
+    assert.equal(listed?.workload?.claims.repository, 'my-org/app');
+    assert.equal(listed?.workload?.claims.workflow, 'Deploy <https://evil.example|click here> *now*');
+    const table: string[] = [];
+    printPendingList([listed], 'table', (l) => table.push(l));
+    assert.match(table[0] as string, /OIDC CLAIMS/);
+    assert.match(table[1] as string, /github: .*repository=my-org\/app/);
+    const json: string[] = [];
+    printPendingList([listed], 'json', (l) => json.push(l));
+    assert.deepEqual((JSON.parse(json.join('\n')) as { workload: unknown }[])[0]?.workload, {
+      issuer: 'github',
+      claims: listed.workload?.claims,
+    });
+    const shown: string[] = [];
+    printRequest(
+      { ...listed, workload: { issuer: 'github', claims: { ...listed.workload?.claims, note: 'a\u202Eb\u001B[31m' } } },
+      (l) => shown.push(l),
+    );
+    assert.ok(shown.includes('identity from an OIDC token (issuer github):'), shown.join('\n'));
+    assert.ok(shown.includes('  actor: alice'), shown.join('\n'));
+    assert.ok(shown.includes('  workflow: Deploy <https://evil.example|click here> *now*'), shown.join('\n'));
+    assert.ok(shown.includes('  note: a\\u202eb\\u001b[31m'), `control characters escaped: ${shown.join('\n')}`);
+    // A request made with a plain SVID has no claims, and the table no column for them.
+    const plain: string[] = [];
+    printPendingList([{ ...listed, workload: undefined }], 'table', (l) => plain.push(l));
+    assert.doesNotMatch(plain[0] as string, /OIDC CLAIMS/);
 
     // Alice pushed the commit: she cannot approve its prod deploy.
     const selfVote = await rejection(

@@ -71,6 +71,22 @@ export function parametersCell(r: Pick<Request, 'id' | 'parametersJson'>, max = 
   return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${r.id})`;
 }
 
+/** How many characters of the workload claims the table shows, like the parameters. */
+export const LIST_CLAIMS_CHARS = 48;
+
+/**
+ * The OIDC token claims of a request made with an exchanged SVID as one table cell
+ * ("github: repository=my-org/app, ref=..."), cut like the parameters; "-" for a plain SVID.
+ * Untrusted text: shown escaped (visible), never interpreted.
+ */
+export function workloadCell(r: Pick<Request, 'id' | 'workload'>, max = LIST_CLAIMS_CHARS): string {
+  if (r.workload === undefined) return '-';
+  const claims = Object.entries(r.workload.claims).map(([name, value]) => `${name}=${value}`);
+  const chars = [...`${r.workload.issuer}: ${claims.join(', ')}`];
+  if (chars.length <= max) return visible(chars.join(''));
+  return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${r.id})`;
+}
+
 export function printPendingList(requests: Request[], output: 'table' | 'json', print: Print): void {
   if (output === 'json') {
     print(
@@ -90,6 +106,7 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
           approvals_required: r.approvalsRequired,
           step_up: r.stepUp,
           expires_at: r.expiresAt?.toISOString(),
+          workload: r.workload && { issuer: r.workload.issuer, claims: r.workload.claims },
         })),
         null,
         2,
@@ -101,9 +118,12 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
     print('no pending requests that you may decide');
     return;
   }
+  // The claims column only when a listed request was made with an exchanged SVID.
+  const withClaims = requests.some((r) => r.workload !== undefined);
   const rows = requests.map((r) => ({
     ID: r.id,
     REQUESTER: r.requester + (r.onBehalfOf ? ` (for ${r.onBehalfOf})` : ''),
+    ...(withClaims ? { 'OIDC CLAIMS': workloadCell(r) } : {}),
     OPERATION: r.operation,
     RESOURCE: r.resource,
     PARAMETERS: parametersCell(r),
@@ -113,14 +133,14 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
     REASON: visible(shorten(r.reason, 40)),
   }));
   const headers = Object.keys(rows[0] as object) as (keyof (typeof rows)[number])[];
-  const widths = headers.map((h) => Math.max(h.length, ...rows.map((row) => row[h].length)));
+  const widths = headers.map((h) => Math.max(h.length, ...rows.map((row) => (row[h] ?? '').length)));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => c.padEnd(widths[i] as number))
       .join('  ')
       .trimEnd();
   print(line(headers));
-  for (const row of rows) print(line(headers.map((h) => row[h])));
+  for (const row of rows) print(line(headers.map((h) => row[h] ?? '')));
 }
 
 /** One pending request, everything an approver decides on, parameters whole and pretty-printed. */
@@ -143,6 +163,13 @@ export function printRequest(r: Request, print: Print): void {
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) print(`${k.padEnd(width)}  ${visible(v)}`);
   for (const v of r.votes) print(`${' '.repeat(width)}  ${visible(voteLine(v, undefined))}`);
+  if (r.workload !== undefined) {
+    // Untrusted text from the token, escaped like the parameters: what the approvers see in Slack and the console.
+    print(`identity from an OIDC token (issuer ${visible(r.workload.issuer)}):`);
+    const claims = Object.entries(r.workload.claims);
+    if (claims.length === 0) print('  (no claims to show)');
+    for (const [name, value] of claims) print(`  ${visible(name)}: ${visible(value)}`);
+  }
   print('parameters:');
   const pretty = JSON.stringify(JSON.parse(r.parametersJson || '{}'), null, 2);
   for (const line of pretty.split('\n')) print(`  ${visible(line)}`);

@@ -1,7 +1,6 @@
 // The requester's client: asks the broker for permission to run one operation
 // over mTLS, authenticating the broker by its SPIFFE ID.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import type { PeerCertificate } from 'node:tls';
 import {
   credentials,
   type Metadata,
@@ -33,6 +32,7 @@ import { CountersignClientError, fromServiceError, RequestNotApprovedError } fro
 import { devEnvHint, explainConnectionError } from './hints.js';
 import { callMetadata } from './trace-context.js';
 import { OidcIdentity, tokenSourceFor } from './oidc.js';
+import { serverIdentityCheck, spiffeIdOfCertificate, trustDomainOf } from './server-identity.js';
 import { readFileSync } from 'node:fs';
 import {
   ENV,
@@ -194,31 +194,6 @@ export function stateName(state: RequestState): OperationState {
   if (name === undefined)
     throw new CountersignClientError('ERR_BROKER_PROTOCOL', `broker answered with unknown request state ${state}`);
   return name;
-}
-
-/** The URI SAN of a certificate, if it holds exactly one SPIFFE ID. */
-export function spiffeIdOfCertificate(der: Buffer): string | undefined {
-  const sans = new X509Certificate(der).subjectAltName ?? '';
-  const uris = sans
-    .split(/,\s*/)
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice(4));
-  return uris.length === 1 && uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
-}
-
-export function trustDomainOf(id: string): string {
-  return id.slice('spiffe://'.length).split('/')[0] ?? '';
-}
-
-/** grpc-js server check: the broker's certificate must carry the expected SPIFFE ID. */
-export function serverIdentityCheck(expected: string) {
-  return (_host: string, cert: PeerCertificate): Error | undefined => {
-    const id = cert.raw ? spiffeIdOfCertificate(cert.raw) : undefined;
-    if (id === undefined) return new Error('broker certificate has no SPIFFE ID');
-    const wantsTrustDomainOnly = trustDomainOf(expected) === expected.slice('spiffe://'.length);
-    const ok = wantsTrustDomainOnly ? trustDomainOf(id) === trustDomainOf(expected) : id === expected;
-    return ok ? undefined : new Error(`broker presented ${id}, expected ${expected}`);
-  };
 }
 
 function checkKeyMatches(certChainPem: string, keyPem: string): void {

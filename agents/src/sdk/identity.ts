@@ -2,6 +2,7 @@
 // from explicit files, the environment, or the SPIFFE Workload API.
 import { readFileSync } from 'node:fs';
 import { SPIFFE_ENDPOINT_SOCKET } from '@countersign/proto/workload-api';
+import type { ClientIdentity } from './client-identity.js';
 import { CountersignClientError } from './errors.js';
 import { devEnvHint } from './hints.js';
 import { WorkloadApiIdentity } from './workload-api.js';
@@ -12,13 +13,7 @@ export interface IdentityFiles {
   caFile?: string | undefined;
 }
 
-export interface ClientIdentity {
-  /** SVID chain, leaf first (PEM). */
-  certChainPem: string;
-  keyPem: string;
-  /** Trust bundle used to authenticate the broker (PEM). */
-  caPem: string;
-}
+export type { ClientIdentity } from './client-identity.js';
 
 import { ENV } from './env.js';
 

@@ -8,8 +8,8 @@ import { webcrypto, createPrivateKey } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { IdentityClient, type ExchangeTokenResponse } from '@countersign/proto';
-import { serverIdentityCheck, trustDomainOf } from './client.js';
-import type { ClientIdentity } from './identity.js';
+import { serverIdentityCheck, trustDomainOf } from './server-identity.js';
+import type { ClientIdentity } from './client-identity.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
 import type { IdentitySource } from './workload-api.js';
 

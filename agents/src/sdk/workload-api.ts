@@ -11,7 +11,7 @@ import {
   type X509Context,
 } from '@countersign/proto/workload-api';
 import { CountersignClientError } from './errors.js';
-import type { ClientIdentity } from './identity.js';
+import type { ClientIdentity } from './client-identity.js';
 
 export interface WorkloadApiIdentityOptions {
   /** unix:///path or tcp://IP:port; default SPIFFE_ENDPOINT_SOCKET. */

@@ -14,7 +14,7 @@ import {
   buildVoteReply,
   type SlackMessage,
 } from './card.js';
-import type { AuditSink } from './interactions.js';
+import type { AuditSink } from './audit-sink.js';
 import type { SlackKeys } from './keys.js';
 import type { SlackLogger } from './logger.js';
 import type { MessageRef, MessageRefs } from './message-refs.js';

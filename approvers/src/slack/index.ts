@@ -13,7 +13,7 @@ export {
 export { SlackChannel } from './channel.js';
 export { SLACK_QUEUE, SlackDelivery, type SlackJobData } from './delivery.js';
 export { SLACK_CHANNEL_NAME, SLACK_EMAIL_CHANNEL_NAME } from './identity.js';
-export type { AuditSink } from './interactions.js';
+export type { AuditSink } from './audit-sink.js';
 export type { SlackKeys } from './keys.js';
 export { SLACK_LIMITS } from './limits.js';
 export type { SlackLogger } from './logger.js';
@@ -34,4 +34,11 @@ export {
   type SlackSettingsInput,
 } from './settings.js';
 export { SIGNATURE_MAX_AGE_SECONDS, signSlackRequest, slackSignature, verifySlackSignature } from './signature.js';
-export { createSlackApprover, SLACK_EVENTS_PATH, type SlackApprover, type SlackApproverDeps } from './slack.js';
+export {
+  createSlackApprover,
+  createSlackUsergroups,
+  SLACK_EVENTS_PATH,
+  type SlackApprover,
+  type SlackApproverDeps,
+} from './slack.js';
+export type { SlackUsergroups } from './usergroups.js';

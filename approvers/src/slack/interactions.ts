@@ -11,6 +11,7 @@ import type {
   VoteDecisionName,
   VoteOutcome,
 } from '../port.js';
+import type { AuditSink } from './audit-sink.js';
 import type { SlackDelivery } from './delivery.js';
 import type { SlackIdentities } from './identity.js';
 import type { SlackLogger } from './logger.js';
@@ -27,11 +28,6 @@ import {
 } from './modals.js';
 import { escapeMrkdwn, inlineCode } from './text.js';
 import { classifySlackError, type WebClient } from './web-api.js';
-
-/** A refusal the channel itself made (before the workflow could be asked), for the audit log. */
-export interface AuditSink {
-  append(event: { type: string; [field: string]: unknown }): Promise<unknown>;
-}
 
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,30}$/, 'expected a Slack user id');
 const teamId = z.string().max(64);

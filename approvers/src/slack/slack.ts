@@ -8,7 +8,8 @@ import { APPROVE_ACTION_ID, CONSOLE_SIGN_IN_ACTION_ID, DENY_ACTION_ID, OPEN_CONS
 import { SlackChannel } from './channel.js';
 import { SlackDelivery } from './delivery.js';
 import { SlackIdentities } from './identity.js';
-import { SlackInteractions, type AuditSink } from './interactions.js';
+import type { AuditSink } from './audit-sink.js';
+import { SlackInteractions } from './interactions.js';
 import type { SlackKeys } from './keys.js';
 import { sdkLogger, type SlackLogger } from './logger.js';
 import { MessageRefs } from './message-refs.js';
@@ -44,6 +45,25 @@ export interface SlackApproverDeps {
   receive?: boolean;
   /** The approver console, when on: "Sign in to approve" sends a one-time link from it. */
   console?: ApproverConsole | undefined;
+  /** Slack user group members, when built beforehand (createSlackUsergroups) for the directory; else built here. */
+  usergroups?: SlackUsergroups | undefined;
+}
+
+/**
+ * Slack user group members (usergroups.users.list, cached in Redis), on their own: the
+ * broker builds them before its principal directory, which the approver then takes.
+ */
+export function createSlackUsergroups(deps: {
+  settings: SlackSettings;
+  redis: Redis;
+  keys: SlackKeys;
+  logger: SlackLogger;
+}): SlackUsergroups {
+  const { settings, redis, keys, logger } = deps;
+  return new SlackUsergroups(
+    { client: createWebClient(settings, logger), redis, keys, logger },
+    settings.usergroupCacheTtlMs,
+  );
 }
 
 export interface SlackApprover {
@@ -78,10 +98,9 @@ export function createSlackApprover(deps: SlackApproverDeps): SlackApprover {
     { delivery, refs, directory: deps.directory, logger },
     { defaultChannel: settings.defaultChannel },
   );
-  const usergroups = new SlackUsergroups(
-    { client, redis: deps.redis, keys: deps.keys, logger },
-    settings.usergroupCacheTtlMs,
-  );
+  const usergroups =
+    deps.usergroups ??
+    new SlackUsergroups({ client, redis: deps.redis, keys: deps.keys, logger }, settings.usergroupCacheTtlMs);
   const identities = new SlackIdentities(
     { directory: deps.directory, client, logger },
     { matchByEmail: settings.matchByEmail, teamId: settings.teamId },

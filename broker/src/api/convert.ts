@@ -60,5 +60,7 @@ export function toRequest(r: StoredRequest, votes: StoredVote[] = []): Request {
     approvers: r.approvers,
     stepUp: r.stepUp,
     groups: r.groups,
+    // As approvers see them in Slack and the console; undefined for a request made with a plain SVID.
+    workload: r.workloadClaims && { issuer: r.workloadClaims.issuer, claims: { ...r.workloadClaims.claims } },
   };
 }

@@ -5,7 +5,7 @@
 //   hash(n) = hex(SHA-256(JCS({ seq, at, prev: hash(n-1), event })))   (RFC 8785)
 //   hash(0) = 64 zeros (the genesis "previous hash" of record 1)
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalTextOf, jcs } from './canonical.js';
 import type { AuditEvent } from './events.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -28,26 +28,6 @@ export interface ChainHead {
 }
 
 export const EMPTY_HEAD: ChainHead = { seq: 0, hash: GENESIS_HASH };
-
-function jcs(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new TypeError('audit record cannot be canonicalized');
-  return text;
-}
-
-/**
- * The canonical text of events that normalizeEvent already canonicalised (it builds the
- * plain event from that text), so that chaining does not canonicalise them a second time.
- */
-const canonicalTexts = new WeakMap<AuditEvent, string>();
-
-/** Canonicalises an event once: the plain event (JSON, undefined fields dropped) and its RFC 8785 text. */
-export function canonicalEvent(event: AuditEvent): { event: AuditEvent; text: string } {
-  const text = jcs(event);
-  const plain = JSON.parse(text) as AuditEvent;
-  canonicalTexts.set(plain, text);
-  return { event: plain, text };
-}
 
 /** The hash a record must carry, computed from its other fields. */
 export function recordHash(record: Pick<AuditRecord, 'seq' | 'at' | 'prev' | 'event'>): string {
@@ -73,7 +53,7 @@ export function chainRecords(head: ChainHead, events: AuditEvent[], at: number):
   for (const event of events) {
     seq += 1;
     // JCS sorts keys: at < event < hash < prev < seq; integers and hex strings serialize as in JSON.
-    const canonicalEvent = canonicalTexts.get(event) ?? jcs(event);
+    const canonicalEvent = canonicalTextOf(event) ?? jcs(event);
     const hash = sha256hex(`{"at":${at},"event":${canonicalEvent},"prev":"${prev}","seq":${seq}}`);
     out.push({
       record: { seq, at, prev, hash, event },

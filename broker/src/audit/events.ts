@@ -2,7 +2,7 @@
 // AuditLog using these event types; `audit verify` relies on the fields named
 // here to prove that every issued credential had its approval.
 import { CountersignError } from '../errors.js';
-import { canonicalEvent } from './chain.js';
+import { canonicalEvent } from './canonical.js';
 
 /**
  * Every event type, with the fields an event of that type must carry (more are

@@ -9,7 +9,7 @@
 // ERR_AUDIT_EVIDENCE_MISSING, like any credential without its evidence.
 import type { AuditRecord } from './chain.js';
 import { checkPasskeyAssertion, describeChallenge, type PasskeyAssertion } from './passkey-assertion.js';
-import type { AuditProblemCode, RecordCheck, VerifyContext } from './verify.js';
+import type { AuditProblemCode, RecordCheck, VerifyContext } from './record-check.js';
 
 interface PasskeyAuditProblem {
   code: AuditProblemCode;

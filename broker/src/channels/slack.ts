@@ -2,6 +2,7 @@
 // and SLACK_* variables, and the Slack approver itself, loaded only when Slack is
 // on (so a broker without Slack never loads Bolt).
 import type { ApprovalWorkflow, ApproverChannel, ApproverConsole, PrincipalDirectory } from '@countersign/approvers';
+import type { SlackUsergroups } from '@countersign/approvers/slack';
 import { resolveSlackSettings, SlackSettingsError, type SlackSettings } from '@countersign/approvers/slack/settings';
 
 export { SLACK_EVENTS_PATH } from '@countersign/approvers/slack/settings';
@@ -59,7 +60,10 @@ export const SLACK_CHANNEL_NAME = 'slack';
 
 export interface SlackDeps {
   workflow: ApprovalWorkflow;
-  directory: PrincipalDirectory & { setSlackUsergroupResolver?(resolver: (id: string) => Promise<string[]>): void };
+  /** Resolves slack_usergroup groups through `usergroups` already (Principals.withSlackUsergroups). */
+  directory: PrincipalDirectory;
+  /** From openSlackUsergroups: built before the directory, so nothing is bound late. */
+  usergroups: SlackUsergroups;
   redis: Redis;
   keys: Keys;
   audit: AuditLog;
@@ -83,7 +87,24 @@ export interface BrokerSlack {
   close(): Promise<void>;
 }
 
-/** Builds the Slack approver (loading Bolt); Slack user groups resolve through it from now on. */
+/**
+ * Slack user group members (cached in Redis), built before the principal directory that
+ * resolves slack_usergroup groups through them; createSlack then shares them.
+ */
+export async function openSlackUsergroups(
+  settings: SlackSettings,
+  deps: { redis: Redis; keys: Keys; logger: Logger },
+): Promise<SlackUsergroups> {
+  const { createSlackUsergroups } = await import('@countersign/approvers/slack');
+  return createSlackUsergroups({
+    settings,
+    redis: deps.redis,
+    keys: deps.keys,
+    logger: deps.logger.child({ component: 'slack' }),
+  });
+}
+
+/** Builds the Slack approver (loading Bolt). */
 export async function createSlack(settings: SlackSettings, deps: SlackDeps): Promise<BrokerSlack> {
   const { createSlackApprover } = await import('@countersign/approvers/slack');
   // BullMQ workers block on their connection: give them one of their own.
@@ -111,8 +132,8 @@ export async function createSlack(settings: SlackSettings, deps: SlackDeps): Pro
     runWorker: deps.role !== 'api',
     receive: deps.role !== 'worker',
     console: deps.console,
+    usergroups: deps.usergroups,
   });
-  deps.directory.setSlackUsergroupResolver?.((id) => slack.usergroupMembers(id));
   return {
     channel: slack.channel,
     httpHandler: deps.role === 'worker' ? undefined : slack.httpHandler,

@@ -6,7 +6,7 @@
 // not remembered: they are cheap to redo, and some are about time.
 import { createHash } from 'node:crypto';
 import type { BundleSource, TrustBundle } from './bundle.js';
-import type { SvidIdentity } from './x509-svid.js';
+import type { SvidIdentity } from './svid-identity.js';
 
 interface Entry {
   identity: SvidIdentity;

@@ -11,25 +11,12 @@ import { certificateThumbprint } from '@countersign/proto';
 import { CountersignError, type ErrorCode } from '../errors.js';
 import type { BundleSource, TrustBundle, X509Authority } from './bundle.js';
 import { SvidCache } from './svid-cache.js';
+import type { SvidIdentity } from './svid-identity.js';
 import { parseSpiffeId, trustDomainId } from './spiffe-id.js';
 import { KeyUsageFlags, readCertificateFields, type CertificateFields } from './x509-fields.js';
 import { validatePath, type PathFailureReason } from './x509-path.js';
 
-/** Who a validated certificate says the peer is, and the facts policy may use. */
-export interface SvidIdentity {
-  readonly spiffeId: string;
-  readonly trustDomain: string;
-  readonly path: string;
-  /** RFC 8705 x5t#S256 of the leaf certificate. */
-  readonly thumbprint: string;
-  /** Hex serial number of the leaf. */
-  readonly serial: string;
-  /** Milliseconds since the epoch. */
-  readonly notBefore: number;
-  readonly notAfter: number;
-  /** x5t#S256 of the certificate that signed the leaf (the next in its validated path, or the anchor). */
-  readonly issuedBy?: string;
-}
+export type { SvidIdentity } from './svid-identity.js';
 
 export type SvidRole = 'client' | 'server';
 

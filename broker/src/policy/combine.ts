@@ -2,7 +2,7 @@
 //   deny > (a condition that failed to evaluate) > break_glass > approve > allow > no match (deny)
 // Several approve rules combine into the strictest requirement; see docs/policy.md.
 import { formatDuration } from '../config/duration.js';
-import type { CompiledRule } from './compile.js';
+import type { CompiledRule } from './compiled-rule.js';
 import { approverPool } from './compile.js';
 import type { ApprovalRequirement, Decision, NotifyTargets, PolicyInput, StepUp } from './decision.js';
 import type { Principals } from './principals.js';

@@ -7,30 +7,9 @@ import { compileCondition, isCelProblem, type CompiledCondition } from './cel.js
 import type { PolicyInput } from './decision.js';
 import { compileGlob, isLiteral } from './glob.js';
 import type { Principals } from './principals.js';
+import type { CompiledRule } from './compiled-rule.js';
 import { literalKey } from './rule-index.js';
-import type { PolicyDocument, PolicyRule, RuleDecision } from './schema.js';
-
-export interface CompiledRule {
-  /** Position in the file; rules are reported and combined in file order. */
-  readonly index: number;
-  readonly name: string;
-  readonly decision: RuleDecision;
-  readonly source: PolicyRule;
-  /** Literal operations, for the index; undefined when any operation matches or a glob is used. */
-  readonly operations: readonly string[] | undefined;
-  /** Index keys of the workload patterns (see rule-index.ts); undefined when any caller may match. */
-  readonly workloadKeys: readonly string[] | undefined;
-  /** The trust_domain key, for the index when there are no workload patterns. */
-  readonly trustDomains: readonly string[] | undefined;
-  /** Index keys of the resource patterns; undefined when any resource may match. */
-  readonly resourceKeys: readonly string[] | undefined;
-  /** Every match key (not the condition): cheap, no allocation. */
-  matchesStatic(input: PolicyInput): boolean;
-  /** Why the match keys do not match this input, or undefined when they do. */
-  whyNot(input: PolicyInput): string | undefined;
-  readonly condition: CompiledCondition | undefined;
-  readonly ticketPattern: RegExp | undefined;
-}
+import type { PolicyDocument, PolicyRule } from './schema.js';
 
 const toList = <T>(v: T | T[] | undefined): T[] | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? v : [v];

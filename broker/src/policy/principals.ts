@@ -198,7 +198,7 @@ export class Principals implements PrincipalDirectory {
 
   constructor(
     readonly document: PrincipalsDocument,
-    private slackUsergroups: SlackUsergroupResolver | undefined = undefined,
+    private readonly slackUsergroups: SlackUsergroupResolver | undefined = undefined,
   ) {
     for (const p of document.principals) {
       const principal: Principal = {
@@ -242,9 +242,13 @@ export class Principals implements PrincipalDirectory {
     return Principals.parse(text, file);
   }
 
-  /** Lets the Slack channel resolve slack_usergroup groups once it is running. */
-  setSlackUsergroupResolver(resolver: SlackUsergroupResolver): void {
-    this.slackUsergroups = resolver;
+  /**
+   * The same principals, with slack_usergroup groups resolved through Slack. The composition root
+   * builds the resolver before the parts that look groups up, and hands them this directory; the
+   * policy keeps the file's own view (it needs no Slack: static members only).
+   */
+  withSlackUsergroups(resolver: SlackUsergroupResolver): Principals {
+    return new Principals(this.document, resolver);
   }
 
   hasGroup(group: string): boolean {

@@ -9,7 +9,7 @@
 // candidates take a few map lookups, cached per (operation, caller, resource).
 // Candidates come back in file order, and each is still checked in full: the
 // index only ever skips rules that cannot match.
-import type { CompiledRule } from './compile.js';
+import type { CompiledRule } from './compiled-rule.js';
 
 /** Requests remembered; past this the cache starts over. */
 export const MAX_CACHED_REQUESTS = 4096;

@@ -11,7 +11,7 @@ import {
   type JsonValue,
 } from '@countersign/proto';
 import { invalidField } from '../errors.js';
-import { LIMITS, limitExceeded } from './validate.js';
+import { LIMITS, limitExceeded } from './size-limits.js';
 
 const FIELD = 'parameters';
 

@@ -12,45 +12,12 @@ import {
   type RequestOperationRequest,
 } from '@countersign/proto';
 import { MIN_CREDENTIAL_TTL_MS } from '../credentials/mint.js';
-import { CountersignError, invalidField } from '../errors.js';
+import { invalidField } from '../errors.js';
 import { normalizePrincipalName } from '../policy/principal-name.js';
+import { DEFAULT_SIZE_LIMITS, LIMITS, limitExceeded, type SizeLimits } from './size-limits.js';
 import { parametersFromStruct } from './struct-parameters.js';
 
-export const LIMITS = {
-  operationLength: 128,
-  resourceLength: 512,
-  parametersBytes: PARAMETERS_LIMITS.bytes,
-  reasonLength: 2048,
-  ticketLength: 128,
-  clientRequestIdLength: 128,
-  audienceLength: 512,
-  requestedTtlMs: 24 * 3600_000,
-} as const;
-
-/** The size limits an operator can set (requests.limits); the rest are fixed. */
-export interface SizeLimits {
-  parametersBytes: number;
-  reasonLength: number;
-}
-
-export const DEFAULT_SIZE_LIMITS: SizeLimits = {
-  parametersBytes: LIMITS.parametersBytes,
-  reasonLength: LIMITS.reasonLength,
-};
-
-/** A field is larger than a limit allows: RESOURCE_EXHAUSTED, naming the field and the limit. */
-export function limitExceeded(
-  field: string,
-  message: string,
-  limit: string,
-  details: Record<string, unknown> = {},
-): CountersignError {
-  return new CountersignError('resource_exhausted', 'ERR_LIMIT_EXCEEDED', `${field}: ${message} (limit ${limit})`, {
-    field,
-    limit,
-    ...details,
-  });
-}
+export { DEFAULT_SIZE_LIMITS, LIMITS, limitExceeded, type SizeLimits } from './size-limits.js';
 
 /** A validated, normalised request for one operation. */
 export interface OperationRequest {

@@ -85,7 +85,6 @@ containers:
       - { name: policy, mountPath: /etc/countersign/policy, readOnly: true }
       - { name: principals, mountPath: /etc/countersign/principals, readOnly: true }
       - { name: signing-keys, mountPath: /var/run/countersign/signing-keys, readOnly: true }
-      - { name: tmp, mountPath: /tmp }
       {{- if eq $v.spiffe.mode "csi-driver" }}
       - { name: spiffe-workload-api, mountPath: /spiffe-workload-api, readOnly: true }
       {{- else }}
@@ -103,6 +102,9 @@ containers:
       {{- if $v.oidcExchange.issuers }}
       - { name: oidc-ca, mountPath: /var/run/countersign/oidc-ca, readOnly: true }
       {{- end }}
+      {{- if and $v.oidcExchange.issuers (or $v.oidcExchange.jwks.configMap $v.oidcExchange.jwks.secret) }}
+      - { name: oidc-jwks, mountPath: /etc/countersign/oidc-jwks, readOnly: true }
+      {{- end }}
 volumes:
   - name: config
     configMap: { name: {{ include "countersign.fullname" $root }}-config }
@@ -112,8 +114,6 @@ volumes:
     configMap: { name: {{ default (printf "%s-principals" (include "countersign.fullname" $root)) $v.principals.existingConfigMap }} }
   - name: signing-keys
     secret: { secretName: {{ $v.signingKeys.existingSecret | quote }}, defaultMode: 0400 }
-  - name: tmp
-    emptyDir: { sizeLimit: 256Mi }
   {{- if eq $v.spiffe.mode "csi-driver" }}
   - name: spiffe-workload-api
     csi: { driver: {{ $v.spiffe.csiDriver.driver }}, readOnly: true }
@@ -162,6 +162,13 @@ volumes:
       items:
         - { key: {{ $v.oidcExchange.ca.certKey }}, path: tls.crt }
         - { key: {{ $v.oidcExchange.ca.keyKey }}, path: tls.key }
+  {{- end }}
+  {{- if and $v.oidcExchange.issuers $v.oidcExchange.jwks.configMap }}
+  - name: oidc-jwks
+    configMap: { name: {{ $v.oidcExchange.jwks.configMap | quote }} }
+  {{- else if and $v.oidcExchange.issuers $v.oidcExchange.jwks.secret }}
+  - name: oidc-jwks
+    secret: { secretName: {{ $v.oidcExchange.jwks.secret | quote }} }
   {{- end }}
 {{- with $v.broker.nodeSelector }}
 nodeSelector:

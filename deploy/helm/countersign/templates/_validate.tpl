@@ -92,6 +92,14 @@ console.oidc: console.oidc
 {{- if and $v.oidcExchange.issuers (not $v.oidcExchange.ca.existingSecret) -}}
 {{- fail "oidcExchange.issuers needs oidcExchange.ca.existingSecret: a kubernetes.io/tls Secret holding the intermediate CA that signs exchanged SVIDs (identity.oidc_ca)" -}}
 {{- end -}}
+{{- if and $v.oidcExchange.jwks.configMap $v.oidcExchange.jwks.secret -}}
+{{- fail "oidcExchange.jwks: set configMap or secret, not both (both would be mounted at /etc/countersign/oidc-jwks)" -}}
+{{- end -}}
+{{- range $v.oidcExchange.issuers -}}
+{{- if and .jwks_file (not (or $v.oidcExchange.jwks.configMap $v.oidcExchange.jwks.secret)) -}}
+{{- fail (printf "oidcExchange.issuers[%s].jwks_file=%s needs oidcExchange.jwks.configMap or oidcExchange.jwks.secret: the ConfigMap or Secret holding that file, mounted at /etc/countersign/oidc-jwks" .name .jwks_file) -}}
+{{- end -}}
+{{- end -}}
 {{- $c := $v.broker.credentials -}}
 {{- include "countersign.checkDuration" (dict "value" $c.defaultTtl "name" "broker.credentials.defaultTtl" "key" "credentials.default_ttl" "min" 10000 "max" 86400000 "minText" "10s" "maxText" "24h") -}}
 {{- include "countersign.checkDuration" (dict "value" $c.maxTtl "name" "broker.credentials.maxTtl" "key" "credentials.max_ttl" "min" 10000 "max" 86400000 "minText" "10s" "maxText" "24h") -}}

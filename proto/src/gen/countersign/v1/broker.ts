@@ -221,6 +221,23 @@ export interface Request {
   stepUp: string;
   /** Groups whose members may also decide. */
   groups: string[];
+  /**
+   * When the requester's SVID was exchanged for an OIDC token (identity.oidc): the issuer's
+   * name and the token claims approvers are shown. Untrusted text: display it escaped, inert.
+   */
+  workload: WorkloadClaims | undefined;
+}
+
+export interface WorkloadClaims {
+  /** Name of the identity.oidc issuer that vouched for the token. */
+  issuer: string;
+  /** The claims shown to approvers (repository, workflow, ref, run, actor...), as text. */
+  claims: { [key: string]: string };
+}
+
+export interface WorkloadClaims_ClaimsEntry {
+  key: string;
+  value: string;
 }
 
 export interface Vote {
@@ -910,6 +927,7 @@ function createBaseRequest(): Request {
     approvers: [],
     stepUp: "",
     groups: [],
+    workload: undefined,
   };
 }
 
@@ -980,6 +998,9 @@ export const Request: MessageFns<Request> = {
     }
     for (const v of message.groups) {
       writer.uint32(178).string(v!);
+    }
+    if (message.workload !== undefined) {
+      WorkloadClaims.encode(message.workload, writer.uint32(186).fork()).join();
     }
     return writer;
   },
@@ -1173,6 +1194,14 @@ export const Request: MessageFns<Request> = {
             message.groups.push(reader.string());
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.workload = WorkloadClaims.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1255,6 +1284,7 @@ export const Request: MessageFns<Request> = {
       groups: globalThis.Array.isArray(object?.groups)
         ? object.groups.map((e: any) => globalThis.String(e))
         : [],
+      workload: isSet(object.workload) ? WorkloadClaims.fromJSON(object.workload) : undefined,
     };
   },
 
@@ -1326,6 +1356,9 @@ export const Request: MessageFns<Request> = {
     if (message.groups?.length) {
       obj.groups = message.groups;
     }
+    if (message.workload !== undefined) {
+      obj.workload = WorkloadClaims.toJSON(message.workload);
+    }
     return obj;
   },
 
@@ -1356,6 +1389,209 @@ export const Request: MessageFns<Request> = {
     message.approvers = object.approvers?.map((e) => e) || [];
     message.stepUp = object.stepUp ?? "";
     message.groups = object.groups?.map((e) => e) || [];
+    message.workload = (object.workload !== undefined && object.workload !== null)
+      ? WorkloadClaims.fromPartial(object.workload)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWorkloadClaims(): WorkloadClaims {
+  return { issuer: "", claims: {} };
+}
+
+export const WorkloadClaims: MessageFns<WorkloadClaims> = {
+  encode(message: WorkloadClaims, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.issuer !== "") {
+      writer.uint32(10).string(message.issuer);
+    }
+    globalThis.Object.entries(message.claims).forEach(([key, value]: [string, string]) => {
+      WorkloadClaims_ClaimsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkloadClaims {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkloadClaims();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = WorkloadClaims_ClaimsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.claims[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkloadClaims {
+    return {
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+      claims: isObject(object.claims)
+        ? (globalThis.Object.entries(object.claims) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: WorkloadClaims): unknown {
+    const obj: any = {};
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
+    if (message.claims) {
+      const entries = globalThis.Object.entries(message.claims) as [string, string][];
+      if (entries.length > 0) {
+        obj.claims = {};
+        entries.forEach(([k, v]) => {
+          obj.claims[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkloadClaims>, I>>(base?: I): WorkloadClaims {
+    return WorkloadClaims.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkloadClaims>, I>>(object: I): WorkloadClaims {
+    const message = createBaseWorkloadClaims();
+    message.issuer = object.issuer ?? "";
+    message.claims = (globalThis.Object.entries(object.claims ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseWorkloadClaims_ClaimsEntry(): WorkloadClaims_ClaimsEntry {
+  return { key: "", value: "" };
+}
+
+export const WorkloadClaims_ClaimsEntry: MessageFns<WorkloadClaims_ClaimsEntry> = {
+  encode(message: WorkloadClaims_ClaimsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkloadClaims_ClaimsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkloadClaims_ClaimsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkloadClaims_ClaimsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: WorkloadClaims_ClaimsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkloadClaims_ClaimsEntry>, I>>(base?: I): WorkloadClaims_ClaimsEntry {
+    return WorkloadClaims_ClaimsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkloadClaims_ClaimsEntry>, I>>(object: I): WorkloadClaims_ClaimsEntry {
+    const message = createBaseWorkloadClaims_ClaimsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
