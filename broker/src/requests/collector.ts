@@ -14,8 +14,8 @@ import type { Metrics } from '../observability/metrics.js';
 import { credentialIssuedEvent } from '../credentials/issued-event.js';
 import { approvalEvidence } from './audit-events.js';
 import { ScriptCode } from './script-codes.js';
-import type { Effect } from './outbox.js';
-import { realWaiter, type MinterPort, type OutboxPort, type RequestStorePort, type Waiter } from './ports.js';
+import type { Effect, OutboxPort } from './outbox.js';
+import { realWaiter, type MinterPort, type RequestStorePort, type Waiter } from './ports.js';
 import type { StoredCredential, StoredRequest, StoredVote } from './store.js';
 
 export interface CollectedCredential {

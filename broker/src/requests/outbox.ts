@@ -141,3 +141,6 @@ export class Outbox {
     return seen;
   }
 }
+
+/** The transactional outbox, as its users see it (defined here, not in ports.ts, so the two do not import each other). */
+export type OutboxPort = Pick<Outbox, 'has' | 'pending' | 'complete' | 'completeStale'>;

@@ -7,7 +7,6 @@ import type { CredentialMinter } from '../credentials/mint.js';
 import type { Policy } from '../policy/policy.js';
 import type { ApprovalJobs } from './jobs.js';
 import type { RequestRateLimiter } from './limits.js';
-import type { Outbox } from './outbox.js';
 import type { RequestStore } from './store.js';
 
 /** The request store: every state change is one atomic step (a Lua script in Redis). */
@@ -27,9 +26,6 @@ export type RequestStorePort = Pick<
   | 'noteApproved'
   | 'markCredentialAudited'
 >;
-
-/** The transactional outbox, as its users see it. */
-export type OutboxPort = Pick<Outbox, 'has' | 'pending' | 'complete' | 'completeStale'>;
 
 /** What the outbox enqueues (BullMQ in production). */
 export type ApprovalJobsPort = Pick<ApprovalJobs, 'scheduleExpiry' | 'cancelExpiry' | 'notify'>;

@@ -13,7 +13,8 @@ import type { SvidIdentity } from '../identity/x509-svid.js';
 import type { ExchangedClaims } from '../identity/workload-claims.js';
 import { CountersignError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { MinterPort, OutboxPort, PolicyPort, RateLimiterPort, RequestStorePort } from './ports.js';
+import type { MinterPort, PolicyPort, RateLimiterPort, RequestStorePort } from './ports.js';
+import type { OutboxPort } from './outbox.js';
 import type { StoredRequest } from './store.js';
 import {
   DEFAULT_SIZE_LIMITS,

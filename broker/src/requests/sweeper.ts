@@ -5,7 +5,8 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { OutboxPort, RequestStorePort } from './ports.js';
+import type { RequestStorePort } from './ports.js';
+import type { OutboxPort } from './outbox.js';
 import { ScriptCode } from './script-codes.js';
 import type { BrokerApprovalWorkflow } from './workflow.js';
 
