@@ -5,7 +5,7 @@
 //   hash(n) = hex(SHA-256(JCS({ seq, at, prev: hash(n-1), event })))   (RFC 8785)
 //   hash(0) = 64 zeros (the genesis "previous hash" of record 1)
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { jcs as canonical } from './jcs.js';
 import type { AuditEvent } from './events.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -29,22 +29,20 @@ export interface ChainHead {
 
 export const EMPTY_HEAD: ChainHead = { seq: 0, hash: GENESIS_HASH };
 
-function jcs(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new TypeError('audit record cannot be canonicalized');
-  return text;
-}
+const jcs = (value: unknown): string => canonical(value).text;
 
 /**
- * The canonical text of events that normalizeEvent already canonicalised (it builds the
- * plain event from that text), so that chaining does not canonicalise them a second time.
+ * The canonical text of events that normalizeEvent already canonicalised (with the plain
+ * event, in one walk), so that chaining does not canonicalise them a second time.
  */
 const canonicalTexts = new WeakMap<AuditEvent, string>();
 
 /** Canonicalises an event once: the plain event (JSON, undefined fields dropped) and its RFC 8785 text. */
 export function canonicalEvent(event: AuditEvent): { event: AuditEvent; text: string } {
-  const text = jcs(event);
-  const plain = JSON.parse(text) as AuditEvent;
+  // The plain copy is made in the same walk (what JSON.parse of the text gives), not parsed back.
+  const { text, plain: copy } = canonical(event);
+  if (copy === null || typeof copy !== 'object' || Array.isArray(copy)) throw new TypeError('not an object');
+  const plain = copy as AuditEvent;
   canonicalTexts.set(plain, text);
   return { event: plain, text };
 }
