@@ -70,9 +70,7 @@ function randomValue(r: () => number, depth: number): unknown {
     case 1:
       return r() < 0.5;
     case 2:
-      return r() < 0.5
-        ? (NUMBERS[Math.floor(r() * NUMBERS.length)] as number)
-        : (r() - 0.5) * 10 ** Math.floor(r() * 30);
+      return r() < 0.5 ? NUMBERS[Math.floor(r() * NUMBERS.length)] : (r() - 0.5) * 10 ** Math.floor(r() * 30);
     case 3:
     case 4:
       return randomString(r);

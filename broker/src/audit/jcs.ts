@@ -77,7 +77,7 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
     default:
       throw new TypeError(`a ${typeof value} has no JSON form`);
   }
-  const object = value as object;
+  const object = value;
   if (stack.includes(object)) throw new TypeError('Circular reference detected');
   const toJSON = (object as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === 'function') {
