@@ -118,6 +118,15 @@ test('an audit event with nested evidence, undefined members and a Date', () => 
   assert.equal(Object.hasOwn(plain as object, 'on_behalf_of'), false);
 });
 
+test('members in code-unit order, for few and for many members', () => {
+  const r = prng(7);
+  for (const n of [2, 15, 31, 32, 33, 80]) {
+    const value: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) value[`${randomString(r)}${i % 3 === 0 ? '\u20ac' : ''}${i}`] = i;
+    assert.equal(jcs(value).text, canonicalize(value), `${n} members`);
+  }
+});
+
 test('a "__proto__" member stays an own member of the copy, as JSON.parse keeps it', () => {
   const value = JSON.parse('{"__proto__":{"polluted":1},"a":1}') as object;
   const { text, plain } = jcs(value);

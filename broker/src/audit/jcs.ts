@@ -51,6 +51,26 @@ export function jcs(value: unknown): Canonical {
 /** The canonical text only. */
 export const jcsText = (value: unknown): string => jcs(value).text;
 
+/**
+ * RFC 8785: members sorted by their names' UTF-16 code units (what `<` compares, and
+ * Array.prototype.sort's default order). An insertion sort in place: events have a
+ * dozen or two members, and the built-in sort allocates a work area every time.
+ */
+function sortedKeys(record: Record<string, unknown>): string[] {
+  const keys = Object.keys(record);
+  if (keys.length > 32) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i] as string;
+    let j = i - 1;
+    while (j >= 0 && (keys[j] as string) > key) {
+      keys[j + 1] = keys[j] as string;
+      j--;
+    }
+    keys[j + 1] = key;
+  }
+  return keys;
+}
+
 function walk(value: unknown, out: Canonical, stack: object[]): void {
   switch (typeof value) {
     case 'string':
@@ -88,25 +108,25 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
   }
   stack.push(object);
   if (Array.isArray(object)) {
-    const parts: string[] = [];
     const plain: unknown[] = [];
+    let text = '[';
     for (const item of object as unknown[]) {
+      if (plain.length > 0) text += ',';
       // As JSON.stringify: undefined (and symbols) in an array are null.
       if (item === undefined || typeof item === 'symbol') {
-        parts.push('null');
+        text += 'null';
         plain.push(null);
       } else {
         walk(item, out, stack);
-        parts.push(out.text);
+        text += out.text;
         plain.push(out.plain);
       }
     }
-    out.text = `[${parts.join(',')}]`;
+    out.text = `${text}]`;
     out.plain = plain;
   } else {
-    // RFC 8785: members sorted by their names' UTF-16 code units (Array.prototype.sort's order).
     const record = object as Record<string, unknown>;
-    const keys = Object.keys(record).sort();
+    const keys = sortedKeys(record);
     const plain: Record<string, unknown> = {};
     let text = '{';
     let first = true;
