@@ -163,3 +163,12 @@ test('an object seen twice without a cycle is written twice', () => {
   const value = { a: shared, b: [shared, shared] };
   assert.equal(jcs(value).text, canonicalize(value));
 });
+
+test('the one-call SHA-256 gives what a Hash object gives', async () => {
+  const { createHash } = await import('node:crypto');
+  const { sha256 } = await import('../src/digest.js');
+  for (const input of ['', 'abc', 'é\u20ac\ud83d\ude00', 'x'.repeat(5000)]) {
+    assert.equal(sha256(input, 'hex'), createHash('sha256').update(input, 'utf8').digest('hex'));
+    assert.equal(sha256(input, 'base64url'), createHash('sha256').update(input, 'utf8').digest('base64url'));
+  }
+});
