@@ -59,6 +59,7 @@ function perCall(before: CommandStats, after: CommandStats, calls: number): { co
  * is under load, one .cpuprofile per run (open in Chrome DevTools or speedscope).
  */
 async function profiled<T extends LoadResult>(name: string, run: () => Promise<T>): Promise<T> {
+  if (process.env.BENCH_HEAP_PROFILE) return heapProfiled(process.env.BENCH_HEAP_PROFILE, name, run);
   const dir = process.env.BENCH_CPU_PROFILE;
   if (!dir) return run();
   let calls = 0;
@@ -78,6 +79,36 @@ async function profiled<T extends LoadResult>(name: string, run: () => Promise<T
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
     // The calls the server answered meanwhile (measured and warm-up), for a per-call budget.
+    await writeFile(join(dir, `${name}.calls`), String(calls));
+    session.disconnect();
+  }
+}
+
+/**
+ * BENCH_HEAP_PROFILE=dir: a sampling heap profile of the broker's allocations under load,
+ * the ones already collected included (what the garbage collector had to deal with), one
+ * .heapprofile per run (Chrome DevTools: Memory, "Allocation sampling").
+ */
+async function heapProfiled<T extends LoadResult>(dir: string, name: string, run: () => Promise<T>): Promise<T> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('HeapProfiler.enable');
+  await post('HeapProfiler.startSampling', {
+    samplingInterval: 16384,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  let calls = 0;
+  try {
+    const result = await run();
+    calls = result.calls + result.warmupCalls;
+    return result;
+  } finally {
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${name}.heapprofile`), JSON.stringify(profile));
     await writeFile(join(dir, `${name}.calls`), String(calls));
     session.disconnect();
   }

@@ -60,4 +60,27 @@ describe('head signatures (node:crypto) against jose', () => {
     const foreign = await verifyHeadSignature(sig, createLocalJWKSet(other.allPublicJwks()), head);
     assert.equal(!foreign.ok && foreign.code, 'ERR_AUDIT_HEAD_SIGNATURE');
   });
+
+  it('remembers its own recent heads, but still checks what it did not sign', async () => {
+    const keyring = new Keyring([await parseSigningKey(generateSigningKeyPem(), 'k.pem')], { maxTtlMs: 60_000 });
+    let lookups = 0;
+    const jwks = createLocalJWKSet(keyring.allPublicJwks());
+    const signer = new KeyringHeadSigner(keyring, 'spiffe://example.org/b', (...args) => {
+      lookups++;
+      return jwks(...args);
+    });
+    const now = Date.UTC(2026, 0, 1);
+    const heads = Array.from({ length: 20 }, (_, i) => ({ seq: i + 1, hash: i.toString(16).padStart(64, '0') }));
+    const sigs = heads.map((h) => signer.sign(h, 0, now));
+    // The checkpointer reads a head back while the next appends are already signed: no verification for those.
+    for (const i of [19, 18, 10, 4]) assert.equal((await signer.verify(sigs[i], heads[i]!)).ok, true);
+    assert.equal(lookups, 0);
+    // Older than the ones remembered: verified with the key set.
+    assert.equal((await signer.verify(sigs[0], heads[0]!)).ok, true);
+    assert.equal(lookups, 1);
+    // A remembered signature over another head, or an altered one, is not taken on trust.
+    assert.equal((await signer.verify(sigs[19], heads[18]!)).ok, false);
+    const altered = `${sigs[19]!.slice(0, -2)}${sigs[19]!.endsWith('A') ? 'B' : 'A'}A`;
+    assert.equal((await signer.verify(altered, heads[19]!)).ok, false);
+  });
 });

@@ -2,6 +2,7 @@
 // kept until what it signed has expired), configuration errors, key material
 // that never shows up in logs, and the key_rotation audit event.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { RedisAuditLog } from '../src/audit/audit-log.js';
@@ -10,6 +11,7 @@ import { parseConfig } from '../src/config/config.js';
 import {
   generateSigningKeyPem,
   Keyring,
+  lowS,
   parseSigningKey,
   VERIFIER_MAX_SKEW_MS,
   type SigningKey,
@@ -157,6 +159,20 @@ credentials:
     assert.throws(() => parseConfig(`${base}      activate_at: 2026-03-01 00:00\n`, '/etc/cs/config.yaml'), {
       message: /config\.yaml:9:\d+: credentials\.signing_keys\[1\]\.activate_at: expected an RFC 3339 time with a zone/,
     });
+  });
+});
+
+describe('low-S ES256 signatures', () => {
+  const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+  const hex = (n: bigint) => n.toString(16).padStart(64, '0');
+  it('keeps s at most n/2 and turns a high s into n - s, as BigInt arithmetic does', () => {
+    const r = 'ab'.repeat(32);
+    const cases = [1n, N >> 1n, (N >> 1n) + 1n, N - 1n, N - 0x100n, 0xffn << 200n];
+    for (let i = 0; i < 2000; i++) cases.push(BigInt(`0x${randomBytes(32).toString('hex')}`) % N);
+    for (const s of cases) {
+      const out = lowS(Buffer.from(r + hex(s), 'hex')).toString('hex');
+      assert.equal(out, r + hex(s <= N >> 1n ? s : N - s), hex(s));
+    }
   });
 });
 

@@ -130,13 +130,21 @@ function walkValue(bytes: Uint8Array, field: string, path: string, depth: number
   }
 }
 
-/** The first Struct field holding what the generated decoder would drop or choke on, as an error naming it. */
+/** The first Struct field (in the message's order) holding what the generated decoder would drop or choke on, as an error naming it. */
 export function structProblem(
   bytes: Uint8Array,
   fields: { number: number; name: string }[],
 ): CountersignError | undefined {
   try {
-    for (const f of fields) for (const struct of occurrences(bytes, f.number)) walkStruct(struct, f.name, f.name, 0);
+    // One pass over the message (every request goes through here; most carry no Struct):
+    // each occurrence of a Struct field is walked where it stands.
+    const reader = new BinaryReader(bytes);
+    while (reader.pos < reader.len) {
+      const [n, wireType] = reader.tag();
+      const f = wireType === WireType.LengthDelimited ? fields.find((x) => x.number === n) : undefined;
+      if (f === undefined) reader.skip(wireType, n);
+      else walkStruct(reader.bytes(), f.name, f.name, 0);
+    }
   } catch (e) {
     if (e instanceof StructProblem) return e.error;
     // Not even the wire format holds: the generated decoder says so.

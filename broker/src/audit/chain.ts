@@ -4,7 +4,7 @@
 //
 //   hash(n) = hex(SHA-256(JCS({ seq, at, prev: hash(n-1), event })))   (RFC 8785)
 //   hash(0) = 64 zeros (the genesis "previous hash" of record 1)
-import { createHash } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import { canonicalTextOf, jcs } from './canonical.js';
 import type { AuditEvent } from './events.js';
 
@@ -31,9 +31,7 @@ export const EMPTY_HEAD: ChainHead = { seq: 0, hash: GENESIS_HASH };
 
 /** The hash a record must carry, computed from its other fields. */
 export function recordHash(record: Pick<AuditRecord, 'seq' | 'at' | 'prev' | 'event'>): string {
-  return createHash('sha256')
-    .update(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'utf8')
-    .digest('hex');
+  return sha256(jcs({ seq: record.seq, at: record.at, prev: record.prev, event: record.event }), 'hex');
 }
 
 /** A chained record and its stored text (the same bytes serializeRecord gives, built without a second JCS pass). */
@@ -42,7 +40,7 @@ export interface ChainedRecord {
   line: string;
 }
 
-const sha256hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+const sha256hex = (text: string): string => sha256(text, 'hex');
 
 /** Chains already-normalized events after `head`, all stamped `at` (an integer, ms). */
 export function chainRecords(head: ChainHead, events: AuditEvent[], at: number): ChainedRecord[] {

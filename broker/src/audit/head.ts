@@ -104,13 +104,19 @@ export async function verifyHeadSignature(
   return { ok: true, claims };
 }
 
+/** How many of its own latest head signatures a signer remembers (an append signs one). */
+const SIGNED_HEADS_KEPT = 16;
+
 /** Signs heads with the keyring's current signing key; verifies with every key it holds. */
 export class KeyringHeadSigner implements HeadSigner {
   private readonly getKey: JWTVerifyGetKey;
   /** Heads already verified (seq:hash:sig), so a replica re-reading the same head does not verify it twice. */
   private readonly verified = new Map<string, HeadClaims>();
-  /** The last head this process signed (seq:hash:sig) and its claims. */
-  private signed: { key: string; claims: HeadClaims } | undefined;
+  /**
+   * The last heads this process signed (seq:hash:sig) and their claims. More than the latest:
+   * the checkpointer reads the head back while the next append (already signed) is in flight.
+   */
+  private readonly signed = new Map<string, HeadClaims>();
 
   constructor(
     private readonly keyring: AuditKeyring,
@@ -130,15 +136,15 @@ export class KeyringHeadSigner implements HeadSigner {
     };
     const sig = signCompactJws(this.keyring.signingKey(now), HEAD_TYPE, claims as unknown as Record<string, unknown>);
     // A head this process signed needs no verifying when it reads it back (the checkpointer
-    // does, every N events): only the latest is remembered, so anything else is checked.
-    this.signed = { key: `${head.seq}:${head.hash}:${sig}`, claims };
+    // does, every N events): the last SIGNED_HEADS_KEPT are remembered, anything else is checked.
+    if (this.signed.size >= SIGNED_HEADS_KEPT) this.signed.delete(this.signed.keys().next().value as string);
+    this.signed.set(`${head.seq}:${head.hash}:${sig}`, claims);
     return sig;
   }
 
   async verify(sig: string | undefined, head: ChainHead): Promise<HeadVerification> {
     const cacheKey = `${head.seq}:${head.hash}:${sig ?? ''}`;
-    if (this.signed?.key === cacheKey) return { ok: true, claims: this.signed.claims };
-    const known = this.verified.get(cacheKey);
+    const known = this.signed.get(cacheKey) ?? this.verified.get(cacheKey);
     if (known !== undefined) return { ok: true, claims: known };
     const result = await verifyHeadSignature(sig, this.getKey, head);
     if (result.ok) {

@@ -21,8 +21,19 @@ export interface AuditKeyring {
 
 const b64url = (value: string): string => Buffer.from(value, 'utf8').toString('base64url');
 
+/** The encoded protected header of each key, per typ: the same bytes for every signature. */
+const headers = new WeakMap<AuditSigningKey, Map<string, string>>();
+
+function encodedHeader(key: AuditSigningKey, typ: string): string {
+  let byTyp = headers.get(key);
+  if (byTyp === undefined) headers.set(key, (byTyp = new Map<string, string>()));
+  let header = byTyp.get(typ);
+  if (header === undefined) byTyp.set(typ, (header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ }))));
+  return header;
+}
+
 /** A compact JWS over `payload` with the key's alg and kid and the given typ. */
 export function signCompactJws(key: AuditSigningKey, typ: string, payload: Record<string, unknown>): string {
-  const input = `${b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ }))}.${b64url(JSON.stringify(payload))}`;
+  const input = `${encodedHeader(key, typ)}.${b64url(JSON.stringify(payload))}`;
   return `${input}.${key.signJwsInput(input).toString('base64url')}`;
 }

@@ -1,10 +1,10 @@
 // The audit event that records a credential leaving the broker. Whoever hands
 // out a credential (the allow path, an approved request being collected) appends
 // this, with the decision that justified it, before the caller gets the token.
-import { createHash } from 'node:crypto';
 import type { CredentialClaims } from '@countersign/proto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { AuditEvent } from '../audit/events.js';
+import { sha256 } from '../digest.js';
 
 /**
  * Built from the token itself when only the token is at hand (a collector that
@@ -36,6 +36,6 @@ export function credentialIssuedEvent(
     acr: claims.acr,
     approval: claims.approval,
     // Lets whoever holds a token find its record without the token being stored.
-    token_sha256: createHash('sha256').update(token).digest('base64url'),
+    token_sha256: sha256(token, 'base64url'),
   };
 }

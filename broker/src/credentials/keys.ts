@@ -47,12 +47,25 @@ function keyError(source: string, message: string): CountersignError {
 /** Order of the P-256 group. */
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 
-/** An ES256 signature (r||s) with s in the lower half of the group: the one form strict verifiers accept. */
-function lowS(signature: Buffer): Buffer {
-  const s = BigInt(`0x${signature.subarray(32).toString('hex')}`);
-  if (s <= P256_N >> 1n) return signature;
-  const low = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
-  return Buffer.concat([signature.subarray(0, 32), low]);
+const P256_N_BYTES = Buffer.from(P256_N.toString(16).padStart(64, '0'), 'hex');
+const P256_HALF_N_BYTES = Buffer.from((P256_N >> 1n).toString(16).padStart(64, '0'), 'hex');
+
+/**
+ * An ES256 signature (r||s) with s in the lower half of the group: the one form strict
+ * verifiers accept. Big-endian byte arithmetic on the fresh signature buffer (once per
+ * credential: no hex strings, no BigInt).
+ */
+export function lowS(signature: Buffer): Buffer {
+  const s = signature.subarray(32, 64);
+  if (Buffer.compare(s, P256_HALF_N_BYTES) <= 0) return signature;
+  // s := n - s (n > s, so no borrow is left over).
+  let borrow = 0;
+  for (let i = 31; i >= 0; i--) {
+    const d = (P256_N_BYTES[i] as number) - (s[i] as number) - borrow;
+    borrow = d < 0 ? 1 : 0;
+    s[i] = d & 0xff;
+  }
+  return signature;
 }
 
 /** Parses a PKCS#8 PEM private key: EC P-256 (ES256) or Ed25519 (EdDSA). */

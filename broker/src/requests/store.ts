@@ -3,7 +3,7 @@
 // only moves data: who may do what is decided in workflow.ts.
 import { displayedClaims } from '../identity/workload-claims.js';
 import type { JsonObject } from '@countersign/proto';
-import { createHash } from 'node:crypto';
+import { sha256 as sha256Of } from '../digest.js';
 import type { PasskeyAssertion } from '../audit/passkey-assertion.js';
 import type { Clock } from '../clock.js';
 import { CountersignError } from '../errors.js';
@@ -104,7 +104,7 @@ export interface StoredCredential {
 
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600_000;
 
-const sha256 = (text: string): string => createHash('sha256').update(text).digest('base64url');
+const sha256 = (text: string): string => sha256Of(text, 'base64url');
 
 /** The key under which one workload's limits and indexes live. */
 export const workloadHash = (spiffeId: string): string => sha256(spiffeId);
