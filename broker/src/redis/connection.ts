@@ -167,9 +167,11 @@ export function fromRedisError(e: unknown, what: string): CountersignError {
   if (e instanceof CountersignError) return e;
   const err = e as Error;
   // A cluster slot being resharded or failing over: transient, the caller retries (UNAVAILABLE).
+  // NOSCRIPT too: a script cache miss that the client did not cure with EVAL, as ioredis does
+  // not after an ASK redirect during a slot migration (BullMQ's scripts); the retry cures it.
   if (
     err?.name === 'ReplyError' &&
-    /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK|LOADING|MASTERDOWN|READONLY|NOREPLICAS)\b/.test(err.message)
+    /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK|LOADING|MASTERDOWN|READONLY|NOREPLICAS|NOSCRIPT)\b/.test(err.message)
   ) {
     return unavailable('ERR_REDIS_UNAVAILABLE', `${what}: Redis is unavailable (${err.message.split(' ')[0]})`, e);
   }
