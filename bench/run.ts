@@ -42,7 +42,13 @@ for (const name of selected) {
     process.exit(2);
   }
 }
-process.stdout.write(`node ${process.version}, ${seconds}s per measurement (BENCH_SECONDS to change)\n`);
+process.stdout.write(
+  `node ${process.version}, ${seconds}s per measurement (BENCH_SECONDS to change), ${
+    process.env.BENCH_SOURCE === '1'
+      ? 'the TypeScript sources through tsx'
+      : 'the compiled dist/ (BENCH_SOURCE=1: the sources)'
+  }\n`,
+);
 for (const [name, run] of Object.entries(benches)) {
   if (selected.length > 0 && !selected.includes(name)) continue;
   await run();

@@ -172,3 +172,33 @@ test('the one-call SHA-256 gives what a Hash object gives', async () => {
     assert.equal(sha256(input, 'base64url'), createHash('sha256').update(input, 'utf8').digest('base64url'));
   }
 });
+
+test('an object JSON keeps as it is is its own plain copy; one it changes is copied whole', () => {
+  const kept = { type: 'decision', b: 1, a: 'x', nested: { n: 2, t: true, z: null } };
+  const same = jcs(kept);
+  assert.equal(same.plain, kept);
+  assert.deepStrictEqual(same.plain, JSON.parse(same.text));
+  // Arrays are always copied (JSON drops what an array holds besides its items).
+  const withArray = { a: [1, 2] };
+  assert.notEqual(jcs(withArray).plain, withArray);
+  assert.deepStrictEqual(jcs(withArray).plain, withArray);
+  // A change after some members were kept (undefined, -0, toJSON, a class instance): the copy has them all.
+  for (const [change, expected] of [
+    [undefined, undefined],
+    [-0, 0],
+    [new Date(0), '1970-01-01T00:00:00.000Z'],
+    [{ toJSON: () => 'j' }, 'j'],
+  ] as const) {
+    const value = { a: 1, b: 'two', c: { d: 3 }, m: change, z: 'last' };
+    const { text, plain } = jcs(value);
+    assert.notEqual(plain, value);
+    assert.deepStrictEqual(plain, JSON.parse(text));
+    assert.equal(Object.is((plain as Record<string, unknown>).m, expected), true);
+    assert.equal((plain as { c: unknown }).c, value.c, 'an unchanged member object is kept as it is');
+  }
+  const instance = new (class Event {
+    a = 1;
+  })();
+  assert.notEqual(jcs(instance).plain, instance);
+  assert.deepStrictEqual(jcs(instance).plain, { a: 1 });
+});

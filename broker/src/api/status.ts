@@ -87,7 +87,8 @@ export function unary<Req, Res>(
     const span = ctx.tracing?.serverSpan(method, call.metadata);
     run(call, handler).then(
       (response) => {
-        endSpan(span, describe ? { attributes: describe(response) } : {});
+        // The span's attributes are made only when there is a span (tracing on): not on every call.
+        if (span !== undefined) endSpan(span, describe ? { attributes: describe(response) } : {});
         callback(null, response);
       },
       (error: unknown) => {

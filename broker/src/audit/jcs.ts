@@ -71,6 +71,13 @@ function sortedKeys(record: Record<string, unknown>): string[] {
   return keys;
 }
 
+/** A copy of the first n members (in key order): until a member differs, all were kept as they are. */
+function copyOfFirst(record: Record<string, unknown>, keys: string[], n: number): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (let j = 0; j < n; j++) copy[keys[j] as string] = record[keys[j] as string];
+  return copy;
+}
+
 function walk(value: unknown, out: Canonical, stack: object[]): void {
   switch (typeof value) {
     case 'string':
@@ -127,22 +134,35 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
   } else {
     const record = object as Record<string, unknown>;
     const keys = sortedKeys(record);
-    const plain: Record<string, unknown> = {};
+    // The plain copy is made only when it would differ from the value itself: a plain
+    // object whose members are all kept as they are (no undefined, no toJSON, no -0, no
+    // array below it: arrays are always copied) is its own plain copy. The allow path's events are such objects, and copying
+    // them was most of what this walk allocated.
+    let plain: Record<string, unknown> | undefined =
+      Object.getPrototypeOf(record) === Object.prototype ? undefined : {};
     let text = '{';
     let first = true;
-    for (const key of keys) {
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
       const member = record[key];
-      if (member === undefined || typeof member === 'symbol') continue;
+      if (member === undefined || typeof member === 'symbol') {
+        plain ??= copyOfFirst(record, keys, i);
+        continue;
+      }
       walk(member, out, stack);
       text += first ? `${quoteKey(key)}:${out.text}` : `,${quoteKey(key)}:${out.text}`;
       first = false;
+      if (plain === undefined) {
+        if (key !== '__proto__' && Object.is(out.plain, member)) continue;
+        plain = copyOfFirst(record, keys, i);
+      }
       // A "__proto__" member is an own property here, as JSON.parse makes it.
       if (key === '__proto__')
         Object.defineProperty(plain, key, { value: out.plain, enumerable: true, writable: true, configurable: true });
       else plain[key] = out.plain;
     }
     out.text = `${text}}`;
-    out.plain = plain;
+    out.plain = plain ?? record;
   }
   stack.pop();
 }

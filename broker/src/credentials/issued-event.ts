@@ -19,7 +19,7 @@ export function credentialIssuedEvent(
   const claims = minted?.claims ?? (decodeJwt(token) as unknown as CredentialClaims);
   const kid = minted?.kid ?? decodeProtectedHeader(token).kid;
   const details = claims.authorization_details[0];
-  return {
+  const event: AuditEvent = {
     type: 'credential_issued',
     request_id: requestId,
     jti: claims.jti,
@@ -32,10 +32,12 @@ export function credentialIssuedEvent(
     resource: details?.resource,
     parameters_digest: details?.parameters_digest,
     certificate_thumbprint: claims.cnf['x5t#S256'],
-    on_behalf_of: claims.act?.sub,
-    acr: claims.acr,
-    approval: claims.approval,
     // Lets whoever holds a token find its record without the token being stored.
     token_sha256: sha256(token, 'base64url'),
   };
+  // Absent ones left out, not undefined: the event is then canonicalised without a copy (audit/jcs.ts).
+  if (claims.act?.sub !== undefined) event.on_behalf_of = claims.act.sub;
+  if (claims.acr !== undefined) event.acr = claims.acr;
+  if (claims.approval !== undefined) event.approval = claims.approval;
+  return event;
 }

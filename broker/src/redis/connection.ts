@@ -55,7 +55,12 @@ export function redisOptions(options: RedisConnectOptions = {}): RedisOptions {
     enableOfflineQueue: options.forBullmq ?? false,
     maxRetriesPerRequest: options.forBullmq ? null : 1,
     connectTimeout: options.connectTimeoutMs ?? 5000,
-    enableAutoPipelining: !options.forBullmq,
+    // Off: the broker batches its own hot commands (one rate-limit script call per workload's
+    // concurrent requests, one audit append per batch), so ioredis's auto-pipelining had little
+    // left to merge (about 0.23 commands per allowed request) and cost a Pipeline object, extra
+    // promises and a setImmediate per command, and held each command back while the previous
+    // pipeline's replies were outstanding (docs/performance.md, third round).
+    enableAutoPipelining: false,
     // Behind Sentinel the new primary is there within seconds: look again often, not every 5 s.
     retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), options.sentinel === undefined ? 5000 : 500),
   };

@@ -64,18 +64,34 @@ export class RequestService {
     private readonly options: RequestServiceOptions,
   ) {}
 
+  /**
+   * The request's facts, as the audit records them. Absent fields are left out rather
+   * than set to undefined: an event without undefined members is canonicalised without
+   * a copy (audit/jcs.ts), and the record's text is the same either way.
+   */
   private requestFacts(identity: SvidIdentity, op: OperationRequest) {
-    return {
+    const facts: {
+      requester: string;
+      operation: string;
+      resource: string;
+      parameters_digest: string;
+      audience: string;
+      on_behalf_of?: string;
+      reason?: string;
+      ticket?: string;
+      certificate_thumbprint: string;
+    } = {
       requester: identity.spiffeId,
       operation: op.operation,
       resource: op.resource,
       parameters_digest: op.parametersDigest,
       audience: op.audience,
-      on_behalf_of: op.onBehalfOf || undefined,
-      reason: op.reason || undefined,
-      ticket: op.ticket || undefined,
       certificate_thumbprint: identity.thumbprint,
     };
+    if (op.onBehalfOf) facts.on_behalf_of = op.onBehalfOf;
+    if (op.reason) facts.reason = op.reason;
+    if (op.ticket) facts.ticket = op.ticket;
+    return facts;
   }
 
   async requestOperation(identity: Requester, raw: RequestOperationRequest): Promise<OperationOutcome> {

@@ -29,10 +29,12 @@
                                                                   sees whether the record it appended after is still there
     {-1, chain length}                                            the head is missing but the chain is not empty: refuse to fork
 ]]
-local seq = redis.call("HGET", KEYS[2], "seq")
+-- One read of the head's fields (not an HGET each: this runs once per batch of appends).
+local found = redis.call("HMGET", KEYS[2], "seq", "hash", "checkpoint_seq")
+local seq = found[1]
 local hash
 if seq then
-  hash = redis.call("HGET", KEYS[2], "hash")
+  hash = found[2]
 else
   local length = redis.call("LLEN", KEYS[1])
   if length > 0 then
@@ -47,7 +49,7 @@ else
   seq = "0"
   hash = string.rep("0", 64)
 end
-local checkpoint = tonumber(redis.call("HGET", KEYS[2], "checkpoint_seq") or "0")
+local checkpoint = tonumber(found[3] or "0")
 if seq ~= ARGV[1] or hash ~= ARGV[2] then
   local first = tonumber(redis.call("HGET", KEYS[2], "first_seq") or "1")
   local expected = tonumber(ARGV[1])
