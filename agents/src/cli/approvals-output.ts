@@ -65,10 +65,14 @@ export const LIST_PARAMETERS_CHARS = 48;
 
 /** The parameters as one table cell: whole, or cut with the count left and where to see them whole. */
 export function parametersCell(r: Pick<Request, 'id' | 'parametersJson'>, max = LIST_PARAMETERS_CHARS): string {
-  const text = r.parametersJson || '{}';
+  return cutCell(r.parametersJson || '{}', r.id, max);
+}
+
+/** Untrusted text as one table cell: escaped, whole or cut with the count left and where to see it whole. */
+function cutCell(text: string, id: string, max: number): string {
   const chars = [...text];
   if (chars.length <= max) return visible(text);
-  return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${r.id})`;
+  return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${id})`;
 }
 
 /** How many characters of the workload claims the table shows, like the parameters. */
@@ -82,9 +86,7 @@ export const LIST_CLAIMS_CHARS = 48;
 export function workloadCell(r: Pick<Request, 'id' | 'workload'>, max = LIST_CLAIMS_CHARS): string {
   if (r.workload === undefined) return '-';
   const claims = Object.entries(r.workload.claims).map(([name, value]) => `${name}=${value}`);
-  const chars = [...`${r.workload.issuer}: ${claims.join(', ')}`];
-  if (chars.length <= max) return visible(chars.join(''));
-  return `${visible(chars.slice(0, max).join(''))}…(${chars.length - max} more chars, see countersign approvals show ${r.id})`;
+  return cutCell(`${r.workload.issuer}: ${claims.join(', ')}`, r.id, max);
 }
 
 export function printPendingList(requests: Request[], output: 'table' | 'json', print: Print): void {
