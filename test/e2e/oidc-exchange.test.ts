@@ -231,7 +231,7 @@ describe('exchanging an OIDC token for an SVID', () => {
     const table: string[] = [];
     printPendingList([listed], 'table', (l) => table.push(l));
     assert.match(table[0] as string, /OIDC CLAIMS/);
-    assert.match(table[1] as string, /github: .*repository=my-org\/app/);
+    assert.match(table[1] as string, /github: .*repository="my-org\/app"/);
     const json: string[] = [];
     printPendingList([listed], 'json', (l) => json.push(l));
     assert.deepEqual((JSON.parse(json.join('\n')) as { workload: unknown }[])[0]?.workload, {
@@ -244,9 +244,9 @@ describe('exchanging an OIDC token for an SVID', () => {
       (l) => shown.push(l),
     );
     assert.ok(shown.includes('identity from an OIDC token (issuer github):'), shown.join('\n'));
-    assert.ok(shown.includes('  actor: alice'), shown.join('\n'));
-    assert.ok(shown.includes('  workflow: Deploy <https://evil.example|click here> *now*'), shown.join('\n'));
-    assert.ok(shown.includes('  note: a\\u202eb\\u001b[31m'), `control characters escaped: ${shown.join('\n')}`);
+    assert.ok(shown.includes('  actor: "alice"'), shown.join('\n'));
+    assert.ok(shown.includes('  workflow: "Deploy <https://evil.example|click here> *now*"'), shown.join('\n'));
+    assert.ok(shown.includes('  note: "a\\u202eb\\u001b[31m"'), `control characters escaped: ${shown.join('\n')}`);
     // A request made with a plain SVID has no claims, and the table no column for them.
     const plain: string[] = [];
     printPendingList([{ ...listed, workload: undefined }], 'table', (l) => plain.push(l));

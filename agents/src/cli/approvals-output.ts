@@ -55,9 +55,31 @@ const shorten = (text: string, max: number) => (text.length > max ? `${text.slic
  * controls (a terminal obeys ESC and CSI) are shown as \uXXXX, never passed through.
  */
 export const visible = (text: string): string =>
-  text.replace(
-    /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]/gu,
-    (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`,
+  text.replace(HIDDEN, (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`);
+
+/**
+ * What a terminal would obey or not show: controls, format characters (bidi, zero-width), line
+ * and paragraph separators, private-use, unassigned and lone surrogates; and what shows as
+ * nothing or as a blank that is not a space (so it can pad a forged line or hide text): every
+ * space separator but U+0020, the braille blank, and every default-ignorable code point (the
+ * Hangul fillers, the combining grapheme joiner, the variation selectors, ...).
+ */
+const HIDDEN =
+  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}\p{Cs}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u2800\p{Default_Ignorable_Code_Point}]/gu;
+
+/**
+ * JSON for a terminal: the same text, with every HIDDEN character written as a JSON \\u escape
+ * (UTF-16 units, so astral ones as a surrogate pair); JSON.stringify escapes only C0 controls.
+ */
+export const terminalJson = (value: unknown): string =>
+  // A raw newline is the layout's own: inside strings JSON.stringify has escaped every C0 control.
+  (JSON.stringify(value, null, 2) ?? '').replace(HIDDEN, (c) =>
+    c === '\n'
+      ? c
+      : c
+          .split('')
+          .map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
+          .join(''),
   );
 
 /** How many characters of the parameters the table shows before it says how many more there are. */
@@ -85,14 +107,15 @@ export const LIST_CLAIMS_CHARS = 48;
  */
 export function workloadCell(r: Pick<Request, 'id' | 'workload'>, max = LIST_CLAIMS_CHARS): string {
   if (r.workload === undefined) return '-';
-  const claims = Object.entries(r.workload.claims).map(([name, value]) => `${name}=${value}`);
+  // Values quoted (JSON), so a value holding ", name=..." cannot pass for another claim.
+  const claims = Object.entries(r.workload.claims).map(([name, value]) => `${name}=${JSON.stringify(value)}`);
   return cutCell(`${r.workload.issuer}: ${claims.join(', ')}`, r.id, max);
 }
 
 export function printPendingList(requests: Request[], output: 'table' | 'json', print: Print): void {
   if (output === 'json') {
     print(
-      JSON.stringify(
+      terminalJson(
         requests.map((r) => ({
           id: r.id,
           requester: r.requester,
@@ -110,8 +133,6 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
           expires_at: r.expiresAt?.toISOString(),
           workload: r.workload && { issuer: r.workload.issuer, claims: r.workload.claims },
         })),
-        null,
-        2,
       ),
     );
     return;
@@ -125,10 +146,11 @@ export function printPendingList(requests: Request[], output: 'table' | 'json', 
   const rows = requests.map((r) => ({
     ID: r.id,
     REQUESTER: r.requester + (r.onBehalfOf ? ` (for ${r.onBehalfOf})` : ''),
-    ...(withClaims ? { 'OIDC CLAIMS': workloadCell(r) } : {}),
     OPERATION: r.operation,
     RESOURCE: r.resource,
     PARAMETERS: parametersCell(r),
+    // After what is decided on, so long claims never push it off screen.
+    ...(withClaims ? { 'OIDC CLAIMS': workloadCell(r) } : {}),
     VOTES: `${r.votes.filter((v) => v.decision === VoteDecision.VOTE_DECISION_APPROVE).length}/${r.approvalsRequired}`,
     'STEP-UP': r.stepUp,
     'EXPIRES IN': timeLeft(r.expiresAt),
@@ -170,7 +192,8 @@ export function printRequest(r: Request, print: Print): void {
     print(`identity from an OIDC token (issuer ${visible(r.workload.issuer)}):`);
     const claims = Object.entries(r.workload.claims);
     if (claims.length === 0) print('  (no claims to show)');
-    for (const [name, value] of claims) print(`  ${visible(name)}: ${visible(value)}`);
+    // Values quoted (JSON): a value padded to wrap onto a line of its own cannot pass for a claim.
+    for (const [name, value] of claims) print(`  ${visible(name)}: ${visible(JSON.stringify(value))}`);
   }
   print('parameters:');
   const pretty = JSON.stringify(JSON.parse(r.parametersJson || '{}'), null, 2);
