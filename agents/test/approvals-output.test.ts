@@ -48,7 +48,7 @@ describe('approvals output of untrusted claims', () => {
       ['\ufe0f', '\\ufe0f'],
       ['\u{e0100}', '\\ue0100'],
       ['\ud800', '\\ud800'],
-    ]) {
+    ] as const) {
       assert.equal(visible(`a${hidden}b`), `a${shown}b`, `U+${hidden.codePointAt(0)?.toString(16)}`);
     }
     // What was escaped before still is; plain text and the space stay as they are.
