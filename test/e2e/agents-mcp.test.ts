@@ -514,7 +514,11 @@ describe('MCP: countersign mcp and countersign mcp-proxy', () => {
         'the request cancelled',
         async () => !(await alice.listPending()).some((r) => r.id === pending.id),
       );
-      assert.match(proxyStderr(), new RegExp(`cancelled request ${pending.id}: the MCP client cancelled the call`));
+      // The proxy says so once the broker has answered the cancel, which can be a moment after
+      // the request has left the pending list: wait for the line, do not race it.
+      await eventually('the proxy to report the cancellation', () =>
+        new RegExp(`cancelled request ${pending.id}: the MCP client cancelled the call`).test(proxyStderr()),
+      );
       assert.ok(!(await upstreamCalls()).some((c) => c.arguments.table === 'sessions'));
     });
   });
