@@ -12,20 +12,38 @@ import { promisify } from 'node:util';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { echoService } from './echo.js';
-import { fmt, median, table, type LoadResult } from './harness.js';
+import { fmt, median, syscallCounts, table, type LoadResult } from './harness.js';
 import type { LoadClientConfig } from './load-client.js';
 
 const run = promisify(execFile);
 const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
 
 /** The callers' figures, and the CPU this process (which hosts both servers) spent per call meanwhile. */
-async function load(config: LoadClientConfig): Promise<LoadResult & { serverCpuUsPerCall: number }> {
+async function load(config: LoadClientConfig, name: string): Promise<LoadResult & { serverCpuUsPerCall: number }> {
   const before = process.cpuUsage();
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', loadClient, JSON.stringify(config)], {
-    maxBuffer: 1 << 20,
-  });
+  const ioBefore = syscallCounts();
+  // BENCH_CALLER_PROFILE=dir: a V8 CPU profile of the caller process too (one per run, named like the broker's).
+  // BENCH_CALLER_WRAP='strace -c -f -o /tmp/{name}.strace': the caller run under another command ({name}: the run's).
+  const profileDir = process.env.BENCH_CALLER_PROFILE;
+  const nodeArgs = [
+    ...(process.env.BENCH_CALLER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ...(profileDir ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${profileDir}/${name}.caller`] : []),
+    '--import',
+    'tsx',
+    loadClient,
+    JSON.stringify(config),
+  ];
+  const wrap = process.env.BENCH_CALLER_WRAP?.replaceAll('{name}', name).split(' ').filter(Boolean) ?? [];
+  const [file, ...args] = [...wrap, process.execPath, ...nodeArgs] as [string, ...string[]];
+  const { stdout } = await run(file, args, { maxBuffer: 1 << 20 });
   const cpu = process.cpuUsage(before);
+  const io = syscallCounts();
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
+  if (process.env.BENCH_CALLER_STDOUT) await writeFile(`${process.env.BENCH_CALLER_STDOUT}/${name}.out`, stdout);
+  if (process.env.BENCH_CALLER_DETAIL === '1' || profileDir || wrap.length > 0)
+    process.stderr.write(
+      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
+    );
   // The server also served the caller's warm-up calls meanwhile.
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
 }
@@ -135,8 +153,24 @@ export async function benchAllowPath(options: {
 
   // Baseline: grpc-js terminating mTLS itself, echoing the request bytes back.
   const echo = new Server();
+  // BENCH_ECHO_PAD=bytes: the echo answers that many bytes instead of the request's (an experiment: what
+  // an answer the size of the broker's costs the caller, with nothing else different).
+  const pad = Number(process.env.BENCH_ECHO_PAD ?? 0);
+  // BENCH_ECHO_BURN_US=µs: the echo spins that long per call first (a server as slow as the broker, nothing else different).
+  const burnUs = Number(process.env.BENCH_ECHO_BURN_US ?? 0);
   echo.addService(echoService, {
-    echo: (call: { request: Buffer }, cb: (e: null, r: Buffer) => void) => cb(null, call.request),
+    echo: (call: { request: Buffer }, cb: (e: null, r: Buffer) => void) => {
+      if (burnUs > 0) {
+        const until = performance.now() + burnUs / 1000;
+        while (performance.now() < until);
+      }
+      cb(
+        null,
+        pad > 0
+          ? Buffer.concat([call.request, Buffer.alloc(Math.max(0, pad - call.request.length), 120)])
+          : call.request,
+      );
+    },
   });
   const echoPort = await new Promise<number>((resolve, reject) =>
     echo.bindAsync(
@@ -162,11 +196,12 @@ export async function benchAllowPath(options: {
     const ratios: number[] = [];
     const redisRuns: { commands: string; usec: number }[] = [];
     for (let round = 0; round < options.rounds; round++) {
-      const runEcho = () => load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` });
+      const runEcho = () =>
+        load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` }, `echo-c${concurrency}-r${round}`);
       const runBroker = async () => {
         const before = await commandStats(t.broker.redis);
         const result = await profiled(`allow-path-c${concurrency}-r${round}`, () =>
-          load({ ...common, target: 'broker', address: t.address }),
+          load({ ...common, target: 'broker', address: t.address }, `allow-path-c${concurrency}-r${round}`),
         );
         redisRuns.push(perCall(before, await commandStats(t.broker.redis), result.calls + result.warmupCalls));
         return result;

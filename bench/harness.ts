@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 // Closed-loop load: `concurrency` callers each issue the next call as soon as the
 // previous one returns, for a fixed time. Figures are only compared with a
 // baseline measured in the same run, so a noisy machine affects both alike.
@@ -13,6 +14,38 @@ export interface LoadResult {
   cpuUsPerCall: number;
   /** Calls made before the measurement began (the server saw them too). */
   warmupCalls: number;
+  /** Of cpuUsPerCall: user and system time, and per thread (by name, Linux only), in µs per call. */
+  cpuSplit?: { user: number; system: number; threads: Record<string, number> };
+  /** read and write system calls of this process per call (Linux /proc/self/io: sockets, pipes, files). */
+  syscallsPerCall?: { reads: number; writes: number };
+}
+
+/** This process's read and write system calls so far (Linux; zeros elsewhere). */
+export function syscallCounts(): { reads: number; writes: number } {
+  try {
+    const io = readFileSync('/proc/self/io', 'utf8');
+    return { reads: Number(/^syscr: (\d+)/m.exec(io)?.[1]), writes: Number(/^syscw: (\d+)/m.exec(io)?.[1]) };
+  } catch {
+    return { reads: 0, writes: 0 };
+  }
+}
+
+/** CPU time (ns) each thread of this process has run, by thread name (Linux /proc; empty elsewhere). */
+function threadCpuNs(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const name =
+        tid === String(process.pid)
+          ? 'main'
+          : `${readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()}:${Number(tid) - process.pid}`;
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      out.set(name, (out.get(name) ?? 0) + ns);
+    }
+  } catch {
+    // Not Linux, or a thread ended while listed: no split.
+  }
+  return out;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -33,6 +66,8 @@ export async function runLoad(
   }
   const latencies: number[] = [];
   let errors = 0;
+  const threadsBefore = threadCpuNs();
+  const ioBefore = syscallCounts();
   const cpuBefore = process.cpuUsage();
   const start = performance.now();
   const end = start + options.durationMs;
@@ -50,6 +85,12 @@ export async function runLoad(
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const seconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
+  const io = syscallCounts();
+  const threads: Record<string, number> = {};
+  for (const [name, ns] of threadCpuNs()) {
+    const us = (ns - (threadsBefore.get(name) ?? 0)) / 1000 / Math.max(1, latencies.length);
+    if (us >= 0.5) threads[name] = Math.round(us);
+  }
   latencies.sort((a, b) => a - b);
   return {
     calls: latencies.length,
@@ -60,6 +101,15 @@ export async function runLoad(
     errors,
     cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, latencies.length),
     warmupCalls,
+    cpuSplit: {
+      user: cpu.user / Math.max(1, latencies.length),
+      system: cpu.system / Math.max(1, latencies.length),
+      threads,
+    },
+    syscallsPerCall: {
+      reads: (io.reads - ioBefore.reads) / Math.max(1, latencies.length),
+      writes: (io.writes - ioBefore.writes) / Math.max(1, latencies.length),
+    },
   };
 }
 
