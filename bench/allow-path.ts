@@ -12,7 +12,8 @@ import { promisify } from 'node:util';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { startTestBroker, type TestBroker } from '@countersign/broker/testing';
 import { echoService } from './echo.js';
-import { fmt, median, syscallCounts, table, type LoadResult } from './harness.js';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { fmt, median, syscallCounts, table, threadCpuNs, type LoadResult } from './harness.js';
 import type { LoadClientConfig } from './load-client.js';
 
 const run = promisify(execFile);
@@ -22,6 +23,12 @@ const loadClient = fileURLToPath(new URL('./load-client.ts', import.meta.url));
 async function load(config: LoadClientConfig, name: string): Promise<LoadResult & { serverCpuUsPerCall: number }> {
   const before = process.cpuUsage();
   const ioBefore = syscallCounts();
+  const threadsBefore = threadCpuNs();
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  gc.observe({ entryTypes: ['gc'] });
   // BENCH_CALLER_PROFILE=dir: a V8 CPU profile of the caller process too (one per run, named like the broker's).
   // BENCH_CALLER_WRAP='strace -c -f -o /tmp/{name}.strace': the caller run under another command ({name}: the run's).
   const profileDir = process.env.BENCH_CALLER_PROFILE;
@@ -38,11 +45,13 @@ async function load(config: LoadClientConfig, name: string): Promise<LoadResult 
   const { stdout } = await run(file, args, { maxBuffer: 1 << 20 });
   const cpu = process.cpuUsage(before);
   const io = syscallCounts();
+  const threadsAfter = threadCpuNs();
+  gc.disconnect();
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
   if (process.env.BENCH_CALLER_STDOUT) await writeFile(`${process.env.BENCH_CALLER_STDOUT}/${name}.out`, stdout);
   if (process.env.BENCH_CALLER_DETAIL === '1' || profileDir || wrap.length > 0)
     process.stderr.write(
-      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
+      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server GC pauses ${((gcMs * 1000) / (result.calls + result.warmupCalls)).toFixed(1)} µs/call, threads µs/call ${JSON.stringify(Object.fromEntries([...threadsAfter].map(([k, v]) => [k, Math.round((v - (threadsBefore.get(k) ?? 0)) / 1000 / (result.calls + result.warmupCalls))]).filter(([, v]) => (v as number) > 0)))}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
     );
   // The server also served the caller's warm-up calls meanwhile.
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
@@ -136,6 +145,10 @@ export async function benchAllowPath(options: {
   durationMs: number;
   concurrencies: number[];
   rounds: number;
+  /** Each caller's own warm-up (closed loop at the measured concurrency), before its measured calls. */
+  warmupMs: number;
+  /** One unmeasured run of each server before the rounds. */
+  serverWarmup: boolean;
 }): Promise<void> {
   // One workload calling flat out: lift the per-workload rate limit (requests.limits) for the measurement.
   const t = await startTestBroker({
@@ -190,11 +203,18 @@ export async function benchAllowPath(options: {
   const rows: Record<string, string>[] = [];
   const redisRows: Record<string, string>[] = [];
   for (const concurrency of options.concurrencies) {
-    const common = { ...files, concurrency, durationMs: options.durationMs, channels: 1 };
+    const common = { ...files, concurrency, durationMs: options.durationMs, warmupMs: options.warmupMs, channels: 1 };
     const echoRuns: Awaited<ReturnType<typeof load>>[] = [];
     const brokerRuns: Awaited<ReturnType<typeof load>>[] = [];
     const ratios: number[] = [];
     const redisRuns: { commands: string; usec: number }[] = [];
+    // Both servers run in this process for the whole benchmark: one unmeasured run of each first,
+    // so the rounds measure their steady state, not the JIT compiling them (the broker has far more
+    // code to compile than the echo, and compiling it took as much CPU as serving, on V8's threads).
+    if (options.serverWarmup && concurrency === options.concurrencies[0]) {
+      await load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` }, `echo-c${concurrency}-warmup`);
+      await load({ ...common, target: 'broker', address: t.address }, `allow-path-c${concurrency}-warmup`);
+    }
     for (let round = 0; round < options.rounds; round++) {
       const runEcho = () =>
         load({ ...common, target: 'echo', address: `127.0.0.1:${echoPort}` }, `echo-c${concurrency}-r${round}`);

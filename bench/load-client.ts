@@ -20,6 +20,8 @@ export interface LoadClientConfig {
   caFile: string;
   concurrency: number;
   durationMs: number;
+  /** Closed-loop calls at the same concurrency before the measured ones (the caller's JIT warm-up). */
+  warmupMs?: number;
   /** How many client channels (HTTP/2 connections) to spread calls over. */
   channels: number;
 }
@@ -94,7 +96,11 @@ if (config.target === 'echo') {
 }
 
 await call();
-const result = await runLoad(call, { concurrency: config.concurrency, durationMs: config.durationMs });
+const result = await runLoad(call, {
+  concurrency: config.concurrency,
+  durationMs: config.durationMs,
+  ...(config.warmupMs === undefined ? {} : { warmupMs: config.warmupMs }),
+});
 for (const close of closers) close();
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

@@ -20,6 +20,8 @@ const benches: Record<string, () => Promise<void>> = {
       durationMs: seconds * 1000,
       concurrencies: (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number),
       rounds: Number(process.env.BENCH_ROUNDS ?? '5'),
+      warmupMs: Number(process.env.BENCH_WARMUP_SECONDS ?? '2') * 1000,
+      serverWarmup: process.env.BENCH_SERVER_WARMUP !== '0',
     }),
   durability: () => benchDurability({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
   verify: () => benchVerify({ durationMs: seconds * 1000 }),
