@@ -125,6 +125,33 @@ describe('audit chain in Redis', () => {
     assert.deepEqual((await verify()).problems, []);
   });
 
+  it('puts the appends made in one turn of the event loop in one write, the first one included', async () => {
+    // A client's burst of calls is read from one socket read: their records go in one Lua call,
+    // not the first call's alone and the others' one round trip later.
+    const redis = r.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    const original = redis.cs_auditAppend as (...a: unknown[]) => Promise<unknown>;
+    let writes = 0;
+    redis.cs_auditAppend = function (this: unknown, ...a: unknown[]) {
+      writes++;
+      return original.apply(this, a);
+    };
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          log.appendAll([{ type: 'policy_reload', policy_digest: `sha256:${i}`, outcome: 'applied' }]),
+        ),
+      );
+      assert.equal(writes, 1);
+      assert.deepEqual(
+        results.map((records) => records[0]?.seq),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+    } finally {
+      redis.cs_auditAppend = original;
+    }
+    assert.deepEqual((await verify()).problems, []);
+  });
+
   it('reports nothing wrong when verified while the broker keeps appending and checkpointing', async () => {
     let appending = true;
     const writer = (async () => {

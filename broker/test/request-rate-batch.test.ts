@@ -46,6 +46,16 @@ describe('rate limit batching', () => {
     await assert.rejects(limiter.take('spiffe://example.org/ci/a'), { code: 'ERR_RATE_LIMITED' });
   });
 
+  it('takes one script call for a burst made in one turn of the event loop, the first request included', async () => {
+    calls = 0;
+    const limiter = new RequestRateLimiter(new Keys(r.prefix), runner, new ManualClock(1_700_000_000_000), {
+      perSecond: 1000,
+      burst: 1000,
+    });
+    await Promise.all(Array.from({ length: 20 }, () => limiter.take('spiffe://example.org/ci/burst')));
+    assert.equal(calls, 1);
+  });
+
   it('keeps workloads apart, and a refused batch leaves no one waiting', async () => {
     const clock = new ManualClock(1_700_000_000_000);
     const limiter = new RequestRateLimiter(new Keys(r.prefix), runner, clock, { perSecond: 1, burst: 3 });
