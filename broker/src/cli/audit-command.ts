@@ -1,10 +1,10 @@
 // `countersign-broker audit export|verify`: the command definitions; audit.ts runs them, imported
 // when one runs.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { AuditRange } from '../audit/export.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { withConfigOptions, type ConfigFlags } from './config-source.js';
+import type { RangeFlags, VerifyFlags } from './audit.js';
 import { AUDIT_EXIT_HELP } from './constants.js';
 
 function seqOption(value: string): number {
@@ -25,23 +25,6 @@ function timeOption(value: string): number {
     );
   return ms;
 }
-
-export interface RangeFlags {
-  fromSeq?: number;
-  toSeq?: number;
-  since?: number;
-  until?: number;
-}
-
-export const rangeOf = (o: RangeFlags): AuditRange => ({
-  fromSeq: o.fromSeq,
-  toSeq: o.toSeq,
-  since: o.since,
-  until: o.until,
-});
-
-export type VerifyFlags = ConfigFlags &
-  RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' };
 
 export function auditCommand(): Command {
   const audit = new Command('audit')

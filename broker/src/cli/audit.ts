@@ -6,7 +6,7 @@
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWK } from 'jose';
-import { headLine, readAuditExport, readAuditSnapshot, type AuditSnapshot } from '../audit/export.js';
+import { headLine, readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
 import { checkpointLine } from '../audit/sinks.js';
 import { verifyAuditTrail, type AuditProblem, type AuditReport, type ProblemKind } from '../audit/verify.js';
 import { CountersignError } from '../errors.js';
@@ -14,15 +14,30 @@ import type { Redis } from '../redis/connection.js';
 import { connectConfiguredRedis } from '../config/redis.js';
 import { Keys } from '../redis/keys.js';
 import { parseRecord } from '../audit/chain.js';
-import { rangeOf, type RangeFlags, type VerifyFlags } from './audit-command.js';
 import { configFileOf, loadKeyring, type ConfigFlags } from './config-source.js';
 import { loadConfig, type BrokerConfig } from '../config/config.js';
-import { configuredPublicUrl } from '../console/index.js';
+import { configuredPublicUrl } from '../console/public-url.js';
+import { AUDIT_EXIT } from './constants.js';
 import { err, out } from './output.js';
 
-import { AUDIT_EXIT } from './constants.js';
-
 export { AUDIT_EXIT, AUDIT_EXIT_HELP } from './constants.js';
+
+export interface RangeFlags {
+  fromSeq?: number;
+  toSeq?: number;
+  since?: number;
+  until?: number;
+}
+
+export const rangeOf = (o: RangeFlags): AuditRange => ({
+  fromSeq: o.fromSeq,
+  toSeq: o.toSeq,
+  since: o.since,
+  until: o.until,
+});
+
+export type VerifyFlags = ConfigFlags &
+  RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' };
 
 async function withRedis<T>(config: BrokerConfig, use: (redis: Redis, keys: Keys) => Promise<T>): Promise<T> {
   const redis = await connectConfiguredRedis(config, 'countersign-audit-cli');
