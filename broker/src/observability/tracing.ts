@@ -14,14 +14,9 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+// The SDK and the exporter are imported by start() only: a broker without tracing (the default)
+// does not load them.
+import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import type { Logger } from './logger.js';
 
 export interface TracingSettings {
@@ -53,7 +48,13 @@ export class Tracing {
     return new Tracing(trace.getTracer('countersign-broker'), undefined);
   }
 
-  static start(settings: TracingSettings, logger: Logger): Tracing {
+  static async start(settings: TracingSettings, logger: Logger): Promise<Tracing> {
+    const [{ OTLPTraceExporter }, { resourceFromAttributes }, sdk] = await Promise.all([
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace'),
+    ]);
+    const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } = sdk;
     const url = /\/v1\/traces\/?$/.test(settings.endpoint)
       ? settings.endpoint
       : `${settings.endpoint.replace(/\/+$/, '')}/v1/traces`;
