@@ -54,7 +54,7 @@ import { OidcExchange } from './exchange/oidc-exchange.js';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.js';
 import { startHttpServer, type HttpHandler, type RunningHttpServer } from './api/http-server.js';
 import { HealthImplementation } from 'grpc-health-check';
-import { openConsole, type OpenConsole } from './console/index.js';
+import type { OpenConsole } from './console/index.js';
 
 export interface BrokerOverrides {
   clock?: Clock;
@@ -323,11 +323,12 @@ async function openApprovers(
   const directory =
     usergroups === undefined ? principals : principals.withSlackUsergroups((id) => usergroups.members(id));
   // Workers bind no console listener; Slack cards they render still link to it.
-  const approverConsole = await openConsole(
-    config,
-    { redis, keys, audit, clock, logger, directory, env },
-    { listen: role !== 'worker' },
-  );
+  // The console (and with it WebAuthn and the OIDC client) is loaded only when it is on.
+  const approverConsole = config.console.enabled
+    ? await (
+        await import('./console/index.js')
+      ).openConsole(config, { redis, keys, audit, clock, logger, directory, env }, { listen: role !== 'worker' })
+    : undefined;
   if (approverConsole !== undefined) options.onFailure.push(() => approverConsole.close());
   const extraChannels = overrides.channels ?? [];
   const approvals = await openApprovals(
@@ -585,7 +586,7 @@ async function startServices(
   refusalTimer.unref();
 
   const stopping = new AbortController();
-  const tracing = startTracing(config, overrides.env ?? process.env, logger);
+  const tracing = await startTracing(config, overrides.env ?? process.env, logger);
   const grpcListen = splitHostPort(config.grpc.listen);
   const grpc = await startGrpcServer({
     host: grpcListen.host,
@@ -728,7 +729,7 @@ function warnWithoutConsole(
 }
 
 /** Tracing from the config, or from the standard OTEL_* environment variables; off when neither names an endpoint. */
-function startTracing(config: BrokerConfig, env: NodeJS.ProcessEnv, logger: Logger): Tracing {
+async function startTracing(config: BrokerConfig, env: NodeJS.ProcessEnv, logger: Logger): Promise<Tracing> {
   const endpoint =
     config.tracing.otlp_endpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (!endpoint) return Tracing.disabled();

@@ -21,13 +21,16 @@ const chart = join(root, 'deploy/helm/countersign');
 const KUBE_VERSION = '1.31.0';
 const BROKER_BIN = join(root, 'broker/bin/countersign-broker.js');
 
+// Looked up once per tool (the lookup is a shell process, and the tests run helm about 100 times).
+const tools = new Map<string, string>();
 function tool(name: string): string {
-  const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
+  const found = tools.get(name) ?? spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
   if (!found) {
     assert.fail(
       `${name} is not on PATH: run .ci/run, or see docs/kubernetes.md ("Chart tests") to install it with go install`,
     );
   }
+  tools.set(name, found);
   return found;
 }
 
@@ -40,15 +43,24 @@ type Manifest = {
   data?: Record<string, string>;
 };
 
+// `helm template` is deterministic (the chart has no rand or now), and several tests look at the
+// same rendering: each distinct rendering is made and parsed once, and every caller gets its own copy.
+const renderings = new Map<string, { text: string; docs: Manifest[] }>();
 function render(valuesFile?: string, set: string[] = []): { text: string; docs: Manifest[] } {
   const args = ['template', 'cs', chart, '--namespace', 'countersign', '--kube-version', KUBE_VERSION];
   if (valuesFile) args.push('-f', valuesFile);
   for (const s of set) args.push('--set', s);
-  const text = execFileSync(tool('helm'), args, { encoding: 'utf8' });
-  const docs = parseAllDocuments(text)
-    .map((d) => d.toJS() as Manifest | null)
-    .filter((d): d is Manifest => d !== null);
-  return { text, docs };
+  const key = JSON.stringify(args);
+  let rendered = renderings.get(key);
+  if (rendered === undefined) {
+    const text = execFileSync(tool('helm'), args, { encoding: 'utf8' });
+    const docs = parseAllDocuments(text)
+      .map((d) => d.toJS() as Manifest | null)
+      .filter((d): d is Manifest => d !== null);
+    rendered = { text, docs };
+    renderings.set(key, rendered);
+  }
+  return { text: rendered.text, docs: structuredClone(rendered.docs) };
 }
 
 /**

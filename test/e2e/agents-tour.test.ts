@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { eventually, startRedisServer, type RedisServer } from '@countersign/broker/testing';
-import { finishCli, runCli, type Run } from './support/cli.js';
+import { finishCli, pendingRequest, runCli, type Run } from './support/cli.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BROKER_BIN = join(ROOT, 'broker/bin/countersign-broker.js');
@@ -40,13 +40,14 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
 
   /** Approves the one pending request on this resource as alice, with the CLI, and returns its id. */
   const approveAsAlice = async (resource: string, waiting: Run) => {
-    const id = await eventually(`a pending request on ${resource}`, async () => {
-      if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
-      const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find(
-        (r) => r.resource === resource,
-      )?.id;
-    });
+    const id = await pendingRequest(
+      alice,
+      `a pending request on ${resource}`,
+      (r) => r.resource === resource,
+      () => {
+        if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
+      },
+    );
     const approve = await finishCli(alice, ['approvals', 'approve', id, '--reason', 'release window']);
     assert.equal(approve.code, 0, approve.stderr);
     return id;
@@ -201,12 +202,7 @@ describe('docs/agents.md in dev mode: a shell command and an MCP tool call gated
       'tsx',
       'agents/examples/mcp/deploy-server.ts',
     ]);
-    const id = await eventually('the pending deploy of api', async () => {
-      const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; resource: string }[]).find(
-        (r) => r.resource === 'prod/api',
-      )?.id;
-    });
+    const id = await pendingRequest(alice, 'the pending deploy of api', (r) => r.resource === 'prod/api');
     const deny = await finishCli(alice, ['approvals', 'deny', id, '--reason', 'not today']);
     assert.equal(deny.code, 0, deny.stderr);
     assert.equal(await call.code, 1);

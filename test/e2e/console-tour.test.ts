@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { eventually, startRedisServer, type RedisServer } from '@countersign/broker/testing';
-import { finishCli, runCli } from './support/cli.js';
+import { finishCli, pendingRequest, runCli } from './support/cli.js';
 import { launchBrowser, PersonBrowser, type Browser } from './support/browser.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,13 +80,14 @@ describe('README tour: approving a production migration with a passkey in dev mo
     assert.ok(command, devLog);
     const waiting = runCli(deployer, command.split(' ').slice(2));
 
-    const id = await eventually('the pending migration', async () => {
-      if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
-      const list = await finishCli(alice, ['approvals', 'list', '--output', 'json']);
-      return (JSON.parse(list.stdout || '[]') as { id: string; operation: string; step_up: string }[]).find(
-        (r) => r.operation === 'db-migrate' && r.step_up === 'webauthn',
-      )?.id;
-    });
+    const id = await pendingRequest(
+      alice,
+      'the pending migration',
+      (r) => r.operation === 'db-migrate' && r.stepUp === 'webauthn',
+      () => {
+        if (waiting.child.exitCode !== null) throw new Error(`ended early:\n${waiting.stdout()}\n${waiting.stderr()}`);
+      },
+    );
     const refused = await finishCli(alice, ['approvals', 'approve', id, '--reason', 'from the terminal']);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /\[ERR_STEP_UP_REQUIRED\]/);

@@ -6,14 +6,11 @@
 import { readFile } from 'node:fs/promises';
 import { webcrypto, createPrivateKey } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import * as x509 from '@peculiar/x509';
 import { IdentityClient, type ExchangeTokenResponse } from '@countersign/proto';
 import { serverIdentityCheck, trustDomainOf } from './server-identity.js';
 import type { ClientIdentity } from './client-identity.js';
 import { CountersignClientError, fromServiceError } from './errors.js';
 import type { IdentitySource } from './workload-api.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 /** Hands out a fresh OIDC token each time it is called. */
 export type OidcTokenSource = () => Promise<string>;
@@ -112,6 +109,10 @@ export function tokenSourceFor(
 
 /** A new EC P-256 key (in memory) and a CSR signed by it. */
 export async function newKeyAndCsr(): Promise<{ csrPem: string; keyPem: string }> {
+  // Loaded here, by the one call that makes a CSR: every other use of the SDK and the CLI starts
+  // without @peculiar/x509 and its ASN.1 stack (about 0.15 s of CPU per process).
+  const x509 = await import('@peculiar/x509');
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({

@@ -1,77 +1,43 @@
-// `countersign-broker audit export|verify`: the auditor's tools. Export writes the
+// `countersign-broker audit export|verify`: the auditor's tools (the commands are defined in
+// audit-command.ts). Export writes the
 // chain (and its checkpoints) as JSON lines; verify checks the chain, the
 // checkpoint signatures and the approval evidence of every credential, from
 // Redis or from an exported file, and names where anything breaks.
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWK } from 'jose';
 import { headLine, readAuditExport, readAuditSnapshot, type AuditRange, type AuditSnapshot } from '../audit/export.js';
 import { checkpointLine } from '../audit/sinks.js';
 import { verifyAuditTrail, type AuditProblem, type AuditReport, type ProblemKind } from '../audit/verify.js';
-import { systemClock } from '../clock.js';
-import { parseDuration } from '../config/duration.js';
 import { CountersignError } from '../errors.js';
 import type { Redis } from '../redis/connection.js';
 import { connectConfiguredRedis } from '../config/redis.js';
 import { Keys } from '../redis/keys.js';
 import { parseRecord } from '../audit/chain.js';
-import { configFileOf, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
+import { configFileOf, loadKeyring, type ConfigFlags } from './config-source.js';
 import { loadConfig, type BrokerConfig } from '../config/config.js';
-import { configuredPublicUrl } from '../console/index.js';
+import { configuredPublicUrl } from '../console/public-url.js';
+import { AUDIT_EXIT } from './constants.js';
 import { err, out } from './output.js';
 
-/** Exit codes of `audit verify` beyond the common 0-3, one per kind of problem. */
-export const AUDIT_EXIT: Record<ProblemKind, number> = {
-  chain: 4,
-  checkpoint: 5,
-  evidence: 6,
-  head: 7,
-  restart: 8,
-  copy: 9,
-};
+export { AUDIT_EXIT, AUDIT_EXIT_HELP } from './constants.js';
 
-export const AUDIT_EXIT_HELP = `
-Exit codes of audit verify (the problem codes are in --output json and docs/audit.md):
-  0  the chain is intact and ends at its signed head, every checkpoint verifies, matches and is present,
-     every credential has its evidence (and, with --against, the copy holds nothing the chain lacks)
-  1  runtime error (Redis unreachable, file unreadable)
-  2  usage error
-  3  invalid configuration or key file
-  4  the chain breaks (a record was changed, deleted, inserted or reordered); the sequence number is printed
-       ERR_AUDIT_CHAIN_BROKEN
-  5  a checkpoint is forged, signed by an unknown key, disagrees with the chain, or is missing
-       ERR_AUDIT_CHECKPOINT_INVALID, ERR_AUDIT_CHECKPOINT_MISMATCH, ERR_AUDIT_CHECKPOINT_MISSING
-  6  the approval evidence does not hold: a credential was issued without it, or a passkey vote does not
-     verify from the trail (forged or altered assertion, made for another vote or person, replayed)
-       ERR_AUDIT_EVIDENCE_MISSING, ERR_AUDIT_PASSKEY_INVALID
-  7  the end of the chain cannot be trusted: the head is missing, unsigned, forged, or the chain does not end
-     where the signed head (or the newest checkpoint) says
-       ERR_AUDIT_HEAD_MISSING, ERR_AUDIT_HEAD_UNSIGNED, ERR_AUDIT_HEAD_SIGNATURE, ERR_AUDIT_HEAD_MISMATCH
-  8  the broker recorded a chain restart: it found the chain cut, emptied or with a head it could not verify
-       ERR_AUDIT_CHAIN_RESTARTED
-  9  --against: the copy holds records or checkpoints the chain does not
-       ERR_AUDIT_MISSING_FROM_REDIS
-When several apply, the lowest of 4-9 is used.`;
-
-function seqOption(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new InvalidArgumentError(`expected a sequence number >= 1, got ${JSON.stringify(value)}`);
-  return n;
+export interface RangeFlags {
+  fromSeq?: number;
+  toSeq?: number;
+  since?: number;
+  until?: number;
 }
 
-/** An RFC 3339 time, or a duration meaning "that long ago" (24h, 30m). */
-function timeOption(value: string): number {
-  const ago = parseDuration(value);
-  if (ago !== undefined) return systemClock.now() - ago;
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value))
-    throw new InvalidArgumentError(
-      `expected a time like 2026-03-01T00:00:00Z or a duration ago like 24h, got ${JSON.stringify(value)}`,
-    );
-  return ms;
-}
+export const rangeOf = (o: RangeFlags): AuditRange => ({
+  fromSeq: o.fromSeq,
+  toSeq: o.toSeq,
+  since: o.since,
+  until: o.until,
+});
+
+export type VerifyFlags = ConfigFlags &
+  RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' };
 
 async function withRedis<T>(config: BrokerConfig, use: (redis: Redis, keys: Keys) => Promise<T>): Promise<T> {
   const redis = await connectConfiguredRedis(config, 'countersign-audit-cli');
@@ -81,15 +47,6 @@ async function withRedis<T>(config: BrokerConfig, use: (redis: Redis, keys: Keys
     redis.disconnect();
   }
 }
-
-interface RangeFlags {
-  fromSeq?: number;
-  toSeq?: number;
-  since?: number;
-  until?: number;
-}
-
-const rangeOf = (o: RangeFlags): AuditRange => ({ fromSeq: o.fromSeq, toSeq: o.toSeq, since: o.since, until: o.until });
 
 /** Records and checkpoints as export lines: each checkpoint right after the record it covers. */
 export function exportLines(snapshot: AuditSnapshot): string[] {
@@ -228,91 +185,48 @@ export function exitCodeOf(report: AuditReport): number {
   return codes.length === 0 ? 0 : Math.min(...codes);
 }
 
-export function auditCommand(): Command {
-  const audit = new Command('audit')
-    .description('export and verify the tamper-evident audit trail')
-    .addHelpText('after', AUDIT_EXIT_HELP);
+/** `audit export`. */
+export async function runAuditExport(o: ConfigFlags & RangeFlags & { out?: string }): Promise<void> {
+  const config = await loadConfig(configFileOf(o) as string);
+  const snapshot = await withRedis(config, (redis, keys) => readAuditSnapshot(redis, keys, rangeOf(o)));
+  const lines = exportLines(snapshot);
+  if (o.out === undefined) {
+    for (const line of lines) out(line);
+  } else {
+    const stream = createWriteStream(o.out, { mode: 0o600 });
+    for (const line of lines) stream.write(`${line}\n`);
+    await new Promise<void>((resolve, reject) => stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    err(`wrote ${snapshot.records.length} records and ${snapshot.checkpoints.length} checkpoints to ${o.out}`);
+  }
+}
 
-  withConfigOptions(audit.command('export').description('write the audit chain and its checkpoints as JSON lines'))
-    .option('--from-seq <n>', 'first sequence number', seqOption)
-    .option('--to-seq <n>', 'last sequence number', seqOption)
-    .option(
-      '--since <time>',
-      'from the first record at or after this time (RFC 3339, or a duration ago: 24h)',
-      timeOption,
-    )
-    .option('--until <time>', 'up to the last record at or before this time', timeOption)
-    .option('--out <file>', 'write here instead of stdout')
-    .action(async (o: ConfigFlags & RangeFlags & { out?: string }) => {
-      const config = await loadConfig(configFileOf(o) as string);
-      const snapshot = await withRedis(config, (redis, keys) => readAuditSnapshot(redis, keys, rangeOf(o)));
-      const lines = exportLines(snapshot);
-      if (o.out === undefined) {
-        for (const line of lines) out(line);
-      } else {
-        const stream = createWriteStream(o.out, { mode: 0o600 });
-        for (const line of lines) stream.write(`${line}\n`);
-        await new Promise<void>((resolve, reject) => stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
-        err(`wrote ${snapshot.records.length} records and ${snapshot.checkpoints.length} checkpoints to ${o.out}`);
-      }
-    });
-
-  withConfigOptions(
-    audit
-      .command('verify')
-      .description('check the chain, the checkpoint signatures and the approval evidence (from Redis, or --file)'),
-  )
-    .addHelpText('after', AUDIT_EXIT_HELP)
-    .option('--file <export.jsonl>', 'verify an exported file instead of Redis')
-    .option(
-      '--jwks <file-or-url>',
-      'public keys for the checkpoints (repeatable); default: every key in the configuration',
-      (v: string, acc: string[]) => [...acc, v],
-      [] as string[],
-    )
-    .option('--from-seq <n>', 'first sequence number (Redis only)', seqOption)
-    .option('--to-seq <n>', 'last sequence number (Redis only)', seqOption)
-    .option(
-      '--against <file>',
-      'also compare with a copy from outside Redis (the audit.file sink, an earlier export) and name what the chain lacks',
-    )
-    .addOption(new Option('--output <mode>', 'what to print').choices(['text', 'json']).default('text'))
-    .action(
-      async (
-        o: ConfigFlags & RangeFlags & { file?: string; against?: string; jwks: string[]; output: 'text' | 'json' },
-      ) => {
-        const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
-        const config = configFile === undefined ? undefined : await loadConfig(configFile);
-        const keys: JWK[] = [];
-        for (const source of o.jwks) keys.push(...(await readJwks(source)));
-        if (config !== undefined) keys.push(...(await loadKeyring(config)).allPublicJwks().keys);
-        let snapshot: AuditSnapshot;
-        let source: string;
-        if (o.file !== undefined) {
-          snapshot = await readAuditExport(o.file);
-          source = o.file;
-        } else {
-          const c = config as BrokerConfig;
-          snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
-          source = `redis prefix ${c.redis.prefix}`;
-        }
-        const against =
-          o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
-        const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
-        const report = await verifyAuditTrail({
-          ...snapshot,
-          against,
-          getKey: createLocalJWKSet({ keys: unique }),
-          consoleOrigin: consoleOriginOf(config),
-        });
-        if (o.output === 'json')
-          out(
-            JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2),
-          );
-        else printReport(report, source, o.against);
-        process.exitCode = exitCodeOf(report);
-      },
-    );
-
-  return audit;
+/** `audit verify`. */
+export async function runAuditVerify(o: VerifyFlags): Promise<void> {
+  const configFile = configFileOf(o, { required: o.file === undefined || o.jwks.length === 0 });
+  const config = configFile === undefined ? undefined : await loadConfig(configFile);
+  const keys: JWK[] = [];
+  for (const source of o.jwks) keys.push(...(await readJwks(source)));
+  if (config !== undefined) keys.push(...(await loadKeyring(config)).allPublicJwks().keys);
+  let snapshot: AuditSnapshot;
+  let source: string;
+  if (o.file !== undefined) {
+    snapshot = await readAuditExport(o.file);
+    source = o.file;
+  } else {
+    const c = config as BrokerConfig;
+    snapshot = await withRedis(c, (redis, k) => readAuditSnapshot(redis, k, rangeOf(o)));
+    source = `redis prefix ${c.redis.prefix}`;
+  }
+  const against = o.against === undefined ? undefined : { name: o.against, snapshot: await readAuditExport(o.against) };
+  const unique = [...new Map(keys.map((k) => [k.kid ?? JSON.stringify(k), k])).values()];
+  const report = await verifyAuditTrail({
+    ...snapshot,
+    against,
+    getKey: createLocalJWKSet({ keys: unique }),
+    consoleOrigin: consoleOriginOf(config),
+  });
+  if (o.output === 'json')
+    out(JSON.stringify({ source, ...(o.against === undefined ? {} : { against: o.against }), ...report }, null, 2));
+  else printReport(report, source, o.against);
+  process.exitCode = exitCodeOf(report);
 }

@@ -17,11 +17,12 @@ import {
 } from '../dev/trust-domain.js';
 import { createLogger } from '../observability/logger.js';
 import { verifyRedisTrail } from './audit.js';
+import type { LOG_FORMATS } from './constants.js';
 import { explainListenError } from './listen-errors.js';
 import { out } from './output.js';
 import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
-export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export { LOG_FORMATS } from './constants.js';
 
 export interface DevOptions {
   dir: string;

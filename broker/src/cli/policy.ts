@@ -4,6 +4,7 @@ import type { JsonObject, JsonValue } from '@countersign/proto';
 import { systemClock, type Clock } from '../clock.js';
 import { formatDuration, parseDuration } from '../config/duration.js';
 import { CountersignError } from '../errors.js';
+import { POLICY_TESTS_FAILED } from './constants.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import { describeDecision } from '../policy/combine.js';
 import type { PolicyInput } from '../policy/decision.js';
@@ -14,7 +15,7 @@ import { Principals } from '../policy/principals.js';
 import { policyInputOf, validateOperationRequest } from '../requests/validate.js';
 
 /** Exit codes of the policy subcommands (beyond 0 ok, 2 usage, 3 invalid file). */
-export const POLICY_TESTS_FAILED = 4;
+export { POLICY_TESTS_FAILED } from './constants.js';
 
 export interface CliIo {
   out(line?: string): void;

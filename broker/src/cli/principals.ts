@@ -1,13 +1,12 @@
-// `countersign-broker principals`: what an operator does for approvers of the
+// `countersign-broker principals` (defined in principals-command.ts): what an operator does for approvers of the
 // console. `link NAME` prints a one-time sign-in link (the way in without an
 // identity provider, and the only way, besides the IdP, to enrol a passkey);
 // `passkeys NAME` lists a person's passkeys and removes a lost one. Both are audited.
-import { Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError } from 'commander';
 import { createLocalJWKSet } from 'jose';
 import { RedisAuditLog } from '../audit/audit-log.js';
 import { KeyringHeadSigner } from '../audit/head.js';
 import { systemClock } from '../clock.js';
-import { parseDuration } from '../config/duration.js';
 import type { BrokerConfig } from '../config/config.js';
 import { configuredPublicUrl, SignInLinks } from '../console/index.js';
 import { CountersignError } from '../errors.js';
@@ -19,15 +18,8 @@ import { Principals } from '../policy/principals.js';
 import { connectConfiguredRedis, durabilityOf } from '../config/redis.js';
 import { Keys } from '../redis/keys.js';
 import { configPath } from '../config/config.js';
-import { loadConfigFrom, loadKeyring, withConfigOptions, type ConfigFlags } from './config-source.js';
+import { loadConfigFrom, loadKeyring, type ConfigFlags } from './config-source.js';
 import { out } from './output.js';
-
-function ttlOption(value: string): number {
-  const ms = parseDuration(value);
-  if (ms === undefined || ms < 60_000 || ms > 24 * 3600_000)
-    throw new InvalidArgumentError(`expected a duration between 1m and 24h, got ${JSON.stringify(value)}`);
-  return ms;
-}
 
 async function withConsole<T>(
   flags: ConfigFlags,
@@ -86,68 +78,52 @@ async function withConsole<T>(
   }
 }
 
-export function principalsCommand(): Command {
-  const principals = new Command('principals').description(
-    'sign-in links and passkeys of approvers (the approver console)',
-  );
+/** `principals link NAME`. */
+export async function runPrincipalsLink(
+  name: string,
+  o: ConfigFlags & { request?: string; ttl?: number },
+): Promise<void> {
+  if (o.request !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(o.request))
+    throw new InvalidArgumentError(`--request: expected a request id, got ${JSON.stringify(o.request)}`);
+  await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
+    const links = new SignInLinks(
+      { store, keys, audit, clock: systemClock },
+      { publicUrl: () => publicUrl, ttlMs: config.console.sign_in_link_ttl },
+    );
+    const link = await links.issue({ principal, requestId: o.request, by: 'cli', method: 'link', ttlMs: o.ttl });
+    out(link.url);
+    process.stderr.write(
+      `one-time sign-in link for ${principal}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${principal} only\n`,
+    );
+  });
+}
 
-  withConfigOptions(
-    principals.command('link').description('print a one-time sign-in link to the approver console for one principal'),
-  )
-    .argument('<name>', 'the principal (principals file)')
-    .option('--request <id>', 'open this request after signing in')
-    .option('--ttl <duration>', 'how long the link works (default console.sign_in_link_ttl)', ttlOption)
-    .action(async (name: string, o: ConfigFlags & { request?: string; ttl?: number }) => {
-      if (o.request !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(o.request))
-        throw new InvalidArgumentError(`--request: expected a request id, got ${JSON.stringify(o.request)}`);
-      await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
-        const links = new SignInLinks(
-          { store, keys, audit, clock: systemClock },
-          { publicUrl: () => publicUrl, ttlMs: config.console.sign_in_link_ttl },
-        );
-        const link = await links.issue({ principal, requestId: o.request, by: 'cli', method: 'link', ttlMs: o.ttl });
-        out(link.url);
-        process.stderr.write(
-          `one-time sign-in link for ${principal}, valid until ${new Date(link.expiresAt).toISOString()}; give it to ${principal} only\n`,
-        );
-      });
-    });
-
-  withConfigOptions(
-    principals
-      .command('passkeys')
-      .description("list a principal's passkeys, or remove one (--remove ID) when it is lost"),
-  )
-    .argument('<name>', 'the principal (principals file)')
-    .option('--remove <credential-id>', 'remove this passkey (audited)')
-    .action(async (name: string, o: ConfigFlags & { remove?: string }) => {
-      await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
-        const url = new URL(publicUrl);
-        const passkeys = new Passkeys(
-          { store, keys, audit, clock: systemClock, logger: createLogger({ level: 'warn' }) },
-          {
-            origin: url.origin,
-            rpId: url.hostname,
-            rpName: 'Countersign',
-            challengeTtlMs: config.console.challenge_ttl,
-            maxPerPrincipal: config.console.max_passkeys,
-          },
-        );
-        if (o.remove !== undefined) {
-          if (!(await passkeys.remove(principal, o.remove, 'cli')))
-            throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${principal} has no passkey ${o.remove}`);
-          out(`removed passkey ${o.remove} of ${principal}`);
-          return;
-        }
-        const list = await passkeys.list(principal);
-        if (list.length === 0) out(`${principal} has no passkeys`);
-        for (const p of list) {
-          out(
-            `${p.credential_id}  ${JSON.stringify(p.name)}  registered ${new Date(p.created_at).toISOString()}  ${p.last_used_at ? `last used ${new Date(p.last_used_at).toISOString()}` : 'never used'}  ${p.backed_up ? 'synced' : 'device-bound'}`,
-          );
-        }
-      });
-    });
-
-  return principals;
+/** `principals passkeys NAME`. */
+export async function runPrincipalsPasskeys(name: string, o: ConfigFlags & { remove?: string }): Promise<void> {
+  await withConsole(o, name, async ({ config, principal, store, keys, audit, publicUrl }) => {
+    const url = new URL(publicUrl);
+    const passkeys = new Passkeys(
+      { store, keys, audit, clock: systemClock, logger: createLogger({ level: 'warn' }) },
+      {
+        origin: url.origin,
+        rpId: url.hostname,
+        rpName: 'Countersign',
+        challengeTtlMs: config.console.challenge_ttl,
+        maxPerPrincipal: config.console.max_passkeys,
+      },
+    );
+    if (o.remove !== undefined) {
+      if (!(await passkeys.remove(principal, o.remove, 'cli')))
+        throw new CountersignError('not_found', 'ERR_PASSKEY_NOT_YOURS', `${principal} has no passkey ${o.remove}`);
+      out(`removed passkey ${o.remove} of ${principal}`);
+      return;
+    }
+    const list = await passkeys.list(principal);
+    if (list.length === 0) out(`${principal} has no passkeys`);
+    for (const p of list) {
+      out(
+        `${p.credential_id}  ${JSON.stringify(p.name)}  registered ${new Date(p.created_at).toISOString()}  ${p.last_used_at ? `last used ${new Date(p.last_used_at).toISOString()}` : 'never used'}  ${p.backed_up ? 'synced' : 'device-bound'}`,
+      );
+    }
+  });
 }

@@ -1,5 +1,6 @@
 import { startBroker, startWorker, type RunningBroker, type RunningWorker } from '../app.js';
 import { loadConfig, splitHostPort } from '../config/config.js';
+import type { Role } from './constants.js';
 import { explainListenError } from './listen-errors.js';
 
 /** Closes the broker on SIGINT/SIGTERM; a second signal exits at once. */
@@ -22,8 +23,7 @@ export function reloadPolicyOnHangup(broker: RunningBroker): void {
   process.on('SIGHUP', () => void broker.policies.reload('signal'));
 }
 
-export const ROLES = ['all', 'api', 'worker'] as const;
-export type Role = (typeof ROLES)[number];
+export { ROLES, type Role } from './constants.js';
 
 export async function runServe(configFile: string, role: Role = 'all'): Promise<RunningBroker | RunningWorker> {
   const config = await loadConfig(configFile);

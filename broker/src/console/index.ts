@@ -19,10 +19,13 @@ import type { Keys } from '../redis/keys.js';
 import type { RequestStore } from '../requests/store.js';
 import type { BrokerApprovalWorkflow } from '../requests/workflow.js';
 import { SignInLinks } from './links.js';
+import { configuredPublicUrl } from './public-url.js';
 import { OIDC_CALLBACK_PATH, OidcSignIn } from './oidc.js';
 import { ConsoleRateLimiter } from './rate-limit.js';
 import { ApproverConsole, listenConsole, type ConsoleListener } from './server.js';
 import { SessionStore } from './sessions.js';
+
+export { configuredPublicUrl } from './public-url.js';
 
 export { CONSOLE_CHANNEL } from './server.js';
 export { SignInLinks } from './links.js';
@@ -73,13 +76,6 @@ async function oidcSecret(config: BrokerConfig, env: NodeJS.ProcessEnv): Promise
       `console.oidc.client_secret_file: cannot read ${file}: ${(e as Error).message}`,
     );
   }
-}
-
-/** The console's public URL without a listener (worker role): configured, or localhost at the configured port. */
-export function configuredPublicUrl(config: BrokerConfig): string | undefined {
-  if (config.console.public_url !== undefined) return config.console.public_url.replace(/\/$/, '');
-  const { port } = splitHostPort(config.console.listen);
-  return port === 0 ? undefined : `${config.console.tls ? 'https' : 'http'}://localhost:${port}`;
 }
 
 /** Builds the console's parts; binds its listener when `listen` (roles all and api). */

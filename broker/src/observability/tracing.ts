@@ -11,17 +11,12 @@ import {
   type Attributes,
   type Span,
   type TextMapGetter,
+  type TextMapPropagator,
   type Tracer,
 } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+// The SDK and the exporter are imported by start() only: a broker without tracing (the default)
+// does not load them.
+import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import type { Logger } from './logger.js';
 
 export interface TracingSettings {
@@ -40,20 +35,26 @@ const metadataGetter: TextMapGetter<Metadata> = {
   },
 };
 
-const propagator = new W3CTraceContextPropagator();
-
 export class Tracing {
   private constructor(
     private readonly tracer: Tracer,
     private readonly provider: TracerProvider | undefined,
+    private readonly propagator: TextMapPropagator | undefined,
   ) {}
 
   /** No spans: the default. */
   static disabled(): Tracing {
-    return new Tracing(trace.getTracer('countersign-broker'), undefined);
+    return new Tracing(trace.getTracer('countersign-broker'), undefined, undefined);
   }
 
-  static start(settings: TracingSettings, logger: Logger): Tracing {
+  static async start(settings: TracingSettings, logger: Logger): Promise<Tracing> {
+    const [{ W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, sdk] = await Promise.all([
+      import('@opentelemetry/core'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace'),
+    ]);
+    const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } = sdk;
     const url = /\/v1\/traces\/?$/.test(settings.endpoint)
       ? settings.endpoint
       : `${settings.endpoint.replace(/\/+$/, '')}/v1/traces`;
@@ -68,7 +69,7 @@ export class Tracing {
       { url, serviceName: settings.serviceName, sampleRatio: settings.sampleRatio },
       'tracing: exporting spans over OTLP/HTTP',
     );
-    return new Tracing(provider.getTracer('countersign-broker'), provider);
+    return new Tracing(provider.getTracer('countersign-broker'), provider, new W3CTraceContextPropagator());
   }
 
   get enabled(): boolean {
@@ -77,8 +78,8 @@ export class Tracing {
 
   /** A server span for one RPC, child of the caller's span when its metadata carries traceparent. */
   serverSpan(method: string, metadata: Metadata): Span | undefined {
-    if (this.provider === undefined) return undefined;
-    const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
+    if (this.provider === undefined || this.propagator === undefined) return undefined;
+    const parent = this.propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
     return this.tracer.startSpan(
       `countersign.v1/${method}`,
       {

@@ -5,7 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TestBroker } from '@countersign/broker/testing';
+import assert from 'node:assert/strict';
+import type { Request } from '@countersign/proto';
+import { eventually, type TestBroker } from '@countersign/broker/testing';
 
 export const CLI = fileURLToPath(new URL('../../../agents/bin/countersign.js', import.meta.url));
 
@@ -98,3 +100,37 @@ export async function cliIdentities(t: TestBroker, who: Record<string, string>):
 
 /** The first request id ("req_...") in a text. */
 export const requestIdIn = (text: string): string | undefined => /request (req_[A-Za-z0-9_-]+)/.exec(text)?.[1];
+
+/**
+ * Waits for a pending request that the approver with identity `env` sees and `match` picks, and
+ * returns its id. It asks the broker from this process (ListPending every 100 ms, the call
+ * `approvals list` makes) rather than starting `countersign approvals list` per poll, about 0.6 s
+ * of CPU each; then runs `countersign approvals list --output json` once and requires the request
+ * there too, so the CLI's listing is still what the test relies on. `check` runs before each poll
+ * (e.g. to fail at once when the waiting requester has ended).
+ */
+export async function pendingRequest(
+  env: NodeJS.ProcessEnv,
+  what: string,
+  match: (r: Request) => boolean,
+  check: () => void = () => {},
+): Promise<string> {
+  // Imported here: most files that run the CLI never need the SDK in their own process.
+  const { ApprovalsClient } = await import('@countersign/agent');
+  const approver = ApprovalsClient.fromEnv({}, { ...process.env, ...env });
+  try {
+    const id = await eventually(what, async () => {
+      check();
+      return (await approver.listPending()).find(match)?.id;
+    });
+    const list = await finishCli(env, ['approvals', 'list', '--output', 'json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.ok(
+      (JSON.parse(list.stdout) as { id: string }[]).some((r) => r.id === id),
+      `approvals list shows ${id}:\n${list.stdout}`,
+    );
+    return id;
+  } finally {
+    approver.close();
+  }
+}
