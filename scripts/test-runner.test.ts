@@ -1,16 +1,25 @@
 // scripts/test.mjs, what `npm test` runs: it says how to start Redis before anything else,
-// and its closing line counts cancelled tests as failed.
+// and its closing line counts cancelled tests as failed; the files run in the order it gives
+// (scripts/test-runner.mjs), the packages' tests share a process that cannot lose tests
+// silently (scripts/test-group.mjs), and a hook that hangs fails alone (scripts/test-timeout.mjs).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+// @ts-expect-error: a plain .mjs script without type declarations
+import { packageGroupSource } from './test-group.mjs';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 // @ts-expect-error: a plain .mjs reporter without type declarations
 import durations from './test-durations.mjs';
 
 const SCRIPT = fileURLToPath(new URL('./test.mjs', import.meta.url));
+const RUNNER = fileURLToPath(new URL('./test-runner.mjs', import.meta.url));
+const TIMEOUTS = fileURLToPath(new URL('./test-timeout.mjs', import.meta.url));
 
 /** A port on which nothing listens. */
 async function closedPort(): Promise<number> {
@@ -75,5 +84,105 @@ describe('npm test (scripts/test.mjs)', () => {
     assert.deepEqual(byFile, { '/r/a.test.ts': 2000, '/r/b.test.ts': 4000 });
     assert.deepEqual(slowestLines(byFile, '/r', 1), ['slowest 1 test files:', '     4.0 s  b.test.ts']);
     assert.deepEqual(slowestLines({}, '/r'), []);
+  });
+});
+
+describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout.mjs)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cs-test-runner-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A test file in the scratch directory; returns its path. */
+  const plant = async (name: string, body: string) => {
+    const path = join(dir, name);
+    await writeFile(
+      path,
+      `import assert from 'node:assert/strict';\nimport { after, before, describe, test } from 'node:test';\n${body}\n`,
+    );
+    return path;
+  };
+
+  /** Runs files through test-runner.mjs (one at a time), with test-timeout.mjs preloaded; the TAP report. */
+  const runFiles = async (files: string[], env: Record<string, string> = {}) => {
+    const options = { files, concurrency: 1, timeoutMs: 30_000, outputs: [{ reporter: 'tap', destination: 'stdout' }] };
+    const child = spawn(process.execPath, ['--import', TIMEOUTS, RUNNER, JSON.stringify(options)], {
+      // (without this runner's own NODE_TEST_CONTEXT, which would make the child report to it instead)
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let tap = '';
+    child.stdout.on('data', (d: Buffer) => (tap += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    const results = [...tap.matchAll(/^(ok|not ok) \d+ - (.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    return { code, tap, results, counts: tapCounts(tap) as { pass: number; fail: number; cancelled: number } };
+  };
+
+  it('runs the files in the order given, not sorted by name as `node --test` would', async () => {
+    const files = [];
+    for (const name of ['zz', 'aa', 'mm']) files.push(await plant(`${name}.test.mjs`, `test('${name}', () => {});`));
+    const { code, results } = await runFiles(files);
+    assert.equal(code, 0);
+    assert.deepEqual(results, ['ok zz', 'ok aa', 'ok mm']);
+  });
+
+  it("the packages' shared process: a file that fails to load or fails is reported, and the files after it still run", async () => {
+    const files = [
+      await plant('g1.test.mjs', `test('first', () => {});`),
+      await plant('g2.test.mjs', `throw new Error('planted load error');`),
+      await plant('g3.test.mjs', `test('fails', () => assert.fail('planted failure'));`),
+      await plant('g4.test.mjs', `test('last', () => {});`),
+    ];
+    const group = join(dir, 'group-a.test.mjs');
+    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
+    const { code, results, counts } = await runFiles([group]);
+    assert.equal(code, 1);
+    assert.deepEqual(results, [
+      'ok first',
+      `not ok ${pathToFileURL(files[1] as string).href} loads`,
+      'not ok fails',
+      'ok last',
+    ]);
+    assert.equal(counts.fail, 2);
+  });
+
+  it("the packages' shared process: a test that ends it early with process.exit(0) fails the run", async () => {
+    const files = [
+      await plant('h1.test.mjs', `test('first', () => {});`),
+      await plant('h2.test.mjs', `test('exits', () => process.exit(0));`),
+      await plant('h3.test.mjs', `test('fails but would never be reported', () => assert.fail('planted'));`),
+    ];
+    const group = join(dir, 'group-b.test.mjs');
+    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
+    const { code, results, counts } = await runFiles([group]);
+    assert.equal(code, 1);
+    assert.equal(results[0], 'ok first');
+    assert.ok(counts.fail + counts.cancelled >= 1, `the run must fail: ${results.join('; ')}`);
+    assert.ok(
+      results.some((r) => r === `not ok ${group}`),
+      `the group file itself fails: ${results.join('; ')}`,
+    );
+  });
+
+  it('a hook that hangs fails after TEST_HOOK_TIMEOUT_MS, and the tests after it still run', async () => {
+    const file = await plant(
+      'hook.test.mjs',
+      `const alive = setInterval(() => {}, 1000);
+describe('hangs', () => {
+  before(() => new Promise(() => {}));
+  after(() => clearInterval(alive));
+  test('never runs', () => {});
+});
+test('runs after it', () => {});`,
+    );
+    const started = Date.now();
+    const { code, results } = await runFiles([file], { TEST_HOOK_TIMEOUT_MS: '500' });
+    // (the file's own limit here is 30 s: the hook's, not the file's, ended it)
+    assert.ok(Date.now() - started < 25_000, `took ${Date.now() - started} ms`);
+    assert.equal(code, 1);
+    assert.deepEqual(results.slice(-2), ['not ok hangs', 'ok runs after it']);
   });
 });
