@@ -121,6 +121,13 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     return { code, tap, results, counts: tapCounts(tap) as { pass: number; fail: number; cancelled: number } };
   };
 
+  /** Runs files in one process, as scripts/test.mjs does the packages' tests, through a group file named `name`. */
+  const runGroup = async (name: string, files: string[]) => {
+    const group = join(dir, name);
+    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
+    return { group, ...(await runFiles([group])) };
+  };
+
   it('runs the files in the order given, not sorted by name as `node --test` would', async () => {
     const files = [];
     for (const name of ['zz', 'aa', 'mm']) files.push(await plant(`${name}.test.mjs`, `test('${name}', () => {});`));
@@ -136,9 +143,7 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
       await plant('g3.test.mjs', `test('fails', () => assert.fail('planted failure'));`),
       await plant('g4.test.mjs', `test('last', () => {});`),
     ];
-    const group = join(dir, 'group-a.test.mjs');
-    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
-    const { code, results, counts } = await runFiles([group]);
+    const { code, results, counts } = await runGroup('group-a.test.mjs', files);
     assert.equal(code, 1);
     assert.deepEqual(results, [
       'ok first',
@@ -155,9 +160,7 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
       await plant('h2.test.mjs', `test('exits', () => process.exit(0));`),
       await plant('h3.test.mjs', `test('fails but would never be reported', () => assert.fail('planted'));`),
     ];
-    const group = join(dir, 'group-b.test.mjs');
-    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
-    const { code, results, counts } = await runFiles([group]);
+    const { group, code, results, counts } = await runGroup('group-b.test.mjs', files);
     assert.equal(code, 1);
     assert.equal(results[0], 'ok first');
     assert.ok(counts.fail + counts.cancelled >= 1, `the run must fail: ${results.join('; ')}`);

@@ -20,8 +20,6 @@ import { configuredPublicUrl } from '../console/public-url.js';
 import { AUDIT_EXIT } from './constants.js';
 import { err, out } from './output.js';
 
-export { AUDIT_EXIT, AUDIT_EXIT_HELP } from './constants.js';
-
 export interface RangeFlags {
   fromSeq?: number;
   toSeq?: number;
@@ -29,7 +27,7 @@ export interface RangeFlags {
   until?: number;
 }
 
-export const rangeOf = (o: RangeFlags): AuditRange => ({
+const rangeOf = (o: RangeFlags): AuditRange => ({
   fromSeq: o.fromSeq,
   toSeq: o.toSeq,
   since: o.since,

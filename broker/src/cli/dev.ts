@@ -22,8 +22,6 @@ import { explainListenError } from './listen-errors.js';
 import { out } from './output.js';
 import { closeOnSignal, reloadPolicyOnHangup } from './serve.js';
 
-export { LOG_FORMATS } from './constants.js';
-
 export interface DevOptions {
   dir: string;
   trustDomain: string;

@@ -15,7 +15,6 @@ import { Principals } from '../policy/principals.js';
 import { policyInputOf, validateOperationRequest } from '../requests/validate.js';
 
 /** Exit codes of the policy subcommands (beyond 0 ok, 2 usage, 3 invalid file). */
-export { POLICY_TESTS_FAILED } from './constants.js';
 
 export interface CliIo {
   out(line?: string): void;

@@ -23,8 +23,6 @@ export function reloadPolicyOnHangup(broker: RunningBroker): void {
   process.on('SIGHUP', () => void broker.policies.reload('signal'));
 }
 
-export { ROLES, type Role } from './constants.js';
-
 export async function runServe(configFile: string, role: Role = 'all'): Promise<RunningBroker | RunningWorker> {
   const config = await loadConfig(configFile);
   const names = {
