@@ -1,7 +1,7 @@
 // scripts/test.mjs, what `npm test` runs: it says how to start Redis before anything else,
 // and its closing line counts cancelled tests as failed; the files run in the order it gives
-// (scripts/test-runner.mjs), the packages' tests share a process that cannot lose tests
-// silently (scripts/test-group.mjs), and a hook that hangs fails alone (scripts/test-timeout.mjs).
+// (scripts/test-runner.mjs), files share processes planned by expected time (scripts/test-plan.mjs)
+// that cannot lose tests silently (scripts/test-group.mjs), and a hook that hangs fails alone (scripts/test-timeout.mjs).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,9 +11,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // @ts-expect-error: a plain .mjs script without type declarations
-import { packageGroupSource } from './test-group.mjs';
+import { groupSource } from './test-group.mjs';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
+// @ts-expect-error: a plain .mjs script without type declarations
+import { groupTimeoutMs, planGroups } from './test-plan.mjs';
 // @ts-expect-error: a plain .mjs reporter without type declarations
 import durations from './test-durations.mjs';
 
@@ -121,10 +123,10 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     return { code, tap, results, counts: tapCounts(tap) as { pass: number; fail: number; cancelled: number } };
   };
 
-  /** Runs files in one process, as scripts/test.mjs does the packages' tests, through a group file named `name`. */
+  /** Runs files in one process, as scripts/test.mjs does, through a group file named `name`. */
   const runGroup = async (name: string, files: string[]) => {
     const group = join(dir, name);
-    await writeFile(group, packageGroupSource(files.map((f) => pathToFileURL(f).href)) as string);
+    await writeFile(group, groupSource(files.map((f) => pathToFileURL(f).href)) as string);
     return { group, ...(await runFiles([group])) };
   };
 
@@ -136,7 +138,7 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     assert.deepEqual(results, ['ok zz', 'ok aa', 'ok mm']);
   });
 
-  it("the packages' shared process: a file that fails to load or fails is reported, and the files after it still run", async () => {
+  it('a shared process: a file that fails to load or fails is reported, and the files after it still run', async () => {
     const files = [
       await plant('g1.test.mjs', `test('first', () => {});`),
       await plant('g2.test.mjs', `throw new Error('planted load error');`),
@@ -154,7 +156,7 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     assert.equal(counts.fail, 2);
   });
 
-  it("the packages' shared process: a test that ends it early with process.exit(0) fails the run", async () => {
+  it('a shared process: a test that ends it early with process.exit(0) fails the run', async () => {
     const files = [
       await plant('h1.test.mjs', `test('first', () => {});`),
       await plant('h2.test.mjs', `test('exits', () => process.exit(0));`),
@@ -187,5 +189,36 @@ test('runs after it', () => {});`,
     assert.ok(Date.now() - started < 25_000, `took ${Date.now() - started} ms`);
     assert.equal(code, 1);
     assert.deepEqual(results.slice(-2), ['not ok hangs', 'ok runs after it']);
+  });
+});
+
+describe('the plan of processes (scripts/test-plan.mjs)', () => {
+  const times: Record<string, number> = { a: 50, b: 40, c: 30, d: 20, e: 10, f: 10 };
+  const expected = (f: string) => times[f] as number;
+  type Group = { files: string[]; expectedMs: number };
+
+  it('splits the files into groups of about the same expected time, longest first', () => {
+    const groups = planGroups(Object.keys(times), expected, 2) as Group[];
+    assert.deepEqual(groups, [
+      { files: ['a', 'd', 'e'], expectedMs: 80 },
+      { files: ['b', 'c', 'f'], expectedMs: 80 },
+    ]);
+  });
+
+  it('never makes more groups than files, nor fewer than one', () => {
+    const one = planGroups(['a', 'b'], expected, 5) as Group[];
+    assert.deepEqual(
+      one.map((g) => g.files),
+      [['a'], ['b']],
+    );
+    assert.deepEqual(
+      (planGroups(['a', 'b'], expected, 0) as Group[]).map((g) => g.files),
+      [['a', 'b']],
+    );
+  });
+
+  it("bounds a group's process at three times its expected time, and at least 5 minutes", () => {
+    assert.equal(groupTimeoutMs(10_000), 300_000);
+    assert.equal(groupTimeoutMs(200_000), 600_000);
   });
 });

@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { packageGroupSource } from './test-group.mjs';
+import { groupSource } from './test-group.mjs';
+import { groupTimeoutMs, planGroups } from './test-plan.mjs';
 import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -32,20 +33,14 @@ if (selected.length === 0) {
   process.stderr.write(`no test files match ${filters.join(' ')}\n`);
   process.exit(1);
 }
-// The packages' own tests (everything outside test/: unit tests, one broker in-process at most)
-// run in one process, a generated file that imports them all: each file in a process of its own
-// costs 0.4 s of CPU before its first test (tsx, the runner), 2 s when it loads the broker, and
-// the 57 files' tests themselves take less than that. The whole-system tests under test/ (brokers,
-// Redis servers, browsers as processes) keep a process each. TEST_ISOLATE=1 runs every file in
-// its own process (to rule out one file's tests affecting another's). The runner still reports
-// (and times, for the order of the next run) each test by the file it is in.
+// The files share a few processes (scripts/test-plan.mjs says why), each a generated file that
+// imports its files one after another (scripts/test-group.mjs); the runner still reports (and
+// times, for the plan of the next run) each test by the file it is in. TEST_GROUPS sets how many
+// processes (default: three per lane); TEST_ISOLATE=1 runs every file in its own process (to rule
+// out one file's tests affecting another's).
 const cacheDir = join(root, 'node_modules', '.cache', 'countersign');
-const grouped = process.env.TEST_ISOLATE === '1' ? [] : selected.filter((f) => !f.startsWith('test/'));
-const alone = grouped.length > 1 ? selected.filter((f) => !grouped.includes(f)) : selected;
-
-// Longest first, so the files that start last are short ones and the lanes end close together:
-// by each file's time in the previous run (kept under node_modules/.cache), else the
-// whole-system tests (test/) before the packages' own.
+// Each file's time in the previous run (kept under node_modules/.cache), else a guess: the
+// whole-system tests (test/) take longer than the packages' own.
 const timesFile = join(cacheDir, 'test-durations.json');
 let previousTimes = {};
 try {
@@ -54,12 +49,11 @@ try {
   // First run here: no times yet.
 }
 const expected = (f) => previousTimes[f] ?? (f.startsWith('test/') ? 20_000 : 2_000);
-const GROUP = Symbol('the packages’ tests');
-const groupTime = grouped.reduce((sum, f) => sum + expected(f), 0);
-/** @type {(string | typeof GROUP)[]} */
-const order = [...(grouped.length > 1 ? [GROUP] : []), ...alone];
-const expectedOf = (f) => (f === GROUP ? groupTime : expected(f));
-order.sort((a, b) => expectedOf(b) - expectedOf(a) || String(a).localeCompare(String(b)));
+const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY ?? 2));
+const groupCount =
+  process.env.TEST_ISOLATE === '1' ? selected.length : Number(process.env.TEST_GROUPS ?? 3 * concurrency);
+// Longest first, so the processes that start last are short ones and the lanes end close together.
+const groups = planGroups(selected, expected, groupCount);
 
 // Most tests need a real Redis; without one they end "cancelled" after long timeouts.
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -77,18 +71,18 @@ if (!(await redisAnswers(redisUrl))) {
   process.exit(1);
 }
 
-const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // The usual report on stdout, and TAP in a file for the closing line.
 const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
 const durationsFile = join(scratch, 'durations.json');
-// The group file lives in this run's own directory, so two runs in one checkout (`npm test --
-// FILTER` meanwhile) cannot change what the other runs (see test-group.mjs for what it does).
-const groupFile = join(scratch, 'package-tests.test.mjs');
-if (grouped.length > 1) {
-  writeFileSync(groupFile, packageGroupSource(grouped.map((f) => pathToFileURL(join(root, f)).href)));
-}
-const files = order.map((f) => (f === GROUP ? groupFile : join(root, f)));
+// The group files live in this run's own directory, so two runs in one checkout (`npm test --
+// FILTER` meanwhile) cannot change what the other runs. A group of one file runs that file.
+const files = groups.map((group, i) => {
+  if (group.files.length === 1) return join(root, group.files[0]);
+  const groupFile = join(scratch, `tests-${i + 1}.test.mjs`);
+  writeFileSync(groupFile, groupSource(group.files.map((f) => pathToFileURL(join(root, f)).href)));
+  return groupFile;
+});
 // Build first (incremental: about a second when dist/ is current), so the processes the tests
 // start can run the compiled JavaScript: a CLI or broker from dist/ starts several times faster
 // than through tsx, and the e2e tests start hundreds of them.
@@ -119,14 +113,14 @@ const result = spawnSync(
     SOURCE,
     '--import',
     'tsx',
-    // Each test() / it() at most 60 s, each hook 120 s (see the file); timeoutMs bounds each whole file.
+    // Each test() / it() at most 60 s, each hook 120 s (see the file); timeoutMs bounds each process.
     '--import',
     join(root, 'scripts', 'test-timeout.mjs'),
     join(root, 'scripts', 'test-runner.mjs'),
     JSON.stringify({
       files,
-      concurrency: Number(concurrency),
-      timeoutMs: 300_000,
+      concurrency,
+      timeoutMs: groupTimeoutMs(groups[0].expectedMs),
       outputs: [
         { reporter: process.stdout.isTTY ? 'spec' : 'tap', destination: 'stdout' },
         { reporter: 'tap', destination: tapFile },
@@ -148,7 +142,7 @@ rmSync(scratch, { recursive: true, force: true });
 try {
   const times = { ...previousTimes };
   for (const [file, ms] of Object.entries(durations)) {
-    // (not the group file's own entry, when its process failed: its name changes every run)
+    // (not a group file's own entry, when its process failed: its name changes every run)
     if (selected.includes(relative(root, file))) times[relative(root, file)] = Math.round(ms);
   }
   mkdirSync(dirname(timesFile), { recursive: true });
