@@ -222,3 +222,53 @@ describe('the plan of processes (scripts/test-plan.mjs)', () => {
     assert.equal(groupTimeoutMs(200_000), 600_000);
   });
 });
+
+describe("npm test's npx (scripts/test-bin/npx)", () => {
+  const SHIM_DIR = fileURLToPath(new URL('./test-bin/', import.meta.url));
+  const ROOT = fileURLToPath(new URL('../', import.meta.url));
+  const npx = (args: string[], cwd: string) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(join(SHIM_DIR, 'npx'), args, {
+        cwd,
+        env: {
+          ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'npm_command')),
+          PATH: `${SHIM_DIR}:${process.env.PATH ?? ''}`,
+          npm_config_offline: 'true',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('runs a bin from node_modules/.bin of the directory or one above it, with its arguments', async () => {
+    // (npm exec, the real npx, would set npm_command=exec for the command it runs)
+    const r = await npx(
+      ['tsx', '-e', 'console.log(JSON.stringify([process.env.npm_command, ...process.argv.slice(1)]))', 'a b', '--c'],
+      join(ROOT, 'docs'),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [null, 'a b', '--c']);
+  });
+
+  it('leaves everything else to the real npx, next on PATH', async () => {
+    const version = await npx(['--version'], ROOT);
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+    // (no such bin here: the real npx looks it up and, offline, fails as npx does)
+    const missing = await npx(['--no-install', 'countersign-no-such-bin'], dir);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /npm (error|ERR!)/);
+  });
+
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cs-npx-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+});

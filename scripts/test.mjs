@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { groupSource } from './test-group.mjs';
 import { groupTimeoutMs, planGroups } from './test-plan.mjs';
@@ -104,7 +104,13 @@ const nodeOptions = (process.env.NODE_OPTIONS ?? '')
   .filter((o) => o !== '' && o !== SOURCE)
   .join(' ');
 // (npm ignores an empty npm_config_node_options; a blank one counts.)
-const env = { ...process.env, NODE_OPTIONS: nodeOptions, npm_config_node_options: nodeOptions || ' ' };
+// scripts/test-bin/npx runs the docs' `npx <bin>` commands without npm's start-up (see the file).
+const env = {
+  ...process.env,
+  PATH: [join(root, 'scripts', 'test-bin'), process.env.PATH].filter(Boolean).join(delimiter),
+  NODE_OPTIONS: nodeOptions,
+  npm_config_node_options: nodeOptions || ' ',
+};
 // scripts/test-runner.mjs runs the files in the order above (`node --test` would sort them by
 // name); the options before it are what each test file's process gets.
 const result = spawnSync(
