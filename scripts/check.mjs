@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// The checks `npm test` runs before the tests, two at a time (CHECK_CONCURRENCY), longest first:
+// The checks `npm test` runs beside the tests (scripts/test.mjs --checks), two at a time
+// (CHECK_CONCURRENCY), longest first:
 // they are CPU-bound and independent, so on two cores this halves their wall time. Each one's
 // output is printed when it ends; the exit status is 1 when any failed. Arguments name the npm
 // scripts to run instead of all of them (`node scripts/check.mjs lint typecheck`).
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +15,15 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const ALL = ['lint', 'typecheck', 'format:check', 'depcheck', 'proto:check', 'metadata'];
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL;
 const concurrency = Math.max(1, Number(process.env.CHECK_CONCURRENCY ?? 2));
+// CHECK_NICE lowers this process's priority (and so the checks' own, which inherit it): `npm test`
+// runs the checks alongside the tests this way, so they use what CPU the tests leave idle.
+if (process.env.CHECK_NICE) {
+  try {
+    setPriority(Number(process.env.CHECK_NICE));
+  } catch {
+    // Not allowed here: the checks run at the usual priority, only slower beside the tests.
+  }
+}
 
 function runScript(name) {
   return new Promise((resolve) => {

@@ -47,6 +47,25 @@ describe('npm test (scripts/test.mjs)', () => {
     assert.match(stderr, /redis-server --daemonize yes/);
   });
 
+  it('with --checks, runs the checks beside the tests and fails when a check fails, the tests passing', async () => {
+    const child = spawn(process.execPath, [SCRIPT, '--checks', 'approvers/test/slack/signature.test.ts'], {
+      // (a check that is no npm script fails as a failed check does)
+      env: {
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
+        TEST_CHECKS: 'metadata no-such-check',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.match(stdout, /^tests: [1-9]\d* passed, 0 failed$/m);
+    assert.match(stdout, /> npm run metadata: ok in/);
+    assert.match(stdout, /> npm run no-such-check: FAILED/);
+    assert.match(stdout, /^checks: FAILED \(exit 1\)$/m);
+    assert.equal(code, 1);
+  });
+
   it('counts cancelled tests as failed in the closing line', () => {
     const tap = [
       'TAP version 13',
