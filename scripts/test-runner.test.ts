@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -94,6 +94,16 @@ describe('npm test (scripts/test.mjs)', () => {
       { type: 'test:pass', data: { nesting: 1, file: '/r/a.test.ts', details: { duration_ms: 900 } } },
       { type: 'test:fail', data: { nesting: 0, file: '/r/a.test.ts', details: { duration_ms: 500 } } },
       { type: 'test:pass', data: { nesting: 0, file: '/r/b.test.ts', details: { duration_ms: 4000 } } },
+      // (a file's suite in a group process: named after the file, its location the group file)
+      {
+        type: 'test:pass',
+        data: {
+          nesting: 0,
+          name: 'c.test.ts',
+          file: '/tmp/x/countersign-group-1.test.mjs',
+          details: { duration_ms: 700 },
+        },
+      },
       { type: 'test:diagnostic', data: { nesting: 0, message: 'tests 3' } },
     ];
     async function* source() {
@@ -102,7 +112,7 @@ describe('npm test (scripts/test.mjs)', () => {
     let json = '';
     for await (const chunk of durations(source())) json += chunk;
     const byFile = JSON.parse(json) as Record<string, number>;
-    assert.deepEqual(byFile, { '/r/a.test.ts': 2000, '/r/b.test.ts': 4000 });
+    assert.deepEqual(byFile, { '/r/a.test.ts': 2000, '/r/b.test.ts': 4000, 'c.test.ts': 700 });
     assert.deepEqual(slowestLines(byFile, '/r', 1), ['slowest 1 test files:', '     4.0 s  b.test.ts']);
     assert.deepEqual(slowestLines({}, '/r'), []);
   });
@@ -138,14 +148,18 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     let tap = '';
     child.stdout.on('data', (d: Buffer) => (tap += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-    const results = [...tap.matchAll(/^(ok|not ok) \d+ - (.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    // (every level: a subtest's line comes before its suite's)
+    const results = [...tap.matchAll(/^ *(ok|not ok) \d+ - (.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
     return { code, tap, results, counts: tapCounts(tap) as { pass: number; fail: number; cancelled: number } };
   };
 
   /** Runs files in one process, as scripts/test.mjs does, through a group file named `name`. */
   const runGroup = async (name: string, files: string[]) => {
     const group = join(dir, name);
-    await writeFile(group, groupSource(files.map((f) => pathToFileURL(f).href)) as string);
+    await writeFile(
+      group,
+      groupSource(files.map((f) => ({ name: basename(f), url: pathToFileURL(f).href }))) as string,
+    );
     return { group, ...(await runFiles([group])) };
   };
 
@@ -157,22 +171,51 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
     assert.deepEqual(results, ['ok zz', 'ok aa', 'ok mm']);
   });
 
-  it('a shared process: a file that fails to load or fails is reported, and the files after it still run', async () => {
+  it('a shared process: each file is a suite; one that fails to load or fails is reported, and the files after it still run', async () => {
     const files = [
       await plant('g1.test.mjs', `test('first', () => {});`),
       await plant('g2.test.mjs', `throw new Error('planted load error');`),
       await plant('g3.test.mjs', `test('fails', () => assert.fail('planted failure'));`),
-      await plant('g4.test.mjs', `test('last', () => {});`),
+      await plant('g4.test.mjs', `describe('suite', () => { test('last', () => {}); });`),
     ];
     const { code, results, counts } = await runGroup('group-a.test.mjs', files);
     assert.equal(code, 1);
     assert.deepEqual(results, [
       'ok first',
-      `not ok ${pathToFileURL(files[1] as string).href} loads`,
+      'ok g1.test.mjs',
+      'not ok loads',
+      'not ok g2.test.mjs',
       'not ok fails',
+      'not ok g3.test.mjs',
       'ok last',
+      'ok suite',
+      'ok g4.test.mjs',
     ]);
     assert.equal(counts.fail, 2);
+  });
+
+  it('a shared process imports a file only when the one before has ended, so its module-level code runs just before its tests', async () => {
+    const files = [
+      await plant(
+        'i1.test.mjs',
+        `globalThis.firstEnded = false;
+describe('first', () => {
+  test('slow', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  });
+  after(() => (globalThis.firstEnded = true));
+});
+test('skipped', { skip: true }, () => {});`,
+      ),
+      await plant(
+        'i2.test.mjs',
+        `const firstEndedAtImport = globalThis.firstEnded;
+test('imported after the first file ended', () => assert.equal(firstEndedAtImport, true));`,
+      ),
+    ];
+    const { code, results } = await runGroup('group-c.test.mjs', files);
+    assert.deepEqual(results.slice(-2), ['ok imported after the first file ended', 'ok i2.test.mjs']);
+    assert.equal(code, 0);
   });
 
   it('a shared process: a test that ends it early with process.exit(0) fails the run', async () => {

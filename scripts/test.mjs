@@ -18,9 +18,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join, relative } from 'node:path';
+import { delimiter, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { groupSource } from './test-group.mjs';
+import { GROUP_FILE_PREFIX, groupSource } from './test-group.mjs';
 import { groupTimeoutMs, planGroups } from './test-plan.mjs';
 import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
@@ -90,11 +90,11 @@ const scratch = mkdtempSync(join(tmpdir(), 'countersign-test-'));
 const tapFile = join(scratch, 'report.tap');
 const durationsFile = join(scratch, 'durations.json');
 // The group files live in this run's own directory, so two runs in one checkout (`npm test --
-// FILTER` meanwhile) cannot change what the other runs. A group of one file runs that file.
+// FILTER` meanwhile) cannot change what the other runs. A group of one file is a group file too:
+// its reports then name the file the same way (each file's tests are a suite named after it).
 const files = groups.map((group, i) => {
-  if (group.files.length === 1) return join(root, group.files[0]);
-  const groupFile = join(scratch, `tests-${i + 1}.test.mjs`);
-  writeFileSync(groupFile, groupSource(group.files.map((f) => pathToFileURL(join(root, f)).href)));
+  const groupFile = join(scratch, `${GROUP_FILE_PREFIX}${i + 1}.test.mjs`);
+  writeFileSync(groupFile, groupSource(group.files.map((f) => ({ name: f, url: pathToFileURL(join(root, f)).href }))));
   return groupFile;
 });
 // Build first (incremental: about a second when dist/ is current), so the processes the tests
@@ -196,7 +196,8 @@ try {
   const times = { ...previousTimes };
   for (const [file, ms] of Object.entries(durations)) {
     // (not a group file's own entry, when its process failed: its name changes every run)
-    if (selected.includes(relative(root, file))) times[relative(root, file)] = Math.round(ms);
+    const name = isAbsolute(file) ? relative(root, file) : file;
+    if (selected.includes(name)) times[name] = Math.round(ms);
   }
   mkdirSync(dirname(timesFile), { recursive: true });
   writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`);

@@ -1,27 +1,19 @@
 // The X.509-SVID validation table, run against verifySvid directly: every row
 // names the rule it exercises and the code it must produce.
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { CountersignError } from '../src/errors.js';
 import { BundleSet, bundleFromPem } from '../src/identity/bundle.js';
 import { verifySvid } from '../src/identity/x509-svid.js';
 import { CertificateAuthority } from '../src/dev/ca.js';
 import { defaultBundles, svidCases, type SvidCaseContext } from './support/svid-cases.js';
 
-// The time the certificates are judged against, taken when the tests start (not when the file is
-// imported: in npm test's shared processes that can be minutes earlier, before certificates issued
-// "now" in a test would be valid).
-let now: number;
-let ctx: SvidCaseContext;
-function setUp(): void {
-  if (ctx !== undefined) return;
-  now = Date.now();
-  ctx = {
-    ca: CertificateAuthority.createRoot('example.org'),
-    other: CertificateAuthority.createRoot('other.org'),
-    now,
-  };
-}
+const now = Date.now();
+const ctx: SvidCaseContext = {
+  ca: CertificateAuthority.createRoot('example.org'),
+  other: CertificateAuthority.createRoot('other.org'),
+  now,
+};
 
 async function outcome(input: ReturnType<(typeof svidCases)[number]['build']>): Promise<string> {
   try {
@@ -39,7 +31,6 @@ async function outcome(input: ReturnType<(typeof svidCases)[number]['build']>): 
 }
 
 describe('X.509-SVID validation table', () => {
-  before(setUp);
   it('has at least 25 refusal cases, each with a distinct name', () => {
     assert.ok(svidCases.filter((c) => c.expect !== 'ok').length >= 25);
     assert.equal(new Set(svidCases.map((c) => c.name)).size, svidCases.length);
@@ -52,7 +43,6 @@ describe('X.509-SVID validation table', () => {
 });
 
 describe('X.509-SVID identity facts', () => {
-  before(setUp);
   it('returns the ID, trust domain, serial, validity window and thumbprint of the leaf', async () => {
     const notBefore = Math.floor((now - 5 * 60_000) / 1000) * 1000;
     const notAfter = Math.floor((now + 20 * 60_000) / 1000) * 1000;
