@@ -4,7 +4,7 @@
 // that cannot lose tests silently (scripts/test-group.mjs), and a hook that hangs fails alone (scripts/test-timeout.mjs).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -154,13 +154,13 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
   };
 
   /** Runs files in one process, as scripts/test.mjs does, through a group file named `name`. */
-  const runGroup = async (name: string, files: string[]) => {
+  const runGroup = async (name: string, files: string[], env: Record<string, string> = {}) => {
     const group = join(dir, name);
     await writeFile(
       group,
       groupSource(files.map((f) => ({ name: basename(f), url: pathToFileURL(f).href }))) as string,
     );
-    return { group, ...(await runFiles([group])) };
+    return { group, ...(await runFiles([group], env)) };
   };
 
   it('runs the files in the order given, not sorted by name as `node --test` would', async () => {
@@ -216,6 +216,33 @@ test('imported after the first file ended', () => assert.equal(firstEndedAtImpor
     const { code, results } = await runGroup('group-c.test.mjs', files);
     assert.deepEqual(results.slice(-2), ['ok imported after the first file ended', 'ok i2.test.mjs']);
     assert.equal(code, 0);
+  });
+
+  it("with TEST_CPU_FILE, writes each file's CPU time: its own process's and that of the processes it waited for", async () => {
+    const files = [
+      await plant('j1.test.mjs', `test('spins', () => { const end = Date.now() + 300; while (Date.now() < end); });`),
+      await plant(
+        'j2.test.mjs',
+        `import { execFileSync } from 'node:child_process';
+test('starts a process that spins', () => {
+  execFileSync(process.execPath, ['-e', 'const end = Date.now() + 300; while (Date.now() < end);']);
+});`,
+      ),
+    ];
+    const cpuFile = join(dir, 'cpu.jsonl');
+    const { code } = await runGroup('group-d.test.mjs', files, { TEST_CPU_FILE: cpuFile });
+    assert.equal(code, 0);
+    const rows = (await readFile(cpuFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { name: string; own: number; children: number });
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['j1.test.mjs', 'j2.test.mjs'],
+    );
+    // (ticks of 10 ms; each spins for 300 ms of CPU)
+    assert.ok((rows[0]?.own ?? 0) >= 20, JSON.stringify(rows));
+    assert.ok((rows[1]?.children ?? 0) >= 20, JSON.stringify(rows));
   });
 
   it('a shared process: a test that ends it early with process.exit(0) fails the run', async () => {

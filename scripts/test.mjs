@@ -123,6 +123,7 @@ const env = {
   ...process.env,
   PATH: [join(root, 'scripts', 'test-bin'), process.env.PATH].filter(Boolean).join(delimiter),
   NODE_OPTIONS: nodeOptions,
+  ...(process.env.TEST_CPU === '1' ? { TEST_CPU_FILE: join(scratch, 'cpu.jsonl') } : {}),
   npm_config_node_options: nodeOptions || ' ',
 };
 // The checks beside the tests: both are bound by CPU, and the tests leave some of it idle (a
@@ -191,6 +192,29 @@ try {
 } catch {
   // The runner did not start (or ended before its reporters did); its exit status says why.
 }
+// TEST_CPU=1: the test files that took the most CPU (scripts/test-group.mjs measures it).
+let cpuLines = [];
+if (process.env.TEST_CPU === '1') {
+  try {
+    const rows = readFileSync(join(scratch, 'cpu.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+    const total = rows.reduce((sum, r) => sum + r.own + r.children, 0);
+    rows.sort((a, b) => b.own + b.children - (a.own + a.children));
+    cpuLines = [
+      `CPU of the test files (own process + processes they started), ${(total / 100).toFixed(0)} s in all:`,
+      ...rows
+        .slice(0, 25)
+        .map(
+          (r) =>
+            `  ${((r.own + r.children) / 100).toFixed(1).padStart(6)} s  (${(r.own / 100).toFixed(1)} + ${(r.children / 100).toFixed(1)})  ${r.name}`,
+        ),
+    ];
+  } catch {
+    // No group process wrote any.
+  }
+}
 rmSync(scratch, { recursive: true, force: true });
 try {
   const times = { ...previousTimes };
@@ -205,5 +229,5 @@ try {
   // Only the order of the next run depends on it.
 }
 const counts = tapCounts(tap);
-process.stdout.write(`\n${[...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
+process.stdout.write(`\n${[...cpuLines, ...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
 process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 && !checksFailed ? 0 : result.status || 1);
