@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds, then runs every *.test.ts in the workspace with node's test runner (through tsx),
-// each test at most 60 s (scripts/test-timeout.mjs), each file at most 5 minutes.
+// each test at most 60 s (scripts/test-timeout.mjs), the files sharing a few processes (scripts/test-plan.mjs).
 // Arguments narrow the run: `npm test -- broker` runs files whose path contains "broker".
 // With --checks (as `npm test` runs it), the checks (scripts/check.mjs: lint, typecheck, format,
 // dependency rules) run beside the tests at a lower priority, and their output comes at the end.
