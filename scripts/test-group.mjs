@@ -23,25 +23,37 @@ import { createRequire } from 'node:module';
 // Through require: the file's own \`import ... from 'node:test'\` then gets the same functions
 // (with scripts/test-timeout.mjs's limits, when it is preloaded).
 const { describe, test } = createRequire(import.meta.url)('node:test');
+// The file whose suite is running, and whether every file's suite has ended: a process that ends
+// before that (a process.exit() in a test) fails, naming the file. So does one whose event loop
+// emptied while a file's tests were running (a test or hook awaiting a promise that never
+// settles): node's runner then cancels that test, and any test registered after it (the next
+// files') is dropped without a report.
+let current = '(none yet)';
 let finished = false;
-process.on('exit', () => {
-  if (finished) return;
-  process.stderr.write("scripts/test.mjs: a test process ended before all its files' tests had run (process.exit in a test?): failing it\\n");
-  process.exitCode = 1;
-});
-// 'beforeExit' comes only when nothing is left to do, and never on process.exit().
+let drainedDuring;
 process.on('beforeExit', () => {
-  finished = true;
+  if (!finished && drainedDuring === undefined) drainedDuring = current;
+});
+process.on('exit', () => {
+  if (finished && drainedDuring === undefined) return;
+  process.stderr.write(
+    drainedDuring === undefined
+      ? \`scripts/test.mjs: this test process ended while \${current} was running, before the files after it had run (a process.exit() in a test?): failing it\\n\`
+      : \`scripts/test.mjs: this test process's event loop emptied while \${drainedDuring} was running (a test or hook awaiting a promise that never settles); the files after it did not run: failing it\\n\`,
+  );
+  process.exitCode = 1;
 });
 // TEST_CPU_FILE (npm test with TEST_CPU=1): each file's CPU time, this process's and that of the
 // processes its tests started and waited for (/proc/self/stat: utime stime cutime cstime, in ticks).
 const cpuFile = process.env.TEST_CPU_FILE;
 const ticks = () => {
   if (!cpuFile) return [0, 0];
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
   return [Number(fields[11]) + Number(fields[12]), Number(fields[13]) + Number(fields[14])];
 };
 for (const { name, url } of ${JSON.stringify(files, null, 1)}) {
+  current = name;
   const [ownBefore, childrenBefore] = ticks();
   // (awaited: the suite's promise is fulfilled when its tests have ended, passed or not)
   await describe(name, async () => {
@@ -58,5 +70,11 @@ for (const { name, url } of ${JSON.stringify(files, null, 1)}) {
     appendFileSync(cpuFile, JSON.stringify({ name, own: own - ownBefore, children: children - childrenBefore }) + '\\n');
   }
 }
+finished = true;
+// A process that does not end when its tests have (a server, socket or timer left open) is ended
+// at the group's time limit; say what keeps it alive meanwhile.
+setTimeout(() => {
+  process.stderr.write(\`scripts/test.mjs: this test process is still running 30 s after its last file's tests ended; open: \${process.getActiveResourcesInfo().join(', ')}\\n\`);
+}, 30_000).unref();
 `;
 }

@@ -27,10 +27,10 @@ export function planGroups(files, expectedMs, count) {
 }
 
 /**
- * How long a group's process may take in all before the runner ends it: each test and hook has
- * its own limit (scripts/test-timeout.mjs); this catches a process that does not end when its
- * tests are done (a server or timer left running), at three times what the group is expected to
- * take, and never less than 5 minutes.
+ * How long a group's process may take in all before the runner ends it, for the longest group's
+ * expected time (node's run() takes one limit for all its files): each test and hook has its own
+ * limit (scripts/test-timeout.mjs); this catches a process that does not end when its tests are
+ * done (a server or timer left running), at three times that, and never less than 5 minutes.
  * @param {number} expectedMs
  */
 export function groupTimeoutMs(expectedMs) {

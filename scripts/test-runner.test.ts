@@ -4,7 +4,7 @@
 // that cannot lose tests silently (scripts/test-group.mjs), and a hook that hangs fails alone (scripts/test-timeout.mjs).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -66,6 +66,23 @@ describe('npm test (scripts/test.mjs)', () => {
     assert.equal(code, 1);
   });
 
+  it('refuses a TEST_GROUPS or TEST_CONCURRENCY that is not a whole number of at least 1', async () => {
+    for (const [name, value] of [
+      ['TEST_GROUPS', 'x'],
+      ['TEST_CONCURRENCY', '0'],
+    ] as const) {
+      const child = spawn(process.execPath, [SCRIPT, 'approvers/test/slack/signature.test.ts'], {
+        env: { ...process.env, [name]: value },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      assert.equal(code, 1);
+      assert.equal(stderr, `${name}: expected a whole number of at least 1, got "${value}"\n`);
+    }
+  });
+
   it('counts cancelled tests as failed in the closing line', () => {
     const tap = [
       'TAP version 13',
@@ -86,6 +103,11 @@ describe('npm test (scripts/test.mjs)', () => {
     const [line] = summaryLines(counts);
     assert.match(line, /^tests: 0 passed, 19 failed \(0 failed, 19 cancelled/);
     assert.equal(summaryLines(tapCounts('# pass 7\n# fail 1\n# cancelled 0\n'))[0], 'tests: 7 passed, 1 failed');
+    // (a failed suite or test process is not in TAP's counts: the run's status says it failed)
+    const suiteFailed = summaryLines(tapCounts('# pass 2\n# fail 0\n# cancelled 0\n'), true);
+    assert.equal(suiteFailed[0], 'tests: 2 passed, 0 failed');
+    assert.match(suiteFailed[1], /^the run FAILED outside any test/);
+    assert.equal(summaryLines(tapCounts('# pass 2\n# fail 0\n'), false).length, 1);
   });
 
   it('prints the slowest test files, each the sum of its top-level tests', async () => {
@@ -261,6 +283,46 @@ test('starts a process that spins', () => {
     );
   });
 
+  it('a shared process: a test awaiting a promise that never settles fails the process, naming its file', async () => {
+    const files = [
+      await plant('k1.test.mjs', `test('waits forever', () => new Promise(() => {}));`),
+      await plant('k2.test.mjs', `test('never reached', () => {});`),
+    ];
+    const group = join(dir, 'group-e.test.mjs');
+    await writeFile(
+      group,
+      groupSource(files.map((f) => ({ name: basename(f), url: pathToFileURL(f).href }))) as string,
+    );
+    const child = spawn(process.execPath, ['--import', TIMEOUTS, group], {
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.notEqual(code, 0);
+    assert.match(stderr, /event loop emptied while k1\.test\.mjs was running/);
+  });
+
+  it('no test file awaits test(), it() or describe() at its top level (in its group they would not have run yet)', async () => {
+    const root = fileURLToPath(new URL('../', import.meta.url));
+    const offenders: string[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for (const entry of await readdir(d, { withFileTypes: true })) {
+        if (['node_modules', '.git', 'dist', '.countersign'].includes(entry.name)) continue;
+        const path = join(d, entry.name);
+        if (entry.isDirectory()) await walk(path);
+        else if (
+          entry.name.endsWith('.test.ts') &&
+          /^await (test|it|describe|suite)\b/m.test(await readFile(path, 'utf8'))
+        )
+          offenders.push(path);
+      }
+    };
+    await walk(root);
+    assert.deepEqual(offenders, []);
+  });
+
   it('a hook that hangs fails after TEST_HOOK_TIMEOUT_MS, and the tests after it still run', async () => {
     const file = await plant(
       'hook.test.mjs',
@@ -351,6 +413,24 @@ describe("npm test's npx (scripts/test-bin/npx)", () => {
     const missing = await npx(['--no-install', 'countersign-no-such-bin'], dir);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /npm (error|ERR!)/);
+  });
+
+  it('finds the real npx past other copies of itself on PATH', async () => {
+    const copies = [join(dir, 'a'), join(dir, 'b')];
+    for (const copy of copies) {
+      await mkdir(copy);
+      await writeFile(join(copy, 'npx'), await readFile(join(SHIM_DIR, 'npx')), { mode: 0o755 });
+    }
+    const child = spawn(join(copies[0] as string, 'npx'), ['--version'], {
+      env: { ...process.env, PATH: `${copies.join(':')}:${SHIM_DIR}:${process.env.PATH ?? ''}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 20_000,
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(code, 0);
+    assert.match(stdout.trim(), /^\d+\.\d+\.\d+$/);
   });
 
   let dir: string;

@@ -19,14 +19,24 @@ export function tapCounts(tap) {
   };
 }
 
-/** "N passed, N failed" (the cancelled counted as failed), and what the failed were. */
-export function summaryLines(counts) {
+/**
+ * "N passed, N failed" (the cancelled counted as failed), and what the failed were; with
+ * `runFailed` (the runner's exit status was not 0) and no test counted as failed, a second line
+ * says the run failed all the same: TAP's counts leave out failed suites and test processes.
+ */
+export function summaryLines(counts, runFailed = false) {
   const failed = counts.fail + counts.cancelled;
   const detail =
     counts.cancelled > 0
       ? ` (${counts.fail} failed, ${counts.cancelled} cancelled: a hook or the test's process failed)`
       : '';
-  return [`tests: ${counts.pass} passed, ${failed} failed${detail}`];
+  const lines = [`tests: ${counts.pass} passed, ${failed} failed${detail}`];
+  if (runFailed && failed === 0) {
+    lines.push(
+      "the run FAILED outside any test: a suite's hook, or a test process that ended early or did not end (see the 'not ok' lines above)",
+    );
+  }
+  return lines;
 }
 
 /** Whether something answers PING at a redis:// URL (a server asking for a password counts). */

@@ -5,7 +5,6 @@
 // With --checks (as `npm test` runs it), the checks (scripts/check.mjs: lint, typecheck, format,
 // dependency rules) run beside the tests at a lower priority, and their output comes at the end.
 import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import {
   closeSync,
   mkdirSync,
@@ -63,9 +62,18 @@ try {
   // First run here: no times yet.
 }
 const expected = (f) => previousTimes[f] ?? (f.startsWith('test/') ? 20_000 : 2_000);
-const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY ?? 2));
-const groupCount =
-  process.env.TEST_ISOLATE === '1' ? selected.length : Number(process.env.TEST_GROUPS ?? 3 * concurrency);
+/** A whole number >= 1 from the environment variable `name`, else `fallback`; anything else stops the run. */
+function count(name, fallback) {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  if (!/^[1-9]\d*$/.test(value)) {
+    process.stderr.write(`${name}: expected a whole number of at least 1, got ${JSON.stringify(value)}\n`);
+    process.exit(1);
+  }
+  return Number(value);
+}
+const concurrency = count('TEST_CONCURRENCY', 2);
+const groupCount = process.env.TEST_ISOLATE === '1' ? selected.length : count('TEST_GROUPS', 3 * concurrency);
 // Longest first, so the processes that start last are short ones and the lanes end close together.
 const groups = planGroups(selected, expected, groupCount);
 
@@ -142,7 +150,13 @@ if (withChecks) {
     stdio: ['ignore', log, log],
   });
   closeSync(log);
-  checks = Promise.race([once(child, 'exit'), once(child, 'error').then(() => [1])]).then(([code]) => code);
+  checks = new Promise((resolve) => {
+    child.once('error', (error) => {
+      process.stderr.write(`checks: could not start scripts/check.mjs: ${error.message}\n`);
+      resolve(1);
+    });
+    child.once('exit', (code) => resolve(code));
+  });
   process.stdout.write(
     'checks (lint, typecheck, format, dependency rules) run beside the tests: their output comes at the end\n',
   );
@@ -229,5 +243,7 @@ try {
   // Only the order of the next run depends on it.
 }
 const counts = tapCounts(tap);
-process.stdout.write(`\n${[...cpuLines, ...slowestLines(durations, root), ...summaryLines(counts)].join('\n')}\n`);
+process.stdout.write(
+  `\n${[...cpuLines, ...slowestLines(durations, root), ...summaryLines(counts, result.status !== 0)].join('\n')}\n`,
+);
 process.exit(result.status === 0 && counts.fail + counts.cancelled === 0 && !checksFailed ? 0 : result.status || 1);
