@@ -8,8 +8,8 @@
 // (a sampling heap profile of one round, collected objects included).
 import { Session } from 'node:inspector';
 import { RequestOperationRequest } from '@countersign/proto';
-import { chainRecords, EMPTY_HEAD, type ChainHead } from '../broker/src/audit/chain.js';
-import { normalizeEvent, type AuditEvent } from '../broker/src/audit/events.js';
+import { chainNormalized, EMPTY_HEAD, type ChainHead } from '../broker/src/audit/chain.js';
+import { normalizeEventText, type AuditEvent } from '../broker/src/audit/events.js';
 import type { AuditLog } from '../broker/src/audit/audit-log.js';
 import { generateSigningKeyPem, Keyring, parseSigningKey } from '../broker/src/credentials/keys.js';
 import { CredentialMinter } from '../broker/src/credentials/mint.js';
@@ -32,9 +32,9 @@ class ChainingAuditLog implements AuditLog {
   }
 
   async appendAll(events: AuditEvent[]) {
-    const normalized = events.map(normalizeEvent);
+    const normalized = events.map(normalizeEventText);
     await new Promise((resolve) => setImmediate(resolve));
-    const chained = chainRecords(this.head, normalized, Date.now());
+    const chained = chainNormalized(this.head, normalized, Date.now());
     this.head = chained[chained.length - 1]!.record;
     for (const c of chained) this.bytes += c.line.length;
     return chained.map((c) => c.record);
