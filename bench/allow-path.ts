@@ -25,8 +25,15 @@ async function load(config: LoadClientConfig, name: string): Promise<LoadResult 
   const ioBefore = syscallCounts();
   const threadsBefore = threadCpuNs();
   let gcMs = 0;
+  // By kind (minor: scavenges of the young generation; major: mark-compact; incremental: marking steps).
+  const gcKinds: Record<string, number> = {};
+  const kindName: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
   const gc = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcMs += e.duration;
+    for (const e of list.getEntries()) {
+      gcMs += e.duration;
+      const kind = kindName[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      gcKinds[kind] = (gcKinds[kind] ?? 0) + e.duration;
+    }
   });
   gc.observe({ entryTypes: ['gc'] });
   // BENCH_CALLER_PROFILE=dir: a V8 CPU profile of the caller process too (one per run, named like the broker's).
@@ -51,7 +58,7 @@ async function load(config: LoadClientConfig, name: string): Promise<LoadResult 
   if (process.env.BENCH_CALLER_STDOUT) await writeFile(`${process.env.BENCH_CALLER_STDOUT}/${name}.out`, stdout);
   if (process.env.BENCH_CALLER_DETAIL === '1' || profileDir || wrap.length > 0)
     process.stderr.write(
-      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server GC pauses ${((gcMs * 1000) / (result.calls + result.warmupCalls)).toFixed(1)} µs/call, threads µs/call ${JSON.stringify(Object.fromEntries([...threadsAfter].map(([k, v]) => [k, Math.round((v - (threadsBefore.get(k) ?? 0)) / 1000 / (result.calls + result.warmupCalls))]).filter(([, v]) => (v as number) > 0)))}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
+      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server GC pauses ${((gcMs * 1000) / (result.calls + result.warmupCalls)).toFixed(1)} µs/call ${JSON.stringify(Object.fromEntries(Object.entries(gcKinds).map(([k, v]) => [k, Math.round((v * 1000) / (result.calls + result.warmupCalls))])))}, threads µs/call ${JSON.stringify(Object.fromEntries([...threadsAfter].map(([k, v]) => [k, Math.round((v - (threadsBefore.get(k) ?? 0)) / 1000 / (result.calls + result.warmupCalls))]).filter(([, v]) => (v as number) > 0)))}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
     );
   // The server also served the caller's warm-up calls meanwhile.
   return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
@@ -121,22 +128,36 @@ async function heapProfiled<T extends LoadResult>(dir: string, name: string, run
   session.connect();
   const post = (method: string, params?: object) =>
     new Promise<unknown>((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+  // BENCH_HEAP_LIVE=ms: instead, only what is still alive that long after the start, under
+  // load (what the calls in flight hold: what every scavenge has to copy), sampled finer.
+  const liveMs = Number(process.env.BENCH_HEAP_LIVE ?? 0);
   await post('HeapProfiler.enable');
   await post('HeapProfiler.startSampling', {
-    samplingInterval: 16384,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    samplingInterval: liveMs > 0 ? 1024 : 16384,
+    includeObjectsCollectedByMajorGC: liveMs === 0,
+    includeObjectsCollectedByMinorGC: liveMs === 0,
   });
+  const save = async (profile: unknown, calls: number) => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${name}.heapprofile`), JSON.stringify(profile));
+    await writeFile(join(dir, `${name}.calls`), String(calls));
+  };
+  let stopped: Promise<void> | undefined;
+  const timer =
+    liveMs > 0
+      ? setTimeout(() => {
+          stopped = post('HeapProfiler.stopSampling').then((r) => save((r as { profile: unknown }).profile, 64));
+        }, liveMs)
+      : undefined;
   let calls = 0;
   try {
     const result = await run();
     calls = result.calls + result.warmupCalls;
     return result;
   } finally {
-    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, `${name}.heapprofile`), JSON.stringify(profile));
-    await writeFile(join(dir, `${name}.calls`), String(calls));
+    clearTimeout(timer);
+    if (liveMs > 0) await stopped;
+    else await save(((await post('HeapProfiler.stopSampling')) as { profile: unknown }).profile, calls);
     session.disconnect();
   }
 }

@@ -1,6 +1,7 @@
 // npm run bench [-- NAME ...]: runs the named benchmarks (default: all) and prints
 // each figure as a ratio to a baseline measured in the same run.
 import { benchAllowPath } from './allow-path.js';
+import { benchAllowService } from './allow-service.js';
 import { benchDurability } from './durability.js';
 import { benchAuditAppend, benchVerify } from './verify.js';
 import { benchPolicy } from './policy.js';
@@ -22,6 +23,11 @@ const benches: Record<string, () => Promise<void>> = {
       rounds: Number(process.env.BENCH_ROUNDS ?? '5'),
       warmupMs: Number(process.env.BENCH_WARMUP_SECONDS ?? '2') * 1000,
       serverWarmup: process.env.BENCH_SERVER_WARMUP !== '0',
+    }),
+  'allow-service': () =>
+    benchAllowService({
+      calls: Number(process.env.BENCH_CALLS ?? '20000'),
+      rounds: Number(process.env.BENCH_ROUNDS ?? '5'),
     }),
   durability: () => benchDurability({ durationMs: seconds * 1000, concurrencies: [1, 16, 64] }),
   verify: () => benchVerify({ durationMs: seconds * 1000 }),

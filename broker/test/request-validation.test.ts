@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parametersDigest, RequestOperationRequest } from '@countersign/proto';
+import { canonicalJson, parametersDigest, RequestOperationRequest } from '@countersign/proto';
 import { CountersignError } from '../src/errors.js';
 import { LIMITS, validateOperationRequest } from '../src/requests/validate.js';
 
@@ -25,6 +25,20 @@ describe('RequestOperation validation', () => {
     const op = validateOperationRequest({ ...base, parametersJson: '{ "b": 2, "a": [1, "x"] }' });
     assert.equal(op.parametersCanonical, '{"a":[1,"x"],"b":2}');
     assert.equal(op.parametersDigest, parametersDigest({ a: [1, 'x'], b: 2 }));
+  });
+
+  it("gives the canonical text and digest of @countersign/proto's canonicalJson, which clients compute", () => {
+    const texts = [
+      '{"z":{"b":[1,2.5,-0.0,1e-7,333.333,9007199254740991],"a":null},"y":true,"\u00e9":"\u20ac","e\u0301":"x"}',
+      String.raw`{"s":"tab\there \"quoted\" back\\slash \u0001 \u007f \u2028 \ud83d\ude00","n":123456789012}`,
+      '{"10":1,"9":2,"B":3,"a":4,"_":[{"q":{"r":[]}},{}],"empty":""}',
+      '{"deep":[[[[{"k":"v"}]]]],"num":-1.5e-10,"small":5e-324,"frac":0.1}',
+    ];
+    for (const parametersJson of texts) {
+      const op = validateOperationRequest({ ...base, parametersJson });
+      assert.equal(op.parametersCanonical, canonicalJson(JSON.parse(parametersJson)), parametersJson);
+      assert.equal(op.parametersDigest, parametersDigest(JSON.parse(parametersJson)), parametersJson);
+    }
   });
 
   it('treats empty parameters as {}', () => {

@@ -13,8 +13,8 @@ import { nodeServing, redisCall } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { loadScripts, registerScripts, type ScriptRunner } from '../redis/scripts.js';
 import type { Logger } from '../observability/logger.js';
-import { chainRecords, EMPTY_HEAD, parseRecord, type AuditRecord, type ChainHead } from './chain.js';
-import { normalizeEvent, type AuditEvent } from './events.js';
+import { chainNormalized, EMPTY_HEAD, parseRecord, type AuditRecord, type ChainHead } from './chain.js';
+import { normalizeEventText, type AuditEvent, type NormalizedEvent } from './events.js';
 import type { HeadSigner, StoredHead } from './head.js';
 import type { AuditSink } from './sinks.js';
 
@@ -71,7 +71,7 @@ export type ChainRestartReason =
   'redis_empty' | 'head_behind' | 'head_diverged' | 'head_unsigned' | 'head_signature_invalid';
 
 interface Pending {
-  events: AuditEvent[];
+  events: NormalizedEvent[];
   resolve(records: AuditRecord[]): void;
   reject(error: unknown): void;
 }
@@ -146,16 +146,16 @@ export class RedisAuditLog implements AuditLog {
 
   appendAll(events: AuditEvent[]): Promise<AuditRecord[]> {
     if (events.length === 0) return Promise.resolve([]);
-    let normalized: AuditEvent[];
+    let normalized: NormalizedEvent[];
     try {
-      normalized = events.map(normalizeEvent);
+      normalized = events.map(normalizeEventText);
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     return this.enqueue(normalized);
   }
 
-  private enqueue(events: AuditEvent[]): Promise<AuditRecord[]> {
+  private enqueue(events: NormalizedEvent[]): Promise<AuditRecord[]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ events, resolve, reject });
       if (this.writing) return;
@@ -266,9 +266,9 @@ export class RedisAuditLog implements AuditLog {
     return undefined;
   }
 
-  private restartEvent(reason: ChainRestartReason, head: FoundHead): AuditEvent {
+  private restartEvent(reason: ChainRestartReason, head: FoundHead): NormalizedEvent {
     const known = this.lastKnown;
-    const event = normalizeEvent({
+    const event = normalizeEventText({
       type: 'chain_restart',
       reason,
       found_seq: head.seq,
@@ -291,7 +291,7 @@ export class RedisAuditLog implements AuditLog {
     return event;
   }
 
-  private async write(events: AuditEvent[]): Promise<AuditRecord[]> {
+  private async write(events: NormalizedEvent[]): Promise<AuditRecord[]> {
     try {
       let head: FoundHead = this.head ?? (await this.readHead());
       let trusted = this.head !== undefined;
@@ -323,7 +323,7 @@ export class RedisAuditLog implements AuditLog {
         const continueAfterLoss = reason === 'redis_empty' && this.lastKnown !== undefined;
         const base: ChainHead = continueAfterLoss ? (this.lastKnown as KnownHead) : head;
         const now = this.clock.now();
-        const chained = chainRecords(base, [...restart, ...events], now);
+        const chained = chainNormalized(base, [...restart, ...events], now);
         const records = chained.map((c) => c.record);
         const last = records[records.length - 1] as AuditRecord;
         const sig = this.options.heads.sign(last, head.checkpointSeq, now);

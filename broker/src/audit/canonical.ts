@@ -19,9 +19,12 @@ export function canonicalEvent<E extends object>(event: E): { event: E; text: st
   // The plain copy is made in the same walk (what JSON.parse of the text gives), not parsed back.
   const { text, plain: copy } = canonical(event);
   if (copy === null || typeof copy !== 'object' || Array.isArray(copy)) throw new TypeError('not an object');
-  const plain = copy as E;
-  canonicalTexts.set(plain, text);
-  return { event: plain, text };
+  return { event: copy as E, text };
+}
+
+/** Remembers the text canonicalEvent gave a plain event, for chainRecords (callers that pass only the event). */
+export function rememberCanonicalText(event: object, text: string): void {
+  canonicalTexts.set(event, text);
 }
 
 /** The text canonicalEvent gave this very (plain) event, if it made it. */

@@ -6,7 +6,7 @@
 //   hash(0) = 64 zeros (the genesis "previous hash" of record 1)
 import { sha256 } from '../digest.js';
 import { canonicalTextOf, jcs } from './canonical.js';
-import type { AuditEvent } from './events.js';
+import type { AuditEvent, NormalizedEvent } from './events.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -44,14 +44,22 @@ const sha256hex = (text: string): string => sha256(text, 'hex');
 
 /** Chains already-normalized events after `head`, all stamped `at` (an integer, ms). */
 export function chainRecords(head: ChainHead, events: AuditEvent[], at: number): ChainedRecord[] {
+  return chainNormalized(
+    head,
+    events.map((event) => ({ event, text: canonicalTextOf(event) ?? jcs(event) })),
+    at,
+  );
+}
+
+/** chainRecords for events given with their canonical text (events.ts normalizeEventText). */
+export function chainNormalized(head: ChainHead, events: NormalizedEvent[], at: number): ChainedRecord[] {
   if (!Number.isSafeInteger(at)) throw new TypeError('audit record time must be an integer (ms)');
   const out: ChainedRecord[] = [];
   let prev = head.hash;
   let seq = head.seq;
-  for (const event of events) {
+  for (const { event, text: canonicalEvent } of events) {
     seq += 1;
     // JCS sorts keys: at < event < hash < prev < seq; integers and hex strings serialize as in JSON.
-    const canonicalEvent = canonicalTextOf(event) ?? jcs(event);
     const hash = sha256hex(`{"at":${at},"event":${canonicalEvent},"prev":"${prev}","seq":${seq}}`);
     out.push({
       record: { seq, at, prev, hash, event },

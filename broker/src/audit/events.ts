@@ -2,7 +2,7 @@
 // AuditLog using these event types; `audit verify` relies on the fields named
 // here to prove that every issued credential had its approval.
 import { CountersignError } from '../errors.js';
-import { canonicalEvent } from './canonical.js';
+import { canonicalEvent, rememberCanonicalText } from './canonical.js';
 
 /**
  * Every event type, with the fields an event of that type must carry (more are
@@ -66,11 +66,28 @@ const invalid = (message: string): CountersignError =>
   // be recorded half-way, and the request it belongs to fails (closed).
   new CountersignError('internal', 'ERR_AUDIT_EVENT_INVALID', `audit event: ${message}`);
 
+/** An event checked and canonicalised: the plain event and its RFC 8785 text, which the chain hashes and stores. */
+export interface NormalizedEvent {
+  event: AuditEvent;
+  text: string;
+}
+
 /**
  * Checks an event's type and required fields, and returns it as plain JSON
  * (undefined fields dropped), ready to be hashed. Throws on anything else.
  */
 export function normalizeEvent(event: AuditEvent): AuditEvent {
+  const normalized = normalizeEventText(event);
+  rememberCanonicalText(normalized.event, normalized.text);
+  return normalized.event;
+}
+
+/**
+ * normalizeEvent, with the event's canonical text handed back rather than remembered in a
+ * WeakMap: the audit log carries it to the chain itself (no weak-map entry per event,
+ * which every scavenge of the young generation has to process while the append is in flight).
+ */
+export function normalizeEventText(event: AuditEvent): NormalizedEvent {
   if (event === null || typeof event !== 'object' || Array.isArray(event)) throw invalid('expected an object');
   const fields = AUDIT_EVENT_FIELDS[event.type as AuditEventType] as readonly string[] | undefined;
   if (fields === undefined)
@@ -88,5 +105,5 @@ export function normalizeEvent(event: AuditEvent): AuditEvent {
   // null is an explicit "none" (a deny that no rule matched has rule: null); absent is a bug.
   const missing = fields.filter((f) => plain[f] === undefined || plain[f] === '');
   if (missing.length > 0) throw invalid(`${event.type} lacks ${missing.join(', ')}`);
-  return plain;
+  return { event: plain, text };
 }

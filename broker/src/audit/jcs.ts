@@ -13,17 +13,21 @@
 /** A lone UTF-16 surrogate: with the u flag, a valid pair is one code point and does not match. */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
-/** Quoted keys: audit events use a few dozen names, over and over. */
-const quotedKeys = new Map<string, string>();
-const MAX_QUOTED_KEYS = 4096;
+/**
+ * The text of a member's name as it appears in an object, with the colon: `"name":`
+ * first, `,"name":` after; audit events use a few dozen names, over and over.
+ */
+const memberPrefixes = new Map<string, [first: string, next: string]>();
+const MAX_MEMBER_PREFIXES = 4096;
 
-function quoteKey(key: string): string {
-  let quoted = quotedKeys.get(key);
-  if (quoted === undefined) {
-    quoted = quoteString(key);
-    if (quotedKeys.size < MAX_QUOTED_KEYS) quotedKeys.set(key, quoted);
+function memberPrefix(key: string, first: boolean): string {
+  let prefixes = memberPrefixes.get(key);
+  if (prefixes === undefined) {
+    const quoted = quoteString(key);
+    prefixes = [`${quoted}:`, `,${quoted}:`];
+    if (memberPrefixes.size < MAX_MEMBER_PREFIXES) memberPrefixes.set(key, prefixes);
   }
-  return quoted;
+  return first ? prefixes[0] : prefixes[1];
 }
 
 /** Printable ASCII without '"' and '\\': quoted as it is (most of what audit events hold). */
@@ -41,11 +45,16 @@ export interface Canonical {
   plain: unknown;
 }
 
-/** Canonicalises a JSON value; throws TypeError on what has no JSON form (NaN, lone surrogates, cycles, functions). */
+/**
+ * Canonicalises a JSON value; throws TypeError on what has no JSON form (NaN, lone surrogates, cycles, functions).
+ * The walk pushes the text's pieces (quoted names and values, punctuation) into one array
+ * joined once at the end: a flat string in one allocation, where concatenating as it went
+ * made a string or a rope node for every piece (most of what the allow path allocated here).
+ */
 export function jcs(value: unknown): Canonical {
-  const out: Canonical = { text: '', plain: undefined };
-  walk(value, out, []);
-  return out;
+  const parts: string[] = [];
+  const plain = walk(value, parts, []);
+  return { text: parts.join(''), plain };
 }
 
 /** The canonical text only. */
@@ -78,27 +87,26 @@ function copyOfFirst(record: Record<string, unknown>, keys: string[], n: number)
   return copy;
 }
 
-function walk(value: unknown, out: Canonical, stack: object[]): void {
+/** Pushes the canonical text of `value` onto `parts`; returns its plain copy. */
+function walk(value: unknown, parts: string[], stack: object[]): unknown {
   switch (typeof value) {
     case 'string':
-      out.text = quoteString(value);
-      out.plain = value;
-      return;
+      if (PLAIN_ASCII.test(value)) parts.push('"', value, '"');
+      else if (LONE_SURROGATE.test(value)) throw new TypeError('Lone surrogate is not allowed');
+      else parts.push(JSON.stringify(value));
+      return value;
     case 'number':
       if (!Number.isFinite(value)) throw new TypeError(`${value} is not allowed`);
       // ECMAScript Number-to-String, as RFC 8785 requires (and -0 as 0).
-      out.text = JSON.stringify(value);
-      out.plain = Object.is(value, -0) ? 0 : value;
-      return;
+      parts.push(JSON.stringify(value));
+      return Object.is(value, -0) ? 0 : value;
     case 'boolean':
-      out.text = value ? 'true' : 'false';
-      out.plain = value;
-      return;
+      parts.push(value ? 'true' : 'false');
+      return value;
     case 'object':
       if (value === null) {
-        out.text = 'null';
-        out.plain = null;
-        return;
+        parts.push('null');
+        return null;
       }
       break;
     default:
@@ -109,28 +117,27 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
   const toJSON = (object as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === 'function') {
     stack.push(object);
-    walk((toJSON as () => unknown).call(object), out, stack);
+    const plain = walk((toJSON as () => unknown).call(object), parts, stack);
     stack.pop();
-    return;
+    return plain;
   }
   stack.push(object);
+  let result: unknown;
   if (Array.isArray(object)) {
     const plain: unknown[] = [];
-    let text = '[';
+    parts.push('[');
     for (const item of object as unknown[]) {
-      if (plain.length > 0) text += ',';
+      if (plain.length > 0) parts.push(',');
       // As JSON.stringify: undefined (and symbols) in an array are null.
       if (item === undefined || typeof item === 'symbol') {
-        text += 'null';
+        parts.push('null');
         plain.push(null);
       } else {
-        walk(item, out, stack);
-        text += out.text;
-        plain.push(out.plain);
+        plain.push(walk(item, parts, stack));
       }
     }
-    out.text = `${text}]`;
-    out.plain = plain;
+    parts.push(']');
+    result = plain;
   } else {
     const record = object as Record<string, unknown>;
     const keys = sortedKeys(record);
@@ -140,7 +147,7 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
     // them was most of what this walk allocated.
     let plain: Record<string, unknown> | undefined =
       Object.getPrototypeOf(record) === Object.prototype ? undefined : {};
-    let text = '{';
+    parts.push('{');
     let first = true;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as string;
@@ -149,20 +156,21 @@ function walk(value: unknown, out: Canonical, stack: object[]): void {
         plain ??= copyOfFirst(record, keys, i);
         continue;
       }
-      walk(member, out, stack);
-      text += first ? `${quoteKey(key)}:${out.text}` : `,${quoteKey(key)}:${out.text}`;
+      parts.push(memberPrefix(key, first));
       first = false;
+      const copy = walk(member, parts, stack);
       if (plain === undefined) {
-        if (key !== '__proto__' && Object.is(out.plain, member)) continue;
+        if (key !== '__proto__' && Object.is(copy, member)) continue;
         plain = copyOfFirst(record, keys, i);
       }
       // A "__proto__" member is an own property here, as JSON.parse makes it.
       if (key === '__proto__')
-        Object.defineProperty(plain, key, { value: out.plain, enumerable: true, writable: true, configurable: true });
-      else plain[key] = out.plain;
+        Object.defineProperty(plain, key, { value: copy, enumerable: true, writable: true, configurable: true });
+      else plain[key] = copy;
     }
-    out.text = `${text}}`;
-    out.plain = plain ?? record;
+    parts.push('}');
+    result = plain ?? record;
   }
   stack.pop();
+  return result;
 }

@@ -2,8 +2,6 @@
 // refusal names the field, the value (or its size) and what was expected.
 import type { PolicyInput } from '../policy/decision.js';
 import {
-  canonicalJson,
-  digestOfCanonical,
   ParametersError,
   PARAMETERS_LIMITS,
   parseParametersJson,
@@ -11,7 +9,9 @@ import {
   type JsonObject,
   type RequestOperationRequest,
 } from '@countersign/proto';
+import { jcsText } from '../audit/jcs.js';
 import { MIN_CREDENTIAL_TTL_MS } from '../credentials/mint.js';
+import { sha256 } from '../digest.js';
 import { invalidField } from '../errors.js';
 import { normalizePrincipalName } from '../policy/principal-name.js';
 import { DEFAULT_SIZE_LIMITS, LIMITS, limitExceeded, type SizeLimits } from './size-limits.js';
@@ -173,13 +173,16 @@ export function validateOperationRequest(
         );
   const audience = text('audience', req.audience, LIMITS.audienceLength);
   if (/\s/.test(audience)) throw invalidField('audience', `${shown(audience)} must not contain whitespace`);
-  const parametersCanonical = canonicalJson(parameters);
+  // RFC 8785 with the audit's walk (audit/jcs.ts: the same text as @countersign/proto's
+  // canonicalJson, which clients use, without its per-character scan and per-call Set), and
+  // the digest in one hashing call: base64url(SHA-256(text)), as digestOfCanonical gives.
+  const parametersCanonical = jcsText(parameters);
   return {
     operation,
     resource,
     parameters,
     parametersCanonical,
-    parametersDigest: digestOfCanonical(parametersCanonical),
+    parametersDigest: sha256(parametersCanonical, 'base64url'),
     reason: text('reason', req.reason, limits.reasonLength),
     // One spelling per person, or separation of duties could be talked around ("Alice", "alice ", "аlice").
     onBehalfOf: req.onBehalfOf === '' ? '' : normalizePrincipalName(req.onBehalfOf, 'on_behalf_of'),
