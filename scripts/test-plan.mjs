@@ -3,7 +3,9 @@
 // only node:test, 2-3 s for one that loads the broker, its console or a browser driver), and the
 // 113 files' start-up alone came to about 2 CPU-minutes when each had a process of its own. So
 // the files share a few processes ("groups", scripts/test-group.mjs), more groups than lanes so
-// that the lanes still even out when the times of the last run are off.
+// that the lanes still even out when the times of the last run are off. Files that mostly wait
+// (a Redis failover, SPIRE starting) leave their lane's core idle: they get a process and a lane
+// of their own beside the others (waitingFiles).
 
 /**
  * Splits `files` into at most `count` groups of about the same expected time, each file going to
@@ -35,4 +37,20 @@ export function planGroups(files, expectedMs, count) {
  */
 export function groupTimeoutMs(expectedMs) {
   return Math.max(300_000, Math.round(3 * expectedMs));
+}
+
+/**
+ * The files that mostly wait, by the last run's figures: at least `minMs` long, and their CPU
+ * time (their process's and that of the processes they started) under `ratio` of it. Files
+ * without figures are not among them.
+ * @param {string[]} files
+ * @param {(file: string) => number | undefined} wallMs
+ * @param {(file: string) => number | undefined} cpuMs
+ */
+export function waitingFiles(files, wallMs, cpuMs, ratio = 0.35, minMs = 10_000) {
+  return files.filter((f) => {
+    const wall = wallMs(f);
+    const cpu = cpuMs(f);
+    return wall !== undefined && cpu !== undefined && wall >= minMs && cpu < ratio * wall;
+  });
 }

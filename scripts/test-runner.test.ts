@@ -15,7 +15,7 @@ import { groupSource } from './test-group.mjs';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 // @ts-expect-error: a plain .mjs script without type declarations
-import { groupTimeoutMs, planGroups } from './test-plan.mjs';
+import { groupTimeoutMs, planGroups, waitingFiles } from './test-plan.mjs';
 // @ts-expect-error: a plain .mjs reporter without type declarations
 import durations from './test-durations.mjs';
 
@@ -368,6 +368,19 @@ describe('the plan of processes (scripts/test-plan.mjs)', () => {
     assert.deepEqual(
       (planGroups(['a', 'b'], expected, 0) as Group[]).map((g) => g.files),
       [['a', 'b']],
+    );
+  });
+
+  it('picks the files that mostly waited in the last run: 10 s or more, under 35% of it on CPU', () => {
+    const wall: Record<string, number> = { failover: 28_000, tour: 28_000, short: 4_000, fresh: 30_000 };
+    const cpu: Record<string, number> = { failover: 9_000, tour: 25_000, short: 100 };
+    assert.deepEqual(
+      waitingFiles(
+        Object.keys(wall),
+        (f: string) => wall[f],
+        (f: string) => cpu[f],
+      ),
+      ['failover'],
     );
   });
 

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { GROUP_FILE_PREFIX, groupSource } from './test-group.mjs';
-import { groupTimeoutMs, planGroups } from './test-plan.mjs';
+import { groupTimeoutMs, planGroups, waitingFiles } from './test-plan.mjs';
 import { redisAnswers, slowestLines, summaryLines, tapCounts } from './test-summary.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -72,10 +72,34 @@ function count(name, fallback) {
   }
   return Number(value);
 }
+// And each file's CPU time in it (milliseconds, its process's and its children's).
+const cpuFile = join(cacheDir, 'test-cpu.json');
+let previousCpu = {};
+try {
+  previousCpu = JSON.parse(readFileSync(cpuFile, 'utf8'));
+} catch {
+  // First run here, or before this was kept.
+}
 const concurrency = count('TEST_CONCURRENCY', 2);
-const groupCount = process.env.TEST_ISOLATE === '1' ? selected.length : count('TEST_GROUPS', 3 * concurrency);
+const isolate = process.env.TEST_ISOLATE === '1';
+// The files that mostly wait run in a process of their own, in a lane of their own beside the
+// others (they would leave a core idle in theirs); the others then get one process per lane, so
+// that no more than `concurrency` busy processes ever run at once.
+const waiting = isolate
+  ? []
+  : waitingFiles(
+      selected,
+      (f) => previousTimes[f],
+      (f) => previousCpu[f],
+    );
+const busy = selected.filter((f) => !waiting.includes(f));
+const groupCount = isolate ? selected.length : count('TEST_GROUPS', waiting.length > 0 ? concurrency : 3 * concurrency);
 // Longest first, so the processes that start last are short ones and the lanes end close together.
-const groups = planGroups(selected, expected, groupCount);
+const groups = [
+  ...(waiting.length > 0 ? planGroups(waiting, expected, 1) : []),
+  ...planGroups(busy, expected, groupCount),
+];
+const lanes = concurrency + (waiting.length > 0 ? 1 : 0);
 
 // Most tests need a real Redis; without one they end "cancelled" after long timeouts.
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -131,7 +155,7 @@ const env = {
   ...process.env,
   PATH: [join(root, 'scripts', 'test-bin'), process.env.PATH].filter(Boolean).join(delimiter),
   NODE_OPTIONS: nodeOptions,
-  ...(process.env.TEST_CPU === '1' ? { TEST_CPU_FILE: join(scratch, 'cpu.jsonl') } : {}),
+  TEST_CPU_FILE: join(scratch, 'cpu.jsonl'),
   npm_config_node_options: nodeOptions || ' ',
 };
 // The checks beside the tests: both are bound by CPU, and the tests leave some of it idle (a
@@ -175,8 +199,8 @@ const result = spawnSync(
     join(root, 'scripts', 'test-runner.mjs'),
     JSON.stringify({
       files,
-      concurrency,
-      timeoutMs: groupTimeoutMs(groups[0].expectedMs),
+      concurrency: lanes,
+      timeoutMs: groupTimeoutMs(Math.max(...groups.map((g) => g.expectedMs))),
       outputs: [
         { reporter: process.stdout.isTTY ? 'spec' : 'tap', destination: 'stdout' },
         { reporter: 'tap', destination: tapFile },
@@ -206,28 +230,30 @@ try {
 } catch {
   // The runner did not start (or ended before its reporters did); its exit status says why.
 }
-// TEST_CPU=1: the test files that took the most CPU (scripts/test-group.mjs measures it).
+// Each file's CPU time (scripts/test-group.mjs measures it), kept for the next run's plan;
+// with TEST_CPU=1, the files that took the most are printed.
+let cpuRows = [];
+try {
+  cpuRows = readFileSync(join(scratch, 'cpu.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+} catch {
+  // No group process wrote any.
+}
 let cpuLines = [];
-if (process.env.TEST_CPU === '1') {
-  try {
-    const rows = readFileSync(join(scratch, 'cpu.jsonl'), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line));
-    const total = rows.reduce((sum, r) => sum + r.own + r.children, 0);
-    rows.sort((a, b) => b.own + b.children - (a.own + a.children));
-    cpuLines = [
-      `CPU of the test files (own process + processes they started), ${(total / 100).toFixed(0)} s in all:`,
-      ...rows
-        .slice(0, 25)
-        .map(
-          (r) =>
-            `  ${((r.own + r.children) / 100).toFixed(1).padStart(6)} s  (${(r.own / 100).toFixed(1)} + ${(r.children / 100).toFixed(1)})  ${r.name}`,
-        ),
-    ];
-  } catch {
-    // No group process wrote any.
-  }
+if (process.env.TEST_CPU === '1' && cpuRows.length > 0) {
+  const rows = [...cpuRows].sort((a, b) => b.own + b.children - (a.own + a.children));
+  const total = rows.reduce((sum, r) => sum + r.own + r.children, 0);
+  cpuLines = [
+    `CPU of the test files (own process + processes they started), ${(total / 100).toFixed(0)} s in all:`,
+    ...rows
+      .slice(0, 25)
+      .map(
+        (r) =>
+          `  ${((r.own + r.children) / 100).toFixed(1).padStart(6)} s  (${(r.own / 100).toFixed(1)} + ${(r.children / 100).toFixed(1)})  ${r.name}`,
+      ),
+  ];
 }
 rmSync(scratch, { recursive: true, force: true });
 try {
@@ -239,6 +265,10 @@ try {
   }
   mkdirSync(dirname(timesFile), { recursive: true });
   writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`);
+  const cpu = { ...previousCpu };
+  // (in ticks of 10 ms: USER_HZ is 100 on Linux)
+  for (const r of cpuRows) if (selected.includes(r.name)) cpu[r.name] = (r.own + r.children) * 10;
+  writeFileSync(cpuFile, `${JSON.stringify(cpu, null, 1)}\n`);
 } catch {
   // Only the order of the next run depends on it.
 }
