@@ -32,33 +32,44 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** process.env without the named variables. */
+const envWithout = (...names: string[]): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(process.env).filter(([k]) => !names.includes(k)));
+
+/** Runs a command to its end; its exit code and what it printed. */
+function runProcess(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 describe('npm test (scripts/test.mjs)', () => {
   it('without Redis, stops at once and says how to start one', async () => {
     const port = await closedPort();
-    const child = spawn(process.execPath, [SCRIPT, 'scripts/test-runner'], {
+    const { code, stderr } = await runProcess(process.execPath, [SCRIPT, 'scripts/test-runner'], {
       env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.equal(code, 1);
     assert.match(stderr, new RegExp(`No Redis answers at redis://127\\.0\\.0\\.1:${port} \\(REDIS_URL\\)`));
     assert.match(stderr, /redis-server --daemonize yes/);
   });
 
   it('with --checks, runs the checks beside the tests and fails when a check fails, the tests passing', async () => {
-    const child = spawn(process.execPath, [SCRIPT, '--checks', 'approvers/test/slack/signature.test.ts'], {
+    const { code, stdout } = await runProcess(
+      process.execPath,
+      [SCRIPT, '--checks', 'approvers/test/slack/signature.test.ts'],
       // (a check that is no npm script fails as a failed check does)
-      env: {
-        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
-        TEST_CHECKS: 'metadata no-such-check',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      { env: { ...envWithout('NODE_TEST_CONTEXT'), TEST_CHECKS: 'metadata no-such-check' } },
+    );
     assert.match(stdout, /^tests: [1-9]\d* passed, 0 failed$/m);
     assert.match(stdout, /> npm run metadata: ok in/);
     assert.match(stdout, /> npm run no-such-check: FAILED/);
@@ -71,13 +82,9 @@ describe('npm test (scripts/test.mjs)', () => {
       ['TEST_GROUPS', 'x'],
       ['TEST_CONCURRENCY', '0'],
     ] as const) {
-      const child = spawn(process.execPath, [SCRIPT, 'approvers/test/slack/signature.test.ts'], {
+      const { code, stderr } = await runProcess(process.execPath, [SCRIPT, 'approvers/test/slack/signature.test.ts'], {
         env: { ...process.env, [name]: value },
-        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
       assert.equal(code, 1);
       assert.equal(stderr, `${name}: expected a whole number of at least 1, got "${value}"\n`);
     }
@@ -162,26 +169,30 @@ describe('the test runner (scripts/test-runner.mjs, test-group.mjs, test-timeout
   /** Runs files through test-runner.mjs (one at a time), with test-timeout.mjs preloaded; the TAP report. */
   const runFiles = async (files: string[], env: Record<string, string> = {}) => {
     const options = { files, concurrency: 1, timeoutMs: 30_000, outputs: [{ reporter: 'tap', destination: 'stdout' }] };
-    const child = spawn(process.execPath, ['--import', TIMEOUTS, RUNNER, JSON.stringify(options)], {
+    const { code, stdout: tap } = await runProcess(
+      process.execPath,
+      ['--import', TIMEOUTS, RUNNER, JSON.stringify(options)],
       // (without this runner's own NODE_TEST_CONTEXT, which would make the child report to it instead)
-      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let tap = '';
-    child.stdout.on('data', (d: Buffer) => (tap += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      { env: { ...envWithout('NODE_TEST_CONTEXT'), ...env } },
+    );
     // (every level: a subtest's line comes before its suite's)
     const results = [...tap.matchAll(/^ *(ok|not ok) \d+ - (.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
     return { code, tap, results, counts: tapCounts(tap) as { pass: number; fail: number; cancelled: number } };
   };
 
-  /** Runs files in one process, as scripts/test.mjs does, through a group file named `name`. */
-  const runGroup = async (name: string, files: string[], env: Record<string, string> = {}) => {
+  /** The group file scripts/test.mjs would write for these files, named `name`; its path. */
+  const writeGroup = async (name: string, files: string[]) => {
     const group = join(dir, name);
     await writeFile(
       group,
       groupSource(files.map((f) => ({ name: basename(f), url: pathToFileURL(f).href }))) as string,
     );
+    return group;
+  };
+
+  /** Runs files in one process, as scripts/test.mjs does, through a group file named `name`. */
+  const runGroup = async (name: string, files: string[], env: Record<string, string> = {}) => {
+    const group = await writeGroup(name, files);
     return { group, ...(await runFiles([group], env)) };
   };
 
@@ -291,18 +302,10 @@ test('starts a process that spins', () => {
       await plant('k1.test.mjs', `test('waits forever', () => new Promise(() => {}));`),
       await plant('k2.test.mjs', `test('never reached', () => {});`),
     ];
-    const group = join(dir, 'group-e.test.mjs');
-    await writeFile(
-      group,
-      groupSource(files.map((f) => ({ name: basename(f), url: pathToFileURL(f).href }))) as string,
-    );
-    const child = spawn(process.execPath, ['--import', TIMEOUTS, group], {
-      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const group = await writeGroup('group-e.test.mjs', files);
+    const { code, stderr } = await runProcess(process.execPath, ['--import', TIMEOUTS, group], {
+      env: envWithout('NODE_TEST_CONTEXT'),
     });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.notEqual(code, 0);
     assert.match(stderr, /event loop emptied while k1\.test\.mjs was running/);
   });
@@ -394,21 +397,9 @@ describe("npm test's npx (scripts/test-bin/npx)", () => {
   const SHIM_DIR = fileURLToPath(new URL('./test-bin/', import.meta.url));
   const ROOT = fileURLToPath(new URL('../', import.meta.url));
   const npx = (args: string[], cwd: string) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(join(SHIM_DIR, 'npx'), args, {
-        cwd,
-        env: {
-          ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'npm_command')),
-          PATH: `${SHIM_DIR}:${process.env.PATH ?? ''}`,
-          npm_config_offline: 'true',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    runProcess(join(SHIM_DIR, 'npx'), args, {
+      cwd,
+      env: { ...envWithout('npm_command'), PATH: `${SHIM_DIR}:${process.env.PATH ?? ''}`, npm_config_offline: 'true' },
     });
 
   it('runs a bin from node_modules/.bin of the directory or one above it, with its arguments', async () => {
@@ -437,14 +428,10 @@ describe("npm test's npx (scripts/test-bin/npx)", () => {
       await mkdir(copy);
       await writeFile(join(copy, 'npx'), await readFile(join(SHIM_DIR, 'npx')), { mode: 0o755 });
     }
-    const child = spawn(join(copies[0] as string, 'npx'), ['--version'], {
+    const { code, stdout } = await runProcess(join(copies[0] as string, 'npx'), ['--version'], {
       env: { ...process.env, PATH: `${copies.join(':')}:${SHIM_DIR}:${process.env.PATH ?? ''}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 20_000,
     });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.equal(code, 0);
     assert.match(stdout.trim(), /^\d+\.\d+\.\d+$/);
   });
