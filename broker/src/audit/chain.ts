@@ -5,7 +5,7 @@
 //   hash(n) = hex(SHA-256(JCS({ seq, at, prev: hash(n-1), event })))   (RFC 8785)
 //   hash(0) = 64 zeros (the genesis "previous hash" of record 1)
 import { sha256 } from '../digest.js';
-import { canonicalTextOf, jcs } from './canonical.js';
+import { jcs } from './canonical.js';
 import type { AuditEvent, NormalizedEvent } from './events.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -42,11 +42,11 @@ export interface ChainedRecord {
 
 const sha256hex = (text: string): string => sha256(text, 'hex');
 
-/** Chains already-normalized events after `head`, all stamped `at` (an integer, ms). */
+/** Chains already-normalized events after `head`, all stamped `at` (an integer, ms), canonicalising each. */
 export function chainRecords(head: ChainHead, events: AuditEvent[], at: number): ChainedRecord[] {
   return chainNormalized(
     head,
-    events.map((event) => ({ event, text: canonicalTextOf(event) ?? jcs(event) })),
+    events.map((event) => ({ event, text: jcs(event) })),
     at,
   );
 }

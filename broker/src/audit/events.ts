@@ -2,7 +2,7 @@
 // AuditLog using these event types; `audit verify` relies on the fields named
 // here to prove that every issued credential had its approval.
 import { CountersignError } from '../errors.js';
-import { canonicalEvent, rememberCanonicalText } from './canonical.js';
+import { canonicalEvent } from './canonical.js';
 
 /**
  * Every event type, with the fields an event of that type must carry (more are
@@ -73,19 +73,8 @@ export interface NormalizedEvent {
 }
 
 /**
- * Checks an event's type and required fields, and returns it as plain JSON
- * (undefined fields dropped), ready to be hashed. Throws on anything else.
- */
-export function normalizeEvent(event: AuditEvent): AuditEvent {
-  const normalized = normalizeEventText(event);
-  rememberCanonicalText(normalized.event, normalized.text);
-  return normalized.event;
-}
-
-/**
- * normalizeEvent, with the event's canonical text handed back rather than remembered in a
- * WeakMap: the audit log carries it to the chain itself (no weak-map entry per event,
- * which every scavenge of the young generation has to process while the append is in flight).
+ * Checks an event's type and required fields, and returns it as plain JSON (undefined fields
+ * dropped) with its RFC 8785 text, which the chain hashes and stores. Throws on anything else.
  */
 export function normalizeEventText(event: AuditEvent): NormalizedEvent {
   if (event === null || typeof event !== 'object' || Array.isArray(event)) throw invalid('expected an object');

@@ -3,7 +3,7 @@
 //
 // The allow path canonicalises three audit events per call; the `canonicalize`
 // package scans every string for lone surrogates in JavaScript, one character at a
-// time, and re-canonicalises every key, and normalizeEvent then parsed the text back
+// time, and re-canonicalises every key, and the event's normalisation then parsed the text back
 // to get the plain event. Here a string is checked with one regular expression, keys
 // are quoted once per distinct key, and the plain copy is built while walking. The
 // output is the same text (broker/test/audit-jcs.test.ts compares both on random

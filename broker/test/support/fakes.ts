@@ -15,8 +15,8 @@
 // ERR_REDIS_UNAVAILABLE), before its change or after it (the change made, the reply lost).
 import type { BreakGlassNotice } from '@countersign/approvers';
 import type { AuditEvent, AuditLog, AuditRecord } from '../../src/audit/audit-log.js';
-import { chainRecords, EMPTY_HEAD, type ChainHead } from '../../src/audit/chain.js';
-import { normalizeEvent } from '../../src/audit/events.js';
+import { chainNormalized, EMPTY_HEAD, type ChainHead } from '../../src/audit/chain.js';
+import { normalizeEventText } from '../../src/audit/events.js';
 import type { Clock } from '../../src/clock.js';
 import { generateSigningKeyPem, Keyring, parseSigningKey } from '../../src/credentials/keys.js';
 import { CredentialMinter, type MintedCredential, type MintInput } from '../../src/credentials/mint.js';
@@ -453,10 +453,10 @@ export class FakeAuditLog implements AuditLog {
 
   async appendAll(events: AuditEvent[]): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
-    const normalized = events.map(normalizeEvent);
+    const normalized = events.map(normalizeEventText);
     await roundTrip();
     this.faults.check('audit append', 'before');
-    const chained = chainRecords(this.head, normalized, this.clock.now()).map((c) => c.record);
+    const chained = chainNormalized(this.head, normalized, this.clock.now()).map((c) => c.record);
     this.records.push(...chained);
     this.head = chained[chained.length - 1] as ChainHead;
     this.faults.check('audit append', 'after');
