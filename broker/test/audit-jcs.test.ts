@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import canonicalize from 'canonicalize';
-import { jcs } from '../src/audit/jcs.js';
+import { cachedMemberNames, jcs } from '../src/audit/jcs.js';
 
 /** A small deterministic PRNG (mulberry32), so a failure names a seed that reproduces it. */
 function prng(seed: number): () => number {
@@ -201,4 +201,14 @@ test('an object JSON keeps as it is is its own plain copy; one it changes is cop
   })();
   assert.notEqual(jcs(instance).plain, instance);
   assert.deepStrictEqual(jcs(instance).plain, { a: 1 });
+});
+
+test("long member names (a requester's parameters go through this walk) are not kept in the names' cache", () => {
+  const before = cachedMemberNames();
+  const long = `k${'x'.repeat(100_000)}`;
+  assert.equal(jcs({ [long]: 1 }).text, `{"${long}":1}`);
+  assert.equal(cachedMemberNames(), before, 'a 100,001-character name was cached');
+  const short = `short-${before}`;
+  jcs({ [short]: 1 });
+  assert.equal(cachedMemberNames(), before + 1, 'short names are cached');
 });

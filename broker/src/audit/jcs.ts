@@ -15,17 +15,26 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /**
  * The text of a member's name as it appears in an object, with the colon: `"name":`
- * first, `,"name":` after; audit events use a few dozen names, over and over.
+ * first, `,"name":` after; audit events use a few dozen names, over and over. Only short
+ * names are kept: a requester's parameters go through this walk too (validate.ts), and their
+ * names, up to the parameters' size limit each, must not stay in memory for good.
  */
 const memberPrefixes = new Map<string, [first: string, next: string]>();
 const MAX_MEMBER_PREFIXES = 4096;
+const MAX_CACHED_NAME_LENGTH = 64;
+
+/** How many member names are cached (for tests). */
+export function cachedMemberNames(): number {
+  return memberPrefixes.size;
+}
 
 function memberPrefix(key: string, first: boolean): string {
   let prefixes = memberPrefixes.get(key);
   if (prefixes === undefined) {
     const quoted = quoteString(key);
     prefixes = [`${quoted}:`, `,${quoted}:`];
-    if (memberPrefixes.size < MAX_MEMBER_PREFIXES) memberPrefixes.set(key, prefixes);
+    if (key.length <= MAX_CACHED_NAME_LENGTH && memberPrefixes.size < MAX_MEMBER_PREFIXES)
+      memberPrefixes.set(key, prefixes);
   }
   return first ? prefixes[0] : prefixes[1];
 }
