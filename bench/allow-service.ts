@@ -16,6 +16,7 @@ import { CredentialMinter } from '../broker/src/credentials/mint.js';
 import { Metrics } from '../broker/src/observability/metrics.js';
 import { Policy } from '../broker/src/policy/policy.js';
 import { RequestService, type Requester } from '../broker/src/requests/request-service.js';
+import { REQUESTS_PER_TURN, TurnSlots } from '../broker/src/requests/turns.js';
 import type { RequestStorePort } from '../broker/src/requests/ports.js';
 import type { OutboxPort } from '../broker/src/requests/outbox.js';
 import { fmt, median, table } from './harness.js';
@@ -79,6 +80,7 @@ export async function benchAllowService(options: { calls: number; rounds: number
       store: {} as RequestStorePort,
       outbox: {} as OutboxPort,
       limiter: { take: () => Promise.resolve() },
+      turns: new TurnSlots(REQUESTS_PER_TURN),
       clock,
       metrics: new Metrics(),
       announceBreakGlass: () => Promise.resolve(),

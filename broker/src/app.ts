@@ -44,6 +44,7 @@ import { loadPolicyFile, PolicyReloader } from './policy/reloader.js';
 import { RedisRequestRate } from './policy/request-rate.js';
 import { Keys } from './redis/keys.js';
 import { WatchStreamSlots } from './requests/limits.js';
+import { REQUESTS_PER_TURN, TurnSlots } from './requests/turns.js';
 import { RequestService } from './requests/request-service.js';
 import { approvalSettings, openApprovals, type Approvals, type BrokerRole } from './requests/runtime.js';
 import { registerScripts, type ScriptRunner } from './requests/scripts.js';
@@ -499,6 +500,7 @@ async function startServices(
       limiter: approvals.limiter,
       clock,
       metrics,
+      turns: new TurnSlots(REQUESTS_PER_TURN),
       announceBreakGlass: async (notice) => {
         const queued = await approvals.jobs.notifyBreakGlass(notice);
         logger[queued > 0 ? 'info' : 'warn'](

@@ -18,6 +18,7 @@ import type { PolicyInput } from '../src/policy/decision.js';
 import type { Policy } from '../src/policy/policy.js';
 import { Keys } from '../src/redis/keys.js';
 import { RequestService } from '../src/requests/request-service.js';
+import { REQUESTS_PER_TURN, TurnSlots } from '../src/requests/turns.js';
 import { registerScripts } from '../src/requests/scripts.js';
 import type { Outbox } from '../src/requests/outbox.js';
 import { RequestRateLimiter } from '../src/requests/limits.js';
@@ -67,6 +68,7 @@ describe('SVID freshness facts', () => {
         // The allow path never creates a pending request, so it never reaches the outbox.
         outbox: undefined as unknown as Outbox,
         limiter: new RequestRateLimiter(keys, scripts, clock, { perSecond: 100, burst: 100 }),
+        turns: new TurnSlots(REQUESTS_PER_TURN),
         clock,
         metrics: new Metrics({ defaultMetrics: false }),
         announceBreakGlass: async () => assert.fail('the allow-all policy never decides break_glass'),

@@ -9,6 +9,7 @@ import { RequestOperationRequest } from '@countersign/proto';
 import { Policy } from '../src/policy/policy.js';
 import { Principals } from '../src/policy/principals.js';
 import type { Requester } from '../src/requests/request-service.js';
+import { TurnSlots } from '../src/requests/turns.js';
 import {
   approvalsHarness,
   baseOperation,
@@ -245,6 +246,30 @@ describe('request service (unit, fakes)', () => {
     assert.equal(h.audit.events.length, 6, 'two allowed requests, three records each');
     h.clock.advance(1000);
     assert.equal((await h.ask({ resource: 'staging/web' })).state, 'APPROVED');
+  });
+
+  it('decides a burst a few requests per turn of the event loop, in arrival order (turns.ts)', async () => {
+    const due: (() => void)[] = [];
+    const h = await setup({ turns: new TurnSlots(4, (callback) => void due.push(callback)) });
+    const resources = Array.from({ length: 10 }, (_, i) => `staging/web-${i}`);
+    const answers = Promise.all(resources.map((resource) => h.ask({ resource })));
+    // Let the rate limiter's batch go through and everything it allows run as far as it can.
+    const settle = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const minted = () => h.minter.inputs.map((input) => input.resource);
+    await settle();
+    assert.deepEqual(minted(), resources.slice(0, 4), 'four decided in the turn the burst was let through');
+    due.splice(0).forEach((turn) => turn());
+    await settle();
+    assert.deepEqual(minted(), resources.slice(0, 8), 'four more in the next turn');
+    due.splice(0).forEach((turn) => turn());
+    const out = await answers;
+    assert.deepEqual(minted(), resources);
+    assert.deepEqual(
+      out.map((o) => o.state),
+      resources.map(() => 'APPROVED'),
+    );
   });
 
   it('refuses an invalid request before policy, and an on_behalf_of that is not who started the CI run', async () => {

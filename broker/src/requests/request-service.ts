@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MinterPort, PolicyPort, RateLimiterPort, RequestStorePort } from './ports.js';
 import type { OutboxPort } from './outbox.js';
 import type { StoredRequest } from './store.js';
+import type { TurnSlots } from './turns.js';
 import {
   DEFAULT_SIZE_LIMITS,
   policyInputOf,
@@ -60,6 +61,8 @@ export class RequestService {
       metrics: Metrics;
       /** Queues the announcement of a break-glass use to every approver (durably, before the credential leaves). */
       announceBreakGlass: (notice: BreakGlassNotice) => Promise<void>;
+      /** How many requests are decided per turn of the event loop (turns.ts). */
+      turns: TurnSlots;
     },
     private readonly options: RequestServiceOptions,
   ) {}
@@ -97,6 +100,10 @@ export class RequestService {
   async requestOperation(identity: Requester, raw: RequestOperationRequest): Promise<OperationOutcome> {
     const started = performance.now();
     await this.deps.limiter.take(identity.spiffeId);
+    // A burst the limiter let through together is decided a few requests per turn, so the
+    // first answers leave (and their callers send again) while the rest are being decided.
+    const slot = this.deps.turns.take();
+    if (slot !== undefined) await slot;
     const outcome = await this.decide(identity, raw);
     const decision =
       outcome.state === 'APPROVED'

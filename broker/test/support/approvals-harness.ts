@@ -16,6 +16,7 @@ import { RequestRateLimiter, type RateLimit } from '../../src/requests/limits.js
 import { Outbox } from '../../src/requests/outbox.js';
 import type { PolicyPort } from '../../src/requests/ports.js';
 import { RequestService } from '../../src/requests/request-service.js';
+import { REQUESTS_PER_TURN, TurnSlots } from '../../src/requests/turns.js';
 import type { StoredRequest, StoreOptions } from '../../src/requests/store.js';
 import { Sweeper } from '../../src/requests/sweeper.js';
 import { validateOperationRequest } from '../../src/requests/validate.js';
@@ -66,6 +67,8 @@ export interface HarnessOptions {
   outboxGraceMs?: number;
   maxReasonLength?: number;
   rate?: RateLimit;
+  /** Requests decided per turn (default: the broker's REQUESTS_PER_TURN). */
+  turns?: TurnSlots;
   /** The RequestService's policy (tests that use it build a real Policy; default: denies everything). */
   policy?: PolicyPort;
   channels?: string[];
@@ -120,6 +123,7 @@ export async function approvalsHarness(options: HarnessOptions = {}) {
       store,
       outbox,
       limiter,
+      turns: options.turns ?? new TurnSlots(REQUESTS_PER_TURN),
       clock,
       metrics,
       announceBreakGlass: async (notice) => {
