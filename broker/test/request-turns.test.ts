@@ -3,6 +3,8 @@
 // driven by hand here (a NextTurn that collects callbacks); request-service's use of
 // it, with real setImmediate turns, is tested in unit-request-service.test.ts.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { REQUESTS_PER_TURN, TurnSlots } from '../src/requests/turns.js';
 
@@ -35,22 +37,26 @@ function taker(slots: TurnSlots, order: string[], name: string): boolean {
 }
 
 describe('TurnSlots: requests decided per turn of the event loop', () => {
-  it('lets perTurn callers through at once and the rest in the following turns, in arrival order', async () => {
+  it('lets perTurn callers through at once and the rest in the turns after the next I/O, in arrival order', async () => {
     const turns = manualTurns();
     const slots = new TurnSlots(3, turns.nextTurn);
     const order: string[] = [];
-    const sync = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((name) => taker(slots, order, name));
-    assert.deepEqual(sync, [true, true, true, false, false, false, false], 'three go on in this turn');
+    const sync = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((name) => taker(slots, order, name));
+    assert.deepEqual(sync, [true, true, true, false, false, false, false, false], 'three go on in this turn');
     assert.deepEqual(order, ['a', 'b', 'c']);
-    assert.equal(slots.queued, 4);
+    assert.equal(slots.queued, 5);
     assert.equal(turns.scheduled, 1, 'one turn scheduled, not one per caller');
 
+    // The callback of the turn the burst arrived in: its three slots are used, nobody more goes on
+    // before the event loop has polled for I/O again.
+    await turns.run();
+    assert.deepEqual(order, ['a', 'b', 'c']);
     await turns.run();
     assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f'], 'the next three, in order');
     await turns.run();
-    assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
     assert.equal(slots.queued, 0);
-    await turns.run(); // the turn that resets the count of the last one
+    await turns.run(); // the turn after the last release
     assert.equal(turns.scheduled, 0, 'nothing scheduled once nobody waits');
   });
 
@@ -59,41 +65,84 @@ describe('TurnSlots: requests decided per turn of the event loop', () => {
     const slots = new TurnSlots(2, turns.nextTurn);
     for (let turn = 0; turn < 3; turn++) {
       assert.equal(slots.take(), undefined, `turn ${turn}: first caller`);
-      assert.equal(slots.take(), undefined, `turn ${turn}: second caller`);
-      assert.ok(slots.take() instanceof Promise, `turn ${turn}: the third waits`);
       await turns.run();
-      // The waiter took one of this turn's two slots; one is left.
-      assert.equal(slots.take(), undefined, `turn ${turn}: one slot left after the released waiter`);
-      assert.ok(slots.take() instanceof Promise);
-      await turns.run();
-      await turns.run();
+      assert.equal(turns.scheduled, 0, `turn ${turn}: nothing left to schedule`);
     }
+    assert.equal(slots.take(), undefined);
+    assert.equal(slots.take(), undefined);
+    assert.ok(slots.take() instanceof Promise, 'the third in one turn waits');
+  });
+
+  it('lets the turn that released waiters take only what is left of its slots', async () => {
+    const turns = manualTurns();
+    const slots = new TurnSlots(4, turns.nextTurn);
+    const order: string[] = [];
+    ['a', 'b', 'c', 'd', 'e', 'f'].forEach((name) => taker(slots, order, name));
+    await turns.run(); // the burst's own turn: e and f still wait
+    await turns.run(); // e and f released: two of the next turn's four slots
+    assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f']);
+    assert.equal(taker(slots, order, 'g'), true);
+    assert.equal(taker(slots, order, 'h'), true);
+    assert.equal(taker(slots, order, 'i'), false, 'four in this turn: i waits');
   });
 
   it('puts a newcomer behind those already waiting, even with a slot free in its turn', async () => {
     const turns = manualTurns();
-    const slots = new TurnSlots(2, turns.nextTurn);
+    const slots = new TurnSlots(4, turns.nextTurn);
     const order: string[] = [];
     ['a', 'b', 'c', 'd', 'e'].forEach((name) => taker(slots, order, name));
-    await turns.run(); // c and d released: this turn's two slots
-    assert.deepEqual(order, ['a', 'b', 'c', 'd']);
-    assert.equal(taker(slots, order, 'f'), false, 'e still waits, so f queues behind it');
+    await turns.run(); // the burst's own turn: e waits
+    await turns.run(); // e released: one of this turn's four slots
+    // Three go on at once (another read in the same turn) and two more wait: the turn is full.
+    assert.deepEqual(
+      ['f', 'g', 'h', 'i', 'j'].map((name) => taker(slots, order, name)),
+      [true, true, true, false, false],
+    );
+    await turns.run(); // f, g and h came before this callback: it releases only i
+    assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']);
+    // Two of the four slots are used (i released, nothing else yet), but j waits: k queues behind it.
+    assert.equal(taker(slots, order, 'k'), false);
     await turns.run();
-    assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'f']);
+    assert.deepEqual(order.slice(-2), ['j', 'k']);
   });
 
-  it('with real turns: a burst is spread over turns, and I/O callbacks run between them', async () => {
-    const slots = new TurnSlots(4);
+  it('with real I/O: a burst read from a socket goes on perTurn at a time, other sockets read in between', async () => {
+    const slots = new TurnSlots(16);
     const seen: string[] = [];
-    const burst = Array.from({ length: 10 }, async (_, i) => {
-      const slot = slots.take();
-      if (slot !== undefined) await slot;
-      seen.push(`r${i}`);
-    });
-    // A callback due after the first turn's work, as a Redis reply or a new request would be.
-    setImmediate(() => seen.push('io'));
-    await Promise.all(burst);
-    assert.deepEqual(seen, ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'io', 'r8', 'r9']);
+    const server = createServer((socket) =>
+      socket.on('data', (data) => {
+        if (data.toString() !== 'burst') {
+          seen.push('io');
+          return;
+        }
+        other.write('ping'); // ready for the next poll
+        for (let i = 0; i < 64; i++) {
+          const slot = slots.take();
+          if (slot === undefined) seen.push('r');
+          else void slot.then(() => seen.push('r'));
+        }
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const burst = connect(port, '127.0.0.1');
+    const other = connect(port, '127.0.0.1');
+    await Promise.all([once(burst, 'connect'), once(other, 'connect')]);
+    try {
+      const pinged = new Promise<void>((resolve) => {
+        const check = () =>
+          seen.includes('io') && seen.filter((s) => s === 'r').length === 64 ? resolve() : setImmediate(check);
+        check();
+      });
+      burst.write('burst');
+      await pinged;
+      const before = seen.indexOf('io');
+      assert.equal(before, 16, `16 went on before the other socket was read: ${seen.join('')}`);
+    } finally {
+      burst.destroy();
+      other.destroy();
+      server.close();
+    }
   });
 
   it('refuses a bound that is not a positive integer', () => {

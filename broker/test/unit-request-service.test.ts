@@ -260,10 +260,15 @@ describe('request service (unit, fakes)', () => {
     const minted = () => h.minter.inputs.map((input) => input.resource);
     await settle();
     assert.deepEqual(minted(), resources.slice(0, 4), 'four decided in the turn the burst was let through');
-    due.splice(0).forEach((turn) => turn());
-    await settle();
+    const nextTurn = async () => {
+      due.splice(0).forEach((turn) => turn());
+      await settle();
+    };
+    await nextTurn();
+    assert.deepEqual(minted(), resources.slice(0, 4), 'nobody more before the next poll for I/O');
+    await nextTurn();
     assert.deepEqual(minted(), resources.slice(0, 8), 'four more in the next turn');
-    due.splice(0).forEach((turn) => turn());
+    await nextTurn();
     const out = await answers;
     assert.deepEqual(minted(), resources);
     assert.deepEqual(

@@ -19,13 +19,17 @@ export const REQUESTS_PER_TURN = 16;
 export type NextTurn = (callback: () => void) => void;
 
 export class TurnSlots {
-  private used = 0;
+  /** Let through without waiting since the last turn callback: in this turn, before its I/O was done. */
+  private sinceTurn = 0;
+  /** Released by the last turn callback: the start of the current turn. */
+  private released = 0;
   private readonly waiting: (() => void)[] = [];
   private scheduled = false;
 
   constructor(
     /** Requests let through per turn. */
     private readonly perTurn: number,
+    /** Must defer the callback past the event loop's next poll for I/O (setImmediate does). */
     private readonly nextTurn: NextTurn = setImmediate,
   ) {
     if (!Number.isSafeInteger(perTurn) || perTurn < 1) {
@@ -40,8 +44,9 @@ export class TurnSlots {
    */
   take(): Promise<void> | undefined {
     this.schedule();
-    if (this.waiting.length === 0 && this.used < this.perTurn) {
-      this.used += 1;
+    // Behind anyone already waiting (first come, first served), even with a slot free.
+    if (this.waiting.length === 0 && this.released + this.sinceTurn < this.perTurn) {
+      this.sinceTurn += 1;
       return undefined;
     }
     return new Promise((resolve) => this.waiting.push(resolve));
@@ -58,12 +63,19 @@ export class TurnSlots {
     this.nextTurn(() => this.turn());
   }
 
+  /**
+   * The check phase of the event loop, after its poll for I/O. Those let through
+   * without waiting since the last callback went on in this same turn (a burst read
+   * in this poll, say), so they count against it: right after a burst of 64 this
+   * releases nobody, and the next 16 go on only after the next poll.
+   */
   private turn(): void {
     this.scheduled = false;
-    this.used = 0;
-    const released = this.waiting.splice(0, this.perTurn);
-    this.used = released.length;
+    const free = Math.max(0, this.perTurn - this.sinceTurn);
+    const released = this.waiting.splice(0, free);
+    this.released = released.length;
+    this.sinceTurn = 0;
     for (const resolve of released) resolve();
-    if (this.waiting.length > 0 || this.used > 0) this.schedule();
+    if (this.waiting.length > 0 || this.released > 0) this.schedule();
   }
 }
