@@ -10,8 +10,8 @@
 /**
  * Requests decided per turn in the broker. At 64 concurrent calls, 16 per turn split a
  * burst into waves that the broker, Redis and the callers work on at the same time:
- * 0.59-0.67 of the echo's throughput against 0.48-0.52 without a bound; 8 and 12 did
- * about as well, 32 no better than none, 4 worse (more appends and head signatures).
+ * 0.62-0.66 of the echo's throughput against 0.46-0.52 without a bound; 24 and 32 did
+ * about as well (docs/performance.md, "Sixth round").
  */
 export const REQUESTS_PER_TURN = 16;
 
