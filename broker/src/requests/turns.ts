@@ -52,7 +52,7 @@ export class TurnSlots {
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
-  /** Requests waiting for a later turn (metrics, tests). */
+  /** Requests waiting for a later turn (tests). */
   get queued(): number {
     return this.waiting.length;
   }
