@@ -1,5 +1,6 @@
 // The credential format is part of the wire contract: the broker mints it and
 // resource servers check it, so both sides take these definitions from here.
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
@@ -82,9 +83,14 @@ export function parametersDigest(parameters: JsonObject): string {
   return digestOfCanonical(canonicalJson(parameters));
 }
 
-/** The parameters digest of text that is already in RFC 8785 form. */
+/** node:crypto's one-shot hash (Node 20.12+): about a third of a Hash object's cost for short text. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64url') => string }).hash;
+
+/** The parameters digest of text that is already in RFC 8785 form (the broker computes it on every request). */
 export function digestOfCanonical(canonical: string): string {
-  return createHash('sha256').update(canonical, 'utf8').digest('base64url');
+  return oneShotHash !== undefined
+    ? oneShotHash('sha256', canonical, 'base64url')
+    : createHash('sha256').update(canonical, 'utf8').digest('base64url');
 }
 
 /** RFC 8705 certificate thumbprint: base64url SHA-256 of the DER certificate. */

@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import {
   canonicalJson,
   checkParametersValue,
+  digestOfCanonical,
+  parametersDigest,
   ParametersError,
   parametersJsonOf,
   parseParametersJson,
@@ -303,5 +305,15 @@ describe('differential: the strict reader agrees with JSON.parse wherever it acc
       }
     }
     assert.ok(refusedByBoth > 500, `only ${refusedByBoth} mutations were invalid JSON`);
+  });
+});
+
+describe('the parameters digest: base64url(SHA-256(RFC 8785 text as UTF-8))', () => {
+  // Expected values from `printf '%s' TEXT | openssl dgst -sha256 -binary | basenc --base64url`,
+  // so they hold whichever hashing call Node offers (crypto.hash, or a Hash object before 20.12).
+  it('matches digests computed outside Node, for ASCII and non-ASCII text', () => {
+    assert.equal(digestOfCanonical('{"a":[1,"x"],"b":2}'), 'jL1UijImK3amU27-Tnuoag6BH80Eddg6Q-EKzQYVqjc');
+    assert.equal(digestOfCanonical('{"\u00e9":"\u20ac"}'), 'j2IeTSJVJRZ_Nsr4m6XoiYbnC6s0MwcHD4k7vPOQtpw');
+    assert.equal(parametersDigest({ b: 2, a: [1, 'x'] }), 'jL1UijImK3amU27-Tnuoag6BH80Eddg6Q-EKzQYVqjc');
   });
 });

@@ -2,6 +2,7 @@
 // refusal names the field, the value (or its size) and what was expected.
 import type { PolicyInput } from '../policy/decision.js';
 import {
+  digestOfCanonical,
   ParametersError,
   PARAMETERS_LIMITS,
   parseParametersJson,
@@ -11,7 +12,6 @@ import {
 } from '@countersign/proto';
 import { jcsText } from '../audit/jcs.js';
 import { MIN_CREDENTIAL_TTL_MS } from '../credentials/mint.js';
-import { sha256 } from '../digest.js';
 import { invalidField } from '../errors.js';
 import { normalizePrincipalName } from '../policy/principal-name.js';
 import { DEFAULT_SIZE_LIMITS, LIMITS, limitExceeded, type SizeLimits } from './size-limits.js';
@@ -174,15 +174,14 @@ export function validateOperationRequest(
   const audience = text('audience', req.audience, LIMITS.audienceLength);
   if (/\s/.test(audience)) throw invalidField('audience', `${shown(audience)} must not contain whitespace`);
   // RFC 8785 with the audit's walk (audit/jcs.ts: the same text as @countersign/proto's
-  // canonicalJson, which clients use, without its per-character scan and per-call Set), and
-  // the digest in one hashing call: base64url(SHA-256(text)), as digestOfCanonical gives.
+  // canonicalJson, which clients use, without its per-character scan and per-call Set).
   const parametersCanonical = jcsText(parameters);
   return {
     operation,
     resource,
     parameters,
     parametersCanonical,
-    parametersDigest: sha256(parametersCanonical, 'base64url'),
+    parametersDigest: digestOfCanonical(parametersCanonical),
     reason: text('reason', req.reason, limits.reasonLength),
     // One spelling per person, or separation of duties could be talked around ("Alice", "alice ", "аlice").
     onBehalfOf: req.onBehalfOf === '' ? '' : normalizePrincipalName(req.onBehalfOf, 'on_behalf_of'),
