@@ -56,12 +56,13 @@ async function load(config: LoadClientConfig, name: string): Promise<LoadResult 
   gc.disconnect();
   const result = JSON.parse(stdout.trim().split('\n').pop() as string) as LoadResult;
   if (process.env.BENCH_CALLER_STDOUT) await writeFile(`${process.env.BENCH_CALLER_STDOUT}/${name}.out`, stdout);
+  // The server also served the caller's warm-up calls meanwhile.
+  const served = result.calls + result.warmupCalls;
   if (process.env.BENCH_CALLER_DETAIL === '1' || profileDir || wrap.length > 0)
     process.stderr.write(
-      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server GC pauses ${((gcMs * 1000) / (result.calls + result.warmupCalls)).toFixed(1)} µs/call ${JSON.stringify(Object.fromEntries(Object.entries(gcKinds).map(([k, v]) => [k, Math.round((v * 1000) / (result.calls + result.warmupCalls))])))}, threads µs/call ${JSON.stringify(Object.fromEntries([...threadsAfter].map(([k, v]) => [k, Math.round((v - (threadsBefore.get(k) ?? 0)) / 1000 / (result.calls + result.warmupCalls))]).filter(([, v]) => (v as number) > 0)))}; server syscalls/call ${((io.reads - ioBefore.reads) / (result.calls + result.warmupCalls)).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / (result.calls + result.warmupCalls)).toFixed(2)} writes\n`,
+      `caller ${name}: ${result.calls} calls measured (${result.warmupCalls} in the warm-up); ${JSON.stringify(result.cpuSplit)}; syscalls/call ${JSON.stringify(result.syscallsPerCall)}; server GC pauses ${((gcMs * 1000) / served).toFixed(1)} µs/call ${JSON.stringify(Object.fromEntries(Object.entries(gcKinds).map(([k, v]) => [k, Math.round((v * 1000) / served)])))}, threads µs/call ${JSON.stringify(Object.fromEntries([...threadsAfter].map(([k, v]) => [k, Math.round((v - (threadsBefore.get(k) ?? 0)) / 1000 / served)]).filter(([, v]) => (v as number) > 0)))}; server syscalls/call ${((io.reads - ioBefore.reads) / served).toFixed(2)} reads, ${((io.writes - ioBefore.writes) / served).toFixed(2)} writes\n`,
     );
-  // The server also served the caller's warm-up calls meanwhile.
-  return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls + result.warmupCalls) };
+  return { ...result, serverCpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, served) };
 }
 
 type CommandStats = Map<string, { calls: number; usec: number }>;
